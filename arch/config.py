@@ -1,0 +1,257 @@
+"""Machine parameters: one frozen dataclass that everything reads.
+
+`TspConfig` holds the free parameters of a Tensor Streaming Processor; derived
+facts (vector length, the west-to-east slice positions, SRAM size, ...) are
+properties, so there is one source of truth for each.  Variants are made with
+`dataclasses.replace` (or `TspConfig.replace`), which re-runs the validation.
+
+Floorplan, west to east, mirrored about the VXM::
+
+    MXM_W{m-1}..MXM_W0 | SXM_W | MEM_W{n-1}..MEM_W0 | VXM |
+        MEM_E0..MEM_E{n-1} | SXM_E | MXM_E0..MXM_E{m-1}
+
+Position 0 is the westmost slice.  MEM slices are numbered from the centre
+outwards, so MEM_W0 and MEM_E0 are the VXM's neighbours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cached_property
+
+LANES_PER_SUPERLANE = 16
+MEM_BANKS = 2
+
+KINDS = ("MXM", "SXM", "MEM", "VXM")
+
+
+@dataclass(frozen=True)
+class SlicePosition:
+    """One functional slice: its position (0 = westmost), kind and name."""
+
+    index: int
+    kind: str  # one of KINDS
+    hemisphere: str  # "W", "E" or "C" (the VXM, in the centre)
+    ordinal: int  # counted from the centre outwards within the hemisphere
+    name: str  # e.g. "MEM_W0", "VXM", "MXM_E0"
+
+
+def _is_pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+@dataclass(frozen=True)
+class TspConfig:
+    """Free parameters of the machine.  All other facts are derived properties."""
+
+    name: str = "custom"
+    #: superlanes (rows of tiles); the vector is superlanes x 16 lanes
+    superlanes: int = 2
+    #: lanes per superlane: 16 on the reference chip, kept fixed when scaling
+    lanes_per_superlane: int = LANES_PER_SUPERLANE
+    #: byte-wide streams in each direction (eastward and westward)
+    streams_per_direction: int = 16
+    #: MEM slices in each hemisphere
+    mem_slices_per_hemisphere: int = 4
+    #: addresses (16-byte words per tile) in each of the two banks of a MEM slice
+    mem_depth: int = 512
+    #: MXM slices in each hemisphere (each a vector-length-square int8 MAC array)
+    mxms_per_hemisphere: int = 1
+    #: chained ALU stages per lane in the VXM (operations one pass can chain)
+    vxm_alus_per_lane: int = 2
+    #: instruction words in each slice's instruction queue memory
+    imem_depth: int = 1024
+
+    # -- validation ---------------------------------------------------------
+
+    _RANGES = {
+        "superlanes": (1, 20),
+        "lanes_per_superlane": (LANES_PER_SUPERLANE, LANES_PER_SUPERLANE),
+        "streams_per_direction": (8, 32),
+        "mem_slices_per_hemisphere": (1, 44),
+        "mem_depth": (16, 4096),
+        "mxms_per_hemisphere": (1, 4),
+        "vxm_alus_per_lane": (2, 16),
+        "imem_depth": (16, 65536),
+    }
+    _POW2 = ("mem_depth", "imem_depth")
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"TspConfig.name must be a non-empty string, got {self.name!r}")
+        for field, (lo, hi) in self._RANGES.items():
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(
+                    f"TspConfig.{field} must be an int in [{lo}, {hi}], "
+                    f"got {type(value).__name__} {value!r}"
+                )
+            if not lo <= value <= hi:
+                if lo == hi:
+                    raise ValueError(
+                        f"TspConfig.{field} must be {lo} (fixed by the architecture), got {value}"
+                    )
+                raise ValueError(f"TspConfig.{field} must be in [{lo}, {hi}], got {value}")
+            if field in self._POW2 and not _is_pow2(value):
+                raise ValueError(
+                    f"TspConfig.{field} must be a power of two in [{lo}, {hi}], got {value}"
+                )
+
+    def replace(self, **changes) -> TspConfig:
+        """A variant of this config (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    # -- derived: vectors and streams ---------------------------------------
+
+    @property
+    def vector_length(self) -> int:
+        """Lanes in a vector (bytes per stream): superlanes x 16."""
+        return self.superlanes * self.lanes_per_superlane
+
+    @property
+    def superlane_bits(self) -> int:
+        """Bits of one stream in one superlane tile (16 lanes x 8 bits)."""
+        return self.lanes_per_superlane * 8
+
+    @property
+    def stream_index_bits(self) -> int:
+        return max(1, (self.streams_per_direction - 1).bit_length())
+
+    # -- derived: memory ----------------------------------------------------
+
+    @property
+    def mem_banks(self) -> int:
+        return MEM_BANKS
+
+    @property
+    def mem_addresses(self) -> int:
+        """Addresses per MEM slice (both banks); bank = address // mem_depth."""
+        return self.mem_depth * MEM_BANKS
+
+    @property
+    def mem_address_bits(self) -> int:
+        return (self.mem_addresses - 1).bit_length()
+
+    @property
+    def mem_slice_bytes(self) -> int:
+        """SRAM bytes in one MEM slice (all superlanes)."""
+        return self.mem_addresses * self.vector_length
+
+    @property
+    def sram_bytes(self) -> int:
+        """SRAM bytes on the whole chip."""
+        return self.mem_slice_bytes * self.mem_slices_per_hemisphere * 2
+
+    @property
+    def imem_address_bits(self) -> int:
+        return (self.imem_depth - 1).bit_length()
+
+    # -- derived: floorplan -------------------------------------------------
+
+    @cached_property
+    def slices(self) -> tuple[SlicePosition, ...]:
+        """All slice positions, west (index 0) to east."""
+        west: list[tuple[str, int]] = []
+        west += [("MXM", i) for i in reversed(range(self.mxms_per_hemisphere))]
+        west += [("SXM", 0)]
+        west += [("MEM", i) for i in reversed(range(self.mem_slices_per_hemisphere))]
+        out: list[SlicePosition] = []
+        for kind, i in west:
+            suffix = f"W{i}" if kind != "SXM" else "W"
+            out.append(SlicePosition(len(out), kind, "W", i, f"{kind}_{suffix}"))
+        out.append(SlicePosition(len(out), "VXM", "C", 0, "VXM"))
+        for kind, i in reversed(west):
+            suffix = f"E{i}" if kind != "SXM" else "E"
+            out.append(SlicePosition(len(out), kind, "E", i, f"{kind}_{suffix}"))
+        return tuple(out)
+
+    @property
+    def n_positions(self) -> int:
+        return len(self.slices)
+
+    def slice(self, name: str) -> SlicePosition:
+        """The slice called `name` (e.g. "MEM_E2"); ValueError listing the names if unknown."""
+        for s in self.slices:
+            if s.name == name:
+                return s
+        names = ", ".join(s.name for s in self.slices)
+        raise ValueError(f"config {self.name!r} has no slice {name!r}; slices are: {names}")
+
+    def slices_of(self, kind: str) -> tuple[SlicePosition, ...]:
+        if kind not in KINDS:
+            raise ValueError(f"unknown slice kind {kind!r}; kinds are {', '.join(KINDS)}")
+        return tuple(s for s in self.slices if s.kind == kind)
+
+    # -- identity -----------------------------------------------------------
+
+    def params(self) -> dict[str, int]:
+        """The hardware parameters (everything but the name)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "name"}
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, **self.params()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TspConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown TspConfig field(s) {unknown}; fields are {sorted(known)}"
+            )
+        return cls(**d)
+
+    def stable_hash(self) -> str:
+        """A short hash of the hardware parameters, stable across runs and machines."""
+        blob = json.dumps(self.params(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def summary(self) -> str:
+        return (
+            f"{self.name}: {self.superlanes} superlane(s), VL={self.vector_length}, "
+            f"{self.streams_per_direction} streams/dir, "
+            f"{self.mem_slices_per_hemisphere} MEM/hemisphere x {self.mem_addresses} addr, "
+            f"{self.mxms_per_hemisphere} MXM/hemisphere, {self.n_positions} slice positions, "
+            f"SRAM {self.sram_bytes / 1024:.0f} KiB"
+        )
+
+
+PRESETS: dict[str, TspConfig] = {
+    "tiny": TspConfig(
+        name="tiny", superlanes=1, streams_per_direction=8, mem_slices_per_hemisphere=2,
+        mem_depth=256, imem_depth=512,
+    ),
+    "small": TspConfig(
+        name="small", superlanes=2, streams_per_direction=16, mem_slices_per_hemisphere=4,
+        mem_depth=512, imem_depth=1024,
+    ),
+    "medium": TspConfig(
+        name="medium", superlanes=4, streams_per_direction=16, mem_slices_per_hemisphere=4,
+        mem_depth=1024, imem_depth=2048, vxm_alus_per_lane=4,
+    ),
+    # The published chip: 20 superlanes, 32 streams/direction, 44 MEM slices per
+    # hemisphere of 8192 addresses (2.5 MiB each).  Elaboration and analysis only.
+    "full": TspConfig(
+        name="full", superlanes=20, streams_per_direction=32, mem_slices_per_hemisphere=44,
+        mem_depth=4096, mxms_per_hemisphere=2, vxm_alus_per_lane=16, imem_depth=4096,
+    ),
+}
+
+DEFAULT_CONFIG = "small"
+
+
+def get_config(name: str | TspConfig | None = None) -> TspConfig:
+    """A preset by name (default "small"), or a config passed through."""
+    if isinstance(name, TspConfig):
+        return name
+    if name is None or name == "":
+        name = DEFAULT_CONFIG
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown config {name!r}; presets are: {', '.join(PRESETS)}"
+        ) from None

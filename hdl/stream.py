@@ -1,0 +1,75 @@
+"""The stream-register fabric: eastward and westward streams between slices.
+
+For every superlane, direction, position and stream there is one register of
+16 bytes.  In each cycle the slice at position ``p`` reads the registers at
+``p`` and may overwrite any of them; at the clock edge the value moves one hop::
+
+    E[p+1][s] <= e_we[p][s] ? e_out[p][s] : E[p][s]
+    W[p-1][s] <= w_we[p][s] ? w_out[p][s] : W[p][s]
+
+so a value written at ``p`` in cycle ``t`` is at ``p +- d`` in cycle ``t + d``.
+``E[0]`` and ``W[P-1]`` have no producer and read as zero.  The registers are
+not reset (datapath); a value means what the program says it means.
+"""
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In
+
+from arch.config import TspConfig
+
+from .tile import TileStreamsSignature, streams_layout
+
+
+class SuperlaneStreams(wiring.Component):
+    """The stream registers of one superlane, all positions, both directions.
+
+    ``taps[p]`` is the fabric side of the tile port at position ``p``.
+    """
+
+    def __init__(self, cfg: TspConfig, superlane: int = 0):
+        if not 0 <= superlane < cfg.superlanes:
+            raise ValueError(f"superlane must be in [0, {cfg.superlanes - 1}], got {superlane}")
+        self.cfg = cfg
+        self.superlane = superlane
+        super().__init__({"taps": In(TileStreamsSignature(cfg)).array(cfg.n_positions)})
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        P, n = cfg.n_positions, cfg.streams_per_direction
+        layout = streams_layout(cfg)
+        sl = self.superlane
+        east = [Signal(layout, name=f"e{sl}_p{p}", reset_less=True) for p in range(P)]
+        west = [Signal(layout, name=f"w{sl}_p{p}", reset_less=True) for p in range(P)]
+        for p in range(P):
+            tap = self.taps[p]
+            m.d.comb += [tap.e_in.eq(east[p]), tap.w_in.eq(west[p])]
+            for s in range(n):
+                if p + 1 < P:
+                    m.d.sync += east[p + 1][s].eq(Mux(tap.e_we[s], tap.e_out[s], east[p][s]))
+                if p >= 1:
+                    m.d.sync += west[p - 1][s].eq(Mux(tap.w_we[s], tap.w_out[s], west[p][s]))
+        return m
+
+
+class StreamFabric(wiring.Component):
+    """The whole fabric: one `SuperlaneStreams` per superlane.
+
+    ``taps[p][k]`` is the port of the tile of superlane ``k`` at position ``p``.
+    """
+
+    def __init__(self, cfg: TspConfig):
+        self.cfg = cfg
+        super().__init__({
+            "taps": In(TileStreamsSignature(cfg)).array(cfg.n_positions, cfg.superlanes),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        for k in range(cfg.superlanes):
+            sl = m.submodules[f"superlane{k}"] = SuperlaneStreams(cfg, k)
+            for p in range(cfg.n_positions):
+                wiring.connect(m, wiring.flipped(self.taps[p][k]), sl.taps[p])
+        return m

@@ -1,0 +1,1 @@
+"""Verilog generation, Verilator builds (cached) and simulation entry points."""

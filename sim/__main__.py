@@ -1,0 +1,125 @@
+"""Command line of the simulation flow (what the Makefile calls).
+
+    python -m sim verilog --config small [--design fabric] [--no-build]
+    python -m sim lint    --config small
+    python -m sim fabric  --config small [--programs 8] [--seed 0] [--waves]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from arch.config import get_config
+
+from .build import BuildError, build_root, build_sim, generate_verilog, lint
+from .designs import DEFAULT_DESIGN, DESIGNS
+from .run import SimFailure, run_cocotb
+
+
+def _config(name):
+    try:
+        return get_config(name)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def cmd_verilog(args) -> int:
+    cfg = _config(args.config)
+    print(cfg.summary(), flush=True)
+    t0 = time.monotonic()
+    art = generate_verilog(cfg, args.design, force=args.force)
+    print(art.describe(), flush=True)
+    if not art.cached:
+        print(f"generation: {time.monotonic() - t0:.1f} s")
+    if args.no_build:
+        return 0
+    sim = build_sim(cfg, args.design, log=lambda *_: None)
+    print(sim.describe())
+    return 0
+
+
+def cmd_lint(args) -> int:
+    status = 0
+    for name in args.config.split(","):
+        cfg = _config(name)
+        art = generate_verilog(cfg, args.design)
+        rc, out = lint(art)
+        warnings = [ln for ln in out.splitlines() if ln.startswith("%")]
+        print(f"verilator --lint-only -Wall {art.design}/{cfg.name}: "
+              f"{'clean' if rc == 0 and not warnings else f'{len(warnings)} problem(s)'}")
+        if rc or warnings:
+            print(out)
+            status = 1
+    return status
+
+
+def cmd_fabric(args) -> int:
+    cfg = _config(args.config)
+    seeds = [args.seed * 1000 + i for i in range(args.programs)]
+    print(cfg.summary())
+    t0 = time.monotonic()
+    sim = build_sim(cfg, "fabric", waves=args.waves)
+    print(sim.verilog.describe())
+    print(sim.describe())
+    try:
+        run = run_cocotb(sim, "tb.fabric.test_fabric", name=f"fabric-{cfg.name}",
+                         params={"seeds": seeds, "cycles": args.cycles}, waves=args.waves)
+    except SimFailure as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+        return 1
+    s = run.summary
+    print("\n== stream fabric on Verilator ==")
+    print(f"config            {cfg.name} ({cfg.n_positions} positions, {cfg.superlanes} "
+          f"superlane(s), {cfg.streams_per_direction} streams/direction)")
+    print(f"programs (seeds)  {s['programs']} {seeds}")
+    print(f"probe commands    {s['ops']}")
+    print(f"reads compared    {s['reads_compared']} superlane-vectors "
+          f"({s['reads_unknown']} of never-written streams skipped)")
+    print(f"mismatches        {s['mismatches']}")
+    print(f"simulated cycles  {s['cycles']} at {s['sim_cycles_per_second']:.0f} cycles/s")
+    print(f"wall time         {time.monotonic() - t0:.1f} s")
+    print(f"log               {run.log}")
+    if run.waves:
+        print(f"waves (FST)       {run.waves}")
+    out = build_root() / "sim" / "fabric_report.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({**s, "log": str(run.log),
+                               "waves": str(run.waves) if run.waves else None}, indent=1))
+    print(f"report            {out}")
+    return 0 if s["mismatches"] == 0 else 1
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sim", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("verilog", help="generate Verilog (and build it with Verilator)")
+    p.add_argument("--config", default="small")
+    p.add_argument("--design", default=DEFAULT_DESIGN, choices=sorted(DESIGNS))
+    p.add_argument("--no-build", action="store_true", help="only generate the Verilog")
+    p.add_argument("--force", action="store_true", help="regenerate even if cached")
+    p.set_defaults(func=cmd_verilog)
+    p = sub.add_parser("lint", help="verilator --lint-only -Wall on the generated Verilog")
+    p.add_argument("--config", default="tiny,small", help="comma-separated configs")
+    p.add_argument("--design", default=DEFAULT_DESIGN, choices=sorted(DESIGNS))
+    p.set_defaults(func=cmd_lint)
+    p = sub.add_parser("fabric", help="run the stream-fabric testbench and print a summary")
+    p.add_argument("--config", default="small")
+    p.add_argument("--programs", type=int, default=8)
+    p.add_argument("--cycles", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--waves", action="store_true", help="dump an FST waveform")
+    p.set_defaults(func=cmd_fabric)
+    args = ap.parse_args(argv)
+    try:
+        return args.func(args)
+    except BuildError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Verilog generation and Verilator builds, cached by a hash of config + sources.
+
+Artifacts live under ``build/`` (or ``$TSP_BUILD_DIR``):
+
+- ``build/verilog/<design>-<config>-<key>/tsp_<design>.v``: generated Verilog,
+  where ``key`` hashes the config's hardware parameters, the design name, every
+  Python source of ``arch/`` and ``hdl/`` and the Amaranth version.
+- ``build/verilator/<design>-<config>-<key'>/``: the Verilated simulator, where
+  ``key'`` adds the Verilator version and build flags.
+
+A file lock makes concurrent pytest workers share one build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from arch.config import TspConfig
+
+from . import toolchain
+from .designs import get_design, top_name
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: Verilator warnings that Amaranth's generated Verilog raises by construction
+#: (implicit width extension/truncation in generated expressions, unused bits
+#: of views, one-hot decodes); real problems are left fatal-free but visible.
+VERILATOR_WAIVERS = (
+    "-Wno-WIDTHEXPAND",  # constants narrower than the signal they are compared with
+    "-Wno-WIDTHTRUNC",
+    "-Wno-UNUSEDSIGNAL",  # per-field debug wires Amaranth emits for data views
+    "-Wno-DECLFILENAME",  # all modules in one file
+    "-Wno-PROCASSINIT",  # `reg x = init;` plus an always block: Amaranth's init values
+)
+
+
+def build_root() -> Path:
+    return Path(os.environ.get("TSP_BUILD_DIR", REPO / "build")).resolve()
+
+
+def _source_files() -> list[Path]:
+    files: list[Path] = []
+    for pkg in ("arch", "hdl"):
+        files += sorted((REPO / pkg).rglob("*.py"))
+    return files
+
+
+def design_key(cfg: TspConfig, design: str) -> str:
+    """Hash of everything the generated Verilog depends on."""
+    import amaranth
+
+    h = hashlib.sha256()
+    h.update(json.dumps({"design": design, "cfg": cfg.params()}, sort_keys=True).encode())
+    h.update(amaranth.__version__.encode())
+    for f in _source_files():
+        h.update(str(f.relative_to(REPO)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@dataclass
+class VerilogArtifact:
+    design: str
+    cfg: TspConfig
+    path: Path
+    top: str
+    seconds: float  # generation time (of the run that made it, if cached)
+    cached: bool
+    size_bytes: int
+    lines: int
+
+    def describe(self) -> str:
+        how = "cached" if self.cached else "generated"
+        return (
+            f"verilog {self.design}/{self.cfg.name}: {how} {self.path} "
+            f"({self.size_bytes / 1e6:.2f} MB, {self.lines} lines; generation took "
+            f"{self.seconds:.1f} s)"
+        )
+
+
+def generate_verilog(cfg: TspConfig, design: str = "fabric", *, force: bool = False
+                     ) -> VerilogArtifact:
+    """Elaborate `design` for `cfg` and write its Verilog (cached)."""
+    factory = get_design(design)
+    top = top_name(design)
+    out_dir = build_root() / "verilog" / f"{design}-{cfg.name}-{design_key(cfg, design)}"
+    path = out_dir / f"{top}.v"
+    meta_path = out_dir / "meta.json"
+    with _locked(out_dir / ".lock"):
+        if path.exists() and meta_path.exists() and not force:
+            meta = json.loads(meta_path.read_text())
+            return VerilogArtifact(design, cfg, path, top, meta["seconds"], True,
+                                   meta["size_bytes"], meta["lines"])
+        from amaranth.back import verilog
+
+        t0 = time.monotonic()
+        text = verilog.convert(factory(cfg), name=top)
+        seconds = time.monotonic() - t0
+        path.write_text(text)
+        meta = {"seconds": seconds, "size_bytes": len(text), "lines": text.count("\n"),
+                "config": cfg.to_dict(), "design": design}
+        meta_path.write_text(json.dumps(meta, indent=1))
+        return VerilogArtifact(design, cfg, path, top, seconds, False,
+                               meta["size_bytes"], meta["lines"])
+
+
+@dataclass
+class SimBuild:
+    verilog: VerilogArtifact
+    build_dir: Path
+    seconds: float
+    cached: bool
+    waves: bool
+    flags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def top(self) -> str:
+        return self.verilog.top
+
+    def describe(self) -> str:
+        how = "cached" if self.cached else "built"
+        return (
+            f"verilator {self.verilog.design}/{self.verilog.cfg.name}: {how} {self.build_dir} "
+            f"(build took {self.seconds:.1f} s{', waves' if self.waves else ''})"
+        )
+
+
+def verilator_flags(*, x_unique: bool = False, coverage: bool = False,
+                    waves: bool = False) -> tuple[str, ...]:
+    flags = ["-Wno-fatal", *VERILATOR_WAIVERS, "-O3", "--output-split", "20000"]
+    if x_unique:
+        flags += ["--x-assign", "unique", "--x-initial", "unique"]
+    if coverage:
+        flags += ["--coverage-line", "--coverage-toggle"]
+    if waves:
+        flags += ["--trace-fst", "--trace-structs"]
+    return tuple(flags)
+
+
+def lint(art: VerilogArtifact) -> tuple[int, str]:
+    """`verilator --lint-only -Wall` with the named waivers; returns (status, output)."""
+    import subprocess
+
+    toolchain.setup_environ()
+    cmd = ["verilator", "--lint-only", "-Wall", *VERILATOR_WAIVERS,
+           "--top-module", art.top, str(art.path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
+              x_unique: bool = False, coverage: bool = False,
+              log=print) -> SimBuild:
+    """Generate (cached) and Verilate (cached) `design` for `cfg`."""
+    toolchain.require_cxx()
+    toolchain.setup_environ()
+    art = generate_verilog(cfg, design)
+    if not art.cached:
+        log(art.describe())
+    flags = verilator_flags(x_unique=x_unique, coverage=coverage, waves=waves)
+    h = hashlib.sha256()
+    h.update(art.path.parent.name.encode())
+    h.update(toolchain.verilator_version().encode())
+    h.update(json.dumps(flags).encode())
+    tag = "".join(t for t, on in (("-w", waves), ("-x", x_unique), ("-cov", coverage)) if on)
+    build_dir = build_root() / "verilator" / f"{design}-{cfg.name}{tag}-{h.hexdigest()[:16]}"
+    stamp = build_dir / ".built.json"
+    with _locked(build_root() / "verilator" / f".{build_dir.name}.lock"):
+        if stamp.exists():
+            meta = json.loads(stamp.read_text())
+            return SimBuild(art, build_dir, meta["seconds"], True, waves, flags)
+        from cocotb_tools.runner import get_runner
+
+        runner = get_runner("verilator")
+        t0 = time.monotonic()
+        log_file = build_dir / "build.log"
+        try:
+            runner.build(
+                sources=[art.path],
+                hdl_toplevel=art.top,
+                build_dir=build_dir,
+                build_args=list(flags),
+                waves=waves,
+                always=True,
+                log_file=log_file,
+            )
+        except RuntimeError as e:
+            raise BuildError(f"Verilator build of {art.path} failed ({e}); log: {log_file}"
+                             ) from None
+        seconds = time.monotonic() - t0
+        stamp.write_text(json.dumps({"seconds": seconds, "flags": flags}))
+        sb = SimBuild(art, build_dir, seconds, False, waves, flags)
+        log(sb.describe())
+        return sb

@@ -1,0 +1,105 @@
+"""Run a cocotb testbench on a Verilated build.
+
+`run_cocotb` launches the simulator binary of a `SimBuild` with a cocotb test
+module, passes parameters through the environment (``TSP_CONFIG`` is the
+config as JSON, ``TSP_RESULT`` a JSON file the testbench writes its summary
+to) and returns that summary.  A failing testbench raises `SimFailure` with the
+path of its log and, with waves, of its FST dump.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .build import SimBuild, build_root
+from .toolchain import setup_environ
+
+
+class SimFailure(AssertionError):
+    pass
+
+
+@dataclass
+class SimRun:
+    summary: dict
+    tests: int
+    failed: int
+    seconds: float
+    log: Path
+    waves: Path | None
+
+
+def _safe(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s)[:80]
+
+
+def run_cocotb(sim: SimBuild, test_module: str, *, name: str, testcase: str | None = None,
+               params: dict | None = None, seed: int | None = None, waves: bool = False,
+               plusargs: tuple[str, ...] = ()) -> SimRun:
+    """Run `test_module` (e.g. ``"tb.fabric.test_fabric"``) on `sim`."""
+    from cocotb_tools.runner import get_results, get_runner
+
+    setup_environ()
+    waves = waves and sim.waves
+    run_dir = build_root() / "runs" / _safe(f"{name}-{os.getpid()}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    result_json = run_dir / "result.json"
+    result_json.unlink(missing_ok=True)
+    results_xml = run_dir / "results.xml"
+    log = run_dir / "sim.log"
+    env = {
+        "TSP_CONFIG": json.dumps(sim.verilog.cfg.to_dict()),
+        "TSP_RESULT": str(result_json),
+        "TSP_PARAMS": json.dumps(params or {}),
+        "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "INFO"),
+    }
+    runner = get_runner("verilator")
+    t0 = time.monotonic()
+    # The runner checks results itself (sys.exit) when it sees PYTEST_CURRENT_TEST;
+    # hide it so that failures come back here as a SimFailure with context.
+    saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        runner.test(
+            test_module=test_module,
+            hdl_toplevel=sim.top,
+            hdl_toplevel_lang="verilog",
+            build_dir=sim.build_dir,
+            test_dir=run_dir,
+            testcase=testcase,
+            seed=seed,
+            extra_env=env,
+            waves=waves,
+            plusargs=list(plusargs),
+            results_xml=str(results_xml),
+            log_file=log,
+        )
+    except SystemExit as e:
+        raise SimFailure(f"simulator exited with {e.code}; log: {log}") from None
+    except RuntimeError as e:  # the runner's "Command failed with return code"
+        raise SimFailure(f"simulator failed ({e}); log: {log}") from None
+    finally:
+        if saved is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = saved
+    seconds = time.monotonic() - t0
+    try:
+        tests, failed = get_results(results_xml)
+    except RuntimeError as e:
+        raise SimFailure(f"no cocotb results ({e}); log: {log}") from None
+    wave_file = run_dir / "dump.fst" if waves else None
+    summary = json.loads(result_json.read_text()) if result_json.exists() else {}
+    run = SimRun(summary, tests, failed, seconds, log, wave_file)
+    if failed or tests == 0:
+        lines = log.read_text(errors="replace").splitlines(True) if log.exists() else []
+        tail = "".join(lines[-60:])
+        raise SimFailure(
+            f"{failed} of {tests} cocotb test(s) failed in {test_module}; log: {log}"
+            + (f"; waves: {wave_file}" if wave_file else "") + "\n" + tail
+        )
+    return run
+
+

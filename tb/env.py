@@ -1,0 +1,36 @@
+"""What a cocotb test gets from its launcher: config, parameters, result file."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import RisingEdge
+
+from arch.config import TspConfig
+
+
+def config() -> TspConfig:
+    return TspConfig.from_dict(json.loads(os.environ["TSP_CONFIG"]))
+
+
+def params() -> dict:
+    return json.loads(os.environ.get("TSP_PARAMS", "{}"))
+
+
+def write_result(summary: dict) -> None:
+    path = os.environ.get("TSP_RESULT")
+    if path:
+        with open(path, "w") as fh:
+            json.dump(summary, fh, indent=1)
+
+
+async def start_clock_and_reset(dut, cycles: int = 2) -> None:
+    """Start a 10 ns clock on ``clk`` and hold ``rst`` for `cycles` edges."""
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    for _ in range(cycles):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0

@@ -1,0 +1,1 @@
+"""Testbench of the stream fabric with a probe slice at every position."""

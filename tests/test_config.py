@@ -1,0 +1,86 @@
+"""The machine configuration: presets, derived facts, validation, hashing."""
+
+import dataclasses
+
+import pytest
+
+from arch.config import PRESETS, TspConfig, get_config
+
+
+def test_presets_match_the_issue():
+    tiny, small, medium, full = (PRESETS[n] for n in ("tiny", "small", "medium", "full"))
+    assert (tiny.superlanes, tiny.streams_per_direction,
+            tiny.mem_slices_per_hemisphere) == (1, 8, 2)
+    assert (small.superlanes, small.streams_per_direction, small.mem_slices_per_hemisphere) == (
+        2, 16, 4)
+    assert medium.superlanes == 4
+    assert (full.superlanes, full.streams_per_direction, full.mem_slices_per_hemisphere) == (
+        20, 32, 44)
+    assert full.mem_addresses == 8192
+    assert get_config() is small
+
+
+def test_full_chip_matches_published_figures():
+    full = PRESETS["full"]
+    assert full.vector_length == 320
+    # 2.5 MiB per MEM slice, 220 MiB of SRAM on the chip
+    assert full.mem_slice_bytes == 2.5 * 2**20
+    assert full.sram_bytes == 220 * 2**20
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_floorplan_is_mirrored(name):
+    cfg = PRESETS[name]
+    kinds = [s.kind for s in cfg.slices]
+    assert kinds == kinds[::-1], "floorplan must be mirrored about the VXM"
+    centre = cfg.n_positions // 2
+    assert cfg.slices[centre].name == "VXM"
+    assert [s.index for s in cfg.slices] == list(range(cfg.n_positions))
+    assert kinds.count("MEM") == 2 * cfg.mem_slices_per_hemisphere
+    assert kinds.count("MXM") == 2 * cfg.mxms_per_hemisphere
+    assert kinds[0] == "MXM" and kinds[-1] == "MXM"
+    # MEM slices are numbered from the centre outwards
+    assert cfg.slices[centre - 1].name == "MEM_W0" and cfg.slices[centre + 1].name == "MEM_E0"
+    assert len({s.name for s in cfg.slices}) == cfg.n_positions
+
+
+@pytest.mark.parametrize(("field", "value", "needle"), [
+    ("superlanes", 0, "superlanes must be in [1, 20], got 0"),
+    ("superlanes", 21, "superlanes must be in [1, 20], got 21"),
+    ("lanes_per_superlane", 8, "lanes_per_superlane must be 16"),
+    ("streams_per_direction", 4, "streams_per_direction must be in [8, 32]"),
+    ("mem_depth", 300, "mem_depth must be a power of two"),
+    ("mem_slices_per_hemisphere", 45, "mem_slices_per_hemisphere must be in [1, 44]"),
+    ("superlanes", 2.0, "superlanes must be an int"),
+    ("superlanes", True, "superlanes must be an int"),
+])
+def test_validation_names_field_and_range(field, value, needle):
+    with pytest.raises(ValueError, match=r".*") as exc:
+        dataclasses.replace(PRESETS["small"], **{field: value})
+    assert needle in str(exc.value)
+
+
+def test_frozen_and_replace_revalidates():
+    small = PRESETS["small"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        small.superlanes = 3
+    assert small.replace(superlanes=3).vector_length == 48
+    with pytest.raises(ValueError):
+        small.replace(superlanes=99)
+
+
+def test_stable_hash_depends_on_hardware_only():
+    small = PRESETS["small"]
+    assert small.stable_hash() == TspConfig.from_dict(small.to_dict()).stable_hash()
+    assert small.stable_hash() == small.replace(name="other").stable_hash()
+    assert small.stable_hash() != small.replace(mem_depth=1024).stable_hash()
+    assert len({c.stable_hash() for c in PRESETS.values()}) == len(PRESETS)
+
+
+def test_unknown_names_are_reported():
+    with pytest.raises(ValueError, match="unknown config 'huge'; presets are: tiny, small"):
+        get_config("huge")
+    with pytest.raises(ValueError, match="has no slice 'MEM_W9'"):
+        PRESETS["small"].slice("MEM_W9")
+    with pytest.raises(ValueError, match="unknown TspConfig field"):
+        TspConfig.from_dict({"superlane": 2})
