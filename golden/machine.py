@@ -1,0 +1,778 @@
+"""Cycle-accurate model of the whole TSP executing a :class:`arch.program.Program`.
+
+Everything is in superlane-0 time (docs/architecture.md): the model processes all
+superlanes of an instruction in its issue cycle; superlane ``k`` of the RTL does the same
+``k`` cycles later.  Timing rules (docs/isa.md):
+
+* Every queue issues its first instruction in cycle 0, then at most one per cycle (NOP,
+  REPEAT, SYNC/NOTIFY as defined in :mod:`arch.isa`).
+* An instruction issued in cycle ``t`` at position ``p`` reads its stream operands from the
+  stream registers at ``p`` in cycle ``t``; a result written in cycle ``t + L`` onto an
+  eastward (westward) stream is at position ``p + d`` (``p - d``) in cycle ``t + L + d``,
+  until a slice further downstream overwrites that stream or it leaves the chip.
+* A value is *valid* from its write until it leaves the chip; never-written registers are
+  invalid.  Reading an invalid register is a :class:`MachineError`.
+
+Streams are stored by diagonal: an eastward value written by position ``p`` in cycle ``t``
+is at position ``q > p`` in cycle ``t + q - p``, i.e. on the diagonal ``t - p``; the value
+at ``(q, c)`` is the one on diagonal ``c - q`` from the nearest writer ``p < q``
+(westward: diagonal ``t + p``, nearest writer ``p > q``).  So nothing moves per cycle and
+idle cycles cost nothing: the model is event driven (only issue cycles are visited).
+
+Effects that are *not* observable before their cycle are applied at issue (stream writes,
+SRAM writes -- bank rules make an earlier read of the written bank impossible --, MXM
+shadow loads -- IW refuses to swap while one is in flight --, accumulators -- only MVMs in
+issue order read them).  VXM registers and SXM maps are written ``L`` cycles after issue
+and are visible to instructions issued after that cycle.
+
+Definitions (the RTL counters implement exactly these):
+
+* ``cycles`` = 1 + the last cycle in which any queue issued (NOP/SYNC/NOTIFY/HALT
+  included) or any instruction made an effect (issue + L).  Equivalently: the number of
+  cycles from start until the first cycle in which every queue had halted in an earlier
+  cycle and no pipeline has anything left to do.
+* ``busy[slice]`` = number of cycles covered by the intervals ``[t, t + L]`` of the slice
+  instructions (not ICU instructions) that the slice issued.
+* ``mxm_mvm_cycles[mxm]`` = number of MVM instructions issued by that MXM.
+* collision: one slice writing the same (direction, stream) twice in the same cycle (from
+  two in-flight instructions).  Different slices writing the same stream index is legal:
+  the downstream write overwrites.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from arch.asm import format_instr
+from arch.config import TspConfig, get_config
+from arch.isa import (
+    DIRS,
+    MXM_ACC_SLOTS,
+    SEL_IMM,
+    SEL_LANE,
+    SEL_REG,
+    SXM_MAPS,
+    SYNC_RELEASE_DELAY,
+    TYPE_BYTES,
+    TYPE_SIGNED,
+    TYPES,
+    VXM_OP_BY_CODE,
+    VXM_REGS,
+    Instr,
+    IsaError,
+    decode,
+    stride_fields,
+    validate,
+)
+from arch.isa import (
+    latency as isa_latency,
+)
+from arch.program import Program
+from golden.quant import requantize
+
+E, W = 0, 1
+_ICU = frozenset(("NOP", "REPEAT", "SYNC", "NOTIFY", "HALT"))
+
+__all__ = [
+    "Machine",
+    "MachineError",
+    "RunResult",
+    "StreamWrite",
+    "TraceCycle",
+    "format_trace",
+    "from_planes",
+    "to_planes",
+]
+
+
+class MachineError(RuntimeError):
+    """The program did something the hardware does not allow (message says where/when)."""
+
+
+# ----------------------------------------------------------------------------- helpers
+def to_planes(values, nbytes: int) -> np.ndarray:
+    """Integer vector -> (nbytes, VL) uint8 little-endian byte planes (two's complement)."""
+    v = np.ascontiguousarray(np.asarray(values), dtype="<i8")
+    return np.ascontiguousarray(v.view(np.uint8).reshape(-1, 8)[:, :nbytes].T)
+
+
+_VIEW = {1: ("<i1", "<u1"), 2: ("<i2", "<u2"), 4: ("<i4", "<u4")}
+
+
+def from_planes(planes, signed: bool = True) -> np.ndarray:
+    """(nbytes, VL) uint8 byte planes -> int64 vector (sign-extended if ``signed``)."""
+    p = np.asarray(planes, dtype=np.uint8)
+    n = p.shape[0]
+    if n in _VIEW:
+        return np.ascontiguousarray(p.T).view(_VIEW[n][0 if signed else 1])[:, 0].astype(np.int64)
+    v = np.zeros(p.shape[1:], dtype=np.int64)
+    for k in range(n):
+        v |= p[k].astype(np.int64) << (8 * k)
+    return _wrap(v, 8 * n, signed)
+
+
+def _wrap(v: np.ndarray, bits: int, signed: bool) -> np.ndarray:
+    """Reduce int64 ``v`` to ``bits`` bits, two's complement if ``signed``."""
+    if bits >= 64:
+        return v
+    if signed:
+        half = 1 << (bits - 1)
+        return ((v + half) & ((1 << bits) - 1)) - half
+    return v & ((1 << bits) - 1)
+
+
+def _type_range(t: str) -> tuple[int, int]:
+    bits = 8 * TYPE_BYTES[t]
+    if TYPE_SIGNED[t]:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+@dataclass
+class StreamWrite:
+    """A slice writes ``value`` onto stream ``stream`` in ``direction``; it is in the stream
+    register at ``position`` (the writer's position +1 for E, -1 for W; -1 or n_positions
+    means it left the chip) from the next cycle."""
+
+    slice: str
+    position: int
+    direction: str
+    stream: int
+    value: np.ndarray
+
+
+@dataclass
+class TraceCycle:
+    cycle: int
+    #: (slice, instruction index, repetition (0 = the original), text)
+    issued: list[tuple[str, int, int, str]] = field(default_factory=list)
+    #: stream registers written at the end of this cycle
+    writes: list[StreamWrite] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    cycles: int
+    busy: dict[str, int]
+    #: slice instructions (not ICU) issued per slice, repetitions included
+    issued: dict[str, int]
+    mxm_mvm_cycles: dict[str, int]
+    halt_cycle: dict[str, int]
+    trace: list[TraceCycle] | None = None
+
+
+def format_trace(trace: list[TraceCycle], values: bool = True) -> str:
+    lines = []
+    for tc in trace:
+        for s, i, rep, text in tc.issued:
+            r = f".{rep}" if rep else ""
+            lines.append(f"{tc.cycle:6d}  {s:8s} [{i}{r}] {text}")
+        for w in tc.writes:
+            v = " ".join(f"{b:02x}" for b in w.value) if values else ""
+            reg = f"{w.direction}[{w.position}].s{w.stream}"
+            lines.append(f"{tc.cycle:6d}  {w.slice:8s} -> {reg} {v}")
+    return "\n".join(lines)
+
+
+@dataclass
+class MxmState:
+    """One MXM: active and shadow int8 weights W[out lane, in lane], int32 accumulators."""
+
+    active: np.ndarray
+    shadow: np.ndarray
+    acc: np.ndarray
+    load_done: int = -1  # last cycle in which a load in flight writes the shadow
+
+
+class _Queue:
+    __slots__ = ("name", "pos", "kind", "ops", "pc", "t_next", "state", "rep", "busy",
+                 "busy_until", "issued", "halt_cycle", "sync_cycle", "index")
+
+    def __init__(self, index, sl, ops):
+        self.index = index
+        self.name, self.pos, self.kind = sl.name, sl.index, sl.kind
+        self.ops = ops
+        self.pc = 0
+        self.t_next = 0
+        self.state = "run"  # run | wait | halt
+        self.rep = None
+        self.busy = 0
+        self.busy_until = -1
+        self.issued = 0
+        self.halt_cycle = -1
+        self.sync_cycle = -1
+
+
+# ----------------------------------------------------------------------------- machine
+class Machine:
+    """The whole chip.
+
+    State (public, numpy): ``mem[MEM slice]`` (mem_addresses, VL) uint8, one byte per lane;
+    ``mxm[MXM slice]`` active/shadow int8 weights ``W[out lane, in lane]`` and int32
+    accumulators ``acc[slot]``; ``vxm_regs`` (VXM_REGS, VL) int32 values; ``sxm_maps[SXM
+    slice]`` (SXM_MAPS, VL).  They persist across runs like the hardware's; each run starts
+    with every queue at its first instruction and every stream register invalid.
+    """
+
+    def __init__(self, cfg: TspConfig | str | None = None, keep_history: bool = False):
+        self.cfg = cfg = get_config(cfg)
+        self.vl = vl = cfg.vector_length
+        self.n_pos = cfg.n_positions
+        self.ns = cfg.streams_per_direction
+        self.keep_history = keep_history
+        self.mem = {s.name: np.zeros((cfg.mem_addresses, vl), np.uint8)
+                    for s in cfg.slices_of("MEM")}
+        self.mxm = {s.name: MxmState(np.zeros((vl, vl), np.int8), np.zeros((vl, vl), np.int8),
+                                     np.zeros((MXM_ACC_SLOTS, vl), np.int64))
+                    for s in cfg.slices_of("MXM")}
+        self.vxm_regs = np.zeros((VXM_REGS, vl), np.int64)
+        self.sxm_maps = {s.name: np.tile(np.arange(vl, dtype=np.int64), (SXM_MAPS, 1))
+                         for s in cfg.slices_of("SXM")}
+        self._lanes = np.arange(vl, dtype=np.int64)
+        self._lat = {}
+        self._lwt_latency = isa_latency("LWT", cfg)
+        self.program: Program | None = None
+        self._handlers = {
+            "READ": self._read, "WRITE": self._write, "GATHER": self._gather,
+            "SCATTER": self._scatter, "VXM": self._vxm, "LW": self._lw, "LWT": self._lw,
+            "IW": self._iw, "MVM": self._mvm, "SHS": self._move, "ROTS": self._move,
+            "SHV": self._move, "ROTV": self._move, "DIST": self._move, "PERM": self._move,
+            "PMAP": self._pmap, "RMAX": self._reduce, "RMIN": self._reduce,
+            "RSUM": self._reduce,
+        }
+
+    # -- memory access ----------------------------------------------------------------
+    def write_mem(self, slice_name: str, addr: int, data) -> None:
+        """Store one vector (VL,) or consecutive vectors (n, VL) of bytes at ``addr``."""
+        a = np.asarray(data)
+        if a.ndim == 1:
+            a = a[None, :]
+        if a.shape[1] != self.vl:
+            raise ValueError(f"write_mem: vectors must have {self.vl} lanes, got {a.shape}")
+        if np.issubdtype(a.dtype, np.integer) and a.size and (a.min() < -128 or a.max() > 255):
+            raise ValueError("write_mem: values must be bytes (int8 or uint8)")
+        m = self.mem[slice_name]
+        if not 0 <= addr <= len(m) - len(a):
+            raise ValueError(f"write_mem: addresses {addr}..{addr + len(a) - 1} out of range "
+                             f"[0, {len(m) - 1}]")
+        m[addr:addr + len(a)] = a.astype(np.int64).astype(np.uint8)
+
+    def read_mem(self, slice_name: str, addr: int, n: int | None = None, dtype=np.uint8):
+        """The vector at ``addr`` (or ``n`` vectors from it) viewed as ``dtype`` (uint8/int8)."""
+        m = self.mem[slice_name]
+        out = m[addr] if n is None else m[addr:addr + n]
+        return out.copy().view(dtype)
+
+    # -- program ------------------------------------------------------------------------
+    def load_program(self, program: Program) -> None:
+        if program.config_hash != self.cfg.stable_hash():
+            raise MachineError(
+                f"program is for config {program.config_name!r}, machine is {self.cfg.name!r}"
+            )
+        self.program = program
+        self._queues = []
+        for i, sl in enumerate(self.cfg.slices):
+            ops = []
+            for w in program.words(sl.name):
+                try:
+                    ins = decode(sl.kind, w)
+                    validate(ins, sl.kind, self.cfg)
+                    ops.append(ins)
+                except IsaError as exc:
+                    ops.append(exc)
+            self._queues.append(_Queue(i, sl, ops))
+
+    # -- run ------------------------------------------------------------------------------
+    def run(self, max_cycles: int = 1_000_000, trace: bool = False) -> RunResult:
+        """Execute the loaded program from cycle 0 until every queue halted."""
+        if self.program is None:
+            raise MachineError("no program loaded")
+        self.load_program(self.program)  # reset queue state
+        self._streams = [[{} for _ in range(self.ns)] for _ in DIRS]
+        self._reserved: dict[tuple, tuple] = {}
+        self._pending_sram = {n: (-1, ()) for n in self.mem}
+        self._pending_regs: list[tuple[int, int, np.ndarray]] = []
+        self._pending_maps: list[tuple[int, str, int, np.ndarray]] = []
+        for st in self.mxm.values():
+            st.load_done = -1
+        self._last = 0
+        self._mvm = {n: 0 for n in self.mxm}
+        self._trace: dict[int, TraceCycle] | None = {} if trace else None
+        self._purged = 0
+        queues = self._queues
+        while True:
+            running = [q for q in queues if q.state == "run"]
+            if not running:
+                waiting = [q for q in queues if q.state == "wait"]
+                if waiting:
+                    desc = ", ".join(f"{q.name} (SYNC in cycle {q.sync_cycle})" for q in waiting)
+                    raise MachineError(f"deadlock: {desc} wait for a NOTIFY that no queue "
+                                       "can issue any more")
+                break
+            c = min(q.t_next for q in running)
+            if c >= max_cycles:
+                names = ", ".join(q.name for q in running)
+                raise MachineError(f"program did not halt within max_cycles={max_cycles} "
+                                   f"(still running: {names})")
+            if c - self._purged > 8 * self.n_pos and not self.keep_history:
+                self._purge(c)
+            notify = False
+            for q in running:
+                if q.t_next == c:
+                    notify |= self._step(q, c)
+            if notify:
+                for q in queues:
+                    if q.state == "wait" and q.sync_cycle <= c:
+                        q.state = "run"
+                        q.t_next = c + SYNC_RELEASE_DELAY
+        self._apply_pending(1 << 62)
+        tr = None
+        if self._trace is not None:
+            tr = [self._trace[c] for c in sorted(self._trace)]
+        return RunResult(
+            cycles=self._last + 1,
+            busy={q.name: q.busy for q in queues},
+            issued={q.name: q.issued for q in queues},
+            mxm_mvm_cycles=dict(self._mvm),
+            halt_cycle={q.name: q.halt_cycle for q in queues},
+            trace=tr,
+        )
+
+    # -- queue sequencing ---------------------------------------------------------------
+    def _err(self, q: _Queue, idx: int, mn: str, f, c: int, msg: str, rep: int = 0
+             ) -> MachineError:
+        try:
+            text = format_instr(Instr(mn, f))
+        except IsaError:
+            text = f"{mn} {f}"
+        r = f", repetition {rep}" if rep else ""
+        return MachineError(f"{q.name} instruction {idx} ({text}{r}) in cycle {c}: {msg}")
+
+    def _step(self, q: _Queue, c: int) -> bool:
+        """Issue queue ``q``'s next instruction in cycle ``c``; True if it was a NOTIFY."""
+        if q.rep is not None:
+            idx, mn, base, k, n, d, adv, rep_idx = q.rep
+            k += 1
+            f = dict(base)
+            for name, step, lo, hi in adv:
+                v = f[name] = base[name] + k * step
+                if not lo <= v <= hi:
+                    raise self._err(q, idx, mn, f, c, f"after REPEAT stride: {name}={v} out "
+                                    f"of range [{lo}, {hi}]", k)
+            self._issue(q, idx, mn, f, c, k)
+            if k == n:
+                q.rep = None
+                q.pc = rep_idx + 1
+                q.t_next = c + 1
+            else:
+                q.rep = (idx, mn, base, k, n, d, adv, rep_idx)
+                q.t_next = c + d
+            return False
+        idx = q.pc
+        if idx >= len(q.ops):
+            raise MachineError(f"{q.name}: ran past the end of its queue ({len(q.ops)} "
+                               f"instructions) without HALT in cycle {c}")
+        ins = q.ops[idx]
+        if isinstance(ins, IsaError):
+            raise MachineError(f"{q.name} instruction {idx} in cycle {c}: illegal instruction: "
+                               f"{ins}")
+        mn = ins.mnemonic
+        if c > self._last:
+            self._last = c
+        q.pc += 1
+        if mn in _ICU:
+            if self._trace is not None:
+                self._trace_issue(q, idx, 0, mn, ins.fields, c)
+            if mn == "NOP":
+                q.t_next = c + ins["n"]
+            elif mn == "REPEAT":
+                raise self._err(q, idx, mn, ins.fields, c,
+                                "REPEAT must directly follow a slice instruction")
+            elif mn == "SYNC":
+                q.state, q.sync_cycle = "wait", c
+            elif mn == "NOTIFY":
+                q.t_next = c + SYNC_RELEASE_DELAY
+                return True
+            else:  # HALT
+                q.state, q.halt_cycle = "halt", c
+            return False
+        self._issue(q, idx, mn, ins.fields, c, 0)
+        nxt = q.ops[q.pc] if q.pc < len(q.ops) else None
+        if isinstance(nxt, Instr) and nxt.mnemonic == "REPEAT":
+            if nxt["n"] == 0:
+                q.pc += 1
+                q.t_next = c + 1
+            else:
+                adv = self._advances(ins, nxt)
+                q.rep = (idx, mn, ins.fields, 0, nxt["n"], nxt["d"], adv, q.pc)
+                q.t_next = c + nxt["d"]
+        else:
+            q.t_next = c + 1
+        return False
+
+    def _advances(self, ins: Instr, rep: Instr) -> tuple:
+        """(field, step, lo, hi) of the fields a REPEAT advances (nonzero steps only)."""
+        fa, fb = stride_fields(ins.definition)
+        out = []
+        for names, step in ((fa, rep["stride_a"]), (fb, rep["stride_b"])):
+            for name in names:
+                if step:
+                    lo, hi = ins.definition.field(name).bounds(self.cfg)
+                    out.append((name, step, lo, hi))
+        return tuple(out)
+
+    def _issue(self, q: _Queue, idx: int, mn: str, f, c: int, rep: int) -> None:
+        lat = self._lat.get(mn)
+        if lat is None:
+            lat = self._lat[mn] = isa_latency(mn, self.cfg)
+        if self._trace is not None:
+            self._trace_issue(q, idx, rep, mn, f, c)
+        self._ctx = (q, idx, mn, f, c, rep)
+        self._mn = mn
+        self._handlers[mn](q, f, c, lat)
+        end = c + lat
+        if c > q.busy_until:
+            q.busy += end - c + 1
+            q.busy_until = end
+        elif end > q.busy_until:
+            q.busy += end - q.busy_until
+            q.busy_until = end
+        q.issued += 1
+        if end > self._last:
+            self._last = end
+
+    def _fail(self, msg: str) -> MachineError:
+        q, idx, mn, f, c, rep = self._ctx
+        return self._err(q, idx, mn, f, c, msg, rep)
+
+    def _trace_issue(self, q, idx, rep, mn, f, c):
+        tc = self._trace.setdefault(c, TraceCycle(c))
+        tc.issued.append((q.name, idx, rep, format_instr(Instr(mn, f))))
+
+    # -- streams --------------------------------------------------------------------------
+    def _get(self, pos: int, d: int, s: int, c: int):
+        """The valid value in stream register (pos, d, s) in cycle c, or None."""
+        if d == E:
+            lst = self._streams[E][s].get(c - pos)
+            best = None
+            if lst:
+                for p, v in lst:
+                    if p < pos and (best is None or p > best[0]):
+                        best = (p, v)
+        else:
+            lst = self._streams[W][s].get(c + pos)
+            best = None
+            if lst:
+                for p, v in lst:
+                    if p > pos and (best is None or p < best[0]):
+                        best = (p, v)
+        return None if best is None else best[1]
+
+    def _rd(self, q: _Queue, d: int, s: int, c: int) -> np.ndarray:
+        v = self._get(q.pos, d, s, c)
+        if v is None:
+            raise self._fail(f"reads stream s{s}.{DIRS[d]} at position {q.pos}, which holds "
+                             "no valid value in this cycle")
+        return v
+
+    def _rd_planes(self, q, d, s, n, c) -> np.ndarray:
+        if n == 1:
+            return self._rd(q, d, s, c)[None]
+        return np.stack([self._rd(q, d, s + k, c) for k in range(n)])
+
+    def _wr(self, q: _Queue, d: int, s: int, c: int, value: np.ndarray) -> None:
+        """Slice q writes ``value`` (uint8 VL) onto stream (d, s) in cycle c."""
+        key = (q.pos, c, d, s)
+        prev = self._reserved.get(key)
+        if prev is not None:
+            raise self._fail(
+                f"stream collision: writes s{s}.{DIRS[d]} in cycle {c}, which instruction "
+                f"{prev[0]} ({prev[1]}) issued in cycle {prev[2]} also writes in that cycle"
+            )
+        self._reserved[key] = (self._ctx[1], self._ctx[2], self._ctx[4])
+        value = np.asarray(value, dtype=np.uint8)
+        if d == E:
+            dest = q.pos + 1
+            if dest < self.n_pos:
+                self._streams[E][s].setdefault(c - q.pos, []).append((q.pos, value))
+        else:
+            dest = q.pos - 1
+            if dest >= 0:
+                self._streams[W][s].setdefault(c + q.pos, []).append((q.pos, value))
+        if self._trace is not None:
+            tc = self._trace.setdefault(c, TraceCycle(c))
+            tc.writes.append(StreamWrite(q.name, dest, DIRS[d], s, value))
+
+    def _wr_planes(self, q, d, s, c, planes) -> None:
+        for k, p in enumerate(planes):
+            self._wr(q, d, s + k, c, p)
+
+    def _purge(self, c: int) -> None:
+        lo_e, lo_w = c - self.n_pos, c
+        for st in self._streams[E]:
+            for k in [k for k in st if k < lo_e]:
+                del st[k]
+        for st in self._streams[W]:
+            for k in [k for k in st if k < lo_w]:
+                del st[k]
+        self._reserved = {k: v for k, v in self._reserved.items() if k[1] >= c}
+        self._purged = c
+
+    def stream_value(self, pos: int, direction: str, stream: int, cycle: int):
+        """The value in stream register (pos, direction, stream) in ``cycle`` (None if
+        invalid).  Only reliable for past cycles with ``keep_history=True``."""
+        return self._get(pos, DIRS.index(direction), stream, cycle)
+
+    def stream_snapshot(self, cycle: int) -> tuple[np.ndarray, np.ndarray]:
+        """(values (2, n_positions, streams, VL) uint8, valid (2, n_positions, streams))."""
+        vals = np.zeros((2, self.n_pos, self.ns, self.vl), np.uint8)
+        valid = np.zeros((2, self.n_pos, self.ns), bool)
+        for d in (E, W):
+            for p in range(self.n_pos):
+                for s in range(self.ns):
+                    v = self._get(p, d, s, cycle)
+                    if v is not None:
+                        vals[d, p, s], valid[d, p, s] = v, True
+        return vals, valid
+
+    def _apply_pending(self, c: int) -> None:
+        """Apply VXM register / SXM map writes made in cycles before ``c``."""
+        if self._pending_regs and self._pending_regs[0][0] < c:
+            keep = []
+            for t, r, v in self._pending_regs:
+                if t < c:
+                    self.vxm_regs[r] = v
+                else:
+                    keep.append((t, r, v))
+            self._pending_regs = keep
+        if self._pending_maps and self._pending_maps[0][0] < c:
+            keep = []
+            for t, name, m, v in self._pending_maps:
+                if t < c:
+                    self.sxm_maps[name][m] = v
+                else:
+                    keep.append((t, name, m, v))
+            self._pending_maps = keep
+
+    # -- MEM --------------------------------------------------------------------------------
+    def _bank_check(self, q, c, banks, what) -> None:
+        t, wbanks = self._pending_sram[q.name]
+        if t == c:
+            both = sorted(set(banks) & set(wbanks))
+            if both:
+                raise self._fail(
+                    f"MEM bank conflict: {what} bank {both[0]} in cycle {c} while a write "
+                    f"issued in cycle {c - 1} writes bank {both[0]} in that cycle"
+                )
+
+    def _addr_check(self, addrs) -> None:
+        n = self.cfg.mem_addresses
+        if isinstance(addrs, int):
+            if 0 <= addrs < n:
+                return
+            addrs = np.array([addrs])
+        if addrs.max() >= n or addrs.min() < 0:
+            raise self._fail(f"address {int(addrs.max())} out of range [0, {n - 1}]")
+
+    def _read(self, q, f, c, lat):
+        a = f["addr"]
+        self._addr_check(a)
+        self._bank_check(q, c, (a // self.cfg.mem_depth,), "reads")
+        self._wr(q, f["out_d"], f["out_s"], c + lat, self.mem[q.name][a].copy())
+
+    def _write(self, q, f, c, lat):
+        v = self._rd(q, f["in_d"], f["in_s"], c)
+        a = f["addr"]
+        self._addr_check(a)
+        self._pending_sram[q.name] = (c + lat, (a // self.cfg.mem_depth,))
+        self.mem[q.name][a] = v
+
+    def _gather(self, q, f, c, lat):
+        idx = self._rd(q, f["idx_d"], f["idx_s"], c).astype(np.int64)
+        addrs = f["addr"] + idx
+        self._addr_check(addrs)
+        self._bank_check(q, c, np.unique(addrs // self.cfg.mem_depth).tolist(), "gathers from")
+        self._wr(q, f["out_d"], f["out_s"], c + lat, self.mem[q.name][addrs, self._lanes])
+
+    def _scatter(self, q, f, c, lat):
+        idx = self._rd(q, f["idx_d"], f["idx_s"], c).astype(np.int64)
+        v = self._rd(q, f["in_d"], f["in_s"], c)
+        addrs = f["addr"] + idx
+        self._addr_check(addrs)
+        self._pending_sram[q.name] = (c + lat, tuple(np.unique(addrs // self.cfg.mem_depth)))
+        self.mem[q.name][addrs, self._lanes] = v
+
+    # -- VXM --------------------------------------------------------------------------------
+    def _operand(self, q, sel, t, imm, c) -> np.ndarray:
+        if sel < 64:
+            d, s = sel >> 5, sel & 31
+            return from_planes(self._rd_planes(q, d, s, TYPE_BYTES[t], c), TYPE_SIGNED[t])
+        if sel == SEL_IMM:
+            return np.full(self.vl, imm, np.int64)
+        if sel == SEL_LANE:
+            return self._lanes.copy()
+        return self.vxm_regs[sel - SEL_REG].copy()
+
+    def _alu(self, op, x, y, z, t, yreg, ot):
+        name = op.name
+        w = 8 * TYPE_BYTES[t]
+        if name == "PASS":
+            return x
+        if name == "ADD":
+            return x + y
+        if name == "SUB":
+            return x - y
+        if name == "MUL":
+            return (x.astype(np.uint64) * y.astype(np.uint64)).view(np.int64)
+        if name == "MIN":
+            return np.minimum(x, y)
+        if name == "MAX":
+            return np.maximum(x, y)
+        if name == "AND":
+            return x & y
+        if name == "OR":
+            return x | y
+        if name == "XOR":
+            return x ^ y
+        if name == "SHL":
+            return np.left_shift(x.astype(np.uint64), (y & 63).astype(np.uint64)).view(np.int64)
+        if name == "SHR":
+            return np.right_shift(x & ((1 << w) - 1), y & 63)
+        if name == "SRA":
+            return np.right_shift(x, y & 63)
+        if name == "SRAR":
+            n = y & 63
+            half = np.where(n > 0, np.left_shift(1, np.maximum(n - 1, 0)), 0)
+            return np.right_shift(x + half, n)
+        if name in ("EQ", "NE", "LT", "LE", "GT", "GE"):
+            f = {"EQ": np.equal, "NE": np.not_equal, "LT": np.less, "LE": np.less_equal,
+                 "GT": np.greater, "GE": np.greater_equal}[name]
+            return f(x, y).astype(np.int64)
+        if name == "RELU":
+            return np.maximum(x, 0)
+        if name == "ABS":
+            return np.abs(x)
+        if name == "SAT8":
+            return np.clip(x, -128, 127)
+        if name == "SAT16":
+            return np.clip(x, -32768, 32767)
+        if name == "CLZ":
+            v = x & ((1 << w) - 1)
+            return w - np.frexp(v.astype(np.float64))[1].astype(np.int64)
+        if name == "SEL":
+            return np.where(x != 0, y, z)
+        if name == "REQUANT":
+            return self._requant(x, yreg, ot)
+        raise AssertionError(name)  # pragma: no cover
+
+    def _requant(self, x, k, ot):
+        regs = self.vxm_regs
+        m, s, zp = regs[k], regs[k + 1], regs[k + 2]
+        acc = _wrap(x, 32, True)
+        qmin, qmax = _type_range(ot)
+        out = np.empty(self.vl, np.int64)
+        try:
+            for z in np.unique(zp):
+                lanes = zp == z
+                out[lanes] = requantize(acc[lanes], m[lanes], s[lanes], int(z), qmin, qmax)
+        except ValueError as exc:
+            raise self._fail(f"REQUANT with r{k}..r{k + 2} (multiplier, shift, zero point): "
+                             f"{exc}") from None
+        return out
+
+    def _vxm(self, q, f, c, lat):
+        self._apply_pending(c)
+        t, ot = TYPES[f["type"]], TYPES[f["otype"]]
+        op1, op2 = VXM_OP_BY_CODE[f["op1"]], VXM_OP_BY_CODE[f["op2"]]
+        imm = f["imm"]
+        ops = {k: self._operand(q, f[k], t, imm, c) for k in "abc" if f[k] != 127}
+        z = ops.get("c") if op1.arity == 3 else None
+        r = self._alu(op1, ops["a"], ops.get("b"), z, t, f["b"] - SEL_REG, ot)
+        if op2.name != "PASS":
+            r = self._alu(op2, r, ops.get("c"), None, t, f["c"] - SEL_REG, ot)
+        lo, hi = _type_range(ot)
+        if f["sat"]:
+            r = np.clip(r, lo, hi)
+        nb = TYPE_BYTES[ot]
+        dsel = f["d"]
+        if dsel < 64:
+            self._wr_planes(q, dsel >> 5, dsel & 31, c + lat, to_planes(r, nb))
+        else:
+            self._pending_regs.append((c + lat, dsel - SEL_REG, _wrap(r, 8 * nb, TYPE_SIGNED[ot])))
+
+    # -- MXM --------------------------------------------------------------------------------
+    def _load(self, q, st, ld, row, d, s, c):
+        v = self._rd(q, d, s, c).view(np.int8)
+        if ld == 1:
+            st.shadow[row, :] = v
+            done = c + 1
+        else:
+            st.shadow[:, row] = v
+            done = c + self._lwt_latency
+        st.load_done = max(st.load_done, done)
+
+    def _lw(self, q, f, c, lat):
+        ld = 1 if self._mn == "LW" else 2
+        self._load(q, self.mxm[q.name], ld, f["row"], f["w_d"], f["w_s"], c)
+
+    def _iw(self, q, f, c, lat):
+        st = self.mxm[q.name]
+        if st.load_done > c:
+            raise self._fail(f"IW while a weight load is in flight (it writes the shadow "
+                             f"buffer in cycle {st.load_done})")
+        st.active, st.shadow = st.shadow, st.active
+
+    def _mvm(self, q, f, c, lat):
+        st = self.mxm[q.name]
+        x = self._rd(q, f["x_d"], f["x_s"], c).view(np.int8).astype(np.int64)
+        r = st.active.astype(np.int64) @ x
+        if f["accum"]:
+            r = r + st.acc[f["acc"]]
+        r = _wrap(r, 32, True)
+        st.acc[f["acc"]] = r
+        if f["emit"]:
+            self._wr_planes(q, f["out_d"], f["out_s"], c + lat, to_planes(r, 4))
+        if f["ld"]:
+            self._load(q, st, f["ld"], f["row"], f["w_d"], f["w_s"], c)
+        self._mvm[q.name] += 1
+
+    # -- SXM --------------------------------------------------------------------------------
+    def _move(self, q, f, c, lat):
+        nb = TYPE_BYTES[TYPES[f["type"]]]
+        planes = self._rd_planes(q, f["in_d"], f["in_s"], nb, c)
+        i = self._lanes
+        mn = self._mn
+        if mn == "PERM":
+            self._apply_pending(c)
+            src = self.sxm_maps[q.name][f["map"]]
+        elif mn == "DIST":
+            src = np.full(self.vl, f["n"])
+        else:
+            n = f["n"]
+            if mn in ("SHS", "ROTS"):
+                g, li = i // 16 * 16, i % 16
+                src = g + (li - n) % 16 if mn == "ROTS" else np.where(
+                    (li - n >= 0) & (li - n < 16), g + li - n, -1)
+            else:
+                src = (i - n) % self.vl if mn == "ROTV" else np.where(
+                    (i - n >= 0) & (i - n < self.vl), i - n, -1)
+        out = np.where(src >= 0, planes[:, np.maximum(src, 0)], 0).astype(np.uint8)
+        self._wr_planes(q, f["out_d"], f["out_s"], c + lat, out)
+
+    def _pmap(self, q, f, c, lat):
+        m = from_planes(self._rd_planes(q, f["in_d"], f["in_s"], 2, c), signed=False)
+        if m.max() >= self.vl:
+            lane = int(np.argmax(m >= self.vl))
+            raise self._fail(f"PMAP entry {int(m[lane])} in lane {lane} is not a lane "
+                             f"index < {self.vl}")
+        self._pending_maps.append((c + lat, q.name, f["map"], m))
+
+    def _reduce(self, q, f, c, lat):
+        t, ot = TYPES[f["type"]], TYPES[f["otype"]]
+        v = from_planes(self._rd_planes(q, f["in_d"], f["in_s"], TYPE_BYTES[t], c),
+                        TYPE_SIGNED[t])
+        r = {"RMAX": v.max, "RMIN": v.min, "RSUM": v.sum}[self._mn]()
+        out = _wrap(np.full(self.vl, r, np.int64), 8 * TYPE_BYTES[ot], TYPE_SIGNED[ot])
+        self._wr_planes(q, f["out_d"], f["out_s"], c + lat, to_planes(out, TYPE_BYTES[ot]))

@@ -1,0 +1,211 @@
+"""Assembler, disassembler, program binary and CLI."""
+
+from __future__ import annotations
+
+import random
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from arch.asm import (
+    AsmError,
+    ProgramBuilder,
+    assemble,
+    disassemble,
+    format_instr,
+    main,
+    parse_instr,
+)
+from arch.config import PRESETS, get_config
+from arch.isa import DEFS, Instr, encode
+from arch.isa_random import random_instr, random_program
+from arch.program import HALT_WORD, Program, ProgramError
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = 1234
+
+EXAMPLE = """\
+# a comment line
+.config tiny
+.slice MEM_W0
+    READ 0x10, s3.E      # trailing comment
+    REPEAT 3, 1, 1
+    HALT
+.slice VXM
+    NOP 4
+    VXM.i32 s4.E:i8 = REQUANT(ADD(s0.E, r0), r1)
+    VXM.u8 r5:i32 = OR(SHL(s5.W, 8), r5)
+    VXM.i8 s1.W:sat = SRAR(MUL(s0.E, r1), 12)
+    VXM.i16 s0.E = RELU(SEL(s0.W, s2.W, -128))
+    VXM.i32 r3 = lane
+    HALT
+.slice MXM_W0
+    MVM s1.W, 3, accum, emit=s0.E, lw=5@s0.W
+    LWT 2, s0.W
+    IW
+    HALT
+.slice SXM_E
+    RSUM.u8 s2.W, s4.W:i32
+    SHS.i16 -3, s0.E, s2.W
+    PMAP 1, s0.E
+    HALT
+"""
+
+
+def test_example_assembles_and_round_trips():
+    prog = assemble(EXAMPLE)
+    assert prog.cfg.name == "tiny"
+    assert prog.words("MEM_W0") == [encode("READ", addr=16, out_s=3), encode(
+        "REPEAT", n=3, d=1, stride_a=1), HALT_WORD]
+    assert prog.words("MEM_E1") == [HALT_WORD]
+    text = disassemble(prog)
+    assert assemble(text) == prog
+    assert disassemble(assemble(text)) == text
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_random_programs_round_trip(name):
+    seed = SEED + len(name)
+    print(f"config {name} seed {seed}")
+    rng = random.Random(seed)
+    cfg = PRESETS[name]
+    for _ in range(30 if name != "full" else 5):
+        prog = random_program(cfg, rng)
+        data = prog.to_bytes()
+        text = disassemble(Program.from_bytes(data))
+        prog2 = assemble(text, cfg)
+        assert prog2.to_bytes() == data
+        assert disassemble(prog2) == text
+
+
+def test_every_instruction_formats_and_parses():
+    rng = random.Random(SEED)
+    for cfg in (get_config("tiny"), get_config("medium")):
+        for kind, defs in DEFS.items():
+            for mn in defs:
+                for _ in range(25):
+                    ins = random_instr(kind, cfg, rng, mn)
+                    assert parse_instr(format_instr(ins), kind, cfg) == ins
+
+
+def test_binary_header():
+    prog = assemble(EXAMPLE)
+    data = prog.to_bytes()
+    magic, version, nq, h, name = struct.unpack_from("<4sHH16s16s", data)
+    assert (magic, version, nq) == (b"TSPQ", 1, prog.cfg.n_positions)
+    assert h.decode() == prog.cfg.stable_hash() and name.rstrip(b"\0") == b"tiny"
+    counts = struct.unpack_from(f"<{nq}I", data, 40)
+    assert list(counts) == [len(prog.words(s.name)) for s in prog.cfg.slices]
+    assert len(data) == 40 + 4 * nq + 8 * sum(counts)
+    assert Program.from_bytes(data) == prog
+    with pytest.raises(ProgramError, match="not for 'small'"):
+        Program.from_bytes(data, get_config("small"))
+    with pytest.raises(ProgramError, match="magic"):
+        Program.from_bytes(b"XXXX" + data[4:])
+    with pytest.raises(ProgramError, match="bytes"):
+        Program.from_bytes(data[:-1])
+    custom = get_config("tiny").replace(name="mine", mem_depth=64)
+    cdata = Program(custom).to_bytes()
+    with pytest.raises(ProgramError, match="not a preset"):
+        Program.from_bytes(cdata)
+    assert Program.from_bytes(cdata, custom).cfg is custom
+
+
+def test_program_checks():
+    cfg = get_config("tiny")
+    with pytest.raises(ProgramError, match="no slice"):
+        Program(cfg, {"MEM_W7": [HALT_WORD]})
+    with pytest.raises(ProgramError, match="imem_depth"):
+        Program(cfg, {"VXM": [HALT_WORD] * (cfg.imem_depth + 1)})
+
+
+def _err(text, cfg=None):
+    with pytest.raises(AsmError) as ei:
+        assemble(text, cfg, "prog.s")
+    return str(ei.value)
+
+
+@pytest.mark.parametrize("text, expected", [
+    (".slice MEM_W0\n  FROB 1\n", ["prog.s:2", "unknown mnemonic 'FROB'", "READ, WRITE"]),
+    (".slice MEM_W0\n\n  READ 1, q3.E\n", ["prog.s:3", "bad operand 'q3.E'", "like s3.E"]),
+    (".slice MEM_W0\n  READ 1\n", ["prog.s:2", "READ expects operands 'addr, out:sN.D'"]),
+    (".slice MEM_W0\n  READ 5000, s1.E\n", ["prog.s:2", "addr=5000 out of range [0, 1023]"]),
+    (".slice MEM_W0\n  READ 1, s16.E\n", ["out_s=16 out of range [0, 15]"]),
+    (".slice MEM_X9\n", ["prog.s:1", "unknown slice 'MEM_X9'", "MEM_W0, VXM, MEM_E0"]),
+    (".slice VXM\n  READ 1, s1.E\n", ["prog.s:2", "READ is a MEM instruction",
+                                      "VXM instructions are"]),
+    ("  HALT\n", ["prog.s:1", "before the first '.slice"]),
+    (".slice VXM\n.slice VXM\n", ["prog.s:2", "duplicate .slice VXM"]),
+    (".slice VXM\n  VXM.i8 s0.E = FOO(s1.E)\n", ["unknown op 'FOO'"]),
+    (".slice VXM\n  VXM.i8 s0.E = ADD(s1.E)\n", ["ADD takes 2 operand(s), got 1"]),
+    (".slice VXM\n  VXM.i8 s0.E = ADD(s1.E, 3) junk\n", ["unexpected 'junk'"]),
+    (".slice VXM\n  VXM.i8 s0.E = MAX(ADD(s1.E, 1), 2)\n", ["share one imm"]),
+    (".slice VXM\n  VXM.i8 s0.E = ADD(s1.E, 99999)\n", ["imm=99999 out of range"]),
+    (".slice VXM\n  VXM.i8 r16 = s1.E\n", ["register r16 out of range"]),
+    (".slice MXM_W0\n  MVM s0.W, 3, frob\n", ["unexpected operand 'frob'"]),
+    (".slice MXM_W0\n  MVM s0.W, 3, lw=5\n", ["expected lw=ROW@sN.D"]),
+    (".slice MEM_W0\n  READ.i8 1, s1.E\n", ["takes no type suffix"]),
+    (".slice SXM_W\n  SHS.i64 1, s1.E, s2.E\n", ["bad type suffix 'i64'"]),
+    (".slice SXM_W\n  SHS 16, s1.E, s2.E\n", ["n=16 out of range [-15, 15]"]),
+    (".frob 1\n", ["unknown directive"]),
+    (".config huge\n", ["unknown config 'huge'"]),
+    (".config tiny\n", ["does not match the requested config 'small'"]),
+])
+def test_error_messages(text, expected):
+    msg = _err(text, "small" if text.startswith(".config tiny") else None)
+    for part in expected:
+        assert part in msg, msg
+
+
+def test_builder_api():
+    cfg = get_config("tiny")
+    b = ProgramBuilder(cfg)
+    b.add("MEM_W0", "READ 1, s2.E  # comment", Instr.make("REPEAT", n=2, d=1, stride_a=1),
+          encode("HALT"))
+    prog = b.build()
+    assert prog.words("MEM_W0") == assemble(
+        ".slice MEM_W0\nREAD 1, s2.E\nREPEAT 2, 1, 1\nHALT\n", cfg).words("MEM_W0")
+    with pytest.raises(AsmError, match=r"VXM\[0\]: READ is a MEM instruction"):
+        b.add("VXM", "READ 1, s2.E")
+    with pytest.raises(AsmError, match="no slice"):
+        b.add("MEM_W9", "HALT")
+    with pytest.raises(AsmError, match="out of range"):
+        b.add("MEM_W0", Instr.make("READ", addr=100000))
+
+
+def test_cli_round_trip(tmp_path, capsys):
+    src = tmp_path / "p.s"
+    src.write_text(EXAMPLE)
+    assert main([str(src)]) == 0
+    binf = tmp_path / "p.bin"
+    assert binf.exists()
+    assert main(["-d", str(binf)]) == 0
+    text = capsys.readouterr().out
+    src2 = tmp_path / "q.s"
+    src2.write_text(text)
+    assert main([str(src2), "-o", str(tmp_path / "q.bin"), "--config", "tiny"]) == 0
+    assert (tmp_path / "q.bin").read_bytes() == binf.read_bytes()
+
+
+def test_cli_error_exits_1_without_traceback(tmp_path):
+    bad = tmp_path / "bad.s"
+    bad.write_text(".slice VXM\n  HALT\n  BOGUS 3\n")
+    r = subprocess.run([sys.executable, "-m", "arch.asm", str(bad)], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    assert f"error: {bad}:3: unknown mnemonic 'BOGUS'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_custom_config_program_text_round_trip():
+    custom = get_config("tiny").replace(name="mine", mem_slices_per_hemisphere=3)
+    prog = assemble(".slice MEM_W2\nREAD 3, s1.E\nHALT\n", custom)
+    text = disassemble(prog)
+    assert ".config mine" in text and ".slice MEM_W2" in text
+    assert assemble(text, custom) == prog
+    full = disassemble(prog, all_slices=True)
+    assert full.count(".slice") == custom.n_positions
+    assert assemble(full, custom) == prog
