@@ -25,7 +25,7 @@ from pathlib import Path
 from arch.config import TspConfig
 
 from . import toolchain
-from .designs import get_design, top_name
+from .designs import design_modules, get_design, top_name
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,11 +45,48 @@ def build_root() -> Path:
     return Path(os.environ.get("TSP_BUILD_DIR", REPO / "build")).resolve()
 
 
-def _source_files() -> list[Path]:
-    files: list[Path] = []
-    for pkg in ("arch", "hdl"):
-        files += sorted((REPO / pkg).rglob("*.py"))
-    return files
+def _module_file(name: str) -> Path | None:
+    parts = name.split(".")
+    if parts[0] not in ("arch", "hdl"):
+        return None
+    base = REPO.joinpath(*parts)
+    for cand in (base.with_suffix(".py"), base / "__init__.py"):
+        if cand.exists():
+            return cand
+    return None
+
+
+def _source_files(design: str, cfg: TspConfig) -> list[Path]:
+    """The sources the design is built from: the closure of module-level imports
+    (within arch/ and hdl/) of the design's root modules, found statically, so
+    editing an unrelated slice does not invalidate a cached build."""
+    import ast
+
+    todo = list(design_modules(design))
+    seen: dict[str, Path] = {}
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        f = _module_file(name)
+        if f is None:
+            continue
+        seen[name] = f
+        pkg = name if f.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.parse(f.read_text()).body:  # module level only
+            if isinstance(node, ast.Import):
+                todo += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = pkg.rsplit(".", node.level - 1)[0] if node.level > 1 else pkg
+                    mod = f"{base}.{node.module}" if node.module else base
+                else:
+                    mod = node.module or ""
+                todo.append(mod)
+                todo += [f"{mod}.{a.name}" for a in node.names]
+                if "." in mod:
+                    todo.append(mod.rpartition(".")[0])
+    return sorted(set(seen.values()))
 
 
 def design_key(cfg: TspConfig, design: str) -> str:
@@ -59,7 +96,7 @@ def design_key(cfg: TspConfig, design: str) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({"design": design, "cfg": cfg.params()}, sort_keys=True).encode())
     h.update(amaranth.__version__.encode())
-    for f in _source_files():
+    for f in _source_files(design, cfg):
         h.update(str(f.relative_to(REPO)).encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
@@ -159,6 +196,30 @@ def verilator_flags(*, x_unique: bool = False, coverage: bool = False,
     return tuple(flags)
 
 
+PUBLIC_VLT = """`verilator_config
+// Only what the testbenches touch is visible through VPI: the top-level ports and
+// the stream registers of the fabric (for lock-step comparison).  Making every
+// signal public (cocotb's default --public-flat-rw) doubles the C++ and triples
+// the build time.
+public_flat_rw -module "{top}" -var "*"
+public_flat_rw -module "{top}.fabric.superlane*" -var "taps__*"
+"""
+
+
+def _runner():
+    from cocotb_tools.runner import Verilator
+
+    class TspVerilator(Verilator):
+        """cocotb's Verilator runner, minus --public-flat-rw (see PUBLIC_VLT)."""
+
+        def _build_command(self):
+            cmds = super()._build_command()
+            cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+            return cmds
+
+    return TspVerilator()
+
+
 def lint(art: VerilogArtifact) -> tuple[int, str]:
     """`verilator --lint-only -Wall` with the named waivers; returns (status, output)."""
     import subprocess
@@ -184,6 +245,8 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
     h.update(art.path.parent.name.encode())
     h.update(toolchain.verilator_version().encode())
     h.update(json.dumps(flags).encode())
+    h.update(PUBLIC_VLT.encode())
+    h.update(json.dumps(sorted(toolchain.setup_environ({}).items())).encode())
     tag = "".join(t for t, on in (("-w", waves), ("-x", x_unique), ("-cov", coverage)) if on)
     build_dir = build_root() / "verilator" / f"{design}-{cfg.name}{tag}-{h.hexdigest()[:16]}"
     stamp = build_dir / ".built.json"
@@ -191,14 +254,15 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
         if stamp.exists():
             meta = json.loads(stamp.read_text())
             return SimBuild(art, build_dir, meta["seconds"], True, waves, flags)
-        from cocotb_tools.runner import get_runner
-
-        runner = get_runner("verilator")
+        runner = _runner()
         t0 = time.monotonic()
+        build_dir.mkdir(parents=True, exist_ok=True)
         log_file = build_dir / "build.log"
+        vlt = build_dir / "public.vlt"
+        vlt.write_text(PUBLIC_VLT.format(top=art.top))
         try:
             runner.build(
-                sources=[art.path],
+                sources=[vlt, art.path],
                 hdl_toplevel=art.top,
                 build_dir=build_dir,
                 build_args=list(flags),

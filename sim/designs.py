@@ -19,11 +19,38 @@ def _fabric(cfg: TspConfig):
     return FabricProbeTop(cfg)
 
 
+def _chip(cfg: TspConfig):
+    from hdl.chip import Chip
+
+    return Chip(cfg)
+
+
+def _chip_mem(cfg: TspConfig):
+    from hdl.chip import Chip
+    from hdl.mem import MemSlice
+
+    return Chip(cfg, {"MEM": MemSlice})
+
+
 DESIGNS: dict[str, DesignFactory] = {
+    "chip": _chip,
+    "chip_mem": _chip_mem,
     "fabric": _fabric,
 }
 
-DEFAULT_DESIGN = "fabric"
+DEFAULT_DESIGN = "chip"
+
+#: the modules each design is built from (their module-level imports are followed)
+_MODULES: dict[str, tuple[str, ...]] = {
+    "chip": ("hdl.chip", "hdl.vxm", "hdl.mxm", "hdl.sxm"),
+    "chip_mem": ("hdl.chip",),
+    "fabric": ("hdl.probe",),
+}
+
+
+def design_modules(name: str) -> tuple[str, ...]:
+    get_design(name)
+    return _MODULES[name]
 
 
 def get_design(name: str) -> DesignFactory:

@@ -46,9 +46,16 @@ def setup_environ(env: dict[str, str] | None = None) -> dict[str, str]:
     # include flag (CFG_CXXFLAGS_PCH_I is empty), so g++ would take the PCH name
     # as a linker input and fail.  A variable in MAKEFLAGS acts as a command-line
     # override for the `make` that the cocotb runner starts.
+    # The C++ optimisation levels: Verilator's defaults (-Os) make g++ spend minutes
+    # on the large generated eval functions; -O1 builds ~3x faster and simulates at
+    # about the same speed.
     flags = env.get("MAKEFLAGS", "")
-    if "CFG_CXXFLAGS_PCH_I" not in flags:
-        env["MAKEFLAGS"] = (flags + " " if flags else "") + "CFG_CXXFLAGS_PCH_I=-include"
+    extra = {"CFG_CXXFLAGS_PCH_I": "-include", "OPT_FAST": "-O1", "OPT_SLOW": "-O0",
+             "OPT_GLOBAL": "-O1"}
+    for k, v in extra.items():
+        if k not in flags:
+            flags = (flags + " " if flags else "") + f"{k}={v}"
+    env["MAKEFLAGS"] = flags
     return env
 
 

@@ -1,0 +1,238 @@
+"""The chip top: every slice position of a config on the stream fabric.
+
+West to east, mirrored (`TspConfig.slices`)::
+
+    MXM | SXM | MEM ... MEM | VXM | MEM ... MEM | SXM | MXM
+
+Each position has an `InstructionControlUnit` (its queue) and a slice column
+plugged into the `StreamFabric` through one tile port per superlane.  Slice
+kinds whose RTL is not built yet are `PlaceholderSlice`s (streams pass
+through; their instructions issue, count as busy, and do nothing else), so a
+new slice plugs in at its positions by adding it to `SLICE_CLASSES` and nothing
+else changes.  The host interface (`hdl/host.py`) loads programs and SRAM,
+starts the machine and reads status and counters.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from arch.config import TspConfig
+
+from .host import (
+    REG_ADDR_BITS,
+    STATUS_DONE,
+    STATUS_ERROR,
+    STATUS_RUNNING,
+    HostOp,
+    Reg,
+    host_command_layout,
+)
+from .icu import COUNTER_BITS, InstructionControlUnit
+from .mem import MemSlice
+from .slice import ERROR_CODE_BITS, SliceSignature
+from .stream import StreamFabric
+
+
+class PlaceholderSlice(wiring.Component):
+    """A slice position whose RTL is not built yet: writes no stream."""
+
+    def __init__(self, cfg: TspConfig):
+        self.cfg = cfg
+        super().__init__(SliceSignature(cfg))
+
+    def elaborate(self, platform):
+        m = Module()
+        for t in self.tiles:
+            m.d.comb += [t.e_we.eq(0), t.w_we.eq(0)]
+        return m
+
+
+def _slice_classes() -> dict[str, type]:
+    classes: dict[str, type] = {"MEM": MemSlice}
+    try:
+        from .vxm import VxmSlice
+        classes["VXM"] = VxmSlice
+    except ImportError:
+        pass
+    try:
+        from .mxm import MxmSlice
+        classes["MXM"] = MxmSlice
+    except ImportError:
+        pass
+    try:
+        from .sxm import SxmSlice
+        classes["SXM"] = SxmSlice
+    except ImportError:
+        pass
+    return classes
+
+
+class Chip(wiring.Component):
+    """The whole machine with its host interface.
+
+    Ports: ``cmd`` (valid/ready stream of `host_command_layout`), ``rsp_valid``
+    / ``rsp_data`` (answer to a read, the cycle after it), ``running``,
+    ``done`` (the last run finished), ``error`` (it stopped on a fault).
+    """
+
+    def __init__(self, cfg: TspConfig, slice_kinds: dict[str, type] | None = None):
+        if cfg.n_positions > 255:
+            raise ValueError(f"Chip supports up to 255 slice positions, config has "
+                             f"{cfg.n_positions}")
+        self.cfg = cfg
+        self.slice_classes = _slice_classes() if slice_kinds is None else dict(slice_kinds)
+        super().__init__({
+            "cmd": In(stream.Signature(host_command_layout(cfg))),
+            "rsp_valid": Out(1),
+            "rsp_data": Out(cfg.vector_length * 8),
+            "running": Out(1),
+            "done": Out(1),
+            "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        P = cfg.n_positions
+        m.submodules.fabric = fabric = StreamFabric(cfg)
+        cmd = self.cmd.payload
+        accept = self.cmd.valid & self.cmd.ready
+        start = Signal()
+        m.d.comb += start.eq(accept & (cmd.op == HostOp.START))
+
+        running = Signal()
+        done = Signal()
+        err = Signal()
+        err_code = Signal(ERROR_CODE_BITS)
+        err_slice = Signal(8)
+        err_cycle = Signal(COUNTER_BITS)
+        cycle = Signal(COUNTER_BITS)
+        last_active = Signal(COUNTER_BITS)
+        total = Signal(COUNTER_BITS)
+
+        icus, slices = [], []
+        notify = Signal()
+        notify_bits, active_bits, busy_bits, halted_bits = [], [], [], []
+        for p, pos in enumerate(cfg.slices):
+            icu = m.submodules[f"icu_{pos.name}"] = InstructionControlUnit(cfg, pos)
+            cls = self.slice_classes.get(pos.kind, PlaceholderSlice)
+            sl = m.submodules[f"slice_{pos.name}"] = cls(cfg)
+            icus.append(icu)
+            slices.append(sl)
+            m.d.comb += [
+                sl.issue.eq(icu.issue),
+                icu.start.eq(start),
+                icu.stop.eq(err),
+                icu.notify_in.eq(notify),
+                icu.imem_we.eq(accept & (cmd.op == HostOp.IMEM_WRITE) & (cmd.slice == p)),
+                icu.imem_addr.eq(cmd.addr),
+                icu.imem_data.eq(cmd.data[:64]),
+            ]
+            for k in range(cfg.superlanes):
+                wiring.connect(m, fabric.taps[p][k], sl.tiles[k])
+            if pos.kind == "MEM":
+                m.d.comb += [
+                    sl.host.addr.eq(cmd.addr),
+                    sl.host.we.eq(accept & (cmd.op == HostOp.SRAM_WRITE) & (cmd.slice == p)),
+                    sl.host.re.eq(accept & (cmd.op == HostOp.SRAM_READ) & (cmd.slice == p)),
+                    sl.host.wdata.eq(cmd.data),
+                ]
+            notify_bits.append(icu.notify_out)
+            active_bits.append(icu.active)
+            busy_bits.append(icu.busy)
+            halted_bits.append(icu.halted)
+        m.d.comb += notify.eq(Cat(*notify_bits).any())
+
+        # MXMs report each matrix-vector product; count them per MXM
+        mvm_counts = {}
+        for p, sl in enumerate(slices):
+            if hasattr(sl, "mvm"):
+                cnt = mvm_counts[p] = Signal(COUNTER_BITS, name=f"mvm_count{p}")
+                with m.If(start):
+                    m.d.sync += cnt.eq(0)
+                with m.Elif(sl.mvm):
+                    m.d.sync += cnt.eq(cnt + 1)
+
+        # -- faults: the first (lowest position in a cycle) is latched and stops all ------
+        fault = Signal()
+        f_code = Signal(ERROR_CODE_BITS)
+        f_slice = Signal(8)
+        for p in reversed(range(P)):
+            for src in (slices[p], icus[p]):
+                with m.If(running & src.error):
+                    m.d.comb += [fault.eq(1), f_code.eq(src.error_code), f_slice.eq(p)]
+        with m.If(start):
+            m.d.sync += [err.eq(0), err_code.eq(0), err_slice.eq(0), err_cycle.eq(0)]
+        with m.Elif(fault & ~err):
+            m.d.sync += [err.eq(1), err_code.eq(f_code), err_slice.eq(f_slice),
+                         err_cycle.eq(cycle)]
+
+        # -- run control and the cycle count ---------------------------------------------
+        any_active = Cat(*active_bits).any() | Cat(*busy_bits).any()
+        all_halted = Cat(*halted_bits).all()
+        with m.If(start):
+            m.d.sync += [running.eq(1), done.eq(0), cycle.eq(0), last_active.eq(0),
+                         total.eq(0)]
+        with m.Elif(running):
+            m.d.sync += cycle.eq(cycle + 1)
+            with m.If(any_active):
+                m.d.sync += last_active.eq(cycle)
+            with m.If(all_halted & ~Cat(*busy_bits).any()):
+                # nothing can be active here (every queue halted, nothing in flight),
+                # so the last active cycle is final
+                m.d.sync += [running.eq(0), done.eq(1), total.eq(last_active + 1)]
+        m.d.comb += [
+            self.cmd.ready.eq(~running),
+            self.running.eq(running),
+            self.done.eq(done),
+            self.error.eq(err),
+        ]
+
+        # -- reads: SRAM vectors and registers, answered in the next cycle ---------------
+        rd_sram = Signal()
+        rd_slice = Signal(8)
+        rd_reg = Signal()
+        reg_val = Signal(64)
+        m.d.sync += [
+            rd_sram.eq(accept & (cmd.op == HostOp.SRAM_READ)),
+            rd_slice.eq(cmd.slice),
+            rd_reg.eq(accept & (cmd.op == HostOp.REG_READ)),
+        ]
+        raddr = cmd.addr[:REG_ADDR_BITS]
+        with m.If(accept & (cmd.op == HostOp.REG_READ)):
+            with m.Switch(raddr):
+                with m.Case(Reg.STATUS):
+                    m.d.sync += reg_val.eq(Cat(running, done, err, Const(0, 1), err_code,
+                                               err_slice))
+                with m.Case(Reg.ERROR_CYCLE):
+                    m.d.sync += reg_val.eq(err_cycle)
+                with m.Case(Reg.CYCLES):
+                    m.d.sync += reg_val.eq(total)
+                with m.Case(Reg.CONFIG_HASH):
+                    m.d.sync += reg_val.eq(int(cfg.stable_hash(), 16))
+                for p in range(P):
+                    with m.Case(Reg.BUSY + p):
+                        m.d.sync += reg_val.eq(icus[p].busy_count)
+                    with m.Case(Reg.ISSUED + p):
+                        m.d.sync += reg_val.eq(icus[p].issued_count)
+                    if p in mvm_counts:
+                        with m.Case(Reg.MVM + p):
+                            m.d.sync += reg_val.eq(mvm_counts[p])
+                with m.Default():
+                    m.d.sync += reg_val.eq(0)
+        m.d.comb += self.rsp_valid.eq(rd_sram | rd_reg)
+        with m.If(rd_reg):
+            m.d.comb += self.rsp_data.eq(reg_val)
+        with m.Elif(rd_sram):
+            with m.Switch(rd_slice):
+                for p, pos in enumerate(cfg.slices):
+                    if pos.kind == "MEM":
+                        with m.Case(p):
+                            m.d.comb += self.rsp_data.eq(slices[p].host.rdata)
+        return m
+
+
+__all__ = ["Chip", "PlaceholderSlice", "STATUS_DONE", "STATUS_ERROR", "STATUS_RUNNING"]

@@ -1,0 +1,59 @@
+"""Host interface: a command stream in, a response out, status pins.
+
+The host (a cocotb testbench here; a PCIe/AXI bridge on a real board) drives
+the chip through one valid/ready command stream (`lib.stream`): load
+instruction memories, write and read SRAM vectors (one vector per cycle), read
+status and counter registers, and start the program.  Commands are accepted
+only while the machine is not running (``ready`` is low while it runs).  A
+read (`SRAM_READ`, `REG_READ`) answers with ``rsp_valid`` and ``rsp_data`` in
+the cycle after it is accepted.
+
+Timing of a run: the cycle after `START` is accepted is cycle 0 of the
+program; ``done`` rises when every queue has halted and no slice has work in
+flight; ``cycles`` (register 1) then holds the machine model's total cycle
+count.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from amaranth.lib import data
+
+from arch.config import TspConfig
+
+
+class HostOp(enum.IntEnum):
+    NOP = 0
+    IMEM_WRITE = 1  # imem[slice][addr] <- data[63:0]
+    SRAM_WRITE = 2  # MEM slice `slice`, address `addr` <- data (one vector)
+    SRAM_READ = 3  # response: the vector at (slice, addr)
+    REG_READ = 4  # response: register `addr` (see Reg) in data[63:0]
+    START = 5  # run the loaded program from cycle 0 (the next cycle)
+
+
+class Reg(enum.IntEnum):
+    """Host-readable registers (64 bits each)."""
+
+    STATUS = 0x000  # [0] running [1] done [2] error [7:4] error code [23:8] error slice
+    ERROR_CYCLE = 0x001  # the cycle in which the first fault was detected
+    CYCLES = 0x002  # total cycles of the last run (machine-model definition)
+    CONFIG_HASH = 0x003  # first 64 bits of TspConfig.stable_hash()
+    BUSY = 0x100  # + slice position: busy cycles of that slice
+    ISSUED = 0x200  # + slice position: slice instructions issued
+    MVM = 0x300  # + slice position: MVMs of that MXM (0 for other slices)
+
+
+REG_ADDR_BITS = 12
+
+
+def host_command_layout(cfg: TspConfig) -> data.StructLayout:
+    return data.StructLayout({
+        "op": 3,
+        "slice": 8,  # slice position, 0 = westmost
+        "addr": 16,  # imem address, SRAM address, or register number
+        "data": cfg.vector_length * 8,
+    })
+
+
+STATUS_RUNNING, STATUS_DONE, STATUS_ERROR = 1, 2, 4

@@ -1,0 +1,154 @@
+"""What every functional slice plugs into: the issue port, the tile stream ports,
+the error report, and decode helpers built from the one ISA definition.
+
+The ICU of a slice issues at most one instruction per cycle, in superlane-0
+time, on the slice's `issue` port: the 64-bit word plus the REPEAT offsets to
+add to its A-stride and B-stride fields (`off_a`, `off_b`: ``k * stride``).  The
+slice decodes it, reads its stream operands from ``tiles[0]`` in the issue
+cycle, and carries the decoded control north through a `SkewChain`, so tile
+``k`` acts ``k`` cycles later.  A slice reports a run-time fault (an address out
+of range, a bank conflict, a stream collision) on ``error`` with a code from
+`ErrorCode` in the cycle it detects it; the chip latches the first one and
+stops the machine.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from amaranth import Const, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from arch import isa
+from arch.config import TspConfig
+
+from .tile import TileStreamsSignature
+
+#: width of the REPEAT offsets (|k * stride| <= 65535 * 2048 < 2**27)
+OFFSET_BITS = 32
+
+
+class ErrorCode(enum.IntEnum):
+    """Fault codes the host reads in the status registers (0 = none)."""
+
+    NONE = 0
+    ILLEGAL_INSTRUCTION = 1  # unknown opcode, reserved bits set, or a field out of range
+    REPEAT_MISPLACED = 2  # REPEAT not directly after a slice instruction
+    IMEM_OVERRUN = 3  # the queue ran past the end of its instruction memory
+    ADDRESS_RANGE = 4  # a MEM address (after REPEAT strides) outside the slice
+    BANK_CONFLICT = 5  # a MEM read and write in one cycle in the same bank
+    STREAM_COLLISION = 6  # one slice writing one stream twice in one cycle
+    VALUE_RANGE = 7  # a run-time value out of its range (e.g. a REQUANT shift)
+
+
+ERROR_CODE_BITS = 4
+
+
+def issue_layout() -> data.StructLayout:
+    return data.StructLayout({
+        "valid": 1,
+        "word": isa.WORD_BITS,
+        "off_a": signed(OFFSET_BITS),
+        "off_b": signed(OFFSET_BITS),
+    })
+
+
+class SliceSignature(wiring.Signature):
+    """A slice column seen from the slice: issue in, stream ports and error out."""
+
+    def __init__(self, cfg: TspConfig):
+        self.cfg = cfg
+        super().__init__({
+            "issue": In(issue_layout()),
+            "tiles": Out(TileStreamsSignature(cfg)).array(cfg.superlanes),
+            "error": Out(1),
+            "error_code": Out(ERROR_CODE_BITS),
+        })
+
+    def __eq__(self, other):
+        return isinstance(other, SliceSignature) and self.cfg.params() == other.cfg.params()
+
+    def __hash__(self):
+        return hash(("SliceSignature", tuple(sorted(self.cfg.params().items()))))
+
+
+# ----------------------------------------------------------------------------- decoding
+def opcode_of(word) -> object:
+    return word[isa.OPCODE_OFFSET:isa.OPCODE_OFFSET + isa.OPCODE_BITS]
+
+
+def instr_layout(kind: str, mnemonic: str) -> data.StructLayout:
+    """The `lib.data` layout of one instruction's word, from `arch.isa.layout`.
+
+    Reserved bits are covered by padding so the layout spans all 64 bits.
+    """
+    fields = {}
+    for name, offset, width, is_signed in isa.layout(kind, mnemonic):
+        fields[name] = (offset, signed(width) if is_signed else unsigned(width))
+    members = {}
+    pos = 0
+    for name, (offset, shape) in sorted(fields.items(), key=lambda kv: kv[1][0]):
+        if offset > pos:
+            members[f"_pad{pos}"] = unsigned(offset - pos)
+        members[name] = shape
+        pos = offset + shape.width
+    if pos < isa.WORD_BITS:
+        members[f"_pad{pos}"] = unsigned(isa.WORD_BITS - pos)
+    return data.StructLayout(members)
+
+
+def view(word, kind: str, mnemonic: str) -> data.View:
+    """View a 64-bit word value as `mnemonic`'s fields."""
+    return data.View(instr_layout(kind, mnemonic), word)
+
+
+def is_opcode(word, kind: str, mnemonic: str):
+    return opcode_of(word) == isa.OPCODES[kind][mnemonic]
+
+
+def strided(word, kind: str, mnemonic: str, name: str, off_a, off_b, extra_bits: int = 2):
+    """Field `name` of `word` plus its REPEAT offset (A or B), widened so that an
+    out-of-range result is visible to a range check rather than wrapped."""
+    d = isa.instr_def(kind, mnemonic)
+    f = d.field(name)
+    v = view(word, kind, mnemonic)
+    raw = getattr(v, name)
+    if f.stride == "A":
+        return raw + off_a
+    if f.stride == "B":
+        return raw + off_b
+    return raw
+
+
+def legal_checks(word, kind: str, cfg: TspConfig):
+    """A signal-valued expression: `word` is a legal `kind` instruction under `cfg`
+    as far as the hardware checks it (known opcode, reserved bits clear, every
+    non-strided field within its range).  The machine model checks more
+    (operand combinations); see docs/verification.md."""
+    ok_any = Const(0)
+    for mn, d in isa.DEFS[kind].items():
+        cond = (opcode_of(word) == d.opcode) & ((word & Const(d.reserved_mask, 64)) == 0)
+        v = view(word, kind, mn)
+        for f in d.fields:
+            lo, hi = f.bounds(cfg)
+            flo, fhi = ((-(1 << (f.width - 1)), (1 << (f.width - 1)) - 1) if f.signed
+                        else (0, (1 << f.width) - 1))
+            val = getattr(v, f.name)
+            if lo > flo:
+                cond = cond & (val >= lo)
+            if hi < fhi:
+                cond = cond & (val <= hi)
+        ok_any = ok_any | cond
+    return ok_any
+
+
+def latencies(kind: str, cfg: TspConfig) -> dict[int, int]:
+    """Opcode -> functional latency of every slice (non-ICU) instruction of `kind`."""
+    return {d.opcode: d.latency(cfg) for d in isa.DEFS[kind].values() if d.latency is not None}
+
+
+__all__ = [
+    "ERROR_CODE_BITS", "ErrorCode", "OFFSET_BITS", "SliceSignature", "instr_layout",
+    "is_opcode", "issue_layout", "latencies", "legal_checks", "opcode_of", "strided", "view",
+]

@@ -1,0 +1,60 @@
+"""Run a program on the machine model and compare the chip's end state with it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from arch.config import TspConfig
+from golden.machine import Machine, MachineError, RunResult
+
+
+@dataclass
+class Expectation:
+    result: RunResult | None
+    error: str | None
+    machine: Machine
+
+
+def run_model(cfg: TspConfig, program, init: dict, keep_history: bool = False,
+              max_cycles: int = 100_000) -> Expectation:
+    m = Machine(cfg, keep_history=keep_history)
+    for sl, d in init.items():
+        for a, v in d.items():
+            m.write_mem(sl, a, v)
+    m.load_program(program)
+    try:
+        return Expectation(m.run(max_cycles=max_cycles), None, m)
+    except MachineError as e:
+        return Expectation(None, str(e), m)
+
+
+@dataclass
+class ChipScoreboard:
+    cfg: TspConfig
+    errors: list[str] = field(default_factory=list)
+    compared_vectors: int = 0
+
+    def check_counters(self, tag: str, exp: RunResult, got: dict) -> None:
+        if got["cycles"] != exp.cycles:
+            self.errors.append(f"{tag}: cycles RTL {got['cycles']} != model {exp.cycles}")
+        for name, v in exp.busy.items():
+            if got["busy"][name] != v:
+                self.errors.append(f"{tag}: busy[{name}] RTL {got['busy'][name]} != model {v}")
+        for name, v in exp.issued.items():
+            if got["issued"][name] != v:
+                self.errors.append(f"{tag}: issued[{name}] RTL {got['issued'][name]} != "
+                                   f"model {v}")
+        for name, v in exp.mxm_mvm_cycles.items():
+            if name in got["mvm"] and got["mvm"][name] != v:
+                self.errors.append(f"{tag}: mvm[{name}] RTL {got['mvm'][name]} != model {v}")
+
+    def check_sram(self, tag: str, model: Machine, slice_name: str, addr: int,
+                   got: np.ndarray) -> None:
+        exp = model.read_mem(slice_name, addr)
+        self.compared_vectors += 1
+        if not np.array_equal(exp, got):
+            lane = int(np.argmax(exp != got))
+            self.errors.append(f"{tag}: SRAM {slice_name}[{addr}] lane {lane}: RTL "
+                               f"{got[lane]:#04x}, model {exp[lane]:#04x}")

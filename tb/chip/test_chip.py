@@ -1,0 +1,156 @@
+"""cocotb tests of the chip through its host interface, against golden/machine.py.
+
+Parameters (``TSP_PARAMS``): ``seeds`` (random MEM/ICU programs), ``lockstep``
+(seeds also compared cycle by cycle, stream register by stream register).
+"""
+
+from __future__ import annotations
+
+import time
+
+import cocotb
+
+from arch.isa import Instr
+from arch.program import Program
+from hdl.slice import ErrorCode
+from tb import env
+
+from .host import HostDriver
+from .lockstep import LockstepMonitor
+from .programs import random_mem_program
+from .scoreboard import ChipScoreboard, run_model
+
+
+async def _run_program(dut, host: HostDriver, cfg, program, init, *, lockstep=False,
+                       max_cycles=20_000):
+    await host.load_program(program)
+    for sl, d in init.items():
+        for a, v in d.items():
+            await host.write_sram(sl, a, v)
+    mon = None
+    if lockstep:
+        mon = LockstepMonitor(dut, cfg)
+    await host.start()
+    mon_task = None
+    if mon is not None:
+        exp_cycles = run_model(cfg, program, init).result.cycles
+        mon_task = cocotb.start_soon(mon.run(exp_cycles))
+    waited = await host.wait_done(max_cycles)
+    if mon_task is not None:
+        await mon_task
+    return waited, mon
+
+
+@cocotb.test()
+async def chip_random_mem_programs(dut):
+    cfg = env.config()
+    prm = env.params()
+    seeds = prm.get("seeds", [0])
+    lock = set(prm.get("lockstep", []))
+    host = HostDriver(dut, cfg)
+    await env.start_clock_and_reset(dut)
+    board = ChipScoreboard(cfg)
+    t0 = time.monotonic()
+    totals = {"programs": 0, "instructions": 0, "program_cycles": 0, "lockstep_programs": 0,
+              "lockstep_cycles": 0}
+    sim_cycles = 0
+    for seed in seeds:
+        rp = random_mem_program(cfg, seed)
+        dut._log.info("program seed=%d (%d instructions)%s", seed, rp.n_instructions,
+                      " lock-step" if seed in lock else "")
+        exp = run_model(cfg, rp.program, rp.init, keep_history=seed in lock)
+        assert exp.error is None, f"seed {seed}: generator produced a refused program: " \
+                                  f"{exp.error}\n{rp.describe()}"
+        before = host.cycles_used
+        waited, mon = await _run_program(dut, host, cfg, rp.program, rp.init,
+                                         lockstep=seed in lock)
+        tag = f"seed {seed}"
+        st = await host.status()
+        if st["error"]:
+            board.errors.append(f"{tag}: RTL raised error code {st['error_code']} at slice "
+                                f"{cfg.slices[st['error_slice']].name}")
+        board.check_counters(tag, exp.result, await host.counters())
+        for sl, addrs in rp.touched.items():
+            for a in sorted(addrs):
+                board.check_sram(tag, exp.machine, sl, a, await host.read_sram(sl, a))
+        if mon is not None:
+            board.errors += [f"{tag} lock-step: {e}" for e in mon.compare(exp.machine,
+                                                                          exp.result.cycles)]
+            totals["lockstep_programs"] += 1
+            totals["lockstep_cycles"] += exp.result.cycles
+        totals["programs"] += 1
+        totals["instructions"] += rp.n_instructions
+        totals["program_cycles"] += exp.result.cycles
+        sim_cycles += host.cycles_used - before + waited
+        if board.errors:
+            dut._log.error("program seed %d:\n%s", seed, rp.describe())
+            break
+    wall = time.monotonic() - t0
+    totals.update(config=cfg.name, seeds=seeds, mismatches=len(board.errors),
+                  sram_vectors_compared=board.compared_vectors, wall_seconds=wall,
+                  sim_cycles=sim_cycles, sim_cycles_per_second=sim_cycles / wall)
+    env.write_result(totals)
+    for e in board.errors[:20]:
+        dut._log.error(e)
+    assert not board.errors, f"{len(board.errors)} mismatch(es); first: {board.errors[0]}"
+
+
+def _fault_programs(cfg):
+    """(name, program, slice, expected RTL code) for each fault the chip must flag."""
+    mem0, mem1 = cfg.slices_of("MEM")[0].name, cfg.slices_of("MEM")[1].name
+    A = cfg.mem_addresses
+    out = []
+    illegal = {mem1: [Instr("NOP", {"n": 3}).encode(), 0x3F, Instr("HALT", {}).encode()]}
+    out.append(("illegal opcode", Program(cfg, illegal), mem1, ErrorCode.ILLEGAL_INSTRUCTION))
+    if A < 8192:
+        bad = {mem0: [Instr("NOP", {"n": 2}), Instr("READ", {"addr": A, "out_s": 0}),
+                      Instr("HALT", {})]}
+        out.append(("address out of range", Program.from_instrs(cfg, bad), mem0,
+                    ErrorCode.ADDRESS_RANGE))
+    strided = {mem1: [Instr("READ", {"addr": A - 3, "out_s": 1}),
+                      Instr("REPEAT", {"n": 5, "d": 1, "stride_a": 1}), Instr("HALT", {})]}
+    out.append(("address out of range after REPEAT stride",
+                 Program.from_instrs(cfg, strided), mem1, ErrorCode.ADDRESS_RANGE))
+    return out
+
+
+@cocotb.test()
+async def chip_faults(dut):
+    """An illegal opcode and out-of-range addresses raise their flag, name the slice
+    and halt the machine; the model refuses the same programs at the same slice."""
+    cfg = env.config()
+    host = HostDriver(dut, cfg)
+    await env.start_clock_and_reset(dut)
+    errors = []
+    results = []
+    for name, prog, sl, code in _fault_programs(cfg):
+        exp = run_model(cfg, prog, {})
+        if exp.error is None or not exp.error.startswith(sl):
+            errors.append(f"{name}: model did not refuse it at {sl}: {exp.error}")
+        await host.load_program(prog)
+        await host.start()
+        await host.wait_done(1000)
+        st = await host.status()
+        got = (st["error"], cfg.slices[st["error_slice"]].name, st["error_code"])
+        results.append({"case": name, "slice": got[1], "code": ErrorCode(got[2]).name,
+                        "cycle": st["error_cycle"], "model": exp.error})
+        if got != (True, sl, int(code)):
+            errors.append(f"{name}: RTL status error={got[0]} slice={got[1]} "
+                          f"code={ErrorCode(got[2]).name}, expected {sl} {code.name}")
+        # the machine is usable again afterwards: a clean program runs without error
+        ok = Program.from_instrs(cfg, {sl: [Instr("NOP", {"n": 2}), Instr("HALT", {})]})
+        await host.load_program(ok)
+        # the fault program's words beyond the new program's length stay in imem,
+        # but HALT stops the queue before them
+        await host.start()
+        await host.wait_done(100)
+        st = await host.status()
+        if st["error"]:
+            errors.append(f"{name}: the next program after the fault still reports an error")
+        if await host.read_reg(2) != run_model(cfg, ok, {}).result.cycles:
+            errors.append(f"{name}: cycles of the program after the fault differ from model")
+    env.write_result({"faults": results})
+    for e in errors:
+        dut._log.error(e)
+    assert not errors, errors[0]
+
