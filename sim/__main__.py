@@ -3,6 +3,8 @@
     python -m sim verilog --config small [--design fabric] [--no-build]
     python -m sim lint    --config small
     python -m sim fabric  --config small [--programs 8] [--seed 0] [--waves]
+    python -m sim block   --config small --seq 16 --d-model 32 --heads 2 --d-ff 64 --seed 0
+    python -m sim bench-rtl --config tiny,small [--design chip_mem]
 """
 
 from __future__ import annotations
@@ -92,6 +94,61 @@ def cmd_fabric(args) -> int:
     return 0 if s["mismatches"] == 0 else 1
 
 
+def cmd_block(args) -> int:
+    from .block import BlockSpec, print_report, run_block
+
+    cfg = _config(args.config)
+    spec = BlockSpec(args.seq, args.d_model, args.heads, args.d_ff, args.seed, not args.no_causal)
+    print(cfg.summary(), flush=True)
+    try:
+        report = run_block(cfg, spec, lockstep=args.lockstep, waves=args.waves,
+                           log=lambda *a: print(*a, flush=True))
+    except SimFailure as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+        return 1
+    except ValueError as e:  # bad shapes, a block that does not fit (CompileError)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print_report(report)
+    if report["problems"]:
+        print("\nFAIL:", file=sys.stderr)
+        for p in report["problems"]:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_bench_rtl(args) -> int:
+    """Generation and build times and simulated cycles per second of the chip."""
+    results = []
+    for name in args.config.split(","):
+        cfg = _config(name)
+        sim = build_sim(cfg, args.design, log=lambda *_: None)
+        seeds = list(range(args.programs))
+        try:
+            run = run_cocotb(sim, "tb.chip.test_chip", name=f"bench-{cfg.name}",
+                             testcase="chip_random_mem_programs", params={"seeds": seeds})
+        except SimFailure as e:
+            print(f"FAIL: {e}", file=sys.stderr)
+            return 1
+        s = run.summary
+        row = {"config": cfg.name, "design": args.design,
+               "verilog_seconds": round(sim.verilog.seconds, 1),
+               "verilog_mb": round(sim.verilog.size_bytes / 1e6, 2),
+               "verilator_build_seconds": round(sim.seconds, 1),
+               "programs": s["programs"], "sim_cycles": s["sim_cycles"],
+               "sim_cycles_per_second": round(s["sim_cycles_per_second"])}
+        results.append(row)
+        print(f"{cfg.name:7s} {args.design}: Verilog {row['verilog_mb']} MB in "
+              f"{row['verilog_seconds']} s, Verilator build {row['verilator_build_seconds']} s "
+              f"(first build; cached since), {row['sim_cycles']} simulated cycles at "
+              f"{row['sim_cycles_per_second']} cycles/s (cocotb host driver + Verilator)")
+    out = build_root() / "bench_rtl.json"
+    out.write_text(json.dumps(results, indent=1))
+    print(f"written {out}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -113,6 +170,23 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--waves", action="store_true", help="dump an FST waveform")
     p.set_defaults(func=cmd_fabric)
+    p = sub.add_parser("block", help="the main job: the compiled block on the RTL")
+    p.add_argument("--config", default="small")
+    p.add_argument("--seq", type=int, default=16)
+    p.add_argument("--d-model", type=int, default=32)
+    p.add_argument("--heads", type=int, default=2)
+    p.add_argument("--d-ff", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-causal", action="store_true")
+    p.add_argument("--lockstep", action="store_true",
+                   help="compare every stream register every cycle with the machine model")
+    p.add_argument("--waves", action="store_true", help="dump an FST waveform")
+    p.set_defaults(func=cmd_block)
+    p = sub.add_parser("bench-rtl", help="RTL generation/build times and simulation speed")
+    p.add_argument("--config", default="tiny,small")
+    p.add_argument("--design", default="chip_mem", choices=sorted(DESIGNS))
+    p.add_argument("--programs", type=int, default=20)
+    p.set_defaults(func=cmd_bench_rtl)
     args = ap.parse_args(argv)
     try:
         return args.func(args)

@@ -1,0 +1,409 @@
+"""The VXM slice: the vector unit in the centre of the chip.
+
+Per lane and instruction ``VXM.type d[:otype][:sat] = OP2(OP1(a, b), c)`` (docs/isa.md,
+"VXM operation"; exact semantics golden/machine.py ``_vxm``/``_alu``/``_requant``): two
+chained 64-bit ALU stages per lane (`hdl.vxm_alu.build_alu`; its docstring gives the
+datapath widths: a 32x32 multiplier in stage 1, 64x32 in stage 2), operands from the E/W
+streams (``type``-wide, sign- or zero-extended), the 16 int32 registers of the lane, the
+immediate or the lane index; the result reduced to ``otype`` (wrap, or clamp with
+``:sat``) goes onto ``otype``-wide streams or into a register.  One instruction per
+cycle, latency 3.  (The ISA chains exactly two ops, so ``cfg.vxm_alus_per_lane`` is not
+used.)
+
+Structure: the slice is S = ``cfg.superlanes`` tiles (`VxmTile`) of 16 lanes.  The ICU's
+word is checked and decoded once, in superlane 0 in the issue cycle ``t``, into a
+compact control word (the REPEAT offset already added to ``imm``) that a `SkewChain`
+carries north: tile ``k`` receives it in cycle ``t + k``.  Each tile then runs the
+same 4-cycle pipeline ``k`` cycles late (all cycles below are superlane-0 cycles + k):
+
+==========  =================================================================
+cycle t     operand select: stream byte planes from ``e_in``/``w_in`` (type-wide,
+            sign/zero extension), register file read (7 ports: a, b, c and the
+            REQUANT windows rK+1, rK+2 of b and of c), immediate, lane index;
+            REQUANT parameter range checks.                     -> register
+cycle t+1   stage-1 ALU ``r1 = OP1(a, b[, c])``; VALUE_RANGE fault raised.
+                                                                -> register
+cycle t+2   stage-2 ALU ``r2 = OP2(r1, c)``.                     -> register
+cycle t+3   reduce ``r2`` to ``otype`` (clamp if ``:sat`` or OP2 = REQUANT, wrap);
+            drive ``e_we``/``e_out`` (or ``w_``) of the ``otype``-wide destination,
+            or write the register file at the clock edge ending t+3 (so an
+            instruction issued at t+4 reads the new value, one at t+3 the old).
+==========  =================================================================
+
+The register file of a tile is one `Memory` of 16 words x (16 lanes x 32 bits): every
+lane writes the same register index, so one write port and 7 asynchronous read ports
+serve all lanes.  Pipeline registers per lane: 172 bits into stage 1 (a, b, c; REQUANT
+``31 - shift`` and zero point of both stages), 134 into stage 2 (r1 64, c, stage-2
+REQUANT parameters), 64 into the output stage (r2).  Ops are decoded once per tile
+(one-hot) and the stream operand byte planes are selected once per tile (case muxes).
+
+Faults (``error``/``error_code``, registered, so raised one cycle after detection):
+
+* ILLEGAL_INSTRUCTION in cycle ``t + 1``: an opcode that is neither an ICU nor a VXM
+  opcode, a VXM word the model's ``isa.validate`` would refuse (bad selector, operand
+  given/missing for the ops' arity, SEL misuse, REQUANT without a register or with
+  ``K > 13``, ``imm`` set but unused, streams beyond ``NS``), or ``imm`` out of its
+  15-bit range after the REPEAT offset.  The instruction is dropped.
+* VALUE_RANGE in cycle ``t + k + 1`` (tile ``k``): a REQUANT whose multiplier is outside
+  [0, 2**31 - 1], shift outside [-31, 30] or zero point outside the ``otype`` range in
+  some lane (golden.quant.requantize's ValueError).  The instruction still completes.
+
+STREAM_COLLISION cannot happen: every VXM instruction has the same latency and at most
+one issues per cycle, so no two write in the same cycle.
+"""
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from arch import isa
+from arch.config import TspConfig
+
+from .slice import ErrorCode, SliceSignature, opcode_of, view
+from .tile import SkewChain, TileStreamsSignature
+from .vxm_alu import N_OPS, OP_BIT, build_alu, clamp, type_bounds
+
+_IMM = isa.instr_def("VXM", "VXM").field("imm")
+_IMM_LO, _IMM_HI = -(1 << (_IMM.width - 1)), (1 << (_IMM.width - 1)) - 1
+_TYPE_CODE = {t: i for i, t in enumerate(isa.TYPES)}
+_OPS = {op.name: op for op in isa.VXM_OPS}
+
+
+def control_layout() -> data.StructLayout:
+    """The decoded instruction carried north to the tiles (`SkewChain`)."""
+    return data.StructLayout({
+        "valid": 1,
+        "type": 2,
+        "otype": 2,
+        "sat": 1,
+        "op1": 5,
+        "op2": 5,
+        "a": 7,
+        "b": 7,
+        "c": 7,
+        "d": 7,
+        "imm": signed(_IMM.width),  # REPEAT offset included
+    })
+
+
+def _sel_kinds(sel):
+    """(is stream, is register, is imm, is lane, is none, is bad) of a 7-bit selector."""
+    stream = sel < isa.SEL_REG
+    reg = (sel >= isa.SEL_REG) & (sel < isa.SEL_REG + isa.VXM_REGS)
+    imm = sel == isa.SEL_IMM
+    lane = sel == isa.SEL_LANE
+    none = sel == isa.SEL_NONE
+    bad = ~(stream | reg | imm | lane | none)
+    return stream, reg, imm, lane, none, bad
+
+
+def _type_bytes(code):
+    """Byte count of a type code expression (i8/u8: 1, i16: 2, i32: 4)."""
+    return Mux(code == _TYPE_CODE["i32"], 4, Mux(code == _TYPE_CODE["i16"], 2, 1))
+
+
+def _arity_is(code, arities):
+    """``code`` names an op whose arity is in ``arities``."""
+    cond = Const(0)
+    for op in isa.VXM_OPS:
+        if op.arity in arities:
+            cond = cond | (code == op.code)
+    return cond
+
+
+def vxm_word_legal(v, cfg: TspConfig):
+    """The checks of ``isa.validate`` for a VXM word (a `view` of it), as an expression.
+
+    Field ranges: only ``op1``/``op2`` have a range narrower than their width."""
+    ns = cfg.streams_per_direction
+    n_ops = len(isa.VXM_OPS)
+    ok = (v.op1 < n_ops) & (v.op2 < n_ops)
+    kinds = {k: _sel_kinds(getattr(v, k)) for k in "abcd"}
+    for k in "abcd":
+        ok &= ~kinds[k][5]
+    op1_ternary = _arity_is(v.op1, (3,))
+    op2_binary = _arity_is(v.op2, (2,))
+    ok &= ~_arity_is(v.op2, (3,))  # SEL is stage 1 only
+    ok &= ~op1_ternary | _arity_is(v.op2, (1,))  # SEL consumes c: op2 unary
+    need = {
+        "a": Const(1),
+        "b": _arity_is(v.op1, (2, 3)),
+        "c": op1_ternary | op2_binary,
+    }
+    for k, needed in need.items():
+        none = kinds[k][4]
+        ok &= Mux(needed, ~none, none)
+    ok &= kinds["d"][0] | kinds["d"][1]
+    rq = _OPS["REQUANT"].code
+    for opf, k in (("op1", "b"), ("op2", "c")):
+        is_rq = getattr(v, opf) == rq
+        sel = getattr(v, k)
+        ok &= ~is_rq | (kinds[k][1] & (sel - isa.SEL_REG + 2 < isa.VXM_REGS))
+    any_imm = kinds["a"][2] | kinds["b"][2] | kinds["c"][2]
+    ok &= (v.imm == 0) | any_imm
+    w = _type_bytes(v.type)
+    for k in "abc":
+        ok &= ~kinds[k][0] | ((getattr(v, k) & 31) + w <= ns)
+    ok &= ~kinds["d"][0] | ((v.d & 31) + _type_bytes(v.otype) <= ns)
+    return ok
+
+
+class VxmTile(wiring.Component):
+    """The 16 lanes of one superlane: operand select, register file, two ALU stages and
+    the output stage, acting on the control word ``ctl`` in the cycle it arrives.
+
+    ``streams`` is the tile's fabric port; ``fault`` (registered) is a REQUANT parameter
+    out of range for the instruction that arrived in the previous cycle.
+    """
+
+    def __init__(self, cfg: TspConfig, superlane: int):
+        if not 0 <= superlane < cfg.superlanes:
+            raise ValueError(f"superlane must be in [0, {cfg.superlanes - 1}], got {superlane}")
+        self.cfg = cfg
+        self.superlane = superlane
+        super().__init__({
+            "ctl": In(control_layout()),
+            "streams": Out(TileStreamsSignature(cfg)),
+            "fault": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        ns = cfg.streams_per_direction
+        lanes = cfg.lanes_per_superlane
+        sb = cfg.superlane_bits
+        c0 = self.ctl
+        st = self.streams
+
+        def lane_bits(word, i, width=32):
+            return word[width * i: width * (i + 1)]
+
+        # ---------------------------------------------------------------- cycle t
+        # registers: 16 x (lanes x 32 bits); 7 asynchronous read ports
+        m.submodules.regs = regs = Memory(shape=lanes * 32, depth=isa.VXM_REGS, init=[])
+        rd = {}
+        for name, sel, off in (("a", c0.a, 0), ("b", c0.b, 0), ("c", c0.c, 0),
+                               ("b1", c0.b, 1), ("b2", c0.b, 2), ("c1", c0.c, 1),
+                               ("c2", c0.c, 2)):
+            port = regs.read_port(domain="comb")
+            m.d.comb += port.addr.eq(sel[:4] + off)
+            rd[name] = port.data
+
+        # decoded once per tile
+        dec = Signal(data.StructLayout({
+            "i8": 1, "i16": 1, "i32": 1, "u8": 1, "rq1": 1, "rq2": 1,
+            "stream": 3, "reg": 3, "lane": 3,
+        }), name="dec0")
+        m.d.comb += [
+            dec.i8.eq(c0.type == _TYPE_CODE["i8"]), dec.i16.eq(c0.type == _TYPE_CODE["i16"]),
+            dec.i32.eq(c0.type == _TYPE_CODE["i32"]), dec.u8.eq(c0.type == _TYPE_CODE["u8"]),
+            dec.rq1.eq(c0.op1 == OP_BIT["REQUANT"]), dec.rq2.eq(c0.op2 == OP_BIT["REQUANT"]),
+        ]
+        for j, k in enumerate("abc"):
+            sel = getattr(c0, k)
+            m.d.comb += [dec.stream[j].eq(sel[6] == 0), dec.reg[j].eq(sel[5:7] == 0b10),
+                         dec.lane[j].eq(sel[0])]
+        qlo0, qhi0 = type_bounds(m, c0.otype, "q0")
+
+        # stream byte planes of each operand: plane b = stream s+b of its direction
+        streams = [st.e_in[s] for s in range(ns)] + [st.w_in[s] for s in range(ns)]
+        planes = {}
+        for k in "abc":
+            sel = getattr(c0, k)
+            base = Mux(sel[5], ns, 0) + sel[:5]
+            planes[k] = []
+            for b in range(4):
+                plane = Signal(sb, name=f"{k}_plane{b}")
+                with m.Switch(base + b):  # a case mux: cheap to elaborate, unlike a Part
+                    for j, stream in enumerate(streams):
+                        with m.Case(j):
+                            m.d.comb += plane.eq(stream)
+                    with m.Default():  # past the last stream: an unused plane
+                        m.d.comb += plane.eq(0)
+                planes[k].append(plane)
+
+        # control pipeline (decoded further for the ALUs)
+        ctl_layout = data.StructLayout({
+            "w8": 1, "w16": 1, "otype": 2, "sat": 1, "op1": N_OPS, "op2": N_OPS, "d": 7,
+        })
+        k1 = Signal(ctl_layout, name="ctl1", reset_less=True)
+        k2 = Signal(ctl_layout, name="ctl2", reset_less=True)
+        k3 = Signal(ctl_layout, name="ctl3", reset_less=True)
+        v1, v2, v3 = Signal(name="valid1"), Signal(name="valid2"), Signal(name="valid3")
+        m.d.sync += [
+            k1.w8.eq(dec.i8 | dec.u8), k1.w16.eq(dec.i16), k1.otype.eq(c0.otype),
+            k1.sat.eq(c0.sat), k1.op1.eq(Const(1, N_OPS) << c0.op1),
+            k1.op2.eq(Const(1, N_OPS) << c0.op2), k1.d.eq(c0.d), v1.eq(c0.valid),
+            k2.eq(k1), v2.eq(v1), k3.eq(k2), v3.eq(v2),
+        ]
+
+        def bad_params(mult, shift, zp):
+            mult, shift, zp = mult.as_signed(), shift.as_signed(), zp.as_signed()
+            return (mult < 0) | (shift < -31) | (shift > 30) | (zp < qlo0) | (zp > qhi0)
+
+        lane_fault = []
+        p1 = []  # per lane: pipeline registers into stage 1
+        for i in range(lanes):
+            r = {
+                "a": Signal(signed(32), name=f"l{i}_a1", reset_less=True),
+                "b": Signal(signed(32), name=f"l{i}_b1", reset_less=True),
+                "c": Signal(signed(32), name=f"l{i}_c1", reset_less=True),
+                "n1": Signal(6, name=f"l{i}_n1", reset_less=True),
+                "zp1": Signal(signed(32), name=f"l{i}_zp1", reset_less=True),
+                "n2": Signal(6, name=f"l{i}_n2_1", reset_less=True),
+                "zp2": Signal(signed(32), name=f"l{i}_zp2_1", reset_less=True),
+            }
+            p1.append(r)
+            for j, k in enumerate("abc"):
+                raw = Cat(*(lane_bits(p, i, 8) for p in planes[k]))
+                ext = Mux(dec.i32, raw.as_signed(),
+                          Mux(dec.i16, raw[:16].as_signed(),
+                              Mux(dec.u8, raw[:8], raw[:8].as_signed())))
+                lane_index = lanes * self.superlane + i
+                m.d.sync += r[k].eq(
+                    Mux(dec.stream[j], ext,
+                        Mux(dec.reg[j], lane_bits(rd[k], i).as_signed(),
+                            Mux(dec.lane[j], lane_index, c0.imm))))
+            b1, b2 = lane_bits(rd["b1"], i), lane_bits(rd["b2"], i)
+            c1, c2 = lane_bits(rd["c1"], i), lane_bits(rd["c2"], i)
+            m.d.sync += [
+                r["n1"].eq(31 - b1[:6]), r["zp1"].eq(b2),
+                r["n2"].eq(31 - c1[:6]), r["zp2"].eq(c2),
+            ]
+            lane_fault.append(
+                (dec.rq1 & bad_params(lane_bits(rd["b"], i), b1, b2))
+                | (dec.rq2 & bad_params(lane_bits(rd["c"], i), c1, c2)))
+
+        fault = Signal(name="fault_q")
+        m.d.sync += fault.eq(c0.valid & Cat(*lane_fault).any())
+        m.d.comb += self.fault.eq(fault)
+
+        # ---------------------------------------------------------------- cycle t+1
+        qlo1, qhi1 = type_bounds(m, k1.otype, "q1")
+        p2 = []
+        for i in range(lanes):
+            r = p1[i]
+            q = {
+                "r1": Signal(signed(64), name=f"l{i}_r1", reset_less=True),
+                "c": Signal(signed(32), name=f"l{i}_c2", reset_less=True),
+                "n2": Signal(6, name=f"l{i}_n2_2", reset_less=True),
+                "zp2": Signal(signed(32), name=f"l{i}_zp2_2", reset_less=True),
+            }
+            build_alu(m, "sync", q["r1"], op=k1.op1, x=r["a"], y=r["b"], z=r["c"],
+                      w8=k1.w8, w16=k1.w16, qlo=qlo1, qhi=qhi1, rq_n=r["n1"],
+                      rq_zp=r["zp1"], name=f"l{i}_alu1")
+            m.d.sync += [q["c"].eq(r["c"]), q["n2"].eq(r["n2"]), q["zp2"].eq(r["zp2"])]
+            p2.append(q)
+
+        # ---------------------------------------------------------------- cycle t+2
+        p3 = []
+        for i in range(lanes):
+            q = p2[i]
+            r2 = Signal(signed(64), name=f"l{i}_r2", reset_less=True)
+            build_alu(m, "sync", r2, op=k2.op2, x=q["r1"], y=q["c"], w8=k2.w8, w16=k2.w16,
+                      rq_n=q["n2"], rq_zp=q["zp2"], name=f"l{i}_alu2")
+            p3.append(r2)
+
+        # ---------------------------------------------------------------- cycle t+3
+        qlo3, qhi3 = type_bounds(m, k3.otype, "q3")
+        sat = Signal(name="sat3")  # :sat, or OP2 = REQUANT (its clamp, see vxm_alu)
+        m.d.comb += sat.eq(k3.sat | k3.op2[OP_BIT["REQUANT"]])
+        res = []
+        for i in range(lanes):
+            r2 = p3[i]
+            v = Signal(32, name=f"l{i}_res")
+            m.d.comb += v.eq(Mux(sat, clamp(r2, qlo3, qhi3), r2))
+            res.append(v)
+        res_planes = [Cat(*(v[8 * b: 8 * b + 8] for v in res)) for b in range(4)]
+
+        d_stream = k3.d[6] == 0
+        d_west = k3.d[5]
+        d_s = k3.d[:5]
+        ob = _type_bytes(k3.otype)
+        for s in range(ns):
+            hit = v3 & d_stream & (s >= d_s) & (s < d_s + ob)
+            m.d.comb += [st.e_we[s].eq(hit & ~d_west), st.w_we[s].eq(hit & d_west)]
+            with m.Switch((s - d_s)[:2]):
+                for b in range(4):
+                    with m.Case(b):
+                        m.d.comb += [st.e_out[s].eq(res_planes[b]),
+                                     st.w_out[s].eq(res_planes[b])]
+
+        # register write at the edge ending cycle t+3: otype-reduced, extended to 32 bits
+        reg_words = []
+        for v in res:
+            reg_words.append(Mux(k3.otype == _TYPE_CODE["i32"], v,
+                                 Mux(k3.otype == _TYPE_CODE["i16"], v[:16].as_signed(),
+                                     Mux(k3.otype == _TYPE_CODE["u8"], v[:8],
+                                         v[:8].as_signed()))))
+        wp = regs.write_port()
+        m.d.comb += [
+            wp.addr.eq(k3.d[:4]),
+            wp.data.eq(Cat(*(w.as_unsigned()[:32] for w in reg_words))),
+            wp.en.eq(v3 & ~d_stream),
+        ]
+        return m
+
+
+class VxmSlice(wiring.Component):
+    """The VXM column: `SliceSignature` (``issue``, ``tiles``, ``error``/``error_code``).
+
+    See the module docstring for the pipeline and faults."""
+
+    def __init__(self, cfg: TspConfig):
+        if not isinstance(cfg, TspConfig):
+            raise ValueError(f"VxmSlice cfg must be a TspConfig, got {type(cfg).__name__}")
+        lat = isa.latency("VXM", cfg)
+        if lat != 3:
+            raise ValueError(f"VxmSlice implements a latency-3 pipeline; the ISA says {lat}")
+        self.cfg = cfg
+        super().__init__(SliceSignature(cfg))
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        iss = self.issue
+        v = view(iss.word, "VXM", "VXM")
+        opc = opcode_of(iss.word)
+
+        vxm_op = opc == isa.OPCODES["VXM"]["VXM"]
+        icu_op = Const(0)
+        for d in isa.ICU_DEFS.values():
+            icu_op = icu_op | (opc == d.opcode)
+        imm = Signal(signed(isa.WORD_BITS), name="imm_strided")
+        m.d.comb += imm.eq(v.imm + iss.off_a)
+        imm_ok = (imm >= _IMM_LO) & (imm <= _IMM_HI)
+        word_ok = vxm_word_legal(v, cfg)
+        go = iss.valid & vxm_op & word_ok & imm_ok
+        illegal = iss.valid & ~icu_op & ~(vxm_op & word_ok & imm_ok)
+
+        ctl = Signal(control_layout(), name="ctl0")
+        m.d.comb += [
+            ctl.valid.eq(go), ctl.type.eq(v.type), ctl.otype.eq(v.otype), ctl.sat.eq(v.sat),
+            ctl.op1.eq(v.op1), ctl.op2.eq(v.op2), ctl.a.eq(v.a), ctl.b.eq(v.b),
+            ctl.c.eq(v.c), ctl.d.eq(v.d), ctl.imm.eq(imm),
+        ]
+        m.submodules.skew = skew = SkewChain(control_layout(), cfg.superlanes)
+        m.d.comb += skew.i.eq(ctl)
+
+        faults = []
+        for k in range(cfg.superlanes):
+            tile = m.submodules[f"tile{k}"] = VxmTile(cfg, k)
+            m.d.comb += tile.ctl.eq(skew.o[k])
+            wiring.connect(m, wiring.flipped(self.tiles[k]), tile.streams)
+            faults.append(tile.fault)
+
+        illegal_q = Signal(name="illegal_q")
+        m.d.sync += illegal_q.eq(illegal)
+        value_fault = Cat(*faults).any()
+        m.d.comb += [
+            self.error.eq(illegal_q | value_fault),
+            self.error_code.eq(Mux(illegal_q, int(ErrorCode.ILLEGAL_INSTRUCTION),
+                                   Mux(value_fault, int(ErrorCode.VALUE_RANGE), 0))),
+        ]
+        return m
+
+
+__all__ = ["VxmSlice", "VxmTile", "control_layout", "vxm_word_legal"]

@@ -1,0 +1,207 @@
+"""The main job (`make sim`): the quantised attention + MLP block, compiled,
+run on the Verilated chip, checked bit-exact, with predicted == measured cycles.
+
+Steps: build the block (`golden.block.make_block`) and its input; compile it
+(`compiler.compile_block`: every instruction's cycle fixed); run it on the
+machine model (the reference timing and counters); generate and build the RTL
+(cached); load program, weights, tables and input through the host interface
+and run it (`tb/chip/test_run.py`); read the output back and check it against
+the golden block, and the measured cycles and counters against the prediction
+and the model.  A report goes to the terminal and to ``build/sim/report.json``;
+the schedule picture to ``build/sim/schedule.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from arch.config import TspConfig
+
+from .build import build_root, build_sim
+from .run import SimFailure, run_cocotb
+
+
+class BlockCheckFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class BlockSpec:
+    seq: int = 16
+    d_model: int = 32
+    heads: int = 2
+    d_ff: int = 64
+    seed: int = 0
+    causal: bool = True
+
+    def tag(self) -> str:
+        c = "causal" if self.causal else "full"
+        return f"s{self.seq}-d{self.d_model}-h{self.heads}-f{self.d_ff}-{c}-seed{self.seed}"
+
+
+def first_difference(name: str, got: np.ndarray, exp: np.ndarray) -> str:
+    idx = tuple(int(i) for i in np.argwhere(got != exp)[0])
+    n = int(np.count_nonzero(got != exp))
+    return (f"{name}{list(idx)}: RTL {int(got[idx])}, expected {int(exp[idx])} "
+            f"({n} of {exp.size} elements differ)")
+
+
+def run_block(cfg: TspConfig, spec: BlockSpec, *, lockstep: bool = False, waves: bool = False,
+              out_dir: Path | None = None, plot: bool = True, log=print) -> dict:
+    """Compile and run the block on the RTL; return the report (raises on mismatch)."""
+    from compiler.compiled import compile_block
+    from golden.block import error_metrics, make_block
+
+    t_start = time.monotonic()
+    out_dir = out_dir or build_root() / "sim"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    block = make_block(spec.seed, spec.seq, spec.d_model, spec.heads, spec.d_ff,
+                       causal=spec.causal)
+    x_f = block.example_input(spec.seed)
+    x_q = block.quantize_input(x_f)
+    y_gold = block.forward_int(x_q)
+
+    t0 = time.monotonic()
+    comp = compile_block(block, cfg)
+    compile_s = time.monotonic() - t0
+    log(f"compiled {spec.tag()} for {cfg.name}: {comp.cycles} cycles predicted, lower bound "
+        f"{comp.lower_bound} ({compile_s:.1f} s)")
+
+    t0 = time.monotonic()
+    y_model, model_res, _ = comp.run_on_model(x_q)
+    model_s = time.monotonic() - t0
+    problems: list[str] = []
+    if not np.array_equal(y_model, y_gold):
+        problems.append("machine model: " + first_difference("y", y_model, y_gold))
+    if model_res.cycles != comp.cycles:
+        problems.append(f"machine model ran {model_res.cycles} cycles, compiler predicted "
+                        f"{comp.cycles}")
+
+    # files for the chip run
+    prog_path = out_dir / "prog.bin"
+    prog_path.write_bytes(comp.program.to_bytes())
+    image = comp.sram_image(x_q)
+    img_path = out_dir / "image.npz"
+    np.savez(img_path, **{f"{s}/{a}": v for s, d in image.items() for a, v in d.items()})
+    wanted: list[tuple[str, int]] = []
+
+    def record(s, a):
+        wanted.append((s, int(a)))
+        return np.zeros(cfg.vector_length, np.uint8)
+
+    comp.read_output(record)
+    rb_path = out_dir / "readback.json"
+    rb_path.write_text(json.dumps(sorted(set(wanted))))
+    rtl_out = out_dir / "readback.npz"
+
+    sim = build_sim(cfg, "chip", waves=waves, log=log)
+    log(sim.verilog.describe())
+    log(sim.describe())
+    run = run_cocotb(sim, "tb.chip.test_run", name=f"block-{cfg.name}-{spec.tag()}",
+                     params={"program": str(prog_path), "image": str(img_path),
+                             "readback": str(rb_path), "out": str(rtl_out),
+                             "max_cycles": 4 * comp.cycles + 10_000, "lockstep": lockstep},
+                     waves=waves)
+    s = run.summary
+    with np.load(rtl_out) as z:
+        vecs = {k: z[k] for k in z.files}
+    y_rtl = comp.read_output(lambda sl, a: vecs[f"{sl}/{a}"])
+
+    st, ctr = s["status"], s["counters"]
+    if st["error"]:
+        problems.append(f"RTL stopped on a fault: code {st['error_code']} at slice "
+                        f"{cfg.slices[st['error_slice']].name} in cycle {st['error_cycle']}")
+    bit_exact = bool(np.array_equal(y_rtl, y_gold))
+    if not bit_exact:
+        problems.append("RTL output: " + first_difference("y", y_rtl, y_gold))
+    if ctr["cycles"] != comp.cycles:
+        problems.append(f"cycles measured {ctr['cycles']} != predicted {comp.cycles}")
+    for what, exp in (("busy", model_res.busy), ("issued", model_res.issued),
+                      ("mvm", model_res.mxm_mvm_cycles)):
+        for name, v in exp.items():
+            if name in ctr[what] and ctr[what][name] != v:
+                problems.append(f"counter {what}[{name}]: RTL {ctr[what][name]}, model {v}")
+    problems += [f"lock-step: {e}" for e in s.get("lockstep_errors", [])]
+
+    metrics = error_metrics(block, x_f)
+    stats = comp.stats()
+    n_mxm = len(cfg.slices_of("MXM"))
+    wall = time.monotonic() - t_start
+    report = {
+        "config": cfg.name,
+        "shape": {"seq": spec.seq, "d_model": spec.d_model, "heads": spec.heads,
+                  "d_ff": spec.d_ff, "causal": spec.causal},
+        "seed": spec.seed,
+        "bit_exact": bit_exact and not st["error"],
+        "cycles_predicted": comp.cycles,
+        "cycles_measured": ctr["cycles"],
+        "cycles_model": model_res.cycles,
+        "cycles_lower_bound": comp.lower_bound,
+        "lower_bound_terms": stats["bounds"],
+        "ratio_to_lower_bound": round(comp.cycles / comp.lower_bound, 3),
+        "mxm_utilization": round(sum(ctr["mvm"].values()) / (ctr["cycles"] * n_mxm), 4)
+        if ctr["cycles"] else 0.0,
+        "busy_pct_by_kind": stats["busy_pct_by_kind"],
+        "counters_match_model": not any(p.startswith("counter") for p in problems),
+        "cosine_vs_float": round(metrics["cosine_vs_float"], 6),
+        "max_abs_err_lsb_vs_float": metrics["max_abs_err_lsb"],
+        "frac_within_1lsb_vs_float": round(metrics["frac_within_1lsb"], 4),
+        "sim_cycles_per_second": round(s["sim_cycles_per_second"], 1),
+        "wall_seconds": round(wall, 1),
+        "compile_seconds": round(compile_s, 2),
+        "model_seconds": round(model_s, 2),
+        "verilog_seconds": round(sim.verilog.seconds, 1),
+        "verilator_build_seconds": round(sim.seconds, 1),
+        "instruction_words": sum(stats["words"].values()),
+        "lockstep": lockstep,
+        "problems": problems,
+        "log": str(run.log),
+        "waves": str(run.waves) if run.waves else None,
+    }
+    report["report_json"] = str(out_dir / "report.json")
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
+    (out_dir / "schedule.json").write_text(json.dumps(comp.schedule_json()))
+    if plot:
+        from compiler.plot import plot_schedule
+
+        report["schedule_png"] = str(plot_schedule(comp, out_dir / "schedule.png"))
+        (out_dir / "report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def print_report(r: dict, log=print) -> None:
+    sh = r["shape"]
+    log("")
+    log("== transformer block on the Verilated TSP ==")
+    log(f"config            {r['config']}")
+    log(f"shape             seq {sh['seq']}, d_model {sh['d_model']}, heads {sh['heads']}, "
+        f"d_ff {sh['d_ff']}, {'causal' if sh['causal'] else 'non-causal'}; seed {r['seed']}")
+    log(f"bit_exact: {str(r['bit_exact']).lower()}")
+    eq = "==" if r["cycles_measured"] == r["cycles_predicted"] else "!="
+    log(f"cycles_measured {eq} cycles_predicted: {r['cycles_measured']} {eq} "
+        f"{r['cycles_predicted']} (machine model {r['cycles_model']})")
+    log(f"lower bound       {r['cycles_lower_bound']} cycles (ratio "
+        f"{r['ratio_to_lower_bound']}); terms {r['lower_bound_terms']}")
+    log(f"MXM utilisation   {100 * r['mxm_utilization']:.1f} %")
+    busy = ", ".join(f"{k} {v} %" for k, v in r["busy_pct_by_kind"].items())
+    log(f"busy by kind      {busy}")
+    log(f"counters          {'== machine model' if r['counters_match_model'] else 'DIFFER'}")
+    log(f"vs float64        cosine {r['cosine_vs_float']}, max |err| "
+        f"{r['max_abs_err_lsb_vs_float']} LSB, {100 * r['frac_within_1lsb_vs_float']:.1f} % "
+        "within 1 LSB")
+    log(f"simulation        {r['sim_cycles_per_second']} cycles/s; wall {r['wall_seconds']} s "
+        f"(Verilog {r['verilog_seconds']} s, Verilator build {r['verilator_build_seconds']} s "
+        "when first built)")
+    if r.get("schedule_png"):
+        log(f"schedule          {r['schedule_png']}")
+    log(f"report            {r['report_json']}")
+    if r.get("waves"):
+        log(f"waves (FST)       {r['waves']}")
+
+
+__all__ = ["BlockCheckFailed", "BlockSpec", "SimFailure", "print_report", "run_block"]

@@ -1,0 +1,84 @@
+"""cocotb test: run one program image on the chip and save what the host reads back.
+
+A generic loader for anything compiled elsewhere (the compiled transformer
+block, fuzzing reproducers).  Parameters (``TSP_PARAMS``):
+
+- ``program``: path of a program binary (`arch.program.Program.to_bytes`);
+- ``image``: path of an ``.npz`` of SRAM vectors to load, keys ``"<slice>/<addr>"``;
+- ``readback``: path of a JSON list of ``[slice, addr]`` to read after the run;
+- ``out``: path of the ``.npz`` to write the read-back vectors to (same keys);
+- ``max_cycles``; ``lockstep`` (compare every stream register every cycle with
+  the machine model run on the same program and image).
+
+The summary (``TSP_RESULT``) has the status, the counters, the measured cycles
+and the simulation speed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import cocotb
+import numpy as np
+
+from arch.program import Program
+from tb import env
+
+from .host import HostDriver
+from .lockstep import LockstepMonitor
+from .scoreboard import run_model
+
+
+def load_image(path) -> dict[str, dict[int, np.ndarray]]:
+    out: dict[str, dict[int, np.ndarray]] = {}
+    with np.load(path) as z:
+        for key in z.files:
+            sl, addr = key.rsplit("/", 1)
+            out.setdefault(sl, {})[int(addr)] = z[key]
+    return out
+
+
+@cocotb.test()
+async def run_program(dut):
+    cfg = env.config()
+    prm = env.params()
+    prog = Program.from_bytes(Path(prm["program"]).read_bytes(), cfg)
+    image = load_image(prm["image"])
+    readback = json.loads(Path(prm["readback"]).read_text())
+    host = HostDriver(dut, cfg)
+    await env.start_clock_and_reset(dut)
+    t_load = time.monotonic()
+    await host.load_program(prog)
+    for sl, d in image.items():
+        for a, v in sorted(d.items()):
+            await host.write_sram(sl, a, v)
+    load_seconds = time.monotonic() - t_load
+    mon = exp = None
+    if prm.get("lockstep"):
+        exp = run_model(cfg, prog, image, keep_history=True)
+        assert exp.error is None, f"the machine model refuses the program: {exp.error}"
+        mon = LockstepMonitor(dut, cfg)
+    t_run = time.monotonic()
+    await host.start()
+    task = cocotb.start_soon(mon.run(exp.result.cycles)) if mon is not None else None
+    waited = await host.wait_done(int(prm.get("max_cycles", 1_000_000)))
+    if task is not None:
+        await task
+    run_seconds = time.monotonic() - t_run
+    status = await host.status()
+    counters = await host.counters()
+    vecs = {}
+    for sl, a in readback:
+        vecs[f"{sl}/{a}"] = await host.read_sram(sl, int(a))
+    np.savez(prm["out"], **vecs)
+    lock_errors = mon.compare(exp.machine, exp.result.cycles) if mon is not None else []
+    env.write_result({
+        "status": status, "counters": counters, "cycles_waited": waited,
+        "load_seconds": load_seconds, "run_seconds": run_seconds,
+        "sim_cycles_per_second": (waited + 1) / run_seconds if run_seconds else 0.0,
+        "lockstep": bool(mon), "lockstep_errors": lock_errors,
+    })
+    for e in lock_errors:
+        dut._log.error("lock-step: %s", e)
