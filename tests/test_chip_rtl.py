@@ -33,3 +33,12 @@ def test_faults_flag_and_halt(config):
                      testcase="chip_faults")
     print(run.summary)
     assert len(run.summary["faults"]) >= 2
+
+
+@pytest.mark.parametrize("config", ["tiny", "small"])
+def test_reset_mid_program(config, base_seed):
+    sim = build_sim(get_config(config), "chip_mem")
+    run = run_cocotb(sim, "tb.chip.test_chip", name=f"chip-reset-{config}",
+                     testcase="chip_reset_mid_program", params={"seed": base_seed})
+    print(run.summary)
+    assert run.summary["mismatches"] == 0 and run.summary["sram_vectors_compared"] > 0

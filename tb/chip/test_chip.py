@@ -154,3 +154,54 @@ async def chip_faults(dut):
         dut._log.error(e)
     assert not errors, errors[0]
 
+
+
+@cocotb.test()
+async def chip_reset_mid_program(dut):
+    """Reset in the middle of a program stops it cleanly: the chip is idle and not
+    in error afterwards, and the next program runs exactly as the model says."""
+    from cocotb.triggers import FallingEdge, RisingEdge
+
+    cfg = env.config()
+    prm = env.params()
+    host = HostDriver(dut, cfg)
+    await env.start_clock_and_reset(dut)
+    board = ChipScoreboard(cfg)
+    first = random_mem_program(cfg, int(prm.get("seed", 0)))
+    exp_first = run_model(cfg, first.program, first.init)
+    await host.load_program(first.program)
+    for sl, d in first.init.items():
+        for a, v in d.items():
+            await host.write_sram(sl, a, v)
+    await host.start()
+    stop_after = max(2, exp_first.result.cycles // 2)
+    for _ in range(stop_after):
+        await RisingEdge(dut.clk)
+    assert int(dut.running.value), "the program should still be running when reset comes"
+    await FallingEdge(dut.clk)
+    dut.rst.value = 1
+    for _ in range(2):
+        await RisingEdge(dut.clk)
+    await FallingEdge(dut.clk)
+    dut.rst.value = 0
+    for _ in range(3):
+        await RisingEdge(dut.clk)
+    if int(dut.running.value) or int(dut.done.value) or int(dut.error.value):
+        board.errors.append("after reset: running/done/error not all low")
+    # the next program (new SRAM image over the old contents) runs as the model says
+    second = random_mem_program(cfg, int(prm.get("seed", 0)) + 1)
+    exp = run_model(cfg, second.program, second.init)
+    await _run_program(dut, host, cfg, second.program, second.init)
+    st = await host.status()
+    if st["error"]:
+        board.errors.append(f"second program raised error code {st['error_code']}")
+    board.check_counters("after reset", exp.result, await host.counters())
+    for sl, addrs in second.touched.items():
+        for a in sorted(addrs):
+            board.check_sram("after reset", exp.machine, sl, a, await host.read_sram(sl, a))
+    env.write_result({"reset_at_cycle": stop_after, "first_program_cycles":
+                      exp_first.result.cycles, "mismatches": len(board.errors),
+                      "sram_vectors_compared": board.compared_vectors})
+    for e in board.errors[:20]:
+        dut._log.error(e)
+    assert not board.errors, board.errors[0]
