@@ -8,20 +8,31 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml 2>/dev/null | cut -d' ' -f1)
 
 CONFIG  ?= small
-DESIGN  ?= fabric
+DESIGN  ?= chip
+SEQ     ?= 16
+DMODEL  ?= 32
+HEADS   ?= 2
+DFF     ?= 64
 SEED    ?= 0
+CAUSAL  ?= 1
 WAVES   ?= 0
+LOCKSTEP ?= 0
 JOBS    ?= 2
 PYTEST_ARGS ?=
 
 WAVES_FLAG := $(if $(filter 1 yes true,$(WAVES)),--waves,)
+LOCKSTEP_FLAG := $(if $(filter 1 yes true,$(LOCKSTEP)),--lockstep,)
+CAUSAL_FLAG := $(if $(filter 0 no false,$(CAUSAL)),--no-causal,)
 
-.PHONY: all sim test verilog lint wave clean distclean venv help
+.PHONY: all sim sim-fabric test verilog lint wave bench bench-rtl clean distclean venv help
 
 all: test
 
 help:
-	@echo "make sim      run the main job (CONFIG=$(CONFIG) SEED=$(SEED) WAVES=0|1)"
+	@echo "make sim      the main job: the compiled block on the RTL (CONFIG=$(CONFIG) SEQ=$(SEQ)"
+	@echo "              DMODEL=$(DMODEL) HEADS=$(HEADS) DFF=$(DFF) SEED=$(SEED) CAUSAL=1|0"
+	@echo "              WAVES=0|1 LOCKSTEP=0|1)"
+	@echo "make sim-fabric  the stream-fabric testbench alone"
 	@echo "make test     run the regression (pytest, $(JOBS) workers)"
 	@echo "make verilog  generate Verilog for CONFIG into build/ and build it with Verilator"
 	@echo "make lint     ruff + verilator --lint-only on the generated Verilog"
@@ -39,7 +50,14 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 sim: $(STAMP)
+	$(PY) -m sim block --config $(CONFIG) --seq $(SEQ) --d-model $(DMODEL) --heads $(HEADS) \
+		--d-ff $(DFF) --seed $(SEED) $(CAUSAL_FLAG) $(LOCKSTEP_FLAG) $(WAVES_FLAG)
+
+sim-fabric: $(STAMP)
 	$(PY) -m sim fabric --config $(CONFIG) --seed $(SEED) $(WAVES_FLAG)
+
+bench-rtl: $(STAMP)
+	$(PY) -m sim bench-rtl --config tiny,small --design $(DESIGN)
 
 wave: WAVES = 1
 wave: sim
@@ -53,6 +71,7 @@ verilog: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m sim lint --config tiny,small --design $(DESIGN)
+	$(PY) -m sim lint --config tiny,small --design fabric
 
 clean:
 	rm -rf build .pytest_cache

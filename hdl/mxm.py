@@ -1,0 +1,412 @@
+"""The MXM slice: a vector-length-square int8 matrix unit with int32 accumulators.
+
+Hardware (VL = ``cfg.vector_length``, S = ``cfg.superlanes``):
+
+* `MxmWeights`: two VL x VL int8 weight buffers (registers; one signal of VL bytes per
+  row and buffer).  A buffer-select bit ``act`` names the active one; IW flips it (no
+  copy).  ``W[i, j]`` is the weight of output lane ``i`` and input lane ``j``.
+* `MxmMacArray`: VL x VL signed 8 x 8 multipliers and, per output lane, stage 1 of the
+  adder tree: the 16 products of each input superlane (16-bit) summed to 20 bits,
+  registered (VL x S partials: the narrowest place to cut the tree).  Stage 2 (in the
+  slice) sums the S partials (``+ log2 S`` bits: for VL = 64 the sum of 64 products
+  -128 x -128 = 2**20 needs 22 signed bits; every tree level widens by one bit, so nothing
+  overflows) and adds the accumulator slot, wrapping to int32.
+* 32 accumulator slots of VL int32 in a `lib.memory.Memory` (one 32*VL-bit row per slot,
+  a synchronous read port transparent for the write port).
+
+Timing (``t`` = issue cycle in superlane-0 time, ``D = 2S + 1``):
+
+* Every instruction enters the *core* (weights, MACs, accumulators) exactly ``D`` cycles
+  after issue, in issue order.  Superlane ``k`` of its stream operands (``x``, and the
+  weight vector ``w`` of a load) is taken from ``tiles[k]`` in cycle ``t + k`` (the
+  operand select travels north in a `SkewChain`) and delayed ``D - k`` cycles, so the
+  whole vector is present in ``t + D``; the decoded control is delayed ``D`` cycles.  The
+  lines hold zero unless an instruction reads the operand, so the MAC array only toggles
+  for MVMs.  Spending the latency budget on 8-bit operand lines in front of the
+  multipliers, rather than on 32-bit results behind them, is the cheapest place for the
+  registers, and it lets the weights be read at the same shifted time as they are
+  written: because every instruction is shifted by the same ``D``, the core sees the
+  model's issue-order semantics (a load writes the shadow buffer ``~act`` at the end of
+  ``t + D``, IW flips ``act`` at the end of ``t + D``, an MVM reads ``act``'s weights in
+  ``t + D``).  The model's rule that IW waits for loads in flight (``t + 1`` for LW,
+  ``t + 2S - 1`` for LWT) is checked at issue with a down-counter.
+* MVM: ``t + D`` products and stage 1 (registered, accumulator row address presented),
+  ``t + D + 1 = t + 2S + 2 = t + L``: stage 2, ``+ acc`` and the int32 wrap; the result
+  is written back to the slot at the end of that cycle (the next MVM's read is
+  transparent to it) and superlane 0 of it is driven onto streams out..out+3 in that
+  cycle; superlane ``k`` of the result is delayed ``k`` more cycles (written in
+  ``t + L + k``).
+
+Extra port: ``mvm`` is high in the issue cycle of every MVM (the chip counts
+matrix-vector-product cycles from it).  Errors (``error``/``error_code``, combinational
+in the issue cycle): ``ILLEGAL_INSTRUCTION`` for a word the ISA rejects or a REPEAT-
+strided ``row``/``acc`` out of range, and ``ILLEGAL_INSTRUCTION`` for an IW issued while
+a weight load is still in flight (the model refuses it).  All MVM results have the same
+latency, so the MXM can never write one stream twice in one cycle.
+"""
+
+from __future__ import annotations
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from arch import isa
+from arch.config import TspConfig
+
+from .slice import ErrorCode, SliceSignature, legal_checks, opcode_of, strided, view
+from .tile import SkewChain
+
+__all__ = ["MxmMacArray", "MxmSignature", "MxmSlice", "MxmWeights", "stream_select"]
+
+KIND = "MXM"
+OPC = isa.OPCODES[KIND]
+LANES = 16
+
+
+def stream_select(tile, index_bits: int, s, d):
+    """Stream ``s`` of direction ``d`` (0 E, 1 W) of ``tile``: one (2 x 2**index_bits)-way
+    mux, complete (streams beyond the config read as zero)."""
+    n = 1 << index_bits
+    e = [tile.e_in[i] for i in range(len(tile.e_in))]
+    w = [tile.w_in[i] for i in range(len(tile.w_in))]
+    zero = [Const(0, len(e[0]))] * (n - len(e))
+    return Array(e + zero + w + zero)[Cat(s[:index_bits], d)]
+
+
+def _tree(values):
+    """Sum a list of signed values with a balanced tree (each level widens by one bit)."""
+    vals = list(values)
+    while len(vals) > 1:
+        nxt = [a + b for a, b in zip(vals[0::2], vals[1::2], strict=False)]
+        if len(vals) % 2:
+            nxt.append(vals[-1])
+        vals = nxt
+    return vals[0]
+
+
+class MxmWeights(wiring.Component):
+    """The two VL x VL int8 weight buffers and the buffer-select bit ``act``.
+
+    Strobes (acting at the end of the cycle): ``lw`` writes row ``row`` of the shadow
+    buffer (``~act``) with ``w``; ``lwt`` writes column ``row`` of it (``W[i, row] =
+    w[i]``); ``iw`` flips ``act``.  ``rows[i]`` is row ``i`` of the active buffer (VL
+    bytes, byte ``j`` = ``W[i, j]``).  The contents and ``act`` have no reset (the model's
+    weights persist across runs).
+    """
+
+    def __init__(self, vl: int):
+        self.vl = vl
+        rb = max(1, (vl - 1).bit_length())
+        super().__init__({
+            "lw": In(1), "lwt": In(1), "iw": In(1), "row": In(rb), "w": In(8 * vl),
+            "rows": Out(8 * vl).array(vl),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        VL = self.vl
+        act = Signal(name="act", reset_less=True)
+        with m.If(self.iw):
+            m.d.sync += act.eq(~act)
+        bufs = [[Signal(VL * 8, name=f"w{b}_r{i}", reset_less=True) for i in range(VL)]
+                for b in range(2)]
+        row_hit = Signal(VL)
+        col_hit = Signal(VL)
+        for i in range(VL):
+            m.d.comb += [row_hit[i].eq(self.lw & (self.row == i)),
+                         col_hit[i].eq(self.lwt & (self.row == i))]
+        for b in range(2):
+            shadow = Signal(name=f"shadow{b}")
+            m.d.comb += shadow.eq(act != b)
+            for i in range(VL):
+                row = bufs[b][i]
+                w_i = self.w[8 * i:8 * i + 8]
+                col = Cat(*(Mux(col_hit[j], w_i, row[8 * j:8 * j + 8]) for j in range(VL)))
+                with m.If(shadow & row_hit[i]):
+                    m.d.sync += row.eq(self.w)
+                with m.Elif(shadow & self.lwt):
+                    m.d.sync += row.eq(col)
+        for i in range(VL):
+            m.d.comb += self.rows[i].eq(Mux(act, bufs[1][i], bufs[0][i]))
+        return m
+
+
+class MxmMacArray(wiring.Component):
+    """VL x VL signed 8 x 8 multipliers and the first adder-tree stage, registered.
+
+    ``part[i][g]`` (one cycle after ``x``/``rows``) = sum over the 16 input lanes ``j`` of
+    superlane ``g`` of ``rows[i][j] * x[j]``: 16-bit signed products (-128 * -128 = 2**14
+    is the largest), summed by a 4-level tree that widens one bit per level, 20 bits.
+    """
+
+    PART_BITS = 8 + 8 + 4
+
+    def __init__(self, vl: int):
+        self.vl = vl
+        self.groups = vl // LANES
+        super().__init__({
+            "x": In(8 * vl),
+            "rows": In(8 * vl).array(vl),
+            "part": Out(signed(self.PART_BITS)).array(vl, self.groups),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        VL = self.vl
+        xs = [self.x[8 * j:8 * j + 8].as_signed() for j in range(VL)]
+        for i in range(VL):
+            wrow = self.rows[i]
+            for g in range(self.groups):
+                prods = [wrow[8 * j:8 * j + 8].as_signed() * xs[j]
+                         for j in range(LANES * g, LANES * (g + 1))]
+                p = Signal(signed(self.PART_BITS), name=f"p{i}_{g}", reset_less=True)
+                m.d.sync += p.eq(_tree(prods))
+                m.d.comb += self.part[i][g].eq(p)
+        return m
+
+
+class MxmSignature(SliceSignature):
+    """`SliceSignature` plus ``mvm: Out(1)`` (high in the issue cycle of every MVM)."""
+
+    def __init__(self, cfg: TspConfig):
+        self.cfg = cfg
+        members = dict(SliceSignature(cfg).members)
+        members["mvm"] = Out(1)
+        wiring.Signature.__init__(self, members)
+
+    def __eq__(self, other):
+        return isinstance(other, MxmSignature) and self.cfg.params() == other.cfg.params()
+
+    def __hash__(self):
+        return hash(("MxmSignature", tuple(sorted(self.cfg.params().items()))))
+
+
+class MxmSlice(wiring.Component):
+    """One MXM slice column (see the module docstring for structure and timing)."""
+
+    def __init__(self, cfg: TspConfig):
+        if not isinstance(cfg, TspConfig):
+            raise ValueError(f"MxmSlice: cfg must be a TspConfig, got {type(cfg).__name__}")
+        if cfg.lanes_per_superlane != LANES:
+            raise ValueError(f"MxmSlice: lanes_per_superlane must be {LANES}, "
+                             f"got {cfg.lanes_per_superlane}")
+        if cfg.streams_per_direction < 4:
+            raise ValueError("MxmSlice: streams_per_direction must be >= 4 (int32 results), "
+                             f"got {cfg.streams_per_direction}")
+        self.cfg = cfg
+        super().__init__(MxmSignature(cfg))
+
+    # ------------------------------------------------------------------ layouts
+    def _core_layout(self):
+        cfg = self.cfg
+        return data.StructLayout({
+            "valid": 1,  # any of the ops below
+            "iw": 1,
+            "lw": 1,
+            "lwt": 1,
+            "mvm": 1,
+            "row": self._row_bits,
+            "acc": 5,
+            "accum": 1,
+            "emit": 1,
+            "out_s": cfg.stream_index_bits,
+            "out_d": 1,
+        })
+
+    @property
+    def _row_bits(self):
+        return max(1, (self.cfg.vector_length - 1).bit_length())
+
+    # ------------------------------------------------------------------ elaborate
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        S, VL, NS = cfg.superlanes, cfg.vector_length, cfg.streams_per_direction
+        D = 2 * S + 1  # issue -> core
+        L_lwt = isa.latency("LWT", cfg)
+        assert isa.latency("MVM", cfg) == D + 1 and isa.latency("LW", cfg) == 1
+
+        # ---------------------------------------------------------- decode (issue cycle)
+        word, valid = self.issue.word, self.issue.valid
+        off_a, off_b = self.issue.off_a, self.issue.off_b
+        op = opcode_of(word)
+        is_lw = valid & (op == OPC["LW"])
+        is_lwt = valid & (op == OPC["LWT"])
+        is_iw = valid & (op == OPC["IW"])
+        is_mvm = valid & (op == OPC["MVM"])
+        v_ld = view(word, KIND, "LW")  # LW and LWT share the layout
+        v_mvm = view(word, KIND, "MVM")
+        ld_row = Signal(signed(34))
+        mvm_row = Signal(signed(34))
+        acc = Signal(signed(34))
+        m.d.comb += [
+            ld_row.eq(strided(word, KIND, "LW", "row", off_a, off_b)),
+            mvm_row.eq(strided(word, KIND, "MVM", "row", off_a, off_b)),
+            acc.eq(strided(word, KIND, "MVM", "acc", off_a, off_b)),
+        ]
+        m.d.comb += self.mvm.eq(is_mvm)
+
+        def in_range(v, hi):
+            return (v >= 0) & (v <= hi)
+
+        # the checks the model's validate() and REPEAT stride checks make
+        bad = Signal()
+        m.d.comb += bad.eq(valid & (
+            ~legal_checks(word, KIND, cfg)
+            | ((is_lw | is_lwt) & ~in_range(ld_row, VL - 1))
+            | (is_mvm & ~in_range(mvm_row, VL - 1))
+            | (is_mvm & ~in_range(acc, isa.MXM_ACC_SLOTS - 1))
+            | (is_mvm & (v_mvm.ld == 0) & ((v_mvm.row != 0) | (v_mvm.w_s != 0)
+                                           | (v_mvm.w_d != 0)))
+            | (is_mvm & ~v_mvm.emit & ((v_mvm.out_s != 0) | (v_mvm.out_d != 0)))
+            | (is_mvm & v_mvm.emit & (v_mvm.out_s > NS - 4))
+        ))
+
+        # IW hazard: cycles for which a load to the shadow buffer is still in flight
+        cnt_bits = max(1, (L_lwt - 1).bit_length())
+        load_cnt = Signal(cnt_bits)
+        cnt_dec = Mux(load_cnt != 0, load_cnt - 1, 0)
+        mvm_ld = is_mvm & (v_mvm.ld != 0)
+        new_lw = is_lw | (mvm_ld & (v_mvm.ld == 1))
+        new_lwt = is_lwt | (mvm_ld & (v_mvm.ld == 2))
+        with m.If(new_lwt & (cnt_dec < L_lwt - 1)):
+            m.d.sync += load_cnt.eq(L_lwt - 1)
+        with m.Else():
+            m.d.sync += load_cnt.eq(cnt_dec)
+        iw_hazard = is_iw & (load_cnt != 0)
+
+        with m.If(bad):
+            m.d.comb += [self.error.eq(1), self.error_code.eq(ErrorCode.ILLEGAL_INSTRUCTION)]
+        with m.Elif(iw_hazard):
+            m.d.comb += [self.error.eq(1), self.error_code.eq(ErrorCode.ILLEGAL_INSTRUCTION)]
+        ok = ~bad & ~iw_hazard
+
+        rb = self._row_bits
+        ctl0 = Signal(self._core_layout())
+        m.d.comb += [
+            ctl0.iw.eq(is_iw & ok),
+            ctl0.lw.eq(new_lw & ok),
+            ctl0.lwt.eq(new_lwt & ok),
+            ctl0.mvm.eq(is_mvm & ok),
+            ctl0.valid.eq((is_iw | new_lw | new_lwt | is_mvm) & ok),
+            ctl0.row.eq(Mux(is_mvm, mvm_row[:rb], ld_row[:rb])),
+            ctl0.acc.eq(acc[:5]),
+            ctl0.accum.eq(v_mvm.accum),
+            ctl0.emit.eq(is_mvm & v_mvm.emit),
+            ctl0.out_s.eq(v_mvm.out_s),
+            ctl0.out_d.eq(v_mvm.out_d),
+        ]
+
+        # ---------------------------------------------------------- operands (t + k)
+        sel_layout = data.StructLayout({"x_en": 1, "x_s": 5, "x_d": 1,
+                                        "w_en": 1, "w_s": 5, "w_d": 1})
+        m.submodules.opsel = opsel = SkewChain(sel_layout, S, valid_field=None)
+        m.d.comb += [
+            opsel.i.x_en.eq(ctl0.mvm), opsel.i.w_en.eq(ctl0.lw | ctl0.lwt),
+            opsel.i.x_s.eq(v_mvm.x_s), opsel.i.x_d.eq(v_mvm.x_d),
+            opsel.i.w_s.eq(v_ld.w_s), opsel.i.w_d.eq(v_ld.w_d),
+        ]
+        SB = cfg.superlane_bits
+        x_blocks, w_blocks = [], []
+        for k in range(S):
+            tile, sel = self.tiles[k], opsel.o[k]
+            sb = cfg.stream_index_bits
+            # operand isolation: the lines (and the MAC array) only change for real operands
+            xk = Mux(sel.x_en, stream_select(tile, sb, sel.x_s, sel.x_d), 0)
+            wk = Mux(sel.w_en, stream_select(tile, sb, sel.w_s, sel.w_d), 0)
+            # delay superlane k by D - k cycles: all superlanes line up in t + D
+            for name, v, out in (("x", xk, x_blocks), ("w", wk, w_blocks)):
+                for n in range(D - k):
+                    r = Signal(SB, name=f"{name}{k}_d{n + 1}", reset_less=True)
+                    m.d.sync += r.eq(v)
+                    v = r
+                out.append(v)
+        x_vec = Cat(*x_blocks)  # VL int8 at t + D
+        w_vec = Cat(*w_blocks)
+
+        # ---------------------------------------------------------- control delay (t + D)
+        c = ctl0
+        for n in range(D):
+            r = Signal(self._core_layout(), name=f"ctl_d{n + 1}")
+            m.d.sync += r.eq(c)
+            c = r
+        core = c
+
+        # ---------------------------------------------------------- weights, MACs (core)
+        m.submodules.weights = wts = MxmWeights(VL)
+        m.submodules.mac = mac = MxmMacArray(VL)
+        m.d.comb += [
+            wts.lw.eq(core.valid & core.lw),
+            wts.lwt.eq(core.valid & core.lwt),
+            wts.iw.eq(core.valid & core.iw),
+            wts.row.eq(core.row),
+            wts.w.eq(w_vec),
+            mac.x.eq(x_vec),
+        ]
+        for i in range(VL):
+            m.d.comb += mac.rows[i].eq(wts.rows[i])
+        parts = mac.part
+
+        m.submodules.acc = accmem = Memory(shape=unsigned(32 * VL), depth=isa.MXM_ACC_SLOTS,
+                                           init=[])
+        acc_wr = accmem.write_port()
+        acc_rd = accmem.read_port(domain="sync", transparent_for=(acc_wr,))
+        m.d.comb += acc_rd.addr.eq(core.acc)
+
+        st2 = Signal(self._core_layout(), name="ctl_st2")
+        m.d.sync += st2.eq(core)
+
+        # ---------------------------------------------------------- MVM stage 2 (t + L)
+        res = []
+        for i in range(VL):
+            a = acc_rd.data[32 * i:32 * i + 32].as_signed()
+            f = _tree(parts[i])
+            r = Signal(32, name=f"r{i}")
+            m.d.comb += r.eq(f + Mux(st2.accum, a, 0))
+            res.append(r)
+        m.d.comb += [
+            acc_wr.addr.eq(st2.acc),
+            acc_wr.data.eq(Cat(*res)),
+            acc_wr.en.eq(st2.valid & st2.mvm),
+        ]
+
+        # ---------------------------------------------------------- emit (t + L + k)
+        ctl_k = st2
+        blocks = [Cat(*res[LANES * o:LANES * (o + 1)]) for o in range(S)]
+        for o in range(S):
+            if o:
+                nctl = Signal(self._core_layout(), name=f"emit_ctl{o}")
+                m.d.sync += nctl.eq(ctl_k)
+                ctl_k = nctl
+                nb = [Signal(32 * LANES, name=f"emit{o}_b{q}", reset_less=True)
+                      for q in range(o, S)]
+                m.d.sync += [r.eq(v) for r, v in zip(nb, blocks[o:], strict=True)]
+                blocks = blocks[:o] + nb
+            self._drive_tile(m, o, ctl_k, blocks[o])
+        return m
+
+    def _drive_tile(self, m, o, ctl, block):
+        """Tile ``o`` writes the int32 lanes of ``block`` as 4 byte planes onto
+        out..out+3 (combinationally, in the cycle ``ctl`` says)."""
+        NS = self.cfg.streams_per_direction
+        tile = self.tiles[o]
+        planes = [Cat(*(block[32 * l + 8 * b:32 * l + 8 * b + 8] for l in range(LANES)))
+                  for b in range(4)]
+        # rot[q] = plane (q - out_s) mod 4: stream s carries rot[s % 4]
+        rot = []
+        for q in range(4):
+            r = Signal(len(planes[0]), name=f"emit{o}_rot{q}")
+            m.d.comb += r.eq(Array(planes)[(q - ctl.out_s)[:2]])
+            rot.append(r)
+        go = ctl.valid & ctl.mvm & ctl.emit
+        for s in range(NS):
+            d = s - ctl.out_s
+            hit = go & (d >= 0) & (d < 4)
+            m.d.comb += [
+                tile.e_we[s].eq(hit & ~ctl.out_d),
+                tile.w_we[s].eq(hit & ctl.out_d),
+                tile.e_out[s].eq(rot[s % 4]),
+                tile.w_out[s].eq(rot[s % 4]),
+            ]

@@ -1,0 +1,510 @@
+"""The SXM slice: lane shifts, rotates, broadcast, permutations and row reductions.
+
+Hardware (VL = ``cfg.vector_length``, S = ``cfg.superlanes``; one SXM per hemisphere):
+
+* Operand fetch, per superlane tile: the four byte-streams ``in..in+3`` of the
+  instruction's direction, rearranged lane-major (lane ``l`` = 32 bits, byte plane ``p``
+  in bits ``8p+7:8p``) so that a lane move moves all planes of the lane together.  The
+  ``type`` field only sets how many planes are *written* (1, 2 or 4).  Each unit's inputs
+  are held at zero unless it has an instruction (operand isolation).
+* `SxmLocalUnit`, per tile (SHS, ROTS): a 16-lane crossbar (one 16:1 lane mux and a
+  zero-fill gate per output lane) and two pipeline registers.
+* `SxmGlobalUnit` (SHV, ROTV, DIST, PERM, PMAP): a deskew line (tile ``k``'s block
+  delayed ``S - 1 - k`` cycles), one VL-lane crossbar (one VL:1 lane mux and a zero-fill
+  gate per output lane; the source lane comes from ``n`` or from a permutation map), the 4 x VL
+  permutation-map registers (identity after power-up, kept across runs like the model's)
+  and an output skew line.
+* `SxmReduceUnit` (RMAX, RMIN, RSUM): per tile a 16-lane tree of max/min/wrapping-add
+  nodes on values sign-extended (u8: zero-extended) to 32 bits, and a chain that carries
+  the partial result north one tile per cycle; the 32-bit scalar is broadcast and written
+  as ``otype`` (its low 1, 2 or 4 bytes: wrapping).
+* `SxmTileOutput`, per tile: merges the three units' writes per stream and flags a
+  collision.
+
+Timing (``t`` = issue cycle in superlane-0 time; tile ``k`` reads its part of the
+operands in ``t + k`` and writes its part of a result in ``t + L + k``):
+
+* SHS/ROTS (L = 2): tile ``k`` permutes in ``t + k``, two registers, writes ``t + k + 2``.
+* SHV/ROTV/DIST/PERM (L = 2S): the whole vector is present in ``t + S - 1`` (tile
+  ``S - 1`` combinationally, the others from the deskew line); the crossbar result is
+  registered and tile ``k``'s block written ``S + 1 + k`` cycles later (``t + 2S + k``).
+  PERM reads its map in ``t + S - 1``.
+* PMAP (L = 1): the map is taken from the same deskewed vector (planes 0 and 1) in
+  ``t + S - 1`` and written at the end of ``t + S``, so a PERM issued in ``t + 2`` (which
+  reads in ``t + S + 1``) sees it and one issued in ``t + 1`` does not: every map access
+  is shifted by the same ``S - 1`` cycles, which keeps the model's order.
+* RMAX/RMIN/RSUM (L = 2S + 1): tile ``k`` reduces its 16 lanes and combines the chain
+  value from tile ``k - 1`` in ``t + k``; the result leaves tile ``S - 1`` at the end of
+  ``t + S - 1`` and is written by tile ``k`` in ``t + 2S + 1 + k``.
+
+The units have different latencies, so two instructions may be due in one cycle: one
+(direction, stream) written by two units in one cycle raises ``STREAM_COLLISION`` (checked
+in tile 0, whose writes every other tile repeats later).  Other errors:
+``ILLEGAL_INSTRUCTION`` (combinational, issue cycle) for a word the ISA rejects or a
+REPEAT-strided ``n``/``map`` out of range; ``VALUE_RANGE`` when a PMAP entry is not a lane
+index (< VL), in the cycle the tile holding it reads it.
+"""
+
+from __future__ import annotations
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from arch import isa
+from arch.config import TspConfig
+
+from .mxm import stream_select
+from .slice import ErrorCode, SliceSignature, legal_checks, opcode_of, strided, view
+from .tile import SkewChain
+
+__all__ = ["SxmGlobalUnit", "SxmLocalUnit", "SxmReduceUnit", "SxmSlice", "SxmTileOutput"]
+
+KIND = "SXM"
+OPC = isa.OPCODES[KIND]
+LANES = 16
+BLOCK = 32 * LANES  # one tile's lanes, lane-major, 4 byte planes each
+# reduction ops
+R_MAX, R_MIN, R_SUM = 0, 1, 2
+# global ops
+G_SHV, G_ROTV, G_DIST, G_PERM = 0, 1, 2, 3
+
+
+def _nbytes(type_code):
+    """Byte-streams of a type code (i8 1, i16 2, i32 4, u8 1) as a 3-bit value."""
+    return Array([Const(isa.type_bytes(t), 3) for t in range(len(isa.TYPES))])[type_code]
+
+
+def _delay(m, value, cycles, name, reset_less=False):
+    """``value`` through ``cycles`` registers: the list of every stage ([0] = value)."""
+    stages = [value]
+    for n in range(cycles):
+        r = Signal(value.shape(), name=f"{name}_d{n + 1}", reset_less=reset_less)
+        m.d.sync += r.eq(stages[-1])
+        stages.append(r)
+    return stages
+
+
+def _pick(options, index):
+    """``options[index]`` as a complete mux (padded with zeros to 2**len(index) inputs)."""
+    n = 1 << len(index)
+    opts = list(options)[:n]
+    opts += [Const(0, len(opts[0]))] * (n - len(opts))
+    return Array(opts)[index]
+
+
+def _lanes(block):
+    return [block[32 * l:32 * l + 32] for l in range(len(block) // 32)]
+
+
+def out_layout(cfg: TspConfig) -> data.StructLayout:
+    """What a unit writes: byte planes 0..nb-1 onto streams out_s.. in direction out_d."""
+    return data.StructLayout({
+        "valid": 1,
+        "out_s": cfg.stream_index_bits,
+        "out_d": 1,
+        "nb": 3,
+    })
+
+
+def global_layout(cfg: TspConfig) -> data.StructLayout:
+    return data.StructLayout({
+        "valid": 1,  # SHV / ROTV / DIST / PERM
+        "op": 2,
+        "n": signed(11),
+        "map": 2,
+        "pmap": 1,
+        "out": out_layout(cfg),
+    })
+
+
+# ============================================================================ units
+class SxmLocalUnit(wiring.Component):
+    """SHS/ROTS for one tile: ``o_blk`` (two cycles after ``blk``) = ``blk`` moved by
+    ``n`` lanes within the 16 (rotated if ``rot``, else zero-filled)."""
+
+    def __init__(self, cfg: TspConfig):
+        self.cfg = cfg
+        super().__init__({
+            "blk": In(BLOCK), "rot": In(1), "n": In(signed(5)), "ctl": In(out_layout(cfg)),
+            "o_blk": Out(BLOCK), "o_ctl": Out(out_layout(cfg)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        sel = Array(_lanes(self.blk))
+        res = []
+        for l in range(LANES):
+            j = Const(l, 6) - self.n  # signed; j mod 16 is the source lane
+            inside = (j >= 0) & (j < LANES)
+            res.append(Mux(self.rot | inside, sel[j[:4]], 0))
+        m.d.comb += [
+            self.o_blk.eq(_delay(m, Cat(*res), 2, "loc", reset_less=True)[-1]),
+            self.o_ctl.eq(_delay(m, self.ctl, 2, "loc_ctl")[-1]),
+        ]
+        return m
+
+
+class SxmGlobalUnit(wiring.Component):
+    """SHV/ROTV/DIST/PERM and the permutation maps (see the module docstring).
+
+    ``blocks[k]`` is tile ``k``'s operand in ``t + k``, ``ctl`` the instruction in ``t``;
+    ``o_blk[k]``/``o_ctl[k]`` what tile ``k`` writes in ``t + 2S + k``.
+    """
+
+    def __init__(self, cfg: TspConfig):
+        self.cfg = cfg
+        S = cfg.superlanes
+        super().__init__({
+            "blocks": In(BLOCK).array(S), "ctl": In(global_layout(cfg)),
+            "o_blk": Out(BLOCK).array(S), "o_ctl": Out(out_layout(cfg)).array(S),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        S, VL = cfg.superlanes, cfg.vector_length
+        mbits = max(1, (VL - 1).bit_length())
+        g = _delay(m, self.ctl, S - 1, "ctl")[-1]  # in t + S - 1
+        vec = []  # all VL lanes in t + S - 1
+        for k in range(S):
+            vec += _lanes(_delay(m, self.blocks[k], S - 1 - k, f"deskew{k}", True)[-1])
+
+        maps = [[Signal(mbits, init=i, name=f"map{q}_{i}", reset_less=True) for i in range(VL)]
+                for q in range(isa.SXM_MAPS)]
+        res = []
+        for i in range(VL):
+            j = Signal(signed(12), name=f"j{i}")
+            m.d.comb += j.eq(i - g.n)
+            src = Signal(mbits, name=f"src{i}")  # source lane
+            zero = Signal(name=f"zero{i}")  # SHV: source outside the vector
+            m.d.comb += zero.eq((g.op == G_SHV) & ((j < 0) | (j >= VL)))
+            with m.Switch(g.op):
+                with m.Case(G_SHV):
+                    m.d.comb += src.eq(j)
+                with m.Case(G_ROTV):
+                    m.d.comb += src.eq(Mux(j < 0, j + VL, Mux(j >= VL, j - VL, j)))
+                with m.Case(G_DIST):
+                    m.d.comb += src.eq(g.n)
+                with m.Case(G_PERM):
+                    m.d.comb += src.eq(Array(maps[q][i] for q in range(isa.SXM_MAPS))[g.map])
+            res.append(Mux(zero, 0, _pick(vec, src)))
+        out = Signal(32 * VL, name="res", reset_less=True)
+        octl = Signal(out_layout(cfg), name="res_ctl")
+        m.d.sync += [out.eq(Cat(*res)), octl.eq(g.out)]
+        # `out` is present in t + S; tile k writes in t + 2S + k: S + k more registers
+        ctls = _delay(m, octl, 2 * S - 1, "out_ctl")
+        for k in range(S):
+            blk = out[BLOCK * k:BLOCK * (k + 1)]
+            m.d.comb += [
+                self.o_blk[k].eq(_delay(m, blk, S + k, f"out{k}", True)[-1]),
+                self.o_ctl[k].eq(ctls[S + k]),
+            ]
+
+        # PMAP: planes 0, 1 of the deskewed vector, written at the end of t + S
+        pm_valid = Signal(name="pmap_valid")
+        pm_map = Signal(2, name="pmap_map")
+        pm_data = Signal(mbits * VL, name="pmap_data", reset_less=True)
+        m.d.sync += [
+            pm_valid.eq(g.pmap),
+            pm_map.eq(g.map),
+            pm_data.eq(Cat(*(lane[:mbits] for lane in vec))),
+        ]
+        for q in range(isa.SXM_MAPS):
+            with m.If(pm_valid & (pm_map == q)):
+                m.d.sync += [maps[q][i].eq(pm_data[mbits * i:mbits * (i + 1)])
+                             for i in range(VL)]
+        return m
+
+
+class SxmReduceUnit(wiring.Component):
+    """RMAX/RMIN/RSUM: ``blocks[k]``, ``op[k]``, ``type[k]`` are tile ``k``'s operand and
+    instruction in ``t + k``, ``ctl`` the output control in ``t``; ``o_val[k]`` (the
+    32-bit result) and ``o_ctl[k]`` are what tile ``k`` writes in ``t + 2S + 1 + k``."""
+
+    def __init__(self, cfg: TspConfig):
+        self.cfg = cfg
+        S = cfg.superlanes
+        super().__init__({
+            "blocks": In(BLOCK).array(S), "op": In(2).array(S), "type": In(2).array(S),
+            "ctl": In(out_layout(cfg)),
+            "o_val": Out(32).array(S), "o_ctl": Out(out_layout(cfg)).array(S),
+        })
+
+    @staticmethod
+    def _tree(m, vals, op, name):
+        level = 0
+        while len(vals) > 1:
+            nxt = []
+            for a, b in zip(vals[0::2], vals[1::2], strict=False):
+                r = Signal(signed(32), name=f"{name}_n{level}_{len(nxt)}")
+                m.d.comb += r.eq(Mux(op == R_SUM, (a + b)[:32],
+                                     Mux((op == R_MAX) == (a > b), a, b)))
+                nxt.append(r)
+            if len(vals) % 2:
+                nxt.append(vals[-1])
+            vals = nxt
+            level += 1
+        return vals[0]
+
+    def elaborate(self, platform):
+        m = Module()
+        S = self.cfg.superlanes
+        chain = None
+        for k in range(S):
+            vals = []
+            for l, lane in enumerate(_lanes(self.blocks[k])):
+                x = Signal(signed(32), name=f"v{k}_{l}")
+                with m.Switch(self.type[k]):
+                    with m.Case(0):  # i8
+                        m.d.comb += x.eq(lane[:8].as_signed())
+                    with m.Case(1):  # i16
+                        m.d.comb += x.eq(lane[:16].as_signed())
+                    with m.Case(2):  # i32
+                        m.d.comb += x.eq(lane.as_signed())
+                    with m.Case(3):  # u8
+                        m.d.comb += x.eq(lane[:8])
+                vals.append(x)
+            if chain is not None:
+                vals.append(chain)
+            nxt = Signal(signed(32), name=f"chain{k}", reset_less=True)
+            m.d.sync += nxt.eq(self._tree(m, vals, self.op[k], f"t{k}"))
+            chain = nxt
+        # the result is present in t + S; tile k writes in t + 2S + 1 + k
+        vals = _delay(m, chain, 2 * S, "res", reset_less=True)
+        ctls = _delay(m, self.ctl, 3 * S, "ctl")
+        for k in range(S):
+            m.d.comb += [self.o_val[k].eq(vals[S + 1 + k]), self.o_ctl[k].eq(ctls[2 * S + 1 + k])]
+        return m
+
+
+class SxmTileOutput(wiring.Component):
+    """One tile's stream writes: the local, global and reduction units' results merged
+    per (direction, stream); ``collision`` if two of them write one in this cycle."""
+
+    def __init__(self, cfg: TspConfig):
+        self.cfg = cfg
+        lay = out_layout(cfg)
+        super().__init__({
+            "loc_ctl": In(lay), "loc_blk": In(BLOCK),
+            "glob_ctl": In(lay), "glob_blk": In(BLOCK),
+            "red_ctl": In(lay), "red_val": In(32),
+            "e_we": Out(cfg.streams_per_direction), "w_we": Out(cfg.streams_per_direction),
+            "e_out": Out(cfg.superlane_bits).array(cfg.streams_per_direction),
+            "w_out": Out(cfg.superlane_bits).array(cfg.streams_per_direction),
+            "collision": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        NS = self.cfg.streams_per_direction
+
+        def block_planes(block):
+            return [Cat(*(lane[8 * p:8 * p + 8] for lane in _lanes(block))) for p in range(4)]
+
+        sources = [
+            (self.loc_ctl, block_planes(self.loc_blk)),
+            (self.glob_ctl, block_planes(self.glob_blk)),
+            (self.red_ctl, [self.red_val[8 * p:8 * p + 8].replicate(LANES) for p in range(4)]),
+        ]
+        hits, rots = [], []
+        for u, (ctl, planes) in enumerate(sources):
+            rot = []  # rot[q] = plane (q - out_s) mod 4: stream s carries rot[s % 4]
+            for q in range(4):
+                r = Signal(len(planes[0]), name=f"u{u}_rot{q}")
+                m.d.comb += r.eq(Array(planes)[(q - ctl.out_s)[:2]])
+                rot.append(r)
+            rots.append(rot)
+            he, hw = Signal(NS, name=f"u{u}_e"), Signal(NS, name=f"u{u}_w")
+            for s in range(NS):
+                d = s - ctl.out_s
+                hit = ctl.valid & (d >= 0) & (d < ctl.nb)
+                m.d.comb += [he[s].eq(hit & ~ctl.out_d), hw[s].eq(hit & ctl.out_d)]
+            hits.append((he, hw))
+        coll = Const(0)
+        for a in range(len(sources)):
+            for b in range(a + 1, len(sources)):
+                for d in range(2):
+                    coll = coll | (hits[a][d] & hits[b][d]).any()
+        m.d.comb += self.collision.eq(coll)
+        for d, (we, out) in enumerate(((self.e_we, self.e_out), (self.w_we, self.w_out))):
+            m.d.comb += we.eq(hits[0][d] | hits[1][d] | hits[2][d])
+            for s in range(NS):
+                val = rots[2][s % 4]
+                for u in (1, 0):
+                    val = Mux(hits[u][d][s], rots[u][s % 4], val)
+                m.d.comb += out[s].eq(val)
+        return m
+
+
+# ============================================================================ the slice
+class SxmSlice(wiring.Component):
+    """One SXM slice column (see the module docstring for structure and timing)."""
+
+    def __init__(self, cfg: TspConfig):
+        if not isinstance(cfg, TspConfig):
+            raise ValueError(f"SxmSlice: cfg must be a TspConfig, got {type(cfg).__name__}")
+        if cfg.lanes_per_superlane != LANES:
+            raise ValueError(f"SxmSlice: lanes_per_superlane must be {LANES}, "
+                             f"got {cfg.lanes_per_superlane}")
+        if cfg.streams_per_direction < 4:
+            raise ValueError("SxmSlice: streams_per_direction must be >= 4 (int32 moves), "
+                             f"got {cfg.streams_per_direction}")
+        self.cfg = cfg
+        super().__init__(SliceSignature(cfg))
+
+    def _tile_layout(self):
+        """Control that travels north with the instruction (one tile per cycle)."""
+        return data.StructLayout({
+            "valid": 1,
+            "in_s": 5,
+            "in_d": 1,
+            "loc": 1,  # SHS / ROTS
+            "rot": 1,  # ROTS
+            "n": signed(5),
+            "glob": 1,  # SHV / ROTV / DIST / PERM / PMAP
+            "red": 1,  # RMAX / RMIN / RSUM
+            "red_op": 2,
+            "type": 2,
+            "pmap": 1,
+            "out": out_layout(self.cfg),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        S, VL, NS = cfg.superlanes, cfg.vector_length, cfg.streams_per_direction
+        assert isa.latency("SHS", cfg) == 2 and isa.latency("SHV", cfg) == 2 * S
+        assert isa.latency("RSUM", cfg) == 2 * S + 1 and isa.latency("PMAP", cfg) == 1
+
+        # ---------------------------------------------------------- decode (issue cycle)
+        word, valid = self.issue.word, self.issue.valid
+        op = opcode_of(word)
+
+        def is_op(*names):
+            return valid & Cat(*(op == OPC[n] for n in names)).any()
+
+        is_loc = is_op("SHS", "ROTS")
+        is_glob = is_op("SHV", "ROTV", "DIST", "PERM")
+        is_red = is_op("RMAX", "RMIN", "RSUM")
+        is_pmap = is_op("PMAP")
+        v = view(word, KIND, "RSUM")  # in, out, type, otype: same bits in every SXM op
+        n = Signal(signed(34))
+        mp = Signal(signed(34))
+        off_a, off_b = self.issue.off_a, self.issue.off_b
+        m.d.comb += [
+            n.eq(strided(word, KIND, "SHS", "n", off_a, off_b)),
+            mp.eq(strided(word, KIND, "PERM", "map", off_a, off_b)),
+        ]
+        nb = Signal(3)
+        ob = Signal(3)
+        m.d.comb += [nb.eq(_nbytes(v.type)), ob.eq(Mux(is_red, _nbytes(v.otype), nb))]
+
+        def within(x, lo, hi):
+            return (x >= lo) & (x <= hi)
+
+        moves = is_loc | is_glob | is_red
+        bad = Signal()
+        m.d.comb += bad.eq(valid & (
+            ~legal_checks(word, KIND, cfg)
+            | (is_loc & ~within(n, -(LANES - 1), LANES - 1))
+            | (is_op("SHV", "ROTV") & ~within(n, -(VL - 1), VL - 1))
+            | (is_op("DIST") & ~within(n, 0, VL - 1))
+            | (is_op("PMAP", "PERM") & ~within(mp, 0, isa.SXM_MAPS - 1))
+            | (is_pmap & (v.in_s > NS - 2))
+            | (moves & (v.in_s + nb > NS))
+            | (moves & (v.out_s + ob > NS))
+        ))
+        ok = ~bad
+
+        out0 = Signal(out_layout(cfg))
+        m.d.comb += [
+            out0.valid.eq(ok & moves),
+            out0.out_s.eq(v.out_s),
+            out0.out_d.eq(v.out_d),
+            out0.nb.eq(ob),
+        ]
+        m.submodules.skew = skew = SkewChain(self._tile_layout(), S)
+        ti = skew.i
+        m.d.comb += [
+            ti.valid.eq(ok & (moves | is_pmap)),
+            ti.in_s.eq(v.in_s),
+            ti.in_d.eq(v.in_d),
+            ti.loc.eq(is_loc),
+            ti.rot.eq(is_op("ROTS")),
+            ti.n.eq(n[:5]),
+            ti.glob.eq(is_glob | is_pmap),
+            ti.red.eq(is_red),
+            ti.red_op.eq(Mux(is_op("RMAX"), R_MAX, Mux(is_op("RMIN"), R_MIN, R_SUM))),
+            ti.type.eq(v.type),
+            ti.pmap.eq(is_pmap),
+            ti.out.eq(out0),
+        ]
+
+        m.submodules.glob = glob = SxmGlobalUnit(cfg)
+        m.submodules.red = red = SxmReduceUnit(cfg)
+        g_op = Mux(is_op("SHV"), G_SHV, Mux(is_op("ROTV"), G_ROTV,
+                                              Mux(is_op("DIST"), G_DIST, G_PERM)))
+        with m.If(ok & (is_glob | is_pmap)):  # operand isolation: zero unless used
+            m.d.comb += [
+                glob.ctl.valid.eq(is_glob),
+                glob.ctl.op.eq(g_op),
+                glob.ctl.n.eq(n[:11]),
+                glob.ctl.map.eq(mp[:2]),
+                glob.ctl.pmap.eq(is_pmap),
+                glob.ctl.out.eq(out0),
+            ]
+        with m.If(ok & is_red):
+            m.d.comb += red.ctl.eq(out0)
+
+        # ---------------------------------------------------------- per tile (t + k)
+        pmap_bad = []
+        collision = Signal()
+        for k in range(S):
+            tile, c = self.tiles[k], skew.o[k]
+            sb = cfg.stream_index_bits
+            planes = []
+            for p in range(4):
+                sig = Signal(cfg.superlane_bits, name=f"in{k}_p{p}")
+                with m.If(c.valid):  # operand isolation: zero unless an instruction reads
+                    m.d.comb += sig.eq(stream_select(tile, sb, (c.in_s + p)[:sb], c.in_d))
+                planes.append(sig)
+            blk = Cat(*(Cat(*(planes[p][8 * l:8 * l + 8] for p in range(4)))
+                        for l in range(LANES)))
+
+            # PMAP entries must be lane indices
+            bad_k = Signal(name=f"pmap_bad{k}")
+            m.d.comb += bad_k.eq(c.valid & c.pmap & Cat(*(
+                Cat(planes[0][8 * l:8 * l + 8], planes[1][8 * l:8 * l + 8]) >= VL
+                for l in range(LANES))).any())
+            pmap_bad.append(bad_k)
+
+            loc = m.submodules[f"loc{k}"] = SxmLocalUnit(cfg)
+            with m.If(c.valid & c.loc):
+                m.d.comb += [loc.blk.eq(blk), loc.rot.eq(c.rot), loc.n.eq(c.n),
+                             loc.ctl.eq(c.out)]
+            with m.If(c.valid & c.glob):
+                m.d.comb += glob.blocks[k].eq(blk)
+            with m.If(c.valid & c.red):
+                m.d.comb += [red.blocks[k].eq(blk), red.op[k].eq(c.red_op),
+                             red.type[k].eq(c.type)]
+
+            o = m.submodules[f"out{k}"] = SxmTileOutput(cfg)
+            m.d.comb += [
+                o.loc_ctl.eq(loc.o_ctl), o.loc_blk.eq(loc.o_blk),
+                o.glob_ctl.eq(glob.o_ctl[k]), o.glob_blk.eq(glob.o_blk[k]),
+                o.red_ctl.eq(red.o_ctl[k]), o.red_val.eq(red.o_val[k]),
+                tile.e_we.eq(o.e_we), tile.w_we.eq(o.w_we),
+            ]
+            for s in range(NS):
+                m.d.comb += [tile.e_out[s].eq(o.e_out[s]), tile.w_out[s].eq(o.w_out[s])]
+            if k == 0:
+                m.d.comb += collision.eq(o.collision)
+
+        with m.If(bad):
+            m.d.comb += [self.error.eq(1), self.error_code.eq(ErrorCode.ILLEGAL_INSTRUCTION)]
+        with m.Elif(collision):
+            m.d.comb += [self.error.eq(1), self.error_code.eq(ErrorCode.STREAM_COLLISION)]
+        with m.Elif(Cat(*pmap_bad).any()):
+            m.d.comb += [self.error.eq(1), self.error_code.eq(ErrorCode.VALUE_RANGE)]
+        return m
