@@ -184,7 +184,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_block)
     p = sub.add_parser("bench-rtl", help="RTL generation/build times and simulation speed")
     p.add_argument("--config", default="tiny,small")
-    p.add_argument("--design", default="chip_mem", choices=sorted(DESIGNS))
+    p.add_argument("--design", default="chip", choices=sorted(DESIGNS))
     p.add_argument("--programs", type=int, default=20)
     p.set_defaults(func=cmd_bench_rtl)
     args = ap.parse_args(argv)

@@ -15,7 +15,7 @@ def test_random_mem_programs(config, base_seed):
     seeds = [base_seed * 1000 + i for i in range(24)]
     lockstep = seeds[:2]
     print(f"chip {config}: random MEM/ICU program seeds {seeds} (lock-step: {lockstep})")
-    sim = build_sim(cfg, "chip_mem")
+    sim = build_sim(cfg, "chip")
     run = run_cocotb(sim, "tb.chip.test_chip", name=f"chip-mem-{config}",
                      testcase="chip_random_mem_programs",
                      params={"seeds": seeds, "lockstep": lockstep})
@@ -28,7 +28,7 @@ def test_random_mem_programs(config, base_seed):
 
 @pytest.mark.parametrize("config", ["tiny", "small"])
 def test_faults_flag_and_halt(config):
-    sim = build_sim(get_config(config), "chip_mem")
+    sim = build_sim(get_config(config), "chip")
     run = run_cocotb(sim, "tb.chip.test_chip", name=f"chip-faults-{config}",
                      testcase="chip_faults")
     print(run.summary)
@@ -37,7 +37,7 @@ def test_faults_flag_and_halt(config):
 
 @pytest.mark.parametrize("config", ["tiny", "small"])
 def test_reset_mid_program(config, base_seed):
-    sim = build_sim(get_config(config), "chip_mem")
+    sim = build_sim(get_config(config), "chip")
     run = run_cocotb(sim, "tb.chip.test_chip", name=f"chip-reset-{config}",
                      testcase="chip_reset_mid_program", params={"seed": base_seed})
     print(run.summary)

@@ -1,0 +1,432 @@
+"""``compile_block``: lower, schedule, emit, check resources; the :class:`CompiledBlock`.
+
+The driver tries a few variants and keeps the fastest that fits the config:
+intermediates kept in SRAM or their space reused (when SRAM is short), list scheduling
+by critical-path priority or in program order (more regular, so more REPEATs: the
+fallback when instruction memory is short).  Nothing here runs the machine model: the
+cycle count, busy cycles and MVM counts are computed from the schedule itself with the
+ISA's definitions (:mod:`compiler.emit`); :meth:`CompiledBlock.run_on_model` checks them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from arch.asm import format_instr
+from arch.config import TspConfig, get_config
+from arch.program import Program
+from golden.block import QuantBlock
+from golden.machine import Machine, RunResult
+
+from . import tiling as T
+from .emit import Emitted, emit
+from .errors import CompileError
+from .ir import Bundle
+from .lower import PLANS, Lowering
+from .schedule import list_schedule
+
+#: the golden trace names the compiled program can keep in SRAM (scores are the masked
+#: scores when the block is causal)
+INTERMEDIATES = ("q", "k", "v", "scores", "scores_masked", "exp", "probs", "ctx", "h",
+                 "y_aligned_h", "ff1", "gelu", "y")
+
+
+@dataclass
+class Bounds:
+    """Lower bounds on the total cycle count of the compiled program."""
+
+    mxm: int  # MVMs / number of MXMs (the machine's matmul bound for these products)
+    mxm_slots: int  # busiest MXM queue: max(MVM + IW, weight loads + IW) issue slots
+    vxm: int  # VXM instructions (one VXM queue, one issue per cycle)
+    queue: int  # busiest queue of any kind (issue slots)
+    path: int  # longest dependency chain (latencies and stream distances)
+
+    @property
+    def best(self) -> int:
+        return max(self.mxm, self.mxm_slots, self.vxm, self.queue, self.path)
+
+    def as_dict(self) -> dict:
+        return {"mxm_mvm": self.mxm, "mxm_issue": self.mxm_slots, "vxm_issue": self.vxm,
+                "busiest_queue": self.queue, "dependency_path": self.path,
+                "lower_bound": self.best}
+
+
+@dataclass
+class CompiledBlock:
+    cfg: TspConfig
+    block: QuantBlock
+    program: Program
+    emitted: Emitted
+    bundles: list[Bundle]
+    init: dict[tuple[str, int], np.ndarray]
+    inputs: dict[tuple[int, int], list[tuple[str, int]]]
+    kept: dict[str, tuple]
+    bounds: Bounds
+    variant: dict
+    sram_used: int
+    sram_peak: int
+    compile_seconds: float = 0.0
+    tried: list[dict] = field(default_factory=list)
+
+    # -- figures -------------------------------------------------------------------------
+    @property
+    def cycles(self) -> int:
+        """Predicted total cycles (docs/isa.md definition)."""
+        return self.emitted.cycles
+
+    @property
+    def lower_bound(self) -> int:
+        return self.bounds.best
+
+    @property
+    def ratio(self) -> float:
+        return self.cycles / self.lower_bound
+
+    @property
+    def mxm_utilisation(self) -> float:
+        n = len(self.emitted.mvm)
+        return sum(self.emitted.mvm.values()) / (self.cycles * n)
+
+    @property
+    def busy(self) -> dict[str, int]:
+        return dict(self.emitted.busy)
+
+    @property
+    def words(self) -> dict[str, int]:
+        return {k: len(q.words) for k, q in self.emitted.queues.items()}
+
+    def stats(self) -> dict:
+        cfg = self.cfg
+        kinds: dict[str, list[int]] = {}
+        for s in cfg.slices:
+            kinds.setdefault(s.kind, []).append(self.busy[s.name])
+        return {
+            "config": cfg.name,
+            "shape": {"seq": self.block.seq_len, "d_model": self.block.d_model,
+                      "heads": self.block.n_heads, "d_ff": self.block.d_ff,
+                      "causal": self.block.causal},
+            "cycles": self.cycles,
+            "bounds": self.bounds.as_dict(),
+            "ratio": round(self.ratio, 3),
+            "mxm_mvm": dict(self.emitted.mvm),
+            "mxm_utilisation": round(self.mxm_utilisation, 4),
+            "busy": self.busy,
+            "busy_pct_by_kind": {k: round(100 * sum(v) / (len(v) * self.cycles), 1)
+                                 for k, v in kinds.items()},
+            "words": self.words,
+            "imem_depth": cfg.imem_depth,
+            "sram_vectors_used": self.sram_used,
+            "sram_vectors_peak": self.sram_peak,
+            "sram_vectors": cfg.mem_addresses * len(cfg.slices_of("MEM")),
+            "vector_bytes": cfg.vector_length,
+            "variant": self.variant,
+            "kept_intermediates": sorted(self.kept),
+        }
+
+    # -- schedule --------------------------------------------------------------------------
+    def schedule(self) -> list[tuple[int, str, str, str]]:
+        """Every slice instruction (repetitions expanded): (cycle, slice, mnemonic, text)."""
+        out = []
+        for name, q in self.emitted.queues.items():
+            for c, ins, _lat in q.issued:
+                out.append((c, name, ins.mnemonic, format_instr(ins)))
+        out.sort(key=lambda r: (r[0], self.cfg.slice(r[1]).index))
+        return out
+
+    def schedule_json(self) -> dict:
+        lat = {}
+        for q in self.emitted.queues.values():
+            for c, _ins, L in q.issued:
+                lat[(q.slice, c)] = L
+        where = {}
+        for b in self.bundles:
+            for op in b.ops:
+                where.setdefault((op.slice, op.cycle), []).append(b.name)
+        return {"stats": self.stats(),
+                "instructions": [{"cycle": c, "slice": s, "mnemonic": m, "text": t,
+                                  "latency": lat[(s, c)], "bundle": "; ".join(where[(s, c)])}
+                                 for c, s, m, t in self.schedule()]}
+
+    # -- host interface ----------------------------------------------------------------------
+    def _x_vectors(self, x_q: np.ndarray):
+        b = self.block
+        if not isinstance(x_q, np.ndarray) or x_q.dtype != np.int8 or x_q.shape != b.shape:
+            raise ValueError(f"x_q: expected an int8 array of shape {b.shape}")
+        vl = self.cfg.vector_length
+        for (i, t), locs in self.inputs.items():
+            v = T.pad(x_q[i, t * vl:(t + 1) * vl], vl).astype(np.int8).view(np.uint8)
+            for loc in locs:
+                yield loc, v
+
+    def sram_image(self, x_q: np.ndarray) -> dict[str, dict[int, np.ndarray]]:
+        """Everything the host writes into SRAM before start: {MEM slice: {addr: uint8[VL]}}
+        (weights, tables, constants and the input ``x_q``, which goes to both hemispheres)."""
+        img: dict[str, dict[int, np.ndarray]] = {}
+        for (s, a), v in self.init.items():
+            img.setdefault(s, {})[a] = v.copy()
+        for (s, a), v in self._x_vectors(x_q):
+            img.setdefault(s, {})[a] = v.copy()
+        return img
+
+    def input_layout(self) -> dict:
+        """Where x_q goes: vector (row i, lane tile t) = x_q[i, t*VL:(t+1)*VL] (zero
+        padded) at every listed (slice, address)."""
+        return {f"{i},{t}": [list(loc) for loc in locs] for (i, t), locs in self.inputs.items()}
+
+    def output_layout(self) -> dict:
+        kind, t, width = self.kept["y"]
+        return {f"{i},{tt}": list(locs[0]) for (i, tt), locs in t.locs.items()}
+
+    def read_output(self, read_vec: Callable[[str, int], np.ndarray]) -> np.ndarray:
+        """y_q (seq_len, d_model) int8 from ``read_vec(slice, addr) -> uint8[VL]``."""
+        return self._read("y", read_vec)
+
+    def read_intermediates(self, read_vec: Callable[[str, int], np.ndarray]) -> dict:
+        """The golden-trace intermediates that stay in SRAM (``self.kept``)."""
+        return {name: self._read(name, read_vec) for name in self.kept}
+
+    def _read(self, name: str, read_vec) -> np.ndarray:
+        b, vl = self.block, self.cfg.vector_length
+        S = b.seq_len
+        kind, t, meta = self.kept[name]
+
+        def vec(loc, signed=True, dtype=np.int8):
+            return np.asarray(read_vec(*loc), np.uint8)
+
+        if kind in ("rows", "rows4", "heads"):
+            width = meta
+            nt = T.ntiles(width, vl)
+            out = np.zeros((S, nt * vl), np.int64)
+            for key, locs in t.locs.items():
+                if kind == "heads":
+                    _h, i, tt = key
+                else:
+                    i, tt = key
+                planes = np.stack([vec(loc) for loc in locs])
+                out[i, tt * vl:(tt + 1) * vl] += T.from_bytes(planes, signed=True)
+            dtype = np.int32 if kind == "rows4" else np.int8
+            return out[:, :width].astype(dtype)
+        # attention tensors: {h: {j: locs}}, vector j holds query i in lane i
+        out = np.zeros((b.n_heads, S, S), np.int64)
+        signed = name != "exp"
+        for h, per in t.items():
+            for j, (locs, lane0) in per.items():
+                planes = np.stack([vec(loc) for loc in locs])
+                out[h, :, j] = T.from_bytes(planes, signed=signed)[lane0:lane0 + S]
+        dtype = {"exp": np.int32, "probs": np.int8}.get(name, np.int16)
+        return out.astype(dtype)
+
+    def run_on_model(self, x_q: np.ndarray, max_cycles: int | None = None
+                     ) -> tuple[np.ndarray, RunResult, dict]:
+        """Load the SRAM image and program into golden.machine.Machine, run, read back."""
+        m = Machine(self.cfg)
+        for s, per in self.sram_image(x_q).items():
+            for a, v in per.items():
+                m.write_mem(s, a, v)
+        m.load_program(self.program)
+        res = m.run(max_cycles=max_cycles or 4 * self.cycles + 1000)
+
+        def rd(s, a):
+            return m.read_mem(s, a)
+        return self.read_output(rd), res, self.read_intermediates(rd)
+
+    # -- files -----------------------------------------------------------------------------
+    def write(self, outdir: str | Path, plot: bool = False, x_q: np.ndarray | None = None
+              ) -> dict[str, Path]:
+        """prog.bin, schedule.json, layout.json, sram_image.npz (per MEM slice
+        ``<slice>.addr`` int32[n] and ``<slice>.data`` uint8[n, VL]: everything the host
+        writes, with ``x_q`` -- default the block's example input), expected.npz (x_q and
+        the golden y_q), and with ``plot`` schedule.png."""
+        out = Path(outdir)
+        out.mkdir(parents=True, exist_ok=True)
+        files = {"prog.bin": out / "prog.bin", "schedule.json": out / "schedule.json",
+                 "layout.json": out / "layout.json", "sram_image.npz": out / "sram_image.npz",
+                 "expected.npz": out / "expected.npz"}
+        files["prog.bin"].write_bytes(self.program.to_bytes())
+        if x_q is None:
+            x_q = self.block.quantize_input(self.block.example_input())
+        arrays = {}
+        for sl, per in sorted(self.sram_image(x_q).items()):
+            addrs = sorted(per)
+            arrays[f"{sl}.addr"] = np.array(addrs, np.int32)
+            arrays[f"{sl}.data"] = np.stack([per[a] for a in addrs])
+        np.savez(files["sram_image.npz"], **arrays)
+        np.savez(files["expected.npz"], x_q=x_q, y_q=self.block.forward_int(x_q))
+        files["schedule.json"].write_text(json.dumps(self.schedule_json(), indent=1))
+        files["layout.json"].write_text(json.dumps({
+            "config": self.cfg.to_dict(), "input_x_q": self.input_layout(),
+            "output_y_q": self.output_layout(),
+            "sram_image_constants": len(self.init)}, indent=1))
+        if plot:
+            from .plot import plot_schedule
+            files["schedule.png"] = out / "schedule.png"
+            plot_schedule(self, files["schedule.png"])
+        return files
+
+
+# ------------------------------------------------------------------------------- driver
+def _bounds(cfg: TspConfig, bundles: list[Bundle], em: Emitted) -> Bounds:
+    n_mxm = len(cfg.slices_of("MXM"))
+    mvm = sum(em.mvm.values())
+    per = {}
+    for b in bundles:
+        for op in b.ops:
+            d = per.setdefault(op.slice, {"m": 0, "l": 0, "i": 0})
+            if op.mn == "MVM":
+                d["m"] += 1
+            elif op.mn in ("LW", "LWT"):
+                d["l"] += 1
+            else:
+                d["i"] += 1
+    slots = {}
+    for s, d in per.items():
+        if cfg.slice(s).kind == "MXM":
+            slots[s] = max(d["m"], d["l"]) + d["i"]
+        else:
+            slots[s] = d["m"] + d["l"] + d["i"]
+    mxm_slots = max((v for s, v in slots.items() if cfg.slice(s).kind == "MXM"), default=0)
+    # longest dependency path: prio of every bundle is its longest path to the end; a
+    # bundle cannot start before its own earliest start (longest path from the program
+    # start), so the program needs at least max(start + prio) + 1 cycles
+    start = {}
+    best = 0
+    for b in bundles:
+        t = 0
+        for p, poff, off, d in b.preds:
+            t = max(t, start[id(p)] + poff + d - off)
+        start[id(b)] = t
+        best = max(best, t + b.span)
+    return Bounds(mxm=math.ceil(mvm / n_mxm), mxm_slots=mxm_slots,
+                  vxm=slots.get("VXM", 0), queue=max(slots.values()), path=best + 1)
+
+
+def _lower(block, cfg, keep, plan, prealloc=(), **opts):
+    low = Lowering(block, cfg, keep=keep, plan=plan, prealloc=prealloc, **opts)
+    low.run()
+    return low
+
+
+def _lower_retry(block, cfg, keep, plan, **opts) -> Lowering:
+    """Lower; in SRAM-reuse mode, retry with the register constants of the first attempt
+    pre-allocated (host constants created late cannot take reused space)."""
+    try:
+        return _lower(block, cfg, keep, plan, **opts)
+    except CompileError as exc:
+        if keep or exc.resource != "sram" or exc.final:
+            raise
+    first = Lowering(block, cfg, keep=False, plan=plan, **opts)
+    try:
+        first.run()
+    except CompileError:
+        pass
+    return _lower(block, cfg, False, plan, first.const_values, **opts)
+
+
+def _schedule(cfg, low, order, full: bool = False) -> Emitted:
+    list_schedule(cfg, low.bundles, order=order)
+    return emit(cfg, low.bundles, full)
+
+
+def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
+                  orders=("priority", "cycle", "program"), effort: str = "best"
+                  ) -> CompiledBlock:
+    """Compile the quantised block for ``cfg``.
+
+    Variants tried, fastest schedule kept: the MXM assignment ``plans`` (default
+    :data:`compiler.lower.PLANS`) x scheduling ``orders``, with weight rows loaded
+    flexibly; if no variant fits the instruction memory, weight rows loaded in rigid
+    consecutive blocks (more REPEATs); if nothing fits the SRAM with every intermediate
+    kept, with dead SRAM reused.  ``effort="fast"``: the first variant that fits.  Raises
+    :class:`CompileError` naming the resource (SRAM, imem, accumulators, shape) and
+    needed vs available."""
+    t0 = time.time()
+    cfg = get_config(cfg)
+    if not isinstance(block, QuantBlock):
+        raise TypeError(f"block: expected a golden.block.QuantBlock, got {type(block).__name__}")
+    plans = list(plans or PLANS)
+    tried: list[dict] = []
+    errors: list[CompileError] = []
+    best = None
+
+    def attempt(keep, rigid, pi, vt, order_list):
+        """Lower once, schedule in each order; returns the best fitting record or None."""
+        nonlocal best
+        try:
+            low = _lower_retry(block, cfg, keep, plans[pi], rigid_loads=rigid,
+                               v_transpose=vt)
+        except CompileError as exc:
+            if exc.final:
+                raise
+            errors.append(exc)
+            return None
+        mine = None  # this lowering's fastest record (fitting ones first)
+        for order in order_list:
+            em = _schedule(cfg, low, order)
+            words = {k: q.nwords for k, q in em.queues.items()}
+            fits = max(words.values()) <= cfg.imem_depth
+            rec = {"plan": pi, "keep": keep, "rigid_loads": rigid, "v_transpose": vt,
+                   "order": order, "cycles": em.cycles, "max_words": max(words.values()),
+                   "fits": fits, "words": words}
+            tried.append(rec)
+            if mine is None or (fits, -em.cycles) > (mine["fits"], -mine["cycles"]):
+                mine = rec
+            if fits and (best is None or em.cycles < best[2]["cycles"]):
+                best = (low, order, rec)
+            if fits and effort == "fast":
+                break
+        return mine
+
+    for keep in (True, False):
+        for rigid in (False, True):
+            # stage 1: every plan, first order; stage 2: the two best plans, other orders
+            # and the V^T variant
+            firsts = []
+            for pi in range(len(plans)):
+                rec = attempt(keep, rigid, pi, False, orders[:1])
+                if rec is not None:
+                    firsts.append(rec)
+                    if effort == "fast" and best is not None:
+                        break
+            if effort != "fast" or best is None:
+                for rec in sorted(firsts, key=lambda r: (not r["fits"], r["cycles"]))[:2]:
+                    attempt(keep, rigid, rec["plan"], False, orders[1:])
+                    if effort == "fast" and best is not None:
+                        break
+                    attempt(keep, rigid, rec["plan"], True, orders)
+                    if effort == "fast" and best is not None:
+                        break
+            if best is not None:
+                break
+        if best is not None or not any(e.resource == "sram" for e in errors):
+            break
+    if best is None:
+        if not tried:
+            raise errors[0]
+        rec = min(tried, key=lambda r: r["max_words"])
+        words = rec["words"]
+        q = max(words, key=words.get)
+        raise CompileError(
+            f"the block does not fit the instruction memory of config {cfg.name!r}: queue "
+            f"{q} needs {words[q]} words but imem_depth is {cfg.imem_depth} (raise "
+            f"imem_depth to {1 << (words[q] - 1).bit_length()}; words per queue: "
+            f"{', '.join(f'{k} {v}' for k, v in words.items())})", "imem")
+    low, order, rec = best
+    em = _schedule(cfg, low, order, full=True)  # re-place the chosen variant
+    assert em.cycles == rec["cycles"]
+    prog = Program.from_instrs(cfg, {k: q.words for k, q in em.queues.items()})
+    variant = {"plan": rec["plan"], "keep_intermediates": rec["keep"],
+               "rigid_loads": rec["rigid_loads"], "v_transpose": rec["v_transpose"],
+               "order": order}
+    return CompiledBlock(
+        cfg=cfg, block=block, program=prog, emitted=em, bundles=low.bundles, init=low.init,
+        inputs=low.inputs, kept=low.valid_intermediates(),
+        bounds=_bounds(cfg, low.bundles, em), variant=variant, sram_used=low.mem.used,
+        sram_peak=low.mem.peak, compile_seconds=time.time() - t0,
+        tried=[{k: v for k, v in r.items() if k != "words"} for r in tried])

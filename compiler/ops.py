@@ -1,0 +1,124 @@
+"""Constructors for the instructions the compiler emits, with their ports and state.
+
+``Ops(cfg)`` knows the floorplan; each method adds one :class:`compiler.ir.Op` to a
+bundle and records which state it touches (SRAM address, VXM registers, MXM accumulator
+slot and weight install) for :mod:`compiler.deps`.
+"""
+
+from __future__ import annotations
+
+from arch.config import TspConfig
+from arch.isa import TYPE_BYTES, VXM_OP_BY_NAME, latency
+
+from .ir import Bundle, Op
+
+
+class Ops:
+    def __init__(self, cfg: TspConfig):
+        self.cfg = cfg
+        self.pos = {s.name: s.index for s in cfg.slices}
+        self.kind = {s.name: s.kind for s in cfg.slices}
+        self.lat = {mn: latency(mn, cfg) for mn in (
+            "READ", "WRITE", "GATHER", "VXM", "LW", "LWT", "IW", "MVM", "SHS")}
+        self.depth = cfg.mem_depth
+
+    def _op(self, b: Bundle, slice_: str, mn: str, **fields) -> Op:
+        return b.add(Op(slice_, self.pos[slice_], self.kind[slice_], mn, self.lat[mn], **fields))
+
+    # -- MEM ---------------------------------------------------------------------------------
+    def read(self, b: Bundle, slice_: str, addr: int) -> Op:
+        op = self._op(b, slice_, "READ", addr=addr)
+        op.port("out", 1, True)
+        op.sram_r.append((slice_, addr))
+        op.banks_r = (addr // self.depth,)
+        return op
+
+    def write(self, b: Bundle, slice_: str, addr: int) -> Op:
+        op = self._op(b, slice_, "WRITE", addr=addr)
+        op.port("in", 1, False)
+        op.sram_w.append((slice_, addr))
+        op.bank_w = addr // self.depth
+        return op
+
+    def gather(self, b: Bundle, slice_: str, table: int) -> Op:
+        """Table lookups read constant tables: no state dependencies, only bank use."""
+        op = self._op(b, slice_, "GATHER", addr=table)
+        op.port("idx", 1, False)
+        op.port("out", 1, True)
+        last = min(table + 255, self.cfg.mem_addresses - 1)
+        op.banks_r = tuple(range(table // self.depth, last // self.depth + 1))
+        return op
+
+    # -- MXM ---------------------------------------------------------------------------------
+    def load(self, b: Bundle, mxm: str, row: int, install, transposed: bool = False) -> Op:
+        op = self._op(b, mxm, "LWT" if transposed else "LW", row=row)
+        op.port("w", 1, False)
+        op.install, op.role = install, "load"
+        return op
+
+    def iw(self, b: Bundle, mxm: str, install) -> Op:
+        op = self._op(b, mxm, "IW")
+        op.install, op.role = install, "iw"
+        return op
+
+    def mvm(self, b: Bundle, mxm: str, slot: int, accum: bool, emit: bool, install) -> Op:
+        """``install`` None: the result does not depend on the weights (x = 0 re-emission)."""
+        op = self._op(b, mxm, "MVM", acc=slot, accum=int(accum), emit=int(emit))
+        op.port("x", 1, False)
+        if emit:
+            op.port("out", 4, True)
+        if accum:
+            op.acc_r = (mxm, slot)
+        op.acc_w = (mxm, slot)
+        op.install, op.role = install, "mvm"
+        return op
+
+    # -- SXM ---------------------------------------------------------------------------------
+    def shs(self, b: Bundle, sxm: str, typ: str = "i16", n: int = 0) -> Op:
+        op = self._op(b, sxm, "SHS", type=("i8", "i16", "i32", "u8").index(typ), n=n)
+        op.port("in", TYPE_BYTES[typ], False)
+        op.port("out", TYPE_BYTES[typ], True)
+        return op
+
+    # -- VXM ---------------------------------------------------------------------------------
+    def vxm(self, b: Bundle, typ: str, dst, op1: str, a, bb=None, op2: str = "PASS", c=None,
+            otype: str | None = None, sat: bool = False) -> Op:
+        """``VXM.typ dst:otype[:sat] = op2(op1(a, bb), c)``.
+
+        Operands: ``"s"`` (a stream port of that name, connected by the caller), ``("r", k)``
+        a register, an ``int`` immediate, ``"lane"``; ``dst``: ``"s"`` or ``("r", k)``.
+        """
+        otype = otype or typ
+        op = self._op(b, "VXM", "VXM")
+        vx = {"type": typ, "otype": otype, "sat": sat, "op1": op1, "op2": op2}
+        imm = None
+        for k, spec in (("a", a), ("b", bb), ("c", c)):
+            if spec is None:
+                vx[k] = None
+            elif spec == "s":
+                vx[k] = ("port", k)
+                op.port(k, TYPE_BYTES[typ], False)
+            elif spec == "lane":
+                vx[k] = ("lane",)
+            elif isinstance(spec, tuple):
+                vx[k] = ("reg", spec[1])
+                op.reg_r.append(spec[1])
+            else:
+                if imm is not None and imm != spec:
+                    raise ValueError(f"VXM immediates {imm} and {spec} share one field")
+                imm = int(spec)
+                vx[k] = ("imm", imm)
+        for opname, k in ((op1, "bb"), (op2, "c")):
+            if opname == "REQUANT":
+                spec = vx["b" if k == "bb" else "c"]
+                assert spec[0] == "reg", "REQUANT needs a register triple"
+                op.reg_r += [spec[1] + 1, spec[1] + 2]
+        if dst == "s":
+            vx["d"] = ("port", "d")
+            op.port("d", TYPE_BYTES[otype], True)
+        else:
+            vx["d"] = ("reg", dst[1])
+            op.reg_w.append(dst[1])
+        assert op1 in VXM_OP_BY_NAME and op2 in VXM_OP_BY_NAME
+        op.vx = vx
+        return op

@@ -1,0 +1,72 @@
+"""A Gantt chart of a compiled schedule (matplotlib, Agg backend).
+
+One row per slice (west at the top, as on the floorplan), cycles left to right.  Every
+issued instruction is a bar from its issue cycle to its last effect (issue + latency),
+drawn light, with its issue cycle drawn solid, coloured by kind.  White space in a row is
+a cycle in which that slice does nothing; the VXM row is the one to look at first (one
+instruction per cycle at most, the bottleneck of this block).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+KIND_COLOURS = {
+    "READ": "#4e79a7", "WRITE": "#59a14f", "GATHER": "#76b7b2", "VXM": "#f28e2b",
+    "MVM": "#e15759", "LW": "#ff9da7", "LWT": "#b07aa1", "IW": "#000000", "SHS": "#9c755f",
+}
+
+
+def plot_schedule(compiled, path: str | Path, max_width: float = 60.0) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    cfg = compiled.cfg
+    cycles = compiled.cycles
+    slices = [s.name for s in cfg.slices]
+    row = {s: len(slices) - 1 - i for i, s in enumerate(slices)}
+    width = min(max_width, 8 + cycles / 60)
+    fig, ax = plt.subplots(figsize=(width, 1.2 + 0.45 * len(slices)))
+    spans: dict[tuple[str, str], list] = {}
+    issues: dict[tuple[str, str], list] = {}
+    for name, q in compiled.emitted.queues.items():
+        for c, ins, lat in q.issued:
+            mn = ins.mnemonic
+            if mn == "MVM" and ins["ld"]:
+                issues.setdefault((name, "LW" if ins["ld"] == 1 else "LWT"), []).append((c, 1))
+            spans.setdefault((name, mn), []).append((c, max(lat, 0) + 1))
+            issues.setdefault((name, mn), []).append((c, 1))
+    for (name, mn), bars in spans.items():
+        ax.broken_barh(bars, (row[name] - 0.35, 0.7), facecolors=KIND_COLOURS.get(mn, "grey"),
+                       alpha=0.25, linewidth=0)
+    for (name, mn), bars in issues.items():
+        y = row[name] - 0.35 if mn not in ("LW", "LWT") else row[name] - 0.35
+        h = 0.7 if mn not in ("LW", "LWT") else 0.3
+        if (name, "MVM") in issues and mn in ("LW", "LWT"):
+            y = row[name] + 0.05
+        ax.broken_barh(bars, (y, h), facecolors=KIND_COLOURS.get(mn, "grey"), linewidth=0)
+    ax.set_yticks([row[s] for s in slices])
+    busy = compiled.busy
+    ax.set_yticklabels([f"{s}  {100 * busy[s] / cycles:4.0f}%" for s in slices],
+                       fontfamily="monospace")
+    ax.set_xlim(0, cycles)
+    ax.set_ylim(-0.8, len(slices) - 0.2)
+    ax.set_xlabel("cycle (superlane 0)")
+    b = compiled.block
+    ax.set_title(
+        f"{cfg.name}: seq {b.seq_len}, d_model {b.d_model}, heads {b.n_heads}, d_ff {b.d_ff}"
+        f"{'' if b.causal else ', non-causal'} -- {cycles} cycles, lower bound "
+        f"{compiled.lower_bound} (x{compiled.ratio:.2f}), MXM utilisation "
+        f"{100 * compiled.mxm_utilisation:.1f}%  (bars: issue..last effect; % = busy)")
+    used = sorted({mn for (_n, mn) in issues}, key=list(KIND_COLOURS).index)
+    ax.legend(handles=[Patch(color=KIND_COLOURS[m], label=m) for m in used],
+              loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,254 @@
+"""The static scheduler: places every bundle at an exact issue cycle.
+
+Resources are reservation tables kept as Python integers used as bit sets over cycles:
+
+* one issue slot per slice queue and cycle (the MXM has two sub-slots, MVM and weight
+  load, which the emitter merges into one ``MVM ..., lw=`` word; ``IW`` takes both);
+* per MEM slice and bank: the cycles in which a READ/GATHER reads it and in which a WRITE
+  (issued the cycle before) writes it -- the two may not coincide (bank conflict);
+* per (direction, stream, position): the cycles in which that stream register holds a
+  value some consumer still needs, or is written.
+
+List scheduling: a bundle becomes ready when all bundles it depends on are placed; the
+ready bundle with the longest latency path to the end of the program (its priority) is
+placed at the earliest cycle that satisfies its dependency edges and finds every slot,
+bank and stream register free (the stream index of each wire is chosen there: first the
+one the previous bundle of the same kind used, so that loops stay regular and compress
+into REPEATs, then the lowest free one).
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from arch.config import TspConfig
+
+from .ir import Bundle, op_slots
+
+
+def _next_free(mask: int, c: int) -> int:
+    x = ~(mask >> c)
+    return c + (x & -x).bit_length() - 1
+
+
+class Scheduler:
+    def __init__(self, cfg: TspConfig):
+        self.cfg = cfg
+        self.ns = cfg.streams_per_direction
+        self.npos = cfg.n_positions
+        self.depth = cfg.mem_depth
+        self.slot: dict[tuple, int] = {}
+        self.bank_r: dict[tuple, int] = {}
+        self.bank_w: dict[tuple, int] = {}
+        #: stream registers in use: (direction, stream) -> {diagonal: position bit set}; a
+        #: value written eastward (westward) at position p in cycle c stays on diagonal
+        #: c - p (c + p) as it moves
+        self.diag: dict[tuple, dict[int, int]] = {}
+        self.sticky: dict[str, int] = {}
+        self.tries = 0
+        self._cache: dict[int, tuple] = {}
+
+    # -- per-bundle resource lists ---------------------------------------------------------
+    def _prepare(self, b: Bundle):
+        slots, brd, bwr = [], [], []
+        for op in b.ops:
+            for s in op_slots(op):
+                slots.append(((op.slice, s), op.off))
+            for bank in op.banks_r:
+                brd.append(((op.slice, bank), op.off))
+            if op.bank_w is not None:
+                bwr.append(((op.slice, op.bank_w), op.off + 1))
+        wires = []
+        for w in b.wires:
+            planes = []
+            for path in w.paths:
+                path = [(p, rc) for p, rc in path if 0 <= p < self.npos]
+                if not path:
+                    planes.append(None)
+                    continue
+                p0, rc0 = path[0]
+                diag = rc0 - p0 if w.dir == 0 else rc0 + p0
+                mask = 0
+                for p, _rc in path:
+                    mask |= 1 << p
+                planes.append((diag, mask))
+            wires.append((w, planes))
+        return slots, brd, bwr, wires
+
+    def place(self, b: Bundle, tmin: int) -> int:
+        """Place b at the earliest feasible cycle >= tmin."""
+        t = tmin
+        while True:
+            t, choice = self.earliest(b, t)
+            if choice is not None:
+                return self.commit(b, t, choice)
+            t += 1
+
+    def earliest(self, b: Bundle, t: int):
+        """(t', streams) with t' >= t the first cycle where the issue slots are free; streams
+        is None if the banks or streams do not fit in t' (try t' + 1)."""
+        slots, brd, bwr, wires = self._prep(b)
+        slot, bank_r, bank_w = self.slot, self.bank_r, self.bank_w
+        t = max(t, 0)
+        self.tries += 1
+        moved = True
+        while moved:
+            moved = False
+            for key, off in slots:
+                m = slot.get(key, 0)
+                if (m >> (t + off)) & 1:
+                    t = _next_free(m, t + off) - off
+                    moved = True
+        if any((bank_w.get(k, 0) >> (t + c)) & 1 for k, c in brd) or \
+           any((bank_r.get(k, 0) >> (t + c)) & 1 for k, c in bwr):
+            return t, None
+        return t, self._streams(wires, t)
+
+    def _prep(self, b: Bundle):
+        cached = self._cache.get(id(b))
+        if cached is None:
+            cached = self._cache[id(b)] = self._prepare(b)
+        return cached
+
+    def commit(self, b: Bundle, t: int, choice) -> int:
+        slots, brd, bwr, wires = self._prep(b)
+        slot, bank_r, bank_w = self.slot, self.bank_r, self.bank_w
+        for key, off in slots:
+            slot[key] = slot.get(key, 0) | (1 << (t + off))
+        for k, c in brd:
+            bank_r[k] = bank_r.get(k, 0) | (1 << (t + c))
+        for k, c in bwr:
+            bank_w[k] = bank_w.get(k, 0) | (1 << (t + c))
+        for (w, planes), s in zip(wires, choice, strict=True):
+            w.base = s
+            self.sticky[w.tag] = s
+            for p, pl in enumerate(planes):
+                if pl is not None:
+                    d = self.diag.setdefault((w.dir, s + p), {})
+                    key = pl[0] + t
+                    d[key] = d.get(key, 0) | pl[1]
+        b.t0 = t
+        for op in b.ops:
+            op.cycle = t + op.off
+        self._cache.pop(id(b), None)
+        return t
+
+    def _streams(self, wires, t):
+        local: dict = {}
+        out = []
+        for w, planes in wires:
+            s = self._pick(w, planes, t, local)
+            if s is None:
+                return None
+            out.append(s)
+            for p, pl in enumerate(planes):
+                if pl is not None:
+                    key = (w.dir, s + p, pl[0] + t)
+                    local[key] = local.get(key, 0) | pl[1]
+        return out
+
+    def _pick(self, w, planes, t, local):
+        limit = self.ns - w.n
+        first = self.sticky.get(w.tag)
+        cands = range(limit + 1)
+        if first is not None and first <= limit:
+            cands = [first, *(s for s in cands if s != first)]
+        diag = self.diag
+        for s in cands:
+            for p, pl in enumerate(planes):
+                if pl is None:
+                    continue
+                dk, mask = pl[0] + t, pl[1]
+                d = diag.get((w.dir, s + p))
+                if d is not None and d.get(dk, 0) & mask:
+                    break
+                if local and local.get((w.dir, s + p, dk), 0) & mask:
+                    break
+            else:
+                return s
+        return None
+
+
+def priorities(bundles: list[Bundle]) -> None:
+    """prio = longest path (in cycles, dependency deltas and bundle spans) to the end.
+
+    Edges always point forward in program order, so reverse program order is a reverse
+    topological order."""
+    out: dict[int, list[tuple[Bundle, int]]] = {id(b): [] for b in bundles}
+    for b in bundles:
+        b.succs = []
+    for b in bundles:
+        seen = set()
+        for p, poff, off, d in b.preds:
+            out[id(p)].append((b, poff + d - off))
+            if id(p) not in seen:
+                seen.add(id(p))
+                p.succs.append(b)
+    for b in reversed(bundles):
+        best = b.span
+        for s, w in out[id(b)]:
+            best = max(best, w + s.prio)
+        b.prio = best
+
+
+def list_schedule(cfg: TspConfig, bundles: list[Bundle], order: str = "cycle") -> Scheduler:
+    """Place every bundle.  ``order``:
+
+    * "cycle": cycle-driven list scheduling -- repeatedly place, among the ready bundles,
+      the one that can start earliest (ties: longest path to the end first), so that a
+      critical bundle that becomes ready late still finds its cycles free;
+    * "priority": ready bundles in order of priority, each at its earliest cycle;
+    * "program": program order, each at its earliest cycle (regular, compact code).
+    """
+    sch = Scheduler(cfg)
+    for i, b in enumerate(bundles):
+        b.index = i
+        b.placed = False
+    if order == "program":
+        for b in bundles:
+            sch.place(b, _tmin(b))
+            b.placed = True
+        return sch
+    priorities(bundles)
+    waiting = {id(b): len({id(p) for p, *_ in b.preds}) for b in bundles}
+    done = 0
+    if order == "priority":
+        heap = [(-b.prio, b.index) for b in bundles if waiting[id(b)] == 0]
+        heapq.heapify(heap)
+        while heap:
+            _, i = heapq.heappop(heap)
+            b = bundles[i]
+            sch.place(b, _tmin(b))
+            b.placed = True
+            done += 1
+            for s in b.succs:
+                waiting[id(s)] -= 1
+                if waiting[id(s)] == 0:
+                    heapq.heappush(heap, (-s.prio, s.index))
+    else:
+        heap = [(0, -b.prio, b.index) for b in bundles if waiting[id(b)] == 0]
+        heapq.heapify(heap)
+        while heap:
+            t, negp, i = heapq.heappop(heap)
+            b = bundles[i]
+            t2, choice = sch.earliest(b, t)
+            if choice is None or t2 != t:
+                heapq.heappush(heap, (t2 if choice is not None else t2 + 1, negp, i))
+                continue
+            sch.commit(b, t, choice)
+            b.placed = True
+            done += 1
+            for s in b.succs:
+                waiting[id(s)] -= 1
+                if waiting[id(s)] == 0:
+                    heapq.heappush(heap, (_tmin(s), -s.prio, s.index))
+    assert done == len(bundles), "dependency cycle in the program"
+    return sch
+
+
+def _tmin(b: Bundle) -> int:
+    t = 0
+    for p, poff, off, d in b.preds:
+        assert p.placed, f"{b.name} placed before {p.name}"
+        t = max(t, p.t0 + poff + d - off)
+    return t

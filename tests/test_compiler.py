@@ -1,0 +1,240 @@
+"""The block compiler: bit-exact with golden/block.py on the machine model, predicted
+cycles == model cycles, lower bound <= cycles, resource errors, host interface, CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from arch.config import get_config
+from arch.program import Program
+from compiler import CompileError, compile_block
+from compiler.__main__ import first_difference
+from compiler.__main__ import main as cli_main
+from golden.block import make_block
+from golden.machine import Machine
+
+# (config, seq, d_model, heads, d_ff, causal)
+SHAPES = {
+    "small-default": ("small", 16, 32, 2, 64, True),
+    "small-wide-noncausal": ("small", 16, 64, 2, 128, False),
+    "tiny-default": ("tiny", 16, 32, 2, 64, True),
+}
+
+
+def _check(cb, blk, x_q):
+    """Run on the model; return (model result, golden trace, intermediates)."""
+    y, res, inter = cb.run_on_model(x_q)
+    tr = blk.trace(x_q)
+    assert np.array_equal(y, tr["y"]), first_difference("y", y, tr["y"])
+    for name, got in inter.items():
+        assert got.dtype == tr[name].dtype, name
+        assert np.array_equal(got, tr[name]), first_difference(name, got, tr[name])
+    assert res.cycles == cb.cycles, (res.cycles, cb.cycles)
+    assert res.busy == cb.busy
+    assert res.mxm_mvm_cycles == cb.emitted.mvm
+    assert cb.lower_bound <= cb.cycles
+    return res, tr, inter
+
+
+@pytest.fixture(scope="module", params=list(SHAPES))
+def compiled(request):
+    cfg, s, d, h, f, causal = SHAPES[request.param]
+    blk = make_block(0, s, d, h, f, causal=causal)
+    return request.param, blk, compile_block(blk, cfg)
+
+
+def test_bit_exact_and_cycle_exact(compiled):
+    name, blk, cb = compiled
+    x_q = blk.quantize_input(blk.example_input())
+    _res, _tr, inter = _check(cb, blk, x_q)
+    if cb.cfg.name == "small":  # plenty of SRAM: every intermediate stays
+        want = {"q", "k", "v", "exp", "probs", "ctx", "h", "ff1", "gelu", "y_aligned_h", "y",
+                "scores_masked" if blk.causal else "scores"}
+        assert set(inter) == want
+    assert "y" in inter
+    # every queue fits the instruction memory, the program binary round-trips
+    assert max(cb.words.values()) <= cb.cfg.imem_depth
+    assert Program.from_bytes(cb.program.to_bytes(), cb.cfg) == cb.program
+
+
+def test_other_input_same_program(compiled):
+    """The program does not depend on the input: another x_q, same cycles, still exact."""
+    _name, blk, cb = compiled
+    x_q = blk.quantize_input(blk.example_input(seed=123))
+    _check(cb, blk, x_q)
+
+
+def test_figures(compiled):
+    _name, _blk, cb = compiled
+    st = cb.stats()
+    b = cb.bounds
+    assert b.best == max(b.mxm, b.mxm_slots, b.vxm, b.queue, b.path) == st["bounds"]["lower_bound"]
+    assert st["ratio"] >= 1.0
+    assert 0 < cb.mxm_utilisation <= 1
+    assert sum(cb.emitted.mvm.values()) / len(cb.emitted.mvm) <= cb.cycles
+    assert st["sram_vectors_peak"] <= st["sram_vectors"]
+    sched = cb.schedule()
+    assert len(sched) == sum(cb.emitted.issued.values())
+    assert all(c1 <= c2 for (c1, *_), (c2, *_) in zip(sched, sched[1:], strict=False))
+    js = cb.schedule_json()
+    json.dumps(js)
+    assert js["instructions"][0]["bundle"]
+
+
+def test_host_interface(compiled):
+    """sram_image + read_output through a plain dict memory (what the testbench does)."""
+    _name, blk, cb = compiled
+    x_q = blk.quantize_input(blk.example_input())
+    img = cb.sram_image(x_q)
+    vl = cb.cfg.vector_length
+    mems = {s.name for s in cb.cfg.slices_of("MEM")}
+    assert set(img) <= mems
+    for per in img.values():
+        for a, v in per.items():
+            assert 0 <= a < cb.cfg.mem_addresses and v.dtype == np.uint8 and v.shape == (vl,)
+    # the input appears in the image where input_layout says
+    lay = cb.input_layout()
+    (i, t), locs = next(iter(cb.inputs.items()))
+    assert len(lay[f"{i},{t}"]) == len(locs)
+    for s, a in locs:
+        assert np.array_equal(img[s][a][: min(vl, blk.d_model - t * vl)].view(np.int8),
+                              x_q[i, t * vl:(t + 1) * vl])
+    # drive a fresh machine only through the host interface, as the RTL testbench will
+    m = Machine(cb.cfg)
+    for sl, per in img.items():
+        for a, v in per.items():
+            m.write_mem(sl, a, v)
+    m.load_program(Program.from_bytes(cb.program.to_bytes(), cb.cfg))
+    assert m.run().cycles == cb.cycles
+    y = cb.read_output(lambda sl, a: m.read_mem(sl, a))
+    assert np.array_equal(y, blk.forward_int(x_q))
+    lay = cb.output_layout()
+    assert len(lay) == blk.seq_len * -(-blk.d_model // vl)
+
+
+def test_medium_target():
+    """make sim's second target: CONFIG=medium SEQ=32 DMODEL=64 HEADS=4 DFF=256."""
+    blk = make_block(1, 32, 64, 4, 256)
+    cb = compile_block(blk, "medium", effort="fast")
+    _check(cb, blk, blk.quantize_input(blk.example_input()))
+
+
+@pytest.mark.parametrize("shape", [
+    ("small", 8, 48, 2, 80, True),     # widths not multiples of VL, a head across tiles
+    ("small", 16, 64, 1, 64, False),   # one head over two tiles
+    ("small", 12, 32, 4, 32, True),    # four heads in one tile
+    ("tiny", 8, 16, 2, 16, False),
+])
+def test_shapes(shape, base_seed):
+    cfg, s, d, h, f, causal = shape
+    seed = base_seed + 11
+    print(f"seed {seed} shape {shape}")
+    blk = make_block(seed, s, d, h, f, causal=causal)
+    cb = compile_block(blk, cfg, effort="fast")
+    _check(cb, blk, blk.quantize_input(blk.example_input()))
+
+
+def test_random_blocks(base_seed):
+    rng = np.random.default_rng(base_seed)
+    for _ in range(2):
+        seed = int(rng.integers(0, 2**31))
+        s = int(rng.integers(1, 33))
+        h = int(rng.choice([1, 2, 4]))
+        d = h * int(rng.choice([4, 8, 12, 16]))
+        f = int(rng.choice([16, 40, 64]))
+        causal = bool(rng.integers(0, 2))
+        print(f"seed {seed}: small, seq {s}, d_model {d}, heads {h}, d_ff {f}, causal {causal}")
+        blk = make_block(seed, s, d, h, f, causal=causal)
+        cb = compile_block(blk, "small", effort="fast")
+        _check(cb, blk, blk.quantize_input(blk.example_input()))
+
+
+# ----------------------------------------------------------------------------- errors
+def test_too_big_for_sram():
+    with pytest.raises(CompileError) as ei:
+        compile_block(make_block(0, 16, 128, 2, 512), "tiny")
+    msg = str(ei.value)
+    assert ei.value.resource == "sram"
+    assert "SRAM" in msg and "needs at least" in msg and "has 2048" in msg, msg
+    need = int(msg.split("needs at least ")[1].split()[0])
+    assert need > 2048
+
+
+def test_too_big_for_imem():
+    cfg = get_config("small").replace(imem_depth=64)
+    with pytest.raises(CompileError) as ei:
+        compile_block(make_block(0, 16, 32, 2, 64), cfg, effort="fast")
+    msg = str(ei.value)
+    assert ei.value.resource == "imem"
+    assert "instruction memory" in msg and "imem_depth is 64" in msg and "needs" in msg, msg
+
+
+@pytest.mark.parametrize("bad, pattern", [
+    (("tiny", dict(seq=32)), r"seq_len=32 exceeds the vector length 16"),
+    (("small", dict(n_heads=3)), r"d_head: d_model=32 is not a multiple of n_heads=3"),
+    (("small", dict(d_ff=48)), r"w1: weight shape"),
+])
+def test_invalid_shapes(bad, pattern):
+    cfg, change = bad
+    if "seq" in change:
+        blk = make_block(0, change["seq"], 32, 2, 64)
+    else:
+        blk = dataclasses.replace(make_block(0, 16, 32, 2, 64), **change)
+    with pytest.raises(CompileError, match=pattern):
+        compile_block(blk, cfg)
+
+
+def test_not_a_block():
+    with pytest.raises(TypeError):
+        compile_block(object(), "small")
+
+
+# ----------------------------------------------------------------------------- CLI, plot
+def test_cli_and_plot(tmp_path, capsys):
+    rc = cli_main(["--config", "tiny", "--seq", "8", "--d-model", "16", "--heads", "2",
+                   "--d-ff", "16", "--out", str(tmp_path), "--plot", "--effort", "fast"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "OK: bit-exact" in out and "lower bound" in out and "MXM utilisation" in out
+    for f in ("prog.bin", "schedule.json", "layout.json", "schedule.png", "sram_image.npz",
+              "expected.npz"):
+        assert (tmp_path / f).stat().st_size > 0
+    # the files alone drive a fresh machine to the expected output
+    cfg = get_config("tiny")
+    img = np.load(tmp_path / "sram_image.npz")
+    exp = np.load(tmp_path / "expected.npz")
+    lay = json.loads((tmp_path / "layout.json").read_text())
+    m = Machine(cfg)
+    for s in cfg.slices_of("MEM"):
+        if f"{s.name}.addr" in img:
+            for a, v in zip(img[f"{s.name}.addr"], img[f"{s.name}.data"], strict=True):
+                m.write_mem(s.name, int(a), v)
+    m.load_program(Program.from_bytes((tmp_path / "prog.bin").read_bytes()))
+    m.run()
+    y = np.zeros_like(exp["y_q"])
+    for key, (sl, a) in lay["output_y_q"].items():
+        i, t = map(int, key.split(","))
+        vec = m.read_mem(sl, a).view(np.int8)
+        n = min(16, y.shape[1] - 16 * t)
+        y[i, 16 * t:16 * t + n] = vec[:n]
+    assert np.array_equal(y, exp["y_q"])
+    assert (tmp_path / "schedule.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    prog = Program.from_bytes((tmp_path / "prog.bin").read_bytes())
+    assert prog.cfg.name == "tiny"
+    js = json.loads((tmp_path / "schedule.json").read_text())
+    assert js["stats"]["cycles"] == max(i["cycle"] + i["latency"] for i in js["instructions"]) + 1
+    rc = cli_main(["--config", "tiny", "--seq", "32", "--out", str(tmp_path)])
+    assert rc == 2 and "seq_len=32" in capsys.readouterr().err
+
+
+def test_first_difference():
+    a = np.zeros((2, 3), np.int8)
+    b = a.copy()
+    assert first_difference("y", a, b) is None
+    b[1, 2] = 5
+    assert first_difference("y", a, b) == (
+        "y[1, 2]: compiled program 0, golden forward_int 5 (1 of 6 elements differ)")
