@@ -36,6 +36,7 @@ help:
 	@echo "make test     run the regression (pytest, $(JOBS) workers)"
 	@echo "make verilog  generate Verilog for CONFIG into build/ and build it with Verilator"
 	@echo "make lint     ruff + verilator --lint-only on the generated Verilog"
+	@echo "make bench    cycles / lower bound / MXM utilisation table + RTL speed (build/bench.json)"
 	@echo "make wave     make sim with an FST waveform dump"
 	@echo "make clean    remove build/ (keeps .venv); make distclean also removes .venv"
 
@@ -55,6 +56,9 @@ sim: $(STAMP)
 
 sim-fabric: $(STAMP)
 	$(PY) -m sim fabric --config $(CONFIG) --seed $(SEED) $(WAVES_FLAG)
+
+bench: $(STAMP)
+	$(PY) -m sim bench
 
 bench-rtl: $(STAMP)
 	$(PY) -m sim bench-rtl --config tiny,small --design $(DESIGN)

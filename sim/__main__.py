@@ -4,6 +4,7 @@
     python -m sim lint    --config small
     python -m sim fabric  --config small [--programs 8] [--seed 0] [--waves]
     python -m sim block   --config small --seq 16 --d-model 32 --heads 2 --d-ff 64 --seed 0
+    python -m sim bench   [--no-rtl]
     python -m sim bench-rtl --config tiny,small [--design chip_mem]
 """
 
@@ -118,6 +119,16 @@ def cmd_block(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    rows = run_bench(rtl=not args.no_rtl, log=lambda *a: print(*a, flush=True))
+    bad = [r for r in rows if "error" not in r and (r["cycles"] != r["model_cycles"]
+                                                   or not r["bit_exact_model"]
+                                                   or r.get("rtl_bit_exact") is False)]
+    return 1 if bad else 0
+
+
 def cmd_bench_rtl(args) -> int:
     """Generation and build times and simulated cycles per second of the chip."""
     results = []
@@ -182,6 +193,9 @@ def main(argv=None) -> int:
                    help="compare every stream register every cycle with the machine model")
     p.add_argument("--waves", action="store_true", help="dump an FST waveform")
     p.set_defaults(func=cmd_block)
+    p = sub.add_parser("bench", help="schedule quality table + RTL simulation speed")
+    p.add_argument("--no-rtl", action="store_true", help="machine model only")
+    p.set_defaults(func=cmd_bench)
     p = sub.add_parser("bench-rtl", help="RTL generation/build times and simulation speed")
     p.add_argument("--config", default="tiny,small")
     p.add_argument("--design", default="chip", choices=sorted(DESIGNS))

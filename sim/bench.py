@@ -1,0 +1,81 @@
+"""`make bench`: schedule quality over a table of shapes and configs, and the
+Verilator simulation speed of the compiled block.
+
+For every (config, shape) the block is compiled and checked on the machine
+model (cycles predicted == model); the table gives cycles, the lower bound, the
+ratio and MXM utilisation.  The rows marked ``rtl`` also run on the Verilated
+chip (cached builds) for the simulated cycles per second.  Written to
+``build/bench.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from arch.config import get_config
+
+from .build import build_root
+
+#: (config, seq, d_model, heads, d_ff, causal, run on the RTL too)
+TABLE = [
+    ("tiny", 16, 32, 2, 64, True, True),
+    ("small", 16, 32, 2, 64, True, True),
+    ("small", 16, 64, 2, 128, False, True),
+    ("small", 32, 64, 4, 256, True, False),
+    ("medium", 16, 32, 2, 64, True, False),
+    ("medium", 32, 64, 4, 256, True, False),
+    ("medium", 32, 128, 4, 512, True, False),
+]
+
+
+def run_bench(rtl: bool = True, log=print) -> list[dict]:
+    from compiler.compiled import compile_block
+    from golden.block import make_block
+
+    from .block import BlockSpec, run_block
+
+    rows = []
+    for cfg_name, seq, d, h, ff, causal, on_rtl in TABLE:
+        cfg = get_config(cfg_name)
+        block = make_block(0, seq, d, h, ff, causal=causal)
+        x_q = block.quantize_input(block.example_input(0))
+        t0 = time.monotonic()
+        try:
+            comp = compile_block(block, cfg)
+        except ValueError as e:
+            log(f"{cfg_name:7s} seq {seq:3d} d_model {d:4d} heads {h} d_ff {ff:4d}: "
+                f"does not compile: {e}")
+            rows.append({"config": cfg_name, "shape": [seq, d, h, ff, causal],
+                         "error": str(e)})
+            continue
+        compile_s = time.monotonic() - t0
+        y, res, _ = comp.run_on_model(x_q)
+        row = {"config": cfg_name, "shape": {"seq": seq, "d_model": d, "heads": h, "d_ff": ff,
+                                             "causal": causal},
+               "cycles": comp.cycles, "model_cycles": res.cycles,
+               "bit_exact_model": bool((y == block.forward_int(x_q)).all()),
+               "lower_bound": comp.lower_bound, "bound_terms": comp.bounds.as_dict(),
+               "ratio": round(comp.ratio, 3), "mxm_utilization": round(comp.mxm_utilisation, 4),
+               "compile_seconds": round(compile_s, 2)}
+        if rtl and on_rtl:
+            r = run_block(cfg, BlockSpec(seq, d, h, ff, 0, causal),
+                          out_dir=build_root() / "bench" / f"{cfg_name}-{seq}-{d}-{h}-{ff}",
+                          plot=False, log=lambda *a: None)
+            row.update(rtl_bit_exact=r["bit_exact"], rtl_cycles=r["cycles_measured"],
+                       rtl_sim_cycles_per_second=r["sim_cycles_per_second"],
+                       verilog_seconds=r["verilog_seconds"],
+                       verilator_build_seconds=r["verilator_build_seconds"])
+        rows.append(row)
+        rtl_txt = (f", RTL {row['rtl_cycles']} cycles bit-exact={row['rtl_bit_exact']} at "
+                   f"{row['rtl_sim_cycles_per_second']:.0f} cycles/s"
+                   if "rtl_cycles" in row else "")
+        log(f"{cfg_name:7s} seq {seq:3d} d_model {d:4d} heads {h} d_ff {ff:4d} "
+            f"{'causal' if causal else 'full  '}: {comp.cycles:6d} cycles (model "
+            f"{res.cycles}), bound {comp.lower_bound:6d}, ratio {comp.ratio:.2f}, MXM util "
+            f"{100 * comp.mxm_utilisation:5.1f} %{rtl_txt}")
+    out = build_root() / "bench.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=1))
+    log(f"written {out}")
+    return rows
