@@ -1,0 +1,1501 @@
+"""Seeded random compute-slice programs (VXM, MXM, SXM) that are legal by construction.
+
+``random_compute_program(cfg, seed, kind)`` with ``kind`` in :data:`KINDS` returns a
+:class:`ComputeProgram` (a :class:`tb.chip.programs.RandomProgram`: program, SRAM init
+windows, touched addresses, listing, instruction count; plus the kind and coverage
+counters) that ``golden.machine.Machine`` accepts:
+
+* **Operands.**  MEM slices ``READ`` every operand byte plane onto a stream so that it is
+  at the compute slice's position in the cycle that slice issues (a value written by
+  position ``p`` in cycle ``t`` is at ``p +- d`` in cycle ``t + d``; READ latency 1).  The
+  planes of one operand (and every operand of one direction) arrive together, so each
+  comes from a different MEM slice upstream.
+* **Results.**  A result written in cycle ``t + L`` (``L = arch.isa.latency``) is taken by
+  ``WRITE``\\ s of MEM slices downstream on the exact arrival cycle, one MEM slice per
+  byte plane (all planes arrive together); when there are fewer MEM slices downstream
+  than planes (the VXM on ``tiny``: 2 per hemisphere), only some planes are captured.
+* **Reservation tables** (as in ``tb/chip/programs.py``): one issue per queue per cycle (a
+  REPEAT block holds its queue until its last repetition), every stream register on every
+  value's path (``(dir, stream, position, cycle)``; a write nobody reads reserves its first
+  register, so it cannot overwrite a value in flight or collide with another write of the
+  same slice), SRAM banks per cycle (a read and a write of one bank in one cycle is
+  refused), fresh SRAM addresses for every vector read or written.
+* **State.**  Each compute slice's instructions are generated in issue order (a cursor per
+  slice), so the generator knows its state in every cycle: VXM registers (defined or not,
+  and a range of their values: REQUANT is only used with a multiplier in [0, 2**31 - 1], a
+  shift in [-31, 30] and a zero point in the otype's range; results become visible 4
+  cycles after issue), MXM weight buffers (which elements of the shadow and the active
+  buffer were loaded in this program, loads in flight for IW), accumulator slots, SXM
+  permutation maps (usable 2 cycles after their PMAP).  A program never reads state it
+  did not write: the RTL keeps registers, weights, accumulators and maps across runs, the
+  model starts each program from reset (``tests/test_programs_compute.py`` runs every
+  program on a machine with random state too).
+
+Kinds: ``VXM`` (random ops and types, two-stage chains, registers loaded from streams and
+immediates and read 1..5 cycles after a write to them, REQUANT with legal parameters --
+per-lane shifts and zero points from streams, normalised multipliers --, immediates, the
+lane operand, SEL, ``:sat``, REPEAT with immediate and address strides, NOP gaps,
+register drains: every register written is finally put on streams, all 32 bits);
+``MXM`` (one or both MXMs: LW/LWT weight fills with REPEAT row strides, IW swaps as soon as
+the loads allow, MVM with accumulate/emit, ``lw=``/``lwt=`` double buffering over VL
+repetitions, IW between MVMs, K > VL accumulation over several weight sets, back-to-back
+accumulation); ``SXM`` (one or both SXMs: SHS/ROTS/SHV/ROTV/DIST/PMAP+PERM/RMAX/RMIN/RSUM
+with every type and type:otype pair, REPEAT with ``n``/``map`` strides, PERM right after a
+PMAP); ``mixed`` (all compute slices at once, sharing MEM slices and streams, plus chains
+where one compute slice's result is another's operand: MXM -> VXM (REQUANT of the int32
+result), MXM -> SXM, SXM -> VXM, SXM -> SXM, SXM -> MXM, VXM -> SXM, VXM -> MXM).  A
+quarter of the programs start with a SYNC/NOTIFY barrier; 1 % of the gaps are long NOPs.
+
+``compute_fault_programs(cfg)`` gives one program per compute-slice fault (REQUANT
+parameters and PMAP entries out of range, a stream collision, IW during a weight load,
+illegal words, REPEAT strides leaving a field's range) with the slice and error code the
+RTL must flag.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from arch.asm import format_instr
+from arch.config import TspConfig
+from arch.isa import (
+    MXM_ACC_SLOTS,
+    SEL_IMM,
+    SEL_LANE,
+    SEL_NONE,
+    SEL_REG,
+    SXM_MAPS,
+    TYPE_BYTES,
+    TYPE_SIGNED,
+    TYPES,
+    VXM_OP_BY_NAME,
+    VXM_OPS,
+    VXM_REGS,
+    Instr,
+    latency,
+    sel_stream,
+    validate,
+)
+from arch.program import Program
+
+from .programs import RandomProgram
+
+E, W = 0, 1
+KINDS = ("VXM", "MXM", "SXM", "mixed")
+IMM_LO, IMM_HI = -(2**14), 2**14 - 1
+INT32 = (-(2**31), 2**31 - 1)
+MULT_RANGE = (0, 2**31 - 1)
+SHIFT_RANGE = (-31, 30)
+
+
+@dataclass
+class ComputeProgram(RandomProgram):
+    kind: str = ""
+    config: str = ""
+    #: feature -> count (instructions, types, operand kinds, REPEATs, ...)
+    coverage: Counter = field(default_factory=Counter)
+    #: the addresses whose initial vectors are operands (the others are overwritten)
+    inputs: dict[str, set[int]] = field(default_factory=dict)
+    scale: float = 1.0
+
+    def describe(self) -> str:
+        """The program as assembly (``arch.asm.assemble`` reads it back; the SRAM contents
+        come from the seed)."""
+        src = ("compute_fault_programs" if self.kind == "fault" else
+               f"random_compute_program(get_config({self.config!r}), {self.seed}, "
+               f"{self.kind!r}" + (f", scale={self.scale}" if self.scale != 1 else "") + ")")
+        lines = [f"# random {self.kind} program, seed {self.seed}: "
+                 f"tb.chip.programs_compute.{src}", f".config {self.config}"]
+        for name, ins in self.listing.items():
+            if ins == ["HALT"]:
+                continue
+            lines.append(f".slice {name}")
+            lines += [f"    {t}" for t in ins]
+        return "\n".join(lines)
+
+
+def _trange(t: str) -> tuple[int, int]:
+    bits = 8 * TYPE_BYTES[t]
+    if TYPE_SIGNED[t]:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+def _within(r, lo_hi) -> bool:
+    return r is not None and lo_hi[0] <= r[0] and r[1] <= lo_hi[1]
+
+
+# =============================================================================== tables
+class _Tables:
+    """Reservations of the whole program and what it will contain."""
+
+    def __init__(self, cfg: TspConfig, rng: np.random.Generator):
+        self.cfg, self.rng = cfg, rng
+        self.P = cfg.n_positions
+        self.VL = cfg.vector_length
+        self.NS = cfg.streams_per_direction
+        self.depth = cfg.mem_depth
+        self.pos = {s.name: s.index for s in cfg.slices}
+        self.mems = [s.name for s in cfg.slices_of("MEM")]
+        self.queue: dict[str, dict[int, tuple[Instr, tuple | None]]] = {
+            s.name: {} for s in cfg.slices}
+        self.qbusy: dict[str, set[int]] = {s.name: set() for s in cfg.slices}
+        #: stream registers on a value's path: (dir, stream, pos, cycle) -> value id
+        self.cells: dict[tuple[int, int, int, int], int] = {}
+        self.rd: set[tuple[str, int, int]] = set()  # (MEM slice, cycle, bank) SRAM reads
+        self.wr: set[tuple[str, int, int]] = set()  # SRAM writes (in their write cycle)
+        self.next_addr = {(m, b): b * self.depth for m in self.mems for b in range(2)}
+        self.init: dict[str, dict[int, np.ndarray]] = {m: {} for m in self.mems}
+        self.touched: dict[str, set[int]] = {m: set() for m in self.mems}
+        self.inputs: dict[str, set[int]] = {m: set() for m in self.mems}
+        self.cov: Counter = Counter()
+        self._vid = 0
+
+    def new_vid(self) -> int:
+        self._vid += 1
+        return self._vid
+
+    def upstream(self, q: int, d: int) -> list[str]:
+        """MEM slices that can put a value on a d-ward stream towards position q."""
+        return [m for m in self.mems if (self.pos[m] < q if d == E else self.pos[m] > q)]
+
+    def downstream(self, p: int, d: int) -> list[str]:
+        return [m for m in self.mems if (self.pos[m] > p if d == E else self.pos[m] < p)]
+
+    def bytes(self, n: int | None = None, edgy: bool | None = None) -> np.ndarray:
+        """Random bytes; sometimes biased to 0x00/0x7f/0x80/0xff (edges of every type)."""
+        rng = self.rng
+        n = self.VL if n is None else n
+        v = rng.integers(0, 256, n, dtype=np.uint8)
+        if edgy is None:
+            edgy = rng.random() < 0.25
+        if edgy:
+            special = np.array([0, 1, 0x7F, 0x80, 0xFF, 0xFE], np.uint8)
+            mask = rng.random(n) < 0.5
+            v[mask] = rng.choice(special, int(mask.sum()))
+        return v
+
+
+@dataclass
+class _Chain:
+    """A compute slice (the consumer) takes a producer's result off a stream: the
+    producer's drain reserves the path to the consumer's position (``produced``), the
+    consumer's feed finds it there (``provided``) instead of a MEM slice."""
+
+    consumer: str
+    pos: int
+    d: int  # direction from the producer to the consumer
+    widths: tuple[int, ...]  # byte planes the consumer can take
+
+
+class _Txn:
+    """Tentative reservations of one step; ``commit`` applies them if nothing clashed."""
+
+    def __init__(self, tab: _Tables):
+        self.tab, self.rng = tab, tab.rng
+        self.issues: list[tuple[str, int, Instr, tuple | None]] = []
+        self.spans: dict[str, set[int]] = {}
+        self.cells: dict = {}
+        self.chain: _Chain | None = None
+        #: the chained value: (direction, first stream, planes, cycle at the consumer)
+        self.produced: tuple[int, int, int, int] | None = None
+        self.provided: tuple[str, int, int, int, int] | None = None  # (consumer, d, s, w, t)
+        self.provided_used = False
+        self.rd: set = set()
+        self.wr: set = set()
+        self.used: Counter = Counter()
+        self.init: list[tuple[str, int, np.ndarray]] = []
+        self.inputs: list[tuple[str, int]] = []
+        self.cov: Counter = Counter()
+        self.ok = True
+
+    def fail(self):
+        self.ok = False
+        return None
+
+    # -- queues ---------------------------------------------------------------------
+    @staticmethod
+    def _span(t: int, rep) -> range:
+        n, d = (rep[0], rep[1]) if rep else (0, 1)
+        return range(t, t + n * d + 1)
+
+    def queue_free(self, sl: str, t: int, rep=None) -> bool:
+        if t < 0:
+            return False
+        busy, mine = self.tab.qbusy[sl], self.spans.get(sl, ())
+        return not any(c in busy or c in mine for c in self._span(t, rep))
+
+    def issue(self, sl: str, t: int, instr: Instr, rep: tuple | None = None,
+              check: bool = True):
+        """Issue ``instr`` on ``sl`` in cycle t; rep = (n, d, stride_a, stride_b)."""
+        if not self.ok:
+            return None
+        if not self.queue_free(sl, t, rep):
+            return self.fail()
+        kind = self.tab.cfg.slice(sl).kind
+        if check:
+            validate(instr, kind, self.tab.cfg)  # a generator bug, not a test failure
+        self.spans.setdefault(sl, set()).update(self._span(t, rep))
+        self.issues.append((sl, t, instr, rep if rep and rep[0] else None))
+        if kind != "MEM":
+            self.cov[f"{kind}.{instr.mnemonic}"] += 1 + (rep[0] if rep else 0)
+            if rep and rep[0]:
+                self.cov[f"{kind}.REPEAT"] += 1
+                if rep[2] or (len(rep) > 3 and rep[3]):
+                    self.cov[f"{kind}.REPEAT.strided"] += 1
+        elif rep and rep[0]:
+            self.cov["MEM.REPEAT"] += 1
+        return True
+
+    # -- streams --------------------------------------------------------------------
+    def cell(self, c, vid: int):
+        """Stream register c carries value vid (one value may be read by several)."""
+        other = self.cells.get(c, self.tab.cells.get(c))
+        if other is not None and other != vid:
+            return self.fail()
+        self.cells[c] = vid
+        return True
+
+    def path(self, p: int, q: int, d: int, s: int, t_w: int, vid: int):
+        """Value vid, written by position p in cycle t_w on (d, s), is read at q."""
+        step = 1 if d == E else -1
+        assert (q - p) * step > 0, (p, q, d)
+        for j in range(1, abs(q - p) + 1):
+            self.cell((d, s, p + step * j, t_w + j), vid)
+
+    def stub(self, p: int, d: int, s: int, t_w: int, vid: int):
+        """Value vid, written by position p in cycle t_w: its first register (so that it
+        can neither overwrite a value in flight nor collide with another write)."""
+        q = p + (1 if d == E else -1)
+        if 0 <= q < self.tab.P:
+            self.cell((d, s, q, t_w + 1), vid)
+
+    # -- SRAM -----------------------------------------------------------------------
+    def sram(self, m: str, c: int, bank: int, write: bool):
+        key = (m, c, bank)
+        if write:
+            if key in self.tab.rd or key in self.rd:
+                return self.fail()
+            self.wr.add(key)
+        else:
+            if key in self.tab.wr or key in self.wr:
+                return self.fail()
+            self.rd.add(key)
+        return True
+
+    def alloc(self, m: str, bank: int, n: int, stride: int) -> list[int] | None:
+        """n fresh addresses of one bank, ``stride`` apart (first one first)."""
+        span = (n - 1) * abs(stride) + 1
+        base = self.tab.next_addr[(m, bank)] + self.used[(m, bank)]
+        if base + span > (bank + 1) * self.tab.depth:
+            return self.fail()
+        self.used[(m, bank)] += span
+        if stride >= 0:
+            return [base + k * stride for k in range(n)]
+        return [base + span - 1 + k * stride for k in range(n)]
+
+    def _stride(self, n: int) -> int:
+        if n == 0:
+            return 0
+        return int(self.rng.choice([1, 1, 1, 1, -1, 2]))
+
+    # -- MEM feeders and drains ---------------------------------------------------------
+    def feed(self, q_name: str, t: int, d: int, planes: list[int], rep=None,
+             data=None) -> dict[int, list[np.ndarray]] | None:
+        """READs so that streams ``planes`` (direction d) hold a value at q's position in
+        cycle t (and t + k*dr for the k = 1..n repetitions of rep = (n, dr)).  One MEM
+        slice per plane.  ``data(i, k)`` gives plane i's vector of repetition k (default:
+        random bytes).  Returns {stream: [vector per repetition]}."""
+        tab = self.tab
+        if not self.ok:
+            return None
+        pv = self.provided
+        if pv is not None and not self.provided_used and (q_name, d, t) == (pv[0], pv[1], pv[4]):
+            mine = list(range(pv[2], pv[2] + pv[3]))
+            if all(s in planes for s in mine) and rep is None:
+                planes = [s for s in planes if s not in mine]
+                self.provided_used = True
+                self.cov["chain.consumed"] += 1
+        q = tab.pos[q_name]
+        n, dr = (rep[0], rep[1]) if rep else (0, 1)
+        cands = tab.upstream(q, d)
+        self.rng.shuffle(cands)
+        out = {}
+        for i, s in enumerate(planes):
+            m = None
+            while cands:
+                c = cands.pop()
+                if self.queue_free(c, t - 1 - abs(q - tab.pos[c]), rep):
+                    m = c
+                    break
+            if m is None:
+                return self.fail()
+            t_r = t - 1 - abs(q - tab.pos[m])
+            bank = int(self.rng.integers(2))
+            stride = self._stride(n)
+            addrs = self.alloc(m, bank, n + 1, stride)
+            if addrs is None:
+                return None
+            vecs = []
+            for k, a in enumerate(addrs):
+                v = tab.bytes() if data is None else np.asarray(data(i, k), np.uint8)
+                self.init.append((m, a, v))
+                self.inputs.append((m, a))
+                vecs.append(v)
+                self.sram(m, t_r + k * dr, bank, False)
+                self.path(tab.pos[m], q, d, s, t_r + 1 + k * dr, tab.new_vid())
+            self.issue(m, t_r, Instr("READ", {"addr": addrs[0], "out_s": s, "out_d": d}),
+                       (n, dr, stride, 0) if n else None)
+            out[s] = vecs
+        return out if self.ok else None
+
+    def drain(self, p_name: str, t_w: int, d: int, planes: list[int], rep=None,
+              min_capture: int = 1) -> int:
+        """WRITEs in MEM slices downstream of p taking the values p writes on streams
+        ``planes`` (direction d) in cycle t_w (+ k*dr); as many planes as there are free
+        MEM slices, the others are left to flow off (their first register reserved).
+        Returns the number of captured planes."""
+        tab = self.tab
+        if not self.ok:
+            return 0
+        p = tab.pos[p_name]
+        n, dr = (rep[0], rep[1]) if rep else (0, 1)
+        vids = {(s, k): tab.new_vid() for s in planes for k in range(n + 1)}
+        ch = self.chain
+        if (ch is not None and self.produced is None and rep is None and d == ch.d
+                and len(planes) in ch.widths and (ch.pos - p) * (1 if d == E else -1) > 0):
+            for s in planes:
+                self.path(p, ch.pos, d, s, t_w, vids[(s, 0)])
+            self.produced = (d, planes[0], len(planes), t_w + abs(ch.pos - p))
+            min_capture = 0
+        cands = tab.downstream(p, d)
+        self.rng.shuffle(cands)
+        order = list(planes)
+        self.rng.shuffle(order)
+        captured = 0
+        for s in order:
+            m = None
+            while cands:
+                c = cands.pop()
+                if self.queue_free(c, t_w + abs(tab.pos[c] - p), rep):
+                    m = c
+                    break
+            if m is None:
+                for k in range(n + 1):
+                    self.stub(p, d, s, t_w + k * dr, vids[(s, k)])
+                continue
+            t_c = t_w + abs(tab.pos[m] - p)
+            bank = int(self.rng.integers(2))
+            stride = self._stride(n)
+            addrs = self.alloc(m, bank, n + 1, stride)
+            if addrs is None:
+                return 0
+            for k, a in enumerate(addrs):
+                self.init.append((m, a, tab.bytes(edgy=False)))  # a canary, overwritten
+                self.sram(m, t_c + 1 + k * dr, bank, True)
+                self.path(p, tab.pos[m], d, s, t_w + k * dr, vids[(s, k)])
+            self.issue(m, t_c, Instr("WRITE", {"addr": addrs[0], "in_s": s, "in_d": d}),
+                       (n, dr, stride, 0) if n else None)
+            captured += 1
+        if captured < min(min_capture, len(planes)):
+            self.fail()
+        self.cov["planes.captured"] += captured
+        self.cov["planes.dropped"] += len(planes) - captured
+        return captured
+
+    def commit(self):
+        assert self.ok
+        tab = self.tab
+        for sl, t, ins, rep in self.issues:
+            tab.queue[sl][t] = (ins, rep)
+        for sl, sp in self.spans.items():
+            tab.qbusy[sl] |= sp
+        tab.cells.update(self.cells)
+        tab.rd |= self.rd
+        tab.wr |= self.wr
+        for k, v in self.used.items():
+            tab.next_addr[k] += v
+        for m, a, v in self.init:
+            tab.init[m][a] = v
+            tab.touched[m].add(a)
+        for m, a in self.inputs:
+            tab.inputs[m].add(a)
+        tab.cov.update(self.cov)
+
+
+def _streams(rng, ns: int, width: int, taken: set[int]) -> int | None:
+    """A first stream s with s..s+width-1 inside the config and not in ``taken``."""
+    opts = [s for s in range(ns - width + 1) if not taken & set(range(s, s + width))]
+    return int(rng.choice(opts)) if opts else None
+
+
+# =============================================================================== actors
+def _start(rng, lo: int, hi: int, n: int, stride: int) -> int | None:
+    """A random v with v + k*stride in [lo, hi] for k = 0..n."""
+    a, b = lo - min(0, n * stride), hi - max(0, n * stride)
+    return int(rng.integers(a, b + 1)) if a <= b else None
+
+
+class _Actor:
+    """One compute slice: its instructions are generated in issue order (cursor ``t``),
+    so the generator knows the slice's state in every cycle."""
+
+    kind = ""
+
+    def __init__(self, tab: _Tables, name: str, n_steps: int):
+        self.tab, self.rng, self.cfg = tab, tab.rng, tab.cfg
+        self.name, self.p = name, tab.pos[name]
+        self.t = tab.P + 3 + int(self.rng.integers(0, 4))  # feeders issue from cycle 2
+        self.n_steps = n_steps
+        self.done_steps = 0
+        self.failures = 0
+        self.mode = ""
+        self.no_rep = False  # chain steps: no REPEAT
+
+    def gap(self) -> int:
+        if self.rng.random() < 0.01:
+            return int(self.rng.integers(50, 300))  # a long NOP
+        return int(self.rng.choice([0, 0, 0, 0, 1, 1, 2, 3, 5, 8]))
+
+    def finished(self) -> bool:
+        return self.done_steps >= self.n_steps or self.failures > 80
+
+    def choose(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def build(self, t: int, txn: _Txn) -> int | None:  # pragma: no cover - abstract
+        """Add one step (one or a few instructions of this slice, their feeders and
+        drains) issued from cycle t to txn; return the last issue cycle, or None."""
+        raise NotImplementedError
+
+    def on_commit(self) -> None:
+        """Apply the state change of the step just committed (``self.pending``)."""
+
+    def step(self) -> bool:
+        self.mode = self.choose()
+        for _attempt in range(10):
+            t = self.t + self.gap()
+            txn = _Txn(self.tab)
+            self.pending = None
+            end = self.build(t, txn)
+            if end is not None and txn.ok:
+                txn.commit()
+                self.on_commit()
+                self.t = end + 1
+                self.done_steps += 1
+                return True
+        self.failures += 1
+        self.t += 1 + int(self.rng.integers(0, 3))
+        return False
+
+    def chain_mode(self, chain: _Chain | None):
+        """The mode of a chain step: as producer (chain given) or consumer (None)."""
+        return self.choose()
+
+    def rep(self, p: float, nmax: int = 4, dmax: int = 3) -> tuple[int, int]:
+        if self.no_rep or self.rng.random() >= p:
+            return 0, 1
+        return int(self.rng.integers(1, nmax + 1)), int(self.rng.integers(1, dmax + 1))
+
+
+# ------------------------------------------------------------------------------- VXM
+_UNARY = [o.name for o in VXM_OPS if o.arity == 1]
+_NOT_SEL = [o.name for o in VXM_OPS if o.arity < 3]
+
+
+class _Vxm(_Actor):
+    kind = "VXM"
+
+    def __init__(self, tab, name="VXM", n_steps=30):
+        super().__init__(tab, name, n_steps)
+        self.L = latency("VXM", self.cfg)
+        #: (first cycle in which an instruction issued sees it, register, value range)
+        self.writes: list[tuple[int, int, tuple[int, int]]] = []
+        self.cap_in = {d: len(tab.upstream(self.p, d)) for d in (E, W)}
+        self.cap_out = {d: len(tab.downstream(self.p, d)) for d in (E, W)}
+        self.plan: list[str] = ["load"] * int(self.rng.integers(1, 4)) + ["mult", "shift", "zp"]
+        self.dirty: set[int] = set()  # written and not drained since
+        self.triple = int(self.rng.integers(0, VXM_REGS - 2))
+
+    # -- register state ---------------------------------------------------------------
+    def regs_at(self, t: int) -> dict[int, tuple[int, int]]:
+        """Register -> range of its value, as an instruction issued in cycle t reads it."""
+        st = {}
+        for tv, r, rg in self.writes:
+            if tv <= t:
+                st[r] = rg
+        return st
+
+    @staticmethod
+    def requant_ks(regs, ot: str) -> set[int]:
+        return {k for k in range(VXM_REGS - 2)
+                if _within(regs.get(k), MULT_RANGE) and _within(regs.get(k + 1), SHIFT_RANGE)
+                and _within(regs.get(k + 2), _trange(ot))}
+
+    def finished(self) -> bool:
+        return ((self.done_steps >= self.n_steps and not self.dirty) or self.failures > 80)
+
+    def choose(self) -> str:
+        if self.done_steps >= self.n_steps:
+            return "drain"
+        if self.plan:
+            return self.plan.pop(0)
+        r = self.rng.random()
+        if r < 0.08:
+            return "load"
+        if r < 0.16:
+            return str(self.rng.choice(["mult", "shift", "zp"]))
+        if r < 0.21:
+            return "drain"
+        return "random"
+
+    def on_commit(self) -> None:
+        writes, drained, again = self.pending
+        self.plan[:0] = again
+        self.writes += writes
+        self.dirty |= {r for _tv, r, _rg in writes}
+        self.dirty -= drained
+
+    def build(self, t: int, txn: _Txn) -> int | None:
+        self.pending = ([], set(), [])
+        if self.mode == "drain":
+            return self._drain(t, txn)
+        if self.mode in ("mult", "shift", "zp"):
+            return self._param(self.mode, t, txn)
+        return self._random(t, txn, load=self.mode == "load")
+
+    # -- pieces -------------------------------------------------------------------------
+    def _imm(self) -> int:
+        r = self.rng.random()
+        if r < 0.5:
+            return int(self.rng.integers(-20, 41))
+        if r < 0.75:
+            return int(self.rng.integers(-300, 301))
+        return int(self.rng.integers(IMM_LO, IMM_HI + 1))
+
+    def _pick_reg_dest(self, regs, avoid=()) -> int:
+        """A destination register; valid REQUANT triples survive most of the time."""
+        rng = self.rng
+        keep = set()
+        for ot in ("i8", "u8"):
+            for k in self.requant_ks(regs, ot):
+                keep |= {k, k + 1, k + 2}
+        opts = [r for r in range(VXM_REGS)
+                if r not in avoid and (r not in keep or rng.random() < 0.1)]
+        if not opts:
+            opts = [r for r in range(VXM_REGS) if r not in avoid]
+        return int(rng.choice(opts))
+
+    def _emit(self, t, txn, f, rep=(0, 1), sa=0, streams=None, dest_range=None,
+              cov: Counter | None = None) -> int | None:
+        """Issue the VXM word ``f`` in cycle t with its feeders and drains."""
+        n, dr = rep
+        streams = streams or {}
+        for d in (E, W):
+            planes = []
+            for (dd, s0), w in sorted(streams.items()):
+                if dd == d:
+                    planes += list(range(s0, s0 + w))
+            if planes:
+                txn.feed(self.name, t, d, planes, rep=(n, dr) if n else None)
+        if not txn.ok:
+            return None
+        txn.issue(self.name, t, Instr("VXM", f), (n, dr, sa, 0) if n else None)
+        ot = TYPES[f["otype"]]
+        dsel = f["d"]
+        if dsel < 64:
+            d, s = dsel >> 5, dsel & 31
+            txn.drain(self.name, t + self.L, d, list(range(s, s + TYPE_BYTES[ot])),
+                      rep=(n, dr) if n else None)
+        if not txn.ok:
+            return None
+        if SEL_REG <= dsel < SEL_REG + VXM_REGS:
+            rg = dest_range or _trange(ot)
+            self.pending[0].extend((t + k * dr + self.L + 1, dsel - SEL_REG, rg)
+                                   for k in range(n + 1))
+        txn.cov.update(cov or {})
+        txn.cov[f"VXM.type.{TYPES[f['type']]}"] += 1
+        txn.cov[f"VXM.otype.{ot}"] += 1
+        return t + n * dr
+
+    def chain_mode(self, chain):
+        return "random"
+
+    def _random(self, t, txn, load=False) -> int | None:
+        rng = self.rng
+        cov = Counter()
+        pv = txn.provided if txn.provided and txn.provided[0] == self.name else None
+        ch = txn.chain
+        typ = str(rng.choice(TYPES, p=[0.3, 0.25, 0.25, 0.2]))
+        if pv is not None:  # operand a is a chained value of pv[3] byte planes
+            typ = str(rng.choice([x for x in TYPES if TYPE_BYTES[x] == pv[3]]))
+        w = TYPE_BYTES[typ]
+        ot = typ if rng.random() < 0.5 else str(rng.choice(TYPES))
+        if ch is not None:  # the result goes to another compute slice
+            ot = str(rng.choice([x for x in TYPES if TYPE_BYTES[x] in ch.widths]))
+        sat = int(rng.random() < 0.3)
+        if load:
+            op1 = "PASS" if rng.random() < 0.7 else str(rng.choice(_UNARY))
+            op2 = "PASS"
+        else:
+            op1 = str(rng.choice([o.name for o in VXM_OPS]))
+            if op1 == "SEL":
+                op2 = str(rng.choice(_UNARY))
+            else:
+                op2 = "PASS" if rng.random() < 0.35 else str(rng.choice(_NOT_SEL))
+            p_rq = 0.6 if pv is not None and pv[3] == 4 else 0.15  # int32 MVM results
+            if rng.random() < p_rq and self.requant_ks(self.regs_at(t), ot):
+                # REQUANT whenever a legal triple exists, in either stage
+                if rng.random() < 0.5:
+                    op1, op2 = "REQUANT", str(rng.choice(["PASS", "PASS", *_NOT_SEL]))
+                else:
+                    op1 = str(rng.choice(_NOT_SEL))
+                    op2 = "REQUANT"
+        rep_n, rep_d = self.rep(0.15)
+        regs = self.regs_at(t)
+        ks = None
+        if "REQUANT" in (op1, op2):
+            # legal in every repetition (registers written by earlier instructions may
+            # become visible during the REPEAT)
+            ks = set.intersection(*(self.requant_ks(self.regs_at(t + k * rep_d), ot)
+                                    for k in range(rep_n + 1)))
+            if not ks:
+                return None
+        streams: dict[tuple[int, int], int] = {}  # (dir, first stream) -> width
+        taken = {E: set(), W: set()}
+        used_planes = {E: 0, W: 0}
+        use_imm = False
+
+        def stream_src():
+            dirs = [d for d in (E, W) if used_planes[d] + w <= self.cap_in[d]]
+            same = [(d, s) for (d, s) in streams]
+            if same and rng.random() < 0.25:
+                d, s = same[int(rng.integers(len(same)))]
+                return sel_stream(s, d)
+            if not dirs:
+                return None
+            d = int(rng.choice(dirs))
+            s = _streams(rng, self.tab.NS, w, taken[d])
+            if s is None:
+                return None
+            taken[d] |= set(range(s, s + w))
+            used_planes[d] += w
+            streams[(d, s)] = w
+            return sel_stream(s, d)
+
+        def src(force_stream=False):
+            nonlocal use_imm
+            if pv is not None and not streams:
+                _c, d, s0, _w, _t = pv
+                taken[d] |= set(range(s0, s0 + w))
+                streams[(d, s0)] = w  # fed by the producer, not by MEM slices
+                cov["VXM.src.chained"] += 1
+                return sel_stream(s0, d)
+            defined = sorted(regs)
+            kinds = ["stream"] * 4 + ["reg"] * (3 if defined else 0) + ["imm"] * 2 + ["lane"]
+            k = "stream" if force_stream else str(rng.choice(kinds))
+            if k == "stream":
+                sel = stream_src()
+                if sel is not None:
+                    cov["VXM.src.stream"] += 1
+                    return sel
+                k = "reg" if defined else "imm"
+            if k == "reg":
+                cov["VXM.src.reg"] += 1
+                # registers written in the last 4 cycles: the old value until t + 3, the
+                # new one from t + 4 (pipeline hazards)
+                hot = [r for r in defined if any(t - 1 <= tv <= t + 3 for tv, rr, _ in
+                                                 self.writes if rr == r)]
+                r = int(rng.choice(hot if hot and rng.random() < 0.5 else defined))
+                for tv, rr, _ in self.writes:
+                    if rr == r and t - 1 <= tv <= t + 3:
+                        cov[f"VXM.src.reg.written_{t - tv + 4}_cycles_before"] += 1
+                        break
+                return SEL_REG + r
+            if k == "imm":
+                use_imm = True
+                cov["VXM.src.imm"] += 1
+                return SEL_IMM
+            cov["VXM.src.lane"] += 1
+            return SEL_LANE
+
+        a1, a2 = VXM_OP_BY_NAME[op1].arity, VXM_OP_BY_NAME[op2].arity
+        f = {"type": TYPES.index(typ), "otype": TYPES.index(ot), "sat": sat,
+             "op1": VXM_OP_BY_NAME[op1].code, "op2": VXM_OP_BY_NAME[op2].code,
+             "a": src(force_stream=load), "b": SEL_NONE, "c": SEL_NONE, "imm": 0}
+        k_used: set[int] = set()
+        if a1 >= 2:
+            if op1 == "REQUANT":
+                k = int(rng.choice(sorted(ks)))
+                k_used |= {k, k + 1, k + 2}
+                f["b"] = SEL_REG + k
+            else:
+                f["b"] = src()
+        if a1 == 3 or a2 == 2:
+            if op2 == "REQUANT":
+                k = int(rng.choice(sorted(ks)))
+                k_used |= {k, k + 1, k + 2}
+                f["c"] = SEL_REG + k
+            else:
+                f["c"] = src()
+        sa = 0
+        if use_imm:
+            f["imm"] = self._imm()
+            if rep_n and rng.random() < 0.6:
+                sa = int(rng.integers(-5, 6))
+                if not IMM_LO <= f["imm"] + rep_n * sa <= IMM_HI:
+                    sa = 0
+        if ch is not None:
+            f["d"] = sel_stream(_streams(rng, self.tab.NS, TYPE_BYTES[ot], set()), ch.d)
+            cov["VXM.dst.chained"] += 1
+        elif load or rng.random() < 0.3:
+            f["d"] = SEL_REG + self._pick_reg_dest(regs, k_used if rep_n else ())
+            cov["VXM.dst.reg"] += 1
+        else:
+            ow = TYPE_BYTES[ot]
+            d = int(rng.choice([d for d in (E, W) if self.cap_out[d]]))
+            f["d"] = sel_stream(_streams(rng, self.tab.NS, ow, set()), d)
+            cov["VXM.dst.stream"] += 1
+        cov[f"VXM.op1.{op1}"] += 1
+        cov[f"VXM.op2.{op2}"] += 1
+        if op2 != "PASS" and op1 != "PASS":
+            cov["VXM.chain"] += 1
+        cov["VXM.sat"] += sat
+        return self._emit(t, txn, f, (rep_n, rep_d), sa, streams, cov=cov)
+
+    def _param(self, what, t, txn) -> int | None:
+        """Set a register to a legal REQUANT multiplier, shift or zero point (from an
+        immediate or from streams), mostly completing one triple rK..rK+2."""
+        rng = self.rng
+        regs = self.regs_at(t)
+        off = {"mult": 0, "shift": 1, "zp": 2}[what]
+        k = self.triple if rng.random() < 0.85 else int(rng.integers(0, VXM_REGS - 2))
+        r = k + off
+        cov = Counter({f"VXM.param.{what}": 1})
+        f = {"sat": 0, "d": SEL_REG + r}
+        streams: dict[tuple[int, int], int] = {}
+        choice = rng.random()
+
+        def one_stream(w):
+            dirs = [d for d in (E, W) if self.cap_in[d] >= w]
+            if not dirs:
+                return None
+            d = int(rng.choice(dirs))
+            s = _streams(rng, self.tab.NS, w, set())
+            streams[(d, s)] = w
+            return sel_stream(s, d)
+
+        def op(t1, ot, op1, a, b=SEL_NONE, imm=0, op2="PASS", c=SEL_NONE):
+            f.update(type=TYPES.index(t1), otype=TYPES.index(ot), op1=VXM_OP_BY_NAME[op1].code,
+                     op2=VXM_OP_BY_NAME[op2].code, a=a, b=b, c=c, imm=imm)
+
+        if what == "shift":
+            if choice < 0.4:
+                v = int(rng.integers(-31, 31))
+                op("i32", "i32", "PASS", SEL_IMM, imm=v)
+                rg = (v, v)
+            else:
+                sh = int(rng.integers(3, 8))
+                op("i8", "i8", "SRA", one_stream(1), SEL_IMM, imm=sh)
+                rg = (-128 >> sh, 127 >> sh)
+        elif what == "zp":
+            if choice < 0.4:
+                v = int(rng.integers(-128, 128)) if rng.random() < 0.7 else int(
+                    rng.integers(0, 256))
+                op("i32", "i32", "PASS", SEL_IMM, imm=v)
+                rg = (v, v)
+            elif choice < 0.7:
+                op("i8", "i8", "SRA", one_stream(1), SEL_IMM, imm=2)
+                rg = (-32, 31)
+            else:
+                op("u8", "i32", "SHR", one_stream(1), SEL_IMM, imm=2)
+                rg = (0, 63)
+        else:  # multiplier
+            src_regs = [x for x in regs if x != r]
+            two30 = [x for x, g in regs.items() if g == (2**30, 2**30)]
+            two28 = [x for x, g in regs.items() if g == (2**28, 2**28)]
+            if choice < 0.2:
+                v = int(rng.integers(0, IMM_HI + 1))
+                op("i32", "i32", "PASS", SEL_IMM, imm=v)
+                rg = (v, v)
+            elif choice < 0.35:
+                op("u8", "i32", "PASS", one_stream(1))
+                rg = (0, 255)
+            elif choice < 0.5 and src_regs:
+                op("i32", "i32", "SHR", SEL_REG + int(rng.choice(src_regs)), SEL_IMM, imm=1)
+                rg = MULT_RANGE
+            elif choice < 0.6 and max(self.cap_in.values()) >= 4:
+                op("i32", "i32", "SHR", one_stream(4), SEL_IMM, imm=1)
+                rg = MULT_RANGE
+            else:
+                # normalised multipliers [2**30, 2**31 - 1] = (x >> 2) | 2**30, with the
+                # constant built as (-16384)**2 << 2 in two earlier steps
+                cov["VXM.param.mult.normalised"] += 1
+                if two30 and src_regs:
+                    op("i32", "i32", "SHR", SEL_REG + int(rng.choice(src_regs)), SEL_IMM,
+                       imm=2, op2="OR", c=SEL_REG + int(rng.choice(two30)))
+                    rg = (2**30, 2**31 - 1)
+                elif two28:
+                    f["d"] = SEL_REG + self._pick_reg_dest(regs, {r})
+                    op("i32", "i32", "SHL", SEL_REG + int(rng.choice(two28)), SEL_IMM, imm=2)
+                    rg = (2**30, 2**30)
+                    self.pending[2].append("mult")  # then the multiplier itself
+                else:
+                    f["d"] = SEL_REG + self._pick_reg_dest(regs, {r})
+                    op("i32", "i32", "MUL", SEL_IMM, SEL_IMM, imm=-16384)
+                    rg = (2**28, 2**28)
+                    self.pending[2].append("mult")
+        return self._emit(t, txn, f, (0, 1), 0, streams, dest_range=rg, cov=cov)
+
+    def _drain(self, t, txn) -> int | None:
+        """A register written since its last drain, all 32 bits onto streams (one i32
+        result, or two i16 halves in both directions when a hemisphere has fewer than 4
+        MEM slices)."""
+        rng = self.rng
+        final = {}
+        for tv, r, _rg in self.writes:
+            final[r] = tv
+        ready = [r for r in sorted(self.dirty) if final[r] <= t]
+        if not ready:
+            return None
+        r = int(rng.choice(ready))
+        d = int(rng.choice([E, W]))
+        NS = self.tab.NS
+        base = {"type": 2, "sat": 0, "op1": 0, "op2": 0, "a": SEL_REG + r, "b": SEL_NONE,
+                "c": SEL_NONE, "imm": 0}
+        if self.cap_out[d] >= 4:
+            f = dict(base, otype=2, d=sel_stream(_streams(rng, NS, 4, set()), d))
+            end = self._emit(t, txn, f, cov=Counter({"VXM.drain": 1}))
+        else:
+            f = dict(base, otype=1, d=sel_stream(_streams(rng, NS, 2, set()), d))
+            end = self._emit(t, txn, f, cov=Counter({"VXM.drain": 1}))
+            f2 = dict(base, otype=1, op1=VXM_OP_BY_NAME["SRA"].code, b=SEL_IMM, imm=16,
+                      d=sel_stream(_streams(rng, NS, 2, set()), 1 - d))
+            end = None if end is None else self._emit(t + 1, txn, f2)
+        if end is not None:
+            self.pending[1].add(r)
+        return end
+
+
+# ------------------------------------------------------------------------------- MXM
+class _Mxm(_Actor):
+    kind = "MXM"
+
+    def __init__(self, tab, name, n_steps=14):
+        super().__init__(tab, name, n_steps)
+        cfg = self.cfg
+        VL = self.VL = cfg.vector_length
+        west = self.p < tab.P // 2
+        self.din = W if west else E  # operands come from the MEM slices towards the centre
+        self.dout = E if west else W
+        self.L = latency("MVM", cfg)
+        self.L_lwt = latency("LWT", cfg)
+        #: which weights of each buffer this program loaded; act = the active buffer
+        self.defined = [np.zeros((VL, VL), bool), np.zeros((VL, VL), bool)]
+        self.act = 0
+        self.load_done = -1  # last cycle in which a load in flight writes the shadow
+        self.gen = 0  # IWs so far
+        self.acc_gen: dict[int, int] = {}  # slot -> weight generation of its first MVM
+        self.last_mvm = -100
+        self.last_iw = -100
+
+    def full(self, which: int) -> bool:
+        return bool(self.defined[which].all())
+
+    def chain_mode(self, chain):
+        return "mvm" if self.full(self.act) else "none"
+
+    def choose(self) -> str:
+        sh = 1 - self.act
+        if not self.full(self.act):
+            return "iw" if self.full(sh) else "fill"
+        opts = ["mvm"] * 6 + ["mvm_ld"] * 2 + ["lw", "fill", "stream_fill"]
+        if self.full(sh):
+            opts += ["iw"] * 3
+        return str(self.rng.choice(opts))
+
+    def build(self, t, txn) -> int | None:
+        mode = self.mode
+        if mode == "none":
+            return None
+        if mode == "iw":
+            return self._iw(t, txn)
+        if mode == "fill":
+            return self._fill(t, txn)
+        if mode == "lw":
+            return self._lw(t, txn)
+        return self._mvm(t, txn, ld=mode in ("mvm_ld", "stream_fill"),
+                         fill=mode == "stream_fill")
+
+    def on_commit(self) -> None:
+        kind = self.pending[0]
+        cov = self.tab.cov
+        if kind == "iw":
+            t = self.pending[1]
+            self.act = 1 - self.act
+            self.gen += 1
+            if t - self.last_mvm <= 3:
+                cov["MXM.IW_right_after_MVM"] += 1
+            self.last_iw = t
+            return
+        _, shadow, done, slots, accum, t0, t1 = self.pending
+        self.defined[1 - self.act] = shadow
+        self.load_done = done
+        if kind == "mvm":
+            for a in slots:
+                if not accum or a not in self.acc_gen:
+                    self.acc_gen[a] = self.gen
+                elif self.acc_gen[a] != self.gen:
+                    cov["MXM.K>VL_accumulation"] += 1
+            if t0 - self.last_iw <= 3:
+                cov["MXM.MVM_right_after_IW"] += 1
+            self.last_mvm = t1
+
+    def _iw(self, t, txn):
+        t = max(t, self.load_done)
+        if not self.full(1 - self.act):
+            return None
+        txn.issue(self.name, t, Instr("IW", {}))
+        if t == self.load_done:
+            txn.cov["MXM.IW_at_load_done"] += 1
+        self.pending = ("iw", t)
+        return t
+
+    def _loaded(self, ld: int, rows, times):
+        sh = self.defined[1 - self.act].copy()
+        done = self.load_done
+        for r, tt in zip(rows, times, strict=True):
+            if ld == 1:
+                sh[r, :] = True
+                done = max(done, tt + 1)
+            else:
+                sh[:, r] = True
+                done = max(done, tt + self.L_lwt)
+        return sh, done
+
+    def _fill(self, t, txn):
+        """The whole shadow buffer: LW (rows) or LWT (columns) with REPEAT and a row
+        stride of +1 or -1, in one or two chunks."""
+        rng = self.rng
+        VL = self.VL
+        mn = "LW" if rng.random() < 0.6 else "LWT"
+        order = list(range(VL)) if rng.random() < 0.7 else list(range(VL - 1, -1, -1))
+        cut = VL if rng.random() < 0.6 else int(rng.integers(1, VL))
+        chunks = [order[:cut], order[cut:]] if cut < VL else [order]
+        dr = 1 if rng.random() < 0.8 else 2
+        rows, times = [], []
+        tt = t
+        for ch in chunks:
+            n = len(ch) - 1
+            stride = ch[1] - ch[0] if n else 0
+            s = int(rng.integers(0, self.tab.NS))
+            txn.feed(self.name, tt, self.din, [s], rep=(n, dr) if n else None)
+            txn.issue(self.name, tt, Instr(mn, {"row": ch[0], "w_s": s, "w_d": self.din}),
+                      (n, dr, stride, 0) if n else None)
+            rows += ch
+            times += [tt + k * dr for k in range(n + 1)]
+            tt = times[-1] + 1 + int(rng.integers(0, 3))
+        if not txn.ok:
+            return None
+        sh, done = self._loaded(1 if mn == "LW" else 2, rows, times)
+        self.pending = ("load", sh, done, [], 0, t, times[-1])
+        txn.cov[f"MXM.fill.{mn}"] += 1
+        return times[-1]
+
+    def _lw(self, t, txn):
+        """A few rows or columns of the shadow buffer."""
+        rng = self.rng
+        mn = "LW" if rng.random() < 0.5 else "LWT"
+        n, dr = self.rep(0.4, nmax=3, dmax=2)
+        stride = int(rng.choice([1, -1, 2])) if n else 0
+        r0 = _start(rng, 0, self.VL - 1, n, stride)
+        rows = [r0 + k * stride for k in range(n + 1)]
+        s = int(rng.integers(0, self.tab.NS))
+        txn.feed(self.name, t, self.din, [s], rep=(n, dr) if n else None)
+        txn.issue(self.name, t, Instr(mn, {"row": r0, "w_s": s, "w_d": self.din}),
+                  (n, dr, stride, 0) if n else None)
+        if not txn.ok:
+            return None
+        times = [t + k * dr for k in range(n + 1)]
+        sh, done = self._loaded(1 if mn == "LW" else 2, rows, times)
+        self.pending = ("load", sh, done, [], 0, t, times[-1])
+        return times[-1]
+
+    def _mvm(self, t, txn, ld=False, fill=False):
+        """MVM (REPEATed, accumulating, emitting or not, loading the shadow with lw=/lwt=;
+        ``fill``: VL repetitions loading the whole shadow while streaming)."""
+        rng = self.rng
+        VL, NS = self.VL, self.tab.NS
+        if not self.full(self.act):
+            return None
+        cov = Counter()
+        if fill:
+            n, dr = VL - 1, (1 if rng.random() < 0.8 else 2)
+        else:
+            n, dr = self.rep(0.35, nmax=6, dmax=2)
+        pv = txn.provided if txn.provided and txn.provided[0] == self.name else None
+        emit = int(rng.random() < 0.75 or txn.chain is not None)
+        sa = int(rng.choice([0, 0, 1, -1])) if n else 0
+        acc = _start(rng, 0, MXM_ACC_SLOTS - 1, n, sa)
+        if acc is None:
+            sa, acc = 0, int(rng.integers(0, MXM_ACC_SLOTS))
+        if self.acc_gen and rng.random() < 0.5:  # a slot written before: accumulate onto it
+            a0 = int(rng.choice(sorted(self.acc_gen)))
+            if all(0 <= a0 + k * sa < MXM_ACC_SLOTS for k in range(n + 1)):
+                acc = a0
+        slots = [acc + k * sa for k in range(n + 1)]
+        accum = 0
+        if rng.random() < 0.55:
+            seen, okk = set(self.acc_gen), True
+            for a in slots:  # repetition k may accumulate onto repetition j < k
+                okk &= a in seen
+                seen.add(a)
+            accum = int(okk)
+        if pv is not None:  # x is a chained int8 value
+            if pv[1] != self.din or pv[3] != 1:
+                return None
+            cov["MXM.MVM.x_chained"] += 1
+        f = {"x_s": pv[2] if pv else int(rng.integers(0, NS)), "x_d": self.din,
+             "acc": acc, "accum": accum,
+             "emit": emit, "out_s": 0, "out_d": 0, "ld": 0, "row": 0, "w_s": 0, "w_d": 0}
+        planes = [f["x_s"]]
+        sb, rows = 0, []
+        if ld:
+            f["ld"] = 1 if rng.random() < 0.6 else 2
+            f["w_s"], f["w_d"] = _streams(rng, NS, 1, {f["x_s"]}), self.din
+            if fill:
+                sb = 1 if rng.random() < 0.7 else -1
+                f["row"] = 0 if sb > 0 else VL - 1
+            else:
+                sb = int(rng.choice([0, 1, -1])) if n else 0
+                f["row"] = _start(rng, 0, VL - 1, n, sb)
+            rows = [f["row"] + k * sb for k in range(n + 1)]
+            planes.append(f["w_s"])
+            cov[f"MXM.MVM.{'lw' if f['ld'] == 1 else 'lwt'}"] += 1
+        rep = (n, dr) if n else None
+        txn.feed(self.name, t, self.din, planes, rep=rep)
+        if emit:
+            f["out_s"], f["out_d"] = int(rng.integers(0, NS - 3)), self.dout
+        txn.issue(self.name, t, Instr("MVM", f), (n, dr, sa, sb) if n else None)
+        if emit:
+            txn.drain(self.name, t + self.L, self.dout,
+                      list(range(f["out_s"], f["out_s"] + 4)), rep=rep)
+        if not txn.ok:
+            return None
+        cov["MXM.MVM.accum"] += accum
+        cov["MXM.MVM.emit"] += emit
+        cov["MXM.MVM.no_emit"] += 1 - emit
+        if accum and n and sa == 0:
+            cov["MXM.MVM.back_to_back_accum"] += 1
+        if fill:
+            cov["MXM.stream_fill"] += 1
+        txn.cov.update(cov)
+        times = [t + k * dr for k in range(n + 1)]
+        sh, done = (self._loaded(f["ld"], rows, times) if ld
+                    else (self.defined[1 - self.act].copy(), self.load_done))
+        self.pending = ("mvm", sh, done, slots, accum, t, times[-1])
+        return times[-1]
+
+
+# ------------------------------------------------------------------------------- SXM
+_SXM_OPS = ("SHS", "ROTS", "SHV", "ROTV", "DIST", "PMAP", "PERM", "RMAX", "RMIN", "RSUM")
+
+
+class _Sxm(_Actor):
+    kind = "SXM"
+
+    def __init__(self, tab, name, n_steps=20):
+        super().__init__(tab, name, n_steps)
+        west = self.p < tab.P // 2
+        self.din = W if west else E  # operands come from the MEM slices towards the centre
+        self.dout = E if west else W
+        self.VL = self.cfg.vector_length
+        self.pmaps: list[tuple[int, int]] = []  # (issue cycle, map)
+
+    def maps_at(self, t) -> set[int]:
+        """Maps loaded by a PMAP that a PERM issued in cycle t sees."""
+        return {m for tp, m in self.pmaps if tp + 2 <= t}
+
+    def choose(self):
+        # the types are fixed for all attempts of a step: wide ones need more free MEM
+        # slices and would otherwise be under-represented
+        return (str(self.rng.choice(_SXM_OPS)), str(self.rng.choice(TYPES)),
+                str(self.rng.choice(TYPES)))
+
+    def chain_mode(self, chain):
+        rng = self.rng
+        mn = str(rng.choice([m for m in _SXM_OPS if m != "PMAP"]))
+        ok = [x for x in TYPES if chain is None or TYPE_BYTES[x] in chain.widths]
+        red = mn in ("RMAX", "RMIN", "RSUM")
+        return (mn, str(rng.choice(TYPES if red else ok)), str(rng.choice(ok)))
+
+    def on_commit(self) -> None:
+        if self.pending is not None:
+            self.pmaps.append(self.pending)
+
+    def build(self, t, txn):
+        rng = self.rng
+        VL, NS = self.VL, self.tab.NS
+        maps = self.maps_at(t)
+        mn, typ, ot = self.mode
+        pv = txn.provided if txn.provided and txn.provided[0] == self.name else None
+        din = self.din
+        if pv is not None:  # the input is a chained value
+            din = pv[1]
+            typ = str(rng.choice([x for x in TYPES if TYPE_BYTES[x] == pv[3]]))
+            if mn == "PERM" and not maps:
+                mn = "ROTV"
+        if mn == "PERM" and not maps:
+            mn = "PMAP"
+        n, dr = self.rep(0.2, nmax=4, dmax=3)
+        rep = (n, dr) if n else None
+        if mn == "PMAP":
+            m = int(rng.integers(0, SXM_MAPS))
+            s = _streams(rng, NS, 2, set())
+            style = str(rng.choice(["perm", "random", "reverse", "rotate"]))
+            if style == "perm":
+                entries = rng.permutation(VL)
+            elif style == "random":
+                entries = rng.integers(0, VL, VL)
+            elif style == "reverse":
+                entries = np.arange(VL)[::-1]
+            else:
+                entries = (np.arange(VL) + int(rng.integers(1, VL))) % VL
+            entries = entries.astype(np.uint16)
+            txn.feed(self.name, t, self.din, [s, s + 1],
+                     data=lambda i, k: (entries >> (8 * i)).astype(np.uint8))
+            txn.issue(self.name, t, Instr("PMAP", {"in_s": s, "in_d": self.din, "map": m}))
+            txn.cov[f"SXM.PMAP.{style}"] += 1
+            if any(tp == t - 1 for tp, _m in self.pmaps):
+                txn.cov["SXM.PMAP.back_to_back"] += 1
+            self.pending = (t, m)
+            return t if txn.ok else None
+        w = TYPE_BYTES[typ]
+        f = {"type": TYPES.index(typ)}
+        sa = 0
+        if mn in ("RMAX", "RMIN", "RSUM"):
+            f["otype"] = TYPES.index(ot)
+            ow = TYPE_BYTES[ot]
+            txn.cov[f"SXM.{mn}.{typ}:{ot}"] += 1
+        else:
+            ow = w
+            if mn == "PERM":
+                sa = int(rng.choice([0, 1, -1])) if n else 0
+                m = int(rng.choice(sorted(maps)))
+                if not all(m + k * sa in maps for k in range(n + 1)):
+                    sa = 0
+                f["map"] = m
+                if any(tp == t - 2 for tp, _m in self.pmaps):
+                    txn.cov["SXM.PERM_2_after_PMAP"] += 1
+                if any(tp == t - 1 for tp, _m in self.pmaps):
+                    txn.cov["SXM.PERM_1_after_PMAP(old map)"] += 1
+            else:
+                hi = 15 if mn in ("SHS", "ROTS") else VL - 1
+                lo = 0 if mn == "DIST" else -hi
+                sa = int(rng.integers(-3, 4)) if n else 0
+                nval = _start(rng, lo, hi, n, sa)
+                if nval is None:
+                    sa, nval = 0, int(rng.integers(lo, hi + 1))
+                if rng.random() < 0.15 and not sa:
+                    nval = int(rng.choice([lo, hi, 0]))
+                f["n"] = nval
+            txn.cov[f"SXM.{mn}.{typ}"] += 1
+        s_in = pv[2] if pv is not None else _streams(rng, NS, w, set())
+        s_out = _streams(rng, NS, ow, set())
+        f.update(in_s=s_in, in_d=din, out_s=s_out, out_d=self.dout)
+        txn.feed(self.name, t, din, list(range(s_in, s_in + w)), rep=rep)
+        txn.issue(self.name, t, Instr(mn, f), (n, dr, sa, 0) if n else None)
+        txn.drain(self.name, t + latency(mn, self.cfg), self.dout,
+                  list(range(s_out, s_out + ow)), rep=rep)
+        return t + n * dr if txn.ok else None
+
+
+# =============================================================================== program
+def _build(cfg: TspConfig, tab: _Tables, seed: int, kind: str) -> ComputeProgram:
+    rng = tab.rng
+    queues: dict[str, list[Instr]] = {}
+    listing: dict[str, list[str]] = {}
+    n_instr = 0
+    # a start barrier (every queue SYNCs in cycle 0 but one, which NOTIFYs: all go on
+    # in cycle 2) when no queue needs cycles 0 and 1
+    first = min((min(q) for q in tab.queue.values() if q), default=2)
+    notifier = int(rng.integers(cfg.n_positions)) if first >= 2 and rng.random() < 0.25 \
+        else None
+    if notifier is not None:
+        tab.cov["start_barrier"] += 1
+    for sl in cfg.slices:
+        items = sorted(tab.queue[sl.name].items())
+        out: list[Instr] = []
+        t_next = 0
+        if notifier is not None:
+            out.append(Instr("NOTIFY" if sl.index == notifier else "SYNC", {}))
+            t_next = 2
+        for t, (ins, rep) in items:
+            assert t >= t_next, (sl.name, t, t_next)
+            if t > t_next:
+                out.append(Instr("NOP", {"n": t - t_next}))
+            out.append(ins)
+            if rep:
+                n, d, sa, sb = rep
+                out.append(Instr("REPEAT", {"n": n, "d": d, "stride_a": sa, "stride_b": sb}))
+                t_next = t + n * d + 1
+            else:
+                t_next = t + 1
+        if items and rng.random() < 0.3:
+            out.append(Instr("NOP", {"n": int(rng.integers(1, 6))}))
+        out.append(Instr("HALT", {}))
+        queues[sl.name] = out
+        listing[sl.name] = [format_instr(i) for i in out]
+        n_instr += len(out)
+    prog = Program.from_instrs(cfg, queues)
+    init = {m: d for m, d in tab.init.items() if d}
+    touched = {m: set(a) for m, a in tab.touched.items() if a}
+    inputs = {m: set(a) for m, a in tab.inputs.items() if a}
+    return ComputeProgram(seed, prog, init, touched, listing, n_instr, kind=kind,
+                          config=cfg.name, coverage=Counter(tab.cov), inputs=inputs)
+
+
+def random_compute_program(cfg: TspConfig, seed: int, kind: str = "VXM",
+                           scale: float = 1.0) -> ComputeProgram:
+    """A random program exercising the compute slices of ``kind`` (see the module doc).
+
+    ``scale`` multiplies the number of steps per compute slice (a step is one or a few
+    instructions of that slice with their MEM feeders and drains)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; kinds are {', '.join(KINDS)}")
+    rng = np.random.default_rng([seed, KINDS.index(kind), 0x75])
+    tab = _Tables(cfg, rng)
+    actors: list[_Actor] = []
+
+    def steps(lo, hi):
+        return max(2, int(round(int(rng.integers(lo, hi + 1)) * scale)))
+
+    if kind in ("VXM", "mixed"):
+        actors.append(_Vxm(tab, "VXM", steps(22, 36) if kind == "VXM" else steps(10, 16)))
+    if kind in ("MXM", "mixed"):
+        names = [s.name for s in cfg.slices_of("MXM")]
+        if kind == "MXM" and rng.random() < 0.3:
+            names = [str(rng.choice(names))]
+        for nm in names:
+            actors.append(_Mxm(tab, nm, steps(8, 14) if kind == "MXM" else steps(4, 7)))
+    if kind in ("SXM", "mixed"):
+        names = [s.name for s in cfg.slices_of("SXM")]
+        if kind == "SXM" and rng.random() < 0.3:
+            names = [str(rng.choice(names))]
+        for nm in names:
+            actors.append(_Sxm(tab, nm, steps(12, 20) if kind == "SXM" else steps(5, 9)))
+    pairs = _chain_pairs(actors) if kind == "mixed" else []
+    while True:
+        live = [a for a in actors if not a.finished()]
+        if not live:
+            break
+        ok = [p for p in pairs if not p[0].finished() and not p[1].finished()]
+        if ok and rng.random() < 0.3:
+            prod, cons, chain = ok[int(rng.integers(len(ok)))]
+            _chain_step(tab, prod, cons, chain)
+            continue
+        live[int(rng.integers(len(live)))].step()
+    rp = _build(cfg, tab, seed, kind)
+    rp.scale = scale
+    return rp
+
+
+def _chain_pairs(actors: list[_Actor]) -> list[tuple[_Actor, _Actor, _Chain]]:
+    """(producer, consumer, chain) of compute slices where one's result can be the
+    other's operand: the consumer lies downstream in a direction the producer writes and
+    the consumer reads."""
+    out = []
+    for a in actors:
+        for b in actors:
+            if a is b:
+                continue
+            d = E if b.p > a.p else W
+            if isinstance(a, (_Mxm, _Sxm)) and d != a.dout:
+                continue
+            if isinstance(b, _Mxm):
+                if d != b.din or isinstance(a, _Mxm):
+                    continue
+                widths = (1,)
+            else:
+                widths = (1, 2, 4)
+            out.append((a, b, _Chain(b.name, b.p, d, widths)))
+    return out
+
+
+_LMIN = {"VXM": "VXM", "MXM": "MVM", "SXM": "PMAP"}
+
+
+def _chain_step(tab: _Tables, prod: _Actor, cons: _Actor, chain: _Chain) -> bool:
+    """One step of ``prod`` whose result is an operand of one step of ``cons``."""
+    dist = abs(cons.p - prod.p)
+    lmin = latency(_LMIN[prod.kind], tab.cfg)
+    prod.no_rep = cons.no_rep = True
+    try:
+        for _attempt in range(10):
+            t_p = max(prod.t + prod.gap(), cons.t - lmin - dist)
+            txn = _Txn(tab)
+            txn.chain = chain
+            prod.mode = prod.chain_mode(chain)
+            prod.pending = None
+            end_p = prod.build(t_p, txn)
+            if end_p is None or not txn.ok or txn.produced is None:
+                continue
+            d, s, w, t_c = txn.produced
+            if t_c < cons.t:
+                continue
+            txn.chain = None
+            txn.provided = (cons.name, d, s, w, t_c)
+            cons.mode = cons.chain_mode(None)
+            cons.pending = None
+            end_c = cons.build(t_c, txn)
+            if end_c is None or not txn.ok or not txn.provided_used:
+                continue
+            txn.cov[f"chain.{prod.kind}->{cons.kind}"] += 1
+            txn.commit()
+            prod.on_commit()
+            cons.on_commit()
+            prod.t, cons.t = end_p + 1, end_c + 1
+            prod.done_steps += 1
+            cons.done_steps += 1
+            return True
+        return False
+    finally:
+        prod.no_rep = cons.no_rep = False
+
+
+# =============================================================================== faults
+@dataclass
+class FaultCase:
+    """A program the model refuses at ``slice``; the RTL must flag ``code`` (an
+    ``hdl.slice.ErrorCode`` name, as docs/verification.md and the slice's docstring
+    define it) at that slice and halt.  ``known``: the code the RTL is known to flag
+    instead (a reported deviation, tolerated with a warning until it is resolved)."""
+
+    name: str
+    program: ComputeProgram
+    slice: str
+    code: str
+    known: str | None = None
+
+
+#: hdl/icu.py flags a non-MEM strided field (VXM imm, SXM n/map, MXM row/acc) out of its
+#: range -- directly or after a REPEAT stride -- as VALUE_RANGE; docs/verification.md
+#: ("a field out of its range for the config": ILLEGAL_INSTRUCTION) and the docstrings of
+#: hdl/vxm.py, hdl/sxm.py, hdl/mxm.py say ILLEGAL_INSTRUCTION.  Set to None to be strict.
+ICU_FIELD_RANGE_KNOWN = "VALUE_RANGE"
+
+
+def compute_fault_programs(cfg: TspConfig, seed: int = 0) -> list[FaultCase]:
+    """One program per compute-slice fault: run-time values out of range (REQUANT
+    parameters, PMAP entries), a stream collision, IW during a weight load, illegal words
+    and REPEAT strides leaving a field's range."""
+    out: list[FaultCase] = []
+    VL = cfg.vector_length
+    sxm = cfg.slices_of("SXM")[-1].name  # SXM_E: reads E, writes W
+    mxm = cfg.slices_of("MXM")[-1].name
+    S = cfg.superlanes
+
+    def case(name, sl, code, body, known=None):
+        rng = np.random.default_rng([seed, len(out), 0xFA])
+        tab = _Tables(cfg, rng)
+        txn = _Txn(tab)
+        body(txn)
+        assert txn.ok, name
+        txn.commit()
+        rp = _build(cfg, tab, seed, "fault")
+        out.append(FaultCase(name, rp, sl, code, known))
+
+    def vxm_word(t, txn, text_fields, check=True, rep=None):
+        txn.issue("VXM", t, Instr("VXM", text_fields), rep, check=check)
+
+    def imm(t, txn, r, v):
+        vxm_word(t, txn, {"type": 2, "otype": 2, "op1": 0, "op2": 0, "a": SEL_IMM,
+                          "b": SEL_NONE, "c": SEL_NONE, "d": SEL_REG + r, "imm": v})
+
+    def requant(mult, shift, zp, ot):
+        def body(txn):
+            imm(0, txn, 0, mult)
+            imm(1, txn, 1, shift)
+            imm(2, txn, 2, zp)
+            vxm_word(6, txn, {"type": 2, "otype": TYPES.index(ot), "op1":
+                              VXM_OP_BY_NAME["REQUANT"].code, "op2": 0, "a": SEL_LANE,
+                              "b": SEL_REG + 0, "c": SEL_NONE, "d": SEL_REG + 3, "imm": 0})
+        return body
+
+    case("VXM REQUANT shift 31 > 30", "VXM", "VALUE_RANGE", requant(1000, 31, 0, "i8"))
+    case("VXM REQUANT shift -32 < -31", "VXM", "VALUE_RANGE", requant(1000, -32, 0, "i8"))
+    case("VXM REQUANT multiplier < 0", "VXM", "VALUE_RANGE", requant(-5, 0, 0, "i8"))
+    case("VXM REQUANT zero point -1 outside u8", "VXM", "VALUE_RANGE", requant(1000, 0, -1, "u8"))
+    case("VXM REQUANT zero point 128 outside i8", "VXM", "VALUE_RANGE",
+         requant(1000, 0, 128, "i8"))
+
+    def requant_no_reg(txn):
+        vxm_word(3, txn, {"type": 2, "otype": 0, "op1": VXM_OP_BY_NAME["REQUANT"].code,
+                          "op2": 0, "a": SEL_LANE, "b": SEL_IMM, "c": SEL_NONE,
+                          "d": SEL_REG + 3, "imm": 7}, check=False)
+    case("VXM REQUANT with an immediate (illegal word)", "VXM", "ILLEGAL_INSTRUCTION",
+         requant_no_reg)
+
+    def imm_stride(txn):
+        vxm_word(2, txn, {"type": 2, "otype": 2, "op1": 0, "op2": 0, "a": SEL_IMM,
+                          "b": SEL_NONE, "c": SEL_NONE, "d": SEL_REG + 0, "imm": IMM_HI - 8},
+                 rep=(3, 1, 4, 0))
+    case("VXM imm out of range after REPEAT stride", "VXM", "ILLEGAL_INSTRUCTION", imm_stride,
+         ICU_FIELD_RANGE_KNOWN)
+
+    def pmap_bad(txn):
+        entries = np.arange(VL, dtype=np.uint16)
+        entries[VL // 2 + 3] = VL  # one entry not a lane index (in superlane S-1 or 0)
+        txn.feed(sxm, 12, E, [2, 3], data=lambda i, k: (entries >> (8 * i)).astype(np.uint8))
+        txn.issue(sxm, 12, Instr("PMAP", {"in_s": 2, "in_d": E, "map": 1}))
+    case("SXM PMAP entry = VL", sxm, "VALUE_RANGE", pmap_bad)
+
+    def collision(txn):
+        # RMAX (latency 2S + 1) at t and SHS (latency 2) at t + 2S - 1 both write s5.W
+        # in cycle t + 2S + 1
+        t = 12
+        txn.feed(sxm, t, E, [0])
+        txn.issue(sxm, t, Instr("RMAX", {"in_s": 0, "in_d": E, "out_s": 5, "out_d": W}))
+        txn.feed(sxm, t + 2 * S - 1, E, [1])
+        txn.issue(sxm, t + 2 * S - 1, Instr("SHS", {"in_s": 1, "in_d": E, "out_s": 5,
+                                                    "out_d": W, "n": 3}))
+    case("SXM stream collision (RMAX and SHS write s5.W in one cycle)", sxm,
+         "STREAM_COLLISION", collision)
+
+    def sxm_stride(txn):
+        txn.feed(sxm, 12, E, [4], rep=(2, 1))
+        txn.issue(sxm, 12, Instr("SHS", {"in_s": 4, "in_d": E, "out_s": 1, "out_d": W,
+                                         "n": 14}), (2, 1, 1, 0))
+    case("SXM SHS n = 16 after REPEAT stride", sxm, "ILLEGAL_INSTRUCTION", sxm_stride,
+         ICU_FIELD_RANGE_KNOWN)
+
+    def sxm_illegal(txn):
+        txn.issue(sxm, 3, Instr("SHS", {"in_s": 0, "in_d": E, "out_s": 1, "out_d": W,
+                                        "n": 20}), check=False)
+    case("SXM SHS n = 20 (illegal word)", sxm, "ILLEGAL_INSTRUCTION", sxm_illegal,
+         ICU_FIELD_RANGE_KNOWN)
+
+    def mxm_stride(txn):
+        txn.feed(mxm, 12, E, [3], rep=(2, 1))
+        txn.issue(mxm, 12, Instr("MVM", {"x_s": 3, "x_d": E, "acc": MXM_ACC_SLOTS - 2}),
+                  (2, 1, 1, 0))
+    case("MXM MVM accumulator slot 32 after REPEAT stride", mxm, "ILLEGAL_INSTRUCTION",
+         mxm_stride, ICU_FIELD_RANGE_KNOWN)
+
+    def mxm_illegal(txn):
+        txn.issue(mxm, 3, Instr("MVM", {"x_s": 3, "x_d": E, "row": 5}), check=False)
+    case("MXM MVM row set without a load (illegal word)", mxm, "ILLEGAL_INSTRUCTION",
+         mxm_illegal)
+
+    if latency("LWT", cfg) > 1:
+        def iw_in_flight(txn):
+            txn.feed(mxm, 12, E, [6])
+            txn.issue(mxm, 12, Instr("LWT", {"row": 3, "w_s": 6, "w_d": E}))
+            txn.issue(mxm, 12 + latency("LWT", cfg) - 1, Instr("IW", {}))
+        # hdl/mxm.py: ILLEGAL_INSTRUCTION (docs/verification.md lists "IW during a load"
+        # under VALUE_RANGE)
+        case("MXM IW while an LWT is in flight", mxm, "ILLEGAL_INSTRUCTION", iw_in_flight)
+    return out
