@@ -232,6 +232,8 @@ class Chip(wiring.Component):
                     if pos.kind == "MEM":
                         with m.Case(p):
                             m.d.comb += self.rsp_data.eq(slices[p].host.rdata)
+                with m.Default():  # not a MEM slice: reads as zero
+                    m.d.comb += self.rsp_data.eq(0)
         return m
 
 

@@ -172,7 +172,7 @@ class InstructionControlUnit(wiring.Component):
                     with m.If((eff < lo) | (eff > hi)):
                         m.d.comb += stride_ok.eq(0)
                         code = (ErrorCode.ADDRESS_RANGE if kind == "MEM" and f.domain == "addr"
-                                else ErrorCode.VALUE_RANGE)
+                                else ErrorCode.ILLEGAL_INSTRUCTION)
                         m.d.comb += stride_code.eq(code)
 
         # -- decode (combinational): what this queue does in this cycle ------------------
@@ -245,6 +245,8 @@ class InstructionControlUnit(wiring.Component):
                         m.d.sync += [wait.eq(isa.SYNC_RELEASE_DELAY - 1), pc.eq(pc + 1)]
                     with m.Case(icu_ops["HALT"]):
                         m.d.sync += state.eq(State.HALTED)
+                    with m.Default():  # excluded by is_icu_op
+                        pass
             with m.Elif(do_issue):  # a fresh slice instruction (not a repetition)
                 with m.If(nxt_is_repeat):
                     m.d.sync += pc.eq(pc + 2)
@@ -263,6 +265,8 @@ class InstructionControlUnit(wiring.Component):
             for opcode, L in latencies(kind, cfg).items():
                 with m.Case(opcode):
                     m.d.comb += lat.eq(L)
+            with m.Default():  # ICU words never issue
+                m.d.comb += lat.eq(0)
         dec = Mux(bcnt != 0, bcnt - 1, 0)
         m.d.comb += self.busy.eq(do_issue | (bcnt != 0))
         with m.If(self.start):

@@ -33,7 +33,8 @@ class ErrorCode(enum.IntEnum):
     """Fault codes the host reads in the status registers (0 = none)."""
 
     NONE = 0
-    ILLEGAL_INSTRUCTION = 1  # unknown opcode, reserved bits set, or a field out of range
+    ILLEGAL_INSTRUCTION = 1  # unknown opcode, reserved bits set, a field out of range
+    # (non-address fields also after REPEAT strides), or IW during a weight load
     REPEAT_MISPLACED = 2  # REPEAT not directly after a slice instruction
     IMEM_OVERRUN = 3  # the queue ran past the end of its instruction memory
     ADDRESS_RANGE = 4  # a MEM address (after REPEAT strides) outside the slice
