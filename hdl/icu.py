@@ -25,7 +25,7 @@ slice instructions.
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Signal, signed
+from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -38,6 +38,7 @@ from .slice import (
     ErrorCode,
     issue_layout,
     latencies,
+    legal_checks,
     opcode_of,
     view,
 )
@@ -53,24 +54,9 @@ class State(enum.Enum, shape=2):
 
 
 def _static_legal(word, kind: str, cfg: TspConfig):
-    """Known opcode, reserved bits clear, every non-strided field within its range."""
-    ok_any = Const(0)
-    for mn, d in isa.DEFS[kind].items():
-        cond = (opcode_of(word) == d.opcode) & ((word & Const(d.reserved_mask, 64)) == 0)
-        v = view(word, kind, mn)
-        for f in d.fields:
-            if f.stride:
-                continue  # checked after the REPEAT offset is added
-            lo, hi = f.bounds(cfg)
-            flo, fhi = ((-(1 << (f.width - 1)), (1 << (f.width - 1)) - 1) if f.signed
-                        else (0, (1 << f.width) - 1))
-            val = getattr(v, f.name)
-            if lo > flo:
-                cond = cond & (val >= lo)
-            if hi < fhi:
-                cond = cond & (val <= hi)
-        ok_any = ok_any | cond
-    return ok_any
+    """Known opcode, reserved bits clear, every non-strided field within its range
+    (strided fields are checked after the REPEAT offset is added)."""
+    return legal_checks(word, kind, cfg, strided_fields=False)
 
 
 class InstructionControlUnit(wiring.Component):
