@@ -26,10 +26,6 @@ from .build import build_root, build_sim
 from .run import SimFailure, run_cocotb
 
 
-class BlockCheckFailed(RuntimeError):
-    pass
-
-
 @dataclass
 class BlockSpec:
     seq: int = 16
@@ -204,4 +200,4 @@ def print_report(r: dict, log=print) -> None:
         log(f"waves (FST)       {r['waves']}")
 
 
-__all__ = ["BlockCheckFailed", "BlockSpec", "SimFailure", "print_report", "run_block"]
+__all__ = ["BlockSpec", "SimFailure", "print_report", "run_block"]

@@ -65,6 +65,12 @@ class _Sched:
         self.queue_busy.setdefault(sl, set()).update(span)
 
 
+def _queue_span(t: int, rep: tuple | None) -> range:
+    """Issue cycles a queue gives an instruction issued at `t`: with a REPEAT (n, d, ...)
+    the whole block and the cycle after it, else just `t`."""
+    return range(t, t + rep[0] * rep[1] + 2) if rep else range(t, t + 1)
+
+
 def _bank_of(cfg, addr):
     return addr // cfg.mem_depth
 
@@ -179,8 +185,6 @@ def random_mem_program(cfg: TspConfig, seed: int, n_transfers: int | None = None
             touched[tgt].add(waddr)
         else:  # scatter: idx from srcs[0], data from srcs[1]
             (si, di), (sd, dd) = streams
-            if di != dd and False:
-                return False
             addr = base + int(rng.integers(0, WINDOW - IDX_RANGE))
             instr = Instr("SCATTER", {"addr": addr, "idx_s": si, "idx_d": di,
                                       "in_s": sd, "in_d": dd})
@@ -190,24 +194,20 @@ def random_mem_program(cfg: TspConfig, seed: int, n_transfers: int | None = None
         if len(set(used_cells)) != len(used_cells) or sched.cells & set(used_cells):
             return False
         qspans = {}
+        plan_writes = {(sl, c, bk) for sl, _t, _i, _r, _rd, wr, _c in plan for c, bk in wr}
         for sl, t, _ins, rep, reads, writes, _c in plan:
-            span = range(t, t + (rep[0] * rep[1] if rep else 0) + 1)
-            if rep:
-                span = range(t, t + rep[0] * rep[1] + 2)  # the REPEAT block and its tail
+            span = _queue_span(t, rep)
             if not sched.free_queue(sl, span) or any(c in qspans.get(sl, ()) for c in span):
                 return False
             qspans.setdefault(sl, set()).update(span)
             for c, bk in reads:
-                if (sl, c, bk) in sched.writes or any(
-                        (sl, c, bk) == (s2, c2, b2) for s2, _t, _i, _r, _rd, wr, _ in plan
-                        for c2, b2 in wr):
+                if (sl, c, bk) in sched.writes or (sl, c, bk) in plan_writes:
                     return False
             for c, bk in writes:
                 if (sl, c, bk) in sched.reads:
                     return False
         for sl, t, ins, rep, reads, writes, _c in plan:
-            span = range(t, t + (rep[0] * rep[1] + 2 if rep else 1))
-            sched.take_queue(sl, t, ins, rep, span)
+            sched.take_queue(sl, t, ins, rep, _queue_span(t, rep))
             sched.reads.update((sl, c, bk) for c, bk in reads)
             sched.writes.update((sl, c, bk) for c, bk in writes)
         sched.cells.update(used_cells)

@@ -21,20 +21,20 @@ from .programs import random_mem_program
 from .scoreboard import ChipScoreboard, run_model
 
 
-async def _run_program(dut, host: HostDriver, cfg, program, init, *, lockstep=False,
-                       max_cycles=20_000):
+async def load_and_run(dut, host: HostDriver, cfg, program, init, *,
+                       lockstep_cycles: int | None = None, max_cycles=20_000):
+    """Load `program` and the SRAM image `init`, start, wait for done; with
+    `lockstep_cycles` (the model's cycle count) also record every stream register
+    for that many cycles.  Returns (cycles waited, the LockstepMonitor or None)."""
     await host.load_program(program)
     for sl, d in init.items():
         for a, v in d.items():
             await host.write_sram(sl, a, v)
-    mon = None
-    if lockstep:
-        mon = LockstepMonitor(dut, cfg)
+    mon = LockstepMonitor(dut, cfg) if lockstep_cycles is not None else None
     await host.start()
     mon_task = None
     if mon is not None:
-        exp_cycles = run_model(cfg, program, init).result.cycles
-        mon_task = cocotb.start_soon(mon.run(exp_cycles))
+        mon_task = cocotb.start_soon(mon.run(lockstep_cycles))
     waited = await host.wait_done(max_cycles)
     if mon_task is not None:
         await mon_task
@@ -62,8 +62,9 @@ async def chip_random_mem_programs(dut):
         assert exp.error is None, f"seed {seed}: generator produced a refused program: " \
                                   f"{exp.error}\n{rp.describe()}"
         before = host.cycles_used
-        waited, mon = await _run_program(dut, host, cfg, rp.program, rp.init,
-                                         lockstep=seed in lock)
+        waited, mon = await load_and_run(
+            dut, host, cfg, rp.program, rp.init,
+            lockstep_cycles=exp.result.cycles if seed in lock else None)
         tag = f"seed {seed}"
         st = await host.status()
         if st["error"]:
@@ -191,7 +192,7 @@ async def chip_reset_mid_program(dut):
     # the next program (new SRAM image over the old contents) runs as the model says
     second = random_mem_program(cfg, int(prm.get("seed", 0)) + 1)
     exp = run_model(cfg, second.program, second.init)
-    await _run_program(dut, host, cfg, second.program, second.init)
+    await load_and_run(dut, host, cfg, second.program, second.init)
     st = await host.status()
     if st["error"]:
         board.errors.append(f"second program raised error code {st['error_code']}")

@@ -36,7 +36,7 @@ from tb import env
 from .host import HostDriver, HostTimeout
 from .programs_compute import KINDS, compute_fault_programs, random_compute_program
 from .scoreboard import ChipScoreboard, run_model
-from .test_chip import _run_program
+from .test_chip import load_and_run
 
 
 @cocotb.test()
@@ -84,8 +84,9 @@ async def chip_random_compute_programs(dut):
                         v[0] ^= 1
                         init[sl][a] = v
             try:
-                waited, mon = await _run_program(dut, host, cfg, rp.program, init,
-                                                 lockstep=ls, max_cycles=max_cycles)
+                waited, mon = await load_and_run(
+                    dut, host, cfg, rp.program, init,
+                    lockstep_cycles=exp.result.cycles if ls else None, max_cycles=max_cycles)
             except HostTimeout as e:
                 board.errors.append(f"{tag}: {e} (model: {exp.result.cycles} cycles)")
                 hung = True
@@ -185,7 +186,7 @@ async def chip_compute_faults(dut):
         ok = random_compute_program(cfg, seed * 100 + i, kind, scale=0.4)
         exp = run_model(cfg, ok.program, ok.init)
         board = ChipScoreboard(cfg)
-        await _run_program(dut, host, cfg, ok.program, ok.init)
+        await load_and_run(dut, host, cfg, ok.program, ok.init)
         st = await host.status()
         if st["error"]:
             board.errors.append(f"error code {ErrorCode(st['error_code']).name} at "
