@@ -427,6 +427,9 @@ def assemble(text: str, cfg: TspConfig | str | None = None, filename: str = "<in
             if line.startswith("."):
                 directive, _, arg = line.partition(" ")
                 arg = arg.strip()
+                if directive in (".config", ".slice") and not arg:
+                    raise _Err(f"{directive} needs a name (e.g. "
+                               f"{'.config small' if directive == '.config' else '.slice VXM'})")
                 if directive == ".config":
                     try:
                         named = given if given and arg == given.name else get_config(arg)
@@ -454,9 +457,13 @@ def assemble(text: str, cfg: TspConfig | str | None = None, filename: str = "<in
             if cur is None:
                 raise _Err("instruction before the first '.slice NAME' directive")
             kind = config.slice(cur).kind
+            if len(queues[cur]) == config.imem_depth:
+                raise _Err(f"slice {cur}: instruction {len(queues[cur])} does not fit: the "
+                           f"queue holds imem_depth={config.imem_depth} words in config "
+                           f"{config.name!r}")
             queues[cur].append(_parse_instr(line, kind, config).encode())
         except (_Err, IsaError) as exc:
-            raise AsmError(f"{where}: {exc}") from None
+            raise AsmError(f"{where}: {exc}\n    {raw.strip()}") from None
     config = config or get_config(DEFAULT_CONFIG)
     try:
         return Program(config, queues)
@@ -466,7 +473,14 @@ def assemble(text: str, cfg: TspConfig | str | None = None, filename: str = "<in
 
 def assemble_file(path: str | Path, cfg: TspConfig | str | None = None) -> Program:
     path = Path(path)
-    return assemble(path.read_text(), cfg, str(path))
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise AsmError(f"{path}:{line}: not a UTF-8 text file ({exc.reason} at byte "
+                       f"{exc.start}; is it a program binary? use -d)") from None
+    return assemble(text, cfg, str(path))
 
 
 def disassemble(program: Program, all_slices: bool = False) -> str:
@@ -532,8 +546,11 @@ def main(argv=None) -> int:
     try:
         cfg = get_config(args.config) if args.config else None
         if args.disassemble:
-            prog = Program.from_bytes(Path(args.input).read_bytes(), cfg)
-            text = disassemble(prog)
+            try:
+                prog = Program.from_bytes(Path(args.input).read_bytes(), cfg)
+                text = disassemble(prog)
+            except (AsmError, ProgramError) as exc:
+                raise ProgramError(f"{args.input}: {exc}") from None
             if args.output:
                 Path(args.output).write_text(text)
             else:

@@ -16,8 +16,9 @@ Every queue holds at least one word; a slice given no instructions gets ``[HALT]
 
 from __future__ import annotations
 
+import operator
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from .config import PRESETS, TspConfig
 from .isa import WORD_MASK, Instr, IsaError, decode, encode
@@ -57,10 +58,24 @@ class Program:
             )
         self.queues: dict[str, list[int]] = {}
         for n in names:
-            words = [int(w) for w in queues.get(n, ())] or [HALT_WORD]
-            for w in words:
+            raw = queues.get(n, ())
+            if isinstance(raw, str | bytes | Mapping) or not isinstance(raw, Iterable):
+                raise ProgramError(f"{n}: expected a sequence of instruction words, got "
+                                   f"{type(raw).__name__}")
+            words = []
+            for i, w in enumerate(raw):
+                try:
+                    if isinstance(w, bool):
+                        raise TypeError
+                    w = operator.index(w)
+                except TypeError:
+                    raise ProgramError(f"{n} word {i}: expected an int instruction word, got "
+                                       f"{type(w).__name__} {w!r}") from None
                 if not 0 <= w <= WORD_MASK:
-                    raise ProgramError(f"{n}: word {w:#x} is not a 64-bit value")
+                    raise ProgramError(f"{n} word {i}: {w:#x} is not a 64-bit value "
+                                       f"(0 <= word < 2**64)")
+                words.append(w)
+            words = words or [HALT_WORD]
             if len(words) > cfg.imem_depth:
                 raise ProgramError(
                     f"{n}: {len(words)} instructions exceed imem_depth={cfg.imem_depth}"
@@ -79,9 +94,16 @@ class Program:
         return self.queues[slice_name]
 
     def instrs(self, slice_name: str) -> list[Instr]:
-        """The decoded instructions of one queue (IsaError on an illegal word)."""
+        """The decoded instructions of one queue (IsaError naming the slice and word index
+        on an illegal word)."""
         kind = self.cfg.slice(slice_name).kind
-        return [decode(kind, w) for w in self.queues[slice_name]]
+        out = []
+        for i, w in enumerate(self.queues[slice_name]):
+            try:
+                out.append(decode(kind, w))
+            except IsaError as exc:
+                raise IsaError(f"{slice_name} word {i}: {exc}") from None
+        return out
 
     @classmethod
     def from_instrs(cls, cfg: TspConfig, queues: Mapping[str, Sequence[Instr | int]]) -> Program:

@@ -11,8 +11,8 @@ intermediate kept in SRAM bit for bit against ``QuantBlock.forward_int`` and the
 predicted cycle count against the model's, prints the figures, writes ``prog.bin``,
 ``schedule.json``, ``layout.json``, ``sram_image.npz`` (what the host writes into SRAM),
 ``expected.npz`` (x_q, golden y_q) and with ``--plot`` ``schedule.png`` to ``--out``.
-Exit status 1 on any mismatch (naming the first differing element), 2 if the block
-cannot be compiled for the config.
+Exit status 1 on any mismatch (naming the first differing element), 2 for an unknown
+config, an invalid shape or seed, or a block that cannot be compiled for the config.
 """
 
 from __future__ import annotations
@@ -56,10 +56,14 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true", help="print the statistics as JSON")
     ap.add_argument("--effort", choices=("best", "fast"), default="best")
     a = ap.parse_args(argv)
-    cfg = get_config(a.config)
-    blk = make_block(a.seed, a.seq, a.d_model, a.heads, a.d_ff, causal=not a.no_causal)
     shape = (f"seq {a.seq}, d_model {a.d_model}, heads {a.heads}, d_ff {a.d_ff}, "
              f"{'non-causal' if a.no_causal else 'causal'}, seed {a.seed}")
+    try:
+        cfg = get_config(a.config)
+        blk = make_block(a.seed, a.seq, a.d_model, a.heads, a.d_ff, causal=not a.no_causal)
+    except ValueError as exc:  # unknown config, bad shape or seed
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         cb = compile_block(blk, cfg, effort=a.effort)
     except CompileError as exc:

@@ -158,7 +158,9 @@ class CompiledBlock:
     def _x_vectors(self, x_q: np.ndarray):
         b = self.block
         if not isinstance(x_q, np.ndarray) or x_q.dtype != np.int8 or x_q.shape != b.shape:
-            raise ValueError(f"x_q: expected an int8 array of shape {b.shape}")
+            got = (f"{x_q.dtype} array of shape {x_q.shape}" if isinstance(x_q, np.ndarray)
+                   else type(x_q).__name__)
+            raise ValueError(f"x_q: expected an int8 array of shape {b.shape}, got {got}")
         vl = self.cfg.vector_length
         for (i, t), locs in self.inputs.items():
             v = T.pad(x_q[i, t * vl:(t + 1) * vl], vl).astype(np.int8).view(np.uint8)
@@ -334,6 +336,23 @@ def _schedule(cfg, low, order, full: bool = False) -> Emitted:
     return emit(cfg, low.bundles, full)
 
 
+def _check_weights_fit(block: QuantBlock, cfg: TspConfig) -> None:
+    """Fail fast if the int8 weights alone exceed the SRAM (the host writes all of them
+    before the program starts, so this is a lower bound on what the block needs)."""
+    vl = cfg.vector_length
+    wbytes = sum(int(lin.weight.size) for lin in block.linears().values())
+    need = -(-wbytes // vl)
+    n_mem = len(cfg.slices_of("MEM"))
+    cap = cfg.mem_addresses * n_mem
+    if need > cap:
+        raise CompileError(
+            f"the block does not fit the SRAM of config {cfg.name!r}: it needs at least "
+            f"{need} vectors ({wbytes / 1024:.1f} KiB) for its int8 weights alone but the "
+            f"config has {cap} ({n_mem} MEM slices x {cfg.mem_addresses} addresses x {vl} B "
+            f"= {cap * vl / 1024:.1f} KiB).  Raise mem_depth (now {cfg.mem_depth}) or "
+            f"mem_slices_per_hemisphere, or use a smaller block.", "sram", True)
+
+
 def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
                   orders=("priority", "cycle", "program"), effort: str = "best"
                   ) -> CompiledBlock:
@@ -350,6 +369,7 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
     cfg = get_config(cfg)
     if not isinstance(block, QuantBlock):
         raise TypeError(f"block: expected a golden.block.QuantBlock, got {type(block).__name__}")
+    _check_weights_fit(block, cfg)
     plans = list(plans or PLANS)
     tried: list[dict] = []
     errors: list[CompileError] = []

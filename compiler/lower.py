@@ -284,8 +284,9 @@ class Lowering:
             raise CompileError(f"seq_len={S} exceeds the {MXM_ACC_SLOTS} MXM accumulator "
                                f"slots (one per token row)", "shape", True)
         if self.cfg.mem_slices_per_hemisphere < 2:
-            raise CompileError("needs at least 2 MEM slices per hemisphere "
-                               "(mem_slices_per_hemisphere >= 2)", "shape", True)
+            raise CompileError("the compiled block needs at least 2 MEM slices per hemisphere "
+                               f"but config {self.cfg.name!r} has mem_slices_per_hemisphere="
+                               f"{self.cfg.mem_slices_per_hemisphere}", "shape", True)
         for z in ZEROS:
             self.set_imm(z, 0, "zero")
         self.setup_data()

@@ -95,7 +95,9 @@ def random_case(m: int, k: int, n: int, seed: int = 0) -> MatmulCase:
 
 
 def build(cfg: TspConfig, case: MatmulCase):
-    """(assembly text, machine with data loaded, function reading Y back)."""
+    """(assembly text, machine with data loaded, function reading Y back, the SRAM image:
+    slice -> {address: vector} of every vector placed, zero ones included -- SRAM has no
+    defined power-up contents, so a host must write everything the program reads)."""
     vl = cfg.vector_length
     m_rows, k = case.x.shape
     n_out = case.w.shape[0]
@@ -111,18 +113,26 @@ def build(cfg: TspConfig, case: MatmulCase):
 
     # -- data placement
     mach = Machine(cfg)
+    image: dict[str, dict[int, np.ndarray]] = {}
+
+    def place(sl: str, addr: int, rows) -> None:
+        rows = np.atleast_2d(np.asarray(rows)).astype(np.uint8)
+        mach.write_mem(sl, addr, rows)
+        for i, row in enumerate(rows):
+            image.setdefault(sl, {})[addr + i] = row.copy()
+
     xp = np.zeros((m_rows, passes * vl), np.int8)
     xp[:, :k] = case.x
     wp = np.zeros((vl, passes * vl), np.int8)
     wp[:n_out, :k] = case.w
     for p in range(passes):
-        mach.write_mem(mw, p * vl, wp[:, p * vl:(p + 1) * vl])
-        mach.write_mem(mx, p * m_rows, xp[:, p * vl:(p + 1) * vl])
+        place(mw, p * vl, wp[:, p * vl:(p + 1) * vl])
+        place(mx, p * m_rows, xp[:, p * vl:(p + 1) * vl])
     consts = np.zeros((4, vl), np.int64)  # r0 bias, r1 multiplier, r2 shift, r3 zero point
     consts[0, :n_out], consts[1, :n_out], consts[2, :n_out] = case.b, case.multiplier, case.shift
     for byte in range(4):
         for r in range(4):
-            mach.write_mem(mc, 4 * byte + r, (consts[r] >> (8 * byte)) & 0xFF)
+            place(mc, 4 * byte + r, (consts[r] >> (8 * byte)) & 0xFF)
 
     sch = Schedule(cfg)
     # -- phase A: VXM registers r0..r3 from 16 byte vectors (register r, byte k at 4k + r);
@@ -156,13 +166,13 @@ def build(cfg: TspConfig, case: MatmulCase):
     def result() -> np.ndarray:
         return mach.read_mem(mc, ybase, m_rows, np.int8)[:, :n_out].copy()
 
-    return text, mach, result
+    return text, mach, result, image
 
 
 def run(cfg: TspConfig | str, case: MatmulCase, trace: bool = False
         ) -> tuple[np.ndarray, RunResult, str]:
     cfg = get_config(cfg)
-    text, mach, result = build(cfg, case)
+    text, mach, result, _ = build(cfg, case)
     mach.load_program(assemble(text, cfg, "matmul.s"))
     res = mach.run(max_cycles=100_000, trace=trace)
     return result(), res, text

@@ -27,11 +27,19 @@ from golden.block import error_metrics, make_block
 def _seeds(text: str) -> list[int]:
     out: list[int] = []
     for part in text.split(","):
-        if "-" in part.strip()[1:]:
-            lo, hi = part.split("-", 1)
-            out.extend(range(int(lo), int(hi) + 1))
-        else:
-            out.append(int(part))
+        part = part.strip()
+        try:
+            if "-" in part[1:]:
+                lo, hi = (int(v) for v in part.split("-", 1))
+                if lo > hi:
+                    raise ValueError
+                out.extend(range(lo, hi + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{part!r} in {text!r} is not a seed or a range LO-HI with LO <= HI "
+                "(e.g. 0-9 or 0,3,5)") from None
     return out
 
 

@@ -98,7 +98,19 @@ def _require_int(name: str, arr: Any, dtype: type, shape: tuple[int, ...] | None
         raise TypeError(f"{name}: expected a numpy array of dtype {np.dtype(dtype)}, "
                         f"got {type(arr).__name__}")
     if arr.dtype != np.dtype(dtype):
-        raise TypeError(f"{name}: expected dtype {np.dtype(dtype)}, got {arr.dtype}")
+        extra = ""
+        want = np.dtype(dtype)
+        if np.issubdtype(arr.dtype, np.integer) and np.issubdtype(want, np.integer) and arr.size:
+            info = np.iinfo(want)
+            lo, hi = int(arr.min()), int(arr.max())
+            fits = info.min <= lo and hi <= info.max
+            extra = (f" (values in [{lo}, {hi}], "
+                     f"{'within' if fits else 'outside'} the {want} range "
+                     f"[{info.min}, {info.max}]"
+                     f"{'; convert with .astype(np.' + str(want) + ')' if fits else ''})")
+        elif np.issubdtype(arr.dtype, np.floating) and np.issubdtype(want, np.integer):
+            extra = " (quantize float inputs first, e.g. with QuantBlock.quantize_input)"
+        raise TypeError(f"{name}: expected dtype {want}, got {arr.dtype}{extra}")
     if shape is not None and arr.shape != shape:
         raise ValueError(f"{name}: expected shape {shape}, got {arr.shape}")
 
@@ -112,6 +124,11 @@ def _require_float(name: str, arr: Any, shape: tuple[int, ...]) -> np.ndarray:
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{name}: contains NaN or infinity")
     return a.astype(np.float64)
+
+
+def _check_seed(seed: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed: expected an int >= 0, got {seed!r}")
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -537,6 +554,7 @@ class QuantBlock:
         seed = self.seed if seed is None else seed
         if seed is None:
             raise ValueError("example_input: block has no seed; pass seed=")
+        _check_seed(seed)
         return np.random.default_rng([int(seed), 1]).standard_normal(self.shape)
 
     def parameter_arrays(self) -> dict[str, np.ndarray]:
@@ -662,9 +680,10 @@ def make_block(seed: int, seq_len: int, d_model: int, n_heads: int, d_ff: int,
     ``n_calibration`` random ``N(0, 1)`` sequences (``default_rng([seed, 2])``).
     Get a matching input with ``block.example_input()`` (``default_rng([seed, 1])``).
     """
+    _check_seed(seed)
     for name, v in (("seq_len", seq_len), ("d_model", d_model), ("n_heads", n_heads),
                     ("d_ff", d_ff)):
-        if not isinstance(v, int | np.integer) or v < 1:
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
             raise ValueError(f"{name}: expected a positive int, got {v!r}")
     if d_model % n_heads:
         raise ValueError(f"n_heads: d_model={d_model} is not divisible by n_heads={n_heads}")

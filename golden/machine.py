@@ -37,11 +37,21 @@ Definitions (the RTL counters implement exactly these):
 * collision: one slice writing the same (direction, stream) twice in the same cycle (from
   two in-flight instructions).  Different slices writing the same stream index is legal:
   the downstream write overwrites.
+
+Observation: ``Machine(cfg, observer=obs)`` (or ``machine.observer = obs``) calls the
+methods of an :class:`Observer` during a run with :class:`IssueEvent`,
+:class:`StreamReadEvent`, :class:`StreamWriteEvent`, :class:`SramEvent` and
+:class:`ReleaseEvent` records (``tb/funcov.py`` measures functional coverage with it).
+Events arrive in model order (issue order), so an event's ``cycle`` can lie ahead of the
+issue cycle (results, SRAM writes).  With no observer the model does no extra work.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 
 import numpy as np
 
@@ -76,10 +86,16 @@ E, W = 0, 1
 _ICU = frozenset(("NOP", "REPEAT", "SYNC", "NOTIFY", "HALT"))
 
 __all__ = [
+    "IssueEvent",
     "Machine",
     "MachineError",
+    "Observer",
+    "ReleaseEvent",
     "RunResult",
+    "SramEvent",
+    "StreamReadEvent",
     "StreamWrite",
+    "StreamWriteEvent",
     "TraceCycle",
     "format_trace",
     "from_planes",
@@ -176,6 +192,111 @@ def format_trace(trace: list[TraceCycle], values: bool = True) -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------- observation
+class IssueEvent(NamedTuple):
+    """A queue issued an instruction.  ICU instructions too (``latency`` None); a REPEAT,
+    which takes no issue slot, is reported in the issue cycle of the instruction it repeats.
+    """
+
+    cycle: int
+    slice: str
+    kind: str
+    position: int
+    #: index of the instruction in its queue
+    index: int
+    #: repetition number (0 = the instruction itself, k = its k-th REPEAT repetition)
+    rep: int
+    mnemonic: str
+    #: effective field values (REPEAT strides applied); read-only
+    fields: Mapping[str, int]
+    latency: int | None
+
+
+class StreamReadEvent(NamedTuple):
+    """An instruction read one stream register (one byte plane) at its own position."""
+
+    cycle: int
+    slice: str
+    kind: str
+    position: int
+    mnemonic: str
+    index: int
+    rep: int
+    direction: str
+    stream: int
+    #: the slice that wrote the value, its position, the cycle of the write (so
+    #: ``cycle = producer_cycle + |position - producer_position|``), and the issue cycle
+    #: and mnemonic of the instruction that wrote it
+    producer: str
+    producer_position: int
+    producer_cycle: int
+    producer_issue: int
+    producer_mnemonic: str
+
+
+class StreamWriteEvent(NamedTuple):
+    """An instruction writes a stream (one byte plane) in ``cycle`` (= issue + latency)."""
+
+    cycle: int
+    slice: str
+    kind: str
+    position: int
+    direction: str
+    stream: int
+    issue_cycle: int
+    index: int
+    rep: int
+    mnemonic: str
+
+
+class SramEvent(NamedTuple):
+    """A MEM slice accesses its SRAM in ``cycle``: reads (READ, GATHER) in the issue cycle,
+    writes (WRITE, SCATTER) in issue + latency."""
+
+    cycle: int
+    slice: str
+    #: "read" or "write"
+    op: str
+    #: banks accessed (sorted)
+    banks: tuple[int, ...]
+    #: the address (READ/WRITE) or the per-lane addresses (GATHER/SCATTER, int64 array)
+    addrs: int | np.ndarray
+    mnemonic: str
+    issue_cycle: int
+    index: int
+    rep: int
+
+
+class ReleaseEvent(NamedTuple):
+    """NOTIFY(s) issued in ``cycle`` released the queues parked by a SYNC."""
+
+    cycle: int
+    #: the cycle the released queues (and the notifier) issue their next instruction
+    resume: int
+    #: (slice, cycle of its SYNC) of every released queue
+    released: tuple[tuple[str, int], ...]
+
+
+class Observer:
+    """Receives the events of a run (``Machine(cfg, observer=...)``); override what you
+    need, every method does nothing here."""
+
+    def on_issue(self, ev: IssueEvent) -> None:
+        pass
+
+    def on_stream_read(self, ev: StreamReadEvent) -> None:
+        pass
+
+    def on_stream_write(self, ev: StreamWriteEvent) -> None:
+        pass
+
+    def on_sram(self, ev: SramEvent) -> None:
+        pass
+
+    def on_release(self, ev: ReleaseEvent) -> None:
+        pass
+
+
 @dataclass
 class MxmState:
     """One MXM: active and shadow int8 weights W[out lane, in lane], int32 accumulators."""
@@ -214,10 +335,15 @@ class Machine:
     accumulators ``acc[slot]``; ``vxm_regs`` (VXM_REGS, VL) int32 values; ``sxm_maps[SXM
     slice]`` (SXM_MAPS, VL).  They persist across runs like the hardware's; each run starts
     with every queue at its first instruction and every stream register invalid.
+
+    ``observer`` (an :class:`Observer`, also settable as ``machine.observer`` between
+    runs) receives the events of every run.
     """
 
-    def __init__(self, cfg: TspConfig | str | None = None, keep_history: bool = False):
+    def __init__(self, cfg: TspConfig | str | None = None, keep_history: bool = False,
+                 observer: Observer | None = None):
         self.cfg = cfg = get_config(cfg)
+        self.observer = observer
         self.vl = vl = cfg.vector_length
         self.n_pos = cfg.n_positions
         self.ns = cfg.streams_per_direction
@@ -301,6 +427,8 @@ class Machine:
         self._mvm = {n: 0 for n in self.mxm}
         self._trace: dict[int, TraceCycle] | None = {} if trace else None
         self._purged = 0
+        #: observer only: (dir, stream, position, write cycle) -> the writing instruction
+        self._obs_src: dict[tuple, tuple] = {}
         queues = self._queues
         while True:
             running = [q for q in queues if q.state == "run"]
@@ -323,10 +451,15 @@ class Machine:
                 if q.t_next == c:
                     notify |= self._step(q, c)
             if notify:
+                released = []
                 for q in queues:
                     if q.state == "wait" and q.sync_cycle <= c:
                         q.state = "run"
                         q.t_next = c + SYNC_RELEASE_DELAY
+                        released.append((q.name, q.sync_cycle))
+                if self.observer is not None:
+                    self.observer.on_release(
+                        ReleaseEvent(c, c + SYNC_RELEASE_DELAY, tuple(released)))
         self._apply_pending(1 << 62)
         tr = None
         if self._trace is not None:
@@ -385,6 +518,8 @@ class Machine:
         if mn in _ICU:
             if self._trace is not None:
                 self._trace_issue(q, idx, 0, mn, ins.fields, c)
+            if self.observer is not None:
+                self._obs_issue(q, idx, 0, mn, ins.fields, c, None)
             if mn == "NOP":
                 q.t_next = c + ins["n"]
             elif mn == "REPEAT":
@@ -401,6 +536,8 @@ class Machine:
         self._issue(q, idx, mn, ins.fields, c, 0)
         nxt = q.ops[q.pc] if q.pc < len(q.ops) else None
         if isinstance(nxt, Instr) and nxt.mnemonic == "REPEAT":
+            if self.observer is not None:
+                self._obs_issue(q, q.pc, 0, "REPEAT", nxt.fields, c, None)
             if nxt["n"] == 0:
                 q.pc += 1
                 q.t_next = c + 1
@@ -429,6 +566,8 @@ class Machine:
             lat = self._lat[mn] = isa_latency(mn, self.cfg)
         if self._trace is not None:
             self._trace_issue(q, idx, rep, mn, f, c)
+        if self.observer is not None:
+            self._obs_issue(q, idx, rep, mn, f, c, lat)
         self._ctx = (q, idx, mn, f, c, rep)
         self._mn = mn
         self._handlers[mn](q, f, c, lat)
@@ -451,9 +590,37 @@ class Machine:
         tc = self._trace.setdefault(c, TraceCycle(c))
         tc.issued.append((q.name, idx, rep, format_instr(Instr(mn, f))))
 
+    # -- observation (only with an observer) -----------------------------------------------
+    def _obs_issue(self, q, idx, rep, mn, f, c, lat):
+        self.observer.on_issue(IssueEvent(c, q.name, q.kind, q.pos, idx, rep, mn,
+                                          MappingProxyType(f), lat))
+
+    def _obs_read(self, q, d, s, c, p):
+        w = c - abs(q.pos - p)
+        name, t, mn = self._obs_src[(d, s, p, w)]
+        _, idx, cmn, _, _, rep = self._ctx
+        self.observer.on_stream_read(StreamReadEvent(
+            c, q.name, q.kind, q.pos, cmn, idx, rep, DIRS[d], s, name, p, w, t, mn))
+
+    def _obs_write(self, q, d, s, c):
+        _, idx, mn, _, t, rep = self._ctx
+        self._obs_src[(d, s, q.pos, c)] = (q.name, t, mn)
+        self.observer.on_stream_write(StreamWriteEvent(
+            c, q.name, q.kind, q.pos, DIRS[d], s, t, idx, rep, mn))
+
+    def _obs_sram(self, q, c, op, banks, addrs):
+        _, idx, mn, _, t, rep = self._ctx
+        banks = tuple(sorted(int(b) for b in banks))
+        self.observer.on_sram(SramEvent(c, q.name, op, banks, addrs, mn, t, idx, rep))
+
     # -- streams --------------------------------------------------------------------------
     def _get(self, pos: int, d: int, s: int, c: int):
         """The valid value in stream register (pos, d, s) in cycle c, or None."""
+        best = self._get_src(pos, d, s, c)
+        return None if best is None else best[1]
+
+    def _get_src(self, pos: int, d: int, s: int, c: int):
+        """(writer position, value) of the valid value in (pos, d, s) in cycle c, or None."""
         if d == E:
             lst = self._streams[E][s].get(c - pos)
             best = None
@@ -468,14 +635,16 @@ class Machine:
                 for p, v in lst:
                     if p > pos and (best is None or p < best[0]):
                         best = (p, v)
-        return None if best is None else best[1]
+        return best
 
     def _rd(self, q: _Queue, d: int, s: int, c: int) -> np.ndarray:
-        v = self._get(q.pos, d, s, c)
-        if v is None:
+        src = self._get_src(q.pos, d, s, c)
+        if src is None:
             raise self._fail(f"reads stream s{s}.{DIRS[d]} at position {q.pos}, which holds "
                              "no valid value in this cycle")
-        return v
+        if self.observer is not None:
+            self._obs_read(q, d, s, c, src[0])
+        return src[1]
 
     def _rd_planes(self, q, d, s, n, c) -> np.ndarray:
         if n == 1:
@@ -504,6 +673,8 @@ class Machine:
         if self._trace is not None:
             tc = self._trace.setdefault(c, TraceCycle(c))
             tc.writes.append(StreamWrite(q.name, dest, DIRS[d], s, value))
+        if self.observer is not None:
+            self._obs_write(q, d, s, c)
 
     def _wr_planes(self, q, d, s, c, planes) -> None:
         for k, p in enumerate(planes):
@@ -518,6 +689,8 @@ class Machine:
             for k in [k for k in st if k < lo_w]:
                 del st[k]
         self._reserved = {k: v for k, v in self._reserved.items() if k[1] >= c}
+        if self._obs_src:  # a value written before c - n_pos has left the chip
+            self._obs_src = {k: v for k, v in self._obs_src.items() if k[3] >= lo_e}
         self._purged = c
 
     def stream_value(self, pos: int, direction: str, stream: int, cycle: int):
@@ -580,6 +753,8 @@ class Machine:
         a = f["addr"]
         self._addr_check(a)
         self._bank_check(q, c, (a // self.cfg.mem_depth,), "reads")
+        if self.observer is not None:
+            self._obs_sram(q, c, "read", (a // self.cfg.mem_depth,), a)
         self._wr(q, f["out_d"], f["out_s"], c + lat, self.mem[q.name][a].copy())
 
     def _write(self, q, f, c, lat):
@@ -587,6 +762,8 @@ class Machine:
         a = f["addr"]
         self._addr_check(a)
         self._pending_sram[q.name] = (c + lat, (a // self.cfg.mem_depth,))
+        if self.observer is not None:
+            self._obs_sram(q, c + lat, "write", (a // self.cfg.mem_depth,), a)
         self.mem[q.name][a] = v
 
     def _gather(self, q, f, c, lat):
@@ -594,6 +771,8 @@ class Machine:
         addrs = f["addr"] + idx
         self._addr_check(addrs)
         self._bank_check(q, c, np.unique(addrs // self.cfg.mem_depth).tolist(), "gathers from")
+        if self.observer is not None:
+            self._obs_sram(q, c, "read", np.unique(addrs // self.cfg.mem_depth), addrs)
         self._wr(q, f["out_d"], f["out_s"], c + lat, self.mem[q.name][addrs, self._lanes])
 
     def _scatter(self, q, f, c, lat):
@@ -602,6 +781,8 @@ class Machine:
         addrs = f["addr"] + idx
         self._addr_check(addrs)
         self._pending_sram[q.name] = (c + lat, tuple(np.unique(addrs // self.cfg.mem_depth)))
+        if self.observer is not None:
+            self._obs_sram(q, c + lat, "write", self._pending_sram[q.name][1], addrs)
         self.mem[q.name][addrs, self._lanes] = v
 
     # -- VXM --------------------------------------------------------------------------------

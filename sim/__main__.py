@@ -46,8 +46,7 @@ def cmd_verilog(args) -> int:
 
 def cmd_lint(args) -> int:
     status = 0
-    for name in args.config.split(","):
-        cfg = _config(name)
+    for cfg in [_config(name) for name in args.config.split(",")]:  # all valid first
         art = generate_verilog(cfg, args.design)
         rc, out = lint(art)
         warnings = [ln for ln in out.splitlines() if ln.startswith("%")]
@@ -132,8 +131,7 @@ def cmd_bench(args) -> int:
 def cmd_bench_rtl(args) -> int:
     """Generation and build times and simulated cycles per second of the chip."""
     results = []
-    for name in args.config.split(","):
-        cfg = _config(name)
+    for cfg in [_config(name) for name in args.config.split(",")]:  # all valid first
         sim = build_sim(cfg, args.design, log=lambda *_: None)
         seeds = list(range(args.programs))
         try:
@@ -158,6 +156,26 @@ def cmd_bench_rtl(args) -> int:
     out.write_text(json.dumps(results, indent=1))
     print(f"written {out}")
     return 0
+
+
+def cmd_fuzz(args) -> int:
+    from pathlib import Path
+
+    from .fuzz import fuzz, replay
+
+    try:
+        if args.replay:
+            return 0 if replay(Path(args.replay), x_seed=args.x_seed)["ok"] else 1
+        kinds = args.kinds.split(",") if args.kinds else None
+        if args.n < 1 or args.jobs < 1 or args.batch < 1:
+            raise ValueError(f"-n, --jobs and --batch must be >= 1 (got {args.n}, "
+                             f"{args.jobs}, {args.batch})")
+        rep = fuzz(_config(args.config), args.n, args.seed, kinds=kinds, batch=args.batch,
+                   jobs=args.jobs, do_shrink=not args.no_shrink)
+    except (ValueError, FileNotFoundError) as e:  # bad arguments or reproducer: no build
+        raise SystemExit(f"error: {e}") from None
+    print(rep.text())
+    return 1 if rep.failures else 0
 
 
 def main(argv=None) -> int:
@@ -201,6 +219,18 @@ def main(argv=None) -> int:
     p.add_argument("--design", default="chip", choices=sorted(DESIGNS))
     p.add_argument("--programs", type=int, default=20)
     p.set_defaults(func=cmd_bench_rtl)
+    p = sub.add_parser("fuzz", help="differential fuzzing: random programs, chip vs model")
+    p.add_argument("--config", default="small")
+    p.add_argument("-n", type=int, default=100, help="number of programs")
+    p.add_argument("--seed", type=int, default=0, help="base seed (case i: seed*1e6+i)")
+    p.add_argument("--kinds", default="", help="comma-separated generator kinds (default all)")
+    p.add_argument("--jobs", type=int, default=2, help="simulator runs in parallel")
+    p.add_argument("--batch", type=int, default=40, help="programs per simulator run")
+    p.add_argument("--no-shrink", action="store_true", help="do not shrink failing programs")
+    p.add_argument("--replay", metavar="DIR", help="run a saved reproducer (build/fuzz/...)")
+    p.add_argument("--x-seed", type=int, default=None,
+                   help="X seed for --replay (default: the one it failed with)")
+    p.set_defaults(func=cmd_fuzz)
     args = ap.parse_args(argv)
     try:
         return args.func(args)

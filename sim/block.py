@@ -54,8 +54,8 @@ def run_block(cfg: TspConfig, spec: BlockSpec, *, lockstep: bool = False, waves:
     from golden.block import error_metrics, make_block
 
     t_start = time.monotonic()
-    out_dir = out_dir or build_root() / "sim"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # Validation first: a bad shape or a block that does not fit raises here (ValueError /
+    # CompileError) before anything is written, generated or built.
     block = make_block(spec.seed, spec.seq, spec.d_model, spec.heads, spec.d_ff,
                        causal=spec.causal)
     x_f = block.example_input(spec.seed)
@@ -79,6 +79,8 @@ def run_block(cfg: TspConfig, spec: BlockSpec, *, lockstep: bool = False, waves:
                         f"{comp.cycles}")
 
     # files for the chip run
+    out_dir = out_dir or build_root() / "sim"
+    out_dir.mkdir(parents=True, exist_ok=True)
     prog_path = out_dir / "prog.bin"
     prog_path.write_bytes(comp.program.to_bytes())
     image = comp.sram_image(x_q)

@@ -4,9 +4,17 @@ Artifacts live under ``build/`` (or ``$TSP_BUILD_DIR``):
 
 - ``build/verilog/<design>-<config>-<key>/tsp_<design>.v``: generated Verilog,
   where ``key`` hashes the config's hardware parameters, the design name, every
-  Python source of ``arch/`` and ``hdl/`` and the Amaranth version.
+  Python source of ``arch/`` and ``hdl/`` and the Amaranth version; next to it
+  ``tsp_<design>.noinit.v``, the same without initial values (`strip_initial_values`),
+  which is what is linted and simulated.
 - ``build/verilator/<design>-<config>-<key'>/``: the Verilated simulator, where
   ``key'`` adds the Verilator version and build flags.
+
+X-state: every simulator is built with ``--x-assign unique --x-initial unique`` from
+the Verilog without initial values, so flip-flops and SRAMs power up to what
+``+verilator+rand+reset+2 +verilator+seed+N`` says (`x_plusargs`; without them, 0).
+Only the chip's reset defines state: a test that passes for several seeds does not
+depend on uninitialised state.
 
 A file lock makes concurrent pytest workers share one build.
 """
@@ -18,6 +26,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +118,45 @@ class BuildError(RuntimeError):
     pass
 
 
+_REG_INIT = re.compile(r"^(\s*reg\b[^=;]*?)\s*=\s*[^;]+;\s*$")
+#: yosys's helper that makes `always @*` blocks run at time 0 (not state: kept)
+_YOSYS_TRIGGER = "$auto$verilog_backend"
+
+
+def strip_initial_values(text: str) -> tuple[str, int, int]:
+    """Remove the initial values Amaranth writes for every register (``reg r = 0;``)
+    and memory (an ``initial begin ... end`` block per memory): real flip-flops and
+    SRAMs power up undefined.  Returns (text, registers stripped, memories stripped)."""
+    out: list[str] = []
+    regs = mems = 0
+    skipping = False
+    for line in text.splitlines(keepends=True):
+        if skipping:
+            if line.strip() == "end":
+                skipping = False
+            continue
+        if line.strip() == "initial begin":
+            skipping = True
+            mems += 1
+            continue
+        m = _REG_INIT.match(line)
+        if m and _YOSYS_TRIGGER not in line:
+            decl = m.group(1)
+            # an escaped identifier (`\\wait `) ends at whitespace: keep one
+            out.append(decl + (" ;\n" if "\\" in decl.split()[-1] else ";\n"))
+            regs += 1
+            continue
+        out.append(line)
+    if skipping:
+        raise BuildError("unterminated `initial begin` block in the generated Verilog")
+    return "".join(out), regs, mems
+
+
+def x_plusargs(seed: int) -> tuple[str, ...]:
+    """Simulator arguments that randomise every uninitialised bit from `seed`."""
+    return ("+verilator+rand+reset+2", f"+verilator+seed+{int(seed) + 1}")
+
+
 @contextlib.contextmanager
 def _locked(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,6 +179,11 @@ class VerilogArtifact:
     size_bytes: int
     lines: int
 
+    @property
+    def sim_path(self) -> Path:
+        """The Verilog without initial values (what is linted and simulated)."""
+        return self.path.with_suffix(".noinit.v")
+
     def describe(self) -> str:
         how = "cached" if self.cached else "generated"
         return (
@@ -151,19 +204,24 @@ def generate_verilog(cfg: TspConfig, design: str = "fabric", *, force: bool = Fa
     with _locked(out_dir / ".lock"):
         if path.exists() and meta_path.exists() and not force:
             meta = json.loads(meta_path.read_text())
-            return VerilogArtifact(design, cfg, path, top, meta["seconds"], True,
-                                   meta["size_bytes"], meta["lines"])
+            art = VerilogArtifact(design, cfg, path, top, meta["seconds"], True,
+                                  meta["size_bytes"], meta["lines"])
+            if not art.sim_path.exists():
+                art.sim_path.write_text(strip_initial_values(path.read_text())[0])
+            return art
         from amaranth.back import verilog
 
         t0 = time.monotonic()
         text = verilog.convert(factory(cfg), name=top)
         seconds = time.monotonic() - t0
         path.write_text(text)
-        meta = {"seconds": seconds, "size_bytes": len(text), "lines": text.count("\n"),
+        art = VerilogArtifact(design, cfg, path, top, seconds, False, len(text),
+                              text.count("\n"))
+        art.sim_path.write_text(strip_initial_values(text)[0])
+        meta = {"seconds": seconds, "size_bytes": len(text), "lines": art.lines,
                 "config": cfg.to_dict(), "design": design}
         meta_path.write_text(json.dumps(meta, indent=1))
-        return VerilogArtifact(design, cfg, path, top, seconds, False,
-                               meta["size_bytes"], meta["lines"])
+        return art
 
 
 @dataclass
@@ -187,11 +245,9 @@ class SimBuild:
         )
 
 
-def verilator_flags(*, x_unique: bool = False, coverage: bool = False,
-                    waves: bool = False) -> tuple[str, ...]:
-    flags = ["-Wno-fatal", *VERILATOR_WAIVERS, "-O3", "--output-split", "20000"]
-    if x_unique:
-        flags += ["--x-assign", "unique", "--x-initial", "unique"]
+def verilator_flags(*, coverage: bool = False, waves: bool = False) -> tuple[str, ...]:
+    flags = ["-Wno-fatal", *VERILATOR_WAIVERS, "-O3", "--output-split", "20000",
+             "--x-assign", "unique", "--x-initial", "unique"]
     if coverage:
         flags += ["--coverage-line", "--coverage-toggle"]
     if waves:
@@ -229,28 +285,28 @@ def lint(art: VerilogArtifact) -> tuple[int, str]:
 
     toolchain.setup_environ()
     cmd = ["verilator", "--lint-only", "-Wall", *VERILATOR_WAIVERS,
-           "--top-module", art.top, str(art.path)]
+           "--top-module", art.top, str(art.sim_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     return proc.returncode, proc.stdout + proc.stderr
 
 
 def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
-              x_unique: bool = False, coverage: bool = False,
-              log=print) -> SimBuild:
+              coverage: bool = False, log=print) -> SimBuild:
     """Generate (cached) and Verilate (cached) `design` for `cfg`."""
     toolchain.require_cxx()
     toolchain.setup_environ()
     art = generate_verilog(cfg, design)
     if not art.cached:
         log(art.describe())
-    flags = verilator_flags(x_unique=x_unique, coverage=coverage, waves=waves)
+    flags = verilator_flags(coverage=coverage, waves=waves)
     h = hashlib.sha256()
     h.update(art.path.parent.name.encode())
+    h.update(art.sim_path.read_bytes())  # the stripping is part of the build
     h.update(toolchain.verilator_version().encode())
     h.update(json.dumps(flags).encode())
     h.update(PUBLIC_VLT.encode())
     h.update(json.dumps(sorted(toolchain.setup_environ({}).items())).encode())
-    tag = "".join(t for t, on in (("-w", waves), ("-x", x_unique), ("-cov", coverage)) if on)
+    tag = "".join(t for t, on in (("-w", waves), ("-cov", coverage)) if on)
     build_dir = build_root() / "verilator" / f"{design}-{cfg.name}{tag}-{h.hexdigest()[:16]}"
     stamp = build_dir / ".built.json"
     with _locked(build_root() / "verilator" / f".{build_dir.name}.lock"):
@@ -265,7 +321,7 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
         vlt.write_text(PUBLIC_VLT.format(top=art.top))
         try:
             runner.build(
-                sources=[vlt, art.path],
+                sources=[vlt, art.sim_path],
                 hdl_toplevel=art.top,
                 build_dir=build_dir,
                 build_args=list(flags),

@@ -13,10 +13,11 @@ import json
 import os
 import re
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .build import SimBuild, build_root
+from .build import SimBuild, build_root, x_plusargs
 from .toolchain import setup_environ
 
 
@@ -32,6 +33,15 @@ class SimRun:
     seconds: float
     log: Path
     waves: Path | None
+    x_seed: int | None = None
+
+
+#: `run_cocotb`'s default: an X seed derived from the run name and $TSP_SEED
+AUTO = "auto"
+
+
+def auto_x_seed(name: str) -> int:
+    return int(os.environ.get("TSP_SEED", "0")) * 1_000_000 + zlib.crc32(name.encode()) % 1_000_000
 
 
 def _safe(s: str) -> str:
@@ -40,11 +50,14 @@ def _safe(s: str) -> str:
 
 def run_cocotb(sim: SimBuild, test_module: str, *, name: str, testcase: str | None = None,
                params: dict | None = None, seed: int | None = None, waves: bool = False,
-               plusargs: tuple[str, ...] = ()) -> SimRun:
-    """Run `test_module` (e.g. ``"tb.fabric.test_fabric"``) on `sim`."""
+               plusargs: tuple[str, ...] = (), x_seed: int | str | None = AUTO) -> SimRun:
+    """Run `test_module` (e.g. ``"tb.fabric.test_fabric"``) on `sim`, with the power-up
+    state randomised from `x_seed` (`AUTO`: `auto_x_seed`; None: all zeros)."""
     from cocotb_tools.runner import get_results, get_runner
 
     setup_environ()
+    if x_seed == AUTO:
+        x_seed = auto_x_seed(name)
     waves = waves and sim.waves
     run_dir = build_root() / "runs" / _safe(f"{name}-{os.getpid()}")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -74,14 +87,15 @@ def run_cocotb(sim: SimBuild, test_module: str, *, name: str, testcase: str | No
             seed=seed,
             extra_env=env,
             waves=waves,
-            plusargs=list(plusargs),
+            plusargs=[*(x_plusargs(x_seed) if x_seed is not None else ()), *plusargs],
             results_xml=str(results_xml),
             log_file=log,
         )
     except SystemExit as e:
-        raise SimFailure(f"simulator exited with {e.code}; log: {log}") from None
+        raise SimFailure(f"simulator exited with {e.code} (X seed {x_seed}); log: {log}"
+                         ) from None
     except RuntimeError as e:  # the runner's "Command failed with return code"
-        raise SimFailure(f"simulator failed ({e}); log: {log}") from None
+        raise SimFailure(f"simulator failed ({e}; X seed {x_seed}); log: {log}") from None
     finally:
         if saved is not None:
             os.environ["PYTEST_CURRENT_TEST"] = saved
@@ -92,12 +106,14 @@ def run_cocotb(sim: SimBuild, test_module: str, *, name: str, testcase: str | No
         raise SimFailure(f"no cocotb results ({e}); log: {log}") from None
     wave_file = run_dir / "dump.fst" if waves else None
     summary = json.loads(result_json.read_text()) if result_json.exists() else {}
-    run = SimRun(summary, tests, failed, seconds, log, wave_file)
+    summary.setdefault("x_seed", x_seed)
+    run = SimRun(summary, tests, failed, seconds, log, wave_file, x_seed)
     if failed or tests == 0:
         lines = log.read_text(errors="replace").splitlines(True) if log.exists() else []
         tail = "".join(lines[-60:])
         raise SimFailure(
-            f"{failed} of {tests} cocotb test(s) failed in {test_module}; log: {log}"
+            f"{failed} of {tests} cocotb test(s) failed in {test_module} (X seed {x_seed});"
+            f" log: {log}"
             + (f"; waves: {wave_file}" if wave_file else "") + "\n" + tail
         )
     return run

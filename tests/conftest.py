@@ -14,6 +14,11 @@ def pytest_addoption(parser):
     )
 
 
+def pytest_configure(config):
+    # the RTL runs derive their X seeds (random power-up state) from $TSP_SEED too
+    os.environ["TSP_SEED"] = str(config.getoption("--seed"))
+
+
 def pytest_report_header(config):
     return f"tsp: base seed {config.getoption('--seed')} (rerun with --seed N or TSP_SEED=N)"
 

@@ -26,14 +26,11 @@ _spec.loader.exec_module(matmul)
 def test_tiled_matmul_on_rtl(config, m, k, n, base_seed):
     cfg = get_config(config)
     case = matmul.random_case(m, k, n, base_seed)
-    text, mach, _ = matmul.build(cfg, case)
+    text, mach, _, placed = matmul.build(cfg, case)
     prog = assemble(text, cfg, "matmul.s")
     out = build_root() / "tests" / f"matmul-{config}-{base_seed}"
     out.mkdir(parents=True, exist_ok=True)
-    image = {}
-    for sl, mem in mach.mem.items():
-        for a in np.nonzero(mem.any(axis=1))[0]:
-            image[f"{sl}/{a}"] = mem[a].copy()
+    image = {f"{sl}/{a}": v for sl, d in placed.items() for a, v in d.items()}
     np.savez(out / "image.npz", **image)
     (out / "prog.bin").write_bytes(prog.to_bytes())
     ybase = cfg.mem_depth

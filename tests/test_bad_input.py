@@ -1,0 +1,597 @@
+"""Bad input, end to end.
+
+Every user-facing entry point (the CLIs ``python -m arch.asm``, ``python -m sim``,
+``python -m compiler``, ``python -m golden``, and the public Python APIs) refuses malformed
+input with an error that names what is wrong and where -- file and line, slice,
+instruction and cycle, parameter and allowed range -- and never with a traceback from deep
+inside or a silently wrong result.  The table ``## Bad input`` in docs/verification.md
+lists each case with a real message.
+
+No test here builds anything: ``python -m sim`` is run with ``sim.build``'s
+``build_sim``/``generate_verilog`` replaced by a guard that exits 99, so a bad block that
+slipped past validation would show up as a failure, not as a Verilator build.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from arch.asm import AsmError, assemble
+from arch.config import PRESETS, TspConfig, get_config
+from arch.isa import IsaError, encode
+from arch.program import Program, ProgramError
+from compiler import CompileError, compile_block
+from golden.block import make_block, quantize_block, random_float_params
+from golden.machine import Machine, MachineError
+from golden.quant import requantize
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY, SMALL = get_config("tiny"), get_config("small")
+HALT = encode("HALT")
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env=full_env)
+
+
+def assert_refused(r: subprocess.CompletedProcess, rc: int, *fragments: str) -> str:
+    """Exit status ``rc``, no traceback, every fragment in stderr; returns stderr."""
+    out = r.stdout + r.stderr
+    assert "Traceback" not in out, out
+    assert r.returncode == rc, (r.returncode, out)
+    for f in fragments:
+        assert f in r.stderr, (f, r.stderr)
+    return r.stderr
+
+
+# ============================================================================ 1. assembler
+ASM_CASES = {
+    # name: (source, line of the error, fragments of the message)
+    "unknown mnemonic": (".slice MEM_W0\n  READ 1, s2.E\n  FROB 1, 2\n  HALT\n", 3,
+                         ["unknown mnemonic 'FROB'", "MEM instructions are NOP, REPEAT",
+                          "READ, WRITE, GATHER, SCATTER"]),
+    "bad integer operand": (".slice MEM_W0\n  READ x1, s2.E\n", 2,
+                            ["bad operand 'x1': expected an integer addr"]),
+    "bad stream operand": (".slice MEM_W0\n  READ 1, q2.E\n", 2,
+                           ["bad operand 'q2.E': expected a stream out like s3.E or s3.W"]),
+    "missing operand": (".slice MEM_W0\n  READ 1\n", 2,
+                        ["READ expects operands 'addr, out:sN.D', got 1 positional"]),
+    "address out of range": (".config tiny\n.slice MEM_W0\n  READ 512, s2.E\n", 3,
+                             ["READ: addr=512 out of range [0, 511]"]),
+    "stream out of range": (".config tiny\n.slice MEM_W0\n  READ 1, s8.E\n", 3,
+                            ["READ: out_s=8 out of range [0, 7]"]),
+    "VXM immediate out of range": (".slice VXM\n  VXM.i32 s0.E = ADD(s1.E, 99999)\n", 2,
+                                   ["VXM: imm=99999 out of range [-16384, 16383]"]),
+    "unknown VXM op": (".slice VXM\n  VXM.i8 s0.E = FOO(s1.E, s2.E)\n", 2,
+                       ["VXM: unknown op 'FOO'; ops are PASS, ADD"]),
+    "instruction on the wrong slice": (".slice VXM\n  READ 1, s2.E\n", 2,
+                                       ["READ is a MEM instruction, not allowed on a VXM slice"]),
+    "missing .slice": ("# no section\n  HALT\n", 2,
+                       ["instruction before the first '.slice NAME' directive"]),
+    "unknown slice name": (".config tiny\n.slice MEM_W3\n  HALT\n", 2,
+                           ["unknown slice 'MEM_W3' for config 'tiny'",
+                            "slices are: MXM_W0, SXM_W, MEM_W1, MEM_W0, VXM"]),
+    ".slice without a name": (".slice\n  HALT\n", 1, [".slice needs a name"]),
+    "bad directive": (".slice VXM\n.repeat 3\n", 2,
+                      ["unknown directive '.repeat'; expected .config or .slice"]),
+    "unknown .config": (".config huge\n", 1,
+                        ["unknown config 'huge'; presets are: tiny, small, medium, full"]),
+    "queue longer than imem_depth": (".config tiny\n.slice VXM\n" + "  NOP 1\n" * 512 +
+                                     "  HALT\n", 515,
+                                     ["slice VXM: instruction 512 does not fit",
+                                      "imem_depth=512"]),
+}
+
+
+@pytest.mark.parametrize("case", list(ASM_CASES))
+def test_asm_cli_names_file_line_and_text(case, tmp_path):
+    src, line, fragments = ASM_CASES[case]
+    path = tmp_path / "prog.s"
+    path.write_text(src)
+    out = tmp_path / "prog.bin"
+    r = run_cli("-m", "arch.asm", str(path), "-o", str(out))
+    err = assert_refused(r, 1, f"error: {path}:{line}: ", *fragments)
+    offending = src.splitlines()[line - 1].strip()
+    assert re.search(rf"\n\s+{re.escape(offending)}\n", err), err  # the source text
+    assert not out.exists()
+
+
+def test_asm_api_raises_asm_error_with_line():
+    src, line, fragments = ASM_CASES["address out of range"]
+    with pytest.raises(AsmError) as ei:
+        assemble(src, None, "k.s")
+    msg = str(ei.value)
+    assert msg.startswith(f"k.s:{line}: ") and fragments[0] in msg
+    assert msg.splitlines()[-1].strip() == "READ 512, s2.E"
+
+
+def test_asm_cli_file_problems(tmp_path):
+    # not a text file (e.g. a binary passed without -d): file, line, byte
+    binf = tmp_path / "prog.s"
+    binf.write_bytes(b".slice VXM\n  HALT\n\xff\xfe\x00")
+    assert_refused(run_cli("-m", "arch.asm", str(binf)), 1,
+                   f"error: {binf}:3: not a UTF-8 text file", "at byte 18", "use -d")
+    # a missing file
+    missing = tmp_path / "nope.s"
+    assert_refused(run_cli("-m", "arch.asm", str(missing)), 1,
+                   "No such file or directory", str(missing))
+    # an unknown --config
+    ok = tmp_path / "ok.s"
+    ok.write_text(".slice VXM\n  HALT\n")
+    assert_refused(run_cli("-m", "arch.asm", str(ok), "--config", "nope"), 1,
+                   "error: unknown config 'nope'; presets are: tiny, small, medium, full")
+
+
+def test_disasm_cli_names_file_slice_and_word(tmp_path):
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(b"hello, world, this is not a program binary at all!")
+    assert_refused(run_cli("-m", "arch.asm", "-d", str(garbage)), 1,
+                   f"error: {garbage}: not a program binary (magic b'hell', expected b'TSPQ')")
+    short = tmp_path / "short.bin"
+    short.write_bytes(b"TSPQ")
+    assert_refused(run_cli("-m", "arch.asm", "-d", str(short)), 1,
+                   f"error: {short}: program binary too short (4 bytes)")
+    # a well-formed binary holding an illegal word: named by slice and word index
+    bad = tmp_path / "illegal.bin"
+    bad.write_bytes(Program(TINY, {"MEM_W1": [encode("NOP", n=3), 0x3F, HALT]}).to_bytes())
+    assert_refused(run_cli("-m", "arch.asm", "-d", str(bad)), 1,
+                   f"error: {bad}: MEM_W1[1]: illegal MEM opcode 63 in word 0x000000000000003f")
+    # the binary was built for tiny; asking for small is refused with both hashes
+    assert_refused(run_cli("-m", "arch.asm", "-d", str(bad), "--config", "small"), 1,
+                   "program built for config 'tiny'", "not for 'small'")
+
+
+# ============================================================================ 2. machine model
+def model_error(text: str, cfg=TINY, mem=(), **run_kw) -> str:
+    """Assemble ``text`` (must assemble), run it on the model; the MachineError message."""
+    prog = assemble(text, cfg, "t.s")
+    m = Machine(cfg)
+    for s, a, v in mem:
+        m.write_mem(s, a, v)
+    m.load_program(prog)
+    with pytest.raises(MachineError) as ei:
+        m.run(**run_kw)
+    return str(ei.value)
+
+
+def model_ok(text: str, cfg=TINY, mem=()) -> None:
+    m = Machine(cfg)
+    for s, a, v in mem:
+        m.write_mem(s, a, v)
+    m.load_program(assemble(text, cfg, "t.s"))
+    m.run()
+
+
+# tiny, west to east: MXM_W0 0, SXM_W 1, MEM_W1 2, MEM_W0 3, VXM 4, MEM_E0 5, MEM_E1 6,
+# SXM_E 7, MXM_E0 8.  A READ issued in cycle t by MEM_W1 is readable at MEM_W0 in t + 2.
+COLLISION = """
+.slice MEM_E1
+    NOP 1
+    READ 0, s0.E
+    REPEAT 1, 1, 0
+    HALT
+.slice SXM_E
+    NOP 3
+    RSUM.i8 s0.E, s4.W:i8    # cycle 3, writes s4.W in cycle 6
+    SHS.i8 1, s0.E, s4.W     # cycle 4, writes s4.W in cycle 6 too
+    HALT
+"""
+
+BANK_CONFLICT = """
+.slice MEM_W1
+    READ 0, s1.E
+    HALT
+.slice MEM_W0
+    NOP 2
+    WRITE s1.E, 5            # cycle 2: SRAM write of bank 0 in cycle 3
+    READ {addr}, s2.E        # cycle 3
+    HALT
+"""
+
+
+def test_model_stream_collision():
+    msg = model_error(COLLISION)
+    assert msg == ("SXM_E instruction 2 (SHS.i8 1, s0.E, s4.W) in cycle 4: stream collision: "
+                   "writes s4.W in cycle 6, which instruction 1 (RSUM) issued in cycle 3 also "
+                   "writes in that cycle")
+
+
+def test_model_bank_conflict():
+    msg = model_error(BANK_CONFLICT.format(addr=7))
+    assert msg == ("MEM_W0 instruction 2 (READ 7, s2.E) in cycle 3: MEM bank conflict: reads "
+                   "bank 0 in cycle 3 while a write issued in cycle 2 writes bank 0 in that cycle")
+    model_ok(BANK_CONFLICT.format(addr=300))  # the other bank: legal
+
+
+def test_model_invalid_stream_read():
+    never = ".slice MEM_W0\n    WRITE s1.E, 3\n    HALT\n"
+    assert model_error(never) == (
+        "MEM_W0 instruction 0 (WRITE s1.E, 3) in cycle 0: reads stream s1.E at position 3, "
+        "which holds no valid value in this cycle")
+    # one cycle before the value arrives
+    early = ".slice MEM_W1\n READ 0, s1.E\n HALT\n.slice MEM_W0\n NOP 1\n WRITE s1.E, 5\n HALT\n"
+    assert re.fullmatch(r"MEM_W0 instruction 1 \(WRITE s1\.E, 5\) in cycle 1: reads stream "
+                        r"s1\.E at position 3, which holds no valid value in this cycle",
+                        model_error(early))
+    model_ok(early.replace("NOP 1", "NOP 2"))
+
+
+def test_model_deadlock():
+    msg = model_error(".slice MEM_W0\n    NOP 4\n    SYNC\n    HALT\n")
+    assert msg == ("deadlock: MEM_W0 (SYNC in cycle 4) wait for a NOTIFY that no queue can "
+                   "issue any more")
+
+
+def test_model_address_out_of_range():
+    # the assembler refuses a direct out-of-range address (section 1); a REPEAT stride
+    # reaches one at run time
+    msg = model_error(".slice MEM_W0\n    READ 509, s2.E\n    REPEAT 5, 1, 1\n    HALT\n")
+    assert msg == ("MEM_W0 instruction 0 (READ 512, s2.E, repetition 3) in cycle 3: after "
+                   "REPEAT stride: addr=512 out of range [0, 511]")
+    # a GATHER lane address (base + per-lane index) leaving the SRAM
+    gather = (".slice MEM_W1\n    READ 0, s1.E\n    HALT\n"
+              ".slice MEM_W0\n    NOP 2\n    GATHER 500, s1.E, s2.E\n    HALT\n")
+    msg = model_error(gather, mem=[("MEM_W1", 0, np.full(16, 20, np.uint8))])
+    assert msg == ("MEM_W0 instruction 1 (GATHER 500, s1.E, s2.E) in cycle 2: address 520 "
+                   "out of range [0, 511]")
+    model_ok(gather, mem=[("MEM_W1", 0, np.full(16, 11, np.uint8))])
+
+
+def test_model_sequencing_errors():
+    assert model_error(".slice VXM\n    NOP 2\n    REPEAT 1, 1\n    HALT\n") == (
+        "VXM instruction 1 (REPEAT 1, 1) in cycle 2: REPEAT must directly follow a slice "
+        "instruction")
+    assert model_error(".slice VXM\n    NOP 100\n    HALT\n", max_cycles=50) == (
+        "program did not halt within max_cycles=50 (still running: VXM)")
+    m = Machine(SMALL)
+    with pytest.raises(MachineError, match=r"^program is for config 'tiny', machine is 'small'$"):
+        m.load_program(assemble(".slice VXM\n  HALT\n", TINY))
+
+
+# ============================================================================ 6. raw words
+def raw_error(queues: dict, cfg=TINY) -> str:
+    m = Machine(cfg)
+    m.load_program(Program(cfg, queues))
+    with pytest.raises(MachineError) as ei:
+        m.run()
+    return str(ei.value)
+
+
+def test_raw_illegal_opcode_names_slice_word_and_cycle():
+    assert raw_error({"MEM_W1": [encode("NOP", n=3), 0x3F, HALT]}) == (
+        "MEM_W1 instruction 1 in cycle 3: illegal instruction: illegal MEM opcode 63 in word "
+        "0x000000000000003f")
+    # the all-zero word is illegal everywhere
+    assert raw_error({"VXM": [0]}) == (
+        "VXM instruction 0 in cycle 0: illegal instruction: illegal VXM opcode 0 in word "
+        "0x0000000000000000")
+
+
+def test_raw_out_of_range_address_and_reserved_bits():
+    a = TINY.mem_addresses
+    read = encode("READ", addr=a, out_s=0)  # fits the field, not this config's SRAM
+    assert raw_error({"MEM_W0": [encode("NOP", n=2), read, HALT]}) == (
+        f"MEM_W0 instruction 1 in cycle 2: illegal instruction: READ: addr={a} out of range "
+        f"[0, {a - 1}]")
+    assert raw_error({"SXM_W": [HALT | 1 << 63]}) == (
+        "SXM_W instruction 0 in cycle 0: illegal instruction: HALT word 0x8000000000000005 has "
+        "reserved bits set (0x8000000000000000)")
+
+
+def test_raw_words_checked_by_program():
+    with pytest.raises(ProgramError, match=r"^MEM_W0 word 1: 0x10000000000000000 is not a "
+                                           r"64-bit value"):
+        Program(TINY, {"MEM_W0": [HALT, 1 << 64]})
+    with pytest.raises(ProgramError, match=r"^VXM word 2: -0x1 is not a 64-bit value"):
+        Program(TINY, {"VXM": [HALT, HALT, -1]})
+    with pytest.raises(ProgramError, match=r"^VXM word 1: expected an int instruction word, "
+                                           r"got str 'HALT'"):
+        Program(TINY, {"VXM": [HALT, "HALT"]})
+    with pytest.raises(ProgramError, match=r"^VXM: expected a sequence of instruction words, "
+                                           r"got int"):
+        Program(TINY, {"VXM": HALT})
+    with pytest.raises(ProgramError, match=r"has no slice\(s\) \['MEM_W3'\]; slices are: "):
+        Program(TINY, {"MEM_W3": [HALT]})
+    with pytest.raises(ProgramError, match=r"^VXM: 513 instructions exceed imem_depth=512$"):
+        Program(TINY, {"VXM": [HALT] * 513})
+    prog = Program(TINY, {"MEM_W1": [encode("NOP", n=3), 0x3F, HALT]})
+    with pytest.raises(IsaError, match=r"^MEM_W1 word 1: illegal MEM opcode 63"):
+        prog.instrs("MEM_W1")
+    # numpy integers are words too
+    assert Program(TINY, {"VXM": np.array([HALT], np.uint64)}).words("VXM") == [HALT]
+
+
+# ============================================================== 3. blocks that do not fit
+def _compile_error(blk, cfg, **kw) -> CompileError:
+    with pytest.raises(CompileError) as ei:
+        compile_block(blk, cfg, **kw)
+    return ei.value
+
+
+@pytest.mark.parametrize("cfg, shape, resource, fragments", [
+    ("tiny", (32, 32, 2, 64), "shape",
+     ["seq_len=32 exceeds the vector length 16 of config 'tiny'", "superlanes >= 2"]),
+    ("medium", (64, 32, 2, 64), "shape",
+     ["seq_len=64 exceeds the 32 MXM accumulator slots"]),
+    ("tiny", (16, 128, 2, 512), "sram",  # weights alone: caught before any lowering
+     ["does not fit the SRAM of config 'tiny'", "needs at least 12288 vectors",
+      "for its int8 weights alone", "the config has 2048 (4 MEM slices x 512 addresses",
+      "Raise mem_depth (now 256)"]),
+    ("tiny", (16, 64, 2, 64), "sram",  # fits by weight bytes, not with everything else
+     ["does not fit the SRAM of config 'tiny'", "at its peak", "the config has 2048",
+      "first failing allocation"]),
+    (TINY.replace(name="tiny-1mem", mem_slices_per_hemisphere=1), (16, 32, 2, 64), "shape",
+     ["needs at least 2 MEM slices per hemisphere but config 'tiny-1mem' has "
+      "mem_slices_per_hemisphere=1"]),
+    (TINY.replace(name="tiny-imem64", imem_depth=64), (8, 16, 2, 16), "imem",
+     ["does not fit the instruction memory of config 'tiny-imem64'", "imem_depth is 64",
+      "raise imem_depth to 256"]),
+], ids=["seq>VL", "seq>acc-slots", "sram-weights", "sram-peak", "mem-slices", "imem"])
+def test_compile_error_names_needed_and_available(cfg, shape, resource, fragments):
+    err = _compile_error(make_block(0, *shape), cfg, effort="fast")
+    msg = str(err)
+    assert err.resource == resource, msg
+    for f in fragments:
+        assert f in msg, msg
+    m = re.search(r"needs at least (\d+) vectors.* the config has (\d+)", msg)
+    if m:
+        assert int(m.group(1)) > int(m.group(2)), msg
+    m = re.search(r"needs (\d+) words but imem_depth is (\d+)", msg)
+    if m:
+        assert int(m.group(1)) > int(m.group(2)), msg
+
+
+def test_compile_error_for_inconsistent_blocks():
+    blk = make_block(0, 16, 32, 2, 64)
+    err = _compile_error(dataclasses.replace(blk, n_heads=3), "small")
+    assert str(err) == "d_head: d_model=32 is not a multiple of n_heads=3"
+    err = _compile_error(dataclasses.replace(blk, d_ff=48), "small")
+    assert str(err) == ("w1: weight shape (64, 32), expected (48, 32) for d_model=32, d_ff=48")
+    with pytest.raises(ValueError, match=r"^n_heads: d_model=32 is not divisible by n_heads=3$"):
+        make_block(0, 16, 32, 3, 64)
+    with pytest.raises(ValueError, match=r"^unknown config 'nope'; presets are: tiny, small"):
+        compile_block(blk, "nope")
+    with pytest.raises(TypeError, match=r"^block: expected a golden.block.QuantBlock, got dict$"):
+        compile_block({}, "small")
+
+
+# ``python -m sim`` with building replaced by a guard that exits 99
+SIM_GUARD = """
+import os, runpy, sys
+import sim.build as b
+def _no_build(*a, **k):
+    sys.stderr.write("BUILD ATTEMPTED\\n"); sys.stderr.flush(); os._exit(99)
+b.build_sim = b.generate_verilog = _no_build
+runpy.run_module("sim", run_name="__main__", alter_sys=True)
+"""
+
+
+def run_sim_guarded(tmp_path, *args) -> subprocess.CompletedProcess:
+    return run_cli("-c", SIM_GUARD, *args, env={"TSP_BUILD_DIR": str(tmp_path / "build")})
+
+
+@pytest.mark.parametrize("args, rc, fragments", [
+    (["--config", "small", "--seq", "48"], 2,
+     ["error: seq_len=48 exceeds the vector length 32 of config 'small'"]),
+    (["--config", "tiny", "--d-model", "128", "--d-ff", "512"], 2,
+     ["error: the block does not fit the SRAM of config 'tiny'", "needs at least 12288",
+      "has 2048"]),
+    (["--heads", "3"], 2, ["error: n_heads: d_model=32 is not divisible by n_heads=3"]),
+    (["--seq", "0"], 2, ["error: seq_len: expected a positive int, got 0"]),
+    (["--seed", "-1"], 2, ["error: seed: expected an int >= 0, got -1"]),
+    (["--config", "nope"], 1, ["error: unknown config 'nope'; presets are: tiny, small"]),
+], ids=["seq>VL", "sram", "heads", "seq0", "seed", "config"])
+def test_sim_block_cli_refuses_before_building(tmp_path, args, rc, fragments):
+    r = run_sim_guarded(tmp_path, "block", *args)
+    assert "BUILD ATTEMPTED" not in r.stderr and r.returncode != 99
+    assert_refused(r, rc, *fragments)
+    assert not (tmp_path / "build").exists()  # nothing written, generated or built
+
+
+def test_sim_config_lists_validated_before_any_build(tmp_path):
+    for cmd in ("lint", "bench-rtl"):
+        r = run_sim_guarded(tmp_path, cmd, "--config", "tiny,nope")
+        assert "BUILD ATTEMPTED" not in r.stderr, cmd
+        assert_refused(r, 1, "error: unknown config 'nope'")
+
+
+def test_sim_block_unguarded_config_error():
+    """The real ``python -m sim`` (no guard): an unknown config stops it at once."""
+    r = run_cli("-m", "sim", "block", "--config", "nope")
+    assert_refused(r, 1, "error: unknown config 'nope'; presets are: tiny, small, medium, full")
+
+
+def test_sim_block_in_process_never_reaches_build(tmp_path, monkeypatch, capsys):
+    import sim.__main__ as sim_main
+    import sim.block as sim_block
+
+    def boom(*a, **k):
+        raise AssertionError("build reached")
+    monkeypatch.setattr(sim_block, "build_sim", boom)
+    monkeypatch.setattr(sim_main, "build_sim", boom)
+    monkeypatch.setattr(sim_main, "generate_verilog", boom)
+    monkeypatch.setenv("TSP_BUILD_DIR", str(tmp_path / "build"))
+    assert sim_main.main(["block", "--config", "tiny", "--seq", "32"]) == 2
+    assert "seq_len=32 exceeds the vector length 16 of config 'tiny'" in capsys.readouterr().err
+    assert not (tmp_path / "build").exists()
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--config", "nope"], ["error: unknown config 'nope'"]),
+    (["--heads", "3"], ["error: n_heads: d_model=32 is not divisible by n_heads=3"]),
+    (["--seed", "-4"], ["error: seed: expected an int >= 0, got -4"]),
+    (["--config", "tiny", "--seq", "32"],
+     ["error: cannot compile the block (seq 32, d_model 32, heads 2, d_ff 64, causal, seed 0) "
+      "for config 'tiny': seq_len=32 exceeds the vector length 16"]),
+])
+def test_compiler_cli_refuses(tmp_path, args, fragments):
+    r = run_cli("-m", "compiler", *args, "--out", str(tmp_path / "out"))
+    assert_refused(r, 2, *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+# ============================================================================ 4. configs
+def _range_cases():
+    for field, (lo, hi) in TspConfig._RANGES.items():
+        if lo == hi:
+            yield field, lo + 1, (f"TspConfig.{field} must be {lo} (fixed by the architecture), "
+                                   f"got {lo + 1}")
+            continue
+        for v in (lo - 1, hi + 1):
+            yield field, v, f"TspConfig.{field} must be in [{lo}, {hi}], got {v}"
+
+
+@pytest.mark.parametrize("field, value, message", list(_range_cases()))
+def test_config_field_out_of_range(field, value, message):
+    with pytest.raises(ValueError) as ei:
+        SMALL.replace(**{field: value})
+    assert str(ei.value) == message
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("mem_depth", 300, "TspConfig.mem_depth must be a power of two in [16, 4096], got 300"),
+    ("imem_depth", 1000,
+     "TspConfig.imem_depth must be a power of two in [16, 65536], got 1000"),
+    ("superlanes", 2.0, "TspConfig.superlanes must be an int in [1, 20], got float 2.0"),
+    ("superlanes", "2", "TspConfig.superlanes must be an int in [1, 20], got str '2'"),
+    ("mxms_per_hemisphere", True,
+     "TspConfig.mxms_per_hemisphere must be an int in [1, 4], got bool True"),
+    ("name", "", "TspConfig.name must be a non-empty string, got ''"),
+])
+def test_config_field_wrong_kind(field, value, message):
+    with pytest.raises(ValueError) as ei:
+        SMALL.replace(**{field: value})
+    assert str(ei.value) == message
+
+
+def test_config_unknown_names():
+    with pytest.raises(ValueError) as ei:
+        get_config("nope")
+    assert str(ei.value) == "unknown config 'nope'; presets are: tiny, small, medium, full"
+    with pytest.raises(ValueError, match=r"^unknown TspConfig field\(s\) \['superlane'\]; "
+                                         r"fields are \["):
+        TspConfig.from_dict({**PRESETS["tiny"].to_dict(), "superlane": 2})
+    with pytest.raises(ValueError, match=r"^config 'tiny' has no slice 'MEM_W2'; slices are: "
+                                         r"MXM_W0, SXM_W, MEM_W1"):
+        TINY.slice("MEM_W2")
+
+
+# ============================================================================ 5. golden inputs
+@pytest.fixture(scope="module")
+def blk():
+    return make_block(0, 16, 32, 2, 64)
+
+
+def test_forward_int_wrong_shape_and_dtype(blk):
+    with pytest.raises(ValueError) as ei:
+        blk.forward_int(np.zeros((8, 32), np.int8))
+    assert str(ei.value) == "x_q: expected shape (16, 32), got (8, 32)"
+    with pytest.raises(TypeError) as ei:
+        blk.forward_int(np.zeros((16, 32)))
+    assert str(ei.value) == ("x_q: expected dtype int8, got float64 (quantize float inputs "
+                             "first, e.g. with QuantBlock.quantize_input)")
+    with pytest.raises(TypeError, match=r"^x_q: expected a numpy array of dtype int8, got list$"):
+        blk.forward_int([[0] * 32] * 16)
+
+
+def test_forward_int_out_of_range_values(blk):
+    x = np.zeros((16, 32), np.int16)
+    x[3, 4], x[0, 0] = 300, -5
+    with pytest.raises(TypeError) as ei:
+        blk.trace(x)
+    assert str(ei.value) == ("x_q: expected dtype int8, got int16 (values in [-5, 300], "
+                             "outside the int8 range [-128, 127])")
+    with pytest.raises(TypeError) as ei:
+        blk.forward_int(np.ones((16, 32), np.int32))
+    assert str(ei.value) == ("x_q: expected dtype int8, got int32 (values in [1, 1], within "
+                             "the int8 range [-128, 127]; convert with .astype(np.int8))")
+
+
+def test_float_entry_points(blk):
+    with pytest.raises(ValueError, match=r"^x_float: expected shape \(16, 32\), got \(16, 31\)$"):
+        blk.forward_float(np.zeros((16, 31)))
+    with pytest.raises(TypeError, match=r"^x_float: expected a floating-point array, got dtype "
+                                        r"int8$"):
+        blk.quantize_input(np.zeros((16, 32), np.int8))
+    x = np.zeros((16, 32))
+    x[2, 2] = np.nan
+    with pytest.raises(ValueError, match=r"^x_float: contains NaN or infinity$"):
+        blk.quantize_input(x)
+    with pytest.raises(ValueError, match=r"^y_q: expected shape \(16, 32\), got \(32, 16\)$"):
+        blk.dequantize_output(np.zeros((32, 16), np.int8))
+
+
+def test_quantize_block_wrong_weights():
+    p = random_float_params(0, 32, 64)
+    cal = np.zeros((2, 16, 32))
+    bad = {**p, "w2": np.zeros((32, 48))}
+    with pytest.raises(ValueError) as ei:
+        quantize_block(bad, cal, 2)
+    assert str(ei.value) == "float_params['w2']: expected shape (32, 64), got (32, 48)"
+    with pytest.raises(ValueError, match=r"^float_params: missing keys \['bo'\]"):
+        quantize_block({k: v for k, v in p.items() if k != "bo"}, cal, 2)
+    with pytest.raises(ValueError, match=r"^n_heads: d_model=32 is not divisible by n_heads=5$"):
+        quantize_block(p, cal, 5)
+    with pytest.raises(ValueError, match=r"^calibration_inputs: expected shape \(seq_len, 32\) "
+                                         r"or \(batch, seq_len, 32\), got \(16, 30\)$"):
+        quantize_block(p, np.zeros((16, 30)), 2)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(seq_len=0), "seq_len: expected a positive int, got 0"),
+    (dict(d_model=32.0), "d_model: expected a positive int, got 32.0"),
+    (dict(n_heads=True), "n_heads: expected a positive int, got True"),
+    (dict(d_ff=-64), "d_ff: expected a positive int, got -64"),
+    (dict(seed=-1), "seed: expected an int >= 0, got -1"),
+    (dict(seed=1.5), "seed: expected an int >= 0, got 1.5"),
+])
+def test_make_block_parameters(kw, message):
+    args = dict(seed=0, seq_len=16, d_model=32, n_heads=2, d_ff=64) | kw
+    with pytest.raises(ValueError) as ei:
+        make_block(**args)
+    assert str(ei.value) == message
+
+
+def test_requantize_ranges():
+    with pytest.raises(ValueError) as ei:
+        requantize(np.array([0, 2**31], np.int64), 2**30, 0)
+    assert str(ei.value) == ("requantize: acc out of range: allowed [-2147483648, 2147483647], "
+                             "got 2147483648 at [1] (min 0, max 2147483648)")
+    with pytest.raises(ValueError, match=r"^requantize: shift out of range: allowed \[-31, 30\], "
+                                         r"got 31"):
+        requantize(np.array([1]), 2**30, 31)
+    with pytest.raises(TypeError, match=r"^requantize: acc must have an integer dtype, got "
+                                        r"float64$"):
+        requantize(np.array([1.5]), 2**30, 0)
+
+
+def test_compiled_block_input_checked():
+    blk = make_block(0, 8, 16, 2, 16)
+    cb = compile_block(blk, "tiny", effort="fast")
+    with pytest.raises(ValueError) as ei:
+        cb.sram_image(np.zeros((8, 16)))
+    assert str(ei.value) == ("x_q: expected an int8 array of shape (8, 16), got float64 array "
+                             "of shape (8, 16)")
+    with pytest.raises(ValueError, match=r"got int8 array of shape \(16, 8\)$"):
+        cb.run_on_model(np.zeros((16, 8), np.int8))
+
+
+@pytest.mark.parametrize("args, rc, fragments", [
+    (["--heads", "3"], 2, ["error: n_heads: d_model=32 is not divisible by n_heads=3"]),
+    (["--seed", "-1"], 2, ["error: seed: expected an int >= 0, got -1"]),
+    (["--d-ff", "0"], 2, ["error: d_ff: expected a positive int, got 0"]),
+    (["--seeds", "3-1"], 2, ["argument --seeds: '3-1' in '3-1' is not a seed or a range LO-HI "
+                             "with LO <= HI"]),
+])
+def test_golden_cli_refuses(args, rc, fragments):
+    assert_refused(run_cli("-m", "golden", *args), rc, *fragments)
