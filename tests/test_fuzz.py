@@ -16,6 +16,8 @@ from arch.program import Program
 from golden.machine import Machine
 from tb.fuzz import (
     ICU_MNEMONICS as ICU,
+)
+from tb.fuzz import (
     Case,
     _Shape,
     fuzz_kinds,
