@@ -18,13 +18,16 @@ CAUSAL  ?= 1
 WAVES   ?= 0
 LOCKSTEP ?= 0
 JOBS    ?= 2
+N       ?= 200
+CASE    ?=
 PYTEST_ARGS ?=
 
 WAVES_FLAG := $(if $(filter 1 yes true,$(WAVES)),--waves,)
 LOCKSTEP_FLAG := $(if $(filter 1 yes true,$(LOCKSTEP)),--lockstep,)
 CAUSAL_FLAG := $(if $(filter 0 no false,$(CAUSAL)),--no-causal,)
 
-.PHONY: all sim sim-fabric test verilog lint wave bench bench-rtl clean distclean venv help
+.PHONY: all sim sim-fabric test verilog lint wave bench bench-rtl fuzz fuzz-replay coverage \
+	clean distclean venv help
 
 all: test
 
@@ -38,6 +41,10 @@ help:
 	@echo "make lint     ruff + verilator --lint-only on the generated Verilog"
 	@echo "make bench    cycles / lower bound / MXM utilisation table + RTL speed (build/bench.json)"
 	@echo "make wave     make sim with an FST waveform dump"
+	@echo "make fuzz     N random whole-ISA programs on the chip vs the model (N=$(N) SEED=$(SEED)"
+	@echo "              CONFIG=$(CONFIG) JOBS=$(JOBS)); failures -> build/fuzz/, shrunk"
+	@echo "make fuzz-replay CASE=build/fuzz/<case>[/min]   rerun a saved failing program"
+	@echo "make coverage line/toggle coverage per slice + functional ISA coverage (CONFIG=tiny)"
 	@echo "make clean    remove build/ (keeps .venv); make distclean also removes .venv"
 
 venv: $(STAMP)
@@ -65,6 +72,16 @@ bench-rtl: $(STAMP)
 
 wave: WAVES = 1
 wave: sim
+
+fuzz: $(STAMP)
+	$(PY) -m sim fuzz --config $(CONFIG) -n $(N) --seed $(SEED) --jobs $(JOBS)
+
+fuzz-replay: $(STAMP)
+	@test -n "$(CASE)" || { echo "usage: make fuzz-replay CASE=build/fuzz/<case>"; exit 2; }
+	$(PY) -m sim fuzz --replay $(CASE)
+
+coverage: $(STAMP)
+	$(PY) -m sim coverage --config $(if $(filter command line,$(origin CONFIG)),$(CONFIG),tiny) -n $(N) --seed $(SEED)
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)

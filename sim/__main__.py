@@ -178,6 +178,15 @@ def cmd_fuzz(args) -> int:
     return 1 if rep.failures else 0
 
 
+def cmd_coverage(args) -> int:
+    from .coverage import run_coverage
+
+    if args.n < 0:
+        raise SystemExit(f"error: -n must be >= 0 (got {args.n})")
+    rep = run_coverage(_config(args.config), args.n, args.seed)
+    return 0 if rep["code"] else 1
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -231,6 +240,12 @@ def main(argv=None) -> int:
     p.add_argument("--x-seed", type=int, default=None,
                    help="X seed for --replay (default: the one it failed with)")
     p.set_defaults(func=cmd_fuzz)
+    p = sub.add_parser("coverage", help="Verilator line/toggle coverage per slice and "
+                       "functional ISA coverage of the fuzz + directed programs")
+    p.add_argument("--config", default="tiny")
+    p.add_argument("-n", type=int, default=200, help="number of fuzz programs")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_coverage)
     args = ap.parse_args(argv)
     try:
         return args.func(args)

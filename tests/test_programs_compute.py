@@ -2,8 +2,15 @@
 machine model only: every program it makes is accepted by golden.machine, does not
 depend on state left by an earlier program (the RTL keeps VXM registers, MXM weights and
 accumulators, SXM maps and SRAM across runs), writes results, and together the programs
-cover the instructions and types of each compute slice kind.  A generator bug must show
-up here, not on the RTL."""
+cover the instructions and types of each compute slice kind (kind "all": the whole ISA,
+MEM slices' READ/WRITE/GATHER/SCATTER work of their own included).  A generator bug must
+show up here, not on the RTL.
+
+Independence of earlier state: each program also runs on a machine whose every piece of
+state is random -- SRAM outside the program's ``init`` too, as the RTL SRAM is never
+initialised -- and must give the clean machine's results; every SRAM lane it reads was
+initialised by the host or written by the program in an earlier cycle, and it writes no
+address outside ``touched`` (the addresses the RTL tests compare)."""
 
 from __future__ import annotations
 
@@ -14,13 +21,14 @@ import pytest
 
 from arch.asm import assemble
 from arch.config import get_config
-from arch.isa import TYPES, VXM_OPS, decode
-from golden.machine import Machine
+from arch.isa import OPCODES, TYPES, VXM_OPS, decode
+from golden.machine import Machine, Observer, SramEvent
 from tb.chip.programs_compute import KINDS, compute_fault_programs, random_compute_program
 from tb.chip.scoreboard import run_model
 
 N_SEEDS = 30
 CONFIGS = ("tiny", "small")
+ICU = ("NOP", "REPEAT", "SYNC", "NOTIFY", "HALT")
 
 
 def _seeds(base_seed: int) -> list[int]:
@@ -41,6 +49,78 @@ def _dirty_machine(cfg, rng: np.random.Generator) -> Machine:
     for maps in m.sxm_maps.values():
         maps[:] = rng.integers(0, vl, maps.shape)
     return m
+
+
+class _SramReads(Observer):
+    """Collects SRAM accesses; ``undefined`` lists the reads of lanes that neither the
+    host (``init``) nor an earlier write of the program defined."""
+
+    def __init__(self):
+        self.events: list[SramEvent] = []
+
+    def on_sram(self, ev: SramEvent) -> None:
+        self.events.append(ev)
+
+    def undefined(self, cfg, init) -> list[str]:
+        lanes = np.arange(cfg.vector_length)
+        defined = {s.name: np.zeros((cfg.mem_addresses, cfg.vector_length), bool)
+                   for s in cfg.slices_of("MEM")}
+        for sl, d in init.items():
+            defined[sl][sorted(d)] = True
+        bad = []
+        # a write in cycle c is seen by reads from cycle c + 1 on
+        for ev in sorted(self.events, key=lambda e: (e.cycle, e.op == "write")):
+            single = np.ndim(ev.addrs) == 0
+            where = (int(ev.addrs),) if single else (ev.addrs, lanes)
+            if ev.op == "write":
+                defined[ev.slice][where] = True
+            elif not defined[ev.slice][where].all():
+                bad.append(f"cycle {ev.cycle}: {ev.slice} {ev.mnemonic} (issued in cycle "
+                           f"{ev.issue_cycle}) reads undefined SRAM at {ev.addrs}")
+        return bad
+
+
+def _check_independent(cfg, rp, exp, seed: int) -> None:
+    """``rp`` on a machine with random state (SRAM outside ``init`` included) gives the
+    clean run's results, reads only defined SRAM lanes and writes only ``touched``."""
+    dirty = _dirty_machine(cfg, np.random.default_rng(seed))
+    for sl, d in rp.init.items():
+        for a, v in d.items():
+            dirty.write_mem(sl, a, v)
+    before = {sl: m.copy() for sl, m in dirty.mem.items()}
+    obs = _SramReads()
+    dirty.observer = obs
+    dirty.load_program(rp.program)
+    res = dirty.run()
+    bad = obs.undefined(cfg, rp.init)
+    assert not bad, f"seed {seed}: " + "\n".join(bad[:5]) + f"\n{rp.describe()}"
+    for sl, m in dirty.mem.items():
+        addrs = sorted(rp.touched.get(sl, ()))
+        other = np.ones(len(m), bool)
+        other[addrs] = False
+        assert np.array_equal(m[other], before[sl][other]), (
+            f"seed {seed}: {sl} writes addresses outside touched: "
+            f"{np.flatnonzero(other & (m != before[sl]).any(axis=1))[:8]}\n{rp.describe()}")
+        diff = [a for a in addrs if not np.array_equal(m[a], exp.machine.mem[sl][a])]
+        assert not diff, (f"seed {seed}: {sl}{diff[:8]} depend on state the program did not "
+                          f"write\n{rp.describe()}")
+    assert (res.cycles, res.busy, res.issued, res.mxm_mvm_cycles) == (
+        exp.result.cycles, exp.result.busy, exp.result.issued, exp.result.mxm_mvm_cycles)
+
+
+def _missing(mn: Counter) -> list:
+    """The slice instructions (per slice kind) and ICU instructions (on any queue) that
+    ``mn`` ((kind, mnemonic) -> count) lacks."""
+    out = [(k, x) for k, names in OPCODES.items() for x in names
+           if x not in ICU and not mn[(k, x)]]
+    return out + [x for x in ICU if not sum(mn[(k, x)] for k in OPCODES)]
+
+
+def _far(cfg) -> str:
+    """The coverage name of the longest MEM -> MEM distance of the config."""
+    pos = [s.index for s in cfg.slices_of("MEM")]
+    d = max(pos) - min(pos)
+    return "5+" if d >= 5 else str(d)
 
 
 def _mnemonics(cfg, program) -> Counter:
@@ -75,24 +155,36 @@ def test_programs_run_on_the_model(config, kind, base_seed):
                       for sl, addrs in rp.touched.items() for a in addrs)
         assert changed > 0, f"seed {seed}: the program changes no SRAM vector"
         # independent of the state earlier programs leave behind
-        dirty = _dirty_machine(cfg, np.random.default_rng(seed))
-        for sl, d in rp.init.items():
-            for a, v in d.items():
-                dirty.write_mem(sl, a, v)
-        dirty.load_program(rp.program)
-        res = dirty.run()
-        for sl, addrs in rp.touched.items():
-            for a in addrs:
-                assert np.array_equal(dirty.read_mem(sl, a), exp.machine.read_mem(sl, a)), (
-                    f"seed {seed}: {sl}[{a}] depends on state the program did not write\n"
-                    f"{rp.describe()}")
-        assert (res.cycles, res.busy, res.issued, res.mxm_mvm_cycles) == (
-            exp.result.cycles, exp.result.busy, exp.result.issued, exp.result.mxm_mvm_cycles)
+        _check_independent(cfg, rp, exp, seed)
         cov.update(rp.coverage)
         mn.update(_mnemonics(cfg, rp.program))
     print(f"cycles per program: min {min(cycles)} mean {np.mean(cycles):.0f} max {max(cycles)}")
     print("coverage:", dict(sorted(cov.items())))
     # every instruction of the kind, every type (mixed programs: every instruction)
+    if kind == "all":
+        assert not _missing(mn), f"never generated: {_missing(mn)}"
+        for k in ("REPEAT.READ", "REPEAT.WRITE", "REPEAT.GATHER", "REPEAT.SCATTER",
+                  "REPEAT.READ.stride0", "REPEAT.WRITE.stride-", "REPEAT.GATHER.stride+",
+                  "REPEAT.SCATTER.stride+", "READ.bank0", "READ.bank1", "WRITE.bank0",
+                  "WRITE.bank1", "GATHER.bank0", "GATHER.bank1", "SCATTER.bank0",
+                  "SCATTER.bank1", "GATHER.crosses_banks", "SCATTER.crosses_banks",
+                  "bank_switch", "bank_switch.step", "RAW", "RAW.earliest", "RAW.of_drain",
+                  "RAW.of_WRITE", "RAW.of_SCATTER", "READ.again", "READ.index.fresh",
+                  "READ.index.again", "WRITE.index", "GATHER.idx.read", "GATHER.idx.gather",
+                  "GATHER.idx.given", "GATHER.index_table", "GATHER.table.existing",
+                  "GATHER.table.straddle", "GATHER.turns", "SCATTER.idx.read",
+                  "SCATTER.data.gather", "SCATTER.data.given", "SCATTER.window.existing",
+                  "SCATTER.window.straddle", "SCATTER.idx_data_opposite_directions",
+                  "transfer.E", "transfer.W", f"transfer.distance_{_far(cfg)}",
+                  "chain.VXM->GATHER.idx", "chain.VXM->SCATTER.idx", "dropped"):
+            assert cov[f"MEM.{k}"] > 0, f"MEM {k} never generated"
+        for c in ("VXM", "SXM", "MXM"):
+            assert cov[f"MEM.chain.GATHER->{c}"] + sum(
+                v for k, v in cov.items() if k.startswith("MEM.chain.READ") and
+                k.endswith(f"->{c}")) > 0, f"MEM -> {c} never generated"
+            assert cov[f"MEM.chain.{c}->SCATTER.data"] > 0, f"{c} -> SCATTER never generated"
+        assert sum(v for k, v in cov.items() if k.startswith("chain.") and "->" in k) > 0
+        assert cov["start_barrier"] > 0
     if kind == "mixed":
         for k, m in (("VXM", "VXM"), ("MXM", "LW"), ("MXM", "LWT"), ("MXM", "IW"),
                      ("MXM", "MVM"), ("SXM", "PMAP"), ("SXM", "PERM"), ("SXM", "RSUM")):
@@ -126,6 +218,25 @@ def test_programs_run_on_the_model(config, kind, base_seed):
                 assert sum(cov[f"SXM.{m}.{t}:{ot}"] for ot in TYPES) > 0, f"{m}.{t} missing"
                 assert sum(cov[f"SXM.{m}.{ot}:{t}"] for ot in TYPES) > 0, f"{m} :{t} missing"
         assert mn[("SXM", "PMAP")] > 0 and cov["SXM.REPEAT.strided"] > 0
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_all_programs_cover_the_isa(config, base_seed):
+    """Kind "all": every program has work on every slice kind (MEM slices: at least 10
+    steps of their own, GATHER/SCATTER among them, beyond the compute slices' feeders and
+    drains); together 30 programs contain every mnemonic of every slice kind."""
+    cfg = get_config(config)
+    mn = Counter()
+    for seed in _seeds(base_seed):
+        rp = random_compute_program(cfg, seed, "all")
+        m = _mnemonics(cfg, rp.program)
+        for k in ("VXM", "MXM", "SXM"):
+            assert sum(v for (kk, name), v in m.items()
+                       if kk == k and name not in ICU) > 0, (seed, k)
+        steps = sum(v for k, v in rp.coverage.items() if k.startswith("MEM.step."))
+        assert steps >= 10 and m[("MEM", "GATHER")] + m[("MEM", "SCATTER")] > 0, seed
+        mn.update(m)
+    assert not _missing(mn), f"never generated: {_missing(mn)}"
 
 
 def test_unknown_kind_is_refused():

