@@ -370,24 +370,42 @@ class Machine:
         }
 
     # -- memory access ----------------------------------------------------------------
+    def _mem_of(self, what: str, slice_name: str) -> np.ndarray:
+        m = self.mem.get(slice_name)
+        if m is None:
+            raise ValueError(f"{what}: {slice_name!r} is not a MEM slice of config "
+                             f"{self.cfg.name!r}; MEM slices are {', '.join(self.mem)}")
+        return m
+
     def write_mem(self, slice_name: str, addr: int, data) -> None:
         """Store one vector (VL,) or consecutive vectors (n, VL) of bytes at ``addr``."""
+        where = f"write_mem({slice_name}, {addr})"
+        m = self._mem_of(where, slice_name)
         a = np.asarray(data)
         if a.ndim == 1:
             a = a[None, :]
-        if a.shape[1] != self.vl:
-            raise ValueError(f"write_mem: vectors must have {self.vl} lanes, got {a.shape}")
-        if np.issubdtype(a.dtype, np.integer) and a.size and (a.min() < -128 or a.max() > 255):
-            raise ValueError("write_mem: values must be bytes (int8 or uint8)")
-        m = self.mem[slice_name]
+        if a.ndim != 2 or a.shape[1] != self.vl:
+            raise ValueError(f"{where}: vectors must have {self.vl} lanes, got shape "
+                             f"{np.shape(data)}")
+        if not (np.issubdtype(a.dtype, np.integer) or a.dtype == bool) and not (
+                np.issubdtype(a.dtype, np.floating) and np.array_equal(a, np.round(a))):
+            raise ValueError(f"{where}: values must be integer bytes, got dtype {a.dtype}")
+        if a.size and (a.min() < -128 or a.max() > 255):
+            bad = np.argwhere((a < -128) | (a > 255))[0]
+            raise ValueError(f"{where}: values must be bytes (int8 or uint8): vector "
+                             f"{bad[0]} lane {bad[1]} is {a[tuple(bad)]}")
         if not 0 <= addr <= len(m) - len(a):
-            raise ValueError(f"write_mem: addresses {addr}..{addr + len(a) - 1} out of range "
+            raise ValueError(f"{where}: addresses {addr}..{addr + len(a) - 1} out of range "
                              f"[0, {len(m) - 1}]")
         m[addr:addr + len(a)] = a.astype(np.int64).astype(np.uint8)
 
     def read_mem(self, slice_name: str, addr: int, n: int | None = None, dtype=np.uint8):
         """The vector at ``addr`` (or ``n`` vectors from it) viewed as ``dtype`` (uint8/int8)."""
-        m = self.mem[slice_name]
+        m = self._mem_of(f"read_mem({slice_name}, {addr})", slice_name)
+        k = 1 if n is None else n
+        if not 0 <= addr <= len(m) - k or k < 0:
+            raise ValueError(f"read_mem({slice_name}, {addr}): addresses {addr}.."
+                             f"{addr + k - 1} out of range [0, {len(m) - 1}]")
         out = m[addr] if n is None else m[addr:addr + n]
         return out.copy().view(dtype)
 
@@ -435,13 +453,14 @@ class Machine:
             if not running:
                 waiting = [q for q in queues if q.state == "wait"]
                 if waiting:
-                    desc = ", ".join(f"{q.name} (SYNC in cycle {q.sync_cycle})" for q in waiting)
+                    desc = ", ".join(f"{q.name} (SYNC, instruction {q.pc - 1}, in cycle "
+                                     f"{q.sync_cycle})" for q in waiting)
                     raise MachineError(f"deadlock: {desc} wait for a NOTIFY that no queue "
                                        "can issue any more")
                 break
             c = min(q.t_next for q in running)
             if c >= max_cycles:
-                names = ", ".join(q.name for q in running)
+                names = ", ".join(f"{q.name} at instruction {q.pc}" for q in running)
                 raise MachineError(f"program did not halt within max_cycles={max_cycles} "
                                    f"(still running: {names})")
             if c - self._purged > 8 * self.n_pos and not self.keep_history:

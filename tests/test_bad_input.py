@@ -228,8 +228,31 @@ def test_model_invalid_stream_read():
 
 def test_model_deadlock():
     msg = model_error(".slice MEM_W0\n    NOP 4\n    SYNC\n    HALT\n")
-    assert msg == ("deadlock: MEM_W0 (SYNC in cycle 4) wait for a NOTIFY that no queue can "
-                   "issue any more")
+    assert msg == ("deadlock: MEM_W0 (SYNC, instruction 1, in cycle 4) wait for a NOTIFY "
+                   "that no queue can issue any more")
+
+
+def test_model_sram_access_errors():
+    """Host-side SRAM access of the model: slice, address and value are named."""
+    m = Machine(TINY)
+    with pytest.raises(ValueError, match=r"^write_mem\(MEM_X, 0\): 'MEM_X' is not a MEM slice "
+                       r"of config 'tiny'; MEM slices are MEM_W1, MEM_W0, MEM_E0, MEM_E1$"):
+        m.write_mem("MEM_X", 0, np.zeros(16, np.uint8))
+    with pytest.raises(ValueError, match=r"^write_mem\(MEM_W0, 3\): values must be bytes "
+                       r"\(int8 or uint8\): vector 0 lane 5 is 300$"):
+        v = np.zeros(16, np.int64)
+        v[5] = 300
+        m.write_mem("MEM_W0", 3, v)
+    with pytest.raises(ValueError, match=r"^write_mem\(MEM_W0, 0\): vectors must have 16 "
+                       r"lanes, got shape \(8,\)$"):
+        m.write_mem("MEM_W0", 0, np.zeros(8, np.uint8))
+    with pytest.raises(ValueError, match=r"integer bytes, got dtype float64"):
+        m.write_mem("MEM_W0", 0, np.full(16, 0.5))
+    with pytest.raises(ValueError, match=r"^read_mem\(MEM_E1, 511\): addresses 511..512 out "
+                       r"of range \[0, 511\]$"):
+        m.read_mem("MEM_E1", 511, 2)
+    with pytest.raises(ValueError, match=r"^read_mem\(VXM, 0\): 'VXM' is not a MEM slice"):
+        m.read_mem("VXM", 0)
 
 
 def test_model_address_out_of_range():
@@ -252,7 +275,7 @@ def test_model_sequencing_errors():
         "VXM instruction 1 (REPEAT 1, 1) in cycle 2: REPEAT must directly follow a slice "
         "instruction")
     assert model_error(".slice VXM\n    NOP 100\n    HALT\n", max_cycles=50) == (
-        "program did not halt within max_cycles=50 (still running: VXM)")
+        "program did not halt within max_cycles=50 (still running: VXM at instruction 1)")
     m = Machine(SMALL)
     with pytest.raises(MachineError, match=r"^program is for config 'tiny', machine is 'small'$"):
         m.load_program(assemble(".slice VXM\n  HALT\n", TINY))
