@@ -7,7 +7,7 @@ import os
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge
+from cocotb.triggers import FallingEdge, RisingEdge
 
 from arch.config import TspConfig
 
@@ -33,4 +33,14 @@ async def start_clock_and_reset(dut, cycles: int = 2) -> None:
     dut.rst.value = 1
     for _ in range(cycles):
         await RisingEdge(dut.clk)
+    dut.rst.value = 0
+
+
+async def pulse_reset(dut, cycles: int = 2) -> None:
+    """Assert ``rst`` from a falling edge for `cycles` rising edges (mid-run too)."""
+    await FallingEdge(dut.clk)
+    dut.rst.value = 1
+    for _ in range(cycles):
+        await RisingEdge(dut.clk)
+    await FallingEdge(dut.clk)
     dut.rst.value = 0

@@ -590,7 +590,8 @@ def test_sync_after_notify_deadlocks():
     """, SMALL)
     m = Machine(SMALL)
     m.load_program(prog)
-    with pytest.raises(MachineError, match=r"deadlock: MEM_W0 \(SYNC, instruction 1, in cycle 11\)"):
+    with pytest.raises(MachineError,
+                       match=r"deadlock: MEM_W0 \(SYNC, instruction 1, in cycle 11\)"):
         m.run()
 
 

@@ -25,6 +25,7 @@ from arch.isa import OPCODES, TYPES, VXM_OPS, decode
 from golden.machine import Machine, Observer, SramEvent
 from tb.chip.programs_compute import KINDS, compute_fault_programs, random_compute_program
 from tb.chip.scoreboard import run_model
+from tb.fuzz import randomise_state
 
 N_SEEDS = 30
 CONFIGS = ("tiny", "small")
@@ -38,16 +39,7 @@ def _seeds(base_seed: int) -> list[int]:
 def _dirty_machine(cfg, rng: np.random.Generator) -> Machine:
     """A machine whose every piece of state is random (as the RTL after other programs)."""
     m = Machine(cfg)
-    vl = cfg.vector_length
-    for name in m.mem:
-        m.mem[name][:] = rng.integers(0, 256, m.mem[name].shape, dtype=np.uint8)
-    m.vxm_regs[:] = rng.integers(-(2**31), 2**31, m.vxm_regs.shape)
-    for st in m.mxm.values():
-        st.active[:] = rng.integers(-128, 128, st.active.shape)
-        st.shadow[:] = rng.integers(-128, 128, st.shadow.shape)
-        st.acc[:] = rng.integers(-(2**31), 2**31, st.acc.shape)
-    for maps in m.sxm_maps.values():
-        maps[:] = rng.integers(0, vl, maps.shape)
+    randomise_state(m, rng)
     return m
 
 

@@ -36,6 +36,17 @@ class ChipScoreboard:
     errors: list[str] = field(default_factory=list)
     compared_vectors: int = 0
 
+    def check_clean_status(self, tag: str, st: dict) -> None:
+        """The chip finished without a fault (the model accepted the program)."""
+        if st["error"] or not st["done"]:
+            from hdl.slice import ErrorCode
+
+            code = ErrorCode(st["error_code"]).name if st["error"] else "-"
+            self.errors.append(
+                f"{tag}: RTL status error={st['error']} done={st['done']} code={code} "
+                f"slice={self.cfg.slices[st['error_slice']].name} cycle={st['error_cycle']}; "
+                "the model accepts the program")
+
     def check_counters(self, tag: str, exp: RunResult, got: dict) -> None:
         if got["cycles"] != exp.cycles:
             self.errors.append(f"{tag}: cycles RTL {got['cycles']} != model {exp.cycles}")

@@ -161,7 +161,7 @@ async def chip_faults(dut):
 async def chip_reset_mid_program(dut):
     """Reset in the middle of a program stops it cleanly: the chip is idle and not
     in error afterwards, and the next program runs exactly as the model says."""
-    from cocotb.triggers import FallingEdge, RisingEdge
+    from cocotb.triggers import RisingEdge
 
     cfg = env.config()
     prm = env.params()
@@ -179,12 +179,7 @@ async def chip_reset_mid_program(dut):
     for _ in range(stop_after):
         await RisingEdge(dut.clk)
     assert int(dut.running.value), "the program should still be running when reset comes"
-    await FallingEdge(dut.clk)
-    dut.rst.value = 1
-    for _ in range(2):
-        await RisingEdge(dut.clk)
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    await env.pulse_reset(dut)
     for _ in range(3):
         await RisingEdge(dut.clk)
     if int(dut.running.value) or int(dut.done.value) or int(dut.error.value):

@@ -92,13 +92,7 @@ async def chip_random_compute_programs(dut):
                 hung = True
                 waited, mon = max_cycles, None
             if not hung:
-                st = await host.status()
-                if st["error"] or not st["done"]:
-                    code = ErrorCode(st["error_code"]).name if st["error"] else "-"
-                    board.errors.append(
-                        f"{tag}: RTL status error={st['error']} done={st['done']} code={code} "
-                        f"slice={cfg.slices[st['error_slice']].name} cycle="
-                        f"{st['error_cycle']}; the model accepts the program")
+                board.check_clean_status(tag, await host.status())
                 board.check_counters(tag, exp.result, await host.counters())
                 for sl, addrs in rp.touched.items():
                     if seed in corrupt:  # only results count

@@ -19,9 +19,7 @@ from __future__ import annotations
 import time
 
 import cocotb
-from cocotb.triggers import FallingEdge, RisingEdge
 
-from hdl.slice import ErrorCode
 from tb import env
 from tb.fuzz import Case, generate, model_outcome
 
@@ -39,15 +37,6 @@ def _case(cfg, spec: dict) -> Case:
     if spec.get("corrupt"):
         case.corrupt = True
     return case
-
-
-async def _reset(dut) -> None:
-    await FallingEdge(dut.clk)
-    dut.rst.value = 1
-    for _ in range(2):
-        await RisingEdge(dut.clk)
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
 
 
 @cocotb.test()
@@ -78,15 +67,9 @@ async def chip_fuzz(dut):
         except HostTimeout as e:
             board.errors.append(f"{e} (model: {exp.result.cycles} cycles)")
             waited = max_cycles
-            await _reset(dut)
+            await env.pulse_reset(dut)
         else:
-            st = await host.status()
-            if st["error"] or not st["done"]:
-                code = ErrorCode(st["error_code"]).name if st["error"] else "-"
-                board.errors.append(
-                    f"RTL status error={st['error']} done={st['done']} code={code} slice="
-                    f"{cfg.slices[st['error_slice']].name} cycle={st['error_cycle']}; the "
-                    "model accepts the program")
+            board.check_clean_status("", await host.status())
             board.check_counters("", exp.result, await host.counters())
             for sl, d in exp.sram.items():
                 for a in sorted(d):
