@@ -68,7 +68,7 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
-def _source_files(design: str, cfg: TspConfig) -> list[Path]:
+def _source_files(design: str) -> list[Path]:
     """The sources the design is built from: the closure of module-level imports
     (within arch/ and hdl/) of the design's root modules, found statically, so
     editing an unrelated slice does not invalidate a cached build."""
@@ -108,7 +108,7 @@ def design_key(cfg: TspConfig, design: str) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({"design": design, "cfg": cfg.params()}, sort_keys=True).encode())
     h.update(amaranth.__version__.encode())
-    for f in _source_files(design, cfg):
+    for f in _source_files(design):
         h.update(str(f.relative_to(REPO)).encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:16]

@@ -4,9 +4,10 @@ One Verilator build with ``--coverage-line --coverage-toggle`` runs
 
 * the fuzz programs (``n`` cases of `tb.fuzz.fuzz_plan`, compared with the model as in
   ``make fuzz``),
-* the directed programs: the compiled transformer block and the tiled matmul example
-  (run as fuzz cases: compared with the model, from random power-up state), and the
-  directed testbenches -- fault programs of every slice kind (``chip_faults``,
+* the directed programs: the compiled transformer block, the tiled matmul example and
+  the programs of ``tb/directed.py`` (for the bins the generators miss) -- run as fuzz
+  cases: compared with the model, from random power-up state -- and the directed
+  testbenches -- fault programs of every slice kind (``chip_faults``,
   ``chip_compute_faults``), reset in the middle of a program, the power-up check.
 
 Each simulator run writes a ``coverage.dat``; they are merged (counts summed per point,
@@ -178,7 +179,10 @@ def run_coverage(cfg: TspConfig, n: int, seed: int, *, log=print) -> dict:
     fc = FunctionalCoverage(cfg)
     plan = fuzz_plan(n, seed)
     log(f"coverage {cfg.name}: {n} fuzz programs (base seed {seed}) + directed programs")
+    from tb.directed import directed_cases
+
     directed = [c for c in (_block_case(cfg), _matmul_case(cfg)) if c is not None]
+    directed += directed_cases(cfg)
     specs = [{"gen": [k, s, 1.0]} for k, s in plan]
     ddir = out / "directed"
     for c in directed:

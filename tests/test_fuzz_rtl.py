@@ -47,3 +47,17 @@ def test_failure_is_saved_replayed_and_shrunk(base_seed, monkeypatch, tmp_path):
     print(f"shrunk {orig.n_slice_instructions} -> {small.n_slice_instructions}")
     assert small.n_slice_instructions < orig.n_slice_instructions
     assert not fz.replay(tmp_path / f["name"] / "min")["ok"]
+
+
+@pytest.mark.parametrize("config", ["tiny", "small"])
+def test_directed_programs_on_rtl(config, tmp_path):
+    """The directed programs of tb/directed.py on the chip, compared like fuzz cases."""
+    from tb.directed import directed_cases
+
+    cfg = get_config(config)
+    specs = [{"dir": str(c.save(tmp_path / c.name))} for c in directed_cases(cfg)]
+    s = fz.run_batch(cfg, specs, name=f"directed-{config}", x_seed=len(specs))
+    for r in s["cases"]:
+        print(f"{r['name']}: {'ok' if r['ok'] else r['errors']}")
+    assert all(r["ok"] for r in s["cases"]) and len(s["cases"]) == len(specs)
+    assert s["sram_vectors_compared"] >= len(specs)
