@@ -1,6 +1,6 @@
 """SXM slice RTL (hdl/sxm.py) against the machine model, in Amaranth's simulator.
 
-Uses `SliceBench` from tests/test_mxm_unit.py: every sequence runs on the machine model
+Uses `SliceBench` from tests/slicebench.py: every sequence runs on the machine model
 with MEM slices feeding the operands, then the same issue words and stream inputs are
 played into the RTL and every stream write (cycle, direction, stream, bytes) is compared.
 """
@@ -8,22 +8,18 @@ played into the RTL and every stream write (cycle, direction, stream, bytes) is 
 from __future__ import annotations
 
 import gc
-import os
 import random
-import sys
 import warnings
 
 import numpy as np
 import pytest
 from amaranth.hdl import UnusedElaboratable
+from slicebench import Sequence, SliceBench
 
 from arch.config import get_config
 from arch.isa import TYPES, latency, type_bytes
 from hdl.slice import ErrorCode
 from hdl.sxm import SxmSlice
-
-sys.path.insert(0, os.path.dirname(__file__))
-from test_mxm_unit import Sequence, SliceBench  # noqa: E402
 
 TINY, SMALL, MEDIUM = get_config("tiny"), get_config("small"), get_config("medium")
 MOVES = ("SHS", "ROTS", "SHV", "ROTV", "DIST", "PERM")
