@@ -38,7 +38,11 @@ def test_faults_flag_and_halt(config):
 @pytest.mark.parametrize("config", ["tiny", "small"])
 def test_reset_mid_program(config, base_seed):
     sim = build_sim(get_config(config), "chip")
+    fractions = [0.1, 0.5, 0.9]
     run = run_cocotb(sim, "tb.chip.test_chip", name=f"chip-reset-{config}",
-                     testcase="chip_reset_mid_program", params={"seed": base_seed})
+                     testcase="chip_reset_mid_program",
+                     params={"seed": base_seed, "kind": "all", "fractions": fractions})
     print(run.summary)
-    assert run.summary["mismatches"] == 0 and run.summary["sram_vectors_compared"] > 0
+    s = run.summary
+    assert s["mismatches"] == 0 and s["sram_vectors_compared"] > 10 * len(fractions)
+    assert len(s["resets"]) == len(fractions)

@@ -159,44 +159,61 @@ async def chip_faults(dut):
 
 @cocotb.test()
 async def chip_reset_mid_program(dut):
-    """Reset in the middle of a program stops it cleanly: the chip is idle and not
-    in error afterwards, and the next program runs exactly as the model says."""
+    """Reset in the middle of a program stops it cleanly: the chip is idle and not in
+    error afterwards, and the next program runs exactly as the model says.
+
+    Parameters: ``seed``, ``kind`` (a `tb.fuzz` generator kind, default ``all``: every
+    slice kind busy when reset comes), ``fractions`` (where in the first program reset
+    comes, as fractions of its length; one first/second program pair per fraction)."""
     from cocotb.triggers import RisingEdge
+
+    from tb.fuzz import generate, model_outcome
 
     cfg = env.config()
     prm = env.params()
+    seed, kind = int(prm.get("seed", 0)), prm.get("kind", "all")
+    fractions = prm.get("fractions", [0.5])
     host = HostDriver(dut, cfg)
     await env.start_clock_and_reset(dut)
     board = ChipScoreboard(cfg)
-    first = random_mem_program(cfg, int(prm.get("seed", 0)))
-    exp_first = run_model(cfg, first.program, first.init)
-    await host.load_program(first.program)
-    for sl, d in first.init.items():
-        for a, v in d.items():
-            await host.write_sram(sl, a, v)
-    await host.start()
-    stop_after = max(2, exp_first.result.cycles // 2)
-    for _ in range(stop_after):
-        await RisingEdge(dut.clk)
-    assert int(dut.running.value), "the program should still be running when reset comes"
-    await env.pulse_reset(dut)
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    if int(dut.running.value) or int(dut.done.value) or int(dut.error.value):
-        board.errors.append("after reset: running/done/error not all low")
-    # the next program (new SRAM image over the old contents) runs as the model says
-    second = random_mem_program(cfg, int(prm.get("seed", 0)) + 1)
-    exp = run_model(cfg, second.program, second.init)
-    await load_and_run(dut, host, cfg, second.program, second.init)
-    st = await host.status()
-    if st["error"]:
-        board.errors.append(f"second program raised error code {st['error_code']}")
-    board.check_counters("after reset", exp.result, await host.counters())
-    for sl, addrs in second.touched.items():
-        for a in sorted(addrs):
-            board.check_sram("after reset", exp.machine, sl, a, await host.read_sram(sl, a))
-    env.write_result({"reset_at_cycle": stop_after, "first_program_cycles":
-                      exp_first.result.cycles, "mismatches": len(board.errors),
+    done = []
+    for j, frac in enumerate(fractions):
+        first = generate(cfg, kind, seed * 100 + 2 * j)
+        exp_first = model_outcome(first)
+        assert exp_first.ok, exp_first.error
+        await host.load_program(first.program)
+        for sl, d in first.image.items():
+            for a, v in d.items():
+                await host.write_sram(sl, a, v)
+        await host.start()
+        stop_after = max(2, int(exp_first.result.cycles * frac))
+        for _ in range(stop_after):
+            await RisingEdge(dut.clk)
+        assert int(dut.running.value), "the program should still be running when reset comes"
+        await env.pulse_reset(dut)
+        for _ in range(3):
+            await RisingEdge(dut.clk)
+        tag = f"after reset at cycle {stop_after} of {first.name}"
+        if int(dut.running.value) or int(dut.done.value) or int(dut.error.value):
+            board.errors.append(f"{tag}: running/done/error not all low")
+        # the next program (new SRAM image over the old contents, compute state left
+        # over) runs as the model says
+        second = generate(cfg, kind, seed * 100 + 2 * j + 1)
+        exp = model_outcome(second)
+        assert exp.ok, exp.error
+        await load_and_run(dut, host, cfg, second.program, second.image)
+        board.check_clean_status(tag, await host.status())
+        board.check_counters(tag, exp.result, await host.counters())
+        for sl, d in exp.sram.items():
+            for a in sorted(d):
+                got = await host.read_sram(sl, a)
+                board.compared_vectors += 1
+                if (got != d[a]).any():
+                    board.errors.append(f"{tag}: SRAM {sl}[{a}] differs from the model")
+        done.append({"first": first.name, "reset_at_cycle": stop_after,
+                     "first_program_cycles": exp_first.result.cycles,
+                     "second": second.name})
+    env.write_result({"resets": done, "mismatches": len(board.errors),
                       "sram_vectors_compared": board.compared_vectors})
     for e in board.errors[:20]:
         dut._log.error(e)
