@@ -113,6 +113,41 @@ def summarise(points: dict[str, int], cfg: TspConfig
     return {u: dict(v) for u, v in acc.items()}, dict(uncovered)
 
 
+_DECL = re.compile(r'^\s*\(\* src = "([^"]+)" \*\)\s*$')
+_NAME = re.compile(r"^\s*(?:reg|wire|output|input)\b[^;]*?(\\\S+|[A-Za-z_][\w$]*)"
+                   r"\s*(?:\[[^\]]*\]\s*)?;")
+_ASSIGN = re.compile(r"^\s*(\\\S+|[A-Za-z_][\w$]*)(?:\s*\[[^\]]*\])?\s*<?=")
+
+
+def source_map(verilog: Path):
+    """A function: Verilog line number -> "signal (hdl/file.py:line)" for an uncovered
+    line point: the signal assigned at or after that line (within a few lines) and the
+    Python line Amaranth recorded for its declaration in that module (``(* src *)``)."""
+    import bisect
+
+    repo = str(Path(__file__).resolve().parent.parent) + "/"
+    lines = Path(verilog).read_text().splitlines()
+    starts = [i for i, ln in enumerate(lines) if ln.startswith("module ")]
+    src: dict[tuple[int, str], str] = {}
+    for i, ln in enumerate(lines[:-1]):
+        m = _DECL.match(ln)
+        if m:
+            n = _NAME.match(lines[i + 1])
+            if n:
+                mod = bisect.bisect_right(starts, i)
+                src[(mod, n.group(1))] = m.group(1).split("|")[0].replace(repo, "")
+
+    def where(lineno: int) -> str:
+        mod = bisect.bisect_right(starts, lineno - 1)
+        for j in range(lineno - 1, min(lineno + 6, len(lines))):
+            m = _ASSIGN.match(lines[j])
+            if m and (mod, m.group(1)) in src:
+                return f"{m.group(1).lstrip(chr(92))} ({src[(mod, m.group(1))]})"
+        return "?"
+
+    return where
+
+
 def format_table(summary: dict) -> str:
     def pct(hm):
         return f"{100 * hm[0] / hm[1]:5.1f}% ({hm[0]}/{hm[1]})" if hm and hm[1] else "-"
@@ -222,10 +257,14 @@ def run_coverage(cfg: TspConfig, n: int, seed: int, *, log=print) -> dict:
         subprocess.run(["verilator_coverage", "--annotate", str(annotated), str(merged)],
                        check=True, capture_output=True)
     summary, uncovered = summarise(points, cfg)
+    where = source_map(sim.verilog.sim_path)
     with open(out / "uncovered.txt", "w") as fh:
+        fh.write("# line points never hit, per unit: Verilog line -> the signal it assigns "
+                 "(the Python line of its declaration)\n")
         for unit in sorted(uncovered):
             fh.write(f"{unit}: {len(uncovered[unit])} line points never hit\n")
-            fh.writelines(f"    {x}\n" for x in uncovered[unit])
+            for x in sorted(uncovered[unit], key=lambda x: int(x.rsplit(":", 1)[1])):
+                fh.write(f"    {x}  {where(int(x.rsplit(':', 1)[1]))}\n")
     (out / "functional.json").write_text(fc.to_json())
     report = {"config": cfg.name, "fuzz_programs": n, "seed": seed,
               "directed_programs": [c.name for c in directed],

@@ -1,0 +1,99 @@
+"""The Verilog post-processing and coverage bookkeeping of sim/ (no simulator needed):
+initial values stripped for X-state runs, coverage files merged and attributed to slices,
+uncovered Verilog lines mapped back to the Python that declared the signal."""
+
+from pathlib import Path
+
+import pytest
+
+from arch.config import get_config
+from sim.build import BuildError, strip_initial_values, x_plusargs
+from sim.coverage import merge_coverage, source_map, summarise, unit_of
+
+VERILOG = r"""module top(clk, rst);
+  reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
+  (* src = "/x/hdl/icu.py:12" *)
+  reg [47:0] cycle = 48'h000000000000;
+  (* src = "/x/hdl/icu.py:13" *)
+  reg [31:0] \wait  = 32'd0;
+  (* src = "/x/hdl/icu.py:14" *)
+  output fault;
+  reg fault;
+  reg [7:0] mem [3:0];
+  initial begin
+    mem[0] = 8'h00;
+    mem[1] = 8'h00;
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    fault = 1'h0;
+    if (cycle == 48'd3)
+      fault = 1'h1;
+  end
+endmodule
+"""
+
+
+def test_strip_initial_values():
+    out, regs, mems = strip_initial_values(VERILOG)
+    assert (regs, mems) == (2, 1)
+    assert "reg [47:0] cycle;" in out
+    assert "reg [31:0] \\wait ;" in out  # an escaped identifier keeps its terminating space
+    assert "initial" not in out and "mem[0] =" not in out
+    assert "dump_module$1  = 0;" in out  # yosys's time-0 trigger is not state
+    assert "fault = 1'h0;" in out  # assignments in processes are untouched
+    with pytest.raises(BuildError, match="unterminated"):
+        strip_initial_values("  initial begin\n    m[0] = 1;\n")
+
+
+def test_x_plusargs_differ_by_seed():
+    assert x_plusargs(3) == ("+verilator+rand+reset+2", "+verilator+seed+4")
+    assert x_plusargs(3) != x_plusargs(4)
+
+
+def _point(h, page, line, extra=""):
+    keys = {"f": "/b/tsp_chip.noinit.v", "l": str(line), "page": page, "h": h, "o": extra}
+    return "\x01" + "\x01".join(f"{k}\x02{v}" for k, v in keys.items())
+
+
+def test_merge_and_summarise(tmp_path):
+    a = tmp_path / "a.dat"
+    b = tmp_path / "b.dat"
+    pts = [_point("tsp_chip.slice_VXM.tile0", "v_line/x", 10),
+           _point("tsp_chip.slice_VXM", "v_toggle/x", 11, "q:0->1"),
+           _point("tsp_chip.icu_MEM_E0", "v_line/x", 12),
+           _point("tsp_chip.fabric.superlane0", "v_branch/x", 13),
+           _point("tsp_chip", "v_line/x", 14)]
+    a.write_text("# SystemC::Coverage-3\n" + "".join(
+        f"C '{p}' {n}\n" for p, n in zip(pts, [0, 2, 0, 1, 0], strict=True)))
+    b.write_text("# SystemC::Coverage-3\n" + f"C '{pts[0]}' 5\nC '{pts[2]}' 0\n")
+    merged = merge_coverage([a, b], tmp_path / "m.dat")
+    assert merged[pts[0]] == 5 and merged[pts[1]] == 2 and merged[pts[2]] == 0
+    again = merge_coverage([tmp_path / "m.dat"], tmp_path / "m2.dat")
+    assert again == merged  # the merged file is a coverage file itself
+    summary, uncovered = summarise(merged, get_config("tiny"))
+    assert summary["VXM"]["line"] == [1, 1] and summary["VXM"]["toggle"] == [1, 1]
+    assert summary["VXM (all)"]["line"] == [1, 1]
+    assert summary["ICU MEM_E0"]["line"] == [0, 1] and summary["ICU (all)"]["line"] == [0, 1]
+    assert summary["stream fabric"]["branch"] == [1, 1]
+    assert summary["host/top"]["line"] == [0, 1]
+    assert summary["all"]["line"] == [1, 3]
+    assert uncovered == {"ICU MEM_E0": ["tsp_chip.noinit.v:12"],
+                         "host/top": ["tsp_chip.noinit.v:14"]}
+
+
+@pytest.mark.parametrize(("hier", "unit"), [
+    ("tsp_chip.slice_MEM_W1.tile0", "MEM_W1"), ("TOP.tsp_chip.icu_SXM_E", "ICU SXM_E"),
+    ("tsp_chip.fabric.superlane3", "stream fabric"), ("tsp_chip", "host/top")])
+def test_unit_of(hier, unit):
+    assert unit_of(hier) == unit
+
+
+def test_source_map(tmp_path):
+    f = tmp_path / "v.v"
+    f.write_text(VERILOG.replace("/x/", str(Path(__file__).resolve().parent.parent) + "/"))
+    where = source_map(f)
+    lines = VERILOG.splitlines()
+    n = next(i for i, ln in enumerate(lines, 1) if ln.strip() == "fault = 1'h1;")
+    assert where(n) == "fault (hdl/icu.py:14)"
+    assert where(1) == "?"
