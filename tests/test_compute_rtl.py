@@ -1,4 +1,5 @@
-"""Random compute-slice programs (VXM, MXM, SXM and all of them mixed) on the whole chip
+"""Random compute-slice programs (VXM, MXM, SXM, all of them mixed, and `all`: every
+slice kind including MEM GATHER/SCATTER traffic) on the whole chip
 (Verilator), through the host interface, against the machine model
 (tb/chip/test_compute.py; the generator is tb/chip/programs_compute.py, checked on the
 model alone by tests/test_programs_compute.py)."""

@@ -1,4 +1,4 @@
-"""cocotb test: random compute-slice programs (VXM, MXM, SXM, mixed) on the whole chip
+"""cocotb test: random compute-slice programs (VXM, MXM, SXM, mixed, all) on the whole chip
 through its host interface, against golden/machine.py.
 
 Parameters (``TSP_PARAMS``): ``kinds`` (default all of
