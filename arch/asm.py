@@ -17,7 +17,8 @@ Slices without a ``.slice`` section get a single ``HALT``.  Command line::
     python -m arch.asm -d prog.bin [-o prog.s]
 
 Python API: :func:`assemble`, :func:`disassemble`, :func:`parse_instr`,
-:func:`format_instr` and :class:`ProgramBuilder` (text lines or :class:`Instr` objects).
+:func:`format_instr`, :class:`ProgramBuilder` (text lines or :class:`Instr` objects) and
+:class:`Schedule` (instructions placed at absolute issue cycles; gaps become NOPs).
 """
 
 from __future__ import annotations
@@ -531,6 +532,55 @@ class ProgramBuilder:
 
     def build(self) -> Program:
         return Program(self.cfg, self.queues)
+
+
+class Schedule:
+    """Instructions placed at absolute issue cycles per slice; the gaps become NOPs and
+    ``text()`` is assembly (with each instruction's cycle as a comment)::
+
+        sch = Schedule(cfg)
+        sch.at("MEM_W1", 0, "READ 0, s0.W", n=15, stride=1)   # + REPEAT 15, 1, 1
+        sch.at("MXM_W0", 3, "LW 0, s0.W", n=15, stride=1)
+        program = sch.program()
+    """
+
+    def __init__(self, cfg: TspConfig | str | None = None):
+        self.cfg = get_config(cfg)
+        self.pos = {s.name: s.index for s in self.cfg.slices}
+        self.items: dict[str, list[tuple[int, str, int, int, str]]] = {}
+
+    def at(self, slice_name: str, cycle: int, text: str, n: int = 0, d: int = 1,
+           stride: int = 0, stride_b: int = 0) -> Schedule:
+        """Issue ``text`` at ``cycle``, then ``n`` repetitions ``d`` apart (+strides)."""
+        if slice_name not in self.pos:
+            raise AsmError(f"unknown slice {slice_name!r} for config {self.cfg.name!r}")
+        strides = f"{stride}, {stride_b}" if stride_b else f"{stride}"
+        self.items.setdefault(slice_name, []).append((cycle, text, n, d, strides))
+        return self
+
+    def text(self) -> str:
+        lines = [f".config {self.cfg.name}"]
+        for s in self.cfg.slices:
+            items = sorted(self.items.get(s.name, []))
+            if not items:
+                continue
+            lines.append(f".slice {s.name}")
+            t = 0
+            for cycle, text, n, d, strides in items:
+                if cycle < t:
+                    raise AsmError(f"{s.name}: {text!r} at cycle {cycle} overlaps the "
+                                   f"previous instruction (queue free from cycle {t})")
+                if cycle > t:
+                    lines.append(f"    NOP {cycle - t}")
+                lines.append(f"    {text}    # cycle {cycle}")
+                if n:
+                    lines.append(f"    REPEAT {n}, {d}, {strides}")
+                t = cycle + n * d + 1
+            lines.append("    HALT")
+        return "\n".join(lines) + "\n"
+
+    def program(self, filename: str = "<schedule>") -> Program:
+        return assemble(self.text(), self.cfg, filename)
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -29,46 +29,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from arch.asm import assemble  # noqa: E402
+from arch.asm import Schedule, assemble  # noqa: E402
 from arch.config import TspConfig, get_config  # noqa: E402
 from arch.isa import MXM_ACC_SLOTS, latency  # noqa: E402
 from golden.machine import Machine, RunResult  # noqa: E402
 from golden.quant import quantize_multiplier, requantize  # noqa: E402
-
-
-class Schedule:
-    """Instructions placed at absolute issue cycles per slice; gaps become NOPs."""
-
-    def __init__(self, cfg: TspConfig):
-        self.cfg = cfg
-        self.items: dict[str, list[tuple[int, str, int, int, int]]] = {}
-
-    def at(self, slice_name: str, cycle: int, text: str, n: int = 0, d: int = 1,
-           stride: int = 0, stride_b: int = 0) -> None:
-        """Issue ``text`` at ``cycle``, then ``n`` repetitions ``d`` apart (+strides)."""
-        strides = f"{stride}, {stride_b}" if stride_b else f"{stride}"
-        self.items.setdefault(slice_name, []).append((cycle, text, n, d, strides))
-
-    def text(self) -> str:
-        lines = [f".config {self.cfg.name}"]
-        for s in self.cfg.slices:
-            items = sorted(self.items.get(s.name, []))
-            if not items:
-                continue
-            lines.append(f".slice {s.name}")
-            t = 0
-            for cycle, text, n, d, strides in items:
-                if cycle < t:
-                    raise ValueError(f"{s.name}: {text!r} at cycle {cycle} overlaps (free "
-                                     f"from {t})")
-                if cycle > t:
-                    lines.append(f"    NOP {cycle - t}")
-                lines.append(f"    {text}    # cycle {cycle}")
-                if n:
-                    lines.append(f"    REPEAT {n}, {d}, {strides}")
-                t = cycle + n * d + 1
-            lines.append("    HALT")
-        return "\n".join(lines) + "\n"
 
 
 @dataclass

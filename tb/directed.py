@@ -16,45 +16,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from arch.asm import assemble
+from arch.asm import Schedule
 from arch.config import TspConfig
 from arch.isa import latency
 from tb.fuzz import Case, model_outcome
 
 
-class _Sched:
-    """Instructions placed on exact cycles per slice -> assembly with NOP gaps."""
-
-    def __init__(self, cfg: TspConfig):
-        self.cfg = cfg
-        self.pos = {s.name: s.index for s in cfg.slices}
-        self.items: dict[str, list[tuple[int, str, str | None, int]]] = {}
-
-    def at(self, sl: str, t: int, text: str, rep: str | None = None, span: int = 1):
-        """`text` issued by `sl` in cycle `t` (with ``REPEAT rep`` taking `span` cycles)."""
-        self.items.setdefault(sl, []).append((t, text, rep, span))
-
-    def text(self) -> str:
-        lines = [f".config {self.cfg.name}"]
-        for sl, its in self.items.items():
-            lines.append(f".slice {sl}")
-            t_next = 0
-            for t, text, rep, span in sorted(its):
-                if t < t_next:
-                    raise ValueError(f"{sl}: {text!r} at cycle {t} overlaps the previous "
-                                     f"instruction (queue free from {t_next})")
-                if t > t_next:
-                    lines.append(f"    NOP {t - t_next}")
-                lines.append(f"    {text}")
-                if rep:
-                    lines.append(f"    REPEAT {rep}")
-                t_next = t + span
-            lines.append("    HALT")
-        return "\n".join(lines) + "\n"
-
-
-def _case(cfg: TspConfig, name: str, sch: _Sched, image) -> Case:
-    c = Case(cfg, assemble(sch.text(), cfg, f"<directed {name}>"), image, {},
+def _case(cfg: TspConfig, name: str, sch: Schedule, image) -> Case:
+    c = Case(cfg, sch.program(f"<directed {name}>"), image, {},
              {"name": f"{cfg.name}-directed-{name}"})
     out = model_outcome(c, compare={})
     if not out.ok:
@@ -79,7 +48,7 @@ def sxm_feeds_mxm(cfg: TspConfig) -> Case:
     """On each side the SXM next to the MXM shifts VL weight rows (SHS) straight into the
     MXM's LW (adjacent positions, first cycle), IW at the earliest cycle, one MVM whose
     int32 result two MEM slices store (planes 0 and 1)."""
-    sch = _Sched(cfg)
+    sch = Schedule(cfg)
     vl = cfg.vector_length
     rng = _rng(cfg, "sxm_feeds_mxm")
     l_shs, l_lw, l_mvm = latency("SHS", cfg), latency("LW", cfg), latency("MVM", cfg)
@@ -103,9 +72,9 @@ def sxm_feeds_mxm(cfg: TspConfig) -> Case:
             {a: rng.integers(0, 256, vl, dtype=np.uint8) for a in range(vl)})
         image.setdefault(m_x, {})[vl] = rng.integers(0, 256, vl, dtype=np.uint8)
         sd = side  # towards the MXM: W on the west side
-        sch.at(m_w, t_rd, f"READ 0, s0.{sd}", f"{vl - 1}, 1, 1", vl)
-        sch.at(sxm, t_shs, f"SHS.i8 1, s0.{sd}, s1.{sd}", f"{vl - 1}, 1", vl)
-        sch.at(mxm, t_lw, f"LW 0, s1.{sd}", f"{vl - 1}, 1, 1", vl)
+        sch.at(m_w, t_rd, f"READ 0, s0.{sd}", n=vl - 1, stride=1)
+        sch.at(sxm, t_shs, f"SHS.i8 1, s0.{sd}, s1.{sd}", n=vl - 1)
+        sch.at(mxm, t_lw, f"LW 0, s1.{sd}", n=vl - 1, stride=1)
         sch.at(mxm, t_iw, "IW")
         if m_x == m_w:
             t_x = max(t_x, t_rd + vl)
@@ -122,7 +91,7 @@ def mem_extremes(cfg: TspConfig) -> Case:
     """GATHER and SCATTER at the last address (zero offsets), a WRITE then a GATHER of the
     same address in the first cycle after it lands, a SCATTER then a GATHER likewise, and
     a VXM immediate at its maximum."""
-    sch = _Sched(cfg)
+    sch = Schedule(cfg)
     vl, top = cfg.vector_length, cfg.mem_addresses - 1
     rng = _rng(cfg, "mem_extremes")
     w = _mems(cfg, "W")  # W0 next to the VXM
@@ -171,7 +140,7 @@ def sxm_overwrite_and_maps(cfg: TspConfig) -> Case:
     """The west SXM writes a westward stream in the cycle a value from upstream passes it
     (and reads that value with another instruction in the same cycle); a PERM while a
     PMAP to its map is in flight (the old map applies)."""
-    sch = _Sched(cfg)
+    sch = Schedule(cfg)
     vl = cfg.vector_length
     rng = _rng(cfg, "sxm_overwrite_and_maps")
     p = sch.pos

@@ -209,3 +209,31 @@ def test_custom_config_program_text_round_trip():
     full = disassemble(prog, all_slices=True)
     assert full.count(".slice") == custom.n_positions
     assert assemble(full, custom) == prog
+
+
+def test_schedule_places_instructions_on_cycles():
+    import numpy as np
+
+    from arch.asm import AsmError, Schedule
+    from golden.machine import Machine
+
+    cfg = get_config("tiny")
+    sch = Schedule(cfg)
+    sch.at("MEM_W1", 3, "READ 0, s0.E", n=2, d=2, stride=1)  # cycles 3, 5, 7
+    sch.at("MEM_W1", 8, "READ 9, s1.E")
+    sch.at("MEM_W0", 5, "WRITE s0.E, 4", n=2, d=2, stride=1)
+    m = Machine(cfg)
+    for a in range(10):
+        m.write_mem("MEM_W1", a, np.full(16, a, np.uint8))
+    m.load_program(sch.program())
+    tr = m.run(trace=True).trace
+    issued = sorted((tc.cycle, sl) for tc in tr for sl, _, _, text in tc.issued
+                    if text.split()[0] in ("READ", "WRITE"))
+    assert issued == [(3, "MEM_W1"), (5, "MEM_W0"), (5, "MEM_W1"), (7, "MEM_W0"),
+                      (7, "MEM_W1"), (8, "MEM_W1"), (9, "MEM_W0")]
+    assert [int(m.read_mem("MEM_W0", 4 + k)[0]) for k in range(3)] == [0, 1, 2]
+    sch.at("MEM_W1", 6, "READ 1, s2.E")  # inside the REPEAT block of cycle 3
+    with pytest.raises(AsmError, match=r"MEM_W1: 'READ 1, s2.E' at cycle 6 overlaps"):
+        sch.text()
+    with pytest.raises(AsmError, match="unknown slice 'MEM_W7'"):
+        Schedule(cfg).at("MEM_W7", 0, "HALT")
