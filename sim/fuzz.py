@@ -29,11 +29,12 @@ def fuzz_dir() -> Path:
 
 
 def run_batch(cfg: TspConfig, specs: list[dict], *, name: str, x_seed: int,
-              max_cycles: int = 50_000) -> dict:
+              max_cycles: int = 50_000, funcov: bool = False) -> dict:
     """Run case specs (see tb/chip/test_fuzz.py) in one simulator run; its summary."""
     sim = build_sim(cfg, "chip", log=lambda *_: None)
     run = run_cocotb(sim, "tb.chip.test_fuzz", name=name, testcase="chip_fuzz",
-                     params={"cases": specs, "max_cycles": max_cycles}, x_seed=x_seed)
+                     params={"cases": specs, "max_cycles": max_cycles, "funcov": funcov},
+                     x_seed=x_seed)
     s = run.summary
     s["log"] = str(run.log)
     return s
@@ -42,7 +43,7 @@ def run_batch(cfg: TspConfig, specs: list[dict], *, name: str, x_seed: int,
 def _run_batch_job(args) -> dict:
     cfg_dict, specs, name, x_seed, max_cycles = args
     return run_batch(TspConfig.from_dict(cfg_dict), specs, name=name, x_seed=x_seed,
-                     max_cycles=max_cycles)
+                     max_cycles=max_cycles, funcov=True)
 
 
 def rtl_oracle(cfg: TspConfig, work: Path, *, x_seed: int, log=print):
@@ -84,6 +85,8 @@ class FuzzReport:
     kinds: dict[str, int] = field(default_factory=dict)
     x_seeds: list[int] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)
+    #: functional coverage of the programs that ran (tb.funcov): hit, bins, missed names
+    funcov: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -98,6 +101,12 @@ class FuzzReport:
             f"({self.sim_cycles / max(self.wall_seconds, 1e-9):.0f} cycles/s), X seeds "
             f"{self.x_seeds}",
             f"  mismatches: {len(self.failures)}"]
+        if self.funcov:
+            fc = self.funcov
+            miss = fc["missed"]
+            more = f" ... ({len(miss) - 12} more)" if len(miss) > 12 else ""
+            lines.insert(2, f"  functional coverage: {fc['hit']}/{fc['bins']} bins"
+                         + (f"; not hit: {', '.join(miss[:12])}{more}" if miss else ""))
         for f in self.failures:
             lines.append(f"  FAIL {f['name']}: {f['errors'][0] if f['errors'] else '?'}")
             lines.append(f"       reproducer: {f['dir']}  ->  {f['replay']}")
@@ -134,6 +143,14 @@ def fuzz(cfg: TspConfig, n: int, seed: int, *, kinds=None, batch: int = 40, jobs
             log(f"  batch {len(summaries)}/{len(batches)} done "
                 f"({time.monotonic() - t0:.0f} s)")
     rep.wall_seconds = time.monotonic() - t0
+    from tb.funcov import FunctionalCoverage
+
+    fc = FunctionalCoverage(cfg)
+    for s in summaries:
+        if "funcov" in s:
+            fc.merge(FunctionalCoverage.from_json(s["funcov"]))
+    rep.funcov = {"bins": len(fc.bins()), "hit": len(fc.bins()) - len(fc.missed()),
+                  "missed": fc.missed()}
     for a, s in zip(jobs_args, summaries, strict=True):
         for k in ("programs", "instructions", "program_cycles", "sram_vectors_compared",
                   "sim_cycles"):

@@ -4,7 +4,8 @@ with the machine model (``tb/fuzz.py``).
 Parameters (``TSP_PARAMS``): ``cases``, a list of ``{"gen": [kind, seed, scale]}``
 (a generated case, re-made here from its seed) or ``{"dir": path}`` (a saved reproducer
 or shrink candidate), each optionally with ``"corrupt": true`` (the chip gets a corrupted
-image: a negative control that must fail); ``max_cycles``.
+image: a negative control that must fail); ``max_cycles``; ``funcov`` (also measure the
+functional coverage of the cases, `tb.funcov`, on the model: ``funcov`` in the summary).
 
 Per case: load the program and image through the host, run, then compare the error
 status (the model accepts every case, so the chip must not flag anything), the counters
@@ -44,6 +45,11 @@ async def chip_fuzz(dut):
     cfg = env.config()
     prm = env.params()
     max_cycles = int(prm.get("max_cycles", 50_000))
+    fc = None
+    if prm.get("funcov"):
+        from tb.funcov import FunctionalCoverage
+
+        fc = FunctionalCoverage(cfg)
     host = HostDriver(dut, cfg)
     await env.start_clock_and_reset(dut)
     t0 = time.monotonic()
@@ -59,6 +65,10 @@ async def chip_fuzz(dut):
             results.append(entry)
             dut._log.error("case %d %s: %s", i, case.name, exp.error)
             continue
+        if fc is not None:
+            fc.sample(case.program, case.image)
+        dut._log.info("case %d %s: %d instructions, %d cycles", i, case.name,
+                      case.n_instructions, exp.result.cycles)
         board = ChipScoreboard(cfg)
         before = host.cycles_used
         try:
@@ -95,4 +105,5 @@ async def chip_fuzz(dut):
         "program_cycles": sum(r.get("cycles", 0) for r in results),
         "sram_vectors_compared": sum(r.get("vectors", 0) for r in results),
         "sim_cycles": sim_cycles, "wall_seconds": wall,
-        "sim_cycles_per_second": sim_cycles / wall if wall else 0.0})
+        "sim_cycles_per_second": sim_cycles / wall if wall else 0.0,
+        **({"funcov": fc.to_json()} if fc is not None else {})})
