@@ -11,6 +11,7 @@ and prints the one command that replays it: ``make fuzz-replay CASE=<dir>``.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -22,6 +23,8 @@ from tb.fuzz import Case, fuzz_plan, generate, model_outcome, shrink
 
 from .build import build_root, build_sim
 from .run import run_cocotb
+
+_SRAM_MISMATCH = re.compile(r"SRAM (\w+)\[(\d+)\]")
 
 
 def fuzz_dir() -> Path:
@@ -118,9 +121,11 @@ class FuzzReport:
 
 def fuzz(cfg: TspConfig, n: int, seed: int, *, kinds=None, batch: int = 40, jobs: int = 1,
          do_shrink: bool = True, corrupt: tuple[int, ...] = (), max_cycles: int = 50_000,
-         max_shrink_runs: int = 40, log=print) -> FuzzReport:
+         max_shrink_runs: int = 40, max_shrinks: int = 3, log=print) -> FuzzReport:
     """Fuzz `n` cases on the chip (see the module doc); `corrupt` lists case indices whose
-    image the chip gets corrupted (negative controls: they must be reported)."""
+    image the chip gets corrupted (negative controls: they must be reported).  Every
+    failure is saved; the `max_shrinks` smallest are shrunk (the SRAM addresses that
+    mismatched focus the shrinker on their dependency cone first)."""
     plan = fuzz_plan(n, seed, kinds)
     specs = [{"gen": [k, s, 1.0], **({"corrupt": True} if i in corrupt else {})}
              for i, (k, s) in enumerate(plan)]
@@ -160,6 +165,9 @@ def fuzz(cfg: TspConfig, n: int, seed: int, *, kinds=None, batch: int = 40, jobs
             rep.kinds[kind] = rep.kinds.get(kind, 0) + 1
             if not r["ok"]:
                 rep.failures.append({**r, "x_seed": a[3], "log": s["log"]})
+    shrunk = 0
+    # shrink the smallest failures first (a systematic bug fails many programs)
+    rep.failures.sort(key=lambda f: f["instructions"])
     for f in rep.failures:
         kind, cseed, scale = f["spec"]["gen"]
         case = generate(cfg, kind, cseed, scale)
@@ -171,10 +179,13 @@ def fuzz(cfg: TspConfig, n: int, seed: int, *, kinds=None, batch: int = 40, jobs
         f["dir"], f["replay"] = str(d), replay_command(d)
         log(f"FAIL {case.name}: {f['errors'][0] if f['errors'] else '?'}\n"
             f"  reproducer {d}; replay: {f['replay']}")
-        if do_shrink and not f.get("invalid"):
+        if do_shrink and not f.get("invalid") and shrunk < max_shrinks:
+            shrunk += 1
+            focus = {(m.group(1), int(m.group(2)))
+                     for e in f["errors"] if (m := _SRAM_MISMATCH.match(e))}
             small, st = shrink(case, rtl_oracle(cfg, d / "shrink", x_seed=f["x_seed"],
                                                 log=log),
-                               max_oracle_runs=max_shrink_runs, log=log)
+                               max_oracle_runs=max_shrink_runs, focus=focus, log=log)
             m = small.save(d / "min", x_seed=f["x_seed"],
                            shrunk_from=case.n_slice_instructions)
             f["min_replay"] = replay_command(m)

@@ -37,7 +37,7 @@ from arch.asm import assemble, disassemble
 from arch.config import TspConfig
 from arch.isa import ICU_DEFS, Instr
 from arch.program import Program
-from golden.machine import Machine, MachineError, RunResult
+from golden.machine import Machine, MachineError, Observer, RunResult
 
 #: share of each generator kind in a fuzz run (the kinds that exist are used)
 KIND_WEIGHTS = {"MEM": 1.0, "VXM": 1.0, "MXM": 1.0, "SXM": 1.0, "mixed": 1.5, "all": 4.0}
@@ -250,9 +250,11 @@ def model_outcome(case: Case, *, compare: dict[str, set[int]] | None = None, see
 Item = tuple
 
 
-def _items(program: Program, sl: str) -> list[Item]:
+def _items(program: Program, sl: str, word_item: dict | None = None) -> list[Item]:
+    """Items of queue `sl`; `word_item` (if given) gets (sl, word index) -> item index
+    for the slice instructions."""
     out: list[Item] = []
-    for ins in program.instrs(sl):
+    for w, ins in enumerate(program.instrs(sl)):
         mn = ins.mnemonic
         if mn == "REPEAT":
             kind, prev, _ = out[-1]
@@ -262,6 +264,8 @@ def _items(program: Program, sl: str) -> list[Item]:
         elif mn in ("SYNC", "NOTIFY", "HALT"):
             out.append(("icu", ins, None))
         else:
+            if word_item is not None:
+                word_item[(sl, w)] = len(out)
             out.append(("ins", ins, None))
     return out
 
@@ -295,7 +299,10 @@ class _Shape:
 
     def __init__(self, program: Program):
         self.cfg = program.cfg
-        self.items = {s.name: _items(program, s.name) for s in self.cfg.slices}
+        #: (slice, word index) -> item index, for the slice instructions
+        self.word_item: dict[tuple[str, int], int] = {}
+        self.items = {s.name: _items(program, s.name, self.word_item)
+                      for s in self.cfg.slices}
 
     def units(self) -> list[tuple[str, int]]:
         return [(sl, i) for sl, its in self.items.items()
@@ -343,6 +350,78 @@ class _Shape:
         return self.program(items)
 
 
+class _Events(Observer):
+    def __init__(self):
+        self.issues: list = []
+        self.reads: list = []
+        self.sram: list = []
+
+    def on_issue(self, ev):
+        if ev.latency is not None:
+            self.issues.append(ev)
+
+    def on_stream_read(self, ev):
+        self.reads.append(ev)
+
+    def on_sram(self, ev):
+        self.sram.append(ev)
+
+
+def dependency_cone(case: Case, targets) -> set[tuple[str, int]] | None:
+    """The slice instructions, as (slice, word index), that the final contents of the SRAM
+    addresses `targets` ((slice, address) pairs) can depend on in a run of `case` on the
+    model: the last write of each address, the producers of every stream value an
+    included instruction reads, the last write of every address it reads, and --
+    conservatively, for the state a compute slice keeps (registers, weights,
+    accumulators, maps) -- every earlier instruction of the same compute slice.  None if
+    the model refuses the case."""
+    ev = _Events()
+    m = Machine(case.cfg, observer=ev)
+    _load(m, case)
+    try:
+        m.run()
+    except MachineError:
+        return None
+    vl = case.cfg.vector_length
+    index = {(e.slice, e.cycle): e.index for e in ev.issues}  # an instance -> its word
+    kind = {e.slice: e.kind for e in ev.issues}
+    by_slice: dict[str, list[int]] = {}
+    for e in ev.issues:
+        by_slice.setdefault(e.slice, []).append(e.cycle)
+    reads: dict[tuple[str, int], list] = {}
+    for r in ev.reads:
+        reads.setdefault((r.slice, r.cycle), []).append(r)
+    sram_read: dict[tuple[str, int], object] = {}
+    writes: dict[tuple[str, int], list[tuple[int, int]]] = {}  # (slice, addr) -> [(c, t)]
+    for e in ev.sram:
+        addrs = np.broadcast_to(np.asarray(e.addrs), vl)
+        if e.op == "read":
+            sram_read[(e.slice, e.issue_cycle)] = addrs
+        else:
+            for a in set(addrs.tolist()):
+                writes.setdefault((e.slice, a), []).append((e.cycle, e.issue_cycle))
+
+    def last_write(sl: str, a: int, before: int):
+        ws = [w for w in writes.get((sl, a), ()) if w[0] < before]
+        return (sl, max(ws)[1]) if ws else None
+
+    todo = [w for sl, a in targets if (w := last_write(sl, a, 1 << 62)) is not None]
+    seen: set[tuple[str, int]] = set()
+    while todo:
+        inst = todo.pop()
+        if inst in seen or inst not in index:
+            continue
+        seen.add(inst)
+        sl, t = inst
+        todo += [(r.producer, r.producer_issue) for r in reads.get(inst, ())]
+        if inst in sram_read:
+            todo += [w for a in set(sram_read[inst].tolist())
+                     if (w := last_write(sl, a, t + 1)) is not None]
+        if kind[sl] != "MEM":
+            todo += [(sl, c) for c in by_slice[sl] if c < t]
+    return {(sl, index[(sl, t)]) for sl, t in seen}
+
+
 def _chunks(xs: list, n: int) -> list[list]:
     k, r = divmod(len(xs), n)
     out, i = [], 0
@@ -363,10 +442,12 @@ class ShrinkStats:
 
 
 def shrink(case: Case, still_fails: Callable[[list[Case]], list[bool]], *,
-           max_oracle_runs: int = 60, log: Callable[[str], None] = lambda s: None
+           max_oracle_runs: int = 60, focus=(), log: Callable[[str], None] = lambda s: None
            ) -> tuple[Case, ShrinkStats]:
     """A smaller case that `still_fails` (see the module doc); `still_fails` gets a batch
-    of model-approved candidates and says which of them still fail."""
+    of model-approved candidates and says which of them still fail.  `focus`: SRAM
+    (slice, address) pairs known to mismatch; the first candidate then keeps only their
+    `dependency_cone`."""
     st = ShrinkStats()
 
     def candidate(program: Program, image=None) -> Case | None:
@@ -390,6 +471,18 @@ def shrink(case: Case, still_fails: Callable[[list[Case]], list[bool]], *,
                    ) if hits else None
 
     cur = case
+    # 0. only what the mismatching addresses depend on
+    cone = dependency_cone(case, focus) if focus else None
+    if cone:
+        shape = _Shape(cur.program)
+        keep = {(w[0], shape.word_item[w]) for w in cone if w in shape.word_item}
+        found = first_failing([candidate(shape.without(
+            [u for u in shape.units() if u not in keep]))])
+        if found is not None:
+            log(f"shrink: dependency cone of {len(focus)} address(es): "
+                f"{cur.n_slice_instructions} -> {found.n_slice_instructions} slice "
+                "instructions")
+            cur = found
     # 1. delta debugging over the slice instructions
     n = 2
     while True:

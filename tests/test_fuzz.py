@@ -20,6 +20,7 @@ from tb.fuzz import (
 from tb.fuzz import (
     Case,
     _Shape,
+    dependency_cone,
     fuzz_kinds,
     fuzz_plan,
     generate,
@@ -147,7 +148,8 @@ class _MutantMachine(Machine):
         return r
 
 
-def _mutant_fails(case: Case) -> bool:
+def _mutant_mismatches(case: Case) -> set[tuple[str, int]]:
+    """The written SRAM addresses where the mutant model disagrees with the model."""
     ref = model_outcome(case, compare={})
     m = _MutantMachine(case.cfg)
     for sl, d in case.image.items():
@@ -155,11 +157,16 @@ def _mutant_fails(case: Case) -> bool:
             m.write_mem(sl, a, v)
     m.load_program(case.program)
     m.run()
-    return any(not np.array_equal(m.read_mem(sl, a), v)
-               for sl, d in ref.sram.items() for a, v in d.items())
+    return {(sl, a) for sl, d in ref.sram.items() for a, v in d.items()
+            if not np.array_equal(m.read_mem(sl, a), v)}
 
 
-def test_shrink_isolates_a_planted_bug(base_seed):
+def _mutant_fails(case: Case) -> bool:
+    return bool(_mutant_mismatches(case))
+
+
+@pytest.mark.parametrize("focused", [False, True], ids=["ddmin", "cone-first"])
+def test_shrink_isolates_a_planted_bug(base_seed, focused):
     cfg = get_config("tiny")
     found = None
     for seed in range(base_seed * 100, base_seed * 100 + 40):
@@ -176,7 +183,8 @@ def test_shrink_isolates_a_planted_bug(base_seed):
         calls.append(len(cands))
         return [_mutant_fails(c) for c in cands]
 
-    small, st = shrink(found, oracle, max_oracle_runs=80, log=print)
+    focus = set(sorted(_mutant_mismatches(found))[:1]) if focused else set()
+    small, st = shrink(found, oracle, max_oracle_runs=80, focus=focus, log=print)
     print(st)
     assert _mutant_fails(small) and model_outcome(small, compare={}).ok
     assert small.n_slice_instructions < found.n_slice_instructions / 4
@@ -186,4 +194,29 @@ def test_shrink_isolates_a_planted_bug(base_seed):
     print(text)
     assert mn["WRITE"] >= 1 and "ADD(" in text, text
     assert small.n_slice_instructions <= 8, text
-    assert len(calls) == st.oracle_runs <= 80
+    assert len(calls) == st.oracle_runs <= (40 if focused else 80)
+
+
+@pytest.mark.parametrize("kind", ["MEM", "VXM", "MXM", "SXM", "all"])
+def test_dependency_cone_keeps_the_value(kind, base_seed):
+    """Keeping only the dependency cone of an address (everything else replaced by NOPs)
+    gives a program the model accepts from any state, with the same final value there."""
+    cfg = get_config("small")
+    for seed in range(base_seed * 100, base_seed * 100 + 3):
+        case = generate(cfg, kind, seed)
+        out = model_outcome(case, compare={})
+        written = sorted((sl, a) for sl, aa in out.written.items() for a in aa)
+        rng = np.random.default_rng(seed)
+        picks = [written[i] for i in rng.choice(len(written), 3, replace=False)]
+        shape = _Shape(case.program)
+        for sl, a in picks:
+            cone = dependency_cone(case, [(sl, a)])
+            keep = {(w[0], shape.word_item[w]) for w in cone}
+            small = Case(cfg, shape.without([u for u in shape.units() if u not in keep]),
+                         case.image, {sl: {a}})
+            got = model_outcome(small)
+            print(f"{kind} seed {seed} {sl}[{a}]: cone {len(cone)} of "
+                  f"{case.n_slice_instructions}")
+            assert got.ok, got.error
+            assert np.array_equal(got.sram[sl][a], out.sram[sl][a])
+            assert len(cone) < case.n_slice_instructions or kind == "MEM"
