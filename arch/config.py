@@ -45,7 +45,11 @@ def _is_pow2(n: int) -> bool:
 
 @dataclass(frozen=True)
 class TspConfig:
-    """Free parameters of the machine.  All other facts are derived properties."""
+    """Free parameters of the machine.  All other facts are derived properties.
+
+    Not parameters: 16 lanes per superlane (the reference chip's, kept when scaling) and
+    the VXM's two chained ALU stages per lane (the reference has a 16-ALU mesh per lane;
+    here one VXM word chains exactly two ops, fixed by the ISA)."""
 
     name: str = "custom"
     #: superlanes (rows of tiles); the vector is superlanes x 16 lanes
@@ -60,8 +64,6 @@ class TspConfig:
     mem_depth: int = 512
     #: MXM slices in each hemisphere (each a vector-length-square int8 MAC array)
     mxms_per_hemisphere: int = 1
-    #: chained ALU stages per lane in the VXM (operations one pass can chain)
-    vxm_alus_per_lane: int = 2
     #: instruction words in each slice's instruction queue memory
     imem_depth: int = 1024
 
@@ -74,7 +76,6 @@ class TspConfig:
         "mem_slices_per_hemisphere": (1, 44),
         "mem_depth": (16, 4096),
         "mxms_per_hemisphere": (1, 4),
-        "vxm_alus_per_lane": (2, 16),
         "imem_depth": (16, 65536),
     }
     _POW2 = ("mem_depth", "imem_depth")
@@ -230,13 +231,13 @@ PRESETS: dict[str, TspConfig] = {
     ),
     "medium": TspConfig(
         name="medium", superlanes=4, streams_per_direction=16, mem_slices_per_hemisphere=4,
-        mem_depth=1024, imem_depth=2048, vxm_alus_per_lane=4,
+        mem_depth=1024, imem_depth=2048,
     ),
     # The published chip: 20 superlanes, 32 streams/direction, 44 MEM slices per
     # hemisphere of 8192 addresses (2.5 MiB each).  Elaboration and analysis only.
     "full": TspConfig(
         name="full", superlanes=20, streams_per_direction=32, mem_slices_per_hemisphere=44,
-        mem_depth=4096, mxms_per_hemisphere=2, vxm_alus_per_lane=16, imem_depth=4096,
+        mem_depth=4096, mxms_per_hemisphere=2, imem_depth=4096,
     ),
 }
 

@@ -7,8 +7,8 @@ datapath widths: a 32x32 multiplier in stage 1, 64x32 in stage 2), operands from
 streams (``type``-wide, sign- or zero-extended), the 16 int32 registers of the lane, the
 immediate or the lane index; the result reduced to ``otype`` (wrap, or clamp with
 ``:sat``) goes onto ``otype``-wide streams or into a register.  One instruction per
-cycle, latency 3.  (The ISA chains exactly two ops, so ``cfg.vxm_alus_per_lane`` is not
-used.)
+cycle, latency 3.  (The ISA chains exactly two ops; the chain length is not a config
+parameter.)
 
 Structure: the slice is S = ``cfg.superlanes`` tiles (`VxmTile`) of 16 lanes.  The ICU's
 word is checked and decoded once, in superlane 0 in the issue cycle ``t``, into a
