@@ -47,7 +47,7 @@ latency, so the MXM can never write one stream twice in one cycle.
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -55,24 +55,23 @@ from amaranth.lib.wiring import In, Out
 from arch import isa
 from arch.config import TspConfig
 
-from .slice import ErrorCode, SliceSignature, legal_checks, opcode_of, strided, view
+from .slice import (
+    LANES,
+    ErrorCode,
+    SliceSignature,
+    check_slice_config,
+    legal_checks,
+    opcode_of,
+    stream_select,
+    strided,
+    view,
+)
 from .tile import SkewChain
 
-__all__ = ["MxmMacArray", "MxmSignature", "MxmSlice", "MxmWeights", "stream_select"]
+__all__ = ["MxmMacArray", "MxmSignature", "MxmSlice", "MxmWeights"]
 
 KIND = "MXM"
 OPC = isa.OPCODES[KIND]
-LANES = 16
-
-
-def stream_select(tile, index_bits: int, s, d):
-    """Stream ``s`` of direction ``d`` (0 E, 1 W) of ``tile``: one (2 x 2**index_bits)-way
-    mux, complete (streams beyond the config read as zero)."""
-    n = 1 << index_bits
-    e = [tile.e_in[i] for i in range(len(tile.e_in))]
-    w = [tile.w_in[i] for i in range(len(tile.w_in))]
-    zero = [Const(0, len(e[0]))] * (n - len(e))
-    return Array(e + zero + w + zero)[Cat(s[:index_bits], d)]
 
 
 def _tree(values):
@@ -187,14 +186,7 @@ class MxmSlice(wiring.Component):
     """One MXM slice column (see the module docstring for structure and timing)."""
 
     def __init__(self, cfg: TspConfig):
-        if not isinstance(cfg, TspConfig):
-            raise ValueError(f"MxmSlice: cfg must be a TspConfig, got {type(cfg).__name__}")
-        if cfg.lanes_per_superlane != LANES:
-            raise ValueError(f"MxmSlice: lanes_per_superlane must be {LANES}, "
-                             f"got {cfg.lanes_per_superlane}")
-        if cfg.streams_per_direction < 4:
-            raise ValueError("MxmSlice: streams_per_direction must be >= 4 (int32 results), "
-                             f"got {cfg.streams_per_direction}")
+        check_slice_config("MxmSlice", cfg, min_streams=4, why="int32 results")
         self.cfg = cfg
         super().__init__(MxmSignature(cfg))
 

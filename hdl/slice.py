@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 
-from amaranth import Const, signed, unsigned
+from amaranth import Array, Cat, Const, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -27,6 +27,31 @@ from .tile import TileStreamsSignature
 
 #: width of the REPEAT offsets (|k * stride| <= 65535 * 2048 < 2**27)
 OFFSET_BITS = 32
+#: lanes per superlane tile the slice RTL is written for
+LANES = 16
+
+
+def check_slice_config(component: str, cfg, *, min_streams: int = 1, why: str = "") -> None:
+    """The checks every slice component makes before ``super().__init__``: a TspConfig,
+    16 lanes per superlane and at least `min_streams` streams per direction (`why`)."""
+    if not isinstance(cfg, TspConfig):
+        raise ValueError(f"{component}: cfg must be a TspConfig, got {type(cfg).__name__}")
+    if cfg.lanes_per_superlane != LANES:
+        raise ValueError(f"{component}: lanes_per_superlane must be {LANES}, "
+                         f"got {cfg.lanes_per_superlane}")
+    if cfg.streams_per_direction < min_streams:
+        raise ValueError(f"{component}: streams_per_direction must be >= {min_streams}"
+                         f"{f' ({why})' if why else ''}, got {cfg.streams_per_direction}")
+
+
+def stream_select(tile, index_bits: int, s, d):
+    """Stream ``s`` of direction ``d`` (0 E, 1 W) of ``tile``: one (2 x 2**index_bits)-way
+    mux, complete (streams beyond the config read as zero)."""
+    n = 1 << index_bits
+    e = [tile.e_in[i] for i in range(len(tile.e_in))]
+    w = [tile.w_in[i] for i in range(len(tile.w_in))]
+    zero = [Const(0, len(e[0]))] * (n - len(e))
+    return Array(e + zero + w + zero)[Cat(s[:index_bits], d)]
 
 
 class ErrorCode(enum.IntEnum):

@@ -54,15 +54,23 @@ from amaranth.lib.wiring import In, Out
 from arch import isa
 from arch.config import TspConfig
 
-from .mxm import stream_select
-from .slice import ErrorCode, SliceSignature, legal_checks, opcode_of, strided, view
+from .slice import (
+    LANES,
+    ErrorCode,
+    SliceSignature,
+    check_slice_config,
+    legal_checks,
+    opcode_of,
+    stream_select,
+    strided,
+    view,
+)
 from .tile import SkewChain
 
 __all__ = ["SxmGlobalUnit", "SxmLocalUnit", "SxmReduceUnit", "SxmSlice", "SxmTileOutput"]
 
 KIND = "SXM"
 OPC = isa.OPCODES[KIND]
-LANES = 16
 BLOCK = 32 * LANES  # one tile's lanes, lane-major, 4 byte planes each
 # reduction ops
 R_MAX, R_MIN, R_SUM = 0, 1, 2
@@ -342,14 +350,7 @@ class SxmSlice(wiring.Component):
     """One SXM slice column (see the module docstring for structure and timing)."""
 
     def __init__(self, cfg: TspConfig):
-        if not isinstance(cfg, TspConfig):
-            raise ValueError(f"SxmSlice: cfg must be a TspConfig, got {type(cfg).__name__}")
-        if cfg.lanes_per_superlane != LANES:
-            raise ValueError(f"SxmSlice: lanes_per_superlane must be {LANES}, "
-                             f"got {cfg.lanes_per_superlane}")
-        if cfg.streams_per_direction < 4:
-            raise ValueError("SxmSlice: streams_per_direction must be >= 4 (int32 moves), "
-                             f"got {cfg.streams_per_direction}")
+        check_slice_config("SxmSlice", cfg, min_streams=4, why="int32 moves")
         self.cfg = cfg
         super().__init__(SliceSignature(cfg))
 

@@ -60,7 +60,7 @@ from amaranth.lib.wiring import In, Out
 from arch import isa
 from arch.config import TspConfig
 
-from .slice import ErrorCode, SliceSignature, opcode_of, view
+from .slice import ErrorCode, SliceSignature, check_slice_config, opcode_of, view
 from .tile import SkewChain, TileStreamsSignature
 from .vxm_alu import N_OPS, OP_BIT, build_alu, clamp, type_bounds
 
@@ -353,8 +353,7 @@ class VxmSlice(wiring.Component):
     See the module docstring for the pipeline and faults."""
 
     def __init__(self, cfg: TspConfig):
-        if not isinstance(cfg, TspConfig):
-            raise ValueError(f"VxmSlice cfg must be a TspConfig, got {type(cfg).__name__}")
+        check_slice_config("VxmSlice", cfg)
         lat = isa.latency("VXM", cfg)
         if lat != 3:
             raise ValueError(f"VxmSlice implements a latency-3 pipeline; the ISA says {lat}")
