@@ -28,11 +28,18 @@ def test_random_mem_programs(config, base_seed):
 
 @pytest.mark.parametrize("config", ["tiny", "small"])
 def test_faults_flag_and_halt(config):
-    sim = build_sim(get_config(config), "chip")
+    """Every fault at the slice and with the code the model names, the machine halted,
+    and a clean program right after; the queue faults (illegal word, misplaced REPEAT,
+    running past the instruction memory) on every one of the slices' queues."""
+    cfg = get_config(config)
+    sim = build_sim(cfg, "chip")
     run = run_cocotb(sim, "tb.chip.test_chip", name=f"chip-faults-{config}",
-                     testcase="chip_faults")
-    print(run.summary)
-    assert len(run.summary["faults"]) >= 2
+                     testcase="chip_faults", params={"every_queue": True})
+    faults = run.summary["faults"]
+    for f in faults:
+        print(f"{f['case']}: {f['slice']} {f['code']} cycle {f['cycle']}")
+    assert len(faults) >= 2 + 3 * cfg.n_positions
+    assert {f["slice"] for f in faults} == {s.name for s in cfg.slices}
 
 
 @pytest.mark.parametrize("config", ["tiny", "small"])

@@ -96,8 +96,10 @@ async def chip_random_mem_programs(dut):
     assert not board.errors, f"{len(board.errors)} mismatch(es); first: {board.errors[0]}"
 
 
-def _fault_programs(cfg):
-    """(name, program, slice, expected RTL code) for each fault the chip must flag."""
+def _fault_programs(cfg, every_queue: bool = False):
+    """(name, program, slice, expected RTL code) for each fault the chip must flag; with
+    `every_queue` also, on every slice's queue, an illegal word, a REPEAT that follows no
+    slice instruction and a queue that runs past the end of its instruction memory."""
     mem0, mem1 = cfg.slices_of("MEM")[0].name, cfg.slices_of("MEM")[1].name
     A = cfg.mem_addresses
     out = []
@@ -112,25 +114,40 @@ def _fault_programs(cfg):
                       Instr("REPEAT", {"n": 5, "d": 1, "stride_a": 1}), Instr("HALT", {})]}
     out.append(("address out of range after REPEAT stride",
                  Program.from_instrs(cfg, strided), mem1, ErrorCode.ADDRESS_RANGE))
+    if every_queue:
+        for s in cfg.slices:
+            nm = s.name
+            out.append((f"illegal word on {nm}", Program(cfg, {nm: [
+                Instr("NOP", {"n": 2}).encode(), 0x3F, Instr("HALT", {}).encode()]}),
+                nm, ErrorCode.ILLEGAL_INSTRUCTION))
+            out.append((f"REPEAT after a NOP on {nm}", Program.from_instrs(cfg, {nm: [
+                Instr("NOP", {"n": 2}), Instr("REPEAT", {"n": 1, "d": 1}),
+                Instr("HALT", {})]}), nm, ErrorCode.REPEAT_MISPLACED))
+            out.append((f"{nm} runs past the end of its {cfg.imem_depth}-word queue",
+                        Program.from_instrs(cfg, {nm: [Instr("NOP", {"n": 1})]
+                                                  * cfg.imem_depth}),
+                        nm, ErrorCode.IMEM_OVERRUN))
     return out
 
 
 @cocotb.test()
 async def chip_faults(dut):
     """An illegal opcode and out-of-range addresses raise their flag, name the slice
-    and halt the machine; the model refuses the same programs at the same slice."""
+    and halt the machine; the model refuses the same programs at the same slice.
+    Parameter ``every_queue``: also the queue faults on every slice (`_fault_programs`)."""
     cfg = env.config()
+    prm = env.params()
     host = HostDriver(dut, cfg)
     await env.start_clock_and_reset(dut)
     errors = []
     results = []
-    for name, prog, sl, code in _fault_programs(cfg):
+    for name, prog, sl, code in _fault_programs(cfg, bool(prm.get("every_queue"))):
         exp = run_model(cfg, prog, {})
         if exp.error is None or not exp.error.startswith(sl):
             errors.append(f"{name}: model did not refuse it at {sl}: {exp.error}")
         await host.load_program(prog)
         await host.start()
-        await host.wait_done(1000)
+        await host.wait_done(1000 + 2 * cfg.imem_depth)
         st = await host.status()
         got = (st["error"], cfg.slices[st["error_slice"]].name, st["error_code"])
         results.append({"case": name, "slice": got[1], "code": ErrorCode(got[2]).name,
