@@ -236,7 +236,7 @@ def run_coverage(cfg: TspConfig, n: int, seed: int, *, log=print) -> dict:
         raise AssertionError(f"{len(bad)} program(s) mismatch on the coverage build; first: "
                              f"{bad[0]['name']}: {bad[0]['errors'][:3]}")
     runs.append(r)
-    for module, test, params in (("tb.chip.test_chip", "chip_faults", {}),
+    for module, test, params in (("tb.chip.test_chip", "chip_faults", {"every_queue": True}),
                                  ("tb.chip.test_compute", "chip_compute_faults", {}),
                                  ("tb.chip.test_chip", "chip_reset_mid_program", {"seed": seed}),
                                  ("tb.chip.test_chip", "chip_power_up_state", {})):
