@@ -7,8 +7,9 @@ One Verilator build with ``--coverage-line --coverage-toggle`` runs
 * the directed programs: the compiled transformer block, the tiled matmul example and
   the programs of ``tb/directed.py`` (for the bins the generators miss) -- run as fuzz
   cases: compared with the model, from random power-up state -- and the directed
-  testbenches -- fault programs of every slice kind (``chip_faults``,
-  ``chip_compute_faults``), reset in the middle of a program, the power-up check.
+  testbenches -- fault programs of every slice kind and the queue faults on every
+  slice (``chip_faults``, ``chip_compute_faults``), reset in the middle of a program,
+  the power-up check.
 
 Each simulator run writes a ``coverage.dat``; they are merged (counts summed per point,
 what ``verilator_coverage --write`` does) into ``build/coverage/<config>/coverage.dat``.
