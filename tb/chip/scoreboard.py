@@ -61,11 +61,15 @@ class ChipScoreboard:
             if name in got["mvm"] and got["mvm"][name] != v:
                 self.errors.append(f"{tag}: mvm[{name}] RTL {got['mvm'][name]} != model {v}")
 
-    def check_sram(self, tag: str, model: Machine, slice_name: str, addr: int,
-                   got: np.ndarray) -> None:
-        exp = model.read_mem(slice_name, addr)
+    def check_vector(self, tag: str, slice_name: str, addr: int, exp: np.ndarray,
+                     got: np.ndarray) -> None:
+        """One SRAM vector read back from the chip against the model's."""
         self.compared_vectors += 1
         if not np.array_equal(exp, got):
             lane = int(np.argmax(exp != got))
             self.errors.append(f"{tag}: SRAM {slice_name}[{addr}] lane {lane}: RTL "
                                f"{got[lane]:#04x}, model {exp[lane]:#04x}")
+
+    def check_sram(self, tag: str, model: Machine, slice_name: str, addr: int,
+                   got: np.ndarray) -> None:
+        self.check_vector(tag, slice_name, addr, model.read_mem(slice_name, addr), got)

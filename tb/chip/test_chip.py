@@ -223,10 +223,7 @@ async def chip_reset_mid_program(dut):
         board.check_counters(tag, exp.result, await host.counters())
         for sl, d in exp.sram.items():
             for a in sorted(d):
-                got = await host.read_sram(sl, a)
-                board.compared_vectors += 1
-                if (got != d[a]).any():
-                    board.errors.append(f"{tag}: SRAM {sl}[{a}] differs from the model")
+                board.check_vector(tag, sl, a, d[a], await host.read_sram(sl, a))
         done.append({"first": first.name, "reset_at_cycle": stop_after,
                      "first_program_cycles": exp_first.result.cycles,
                      "second": second.name})

@@ -83,12 +83,7 @@ async def chip_fuzz(dut):
             board.check_counters("", exp.result, await host.counters())
             for sl, d in exp.sram.items():
                 for a in sorted(d):
-                    got = await host.read_sram(sl, a)
-                    board.compared_vectors += 1
-                    if (got != d[a]).any():
-                        lane = int((got != d[a]).argmax())
-                        board.errors.append(f"SRAM {sl}[{a}] lane {lane}: RTL "
-                                            f"{got[lane]:#04x}, model {d[a][lane]:#04x}")
+                    board.check_vector("", sl, a, d[a], await host.read_sram(sl, a))
         sim_cycles += host.cycles_used - before + waited
         entry.update(ok=not board.errors, errors=[e.lstrip(": ") for e in board.errors[:12]],
                      n_errors=len(board.errors), cycles=exp.result.cycles,
