@@ -204,38 +204,33 @@ def _matmul_case(cfg: TspConfig):
 
 
 def run_coverage(cfg: TspConfig, n: int, seed: int, *, log=print) -> dict:
+    from tb.directed import directed_cases
     from tb.funcov import FunctionalCoverage
-    from tb.fuzz import fuzz_plan, generate
+    from tb.fuzz import fuzz_plan
 
     out = build_root() / "coverage" / cfg.name
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     sim = build_sim(cfg, "chip", coverage=True, log=log)
     log(sim.describe())
-    fc = FunctionalCoverage(cfg)
     plan = fuzz_plan(n, seed)
     log(f"coverage {cfg.name}: {n} fuzz programs (base seed {seed}) + directed programs")
-    from tb.directed import directed_cases
-
     directed = [c for c in (_block_case(cfg), _matmul_case(cfg)) if c is not None]
     directed += directed_cases(cfg)
     specs = [{"gen": [k, s, 1.0]} for k, s in plan]
     ddir = out / "directed"
     for c in directed:
         specs.append({"dir": str(c.save(ddir / c.name))})
-    for k, s in plan:
-        c = generate(cfg, k, s)
-        fc.sample(c.program, c.image)
-    for c in directed:
-        err = fc.sample(c.program, c.image)
-        assert err is None, f"{c.name}: {err}"
     runs = []
+    # the fuzz testbench also samples functional coverage of every case the model
+    # accepts (each is generated or loaded once, there)
     r = run_cocotb(sim, "tb.chip.test_fuzz", name=f"cov-fuzz-{cfg.name}",
-                   testcase="chip_fuzz", params={"cases": specs})
+                   testcase="chip_fuzz", params={"cases": specs, "funcov": True})
     bad = [c for c in r.summary["cases"] if not c["ok"]]
     if bad:
         raise AssertionError(f"{len(bad)} program(s) mismatch on the coverage build; first: "
                              f"{bad[0]['name']}: {bad[0]['errors'][:3]}")
+    fc = FunctionalCoverage.from_json(r.summary["funcov"])
     runs.append(r)
     for module, test, params in (("tb.chip.test_chip", "chip_faults", {"every_queue": True}),
                                  ("tb.chip.test_compute", "chip_compute_faults", {}),

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from arch.config import TspConfig
-from tb.fuzz import Case, fuzz_plan, generate, model_outcome, shrink
+from tb.fuzz import Case, fuzz_plan, generate, shrink
 
 from .build import build_root, build_sim
 from .run import run_cocotb
@@ -202,9 +202,7 @@ def replay(path: Path, *, x_seed: int | None = None, log=print) -> dict:
     case = Case.load(path)
     meta = json.loads((Path(path) / "case.json").read_text())
     xs = meta.get("x_seed", 0) if x_seed is None else x_seed
-    out = model_outcome(case)
-    if not out.ok:
-        log(f"{path}: {out.error}")
+    # the testbench asks the model first (a case it refuses comes back not ok, invalid)
     s = run_batch(case.cfg, [{"dir": str(path)}], name=f"replay-{Path(path).name}",
                   x_seed=xs)
     r = s["cases"][0]
