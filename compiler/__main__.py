@@ -101,7 +101,9 @@ def main(argv=None) -> int:
               f"{b.mxm_slots}, VXM issue {b.vxm}, busiest queue {b.queue}, dependency "
               f"path {b.path}); cycles / bound = {cb.ratio:.2f}")
         mv = ", ".join(f"{k} {v}" for k, v in cb.emitted.mvm.items())
-        print(f"  MXM utilisation   {100 * cb.mxm_utilisation:.1f}% (MVMs: {mv})")
+        print(f"  MXM utilisation   {100 * cb.mxm_utilisation:.1f}% useful ({cb.useful_mvms} "
+              f"matmul MVMs); {100 * cb.mxm_utilisation_all:.1f}% counting overhead MVMs "
+              f"{cb.overhead_mvms} (per MXM: {mv})")
         print("  busy % by kind    " + ", ".join(f"{k} {v}%" for k, v in
                                                  st["busy_pct_by_kind"].items()))
         print(f"  instruction words per queue (imem_depth {cfg.imem_depth}): " +

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from arch.config import TspConfig
 from arch.isa import DEF_BY_MNEMONIC, Instr, latency, stride_fields, validate
+from arch.timing import SliceTimeline, occupancy
 
 from .ir import Bundle, Op
 
@@ -31,6 +32,8 @@ class QueueCode:
     issued: list[tuple[int, Instr, int]] = field(default_factory=list)
     halt_cycle: int = 0
     nwords: int = 0
+    #: busy cycles and the last cycle the slice works (`arch.timing`)
+    timeline: SliceTimeline = field(default_factory=SliceTimeline)
 
 
 def _merge(cycle: int, ops: list[Op]) -> tuple[str, dict]:
@@ -136,6 +139,7 @@ def encode_queue(slice_: str, items: list[tuple[int, str, dict]], cfg: TspConfig
             if L is None:
                 L = lat[mk] = latency(mk, cfg)
             q.issued.append((ck, Instr(mk, fk) if full else mk, L))
+            q.timeline.add(ck, ck + occupancy(mk, cfg, fk))
         i = j + 1
     nwords += 1
     if full:
@@ -152,13 +156,18 @@ class Emitted:
     busy: dict[str, int]
     mvm: dict[str, int]
     issued: dict[str, int]
+    #: MVMs by purpose over all MXMs ("matmul" = the model's own products)
+    mvm_purpose: dict[str, int] = field(default_factory=dict)
 
 
 def emit(cfg: TspConfig, bundles: list[Bundle], full: bool = True) -> Emitted:
     per: dict[str, dict[int, list[Op]]] = {s.name: {} for s in cfg.slices}
+    purpose: dict[str, int] = {}
     for b in bundles:
         for op in b.ops:
             per[op.slice].setdefault(op.cycle, []).append(op)
+            if op.mn == "MVM":
+                purpose[op.purpose] = purpose.get(op.purpose, 0) + 1
     queues = {}
     last = 0
     busy, mvm, issued = {}, {}, {}
@@ -168,20 +177,10 @@ def emit(cfg: TspConfig, bundles: list[Bundle], full: bool = True) -> Emitted:
         q = encode_queue(s.name, items, cfg, full)
         queues[s.name] = q
         last = max(last, q.halt_cycle)
-        covered = 0
-        until = -1
-        for c, _ins, lat in q.issued:
-            end = c + lat
-            last = max(last, end)
-            if c > until:
-                covered += end - c + 1
-                until = end
-            elif end > until:
-                covered += end - until
-                until = end
-        busy[s.name] = covered
+        last = max(last, q.timeline.until)
+        busy[s.name] = q.timeline.busy
         issued[s.name] = len(q.issued)
         if s.kind == "MXM":
             mvm[s.name] = sum(1 for _c, ins, _l in q.issued
                               if (ins if isinstance(ins, str) else ins.mnemonic) == "MVM")
-    return Emitted(queues, last + 1, busy, mvm, issued)
+    return Emitted(queues, last + 1, busy, mvm, issued, purpose)

@@ -52,7 +52,7 @@ class Op:
 
     __slots__ = ("slice", "pos", "kind", "mn", "lat", "fields", "ports", "off", "vx",
                  "sram_r", "sram_w", "reg_r", "reg_w", "acc_r", "acc_w", "install",
-                 "role", "banks_r", "bank_w", "bundle", "cycle", "note")
+                 "role", "banks_r", "bank_w", "bundle", "cycle", "note", "purpose")
 
     def __init__(self, slice_: str, pos: int, kind: str, mn: str, lat: int, **fields):
         self.slice = slice_
@@ -78,6 +78,8 @@ class Op:
         self.bundle: Bundle | None = None
         self.cycle: int | None = None
         self.note = ""
+        #: MVM: "matmul" (the model's own products) or the overhead kind (ops.MVM_PURPOSES)
+        self.purpose: str | None = None
 
     def port(self, name: str, width: int, out: bool) -> None:
         self.ports[name] = (width, None, 0, out)

@@ -382,7 +382,8 @@ class Lowering:
             for lane in range(width[t]):
                 b = Bundle(f"V^T tile {t} lane {lane}", "vtrans")
                 rd = O.read(b, *self.unit_loc(side(mxc), lane))
-                mv = O.mvm(b, mxc, self.slots[mxc].scratch(), False, True, ins)
+                mv = O.mvm(b, mxc, self.slots[mxc].scratch(), False, True, ins,
+                           purpose="transpose")
                 b.connect(rd, "out", mv, "x")
                 w_ = b.wire(4)
                 b.drive(w_, 0, mv, "out")
@@ -435,7 +436,8 @@ class Lowering:
                 for i in range(S):
                     b = Bundle(f"{name}[{n}] head {hs[hi]} row {i}", f"{name}.reemit")
                     rd = self.O.read(b, *self.zero_loc(sd))
-                    mv = self.O.mvm(b, mxm, slots[i], True, True, None)
+                    mv = self.O.mvm(b, mxm, slots[i], True, True, None,
+                                    purpose="re-emit")
                     b.connect(rd, "out", mv, "x")
                     self.requant_out(b, mv, rb, tr, out_loc(hs[hi], i, n))
                     self.emit(b)
@@ -577,7 +579,8 @@ class Lowering:
             rs = rm[0]
             b = Bundle(f"rowsum group {gi}", "sum")
             rd = O.read(b, *self.ones.loc(0))
-            mv = O.mvm(b, p["sums"], self.slots[p["sums"]].scratch(), False, True, ins_e)
+            mv = O.mvm(b, p["sums"], self.slots[p["sums"]].scratch(), False, True, ins_e,
+                       purpose="row-sum")
             b.connect(rd, "out", mv, "x")
             v = O.vxm(b, "i32", ("r", rs), "ADD", "s", 128 * S)
             b.connect(mv, "out", v, "a")
@@ -621,7 +624,8 @@ class Lowering:
                 for i in range(S):
                     b = Bundle(f"transpose head {h} row {i}", "trans")
                     rd = O.read(b, *self.units.loc(hi * S + i))
-                    mv = O.mvm(b, mxt, self.slots[mxt].scratch(), False, True, ins_t)
+                    mv = O.mvm(b, mxt, self.slots[mxt].scratch(), False, True, ins_t,
+                               purpose="transpose")
                     b.connect(rd, "out", mv, "x")
                     w_ = b.wire(4)
                     b.drive(w_, 0, mv, "out")
@@ -707,7 +711,8 @@ class Lowering:
                 for i in range(S):
                     b = Bundle(f"transpose+ctx head {h} tile {t} row {i}", "transctx")
                     rd = O.read(b, *self.units.loc(hi * S + i))
-                    mt = O.mvm(b, mxt, self.slots[mxt].scratch(), False, True, ins_t)
+                    mt = O.mvm(b, mxt, self.slots[mxt].scratch(), False, True, ins_t,
+                               purpose="transpose")
                     b.connect(rd, "out", mt, "x")
                     mv = O.mvm(b, mxc, slot_of(i), not first, last, ins)
                     w_ = b.wire(4)

@@ -13,6 +13,10 @@ from arch.isa import TYPE_BYTES, VXM_OP_BY_NAME, latency
 from .ir import Bundle, Op
 
 
+
+#: why an MVM is issued: the model's own matmuls, or overhead of the lowering
+MVM_PURPOSES = ("matmul", "transpose", "re-emit", "row-sum")
+
 class Ops:
     def __init__(self, cfg: TspConfig):
         self.cfg = cfg
@@ -61,9 +65,15 @@ class Ops:
         op.install, op.role = install, "iw"
         return op
 
-    def mvm(self, b: Bundle, mxm: str, slot: int, accum: bool, emit: bool, install) -> Op:
-        """``install`` None: the result does not depend on the weights (x = 0 re-emission)."""
+    def mvm(self, b: Bundle, mxm: str, slot: int, accum: bool, emit: bool, install,
+            purpose: str = "matmul") -> Op:
+        """``install`` None: the result does not depend on the weights (x = 0 re-emission).
+        ``purpose``: "matmul" for a product of the model's own matmuls; anything else
+        ("transpose", "re-emit", "row-sum") is overhead of the lowering."""
+        if purpose not in MVM_PURPOSES:
+            raise ValueError(f"MVM purpose must be one of {MVM_PURPOSES}, got {purpose!r}")
         op = self._op(b, mxm, "MVM", acc=slot, accum=int(accum), emit=int(emit))
+        op.purpose = purpose
         op.port("x", 1, False)
         if emit:
             op.port("out", 4, True)

@@ -28,11 +28,11 @@ and are visible to instructions issued after that cycle.
 Definitions (the RTL counters implement exactly these):
 
 * ``cycles`` = 1 + the last cycle in which any queue issued (NOP/SYNC/NOTIFY/HALT
-  included) or any instruction made an effect (issue + L).  Equivalently: the number of
-  cycles from start until the first cycle in which every queue had halted in an earlier
-  cycle and no pipeline has anything left to do.
-* ``busy[slice]`` = number of cycles covered by the intervals ``[t, t + L]`` of the slice
-  instructions (not ICU instructions) that the slice issued.
+  included) or any slice column still works on an instruction (issue + occupancy, which
+  includes the skew to the topmost superlane): `arch.timing`, the one definition.  The
+  chip measures the same span with its clock.
+* ``busy[slice]`` = number of cycles covered by the intervals ``[t, t + occupancy]`` of
+  the slice instructions (not ICU instructions) that the slice issued.
 * ``mxm_mvm_cycles[mxm]`` = number of MVM instructions issued by that MXM.
 * collision: one slice writing the same (direction, stream) twice in the same cycle (from
   two in-flight instructions).  Different slices writing the same stream index is legal:
@@ -58,6 +58,7 @@ import numpy as np
 from arch.asm import format_instr
 from arch.config import TspConfig, get_config
 from arch.isa import (
+    ALL_DEFS,
     DIRS,
     MXM_ACC_SLOTS,
     SEL_IMM,
@@ -80,6 +81,7 @@ from arch.isa import (
     latency as isa_latency,
 )
 from arch.program import Program
+from arch.timing import SliceTimeline, occupancy
 from golden.quant import requantize
 
 E, W = 0, 1
@@ -308,8 +310,8 @@ class MxmState:
 
 
 class _Queue:
-    __slots__ = ("name", "pos", "kind", "ops", "pc", "t_next", "state", "rep", "busy",
-                 "busy_until", "issued", "halt_cycle", "sync_cycle", "index")
+    __slots__ = ("name", "pos", "kind", "ops", "pc", "t_next", "state", "rep", "timeline",
+                 "issued", "halt_cycle", "sync_cycle", "index")
 
     def __init__(self, index, sl, ops):
         self.index = index
@@ -319,8 +321,7 @@ class _Queue:
         self.t_next = 0
         self.state = "run"  # run | wait | halt
         self.rep = None
-        self.busy = 0
-        self.busy_until = -1
+        self.timeline = SliceTimeline()
         self.issued = 0
         self.halt_cycle = -1
         self.sync_cycle = -1
@@ -358,6 +359,9 @@ class Machine:
                          for s in cfg.slices_of("SXM")}
         self._lanes = np.arange(vl, dtype=np.int64)
         self._lat = {}
+        #: occupancy of every slice instruction but MVM (which depends on its emit flag)
+        self._occ = {d.mnemonic: occupancy(d.mnemonic, cfg) for d in ALL_DEFS
+                     if d.latency is not None and d.mnemonic != "MVM"}
         self._lwt_latency = isa_latency("LWT", cfg)
         self.program: Program | None = None
         self._handlers = {
@@ -485,7 +489,7 @@ class Machine:
             tr = [self._trace[c] for c in sorted(self._trace)]
         return RunResult(
             cycles=self._last + 1,
-            busy={q.name: q.busy for q in queues},
+            busy={q.name: q.timeline.busy for q in queues},
             issued={q.name: q.issued for q in queues},
             mxm_mvm_cycles=dict(self._mvm),
             halt_cycle={q.name: q.halt_cycle for q in queues},
@@ -590,13 +594,8 @@ class Machine:
         self._ctx = (q, idx, mn, f, c, rep)
         self._mn = mn
         self._handlers[mn](q, f, c, lat)
-        end = c + lat
-        if c > q.busy_until:
-            q.busy += end - c + 1
-            q.busy_until = end
-        elif end > q.busy_until:
-            q.busy += end - q.busy_until
-            q.busy_until = end
+        end = c + (self._occ[mn] if mn != "MVM" else occupancy(mn, self.cfg, f))
+        q.timeline.add(c, end)
         q.issued += 1
         if end > self._last:
             self._last = end

@@ -5,12 +5,18 @@ West to east, mirrored (`TspConfig.slices`)::
     MXM | SXM | MEM ... MEM | VXM | MEM ... MEM | SXM | MXM
 
 Each position has an `InstructionControlUnit` (its queue) and a slice column
-plugged into the `StreamFabric` through one tile port per superlane.  Slice
-kinds whose RTL is not built yet are `PlaceholderSlice`s (streams pass
-through; their instructions issue, count as busy, and do nothing else), so a
-new slice plugs in at its positions by adding it to `SLICE_CLASSES` and nothing
-else changes.  The host interface (`hdl/host.py`) loads programs and SRAM,
-starts the machine and reads status and counters.
+(`SLICE_CLASSES`) plugged into the `StreamFabric` through one tile port per
+superlane.  The host interface (`hdl/host.py`) loads programs and SRAM, starts
+the machine and reads status and counters.
+
+Run control, from the datapath: the machine runs from the cycle after START
+(cycle 0) while any queue has not halted or any slice reports work in flight
+(its ``busy``: pipeline valid bits up to superlane S-1).  In the first cycle in
+which neither holds, ``running`` falls and ``done`` rises, combinationally, so
+the host may read SRAM or start again in that very cycle.  ``CYCLES`` counts
+the clock cycles of the run (cycle 0 up to the last busy cycle), each slice's
+``BUSY`` counter the cycles in which that slice issued or was busy.  Both
+depend on registers only, so ``ready`` does too.
 """
 
 from __future__ import annotations
@@ -32,42 +38,15 @@ from .host import (
 )
 from .icu import COUNTER_BITS, InstructionControlUnit
 from .mem import MemSlice
-from .slice import ERROR_CODE_BITS, SliceSignature
+from .mxm import MxmSlice
+from .slice import ERROR_CODE_BITS
 from .stream import StreamFabric
+from .sxm import SxmSlice
+from .vxm import VxmSlice
 
-
-class PlaceholderSlice(wiring.Component):
-    """A slice position whose RTL is not built yet: writes no stream."""
-
-    def __init__(self, cfg: TspConfig):
-        self.cfg = cfg
-        super().__init__(SliceSignature(cfg))
-
-    def elaborate(self, platform):
-        m = Module()
-        for t in self.tiles:
-            m.d.comb += [t.e_we.eq(0), t.w_we.eq(0)]
-        return m
-
-
-def _slice_classes() -> dict[str, type]:
-    classes: dict[str, type] = {"MEM": MemSlice}
-    try:
-        from .vxm import VxmSlice
-        classes["VXM"] = VxmSlice
-    except ImportError:
-        pass
-    try:
-        from .mxm import MxmSlice
-        classes["MXM"] = MxmSlice
-    except ImportError:
-        pass
-    try:
-        from .sxm import SxmSlice
-        classes["SXM"] = SxmSlice
-    except ImportError:
-        pass
-    return classes
+#: the slice column of each kind
+SLICE_CLASSES: dict[str, type] = {"MEM": MemSlice, "VXM": VxmSlice, "MXM": MxmSlice,
+                                  "SXM": SxmSlice}
 
 
 class Chip(wiring.Component):
@@ -78,12 +57,15 @@ class Chip(wiring.Component):
     ``done`` (the last run finished), ``error`` (it stopped on a fault).
     """
 
-    def __init__(self, cfg: TspConfig, slice_kinds: dict[str, type] | None = None):
+    def __init__(self, cfg: TspConfig):
         if cfg.n_positions > 255:
             raise ValueError(f"Chip supports up to 255 slice positions, config has "
                              f"{cfg.n_positions}")
+        missing = sorted({p.kind for p in cfg.slices} - set(SLICE_CLASSES))
+        if missing:
+            raise ValueError(f"Chip: no RTL for slice kind(s) {', '.join(missing)} "
+                             f"(known: {', '.join(SLICE_CLASSES)})")
         self.cfg = cfg
-        self.slice_classes = _slice_classes() if slice_kinds is None else dict(slice_kinds)
         super().__init__({
             "cmd": In(stream.Signature(host_command_layout(cfg))),
             "rsp_valid": Out(1),
@@ -110,16 +92,13 @@ class Chip(wiring.Component):
         err_slice = Signal(8)
         err_cycle = Signal(COUNTER_BITS)
         cycle = Signal(COUNTER_BITS)
-        last_active = Signal(COUNTER_BITS)
-        total = Signal(COUNTER_BITS)
 
         icus, slices = [], []
         notify = Signal()
-        notify_bits, active_bits, busy_bits, halted_bits = [], [], [], []
+        notify_bits, busy_bits, halted_bits = [], [], []
         for p, pos in enumerate(cfg.slices):
             icu = m.submodules[f"icu_{pos.name}"] = InstructionControlUnit(cfg, pos)
-            cls = self.slice_classes.get(pos.kind, PlaceholderSlice)
-            sl = m.submodules[f"slice_{pos.name}"] = cls(cfg)
+            sl = m.submodules[f"slice_{pos.name}"] = SLICE_CLASSES[pos.kind](cfg)
             icus.append(icu)
             slices.append(sl)
             m.d.comb += [
@@ -141,8 +120,7 @@ class Chip(wiring.Component):
                     sl.host.wdata.eq(cmd.data),
                 ]
             notify_bits.append(icu.notify_out)
-            active_bits.append(icu.active)
-            busy_bits.append(icu.busy)
+            busy_bits.append(sl.busy)
             halted_bits.append(icu.halted)
         m.d.comb += notify.eq(Cat(*notify_bits).any())
 
@@ -170,24 +148,33 @@ class Chip(wiring.Component):
             m.d.sync += [err.eq(1), err_code.eq(f_code), err_slice.eq(f_slice),
                          err_cycle.eq(cycle)]
 
-        # -- run control and the cycle count ---------------------------------------------
-        any_active = Cat(*active_bits).any() | Cat(*busy_bits).any()
-        all_halted = Cat(*halted_bits).all()
+        # -- run control and the cycle count: from the queues and the datapath ---------
+        # `running` is the registered run state; in the first cycle in which every queue
+        # has halted and no slice has anything in flight the run is over: the outputs say
+        # so in that cycle, the registers follow at its end
+        work = ~Cat(*halted_bits).all() | Cat(*busy_bits).any()
+        finished = Signal()
+        m.d.comb += finished.eq(running & ~work)
         with m.If(start):
-            m.d.sync += [running.eq(1), done.eq(0), cycle.eq(0), last_active.eq(0),
-                         total.eq(0)]
+            m.d.sync += [running.eq(1), done.eq(0), cycle.eq(0)]
+        with m.Elif(finished):
+            m.d.sync += [running.eq(0), done.eq(1)]
         with m.Elif(running):
             m.d.sync += cycle.eq(cycle + 1)
-            with m.If(any_active):
-                m.d.sync += last_active.eq(cycle)
-            with m.If(all_halted & ~Cat(*busy_bits).any()):
-                # nothing can be active here (every queue halted, nothing in flight),
-                # so the last active cycle is final
-                m.d.sync += [running.eq(0), done.eq(1), total.eq(last_active + 1)]
+        busy_counts = []
+        for p, sl in enumerate(slices):
+            cnt = Signal(COUNTER_BITS, name=f"busy_count{p}")
+            with m.If(start):
+                m.d.sync += cnt.eq(0)
+            with m.Elif(running & (icus[p].issue.valid | sl.busy)):
+                m.d.sync += cnt.eq(cnt + 1)
+            busy_counts.append(cnt)
+        live = Signal()
         m.d.comb += [
-            self.cmd.ready.eq(~running),
-            self.running.eq(running),
-            self.done.eq(done),
+            live.eq(running & ~finished),
+            self.cmd.ready.eq(~live),
+            self.running.eq(live),
+            self.done.eq(done | finished),
             self.error.eq(err),
         ]
 
@@ -205,17 +192,17 @@ class Chip(wiring.Component):
         with m.If(accept & (cmd.op == HostOp.REG_READ)):
             with m.Switch(raddr):
                 with m.Case(Reg.STATUS):
-                    m.d.sync += reg_val.eq(Cat(running, done, err, Const(0, 1), err_code,
-                                               err_slice))
+                    m.d.sync += reg_val.eq(Cat(live, done | finished, err, Const(0, 1),
+                                               err_code, err_slice))
                 with m.Case(Reg.ERROR_CYCLE):
                     m.d.sync += reg_val.eq(err_cycle)
                 with m.Case(Reg.CYCLES):
-                    m.d.sync += reg_val.eq(total)
+                    m.d.sync += reg_val.eq(cycle)
                 with m.Case(Reg.CONFIG_HASH):
                     m.d.sync += reg_val.eq(int(cfg.stable_hash(), 16))
                 for p in range(P):
                     with m.Case(Reg.BUSY + p):
-                        m.d.sync += reg_val.eq(icus[p].busy_count)
+                        m.d.sync += reg_val.eq(busy_counts[p])
                     with m.Case(Reg.ISSUED + p):
                         m.d.sync += reg_val.eq(icus[p].issued_count)
                     if p in mvm_counts:
@@ -237,4 +224,4 @@ class Chip(wiring.Component):
         return m
 
 
-__all__ = ["Chip", "PlaceholderSlice", "STATUS_DONE", "STATUS_ERROR", "STATUS_RUNNING"]
+__all__ = ["SLICE_CLASSES", "Chip", "STATUS_DONE", "STATUS_ERROR", "STATUS_RUNNING"]

@@ -9,9 +9,15 @@ read (`SRAM_READ`, `REG_READ`) answers with ``rsp_valid`` and ``rsp_data`` in
 the cycle after it is accepted.
 
 Timing of a run: the cycle after `START` is accepted is cycle 0 of the
-program; ``done`` rises when every queue has halted and no slice has work in
-flight; ``cycles`` (register 1) then holds the machine model's total cycle
-count.
+program.  The machine runs while any queue has not halted or any slice has work
+in flight in any superlane (each slice reports it from its pipeline valid
+bits).  In the first cycle in which neither holds, ``done`` rises and
+``running`` and ``ready`` change, in that same cycle: a command sent then (an
+SRAM read, another START) sees every result of the run.  ``CYCLES``
+(register 0x002) then holds the run's length in clock cycles: with START
+accepted at clock edge 0, ``done`` rises at edge ``CYCLES``.  That is the
+program's cycle count of `arch.timing` (the compiler's prediction, the machine
+model's count).
 """
 
 from __future__ import annotations
@@ -37,9 +43,9 @@ class Reg(enum.IntEnum):
 
     STATUS = 0x000  # [0] running [1] done [2] error [7:4] error code [23:8] error slice
     ERROR_CYCLE = 0x001  # the cycle in which the first fault was detected
-    CYCLES = 0x002  # total cycles of the last run (machine-model definition)
+    CYCLES = 0x002  # clock cycles of the last run: cycle 0 to the last busy cycle
     CONFIG_HASH = 0x003  # first 64 bits of TspConfig.stable_hash()
-    BUSY = 0x100  # + slice position: busy cycles of that slice
+    BUSY = 0x100  # + slice position: cycles in which that slice had work in flight
     ISSUED = 0x200  # + slice position: slice instructions issued
     MVM = 0x300  # + slice position: MVMs of that MXM (0 for other slices)
 

@@ -17,15 +17,15 @@ of docs/isa.md:
 
 The ICU also checks what it issues (a known opcode, reserved bits clear, every
 field in range for the config, strided fields after their REPEAT offset),
-refusing a bad word with an `ErrorCode` instead of issuing it, and keeps the
-slice's performance counters: busy cycles (the union of ``[t, t + L]`` over the
-slice instructions it issued, as the machine model counts them) and issued
-slice instructions.
+refusing a bad word with an `ErrorCode` instead of issuing it, and counts the
+slice instructions it issued.  It knows nothing of latencies: how long the
+slice works on an instruction is the slice's own in-flight state
+(`hdl.slice.SliceSignature` ``busy``).
 """
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Module, Signal, signed
 from amaranth.lib import enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -37,7 +37,6 @@ from .slice import (
     OFFSET_BITS,
     ErrorCode,
     issue_layout,
-    latencies,
     legal_checks,
     opcode_of,
     view,
@@ -65,10 +64,9 @@ class InstructionControlUnit(wiring.Component):
     Ports: ``start`` (pulse: run from cycle 0 = next cycle), ``stop`` (halt now: a
     fault elsewhere), ``notify_in`` (some queue issues NOTIFY this cycle),
     ``notify_out``; the host's instruction-memory write port (``imem_*``);
-    ``issue`` to the slice; ``active`` (this queue issued anything this cycle,
-    ICU instructions included), ``busy`` (the slice is busy this cycle),
-    ``halted``; ``error``/``error_code`` (a refused instruction, this cycle);
-    counters ``busy_count`` and ``issued_count`` (cleared by ``start``).
+    ``issue`` to the slice; ``halted`` (the queue issued HALT or was stopped, in an
+    earlier cycle); ``error``/``error_code`` (a refused instruction, this cycle);
+    ``issued_count``, the slice instructions issued (cleared by ``start``).
     """
 
     def __init__(self, cfg: TspConfig, position: SlicePosition):
@@ -87,12 +85,9 @@ class InstructionControlUnit(wiring.Component):
             "imem_addr": In(cfg.imem_address_bits),
             "imem_data": In(isa.WORD_BITS),
             "issue": Out(issue_layout()),
-            "active": Out(1),
-            "busy": Out(1),
             "halted": Out(1),
             "error": Out(1),
             "error_code": Out(ERROR_CODE_BITS),
-            "busy_count": Out(COUNTER_BITS),
             "issued_count": Out(COUNTER_BITS),
         })
 
@@ -120,7 +115,6 @@ class InstructionControlUnit(wiring.Component):
         rep_stride_b = Signal(signed(12), reset_less=True)
         off_a = Signal(signed(OFFSET_BITS))
         off_b = Signal(signed(OFFSET_BITS))
-        bcnt = Signal(8)
 
         cur = rp_cur.data
         nxt = rp_nxt.data
@@ -192,7 +186,6 @@ class InstructionControlUnit(wiring.Component):
             self.issue.off_a.eq(issue_off_a),
             self.issue.off_b.eq(issue_off_b),
             self.halted.eq(state == State.HALTED),
-            self.active.eq(do_issue | is_icu_op),
             self.notify_out.eq(is_icu_op & (op == icu_ops["NOTIFY"])),
             self.error.eq(fault),
             self.error_code.eq(fault_code),
@@ -245,22 +238,9 @@ class InstructionControlUnit(wiring.Component):
                 with m.Else():
                     m.d.sync += pc.eq(pc + 1)
 
-        # -- busy tracking and counters --------------------------------------------------
-        lat = Signal(8)
-        with m.Switch(opcode_of(issue_word)):
-            for opcode, L in latencies(kind, cfg).items():
-                with m.Case(opcode):
-                    m.d.comb += lat.eq(L)
-            with m.Default():  # ICU words never issue
-                m.d.comb += lat.eq(0)
-        dec = Mux(bcnt != 0, bcnt - 1, 0)
-        m.d.comb += self.busy.eq(do_issue | (bcnt != 0))
+        # -- counter ------------------------------------------------------------------------
         with m.If(self.start):
-            m.d.sync += [bcnt.eq(0), self.busy_count.eq(0), self.issued_count.eq(0)]
-        with m.Else():
-            m.d.sync += bcnt.eq(Mux(do_issue & (lat > dec), lat, dec))
-            with m.If(self.busy):
-                m.d.sync += self.busy_count.eq(self.busy_count + 1)
-            with m.If(do_issue):
-                m.d.sync += self.issued_count.eq(self.issued_count + 1)
+            m.d.sync += self.issued_count.eq(0)
+        with m.Elif(do_issue):
+            m.d.sync += self.issued_count.eq(self.issued_count + 1)
         return m

@@ -78,6 +78,7 @@ class MemTile(wiring.Component):
             "host_rdata": Out(cfg.superlane_bits),
             "error": Out(1),
             "error_code": Out(ERROR_CODE_BITS),
+            "busy": Out(1),
         })
 
     def elaborate(self, platform):
@@ -109,6 +110,7 @@ class MemTile(wiring.Component):
         r_bank = Signal(L, reset_less=True)
         rdata = Signal(lane)
         m.d.sync += [w_pend.eq(is_write), r_pend.eq(is_read)]
+        m.d.comb += self.busy.eq(w_pend | r_pend)  # the SRAM write / stream write of t+1
 
         range_errs, read_bank_bits, write_bank_bits = [], [], []
         for i in range(L):
@@ -196,6 +198,7 @@ class MemSlice(wiring.Component):
         m.submodules.skew = skew = SkewChain(mem_control_layout(cfg), S)
         m.d.comb += skew.i.eq(ctl)
         errs = []
+        busy = [skew.busy]
         for k in range(S):
             tile = m.submodules[f"tile{k}"] = MemTile(cfg)
             wiring.connect(m, wiring.flipped(self.tiles[k]), tile.streams)
@@ -209,6 +212,8 @@ class MemSlice(wiring.Component):
                 self.host.rdata[lo:hi].eq(tile.host_rdata),
             ]
             errs.append(tile)
+            busy.append(tile.busy)
+        m.d.comb += self.busy.eq(Cat(*busy).any())
         # the first tile (in superlane order) that reports a fault names it
         for tile in reversed(errs):
             with m.If(tile.error):

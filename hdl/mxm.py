@@ -320,9 +320,11 @@ class MxmSlice(wiring.Component):
 
         # ---------------------------------------------------------- control delay (t + D)
         c = ctl0
+        busy = []  # in-flight work: any valid control word after issue up to the last write
         for n in range(D):
             r = Signal(self._core_layout(), name=f"ctl_d{n + 1}")
             m.d.sync += r.eq(c)
+            busy.append(r.valid)
             c = r
         core = c
 
@@ -349,6 +351,7 @@ class MxmSlice(wiring.Component):
 
         st2 = Signal(self._core_layout(), name="ctl_st2")
         m.d.sync += st2.eq(core)
+        busy.append(st2.valid & st2.mvm)  # loads and IW are done in the core cycle
 
         # ---------------------------------------------------------- MVM stage 2 (t + L)
         res = []
@@ -371,12 +374,14 @@ class MxmSlice(wiring.Component):
             if o:
                 nctl = Signal(self._core_layout(), name=f"emit_ctl{o}")
                 m.d.sync += nctl.eq(ctl_k)
+                busy.append(nctl.valid & nctl.mvm & nctl.emit)
                 ctl_k = nctl
                 nb = [Signal(32 * LANES, name=f"emit{o}_b{q}", reset_less=True)
                       for q in range(o, S)]
                 m.d.sync += [r.eq(v) for r, v in zip(nb, blocks[o:], strict=True)]
                 blocks = blocks[:o] + nb
             self._drive_tile(m, o, ctl_k, blocks[o])
+        m.d.comb += self.busy.eq(Cat(*busy).any())
         return m
 
     def _drive_tile(self, m, o, ctl, block):

@@ -10,6 +10,14 @@ cycle, and carries the decoded control north through a `SkewChain`, so tile
 of range, a bank conflict, a stream collision) on ``error`` with a code from
 `ErrorCode` in the cycle it detects it; the chip latches the first one and
 stops the machine.
+
+``busy`` is the slice's in-flight state, from its own pipeline registers: high
+in every cycle after an issue in which a valid bit of any of its tiles (skew
+chain, pipeline stages, pending SRAM writes, results on their way out) holds
+work of an instruction, up to superlane S-1.  It depends on registers only.
+The chip is done when every queue has halted and no slice is busy; a slice's
+busy cycles are its issue cycles and the cycles it is busy.  (`arch.timing`
+says how long that is per instruction; no RTL reads it.)
 """
 
 from __future__ import annotations
@@ -90,6 +98,7 @@ class SliceSignature(wiring.Signature):
             "tiles": Out(TileStreamsSignature(cfg)).array(cfg.superlanes),
             "error": Out(1),
             "error_code": Out(ERROR_CODE_BITS),
+            "busy": Out(1),
         })
 
     def __eq__(self, other):
@@ -172,12 +181,7 @@ def legal_checks(word, kind: str, cfg: TspConfig, *, strided_fields: bool = True
     return ok_any
 
 
-def latencies(kind: str, cfg: TspConfig) -> dict[int, int]:
-    """Opcode -> functional latency of every slice (non-ICU) instruction of `kind`."""
-    return {d.opcode: d.latency(cfg) for d in isa.DEFS[kind].values() if d.latency is not None}
-
-
 __all__ = [
     "ERROR_CODE_BITS", "ErrorCode", "OFFSET_BITS", "SliceSignature", "instr_layout",
-    "is_opcode", "issue_layout", "latencies", "legal_checks", "opcode_of", "strided", "view",
+    "is_opcode", "issue_layout", "legal_checks", "opcode_of", "strided", "view",
 ]

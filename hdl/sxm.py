@@ -93,6 +93,13 @@ def _delay(m, value, cycles, name, reset_less=False):
     return stages
 
 
+def _any_valid(stages, *fields):
+    """High while any register of a `_delay` chain (``stages[1:]``) holds a word with
+    one of ``fields`` set: work in flight."""
+    bits = [getattr(s, f) for s in stages[1:] for f in fields]
+    return Cat(*bits).any() if bits else Const(0)
+
+
 def _pick(options, index):
     """``options[index]`` as a complete mux (padded with zeros to 2**len(index) inputs)."""
     n = 1 << len(index)
@@ -135,7 +142,7 @@ class SxmLocalUnit(wiring.Component):
         self.cfg = cfg
         super().__init__({
             "blk": In(BLOCK), "rot": In(1), "n": In(signed(5)), "ctl": In(out_layout(cfg)),
-            "o_blk": Out(BLOCK), "o_ctl": Out(out_layout(cfg)),
+            "o_blk": Out(BLOCK), "o_ctl": Out(out_layout(cfg)), "busy": Out(1),
         })
 
     def elaborate(self, platform):
@@ -146,9 +153,11 @@ class SxmLocalUnit(wiring.Component):
             j = Const(l, 6) - self.n  # signed; j mod 16 is the source lane
             inside = (j >= 0) & (j < LANES)
             res.append(Mux(self.rot | inside, sel[j[:4]], 0))
+        ctls = _delay(m, self.ctl, 2, "loc_ctl")
         m.d.comb += [
             self.o_blk.eq(_delay(m, Cat(*res), 2, "loc", reset_less=True)[-1]),
-            self.o_ctl.eq(_delay(m, self.ctl, 2, "loc_ctl")[-1]),
+            self.o_ctl.eq(ctls[-1]),
+            self.busy.eq(_any_valid(ctls, "valid")),
         ]
         return m
 
@@ -166,6 +175,7 @@ class SxmGlobalUnit(wiring.Component):
         super().__init__({
             "blocks": In(BLOCK).array(S), "ctl": In(global_layout(cfg)),
             "o_blk": Out(BLOCK).array(S), "o_ctl": Out(out_layout(cfg)).array(S),
+            "busy": Out(1),
         })
 
     def elaborate(self, platform):
@@ -173,7 +183,8 @@ class SxmGlobalUnit(wiring.Component):
         cfg = self.cfg
         S, VL = cfg.superlanes, cfg.vector_length
         mbits = max(1, (VL - 1).bit_length())
-        g = _delay(m, self.ctl, S - 1, "ctl")[-1]  # in t + S - 1
+        g_stages = _delay(m, self.ctl, S - 1, "ctl")
+        g = g_stages[-1]  # in t + S - 1
         vec = []  # all VL lanes in t + S - 1
         for k in range(S):
             vec += _lanes(_delay(m, self.blocks[k], S - 1 - k, f"deskew{k}", True)[-1])
@@ -222,6 +233,8 @@ class SxmGlobalUnit(wiring.Component):
             with m.If(pm_valid & (pm_map == q)):
                 m.d.sync += [maps[q][i].eq(pm_data[mbits * i:mbits * (i + 1)])
                              for i in range(VL)]
+        m.d.comb += self.busy.eq(_any_valid(g_stages, "valid", "pmap") | octl.valid
+                                 | _any_valid(ctls, "valid") | pm_valid)
         return m
 
 
@@ -237,6 +250,7 @@ class SxmReduceUnit(wiring.Component):
             "blocks": In(BLOCK).array(S), "op": In(2).array(S), "type": In(2).array(S),
             "ctl": In(out_layout(cfg)),
             "o_val": Out(32).array(S), "o_ctl": Out(out_layout(cfg)).array(S),
+            "busy": Out(1),
         })
 
     @staticmethod
@@ -283,6 +297,7 @@ class SxmReduceUnit(wiring.Component):
         ctls = _delay(m, self.ctl, 3 * S, "ctl")
         for k in range(S):
             m.d.comb += [self.o_val[k].eq(vals[S + 1 + k]), self.o_ctl[k].eq(ctls[2 * S + 1 + k])]
+        m.d.comb += self.busy.eq(_any_valid(ctls, "valid"))
         return m
 
 
@@ -461,6 +476,7 @@ class SxmSlice(wiring.Component):
         # ---------------------------------------------------------- per tile (t + k)
         pmap_bad = []
         collision = Signal()
+        busy = [skew.busy, glob.busy, red.busy]
         for k in range(S):
             tile, c = self.tiles[k], skew.o[k]
             sb = cfg.stream_index_bits
@@ -481,6 +497,7 @@ class SxmSlice(wiring.Component):
             pmap_bad.append(bad_k)
 
             loc = m.submodules[f"loc{k}"] = SxmLocalUnit(cfg)
+            busy.append(loc.busy)
             with m.If(c.valid & c.loc):
                 m.d.comb += [loc.blk.eq(blk), loc.rot.eq(c.rot), loc.n.eq(c.n),
                              loc.ctl.eq(c.out)]
@@ -502,6 +519,7 @@ class SxmSlice(wiring.Component):
             if k == 0:
                 m.d.comb += collision.eq(o.collision)
 
+        m.d.comb += self.busy.eq(Cat(*busy).any())
         with m.If(bad):
             m.d.comb += [self.error.eq(1), self.error_code.eq(ErrorCode.ILLEGAL_INSTRUCTION)]
         with m.Elif(collision):

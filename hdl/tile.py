@@ -7,7 +7,7 @@ the ICU issues into superlane 0 in the issue cycle `t`, superlane `k` acts in
 cycle `t + k` (`SkewChain`).
 """
 
-from amaranth import Module, Signal
+from amaranth import Cat, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -70,6 +70,8 @@ class SkewChain(wiring.Component):
     ``o[0]`` is ``i`` (superlane 0 acts in the issue cycle); ``o[k]`` is ``i``
     delayed by ``k`` registers.  The registers carry no reset: callers include
     a valid bit in the layout and clear it with ``rst`` through ``valid_field``.
+    ``busy`` is high while a valid word is on its way north (a valid bit in
+    ``o[1..depth-1]``): part of the slice's in-flight state.
     """
 
     def __init__(self, layout, depth: int, *, valid_field: str | None = "valid"):
@@ -78,12 +80,14 @@ class SkewChain(wiring.Component):
         self._layout = data.Layout.cast(layout)
         self._depth = depth
         self._valid_field = valid_field
-        super().__init__({"i": In(self._layout), "o": Out(self._layout).array(depth)})
+        super().__init__({"i": In(self._layout), "o": Out(self._layout).array(depth),
+                          "busy": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         m.d.comb += self.o[0].eq(self.i)
         prev = self.i
+        valids = []
         for k in range(1, self._depth):
             stage = Signal(self._layout, name=f"skew{k}", reset_less=True)
             m.d.sync += stage.eq(prev)
@@ -92,7 +96,9 @@ class SkewChain(wiring.Component):
                 valid = Signal(name=f"skew{k}_valid")
                 m.d.sync += valid.eq(getattr(prev, self._valid_field))
                 m.d.comb += [self.o[k].eq(stage), getattr(self.o[k], self._valid_field).eq(valid)]
+                valids.append(valid)
             else:
                 m.d.comb += self.o[k].eq(stage)
             prev = self.o[k]
+        m.d.comb += self.busy.eq(Cat(*valids).any() if valids else 0)
         return m

@@ -166,6 +166,7 @@ class VxmTile(wiring.Component):
             "ctl": In(control_layout()),
             "streams": Out(TileStreamsSignature(cfg)),
             "fault": Out(1),
+            "busy": Out(1),
         })
 
     def elaborate(self, platform):
@@ -238,6 +239,7 @@ class VxmTile(wiring.Component):
             k1.op2.eq(Const(1, N_OPS) << c0.op2), k1.d.eq(c0.d), v1.eq(c0.valid),
             k2.eq(k1), v2.eq(v1), k3.eq(k2), v3.eq(v2),
         ]
+        m.d.comb += self.busy.eq(v1 | v2 | v3)
 
         def bad_params(mult, shift, zp):
             mult, shift, zp = mult.as_signed(), shift.as_signed(), zp.as_signed()
@@ -388,11 +390,14 @@ class VxmSlice(wiring.Component):
         m.d.comb += skew.i.eq(ctl)
 
         faults = []
+        busy = [skew.busy]
         for k in range(cfg.superlanes):
             tile = m.submodules[f"tile{k}"] = VxmTile(cfg, k)
             m.d.comb += tile.ctl.eq(skew.o[k])
             wiring.connect(m, wiring.flipped(self.tiles[k]), tile.streams)
             faults.append(tile.fault)
+            busy.append(tile.busy)
+        m.d.comb += self.busy.eq(Cat(*busy).any())
 
         illegal_q = Signal(name="illegal_q")
         m.d.sync += illegal_q.eq(illegal)

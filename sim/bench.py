@@ -57,6 +57,8 @@ def run_bench(rtl: bool = True, log=print) -> list[dict]:
                "bit_exact_model": bool((y == block.forward_int(x_q)).all()),
                "lower_bound": comp.lower_bound, "bound_terms": comp.bounds.as_dict(),
                "ratio": round(comp.ratio, 3), "mxm_utilization": round(comp.mxm_utilisation, 4),
+               "mxm_utilization_all_mvms": round(comp.mxm_utilisation_all, 4),
+               "mvm_useful": comp.useful_mvms, "mvm_overhead": comp.overhead_mvms,
                "compile_seconds": round(compile_s, 2)}
         if rtl and on_rtl:
             r = run_block(cfg, BlockSpec(seq, d, h, ff, 0, causal),
@@ -73,7 +75,8 @@ def run_bench(rtl: bool = True, log=print) -> list[dict]:
         log(f"{cfg_name:7s} seq {seq:3d} d_model {d:4d} heads {h} d_ff {ff:4d} "
             f"{'causal' if causal else 'full  '}: {comp.cycles:6d} cycles (model "
             f"{res.cycles}), bound {comp.lower_bound:6d}, ratio {comp.ratio:.2f}, MXM util "
-            f"{100 * comp.mxm_utilisation:5.1f} %{rtl_txt}")
+            f"{100 * comp.mxm_utilisation:5.1f} % useful ({100 * comp.mxm_utilisation_all:.1f} % "
+            f"with overhead MVMs {comp.overhead_mvms}){rtl_txt}")
     out = build_root() / "bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=1))

@@ -82,10 +82,12 @@ def test_read_feeds_write_at_exact_cycle(cfg, delta):
         return
     m, r = run(cfg, items, mem, trace=True)
     assert np.array_equal(m.read_mem("MEM_E1", 7), v)
-    assert r.cycles == t + latency("WRITE", cfg) + 1
+    # the WRITE's last effect is in superlane 0 in t + L, in superlane S-1 S-1 cycles later
+    tail = cfg.superlanes - 1
+    assert r.cycles == t + latency("WRITE", cfg) + tail + 1
     writes = [(tc.cycle, w.position, w.direction, w.stream) for tc in r.trace for w in tc.writes]
     assert writes == [(1, P(cfg, "MEM_W0") + 1, "E", 2)]
-    assert r.busy["MEM_W0"] == 2 and r.busy["MEM_E1"] == 2
+    assert r.busy["MEM_W0"] == 2 + tail and r.busy["MEM_E1"] == 2 + tail
 
 
 @pytest.mark.parametrize("delta", [-1, 0, 1])
@@ -102,7 +104,7 @@ def test_vxm_result_timing(delta):
         return
     m, r = run(cfg, items, [("MEM_W0", 0, v)])
     assert np.array_equal(m.read_mem("MEM_E0", 9), v + 5)
-    assert r.busy["VXM"] == latency("VXM", cfg) + 1
+    assert r.busy["VXM"] == latency("VXM", cfg) + 1 + cfg.superlanes - 1
 
 
 def _identity_mvm_items(cfg, delta_vxm=0):
@@ -139,7 +141,8 @@ def test_mvm_latency_includes_skew(cfg, delta):
     assert np.array_equal(m.mxm["MXM_W0"].acc[2], x.astype(np.int64))
     assert r.mxm_mvm_cycles == {n: (1 if n == "MXM_W0" else 0) for n in r.mxm_mvm_cycles}
     vl = cfg.vector_length
-    assert r.busy["MXM_W0"] == (vl + 1) + 1 + latency("MVM", cfg)  # LWs..IW, then the MVM
+    # LWs..IW, then the MVM, which emits: its last superlane writes S - 1 cycles later
+    assert r.busy["MXM_W0"] == (vl + 1) + 1 + latency("MVM", cfg) + cfg.superlanes - 1
 
 
 # ============================================================================ SXM
@@ -522,10 +525,11 @@ def test_nop_repeat_strides_and_issue_cycles():
         (4, "MEM_W0", 0, 2, "READ 4, s1.E"), (6, "MEM_W0", 0, 3, "READ 1, s1.E"),
         (7, "MXM_W0", 1, 1, "IW"), (7, "MEM_W0", 2, 0, "HALT"), (11, "MXM_W0", 1, 2, "IW"),
         (12, "MXM_W0", 3, 0, "NOP 2"), (14, "MXM_W0", 4, 0, "HALT")]
-    assert r.cycles == 15
+    # the MXM's core takes IW 2S + 1 cycles after issue (docs/isa.md, occupancy)
+    assert r.cycles == 11 + 2 * cfg.superlanes + 1 + 1
     assert r.halt_cycle["MXM_W0"] == 14 and r.halt_cycle["MEM_W0"] == 7
-    assert r.busy["MEM_W0"] == 8  # [0,1] [2,3] [4,5] [6,7]
-    assert r.busy["MXM_W0"] == 3  # IW has latency 0
+    assert r.busy["MEM_W0"] == 9  # [0,2] [2,4] [4,6] [6,8]: L = 1, one more superlane
+    assert r.busy["MXM_W0"] == 14  # IW occupies the MXM's core until t + 2S + 1: [3,16]
     assert r.issued["MEM_W0"] == 4
 
 
@@ -735,8 +739,9 @@ def test_long_program_is_fast():
     t0 = time.perf_counter()
     r = m.run()
     dt = time.perf_counter() - t0
-    assert r.cycles == n + 9
-    assert r.busy["VXM"] == n + 1 + 3
+    # the last WRITE issues in n + 7; superlane 1 writes in n + 8 + 1
+    assert r.cycles == n + 10
+    assert r.busy["VXM"] == n + 1 + 3 + 1
     print(f"{r.cycles} cycles in {dt:.2f} s")
     assert dt < 20
 

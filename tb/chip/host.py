@@ -1,14 +1,22 @@
 """Host driver: the chip's command stream, driven on falling edges, answers sampled
-after rising edges (read-only phase)."""
+after rising edges (read-only phase).
+
+The driver keeps its own clock count of a run: the simulation time of the rising
+edge that accepted START and of the one at which ``done`` rose, divided by the
+clock period (`tb.env.PERIOD_NS`): the number of clock edges from one to the
+other, measured without the chip's help.  While the program runs no Python runs:
+the driver waits for the ``done`` edge (or a timeout)."""
 
 from __future__ import annotations
 
 import numpy as np
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
+from cocotb.utils import get_sim_time
 
 from arch.config import TspConfig
 from arch.program import Program
 from hdl.host import HostOp, Reg, host_command_layout
+from tb.env import PERIOD_NS
 
 
 class HostTimeout(AssertionError):
@@ -22,6 +30,7 @@ class HostDriver:
         self._off = {name: lay[name].offset for name in ("op", "slice", "addr", "data")}
         self.pos = {s.name: s.index for s in cfg.slices}
         self.cycles_used = 0
+        self.t_start: float | None = None  # sim time (ns) of the edge that accepted START
         dut.cmd__valid.value = 0
         dut.cmd__payload.value = 0
 
@@ -39,6 +48,8 @@ class HostDriver:
         self.dut.cmd__payload.value = self._payload(op, p, addr, data)
         self.dut.cmd__valid.value = 1
         await RisingEdge(self.dut.clk)
+        if op == HostOp.START:
+            self.t_start = get_sim_time("ns")
         await ReadOnly()
         self.cycles_used += 1
         rsp = None
@@ -73,13 +84,21 @@ class HostDriver:
         await self.command(HostOp.START)
 
     async def wait_done(self, max_cycles: int) -> int:
-        """Wait for `done`; return the cycles waited after START was accepted."""
-        for n in range(max_cycles):
-            await RisingEdge(self.dut.clk)
-            await ReadOnly()
-            if int(self.dut.done.value):
-                return n
-        raise HostTimeout(f"machine not done after {max_cycles} cycles")
+        """Wait for ``done`` (it rises in the first cycle after the run, right after a
+        clock edge); return the clock edges from the START edge to that one: the run's
+        length in cycles as the testbench's clock counts it."""
+        if self.t_start is None:
+            raise AssertionError("wait_done before start")
+        if not int(self.dut.done.value):
+            left = self.t_start + (max_cycles + 1) * PERIOD_NS - get_sim_time("ns")
+            fired = await First(RisingEdge(self.dut.done), Timer(max(left, PERIOD_NS), "ns"))
+            if not isinstance(fired, RisingEdge):
+                raise HostTimeout(f"machine not done after {max_cycles} cycles")
+        await ReadOnly()
+        edges = (get_sim_time("ns") - self.t_start) / PERIOD_NS
+        if edges != int(edges):
+            raise AssertionError(f"done rose between clock edges ({edges} periods after START)")
+        return int(edges)
 
     async def status(self) -> dict:
         st = await self.read_reg(Reg.STATUS)

@@ -47,9 +47,14 @@ class ChipScoreboard:
                 f"slice={self.cfg.slices[st['error_slice']].name} cycle={st['error_cycle']}; "
                 "the model accepts the program")
 
-    def check_counters(self, tag: str, exp: RunResult, got: dict) -> None:
+    def check_counters(self, tag: str, exp: RunResult, got: dict, clock: int | None = None
+                       ) -> None:
+        """The chip's counters against the model's; `clock` is the testbench's own count
+        of the run (clock edges from START to done, `HostDriver.wait_done`)."""
         if got["cycles"] != exp.cycles:
             self.errors.append(f"{tag}: cycles RTL {got['cycles']} != model {exp.cycles}")
+        if clock is not None and clock != exp.cycles:
+            self.errors.append(f"{tag}: testbench clock count {clock} != model {exp.cycles}")
         for name, v in exp.busy.items():
             if got["busy"][name] != v:
                 self.errors.append(f"{tag}: busy[{name}] RTL {got['busy'][name]} != model {v}")

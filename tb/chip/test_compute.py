@@ -92,13 +92,13 @@ async def chip_random_compute_programs(dut):
                 hung = True
                 waited, mon = max_cycles, None
             if not hung:
-                board.check_clean_status(tag, await host.status())
-                board.check_counters(tag, exp.result, await host.counters())
-                for sl, addrs in rp.touched.items():
+                for sl, addrs in rp.touched.items():  # SRAM first, right after done
                     if seed in corrupt:  # only results count
                         addrs = addrs - rp.inputs.get(sl, set())
                     for a in sorted(addrs):
                         board.check_sram(tag, exp.machine, sl, a, await host.read_sram(sl, a))
+                board.check_clean_status(tag, await host.status())
+                board.check_counters(tag, exp.result, await host.counters(), clock=waited)
                 if mon is not None:
                     board.errors += [f"{tag} lock-step: {e}"
                                      for e in mon.compare(exp.machine, exp.result.cycles)]
@@ -180,12 +180,12 @@ async def chip_compute_faults(dut):
         ok = random_compute_program(cfg, seed * 100 + i, kind, scale=0.4)
         exp = run_model(cfg, ok.program, ok.init)
         board = ChipScoreboard(cfg)
-        await load_and_run(dut, host, cfg, ok.program, ok.init)
+        waited, _ = await load_and_run(dut, host, cfg, ok.program, ok.init)
         st = await host.status()
         if st["error"]:
             board.errors.append(f"error code {ErrorCode(st['error_code']).name} at "
                                 f"{cfg.slices[st['error_slice']].name}")
-        board.check_counters("next", exp.result, await host.counters())
+        board.check_counters("next", exp.result, await host.counters(), clock=waited)
         for sl, addrs in ok.touched.items():
             for a in sorted(addrs):
                 board.check_sram("next", exp.machine, sl, a, await host.read_sram(sl, a))
