@@ -225,6 +225,12 @@ PRESETS: dict[str, TspConfig] = {
         name="tiny", superlanes=1, streams_per_direction=8, mem_slices_per_hemisphere=2,
         mem_depth=256, imem_depth=512,
     ),
+    # an odd superlane count (VL = 48, not a power of two) at tiny's cost per superlane:
+    # the regression's check that nothing assumes 1, 2 or 4 superlanes
+    "tiny3": TspConfig(
+        name="tiny3", superlanes=3, streams_per_direction=8, mem_slices_per_hemisphere=2,
+        mem_depth=256, imem_depth=512,
+    ),
     "small": TspConfig(
         name="small", superlanes=2, streams_per_direction=16, mem_slices_per_hemisphere=4,
         mem_depth=512, imem_depth=1024,

@@ -32,6 +32,7 @@ from .isa import (
     InstrDef,
     latency,
 )
+from .timing import occupancy_formula
 
 _INTRO = """\
 # TSP instruction set
@@ -96,11 +97,16 @@ later, see architecture.md).  With `P` = position of a slice (`cfg.slices`, west
   queue that issued a SYNC in a cycle `<= t`; they and the notifying queue issue their
   next instruction in cycle `t + {sync}`.  (Start barrier: every queue but one SYNCs in
   cycle 0; the last one NOTIFYs in cycle `t`; all continue together in `t + {sync}`.)
+* **Occupancy.**  An instruction issued in `t` keeps its slice column working until
+  `t + O` (`O` = its occupancy below, `arch/timing.py`): `L + S - 1` for most (its last
+  effect, `t + L`, happens in superlane `S - 1` another `S - 1` cycles later), `2S + 1`
+  for LW/LWT/IW (the MXM core runs `2S + 1` cycles behind issue), `L` for an MVM without
+  emit (it ends with the whole-vector accumulator write).
 * **Total cycles** = 1 + the last cycle in which any queue issued an instruction (NOP,
-  SYNC, NOTIFY and HALT included) or any instruction made its last effect (`t + L`).
-  Equivalently: the number of cycles from start to the first cycle in which every queue
-  halted in an earlier cycle and no pipeline has work left.
-* **Busy cycles** of a slice = the number of cycles in the union of `[t, t + L]` over the
+  SYNC, NOTIFY and HALT included) or any instruction still occupied its slice
+  (`t + O`): the clock cycles from START to `done`, skew tail included.  The chip's
+  `CYCLES` register and the testbench's own clock count measure exactly this.
+* **Busy cycles** of a slice = the number of cycles in the union of `[t, t + O]` over the
   slice (non-ICU) instructions it issued (repetitions included).
   `mxm_mvm_cycles` of an MXM = the number of MVM instructions it issued.
 * **Skew in latencies.**  A unit whose output superlane `k` depends on input superlane `j`
@@ -214,11 +220,13 @@ def _kind_section(kind: str, defs: list[InstrDef], cfg) -> list[str]:
     if kind != "ICU":
         names = ", ".join(s.name for s in cfg.slices_of(kind))
         out += [f"Slices ({cfg.name}): {names}.", ""]
-    out += ["| mnemonic | opcode | syntax | latency L (tiny/small/medium/full) | semantics |",
-            "|---|---:|---|---|---|"]
+    out += [f"| mnemonic | opcode | syntax | latency L ({'/'.join(PRESETS)}) "
+            "| occupancy O | semantics |",
+            "|---|---:|---|---|---|---|"]
     for d in defs:
+        occ = occupancy_formula(d.mnemonic) if d.latency is not None else "-"
         out.append(f"| {d.mnemonic} | {d.opcode} | `{_cell(_syntax(d))}` | {_latency_row(d)} | "
-                   f"{_cell(d.summary)} |")
+                   f"{occ} | {_cell(d.summary)} |")
     out.append("")
     for d in defs:
         if not d.fields:
@@ -267,7 +275,9 @@ def _worked_examples(cfg) -> list[str]:
         f"* cycle {lr + d + lw}: the SRAM write of address 7 (L(WRITE) = {lw}); a READ issued "
         f"by {dst} in this cycle must use the other bank (addresses "
         f"{cfg.mem_depth}..{cfg.mem_addresses - 1}).",
-        f"* total cycles = {lr + d + lw + 1} (last effect in cycle {lr + d + lw}).",
+        f"* total cycles = {lr + d + lw + cfg.superlanes} (the WRITE's last effect is in "
+        f"cycle {lr + d + lw} in superlane 0 and in cycle {lr + d + lw + cfg.superlanes - 1} "
+        f"in superlane {cfg.superlanes - 1}).",
         "",
     ]
     # MXM -> VXM -> MEM chain

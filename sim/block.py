@@ -128,6 +128,10 @@ def run_block(cfg: TspConfig, spec: BlockSpec, *, lockstep: bool = False, waves:
         for name, v in exp.items():
             if name in ctr[what] and ctr[what][name] != v:
                 problems.append(f"counter {what}[{name}]: RTL {ctr[what][name]}, model {v}")
+    n_planned = comp.useful_mvms + sum(comp.overhead_mvms.values())
+    if sum(ctr["mvm"].values()) != n_planned:
+        problems.append(f"MVMs counted by the chip {sum(ctr['mvm'].values())} != the "
+                        f"schedule's useful + overhead {n_planned}")
     problems += [f"lock-step: {e}" for e in s.get("lockstep_errors", [])]
 
     metrics = error_metrics(block, x_f)
@@ -154,6 +158,7 @@ def run_block(cfg: TspConfig, spec: BlockSpec, *, lockstep: bool = False, waves:
         if ctr["cycles"] else 0.0,
         "mxm_utilization_all_mvms": round(sum(ctr["mvm"].values()) / (ctr["cycles"] * n_mxm), 4)
         if ctr["cycles"] else 0.0,
+        "mvm_chip": sum(ctr["mvm"].values()),
         "mvm_useful": comp.useful_mvms,
         "mvm_overhead": comp.overhead_mvms,
         "busy_pct_by_kind": stats["busy_pct_by_kind"],

@@ -1,4 +1,5 @@
-"""The chip (ICU, MEM slices, host interface) on Verilator against the machine model."""
+"""The chip (ICU, MEM slices, host interface) on Verilator against the machine model,
+at 1, 2, 3 (an odd count, VL = 48) and 4 superlanes: every superlane's tail counts."""
 
 import pytest
 
@@ -9,10 +10,14 @@ from sim.run import run_cocotb
 pytestmark = pytest.mark.rtl
 
 
-@pytest.mark.parametrize("config", ["tiny", "small"])
+#: every chip config the regression builds: 1, 2, 3 and 4 superlanes
+CONFIGS = ["tiny", "small", "tiny3", "medium"]
+
+
+@pytest.mark.parametrize("config", CONFIGS)
 def test_random_mem_programs(config, base_seed):
     cfg = get_config(config)
-    seeds = [base_seed * 1000 + i for i in range(24)]
+    seeds = [base_seed * 1000 + i for i in range(24 if cfg.superlanes <= 2 else 12)]
     lockstep = seeds[:2]
     print(f"chip {config}: random MEM/ICU program seeds {seeds} (lock-step: {lockstep})")
     sim = build_sim(cfg, "chip")
@@ -26,7 +31,7 @@ def test_random_mem_programs(config, base_seed):
     assert s["sram_vectors_compared"] > 0
 
 
-@pytest.mark.parametrize("config", ["tiny", "small"])
+@pytest.mark.parametrize("config", CONFIGS)
 def test_faults_flag_and_halt(config):
     """Every fault at the slice and with the code the model names, the machine halted,
     and a clean program right after; the queue faults (illegal word, misplaced REPEAT,
@@ -42,7 +47,7 @@ def test_faults_flag_and_halt(config):
     assert {f["slice"] for f in faults} == {s.name for s in cfg.slices}
 
 
-@pytest.mark.parametrize("config", ["tiny", "small"])
+@pytest.mark.parametrize("config", CONFIGS)
 def test_reset_mid_program(config, base_seed):
     sim = build_sim(get_config(config), "chip")
     fractions = [0.1, 0.5, 0.9]
@@ -53,3 +58,18 @@ def test_reset_mid_program(config, base_seed):
     s = run.summary
     assert s["mismatches"] == 0 and s["sram_vectors_compared"] > 10 * len(fractions)
     assert len(s["resets"]) == len(fractions)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_first_command_after_done(config):
+    """The end-of-run races (`tb.chip.races`): the host's first command after done, an
+    SRAM read of the last write or the next START, sees every superlane's result."""
+    cfg = get_config(config)
+    run = run_cocotb(build_sim(cfg, "chip"), "tb.chip.test_chip", name=f"chip-races-{config}",
+                     testcase="chip_done_races")
+    s = run.summary
+    print(s)
+    assert s["mismatches"] == 0, s["errors"]
+    assert [c["case"] for c in s["cases"]] == ["transfer", "increment"]
+    # the cases end with the write whose upper superlanes come last
+    assert s["sram_vectors_compared"] == 3

@@ -238,3 +238,41 @@ def test_first_difference():
     b[1, 2] = 5
     assert first_difference("y", a, b) == (
         "y[1, 2]: compiled program 0, golden forward_int 5 (1 of 6 elements differ)")
+
+
+def _useful_mvms_reference(seq: int, d: int, heads: int, d_ff: int, vl: int) -> int:
+    """MVMs the block's own matmuls need on VL x VL weight tiles, counted from the shapes:
+    one MVM per input row per non-zero weight tile.  Q, K, V, O, W1, W2 are dense; Q K^T
+    is one matmul per head over the feature tiles its lanes span; P V stacks the heads' probabilities in one input vector
+    against a block-diagonal V, so only tiles holding part of a head's block count."""
+    def dense(m, k, n):
+        return m * -(-k // vl) * -(-n // vl)
+
+    dh = d // heads
+    tiles = {(r // vl, c // vl) for h in range(heads)
+             for r in range(h * seq, (h + 1) * seq) for c in range(h * dh, (h + 1) * dh)}
+    return (4 * dense(seq, d, d) + dense(seq, d, d_ff) + dense(seq, d_ff, d)
+            + sum(seq * len({c // vl for c in range(h * dh, (h + 1) * dh)}) for h in range(heads))
+            + seq * len(tiles))
+
+
+@pytest.mark.parametrize("shape", [("small", 16, 32, 2, 64, True), ("small", 16, 64, 2, 128, False),
+                                   ("tiny", 16, 32, 2, 64, True), ("small", 8, 32, 1, 32, False),
+                                   ("small", 16, 32, 4, 64, True), ("small", 8, 48, 2, 80, True),
+                                   ("small", 12, 32, 4, 32, True)])
+def test_useful_and_overhead_mvms(shape):
+    """MXM utilisation counts only the block's own matmul products: the useful MVMs are
+    what the matmul shapes need, and useful + overhead (by kind) are every MVM the machine
+    model executed."""
+    cfg, s, d, h, f, causal = shape
+    blk = make_block(0, s, d, h, f, causal=causal)
+    cb = compile_block(blk, cfg, effort="fast")
+    _res, *_ = _check(cb, blk, blk.quantize_input(blk.example_input()))
+    executed = sum(_res.mxm_mvm_cycles.values())
+    print(shape, cb.useful_mvms, cb.overhead_mvms, executed)
+    assert cb.useful_mvms == _useful_mvms_reference(s, d, h, f, cb.cfg.vector_length)
+    assert cb.useful_mvms + sum(cb.overhead_mvms.values()) == executed
+    assert set(cb.overhead_mvms) <= {"transpose", "re-emit", "row-sum"}
+    assert cb.mxm_utilisation == pytest.approx(
+        cb.useful_mvms / (cb.cycles * len(cb.cfg.slices_of("MXM"))))
+    assert cb.mxm_utilisation < cb.mxm_utilisation_all

@@ -16,7 +16,7 @@ from arch.config import get_config
 from arch.isa import SXM_MAPS, encode, latency
 from arch.program import Program
 from golden.machine import Machine, MachineError, format_trace, from_planes, to_planes
-from golden.quant import quantize_multiplier, requantize
+from golden.quant import quantize_multiplier
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("matmul_example", ROOT / "examples" / "matmul.py")
@@ -385,7 +385,19 @@ def test_vxm_chained_stages_registers_imm_lane():
     assert list(got) == [(32 - int(x).bit_length()) >> 1 for x in np.abs(a) >> 3]
 
 
-def test_vxm_requant_matches_golden():
+def _requant_ref(acc, m, s, zp, lo, hi):
+    """REQUANT from its definition, in Python integers: round(acc * m * 2**(s - 31)) with
+    halves rounded up, plus the zero point, clamped; written independently of
+    golden.quant.requantize (which the machine model calls)."""
+    out = []
+    for a, mm_, ss, z in zip(acc, m, s, zp, strict=True):
+        a, mm_, ss, z = int(a), int(mm_), int(ss), int(z)
+        num = 2 * a * mm_ + (1 << (31 - ss))  # 2*x + 1, x = a*m / 2**(31-s), scaled by 2**(31-s)
+        out.append(min(hi, max(lo, num // (1 << (32 - ss)) + z)))
+    return np.array(out)
+
+
+def test_vxm_requant_matches_definition():
     vl = SMALL.vector_length
     rng = np.random.default_rng(9)
     acc = rng.integers(-2**31 + 5000, 2**31 - 5000, vl)
@@ -396,16 +408,19 @@ def test_vxm_requant_matches_golden():
     m = np.array([p[0] for p in pairs])
     s = np.array([p[1] for p in pairs])
     s[3:6] = [-31, 30, -5]
+    # exact halves: acc * m * 2**(s-31) = k + 1/2 rounds up (towards +inf), also when negative
+    m[6], s[6], acc[6], bias[6] = 1 << 30, 0, -3, 0  # -1.5 -> -1
+    m[7], s[7], acc[7], bias[7] = 1 << 30, 0, 5, 0  # 2.5 -> 3
     zp = rng.integers(-5, 5, vl)
     regs = {1: m, 2: s, 3: zp, 0: bias}
     got = vxm_eval("i32", "REQUANT(ADD(s0.E, r0), r1)", acc, ot="i8", regs=regs)
-    want = np.array([int(requantize(np.array([a + b]), np.array([mm_]), np.array([ss]), int(z))[0])
-                     for a, b, mm_, ss, z in zip(acc, bias, m, s, zp, strict=True)])
-    assert np.array_equal(got, want)
-    wide = vxm_eval("i32", "REQUANT(s0.E, r1)", acc, ot="i32", regs={1: m, 2: s, 3: 0 * zp})
-    assert np.array_equal(wide, requantize(acc, m, s, 0, -2**31, 2**31 - 1))
-    i16 = vxm_eval("i32", "REQUANT(s0.E, r1)", acc, ot="i16", regs={1: m, 2: s, 3: 0 * zp})
-    assert np.array_equal(i16, requantize(acc, m, s, 0, -32768, 32767))
+    assert np.array_equal(got, _requant_ref(acc + bias, m, s, zp, -128, 127))
+    assert got[6] == -1 + zp[6] and got[7] == 3 + zp[7]
+    zero = np.zeros(vl, dtype=np.int64)
+    wide = vxm_eval("i32", "REQUANT(s0.E, r1)", acc, ot="i32", regs={1: m, 2: s, 3: zero})
+    assert np.array_equal(wide, _requant_ref(acc, m, s, zero, -2**31, 2**31 - 1))
+    i16 = vxm_eval("i32", "REQUANT(s0.E, r1)", acc, ot="i16", regs={1: m, 2: s, 3: zero})
+    assert np.array_equal(i16, _requant_ref(acc, m, s, zero, -32768, 32767))
 
 
 def test_vxm_register_write_visible_after_latency():

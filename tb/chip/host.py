@@ -31,6 +31,8 @@ class HostDriver:
         self.pos = {s.name: s.index for s in cfg.slices}
         self.cycles_used = 0
         self.t_start: float | None = None  # sim time (ns) of the edge that accepted START
+        self.t_done: float | None = None  # sim time (ns) of the edge at which done rose
+        self.t_accept: float | None = None  # sim time (ns) of the last command's accept edge
         dut.cmd__valid.value = 0
         dut.cmd__payload.value = 0
 
@@ -48,6 +50,7 @@ class HostDriver:
         self.dut.cmd__payload.value = self._payload(op, p, addr, data)
         self.dut.cmd__valid.value = 1
         await RisingEdge(self.dut.clk)
+        self.t_accept = get_sim_time("ns")
         if op == HostOp.START:
             self.t_start = get_sim_time("ns")
         await ReadOnly()
@@ -95,10 +98,17 @@ class HostDriver:
             if not isinstance(fired, RisingEdge):
                 raise HostTimeout(f"machine not done after {max_cycles} cycles")
         await ReadOnly()
-        edges = (get_sim_time("ns") - self.t_start) / PERIOD_NS
+        self.t_done = get_sim_time("ns")
+        edges = (self.t_done - self.t_start) / PERIOD_NS
         if edges != int(edges):
             raise AssertionError(f"done rose between clock edges ({edges} periods after START)")
         return int(edges)
+
+    def accepted_in_first_cycle_after_done(self) -> bool:
+        """The last command was accepted at the first clock edge after done rose: it was
+        presented in the first cycle of done."""
+        return (self.t_done is not None and self.t_accept is not None
+                and self.t_accept - self.t_done == PERIOD_NS)
 
     async def status(self) -> dict:
         st = await self.read_reg(Reg.STATUS)

@@ -2165,11 +2165,11 @@ class FaultCase:
     known: str | None = None
 
 
-#: hdl/icu.py flags a non-MEM strided field (VXM imm, SXM n/map, MXM row/acc) out of its
-#: range -- directly or after a REPEAT stride -- as VALUE_RANGE; docs/verification.md
-#: ("a field out of its range for the config": ILLEGAL_INSTRUCTION) and the docstrings of
-#: hdl/vxm.py, hdl/sxm.py, hdl/mxm.py say ILLEGAL_INSTRUCTION.  Set to None to be strict.
-ICU_FIELD_RANGE_KNOWN = None  # the ICU flags strided fields as ILLEGAL_INSTRUCTION too
+#: A non-MEM strided field (VXM imm, SXM n/map, MXM row/acc) out of its range -- directly
+#: or after a REPEAT stride -- is ILLEGAL_INSTRUCTION (docs/verification.md: "a field out
+#: of its range for the config"), and hdl/icu.py flags exactly that; no deviation is
+#: tolerated.  If one is ever found, name the code the RTL flags instead here.
+ICU_FIELD_RANGE_KNOWN: str | None = None  # strict
 
 
 def compute_fault_programs(cfg: TspConfig, seed: int = 0) -> list[FaultCase]:

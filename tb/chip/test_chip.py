@@ -237,6 +237,50 @@ async def chip_reset_mid_program(dut):
 
 
 @cocotb.test()
+async def chip_done_races(dut):
+    """The host's first command after done sees every superlane's result: an SRAM read of
+    the program's last write, and a START of the next run (`tb.chip.races`)."""
+    from .races import race_cases
+
+    cfg = env.config()
+    host = HostDriver(dut, cfg)
+    await env.start_clock_and_reset(dut)
+    board = ChipScoreboard(cfg)
+    cases = []
+    for case in race_cases(cfg):
+        await host.load_program(case.program)
+        for sl, d in case.init.items():
+            for a, v in d.items():
+                await host.write_sram(sl, a, v)
+        state = {sl: dict(d) for sl, d in case.init.items()}
+        exp = None
+        await host.start()
+        for run in range(case.runs):
+            exp = run_model(cfg, case.program, state)
+            assert exp.error is None, f"{case.name}: the model refuses it: {exp.error}"
+            waited = await host.wait_done(1000)
+            tag = f"{case.name} run {run + 1}/{case.runs}"
+            if run + 1 < case.runs:
+                await host.start()  # in the first cycle of done
+                if not host.accepted_in_first_cycle_after_done():
+                    board.errors.append(f"{tag}: START not sent in the first cycle of done")
+            state = {sl: {a: exp.machine.read_mem(sl, a) for a in d} for sl, d in state.items()}
+        for k, (sl, a) in enumerate(case.reads):
+            got = await host.read_sram(sl, a)
+            if k == 0 and not host.accepted_in_first_cycle_after_done():
+                board.errors.append(f"{case.name}: SRAM read not sent in the first cycle of "
+                                    "done")
+            board.check_sram(case.name, exp.machine, sl, a, got)
+        board.check_counters(case.name, exp.result, await host.counters(), clock=waited)
+        cases.append({"case": case.name, "runs": case.runs, "cycles": exp.result.cycles})
+    env.write_result({"cases": cases, "mismatches": len(board.errors), "errors": board.errors,
+                      "sram_vectors_compared": board.compared_vectors})
+    for e in board.errors[:20]:
+        dut._log.error(e)
+    assert not board.errors, board.errors[0]
+
+
+@cocotb.test()
 async def chip_power_up_state(dut):
     """After reset: what reset defines (status, counters) is clean whatever the power-up
     state; what it does not (SRAM) is reported, so that the launcher can check that the
