@@ -12,8 +12,6 @@ from arch.isa import TYPE_BYTES, VXM_OP_BY_NAME, latency
 
 from .ir import Bundle, Op
 
-
-
 #: why an MVM is issued: the model's own matmuls, or overhead of the lowering
 MVM_PURPOSES = ("matmul", "transpose", "re-emit", "row-sum")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 
-import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge
 

@@ -14,6 +14,8 @@ CASES = [
     ("tiny", 16, 32, 2, 64, True),  # d_model and d_ff larger than VL = 16
     ("small", 16, 32, 2, 64, True),  # the make-sim default
     ("small", 16, 64, 2, 128, False),  # d_model and d_ff larger than VL = 32, non-causal
+    ("tiny3", 16, 32, 2, 64, True),  # 3 superlanes: VL = 48, not a power of two
+    ("medium", 16, 32, 2, 64, True),  # 4 superlanes (make sim CONFIG=medium)
 ]
 
 

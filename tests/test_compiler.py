@@ -243,8 +243,9 @@ def test_first_difference():
 def _useful_mvms_reference(seq: int, d: int, heads: int, d_ff: int, vl: int) -> int:
     """MVMs the block's own matmuls need on VL x VL weight tiles, counted from the shapes:
     one MVM per input row per non-zero weight tile.  Q, K, V, O, W1, W2 are dense; Q K^T
-    is one matmul per head over the feature tiles its lanes span; P V stacks the heads' probabilities in one input vector
-    against a block-diagonal V, so only tiles holding part of a head's block count."""
+    is one matmul per head over the feature tiles its lanes span; P V stacks the heads'
+    probabilities in one input vector against a block-diagonal V, so only tiles holding
+    part of a head's block count."""
     def dense(m, k, n):
         return m * -(-k // vl) * -(-n // vl)
 

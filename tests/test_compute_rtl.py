@@ -21,11 +21,16 @@ N_PROGRAMS = 20  # per kind and config
 N_LOCKSTEP = 2
 
 
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("config", ["tiny", "small"])
+#: every kind at 1 and 2 superlanes; at 3 (tiny3) and 4 (medium) the mixed kinds
+CASES = ([(c, k) for c in ("tiny", "small") for k in KINDS]
+         + [(c, k) for c in ("tiny3", "medium") for k in ("mixed", "all")])
+
+
+@pytest.mark.parametrize(("config", "kind"), CASES, ids=[f"{c}-{k}" for c, k in CASES])
 def test_random_compute_programs(config, kind, base_seed):
     cfg = get_config(config)
-    seeds = [base_seed * 1000 + i for i in range(N_PROGRAMS)]
+    n = N_PROGRAMS if cfg.superlanes <= 2 else N_PROGRAMS // 2
+    seeds = [base_seed * 1000 + i for i in range(n)]
     lockstep = seeds[:N_LOCKSTEP]
     print(f"chip {config}: random {kind} program seeds {seeds} (lock-step: {lockstep}); "
           f"rebuild one with tb.chip.programs_compute.random_compute_program("
@@ -53,7 +58,7 @@ def test_random_compute_programs(config, kind, base_seed):
     assert s["sram_vectors_compared"] > 0
 
 
-@pytest.mark.parametrize("config", ["tiny", "small"])
+@pytest.mark.parametrize("config", ["tiny", "small", "tiny3", "medium"])
 def test_compute_faults_flag_and_halt(config, base_seed):
     """REQUANT parameters / PMAP entries out of range, a stream collision, IW during a
     load, illegal words and strided fields out of range: the RTL flags the model's

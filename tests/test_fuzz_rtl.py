@@ -14,10 +14,11 @@ from tb.fuzz import Case
 
 pytestmark = pytest.mark.rtl
 
-N_PROGRAMS = {"tiny": 16, "small": 32}
+#: 1, 2, 3 and 4 superlanes
+N_PROGRAMS = {"tiny": 16, "small": 32, "tiny3": 8, "medium": 8}
 
 
-@pytest.mark.parametrize("config", ["tiny", "small"])
+@pytest.mark.parametrize("config", list(N_PROGRAMS))
 def test_bounded_fuzz(config, base_seed):
     n = N_PROGRAMS[config]
     rep = fz.fuzz(get_config(config), n, base_seed, batch=n // 2, jobs=1, do_shrink=False)
@@ -49,7 +50,7 @@ def test_failure_is_saved_replayed_and_shrunk(base_seed, monkeypatch, tmp_path):
     assert not fz.replay(tmp_path / f["name"] / "min")["ok"]
 
 
-@pytest.mark.parametrize("config", ["tiny", "small"])
+@pytest.mark.parametrize("config", list(N_PROGRAMS))
 def test_directed_programs_on_rtl(config, tmp_path):
     """The directed programs of tb/directed.py on the chip, compared like fuzz cases."""
     from tb.directed import directed_cases

@@ -52,7 +52,7 @@ def race_cases(cfg: TspConfig) -> list[RaceCase]:
     pos = {s.name: s.index for s in cfg.slices}
     mems = cfg.slices_of("MEM")
     west, east = mems[0].name, mems[-1].name  # slices are listed west to east
-    lr, lw, lv = latency("READ", cfg), latency("WRITE", cfg), latency("VXM", cfg)
+    lr, lv = latency("READ", cfg), latency("VXM", cfg)
     a_src, a_dst = 5, cfg.mem_depth + 9  # the write lands in the other bank
     d = pos[east] - pos[west]
     transfer = f"""\
