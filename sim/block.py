@@ -50,12 +50,15 @@ def first_difference(name: str, got: np.ndarray, exp: np.ndarray) -> str:
 def run_block(cfg: TspConfig, spec: BlockSpec, *, lockstep: bool = False, waves: bool = False,
               out_dir: Path | None = None, plot: bool = True, log=print) -> dict:
     """Compile and run the block on the RTL; return the report (raises on mismatch)."""
+    from compiler import check_seq_len
     from compiler.compiled import compile_block
     from golden.block import error_metrics, make_block
 
     t_start = time.monotonic()
     # Validation first: a bad shape or a block that does not fit raises here (ValueError /
-    # CompileError) before anything is written, generated or built.
+    # CompileError) before anything is written, generated or built; the sequence length
+    # before calibration (whose attention is quadratic in it).
+    check_seq_len(cfg, spec.seq)
     block = make_block(spec.seed, spec.seq, spec.d_model, spec.heads, spec.d_ff,
                        causal=spec.causal)
     x_f = block.example_input(spec.seed)
