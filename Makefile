@@ -22,9 +22,13 @@ N       ?= 200
 CASE    ?=
 PYTEST_ARGS ?=
 
-WAVES_FLAG := $(if $(filter 1 yes true,$(WAVES)),--waves,)
-LOCKSTEP_FLAG := $(if $(filter 1 yes true,$(LOCKSTEP)),--lockstep,)
-CAUSAL_FLAG := $(if $(filter 0 no false,$(CAUSAL)),--no-causal,)
+# $(call bool,NAME): 1 or 0 for a boolean variable; anything else (CAUSAL=maybe, WAVES=2)
+# stops make with the variable and the allowed values named.
+bool = $(if $(filter 1 yes true,$($(1))),1,$(if $(filter 0 no false,$($(1))),0,$(error \
+	$(1)=$($(1)) is not a boolean: use 1/yes/true or 0/no/false)))
+WAVES_FLAG = $(if $(filter 1,$(call bool,WAVES)),--waves,)
+LOCKSTEP_FLAG = $(if $(filter 1,$(call bool,LOCKSTEP)),--lockstep,)
+CAUSAL_FLAG = $(if $(filter 0,$(call bool,CAUSAL)),--no-causal,)
 
 .PHONY: all sim sim-fabric test verilog lint wave bench bench-rtl fuzz fuzz-replay coverage \
 	clean distclean venv help

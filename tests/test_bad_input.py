@@ -660,3 +660,26 @@ def test_compiled_block_input_checked():
 ])
 def test_golden_cli_refuses(args, rc, fragments):
     assert_refused(run_cli("-m", "golden", *args), rc, *fragments)
+
+
+# ============================================================= Makefile variables (booleans)
+def make_dry(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.parametrize("var, value", [("CAUSAL", "maybe"), ("LOCKSTEP", "2"),
+                                        ("WAVES", "2"), ("WAVES", "on")])
+def test_make_refuses_non_boolean_flags(var, value):
+    r = make_dry("sim", f"{var}={value}")
+    assert r.returncode != 0
+    assert f"{var}={value} is not a boolean: use 1/yes/true or 0/no/false" in r.stderr
+    assert "python -m sim" not in r.stdout
+
+
+def test_make_boolean_flags_reach_the_cli():
+    on = make_dry("sim", "CAUSAL=no", "LOCKSTEP=true", "WAVES=1").stdout
+    assert "--no-causal" in on and "--lockstep" in on and "--waves" in on
+    off = make_dry("sim", "CAUSAL=yes", "LOCKSTEP=0", "WAVES=false").stdout
+    assert "-m sim block" in off
+    assert "--no-causal" not in off and "--lockstep" not in off and "--waves" not in off
