@@ -286,7 +286,7 @@ class Lowering:
 
     # ------------------------------------------------------------------ program
     def run(self) -> None:
-        blk, S, vl = self.blk, self.S, self.vl
+        blk, S = self.blk, self.S
         if blk.n_heads < 1 or blk.d_model % blk.n_heads:
             raise CompileError(f"d_head: d_model={blk.d_model} is not a multiple of "
                                f"n_heads={blk.n_heads}", "shape", True)

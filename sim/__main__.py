@@ -4,6 +4,7 @@
     python -m sim lint    --config small
     python -m sim fabric  --config small [--programs 8] [--seed 0] [--waves]
     python -m sim block   --config small --seq 16 --d-model 32 --heads 2 --d-ff 64 --seed 0
+    python -m sim run     prog.s [--image data.json] [--dump MEM_E0:0:4] [--rtl] [--waves]
     python -m sim bench   [--no-rtl]
     python -m sim bench-rtl --config tiny,small [--design chip_mem]
 """
@@ -118,6 +119,28 @@ def cmd_block(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from .runprog import RunError, execute, prepare, print_report
+
+    if args.max_cycles < 1:
+        raise SystemExit(f"error: --max-cycles must be >= 1 (got {args.max_cycles})")
+    if (args.waves or args.lockstep) and not args.rtl:
+        raise SystemExit("error: --waves and --lockstep need --rtl (they are of the chip run)")
+    try:
+        run = prepare(args.program, config=args.config, image=args.image, dumps=args.dump)
+    except (RunError, ValueError) as e:  # bad program, image, dump or config: nothing ran
+        raise SystemExit(f"error: {e}") from None
+    print(run.cfg.summary(), flush=True)
+    try:
+        rep = execute(run, rtl=args.rtl, waves=args.waves, lockstep=args.lockstep,
+                      max_cycles=args.max_cycles, log=lambda *a: print(*a, flush=True))
+    except SimFailure as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+        return 1
+    print_report(rep, run)
+    return 1 if rep["problems"] else 0
+
+
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
@@ -220,6 +243,21 @@ def main(argv=None) -> int:
                    help="compare every stream register every cycle with the machine model")
     p.add_argument("--waves", action="store_true", help="dump an FST waveform")
     p.set_defaults(func=cmd_block)
+    p = sub.add_parser("run", help="run your own program (.s, .bin or .py) on the machine "
+                       "model and, with --rtl, on the Verilated chip, compared")
+    p.add_argument("program", help="assembly (.s), program binary (.bin) or Python (.py)")
+    p.add_argument("--config", default=None,
+                   help="config (default: the program's .config, else small)")
+    p.add_argument("--image", metavar="FILE", help="SRAM contents: .npz or .json with keys "
+                   "SLICE/ADDR")
+    p.add_argument("--dump", action="append", default=[], metavar="SLICE:ADDR[:COUNT]",
+                   help="SRAM vectors to print after the run (repeatable)")
+    p.add_argument("--rtl", action="store_true", help="also run on the Verilated chip")
+    p.add_argument("--waves", action="store_true", help="with --rtl: dump a waveform")
+    p.add_argument("--lockstep", action="store_true",
+                   help="with --rtl: compare every stream register every cycle with the model")
+    p.add_argument("--max-cycles", type=int, default=100_000)
+    p.set_defaults(func=cmd_run)
     p = sub.add_parser("bench", help="schedule quality table + RTL simulation speed")
     p.add_argument("--no-rtl", action="store_true", help="machine model only")
     p.set_defaults(func=cmd_bench)

@@ -237,22 +237,48 @@ class SimBuild:
     def top(self) -> str:
         return self.verilog.top
 
+    @property
+    def wave_format(self) -> str | None:
+        """``"fst"``, ``"vcd"`` or None (built without tracing)."""
+        if not self.waves:
+            return None
+        return "fst" if "--trace-fst" in self.flags else "vcd"
+
     def describe(self) -> str:
         how = "cached" if self.cached else "built"
         return (
             f"verilator {self.verilog.design}/{self.verilog.cfg.name}: {how} {self.build_dir} "
-            f"(build took {self.seconds:.1f} s{', waves' if self.waves else ''})"
+            f"(build took {self.seconds:.1f} s"
+            f"{f', {self.wave_format.upper()} waves' if self.waves else ''})"
         )
 
 
 def verilator_flags(*, coverage: bool = False, waves: bool = False) -> tuple[str, ...]:
+    """Verilator's flags; with waves, FST tracing where it can be built, else VCD
+    (`toolchain.wave_format`)."""
     flags = ["-Wno-fatal", *VERILATOR_WAIVERS, "-O3", "--output-split", "20000",
              "--x-assign", "unique", "--x-initial", "unique"]
     if coverage:
         flags += ["--coverage-line", "--coverage-toggle"]
     if waves:
-        flags += ["--trace-fst", "--trace-structs"]
+        fmt = toolchain.wave_format()
+        flags += ["--trace-fst" if fmt == "fst" else "--trace-vcd", "--trace-structs"]
     return tuple(flags)
+
+
+def build_key(art: VerilogArtifact, flags: tuple[str, ...]) -> str:
+    """Hash of what a Verilated build depends on: the design key, the simulated Verilog,
+    tool versions, flags and the build environment's settings -- never a path, so a
+    copied or moved checkout (or another .venv) reuses it."""
+    env = toolchain.setup_environ({})
+    h = hashlib.sha256()
+    h.update(art.path.parent.name.encode())
+    h.update(art.sim_path.read_bytes())  # the stripping is part of the build
+    h.update(json.dumps(toolchain.tool_versions(), sort_keys=True).encode())
+    h.update(json.dumps(flags).encode())
+    h.update(PUBLIC_VLT.encode())
+    h.update(env["MAKEFLAGS"].encode())
+    return h.hexdigest()[:16]
 
 
 PUBLIC_VLT = """`verilator_config
@@ -299,15 +325,9 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
     if not art.cached:
         log(art.describe())
     flags = verilator_flags(coverage=coverage, waves=waves)
-    h = hashlib.sha256()
-    h.update(art.path.parent.name.encode())
-    h.update(art.sim_path.read_bytes())  # the stripping is part of the build
-    h.update(toolchain.verilator_version().encode())
-    h.update(json.dumps(flags).encode())
-    h.update(PUBLIC_VLT.encode())
-    h.update(json.dumps(sorted(toolchain.setup_environ({}).items())).encode())
-    tag = "".join(t for t, on in (("-w", waves), ("-cov", coverage)) if on)
-    build_dir = build_root() / "verilator" / f"{design}-{cfg.name}{tag}-{h.hexdigest()[:16]}"
+    fmt = ("fst" if "--trace-fst" in flags else "vcd") if waves else None
+    tag = "".join(t for t, on in ((f"-{fmt}", waves), ("-cov", coverage)) if on)
+    build_dir = build_root() / "verilator" / f"{design}-{cfg.name}{tag}-{build_key(art, flags)}"
     stamp = build_dir / ".built.json"
     with _locked(build_root() / "verilator" / f".{build_dir.name}.lock"):
         if stamp.exists():

@@ -4,7 +4,7 @@
 module, passes parameters through the environment (``TSP_CONFIG`` is the
 config as JSON, ``TSP_RESULT`` a JSON file the testbench writes its summary
 to) and returns that summary.  A failing testbench raises `SimFailure` with the
-path of its log and, with waves, of its FST dump.
+path of its log and, with waves, of its trace (``dump.fst`` or ``dump.vcd``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .build import SimBuild, build_root, x_plusargs
-from .toolchain import setup_environ
+from .toolchain import cocotb_libs_dir, setup_environ
 
 
 class SimFailure(AssertionError):
@@ -70,6 +70,10 @@ def run_cocotb(sim: SimBuild, test_module: str, *, name: str, testcase: str | No
         "TSP_RESULT": str(result_json),
         "TSP_PARAMS": json.dumps(params or {}),
         "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "INFO"),
+        # the simulator links cocotb's VPI library by rpath to the .venv it was built
+        # with; a build reused from another checkout finds this one's first
+        "LD_LIBRARY_PATH": os.pathsep.join(
+            p for p in (str(cocotb_libs_dir()), os.environ.get("LD_LIBRARY_PATH", "")) if p),
     }
     runner = get_runner("verilator")
     t0 = time.monotonic()
@@ -104,7 +108,9 @@ def run_cocotb(sim: SimBuild, test_module: str, *, name: str, testcase: str | No
         tests, failed = get_results(results_xml)
     except RuntimeError as e:
         raise SimFailure(f"no cocotb results ({e}); log: {log}") from None
-    wave_file = run_dir / "dump.fst" if waves else None
+    wave_file = run_dir / f"dump.{sim.wave_format}" if waves else None
+    if wave_file is not None and not wave_file.exists():
+        raise SimFailure(f"the simulator wrote no trace {wave_file}; log: {log}")
     summary = json.loads(result_json.read_text()) if result_json.exists() else {}
     summary.setdefault("x_seed", x_seed)
     run = SimRun(summary, tests, failed, seconds, log, wave_file, x_seed)
