@@ -17,6 +17,10 @@ SEED    ?= 0
 CAUSAL  ?= 1
 WAVES   ?= 0
 LOCKSTEP ?= 0
+RTL     ?= 0
+PROG    ?=
+IMAGE   ?=
+DUMP    ?=
 JOBS    ?= 2
 N       ?= 200
 CASE    ?=
@@ -30,7 +34,7 @@ WAVES_FLAG = $(if $(filter 1,$(call bool,WAVES)),--waves,)
 LOCKSTEP_FLAG = $(if $(filter 1,$(call bool,LOCKSTEP)),--lockstep,)
 CAUSAL_FLAG = $(if $(filter 0,$(call bool,CAUSAL)),--no-causal,)
 
-.PHONY: all sim sim-fabric test verilog lint wave bench bench-rtl fuzz fuzz-replay coverage \
+.PHONY: all sim run sim-fabric test verilog lint wave bench bench-rtl fuzz fuzz-replay coverage \
 	clean distclean venv help
 
 all: test
@@ -39,6 +43,8 @@ help:
 	@echo "make sim      the main job: the compiled block on the RTL (CONFIG=$(CONFIG) SEQ=$(SEQ)"
 	@echo "              DMODEL=$(DMODEL) HEADS=$(HEADS) DFF=$(DFF) SEED=$(SEED) CAUSAL=1|0"
 	@echo "              WAVES=0|1 LOCKSTEP=0|1)"
+	@echo "make run PROG=examples/scale.s IMAGE=examples/scale.json DUMP=MEM_E0:0:4 RTL=1"
+	@echo "              your own program on the machine model (and with RTL=1 the chip)"
 	@echo "make sim-fabric  the stream-fabric testbench alone"
 	@echo "make test     run the regression (pytest, $(JOBS) workers)"
 	@echo "make verilog  generate Verilog for CONFIG into build/ and build it with Verilator"
@@ -64,6 +70,12 @@ $(STAMP): pyproject.toml
 sim: $(STAMP)
 	$(PY) -m sim block --config $(CONFIG) --seq $(SEQ) --d-model $(DMODEL) --heads $(HEADS) \
 		--d-ff $(DFF) --seed $(SEED) $(CAUSAL_FLAG) $(LOCKSTEP_FLAG) $(WAVES_FLAG)
+
+run: $(STAMP)
+	@test -n "$(PROG)" || { echo "usage: make run PROG=examples/scale.s [IMAGE=examples/scale.json] [DUMP=MEM_E0:0:4] [RTL=1] [WAVES=1] [LOCKSTEP=1] [CONFIG=...]"; exit 2; }
+	$(PY) -m sim run $(PROG) $(if $(filter command line,$(origin CONFIG)),--config $(CONFIG),) \
+		$(if $(IMAGE),--image $(IMAGE),) $(foreach d,$(DUMP),--dump $(d)) \
+		$(if $(filter 1,$(call bool,RTL)),--rtl,) $(WAVES_FLAG) $(LOCKSTEP_FLAG)
 
 sim-fabric: $(STAMP)
 	$(PY) -m sim fabric --config $(CONFIG) --seed $(SEED) $(WAVES_FLAG)

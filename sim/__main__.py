@@ -18,9 +18,20 @@ import time
 
 from arch.config import get_config
 
-from .build import BuildError, build_root, build_sim, generate_verilog, lint
+from .build import (
+    BuildError,
+    build_root,
+    build_sim,
+    check_simulable,
+    generate_verilog,
+    lint,
+)
 from .designs import DEFAULT_DESIGN, DESIGNS
 from .run import SimFailure, run_cocotb
+
+
+def _log(*args) -> None:
+    print(*args, flush=True)
 
 
 def _config(name):
@@ -33,15 +44,11 @@ def _config(name):
 def cmd_verilog(args) -> int:
     cfg = _config(args.config)
     print(cfg.summary(), flush=True)
-    t0 = time.monotonic()
-    art = generate_verilog(cfg, args.design, force=args.force)
-    print(art.describe(), flush=True)
-    if not art.cached:
-        print(f"generation: {time.monotonic() - t0:.1f} s")
-    if args.no_build:
-        return 0
-    sim = build_sim(cfg, args.design, log=lambda *_: None)
-    print(sim.describe())
+    if args.no_build or args.force:
+        art = generate_verilog(cfg, args.design, force=args.force, log=_log)
+        print(art.describe(), flush=True)
+    if not args.no_build:
+        build_sim(cfg, args.design, log=_log)
     return 0
 
 
@@ -64,9 +71,7 @@ def cmd_fabric(args) -> int:
     seeds = [args.seed * 1000 + i for i in range(args.programs)]
     print(cfg.summary())
     t0 = time.monotonic()
-    sim = build_sim(cfg, "fabric", waves=args.waves)
-    print(sim.verilog.describe())
-    print(sim.describe())
+    sim = build_sim(cfg, "fabric", waves=args.waves, log=_log)
     try:
         run = run_cocotb(sim, "tb.fabric.test_fabric", name=f"fabric-{cfg.name}",
                          params={"seeds": seeds, "cycles": args.cycles}, waves=args.waves)
@@ -86,7 +91,7 @@ def cmd_fabric(args) -> int:
     print(f"wall time         {time.monotonic() - t0:.1f} s")
     print(f"log               {run.log}")
     if run.waves:
-        print(f"waves (FST)       {run.waves}")
+        print(f"waves ({sim.wave_format.upper()})       {run.waves}")
     out = build_root() / "sim" / "fabric_report.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({**s, "log": str(run.log),
@@ -130,6 +135,8 @@ def cmd_run(args) -> int:
         run = prepare(args.program, config=args.config, image=args.image, dumps=args.dump)
     except (RunError, ValueError) as e:  # bad program, image, dump or config: nothing ran
         raise SystemExit(f"error: {e}") from None
+    if args.rtl:
+        check_simulable(run.cfg)
     print(run.cfg.summary(), flush=True)
     try:
         rep = execute(run, rtl=args.rtl, waves=args.waves, lockstep=args.lockstep,
