@@ -114,7 +114,7 @@ def run_block(cfg: TspConfig, spec: BlockSpec, *, lockstep: bool = False, waves:
                      params={"program": str(prog_path), "image": str(img_path),
                              "readback": str(rb_path), "out": str(rtl_out),
                              "max_cycles": 4 * comp.cycles + 10_000, "lockstep": lockstep},
-                     waves=waves)
+                     waves=waves, log=log)
     s = run.summary
     with np.load(rtl_out) as z:
         vecs = {k: z[k] for k in z.files}

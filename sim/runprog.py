@@ -206,11 +206,13 @@ def run_rtl(run: UserRun, out_dir: Path, *, max_cycles: int, waves: bool, lockst
     rb_path.write_text(json.dumps([list(x) for x in run.dumps]))
     rtl_out = out_dir / "readback.npz"
     sim = build_sim(run.cfg, "chip", waves=waves, log=log)
+    log(f"running on the Verilated chip{' in lock-step with the model' if lockstep else ''}"
+        f"{f', {sim.wave_format.upper()} waves' if waves else ''}")
     res = run_cocotb(sim, "tb.chip.test_run", name=f"run-{Path(run.source).stem}-{run.cfg.name}",
                      params={"program": str(prog_path), "image": str(img_path),
                              "readback": str(rb_path), "out": str(rtl_out),
                              "max_cycles": max_cycles, "lockstep": lockstep},
-                     waves=waves)
+                     waves=waves, log=log)
     s = dict(res.summary)
     with np.load(rtl_out) as z:
         s["dump"] = {k: z[k].tolist() for k in z.files}
