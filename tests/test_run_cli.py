@@ -175,3 +175,9 @@ def test_config_too_large_for_rtl_says_why(tmp_path):
             f"{cfg.superlanes} superlanes = {cfg.n_positions * cfg.superlanes} tiles") in r.stderr
     assert "Use tiny, small or medium for RTL runs" in r.stderr
     assert not (tmp_path / "build" / "verilog").exists()
+
+
+def test_golden_machine_module_points_to_sim_run(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "golden.machine", "prog.bin"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "python -m sim run" in r.stderr
