@@ -44,11 +44,12 @@ def _config(name):
 def cmd_verilog(args) -> int:
     cfg = _config(args.config)
     print(cfg.summary(), flush=True)
-    if args.no_build or args.force:
-        art = generate_verilog(cfg, args.design, force=args.force, log=_log)
-        print(art.describe(), flush=True)
-    if not args.no_build:
-        build_sim(cfg, args.design, log=_log)
+    if args.no_build:
+        print(generate_verilog(cfg, args.design, force=args.force, log=_log).describe())
+        return 0
+    if args.force:  # regenerate; build_sim then reports it (and builds, if it changed)
+        generate_verilog(cfg, args.design, force=True, log=_log)
+    build_sim(cfg, args.design, log=_log)
     return 0
 
 
