@@ -50,7 +50,7 @@ help:
 	@echo "make verilog  generate Verilog for CONFIG into build/ and build it with Verilator"
 	@echo "make lint     ruff + verilator --lint-only on the generated Verilog"
 	@echo "make bench    cycles / lower bound / MXM utilisation table + RTL speed (build/bench.json)"
-	@echo "make wave     make sim with an FST waveform dump"
+	@echo "make wave     make sim with a waveform dump (FST, or VCD where FST cannot be built)"
 	@echo "make fuzz     N random whole-ISA programs on the chip vs the model (N=$(N) SEED=$(SEED)"
 	@echo "              CONFIG=$(CONFIG) JOBS=$(JOBS)); failures -> build/fuzz/, shrunk"
 	@echo "make fuzz-replay CASE=build/fuzz/<case>[/min]   rerun a saved failing program"
