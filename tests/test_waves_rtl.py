@@ -6,8 +6,8 @@ run-control contract of docs/host.md / hdl/host.py:
 - during program cycle t (after edge E0 + t) the chip's ``cycle`` counter reads t and
   ``running`` is high, for t < N; ``done`` rises right after edge E0 + N, where N is the
   CYCLES register (and the model's count);
-- a slice instruction the model issues in cycle t is on its ICU's ``issue`` port (valid,
-  bit 0) in exactly that clock cycle.
+- a slice instruction the model issues in cycle t is on its ICU's ``issue`` port
+  (``icu_<NAME>.issue.valid``) in exactly that clock cycle.
 
 The expected SRAM contents come from the program's meaning (saturate(3 x)), the issue
 cycles from the machine model; the rest is measured in the waveform.
@@ -141,10 +141,11 @@ def test_run_cli_on_the_chip_with_waves(tmp_path):
     # issue alignment with the model, per slice
     image = image_from_items(json.loads(SCALE_JSON.read_text()).items(), rep_cfg, "img")
     want = model_issues(assemble_file(SCALE_S), image)
+    assert len(want) == 12  # 4 READs, 4 VXM ops, 4 WRITEs
     got = set()
     for s in rep_cfg.slices:
-        issue = wv.var(f"icu_{s.name}.issue")
+        issue = wv.var(f"icu_{s.name}.issue.valid")
         for t in range(n):
-            if wv.at(issue, edges[e0 + t] + after) & 1:
+            if wv.at(issue, edges[e0 + t] + after):
                 got.add((s.name, t))
     assert got == want
