@@ -273,9 +273,10 @@ def execute(run: UserRun, *, rtl: bool = False, waves: bool = False, lockstep: b
                     if model["error"] is None else max_cycles, waves=waves,
                     lockstep=lockstep and model["error"] is None, log=log)
         report["rtl"] = r
-        report["problems"] = compare(run, model, r)
-    elif model["error"] is not None:
-        report["problems"] = [f"machine model: {model['error']}"]
+        report["mismatches"] = compare(run, model, r)
+        report["problems"] = list(report["mismatches"])
+    if model["error"] is not None:  # a faulting program fails the run either way
+        report["problems"].insert(0, f"the program faults: {model['error']}")
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
     report["report_json"] = str(out_dir / "report.json")
     return report
@@ -307,7 +308,7 @@ def print_report(rep: dict, run: UserRun, log=print) -> None:
             n = len(rtl.get("lockstep_errors", []))
             log(f"lock-step         ran: every stream register every cycle vs the model: "
                 f"{'passed' if not n else f'{n} difference(s)'}")
-        log(f"chip vs model     {'agree' if not rep['problems'] else 'DIFFER'}")
+        log(f"chip vs model     {'agree' if not rep['mismatches'] else 'DIFFER'}")
     for k, v in model["dump"].items():
         log(f"{k:<17} {_fmt_vec(v)}   (int8 lanes{'; model' if rtl is not None else ''})")
         if rtl is not None and rtl["dump"][k] != v:

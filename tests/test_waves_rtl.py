@@ -149,3 +149,19 @@ def test_run_cli_on_the_chip_with_waves(tmp_path):
             if wv.at(issue, edges[e0 + t] + after):
                 got.add((s.name, t))
     assert got == want
+
+
+def test_run_cli_reports_the_chips_fault(tmp_path):
+    """A program the model refuses (a bank conflict) faults on the chip too: the run says
+    where and when, from the chip's STATUS and ERROR_CYCLE registers, and exits 1."""
+    bad = tmp_path / "conflict.s"
+    # tiny: MEM_W1 (position 2) READ in cycle 0 -> s1.E readable at MEM_W0 (3) in cycle 2;
+    # the WRITE issued in cycle 2 writes bank 0 in cycle 3, when READ 7 (bank 0) issues
+    bad.write_text(".config tiny\n.slice MEM_W1\n    READ 0, s1.E\n    HALT\n"
+                   ".slice MEM_W0\n    NOP 2\n    WRITE s1.E, 5\n    READ 7, s2.E\n    HALT\n")
+    r = subprocess.run([sys.executable, "-m", "sim", "run", str(bad), "--rtl"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=3000)
+    assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
+    assert "in cycle 3: MEM bank conflict" in r.stdout  # the model
+    assert "status: fault BANK_CONFLICT at slice MEM_W0 in cycle 3" in r.stdout  # the chip
+    assert "chip vs model     agree" in r.stdout
