@@ -181,3 +181,17 @@ def test_golden_machine_module_points_to_sim_run(tmp_path):
     r = subprocess.run([sys.executable, "-m", "golden.machine", "prog.bin"], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "python -m sim run" in r.stderr
+
+
+def test_make_run_target():
+    r = subprocess.run(["make", "run"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "usage: make run PROG=examples/scale.s" in r.stdout
+    r = subprocess.run(["make", "-n", "run", "PROG=examples/scale.s", "IMAGE=examples/scale.json",
+                        "DUMP=MEM_E0:0:4 MEM_E1:7", "RTL=1", "WAVES=yes"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    cmd = " ".join(r.stdout.replace("\\\n", " ").split())
+    assert ("-m sim run examples/scale.s --image examples/scale.json --dump MEM_E0:0:4 "
+            "--dump MEM_E1:7 --rtl --waves") in cmd, cmd
+    r = subprocess.run(["make", "-n", "run", "PROG=examples/scale.s", "RTL=maybe"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "RTL=maybe is not a boolean" in r.stderr
