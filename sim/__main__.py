@@ -237,8 +237,8 @@ def main(argv=None) -> int:
     p.add_argument("--programs", type=int, default=8)
     p.add_argument("--cycles", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--waves", action="store_true", help="dump a waveform (FST, or VCD
-                   where FST cannot be built)")
+    p.add_argument("--waves", action="store_true", help="dump a waveform (FST, or VCD "
+                   "where FST cannot be built)")
     p.set_defaults(func=cmd_fabric)
     p = sub.add_parser("block", help="the main job: the compiled block on the RTL")
     p.add_argument("--config", default="small")
@@ -250,8 +250,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-causal", action="store_true")
     p.add_argument("--lockstep", action="store_true",
                    help="compare every stream register every cycle with the machine model")
-    p.add_argument("--waves", action="store_true", help="dump a waveform (FST, or VCD
-                   where FST cannot be built)")
+    p.add_argument("--waves", action="store_true", help="dump a waveform (FST, or VCD "
+                   "where FST cannot be built)")
     p.set_defaults(func=cmd_block)
     p = sub.add_parser("run", help="run your own program (.s, .bin or .py) on the machine "
                        "model and, with --rtl, on the Verilated chip, compared")
