@@ -17,16 +17,24 @@ SEED    ?= 0
 CAUSAL  ?= 1
 WAVES   ?= 0
 LOCKSTEP ?= 0
+RTL     ?= 0
+PROG    ?=
+IMAGE   ?=
+DUMP    ?=
 JOBS    ?= 2
 N       ?= 200
 CASE    ?=
 PYTEST_ARGS ?=
 
-WAVES_FLAG := $(if $(filter 1 yes true,$(WAVES)),--waves,)
-LOCKSTEP_FLAG := $(if $(filter 1 yes true,$(LOCKSTEP)),--lockstep,)
-CAUSAL_FLAG := $(if $(filter 0 no false,$(CAUSAL)),--no-causal,)
+# $(call bool,NAME): 1 or 0 for a boolean variable; anything else (CAUSAL=maybe, WAVES=2)
+# stops make with the variable and the allowed values named.
+bool = $(if $(filter 1 yes true,$($(1))),1,$(if $(filter 0 no false,$($(1))),0,$(error \
+	$(1)=$($(1)) is not a boolean: use 1/yes/true or 0/no/false)))
+WAVES_FLAG = $(if $(filter 1,$(call bool,WAVES)),--waves,)
+LOCKSTEP_FLAG = $(if $(filter 1,$(call bool,LOCKSTEP)),--lockstep,)
+CAUSAL_FLAG = $(if $(filter 0,$(call bool,CAUSAL)),--no-causal,)
 
-.PHONY: all sim sim-fabric test verilog lint wave bench bench-rtl fuzz fuzz-replay coverage \
+.PHONY: all sim run sim-fabric test verilog lint wave bench bench-rtl fuzz fuzz-replay coverage \
 	clean distclean venv help
 
 all: test
@@ -35,12 +43,14 @@ help:
 	@echo "make sim      the main job: the compiled block on the RTL (CONFIG=$(CONFIG) SEQ=$(SEQ)"
 	@echo "              DMODEL=$(DMODEL) HEADS=$(HEADS) DFF=$(DFF) SEED=$(SEED) CAUSAL=1|0"
 	@echo "              WAVES=0|1 LOCKSTEP=0|1)"
+	@echo "make run PROG=examples/scale.s IMAGE=examples/scale.json DUMP=MEM_E0:0:4 RTL=1"
+	@echo "              your own program on the machine model (and with RTL=1 the chip)"
 	@echo "make sim-fabric  the stream-fabric testbench alone"
 	@echo "make test     run the regression (pytest, $(JOBS) workers)"
 	@echo "make verilog  generate Verilog for CONFIG into build/ and build it with Verilator"
 	@echo "make lint     ruff + verilator --lint-only on the generated Verilog"
 	@echo "make bench    cycles / lower bound / MXM utilisation table + RTL speed (build/bench.json)"
-	@echo "make wave     make sim with an FST waveform dump"
+	@echo "make wave     make sim with a waveform dump (FST, or VCD where FST cannot be built)"
 	@echo "make fuzz     N random whole-ISA programs on the chip vs the model (N=$(N) SEED=$(SEED)"
 	@echo "              CONFIG=$(CONFIG) JOBS=$(JOBS)); failures -> build/fuzz/, shrunk"
 	@echo "make fuzz-replay CASE=build/fuzz/<case>[/min]   rerun a saved failing program"
@@ -60,6 +70,12 @@ $(STAMP): pyproject.toml
 sim: $(STAMP)
 	$(PY) -m sim block --config $(CONFIG) --seq $(SEQ) --d-model $(DMODEL) --heads $(HEADS) \
 		--d-ff $(DFF) --seed $(SEED) $(CAUSAL_FLAG) $(LOCKSTEP_FLAG) $(WAVES_FLAG)
+
+run: $(STAMP)
+	@test -n "$(PROG)" || { echo "usage: make run PROG=examples/scale.s [IMAGE=examples/scale.json] [DUMP=MEM_E0:0:4] [RTL=1] [WAVES=1] [LOCKSTEP=1] [CONFIG=...]"; exit 2; }
+	$(PY) -m sim run $(PROG) $(if $(filter command line,$(origin CONFIG)),--config $(CONFIG),) \
+		$(if $(IMAGE),--image $(IMAGE),) $(foreach d,$(DUMP),--dump $(d)) \
+		$(if $(filter 1,$(call bool,RTL)),--rtl,) $(WAVES_FLAG) $(LOCKSTEP_FLAG)
 
 sim-fabric: $(STAMP)
 	$(PY) -m sim fabric --config $(CONFIG) --seed $(SEED) $(WAVES_FLAG)

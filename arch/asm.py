@@ -46,6 +46,7 @@ from .isa import (
     decode,
     sel_kind,
     sel_stream,
+    stride_fields,
     validate,
 )
 from .program import Program, ProgramError
@@ -413,11 +414,43 @@ def _strip_comment(line: str) -> str:
     return line.split("#", 1)[0].strip()
 
 
-def assemble(text: str, cfg: TspConfig | str | None = None, filename: str = "<input>") -> Program:
-    """Assemble program text.  ``cfg`` None: the ``.config`` directive, else the default."""
+def _check_repeat(prev: Instr | None, rep: Instr, cfg: TspConfig) -> None:
+    """A REPEAT must follow a slice instruction, and its strides must keep every field it
+    advances in range up to the last repetition (fields advance linearly, so the last
+    one is the extreme)."""
+    if prev is None or prev.definition.latency is None:
+        after = f"follows {prev.mnemonic}" if prev is not None else "is first in the queue"
+        raise _Err(f"REPEAT must directly follow a slice instruction (it repeats the one "
+                   f"before it); here it {after}")
+    n = rep["n"]
+    fa, fb = stride_fields(prev.definition)
+    for names, step, which in ((fa, rep["stride_a"], "stride_a"),
+                               (fb, rep["stride_b"], "stride_b")):
+        for name in names:
+            if not step or not n:
+                continue
+            lo, hi = prev.definition.field(name).bounds(cfg)
+            v = prev[name] + n * step
+            if not lo <= v <= hi:
+                k = next(k for k in range(1, n + 1) if not lo <= prev[name] + k * step <= hi)
+                raise _Err(f"REPEAT {n}: {which}={step} walks {prev.mnemonic} {name} from "
+                           f"{prev[name]} out of range [{lo}, {hi}] at repetition {k} "
+                           f"({name}={prev[name] + k * step}); at most "
+                           f"{k - 1} repetitions fit")
+
+
+def assemble(text: str, cfg: TspConfig | str | None = None, filename: str = "<input>", *,
+             check: bool = True) -> Program:
+    """Assemble program text.  ``cfg`` None: the ``.config`` directive, else the default.
+
+    ``check``: also refuse what the machine would only refuse at run time and the text
+    alone shows (a REPEAT not after a slice instruction, a REPEAT stride that walks a
+    field out of range).  ``check=False`` assembles any encodable program (reproducers
+    of faulting programs, round trips of random words)."""
     given = get_config(cfg) if cfg is not None else None
     cur: str | None = None
     queues: dict[str, list[int]] = {}
+    last: dict[str, Instr] = {}  # the previous instruction of each queue
     config = given
     for lineno, raw in enumerate(text.splitlines(), 1):
         where = f"{filename}:{lineno}"
@@ -462,7 +495,11 @@ def assemble(text: str, cfg: TspConfig | str | None = None, filename: str = "<in
                 raise _Err(f"slice {cur}: instruction {len(queues[cur])} does not fit: the "
                            f"queue holds imem_depth={config.imem_depth} words in config "
                            f"{config.name!r}")
-            queues[cur].append(_parse_instr(line, kind, config).encode())
+            ins = _parse_instr(line, kind, config)
+            if check and ins.mnemonic == "REPEAT":
+                _check_repeat(last.get(cur), ins, config)
+            last[cur] = ins
+            queues[cur].append(ins.encode())
         except (_Err, IsaError) as exc:
             raise AsmError(f"{where}: {exc}\n    {raw.strip()}") from None
     config = config or get_config(DEFAULT_CONFIG)
@@ -472,7 +509,8 @@ def assemble(text: str, cfg: TspConfig | str | None = None, filename: str = "<in
         raise AsmError(f"{filename}: {exc}") from None
 
 
-def assemble_file(path: str | Path, cfg: TspConfig | str | None = None) -> Program:
+def assemble_file(path: str | Path, cfg: TspConfig | str | None = None, *,
+                  check: bool = True) -> Program:
     path = Path(path)
     data = path.read_bytes()
     try:
@@ -481,7 +519,7 @@ def assemble_file(path: str | Path, cfg: TspConfig | str | None = None) -> Progr
         line = data[:exc.start].count(b"\n") + 1
         raise AsmError(f"{path}:{line}: not a UTF-8 text file ({exc.reason} at byte "
                        f"{exc.start}; is it a program binary? use -d)") from None
-    return assemble(text, cfg, str(path))
+    return assemble(text, cfg, str(path), check=check)
 
 
 def disassemble(program: Program, all_slices: bool = False) -> str:

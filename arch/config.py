@@ -250,6 +250,18 @@ PRESETS: dict[str, TspConfig] = {
 DEFAULT_CONFIG = "small"
 
 
+def preset_hint(param: str, need: int) -> str:
+    """What to use when a config needs ``param >= need``: the smallest preset that has
+    it, or that no preset has (with the largest value any preset has)."""
+    have = sorted((getattr(c, param), n) for n, c in PRESETS.items())
+    fits = [n for v, n in have if v >= need]
+    if fits:
+        return f"use a config with {param} >= {need} (preset {fits[0]!r} has " \
+               f"{getattr(PRESETS[fits[0]], param)})"
+    v, n = have[-1]
+    return f"no preset has {param} >= {need} (the largest, {n!r}, has {v})"
+
+
 def get_config(name: str | TspConfig | None = None) -> TspConfig:
     """A preset by name (default "small"), or a config passed through."""
     if isinstance(name, TspConfig):

@@ -132,7 +132,8 @@ class Program:
     def from_bytes(cls, data: bytes, cfg: TspConfig | None = None) -> Program:
         """Parse a binary; ``cfg`` defaults to the preset with the header's config hash."""
         if len(data) < HEADER.size:
-            raise ProgramError(f"program binary too short ({len(data)} bytes)")
+            raise ProgramError(f"program binary truncated: {len(data)} bytes, shorter than "
+                               f"its {HEADER.size}-byte header")
         magic, version, nq, h, name = HEADER.unpack_from(data)
         if magic != MAGIC:
             raise ProgramError(f"not a program binary (magic {magic!r}, expected {MAGIC!r})")
@@ -150,8 +151,16 @@ class Program:
         if nq != cfg.n_positions:
             raise ProgramError(f"program has {nq} queues, config has {cfg.n_positions}")
         off = HEADER.size
+        if len(data) < off + 4 * nq:
+            raise ProgramError(
+                f"program binary truncated: {len(data)} bytes, but its header and the word "
+                f"counts of its {nq} queues take {off + 4 * nq}")
         counts = struct.unpack_from(f"<{nq}I", data, off)
         off += 4 * nq
+        if len(data) < off + 8 * sum(counts):
+            raise ProgramError(
+                f"program binary truncated: {len(data)} bytes, but its queue counts "
+                f"({sum(counts)} words) need {off + 8 * sum(counts)}")
         if len(data) != off + 8 * sum(counts):
             raise ProgramError(
                 f"program binary is {len(data)} bytes, header says {off + 8 * sum(counts)}"

@@ -12,5 +12,6 @@
 
 from .compiled import Bounds, CompiledBlock, compile_block
 from .errors import CompileError
+from .lower import check_seq_len
 
-__all__ = ["Bounds", "CompileError", "CompiledBlock", "compile_block"]
+__all__ = ["Bounds", "CompileError", "CompiledBlock", "check_seq_len", "compile_block"]

@@ -27,7 +27,7 @@ import numpy as np
 from arch.config import get_config
 from golden.block import make_block
 
-from . import compile_block
+from . import check_seq_len, compile_block
 from .errors import CompileError
 
 
@@ -60,7 +60,12 @@ def main(argv=None) -> int:
              f"{'non-causal' if a.no_causal else 'causal'}, seed {a.seed}")
     try:
         cfg = get_config(a.config)
+        check_seq_len(cfg, a.seq)  # before calibration, which is quadratic in seq
         blk = make_block(a.seed, a.seq, a.d_model, a.heads, a.d_ff, causal=not a.no_causal)
+    except CompileError as exc:  # a sequence length no compilation can take
+        print(f"error: cannot compile the block ({shape}) for config {cfg.name!r}: {exc}",
+              file=sys.stderr)
+        return 2
     except ValueError as exc:  # unknown config, bad shape or seed
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from arch.config import TspConfig
+from arch.config import TspConfig, preset_hint
 from arch.isa import MXM_ACC_SLOTS
 from golden.block import PROB_ONE, QuantBlock
 
@@ -56,6 +56,27 @@ PLANS = (
      "wo": MW, "w1": ME, "w2": MW},
 )
 DEFAULT_PLAN = PLANS[0]
+
+
+def check_seq_len(cfg: TspConfig, seq_len: int) -> None:
+    """Refuse a sequence length the block cannot be compiled for on ``cfg`` (CompileError
+    naming the limit and a preset that meets it): cheap, so callers run it before
+    building and calibrating a block whose attention alone may not fit in memory."""
+    if seq_len > MXM_ACC_SLOTS:
+        raise CompileError(f"seq_len={seq_len} exceeds the {MXM_ACC_SLOTS} MXM accumulator "
+                           f"slots (one per token row): no config runs it; use seq_len <= "
+                           f"{MXM_ACC_SLOTS}", "shape", True)
+    vl = cfg.vector_length
+    if seq_len > vl:
+        need = -(-seq_len // cfg.lanes_per_superlane)
+        raise CompileError(f"seq_len={seq_len} exceeds the vector length {vl} of config "
+                           f"{cfg.name!r} (attention uses one lane per query); "
+                           f"{preset_hint('superlanes', need)}", "shape", True)
+    if cfg.mem_slices_per_hemisphere < 2:
+        raise CompileError("the compiled block needs at least 2 MEM slices per hemisphere "
+                           f"but config {cfg.name!r} has mem_slices_per_hemisphere="
+                           f"{cfg.mem_slices_per_hemisphere}; "
+                           f"{preset_hint('mem_slices_per_hemisphere', 2)}", "shape", True)
 
 
 def side(mxm: str) -> str:
@@ -265,7 +286,7 @@ class Lowering:
 
     # ------------------------------------------------------------------ program
     def run(self) -> None:
-        blk, S, vl = self.blk, self.S, self.vl
+        blk, S = self.blk, self.S
         if blk.n_heads < 1 or blk.d_model % blk.n_heads:
             raise CompileError(f"d_head: d_model={blk.d_model} is not a multiple of "
                                f"n_heads={blk.n_heads}", "shape", True)
@@ -276,17 +297,7 @@ class Lowering:
             if lin.weight.shape != want:
                 raise CompileError(f"{name}: weight shape {lin.weight.shape}, expected {want} "
                                    f"for d_model={blk.d_model}, d_ff={blk.d_ff}", "shape", True)
-        if S > vl:
-            raise CompileError(f"seq_len={S} exceeds the vector length {vl} of config "
-                               f"{self.cfg.name!r} (attention uses one lane per query); use "
-                               f"a config with superlanes >= {-(-S // 16)}", "shape", True)
-        if S > MXM_ACC_SLOTS:
-            raise CompileError(f"seq_len={S} exceeds the {MXM_ACC_SLOTS} MXM accumulator "
-                               f"slots (one per token row)", "shape", True)
-        if self.cfg.mem_slices_per_hemisphere < 2:
-            raise CompileError("the compiled block needs at least 2 MEM slices per hemisphere "
-                               f"but config {self.cfg.name!r} has mem_slices_per_hemisphere="
-                               f"{self.cfg.mem_slices_per_hemisphere}", "shape", True)
+        check_seq_len(self.cfg, S)
         for z in ZEROS:
             self.set_imm(z, 0, "zero")
         self.setup_data()

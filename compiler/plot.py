@@ -4,7 +4,10 @@ One row per slice (west at the top, as on the floorplan), cycles left to right. 
 issued instruction is a bar from its issue cycle to its last effect (issue + latency),
 drawn light, with its issue cycle drawn solid, coloured by kind.  White space in a row is
 a cycle in which that slice does nothing; the VXM row is the one to look at first (one
-instruction per cycle at most, the bottleneck of this block).
+instruction per cycle at most, the bottleneck of this block).  An MXM row is split: weight
+loads (LW/LWT, also those merged into an MVM) in its upper half, MVMs below.  A row with
+no instruction at all says so.  The legend and a caption under the axes say the same,
+so the picture reads without this text.
 """
 
 from __future__ import annotations
@@ -17,7 +20,25 @@ KIND_COLOURS = {
 }
 
 
+#: printed under the picture
+CAPTION = ("Light bar: an instruction in flight, from its issue cycle to its last effect; "
+           "solid mark: its issue cycle.  MXM rows: weight loads (LW/LWT) in the upper half, "
+           "MVMs in the lower half.  % = cycles the slice is busy.  An empty row is a slice "
+           "this program gives no instruction (its queue only halts).")
+
+
 def plot_schedule(compiled, path: str | Path, max_width: float = 60.0) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig = schedule_figure(compiled, max_width)
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def schedule_figure(compiled, max_width: float = 60.0):
+    """The matplotlib figure of `plot_schedule` (the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,7 +50,7 @@ def plot_schedule(compiled, path: str | Path, max_width: float = 60.0) -> Path:
     slices = [s.name for s in cfg.slices]
     row = {s: len(slices) - 1 - i for i, s in enumerate(slices)}
     width = min(max_width, 8 + cycles / 60)
-    fig, ax = plt.subplots(figsize=(width, 1.2 + 0.45 * len(slices)))
+    fig, ax = plt.subplots(figsize=(width, 1.9 + 0.45 * len(slices)))
     spans: dict[tuple[str, str], list] = {}
     issues: dict[tuple[str, str], list] = {}
     for name, q in compiled.emitted.queues.items():
@@ -50,8 +71,9 @@ def plot_schedule(compiled, path: str | Path, max_width: float = 60.0) -> Path:
         ax.broken_barh(bars, (y, h), facecolors=KIND_COLOURS.get(mn, "grey"), linewidth=0)
     ax.set_yticks([row[s] for s in slices])
     busy = compiled.busy
-    ax.set_yticklabels([f"{s}  {100 * busy[s] / cycles:4.0f}%" for s in slices],
-                       fontfamily="monospace")
+    ax.set_yticklabels([f"{s}  {100 * busy[s] / cycles:4.0f}%"
+                        + ("\n(LW above MVM)" if cfg.slice(s).kind == "MXM" else "")
+                        for s in slices], fontfamily="monospace")
     ax.set_xlim(0, cycles)
     ax.set_ylim(-0.8, len(slices) - 0.2)
     ax.set_xlabel("cycle (superlane 0)")
@@ -61,12 +83,16 @@ def plot_schedule(compiled, path: str | Path, max_width: float = 60.0) -> Path:
         f"{'' if b.causal else ', non-causal'} -- {cycles} cycles, lower bound "
         f"{compiled.lower_bound} (x{compiled.ratio:.2f}), MXM utilisation "
         f"{100 * compiled.mxm_utilisation:.1f}%  (bars: issue..last effect; % = busy)")
+    for s in slices:
+        if not any(name == s for name, _mn in issues):
+            ax.text(cycles / 2, row[s], "no instructions in this program", ha="center",
+                    va="center", fontsize="small", fontstyle="italic", color="grey")
     used = sorted({mn for (_n, mn) in issues}, key=list(KIND_COLOURS).index)
-    ax.legend(handles=[Patch(color=KIND_COLOURS[m], label=m) for m in used],
-              loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
+    handles = [Patch(color=KIND_COLOURS[m], label=m) for m in used]
+    handles += [Patch(facecolor="grey", alpha=0.25, label="light: in flight"),
+                Patch(facecolor="grey", label="solid: issue cycle")]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    fig.text(0.01, 0.01, CAPTION, ha="left", va="bottom", fontsize="small", wrap=True)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig

@@ -673,6 +673,23 @@ def random_float_params(seed: int, d_model: int, d_ff: int) -> dict[str, np.ndar
     return p
 
 
+#: the largest float64 attention-score array (all calibration sequences and heads) that
+#: `make_block` will allocate; past it a shape is refused before anything is computed
+ATTENTION_BYTES_LIMIT = 4 << 30
+
+
+def check_attention_memory(seq_len: int, n_heads: int, n_sequences: int = 1) -> None:
+    """ValueError when the float64 attention scores (``n_sequences x n_heads x seq_len^2``)
+    would exceed `ATTENTION_BYTES_LIMIT`, naming the largest seq_len that fits."""
+    need = 8 * n_sequences * n_heads * seq_len * seq_len
+    if need > ATTENTION_BYTES_LIMIT:
+        most = int((ATTENTION_BYTES_LIMIT / (8 * n_sequences * n_heads)) ** 0.5)
+        raise ValueError(
+            f"seq_len={seq_len}: the float64 attention scores of {n_sequences} sequence(s) x "
+            f"{n_heads} head(s) need {need / 2**30:,.1f} GiB, over the "
+            f"{ATTENTION_BYTES_LIMIT >> 30} GiB limit; seq_len <= {most} fits")
+
+
 def make_block(seed: int, seq_len: int, d_model: int, n_heads: int, d_ff: int,
                causal: bool = True, n_calibration: int = 32,
                headroom: float = 1.1) -> QuantBlock:
@@ -687,6 +704,7 @@ def make_block(seed: int, seq_len: int, d_model: int, n_heads: int, d_ff: int,
             raise ValueError(f"{name}: expected a positive int, got {v!r}")
     if d_model % n_heads:
         raise ValueError(f"n_heads: d_model={d_model} is not divisible by n_heads={n_heads}")
+    check_attention_memory(seq_len, n_heads, n_calibration)
     params = random_float_params(seed, d_model, d_ff)
     cal = np.random.default_rng([int(seed), 2]).standard_normal((n_calibration, seq_len,
                                                                  d_model))

@@ -975,3 +975,11 @@ class Machine:
         r = {"RMAX": v.max, "RMIN": v.min, "RSUM": v.sum}[self._mn]()
         out = _wrap(np.full(self.vl, r, np.int64), 8 * TYPE_BYTES[ot], TYPE_SIGNED[ot])
         self._wr_planes(q, f["out_d"], f["out_s"], c + lat, to_planes(out, TYPE_BYTES[ot]))
+
+
+if __name__ == "__main__":  # a library: say where running a program lives
+    import sys
+
+    sys.exit("error: golden.machine is a library, not a command; to run a program on the "
+             "machine model use: python -m sim run PROG.s|PROG.bin [--image FILE] "
+             "[--dump SLICE:ADDR[:COUNT]] (add --rtl for the Verilated chip)")

@@ -21,7 +21,7 @@ depend on registers only, so ``ready`` does too.
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Signal
+from amaranth import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -35,6 +35,7 @@ from .host import (
     HostOp,
     Reg,
     host_command_layout,
+    status_layout,
 )
 from .icu import COUNTER_BITS, InstructionControlUnit
 from .mem import MemSlice
@@ -192,8 +193,11 @@ class Chip(wiring.Component):
         with m.If(accept & (cmd.op == HostOp.REG_READ)):
             with m.Switch(raddr):
                 with m.Case(Reg.STATUS):
-                    m.d.sync += reg_val.eq(Cat(live, done | finished, err, Const(0, 1),
-                                               err_code, err_slice))
+                    st = Signal(status_layout())
+                    m.d.comb += [st.running.eq(live), st.done.eq(done | finished),
+                                 st.error.eq(err), st.error_code.eq(err_code),
+                                 st.error_slice.eq(err_slice)]
+                    m.d.sync += reg_val.eq(st.as_value())
                 with m.Case(Reg.ERROR_CYCLE):
                     m.d.sync += reg_val.eq(err_cycle)
                 with m.Case(Reg.CYCLES):

@@ -41,7 +41,7 @@ class HostOp(enum.IntEnum):
 class Reg(enum.IntEnum):
     """Host-readable registers (64 bits each)."""
 
-    STATUS = 0x000  # [0] running [1] done [2] error [7:4] error code [23:8] error slice
+    STATUS = 0x000  # status_layout(): [0] running [1] done [2] error [7:4] code [15:8] slice
     ERROR_CYCLE = 0x001  # the cycle in which the first fault was detected
     CYCLES = 0x002  # clock cycles of the last run: cycle 0 to the last busy cycle
     CONFIG_HASH = 0x003  # first 64 bits of TspConfig.stable_hash()
@@ -59,6 +59,21 @@ def host_command_layout(cfg: TspConfig) -> data.StructLayout:
         "slice": 8,  # slice position, 0 = westmost
         "addr": 16,  # imem address, SRAM address, or register number
         "data": cfg.vector_length * 8,
+    })
+
+
+def status_layout() -> data.StructLayout:
+    """The STATUS register, bit 0 first (upper bits read as 0): ``error_code`` is an
+    `hdl.slice.ErrorCode`, ``error_slice`` the position of the faulting slice."""
+    from .slice import ERROR_CODE_BITS
+
+    return data.StructLayout({
+        "running": 1,
+        "done": 1,
+        "error": 1,
+        "reserved": 1,
+        "error_code": ERROR_CODE_BITS,
+        "error_slice": 8,
     })
 
 

@@ -4,6 +4,7 @@
     python -m sim lint    --config small
     python -m sim fabric  --config small [--programs 8] [--seed 0] [--waves]
     python -m sim block   --config small --seq 16 --d-model 32 --heads 2 --d-ff 64 --seed 0
+    python -m sim run     prog.s [--image data.json] [--dump MEM_E0:0:4] [--rtl] [--waves]
     python -m sim bench   [--no-rtl]
     python -m sim bench-rtl --config tiny,small [--design chip_mem]
 """
@@ -17,9 +18,20 @@ import time
 
 from arch.config import get_config
 
-from .build import BuildError, build_root, build_sim, generate_verilog, lint
+from .build import (
+    BuildError,
+    build_root,
+    build_sim,
+    check_simulable,
+    generate_verilog,
+    lint,
+)
 from .designs import DEFAULT_DESIGN, DESIGNS
 from .run import SimFailure, run_cocotb
+
+
+def _log(*args) -> None:
+    print(*args, flush=True)
 
 
 def _config(name):
@@ -32,15 +44,12 @@ def _config(name):
 def cmd_verilog(args) -> int:
     cfg = _config(args.config)
     print(cfg.summary(), flush=True)
-    t0 = time.monotonic()
-    art = generate_verilog(cfg, args.design, force=args.force)
-    print(art.describe(), flush=True)
-    if not art.cached:
-        print(f"generation: {time.monotonic() - t0:.1f} s")
     if args.no_build:
+        print(generate_verilog(cfg, args.design, force=args.force, log=_log).describe())
         return 0
-    sim = build_sim(cfg, args.design, log=lambda *_: None)
-    print(sim.describe())
+    if args.force:  # regenerate; build_sim then reports it (and builds, if it changed)
+        generate_verilog(cfg, args.design, force=True, log=_log)
+    build_sim(cfg, args.design, log=_log)
     return 0
 
 
@@ -63,9 +72,7 @@ def cmd_fabric(args) -> int:
     seeds = [args.seed * 1000 + i for i in range(args.programs)]
     print(cfg.summary())
     t0 = time.monotonic()
-    sim = build_sim(cfg, "fabric", waves=args.waves)
-    print(sim.verilog.describe())
-    print(sim.describe())
+    sim = build_sim(cfg, "fabric", waves=args.waves, log=_log)
     try:
         run = run_cocotb(sim, "tb.fabric.test_fabric", name=f"fabric-{cfg.name}",
                          params={"seeds": seeds, "cycles": args.cycles}, waves=args.waves)
@@ -85,7 +92,7 @@ def cmd_fabric(args) -> int:
     print(f"wall time         {time.monotonic() - t0:.1f} s")
     print(f"log               {run.log}")
     if run.waves:
-        print(f"waves (FST)       {run.waves}")
+        print(f"waves ({sim.wave_format.upper()})       {run.waves}")
     out = build_root() / "sim" / "fabric_report.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({**s, "log": str(run.log),
@@ -116,6 +123,30 @@ def cmd_block(args) -> int:
             print(f"  {p}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_run(args) -> int:
+    from .runprog import RunError, execute, prepare, print_report
+
+    if args.max_cycles < 1:
+        raise SystemExit(f"error: --max-cycles must be >= 1 (got {args.max_cycles})")
+    if (args.waves or args.lockstep) and not args.rtl:
+        raise SystemExit("error: --waves and --lockstep need --rtl (they are of the chip run)")
+    try:
+        run = prepare(args.program, config=args.config, image=args.image, dumps=args.dump)
+    except (RunError, ValueError) as e:  # bad program, image, dump or config: nothing ran
+        raise SystemExit(f"error: {e}") from None
+    if args.rtl:
+        check_simulable(run.cfg)
+    print(run.cfg.summary(), flush=True)
+    try:
+        rep = execute(run, rtl=args.rtl, waves=args.waves, lockstep=args.lockstep,
+                      max_cycles=args.max_cycles, log=lambda *a: print(*a, flush=True))
+    except SimFailure as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+        return 1
+    print_report(rep, run)
+    return 1 if rep["problems"] else 0
 
 
 def cmd_bench(args) -> int:
@@ -206,7 +237,8 @@ def main(argv=None) -> int:
     p.add_argument("--programs", type=int, default=8)
     p.add_argument("--cycles", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--waves", action="store_true", help="dump an FST waveform")
+    p.add_argument("--waves", action="store_true", help="dump a waveform (FST, or VCD "
+                   "where FST cannot be built)")
     p.set_defaults(func=cmd_fabric)
     p = sub.add_parser("block", help="the main job: the compiled block on the RTL")
     p.add_argument("--config", default="small")
@@ -218,8 +250,24 @@ def main(argv=None) -> int:
     p.add_argument("--no-causal", action="store_true")
     p.add_argument("--lockstep", action="store_true",
                    help="compare every stream register every cycle with the machine model")
-    p.add_argument("--waves", action="store_true", help="dump an FST waveform")
+    p.add_argument("--waves", action="store_true", help="dump a waveform (FST, or VCD "
+                   "where FST cannot be built)")
     p.set_defaults(func=cmd_block)
+    p = sub.add_parser("run", help="run your own program (.s, .bin or .py) on the machine "
+                       "model and, with --rtl, on the Verilated chip, compared")
+    p.add_argument("program", help="assembly (.s), program binary (.bin) or Python (.py)")
+    p.add_argument("--config", default=None,
+                   help="config (default: the program's .config, else small)")
+    p.add_argument("--image", metavar="FILE", help="SRAM contents: .npz or .json with keys "
+                   "SLICE/ADDR")
+    p.add_argument("--dump", action="append", default=[], metavar="SLICE:ADDR[:COUNT]",
+                   help="SRAM vectors to print after the run (repeatable)")
+    p.add_argument("--rtl", action="store_true", help="also run on the Verilated chip")
+    p.add_argument("--waves", action="store_true", help="with --rtl: dump a waveform")
+    p.add_argument("--lockstep", action="store_true",
+                   help="with --rtl: compare every stream register every cycle with the model")
+    p.add_argument("--max-cycles", type=int, default=100_000)
+    p.set_defaults(func=cmd_run)
     p = sub.add_parser("bench", help="schedule quality table + RTL simulation speed")
     p.add_argument("--no-rtl", action="store_true", help="machine model only")
     p.set_defaults(func=cmd_bench)

@@ -7,8 +7,9 @@ machine model (the reference timing and counters); generate and build the RTL
 (cached); load program, weights, tables and input through the host interface
 and run it (`tb/chip/test_run.py`); read the output back and check it against
 the golden block, and the measured cycles and counters against the prediction
-and the model.  A report goes to the terminal and to ``build/sim/report.json``;
-the schedule picture to ``build/sim/schedule.png``.
+and the model.  A report goes to the terminal and, with the schedule picture and
+every input file, to a fresh ``build/sim/<run>/`` (``build/sim/latest`` points at
+the newest; earlier runs are kept).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import numpy as np
 
 from arch.config import TspConfig
 
-from .build import build_root, build_sim
+from .build import build_sim, check_simulable
+from .reports import new_run_dir
 from .run import SimFailure, run_cocotb
 
 
@@ -50,12 +52,16 @@ def first_difference(name: str, got: np.ndarray, exp: np.ndarray) -> str:
 def run_block(cfg: TspConfig, spec: BlockSpec, *, lockstep: bool = False, waves: bool = False,
               out_dir: Path | None = None, plot: bool = True, log=print) -> dict:
     """Compile and run the block on the RTL; return the report (raises on mismatch)."""
+    from compiler import check_seq_len
     from compiler.compiled import compile_block
     from golden.block import error_metrics, make_block
 
     t_start = time.monotonic()
     # Validation first: a bad shape or a block that does not fit raises here (ValueError /
-    # CompileError) before anything is written, generated or built.
+    # CompileError) before anything is written, generated or built; the sequence length
+    # before calibration (whose attention is quadratic in it).
+    check_simulable(cfg)
+    check_seq_len(cfg, spec.seq)
     block = make_block(spec.seed, spec.seq, spec.d_model, spec.heads, spec.d_ff,
                        causal=spec.causal)
     x_f = block.example_input(spec.seed)
@@ -79,7 +85,8 @@ def run_block(cfg: TspConfig, spec: BlockSpec, *, lockstep: bool = False, waves:
                         f"{comp.cycles}")
 
     # files for the chip run
-    out_dir = out_dir or build_root() / "sim"
+    if out_dir is None:
+        out_dir = new_run_dir(f"block-{cfg.name}-{spec.tag()}")
     out_dir.mkdir(parents=True, exist_ok=True)
     prog_path = out_dir / "prog.bin"
     prog_path.write_bytes(comp.program.to_bytes())
@@ -98,13 +105,16 @@ def run_block(cfg: TspConfig, spec: BlockSpec, *, lockstep: bool = False, waves:
     rtl_out = out_dir / "readback.npz"
 
     sim = build_sim(cfg, "chip", waves=waves, log=log)
-    log(sim.verilog.describe())
-    log(sim.describe())
+    log(f"running on the Verilated chip: {comp.cycles} cycles predicted"
+        f"{', lock-step with the machine model' if lockstep else ''}"
+        f"{f', {sim.wave_format.upper()} waves' if waves else ''} (loading the program and "
+        f"{sum(len(d) for d in image.values())} SRAM vectors through the host interface "
+        "first)")
     run = run_cocotb(sim, "tb.chip.test_run", name=f"block-{cfg.name}-{spec.tag()}",
                      params={"program": str(prog_path), "image": str(img_path),
                              "readback": str(rb_path), "out": str(rtl_out),
                              "max_cycles": 4 * comp.cycles + 10_000, "lockstep": lockstep},
-                     waves=waves)
+                     waves=waves, log=log)
     s = run.summary
     with np.load(rtl_out) as z:
         vecs = {k: z[k] for k in z.files}
@@ -171,12 +181,18 @@ def run_block(cfg: TspConfig, spec: BlockSpec, *, lockstep: bool = False, waves:
         "compile_seconds": round(compile_s, 2),
         "model_seconds": round(model_s, 2),
         "verilog_seconds": round(sim.verilog.seconds, 1),
+        "verilog_cached": sim.verilog.cached,
         "verilator_build_seconds": round(sim.seconds, 1),
+        "verilator_cached": sim.cached,
+        "run_seconds": round(run.seconds, 1),
         "instruction_words": sum(stats["words"].values()),
         "lockstep": lockstep,
+        "lockstep_passed": lockstep and not s.get("lockstep_errors"),
         "problems": problems,
         "log": str(run.log),
         "waves": str(run.waves) if run.waves else None,
+        "wave_format": sim.wave_format,
+        "out_dir": str(out_dir),
     }
     report["report_json"] = str(out_dir / "report.json")
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
@@ -212,14 +228,25 @@ def print_report(r: dict, log=print) -> None:
     log(f"vs float64        cosine {r['cosine_vs_float']}, max |err| "
         f"{r['max_abs_err_lsb_vs_float']} LSB, {100 * r['frac_within_1lsb_vs_float']:.1f} % "
         "within 1 LSB")
-    log(f"simulation        {r['sim_cycles_per_second']} cycles/s; wall {r['wall_seconds']} s "
-        f"(Verilog {r['verilog_seconds']} s, Verilator build {r['verilator_build_seconds']} s "
-        "when first built)")
+    if r.get("lockstep"):
+        log("lock-step         ran: every stream register of every superlane, every cycle, vs "
+            "the machine model: " + ("passed" if r.get("lockstep_passed") else "FAILED"))
+    else:
+        log("lock-step         not run (LOCKSTEP=1 compares every stream register every cycle)")
+
+    def part(what, key, cached):
+        return (f"{what} cached (took {r[key]} s when made)" if r.get(cached)
+                else f"{what} {r[key]} s")
+
+    log(f"simulation        {r['sim_cycles_per_second']} cycles/s; wall {r['wall_seconds']} s: "
+        f"{part('Verilog', 'verilog_seconds', 'verilog_cached')}, "
+        f"{part('Verilator build', 'verilator_build_seconds', 'verilator_cached')}, "
+        f"chip run {r.get('run_seconds', '?')} s")
     if r.get("schedule_png"):
         log(f"schedule          {r['schedule_png']}")
     log(f"report            {r['report_json']}")
     if r.get("waves"):
-        log(f"waves (FST)       {r['waves']}")
+        log(f"waves ({(r.get('wave_format') or 'fst').upper()})       {r['waves']}")
 
 
 __all__ = ["BlockSpec", "SimFailure", "print_report", "run_block"]

@@ -118,6 +118,56 @@ class BuildError(RuntimeError):
     pass
 
 
+#: the largest chip the flow Verilates: slice positions x superlanes (tiles).  `medium`
+#: has 52; `full` (1900) is for elaboration and analysis only.
+MAX_SIM_TILES = 128
+
+
+def tiles(cfg: TspConfig) -> int:
+    return cfg.n_positions * cfg.superlanes
+
+
+def check_simulable(cfg: TspConfig) -> None:
+    """BuildError when `cfg` is too large to generate, Verilate and simulate here."""
+    if tiles(cfg) > MAX_SIM_TILES:
+        est_gen, est_build = estimate_seconds(cfg, "chip")
+        raise BuildError(
+            f"config {cfg.name!r} is too large to simulate: {cfg.n_positions} slice positions "
+            f"x {cfg.superlanes} superlanes = {tiles(cfg)} tiles, the limit is "
+            f"{MAX_SIM_TILES}; its Verilog generation "
+            f"alone would take about {est_gen / 3600:.0f} h and the C++ build far longer. "
+            "Use tiny, small or medium for RTL runs; the machine model and the compiler "
+            "take any config (python -m compiler --config ...)")
+
+
+def estimate_seconds(cfg: TspConfig, design: str) -> tuple[float, float]:
+    """Rough (Verilog generation, Verilator build) seconds on 2 cores: the last measured
+    ones for this design and config if any (build/timings.json), else ~5 s and ~12 s
+    per tile (tiny 9 tiles: ~45 s + ~110 s; small 26: ~130 s + ~310 s)."""
+    try:
+        t = json.loads((build_root() / "timings.json").read_text())[f"{design}-{cfg.name}"]
+        return float(t["verilog"]), float(t["verilator"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 5.0 * tiles(cfg), 12.0 * tiles(cfg)
+
+
+def _record_seconds(cfg: TspConfig, design: str, what: str, seconds: float) -> None:
+    path = build_root() / "timings.json"
+    with _locked(build_root() / ".timings.lock"):
+        try:
+            t = json.loads(path.read_text())
+        except (OSError, ValueError):
+            t = {}
+        est = estimate_seconds(cfg, design)
+        entry = t.setdefault(f"{design}-{cfg.name}", {"verilog": est[0], "verilator": est[1]})
+        entry[what] = round(seconds, 1)
+        path.write_text(json.dumps(t, indent=1))
+
+
+def _about(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
 _REG_INIT = re.compile(r"^(\s*reg\b[^=;]*?)\s*=\s*[^;]+;\s*$")
 #: yosys's helper that makes `always @*` blocks run at time 0 (not state: kept)
 _YOSYS_TRIGGER = "$auto$verilog_backend"
@@ -193,9 +243,10 @@ class VerilogArtifact:
         )
 
 
-def generate_verilog(cfg: TspConfig, design: str = "fabric", *, force: bool = False
-                     ) -> VerilogArtifact:
-    """Elaborate `design` for `cfg` and write its Verilog (cached)."""
+def generate_verilog(cfg: TspConfig, design: str = "fabric", *, force: bool = False,
+                     log=None) -> VerilogArtifact:
+    """Elaborate `design` for `cfg` and write its Verilog (cached).  ``log`` is told
+    before a generation starts (what, roughly how long, where)."""
     factory = get_design(design)
     top = top_name(design)
     out_dir = build_root() / "verilog" / f"{design}-{cfg.name}-{design_key(cfg, design)}"
@@ -211,9 +262,13 @@ def generate_verilog(cfg: TspConfig, design: str = "fabric", *, force: bool = Fa
             return art
         from amaranth.back import verilog
 
+        if log is not None:
+            log(f"generating Verilog for {design}/{cfg.name} (about "
+                f"{_about(estimate_seconds(cfg, design)[0])}; cached afterwards) -> {path}")
         t0 = time.monotonic()
         text = verilog.convert(factory(cfg), name=top)
         seconds = time.monotonic() - t0
+        _record_seconds(cfg, design, "verilog", seconds)
         path.write_text(text)
         art = VerilogArtifact(design, cfg, path, top, seconds, False, len(text),
                               text.count("\n"))
@@ -237,22 +292,48 @@ class SimBuild:
     def top(self) -> str:
         return self.verilog.top
 
+    @property
+    def wave_format(self) -> str | None:
+        """``"fst"``, ``"vcd"`` or None (built without tracing)."""
+        if not self.waves:
+            return None
+        return "fst" if "--trace-fst" in self.flags else "vcd"
+
     def describe(self) -> str:
         how = "cached" if self.cached else "built"
         return (
             f"verilator {self.verilog.design}/{self.verilog.cfg.name}: {how} {self.build_dir} "
-            f"(build took {self.seconds:.1f} s{', waves' if self.waves else ''})"
+            f"(build took {self.seconds:.1f} s"
+            f"{f', {self.wave_format.upper()} waves' if self.waves else ''})"
         )
 
 
 def verilator_flags(*, coverage: bool = False, waves: bool = False) -> tuple[str, ...]:
+    """Verilator's flags; with waves, FST tracing where it can be built, else VCD
+    (`toolchain.wave_format`)."""
     flags = ["-Wno-fatal", *VERILATOR_WAIVERS, "-O3", "--output-split", "20000",
              "--x-assign", "unique", "--x-initial", "unique"]
     if coverage:
         flags += ["--coverage-line", "--coverage-toggle"]
     if waves:
-        flags += ["--trace-fst", "--trace-structs"]
+        fmt = toolchain.wave_format()
+        flags += ["--trace-fst" if fmt == "fst" else "--trace-vcd", "--trace-structs"]
     return tuple(flags)
+
+
+def build_key(art: VerilogArtifact, flags: tuple[str, ...]) -> str:
+    """Hash of what a Verilated build depends on: the design key, the simulated Verilog,
+    tool versions, flags and the build environment's settings -- never a path, so a
+    copied or moved checkout (or another .venv) reuses it."""
+    env = toolchain.setup_environ({})
+    h = hashlib.sha256()
+    h.update(art.path.parent.name.encode())
+    h.update(art.sim_path.read_bytes())  # the stripping is part of the build
+    h.update(json.dumps(toolchain.tool_versions(), sort_keys=True).encode())
+    h.update(json.dumps(flags).encode())
+    h.update(PUBLIC_VLT.encode())
+    h.update(env["MAKEFLAGS"].encode())
+    return h.hexdigest()[:16]
 
 
 PUBLIC_VLT = """`verilator_config
@@ -292,31 +373,33 @@ def lint(art: VerilogArtifact) -> tuple[int, str]:
 
 def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
               coverage: bool = False, log=print) -> SimBuild:
-    """Generate (cached) and Verilate (cached) `design` for `cfg`."""
+    """Generate (cached) and Verilate (cached) `design` for `cfg`.  ``log`` gets one
+    line per step: before a generation or build starts (what, roughly how long, the
+    log), and what was generated, built or found in the cache."""
+    check_simulable(cfg)
     toolchain.require_cxx()
     toolchain.setup_environ()
-    art = generate_verilog(cfg, design)
-    if not art.cached:
-        log(art.describe())
+    art = generate_verilog(cfg, design, log=log)
+    log(art.describe())
     flags = verilator_flags(coverage=coverage, waves=waves)
-    h = hashlib.sha256()
-    h.update(art.path.parent.name.encode())
-    h.update(art.sim_path.read_bytes())  # the stripping is part of the build
-    h.update(toolchain.verilator_version().encode())
-    h.update(json.dumps(flags).encode())
-    h.update(PUBLIC_VLT.encode())
-    h.update(json.dumps(sorted(toolchain.setup_environ({}).items())).encode())
-    tag = "".join(t for t, on in (("-w", waves), ("-cov", coverage)) if on)
-    build_dir = build_root() / "verilator" / f"{design}-{cfg.name}{tag}-{h.hexdigest()[:16]}"
+    fmt = ("fst" if "--trace-fst" in flags else "vcd") if waves else None
+    tag = "".join(t for t, on in ((f"-{fmt}", waves), ("-cov", coverage)) if on)
+    build_dir = build_root() / "verilator" / f"{design}-{cfg.name}{tag}-{build_key(art, flags)}"
     stamp = build_dir / ".built.json"
     with _locked(build_root() / "verilator" / f".{build_dir.name}.lock"):
         if stamp.exists():
             meta = json.loads(stamp.read_text())
-            return SimBuild(art, build_dir, meta["seconds"], True, waves, flags)
+            sb = SimBuild(art, build_dir, meta["seconds"], True, waves, flags)
+            log(sb.describe())
+            return sb
         runner = _runner()
         t0 = time.monotonic()
         build_dir.mkdir(parents=True, exist_ok=True)
         log_file = build_dir / "build.log"
+        log(f"building the Verilator simulator of {design}/{cfg.name}"
+            f"{f' with {fmt.upper()} tracing' if waves else ''} (about "
+            f"{_about(estimate_seconds(cfg, design)[1] * (1.5 if waves else 1))}; cached "
+            f"afterwards); log: {log_file}")
         vlt = build_dir / "public.vlt"
         vlt.write_text(PUBLIC_VLT.format(top=art.top))
         try:
@@ -333,6 +416,8 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
             raise BuildError(f"Verilator build of {art.path} failed ({e}); log: {log_file}"
                              ) from None
         seconds = time.monotonic() - t0
+        if not waves and not coverage:
+            _record_seconds(cfg, design, "verilator", seconds)
         stamp.write_text(json.dumps({"seconds": seconds, "flags": flags}))
         sb = SimBuild(art, build_dir, seconds, False, waves, flags)
         log(sb.describe())

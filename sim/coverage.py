@@ -212,7 +212,6 @@ def run_coverage(cfg: TspConfig, n: int, seed: int, *, log=print) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     sim = build_sim(cfg, "chip", coverage=True, log=log)
-    log(sim.describe())
     plan = fuzz_plan(n, seed)
     log(f"coverage {cfg.name}: {n} fuzz programs (base seed {seed}) + directed programs")
     directed = [c for c in (_block_case(cfg), _matmul_case(cfg)) if c is not None]

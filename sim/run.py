@@ -4,7 +4,7 @@
 module, passes parameters through the environment (``TSP_CONFIG`` is the
 config as JSON, ``TSP_RESULT`` a JSON file the testbench writes its summary
 to) and returns that summary.  A failing testbench raises `SimFailure` with the
-path of its log and, with waves, of its FST dump.
+path of its log and, with waves, of its trace (``dump.fst`` or ``dump.vcd``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .build import SimBuild, build_root, x_plusargs
-from .toolchain import setup_environ
+from .toolchain import cocotb_libs_dir, setup_environ
 
 
 class SimFailure(AssertionError):
@@ -50,9 +50,11 @@ def _safe(s: str) -> str:
 
 def run_cocotb(sim: SimBuild, test_module: str, *, name: str, testcase: str | None = None,
                params: dict | None = None, seed: int | None = None, waves: bool = False,
-               plusargs: tuple[str, ...] = (), x_seed: int | str | None = AUTO) -> SimRun:
+               plusargs: tuple[str, ...] = (), x_seed: int | str | None = AUTO,
+               log=None) -> SimRun:
     """Run `test_module` (e.g. ``"tb.fabric.test_fabric"``) on `sim`, with the power-up
-    state randomised from `x_seed` (`AUTO`: `auto_x_seed`; None: all zeros)."""
+    state randomised from `x_seed` (`AUTO`: `auto_x_seed`; None: all zeros).  ``log``,
+    if given, is told where the simulator's log goes before it starts."""
     from cocotb_tools.runner import get_results, get_runner
 
     setup_environ()
@@ -64,14 +66,20 @@ def run_cocotb(sim: SimBuild, test_module: str, *, name: str, testcase: str | No
     result_json = run_dir / "result.json"
     result_json.unlink(missing_ok=True)
     results_xml = run_dir / "results.xml"
-    log = run_dir / "sim.log"
+    log_file = run_dir / "sim.log"
     env = {
         "TSP_CONFIG": json.dumps(sim.verilog.cfg.to_dict()),
         "TSP_RESULT": str(result_json),
         "TSP_PARAMS": json.dumps(params or {}),
         "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "INFO"),
+        # the simulator links cocotb's VPI library by rpath to the .venv it was built
+        # with; a build reused from another checkout finds this one's first
+        "LD_LIBRARY_PATH": os.pathsep.join(
+            p for p in (str(cocotb_libs_dir()), os.environ.get("LD_LIBRARY_PATH", "")) if p),
     }
     runner = get_runner("verilator")
+    if log is not None:
+        log(f"simulator log: {log_file}")
     t0 = time.monotonic()
     # The runner checks results itself (sys.exit) when it sees PYTEST_CURRENT_TEST;
     # hide it so that failures come back here as a SimFailure with context.
@@ -89,13 +97,13 @@ def run_cocotb(sim: SimBuild, test_module: str, *, name: str, testcase: str | No
             waves=waves,
             plusargs=[*(x_plusargs(x_seed) if x_seed is not None else ()), *plusargs],
             results_xml=str(results_xml),
-            log_file=log,
+            log_file=log_file,
         )
     except SystemExit as e:
-        raise SimFailure(f"simulator exited with {e.code} (X seed {x_seed}); log: {log}"
+        raise SimFailure(f"simulator exited with {e.code} (X seed {x_seed}); log: {log_file}"
                          ) from None
     except RuntimeError as e:  # the runner's "Command failed with return code"
-        raise SimFailure(f"simulator failed ({e}; X seed {x_seed}); log: {log}") from None
+        raise SimFailure(f"simulator failed ({e}; X seed {x_seed}); log: {log_file}") from None
     finally:
         if saved is not None:
             os.environ["PYTEST_CURRENT_TEST"] = saved
@@ -103,17 +111,20 @@ def run_cocotb(sim: SimBuild, test_module: str, *, name: str, testcase: str | No
     try:
         tests, failed = get_results(results_xml)
     except RuntimeError as e:
-        raise SimFailure(f"no cocotb results ({e}); log: {log}") from None
-    wave_file = run_dir / "dump.fst" if waves else None
+        raise SimFailure(f"no cocotb results ({e}); log: {log_file}") from None
+    wave_file = run_dir / f"dump.{sim.wave_format}" if waves else None
+    if wave_file is not None and not wave_file.exists():
+        raise SimFailure(f"the simulator wrote no trace {wave_file}; log: {log_file}")
     summary = json.loads(result_json.read_text()) if result_json.exists() else {}
     summary.setdefault("x_seed", x_seed)
-    run = SimRun(summary, tests, failed, seconds, log, wave_file, x_seed)
+    run = SimRun(summary, tests, failed, seconds, log_file, wave_file, x_seed)
     if failed or tests == 0:
-        lines = log.read_text(errors="replace").splitlines(True) if log.exists() else []
+        lines = (log_file.read_text(errors="replace").splitlines(True) if log_file.exists()
+                 else [])
         tail = "".join(lines[-60:])
         raise SimFailure(
             f"{failed} of {tests} cocotb test(s) failed in {test_module} (X seed {x_seed});"
-            f" log: {log}"
+            f" log: {log_file}"
             + (f"; waves: {wave_file}" if wave_file else "") + "\n" + tail
         )
     return run

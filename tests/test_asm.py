@@ -76,7 +76,7 @@ def test_random_programs_round_trip(name):
         prog = random_program(cfg, rng)
         data = prog.to_bytes()
         text = disassemble(Program.from_bytes(data))
-        prog2 = assemble(text, cfg)
+        prog2 = assemble(text, cfg, check=False)  # random words, not a runnable program
         assert prog2.to_bytes() == data
         assert disassemble(prog2) == text
 

@@ -76,6 +76,14 @@ ASM_CASES = {
                        ["VXM: unknown op 'FOO'; ops are PASS, ADD"]),
     "instruction on the wrong slice": (".slice VXM\n  READ 1, s2.E\n", 2,
                                        ["READ is a MEM instruction, not allowed on a VXM slice"]),
+    "REPEAT stride out of range": (".config tiny\n.slice MEM_W0\n  READ 509, s2.E\n"
+                                   "  REPEAT 5, 1, 1\n", 4,
+                                   ["REPEAT 5: stride_a=1 walks READ addr from 509 out of "
+                                    "range [0, 511] at repetition 3 (addr=512); at most 2 "
+                                    "repetitions fit"]),
+    "REPEAT after an ICU instruction": (".slice VXM\n  NOP 2\n  REPEAT 1, 1\n", 3,
+                                        ["REPEAT must directly follow a slice instruction",
+                                         "here it follows NOP"]),
     "missing .slice": ("# no section\n  HALT\n", 2,
                        ["instruction before the first '.slice NAME' directive"]),
     "unknown slice name": (".config tiny\n.slice MEM_W3\n  HALT\n", 2,
@@ -140,7 +148,8 @@ def test_disasm_cli_names_file_slice_and_word(tmp_path):
     short = tmp_path / "short.bin"
     short.write_bytes(b"TSPQ")
     assert_refused(run_cli("-m", "arch.asm", "-d", str(short)), 1,
-                   f"error: {short}: program binary too short (4 bytes)")
+                   f"error: {short}: program binary truncated: 4 bytes, shorter than its "
+                   "40-byte header")
     # a well-formed binary holding an illegal word: named by slice and word index
     bad = tmp_path / "illegal.bin"
     bad.write_bytes(Program(TINY, {"MEM_W1": [encode("NOP", n=3), 0x3F, HALT]}).to_bytes())
@@ -153,8 +162,9 @@ def test_disasm_cli_names_file_slice_and_word(tmp_path):
 
 # ============================================================================ 2. machine model
 def model_error(text: str, cfg=TINY, mem=(), **run_kw) -> str:
-    """Assemble ``text`` (must assemble), run it on the model; the MachineError message."""
-    prog = assemble(text, cfg, "t.s")
+    """Assemble ``text`` (must assemble, without the assembler's own REPEAT checks, which
+    section 1 tests), run it on the model; the MachineError message."""
+    prog = assemble(text, cfg, "t.s", check=False)
     m = Machine(cfg)
     for s, a, v in mem:
         m.write_mem(s, a, v)
@@ -334,6 +344,27 @@ def test_raw_words_checked_by_program():
     assert Program(TINY, {"VXM": np.array([HALT], np.uint64)}).words("VXM") == [HALT]
 
 
+def test_truncated_binary_is_refused_at_every_length():
+    """Cut anywhere -- header, queue-count table, words -- a binary is a ProgramError that
+    says it is truncated, never a struct.error or a shorter program."""
+    data = Program(TINY, {"VXM": [encode("NOP", n=2), HALT]}).to_bytes()
+    n_q = TINY.n_positions
+    table_end = 40 + 4 * n_q  # header (40 bytes) + one u32 count per queue
+    assert len(data) == table_end + 8 * (n_q + 1)  # every queue 1 word, VXM 2
+    for cut in range(len(data)):
+        with pytest.raises(ProgramError, match=r"^program binary truncated: ") as ei:
+            Program.from_bytes(data[:cut])
+        assert f"{cut} bytes" in str(ei.value)
+        if 40 <= cut < table_end:
+            assert f"take {table_end}" in str(ei.value)
+        elif cut >= table_end:
+            assert f"need {len(data)}" in str(ei.value)
+    assert Program.from_bytes(data).words("VXM") == [encode("NOP", n=2), HALT]
+    with pytest.raises(ProgramError, match=rf"is {len(data) + 1} bytes, header says "
+                                           rf"{len(data)}$"):
+        Program.from_bytes(data + b"\0")
+
+
 # ============================================================== 3. blocks that do not fit
 def _compile_error(blk, cfg, **kw) -> CompileError:
     with pytest.raises(CompileError) as ei:
@@ -404,8 +435,12 @@ def run_sim_guarded(tmp_path, *args) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("args, rc, fragments", [
-    (["--config", "small", "--seq", "48"], 2,
-     ["error: seq_len=48 exceeds the vector length 32 of config 'small'"]),
+    (["--config", "tiny", "--seq", "32"], 2,
+     ["error: seq_len=32 exceeds the vector length 16 of config 'tiny'",
+      "use a config with superlanes >= 2 (preset 'small' has 2)"]),
+    (["--config", "small", "--seq", "100000"], 2,  # before calibration (quadratic in seq)
+     ["error: seq_len=100000 exceeds the 32 MXM accumulator slots", "no config runs it",
+      "seq_len <= 32"]),
     (["--config", "tiny", "--d-model", "128", "--d-ff", "512"], 2,
      ["error: the block does not fit the SRAM of config 'tiny'", "needs at least 12288",
       "has 2048"]),
@@ -413,7 +448,7 @@ def run_sim_guarded(tmp_path, *args) -> subprocess.CompletedProcess:
     (["--seq", "0"], 2, ["error: seq_len: expected a positive int, got 0"]),
     (["--seed", "-1"], 2, ["error: seed: expected an int >= 0, got -1"]),
     (["--config", "nope"], 1, ["error: unknown config 'nope'; presets are: tiny, small"]),
-], ids=["seq>VL", "sram", "heads", "seq0", "seed", "config"])
+], ids=["seq>VL", "seq-huge", "sram", "heads", "seq0", "seed", "config"])
 def test_sim_block_cli_refuses_before_building(tmp_path, args, rc, fragments):
     r = run_sim_guarded(tmp_path, "block", *args)
     assert "BUILD ATTEMPTED" not in r.stderr and r.returncode != 99
@@ -457,6 +492,9 @@ def test_sim_block_in_process_never_reaches_build(tmp_path, monkeypatch, capsys)
     (["--config", "tiny", "--seq", "32"],
      ["error: cannot compile the block (seq 32, d_model 32, heads 2, d_ff 64, causal, seed 0) "
       "for config 'tiny': seq_len=32 exceeds the vector length 16"]),
+    (["--seq", "100000"],
+     ["error: cannot compile the block (seq 100000,", "seq_len=100000 exceeds the 32 MXM "
+      "accumulator slots (one per token row): no config runs it; use seq_len <= 32"]),
 ])
 def test_compiler_cli_refuses(tmp_path, args, fragments):
     r = run_cli("-m", "compiler", *args, "--out", str(tmp_path / "out"))
@@ -616,6 +654,33 @@ def test_compiled_block_input_checked():
     (["--d-ff", "0"], 2, ["error: d_ff: expected a positive int, got 0"]),
     (["--seeds", "3-1"], 2, ["argument --seeds: '3-1' in '3-1' is not a seed or a range LO-HI "
                              "with LO <= HI"]),
+    # refused before calibration allocates 32 x 2 x 100000^2 float64 scores (4.66 TiB)
+    (["--seq", "100000"], 2, ["error: seq_len=100000: the float64 attention scores of 32 "
+                              "sequence(s) x 2 head(s) need", "GiB, over the 4 GiB limit",
+                              "seq_len <= 2896 fits"]),
 ])
 def test_golden_cli_refuses(args, rc, fragments):
     assert_refused(run_cli("-m", "golden", *args), rc, *fragments)
+
+
+# ============================================================= Makefile variables (booleans)
+def make_dry(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.parametrize("var, value", [("CAUSAL", "maybe"), ("LOCKSTEP", "2"),
+                                        ("WAVES", "2"), ("WAVES", "on")])
+def test_make_refuses_non_boolean_flags(var, value):
+    r = make_dry("sim", f"{var}={value}")
+    assert r.returncode != 0
+    assert f"{var}={value} is not a boolean: use 1/yes/true or 0/no/false" in r.stderr
+    assert "python -m sim" not in r.stdout
+
+
+def test_make_boolean_flags_reach_the_cli():
+    on = make_dry("sim", "CAUSAL=no", "LOCKSTEP=true", "WAVES=1").stdout
+    assert "--no-causal" in on and "--lockstep" in on and "--waves" in on
+    off = make_dry("sim", "CAUSAL=yes", "LOCKSTEP=0", "WAVES=false").stdout
+    assert "-m sim block" in off
+    assert "--no-causal" not in off and "--lockstep" not in off and "--waves" not in off

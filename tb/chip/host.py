@@ -15,7 +15,7 @@ from cocotb.utils import get_sim_time
 
 from arch.config import TspConfig
 from arch.program import Program
-from hdl.host import HostOp, Reg, host_command_layout
+from hdl.host import HostOp, Reg, host_command_layout, status_layout
 from tb.env import PERIOD_NS
 
 
@@ -112,8 +112,14 @@ class HostDriver:
 
     async def status(self) -> dict:
         st = await self.read_reg(Reg.STATUS)
-        return {"running": bool(st & 1), "done": bool(st & 2), "error": bool(st & 4),
-                "error_code": (st >> 4) & 0xF, "error_slice": (st >> 8) & 0xFF,
+        lay = status_layout()
+
+        def f(name):
+            return (st >> lay[name].offset) & ((1 << lay[name].width) - 1)
+
+        return {"running": bool(f("running")), "done": bool(f("done")),
+                "error": bool(f("error")), "error_code": f("error_code"),
+                "error_slice": f("error_slice"),
                 "error_cycle": await self.read_reg(Reg.ERROR_CYCLE)}
 
     async def counters(self) -> dict:

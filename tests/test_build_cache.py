@@ -1,0 +1,57 @@
+"""The Verilator build cache key: versions, flags and the Verilog, never a path (a copied
+or moved checkout, or another .venv, reuses the build); the waveform format choice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from arch.config import get_config
+from sim import build, toolchain
+
+
+def artifact(root: Path, text: str = "module top; endmodule\n") -> build.VerilogArtifact:
+    d = root / "verilog" / "chip-tiny-0123456789abcdef"
+    d.mkdir(parents=True)
+    (d / "tsp_chip.v").write_text(text)
+    (d / "tsp_chip.noinit.v").write_text(text)
+    return build.VerilogArtifact("chip", get_config("tiny"), d / "tsp_chip.v", "tsp_chip",
+                                 1.0, True, len(text), 1)
+
+
+def test_key_ignores_paths(tmp_path, monkeypatch):
+    flags = build.verilator_flags()
+    a = build.build_key(artifact(tmp_path / "checkout-a"), flags)
+    # another checkout, another Verilator install location (another .venv)
+    monkeypatch.setattr(toolchain, "verilator_root", lambda: tmp_path / "elsewhere")
+    monkeypatch.setenv("PATH", "/somewhere/else/bin")
+    b = build.build_key(artifact(tmp_path / "moved" / "checkout-b"), flags)
+    assert a == b
+
+
+def test_key_follows_verilog_flags_and_versions(tmp_path, monkeypatch):
+    flags = build.verilator_flags()
+    base = build.build_key(artifact(tmp_path / "a"), flags)
+    assert build.build_key(artifact(tmp_path / "b", "module top2; endmodule\n"), flags) != base
+    assert build.build_key(artifact(tmp_path / "c"), (*flags, "--x")) != base
+    versions = {**toolchain.tool_versions(), "cocotb": "0.0-other"}
+    monkeypatch.setattr(toolchain, "tool_versions", lambda: versions)
+    assert build.build_key(artifact(tmp_path / "d"), flags) != base
+
+
+def test_wave_format_choice(monkeypatch):
+    monkeypatch.setenv("TSP_WAVES", "vcd")
+    assert toolchain.wave_format() == "vcd"
+    flags = build.verilator_flags(waves=True)
+    assert "--trace-vcd" in flags and "--trace-fst" not in flags
+    monkeypatch.setenv("TSP_WAVES", "ghw")
+    with pytest.raises(toolchain.ToolchainError, match="TSP_WAVES='ghw': expected fst or vcd"):
+        toolchain.wave_format()
+    monkeypatch.delenv("TSP_WAVES")
+    # FST exactly when the lz4 header the FST writer includes can be compiled
+    monkeypatch.setattr(toolchain, "fst_supported", lambda: False)
+    assert toolchain.wave_format() == "vcd"
+    monkeypatch.setattr(toolchain, "fst_supported", lambda: True)
+    assert toolchain.wave_format() == "fst"
+    assert "--trace-fst" in build.verilator_flags(waves=True)
