@@ -97,3 +97,46 @@ def test_source_map(tmp_path):
     n = next(i for i, ln in enumerate(lines, 1) if ln.strip() == "fault = 1'h1;")
     assert where(n) == "fault (hdl/icu.py:14)"
     assert where(1) == "?"
+
+
+def _loop_component(loop: bool):
+    from amaranth import Module, Signal
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    class Adder(wiring.Component):
+        a: In(8)
+        y: Out(8)
+
+        def elaborate(self, platform):
+            m = Module()
+            t = Signal(8)
+            m.d.comb += [t.eq(self.a + (self.y if loop else 1)), self.y.eq(t ^ 3)]
+            return m
+
+    return Adder()
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_combinational_loop_is_refused_by_the_build(tmp_path, loop):
+    """`to_verilog` skips Amaranth's (quadratic) loop check; Verilating with the build's
+    flags must then refuse a combinational loop, naming the signal, and accept the same
+    design without it."""
+    import subprocess
+
+    from sim import toolchain
+    from sim.build import COMB_LOOP_FATAL, to_verilog, verilator_flags
+
+    assert set(COMB_LOOP_FATAL) <= set(verilator_flags())
+    src = tmp_path / "adder.v"
+    src.write_text(to_verilog(_loop_component(loop), "adder"))
+    toolchain.setup_environ()
+    proc = subprocess.run(["verilator", "--cc", *verilator_flags(), "--top-module", "adder",
+                           "--Mdir", str(tmp_path / "obj"), str(src)],
+                          capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    if loop:
+        assert proc.returncode != 0
+        assert "UNOPTFLAT" in out and "Circular combinational logic: 'y'" in out, out
+    else:
+        assert proc.returncode == 0, out
