@@ -18,8 +18,15 @@ class Expectation:
 
 
 def run_model(cfg: TspConfig, program, init: dict, keep_history: bool = False,
-              max_cycles: int = 100_000) -> Expectation:
+              max_cycles: int = 100_000, random_state: int | None = None) -> Expectation:
+    """Run `program` on the machine model from reset, or with `random_state` (a seed) from
+    random bits in every piece of state a program could read without defining it (what
+    the RTL's power-up state is: `tb.fuzz.randomise_state`)."""
     m = Machine(cfg, keep_history=keep_history)
+    if random_state is not None:
+        from tb.fuzz import randomise_state
+
+        randomise_state(m, np.random.default_rng([random_state, 0xD1]))
     for sl, d in init.items():
         for a, v in d.items():
             m.write_mem(sl, a, v)
@@ -28,6 +35,17 @@ def run_model(cfg: TspConfig, program, init: dict, keep_history: bool = False,
         return Expectation(m.run(max_cycles=max_cycles), None, m)
     except MachineError as e:
         return Expectation(None, str(e), m)
+
+
+def lockstep_models(cfg: TspConfig, program, init: dict, seed: int = 1
+                    ) -> tuple[Expectation, Machine]:
+    """The two model runs a lock-step comparison needs: from reset (the reference), and
+    from random state (stream values that differ between the two depend on state the
+    program never defined, e.g. MVM output lanes of weight rows it never loaded; the
+    RTL powers up with random bits there, so they are not compared)."""
+    exp = run_model(cfg, program, init, keep_history=True)
+    dirty = run_model(cfg, program, init, keep_history=True, random_state=seed)
+    return exp, dirty.machine
 
 
 @dataclass

@@ -28,7 +28,7 @@ from tb import env
 
 from .host import HostDriver
 from .lockstep import LockstepMonitor
-from .scoreboard import run_model
+from .scoreboard import lockstep_models
 
 
 def load_image(path) -> dict[str, dict[int, np.ndarray]]:
@@ -57,7 +57,7 @@ async def run_program(dut):
     load_seconds = time.monotonic() - t_load
     mon = exp = None
     if prm.get("lockstep"):
-        exp = run_model(cfg, prog, image, keep_history=True)
+        exp, dirty = lockstep_models(cfg, prog, image)
         assert exp.error is None, f"the machine model refuses the program: {exp.error}"
         mon = LockstepMonitor(dut, cfg)
     t_run = time.monotonic()
@@ -73,12 +73,14 @@ async def run_program(dut):
     for sl, a in readback:
         vecs[f"{sl}/{a}"] = await host.read_sram(sl, int(a))
     np.savez(prm["out"], **vecs)
-    lock_errors = mon.compare(exp.machine, exp.result.cycles) if mon is not None else []
+    lock_errors = (mon.compare(exp.machine, exp.result.cycles, dirty=dirty)
+                   if mon is not None else [])
     env.write_result({
         "status": status, "counters": counters, "cycles_clock": waited,
         "load_seconds": load_seconds, "run_seconds": run_seconds,
         "sim_cycles_per_second": waited / run_seconds if run_seconds else 0.0,
         "lockstep": bool(mon), "lockstep_errors": lock_errors,
+        "lockstep_undefined_lanes": mon.undefined_lanes if mon is not None else 0,
     })
     for e in lock_errors:
         dut._log.error("lock-step: %s", e)
