@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from golden.block import reciprocal_int
-from golden.planes import narrow, shift_round
+from golden.planes import bitlen, narrow, shift_round
 from golden.quant import requantize
 from golden.tables import reciprocal_seed_table
 
@@ -39,14 +39,21 @@ __all__ = ["exp2_neg", "log2_q16", "sigmoid_q15", "silu_float", "silu_int", "swi
 
 
 def log2_q16(d, e) -> np.ndarray:
-    """``u = round(d * 2**e * log2(e) * 2**16)`` for ``d >= 0`` (int64), clamped to U_MAX."""
+    """``u = round(d * 2**e * log2(e) * 2**16)`` for ``d >= 0`` (int64), saturated at U_MAX.
+
+    ``d`` is first shifted right (floor) while it has more than 37 bits and the total shift
+    allows it, so ``d * LOG2E_Q`` stays in int64; a left shift saturates (``u >= 2**24``).
+    """
     d = np.asarray(d, dtype=np.int64)
     if d.size and d.min() < 0:
         raise ValueError("log2_q16: argument must be >= 0")
-    # d * LOG2E_Q would overflow for d >= 2**38: clamp first (such u saturates anyway)
-    dc = np.minimum(d, (1 << 37) - 1)
-    u = shift_round(dc * LOG2E_Q, LOG2E_BITS - 16 - np.asarray(e, dtype=np.int64))
-    return np.minimum(u, U_MAX)
+    k = np.broadcast_to(LOG2E_BITS - 16 - np.asarray(e, dtype=np.int64), d.shape)
+    pre = np.clip(np.minimum(k, bitlen(d) - 37), 0, None)
+    dp = d >> pre
+    kk = k - pre
+    sat = (kk < 0) & (dp > 0) | (bitlen(dp) > 38)
+    u = shift_round(np.where(sat, 0, dp) * LOG2E_Q, np.maximum(kk, 0))
+    return np.where(sat, U_MAX, np.minimum(u, U_MAX))
 
 
 def exp2_neg(u) -> np.ndarray:
@@ -78,10 +85,10 @@ def silu_int(x, e) -> tuple[np.ndarray, np.ndarray]:
     return narrow(x * sigmoid_q15(x, e), np.asarray(e) - 15, 16)
 
 
-def swiglu_int(g, eg, u, eu) -> tuple[np.ndarray, np.ndarray]:
-    """The gated MLP product ``silu(g) * u`` of two int16 row-scaled tensors -> int16."""
+def swiglu_int(g, eg, u, eu, bits: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """The gated MLP product ``silu(g) * u`` of two int16 row-scaled tensors -> ``bits``."""
     s, es = silu_int(g, eg)
-    return narrow(s * np.asarray(u, dtype=np.int64), es + np.asarray(eu), 16)
+    return narrow(s * np.asarray(u, dtype=np.int64), es + np.asarray(eu), bits)
 
 
 def silu_float(x) -> np.ndarray:

@@ -14,11 +14,14 @@ Integer path (q, k, v int16 with one exponent per row and head):
 2. Keys carry different exponents: each score is shifted to the row's largest visible key
    exponent (VXM shift), masked lanes selected out, the row max subtracted.
 3. ``exp`` of the (non-positive) difference: :func:`golden.activation.exp2_neg` (Q15).
-4. Row sum (int32), reciprocal (:func:`golden.block.reciprocal_int`), ``p = e * 2**15 / sum``
-   by ``requantize`` -> Q15 probabilities (int16, saturated at 2**15 - 1).
-5. Values carry different exponents: each probability is shifted by the key's exponent
-   deficit against the row's largest value exponent (VXM shift), then ``P V`` on the MXM
-   (exact), and the heads' contexts are aligned and narrowed to one int16 row for W_o.
+4. Values carry different exponents: each exp is shifted by its key's exponent deficit
+   against the row's largest value exponent (VXM shift), then ``E V`` on the MXM (exact;
+   the exps are the un-normalised probabilities, Q15 of the row max).
+5. Normalise after ``E V`` (as flash attention does): the row sum (int32) gets one
+   reciprocal (:func:`golden.block.reciprocal_int`), applied to the ``d`` context lanes
+   (narrowed to 24 bits, times the Q29 reciprocal).  Normalising the probabilities first
+   would round each to Q15 of 1 -- a small probability would lose ``log2(sum)`` bits.
+6. The heads' contexts are aligned and narrowed to one int16 row for W_o.
 """
 
 from __future__ import annotations
@@ -27,10 +30,9 @@ import math
 
 import numpy as np
 
-from golden.activation import Q15, exp2_neg, log2_q16
+from golden.activation import exp2_neg, log2_q16
 from golden.block import reciprocal_int
 from golden.planes import EXACT_F64, narrow, shift_round
-from golden.quant import requantize
 from golden.tables import reciprocal_seed_table
 
 RECIP_SEED = reciprocal_seed_table()
@@ -95,7 +97,7 @@ def _exact_bmm(a, b):
     return np.rint(np.matmul(a.astype(np.float64), b.astype(np.float64))).astype(np.int64)
 
 
-def attention_int(q, eq, k, ek, v, ev, pos) -> tuple[np.ndarray, np.ndarray]:
+def attention_int(q, eq, k, ek, v, ev, pos, bits: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """Integer causal GQA: int16 ``q [T,Hq,d]``, cache ``k, v [S,Hkv,d]`` with exponents
     ``[.., H, 1]``; returns the context as one int16 row per query ``[T, Hq*d]`` and its
     exponent ``[T, 1]``."""
@@ -118,17 +120,19 @@ def attention_int(q, eq, k, ek, v, ev, pos) -> tuple[np.ndarray, np.ndarray]:
     if sh == 0 and d != 1:  # non power-of-4 head dim: scale diff by 1/sqrt(d) in Q24
         diff = shift_round(diff * round(2**24 / math.sqrt(d)), 24)
     ex = np.where(vis, exp2_neg(log2_q16(np.where(vis, diff, 0), e_row)), 0)
-    total = np.sum(ex, axis=-1, keepdims=True)  # >= 2**15 (the max lane)
-    r = reciprocal_int(total, RECIP_SEED)
-    p = requantize(ex << 15, r.y1, r.shift, qmin=0, qmax=Q15 - 1).astype(np.int64)
-    # values: align each key's probability to the row's largest value exponent
+    total = np.sum(ex, axis=-1, keepdims=True)  # in [2**15, S * 2**15] (max lane = 2**15)
+    # values: align each key's exp to the row's largest value exponent
     evv = np.repeat(ev[..., 0], g, axis=1).T[:, None, :]  # [H, 1, S]
     vmax = np.max(np.where(vis, evv, np.iinfo(np.int64).min // 2), axis=-1, keepdims=True)
-    p = np.where(vis, shift_round(p, vmax - evv), 0)
+    pe = np.where(vis, shift_round(ex, vmax - evv), 0)
     vv = np.repeat(v, g, axis=1).transpose(1, 0, 2)  # [H, S, d]
-    ctx = _exact_bmm(p, vv)  # [H, T, d], real ctx * 2**(vmax - 15)
-    ectx = vmax - 15  # [H, T, 1]
+    acc = _exact_bmm(pe, vv)  # [H, T, d]: sum_s exp_s v_s at 2**vmax (Q15 cancels below)
+    # normalise after P V: one reciprocal of the row sum per row, applied to d lanes
+    acc, ea = narrow(acc, vmax, 24)
+    r = reciprocal_int(total, RECIP_SEED)  # x / total ~= x * y1 * 2**(shift - 31)
+    ctx = acc * r.y1.astype(np.int64)  # |.| < 2**23 * 2**30
+    ectx = ea + r.shift.astype(np.int64) - 31  # [H, T, 1]
     # heads -> one row: align to the row's largest head exponent, narrow to int16
     top = np.max(ectx, axis=0, keepdims=True)
     ctx = shift_round(ctx, top - ectx).transpose(1, 0, 2).reshape(t, hq * d)
-    return narrow(ctx, top[0], 16)
+    return narrow(ctx, top[0], bits)

@@ -43,6 +43,9 @@ LAYER_TENSORS = {"attn_norm": "attn_norm", "wq": "attn_q", "wk": "attn_k", "wv":
                  "wo": "attn_output", "ffn_norm": "ffn_norm", "w_gate": "ffn_gate",
                  "w_up": "ffn_up", "w_down": "ffn_down"}
 WEIGHT_MODES = ("gguf", "block", "row")
+# bits of each activation site (16 = two byte planes into the MXM)
+ACT_BITS = {"attn_in": 16, "q": 16, "k": 16, "v": 16, "ctx": 16, "mlp_in": 16, "gate": 16,
+            "up": 16, "down_in": 16, "head_in": 16}
 MATRICES = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
 
 __all__ = ["LlamaConfig", "LlamaModel", "load_model", "model_path"]
@@ -131,6 +134,7 @@ class LlamaModel:
                 if name in f:
                     self._blocks[name] = f.blocks(name)
         self._int = None
+        self.act_bits = dict(ACT_BITS)
 
     def _int_matrix(self, key, w) -> RowWeight:
         b = self._blocks.get(key)
@@ -207,28 +211,30 @@ class LlamaModel:
         cache = cache if cache is not None else KVCache(cfg.n_layers)
         t, hd = ids.size, cfg.head_dim
 
-        def heads(wide, e, n):  # per (row, head) int16
-            return narrow(wide.reshape(t, n, hd), e[:, :, None], 16)
+        B = self.act_bits
+
+        def heads(wide, e, n, site):  # per (row, head)
+            return narrow(wide.reshape(t, n, hd), e[:, :, None], B[site])
 
         h, eh = embed_int(ids, W["embedding"])
         for i, L in enumerate(W["layers"]):
-            x, ex = rmsnorm_int(h, eh, L["attn_norm"])
-            q, eq = rope_int(*heads(*linear_int(x, ex, L["wq"]), cfg.n_heads), pos,
-                             cfg.rope_base)
-            k, ek = rope_int(*heads(*linear_int(x, ex, L["wk"]), cfg.n_kv_heads), pos,
-                             cfg.rope_base)
-            v, ev = heads(*linear_int(x, ex, L["wv"]), cfg.n_kv_heads)
+            x, ex = rmsnorm_int(h, eh, L["attn_norm"], B["attn_in"])
+            q, eq = rope_int(*heads(*linear_int(x, ex, L["wq"]), cfg.n_heads, "q"), pos,
+                             cfg.rope_base, B["q"])
+            k, ek = rope_int(*heads(*linear_int(x, ex, L["wk"]), cfg.n_kv_heads, "k"), pos,
+                             cfg.rope_base, B["k"])
+            v, ev = heads(*linear_int(x, ex, L["wv"]), cfg.n_kv_heads, "v")
             kk, vv, ekk, evv = cache.append(i, k, v, ek, ev)
-            c, ec = attention_int(q, eq, kk, ekk, vv, evv, pos)
+            c, ec = attention_int(q, eq, kk, ekk, vv, evv, pos, B["ctx"])
             h, eh = add_aligned(h, eh, *linear_int(c, ec, L["wo"]), bits=32)
-            x, ex = rmsnorm_int(h, eh, L["ffn_norm"])
-            g, eg = narrow(*linear_int(x, ex, L["w_gate"]), 16)
-            u, eu = narrow(*linear_int(x, ex, L["w_up"]), 16)
-            m, em = swiglu_int(g, eg, u, eu)
+            x, ex = rmsnorm_int(h, eh, L["ffn_norm"], B["mlp_in"])
+            g, eg = narrow(*linear_int(x, ex, L["w_gate"]), B["gate"])
+            u, eu = narrow(*linear_int(x, ex, L["w_up"]), B["up"])
+            m, em = swiglu_int(g, eg, u, eu, B["down_in"])
             h, eh = add_aligned(h, eh, *linear_int(m, em, L["w_down"]), bits=32)
             if hidden is not None:
                 hidden.append(h * np.exp2(eh.astype(np.float64)))
-        x, ex = rmsnorm_int(h, eh, W["out_norm"])
+        x, ex = rmsnorm_int(h, eh, W["out_norm"], B["head_in"])
         logits, el = lm_head_int(x, ex, W["output"])
         if return_int:
             return logits, el

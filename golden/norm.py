@@ -86,15 +86,15 @@ def _sum_squares(x, nw: NormWeights, e) -> np.ndarray:
     return np.maximum(ss, 1)
 
 
-def rmsnorm_int(h, e, nw: NormWeights) -> tuple[np.ndarray, np.ndarray]:
-    """RMSNorm of ``h * 2**e`` (rows of width ``nw.n``): int16 output and its row exponent."""
+def rmsnorm_int(h, e, nw: NormWeights, bits: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """RMSNorm of ``h * 2**e`` (rows of width ``nw.n``): ``bits``-bit output, row exponent."""
     h = np.asarray(h, dtype=np.int64)
     if h.shape[-1] != nw.n:
         raise ValueError(f"rmsnorm_int: row width {h.shape[-1]} != gamma width {nw.n}")
     x, ex = narrow(h, e, 16)
     y, p = rsqrt_int(_sum_squares(x, nw, ex))
     # x * G: |.| <= 2**30; times y (Q29, <= 2**30): < 2**61
-    return narrow((x * nw.g) * y, -(nw.fg + p), 16)
+    return narrow((x * nw.g) * y, -(nw.fg + p), bits)
 
 
 def layernorm_int(h, e, nw: NormWeights) -> tuple[np.ndarray, np.ndarray]:

@@ -216,25 +216,28 @@ class RowWeight:
 
 
 def linear_int(x, ex, w: RowWeight) -> tuple[np.ndarray, np.ndarray]:
-    """``x * 2**ex`` (int16, one exponent per row) times ``w.T``: wide int64 and exponent.
+    """``x * 2**ex`` (one exponent per row) times ``w.T``: wide int64 and exponent.
 
-    Computed as ``hi @ W + 256 * (lo @ W)`` over the input's byte planes with the exact
-    integer weight ``W = q*r (+o)`` (float64 BLAS, exact: bounded below 2**53); equal, by an
-    integer identity, to the per-block MXM/VXM computation :func:`linear_int_blocks`.
+    The input is split into byte planes (top plane signed, others unsigned: two for int16,
+    three for int24), each an exact product with the integer weight ``W = q*r (+o)``
+    (float64 BLAS, bounded below 2**53), recombined with shifts; equal, by an integer
+    identity, to the per-block MXM/VXM computation :func:`linear_int_blocks`.
     Result ``acc * 2**(ex + f - R_BITS)``.
     """
     x = np.asarray(x, dtype=np.int64)
     n_in = w.shape[1]
     if x.shape[-1] != n_in:
         raise ValueError(f"linear_int: input width {x.shape[-1]} != weight input width {n_in}")
-    if x.size and (x.min() < -(2**15) or x.max() > 2**15 - 1):
-        raise ValueError("linear_int: input outside int16")
     mw = int(np.abs(w.w_int).max()) if w.w_int.size else 0
     if n_in * 256 * mw >= EXACT_F64:
         raise OverflowError(f"linear_int: {n_in} x 2**8 x {mw} not exact in float64")
-    hi = (x >> 8).astype(np.float64)
-    lo = (x & 0xFF).astype(np.float64)
-    acc = np.rint(hi @ w.w_t).astype(np.int64) * 256 + np.rint(lo @ w.w_t).astype(np.int64)
+    n_planes = max(1, -(-int(bitlen(np.max(np.abs(x), initial=0)) + 1) // 8))
+    if n_in * mw * 2.0 ** (8 * n_planes - 1) >= 2.0**62:
+        raise OverflowError(f"linear_int: {8 * n_planes}-bit input x {mw} leaves int64")
+    acc = np.zeros(x.shape[:-1] + (w.shape[0],), dtype=np.int64)
+    for p in range(n_planes):  # low plane first
+        plane = (x >> (8 * p)) if p == n_planes - 1 else (x >> (8 * p)) & 0xFF
+        acc += np.rint(plane.astype(np.float64) @ w.w_t).astype(np.int64) << (8 * p)
     return acc, np.asarray(ex, dtype=np.int64) + (w.f - R_BITS)
 
 

@@ -51,10 +51,10 @@ def rope_float(x, positions, base: float) -> np.ndarray:
     return _rotate(x, np.cos(a), np.sin(a))
 
 
-def rope_int(x, e, positions, base: float) -> tuple[np.ndarray, np.ndarray]:
+def rope_int(x, e, positions, base: float, bits: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """Rotate int16 ``x * 2**e`` (``[T, H, d]``, ``e`` ``[T, H, 1]`` or broadcastable):
     int16 result and exponent per (row, head)."""
     x = np.asarray(x, dtype=np.int64)
     c, s = rope_tables(positions, x.shape[-1], base)
     y = _rotate(x, c[:, None, :], s[:, None, :])
-    return narrow(y, np.asarray(e, dtype=np.int64) - ROPE_FRAC, 16)
+    return narrow(y, np.asarray(e, dtype=np.int64) - ROPE_FRAC, bits)
