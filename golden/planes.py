@@ -204,6 +204,7 @@ class RowWeight:
         if w.size and np.abs(w).max() >= 2**31:
             raise OverflowError("RowWeight: scaled weight leaves 31 bits")
         self.w_int = w  # the exact integer weight at 2**(f - R_BITS)
+        self.w_max = int(np.abs(w).max()) if w.size else 0
         self.w_t = np.ascontiguousarray(w.T.astype(np.float64))
 
     @property
@@ -228,16 +229,20 @@ def linear_int(x, ex, w: RowWeight) -> tuple[np.ndarray, np.ndarray]:
     n_in = w.shape[1]
     if x.shape[-1] != n_in:
         raise ValueError(f"linear_int: input width {x.shape[-1]} != weight input width {n_in}")
-    mw = int(np.abs(w.w_int).max()) if w.w_int.size else 0
+    mw = w.w_max
     if n_in * 256 * mw >= EXACT_F64:
         raise OverflowError(f"linear_int: {n_in} x 2**8 x {mw} not exact in float64")
     n_planes = max(1, -(-int(bitlen(np.max(np.abs(x), initial=0)) + 1) // 8))
     if n_in * mw * 2.0 ** (8 * n_planes - 1) >= 2.0**62:
         raise OverflowError(f"linear_int: {8 * n_planes}-bit input x {mw} leaves int64")
-    acc = np.zeros(x.shape[:-1] + (w.shape[0],), dtype=np.int64)
-    for p in range(n_planes):  # low plane first
-        plane = (x >> (8 * p)) if p == n_planes - 1 else (x >> (8 * p)) & 0xFF
-        acc += np.rint(plane.astype(np.float64) @ w.w_t).astype(np.int64) << (8 * p)
+    planes = [(x >> (8 * p)) if p == n_planes - 1 else (x >> (8 * p)) & 0xFF
+              for p in range(n_planes)]  # low plane first; one GEMM reads W once
+    flat = np.stack(planes).reshape(-1, n_in).astype(np.float64)
+    prods = np.rint(flat @ w.w_t).astype(np.int64).reshape(
+        (n_planes,) + x.shape[:-1] + (w.shape[0],))
+    acc = prods[0]
+    for p in range(1, n_planes):
+        acc = acc + (prods[p] << (8 * p))
     return acc, np.asarray(ex, dtype=np.int64) + (w.f - R_BITS)
 
 
