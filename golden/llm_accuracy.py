@@ -94,8 +94,8 @@ def greedy(model, log, n_tokens=16) -> dict:
                         t_float, n_float = t_float + dt, n_float + 1
                 out.append(nxt)
             outs[int8] = out
-        k = next((i for i, (a, b) in enumerate(zip(outs[False], outs[True])) if a != b),
-                 n_tokens)
+        pairs = enumerate(zip(outs[False], outs[True], strict=True))
+        k = next((i for i, (a, b) in pairs if a != b), n_tokens)
         rows.append({"prompt": p, "float": model.detokenize(outs[False]),
                      "int": model.detokenize(outs[True]), "equal": outs[False] == outs[True],
                      "first_difference": k})

@@ -3,7 +3,7 @@
 RMSNorm of a row-scaled int32 row ``h * 2**e`` (the wide residual stream), machine steps:
 
 1. ``k = max(0, bitlen(max|h|) - 15)`` (row max + ``clz``), ``x = sat16(h >> k)`` (VXM).
-2. Sum of squares: ``ss = sum((x*x + 2**(SQ-1)) >> SQ)`` with ``SQ = ceil(log2 n)`` so that ``ss`` stays
+2. Sum of squares: ``ss = sum((x*x + 2**(SQ-1)) >> SQ)``, ``SQ = ceil(log2 n)``, so ``ss`` stays
    in int32 (VXM multiply, shift; SXM rotate + VXM add reduction).
 3. ``ss += eps`` in the same units (an offline constant shifted by the row's exponent).
 4. ``r = rsqrt(ss)`` by :func:`rsqrt_int`: ``clz`` normalisation to an even exponent, a

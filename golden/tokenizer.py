@@ -58,5 +58,6 @@ class Tokenizer:
         ids = [int(i) for i in ids]
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:
-            raise ValueError(f"detokenize: id {bad[0]} outside the vocabulary [0, {self.vocab_size})")
+            raise ValueError(f"detokenize: id {bad[0]} outside the vocabulary "
+                             f"[0, {self.vocab_size})")
         return self._tok.decode(ids, skip_special_tokens=False)

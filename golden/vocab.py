@@ -2,7 +2,8 @@
 
 * Embedding: the table is int8 per vocabulary row with an exact row scale
   (:class:`golden.planes.RowWeight`); a lookup is a MEM read of the token's row (the
-  address is the token id), widened to the int32 residual (``q * r + o`` per block, VXM multiply-add).
+  address is the token id), widened to the int32 residual (``q * r + o`` per block, VXM
+  multiply-add).
 * LM head (tied): the same int8 table installed as MXM weights, the final-norm output
   (int16, two byte planes) streamed through: wide logits ``acc * r`` per vocabulary row.
 * Argmax: VXM compare/select per lane over vocabulary tiles, then an SXM rotate + compare

@@ -17,9 +17,10 @@ import pytest
 pytest.importorskip("gguf", reason="the gguf package (dev extra) is not installed")
 pytest.importorskip("tokenizers", reason="the tokenizers package (dev extra) is not installed")
 
+from llm_fixture import TINY, write_tiny_gguf  # noqa: E402
+
 from golden.attention import KVCache  # noqa: E402
 from golden.llm import load_model  # noqa: E402
-from llm_fixture import TINY, write_tiny_gguf  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +64,7 @@ def reference_forward(path, ids):
     for p, tok in enumerate(ids):
         h = t["token_embd.weight"][tok].copy()
         for i in range(c["n_layers"]):
-            W = lambda n: t[f"blk.{i}.{n}.weight"]  # noqa: E731
+            W = lambda n, i=i: t[f"blk.{i}.{n}.weight"]  # noqa: E731
             x = norm(h, W("attn_norm"))
             q, k, v = W("attn_q") @ x, W("attn_k") @ x, W("attn_v") @ x
             ks[i].append([rot(k[j * hd:(j + 1) * hd], p) for j in range(nkv)])

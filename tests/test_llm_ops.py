@@ -10,14 +10,34 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from golden.activation import U_MAX, exp2_neg, log2_q16, sigmoid_q15, silu_float, silu_int, \
-    swiglu_float, swiglu_int
+from golden.activation import (
+    U_MAX,
+    exp2_neg,
+    log2_q16,
+    sigmoid_q15,
+    silu_float,
+    silu_int,
+    swiglu_float,
+    swiglu_int,
+)
 from golden.attention import KVCache, attention_float, attention_int
 from golden.gguf_file import decode_blocks, dequantize
-from golden.norm import NormWeights, layernorm_float, layernorm_int, rmsnorm_float, \
-    rmsnorm_int, rsqrt_int
-from golden.planes import RowWeight, add_aligned, linear_int, linear_int_blocks, \
-    matmul_planes, narrow
+from golden.norm import (
+    NormWeights,
+    layernorm_float,
+    layernorm_int,
+    rmsnorm_float,
+    rmsnorm_int,
+    rsqrt_int,
+)
+from golden.planes import (
+    RowWeight,
+    add_aligned,
+    linear_int,
+    linear_int_blocks,
+    matmul_planes,
+    narrow,
+)
 from golden.rope import rope_float, rope_int
 from golden.vocab import argmax_int, embed_int
 
