@@ -295,6 +295,7 @@ def main(argv=None) -> int:
         print("error: the prompt tokenizes to nothing", file=sys.stderr)
         return 2
     out: list[int] = []
+    shown = [""]
     t0 = time.perf_counter()
     err = sys.stderr
 
@@ -303,9 +304,12 @@ def main(argv=None) -> int:
         dt = time.perf_counter() - t0
         done = len(out)
         bar = "#" * (20 * done // max(a.tokens, 1))
-        if not a.json:
-            sys.stdout.write(m.detokenize([tok]))
-            sys.stdout.flush()
+        if not a.json:  # print the new text once its UTF-8 bytes are complete
+            text = m.detokenize(out)
+            if not text.endswith("\ufffd"):
+                sys.stdout.write(text[len(shown[0]):])
+                sys.stdout.flush()
+                shown[0] = text
         err.write(f"\r[{bar:<20}] {done}/{a.tokens} tokens, {done / dt:.2f} tok/s ")
         err.flush()
 
