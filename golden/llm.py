@@ -325,7 +325,7 @@ def main(argv=None) -> int:
                           "seconds": round(dt, 3),
                           "tokens_per_s": round(len(out) / dt, 3) if dt > 0 else math.inf}))
     else:
-        print()
+        print(m.detokenize(out)[len(shown[0]):])
     return 0
 
 
