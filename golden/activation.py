@@ -38,21 +38,25 @@ __all__ = ["exp2_neg", "log2_q16", "sigmoid_q15", "silu_float", "silu_int", "swi
            "swiglu_int"]
 
 
-def log2_q16(d, e) -> np.ndarray:
-    """``u = round(d * 2**e * log2(e) * 2**16)`` for ``d >= 0`` (int64), saturated at U_MAX.
+def log2_q16(d, e, scale: float = 1.0) -> np.ndarray:
+    """``u = round(d * 2**e * scale * log2(e) * 2**16)`` for ``d >= 0`` (int64), saturated at
+    U_MAX.  ``scale`` in (0, 1] is folded into the 25-bit constant (offline).
 
     ``d`` is first shifted right (floor) while it has more than 37 bits and the total shift
-    allows it, so ``d * LOG2E_Q`` stays in int64; a left shift saturates (``u >= 2**24``).
+    allows it, so ``d * const`` stays in int64; a left shift saturates (``u >= 2**24``).
     """
     d = np.asarray(d, dtype=np.int64)
     if d.size and d.min() < 0:
         raise ValueError("log2_q16: argument must be >= 0")
+    if not 0 < scale <= 1:
+        raise ValueError(f"log2_q16: scale must be in (0, 1], got {scale}")
+    const = LOG2E_Q if scale == 1.0 else round(math.log2(math.e) * scale * 2**LOG2E_BITS)
     k = np.broadcast_to(LOG2E_BITS - 16 - np.asarray(e, dtype=np.int64), d.shape)
     pre = np.clip(np.minimum(k, bitlen(d) - 37), 0, None)
     dp = d >> pre
     kk = k - pre
     sat = (kk < 0) & (dp > 0) | (bitlen(dp) > 38)
-    u = shift_round(np.where(sat, 0, dp) * LOG2E_Q, np.maximum(kk, 0))
+    u = shift_round(np.where(sat, 0, dp) * const, np.maximum(kk, 0))
     return np.where(sat, U_MAX, np.minimum(u, U_MAX))
 
 

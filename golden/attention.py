@@ -10,7 +10,7 @@ Integer path (q, k, v int16 with one exponent per row and head):
 
 1. Scores: ``acc = q . k`` (MXM, K installed as weights, int16 x int16 = 2 x 2 byte-plane
    passes, exact), real value ``acc * 2**(e_q + e_k - log2 sqrt d)`` (d a power of 4
-   keeps the 1/sqrt(d) a shift; otherwise it is folded into a multiplier).
+   keeps the 1/sqrt(d) a shift; otherwise it is folded into the exp's constant).
 2. Keys carry different exponents: each score is shifted to the row's largest visible key
    exponent (VXM shift), masked lanes selected out, the row max subtracted.
 3. ``exp`` of the (non-positive) difference: :func:`golden.activation.exp2_neg` (Q15).
@@ -117,9 +117,9 @@ def attention_int(q, eq, k, ek, v, ev, pos, bits: int = 16) -> tuple[np.ndarray,
     z = np.where(vis, z, np.iinfo(np.int64).min // 4)
     diff = np.max(z, axis=-1, keepdims=True) - z  # >= 0
     e_row = eq.transpose(1, 0, 2) + emax - sh  # [H, T, 1]
-    if sh == 0 and d != 1:  # non power-of-4 head dim: scale diff by 1/sqrt(d) in Q24
-        diff = shift_round(diff * round(2**24 / math.sqrt(d)), 24)
-    ex = np.where(vis, exp2_neg(log2_q16(np.where(vis, diff, 0), e_row)), 0)
+    # non power-of-4 head dim: 1/sqrt(d) folded into the exp's log2(e) constant
+    fold = 1.0 if sh or d == 1 else 1.0 / math.sqrt(d)
+    ex = np.where(vis, exp2_neg(log2_q16(np.where(vis, diff, 0), e_row, fold)), 0)
     total = np.sum(ex, axis=-1, keepdims=True)  # in [2**15, S * 2**15] (max lane = 2**15)
     # values: align each key's exp to the row's largest value exponent
     evv = np.repeat(ev[..., 0], g, axis=1).T[:, None, :]  # [H, 1, S]
