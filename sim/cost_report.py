@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import time
 
+from arch.config import KINDS as SLICE_KINDS
 from arch.config import TspConfig
 
 from .build import BuildError, build_root
-from .cost import ECP5_85K, UNITS, synth_unit
+from .cost import ECP5_85K, UNITS, ecp5_summary, synth_unit
 from .cost_pnr import PNR_TIMEOUT_S, pnr_unit
 from .cost_sweep import chip_from_units, growth, plot, sweep, write
 
@@ -24,33 +25,71 @@ REFERENCE = {
 }
 
 #: units placed and routed, in this order (the others are reported by synthesis only)
-PNR_ORDER = ("MEM", "ICU_MEM", "ICU_VXM", "ICU_MXM", "ICU_SXM", "SXM", "fabric", "chip")
+PNR_ORDER = ("MEM", "ICU_MEM", "ICU_VXM", "ICU_MXM", "ICU_SXM", "MXM", "SXM", "VXM", "fabric",
+             "chip")
 
 
-def run_cost(cfg: TspConfig, *, pnr: bool = True, do_sweep: bool = True,
+def chip_ecp5_from_units(cfg: TspConfig, units: dict[str, dict]) -> dict:
+    """The chip's ECP5 resources as the sum of its units (each slice with its ICU, and the
+    fabric); the chip adds its host interface and counters (compare the generic counts)."""
+    parts = [("fabric", 1)]
+    for kind in SLICE_KINDS:
+        n = len(cfg.slices_of(kind))
+        parts += [(kind, n), (f"ICU_{kind}", n)]
+    keys = ("lut4", "ccu2c", "lut4_eq", "dpr16x4", "ff", "dp16kd", "mult18x18d")
+    if any("ecp5" not in units.get(u, {}) for u, _ in parts):
+        return {}
+    tot = {k: sum(n * units[u]["ecp5"][k] for u, n in parts) for k in keys}
+    tot["fits_ecp5_85"] = ecp5_summary({"LUT4": tot["lut4_eq"], "TRELLIS_FF": tot["ff"],
+                                        "DP16KD": tot["dp16kd"],
+                                        "MULT18X18D": tot["mult18x18d"]})["fits_ecp5_85"]
+    tot["instances"] = dict(parts)
+    return tot
+
+
+def run_cost(cfg: TspConfig, *, pnr: bool = True, do_sweep: bool = True, chip_ecp5: bool = False,
              pnr_timeout: float = PNR_TIMEOUT_S, log=print) -> dict:
+    """Everything `make cost` does.  The chip is mapped to ECP5 only with `chip_ecp5` (it
+    takes long and cannot fit: its ECP5 figure is otherwise the sum of its units)."""
     t0 = time.monotonic()
     log(f"== synthesis (yosys), {cfg.summary()}")
     units: dict[str, dict] = {}
     for u in UNITS:
         try:
-            units[u] = synth_unit(cfg, u, log=log)
+            units[u] = synth_unit(cfg, u, ecp5=u != "chip" or chip_ecp5, log=log)
         except BuildError as e:
             units[u] = {"unit": u, "error": str(e)}
             log(f"  {u:8s} synthesis failed: {e}")
+    chip_sum = chip_ecp5_from_units(cfg, units)
     if pnr:
         log("== place and route (nextpnr-ecp5, LFE5UM-85F speed 6) of what fits")
         for u in PNR_ORDER:
             e = units.get(u, {}).get("ecp5")
+            if u == "chip" and e is None and chip_sum and not chip_sum["fits_ecp5_85"]:
+                units[u]["pnr"] = {"status": "not attempted", "reason": (
+                    f"its units alone need {chip_sum['lut4_eq']:,} LUT4-eq, "
+                    f"{chip_sum['mult18x18d']} MULT18X18D (ECP5-85: {ECP5_85K['lut4']:,}, "
+                    f"{ECP5_85K['mult18']})")}
+                continue
             if e is None:
                 continue
-            if not e["fits_ecp5_85"]:
-                units[u]["pnr"] = {"status": "not attempted",
-                                   "reason": "does not fit an ECP5-85: "
-                                             + ", ".join(e["over_ecp5_85"])}
+            if e["fits_ecp5_85"]:
+                units[u]["pnr"] = pnr_unit(cfg, u, timeout=pnr_timeout, log=log)
                 continue
-            units[u]["pnr"] = pnr_unit(cfg, u, timeout=pnr_timeout, log=log)
+            reason = "does not fit an ECP5-85: " + ", ".join(e["over_ecp5_85"])
+            units[u]["pnr"] = {"status": "not attempted", "reason": reason}
+            if all(o.startswith("MULT18X18D") for o in e["over_ecp5_85"]):
+                # short of DSPs only: place it with its multipliers in LUTs
+                r = synth_unit(cfg, u, ecp5=False, nodsp=True, log=log)
+                units[u]["ecp5_nodsp"] = n = r["ecp5_nodsp"]
+                if n["fits_ecp5_85"]:
+                    units[u]["pnr"] = {**pnr_unit(cfg, u, timeout=pnr_timeout, nodsp=True,
+                                                  log=log), "note": reason}
+                else:
+                    units[u]["pnr"]["reason"] += (" (with multipliers in LUTs: "
+                                                  + ", ".join(n["over_ecp5_85"]) + ")")
     result = {"config": cfg.to_dict(), "device_capacity_ecp5_85": ECP5_85K, "units": units,
+              "chip_ecp5_from_units": chip_sum,
               "reference": REFERENCE}
     if do_sweep:
         log("== sweep (generic counts)")
@@ -63,6 +102,11 @@ def run_cost(cfg: TspConfig, *, pnr: bool = True, do_sweep: bool = True,
     out.write_text(json.dumps(result, indent=1))
     log("")
     log(table(result))
+    c = result["chip_ecp5_from_units"]
+    if c:
+        log(f"chip, ECP5 as the sum of its units: {c['lut4_eq']:,} LUT4-eq, {c['ff']:,} FF, "
+            f"{c['dp16kd']} DP16KD, {c['mult18x18d']} MULT18X18D "
+            f"({'fits' if c['fits_ecp5_85'] else 'does not fit'} an ECP5-85)")
     if do_sweep:
         log("")
         log(growth_text(result["sweep"]["growth_exponents"]))
@@ -88,6 +132,8 @@ def table(result: dict) -> str:
             cp = p["critical_path"]
             fmax, path = f"{p['fmax_mhz']:.1f}", (f"{cp['from']} -> {cp['to']} "
                                                    f"({cp['logic_levels']} levels)")
+            if p.get("multipliers_in_luts"):
+                fmax += " (mult. in LUTs)"
         elif p:
             fmax, path = "-", f"{p['status']}: {p.get('reason', '')}"
         else:
