@@ -198,6 +198,7 @@ def generic_summary(netlist: Path) -> dict:
             if isinstance(b, int):
                 bit_name.setdefault(b, net)
     ff_groups: dict[str, int] = {}
+    logic_groups: dict[str, int] = {}
     ff_bits = logic_bits = 0
     mults: dict[str, int] = {}
     mems = []
@@ -218,6 +219,9 @@ def generic_summary(netlist: Path) -> dict:
                          "write_ports": _param(cell, "WR_PORTS")})
         elif "Y" in cell["connections"]:
             logic_bits += len(cell["connections"]["Y"])
+            for b in cell["connections"]["Y"]:
+                g = _module_group(bit_name.get(b, "?"))
+                logic_groups[g] = logic_groups.get(g, 0) + 1
             if t == "$mul":
                 key = f"{_param(cell, 'A_WIDTH')}x{_param(cell, 'B_WIDTH')}"
                 mults[key] = mults.get(key, 0) + 1
@@ -231,7 +235,15 @@ def generic_summary(netlist: Path) -> dict:
         "memory_list": _group_memories(mems),
         # the registers that hold most flip-flops, by RTL name (indices folded to #)
         "ff_groups": dict(sorted(ff_groups.items(), key=lambda kv: -kv[1])[:12]),
+        # logic bits by the submodule that drives them (the top module is "(top)")
+        "logic_groups": dict(sorted(logic_groups.items(), key=lambda kv: -kv[1])[:12]),
     }
+
+
+def _module_group(net: str) -> str:
+    """``tile0.global.mux3`` -> ``tile#.global``: the submodule path of a net."""
+    path = _register_group(net).rpartition(".")[0]
+    return path or "(top)"
 
 
 def _register_group(net: str) -> str:
@@ -275,7 +287,7 @@ def ecp5_summary(cells: dict[str, int]) -> dict:
 
 # ----------------------------------------------------------------------------- synthesis
 #: bump when `generic_summary` changes (it reads a netlist that is not kept)
-_SUMMARY_VERSION = "3"
+_SUMMARY_VERSION = "4"
 
 #: synth's coarse steps without alumacc/share, so multipliers stay $mul with their widths
 GENERIC_SCRIPT = """read_rtlil {il}
