@@ -264,8 +264,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-sweep", action="store_true", help="no config sweep")
     p.add_argument("--chip-ecp5", action="store_true",
                    help="also map the whole chip to ECP5 (slow; default: sum of its units)")
-    p.add_argument("--pnr-timeout", type=float, default=1800,
-                   help="seconds nextpnr gets per unit (default 1800)")
+    p.add_argument("--pnr-timeout", type=float, default=900,
+                   help="seconds nextpnr gets per unit (default 900)")
     p.set_defaults(func=cmd_cost)
     args = ap.parse_args(argv)
     try:

@@ -167,10 +167,10 @@ def _result_path(d: Path, step: str, *texts: str) -> Path:
     return d / f"{step}-{h.hexdigest()[:12]}.json"
 
 
-def write_rtlil(component, path: Path, top: str) -> None:
+def write_rtlil(component, path: Path, top: str, ports=None) -> None:
     from amaranth.back import rtlil
 
-    path.write_text(rtlil.convert(component, name=top))
+    path.write_text(rtlil.convert(component, name=top, ports=ports))
 
 
 # ----------------------------------------------------------------------------- parsing

@@ -1,18 +1,19 @@
 """Place and route a unit on the largest ECP5 for its post-route fmax and critical path.
 
-A unit has thousands of ports (a MEM slice of ``tiny`` has 4,600), an ECP5-85 365 pins,
-so the unit is placed inside `PnrHarness`: every input bit comes from a flip-flop of a
-shift chain fed by one pin, every output bit is captured in a flip-flop of a second chain
-read out through one pin.  In the chip the same ports are stream registers of the fabric,
-so the harness keeps the unit's timing context (register to register, inputs arriving
-from flip-flops) and no logic is optimised away.  Paths that cross units in the chip
-(ICU issue -> slice decode) are cut at the unit boundary: each unit's fmax is an upper
-bound for the chip's.
+A unit has thousands of port bits (a MEM slice of ``tiny`` 2,316 in and 2,198 out), an
+ECP5-85 365 pins, so the unit is placed inside `PnrHarness`: every input bit comes from a
+flip-flop of a shift chain fed by one pin, every output bit is captured in a flip-flop of
+a second chain read out through one pin (the flip-flops are named ``in__<port>`` /
+``out__<port>``).  In the chip the same ports are stream registers of the fabric, so the
+harness keeps the unit's timing context (register to register, inputs arriving from
+flip-flops) and no logic is optimised away.  Paths that cross units in the chip (ICU issue
+-> slice decode) are cut at the unit boundary: each unit's fmax is an upper bound for the
+chip's.
 
 ``nextpnr-ecp5 --85k --package CABGA756 --speed 6`` (LFE5UM-85F, the fastest grade) with a
 200 MHz target, ``--timing-allow-fail``; the JSON report gives the achieved fmax of the
-clock, the utilisation and the critical path, which `critical_path` names by the RTL
-signals it passes through.
+clock, the utilisation and the critical path, which `critical_path` names by its start and
+end flip-flops and the nets it passes through.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from .cost import ECP5_NODSP_SCRIPT, ECP5_SCRIPT, UNITS, check_unit, run_tool, u
 #: the device: LFE5UM-85F, speed grade 6 (as FeSens openTPU's reference point)
 DEVICE_ARGS = ["--85k", "--package", "CABGA756", "--speed", "6"]
 TARGET_MHZ = 200
+#: bump when `PnrHarness` changes (it keys the cached place and route)
+HARNESS_VERSION = 2
 #: nextpnr gets this long per unit before the result is "did not finish"
-PNR_TIMEOUT_S = 1800
+PNR_TIMEOUT_S = 900
 
 
 class PnrHarness(Elaboratable):
@@ -61,20 +64,24 @@ class PnrHarness(Elaboratable):
         m = Module()
         m.submodules.dut = dut = self.dut
         ins, outs = [], []
-        for _path, member, value in dut.signature.flatten(dut):
-            (ins if member.flow == wiring.In else outs).append(Value.cast(value))
-        n_in, n_out = sum(len(v) for v in ins), sum(len(v) for v in outs)
-        chain_in = Signal(n_in, reset_less=True)
-        m.d.sync += chain_in.eq(Cat(self.si, chain_in[:-1]) if n_in > 1 else self.si)
-        pos = 0
-        for v in ins:
-            m.d.comb += v.eq(chain_in[pos:pos + len(v)])
-            pos += len(v)
-        chain_out = Signal(n_out, reset_less=True)
+        for path, member, value in dut.signature.flatten(dut):
+            v = Value.cast(value)
+            name = "__".join(str(p) for p in path)
+            # one register per port, named after it, so a critical path names its ports
+            if member.flow == wiring.In:
+                reg = Signal(len(v), name=f"in__{name}", reset_less=True)
+                m.d.comb += v.eq(reg)
+                ins.append(reg)
+            else:
+                reg = Signal(len(v), name=f"out__{name}", reset_less=True)
+                outs.append((reg, v))
+        chain_in = Cat(*ins)
+        m.d.sync += chain_in.eq(Cat(self.si, chain_in[:-1]) if len(chain_in) > 1 else self.si)
+        chain_out = Cat(*(r for r, _ in outs))
         with m.If(self.load):
-            m.d.sync += chain_out.eq(Cat(*outs))
+            m.d.sync += chain_out.eq(Cat(*(v for _, v in outs)))
         with m.Else():
-            m.d.sync += chain_out.eq(chain_out >> 1)
+            m.d.sync += chain_out.eq(chain_out[1:])
         m.d.comb += self.so.eq(chain_out[0])
         return m
 
@@ -134,10 +141,13 @@ def pnr_unit(cfg: TspConfig, unit: str, *, timeout: float = PNR_TIMEOUT_S, seed:
     multipliers are built from LUTs).  A record with ``status`` "routed" (fmax, critical
     path, utilisation) or the reason it was not."""
     check_unit(unit)
-    d = unit_dir(cfg, unit, extra=f"pnr-seed{seed}{'-nodsp' if nodsp else ''}")
+    d = unit_dir(cfg, unit, extra=f"pnr{HARNESS_VERSION}-seed{seed}{'-nodsp' if nodsp else ''}")
     res_path = d / "pnr_result.json"
     if res_path.exists():
-        return json.loads(res_path.read_text())
+        rec = json.loads(res_path.read_text())
+        # a run that timed out is tried again when given longer
+        if rec.get("status") != "timeout" or rec.get("timeout_s", 0) >= timeout:
+            return rec
     factory, _ = UNITS[unit]
     harness = PnrHarness(factory(cfg))
     n_in, n_out = harness.port_bits()
@@ -145,7 +155,7 @@ def pnr_unit(cfg: TspConfig, unit: str, *, timeout: float = PNR_TIMEOUT_S, seed:
                  "target_mhz": TARGET_MHZ, "seed": seed, "multipliers_in_luts": nodsp,
                  "harness": {"input_ffs": n_in, "output_ffs": n_out}}
     top = f"pnr_{unit.lower()}"
-    write_rtlil(harness, d / "harness.il", top)
+    write_rtlil(harness, d / "harness.il", top, ports=[harness.si, harness.load, harness.so])
     script = ECP5_NODSP_SCRIPT if nodsp else ECP5_SCRIPT
     (d / "harness.ys").write_text(script.format(il="harness.il", top=top,
                                                      out="harness.json"))
@@ -157,11 +167,12 @@ def pnr_unit(cfg: TspConfig, unit: str, *, timeout: float = PNR_TIMEOUT_S, seed:
                   "--freq", str(TARGET_MHZ), "--timing-allow-fail", "--seed", str(seed),
                   "--report", "report.json"], d, d / "pnr.log", timeout=timeout)
     except BuildError as e:
-        rec.update(status="failed", reason=_pnr_failure(d / "pnr.log", str(e)),
+        timed_out = "did not finish" in str(e)
+        rec.update(status="timeout" if timed_out else "failed", timeout_s=timeout,
+                   reason=_pnr_failure(d / "pnr.log", str(e)),
                    seconds=round(time.monotonic() - t0, 1), log=str(d / "pnr.log"))
         log(f"  {unit:8s} place & route: {rec['reason']}")
-        if "did not finish" not in str(e):  # a timeout is not cached: it may finish later
-            res_path.write_text(json.dumps(rec, indent=1))
+        res_path.write_text(json.dumps(rec, indent=1))
         return rec
     report = json.loads((d / "report.json").read_text())
     fmax = [v for v in report.get("fmax", {}).values()]
@@ -190,5 +201,6 @@ def _pnr_failure(logf, err: str) -> str:
         return err
     errs = [ln.strip() for ln in lines if ln.startswith("ERROR") or "error" in ln.lower()[:12]]
     if "did not finish" in err:
-        return err.split(";")[0]
+        last = [ln.strip() for ln in lines if ln.startswith("Info:")][-1:]
+        return err.split(";")[0] + (f" (last: {last[0]})" if last else "")
     return errs[-1] if errs else err.splitlines()[0]

@@ -24,9 +24,9 @@ REFERENCE = {
                                           "DSP into the 32-bit accumulator carry chain"},
 }
 
-#: units placed and routed, in this order (the others are reported by synthesis only)
-PNR_ORDER = ("MEM", "ICU_MEM", "ICU_VXM", "ICU_MXM", "ICU_SXM", "MXM", "SXM", "VXM", "fabric",
-             "chip")
+#: units placed and routed, in this order, if they fit (one ICU stands for all: the four
+#: differ only in their decode checks)
+PNR_ORDER = ("MEM", "ICU_MEM", "MXM", "SXM", "VXM", "fabric", "chip")
 
 
 def chip_ecp5_from_units(cfg: TspConfig, units: dict[str, dict]) -> dict:
