@@ -241,8 +241,12 @@ def generic_summary(netlist: Path) -> dict:
 
 
 def _module_group(net: str) -> str:
-    """``tile0.global.mux3`` -> ``tile#.global``: the submodule path of a net."""
-    path = _register_group(net).rpartition(".")[0]
+    """``tile0.global.mux3`` -> ``tile#.global``: the submodule path of a net (yosys's own
+    helper nets count as "(unnamed)")."""
+    n = net.lstrip("\\").removeprefix("$flatten\\")
+    if n.startswith("$"):
+        return "(unnamed)"
+    path = _register_group(n).rpartition(".")[0]
     return path or "(top)"
 
 
@@ -287,7 +291,7 @@ def ecp5_summary(cells: dict[str, int]) -> dict:
 
 # ----------------------------------------------------------------------------- synthesis
 #: bump when `generic_summary` changes (it reads a netlist that is not kept)
-_SUMMARY_VERSION = "4"
+_SUMMARY_VERSION = "5"
 
 #: synth's coarse steps without alumacc/share, so multipliers stay $mul with their widths
 GENERIC_SCRIPT = """read_rtlil {il}
