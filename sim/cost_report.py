@@ -27,6 +27,10 @@ REFERENCE = {
 #: units placed and routed, in this order, if they fit (one ICU stands for all: the four
 #: differ only in their decode checks)
 PNR_ORDER = ("MEM", "ICU_MEM", "MXM", "SXM", "VXM", "fabric", "chip")
+#: units not placed, and why
+PNR_SKIP = {"fabric": "not placed: its logic is one 2:1 mux (the write enable) between two "
+                      "registers per bit, and its {ports:,} port bits would each need a "
+                      "harness flip-flop"}
 
 
 def chip_ecp5_from_units(cfg: TspConfig, units: dict[str, dict]) -> dict:
@@ -65,6 +69,13 @@ def run_cost(cfg: TspConfig, *, pnr: bool = True, do_sweep: bool = True, chip_ec
         log("== place and route (nextpnr-ecp5, LFE5UM-85F speed 6) of what fits")
         for u in PNR_ORDER:
             e = units.get(u, {}).get("ecp5")
+            if u in PNR_SKIP:
+                from .cost_pnr import PnrHarness
+
+                ports = sum(PnrHarness(UNITS[u][0](cfg)).port_bits())
+                units[u]["pnr"] = {"status": "not attempted",
+                                   "reason": PNR_SKIP[u].format(ports=ports)}
+                continue
             if u == "chip" and e is None and chip_sum and not chip_sum["fits_ecp5_85"]:
                 units[u]["pnr"] = {"status": "not attempted", "reason": (
                     f"its units alone need {chip_sum['lut4_eq']:,} LUT4-eq, "
