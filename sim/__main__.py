@@ -188,12 +188,17 @@ def cmd_coverage(args) -> int:
 
 
 def cmd_cost(args) -> int:
-    from .cost_report import run_cost
+    from .cost_report import PNR_ORDER, run_cost
 
     if args.pnr_timeout <= 0:
         raise SystemExit(f"error: --pnr-timeout must be > 0 seconds (got {args.pnr_timeout})")
+    pnr_units = tuple(args.pnr_units.split(",")) if args.pnr_units else PNR_ORDER
+    bad = sorted(set(pnr_units) - set(PNR_ORDER))
+    if bad:
+        raise SystemExit(f"error: --pnr-units: unknown {', '.join(bad)}; "
+                         f"choose from {', '.join(PNR_ORDER)}")
     run_cost(_config(args.config), pnr=not args.no_pnr, do_sweep=not args.no_sweep,
-             chip_ecp5=args.chip_ecp5, pnr_timeout=args.pnr_timeout,
+             chip_ecp5=args.chip_ecp5, pnr_timeout=args.pnr_timeout, pnr_units=pnr_units,
              log=lambda *a: print(*a, flush=True))
     return 0
 
@@ -266,6 +271,8 @@ def main(argv=None) -> int:
                    help="also map the whole chip to ECP5 (slow; default: sum of its units)")
     p.add_argument("--pnr-timeout", type=float, default=900,
                    help="seconds nextpnr gets per unit (default 900)")
+    p.add_argument("--pnr-units", default="",
+                   help="comma-separated units to place and route (default all that fit)")
     p.set_defaults(func=cmd_cost)
     args = ap.parse_args(argv)
     try:

@@ -52,7 +52,8 @@ def chip_ecp5_from_units(cfg: TspConfig, units: dict[str, dict]) -> dict:
 
 
 def run_cost(cfg: TspConfig, *, pnr: bool = True, do_sweep: bool = True, chip_ecp5: bool = False,
-             pnr_timeout: float = PNR_TIMEOUT_S, log=print) -> dict:
+             pnr_timeout: float = PNR_TIMEOUT_S, pnr_units: tuple[str, ...] = PNR_ORDER,
+             log=print) -> dict:
     """Everything `make cost` does.  The chip is mapped to ECP5 only with `chip_ecp5` (it
     takes long and cannot fit: its ECP5 figure is otherwise the sum of its units)."""
     t0 = time.monotonic()
@@ -69,6 +70,9 @@ def run_cost(cfg: TspConfig, *, pnr: bool = True, do_sweep: bool = True, chip_ec
         log("== place and route (nextpnr-ecp5, LFE5UM-85F speed 6) of what fits")
         for u in PNR_ORDER:
             e = units.get(u, {}).get("ecp5")
+            if u not in pnr_units:
+                units[u]["pnr"] = {"status": "not attempted", "reason": "not selected"}
+                continue
             if u in PNR_SKIP:
                 from .cost_pnr import PnrHarness
 
