@@ -16,12 +16,14 @@ import json
 
 from arch.config import TspConfig
 
-from .build import build_root
+from .build import BuildError, build_root
 from .cost import synth_unit
 
 #: parameter -> values swept (others as the base config)
 AXES: dict[str, tuple[int, ...]] = {
-    "superlanes": (1, 2, 4),
+    # (4 would be VL = 64: the MXM alone then fails in Amaranth's RTLIL backend, an
+    # AssertionError in emit_top_ports, net index >= 2**16)
+    "superlanes": (1, 2, 3),
     "streams_per_direction": (8, 16, 32),
     "mem_depth": (256, 1024, 4096),
 }
@@ -52,7 +54,11 @@ def sweep(base: TspConfig, axes: dict[str, tuple[int, ...]] = AXES, log=print) -
             log(f"sweep {param}={v}: {cfg.summary()}")
             units = {}
             for u in SWEEP_UNITS:
-                g = synth_unit(cfg, u, ecp5=False, log=log)["generic"]
+                try:
+                    g = synth_unit(cfg, u, ecp5=False, log=log)["generic"]
+                except Exception as e:  # name the point that failed
+                    raise BuildError(f"sweep {param}={v}: {u} failed: "
+                                     f"{type(e).__name__}: {e}") from e
                 units[u] = {k: g[k] for k in METRICS}
             points.append({"value": v, "config": cfg.to_dict(), "units": units,
                            "chip_from_units": chip_from_units(cfg, units)})
