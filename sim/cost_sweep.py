@@ -21,10 +21,10 @@ from .cost import synth_unit
 
 #: parameter -> values swept (others as the base config)
 AXES: dict[str, tuple[int, ...]] = {
-    # (4 would be VL = 64: the MXM alone then fails in Amaranth's RTLIL backend, an
-    # AssertionError in emit_top_ports, net index >= 2**16)
+    # (superlanes 4 and 32 streams: the MXM, and the fabric, alone as a top module then fail
+    # in Amaranth's RTLIL backend, an AssertionError in emit_top_ports: net index >= 2**16)
     "superlanes": (1, 2, 3),
-    "streams_per_direction": (8, 16, 32),
+    "streams_per_direction": (8, 16, 24),
     "mem_depth": (256, 1024, 4096),
 }
 
