@@ -71,7 +71,10 @@ def run_cost(cfg: TspConfig, *, pnr: bool = True, do_sweep: bool = True, chip_ec
         for u in PNR_ORDER:
             e = units.get(u, {}).get("ecp5")
             if u not in pnr_units:
-                units[u]["pnr"] = {"status": "not attempted", "reason": "not selected"}
+                why = ("does not fit an ECP5-85: " + ", ".join(e["over_ecp5_85"]) + "; "
+                       if e and not e["fits_ecp5_85"] else "")
+                units[u]["pnr"] = {"status": "not attempted",
+                                   "reason": why + "not selected (--pnr-units)"}
                 continue
             if u in PNR_SKIP:
                 from .cost_pnr import PnrHarness
