@@ -51,6 +51,9 @@ class PnrHarness(Elaboratable):
         self.so = Signal()
 
     def port_bits(self) -> tuple[int, int]:
+        """(input bits, output bits) of the unit: the flip-flops the harness adds.  Counting
+        alone elaborates nothing, so neither object is reported as unused."""
+        self._MustUse__silence = self.dut._MustUse__silence = True
         ins = outs = 0
         for _path, member, value in self.dut.signature.flatten(self.dut):
             n = len(Value.cast(value))
