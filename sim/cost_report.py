@@ -1,0 +1,176 @@
+"""`make cost`: synthesis of every unit and the chip, place and route of what fits an
+ECP5-85, the config sweep and the reference point; a table on stdout, ``build/cost.json``
+and ``build/cost.png``."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from arch.config import KINDS as SLICE_KINDS
+from arch.config import TspConfig
+
+from .build import BuildError, build_root
+from .cost import ECP5_85K, UNITS, ecp5_summary, synth_unit
+from .cost_pnr import PNR_TIMEOUT_S, pnr_unit
+from .cost_sweep import chip_from_units, growth, plot, sweep, write
+
+#: FeSens openTPU (github.com/FeSens/opentpu), as the issue quotes it
+REFERENCE = {
+    "name": "FeSens openTPU",
+    "whole_design_yosys_estimate": {"lut": 85600, "ff": 42400, "dsp": 267, "bram36": 635,
+                                    "mhz": 106},
+    "mac_array_8x8_int8_ecp5_85_speed6": {"fmax_mhz": 81, "critical_path":
+                                          "DSP into the 32-bit accumulator carry chain"},
+}
+
+#: units placed and routed, in this order, if they fit (one ICU stands for all: the four
+#: differ only in their decode checks)
+PNR_ORDER = ("MEM", "ICU_MEM", "MXM", "SXM", "VXM", "fabric", "chip")
+#: units not placed, and why
+PNR_SKIP = {"fabric": "not placed: its logic is one 2:1 mux (the write enable) between two "
+                      "registers per bit, and its {ports:,} port bits would each need a "
+                      "harness flip-flop"}
+
+
+def chip_ecp5_from_units(cfg: TspConfig, units: dict[str, dict]) -> dict:
+    """The chip's ECP5 resources as the sum of its units (each slice with its ICU, and the
+    fabric); the chip adds its host interface and counters (compare the generic counts)."""
+    parts = [("fabric", 1)]
+    for kind in SLICE_KINDS:
+        n = len(cfg.slices_of(kind))
+        parts += [(kind, n), (f"ICU_{kind}", n)]
+    keys = ("lut4", "ccu2c", "lut4_eq", "dpr16x4", "ff", "dp16kd", "mult18x18d")
+    if any("ecp5" not in units.get(u, {}) for u, _ in parts):
+        return {}
+    tot = {k: sum(n * units[u]["ecp5"][k] for u, n in parts) for k in keys}
+    tot["fits_ecp5_85"] = ecp5_summary({"LUT4": tot["lut4_eq"], "TRELLIS_FF": tot["ff"],
+                                        "DP16KD": tot["dp16kd"],
+                                        "MULT18X18D": tot["mult18x18d"]})["fits_ecp5_85"]
+    tot["instances"] = dict(parts)
+    return tot
+
+
+def run_cost(cfg: TspConfig, *, pnr: bool = True, do_sweep: bool = True, chip_ecp5: bool = False,
+             pnr_timeout: float = PNR_TIMEOUT_S, pnr_units: tuple[str, ...] = PNR_ORDER,
+             log=print) -> dict:
+    """Everything `make cost` does.  The chip is mapped to ECP5 only with `chip_ecp5` (it
+    takes long and cannot fit: its ECP5 figure is otherwise the sum of its units)."""
+    t0 = time.monotonic()
+    log(f"== synthesis (yosys), {cfg.summary()}")
+    units: dict[str, dict] = {}
+    for u in UNITS:
+        try:
+            units[u] = synth_unit(cfg, u, ecp5=u != "chip" or chip_ecp5, log=log)
+        except BuildError as e:
+            units[u] = {"unit": u, "error": str(e)}
+            log(f"  {u:8s} synthesis failed: {e}")
+    chip_sum = chip_ecp5_from_units(cfg, units)
+    if pnr:
+        log("== place and route (nextpnr-ecp5, LFE5UM-85F speed 6) of what fits")
+        for u in PNR_ORDER:
+            e = units.get(u, {}).get("ecp5")
+            if u not in pnr_units:
+                why = ("does not fit an ECP5-85: " + ", ".join(e["over_ecp5_85"]) + "; "
+                       if e and not e["fits_ecp5_85"] else "")
+                units[u]["pnr"] = {"status": "not attempted",
+                                   "reason": why + "not selected (--pnr-units)"}
+                continue
+            if u in PNR_SKIP:
+                from .cost_pnr import PnrHarness
+
+                ports = sum(PnrHarness(UNITS[u][0](cfg)).port_bits())
+                units[u]["pnr"] = {"status": "not attempted",
+                                   "reason": PNR_SKIP[u].format(ports=ports)}
+                continue
+            if u == "chip" and e is None and chip_sum and not chip_sum["fits_ecp5_85"]:
+                units[u]["pnr"] = {"status": "not attempted", "reason": (
+                    f"its units alone need {chip_sum['lut4_eq']:,} LUT4-eq, "
+                    f"{chip_sum['mult18x18d']} MULT18X18D (ECP5-85: {ECP5_85K['lut4']:,}, "
+                    f"{ECP5_85K['mult18']})")}
+                continue
+            if e is None:
+                continue
+            if e["fits_ecp5_85"]:
+                units[u]["pnr"] = pnr_unit(cfg, u, timeout=pnr_timeout, log=log)
+                continue
+            reason = "does not fit an ECP5-85: " + ", ".join(e["over_ecp5_85"])
+            units[u]["pnr"] = {"status": "not attempted", "reason": reason}
+            if all(o.startswith("MULT18X18D") for o in e["over_ecp5_85"]):
+                # short of DSPs only: place it with its multipliers in LUTs
+                r = synth_unit(cfg, u, ecp5=False, nodsp=True, log=log)
+                units[u]["ecp5_nodsp"] = n = r["ecp5_nodsp"]
+                if n["fits_ecp5_85"]:
+                    units[u]["pnr"] = {**pnr_unit(cfg, u, timeout=pnr_timeout, nodsp=True,
+                                                  log=log), "note": reason}
+                else:
+                    units[u]["pnr"]["reason"] += (" (with multipliers in LUTs: "
+                                                  + ", ".join(n["over_ecp5_85"]) + ")")
+    result = {"config": cfg.to_dict(), "device_capacity_ecp5_85": ECP5_85K, "units": units,
+              "chip_ecp5_from_units": chip_sum,
+              "reference": REFERENCE}
+    if do_sweep:
+        log("== sweep (generic counts)")
+        sw = sweep(cfg, log=log)
+        result["sweep"] = {"file": str(write(sw)), "plot": str(plot(sw)),
+                           "growth_exponents": growth(sw)}
+    result["seconds"] = round(time.monotonic() - t0, 1)
+    out = build_root() / "cost.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    log("")
+    log(table(result))
+    c = result["chip_ecp5_from_units"]
+    if c:
+        log(f"chip, ECP5 as the sum of its units: {c['lut4_eq']:,} LUT4-eq, {c['ff']:,} FF, "
+            f"{c['dp16kd']} DP16KD, {c['mult18x18d']} MULT18X18D "
+            f"({'fits' if c['fits_ecp5_85'] else 'does not fit'} an ECP5-85)")
+    if do_sweep:
+        log("")
+        log(growth_text(result["sweep"]["growth_exponents"]))
+    log(f"\nwritten {out}" + (f", {result['sweep']['plot']}" if do_sweep else ""))
+    return result
+
+
+def _fmt(n) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
+def table(result: dict) -> str:
+    """The README table: one row per unit."""
+    cfg = result["config"]["name"]
+    lines = [
+        f"| unit ({cfg}) | FF bits | mult | memory bits | LUT4-eq | FF | DP16KD | MULT18 "
+        f"| fits ECP5-85 | fmax (MHz) | critical path |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
+    ]
+    for u, r in result["units"].items():
+        g, e, p = r.get("generic", {}), r.get("ecp5", {}), r.get("pnr", {})
+        if p.get("status") == "routed":
+            cp = p["critical_path"]
+            fmax, path = f"{p['fmax_mhz']:.1f}", (f"{cp['from']} -> {cp['to']} "
+                                                   f"({cp['logic_levels']} levels)")
+            if p.get("multipliers_in_luts"):
+                fmax += " (mult. in LUTs)"
+        elif p:
+            fmax, path = "-", f"{p['status']}: {p.get('reason', '')}"
+        else:
+            fmax, path = "-", "-"
+        fits = "-" if not e else ("yes" if e["fits_ecp5_85"] else "no")
+        lines.append(
+            f"| {u} | {_fmt(g.get('ff_bits'))} | {_fmt(g.get('multipliers'))} | "
+            f"{_fmt(g.get('memory_bits'))} | {_fmt(e.get('lut4_eq'))} | {_fmt(e.get('ff'))} | "
+            f"{_fmt(e.get('dp16kd'))} | {_fmt(e.get('mult18x18d'))} | {fits} | {fmax} | "
+            f"{path} |")
+    return "\n".join(lines)
+
+
+def growth_text(g: dict) -> str:
+    rows = ["growth exponents b (cost ~ param**b, first to last sweep point; FF / logic bits):"]
+    for param, units in g.items():
+        rows.append(f"  {param:22s} " + "  ".join(
+            f"{u} {v['ff_bits']}/{v['logic_bits']}" for u, v in units.items()))
+    return "\n".join(rows)
+
+
+__all__ = ["REFERENCE", "chip_from_units", "run_cost", "table"]

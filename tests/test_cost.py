@@ -1,0 +1,130 @@
+"""Smoke test of the cost flow (`make cost`): a real yosys synthesis of the smallest units on
+``tiny``, checked against counts worked out from the RTL's description, not read back from
+the flow.  The full flow (all units, place and route, sweep) is `make cost`, not a test."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from arch.config import get_config
+from sim.cost import ECP5_85K, check_unit, ecp5_summary, synth_unit
+from sim.cost_pnr import PnrHarness, critical_path
+
+TINY = get_config("tiny")
+
+
+@pytest.fixture(scope="module")
+def build_dir(tmp_path_factory):
+    """A fresh build directory: the flow really runs (nothing from an earlier cache)."""
+    mp = pytest.MonkeyPatch()
+    d = tmp_path_factory.mktemp("cost")
+    mp.setenv("TSP_BUILD_DIR", str(d))
+    yield d
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def mem_tiny(build_dir):
+    return synth_unit(TINY, "MEM", log=lambda *a: None)
+
+
+def test_mem_slice_maps_its_lane_srams_to_block_ram(mem_tiny):
+    cfg = TINY
+    g, e = mem_tiny["generic"], mem_tiny["ecp5"]
+    lanes = cfg.superlanes * 16
+    n_mem = 2 * lanes  # two banks of one byte-wide SRAM per lane (docs: hdl/mem.py)
+    assert g["memories"] == n_mem
+    assert g["memory_bits"] == n_mem * cfg.mem_depth * 8 == cfg.mem_slice_bytes * 8
+    assert g["memory_list"] == [{"width": 8, "depth": cfg.mem_depth, "read_ports": 1,
+                                 "async_read_ports": 0, "write_ports": 1, "count": n_mem,
+                                 "example": g["memory_list"][0]["example"]}]
+    # a 256 x 8 SRAM (2 Kbit) fits one 18 Kbit DP16KD: one block RAM per lane SRAM, and
+    # nothing of it in LUTs (distributed RAM) or flip-flops
+    assert cfg.mem_depth * 8 <= 18 * 1024
+    assert e["dp16kd"] == n_mem
+    assert e["dpr16x4"] == 0
+    assert e["mult18x18d"] == 0 and g["multipliers"] == 0
+    assert e["fits_ecp5_85"] and e["over_ecp5_85"] == []
+    assert 0 < e["lut4_eq"] < ECP5_85K["lut4"]
+
+
+def test_mem_slice_flip_flops_match_its_pipeline_registers(mem_tiny):
+    """The tile's stage-1 registers (hdl/mem.py): w_pend, r_pend, 16 lane write addresses of
+    mem_address_bits, 16 write-data bytes, the result stream index and direction, 16 read-bank
+    bits; tiny has one superlane, so no skew registers."""
+    cfg = TINY
+    assert cfg.superlanes == 1
+    expected = 2 + 16 * cfg.mem_address_bits + 16 * 8 + cfg.stream_index_bits + 1 + 16
+    assert mem_tiny["generic"]["ff_bits"] == expected
+    # the ECP5 mapping keeps them (and may add some around the block RAMs), never fewer
+    assert mem_tiny["ecp5"]["ff"] >= expected
+
+
+def test_cost_record_fields_and_cache(mem_tiny, build_dir):
+    for k in ("unit", "config", "top", "generic", "ecp5"):
+        assert k in mem_tiny
+    for k in ("cells", "cells_by_type", "ff_bits", "logic_bits", "multipliers", "memory_bits"):
+        assert k in mem_tiny["generic"]
+    for k in ("lut4", "ccu2c", "lut4_eq", "ff", "dp16kd", "mult18x18d", "fits_ecp5_85"):
+        assert k in mem_tiny["ecp5"]
+    assert mem_tiny["ecp5"]["lut4_eq"] == (mem_tiny["ecp5"]["lut4"]
+                                           + 2 * mem_tiny["ecp5"]["ccu2c"])
+    json.dumps(mem_tiny)  # what build/cost.json holds
+    again = synth_unit(TINY, "MEM", log=lambda *a: pytest.fail(f"not cached: {a}"))
+    assert again["ecp5"]["lut4_eq"] == mem_tiny["ecp5"]["lut4_eq"]
+
+
+def test_fabric_is_one_register_per_stream_hop(build_dir):
+    """E[p+1] and W[p-1] for p in 0..P-1: (P - 1) registers of 128 bits per stream,
+    direction and superlane, nothing else."""
+    cfg = TINY
+    g = synth_unit(cfg, "fabric", ecp5=False, log=lambda *a: None)["generic"]
+    assert g["ff_bits"] == (2 * (cfg.n_positions - 1) * cfg.streams_per_direction
+                            * cfg.superlanes * 128)
+    assert g["memory_bits"] == 0 and g["multipliers"] == 0
+
+
+def test_pnr_harness_puts_every_port_bit_on_a_chain():
+    from hdl.mem import MemSlice
+
+    cfg = TINY
+    S, n, W = cfg.superlanes, cfg.streams_per_direction, 128
+    ins = ((1 + 64 + 32 + 32)  # issue: valid, word, off_a, off_b
+           + S * 2 * n * W  # e_in, w_in
+           + cfg.mem_address_bits + 2 + cfg.vector_length * 8)  # host addr, re, we, wdata
+    outs = (S * 2 * (n + n * W)  # e_we, e_out, w_we, w_out
+            + 1 + 4 + 1  # error, error_code, busy
+            + cfg.vector_length * 8)  # host rdata
+    assert PnrHarness(MemSlice(cfg)).port_bits() == (ins, outs)
+
+
+def test_critical_path_names_the_rtl_signals():
+    seg = {"from": {"cell": "x", "port": "Q"}, "to": {"cell": "y", "port": "A"}}
+    report = {"critical_paths": [{"from": "clk", "to": "clk", "path": [
+        {**seg, "type": "clk-to-q", "delay": 0.5, "net": "dut.tile0.w_addr3",
+         "from": {"cell": "dut.tile0.w_addr3_TRELLIS_FF_Q", "port": "Q"}},
+        {**seg, "type": "routing", "delay": 1.0, "net": "dut.tile0.w_addr3"},
+        {**seg, "type": "logic", "delay": 0.25, "net": "dut.tile0.addr3_LUT4_Z_1"},
+        {**seg, "type": "routing", "delay": 0.75, "net": "dut.tile0.addr3_LUT4_Z_1"},
+        {**seg, "type": "logic", "delay": 0.25, "net": "dut.error_code_PFUMX_Z"},
+        {**seg, "type": "setup", "delay": 0.25, "net": None,
+         "to": {"cell": "chain_out_TRELLIS_FF_Q_12", "port": "DI"}},
+    ]}]}
+    cp = critical_path(report)
+    assert cp["from"] == "tile0.w_addr3" and cp["to"] == "chain_out"
+    assert cp["through"] == ["tile0.w_addr3", "tile0.addr3", "error_code"]
+    assert cp["logic_levels"] == 2
+    assert cp["delay_ns"] == 3.0 and cp["routing_ns"] == 1.75
+
+
+def test_ecp5_fit_names_what_is_over():
+    s = ecp5_summary({"LUT4": 1000, "CCU2C": 10, "MULT18X18D": 200})
+    assert not s["fits_ecp5_85"]
+    assert s["over_ecp5_85"] == ["MULT18X18D 200 > 156"]
+
+
+def test_unknown_unit_is_refused_with_the_list():
+    with pytest.raises(ValueError, match="unknown cost unit 'ALU'.*MEM"):
+        check_unit("ALU")
