@@ -413,7 +413,7 @@ def test_compile_error_for_inconsistent_blocks():
     assert str(err) == ("w1: weight shape (64, 32), expected (48, 32) for d_model=32, d_ff=48")
     with pytest.raises(ValueError, match=r"^n_heads: d_model=32 is not divisible by n_heads=3$"):
         make_block(0, 16, 32, 3, 64)
-    with pytest.raises(ValueError, match=r"^unknown config 'nope'; presets are: tiny, small"):
+    with pytest.raises(ValueError, match=r"^unknown config 'nope'; presets are: tiny, tiny3, small"):
         compile_block(blk, "nope")
     with pytest.raises(TypeError, match=r"^block: expected a golden.block.QuantBlock, got dict$"):
         compile_block({}, "small")
@@ -447,7 +447,7 @@ def run_sim_guarded(tmp_path, *args) -> subprocess.CompletedProcess:
     (["--heads", "3"], 2, ["error: n_heads: d_model=32 is not divisible by n_heads=3"]),
     (["--seq", "0"], 2, ["error: seq_len: expected a positive int, got 0"]),
     (["--seed", "-1"], 2, ["error: seed: expected an int >= 0, got -1"]),
-    (["--config", "nope"], 1, ["error: unknown config 'nope'; presets are: tiny, small"]),
+    (["--config", "nope"], 1, ["error: unknown config 'nope'; presets are: tiny, tiny3, small"]),
 ], ids=["seq>VL", "seq-huge", "sram", "heads", "seq0", "seed", "config"])
 def test_sim_block_cli_refuses_before_building(tmp_path, args, rc, fragments):
     r = run_sim_guarded(tmp_path, "block", *args)

@@ -78,7 +78,7 @@ def test_stable_hash_depends_on_hardware_only():
 
 
 def test_unknown_names_are_reported():
-    with pytest.raises(ValueError, match="unknown config 'huge'; presets are: tiny, small"):
+    with pytest.raises(ValueError, match="unknown config 'huge'; presets are: tiny, tiny3, small"):
         get_config("huge")
     with pytest.raises(ValueError, match="has no slice 'MEM_W9'"):
         PRESETS["small"].slice("MEM_W9")
