@@ -111,7 +111,7 @@ cost: $(STAMP)
 	$(PY) -m sim cost --config $(if $(filter command line,$(origin CONFIG)),$(CONFIG),tiny)
 
 test: $(STAMP)
-	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 verilog: $(STAMP)
 	$(PY) -m sim verilog --config $(CONFIG) --design $(DESIGN)

@@ -26,3 +26,32 @@ def pytest_report_header(config):
 @pytest.fixture
 def base_seed(request) -> int:
     return request.config.getoption("--seed")
+
+
+#: Verilator builds by cost, most expensive first (measured cold on this 2-core machine:
+#: medium ~6 min, small ~5, tiny3 ~5, tiny ~2; generation + C++ build)
+_BUILD_ORDER = ("medium", "small", "tiny3", "tiny")
+
+
+def _rtl_config(item) -> str:
+    """The config whose builds an RTL test uses (its ``config`` parameter; tiny if none)."""
+    spec = getattr(item, "callspec", None)
+    return spec.params.get("config", "tiny") if spec is not None else "tiny"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist turns the groups into node ids
+def pytest_collection_modifyitems(config, items):
+    """Under ``make test`` (``-n 2 --dist loadgroup``) each worker takes all RTL tests of
+    one config as a unit (one group per config), the most expensive build first: the
+    two workers build two configs at once instead of one waiting on the other's build
+    lock, and each build is paid once.  Other tests fill in behind them."""
+    def key(item):
+        if item.get_closest_marker("rtl") is None:
+            return (len(_BUILD_ORDER) + 1, 0)
+        cfg = _rtl_config(item)
+        return (_BUILD_ORDER.index(cfg) if cfg in _BUILD_ORDER else len(_BUILD_ORDER), 0)
+
+    for item in items:
+        if item.get_closest_marker("rtl") is not None:
+            item.add_marker(pytest.mark.xdist_group(f"rtl-{_rtl_config(item)}"))
+    items.sort(key=key)  # stable: each group keeps its collection order
