@@ -189,18 +189,25 @@ class Outcome:
         return self.error is None
 
 
-def randomise_state(m: Machine, rng: np.random.Generator) -> None:
-    """Random bits in every piece of state a program could read without defining it."""
+def randomise_state(m: Machine, rng: np.random.Generator, complement: bool = False) -> None:
+    """Random bits in every piece of state a program could read without defining it;
+    with `complement`, the bitwise complement of what the same `rng` state gives (a
+    second draw that differs from the first in every bit)."""
     vl = m.cfg.vector_length
+
+    def fill(arr, lo, hi):
+        v = rng.integers(lo, hi, arr.shape)
+        arr[:] = (lo + hi - 1 - v) if complement else v
+
     for name in m.mem:
-        m.mem[name][:] = rng.integers(0, 256, m.mem[name].shape, dtype=np.uint8)
-    m.vxm_regs[:] = rng.integers(-(2**31), 2**31, m.vxm_regs.shape)
+        fill(m.mem[name], 0, 256)
+    fill(m.vxm_regs, -(2**31), 2**31)
     for st in m.mxm.values():
-        st.active[:] = rng.integers(-128, 128, st.active.shape)
-        st.shadow[:] = rng.integers(-128, 128, st.shadow.shape)
-        st.acc[:] = rng.integers(-(2**31), 2**31, st.acc.shape)
+        fill(st.active, -128, 128)
+        fill(st.shadow, -128, 128)
+        fill(st.acc, -(2**31), 2**31)
     for maps in m.sxm_maps.values():
-        maps[:] = rng.integers(0, vl, maps.shape)
+        fill(maps, 0, vl)
 
 
 def _load(m: Machine, case: Case) -> None:

@@ -60,9 +60,9 @@ class LockstepMonitor:
 
     def compare(self, model, cycles: int, limit: int = 10, dirty=None) -> list[str]:
         """Differences against a `golden.machine.Machine` run with keep_history=True.
-        With `dirty` (the same program run from random state, `lockstep_models`), lanes
-        whose value differs between the two runs depend on undefined state and are not
-        compared; `self.undefined_lanes` counts them."""
+        With `dirty` (the same program run from random power-up states,
+        `lockstep_models`), bytes whose value differs between the runs depend on
+        undefined state and are not compared; `self.undefined_lanes` counts them."""
         names = [s.name for s in self.cfg.slices]
         errors: list[str] = []
         self.undefined_lanes = 0
@@ -70,12 +70,12 @@ class LockstepMonitor:
             mvals, mvalid = model.stream_snapshot(c)
             rvals, known = self.frames[c]
             defined = np.ones(mvals.shape, bool)
-            if dirty is not None:
-                dvals, dvalid = dirty.stream_snapshot(c)
+            for other in dirty or ():
+                dvals, dvalid = other.stream_snapshot(c)
                 if not np.array_equal(dvalid, mvalid):
                     errors.append(f"cycle {c}: which stream registers hold a value depends "
                                   "on undefined state (the model from random state differs)")
-                defined = mvals == dvals
+                defined &= mvals == dvals
                 self.undefined_lanes += int((~defined & mvalid[..., None]).sum())
             for d in range(2):
                 for p in range(self.cfg.n_positions):
