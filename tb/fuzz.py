@@ -189,13 +189,18 @@ class Outcome:
         return self.error is None
 
 
-def randomise_state(m: Machine, rng: np.random.Generator, complement: bool = False) -> None:
+def randomise_state(m: Machine, rng: np.random.Generator, complement: bool = False,
+                    extreme: str | None = None) -> None:
     """Random bits in every piece of state a program could read without defining it;
     with `complement`, the bitwise complement of what the same `rng` state gives (a
-    second draw that differs from the first in every bit)."""
+    second draw that differs from the first in every bit); with `extreme` ("min" or
+    "max") every value at that end of its range instead."""
     vl = m.cfg.vector_length
 
     def fill(arr, lo, hi):
+        if extreme is not None:
+            arr[:] = lo if extreme == "min" else hi - 1
+            return
         v = rng.integers(lo, hi, arr.shape)
         arr[:] = (lo + hi - 1 - v) if complement else v
 

@@ -19,7 +19,7 @@ class Expectation:
 
 def run_model(cfg: TspConfig, program, init: dict, keep_history: bool = False,
               max_cycles: int = 100_000, random_state: int | None = None,
-              complement: bool = False) -> Expectation:
+              complement: bool = False, extreme: str | None = None) -> Expectation:
     """Run `program` on the machine model from reset, or with `random_state` (a seed) from
     random bits in every piece of state a program could read without defining it (what
     the RTL's power-up state is: `tb.fuzz.randomise_state`)."""
@@ -27,7 +27,7 @@ def run_model(cfg: TspConfig, program, init: dict, keep_history: bool = False,
     if random_state is not None:
         from tb.fuzz import randomise_state
 
-        randomise_state(m, np.random.default_rng([random_state, 0xD1]), complement)
+        randomise_state(m, np.random.default_rng([random_state, 0xD1]), complement, extreme)
     for sl, d in init.items():
         for a, v in d.items():
             m.write_mem(sl, a, v)
@@ -41,14 +41,16 @@ def run_model(cfg: TspConfig, program, init: dict, keep_history: bool = False,
 def lockstep_models(cfg: TspConfig, program, init: dict, seed: int = 1
                     ) -> tuple[Expectation, list[Machine]]:
     """The model runs a lock-step comparison needs: from reset (the reference), and from
-    random state and from its bitwise complement.  A stream byte that differs between
-    them depends on state the program never defined (e.g. MVM output lanes of weight
-    rows it never loaded); the RTL powers up random there, so it is not compared.  The
-    complement catches what one random draw can miss by chance (the high bytes of a
-    small garbage sum are 0x00 as often as the reference's)."""
+    random state, from its bitwise complement and from every value at the minimum and
+    at the maximum of its range.  A stream byte that differs between them depends on
+    state the program never defined (e.g. MVM output lanes of weight rows it never
+    loaded); the RTL powers up random there, so it is not compared.  Random draws
+    alone miss bytes by chance: the high bytes of a small garbage sum are 0x00 like the
+    reference's; the extreme fills make such sums large, of both signs."""
     exp = run_model(cfg, program, init, keep_history=True)
     dirty = [run_model(cfg, program, init, keep_history=True, random_state=seed,
-                       complement=c).machine for c in (False, True)]
+                       complement=c, extreme=e).machine
+             for c, e in ((False, None), (True, None), (False, "min"), (False, "max"))]
     return exp, dirty
 
 
