@@ -38,20 +38,26 @@ def run_model(cfg: TspConfig, program, init: dict, keep_history: bool = False,
         return Expectation(None, str(e), m)
 
 
+def undefined_state_models(cfg: TspConfig, program, init: dict, seed: int = 1
+                           ) -> list[Machine]:
+    """The program run (with history) from random state, from its bitwise complement and
+    from every value at the minimum and at the maximum of its range.  A stream byte that
+    differs between these and the run from reset depends on state the program never
+    defined (e.g. MVM output lanes of weight rows it never loaded); the RTL powers up
+    random there, so lock-step does not compare it.  Random draws alone miss bytes by
+    chance: the high bytes of a small garbage sum are 0x00 like the reference's; the
+    extreme fills make such sums large, of both signs."""
+    return [run_model(cfg, program, init, keep_history=True, random_state=seed,
+                      complement=c, extreme=e).machine
+            for c, e in ((False, None), (True, None), (False, "min"), (False, "max"))]
+
+
 def lockstep_models(cfg: TspConfig, program, init: dict, seed: int = 1
                     ) -> tuple[Expectation, list[Machine]]:
-    """The model runs a lock-step comparison needs: from reset (the reference), and from
-    random state, from its bitwise complement and from every value at the minimum and
-    at the maximum of its range.  A stream byte that differs between them depends on
-    state the program never defined (e.g. MVM output lanes of weight rows it never
-    loaded); the RTL powers up random there, so it is not compared.  Random draws
-    alone miss bytes by chance: the high bytes of a small garbage sum are 0x00 like the
-    reference's; the extreme fills make such sums large, of both signs."""
-    exp = run_model(cfg, program, init, keep_history=True)
-    dirty = [run_model(cfg, program, init, keep_history=True, random_state=seed,
-                       complement=c, extreme=e).machine
-             for c, e in ((False, None), (True, None), (False, "min"), (False, "max"))]
-    return exp, dirty
+    """The model runs a lock-step comparison needs: from reset (the reference) and
+    `undefined_state_models`."""
+    return (run_model(cfg, program, init, keep_history=True),
+            undefined_state_models(cfg, program, init, seed))
 
 
 @dataclass
