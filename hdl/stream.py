@@ -30,8 +30,7 @@ class SuperlaneStreams(wiring.Component):
     def __init__(self, cfg: TspConfig, superlane: int = 0):
         if not 0 <= superlane < cfg.superlanes:
             raise ValueError(f"superlane must be in [0, {cfg.superlanes - 1}], got {superlane}")
-        self.cfg = cfg
-        self.superlane = superlane
+        self.cfg = cfg  # the superlane index only names the instance: one module for all
         super().__init__({"taps": In(TileStreamsSignature(cfg)).array(cfg.n_positions)})
 
     def elaborate(self, platform):
@@ -39,9 +38,8 @@ class SuperlaneStreams(wiring.Component):
         cfg = self.cfg
         P, n = cfg.n_positions, cfg.streams_per_direction
         layout = streams_layout(cfg)
-        sl = self.superlane
-        east = [Signal(layout, name=f"e{sl}_p{p}", reset_less=True) for p in range(P)]
-        west = [Signal(layout, name=f"w{sl}_p{p}", reset_less=True) for p in range(P)]
+        east = [Signal(layout, name=f"e_p{p}", reset_less=True) for p in range(P)]
+        west = [Signal(layout, name=f"w_p{p}", reset_less=True) for p in range(P)]
         for p in range(P):
             tap = self.taps[p]
             m.d.comb += [tap.e_in.eq(east[p]), tap.w_in.eq(west[p])]

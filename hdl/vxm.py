@@ -154,15 +154,16 @@ class VxmTile(wiring.Component):
     the output stage, acting on the control word ``ctl`` in the cycle it arrives.
 
     ``streams`` is the tile's fabric port; ``fault`` (registered) is a REQUANT parameter
-    out of range for the instruction that arrived in the previous cycle.
+    out of range for the instruction that arrived in the previous cycle.  ``superlane``
+    is a tie-off (the slice drives it with the tile's constant superlane number): the
+    lane-index operand of lane i is ``16 * superlane + i``, and every tile is the same
+    hardware.
     """
 
-    def __init__(self, cfg: TspConfig, superlane: int):
-        if not 0 <= superlane < cfg.superlanes:
-            raise ValueError(f"superlane must be in [0, {cfg.superlanes - 1}], got {superlane}")
+    def __init__(self, cfg: TspConfig):
         self.cfg = cfg
-        self.superlane = superlane
         super().__init__({
+            "superlane": In(range(max(2, cfg.superlanes))),
             "ctl": In(control_layout()),
             "streams": Out(TileStreamsSignature(cfg)),
             "fault": Out(1),
@@ -263,7 +264,7 @@ class VxmTile(wiring.Component):
                 ext = Mux(dec.i32, raw.as_signed(),
                           Mux(dec.i16, raw[:16].as_signed(),
                               Mux(dec.u8, raw[:8], raw[:8].as_signed())))
-                lane_index = lanes * self.superlane + i
+                lane_index = self.superlane * lanes + i
                 m.d.sync += r[k].eq(
                     Mux(dec.stream[j], ext,
                         Mux(dec.reg[j], lane_bits(rd[k], i).as_signed(),
@@ -392,8 +393,8 @@ class VxmSlice(wiring.Component):
         faults = []
         busy = [skew.busy]
         for k in range(cfg.superlanes):
-            tile = m.submodules[f"tile{k}"] = VxmTile(cfg, k)
-            m.d.comb += tile.ctl.eq(skew.o[k])
+            tile = m.submodules[f"tile{k}"] = VxmTile(cfg)
+            m.d.comb += [tile.superlane.eq(k), tile.ctl.eq(skew.o[k])]
             wiring.connect(m, wiring.flipped(self.tiles[k]), tile.streams)
             faults.append(tile.fault)
             busy.append(tile.busy)

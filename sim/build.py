@@ -101,6 +101,10 @@ def _source_files(design: str) -> list[Path]:
     return sorted(set(seen.values()))
 
 
+#: the code that turns the Amaranth design into Verilog (besides Amaranth itself)
+GENERATOR_FILES = (REPO / "sim" / "stamp.py",)
+
+
 def design_key(cfg: TspConfig, design: str) -> str:
     """Hash of everything the generated Verilog depends on."""
     import amaranth
@@ -108,7 +112,7 @@ def design_key(cfg: TspConfig, design: str) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({"design": design, "cfg": cfg.params()}, sort_keys=True).encode())
     h.update(amaranth.__version__.encode())
-    for f in _source_files(design):
+    for f in [*_source_files(design), *GENERATOR_FILES]:
         h.update(str(f.relative_to(REPO)).encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
@@ -243,8 +247,9 @@ class VerilogArtifact:
         )
 
 
-#: Verilator flags that make a combinational loop an error (see `to_verilog`)
-COMB_LOOP_FATAL = ("-Werror-UNOPTFLAT",)
+#: Verilator flags that make a combinational loop an error (see `to_verilog`), and an
+#: instance pin left open or unknown (a module made by `stamp` that does not match)
+FATAL_WARNINGS = ("-Werror-UNOPTFLAT", "-Werror-PINMISSING", "-Werror-PINNOTFOUND")
 
 
 def to_verilog(component, top: str) -> str:
@@ -255,15 +260,16 @@ def to_verilog(component, top: str) -> str:
     and an N-bit adder or comparator has N^2 of them: it was 58 % of the generation time of
     the chip at tiny (profiled: 56 M edge visits).  Every generated Verilog is built with
     Verilator, which rejects the same loops in C++ time (UNOPTFLAT, "circular
-    combinational logic", made fatal by `COMB_LOOP_FATAL`), so nothing goes unchecked;
+    combinational logic", made fatal by `FATAL_WARNINGS`), so nothing goes unchecked;
     tests/test_sim_tools.py checks that a loop is refused."""
-    from amaranth.back import verilog
     from amaranth.hdl import _nir
+
+    from . import stamp
 
     check = _nir.Netlist.check_comb_cycles
     _nir.Netlist.check_comb_cycles = lambda self: None
     try:
-        return verilog.convert(component, name=top)
+        return stamp.convert(component, top)[0]
     finally:
         _nir.Netlist.check_comb_cycles = check
 
@@ -334,7 +340,7 @@ class SimBuild:
 def verilator_flags(*, coverage: bool = False, waves: bool = False) -> tuple[str, ...]:
     """Verilator's flags; with waves, FST tracing where it can be built, else VCD
     (`toolchain.wave_format`)."""
-    flags = ["-Wno-fatal", *COMB_LOOP_FATAL, *VERILATOR_WAIVERS, "-O3",
+    flags = ["-Wno-fatal", *FATAL_WARNINGS, *VERILATOR_WAIVERS, "-O3",
              "--output-split", "20000", "--x-assign", "unique", "--x-initial", "unique"]
     if coverage:
         flags += ["--coverage-line", "--coverage-toggle"]
@@ -361,11 +367,16 @@ def build_key(art: VerilogArtifact, flags: tuple[str, ...]) -> str:
 
 PUBLIC_VLT = """`verilator_config
 // Only what the testbenches touch is visible through VPI: the top-level ports and
-// the stream registers of the fabric (for lock-step comparison).  Making every
+// the stream registers of the fabric (for lock-step comparison): one module for every
+// superlane (sim/stamp.py), or one per superlane where it is elaborated in place.  Making every
 // signal public (cocotb's default --public-flat-rw) doubles the C++ and triples
 // the build time.
 public_flat_rw -module "{top}" -var "*"
+public_flat_rw -module "{top}__SuperlaneStreams" -var "taps__*"
 public_flat_rw -module "{top}.fabric.superlane*" -var "taps__*"
+// One C++ class per kind of tile (sim/stamp.py), compiled once, not one copy of every
+// tile's code inlined into the top.
+no_inline -module "{top}__*"
 """
 
 

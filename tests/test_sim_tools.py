@@ -125,9 +125,9 @@ def test_combinational_loop_is_refused_by_the_build(tmp_path, loop):
     import subprocess
 
     from sim import toolchain
-    from sim.build import COMB_LOOP_FATAL, to_verilog, verilator_flags
+    from sim.build import FATAL_WARNINGS, to_verilog, verilator_flags
 
-    assert set(COMB_LOOP_FATAL) <= set(verilator_flags())
+    assert set(FATAL_WARNINGS) <= set(verilator_flags())
     src = tmp_path / "adder.v"
     src.write_text(to_verilog(_loop_component(loop), "adder"))
     toolchain.setup_environ()
