@@ -25,6 +25,8 @@ JOBS    ?= 2
 N       ?= 200
 CASE    ?=
 PYTEST_ARGS ?=
+BENCH_CONFIGS ?= tiny,small
+COLD    ?= 0
 
 # $(call bool,NAME): 1 or 0 for a boolean variable; anything else (CAUSAL=maybe, WAVES=2)
 # stops make with the variable and the allowed values named.
@@ -50,6 +52,9 @@ help:
 	@echo "make verilog  generate Verilog for CONFIG into build/ and build it with Verilator"
 	@echo "make lint     ruff + verilator --lint-only on the generated Verilog"
 	@echo "make bench    cycles / lower bound / MXM utilisation table + RTL speed (build/bench.json)"
+	@echo "make bench-rtl  Verilog size, generation/build/load times, cycles/s driven by cocotb"
+	@echo "              and by a bare C++ harness (BENCH_CONFIGS=tiny,small COLD=0|1;"
+	@echo "              build/bench-rtl.json)"
 	@echo "make wave     make sim with a waveform dump (FST, or VCD where FST cannot be built)"
 	@echo "make fuzz     N random whole-ISA programs on the chip vs the model (N=$(N) SEED=$(SEED)"
 	@echo "              CONFIG=$(CONFIG) JOBS=$(JOBS)); failures -> build/fuzz/, shrunk"
@@ -89,7 +94,7 @@ bench: $(STAMP)
 	$(PY) -m sim bench
 
 bench-rtl: $(STAMP)
-	$(PY) -m sim bench-rtl --config tiny,small --design $(DESIGN)
+	$(PY) -m sim bench-rtl --config $(BENCH_CONFIGS) $(if $(filter 1,$(call bool,COLD)),--cold,)
 
 wave: WAVES = 1
 wave: sim

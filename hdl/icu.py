@@ -156,7 +156,9 @@ class InstructionControlUnit(wiring.Component):
                         m.d.comb += stride_code.eq(code)
 
         # -- decode (combinational): what this queue does in this cycle ------------------
-        go = (state == State.RUN) & ~self.stop & ~self.start
+        # (START is accepted only while the chip is not running, when every queue is IDLE
+        # or HALTED: no issue depends on the host's command inputs combinationally)
+        go = (state == State.RUN) & ~self.stop
         is_icu_op = Signal()  # a legal NOP/SYNC/NOTIFY/HALT is due this cycle
         with m.If(go & (wait == 0)):
             with m.If(rep_left != 0):

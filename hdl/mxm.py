@@ -138,6 +138,7 @@ class MxmMacArray(wiring.Component):
     ``part[i][g]`` (one cycle after ``x``/``rows``) = sum over the 16 input lanes ``j`` of
     superlane ``g`` of ``rows[i][j] * x[j]``: 16-bit signed products (-128 * -128 = 2**14
     is the largest), summed by a 4-level tree that widens one bit per level, 20 bits.
+    The ``part`` registers load only in a cycle with ``en`` (an MVM); otherwise they hold.
     """
 
     PART_BITS = 8 + 8 + 4
@@ -146,6 +147,7 @@ class MxmMacArray(wiring.Component):
         self.vl = vl
         self.groups = vl // LANES
         super().__init__({
+            "en": In(1),
             "x": In(8 * vl),
             "rows": In(8 * vl).array(vl),
             "part": Out(signed(self.PART_BITS)).array(vl, self.groups),
@@ -161,7 +163,8 @@ class MxmMacArray(wiring.Component):
                 prods = [wrow[8 * j:8 * j + 8].as_signed() * xs[j]
                          for j in range(LANES * g, LANES * (g + 1))]
                 p = Signal(signed(self.PART_BITS), name=f"p{i}_{g}", reset_less=True)
-                m.d.sync += p.eq(_tree(prods))
+                with m.If(self.en):
+                    m.d.sync += p.eq(_tree(prods))
                 m.d.comb += self.part[i][g].eq(p)
         return m
 
@@ -337,6 +340,7 @@ class MxmSlice(wiring.Component):
             wts.iw.eq(core.valid & core.iw),
             wts.row.eq(core.row),
             wts.w.eq(w_vec),
+            mac.en.eq(core.valid & core.mvm),
             mac.x.eq(x_vec),
         ]
         for i in range(VL):

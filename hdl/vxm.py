@@ -265,16 +265,18 @@ class VxmTile(wiring.Component):
                           Mux(dec.i16, raw[:16].as_signed(),
                               Mux(dec.u8, raw[:8], raw[:8].as_signed())))
                 lane_index = self.superlane * lanes + i
-                m.d.sync += r[k].eq(
-                    Mux(dec.stream[j], ext,
-                        Mux(dec.reg[j], lane_bits(rd[k], i).as_signed(),
-                            Mux(dec.lane[j], lane_index, c0.imm))))
+                with m.If(c0.valid):  # clock enable: a stage loads only for an instruction
+                    m.d.sync += r[k].eq(
+                        Mux(dec.stream[j], ext,
+                            Mux(dec.reg[j], lane_bits(rd[k], i).as_signed(),
+                                Mux(dec.lane[j], lane_index, c0.imm))))
             b1, b2 = lane_bits(rd["b1"], i), lane_bits(rd["b2"], i)
             c1, c2 = lane_bits(rd["c1"], i), lane_bits(rd["c2"], i)
-            m.d.sync += [
-                r["n1"].eq(31 - b1[:6]), r["zp1"].eq(b2),
-                r["n2"].eq(31 - c1[:6]), r["zp2"].eq(c2),
-            ]
+            with m.If(c0.valid):
+                m.d.sync += [
+                    r["n1"].eq(31 - b1[:6]), r["zp1"].eq(b2),
+                    r["n2"].eq(31 - c1[:6]), r["zp2"].eq(c2),
+                ]
             lane_fault.append(
                 (dec.rq1 & bad_params(lane_bits(rd["b"], i), b1, b2))
                 | (dec.rq2 & bad_params(lane_bits(rd["c"], i), c1, c2)))
@@ -294,10 +296,11 @@ class VxmTile(wiring.Component):
                 "n2": Signal(6, name=f"l{i}_n2_2", reset_less=True),
                 "zp2": Signal(signed(32), name=f"l{i}_zp2_2", reset_less=True),
             }
-            build_alu(m, "sync", q["r1"], op=k1.op1, x=r["a"], y=r["b"], z=r["c"],
-                      w8=k1.w8, w16=k1.w16, qlo=qlo1, qhi=qhi1, rq_n=r["n1"],
-                      rq_zp=r["zp1"], name=f"l{i}_alu1")
-            m.d.sync += [q["c"].eq(r["c"]), q["n2"].eq(r["n2"]), q["zp2"].eq(r["zp2"])]
+            with m.If(v1):
+                build_alu(m, "sync", q["r1"], op=k1.op1, x=r["a"], y=r["b"], z=r["c"],
+                          w8=k1.w8, w16=k1.w16, qlo=qlo1, qhi=qhi1, rq_n=r["n1"],
+                          rq_zp=r["zp1"], name=f"l{i}_alu1")
+                m.d.sync += [q["c"].eq(r["c"]), q["n2"].eq(r["n2"]), q["zp2"].eq(r["zp2"])]
             p2.append(q)
 
         # ---------------------------------------------------------------- cycle t+2
@@ -305,8 +308,9 @@ class VxmTile(wiring.Component):
         for i in range(lanes):
             q = p2[i]
             r2 = Signal(signed(64), name=f"l{i}_r2", reset_less=True)
-            build_alu(m, "sync", r2, op=k2.op2, x=q["r1"], y=q["c"], w8=k2.w8, w16=k2.w16,
-                      rq_n=q["n2"], rq_zp=q["zp2"], name=f"l{i}_alu2")
+            with m.If(v2):
+                build_alu(m, "sync", r2, op=k2.op2, x=q["r1"], y=q["c"], w8=k2.w8,
+                          w16=k2.w16, rq_n=q["n2"], rq_zp=q["zp2"], name=f"l{i}_alu2")
             p3.append(r2)
 
         # ---------------------------------------------------------------- cycle t+3

@@ -6,7 +6,7 @@
     python -m sim block   --config small --seq 16 --d-model 32 --heads 2 --d-ff 64 --seed 0
     python -m sim run     prog.s [--image data.json] [--dump MEM_E0:0:4] [--rtl] [--waves]
     python -m sim bench   [--no-rtl]
-    python -m sim bench-rtl --config tiny,small [--design chip_mem]
+    python -m sim bench-rtl --config tiny,small [--threads 1,2] [--cold]
 """
 
 from __future__ import annotations
@@ -160,33 +160,18 @@ def cmd_bench(args) -> int:
 
 
 def cmd_bench_rtl(args) -> int:
-    """Generation and build times and simulated cycles per second of the chip."""
-    results = []
-    for cfg in [_config(name) for name in args.config.split(",")]:  # all valid first
-        sim = build_sim(cfg, args.design, log=lambda *_: None)
-        seeds = list(range(args.programs))
-        try:
-            run = run_cocotb(sim, "tb.chip.test_chip", name=f"bench-{cfg.name}",
-                             testcase="chip_random_mem_programs", params={"seeds": seeds})
-        except SimFailure as e:
-            print(f"FAIL: {e}", file=sys.stderr)
-            return 1
-        s = run.summary
-        row = {"config": cfg.name, "design": args.design,
-               "verilog_seconds": round(sim.verilog.seconds, 1),
-               "verilog_mb": round(sim.verilog.size_bytes / 1e6, 2),
-               "verilator_build_seconds": round(sim.seconds, 1),
-               "programs": s["programs"], "sim_cycles": s["sim_cycles"],
-               "sim_cycles_per_second": round(s["sim_cycles_per_second"])}
-        results.append(row)
-        print(f"{cfg.name:7s} {args.design}: Verilog {row['verilog_mb']} MB in "
-              f"{row['verilog_seconds']} s, Verilator build {row['verilator_build_seconds']} s "
-              f"(first build; cached since), {row['sim_cycles']} simulated cycles at "
-              f"{row['sim_cycles_per_second']} cycles/s (cocotb host driver + Verilator)")
-    out = build_root() / "bench_rtl.json"
-    out.write_text(json.dumps(results, indent=1))
-    print(f"written {out}")
-    return 0
+    """Generation and build times, load time and simulated cycles per second of the chip,
+    driven by cocotb and by the bare C++ harness (sim/bench_rtl.py)."""
+    from .bench_rtl import run_bench_rtl
+
+    configs = [_config(name) for name in args.config.split(",")]  # all valid first
+    threads = tuple(int(t) for t in args.threads.split(","))
+    rows = run_bench_rtl(configs, cold=args.cold, threads=threads,
+                         log=lambda *a: print(*a, flush=True))
+    bad = [r for r in rows if r["problems"]]
+    for r in bad:
+        print(f"FAIL {r['config']}: {'; '.join(r['problems'])}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 def cmd_fuzz(args) -> int:
@@ -289,8 +274,10 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("bench-rtl", help="RTL generation/build times and simulation speed")
     p.add_argument("--config", default="tiny,small")
-    p.add_argument("--design", default="chip", choices=sorted(DESIGNS))
-    p.add_argument("--programs", type=int, default=20)
+    p.add_argument("--threads", default="1,2",
+                   help="Verilator threads of the bare-harness builds (comma-separated)")
+    p.add_argument("--cold", action="store_true",
+                   help="build everything afresh in a temporary directory (cold times)")
     p.set_defaults(func=cmd_bench_rtl)
     p = sub.add_parser("fuzz", help="differential fuzzing: random programs, chip vs model")
     p.add_argument("--config", default="small")

@@ -316,6 +316,7 @@ class SimBuild:
     cached: bool
     waves: bool
     flags: tuple[str, ...] = field(default_factory=tuple)
+    lockstep: bool = False  # the stream registers are visible (`LOCKSTEP_VLT`)
 
     @property
     def top(self) -> str:
@@ -361,23 +362,54 @@ def build_key(art: VerilogArtifact, flags: tuple[str, ...]) -> str:
     h.update(json.dumps(toolchain.tool_versions(), sort_keys=True).encode())
     h.update(json.dumps(flags).encode())
     h.update(PUBLIC_VLT.encode())
+    h.update(LOCKSTEP_VLT.encode())
+    h.update(NO_INLINE_VLT.encode())
     h.update(env["MAKEFLAGS"].encode())
     return h.hexdigest()[:16]
 
 
 PUBLIC_VLT = """`verilator_config
-// Only what the testbenches touch is visible through VPI: the top-level ports and
-// the stream registers of the fabric (for lock-step comparison): one module for every
-// superlane (sim/stamp.py), or one per superlane where it is elaborated in place.  Making every
-// signal public (cocotb's default --public-flat-rw) doubles the C++ and triples
-// the build time.
-public_flat_rw -module "{top}" -var "*"
-public_flat_rw -module "{top}__SuperlaneStreams" -var "taps__*"
-public_flat_rw -module "{top}.fabric.superlane*" -var "taps__*"
-// One C++ class per kind of tile (sim/stamp.py), compiled once, not one copy of every
-// tile's code inlined into the top.
+// Only what the testbenches touch is visible through VPI: the top-level ports, listed
+// by name below.  Every signal public (cocotb's default --public-flat-rw) doubles the
+// C++ and triples the build time; every signal of the top public halves the simulation
+// speed.
+"""
+
+#: the lock-step variant (`build_sim(lockstep=True)`) also shows the stream registers of
+#: the fabric (read-only): one module for every superlane (sim/stamp.py), or one per
+#: superlane where it is elaborated in place.  It simulates about 30 % slower (measured
+#: at small: 27.7k -> 20.0k cycles/s bare; read-write 17.4k), so it is built only when
+#: lock-step is asked for (and for the test session, `LOCKSTEP_ENV`).
+LOCKSTEP_VLT = """public_flat_rd -module "{top}__SuperlaneStreams" -var "taps__*"
+public_flat_rd -module "{top}.fabric.superlane*" -var "taps__*"
+"""
+
+#: set to 1, every `build_sim` builds the lock-step variant (the test session does, so
+#: that one build per config serves every RTL test)
+LOCKSTEP_ENV = "TSP_LOCKSTEP_BUILDS"
+
+NO_INLINE_VLT = """`verilator_config
+// One C++ class per kind of tile (sim/stamp.py), not every tile's code inlined into the
+// top.
 no_inline -module "{top}__*"
 """
+
+
+def top_ports(art: VerilogArtifact) -> list[str]:
+    """The port names of the generated top module, from its Verilog header."""
+    with open(art.sim_path) as fh:
+        for line in fh:
+            if line.startswith(f"module {art.top}("):
+                return [p.strip() for p in line.split("(", 1)[1].split(")", 1)[0].split(",")]
+    raise BuildError(f"no module {art.top} in {art.sim_path}")
+
+
+def public_vlt(art: VerilogArtifact, lockstep: bool = False) -> str:
+    """`PUBLIC_VLT` for `art` (its top's ports by name); with `lockstep` `LOCKSTEP_VLT`."""
+    return (PUBLIC_VLT.format(top=art.top)
+            + "".join(f'public_flat_rw -module "{art.top}" -var "{p}"\n'
+                      for p in top_ports(art))
+            + (LOCKSTEP_VLT.format(top=art.top) if lockstep else ""))
 
 
 def _runner():
@@ -406,10 +438,14 @@ def lint(art: VerilogArtifact) -> tuple[int, str]:
 
 
 def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
-              coverage: bool = False, log=print) -> SimBuild:
-    """Generate (cached) and Verilate (cached) `design` for `cfg`.  ``log`` gets one
-    line per step: before a generation or build starts (what, roughly how long, the
-    log), and what was generated, built or found in the cache."""
+              coverage: bool = False, lockstep: bool | None = None, log=print) -> SimBuild:
+    """Generate (cached) and Verilate (cached) `design` for `cfg`; with `lockstep` the
+    variant whose stream registers the lock-step monitor can read (`LOCKSTEP_VLT`; None:
+    as `LOCKSTEP_ENV` says).  ``log`` gets one line per step: before a generation or
+    build starts (what, roughly how long, the log), and what was generated, built or
+    found in the cache."""
+    if lockstep is None:
+        lockstep = os.environ.get(LOCKSTEP_ENV, "") == "1"
     check_simulable(cfg)
     toolchain.require_cxx()
     toolchain.setup_environ()
@@ -417,13 +453,15 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
     log(art.describe())
     flags = verilator_flags(coverage=coverage, waves=waves)
     fmt = ("fst" if "--trace-fst" in flags else "vcd") if waves else None
-    tag = "".join(t for t, on in ((f"-{fmt}", waves), ("-cov", coverage)) if on)
-    build_dir = build_root() / "verilator" / f"{design}-{cfg.name}{tag}-{build_key(art, flags)}"
+    tag = "".join(t for t, on in ((f"-{fmt}", waves), ("-cov", coverage), ("-ls", lockstep))
+                  if on)
+    build_dir = build_root() / "verilator" / (f"{design}-{cfg.name}{tag}-"
+                                              f"{build_key(art, (*flags, f'ls={lockstep}'))}")
     stamp = build_dir / ".built.json"
     with _locked(build_root() / "verilator" / f".{build_dir.name}.lock"):
         if stamp.exists():
             meta = json.loads(stamp.read_text())
-            sb = SimBuild(art, build_dir, meta["seconds"], True, waves, flags)
+            sb = SimBuild(art, build_dir, meta["seconds"], True, waves, flags, lockstep)
             log(sb.describe())
             return sb
         runner = _runner()
@@ -435,7 +473,8 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
             f"{_about(estimate_seconds(cfg, design)[1] * (1.5 if waves else 1))}; cached "
             f"afterwards); log: {log_file}")
         vlt = build_dir / "public.vlt"
-        vlt.write_text(PUBLIC_VLT.format(top=art.top))
+        vlt.write_text(public_vlt(art, lockstep)
+                       + NO_INLINE_VLT.format(top=art.top).split("\n", 1)[1])
         try:
             runner.build(
                 sources=[vlt, art.sim_path],
@@ -453,6 +492,6 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
         if not waves and not coverage:
             _record_seconds(cfg, design, "verilator", seconds)
         stamp.write_text(json.dumps({"seconds": seconds, "flags": flags}))
-        sb = SimBuild(art, build_dir, seconds, False, waves, flags)
+        sb = SimBuild(art, build_dir, seconds, False, waves, flags, lockstep)
         log(sb.describe())
         return sb

@@ -23,6 +23,34 @@ class HostTimeout(AssertionError):
     pass
 
 
+#: commands that need no response: they can follow each other in consecutive cycles
+WRITE_OPS = (HostOp.IMEM_WRITE, HostOp.SRAM_WRITE)
+
+
+def encode_command(cfg: TspConfig, op, slice_pos: int = 0, addr: int = 0, data: int = 0) -> int:
+    """The ``cmd.payload`` bits of one host command (`host_command_layout`)."""
+    lay = host_command_layout(cfg)
+    return ((int(op) << lay["op"].offset) | (int(slice_pos) << lay["slice"].offset)
+            | (int(addr) << lay["addr"].offset) | (int(data) << lay["data"].offset))
+
+
+def load_commands(cfg: TspConfig, prog: Program | None = None,
+                  image: dict[str, dict[int, np.ndarray]] | None = None) -> list[int]:
+    """Payloads of the write commands that load `prog` (every queue's words) and `image`
+    (slice -> {address: vector}) through the host interface."""
+    pos = {s.name: s.index for s in cfg.slices}
+    out = []
+    if prog is not None:
+        for s in cfg.slices:
+            for a, w in enumerate(prog.words(s.name)):
+                out.append(encode_command(cfg, HostOp.IMEM_WRITE, s.index, a, w))
+    for sl, vecs in (image or {}).items():
+        for a, v in sorted(vecs.items()):
+            data = int.from_bytes(np.asarray(v, np.uint8).tobytes(), "little")
+            out.append(encode_command(cfg, HostOp.SRAM_WRITE, pos[sl], a, data))
+    return out
+
+
 class HostDriver:
     def __init__(self, dut, cfg: TspConfig):
         self.dut, self.cfg = dut, cfg
@@ -37,9 +65,7 @@ class HostDriver:
         dut.cmd__payload.value = 0
 
     def _payload(self, op, slice_pos=0, addr=0, data=0) -> int:
-        o = self._off
-        return ((int(op) << o["op"]) | (slice_pos << o["slice"]) | (addr << o["addr"])
-                | (int(data) << o["data"]))
+        return encode_command(self.cfg, op, slice_pos, addr, data)
 
     async def command(self, op, slice_name: str | None = None, addr: int = 0, data: int = 0):
         """Send one command; return the response data (for reads) or None."""
@@ -66,11 +92,31 @@ class HostDriver:
         self.dut.cmd__valid.value = 0
         return rsp
 
+    async def burst(self, payloads: list[int]) -> None:
+        """Send write commands (`WRITE_OPS`, encoded by `encode_command`) back to back,
+        one per clock cycle: the host interface accepts one per cycle while the machine is
+        not running, and a write has no response, so Python wakes once per command (at the
+        falling edge where it presents the next one) instead of four times."""
+        dut = self.dut
+        for p in payloads:
+            await FallingEdge(dut.clk)
+            if not int(dut.cmd__ready.value):
+                raise AssertionError("host write refused (machine running)")
+            dut.cmd__payload.value = p
+            dut.cmd__valid.value = 1
+        if payloads:
+            await FallingEdge(dut.clk)  # the last one was accepted at the edge before
+            dut.cmd__valid.value = 0
+            self.cycles_used += len(payloads)
+
     # -- convenience ------------------------------------------------------------------
+    async def load(self, prog: Program | None = None,
+                   image: dict[str, dict[int, np.ndarray]] | None = None) -> None:
+        """Load a program and an SRAM image (slice -> {address: vector}) in one burst."""
+        await self.burst(load_commands(self.cfg, prog, image))
+
     async def load_program(self, prog: Program) -> None:
-        for s in self.cfg.slices:
-            for a, w in enumerate(prog.words(s.name)):
-                await self.command(HostOp.IMEM_WRITE, s.name, a, w)
+        await self.load(prog)
 
     async def write_sram(self, slice_name: str, addr: int, vec: np.ndarray) -> None:
         data = int.from_bytes(np.asarray(vec, np.uint8).tobytes(), "little")

@@ -27,6 +27,12 @@ class LockstepMonitor:
             sl = getattr(fab, f"superlane{k}")
             e = [getattr(sl, f"taps__{p}__e_in", None) if p > 0 else None for p in range(P)]
             w = [getattr(sl, f"taps__{p}__w_in", None) if p < P - 1 else None for p in range(P)]
+            missing = sum(h is None for h in e[1:] + w[:-1])
+            if missing:  # never compare nothing and pass
+                raise AssertionError(
+                    f"lock-step: {missing} stream registers of superlane {k} are not visible "
+                    "through VPI: this simulator was built without them (sim.build.build_sim "
+                    "lockstep=True builds the lock-step variant)")
             self._regs.append((e, w))
 
     async def run(self, cycles: int) -> None:

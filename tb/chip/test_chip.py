@@ -26,10 +26,7 @@ async def load_and_run(dut, host: HostDriver, cfg, program, init, *,
     """Load `program` and the SRAM image `init`, start, wait for done; with
     `lockstep_cycles` (the model's cycle count) also record every stream register
     for that many cycles.  Returns (cycles waited, the LockstepMonitor or None)."""
-    await host.load_program(program)
-    for sl, d in init.items():
-        for a, v in d.items():
-            await host.write_sram(sl, a, v)
+    await host.load(program, init)
     mon = LockstepMonitor(dut, cfg) if lockstep_cycles is not None else None
     await host.start()
     mon_task = None
@@ -201,10 +198,7 @@ async def chip_reset_mid_program(dut):
         first = generate(cfg, kind, seed * 100 + 2 * j)
         exp_first = model_outcome(first)
         assert exp_first.ok, exp_first.error
-        await host.load_program(first.program)
-        for sl, d in first.image.items():
-            for a, v in d.items():
-                await host.write_sram(sl, a, v)
+        await host.load(first.program, first.image)
         await host.start()
         stop_after = max(2, int(exp_first.result.cycles * frac))
         for _ in range(stop_after):
@@ -249,10 +243,7 @@ async def chip_done_races(dut):
     board = ChipScoreboard(cfg)
     cases = []
     for case in race_cases(cfg):
-        await host.load_program(case.program)
-        for sl, d in case.init.items():
-            for a, v in d.items():
-                await host.write_sram(sl, a, v)
+        await host.load(case.program, case.init)
         state = {sl: dict(d) for sl, d in case.init.items()}
         exp = None
         await host.start()

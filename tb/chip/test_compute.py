@@ -155,10 +155,7 @@ async def chip_compute_faults(dut):
         exp = run_model(cfg, rp.program, rp.init)
         if exp.error is None or not exp.error.startswith(fc.slice):
             errors.append(f"{fc.name}: model did not refuse it at {fc.slice}: {exp.error}")
-        await host.load_program(rp.program)
-        for sl, d in rp.init.items():
-            for a, v in d.items():
-                await host.write_sram(sl, a, v)
+        await host.load(rp.program, rp.init)
         await host.start()
         try:
             await host.wait_done(2000)

@@ -8,7 +8,11 @@ block, fuzzing reproducers).  Parameters (``TSP_PARAMS``):
 - ``readback``: path of a JSON list of ``[slice, addr]`` to read after the run;
 - ``out``: path of the ``.npz`` to write the read-back vectors to (same keys);
 - ``max_cycles``; ``lockstep`` (compare every stream register every cycle with
-  the machine model run on the same program and image).
+  the machine model run on the same program and image);
+- ``repeat``: run the loaded program that many times (START after each ``done``;
+  the speed benchmark's long run), read back after the last; ``restore``: an
+  ``.npz`` like ``image`` written again before each further run (what a run
+  overwrites of its own input; not counted in the run time).
 
 The summary (``TSP_RESULT``) has the status, the counters, the measured cycles
 and the simulation speed.
@@ -50,23 +54,31 @@ async def run_program(dut):
     host = HostDriver(dut, cfg)
     await env.start_clock_and_reset(dut)
     t_load = time.monotonic()
-    await host.load_program(prog)
-    for sl, d in image.items():
-        for a, v in sorted(d.items()):
-            await host.write_sram(sl, a, v)
+    await host.load(prog, image)
     load_seconds = time.monotonic() - t_load
+    load_commands = host.cycles_used
     mon = exp = None
     if prm.get("lockstep"):
         exp, dirty = lockstep_models(cfg, prog, image)
         assert exp.error is None, f"the machine model refuses the program: {exp.error}"
         mon = LockstepMonitor(dut, cfg)
     t_run = time.monotonic()
-    await host.start()
-    task = cocotb.start_soon(mon.run(exp.result.cycles)) if mon is not None else None
-    waited = await host.wait_done(int(prm.get("max_cycles", 1_000_000)))
-    if task is not None:
-        await task
-    run_seconds = time.monotonic() - t_run
+    waited_runs = []
+    restore = load_image(prm["restore"]) if prm.get("restore") else None
+    restore_seconds = 0.0
+    for r in range(int(prm.get("repeat", 1))):
+        if r and restore:
+            t0 = time.monotonic()
+            await host.load(None, restore)
+            restore_seconds += time.monotonic() - t0
+        await host.start()
+        task = (cocotb.start_soon(mon.run(exp.result.cycles)) if mon is not None and r == 0
+                else None)
+        waited_runs.append(await host.wait_done(int(prm.get("max_cycles", 1_000_000))))
+        if task is not None:
+            await task
+    run_seconds = time.monotonic() - t_run - restore_seconds
+    waited = waited_runs[0]
     status = await host.status()
     counters = await host.counters()
     vecs = {}
@@ -77,8 +89,9 @@ async def run_program(dut):
                    if mon is not None else [])
     env.write_result({
         "status": status, "counters": counters, "cycles_clock": waited,
-        "load_seconds": load_seconds, "run_seconds": run_seconds,
-        "sim_cycles_per_second": waited / run_seconds if run_seconds else 0.0,
+        "cycles_clock_runs": waited_runs, "load_seconds": load_seconds,
+        "load_commands": load_commands, "run_seconds": run_seconds,
+        "sim_cycles_per_second": sum(waited_runs) / run_seconds if run_seconds else 0.0,
         "lockstep": bool(mon), "lockstep_errors": lock_errors,
         "lockstep_undefined_lanes": mon.undefined_lanes if mon is not None else 0,
     })

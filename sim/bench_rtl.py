@@ -1,0 +1,174 @@
+"""`make bench-rtl`: how fast the RTL is generated, built and simulated, per config.
+
+For each config the compiled block (the `make sim` default shape) is loaded through the
+host interface and run back to back until at least `MIN_CYCLES` cycles have run (each
+run restores first what the previous one overwrote of its input: the vectors the
+machine model shows changed), twice:
+
+- driven by cocotb (`tb/chip/test_run.py`, the flow every test uses), and
+- by the bare harness (`sim/bare.py`: the same Verilog and flags with a few lines of C++
+  as the host; the simulator's limit), single-threaded and with ``--threads 2``.
+
+Every run must take the predicted cycles (clock edges START -> done) and the last run's
+output must be bit-exact.  Reported: Verilog size and generation time, Verilator build
+time, load time, cycles per second of each, and the ratio driven / bare.  With
+``cold`` the builds are made in a fresh build directory (the generation and build
+times are then this run's; otherwise they are those of the run that made the cache).
+Written to ``build/bench-rtl.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from arch.config import TspConfig
+
+#: cycles each measurement runs at least
+MIN_CYCLES = 100_000
+
+
+def _case(cfg: TspConfig):
+    """(compiled block, its input, SRAM image, restore image, read-back list)."""
+    from compiler.compiled import compile_block
+    from golden.block import make_block
+    from golden.machine import Machine
+
+    from .block import BlockSpec
+
+    spec = BlockSpec()
+    block = make_block(spec.seed, spec.seq, spec.d_model, spec.heads, spec.d_ff,
+                       causal=spec.causal)
+    x_q = block.quantize_input(block.example_input(spec.seed))
+    comp = compile_block(block, cfg)
+    image = comp.sram_image(x_q)
+    m = Machine(cfg)
+    for sl, per in image.items():
+        for a, v in per.items():
+            m.write_mem(sl, a, v)
+    m.load_program(comp.program)
+    m.run(max_cycles=4 * comp.cycles + 1000)
+    restore: dict[str, dict[int, np.ndarray]] = {}
+    for sl, per in image.items():
+        for a, v in per.items():
+            if not np.array_equal(m.read_mem(sl, a), v):
+                restore.setdefault(sl, {})[a] = v
+    wanted: list[tuple[str, int]] = []
+    comp.read_output(lambda s, a: (wanted.append((s, int(a))),
+                                   np.zeros(cfg.vector_length, np.uint8))[1])
+    return block, comp, x_q, image, restore, sorted(set(wanted))
+
+
+def _npz(path: Path, image) -> Path:
+    np.savez(path, **{f"{s}/{a}": v for s, d in image.items() for a, v in d.items()})
+    return path
+
+
+def bench_config(cfg: TspConfig, *, threads=(1, 2), log=print) -> dict:
+    from .bare import build_bare, run_bare
+    from .build import build_root, build_sim
+    from .run import run_cocotb
+
+    block, comp, x_q, image, restore, readback = _case(cfg)
+    y_gold = block.forward_int(x_q)
+    repeat = math.ceil(MIN_CYCLES / comp.cycles)
+    problems: list[str] = []
+
+    def check(what: str, edges: list[int], y: np.ndarray):
+        if any(e != comp.cycles for e in edges):
+            problems.append(f"{what}: runs took {sorted(set(edges))} cycles, predicted "
+                            f"{comp.cycles}")
+        if not np.array_equal(y, y_gold):
+            problems.append(f"{what}: output after {len(edges)} runs not bit-exact")
+
+    sim = build_sim(cfg, "chip", log=log)
+    art = sim.verilog
+    work = build_root() / "bench-rtl" / cfg.name
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "prog.bin").write_bytes(comp.program.to_bytes())
+    (work / "readback.json").write_text(json.dumps(readback))
+    log(f"{cfg.name}: block of {comp.cycles} cycles, {repeat} runs "
+        f"({repeat * comp.cycles} cycles) driven by cocotb")
+    run = run_cocotb(sim, "tb.chip.test_run", name=f"bench-rtl-{cfg.name}",
+                     params={"program": str(work / "prog.bin"),
+                             "image": str(_npz(work / "image.npz", image)),
+                             "restore": str(_npz(work / "restore.npz", restore)),
+                             "readback": str(work / "readback.json"),
+                             "out": str(work / "readback.npz"), "repeat": repeat,
+                             "max_cycles": 4 * comp.cycles + 1000})
+    s = run.summary
+    with np.load(work / "readback.npz") as z:
+        vecs = {k: z[k] for k in z.files}
+    check("cocotb", s["cycles_clock_runs"], comp.read_output(lambda sl, a: vecs[f"{sl}/{a}"]))
+    row = {
+        "config": cfg.name, "superlanes": cfg.superlanes,
+        "verilog_bytes": art.sim_path.stat().st_size,
+        "verilog_bytes_with_init": art.size_bytes,
+        "verilog_seconds": round(art.seconds, 1), "verilog_cached": art.cached,
+        "verilator_seconds": round(sim.seconds, 1), "verilator_cached": sim.cached,
+        "block_cycles": comp.cycles, "runs": repeat, "run_cycles": sum(s["cycles_clock_runs"]),
+        "load_commands": s["load_commands"], "load_seconds": round(s["load_seconds"], 3),
+        "run_cycles_per_second": round(s["sim_cycles_per_second"]),
+    }
+    for t in threads:
+        bare = build_bare(cfg, threads=t, log=log)
+        r = run_bare(bare, comp.program, image, readback, repeat=repeat, restore=restore,
+                     max_cycles=4 * comp.cycles + 1000, work_dir=work)
+        check(f"bare harness ({t} thread(s))", [e for e, _ in r.runs],
+              comp.read_output(lambda sl, a: r.readback[f"{sl}/{a}"]))
+        key = "bare" if t == 1 else f"bare_threads{t}"
+        row[f"{key}_cycles_per_second"] = round(r.cycles_per_second)
+        row[f"{key}_build_seconds"] = round(bare.seconds, 1)
+        row[f"{key}_load_seconds"] = round(r.load_seconds, 4)
+    row["ratio_driven_to_bare"] = round(row["run_cycles_per_second"]
+                                        / row["bare_cycles_per_second"], 3)
+    row["problems"] = problems
+    return row
+
+
+def run_bench_rtl(configs: list[TspConfig], *, cold: bool = False, threads=(1, 2),
+                  log=print) -> list[dict]:
+    from .build import build_root
+
+    out = build_root() / "bench-rtl.json"
+    rows = []
+    saved = os.environ.get("TSP_BUILD_DIR")
+    tmp = tempfile.mkdtemp(prefix="tsp-cold-") if cold else None
+    try:
+        if tmp:
+            os.environ["TSP_BUILD_DIR"] = tmp
+        for cfg in configs:
+            t0 = time.monotonic()
+            row = bench_config(cfg, threads=threads, log=log)
+            row["wall_seconds"] = round(time.monotonic() - t0, 1)
+            rows.append(row)
+            bare2 = row.get("bare_threads2_cycles_per_second")
+            log(f"{cfg.name:7s} Verilog {row['verilog_bytes'] / 1e6:.2f} MB in "
+                f"{row['verilog_seconds']} s{' (cached)' if row['verilog_cached'] else ''}, "
+                f"Verilator {row['verilator_seconds']} s"
+                f"{' (cached)' if row['verilator_cached'] else ''}; load "
+                f"{row['load_commands']} commands in {row['load_seconds']} s; run "
+                f"{row['run_cycles']} cycles: cocotb {row['run_cycles_per_second']} cycles/s, "
+                f"bare {row['bare_cycles_per_second']}"
+                f"{f', bare 2 threads {bare2}' if bare2 else ''} cycles/s; driven/bare "
+                f"{row['ratio_driven_to_bare']}"
+                + (f"; PROBLEMS: {row['problems']}" if row["problems"] else ""))
+    finally:
+        if tmp:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            if saved is None:
+                os.environ.pop("TSP_BUILD_DIR", None)
+            else:
+                os.environ["TSP_BUILD_DIR"] = saved
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=1))
+    log(f"written {out}")
+    return rows
