@@ -44,7 +44,6 @@ def _ports_header(cfg: TspConfig) -> str:
     """bare_ports.h: payload / response widths and accessors.  Verilator stores a port
     of <= 32 bits as an integer, of <= 64 as a 64-bit one, wider as 32-bit words."""
     from hdl.host import HostOp, host_command_layout
-
     from tb.chip.host import encode_command
 
     pw, rw = host_command_layout(cfg).size, cfg.vector_length * 8
@@ -143,7 +142,6 @@ def run_bare(bare: BareBuild, program, image, readback: list[tuple[str, int]], *
     slice -> {address: vector}, again before each further run: what a run overwrote of
     its own input), read back `readback`."""
     from hdl.host import HostOp
-
     from tb.chip.host import encode_command, load_commands
 
     cfg = bare.cfg

@@ -121,7 +121,7 @@ def bench_config(cfg: TspConfig, *, threads=(1, 2), log=print) -> dict:
         r = run_bare(bare, comp.program, image, readback, repeat=repeat, restore=restore,
                      max_cycles=4 * comp.cycles + 1000, work_dir=work)
         check(f"bare harness ({t} thread(s))", [e for e, _ in r.runs],
-              comp.read_output(lambda sl, a: r.readback[f"{sl}/{a}"]))
+              comp.read_output(lambda sl, a, r=r: r.readback[f"{sl}/{a}"]))
         key = "bare" if t == 1 else f"bare_threads{t}"
         row[f"{key}_cycles_per_second"] = round(r.cycles_per_second)
         row[f"{key}_build_seconds"] = round(bare.seconds, 1)

@@ -142,7 +142,7 @@ def _instance(ctx: _Context, component, stamped: _Stamped):
         raise RuntimeError(f"module {stamped.module} lacks ports {missing[:4]} of the "
                            f"signature of {type(component).__name__}")
     args = []
-    for name, direction in stamped.ports.items():
+    for name in stamped.ports:
         if name in ports:
             value, d = ports[name]
             args.append((d, name, value))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from amaranth import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
