@@ -115,7 +115,8 @@ class MemTile(wiring.Component):
         range_errs, read_bank_bits, write_bank_bits = [], [], []
         for i in range(L):
             addr = Signal(abits + 1, name=f"addr{i}")
-            m.d.comb += addr.eq(c.addr + Mux(per_lane, a_val[i], 0))
+            with m.If(c.valid):  # (0 without an instruction: the stream muxes idle)
+                m.d.comb += addr.eq(c.addr + Mux(per_lane, a_val[i], 0))
             range_errs.append(c.valid & per_lane & (addr >= cfg.mem_addresses))
             bank = addr[dbits]
             wbank = w_addr[i][dbits]

@@ -113,20 +113,22 @@ class MxmWeights(wiring.Component):
                 for b in range(2)]
         row_hit = Signal(VL)
         col_hit = Signal(VL)
-        for i in range(VL):
-            m.d.comb += [row_hit[i].eq(self.lw & (self.row == i)),
-                         col_hit[i].eq(self.lwt & (self.row == i))]
-        for b in range(2):
-            shadow = Signal(name=f"shadow{b}")
-            m.d.comb += shadow.eq(act != b)
+        with m.If(self.lw | self.lwt):  # only in a load cycle (the simulator skips the rest)
             for i in range(VL):
-                row = bufs[b][i]
-                w_i = self.w[8 * i:8 * i + 8]
-                col = Cat(*(Mux(col_hit[j], w_i, row[8 * j:8 * j + 8]) for j in range(VL)))
-                with m.If(shadow & row_hit[i]):
-                    m.d.sync += row.eq(self.w)
-                with m.Elif(shadow & self.lwt):
-                    m.d.sync += row.eq(col)
+                m.d.comb += [row_hit[i].eq(self.lw & (self.row == i)),
+                             col_hit[i].eq(self.lwt & (self.row == i))]
+            for b in range(2):
+                shadow = Signal(name=f"shadow{b}")
+                m.d.comb += shadow.eq(act != b)
+                for i in range(VL):
+                    row = bufs[b][i]
+                    w_i = self.w[8 * i:8 * i + 8]
+                    col = Cat(*(Mux(col_hit[j], w_i, row[8 * j:8 * j + 8])
+                                for j in range(VL)))
+                    with m.If(shadow & row_hit[i]):
+                        m.d.sync += row.eq(self.w)
+                    with m.Elif(shadow & self.lwt):
+                        m.d.sync += row.eq(col)
         for i in range(VL):
             m.d.comb += self.rows[i].eq(Mux(act, bufs[1][i], bufs[0][i]))
         return m

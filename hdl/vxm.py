@@ -218,7 +218,9 @@ class VxmTile(wiring.Component):
             planes[k] = []
             for b in range(4):
                 plane = Signal(sb, name=f"{k}_plane{b}")
-                with m.Switch(base + b):  # a case mux: cheap to elaborate, unlike a Part
+                # a case mux (cheap to elaborate, unlike a Part), selecting only for an
+                # instruction: 0 otherwise, so the simulator skips it in idle cycles
+                with m.If(c0.valid), m.Switch(base + b):
                     for j, stream in enumerate(streams):
                         with m.Case(j):
                             m.d.comb += plane.eq(stream)

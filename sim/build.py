@@ -397,10 +397,16 @@ no_inline -module "{top}__*"
 
 def top_ports(art: VerilogArtifact) -> list[str]:
     """The port names of the generated top module, from its Verilog header."""
+    header = None
     with open(art.sim_path) as fh:
         for line in fh:
-            if line.startswith(f"module {art.top}("):
-                return [p.strip() for p in line.split("(", 1)[1].split(")", 1)[0].split(",")]
+            if header is None and line.startswith(f"module {art.top}("):
+                header = ""
+            if header is not None:
+                header += line
+                if ");" in line:  # the header may span lines
+                    ports = header.split("(", 1)[1].split(")", 1)[0].split(",")
+                    return [p.strip().lstrip("\\") for p in ports if p.strip()]
     raise BuildError(f"no module {art.top} in {art.sim_path}")
 
 

@@ -95,6 +95,9 @@ def run_cocotb(sim: SimBuild, test_module: str, *, name: str, testcase: str | No
             seed=seed,
             extra_env=env,
             waves=waves,
+            # tiles of one kind are one module (sim/stamp.py): Verilator would merge their
+            # coverage points; count them per instance (the report is per slice)
+            test_args=["--coverage-per-instance"] if "--coverage-line" in sim.flags else [],
             plusargs=[*(x_plusargs(x_seed) if x_seed is not None else ()), *plusargs],
             results_xml=str(results_xml),
             log_file=log_file,

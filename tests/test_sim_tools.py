@@ -140,3 +140,17 @@ def test_combinational_loop_is_refused_by_the_build(tmp_path, loop):
         assert "UNOPTFLAT" in out and "Circular combinational logic: 'y'" in out, out
     else:
         assert proc.returncode == 0, out
+
+
+def test_top_ports_header_spanning_lines(tmp_path):
+    """The VPI-visible ports come from the top's Verilog header, which yosys wraps."""
+    from sim import build
+
+    v = tmp_path / "t.noinit.v"
+    v.write_text("module sub(a);\nendmodule\nmodule top(a, b__0\n, \\c$1 , clk);\n"
+                 "  input a;\nendmodule\n")
+    art = build.VerilogArtifact("chip", None, tmp_path / "t.v", "top", 0.0, True, 0, 0)
+    assert build.top_ports(art) == ["a", "b__0", "c$1", "clk"]
+    assert 'public_flat_rw -module "top" -var "c$1"' in build.public_vlt(art)
+    assert "taps__" not in build.public_vlt(art)
+    assert "taps__" in build.public_vlt(art, lockstep=True)
