@@ -10,8 +10,9 @@ machine model shows changed), twice:
   as the host; the simulator's limit), single-threaded and with ``--threads 2``.
 
 Every run must take the predicted cycles (clock edges START -> done) and the last run's
-output must be bit-exact.  Each speed is the median of `TRIALS` measurements.  Reported: Verilog size and generation time, Verilator build
-time, load time, cycles per second of each, and the ratio driven / bare.  With
+output must be bit-exact.  Each speed is the median of `TRIALS` measurements.
+Reported: Verilog size and generation time, Verilator build time, load time, cycles per
+second of each, and the ratio driven / bare.  With
 ``cold`` the builds are made in a fresh build directory (the generation and build
 times are then this run's; otherwise they are those of the run that made the cache).
 Written to ``build/bench-rtl.json``.
