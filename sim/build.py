@@ -146,13 +146,14 @@ def check_simulable(cfg: TspConfig) -> None:
 
 def estimate_seconds(cfg: TspConfig, design: str) -> tuple[float, float]:
     """Rough (Verilog generation, Verilator build) seconds on 2 cores: the last measured
-    ones for this design and config if any (build/timings.json), else ~5 s and ~12 s
-    per tile (tiny 9 tiles: ~45 s + ~110 s; small 26: ~130 s + ~310 s)."""
+    ones for this design and config if any (build/timings.json), else ~1.5 s and ~4 s
+    per tile (measured in a fresh-clone `make test`, two builds at a time: tiny 9 tiles
+    12 s + 34 s, small 26: 34 s + 93 s, medium 52: 63 s + 185 s)."""
     try:
         t = json.loads((build_root() / "timings.json").read_text())[f"{design}-{cfg.name}"]
         return float(t["verilog"]), float(t["verilator"])
     except (OSError, ValueError, KeyError, TypeError):
-        return 5.0 * tiles(cfg), 12.0 * tiles(cfg)
+        return 1.5 * tiles(cfg), 4.0 * tiles(cfg)
 
 
 def _record_seconds(cfg: TspConfig, design: str, what: str, seconds: float) -> None:
