@@ -35,7 +35,7 @@ from .host import (
     HostOp,
     Reg,
     host_command_layout,
-    status_layout,
+    status_value,
 )
 from .icu import COUNTER_BITS, InstructionControlUnit
 from .mem import MemSlice
@@ -193,11 +193,9 @@ class Chip(wiring.Component):
         with m.If(accept & (cmd.op == HostOp.REG_READ)):
             with m.Switch(raddr):
                 with m.Case(Reg.STATUS):
-                    st = Signal(status_layout())
-                    m.d.comb += [st.running.eq(live), st.done.eq(done | finished),
-                                 st.error.eq(err), st.error_code.eq(err_code),
-                                 st.error_slice.eq(err_slice)]
-                    m.d.sync += reg_val.eq(st.as_value())
+                    m.d.sync += reg_val.eq(status_value(
+                        running=live, done=done | finished, error=err, error_code=err_code,
+                        error_slice=err_slice))
                 with m.Case(Reg.ERROR_CYCLE):
                     m.d.sync += reg_val.eq(err_cycle)
                 with m.Case(Reg.CYCLES):

@@ -77,4 +77,24 @@ def status_layout() -> data.StructLayout:
     })
 
 
+def status_value(**fields):
+    """The STATUS word from its fields (`status_layout` order; absent fields are 0): a
+    plain concatenation, so no bit is a constant driven from a process (which Verilator's
+    lint reads as undriven)."""
+    from amaranth import C, Cat, Value
+
+    lay = status_layout()
+    unknown = set(fields) - {name for name, _f in lay}
+    if unknown:
+        raise ValueError(f"status_value: no STATUS field(s) {sorted(unknown)}")
+    parts = []
+    for name, f in lay:
+        v = Value.cast(fields.get(name, C(0, f.width)))
+        if len(v) > f.width:
+            raise ValueError(f"status_value: {name} is {len(v)} bits, the field {f.width}")
+        parts.append(v.as_unsigned()[:f.width] if len(v) == f.width else
+                     Cat(v, C(0, f.width - len(v))))
+    return Cat(*parts)
+
+
 STATUS_RUNNING, STATUS_DONE, STATUS_ERROR = 1, 2, 4
