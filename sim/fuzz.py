@@ -91,8 +91,12 @@ class FuzzReport:
     #: functional coverage of the programs that ran (tb.funcov): hit, bins, missed names
     funcov: dict = field(default_factory=dict)
 
+    @property
+    def programs_per_minute(self) -> float:
+        return 60.0 * self.programs / self.wall_seconds if self.wall_seconds else 0.0
+
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {**self.__dict__, "programs_per_minute": round(self.programs_per_minute, 1)}
 
     def text(self) -> str:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.kinds.items()))
@@ -101,7 +105,8 @@ class FuzzReport:
             f"{self.instructions} instructions, {self.program_cycles} program cycles, "
             f"{self.sram_vectors_compared} SRAM vectors compared",
             f"  {self.sim_cycles} simulated cycles in {self.wall_seconds:.0f} s "
-            f"({self.sim_cycles / max(self.wall_seconds, 1e-9):.0f} cycles/s), X seeds "
+            f"({self.programs_per_minute:.0f} programs/min, "
+            f"{self.sim_cycles / max(self.wall_seconds, 1e-9):.0f} cycles/s), X seeds "
             f"{self.x_seeds}",
             f"  mismatches: {len(self.failures)}"]
         if self.funcov:
