@@ -105,7 +105,7 @@ def build_bare(cfg: TspConfig, *, threads: int = 1, log=print) -> BareBuild:
         out.mkdir(parents=True, exist_ok=True)
         (out / "bare_ports.h").write_text(header)
         vlt = out / "noinline.vlt"
-        vlt.write_text(NO_INLINE_VLT.format(top=art.top))
+        vlt.write_text("`verilator_config\n" + NO_INLINE_VLT.format(top=art.top))
         log_file = out / "build.log"
         log(f"building the bare harness of chip/{cfg.name} ({threads} thread(s); about "
             f"{_about(estimate_seconds(cfg, 'chip')[1])}); log: {log_file}")

@@ -389,9 +389,9 @@ public_flat_rd -module "{top}.fabric.superlane*" -var "taps__*"
 #: that one build per config serves every RTL test)
 LOCKSTEP_ENV = "TSP_LOCKSTEP_BUILDS"
 
-NO_INLINE_VLT = """`verilator_config
-// One C++ class per kind of tile (sim/stamp.py), not every tile's code inlined into the
-// top.
+#: (a part of a `verilator_config file)
+NO_INLINE_VLT = """// One C++ class per kind of tile (sim/stamp.py), not every tile's code inlined
+// into the top.
 no_inline -module "{top}__*"
 """
 
@@ -480,8 +480,7 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
             f"{_about(estimate_seconds(cfg, design)[1] * (1.5 if waves else 1))}; cached "
             f"afterwards); log: {log_file}")
         vlt = build_dir / "public.vlt"
-        vlt.write_text(public_vlt(art, lockstep)
-                       + NO_INLINE_VLT.format(top=art.top).split("\n", 1)[1])
+        vlt.write_text(public_vlt(art, lockstep) + NO_INLINE_VLT.format(top=art.top))
         try:
             runner.build(
                 sources=[vlt, art.sim_path],

@@ -9,6 +9,8 @@ the driver waits for the ``done`` edge (or a timeout)."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_time
@@ -23,15 +25,17 @@ class HostTimeout(AssertionError):
     pass
 
 
-#: commands that need no response: they can follow each other in consecutive cycles
-WRITE_OPS = (HostOp.IMEM_WRITE, HostOp.SRAM_WRITE)
+@functools.cache
+def _command_offsets(cfg: TspConfig) -> tuple[int, int, int, int]:
+    lay = host_command_layout(cfg)
+    return tuple(lay[name].offset for name in ("op", "slice", "addr", "data"))
 
 
 def encode_command(cfg: TspConfig, op, slice_pos: int = 0, addr: int = 0, data: int = 0) -> int:
     """The ``cmd.payload`` bits of one host command (`host_command_layout`)."""
-    lay = host_command_layout(cfg)
-    return ((int(op) << lay["op"].offset) | (int(slice_pos) << lay["slice"].offset)
-            | (int(addr) << lay["addr"].offset) | (int(data) << lay["data"].offset))
+    o_op, o_slice, o_addr, o_data = _command_offsets(cfg)
+    return ((int(op) << o_op) | (int(slice_pos) << o_slice) | (int(addr) << o_addr)
+            | (int(data) << o_data))
 
 
 def load_commands(cfg: TspConfig, prog: Program | None = None,
@@ -54,8 +58,6 @@ def load_commands(cfg: TspConfig, prog: Program | None = None,
 class HostDriver:
     def __init__(self, dut, cfg: TspConfig):
         self.dut, self.cfg = dut, cfg
-        lay = host_command_layout(cfg)
-        self._off = {name: lay[name].offset for name in ("op", "slice", "addr", "data")}
         self.pos = {s.name: s.index for s in cfg.slices}
         self.cycles_used = 0
         self.t_start: float | None = None  # sim time (ns) of the edge that accepted START
@@ -64,16 +66,13 @@ class HostDriver:
         dut.cmd__valid.value = 0
         dut.cmd__payload.value = 0
 
-    def _payload(self, op, slice_pos=0, addr=0, data=0) -> int:
-        return encode_command(self.cfg, op, slice_pos, addr, data)
-
     async def command(self, op, slice_name: str | None = None, addr: int = 0, data: int = 0):
         """Send one command; return the response data (for reads) or None."""
         await FallingEdge(self.dut.clk)
         if not int(self.dut.cmd__ready.value):  # ready depends only on registered state
             raise AssertionError(f"host command {HostOp(op).name} refused (machine running)")
         p = 0 if slice_name is None else self.pos[slice_name]
-        self.dut.cmd__payload.value = self._payload(op, p, addr, data)
+        self.dut.cmd__payload.value = encode_command(self.cfg, op, p, addr, data)
         self.dut.cmd__valid.value = 1
         await RisingEdge(self.dut.clk)
         self.t_accept = get_sim_time("ns")
@@ -93,7 +92,7 @@ class HostDriver:
         return rsp
 
     async def burst(self, payloads: list[int]) -> None:
-        """Send write commands (`WRITE_OPS`, encoded by `encode_command`) back to back,
+        """Send write commands (IMEM_WRITE, SRAM_WRITE; `encode_command`) back to back,
         one per clock cycle: the host interface accepts one per cycle while the machine is
         not running, and a write has no response, so Python wakes once per command (at the
         falling edge where it presents the next one) instead of four times."""
