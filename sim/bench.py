@@ -19,7 +19,7 @@ from .build import build_root
 
 #: (config, seq, d_model, heads, d_ff, causal, run on the RTL too)
 TABLE = [
-    ("tiny", 16, 32, 2, 64, True, True),
+    ("tiny", 8, 32, 2, 64, True, True),
     ("small", 16, 32, 2, 64, True, True),
     ("small", 16, 64, 2, 128, False, True),
     ("small", 32, 64, 4, 256, True, False),

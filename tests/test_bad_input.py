@@ -556,27 +556,28 @@ def blk():
 
 def test_forward_int_wrong_shape_and_dtype(blk):
     with pytest.raises(ValueError) as ei:
-        blk.forward_int(np.zeros((8, 32), np.int8))
+        blk.forward_int(np.zeros((8, 32), np.int32))
     assert str(ei.value) == "x_q: expected shape (16, 32), got (8, 32)"
     with pytest.raises(TypeError) as ei:
         blk.forward_int(np.zeros((16, 32)))
-    assert str(ei.value) == ("x_q: expected dtype int8, got float64 (quantize float inputs "
+    assert str(ei.value) == ("x_q: expected dtype int32, got float64 (quantize float inputs "
                              "first, e.g. with QuantBlock.quantize_input)")
-    with pytest.raises(TypeError, match=r"^x_q: expected a numpy array of dtype int8, got list$"):
+    with pytest.raises(TypeError, match=r"^x_q: expected a numpy array of dtype int32, got list$"):
         blk.forward_int([[0] * 32] * 16)
 
 
 def test_forward_int_out_of_range_values(blk):
-    x = np.zeros((16, 32), np.int16)
-    x[3, 4], x[0, 0] = 300, -5
+    x = np.zeros((16, 32), np.int64)
+    x[3, 4], x[0, 0] = 2**31, -5
     with pytest.raises(TypeError) as ei:
         blk.trace(x)
-    assert str(ei.value) == ("x_q: expected dtype int8, got int16 (values in [-5, 300], "
-                             "outside the int8 range [-128, 127])")
+    assert str(ei.value) == ("x_q: expected dtype int32, got int64 (values in [-5, 2147483648], "
+                             "outside the int32 range [-2147483648, 2147483647])")
     with pytest.raises(TypeError) as ei:
-        blk.forward_int(np.ones((16, 32), np.int32))
-    assert str(ei.value) == ("x_q: expected dtype int8, got int32 (values in [1, 1], within "
-                             "the int8 range [-128, 127]; convert with .astype(np.int8))")
+        blk.forward_int(np.ones((16, 32), np.int8))
+    assert str(ei.value) == ("x_q: expected dtype int32, got int8 (values in [1, 1], within "
+                             "the int32 range [-2147483648, 2147483647]; convert with "
+                             ".astype(np.int32))")
 
 
 def test_float_entry_points(blk):
@@ -590,7 +591,7 @@ def test_float_entry_points(blk):
     with pytest.raises(ValueError, match=r"^x_float: contains NaN or infinity$"):
         blk.quantize_input(x)
     with pytest.raises(ValueError, match=r"^y_q: expected shape \(16, 32\), got \(32, 16\)$"):
-        blk.dequantize_output(np.zeros((32, 16), np.int8))
+        blk.dequantize_output(np.zeros((32, 16), np.int32))
 
 
 def test_quantize_block_wrong_weights():
@@ -642,10 +643,11 @@ def test_compiled_block_input_checked():
     cb = compile_block(blk, "tiny", effort="fast")
     with pytest.raises(ValueError) as ei:
         cb.sram_image(np.zeros((8, 16)))
-    assert str(ei.value) == ("x_q: expected an int8 array of shape (8, 16), got float64 array "
-                             "of shape (8, 16)")
-    with pytest.raises(ValueError, match=r"got int8 array of shape \(16, 8\)$"):
-        cb.run_on_model(np.zeros((16, 8), np.int8))
+    assert str(ei.value) == ("x_q: expected an int32 array of shape (8, 16) (the residual "
+                             "stream, QuantBlock.quantize_input), got float64 array of shape "
+                             "(8, 16)")
+    with pytest.raises(ValueError, match=r"got int32 array of shape \(16, 8\)$"):
+        cb.run_on_model(np.zeros((16, 8), np.int32))
 
 
 @pytest.mark.parametrize("args, rc, fragments", [

@@ -73,11 +73,14 @@ def test_block_api(small_block):
     assert x.shape == (16, 32) and x.dtype == np.float64
     assert np.array_equal(x, b.example_input(0))
     x_q = b.quantize_input(x)
-    assert x_q.dtype == np.int8 and x_q.shape == (16, 32)
+    # the residual stream is int32 at stream_scale / 2**16, in and out
+    assert x_q.dtype == np.int32 and x_q.shape == (16, 32)
+    assert b.stream_scale == max(b.x_scale, b.h_scale, b.out_scale)
+    assert np.array_equal(x_q, np.clip(np.rint(x / (b.stream_scale / 65536)), -2**31, 2**31 - 1))
     y_q = b.forward_int(x_q)
-    assert y_q.dtype == np.int8 and y_q.shape == (16, 32)
+    assert y_q.dtype == np.int32 and y_q.shape == (16, 32)
     y = b.dequantize_output(y_q)
-    assert y.dtype == np.float64 and np.array_equal(y, y_q * b.out_scale)
+    assert y.dtype == np.float64 and np.array_equal(y, y_q * (b.stream_scale / 65536))
     assert b.forward_float(x).shape == (16, 32)
     for lin in b.linears().values():
         assert lin.weight.dtype == np.int8 and lin.bias.dtype == np.int32
@@ -93,7 +96,8 @@ def test_block_api(small_block):
         b.wq.weight[0, 0] = 1
     arrs = b.parameter_arrays()
     assert {"wq.weight", "w2.multiplier", "exp_table", "gelu_table", "recip_table",
-            "score.multiplier", "res2.shift", "scale.out"} <= set(arrs)
+            "score.multiplier", "x8.multiplier", "h8.shift", "x_smooth", "h_smooth",
+            "scale.out", "scale.stream"} <= set(arrs)
     assert set(STEP_PRIMITIVES) >= {"linear", "attention_scores", "softmax_int",
                                     "reciprocal_int", "attention_context", "residual_add",
                                     "gelu_table_lookup"}
@@ -115,6 +119,7 @@ def test_trace_intermediates(small_block):
     assert np.array_equal(t["y"], b.forward_int(x_q))
     S, D, H, F = SMALL
     expect = {
+        "x": (np.int32, (S, D)), "x8": (np.int8, (S, D)),
         "q_acc": (np.int32, (S, D)), "q": (np.int8, (S, D)), "v": (np.int8, (S, D)),
         "scores_acc": (np.int32, (H, S, S)), "scores": (np.int16, (H, S, S)),
         "row_max": (np.int16, (H, S)), "exp_index": (np.uint8, (H, S, S)),
@@ -123,12 +128,15 @@ def test_trace_intermediates(small_block):
         "probs": (np.int8, (H, S, S)), "ctx_acc": (np.int32, (S, D)), "ctx": (np.int8, (S, D)),
         "attn_acc": (np.int32, (S, D)), "h_sum": (np.int32, (S, D)), "h": (np.int8, (S, D)),
         "ff1_acc": (np.int32, (S, F)), "ff1": (np.int8, (S, F)), "gelu": (np.int8, (S, F)),
-        "ff2_acc": (np.int32, (S, D)), "y_sum": (np.int32, (S, D)), "y": (np.int8, (S, D)),
+        "h_aligned_attn": (np.int32, (S, D)), "y_aligned_ff2": (np.int32, (S, D)),
+        "ff2_acc": (np.int32, (S, D)), "y": (np.int32, (S, D)),
     }
     for k, (dt, shp) in expect.items():
         assert t[k].dtype == dt and t[k].shape == shp, (k, t[k].dtype, t[k].shape)
     # the integer steps recompose exactly
-    assert np.array_equal(t["q"], linear(x_q, b.wq)[1])
+    assert np.array_equal(t["q"], linear(t["x8"], b.wq)[1])
+    assert np.array_equal(t["h_sum"], x_q.astype(np.int64) + t["h_aligned_attn"])
+    assert np.array_equal(t["y"], t["h_sum"].astype(np.int64) + t["y_aligned_ff2"])
     assert np.array_equal(t["gelu"], b.gelu_table[t["ff1"].view(np.uint8)])
     assert np.all(t["probs"][:, causal_mask(S)] == 0)
     assert np.all(t["probs"] >= 0)
@@ -147,15 +155,19 @@ def test_causal_is_exact(small_block):
 
 
 def test_intermediates_track_float(small_block):
-    """Every int8 intermediate dequantises close to the same float intermediate."""
+    """Every intermediate dequantises close to the same float intermediate (the int8
+    copies of the residual stream carry their per-channel smoothing factors)."""
     b = small_block
     x = b.example_input()
     t = b.forward_int(b.quantize_input(x), return_intermediates=True)
     f = b.forward_float(x, return_intermediates=True)
-    for name, scale in (("q", b.q_scale), ("k", b.k_scale), ("v", b.v_scale),
-                        ("ctx", b.ctx_scale), ("h", b.h_scale), ("ff1", b.ff1_scale),
-                        ("gelu", b.gelu_scale), ("y", b.out_scale)):
-        rel = np.linalg.norm(t[name] * scale - f[name]) / np.linalg.norm(f[name])
+    lsb = b.stream_scale / 2**16
+    for name, fname, scale in (
+            ("x8", "x", b.x8_scale * b.x_smooth), ("q", "q", b.q_scale),
+            ("k", "k", b.k_scale), ("v", "v", b.v_scale), ("ctx", "ctx", b.ctx_scale),
+            ("h_sum", "h", lsb), ("h", "h", b.h8_scale * b.h_smooth),
+            ("ff1", "ff1", b.ff1_scale), ("gelu", "gelu", b.gelu_scale), ("y", "y", lsb)):
+        rel = np.linalg.norm(t[name] * scale - f[fname]) / np.linalg.norm(f[fname])
         assert rel < 0.06, (name, rel)
     p_err = np.abs(t["probs"] / PROB_ONE - f["probs"]).max()
     assert p_err < 0.03, p_err
@@ -172,8 +184,11 @@ def test_quantize_block_from_float_params():
     x = np.random.default_rng(seed + 1).standard_normal((8, 24))
     m = error_metrics(b, x)
     assert m["cosine_vs_float"] > 0.998, f"seed={seed} {m}"
-    # dequantised weights are within half a step of the float weights
-    assert np.all(np.abs(b.wq.float_weight() - p["wq"]) <= b.wq.weight_scale[:, None] / 2 + 1e-12)
+    # dequantised weights (smoothing divided back out) are within half a step of the float
+    # weights; the smoothing factors have geometric mean 1
+    step = b.wq.weight_scale[:, None] / b.x_smooth[None, :]
+    assert np.all(np.abs(b.float_params()["wq"] - p["wq"]) <= step / 2 + 1e-12)
+    assert abs(np.mean(np.log(b.x_smooth))) < 1e-9 and abs(np.mean(np.log(b.h_smooth))) < 1e-9
 
 
 # ----------------------------------------------------------------------------- softmax / reciprocal
@@ -268,20 +283,20 @@ def test_overflow_attention_scores():
 def test_overflow_residual():
     a = np.full((2, 3), 2**30, dtype=np.int32)
     with pytest.raises(OverflowError, match=r"residual_add: int32 sum out of range at \[0, 0\]"):
-        residual_add(a, 2**30, 1, a, 2**30, 1)
+        residual_add(a, a, 2**30, 1)  # 2**30 + rq(2**30, x1)
 
 
 def test_bad_inputs(small_block):
     b = small_block
     x = b.example_input()
-    with pytest.raises(TypeError, match=r"x_q: expected dtype int8, got float64"):
+    with pytest.raises(TypeError, match=r"x_q: expected dtype int32, got float64"):
         b.forward_int(x)
-    with pytest.raises(TypeError, match=r"x_q: expected dtype int8, got int32"):
-        b.forward_int(np.zeros((16, 32), np.int32))
+    with pytest.raises(TypeError, match=r"x_q: expected dtype int32, got int8"):
+        b.forward_int(np.zeros((16, 32), np.int8))
     with pytest.raises(TypeError, match=r"x_q: expected a numpy array"):
         b.forward_int([[0] * 32] * 16)
     with pytest.raises(ValueError, match=r"x_q: expected shape \(16, 32\), got \(8, 32\)"):
-        b.forward_int(np.zeros((8, 32), np.int8))
+        b.forward_int(np.zeros((8, 32), np.int32))
     with pytest.raises(ValueError, match=r"x_float: expected shape \(16, 32\), got \(16, 31\)"):
         b.quantize_input(x[:, :31])
     with pytest.raises(TypeError, match=r"x_float: expected a floating-point array, got dtype "
@@ -290,7 +305,7 @@ def test_bad_inputs(small_block):
     with pytest.raises(ValueError, match="NaN"):
         b.quantize_input(np.full((16, 32), np.nan))
     with pytest.raises(ValueError, match=r"y_q: expected shape"):
-        b.dequantize_output(np.zeros((16, 33), np.int8))
+        b.dequantize_output(np.zeros((16, 33), np.int32))
     with pytest.raises(ValueError, match=r"n_heads: d_model=30 is not divisible by n_heads=4"):
         make_block(0, 16, 30, 4, 64)
     with pytest.raises(ValueError, match="seq_len"):

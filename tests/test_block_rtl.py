@@ -11,7 +11,7 @@ pytestmark = pytest.mark.rtl
 
 CASES = [
     # (config, seq, d_model, heads, d_ff, causal)
-    ("tiny", 16, 32, 2, 64, True),  # d_model and d_ff larger than VL = 16
+    ("tiny", 8, 32, 2, 64, True),  # d_model and d_ff larger than VL = 16
     ("small", 16, 32, 2, 64, True),  # the make-sim default
     ("small", 16, 64, 2, 128, False),  # d_model and d_ff larger than VL = 32, non-causal
     ("tiny3", 16, 32, 2, 64, True),  # 3 superlanes: VL = 48, not a power of two
