@@ -186,8 +186,7 @@ class CompiledBlock:
         for (i, t), copies in self.inputs.items():
             planes = T.bytes_of(T.pad(x_q[i, t * vl:(t + 1) * vl], vl), 4)
             for locs in copies:
-                for loc, v in zip(locs, planes, strict=True):
-                    yield loc, v
+                yield from zip(locs, planes, strict=True)
 
     def sram_image(self, x_q: np.ndarray) -> dict[str, dict[int, np.ndarray]]:
         """Everything the host writes into SRAM before start: {MEM slice: {addr: uint8[VL]}}

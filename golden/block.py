@@ -18,8 +18,9 @@ Structure (no layer norm: the spec has none; pre-/post-LN would need a VXM rsqrt
 
 The residual stream is int32 from input to output, at one scale ``stream_scale / 2**16``
 (``x``, ``T1`` and ``y``; ``stream_scale`` is the largest int8 step calibration gives any
-of them, so the stream has 2**16 levels below it and 2**8 x headroom above): real layers carry outlier channels 10-100x the typical
-element, which an int8 residual rounds the other channels away with.  Only the matrix
+of them, so the stream has 2**16 levels below it and 2**8 x headroom above): real layers
+carry outlier channels 10-100x the typical element, which an int8 residual rounds the
+other channels away with.  Only the matrix
 inputs are int8: each is a per-lane requantisation of the wide stream whose per-channel
 factors (SmoothQuant, alpha 0.5, calibrated) are folded into the weight columns, so an
 outlier channel costs its own lane's resolution, not every lane's.
@@ -432,8 +433,9 @@ class QuantBlock:
 
     The input ``x``, the first residual sum ``T1`` and the output ``y`` are int32 at
     ``stream_scale / 2**16`` (the residual stream; ``stream_scale`` is the largest of
-    ``x_scale``, ``h_scale`` and ``out_scale``, the int8 steps calibration gives them).  The int8 copies feeding matrices are ``x8`` (Wq, Wk,
-    Wv) at ``x8_scale * x_smooth[c]`` and ``h`` (W1) at ``h8_scale * h_smooth[c]``.
+    ``x_scale``, ``h_scale`` and ``out_scale``, the int8 steps calibration gives them).
+    The int8 copies feeding matrices are ``x8`` (Wq, Wk, Wv) at ``x8_scale * x_smooth[c]``
+    and ``h`` (W1) at ``h8_scale * h_smooth[c]``.
     Scales (float, per tensor, zero points all 0): ``x_scale`` (input), ``q_scale``,
     ``k_scale``, ``v_scale``, ``score_scale`` (logits per int16 score LSB), ``prob_scale``
     (1/127), ``ctx_scale``, ``h_scale`` (first residual, int8 copy feeding W1), ``ff1_scale``

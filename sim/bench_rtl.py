@@ -41,12 +41,11 @@ TRIALS = 3
 def _case(cfg: TspConfig):
     """(compiled block, its input, SRAM image, restore image, read-back list)."""
     from compiler.compiled import compile_block
+    from compiler.errors import CompileError
     from golden.block import make_block
     from golden.machine import Machine
 
     from .block import BlockSpec
-
-    from compiler.errors import CompileError
 
     for seq in (16, 8):  # the make-sim default; seq 8 where it does not fit (tiny)
         spec = BlockSpec(seq=seq)
