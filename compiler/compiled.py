@@ -384,7 +384,8 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
 
     Variants tried, fastest schedule kept: the MXM assignment ``plans`` (default
     :data:`compiler.lower.PLANS`) x scheduling ``orders``, with weight rows loaded
-    flexibly; if no variant fits the instruction memory, weight rows loaded in rigid
+    flexibly (for the two best plans also V^T and the int8 input copy on the input's
+    side); if no variant fits the instruction memory, weight rows loaded in rigid
     consecutive blocks (more REPEATs); if nothing fits the SRAM with every intermediate
     kept, with dead SRAM reused.  ``effort="fast"``: the first variant that fits.  Raises
     :class:`CompileError` naming the resource (SRAM, imem, accumulators, shape) and
@@ -399,12 +400,12 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
     errors: list[CompileError] = []
     best = None
 
-    def attempt(keep, rigid, pi, vt, order_list):
+    def attempt(keep, rigid, pi, vt, order_list, x8i=False):
         """Lower once, schedule in each order; returns the best fitting record or None."""
         nonlocal best
         try:
             low = _lower_retry(block, cfg, keep, plans[pi], rigid_loads=rigid,
-                               v_transpose=vt)
+                               v_transpose=vt, x8_near_input=x8i)
         except CompileError as exc:
             if exc.final:
                 raise
@@ -416,7 +417,7 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
             words = {k: q.nwords for k, q in em.queues.items()}
             fits = max(words.values()) <= cfg.imem_depth
             rec = {"plan": pi, "keep": keep, "rigid_loads": rigid, "v_transpose": vt,
-                   "order": order, "cycles": em.cycles, "max_words": max(words.values()),
+                   "x8_near_input": x8i, "order": order, "cycles": em.cycles, "max_words": max(words.values()),
                    "fits": fits, "words": words}
             tried.append(rec)
             if mine is None or (fits, -em.cycles) > (mine["fits"], -mine["cycles"]):
@@ -446,6 +447,9 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
                     attempt(keep, rigid, rec["plan"], True, orders)
                     if effort == "fast" and best is not None:
                         break
+                    attempt(keep, rigid, rec["plan"], False, orders, x8i=True)
+                    if effort == "fast" and best is not None:
+                        break
             if best is not None:
                 break
         if best is not None or not any(e.resource == "sram" for e in errors):
@@ -467,7 +471,7 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
     prog = Program.from_instrs(cfg, {k: q.words for k, q in em.queues.items()})
     variant = {"plan": rec["plan"], "keep_intermediates": rec["keep"],
                "rigid_loads": rec["rigid_loads"], "v_transpose": rec["v_transpose"],
-               "order": order}
+               "x8_near_input": rec["x8_near_input"], "order": order}
     return CompiledBlock(
         cfg=cfg, block=block, program=prog, emitted=em, bundles=low.bundles, init=low.init,
         inputs=low.inputs, kept=low.valid_intermediates(),

@@ -15,8 +15,9 @@ B. attention per head in *transposed* layout (vector j = key j, lane i = query i
    queries (per-lane registers); ``p_j = REQUANT(MUL(e_j, 127), (y1, n - 30, 0))`` goes
    straight into the MXM as row j of P^T; MVMs with unit vectors transpose P back to rows,
    which multiply V^(h)^T (LWT columns) accumulating all heads in one slot per row.
-0. the input ``x`` is the int32 residual stream (4 byte planes, one copy per side);
-   ``x8 = REQUANT(x, per-lane x8 pairs):i8`` per side feeds the projections.
+0. the input ``x`` is the int32 residual stream (4 byte planes, on the side away from the
+   softmax sums); ``x8 = REQUANT(x, per-lane x8 pairs):i8``, written once on the other
+   side, feeds the projections (an MXM reads it across the VXM when on the far side).
 C. ``rB = REQUANT(ADD(acc_o, bo))``, ``T1 = ADD(x, rB)`` (x, T1 and y share the stream's
    scale), ``h`` = REQUANT(T1, per-lane h8 pairs):i8, T1 to SRAM (int32); W1 -> ff1 ->
    GELU GATHER; W2 -> ``y = ADD(REQUANT(ADD(acc2, b2)), T1)`` (int32 to SRAM).
@@ -95,7 +96,7 @@ class Lowering:
     def __init__(self, block: QuantBlock, cfg: TspConfig, keep: bool = True,
                  plan: dict | None = None, max_chains: int = 2, prealloc=(),
                  group: int | None = None, rigid_loads: bool = True,
-                 v_transpose: bool = False):
+                 v_transpose: bool = False, x8_near_input: bool = False):
         self.blk = block
         self.cfg = cfg
         self.vl = cfg.vector_length
@@ -107,6 +108,8 @@ class Lowering:
         #: v unmasked and V_h^T loaded as LW rows of V^T (MXM transposes) instead of one
         #: masked requantisation of v per head loaded as LWT columns
         self.v_transpose = v_transpose
+        #: the int8 copy x8 on the input's side (else on the other, the softmax sums' side)
+        self.x8_near_input = x8_near_input
         self.O = Ops(cfg)
         self.mem = Sram(cfg)
         self.regs = Regs()
@@ -345,30 +348,34 @@ class Lowering:
         self.mem.check(final=True)  # the host constants alone do not fit: no variant helps
 
     def xloc(self, sd: str, i: int, t: int) -> tuple[str, int]:
-        """Where row i, tile t of the int8 copy ``x8`` is on side ``sd``."""
-        return self.x[sd].loc(i, t)
+        """Where row i, tile t of the int8 copy ``x8`` is (one copy; ``sd`` is the reading
+        MXM's side)."""
+        return self.x.loc(i, t)
 
     def narrow_x(self) -> None:
-        """``x8 = REQUANT(x, (x8_multiplier, x8_shift)):i8`` per lane, one copy per side
-        (the projections read it next to their MXM)."""
+        """``x8 = REQUANT(x, (x8_multiplier, x8_shift)):i8`` per lane, once (measured: one
+        copy read across the VXM by the far MXM beats a copy per side, whose second
+        REQUANT and 4-plane read cost more than the longer stream path; small default 767
+        -> 698 cycles at effort fast); which side is best depends on the plan, so the
+        driver tries both (``x8_near_input``)."""
         blk, S, vl, O, regs, Dt = self.blk, self.S, self.vl, self.O, self.regs, self.Dt
         keys = [(i, t) for i in range(S) for t in range(Dt)]
-        self.x = {sd: self.mem.tensor(f"x8.{sd}", keys, 1, sd) for sd in ("W", "E")}
+        self.x = self.mem.tensor("x8", keys, 1, other(self.sum_side) if self.x8_near_input
+                                 else self.sum_side)
         for t in range(Dt):
             tr = regs.triple()
             self.reg_const(tr, T.tile_vec(blk.x8_multiplier, t, vl), f"m_x8[{t}]")
             self.reg_const(tr + 1, T.tile_vec(blk.x8_shift, t, vl), f"sh_x8[{t}]")
             for i in range(S):
-                for sd in ("W", "E"):
-                    b = Bundle(f"x8.{sd} row {i} tile {t}", "x8")
-                    v = O.vxm(b, "i32", "s", "REQUANT", "s", ("r", tr), otype="i8")
-                    planes_in(O, b, self.x32[(i, t)], v, "a")
-                    wr = O.write(b, *self.x[sd].loc(i, t))
-                    b.connect(v, "d", wr, "in")
-                    self.emit(b)
+                b = Bundle(f"x8 row {i} tile {t}", "x8")
+                v = O.vxm(b, "i32", "s", "REQUANT", "s", ("r", tr), otype="i8")
+                planes_in(O, b, self.x32[(i, t)], v, "a")
+                wr = O.write(b, *self.x.loc(i, t))
+                b.connect(v, "d", wr, "in")
+                self.emit(b)
             regs.release_triple(tr)
         if self.keep:
-            self.keep_as("x8", "rows", self.x["W"], blk.d_model, self.x["W"])
+            self.keep_as("x8", "rows", self.x, blk.d_model, self.x)
 
     # ------------------------------------------------------------------ A. projections
     def projections(self) -> None:
@@ -393,7 +400,7 @@ class Lowering:
             self.keep_as("v", "heads", self.vh, blk.d_model, self.vh)
         self.keep_as("q", "heads", self.qh, blk.d_model, self.qh)
         self.keep_as("k", "rows", self.k, blk.d_model, self.k)
-        self.release(self.x["W"], self.x["E"])
+        self.release(self.x)
 
     def unit_loc(self, sd: str, c: int) -> tuple[str, int]:
         """Unit vector c (int8 1 in lane c) on side sd."""
