@@ -417,8 +417,8 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
             words = {k: q.nwords for k, q in em.queues.items()}
             fits = max(words.values()) <= cfg.imem_depth
             rec = {"plan": pi, "keep": keep, "rigid_loads": rigid, "v_transpose": vt,
-                   "x8_near_input": x8i, "order": order, "cycles": em.cycles, "max_words": max(words.values()),
-                   "fits": fits, "words": words}
+                   "x8_near_input": x8i, "order": order, "cycles": em.cycles,
+                   "max_words": max(words.values()), "fits": fits, "words": words}
             tried.append(rec)
             if mine is None or (fits, -em.cycles) > (mine["fits"], -mine["cycles"]):
                 mine = rec

@@ -32,11 +32,11 @@ from arch.isa import MXM_ACC_SLOTS
 from golden.block import PROB_ONE, QuantBlock
 
 from . import tiling as T
-from .alloc import ZEROS, Regs, Slots, Sram, Tensor
-from .deps import DepTracker, Install
+from .alloc import ZEROS, Tensor
+from .builder import ProgramBuilder
+from .deps import Install
 from .errors import CompileError
 from .ir import Bundle
-from .ops import Ops
 from .routes import planes_in, planes_out
 
 MW, ME = "MXM_W0", "MXM_E0"
@@ -90,204 +90,31 @@ def other(sd: str) -> str:
     return "E" if sd == "W" else "W"
 
 
-class Lowering:
-    """Builds ``self.bundles`` (program order) plus the SRAM image and the tensor map."""
+class Lowering(ProgramBuilder):
+    """The quantised block, lowered onto a `ProgramBuilder` (program-order bundles, the
+    SRAM image and the map of the intermediates it keeps)."""
 
     def __init__(self, block: QuantBlock, cfg: TspConfig, keep: bool = True,
                  plan: dict | None = None, max_chains: int = 2, prealloc=(),
                  group: int | None = None, rigid_loads: bool = True,
                  v_transpose: bool = False, x8_near_input: bool = False):
+        super().__init__(cfg, keep=keep, rigid_loads=rigid_loads, mxms=(MW, ME))
         self.blk = block
-        self.cfg = cfg
-        self.vl = cfg.vector_length
-        self.keep = keep
         self.plan = dict(DEFAULT_PLAN, **(plan or {}))
         self.max_chains = max_chains
         self.group = group  # heads per attention group (None: as many as fit VL)
-        self.rigid_loads = rigid_loads  # weight rows in consecutive cycles (compact code)
         #: v unmasked and V_h^T loaded as LW rows of V^T (MXM transposes) instead of one
         #: masked requantisation of v per head loaded as LWT columns
         self.v_transpose = v_transpose
         #: the int8 copy x8 on the input's side (else on the other, the softmax sums' side)
         self.x8_near_input = x8_near_input
-        self.O = Ops(cfg)
-        self.mem = Sram(cfg)
-        self.regs = Regs()
-        self.deps = DepTracker()
-        self.bundles: list[Bundle] = []
-        self.slots = {MW: Slots(MW), ME: Slots(ME)}
-        self.active: dict[str, Install | None] = {MW: None, ME: None}
-        #: per MXM: [active, shadow] weight buffer contents ("row"/"col", index -> source)
-        self.buf = {MW: [("row", {}), ("row", {})], ME: [("row", {}), ("row", {})]}
-        self.init: dict[tuple[str, int], np.ndarray] = {}
         self.inputs: dict[tuple[int, int], list[tuple[str, int]]] = {}
-        self.kept: dict[str, tuple] = {}  # intermediate name -> (kind, tensor(s), meta)
-        self.kept_src: dict[str, list[str]] = {}  # intermediate -> names of its tensors
-        self.released: set[str] = set()
-        self._consts: dict[bytes, Tensor] = {}
-        self._zero: dict[str, tuple[str, int]] = {}
         self._units: dict[str, Tensor] = {}
         self.S = block.seq_len
         self.dh = block.d_head
         self.Dt = T.ntiles(block.d_model, self.vl)
         self.Ft = T.ntiles(block.d_ff, self.vl)
         self.prealloc = list(prealloc)  # register constants of an earlier attempt
-        self.const_values: list[tuple[str, np.ndarray]] = []
-
-    # ------------------------------------------------------------------ basics
-    def emit(self, b: Bundle) -> Bundle:
-        b.finalize()
-        self.deps.add(b)
-        self.bundles.append(b)
-        return b
-
-    def const(self, name: str, vectors: dict, planes: int = 1, side_: str | None = None,
-              slices=None, exclude=()) -> Tensor:
-        """Allocate a tensor the host writes before start (vectors: key -> (planes, VL))."""
-        t = self.mem.tensor(name, list(vectors), planes, side_, slices, exclude, const=True)
-        for key, data in vectors.items():
-            key = key if isinstance(key, tuple) else (key,)
-            data = np.asarray(data, np.uint8).reshape(planes, self.vl)
-            for p, loc in enumerate(t.locs[key]):
-                self.init[loc] = data[p]
-        return t
-
-    def zero_loc(self, sd: str) -> tuple[str, int]:
-        if sd not in self._zero:
-            t = self.const(f"zero.{sd}", {(0,): np.zeros(self.vl, np.uint8)}, 1, sd)
-            self._zero[sd] = t.loc(0)
-        return self._zero[sd]
-
-    def vx_bundle(self, name: str, *args, **kw) -> Bundle:
-        """A bundle with one register-to-register VXM op."""
-        b = Bundle(name, "vxm")
-        self.O.vxm(b, *args, **kw)
-        return self.emit(b)
-
-    def set_imm(self, r: int, value: int, name: str = "") -> None:
-        self.vx_bundle(f"r{r} = {value} {name}", "i32", ("r", r), "PASS", int(value))
-
-    def reg_const(self, r: int, values, name: str) -> None:
-        """Load a per-lane int32 constant into register r: an immediate if uniform and
-        small, else from SRAM with the narrowest type that holds it (``VXM.i8/i16/i32 rK:i32
-        = s`` sign-extends), so int8 shifts cost one READ and int16 biases two."""
-        v = np.asarray(values, np.int64)
-        if np.all(v == v[0]) and -16384 <= v[0] <= 16383:
-            self.set_imm(r, int(v[0]), name)
-            return
-        nb, t = self.const_vec(name, v)
-        typ = {1: "i8", 2: "i16", 4: "i32"}[nb]
-        b = Bundle(f"r{r} <- {name}", "regload")
-        op = self.O.vxm(b, typ, ("r", r), "PASS", "s", otype="i32")
-        planes_in(self.O, b, t[(0,)], op, "a")
-        self.emit(b)
-
-    def const_vec(self, name: str, v: np.ndarray) -> tuple[int, Tensor]:
-        nb = 1 if v.min() >= -128 and v.max() <= 127 else (
-            2 if v.min() >= -32768 and v.max() <= 32767 else 4)
-        key = bytes([nb]) + v.astype("<i4").tobytes()
-        t = self._consts.get(key)
-        if t is None:
-            t = self.const(f"c.{name}.{len(self._consts)}", {(0,): T.bytes_of(v, nb)}, nb)
-            self._consts[key] = t
-            self.const_values.append((name, v))
-        return nb, t
-
-    def install(self, mxm: str, key, rows, transposed: bool = False) -> Install:
-        """Load rows [(row, (slice, addr))] into the shadow weights and install them
-        (nothing if the same weights are active)."""
-        act = self.active[mxm]
-        if act is not None and act.key == key:
-            return act
-        ins = Install(mxm, key)
-        mode, have = self.buf[mxm][1]
-        want = "col" if transposed else "row"
-        if mode == want:  # rows the shadow buffer already holds (same constant) stay
-            rows = [(r, src) for r, src in rows if have.get(r) != src]
-        self.load_block(f"{mxm} {key} loads", mxm, ins, rows, transposed)
-        self.activate(mxm, ins)
-        return ins
-
-    def note_load(self, mxm: str, row: int, src, transposed: bool) -> None:
-        """Track what the shadow buffer holds: row (LW) or column (LWT) -> the constant
-        SRAM vector loaded there (host constants never change), else unknown."""
-        mode, have = self.buf[mxm][1]
-        want = "col" if transposed else "row"
-        if mode != want:
-            have = {}
-            self.buf[mxm][1] = (want, have)
-        if src is not None and src in self.init:
-            have[row] = src
-        else:
-            have.pop(row, None)
-
-    def load_block(self, name: str, mxm: str, ins: Install, rows, transposed=False) -> None:
-        """Weight rows [(row, (slice, addr))] loaded in consecutive cycles: one rigid
-        bundle, so that its READs and loads always compress into single REPEAT runs."""
-        for row, src in rows:
-            self.note_load(mxm, row, src, transposed)
-        if not rows:
-            return
-        if not self.rigid_loads:
-            for row, (s, a) in rows:
-                b = Bundle(f"{name} {row}", f"ld.{mxm}")
-                ld = self.O.load(b, mxm, row, ins, transposed)
-                rd = self.O.read(b, s, a)
-                b.connect(rd, "out", ld, "w", tag=f"ld.{mxm}")
-                self.emit(b)
-            return
-        b = Bundle(name, f"ld.{mxm}")
-        for k, (row, (s, a)) in enumerate(rows):
-            ld = self.O.load(b, mxm, row, ins, transposed)
-            ld.off = k
-            rd = self.O.read(b, s, a)
-            b.connect(rd, "out", ld, "w", tag=f"ld.{mxm}")
-        self.emit(b)
-
-    def activate(self, mxm: str, ins: Install) -> None:
-        b = Bundle(f"{mxm} {ins.key} IW", "iw")
-        self.O.iw(b, mxm, ins)
-        self.emit(b)
-        self.active[mxm] = ins
-        self.buf[mxm].reverse()
-
-    def weights(self, name: str, w: np.ndarray, sd: str) -> Tensor:
-        out_t, in_t = T.ntiles(w.shape[0], self.vl), T.ntiles(w.shape[1], self.vl)
-        vecs = {}
-        for n in range(out_t):
-            for k in range(in_t):
-                for r, row in enumerate(T.weight_rows(w, n, k, self.vl)):
-                    vecs[(n, k, r)] = row.view(np.uint8)
-        t = None
-        # one tile per allocation, spread over the slices of the side
-        tiles = {}
-        for n in range(out_t):
-            for k in range(in_t):
-                sub = {key: v for key, v in vecs.items() if key[:2] == (n, k)}
-                tiles[(n, k)] = self.const(f"{name}[{n},{k}]", sub, 1, sd)
-        t = Tensor(name, 1, sd)
-        for tt in tiles.values():
-            t.locs.update(tt.locs)
-            t.ranges += tt.ranges
-        return t
-
-    def rows_of_tile(self, n_out: int, n: int) -> int:
-        return min(self.vl, n_out - n * self.vl)
-
-    def release(self, *ts: Tensor) -> None:
-        if not self.keep:
-            for t in ts:
-                self.mem.release(t)
-                self.released.add(t.name)
-
-    def keep_as(self, name: str, kind: str, obj, meta, *tensors: Tensor) -> None:
-        self.kept[name] = (kind, obj, meta)
-        self.kept_src[name] = [t.name for t in tensors]
-
-    def valid_intermediates(self) -> dict[str, tuple]:
-        """The kept intermediates none of whose SRAM was reused."""
-        return {k: v for k, v in self.kept.items()
-                if not set(self.kept_src[k]) & self.released}
 
     # ------------------------------------------------------------------ program
     def run(self) -> None:
