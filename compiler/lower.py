@@ -37,6 +37,7 @@ from .builder import ProgramBuilder
 from .deps import Install
 from .errors import CompileError
 from .ir import Bundle
+from .lowerings import matmul_rows
 from .routes import planes_in, planes_out
 
 MW, ME = "MXM_W0", "MXM_E0"
@@ -270,34 +271,31 @@ class Lowering(ProgramBuilder):
         return m
 
     def project(self, name: str, lin, mxm: str, out_loc, heads: bool) -> None:
+        """q, k or v: `matmul_rows` with a bias + requantise epilogue; with ``heads``, one
+        output per head of the tile (the first from the MVM, the others re-emitted from
+        the held accumulators with that head's lanes' multipliers)."""
         S, vl = self.S, self.vl
         sd = side(mxm)
-        w = self.w[f"w{name}"]
         n_out = lin.weight.shape[0]
-        kt = T.ntiles(lin.weight.shape[1], vl)
-        for n in range(T.ntiles(n_out, vl)):
-            hs = T.tile_heads(n, self.blk.n_heads, self.dh, vl) if heads else [None]
-            rb = self.regs.single()
-            self.reg_const(rb, T.tile_vec(lin.bias, n, vl), f"b{name}[{n}]")
-            trip = [self.regs.triple() for _ in range(min(2, len(hs)))]
-            for k, tr in enumerate(trip):
+        st: dict[str, object] = {}
+
+        def heads_of(n):
+            return T.tile_heads(n, self.blk.n_heads, self.dh, vl) if heads else [None]
+
+        def begin(n):
+            hs = st["hs"] = heads_of(n)
+            st["rb"] = self.regs.single()
+            self.reg_const(st["rb"], T.tile_vec(lin.bias, n, vl), f"b{name}[{n}]")
+            st["trip"] = [self.regs.triple() for _ in range(min(2, len(hs)))]
+            for k, tr in enumerate(st["trip"]):
                 self.reg_const(tr + 1, T.tile_vec(lin.shift, n, vl), f"sh{name}[{n}]")
                 self.reg_const(tr, self.head_mult(lin, n, hs[k]), f"m{name}[{n}]h{hs[k]}")
-            persist = kt > 1 or len(hs) > 1
-            slots = self.slots[mxm].take(S) if persist else None
-            for k in range(kt):
-                rows = range(self.rows_of_tile(n_out, n))
-                ins = self.install(mxm, (f"w{name}", n, k), [(r, w.loc(n, k, r)) for r in rows])
-                last = k == kt - 1
-                for i in range(S):
-                    b = Bundle(f"{name}[{n}] row {i} pass {k}", f"{name}.mvm")
-                    rd = self.O.read(b, *self.xloc(sd, i, k))
-                    slot = slots[i] if slots else self.slots[mxm].scratch()
-                    mv = self.O.mvm(b, mxm, slot, k > 0, last, ins)
-                    b.connect(rd, "out", mv, "x")
-                    if last:
-                        self.requant_out(b, mv, rb, trip[0], out_loc(hs[0], i, n))
-                    self.emit(b)
+
+        def epilogue(b, mv, i, n):
+            self.requant_out(b, mv, st["rb"], st["trip"][0], out_loc(st["hs"][0], i, n))
+
+        def done(n, slots):
+            hs, trip = st["hs"], st["trip"]
             for hi in range(1, len(hs)):
                 tr = trip[hi % len(trip)]
                 if hi >= len(trip):
@@ -305,17 +303,21 @@ class Lowering(ProgramBuilder):
                 for i in range(S):
                     b = Bundle(f"{name}[{n}] head {hs[hi]} row {i}", f"{name}.reemit")
                     rd = self.O.read(b, *self.zero_loc(sd))
-                    mv = self.O.mvm(b, mxm, slots[i], True, True, None,
-                                    purpose="re-emit")
+                    mv = self.O.mvm(b, mxm, slots[i], True, True, None, purpose="re-emit")
                     b.connect(rd, "out", mv, "x")
-                    self.requant_out(b, mv, rb, tr, out_loc(hs[hi], i, n))
+                    self.requant_out(b, mv, st["rb"], tr, out_loc(hs[hi], i, n))
                     self.emit(b)
-            if slots:
-                self.slots[mxm].give(slots)
-            self.regs.release(rb)
-            for tr in trip:
+
+        def end(n):
+            self.regs.release(st["rb"])
+            for tr in st["trip"]:
                 self.regs.release_triple(tr)
-        self.release(w)
+
+        matmul_rows(self, name, mxm, self.w[f"w{name}"], n_out, lin.weight.shape[1], S,
+                    lambda i, k: self.xloc(sd, i, k), epilogue=epilogue, tile_begin=begin,
+                    tile_done=done, tile_end=end, hold_slots=lambda n: len(heads_of(n)) > 1,
+                    weights_key=f"w{name}")
+        self.release(self.w[f"w{name}"])
 
     def requant_out(self, b: Bundle, mv, rb: int, tr: int, loc) -> None:
         v = self.O.vxm(b, "i32", "s", "ADD", "s", ("r", rb), "REQUANT", ("r", tr), otype="i8")
@@ -647,68 +649,62 @@ class Lowering(ProgramBuilder):
 
     # ------------------------------------------------------------------ C. MLP
     def mlp(self) -> None:
+        """Wo + residual 1, W1 + GELU, W2 + residual 2: three `matmul_rows` with their
+        epilogues."""
         blk, S, vl, O, regs = self.blk, self.S, self.vl, self.O, self.regs
         p = self.plan
         D, F = blk.d_model, blk.d_ff
         Dt, Ft = self.Dt, self.Ft
-        # ---- Wo + residual 1
-        mx = p["wo"]
-        w = self.w["wo"]
+        # ---- Wo + residual 1: rB = REQUANT(ADD(acc, bo)) into a register, T1 = x + rB,
+        # h = REQUANT(T1, h8 pairs):i8, T1 to SRAM (int32)
         hmat = self.mem.tensor("h", [(i, t) for i in range(S) for t in range(Dt)], 1,
                                side(p["w1"]))
         a2 = self.mem.tensor("h_sum", [(i, t) for i in range(S) for t in range(Dt)], 4)
-        for n in range(Dt):
-            two, rbo, th8 = regs.triple(), regs.single(), regs.triple()
-            self.reg_const(th8, T.tile_vec(blk.h8_multiplier, n, vl), f"m_h8[{n}]")
-            self.reg_const(th8 + 1, T.tile_vec(blk.h8_shift, n, vl), f"sh_h8[{n}]")
-            rb = [regs.single(), regs.single()]
-            rt = [regs.single(), regs.single()]
-            self.reg_const(rbo, T.tile_vec(blk.wo.bias, n, vl), f"bo[{n}]")
-            self.reg_const(two, T.tile_vec(blk.wo.multiplier, n, vl), f"m_wo[{n}]")
-            self.reg_const(two + 1, T.tile_vec(blk.wo.shift, n, vl), f"sh_wo[{n}]")
-            slots = self.slots[mx].take(S) if Dt > 1 else None
-            for k in range(Dt):
-                ins = self.install(mx, ("wo", n, k),
-                                   [(r, w.loc(n, k, r)) for r in range(self.rows_of_tile(D, n))])
-                last = k == Dt - 1
-                for i in range(S):
-                    b = Bundle(f"wo[{n}] row {i} pass {k}", "wo.mvm")
-                    rd = O.read(b, *self.ctx.loc(i, k))
-                    slot = slots[i] if slots else self.slots[mx].scratch()
-                    mv = O.mvm(b, mx, slot, k > 0, last, ins)
-                    b.connect(rd, "out", mv, "x")
-                    if last:
-                        v = O.vxm(b, "i32", ("r", rb[i % 2]), "ADD", "s", ("r", rbo), "REQUANT",
-                                  ("r", two))
-                        b.connect(mv, "out", v, "a")
-                    self.emit(b)
-                    if not last:
-                        continue
-                    r_b, r_t = rb[i % 2], rt[i % 2]
-                    b = Bundle(f"residual1 row {i} tile {n}", "res1")
-                    v = O.vxm(b, "i32", ("r", r_t), "ADD", "s", ("r", r_b))
-                    planes_in(O, b, self.x32[(i, n)], v, "a")
-                    self.emit(b)
-                    b = Bundle(f"h row {i} tile {n}", "h")
-                    v = O.vxm(b, "i32", "s", "REQUANT", ("r", r_t), ("r", th8), otype="i8")
-                    wr = O.write(b, *hmat.loc(i, n))
-                    b.connect(v, "d", wr, "in")
-                    self.emit(b)
-                    b = Bundle(f"h_sum row {i} tile {n}", "a2")
-                    v = O.vxm(b, "i32", "s", "PASS", ("r", r_t))
-                    planes_out(O, b, v, "d", a2[(i, n)])
-                    self.emit(b)
-            if slots:
-                self.slots[mx].give(slots)
-            regs.release_triple(two)
-            regs.release_triple(th8)
-            regs.release(rbo, *rb, *rt)
-        self.release(w, self.ctx, self.x32)
+        r: dict[str, object] = {}
+
+        def wo_begin(n):
+            r["two"], r["bo"], r["h8"] = regs.triple(), regs.single(), regs.triple()
+            self.reg_const(r["h8"], T.tile_vec(blk.h8_multiplier, n, vl), f"m_h8[{n}]")
+            self.reg_const(r["h8"] + 1, T.tile_vec(blk.h8_shift, n, vl), f"sh_h8[{n}]")
+            r["b"] = [regs.single(), regs.single()]
+            r["t"] = [regs.single(), regs.single()]
+            self.reg_const(r["bo"], T.tile_vec(blk.wo.bias, n, vl), f"bo[{n}]")
+            self.reg_const(r["two"], T.tile_vec(blk.wo.multiplier, n, vl), f"m_wo[{n}]")
+            self.reg_const(r["two"] + 1, T.tile_vec(blk.wo.shift, n, vl), f"sh_wo[{n}]")
+
+        def wo_epilogue(b, mv, i, n):
+            v = O.vxm(b, "i32", ("r", r["b"][i % 2]), "ADD", "s", ("r", r["bo"]), "REQUANT",
+                      ("r", r["two"]))
+            b.connect(mv, "out", v, "a")
+
+        def residual1(i, n):
+            r_b, r_t = r["b"][i % 2], r["t"][i % 2]
+            b = Bundle(f"residual1 row {i} tile {n}", "res1")
+            v = O.vxm(b, "i32", ("r", r_t), "ADD", "s", ("r", r_b))
+            planes_in(O, b, self.x32[(i, n)], v, "a")
+            self.emit(b)
+            b = Bundle(f"h row {i} tile {n}", "h")
+            v = O.vxm(b, "i32", "s", "REQUANT", ("r", r_t), ("r", r["h8"]), otype="i8")
+            wr = O.write(b, *hmat.loc(i, n))
+            b.connect(v, "d", wr, "in")
+            self.emit(b)
+            b = Bundle(f"h_sum row {i} tile {n}", "a2")
+            v = O.vxm(b, "i32", "s", "PASS", ("r", r_t))
+            planes_out(O, b, v, "d", a2[(i, n)])
+            self.emit(b)
+
+        def wo_end(n):
+            regs.release_triple(r["two"])
+            regs.release_triple(r["h8"])
+            regs.release(r["bo"], *r["b"], *r["t"])
+
+        matmul_rows(self, "wo", p["wo"], self.w["wo"], D, D, S, self.ctx.loc,
+                    epilogue=wo_epilogue, after_row=residual1, tile_begin=wo_begin,
+                    tile_end=wo_end)
+        self.release(self.w["wo"], self.ctx, self.x32)
         self.keep_as("h", "rows", hmat, D, hmat)
         self.keep_as("h_sum", "rows4", a2, D, a2)
-        # ---- W1 + GELU
-        mx = p["w1"]
-        w = self.w["w1"]
+        # ---- W1 + GELU: ff1 = REQUANT(ADD(acc, b1)):i8 straight into the GELU Gather
         gG = self.t_gelu.loc(0)
         g = self.mem.tensor("gelu", [(i, f) for i in range(S) for f in range(Ft)], 1,
                             side(p["w2"]), exclude=[gG[0]])
@@ -717,81 +713,66 @@ class Lowering(ProgramBuilder):
         if self.keep:
             f1 = self.mem.tensor("ff1", [(i, f) for i in range(S) for f in range(Ft)], 1,
                                  slices=[s for s in gside if s != gG[0]][:1])
-        for f in range(Ft):
-            tw, rb1 = regs.triple(), regs.single()
-            self.reg_const(rb1, T.tile_vec(blk.w1.bias, f, vl), f"b1[{f}]")
-            self.reg_const(tw, T.tile_vec(blk.w1.multiplier, f, vl), f"m1[{f}]")
-            self.reg_const(tw + 1, T.tile_vec(blk.w1.shift, f, vl), f"sh1[{f}]")
-            slots = self.slots[mx].take(S) if Dt > 1 else None
-            for k in range(Dt):
-                ins = self.install(mx, ("w1", f, k),
-                                   [(r, w.loc(f, k, r)) for r in range(self.rows_of_tile(F, f))])
-                last = k == Dt - 1
-                for i in range(S):
-                    b = Bundle(f"w1[{f}] row {i} pass {k}", "w1.mvm")
-                    rd = O.read(b, *hmat.loc(i, k))
-                    slot = slots[i] if slots else self.slots[mx].scratch()
-                    mv = O.mvm(b, mx, slot, k > 0, last, ins)
-                    b.connect(rd, "out", mv, "x")
-                    if last:
-                        v = O.vxm(b, "i32", "s", "ADD", "s", ("r", rb1), "REQUANT", ("r", tw),
-                                  otype="i8")
-                        b.connect(mv, "out", v, "a")
-                        ga = O.gather(b, gG[0], gG[1])
-                        idx = b.wire(1)
-                        b.drive(idx, 0, v, "d")
-                        b.tap(idx, 0, ga, "idx")
-                        if f1 is not None:
-                            wr = O.write(b, *f1.loc(i, f))
-                            b.tap(idx, 0, wr, "in")
-                        wr = O.write(b, *g.loc(i, f))
-                        b.connect(ga, "out", wr, "in")
-                    self.emit(b)
-            if slots:
-                self.slots[mx].give(slots)
-            regs.release_triple(tw)
-            regs.release(rb1)
-        self.release(w, hmat)
+
+        def w1_begin(f):
+            r["tw"], r["b1"] = regs.triple(), regs.single()
+            self.reg_const(r["b1"], T.tile_vec(blk.w1.bias, f, vl), f"b1[{f}]")
+            self.reg_const(r["tw"], T.tile_vec(blk.w1.multiplier, f, vl), f"m1[{f}]")
+            self.reg_const(r["tw"] + 1, T.tile_vec(blk.w1.shift, f, vl), f"sh1[{f}]")
+
+        def w1_epilogue(b, mv, i, f):
+            v = O.vxm(b, "i32", "s", "ADD", "s", ("r", r["b1"]), "REQUANT", ("r", r["tw"]),
+                      otype="i8")
+            b.connect(mv, "out", v, "a")
+            ga = O.gather(b, gG[0], gG[1])
+            idx = b.wire(1)
+            b.drive(idx, 0, v, "d")
+            b.tap(idx, 0, ga, "idx")
+            if f1 is not None:
+                wr = O.write(b, *f1.loc(i, f))
+                b.tap(idx, 0, wr, "in")
+            wr = O.write(b, *g.loc(i, f))
+            b.connect(ga, "out", wr, "in")
+
+        def w1_end(f):
+            regs.release_triple(r["tw"])
+            regs.release(r["b1"])
+
+        matmul_rows(self, "w1", p["w1"], self.w["w1"], F, D, S, hmat.loc,
+                    epilogue=w1_epilogue, tile_begin=w1_begin, tile_end=w1_end)
+        self.release(self.w["w1"], hmat)
         if f1 is not None:
             self.keep_as("ff1", "rows", f1, F, f1)
         self.keep_as("gelu", "rows", g, F, g)
-        # ---- W2 + residual 2
-        mx = p["w2"]
-        w = self.w["w2"]
+        # ---- W2 + residual 2: y = ADD(REQUANT(ADD(acc, b2)), T1), int32 to SRAM
         y = self.mem.tensor("y", [(i, t) for i in range(S) for t in range(Dt)], 4)
-        for n in range(Dt):
-            tw, rb2 = regs.triple(), regs.single()
-            rbb = [regs.single(), regs.single()]
-            self.reg_const(rb2, T.tile_vec(blk.w2.bias, n, vl), f"b2[{n}]")
-            self.reg_const(tw, T.tile_vec(blk.w2.multiplier, n, vl), f"m2[{n}]")
-            self.reg_const(tw + 1, T.tile_vec(blk.w2.shift, n, vl), f"sh2[{n}]")
-            slots = self.slots[mx].take(S) if Ft > 1 else None
-            for k in range(Ft):
-                ins = self.install(mx, ("w2", n, k),
-                                   [(r, w.loc(n, k, r)) for r in range(self.rows_of_tile(D, n))])
-                last = k == Ft - 1
-                for i in range(S):
-                    b = Bundle(f"w2[{n}] row {i} pass {k}", "w2.mvm")
-                    rd = O.read(b, *g.loc(i, k))
-                    slot = slots[i] if slots else self.slots[mx].scratch()
-                    mv = O.mvm(b, mx, slot, k > 0, last, ins)
-                    b.connect(rd, "out", mv, "x")
-                    if last:
-                        v = O.vxm(b, "i32", ("r", rbb[i % 2]), "ADD", "s", ("r", rb2),
-                                  "REQUANT", ("r", tw))
-                        b.connect(mv, "out", v, "a")
-                    self.emit(b)
-                    if not last:
-                        continue
-                    b = Bundle(f"y row {i} tile {n}", "y")
-                    v = O.vxm(b, "i32", "s", "ADD", ("r", rbb[i % 2]), "s")
-                    planes_in(O, b, a2[(i, n)], v, "b")
-                    planes_out(O, b, v, "d", y[(i, n)])
-                    self.emit(b)
-            if slots:
-                self.slots[mx].give(slots)
-            regs.release_triple(tw)
-            regs.release(rb2, *rbb)
-        self.release(w, g, a2)
+
+        def w2_begin(n):
+            r["tw"], r["b2"] = regs.triple(), regs.single()
+            r["bb"] = [regs.single(), regs.single()]
+            self.reg_const(r["b2"], T.tile_vec(blk.w2.bias, n, vl), f"b2[{n}]")
+            self.reg_const(r["tw"], T.tile_vec(blk.w2.multiplier, n, vl), f"m2[{n}]")
+            self.reg_const(r["tw"] + 1, T.tile_vec(blk.w2.shift, n, vl), f"sh2[{n}]")
+
+        def w2_epilogue(b, mv, i, n):
+            v = O.vxm(b, "i32", ("r", r["bb"][i % 2]), "ADD", "s", ("r", r["b2"]),
+                      "REQUANT", ("r", r["tw"]))
+            b.connect(mv, "out", v, "a")
+
+        def residual2(i, n):
+            b = Bundle(f"y row {i} tile {n}", "y")
+            v = O.vxm(b, "i32", "s", "ADD", ("r", r["bb"][i % 2]), "s")
+            planes_in(O, b, a2[(i, n)], v, "b")
+            planes_out(O, b, v, "d", y[(i, n)])
+            self.emit(b)
+
+        def w2_end(n):
+            regs.release_triple(r["tw"])
+            regs.release(r["b2"], *r["bb"])
+
+        matmul_rows(self, "w2", p["w2"], self.w["w2"], D, F, S, g.loc,
+                    epilogue=w2_epilogue, after_row=residual2, tile_begin=w2_begin,
+                    tile_end=w2_end)
+        self.release(self.w["w2"], g, a2)
         self.y = y
         self.keep_as("y", "rows4", y, D, y)

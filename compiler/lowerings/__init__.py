@@ -1,0 +1,6 @@
+"""Op lowerings: one module per op kind, each a function over a
+`compiler.builder.ProgramBuilder` that appends the op's bundles (see docs/compiler.md)."""
+
+from .matmul import matmul_rows
+
+__all__ = ["matmul_rows"]
