@@ -1,4 +1,5 @@
-"""Row-streamed matrix product ``Y[i] = W X[i]`` tiled over any K and N on one MXM.
+"""Row-streamed matrix product ``Y[i] = W X[i]`` tiled over any K and N, on one MXM or
+spread over several (output tile ``n`` on ``mxms[n % len(mxms)]``).
 
 The weight matrix ``W`` (``n_out x k_in`` int8, host constants, tiles of VL x VL rows
 as `ProgramBuilder.weights` lays them out) is installed tile by tile; every input row
@@ -15,14 +16,15 @@ cycle on the MXM; the epilogue's VXM op is fed ``2S+2`` cycles after the MVM iss
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .. import tiling as T
 from ..builder import ProgramBuilder
 from ..ir import Bundle, Op
 
 
-def matmul_rows(pb: ProgramBuilder, name: str, mxm: str, weights, n_out: int, k_in: int,
+def matmul_rows(pb: ProgramBuilder, name: str, mxm: str | Sequence[str], weights,
+                n_out: int, k_in: int,
                 rows: int, x_loc: Callable[[int, int], tuple[str, int]], *,
                 epilogue: Callable[[Bundle, Op, int, int], None],
                 after_row: Callable[[int, int], None] | None = None,
@@ -32,6 +34,10 @@ def matmul_rows(pb: ProgramBuilder, name: str, mxm: str, weights, n_out: int, k_
                 hold_slots: Callable[[int], bool] | None = None,
                 kind: str | None = None, weights_key: str | None = None) -> None:
     """Lower ``Y[i] = W X[i]`` for ``i < rows`` (see the module docstring).
+
+    ``mxm``: one MXM slice name, or several: the output tiles go to them in turn, so that
+    their installs and MVMs overlap (an MXM in the other hemisphere than ``weights`` and
+    X reads them across the VXM).
 
     ``x_loc(i, k)``: where row ``i``, K tile ``k`` of X is.  ``epilogue(b, mvm, i, n)``:
     adds the consumer of the emitted sum of row ``i``, output tile ``n`` to bundle ``b``
@@ -45,7 +51,9 @@ def matmul_rows(pb: ProgramBuilder, name: str, mxm: str, weights, n_out: int, k_
     so that the same weights are not installed twice in a row."""
     vl = pb.vl
     kt = T.ntiles(k_in, vl)
+    mxms = [mxm] if isinstance(mxm, str) else list(mxm)
     for n in range(T.ntiles(n_out, vl)):
+        mxm = mxms[n % len(mxms)]
         if tile_begin:
             tile_begin(n)
         hold = kt > 1 or (hold_slots is not None and hold_slots(n))

@@ -1,0 +1,78 @@
+"""Op lowerings on their own: compiled through the builder, run on the machine model,
+compared bit for bit with numpy, cycles predicted == model cycles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from arch.config import get_config
+from arch.program import Program
+from compiler import tiling as T
+from compiler.builder import ProgramBuilder
+from compiler.emit import emit
+from compiler.lowerings import matmul_rows
+from compiler.routes import planes_out
+from compiler.schedule import list_schedule
+from golden.machine import Machine
+
+TWO_MXM = get_config("small").replace(name="small-2mxm", mxms_per_hemisphere=2)
+
+
+def run_matmul(cfg, mxm: str, n_out: int, k_in: int, rows: int, seed: int):
+    """``Y = X W^T`` (int8 x int8 -> int32) by `matmul_rows` on ``mxm``; returns
+    (Y from the machine, X, W, predicted cycles, model cycles)."""
+    rng = np.random.default_rng([seed, n_out, k_in, rows])
+    w = rng.integers(-127, 128, (n_out, k_in)).astype(np.int8)
+    x = rng.integers(-128, 128, (rows, k_in)).astype(np.int8)
+    vl = cfg.vector_length
+    pb = ProgramBuilder(cfg)
+    sd = cfg.slice(mxm if isinstance(mxm, str) else mxm[0]).hemisphere
+    wt = pb.weights("w", w, sd)
+    xt = pb.const("x", {(i, k): T.pad(x[i, k * vl:(k + 1) * vl], vl).astype(np.int8)
+                        .view(np.uint8) for i in range(rows) for k in range(T.ntiles(k_in, vl))},
+                  1, sd)
+    yt = pb.mem.tensor("y", [(i, n) for i in range(rows) for n in range(T.ntiles(n_out, vl))],
+                       4, sd)
+
+    def store(b, mv, i, n):  # the int32 sums, 4 byte planes, straight to SRAM
+        planes_out(pb.O, b, mv, "out", yt[(i, n)])
+
+    matmul_rows(pb, "w", mxm, wt, n_out, k_in, rows, xt.loc, epilogue=store)
+    pb.mem.check()
+    list_schedule(cfg, pb.bundles, order="program")
+    em = emit(cfg, pb.bundles, True)
+    m = Machine(cfg)
+    for (s, a), v in pb.init.items():
+        m.write_mem(s, a, v)
+    m.load_program(Program.from_instrs(cfg, {k: q.words for k, q in em.queues.items()}))
+    res = m.run(max_cycles=4 * em.cycles + 1000)
+    y = np.zeros((rows, T.ntiles(n_out, vl) * vl), np.int64)
+    for (i, n), locs in yt.locs.items():
+        y[i, n * vl:(n + 1) * vl] = T.from_bytes(np.stack([m.read_mem(s, a) for s, a in locs]))
+    return y[:, :n_out], x, w, em.cycles, res.cycles
+
+
+@pytest.mark.parametrize(("config", "mxm", "n_out", "k_in", "rows"), [
+    ("tiny", "MXM_W0", 16, 16, 3),  # one tile
+    ("tiny", "MXM_E0", 40, 24, 5),  # N and K beyond VL = 16, partial last tiles
+    ("tiny", "MXM_W0", 8, 56, 4),  # K over 4 tiles accumulated in the slots
+    ("small", "MXM_E0", 70, 33, 6),  # VL = 32
+    (TWO_MXM, "MXM_W1", 36, 40, 3),  # the second MXM of a hemisphere
+    (TWO_MXM, "MXM_E1", 36, 40, 3),
+    # output tiles over every MXM of the config, the far hemisphere's reading across
+    ("tiny", ("MXM_W0", "MXM_E0"), 40, 24, 5),
+    (TWO_MXM, ("MXM_W0", "MXM_W1", "MXM_E0", "MXM_E1"), 130, 40, 4),
+])
+def test_matmul_rows_bit_exact(config, mxm, n_out, k_in, rows, base_seed):
+    cfg = get_config(config) if isinstance(config, str) else config
+    print(f"seed={base_seed} {cfg.name} {mxm} N={n_out} K={k_in} rows={rows}")
+    if not isinstance(mxm, str):  # spread over several MXMs: faster than on the first alone
+        one = run_matmul(cfg, mxm[0], n_out, k_in, rows, base_seed)[3]
+    y, x, w, predicted, measured = run_matmul(cfg, mxm, n_out, k_in, rows, base_seed)
+    want = x.astype(np.int64) @ w.astype(np.int64).T  # independent: numpy, exact
+    assert np.array_equal(y, want), np.argwhere(y != want)[:5]
+    assert predicted == measured
+    if not isinstance(mxm, str):
+        print(f"cycles on {mxm[0]} alone {one}, on {len(mxm)} MXMs {predicted}")
+        assert predicted < one
