@@ -99,7 +99,7 @@ class Lowering(ProgramBuilder):
                  plan: dict | None = None, max_chains: int = 2, prealloc=(),
                  group: int | None = None, rigid_loads: bool = True,
                  v_transpose: bool = False, x8_near_input: bool = False):
-        super().__init__(cfg, keep=keep, rigid_loads=rigid_loads, mxms=(MW, ME))
+        super().__init__(cfg, keep=keep, rigid_loads=rigid_loads)
         self.blk = block
         self.plan = dict(DEFAULT_PLAN, **(plan or {}))
         self.max_chains = max_chains
@@ -270,6 +270,13 @@ class Lowering(ProgramBuilder):
             m = np.where(keep, m, 0)
         return m
 
+    def group_of(self, mxm: str) -> list[str]:
+        """``mxm`` and the other MXMs of its hemisphere: a matrix product planned on ``mxm``
+        spreads its output tiles over all of them (`matmul_rows`)."""
+        hemi = self.cfg.slice(mxm).hemisphere
+        return [mxm] + [s.name for s in self.cfg.slices_of("MXM")
+                        if s.hemisphere == hemi and s.name != mxm]
+
     def project(self, name: str, lin, mxm: str, out_loc, heads: bool) -> None:
         """q, k or v: `matmul_rows` with a bias + requantise epilogue; with ``heads``, one
         output per head of the tile (the first from the MVM, the others re-emitted from
@@ -294,8 +301,11 @@ class Lowering(ProgramBuilder):
         def epilogue(b, mv, i, n):
             self.requant_out(b, mv, st["rb"], st["trip"][0], out_loc(st["hs"][0], i, n))
 
+        mxms = self.group_of(mxm)
+
         def done(n, slots):
             hs, trip = st["hs"], st["trip"]
+            mx = mxms[n % len(mxms)]  # the MXM that holds tile n's accumulators
             for hi in range(1, len(hs)):
                 tr = trip[hi % len(trip)]
                 if hi >= len(trip):
@@ -303,7 +313,7 @@ class Lowering(ProgramBuilder):
                 for i in range(S):
                     b = Bundle(f"{name}[{n}] head {hs[hi]} row {i}", f"{name}.reemit")
                     rd = self.O.read(b, *self.zero_loc(sd))
-                    mv = self.O.mvm(b, mxm, slots[i], True, True, None, purpose="re-emit")
+                    mv = self.O.mvm(b, mx, slots[i], True, True, None, purpose="re-emit")
                     b.connect(rd, "out", mv, "x")
                     self.requant_out(b, mv, st["rb"], tr, out_loc(hs[hi], i, n))
                     self.emit(b)
@@ -313,7 +323,7 @@ class Lowering(ProgramBuilder):
             for tr in st["trip"]:
                 self.regs.release_triple(tr)
 
-        matmul_rows(self, name, mxm, self.w[f"w{name}"], n_out, lin.weight.shape[1], S,
+        matmul_rows(self, name, mxms, self.w[f"w{name}"], n_out, lin.weight.shape[1], S,
                     lambda i, k: self.xloc(sd, i, k), epilogue=epilogue, tile_begin=begin,
                     tile_done=done, tile_end=end, hold_slots=lambda n: len(heads_of(n)) > 1,
                     weights_key=f"w{name}")
@@ -698,7 +708,7 @@ class Lowering(ProgramBuilder):
             regs.release_triple(r["h8"])
             regs.release(r["bo"], *r["b"], *r["t"])
 
-        matmul_rows(self, "wo", p["wo"], self.w["wo"], D, D, S, self.ctx.loc,
+        matmul_rows(self, "wo", self.group_of(p["wo"]), self.w["wo"], D, D, S, self.ctx.loc,
                     epilogue=wo_epilogue, after_row=residual1, tile_begin=wo_begin,
                     tile_end=wo_end)
         self.release(self.w["wo"], self.ctx, self.x32)
@@ -738,7 +748,7 @@ class Lowering(ProgramBuilder):
             regs.release_triple(r["tw"])
             regs.release(r["b1"])
 
-        matmul_rows(self, "w1", p["w1"], self.w["w1"], F, D, S, hmat.loc,
+        matmul_rows(self, "w1", self.group_of(p["w1"]), self.w["w1"], F, D, S, hmat.loc,
                     epilogue=w1_epilogue, tile_begin=w1_begin, tile_end=w1_end)
         self.release(self.w["w1"], hmat)
         if f1 is not None:
@@ -770,7 +780,7 @@ class Lowering(ProgramBuilder):
             regs.release_triple(r["tw"])
             regs.release(r["b2"], *r["bb"])
 
-        matmul_rows(self, "w2", p["w2"], self.w["w2"], D, F, S, g.loc,
+        matmul_rows(self, "w2", self.group_of(p["w2"]), self.w["w2"], D, F, S, g.loc,
                     epilogue=w2_epilogue, after_row=residual2, tile_begin=w2_begin,
                     tile_end=w2_end)
         self.release(self.w["w2"], g, a2)
