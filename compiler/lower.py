@@ -37,7 +37,7 @@ from .builder import ProgramBuilder
 from .deps import Install
 from .errors import CompileError
 from .ir import Bundle
-from .lowerings import matmul_rows
+from .lowerings import matmul_rows, requantize_rows
 from .routes import planes_in, planes_out
 
 MW, ME = "MXM_W0", "MXM_E0"
@@ -186,22 +186,12 @@ class Lowering(ProgramBuilder):
         REQUANT and 4-plane read cost more than the longer stream path; small default 767
         -> 698 cycles at effort fast); which side is best depends on the plan, so the
         driver tries both (``x8_near_input``)."""
-        blk, S, vl, O, regs, Dt = self.blk, self.S, self.vl, self.O, self.regs, self.Dt
+        blk, S, Dt = self.blk, self.S, self.Dt
         keys = [(i, t) for i in range(S) for t in range(Dt)]
         self.x = self.mem.tensor("x8", keys, 1, other(self.sum_side) if self.x8_near_input
                                  else self.sum_side)
-        for t in range(Dt):
-            tr = regs.triple()
-            self.reg_const(tr, T.tile_vec(blk.x8_multiplier, t, vl), f"m_x8[{t}]")
-            self.reg_const(tr + 1, T.tile_vec(blk.x8_shift, t, vl), f"sh_x8[{t}]")
-            for i in range(S):
-                b = Bundle(f"x8 row {i} tile {t}", "x8")
-                v = O.vxm(b, "i32", "s", "REQUANT", "s", ("r", tr), otype="i8")
-                planes_in(O, b, self.x32[(i, t)], v, "a")
-                wr = O.write(b, *self.x.loc(i, t))
-                b.connect(v, "d", wr, "in")
-                self.emit(b)
-            regs.release_triple(tr)
+        requantize_rows(self, "x8", self.x32, self.x, S, blk.d_model, blk.x8_multiplier,
+                        blk.x8_shift)
         if self.keep:
             self.keep_as("x8", "rows", self.x, blk.d_model, self.x)
 

@@ -11,7 +11,7 @@ from arch.program import Program
 from compiler import tiling as T
 from compiler.builder import ProgramBuilder
 from compiler.emit import emit
-from compiler.lowerings import matmul_rows
+from compiler.lowerings import matmul_rows, requantize_rows
 from compiler.routes import planes_out
 from compiler.schedule import list_schedule
 from golden.machine import Machine
@@ -76,3 +76,48 @@ def test_matmul_rows_bit_exact(config, mxm, n_out, k_in, rows, base_seed):
     if not isinstance(mxm, str):
         print(f"cycles on {mxm[0]} alone {one}, on {len(mxm)} MXMs {predicted}")
         assert predicted < one
+
+
+def _requant_ref(acc: int, m: int, s: int, lo: int, hi: int) -> int:
+    """floor(acc * m * 2**(s - 31) + 1/2), saturated: Python integers, exact."""
+    num = acc * m * 2 ** max(s, 0) * 2 + 2 ** (31 - min(s, 0))
+    return min(max(num // 2 ** (32 - min(s, 0)), lo), hi)
+
+
+@pytest.mark.parametrize(("config", "src_planes", "dst_planes", "width", "rows"), [
+    ("tiny", 4, 1, 40, 3),  # int32 -> int8 (the block's x8), partial last tile
+    ("tiny", 4, 2, 16, 2),  # int32 -> int16
+    ("small", 2, 1, 70, 4),  # int16 -> int8, VL = 32
+])
+def test_requantize_rows_bit_exact(config, src_planes, dst_planes, width, rows, base_seed):
+    cfg = get_config(config)
+    print(f"seed={base_seed} {config} {src_planes}->{dst_planes} bytes width={width}")
+    rng = np.random.default_rng([base_seed, src_planes, dst_planes, width])
+    vl = cfg.vector_length
+    bits = 8 * src_planes
+    x = rng.integers(-(2 ** (bits - 1)), 2 ** (bits - 1), (rows, width))
+    x[0, :4] = [2 ** (bits - 1) - 1, -(2 ** (bits - 1)), 0, -1]  # the extremes
+    mult = rng.integers(2**30, 2**31 - 1, width)
+    shift = rng.integers(-20, 3, width)
+    pb = ProgramBuilder(cfg)
+    nt = T.ntiles(width, vl)
+    keys = [(i, t) for i in range(rows) for t in range(nt)]
+    src = pb.const("x", {(i, t): T.bytes_of(T.pad(x[i, t * vl:(t + 1) * vl], vl), src_planes)
+                         for i, t in keys}, src_planes)
+    dst = pb.mem.tensor("y", keys, dst_planes)
+    requantize_rows(pb, "rq", src, dst, rows, width, mult, shift)
+    pb.mem.check()
+    list_schedule(cfg, pb.bundles, order="program")
+    em = emit(cfg, pb.bundles, True)
+    m = Machine(cfg)
+    for (s, a), v in pb.init.items():
+        m.write_mem(s, a, v)
+    m.load_program(Program.from_instrs(cfg, {k: q.words for k, q in em.queues.items()}))
+    assert m.run(max_cycles=4 * em.cycles + 1000).cycles == em.cycles
+    lo, hi = -(2 ** (8 * dst_planes - 1)), 2 ** (8 * dst_planes - 1) - 1
+    for i, t in keys:
+        got = T.from_bytes(np.stack([m.read_mem(s, a) for s, a in dst[(i, t)]]))
+        for lane in range(min(vl, width - t * vl)):
+            c = t * vl + lane
+            want = _requant_ref(int(x[i, c]), int(mult[c]), int(shift[c]), lo, hi)
+            assert got[lane] == want, (i, c, int(x[i, c]), int(mult[c]), int(shift[c]))

@@ -2,5 +2,6 @@
 `compiler.builder.ProgramBuilder` that appends the op's bundles (see docs/compiler.md)."""
 
 from .matmul import matmul_rows
+from .requant import requantize_rows
 
-__all__ = ["matmul_rows"]
+__all__ = ["matmul_rows", "requantize_rows"]
