@@ -663,9 +663,12 @@ def quantize_block(float_params: Mapping[str, np.ndarray], calibration_inputs: n
         pw[n] = dequantize_per_channel(wq, ws, axis=0)
     f = float_forward(cal, pw, n_heads, causal)
 
-    def scale(name: str) -> float:
-        m = float(np.max(np.abs(f[name])))
+    def scale_of(t: np.ndarray) -> float:
+        m = float(np.max(np.abs(t)))
         return headroom * m / 127.0 if m > 0 else 1.0
+
+    def scale(name: str) -> float:
+        return scale_of(f[name])
 
     s = {n: scale(n) for n in ("x", "q", "k", "v", "ctx", "h", "ff1", "gelu", "y")}
     fine = 2.0 ** -RESIDUAL_FRAC_BITS
@@ -676,8 +679,8 @@ def quantize_block(float_params: Mapping[str, np.ndarray], calibration_inputs: n
     # weight columns of the matrices they feed
     x_smooth = smooth_factors(f["x"], np.concatenate([pw["wq"], pw["wk"], pw["wv"]]))
     h_smooth = smooth_factors(f["h"], pw["w1"])
-    s["x8"] = headroom * max(float(np.max(np.abs(f["x"] / x_smooth))), 1e-30) / 127.0
-    s["h8"] = headroom * max(float(np.max(np.abs(f["h"] / h_smooth))), 1e-30) / 127.0
+    s["x8"] = scale_of(f["x"] / x_smooth)
+    s["h8"] = scale_of(f["h"] / h_smooth)
     s["stream"] = max(s["x"], s["h"], s["y"])
     lsb = s["stream"] * fine
     x8 = [_mult(lsb / (s["x8"] * c), "x8 requantize") for c in x_smooth]

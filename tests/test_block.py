@@ -374,3 +374,13 @@ def test_cli_text_and_errors(capsys):
     assert "non-causal" in text and "min cosine" in text
     assert cli_main(["--d-model", "30", "--heads", "4"]) == 2
     assert "not divisible" in capsys.readouterr().err
+
+
+def test_quantize_block_silent_calibration():
+    """All-zero calibration inputs (nothing to measure) still give a working block: the
+    input's scales fall back to 1.0 as for any all-zero intermediate, its smoothing
+    factors to 1 (h is the biases alone and is calibrated as usual)."""
+    b = quantize_block(random_float_params(0, 32, 64), np.zeros((16, 32)), 2)
+    assert b.x_scale == b.x8_scale == 1.0 and np.all(b.x_smooth == 1.0)
+    y = b.forward_int(b.quantize_input(np.zeros((16, 32))))
+    assert y.dtype == np.int32 and y.shape == (16, 32)
