@@ -11,7 +11,7 @@ from arch.program import Program
 from compiler import tiling as T
 from compiler.builder import ProgramBuilder
 from compiler.emit import emit
-from compiler.lowerings import matmul_rows, requantize_rows
+from compiler.lowerings import add_rows, lookup_rows, matmul_rows, requantize_rows
 from compiler.routes import planes_out
 from compiler.schedule import list_schedule
 from golden.machine import Machine
@@ -121,3 +121,75 @@ def test_requantize_rows_bit_exact(config, src_planes, dst_planes, width, rows, 
             c = t * vl + lane
             want = _requant_ref(int(x[i, c]), int(mult[c]), int(shift[c]), lo, hi)
             assert got[lane] == want, (i, c, int(x[i, c]), int(mult[c]), int(shift[c]))
+
+
+def _run(cfg, pb):
+    """Schedule `pb`'s bundles, run them on a fresh machine from the host image; return
+    the machine (cycles predicted == model cycles asserted)."""
+    pb.mem.check()
+    list_schedule(cfg, pb.bundles, order="program")
+    em = emit(cfg, pb.bundles, True)
+    m = Machine(cfg)
+    for (s, a), v in pb.init.items():
+        m.write_mem(s, a, v)
+    m.load_program(Program.from_instrs(cfg, {k: q.words for k, q in em.queues.items()}))
+    assert m.run(max_cycles=4 * em.cycles + 1000).cycles == em.cycles
+    return m
+
+
+def _rows_const(pb, name, x, planes, vl):
+    rows, width = x.shape
+    return pb.const(name, {(i, t): T.bytes_of(T.pad(x[i, t * vl:(t + 1) * vl], vl), planes)
+                           for i in range(rows) for t in range(T.ntiles(width, vl))}, planes)
+
+
+def _read_rows(m, tensor, rows, width, vl):
+    out = np.zeros((rows, T.ntiles(width, vl) * vl), np.int64)
+    for (i, t), locs in tensor.locs.items():
+        out[i, t * vl:(t + 1) * vl] = T.from_bytes(np.stack([m.read_mem(s, a) for s, a in locs]))
+    return out[:, :width]
+
+
+@pytest.mark.parametrize(("config", "requant"), [("tiny", False), ("tiny", True),
+                                                 ("small", True)])
+def test_add_rows_bit_exact(config, requant, base_seed):
+    """The residual add: int32 stream + (requantised) int32 accumulator, saturated."""
+    cfg = get_config(config)
+    vl, rows, width = cfg.vector_length, 3, 40
+    print(f"seed={base_seed} {config} requant={requant}")
+    rng = np.random.default_rng([base_seed, 7, int(requant)])
+    a = rng.integers(-(2**30), 2**30, (rows, width))
+    b = rng.integers(-(2**31), 2**31, (rows, width))
+    a[0, 0], b[0, 0] = 2**31 - 1, 2**31 - 1  # saturates (without requantisation)
+    mult = rng.integers(2**30, 2**31 - 1, width)
+    shift = rng.integers(-12, 0, width)
+    pb = ProgramBuilder(cfg)
+    at, bt = _rows_const(pb, "a", a, 4, vl), _rows_const(pb, "b", b, 4, vl)
+    yt = pb.mem.tensor("y", list(at.locs), 4)
+    add_rows(pb, "res", at, bt, yt, rows, width, *((mult, shift) if requant else (None, None)))
+    y = _read_rows(_run(cfg, pb), yt, rows, width, vl)
+    lo, hi = -(2**31), 2**31 - 1
+    for i in range(rows):
+        for c in range(width):
+            bb = (_requant_ref(int(b[i, c]), int(mult[c]), int(shift[c]), lo, hi) if requant
+                  else int(b[i, c]))
+            assert y[i, c] == min(max(int(a[i, c]) + bb, lo), hi), (i, c)
+
+
+def test_lookup_rows_bit_exact(base_seed):
+    """A table activation (here the block's GELU table) on an int8 tensor: one Gather per
+    vector, index = the byte."""
+    cfg = get_config("tiny")
+    vl, rows, width = cfg.vector_length, 4, 40
+    print(f"seed={base_seed}")
+    rng = np.random.default_rng([base_seed, 8])
+    x = rng.integers(-128, 128, (rows, width))
+    x[0, :3] = [-128, 0, 127]
+    table = rng.integers(-128, 128, 256).astype(np.int8)
+    pb = ProgramBuilder(cfg)
+    xt = _rows_const(pb, "x", x, 1, vl)
+    tt = pb.const("table", dict(enumerate(T.table_vectors(table, vl))), 1, "E")
+    yt = pb.mem.tensor("y", list(xt.locs), 1, "W")
+    lookup_rows(pb, "act", xt, tt.loc(0), yt, list(xt.locs))
+    y = _read_rows(_run(cfg, pb), yt, rows, width, vl)
+    assert np.array_equal(y, table[x.astype(np.uint8)].astype(np.int64))

@@ -1,7 +1,8 @@
 """Op lowerings: one module per op kind, each a function over a
 `compiler.builder.ProgramBuilder` that appends the op's bundles (see docs/compiler.md)."""
 
+from .elementwise import add_rows, lookup_rows
 from .matmul import matmul_rows
 from .requant import requantize_rows
 
-__all__ = ["matmul_rows", "requantize_rows"]
+__all__ = ["add_rows", "lookup_rows", "matmul_rows", "requantize_rows"]

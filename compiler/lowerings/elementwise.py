@@ -1,0 +1,69 @@
+"""Element-wise ops on row tensors: the residual add and 256-entry table lookups.
+
+* `add_rows` -- ``Y = A + rq(B)``: the residual add at any width.  One VXM instruction per
+  vector: ``B``'s planes come in on one port and are requantised with per-lane pairs (the
+  first ALU stage; skipped when no pairs are given), ``A``'s planes on the other and are
+  added (the second stage), the sum goes out saturated to ``Y``'s type.
+* `lookup_rows` -- ``Y = table[uint8(X)]``: an activation (GELU, SiLU, exp) of an int8
+  tensor as one MEM ``GATHER`` per vector: the index vector is read from one MEM slice and
+  streams to the slice holding the table (256 consecutive addresses, entry k in every lane
+  of address base + k), whose looked-up bytes stream on to ``Y``'s slice.
+
+Timing: one VXM issue (`add_rows`) or one GATHER issue on the table's slice
+(`lookup_rows`) per vector; both are stream-to-stream, so a vector's result is written a
+fixed number of cycles after its operands are read (the bundle's offsets).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import tiling as T
+from ..builder import ProgramBuilder
+from ..ir import Bundle
+from ..routes import planes_in, planes_out
+
+TYPES = {1: "i8", 2: "i16", 4: "i32"}
+
+
+def add_rows(pb: ProgramBuilder, name: str, a, b, dst, rows: int, width: int,
+             multiplier: np.ndarray | None = None, shift: np.ndarray | None = None) -> None:
+    """``dst[(i, t)] = a[(i, t)] + REQUANT(b[(i, t)], pairs of tile t)`` (int32 arithmetic,
+    saturated to ``dst``'s type); without ``multiplier``/``shift``: ``a + b``."""
+    vl = pb.vl
+    otyp = TYPES[dst.planes]
+    for t in range(T.ntiles(width, vl)):
+        tr = None
+        if multiplier is not None:
+            tr = pb.regs.triple()
+            pb.reg_const(tr, T.tile_vec(multiplier, t, vl), f"m_{name}[{t}]")
+            pb.reg_const(tr + 1, T.tile_vec(shift, t, vl), f"sh_{name}[{t}]")
+        for i in range(rows):
+            bd = Bundle(f"{name} row {i} tile {t}", name)
+            if tr is None:
+                v = pb.O.vxm(bd, "i32", "s", "ADD", "s", "s", otype=otyp, sat=True)
+                planes_in(pb.O, bd, a[(i, t)], v, "a")
+                planes_in(pb.O, bd, b[(i, t)], v, "b")
+            else:
+                v = pb.O.vxm(bd, "i32", "s", "REQUANT", "s", ("r", tr), "ADD", "s",
+                             otype=otyp, sat=True)
+                planes_in(pb.O, bd, b[(i, t)], v, "a")
+                planes_in(pb.O, bd, a[(i, t)], v, "c")
+            planes_out(pb.O, bd, v, "d", dst[(i, t)])
+            pb.emit(bd)
+        if tr is not None:
+            pb.regs.release_triple(tr)
+
+
+def lookup_rows(pb: ProgramBuilder, name: str, src, table: tuple[str, int], dst, keys
+                ) -> None:
+    """``dst[key] = table[uint8(src[key])]`` for every key: one GATHER per vector.
+    ``table``: (slice, base address) of a 256-address table (`tiling.table_vectors`)."""
+    for key in keys:
+        bd = Bundle(f"{name} {key}", name)
+        rd = pb.O.read(bd, *src[key][0])
+        ga = pb.O.gather(bd, *table)
+        bd.connect(rd, "out", ga, "idx")
+        wr = pb.O.write(bd, *dst[key][0])
+        bd.connect(ga, "out", wr, "in")
+        pb.emit(bd)
