@@ -3,7 +3,9 @@
 * `add_rows` -- ``Y = A + rq(B)``: the residual add at any width.  One VXM instruction per
   vector: ``B``'s planes come in on one port and are requantised with per-lane pairs (the
   first ALU stage; skipped when no pairs are given), ``A``'s planes on the other and are
-  added (the second stage), the sum goes out saturated to ``Y``'s type.
+  added (the second stage), the sum goes out saturated to ``Y``'s type.  Where a vector of
+  ``A`` and one of ``B`` share a MEM slice (two READs of one slice cannot feed one VXM
+  instruction in the same cycle) ``rq(B)`` goes to a register first: two instructions.
 * `lookup_rows` -- ``Y = table[uint8(X)]``: an activation (GELU, SiLU, exp) of an int8
   tensor as one MEM ``GATHER`` per vector: the index vector is read from one MEM slice and
   streams to the slice holding the table (256 consecutive addresses, entry k in every lane
@@ -39,6 +41,21 @@ def add_rows(pb: ProgramBuilder, name: str, a, b, dst, rows: int, width: int,
             pb.reg_const(tr, T.tile_vec(multiplier, t, vl), f"m_{name}[{t}]")
             pb.reg_const(tr + 1, T.tile_vec(shift, t, vl), f"sh_{name}[{t}]")
         for i in range(rows):
+            same = {sl for sl, _ in a[(i, t)]} & {sl for sl, _ in b[(i, t)]}
+            if same:  # both operands in one slice: B (requantised) to a register first
+                r = pb.regs.single()
+                bd = Bundle(f"{name} row {i} tile {t} (b)", name)
+                v = (pb.O.vxm(bd, "i32", ("r", r), "PASS", "s") if tr is None else
+                     pb.O.vxm(bd, "i32", ("r", r), "REQUANT", "s", ("r", tr)))
+                planes_in(pb.O, bd, b[(i, t)], v, "a")
+                pb.emit(bd)
+                bd = Bundle(f"{name} row {i} tile {t}", name)
+                v = pb.O.vxm(bd, "i32", "s", "ADD", "s", ("r", r), otype=otyp, sat=True)
+                planes_in(pb.O, bd, a[(i, t)], v, "a")
+                planes_out(pb.O, bd, v, "d", dst[(i, t)])
+                pb.emit(bd)
+                pb.regs.release(r)
+                continue
             bd = Bundle(f"{name} row {i} tile {t}", name)
             if tr is None:
                 v = pb.O.vxm(bd, "i32", "s", "ADD", "s", "s", otype=otyp, sat=True)
@@ -58,7 +75,11 @@ def add_rows(pb: ProgramBuilder, name: str, a, b, dst, rows: int, width: int,
 def lookup_rows(pb: ProgramBuilder, name: str, src, table: tuple[str, int], dst, keys
                 ) -> None:
     """``dst[key] = table[uint8(src[key])]`` for every key: one GATHER per vector.
-    ``table``: (slice, base address) of a 256-address table (`tiling.table_vectors`)."""
+    ``table``: (slice, base address) of a 256-address table (`tiling.table_vectors`), on a
+    slice that holds neither ``src`` nor ``dst`` (the index streams to it, the bytes on)."""
+    for t in (src, dst):
+        if table[0] in {sl for sl, _, _ in t.ranges}:
+            raise ValueError(f"{name}: the table's slice {table[0]} also holds {t.name}")
     for key in keys:
         bd = Bundle(f"{name} {key}", name)
         rd = pb.O.read(bd, *src[key][0])
