@@ -164,6 +164,9 @@ def _lookup_golden(n, x):
 
 def _lookup_lower(pb, n, ins, out, shp):
     src, tab = ins  # the table tensor: allocated first, by `compile_graph`
+    if len(tab.ranges) != 1:  # a Gather indexes 256 consecutive addresses of one slice
+        raise CompileError(f"node {n.out!r}: no 256 consecutive free addresses for its table "
+                           f"(got {tab.ranges})", "sram", True)
     lookup_rows(pb, n.out, src, tab.loc(0), out, list(out.locs))
 
 
