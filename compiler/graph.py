@@ -111,6 +111,52 @@ def _matmul_lower(pb, n, ins, out, shp):
     matmul_rows(pb, n.out, mxms, wt, w.shape[0], k, rows, x.loc, epilogue=store)
 
 
+def _linear_shape(n, ins):
+    rows, n_out, _ = _matmul_shape(n, ins)
+    for a in ("bias", "multiplier", "shift"):
+        _need(n, np.shape(n.attrs[a]) == (n_out,), f"{a} must have shape ({n_out},)")
+    return rows, n_out, n.out_bytes
+
+
+def _linear_golden(n, x):
+    lo, hi = RANGE[n.out_bytes]
+    acc = _matmul_golden(n, x) + np.asarray(n.attrs["bias"], np.int64)
+    if np.abs(acc).max(initial=0) > 2**31 - 1:
+        raise OverflowError(f"node {n.out!r}: int32 accumulator + bias out of range")
+    return requantize(acc, n.attrs["multiplier"], n.attrs["shift"], qmin=lo,
+                      qmax=hi).astype(np.int64)
+
+
+def _linear_lower(pb, n, ins, out, shp):
+    """The matrix product with its bias add and requantisation fused into the bundle that
+    takes the sum off the MXM (one VXM instruction: ADD, then REQUANT)."""
+    (x,), (rows, k, _) = ins, shp[n.inputs[0]]
+    w = np.asarray(n.attrs["weight"])
+    mxms = [s.name for s in pb.cfg.slices_of("MXM")]
+    wt = pb.weights(f"{n.out}.w", w, pb.cfg.slice(mxms[0]).hemisphere)
+    vl, otyp = pb.vl, {1: "i8", 2: "i16", 4: "i32"}[n.out_bytes]
+    r: dict[str, int] = {}
+
+    def begin(t):
+        r["b"], r["tr"] = pb.regs.single(), pb.regs.triple()
+        pb.reg_const(r["b"], T.tile_vec(n.attrs["bias"], t, vl), f"b_{n.out}[{t}]")
+        pb.reg_const(r["tr"], T.tile_vec(n.attrs["multiplier"], t, vl), f"m_{n.out}[{t}]")
+        pb.reg_const(r["tr"] + 1, T.tile_vec(n.attrs["shift"], t, vl), f"sh_{n.out}[{t}]")
+
+    def epilogue(b, mv, i, t):
+        v = pb.O.vxm(b, "i32", "s", "ADD", "s", ("r", r["b"]), "REQUANT", ("r", r["tr"]),
+                     otype=otyp)
+        b.connect(mv, "out", v, "a")
+        planes_out(pb.O, b, v, "d", out[(i, t)])
+
+    def end(t):
+        pb.regs.release(r["b"])
+        pb.regs.release_triple(r["tr"])
+
+    matmul_rows(pb, n.out, mxms, wt, w.shape[0], k, rows, x.loc, epilogue=epilogue,
+                tile_begin=begin, tile_end=end)
+
+
 def _requant_shape(n, ins):
     (rows, width, _), = ins
     for a in ("multiplier", "shift"):
@@ -172,6 +218,7 @@ def _lookup_lower(pb, n, ins, out, shp):
 
 OPS: dict[str, OpKind] = {
     "matmul": OpKind(_matmul_shape, _matmul_golden, _matmul_lower),
+    "linear": OpKind(_linear_shape, _linear_golden, _linear_lower),
     "requant": OpKind(_requant_shape, _requant_golden, _requant_lower),
     "add": OpKind(_add_shape, _add_golden, _add_lower),
     "lookup": OpKind(_lookup_shape, _lookup_golden, _lookup_lower),

@@ -84,13 +84,20 @@ def random_graph(rng, cfg) -> tuple[Graph, dict]:
                 "shift": rng.integers(-16, -8, w) if nb == 4 else rng.integers(-6, 0, w)},
                 out_bytes=1))
         else:
-            kind = rng.choice(["matmul", "lookup"])
-            if kind == "matmul":
+            kind = rng.choice(["matmul", "linear", "lookup"])
+            if kind in ("matmul", "linear"):
                 # often back to the stream's width, so that a residual add can follow
                 n_out = width if rng.random() < 0.5 else int(rng.integers(1, 3 * vl))
-                nodes.append(Node(name, "matmul", (cur,), {
-                    "weight": rng.integers(-127, 128, (n_out, w)).astype(np.int8)}))
-                w, nb = n_out, 4
+                attrs = {"weight": rng.integers(-127, 128, (n_out, w)).astype(np.int8)}
+                ob = 4
+                if kind == "linear":  # bias + requantise fused, to int8 or int32
+                    ob = int(rng.choice([1, 4]))
+                    attrs.update(bias=rng.integers(-(2**16), 2**16, n_out),
+                                 multiplier=rng.integers(2**30, 2**31 - 1, n_out),
+                                 shift=rng.integers(-14, -8, n_out) if ob == 1
+                                 else rng.integers(-2, 1, n_out))
+                nodes.append(Node(name, kind, (cur,), attrs, out_bytes=ob))
+                w, nb = n_out, ob
             else:
                 nodes.append(Node(name, "lookup", (cur,), {
                     "table": rng.integers(-128, 128, 256)}, out_bytes=1))
