@@ -40,23 +40,11 @@ TRIALS = 3
 
 def _case(cfg: TspConfig):
     """(compiled block, its input, SRAM image, restore image, read-back list)."""
-    from compiler.compiled import compile_block
-    from compiler.errors import CompileError
-    from golden.block import make_block
     from golden.machine import Machine
 
-    from .block import BlockSpec
+    from .block import fitting_block
 
-    for seq in (16, 8):  # the make-sim default; seq 8 where it does not fit (tiny)
-        spec = BlockSpec(seq=seq)
-        block = make_block(spec.seed, spec.seq, spec.d_model, spec.heads, spec.d_ff,
-                           causal=spec.causal)
-        try:
-            comp = compile_block(block, cfg)
-            break
-        except CompileError:
-            if seq == 8:
-                raise
+    spec, block, comp = fitting_block(cfg)
     x_q = block.quantize_input(block.example_input(spec.seed))
     image = comp.sram_image(x_q)
     m = Machine(cfg)

@@ -42,6 +42,26 @@ class BlockSpec:
         return f"s{self.seq}-d{self.d_model}-h{self.heads}-f{self.d_ff}-{c}-seed{self.seed}"
 
 
+def fitting_block(cfg: TspConfig, seqs: tuple[int, ...] = (16, 8)):
+    """The make-sim default block (`BlockSpec`) compiled for ``cfg`` at the first sequence
+    length of ``seqs`` that fits (seq 8 at `tiny`): ``(spec, block, compiled)``; the last
+    `CompileError` if none does."""
+    from compiler.compiled import compile_block
+    from compiler.errors import CompileError
+    from golden.block import make_block
+
+    err = None
+    for seq in seqs:
+        spec = BlockSpec(seq=seq)
+        block = make_block(spec.seed, spec.seq, spec.d_model, spec.heads, spec.d_ff,
+                           causal=spec.causal)
+        try:
+            return spec, block, compile_block(block, cfg)
+        except CompileError as exc:
+            err = exc
+    raise err
+
+
 def first_difference(name: str, got: np.ndarray, exp: np.ndarray) -> str:
     idx = tuple(int(i) for i in np.argwhere(got != exp)[0])
     n = int(np.count_nonzero(got != exp))

@@ -164,20 +164,16 @@ def format_table(summary: dict) -> str:
 
 def _block_case(cfg: TspConfig):
     """The compiled transformer block as a fuzz case (None if it does not fit `cfg`)."""
-    from compiler import CompileError, compile_block
-    from golden.block import make_block
+    from compiler import CompileError
     from tb.fuzz import Case
 
-    for seq in (16, 8):  # seq 8 where 16 does not fit (tiny)
-        block = make_block(seq_len=seq, d_model=32, n_heads=2, d_ff=64, seed=0, causal=True)
-        try:
-            comp = compile_block(block, cfg)
-            break
-        except CompileError:
-            continue
-    else:
+    from .block import fitting_block
+
+    try:
+        spec, block, comp = fitting_block(cfg)
+    except CompileError:
         return None
-    x_q = block.quantize_input(block.example_input(0))
+    x_q = block.quantize_input(block.example_input(spec.seed))
     wanted: dict[str, set[int]] = defaultdict(set)
 
     def record(s, a):
@@ -186,7 +182,7 @@ def _block_case(cfg: TspConfig):
 
     comp.read_output(record)
     return Case(cfg, comp.program, comp.sram_image(x_q), dict(wanted),
-                {"name": f"{cfg.name}-block-s16-d32-h2-f64"})
+                {"name": f"{cfg.name}-block-{spec.tag()}"})
 
 
 def _matmul_case(cfg: TspConfig):
