@@ -19,26 +19,9 @@ from golden.machine import Machine
 TWO_MXM = get_config("small").replace(name="small-2mxm", mxms_per_hemisphere=2)
 
 
-def run_matmul(cfg, mxm: str, n_out: int, k_in: int, rows: int, seed: int):
-    """``Y = X W^T`` (int8 x int8 -> int32) by `matmul_rows` on ``mxm``; returns
-    (Y from the machine, X, W, predicted cycles, model cycles)."""
-    rng = np.random.default_rng([seed, n_out, k_in, rows])
-    w = rng.integers(-127, 128, (n_out, k_in)).astype(np.int8)
-    x = rng.integers(-128, 128, (rows, k_in)).astype(np.int8)
-    vl = cfg.vector_length
-    pb = ProgramBuilder(cfg)
-    sd = cfg.slice(mxm if isinstance(mxm, str) else mxm[0]).hemisphere
-    wt = pb.weights("w", w, sd)
-    xt = pb.const("x", {(i, k): T.pad(x[i, k * vl:(k + 1) * vl], vl).astype(np.int8)
-                        .view(np.uint8) for i in range(rows) for k in range(T.ntiles(k_in, vl))},
-                  1, sd)
-    yt = pb.mem.tensor("y", [(i, n) for i in range(rows) for n in range(T.ntiles(n_out, vl))],
-                       4, sd)
-
-    def store(b, mv, i, n):  # the int32 sums, 4 byte planes, straight to SRAM
-        planes_out(pb.O, b, mv, "out", yt[(i, n)])
-
-    matmul_rows(pb, "w", mxm, wt, n_out, k_in, rows, xt.loc, epilogue=store)
+def _run(cfg, pb):
+    """Schedule `pb`'s bundles, run them on a fresh machine from the host image; return
+    the machine and the cycle count (predicted == model cycles asserted)."""
     pb.mem.check()
     list_schedule(cfg, pb.bundles, order="program")
     em = emit(cfg, pb.bundles, True)
@@ -46,11 +29,45 @@ def run_matmul(cfg, mxm: str, n_out: int, k_in: int, rows: int, seed: int):
     for (s, a), v in pb.init.items():
         m.write_mem(s, a, v)
     m.load_program(Program.from_instrs(cfg, {k: q.words for k, q in em.queues.items()}))
-    res = m.run(max_cycles=4 * em.cycles + 1000)
-    y = np.zeros((rows, T.ntiles(n_out, vl) * vl), np.int64)
-    for (i, n), locs in yt.locs.items():
-        y[i, n * vl:(n + 1) * vl] = T.from_bytes(np.stack([m.read_mem(s, a) for s, a in locs]))
-    return y[:, :n_out], x, w, em.cycles, res.cycles
+    assert m.run(max_cycles=4 * em.cycles + 1000).cycles == em.cycles
+    return m, em.cycles
+
+
+def _rows_const(pb, name, x, planes, vl, side=None):
+    """Host constant: row i, lane tile t of ``x`` as ``planes`` little-endian byte planes."""
+    rows, width = x.shape
+    return pb.const(name, {(i, t): T.bytes_of(T.pad(x[i, t * vl:(t + 1) * vl], vl), planes)
+                           for i in range(rows) for t in range(T.ntiles(width, vl))}, planes,
+                    side)
+
+
+def _read_rows(m, tensor, rows, width, vl):
+    out = np.zeros((rows, T.ntiles(width, vl) * vl), np.int64)
+    for (i, t), locs in tensor.locs.items():
+        out[i, t * vl:(t + 1) * vl] = T.from_bytes(np.stack([m.read_mem(s, a) for s, a in locs]))
+    return out[:, :width]
+
+
+def run_matmul(cfg, mxm: str, n_out: int, k_in: int, rows: int, seed: int):
+    """``Y = X W^T`` (int8 x int8 -> int32) by `matmul_rows` on ``mxm``; returns
+    (Y from the machine, X, W, cycles: predicted == model, asserted by `_run`)."""
+    rng = np.random.default_rng([seed, n_out, k_in, rows])
+    w = rng.integers(-127, 128, (n_out, k_in)).astype(np.int8)
+    x = rng.integers(-128, 128, (rows, k_in)).astype(np.int8)
+    vl = cfg.vector_length
+    pb = ProgramBuilder(cfg)
+    sd = cfg.slice(mxm if isinstance(mxm, str) else mxm[0]).hemisphere
+    wt = pb.weights("w", w, sd)
+    xt = _rows_const(pb, "x", x, 1, vl, sd)
+    yt = pb.mem.tensor("y", [(i, n) for i in range(rows) for n in range(T.ntiles(n_out, vl))],
+                       4, sd)
+
+    def store(b, mv, i, n):  # the int32 sums, 4 byte planes, straight to SRAM
+        planes_out(pb.O, b, mv, "out", yt[(i, n)])
+
+    matmul_rows(pb, "w", mxm, wt, n_out, k_in, rows, xt.loc, epilogue=store)
+    m, cycles = _run(cfg, pb)
+    return _read_rows(m, yt, rows, n_out, vl), x, w, cycles
 
 
 @pytest.mark.parametrize(("config", "mxm", "n_out", "k_in", "rows"), [
@@ -69,10 +86,9 @@ def test_matmul_rows_bit_exact(config, mxm, n_out, k_in, rows, base_seed):
     print(f"seed={base_seed} {cfg.name} {mxm} N={n_out} K={k_in} rows={rows}")
     if not isinstance(mxm, str):  # spread over several MXMs: faster than on the first alone
         one = run_matmul(cfg, mxm[0], n_out, k_in, rows, base_seed)[3]
-    y, x, w, predicted, measured = run_matmul(cfg, mxm, n_out, k_in, rows, base_seed)
+    y, x, w, predicted = run_matmul(cfg, mxm, n_out, k_in, rows, base_seed)
     want = x.astype(np.int64) @ w.astype(np.int64).T  # independent: numpy, exact
     assert np.array_equal(y, want), np.argwhere(y != want)[:5]
-    assert predicted == measured
     if not isinstance(mxm, str):
         print(f"cycles on {mxm[0]} alone {one}, on {len(mxm)} MXMs {predicted}")
         assert predicted < one
@@ -100,54 +116,15 @@ def test_requantize_rows_bit_exact(config, src_planes, dst_planes, width, rows, 
     mult = rng.integers(2**30, 2**31 - 1, width)
     shift = rng.integers(-20, 3, width)
     pb = ProgramBuilder(cfg)
-    nt = T.ntiles(width, vl)
-    keys = [(i, t) for i in range(rows) for t in range(nt)]
-    src = pb.const("x", {(i, t): T.bytes_of(T.pad(x[i, t * vl:(t + 1) * vl], vl), src_planes)
-                         for i, t in keys}, src_planes)
-    dst = pb.mem.tensor("y", keys, dst_planes)
+    src = _rows_const(pb, "x", x, src_planes, vl)
+    dst = pb.mem.tensor("y", list(src.locs), dst_planes)
     requantize_rows(pb, "rq", src, dst, rows, width, mult, shift)
-    pb.mem.check()
-    list_schedule(cfg, pb.bundles, order="program")
-    em = emit(cfg, pb.bundles, True)
-    m = Machine(cfg)
-    for (s, a), v in pb.init.items():
-        m.write_mem(s, a, v)
-    m.load_program(Program.from_instrs(cfg, {k: q.words for k, q in em.queues.items()}))
-    assert m.run(max_cycles=4 * em.cycles + 1000).cycles == em.cycles
+    y = _read_rows(_run(cfg, pb)[0], dst, rows, width, vl)
     lo, hi = -(2 ** (8 * dst_planes - 1)), 2 ** (8 * dst_planes - 1) - 1
-    for i, t in keys:
-        got = T.from_bytes(np.stack([m.read_mem(s, a) for s, a in dst[(i, t)]]))
-        for lane in range(min(vl, width - t * vl)):
-            c = t * vl + lane
+    for i in range(rows):
+        for c in range(width):
             want = _requant_ref(int(x[i, c]), int(mult[c]), int(shift[c]), lo, hi)
-            assert got[lane] == want, (i, c, int(x[i, c]), int(mult[c]), int(shift[c]))
-
-
-def _run(cfg, pb):
-    """Schedule `pb`'s bundles, run them on a fresh machine from the host image; return
-    the machine (cycles predicted == model cycles asserted)."""
-    pb.mem.check()
-    list_schedule(cfg, pb.bundles, order="program")
-    em = emit(cfg, pb.bundles, True)
-    m = Machine(cfg)
-    for (s, a), v in pb.init.items():
-        m.write_mem(s, a, v)
-    m.load_program(Program.from_instrs(cfg, {k: q.words for k, q in em.queues.items()}))
-    assert m.run(max_cycles=4 * em.cycles + 1000).cycles == em.cycles
-    return m
-
-
-def _rows_const(pb, name, x, planes, vl):
-    rows, width = x.shape
-    return pb.const(name, {(i, t): T.bytes_of(T.pad(x[i, t * vl:(t + 1) * vl], vl), planes)
-                           for i in range(rows) for t in range(T.ntiles(width, vl))}, planes)
-
-
-def _read_rows(m, tensor, rows, width, vl):
-    out = np.zeros((rows, T.ntiles(width, vl) * vl), np.int64)
-    for (i, t), locs in tensor.locs.items():
-        out[i, t * vl:(t + 1) * vl] = T.from_bytes(np.stack([m.read_mem(s, a) for s, a in locs]))
-    return out[:, :width]
+            assert y[i, c] == want, (i, c, int(x[i, c]), int(mult[c]), int(shift[c]))
 
 
 @pytest.mark.parametrize(("config", "requant"), [("tiny", False), ("tiny", True),
@@ -167,7 +144,7 @@ def test_add_rows_bit_exact(config, requant, base_seed):
     at, bt = _rows_const(pb, "a", a, 4, vl), _rows_const(pb, "b", b, 4, vl)
     yt = pb.mem.tensor("y", list(at.locs), 4)
     add_rows(pb, "res", at, bt, yt, rows, width, *((mult, shift) if requant else (None, None)))
-    y = _read_rows(_run(cfg, pb), yt, rows, width, vl)
+    y = _read_rows(_run(cfg, pb)[0], yt, rows, width, vl)
     lo, hi = -(2**31), 2**31 - 1
     for i in range(rows):
         for c in range(width):
@@ -191,5 +168,5 @@ def test_lookup_rows_bit_exact(base_seed):
     tt = pb.const("table", dict(enumerate(T.table_vectors(table, vl))), 1, "E")
     yt = pb.mem.tensor("y", list(xt.locs), 1, "W")
     lookup_rows(pb, "act", xt, tt.loc(0), yt, list(xt.locs))
-    y = _read_rows(_run(cfg, pb), yt, rows, width, vl)
+    y = _read_rows(_run(cfg, pb)[0], yt, rows, width, vl)
     assert np.array_equal(y, table[x.astype(np.uint8)].astype(np.int64))
