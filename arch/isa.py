@@ -47,6 +47,8 @@ SYNC_RELEASE_DELAY = 2
 TYPES = ("i8", "i16", "i32", "u8")
 TYPE_BYTES = {"i8": 1, "i16": 2, "i32": 4, "u8": 1}
 TYPE_SIGNED = {"i8": True, "i16": True, "i32": True, "u8": False}
+#: the signed element type of each width in bytes (a tensor of k byte planes)
+SIGNED_TYPE = {TYPE_BYTES[t]: t for t in TYPES if TYPE_SIGNED[t]}
 DIRS = ("E", "W")
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from arch.config import TspConfig
+from arch.isa import SIGNED_TYPE
 
 from . import tiling as T
 from .alloc import Regs, Slots, Sram, Tensor
@@ -99,7 +100,7 @@ class ProgramBuilder:
             self.set_imm(r, int(v[0]), name)
             return
         nb, t = self.const_vec(name, v)
-        typ = {1: "i8", 2: "i16", 4: "i32"}[nb]
+        typ = SIGNED_TYPE[nb]
         b = Bundle(f"r{r} <- {name}", "regload")
         op = self.O.vxm(b, typ, ("r", r), "PASS", "s", otype="i32")
         planes_in(self.O, b, t[(0,)], op, "a")

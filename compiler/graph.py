@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from arch.config import TspConfig, get_config
+from arch.isa import SIGNED_TYPE
 from arch.program import Program
 from golden.quant import requantize
 
@@ -99,16 +100,21 @@ def _matmul_golden(n, x):
     return x.astype(np.int64) @ np.asarray(n.attrs["weight"], np.int64).T
 
 
-def _matmul_lower(pb, n, ins, out, shp):
+def _product(pb, n, ins, shp, **hooks):
+    """`matmul_rows` of node ``n``: its weights as host constants, output tiles spread
+    over every MXM of the config; ``hooks``: the epilogue and per-tile set-up."""
     (x,), (rows, k, _) = ins, shp[n.inputs[0]]
     w = np.asarray(n.attrs["weight"])
     mxms = [s.name for s in pb.cfg.slices_of("MXM")]
     wt = pb.weights(f"{n.out}.w", w, pb.cfg.slice(mxms[0]).hemisphere)
+    matmul_rows(pb, n.out, mxms, wt, w.shape[0], k, rows, x.loc, **hooks)
 
-    def store(b, mv, i, t):
+
+def _matmul_lower(pb, n, ins, out, shp):
+    def store(b, mv, i, t):  # the int32 sums straight to SRAM
         planes_out(pb.O, b, mv, "out", out[(i, t)])
 
-    matmul_rows(pb, n.out, mxms, wt, w.shape[0], k, rows, x.loc, epilogue=store)
+    _product(pb, n, ins, shp, epilogue=store)
 
 
 def _linear_shape(n, ins):
@@ -130,11 +136,7 @@ def _linear_golden(n, x):
 def _linear_lower(pb, n, ins, out, shp):
     """The matrix product with its bias add and requantisation fused into the bundle that
     takes the sum off the MXM (one VXM instruction: ADD, then REQUANT)."""
-    (x,), (rows, k, _) = ins, shp[n.inputs[0]]
-    w = np.asarray(n.attrs["weight"])
-    mxms = [s.name for s in pb.cfg.slices_of("MXM")]
-    wt = pb.weights(f"{n.out}.w", w, pb.cfg.slice(mxms[0]).hemisphere)
-    vl, otyp = pb.vl, {1: "i8", 2: "i16", 4: "i32"}[n.out_bytes]
+    vl, otyp = pb.vl, SIGNED_TYPE[n.out_bytes]
     r: dict[str, int] = {}
 
     def begin(t):
@@ -153,8 +155,7 @@ def _linear_lower(pb, n, ins, out, shp):
         pb.regs.release(r["b"])
         pb.regs.release_triple(r["tr"])
 
-    matmul_rows(pb, n.out, mxms, wt, w.shape[0], k, rows, x.loc, epilogue=epilogue,
-                tile_begin=begin, tile_end=end)
+    _product(pb, n, ins, shp, epilogue=epilogue, tile_begin=begin, tile_end=end)
 
 
 def _requant_shape(n, ins):

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from arch.isa import SIGNED_TYPE
+
 from .. import tiling as T
 from ..builder import ProgramBuilder
 from ..ir import Bundle
 from ..routes import planes_in, planes_out
-
-TYPES = {1: "i8", 2: "i16", 4: "i32"}
 
 
 def add_rows(pb: ProgramBuilder, name: str, a, b, dst, rows: int, width: int,
@@ -33,7 +33,7 @@ def add_rows(pb: ProgramBuilder, name: str, a, b, dst, rows: int, width: int,
     """``dst[(i, t)] = a[(i, t)] + REQUANT(b[(i, t)], pairs of tile t)`` (int32 arithmetic,
     saturated to ``dst``'s type); without ``multiplier``/``shift``: ``a + b``."""
     vl = pb.vl
-    otyp = TYPES[dst.planes]
+    otyp = SIGNED_TYPE[dst.planes]
     for t in range(T.ntiles(width, vl)):
         tr = None
         if multiplier is not None:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from arch.isa import SIGNED_TYPE
+
 from .. import tiling as T
 from ..builder import ProgramBuilder
 from ..ir import Bundle
 from ..routes import planes_in, planes_out
-
-TYPES = {1: "i8", 2: "i16", 4: "i32"}
 
 
 def requantize_rows(pb: ProgramBuilder, name: str, src, dst, rows: int, width: int,
@@ -29,7 +29,7 @@ def requantize_rows(pb: ProgramBuilder, name: str, src, dst, rows: int, width: i
     ``src``/``dst``: tensors keyed ``(row, tile)``; their plane counts give the types.
     ``multiplier``/``shift``: int32 ``(width,)``, one pair per lane (channel)."""
     vl = pb.vl
-    ityp, otyp = TYPES[src.planes], TYPES[dst.planes]
+    ityp, otyp = SIGNED_TYPE[src.planes], SIGNED_TYPE[dst.planes]
     for t in range(T.ntiles(width, vl)):
         tr = pb.regs.triple()
         pb.reg_const(tr, T.tile_vec(multiplier, t, vl), f"m_{name}[{t}]")
