@@ -27,7 +27,7 @@ from golden.machine import Machine, RunResult
 
 from . import tiling as T
 from .emit import Emitted, emit
-from .errors import CompileError
+from .errors import CompileError, imem_error
 from .ir import Bundle
 from .lower import PLANS, Lowering
 from .schedule import list_schedule
@@ -458,13 +458,7 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
         if not tried:
             raise errors[0]
         rec = min(tried, key=lambda r: r["max_words"])
-        words = rec["words"]
-        q = max(words, key=words.get)
-        raise CompileError(
-            f"the block does not fit the instruction memory of config {cfg.name!r}: queue "
-            f"{q} needs {words[q]} words but imem_depth is {cfg.imem_depth} (raise "
-            f"imem_depth to {1 << (words[q] - 1).bit_length()}; words per queue: "
-            f"{', '.join(f'{k} {v}' for k, v in words.items())})", "imem")
+        raise imem_error("the block", cfg, rec["words"])
     low, order, rec = best
     em = _schedule(cfg, low, order, full=True)  # re-place the chosen variant
     assert em.cycles == rec["cycles"]

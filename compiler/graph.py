@@ -26,7 +26,7 @@ from golden.quant import requantize
 from . import tiling as T
 from .builder import ProgramBuilder
 from .emit import emit
-from .errors import CompileError
+from .errors import CompileError, imem_error
 from .lowerings import add_rows, lookup_rows, matmul_rows, requantize_rows
 from .routes import planes_out
 from .schedule import list_schedule
@@ -318,10 +318,7 @@ def compile_graph(graph: Graph, cfg: TspConfig | str, order: str = "program"
     list_schedule(cfg, pb.bundles, order=order)
     em = emit(cfg, pb.bundles, True)
     words = {k: q.nwords for k, q in em.queues.items()}
-    q = max(words, key=words.get)
-    if words[q] > cfg.imem_depth:
-        raise CompileError(f"the graph does not fit the instruction memory of config "
-                           f"{cfg.name!r}: queue {q} needs {words[q]} words, imem_depth is "
-                           f"{cfg.imem_depth}", "imem")
+    if max(words.values()) > cfg.imem_depth:
+        raise imem_error("the graph", cfg, words)
     prog = Program.from_instrs(cfg, {k: qc.words for k, qc in em.queues.items()})
     return CompiledGraph(cfg, graph, prog, em.cycles, dict(pb.init), tensors)
