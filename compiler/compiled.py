@@ -184,7 +184,7 @@ class CompiledBlock:
                              f"stream, QuantBlock.quantize_input), got {got}")
         vl = self.cfg.vector_length
         for (i, t), copies in self.inputs.items():
-            planes = T.bytes_of(T.pad(x_q[i, t * vl:(t + 1) * vl], vl), 4)
+            planes = T.bytes_of(T.tile_vec(x_q[i], t, vl), 4)
             for locs in copies:
                 yield from zip(locs, planes, strict=True)
 

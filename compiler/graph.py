@@ -258,7 +258,7 @@ class CompiledGraph:
             if x.size and (x.min() < lo or x.max() > hi):
                 raise ValueError(f"input {name!r}: values outside the {8 * nb}-bit range")
             for (i, t), locs in self.tensors[name].locs.items():
-                planes = T.bytes_of(T.pad(x[i, t * vl:(t + 1) * vl], vl), nb)
+                planes = T.bytes_of(T.tile_vec(x[i], t, vl), nb)
                 for loc, v in zip(locs, planes, strict=True):
                     img[loc] = v
         return img

@@ -36,7 +36,7 @@ def _run(cfg, pb):
 def _rows_const(pb, name, x, planes, vl, side=None):
     """Host constant: row i, lane tile t of ``x`` as ``planes`` little-endian byte planes."""
     rows, width = x.shape
-    return pb.const(name, {(i, t): T.bytes_of(T.pad(x[i, t * vl:(t + 1) * vl], vl), planes)
+    return pb.const(name, {(i, t): T.bytes_of(T.tile_vec(x[i], t, vl), planes)
                            for i in range(rows) for t in range(T.ntiles(width, vl))}, planes,
                     side)
 
