@@ -175,11 +175,6 @@ class Lowering(ProgramBuilder):
             self.const_vec(name, v)
         self.mem.check(final=True)  # the host constants alone do not fit: no variant helps
 
-    def xloc(self, sd: str, i: int, t: int) -> tuple[str, int]:
-        """Where row i, tile t of the int8 copy ``x8`` is (one copy; ``sd`` is the reading
-        MXM's side)."""
-        return self.x.loc(i, t)
-
     def narrow_x(self) -> None:
         """``x8 = REQUANT(x, (x8_multiplier, x8_shift)):i8`` per lane, once (measured: one
         copy read across the VXM by the far MXM beats a copy per side, whose second
@@ -314,7 +309,7 @@ class Lowering(ProgramBuilder):
                 self.regs.release_triple(tr)
 
         matmul_rows(self, name, mxms, self.w[f"w{name}"], n_out, lin.weight.shape[1], S,
-                    lambda i, k: self.xloc(sd, i, k), epilogue=epilogue, tile_begin=begin,
+                    self.x.loc, epilogue=epilogue, tile_begin=begin,
                     tile_done=done, tile_end=end, hold_slots=lambda n: len(heads_of(n)) > 1,
                     weights_key=f"w{name}")
         self.release(self.w[f"w{name}"])
