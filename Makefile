@@ -27,6 +27,7 @@ CASE    ?=
 PYTEST_ARGS ?=
 BENCH_CONFIGS ?= tiny,small
 COLD    ?= 0
+STEPS   ?= 0
 
 # $(call bool,NAME): 1 or 0 for a boolean variable; anything else (CAUSAL=maybe, WAVES=2)
 # stops make with the variable and the allowed values named.
@@ -36,7 +37,7 @@ WAVES_FLAG = $(if $(filter 1,$(call bool,WAVES)),--waves,)
 LOCKSTEP_FLAG = $(if $(filter 1,$(call bool,LOCKSTEP)),--lockstep,)
 CAUSAL_FLAG = $(if $(filter 0,$(call bool,CAUSAL)),--no-causal,)
 
-.PHONY: all sim run sim-fabric test verilog lint wave bench bench-rtl fuzz fuzz-replay coverage \
+.PHONY: all sim sim-decode run sim-fabric test verilog lint wave bench bench-rtl fuzz fuzz-replay coverage \
 	clean distclean venv help models llm-accuracy test-llm
 
 all: test
@@ -45,6 +46,9 @@ help:
 	@echo "make sim      the main job: the compiled block on the RTL (CONFIG=$(CONFIG) SEQ=$(SEQ)"
 	@echo "              DMODEL=$(DMODEL) HEADS=$(HEADS) DFF=$(DFF) SEED=$(SEED) CAUSAL=1|0"
 	@echo "              WAVES=0|1 LOCKSTEP=0|1)"
+	@echo "make sim-decode  decode steps of the block on the RTL, KV cache in SRAM: one program,"
+	@echo "              run once per token (CONFIG, SEQ = max context, STEPS = tokens, default"
+	@echo "              SEQ; DMODEL HEADS DFF SEED as for make sim)"
 	@echo "make run PROG=examples/scale.s IMAGE=examples/scale.json DUMP=MEM_E0:0:4 RTL=1"
 	@echo "              your own program on the machine model (and with RTL=1 the chip)"
 	@echo "make sim-fabric  the stream-fabric testbench alone"
@@ -87,6 +91,10 @@ run: $(STAMP)
 	$(PY) -m sim run $(PROG) $(if $(filter command line,$(origin CONFIG)),--config $(CONFIG),) \
 		$(if $(IMAGE),--image $(IMAGE),) $(foreach d,$(DUMP),--dump $(d)) \
 		$(if $(filter 1,$(call bool,RTL)),--rtl,) $(WAVES_FLAG) $(LOCKSTEP_FLAG)
+
+sim-decode: $(STAMP)
+	$(PY) -m sim decode --config $(CONFIG) --context $(SEQ) --steps $(STEPS) --d-model $(DMODEL) \
+		--heads $(HEADS) --d-ff $(DFF) --seed $(SEED)
 
 sim-fabric: $(STAMP)
 	$(PY) -m sim fabric --config $(CONFIG) --seed $(SEED) $(WAVES_FLAG)

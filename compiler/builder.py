@@ -52,6 +52,9 @@ class ProgramBuilder:
         #: per MXM: [active, shadow] weight buffer contents ("row"/"col", index -> source)
         self.buf = {m: [("row", {}), ("row", {})] for m in mxms}
         self.init: dict[tuple[str, int], np.ndarray] = {}
+        #: host-initialised vectors the program itself rewrites (a KV cache): never
+        #: assumed to still hold their initial value
+        self.volatile: set[tuple[str, int]] = set()
         self.kept: dict[str, tuple] = {}  # intermediate name -> (kind, tensor(s), meta)
         self.kept_src: dict[str, list[str]] = {}  # intermediate -> names of its tensors
         self.released: set[str] = set()
@@ -140,7 +143,7 @@ class ProgramBuilder:
         if mode != want:
             have = {}
             self.buf[mxm][1] = (want, have)
-        if src is not None and src in self.init:
+        if src is not None and src in self.init and src not in self.volatile:
             have[row] = src
         else:
             have.pop(row, None)

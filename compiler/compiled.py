@@ -77,6 +77,12 @@ class CompiledBlock:
 
     # -- figures -------------------------------------------------------------------------
     @property
+    def shape_label(self) -> str:
+        b = self.block
+        return (f"seq {b.seq_len}, d_model {b.d_model}, heads {b.n_heads}, d_ff {b.d_ff}"
+                f"{'' if b.causal else ', non-causal'}")
+
+    @property
     def cycles(self) -> int:
         """Predicted total cycles (docs/isa.md definition)."""
         return self.emitted.cycles

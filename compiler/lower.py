@@ -116,6 +116,8 @@ class Lowering(ProgramBuilder):
         self.Dt = T.ntiles(block.d_model, self.vl)
         self.Ft = T.ntiles(block.d_ff, self.vl)
         self.prealloc = list(prealloc)  # register constants of an earlier attempt
+        self.kv_exclude: list[str] = []  # slices k and v must not go to (a KV cache's)
+        self.row_sums_on_mxm = True  # softmax row sums by an MVM (needs the E - 128 table)
 
     # ------------------------------------------------------------------ program
     def run(self) -> None:
@@ -150,8 +152,10 @@ class Lowering(ProgramBuilder):
         ex = self.mem.slices(self.sum_side, 2)
         self.t_exp = self.const("table.exp", dict(enumerate(
             T.table_vectors(blk.exp_table, vl))), 1, slices=[ex[0]])
-        self.t_expm = self.const("table.exp-128", dict(enumerate(
-            T.table_vectors(blk.exp_table.astype(np.int64) - 128, vl))), 1, slices=[ex[1]])
+        if self.row_sums_on_mxm:  # E - 128 feeds the MXM row sums (prefill)
+            self.t_expm = self.const("table.exp-128", dict(enumerate(
+                T.table_vectors(blk.exp_table.astype(np.int64) - 128, vl))), 1,
+                slices=[ex[1]])
         osd = other(self.sum_side)
         rs = self.mem.slices(osd, 2)
         self.t_recip = self.const("table.recip", dict(enumerate(
@@ -198,7 +202,8 @@ class Lowering(ProgramBuilder):
                 for j in range(S)]
         self.qh = self.mem.tensor("q_h", keys, 1, side(p["scores"]))
         self.k = self.mem.tensor("k", [(i, t) for i in range(S) for t in range(self.Dt)], 1,
-                                 side(p["scores"]))
+                                 None if self.kv_exclude else side(p["scores"]),
+                                 exclude=self.kv_exclude)
         self.project("q", blk.wq, p["q"], lambda h, i, n: self.qh.loc(h, i, n), heads=True)
         self.project("k", blk.wk, p["k"], lambda h, i, n: self.k.loc(i, n), heads=False)
         if self.v_transpose:
@@ -207,7 +212,8 @@ class Lowering(ProgramBuilder):
             self.project("v", blk.wv, p["v"], lambda h, i, n: self.v.loc(i, n), heads=False)
             self.keep_as("v", "rows", self.v, blk.d_model, self.v)
         else:
-            self.vh = self.mem.tensor("v_h", keys, 1, side(p["ctx"]))
+            self.vh = self.mem.tensor("v_h", keys, 1, None if self.kv_exclude else side(p["ctx"]),
+                                      exclude=self.kv_exclude)
             self.project("v", blk.wv, p["v"], lambda h, i, n: self.vh.loc(h, i, n),
                          heads=True)
             self.keep_as("v", "heads", self.vh, blk.d_model, self.vh)

@@ -21,7 +21,8 @@ class Ops:
         self.pos = {s.name: s.index for s in cfg.slices}
         self.kind = {s.name: s.kind for s in cfg.slices}
         self.lat = {mn: latency(mn, cfg) for mn in (
-            "READ", "WRITE", "GATHER", "VXM", "LW", "LWT", "IW", "MVM", "SHS")}
+            "READ", "WRITE", "GATHER", "SCATTER", "VXM", "LW", "LWT", "IW", "MVM", "SHS",
+            "RMAX", "RMIN", "RSUM")}
         self.depth = cfg.mem_depth
 
     def _op(self, b: Bundle, slice_: str, mn: str, **fields) -> Op:
@@ -49,6 +50,19 @@ class Ops:
         op.port("out", 1, True)
         last = min(table + 255, self.cfg.mem_addresses - 1)
         op.banks_r = tuple(range(table // self.depth, last // self.depth + 1))
+        return op
+
+    def scatter(self, b: Bundle, slice_: str, base: int, n: int) -> Op:
+        """Per-lane store at ``base + idx[lane]``: the program cannot know which of the
+        ``n`` addresses ``base..base+n-1`` it writes, so it counts as writing all of them
+        (dependencies); they must lie in one bank (the bank the write occupies)."""
+        if base // self.depth != (base + n - 1) // self.depth:
+            raise ValueError(f"SCATTER range {slice_} {base}..{base + n - 1} crosses a bank")
+        op = self._op(b, slice_, "SCATTER", addr=base)
+        op.port("idx", 1, False)
+        op.port("in", 1, False)
+        op.sram_w.extend((slice_, a) for a in range(base, base + n))
+        op.bank_w = base // self.depth
         return op
 
     # -- MXM ---------------------------------------------------------------------------------
@@ -86,6 +100,15 @@ class Ops:
         op = self._op(b, sxm, "SHS", type=("i8", "i16", "i32", "u8").index(typ), n=n)
         op.port("in", TYPE_BYTES[typ], False)
         op.port("out", TYPE_BYTES[typ], True)
+        return op
+
+    def reduce(self, b: Bundle, sxm: str, mn: str, typ: str, otype: str | None = None) -> Op:
+        """``RMAX``/``RMIN``/``RSUM`` over every lane, broadcast to every lane as ``otype``."""
+        otype = otype or typ
+        types = ("i8", "i16", "i32", "u8")
+        op = self._op(b, sxm, mn, type=types.index(typ), otype=types.index(otype))
+        op.port("in", TYPE_BYTES[typ], False)
+        op.port("out", TYPE_BYTES[otype], True)
         return op
 
     # -- VXM ---------------------------------------------------------------------------------

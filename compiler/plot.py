@@ -17,6 +17,7 @@ from pathlib import Path
 KIND_COLOURS = {
     "READ": "#4e79a7", "WRITE": "#59a14f", "GATHER": "#76b7b2", "VXM": "#f28e2b",
     "MVM": "#e15759", "LW": "#ff9da7", "LWT": "#b07aa1", "IW": "#000000", "SHS": "#9c755f",
+    "SCATTER": "#edc948", "RMAX": "#bab0ac", "RSUM": "#8c564b",
 }
 
 
@@ -77,10 +78,8 @@ def schedule_figure(compiled, max_width: float = 60.0):
     ax.set_xlim(0, cycles)
     ax.set_ylim(-0.8, len(slices) - 0.2)
     ax.set_xlabel("cycle (superlane 0)")
-    b = compiled.block
     ax.set_title(
-        f"{cfg.name}: seq {b.seq_len}, d_model {b.d_model}, heads {b.n_heads}, d_ff {b.d_ff}"
-        f"{'' if b.causal else ', non-causal'} -- {cycles} cycles, lower bound "
+        f"{cfg.name}: {compiled.shape_label} -- {cycles} cycles, lower bound "
         f"{compiled.lower_bound} (x{compiled.ratio:.2f}), MXM utilisation "
         f"{100 * compiled.mxm_utilisation:.1f}%  (bars: issue..last effect; % = busy)")
     for s in slices:

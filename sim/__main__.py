@@ -4,6 +4,7 @@
     python -m sim lint    --config small
     python -m sim fabric  --config small [--programs 8] [--seed 0] [--waves]
     python -m sim block   --config small --seq 16 --d-model 32 --heads 2 --d-ff 64 --seed 0
+    python -m sim decode  --config small --context 16 --steps 16 (decode steps, KV cache)
     python -m sim run     prog.s [--image data.json] [--dump MEM_E0:0:4] [--rtl] [--waves]
     python -m sim bench   [--no-rtl]
     python -m sim bench-rtl --config tiny,small [--threads 1,2] [--cold]
@@ -114,6 +115,31 @@ def cmd_block(args) -> int:
         print(f"FAIL: {e}", file=sys.stderr)
         return 1
     except ValueError as e:  # bad shapes, a block that does not fit (CompileError)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print_report(report)
+    if report["problems"]:
+        print("\nFAIL:", file=sys.stderr)
+        for p in report["problems"]:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_decode(args) -> int:
+    from .block import BlockSpec
+    from .decode import print_report, run_decode
+
+    cfg = _config(args.config)
+    spec = BlockSpec(args.context, args.d_model, args.heads, args.d_ff, args.seed, True)
+    print(cfg.summary(), flush=True)
+    try:
+        report = run_decode(cfg, spec, args.steps if args.steps else args.context,
+                            log=lambda *a: print(*a, flush=True))
+    except SimFailure as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+        return 1
+    except ValueError as e:  # bad shapes, a step that does not fit (CompileError)
         print(f"error: {e}", file=sys.stderr)
         return 2
     print_report(report)
@@ -254,6 +280,17 @@ def main(argv=None) -> int:
     p.add_argument("--waves", action="store_true", help="dump a waveform (FST, or VCD "
                    "where FST cannot be built)")
     p.set_defaults(func=cmd_block)
+    p = sub.add_parser("decode", help="decode steps of the block on the RTL, KV cache in "
+                       "SRAM")
+    p.add_argument("--config", default="small")
+    p.add_argument("--context", type=int, default=16, help="maximum context (cache positions)")
+    p.add_argument("--steps", type=int, default=0, help="decode steps (default: the context)")
+    p.add_argument("--d-model", type=int, default=32)
+    p.add_argument("--heads", type=int, default=2)
+    p.add_argument("--d-ff", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_decode)
+
     p = sub.add_parser("run", help="run your own program (.s, .bin or .py) on the machine "
                        "model and, with --rtl, on the Verilated chip, compared")
     p.add_argument("program", help="assembly (.s), program binary (.bin) or Python (.py)")

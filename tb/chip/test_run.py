@@ -13,6 +13,10 @@ block, fuzzing reproducers).  Parameters (``TSP_PARAMS``):
   the speed benchmark's long run), read back after the last; ``restore``: an
   ``.npz`` like ``image`` written again before each further run (what a run
   overwrites of its own input; not counted in the run time).
+- ``steps``: an ``.npz`` of per-run writes, keys ``"<run>/<slice>/<addr>"`` (decode
+  steps: the token's row and position): run ``r`` writes its vectors, STARTs, and the
+  ``readback`` vectors and the chip's CYCLES are read after *each* run (``out`` keys
+  ``"<run>/<slice>/<addr>"``; ``cycles_chip_runs`` in the summary).  Excludes ``repeat``.
 
 The summary (``TSP_RESULT``) has the status, the counters, the measured cycles
 and the simulation speed.
@@ -65,6 +69,9 @@ async def run_program(dut):
     t_run = time.monotonic()
     waited_runs = []
     restore = load_image(prm["restore"]) if prm.get("restore") else None
+    if prm.get("steps"):
+        await run_steps(dut, host, prm, readback, load_seconds, load_commands, t_run)
+        return
     restore_seconds = 0.0
     for r in range(int(prm.get("repeat", 1))):
         if r and restore:
@@ -97,3 +104,40 @@ async def run_program(dut):
     })
     for e in lock_errors:
         dut._log.error("lock-step: %s", e)
+
+
+async def run_steps(dut, host, prm, readback, load_seconds, load_commands, t_run):
+    """Run the loaded program once per step of ``prm["steps"]`` (see the module
+    docstring); the machine's state (SRAM: a KV cache) carries over between runs."""
+    steps: dict[int, dict] = {}
+    with np.load(prm["steps"]) as z:
+        for key in z.files:
+            r, sl, addr = key.split("/")
+            steps.setdefault(int(r), {}).setdefault(sl, {})[int(addr)] = z[key]
+    vecs, waited_runs, chip_runs, errors = {}, [], [], []
+    io_seconds = 0.0
+    for r in sorted(steps):
+        t0 = time.monotonic()
+        await host.load(None, steps[r])
+        io_seconds += time.monotonic() - t0
+        await host.start()
+        waited_runs.append(await host.wait_done(int(prm.get("max_cycles", 1_000_000))))
+        t0 = time.monotonic()
+        status = await host.status()
+        if status["error"]:
+            errors.append({"run": r, **status})
+        chip_runs.append((await host.counters())["cycles"])
+        for sl, a in readback:
+            vecs[f"{r}/{sl}/{a}"] = await host.read_sram(sl, int(a))
+        io_seconds += time.monotonic() - t0
+    run_seconds = time.monotonic() - t_run - io_seconds
+    np.savez(prm["out"], **vecs)
+    env.write_result({
+        "status": await host.status(), "counters": await host.counters(),
+        "cycles_clock": waited_runs[-1], "cycles_clock_runs": waited_runs,
+        "cycles_chip_runs": chip_runs, "step_errors": errors,
+        "load_seconds": load_seconds, "load_commands": load_commands,
+        "run_seconds": run_seconds, "step_io_seconds": io_seconds,
+        "sim_cycles_per_second": sum(waited_runs) / run_seconds if run_seconds else 0.0,
+        "lockstep": False, "lockstep_errors": [], "lockstep_undefined_lanes": 0,
+    })
