@@ -60,11 +60,21 @@ MAX_CONTEXT = 256
 class DecodeLowering(Lowering):
     """One decode step of ``block`` over a KV cache of ``max_context`` positions."""
 
-    def __init__(self, block: QuantBlock, cfg: TspConfig, max_context: int, **kw):
+    def __init__(self, block: QuantBlock, cfg: TspConfig, max_context: int,
+                 spread: bool = True, **kw):
         super().__init__(block, cfg, keep=True, **kw)
+        self.spread = spread
         self.C = max_context
         self.S = 1  # one row per step
         self.row_sums_on_mxm = False  # row sums by RSUM: no E - 128 table
+
+    def group_of(self, mxm: str) -> list[str]:
+        """Every MXM, ``mxm`` first: one row per step makes each matrix product a stream
+        of weight rows, so its output tiles go to all MXMs in turn (both hemispheres);
+        without ``spread`` to those of its hemisphere, as in the prefill block."""
+        if not self.spread:
+            return super().group_of(mxm)
+        return [mxm] + [s.name for s in self.cfg.slices_of("MXM") if s.name != mxm]
 
     def run(self) -> None:
         blk = self.blk
@@ -251,14 +261,9 @@ class DecodeLowering(Lowering):
         self.keep_as("ctx", "rows", self.ctx, blk.d_model, self.ctx)
 
 
-def check_decode(block: QuantBlock, cfg: TspConfig, max_context: int) -> None:
-    """Refuse what one decode program cannot do, naming the limit."""
-    if not block.causal:
-        raise CompileError("decode steps need a causal block (each token sees the keys up "
-                           "to its own position); this block is non-causal", "shape", True)
-    if block.n_heads < 1 or block.d_model % block.n_heads:
-        raise CompileError(f"d_head: d_model={block.d_model} is not a multiple of "
-                           f"n_heads={block.n_heads}", "shape", True)
+def check_context(cfg: TspConfig, max_context: int) -> None:
+    """Refuse a maximum context no decode program on ``cfg`` holds (cheap: callers run it
+    before building and calibrating a block)."""
     vl = cfg.vector_length
     if not isinstance(max_context, int) or not 1 <= max_context <= min(vl, MAX_CONTEXT):
         need = -(-int(max_context) // cfg.lanes_per_superlane) if isinstance(
@@ -268,14 +273,25 @@ def check_decode(block: QuantBlock, cfg: TspConfig, max_context: int) -> None:
         raise CompileError(f"max_context={max_context!r} must be in 1..{min(vl, MAX_CONTEXT)} "
                            f"on config {cfg.name!r} (keys are lanes: VL = {vl}; the position "
                            f"is a u8 index); {hint}", "shape", True)
-    if max_context > block.seq_len:
-        raise CompileError(f"max_context={max_context} exceeds the block's calibrated "
-                           f"seq_len={block.seq_len}", "shape", True)
     if cfg.mem_slices_per_hemisphere < 2:
         raise CompileError("decode needs at least 2 MEM slices per hemisphere (int16 "
                            f"scores) but config {cfg.name!r} has "
                            f"{cfg.mem_slices_per_hemisphere}; "
                            f"{preset_hint('mem_slices_per_hemisphere', 2)}", "shape", True)
+
+
+def check_decode(block: QuantBlock, cfg: TspConfig, max_context: int) -> None:
+    """Refuse what one decode program cannot do, naming the limit."""
+    check_context(cfg, max_context)
+    if not block.causal:
+        raise CompileError("decode steps need a causal block (each token sees the keys up "
+                           "to its own position); this block is non-causal", "shape", True)
+    if block.n_heads < 1 or block.d_model % block.n_heads:
+        raise CompileError(f"d_head: d_model={block.d_model} is not a multiple of "
+                           f"n_heads={block.n_heads}", "shape", True)
+    if max_context > block.seq_len:
+        raise CompileError(f"max_context={max_context} exceeds the block's calibrated "
+                           f"seq_len={block.seq_len}", "shape", True)
 
 
 @dataclass
@@ -389,9 +405,10 @@ def compile_decode(block: QuantBlock, cfg: TspConfig | str, max_context: int | N
                    *, plans=None, orders=("priority", "cycle", "program"),
                    effort: str = "best") -> CompiledDecode:
     """Compile one decode step of the causal ``block`` over a KV cache of ``max_context``
-    positions (default: the block's ``seq_len``).  Variants: the MXM ``plans`` x the
-    scheduling ``orders``, weight rows loaded flexibly, then in rigid blocks if the
-    instruction memory is short; the fastest that fits is kept."""
+    positions (default: the block's ``seq_len``).  Variants: the MXM ``plans`` x output
+    tiles spread over every MXM or over the planned hemisphere's x the scheduling
+    ``orders``, weight rows loaded flexibly, then in rigid blocks if the instruction
+    memory is short; the fastest that fits is kept."""
     t0 = time.time()
     cfg = get_config(cfg)
     if not isinstance(block, QuantBlock):
@@ -401,10 +418,12 @@ def compile_decode(block: QuantBlock, cfg: TspConfig | str, max_context: int | N
     _check_weights_fit(block, cfg)
     plans = list(plans or PLANS)
     tried, errors, best = [], [], None
+    variants = [(pi, spread) for spread in (True, False) for pi in range(len(plans))]
     for rigid in (False, True):
-        for pi, plan in enumerate(plans):
+        for pi, spread in variants:
             try:
-                low = DecodeLowering(block, cfg, C, plan=plan, rigid_loads=rigid)
+                low = DecodeLowering(block, cfg, C, plan=plans[pi], rigid_loads=rigid,
+                                     spread=spread)
                 low.run()
             except CompileError as exc:
                 if exc.final:
@@ -415,7 +434,8 @@ def compile_decode(block: QuantBlock, cfg: TspConfig | str, max_context: int | N
                 em = _schedule(cfg, low, order)
                 words = {k: q.nwords for k, q in em.queues.items()}
                 fits = max(words.values()) <= cfg.imem_depth
-                rec = {"plan": pi, "rigid_loads": rigid, "order": order, "cycles": em.cycles,
+                rec = {"plan": pi, "spread": spread, "rigid_loads": rigid, "order": order,
+                       "cycles": em.cycles,
                        "max_words": max(words.values()), "fits": fits, "words": words}
                 tried.append(rec)
                 if fits and (best is None or em.cycles < best[2]["cycles"]):
@@ -438,7 +458,8 @@ def compile_decode(block: QuantBlock, cfg: TspConfig | str, max_context: int | N
         cfg=cfg, block=block, program=prog, emitted=em, bundles=low.bundles, init=low.init,
         inputs=low.inputs, kept=low.valid_intermediates(),
         bounds=_bounds(cfg, low.bundles, em),
-        variant={"plan": rec["plan"], "rigid_loads": rec["rigid_loads"], "order": order,
+        variant={"plan": rec["plan"], "spread": rec["spread"],
+                 "rigid_loads": rec["rigid_loads"], "order": order,
                  "max_context": C},
         sram_used=low.mem.used, sram_peak=low.mem.peak, compile_seconds=time.time() - t0,
         tried=[{k: v for k, v in r.items() if k != "words"} for r in tried],

@@ -6,6 +6,12 @@ model (cycles predicted == model); the table gives cycles, the lower bound, the
 ratio and MXM utilisation.  The rows marked ``rtl`` also run on the Verilated
 chip (cached builds) for the simulated cycles per second.  Written to
 ``build/bench.json``.
+
+Then the decode steps (`compiler.decode`): one step's cycles for a maximum context,
+checked on the model over every position (each step's cycles == predicted, every
+output == the golden prefill row), its lower bounds (weight stream, MACs, VXM,
+dependency path) and the ratio to the largest; ``rtl`` rows run every step on the
+chip too.  Written to ``build/bench-decode.json``.
 """
 
 from __future__ import annotations
@@ -26,6 +32,15 @@ TABLE = [
     ("medium", 16, 32, 2, 64, True, False),
     ("medium", 32, 64, 4, 256, True, False),
     ("medium", 32, 128, 4, 512, True, False),
+]
+
+#: decode steps: (config, max context, d_model, heads, d_ff, run on the RTL too)
+DECODE_TABLE = [
+    ("tiny", 8, 32, 2, 64, True),
+    ("small", 16, 32, 2, 64, True),
+    ("small", 32, 64, 4, 128, False),
+    ("medium", 32, 64, 4, 256, False),
+    ("medium", 32, 128, 4, 512, False),
 ]
 
 
@@ -79,6 +94,54 @@ def run_bench(rtl: bool = True, log=print) -> list[dict]:
             f"with overhead MVMs {comp.overhead_mvms}){rtl_txt}")
     out = build_root() / "bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=1))
+    log(f"written {out}")
+    run_decode_bench(rtl, log)
+    return rows
+
+
+def run_decode_bench(rtl: bool = True, log=print) -> list[dict]:
+    from compiler.decode import compile_decode
+    from golden.block import make_block
+
+    from .block import BlockSpec
+    from .decode import run_decode
+
+    log("")
+    log("decode steps (one token per run, KV cache in SRAM; bounds per step)")
+    rows = []
+    for cfg_name, ctx, d, h, ff, on_rtl in DECODE_TABLE:
+        block = make_block(0, ctx, d, h, ff, causal=True)
+        x_q = block.quantize_input(block.example_input(0))
+        t0 = time.monotonic()
+        comp = compile_decode(block, cfg_name)
+        compile_s = time.monotonic() - t0
+        y, runs, _ = comp.run_on_model(x_q)
+        bnd = comp.decode_bounds()
+        row = {"config": cfg_name, "shape": {"max_context": ctx, "d_model": d, "heads": h,
+                                             "d_ff": ff},
+               "cycles_per_step": comp.cycles,
+               "model_cycles_every_step": sorted({r.cycles for r in runs}),
+               "bit_exact_model": bool((y == block.forward_int(x_q)).all()),
+               "bounds": bnd["bounds"], "binding": bnd["binding"], "ratio": bnd["ratio"],
+               "weight_bytes": bnd["weight_bytes"], "kv_cache_bytes": bnd["kv_bytes"],
+               "variant": comp.variant, "compile_seconds": round(compile_s, 2)}
+        if rtl and on_rtl:
+            r = run_decode(get_config(cfg_name), BlockSpec(ctx, d, h, ff, 0, True), ctx,
+                           out_dir=build_root() / "bench" / f"decode-{cfg_name}-{ctx}-{d}-{h}-{ff}",
+                           plot=False, log=lambda *a: None)
+            row.update(rtl_bit_exact=r["bit_exact"], rtl_cycles_every_step=sorted(
+                set(r["cycles_chip_steps"]) | set(r["cycles_clock_steps"])),
+                rtl_problems=r["problems"])
+        rows.append(row)
+        b = bnd["bounds"]
+        rtl_txt = (f", RTL {row['rtl_cycles_every_step']} bit-exact={row['rtl_bit_exact']}"
+                   if "rtl_bit_exact" in row else "")
+        log(f"{cfg_name:7s} context {ctx:3d} d_model {d:4d} heads {h} d_ff {ff:4d}: "
+            f"{comp.cycles:5d} cycles/step (model {row['model_cycles_every_step']}), bounds "
+            f"weights {b['weight_stream']}, MAC {b['mac']}, VXM {b['vxm']}, path {b['path']}: "
+            f"ratio {bnd['ratio']:.2f} to {bnd['binding']}{rtl_txt}")
+    out = build_root() / "bench-decode.json"
     out.write_text(json.dumps(rows, indent=1))
     log(f"written {out}")
     return rows

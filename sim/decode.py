@@ -55,16 +55,17 @@ def read_caches(comp, read_vec, steps: int) -> dict[str, np.ndarray]:
 def run_decode(cfg: TspConfig, spec: BlockSpec, steps: int, *, out_dir=None, plot: bool = True,
                log=print) -> dict:
     """Compile the decode step, run ``steps`` steps on the model and the RTL; the report."""
-    from compiler.decode import compile_decode
+    from compiler.decode import check_context, compile_decode
     from golden.block import make_block
 
     t_start = time.monotonic()
     check_simulable(cfg)
+    check_context(cfg, spec.seq)  # before calibrating a block of that length
     if not spec.causal:
         raise ValueError("decode steps need a causal block (drop --no-causal)")
     if not isinstance(steps, int) or not 1 <= steps <= spec.seq:
         raise ValueError(f"steps={steps!r} must be in 1..{spec.seq} (the maximum context "
-                         f"--seq)")
+                         f"--context, SEQ)")
     block = make_block(spec.seed, spec.seq, spec.d_model, spec.heads, spec.d_ff, causal=True)
     x_q = block.quantize_input(block.example_input(spec.seed))
     y_gold = block.forward_int(x_q)[:steps]  # prefill of the whole sequence, row p

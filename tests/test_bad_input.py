@@ -456,6 +456,23 @@ def test_sim_block_cli_refuses_before_building(tmp_path, args, rc, fragments):
     assert not (tmp_path / "build").exists()  # nothing written, generated or built
 
 
+@pytest.mark.parametrize("args, rc, fragments", [
+    (["--config", "tiny", "--context", "64"], 2,
+     ["error: max_context=64 must be in 1..16 on config 'tiny'", "VL = 16",
+      "use a config with superlanes >= 4 (preset 'medium' has 4)"]),
+    (["--config", "small", "--context", "100000"], 2,
+     ["error: max_context=100000 must be in 1..32", "the largest is 256"]),
+    (["--config", "tiny", "--context", "8", "--steps", "9"], 2,
+     ["error: steps=9 must be in 1..8 (the maximum context"]),
+    (["--heads", "3"], 2, ["error: n_heads: d_model=32 is not divisible by n_heads=3"]),
+], ids=["context>VL", "context-huge", "steps", "heads"])
+def test_sim_decode_cli_refuses_before_building(tmp_path, args, rc, fragments):
+    r = run_sim_guarded(tmp_path, "decode", *args)
+    assert "BUILD ATTEMPTED" not in r.stderr and r.returncode != 99
+    assert_refused(r, rc, *fragments)
+    assert not (tmp_path / "build").exists()
+
+
 def test_sim_config_lists_validated_before_any_build(tmp_path):
     for cmd in ("lint", "bench-rtl"):
         r = run_sim_guarded(tmp_path, cmd, "--config", "tiny,nope")
