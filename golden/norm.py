@@ -5,13 +5,19 @@ RMSNorm of a row-scaled int32 row ``h * 2**e`` (the wide residual stream), machi
 1. ``k = max(0, bitlen(max|h|) - 15)`` (row max + ``clz``), ``x = sat16(h >> k)`` (VXM).
 2. Sum of squares: ``ss = sum((x*x + 2**(SQ-1)) >> SQ)``, ``SQ = ceil(log2 n)``, so ``ss`` stays
    in int32 (VXM multiply, shift; SXM rotate + VXM add reduction).
-3. ``ss += eps`` in the same units (an offline constant shifted by the row's exponent).
+3. ``ss += eps`` in the same units: an offline constant ``A * 2**B`` (``A`` a 14-bit
+   mantissa, a VXM immediate) shifted by the row's exponent, saturating at ``2**30``.
 4. ``r = rsqrt(ss)`` by :func:`rsqrt_int`: ``clz`` normalisation to an even exponent, a
    192-entry seed Gather, two Newton steps ``y <- y (3 - a y^2) / 2`` in Q29 (VXM
-   multiply-high with rounding, as ``requantize`` does).  Relative error < 2**-26.
-5. ``y = x * G[c] * r`` (int16 x int16 -> int32, x Q29 -> int64), narrowed to int16 per
-   row.  ``G`` is ``gamma * sqrt(n / 2**SQ)`` quantised to 16 bits with one power-of-two
-   scale (offline); the row exponent ``e + k`` cancels, as it must for a norm.
+   multiply and rounding shift in one instruction; ``y^2`` saturates to int32).
+   Relative error < 2**-26.
+5. ``z = round(x * G[c] * r / 2**31)`` (int16 x int16 -> int32, then x Q29 and a
+   rounding shift inside one VXM instruction: |z| < 2**30), narrowed to int16 per row.
+   ``G`` is ``gamma * sqrt(n / 2**SQ)`` quantised to 16 bits with one power-of-two scale
+   (offline); the row exponent ``e + k`` cancels, as it must for a norm.
+
+Every intermediate that leaves a VXM instruction fits int32 (the machine's widest stream
+and register value); `compiler.lowerings.norm` is the machine program, bit for bit.
 
 LayerNorm adds the integer row mean (subtracted before squaring) and the int32 bias.
 """
@@ -47,7 +53,8 @@ def rsqrt_int(v) -> tuple[np.ndarray, np.ndarray]:
     y = y << (RSQRT_FRAC - 8)
     three = 3 << RSQRT_FRAC
     for _ in range(2):
-        y2 = (y * y + (1 << (RSQRT_FRAC - 1))) >> RSQRT_FRAC  # Q29
+        # Q29; saturates to int32 (only y = 2**30 exactly, a = 1/4, would reach 2**31)
+        y2 = np.minimum((y * y + (1 << (RSQRT_FRAC - 1))) >> RSQRT_FRAC, 2**31 - 1)
         t = (a * y2 + (1 << 30)) >> 31  # a*y^2, Q29
         y = (y * (three - t) + (1 << RSQRT_FRAC)) >> (RSQRT_FRAC + 1)
     return y, RSQRT_FRAC + b2 // 2
@@ -68,7 +75,13 @@ class NormWeights:
         top = float(np.max(np.abs(gs))) or 1.0
         self.fg = math.floor(math.log2(32767.0 / top))  # G = gs * 2**fg, |G| <= 32767
         self.g = np.rint(gs * 2.0**self.fg).astype(np.int64)
-        self.eps_q = round(eps * self.n / 2.0**self.sq * 2.0**EPS_FRAC)
+        # eps in Q60 as A * 2**B, A < 2**14 (one VXM immediate, shifted at run time)
+        e60 = eps * self.n / 2.0**self.sq * 2.0**EPS_FRAC
+        self.eps_b = max(0, math.floor(math.log2(e60)) - 13) if e60 >= 1 else 0
+        self.eps_a = round(e60 / 2.0**self.eps_b)
+        if self.eps_a >= 2**14:
+            self.eps_a, self.eps_b = self.eps_a >> 1, self.eps_b + 1
+        self.eps_q = self.eps_a << self.eps_b
         # beta as int32 at 2**-BETA_FRAC, shifted to the row's exponent at run time
         self.beta = None if beta is None else np.rint(
             np.asarray(beta, dtype=np.float64) * 2.0**BETA_FRAC).astype(np.int64)
@@ -79,9 +92,10 @@ def _sum_squares(x, nw: NormWeights, e) -> np.ndarray:
     ss = np.sum((x * x + half) >> nw.sq, axis=-1, keepdims=True)
     # eps in units of 2**(sq + 2e): Q60 constant shifted by the row exponent
     k = np.broadcast_to(EPS_FRAC + 2 * np.asarray(e, dtype=np.int64), ss.shape)
-    # k < 0: eps alone exceeds the int32 range of ss (row is ~0): saturate
-    eps = np.where(k < 0, 2**30, shift_round(np.full(ss.shape, nw.eps_q, np.int64),
-                                             np.maximum(k, 0))) if nw.eps_q else 0
+    # k < 0: eps shifted left, saturated at 2**30 (ss + eps then saturates too)
+    q = np.full(ss.shape, nw.eps_q, np.int64)
+    left = np.where(bitlen(q) - k > 30, 2**30, q << np.clip(-k, 0, 62))
+    eps = np.where(k < 0, left, shift_round(q, np.maximum(k, 0))) if nw.eps_q else 0
     ss = np.minimum(ss + eps, 2**30 - 1)
     return np.maximum(ss, 1)
 
@@ -93,8 +107,9 @@ def rmsnorm_int(h, e, nw: NormWeights, bits: int = 16) -> tuple[np.ndarray, np.n
         raise ValueError(f"rmsnorm_int: row width {h.shape[-1]} != gamma width {nw.n}")
     x, ex = narrow(h, e, 16)
     y, p = rsqrt_int(_sum_squares(x, nw, ex))
-    # x * G: |.| <= 2**30; times y (Q29, <= 2**30): < 2**61
-    return narrow((x * nw.g) * y, -(nw.fg + p), bits)
+    # x * G: |.| <= 2**30 (int32); times y (Q29, <= 2**30) and >> 31: |z| <= 2**29
+    z = shift_round((x * nw.g) * y, 31)
+    return narrow(z, 31 - (nw.fg + p), bits)
 
 
 def layernorm_int(h, e, nw: NormWeights) -> tuple[np.ndarray, np.ndarray]:

@@ -11,10 +11,20 @@ from arch.program import Program
 from compiler import tiling as T
 from compiler.builder import ProgramBuilder
 from compiler.emit import emit
-from compiler.lowerings import add_rows, lookup_rows, matmul_rows, requantize_rows
+from compiler.lowerings import (
+    add_rows,
+    lookup_rows,
+    matmul_rows,
+    narrow_rows,
+    requantize_rows,
+    rmsnorm_rows,
+    rsqrt_seed_table,
+)
 from compiler.routes import planes_out
 from compiler.schedule import list_schedule
 from golden.machine import Machine
+from golden.norm import NormWeights, rmsnorm_int
+from golden.planes import narrow
 
 TWO_MXM = get_config("small").replace(name="small-2mxm", mxms_per_hemisphere=2)
 
@@ -170,3 +180,77 @@ def test_lookup_rows_bit_exact(base_seed):
     lookup_rows(pb, "act", xt, tt.loc(0), yt, list(xt.locs))
     y = _read_rows(_run(cfg, pb)[0], yt, rows, width, vl)
     assert np.array_equal(y, table[x.astype(np.uint8)].astype(np.int64))
+
+
+def _scaled_rows(rng, rows: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """int32 rows of every magnitude with their exponents, and the hard cases: a row of
+    zeros, one at the int32 limit of the residual stream (2**30), a single outlier, a row
+    of +-1 at a very small exponent (RMSNorm's eps then exceeds the int32 range and
+    saturates) and at a large one."""
+    mag = 2.0 ** rng.integers(0, 29, (rows, 1))
+    h = np.clip(np.rint(rng.standard_normal((rows, width)) * mag), -2**30, 2**30)
+    e = rng.integers(-30, 8, (rows, 1))
+    h[0] = 0
+    h[1, :], e[1] = rng.choice([-1, 1], width), -45
+    h[2, :] = rng.choice([-(2**30), 2**30], width)
+    if rows > 3:
+        h[3, :] = rng.integers(-3, 4, width)
+        h[3, width // 2] = 900_000
+    if rows > 4:
+        h[4, :], e[4] = rng.integers(-100, 100, width), 20
+    return h.astype(np.int64), e.astype(np.int64)
+
+
+def _run_scaled(cfg, lower, h, e, out_planes):
+    """Lower ``lower(pb, h tensor, e tensor, out, e_out)`` over host rows ``h`` with
+    exponents ``e``; run; return (out rows, out exponents, cycles)."""
+    vl = cfg.vector_length
+    rows, width = h.shape
+    pb = ProgramBuilder(cfg)
+    for z in (2, 5, 8, 11):  # the zero registers every program sets
+        pb.set_imm(z, 0, "zero")
+    rsqrt_seed_table(pb)  # 256 consecutive addresses, before SRAM fills up
+    ht = _rows_const(pb, "h", h, 4, vl)
+    et = pb.const("e", {(i,): T.bytes_of(np.full(vl, e[i, 0]), 2) for i in range(rows)}, 2)
+    out = pb.mem.tensor("out", list(ht.locs), out_planes)
+    eo = pb.mem.tensor("e_out", [(i,) for i in range(rows)], 2)
+    lower(pb, ht, et, out, eo)
+    m, cycles = _run(cfg, pb)
+    eg = np.stack([T.from_bytes(np.stack([m.read_mem(s, a) for s, a in eo[(i,)]]))
+                   for i in range(rows)])
+    assert (eg == eg[:, :1]).all()  # the exponent in every lane
+    return _read_rows(m, out, rows, width, vl), eg[:, :1], cycles
+
+
+@pytest.mark.parametrize(("config", "width", "bits"), [
+    ("tiny", 24, 16), ("tiny", 16, 8), ("small", 70, 16), ("medium", 200, 16)])
+def test_narrow_rows_bit_exact(config, width, bits, base_seed):
+    """`golden.planes.narrow` on the machine: row max over every tile, clz, one rounding
+    shift per vector, exponent + k."""
+    print(f"seed={base_seed}")
+    rng = np.random.default_rng([base_seed, 9, width])
+    h, e = _scaled_rows(rng, 6, width)
+    q, eq, _ = _run_scaled(get_config(config), lambda pb, ht, et, out, eo: narrow_rows(
+        pb, "n", ht, et, out, eo, len(h), width), h, e, bits // 8)
+    gq, ge = narrow(h, e, bits)
+    assert np.array_equal(q, gq) and np.array_equal(eq, ge)
+
+
+@pytest.mark.parametrize(("config", "width", "eps", "rows"), [
+    ("tiny", 24, 1e-5, 4),  # two tiles, the last partial (4 rows: 512-word queues)
+    ("tiny", 16, 0.0, 4),  # no eps
+    ("small", 70, 1e-6, 6),
+    ("small", 576, 1e-5, 3),  # SmolLM2's d_model and eps: 18 tiles
+])
+def test_rmsnorm_rows_bit_exact(config, width, eps, rows, base_seed):
+    """`golden.norm.rmsnorm_int` on the machine, every step in int32 (narrow, sum of
+    squares, eps by the row exponent, Newton rsqrt, x G y, narrow)."""
+    print(f"seed={base_seed}")
+    rng = np.random.default_rng([base_seed, 10, width])
+    h, e = _scaled_rows(rng, rows, width)
+    nw = NormWeights(rng.standard_normal(width) * 0.4 + 1.0, eps)
+    q, eq, _ = _run_scaled(get_config(config), lambda pb, ht, et, out, eo: rmsnorm_rows(
+        pb, "rms", ht, et, out, eo, len(h), nw), h, e, 2)
+    gq, ge = rmsnorm_int(h, e, nw)
+    assert np.array_equal(q, gq), np.argwhere(q != gq)[:5]
+    assert np.array_equal(eq, ge)

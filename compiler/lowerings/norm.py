@@ -1,0 +1,234 @@
+"""Row-scaled integers on the machine: `narrow_rows` and `rmsnorm_rows`.
+
+A row-scaled tensor (`golden.planes`) is an integer row ``q`` with one power-of-two
+exponent ``e`` per row: value ``q * 2**e``.  On the machine each row's exponent is a
+vector with ``e`` in every lane (int16, two byte planes in SRAM; a VXM register while an
+op works on the row), so exponent arithmetic is ordinary lane arithmetic.
+
+* `narrow_rows` -- `golden.planes.narrow`: per row, the largest ``|q|`` over every lane
+  tile (VXM ``ABS`` -> SXM ``RMAX`` -> VXM ``MAX`` across tiles), ``k = max(0, 33 - bits -
+  clz(max))`` (VXM ``CLZ``), then one rounding shift per vector saturated to ``bits``
+  (``SRAR`` with the register ``k``) and ``e + k``.
+* `rmsnorm_rows` -- `golden.norm.rmsnorm_int`, step by step (see its docstring): narrow
+  to int16; sum of squares (VXM ``MUL`` + ``SRAR``, SXM ``RSUM``, VXM ``ADD`` across
+  tiles); ``+ eps`` shifted by the row exponent (``SHL``/``SRAR`` of the 14-bit mantissa,
+  saturating); the integer reciprocal square root (``CLZ``, a 192-entry seed ``GATHER``,
+  two Newton steps, each a multiply and rounding shift in one VXM instruction); ``x * G``
+  into a register, times ``y`` with a rounding shift by 31; narrow again.
+
+Timing: per row a dependent chain of register ops (every VXM register read waits 4
+cycles for its write, the SXM reductions take ``2S + 1``); rows are lowered one after
+the other and overlap where the scheduler finds room.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from golden.norm import EPS_FRAC, RSQRT_FRAC, RSQRT_SEED, NormWeights
+
+from .. import tiling as T
+from ..alloc import ZEROS
+from ..builder import ProgramBuilder
+from ..errors import CompileError
+from ..ir import Bundle
+from ..routes import planes_in, planes_out
+
+TYPES = {1: "i8", 2: "i16", 4: "i32"}
+
+
+def _sxm_near(pb: ProgramBuilder, locs) -> str:
+    return "SXM_W" if locs[0][0] in pb.mem.side["W"] else "SXM_E"
+
+
+def row_reduce(pb: ProgramBuilder, name: str, vectors: list, reg: int, red: str,
+               first_op: str | None, typ: str = "i32", combine: str = "MAX") -> None:
+    """``reg = combine_t RED(first_op(v_t))`` over the vectors (tuples of plane locs) of
+    one row: per vector one bundle MEM -> VXM (``first_op``, e.g. ``ABS``) -> SXM
+    ``RMAX``/``RSUM`` -> VXM (into ``reg``, ``combine``d with it after the first)."""
+    O = pb.O
+    for t, locs in enumerate(vectors):
+        b = Bundle(f"{name} {red.lower()} tile {t}", name)
+        sx = O.reduce(b, _sxm_near(pb, locs), red, "i32")
+        if first_op is not None:
+            v = O.vxm(b, typ, "s", first_op, "s", otype="i32")
+            planes_in(O, b, locs, v, "a")
+            b.connect(v, "d", sx, "in")
+        else:
+            planes_in(O, b, locs, sx, "in")
+        if t == 0:
+            w = O.vxm(b, "i32", ("r", reg), "PASS", "s")
+        else:
+            w = O.vxm(b, "i32", ("r", reg), combine, "s", ("r", reg))
+        b.connect(sx, "out", w, "a")
+        pb.emit(b)
+
+
+def narrow_row(pb: ProgramBuilder, name: str, src: list, dst: list, e_reg: int,
+               bits: int) -> None:
+    """One row: ``dst_t = sat(SRAR(src_t, k))``, ``e_reg += k`` (see the module
+    docstring); ``src``/``dst``: the row's vectors (plane locs), int32 / ``bits`` wide."""
+    regs, O = pb.regs, pb.O
+    rm, rk = regs.single(), regs.single()
+    row_reduce(pb, f"{name} max", src, rm, "RMAX", "ABS")
+    pb.vx_bundle(f"{name} clz - {33 - bits}", "i32", ("r", rk), "CLZ", ("r", rm), None,
+                 "SUB", 33 - bits)
+    pb.vx_bundle(f"{name} k", "i32", ("r", rk), "SUB", ("r", ZEROS[0]), ("r", rk), "MAX", 0)
+    for t, (s, d) in enumerate(zip(src, dst, strict=True)):
+        b = Bundle(f"{name} shift tile {t}", name)
+        v = O.vxm(b, "i32", "s", "SRAR", "s", ("r", rk), otype=TYPES[bits // 8], sat=True)
+        planes_in(O, b, s, v, "a")
+        planes_out(O, b, v, "d", d)
+        pb.emit(b)
+    pb.vx_bundle(f"{name} e + k", "i32", ("r", e_reg), "ADD", ("r", e_reg), ("r", rk))
+    regs.release(rm, rk)
+
+
+def _load_e(pb: ProgramBuilder, name: str, locs, reg: int) -> None:
+    b = Bundle(f"{name} exponent", name)
+    v = pb.O.vxm(b, "i16", ("r", reg), "PASS", "s", otype="i32")
+    planes_in(pb.O, b, locs, v, "a")
+    pb.emit(b)
+
+
+def _store_e(pb: ProgramBuilder, name: str, reg: int, locs) -> None:
+    b = Bundle(f"{name} exponent out", name)
+    v = pb.O.vxm(b, "i32", "s", "PASS", ("r", reg), otype="i16", sat=True)
+    planes_out(pb.O, b, v, "d", locs)
+    pb.emit(b)
+
+
+def narrow_rows(pb: ProgramBuilder, name: str, src, e_src, dst, e_dst, rows: int,
+                width: int) -> None:
+    """`golden.planes.narrow` of int32 rows to ``dst``'s width (``dst.planes`` bytes):
+    ``src``/``dst`` keyed ``(row, tile)``, exponents ``e_src``/``e_dst`` keyed
+    ``(row,)`` (int16, the value in every lane)."""
+    nt = T.ntiles(width, pb.vl)
+    for i in range(rows):
+        re = pb.regs.single()
+        _load_e(pb, f"{name} row {i}", e_src[(i,)], re)
+        narrow_row(pb, f"{name} row {i}", [src[(i, t)] for t in range(nt)],
+                   [dst[(i, t)] for t in range(nt)], re, 8 * dst.planes)
+        _store_e(pb, f"{name} row {i}", re, e_dst[(i,)])
+        pb.regs.release(re)
+
+
+def rsqrt_seed_table(pb: ProgramBuilder, name: str = "rmsnorm"):
+    """The rsqrt seed table (256 consecutive addresses of one slice: allocate it before
+    SRAM fills up); made once per program."""
+    key = "table.rsqrt_seed"
+    t = pb.mem.tensors.get(key)
+    if t is None:
+        seed = np.zeros(256, np.int64)  # indexed by a >> 23 in 64..255 (a in Q31)
+        seed[64:64 + len(RSQRT_SEED)] = RSQRT_SEED
+        t = pb.const(key, dict(enumerate(T.table_vectors(seed, pb.vl))), 1)
+        if len(t.ranges) != 1:
+            raise CompileError(f"{name}: no 256 consecutive free addresses for the rsqrt "
+                               f"seed table (got {t.ranges}): allocate it first "
+                               "(rsqrt_seed_table)", "sram", True)
+    return t
+
+
+def rmsnorm_rows(pb: ProgramBuilder, name: str, h, e_h, dst, e_dst, rows: int,
+                 nw: NormWeights) -> None:
+    """`golden.norm.rmsnorm_int` of int32 rows ``h`` (exponents ``e_h``) to ``dst``
+    (``dst.planes`` bytes, exponents ``e_dst``); tensors keyed as in `narrow_rows`."""
+    vl, O, regs = pb.vl, pb.O, pb.regs
+    nt = T.ntiles(nw.n, pb.vl)
+    seed = rsqrt_seed_table(pb, name)
+    side = "W" if h[(0, 0)][0][0] in pb.mem.side["W"] else "E"
+    x = pb.mem.tensor(f"{name}.x", [(i, t) for i in range(rows) for t in range(nt)], 2, side)
+    z = pb.mem.tensor(f"{name}.z", [(i, t) for i in range(rows) for t in range(nt)], 4, side)
+    # gamma on the other hemisphere: x and G are read in the same cycle
+    g = pb.const(f"{name}.gamma", {(t,): T.bytes_of(T.tile_vec(nw.g, t, vl), 2)
+                                   for t in range(nt)}, 2, "E" if side == "W" else "W")
+    r_three, r_lim = regs.single(), regs.single()
+    pb.reg_const(r_three, np.full(vl, 3 << RSQRT_FRAC), "3 in Q29")
+    pb.reg_const(r_lim, np.full(vl, 2**30 - 1), "2**30 - 1")
+    for i in range(rows):
+        nm = f"{name} row {i}"
+        # 1. narrow to int16, ex = e + k
+        rex = regs.single()
+        _load_e(pb, nm, e_h[(i,)], rex)
+        narrow_row(pb, f"{nm} x", [h[(i, t)] for t in range(nt)],
+                   [x[(i, t)] for t in range(nt)], rex, 16)
+        # 2. sum of squares, each rounded to 2**-sq
+        rss = regs.single()
+        for t in range(nt):
+            b = Bundle(f"{nm} squares tile {t}", name)
+            sx = O.reduce(b, _sxm_near(pb, x[(i, t)]), "RSUM", "i32")
+            v = O.vxm(b, "i16", "s", "MUL", "s", "s", "SRAR", nw.sq, otype="i32")
+            planes_in(O, b, x[(i, t)], v, "a")
+            b.tap(v.ports["a"][1], 0, v, "b")
+            b.connect(v, "d", sx, "in")
+            w = (O.vxm(b, "i32", ("r", rss), "PASS", "s") if t == 0 else
+                 O.vxm(b, "i32", ("r", rss), "ADD", "s", ("r", rss)))
+            b.connect(sx, "out", w, "a")
+            pb.emit(b)
+        # 3. + eps (A << B in Q60, shifted right by 60 + 2 ex - B, or left), saturated
+        if nw.eps_q:
+            rd, rr, rl = regs.single(), regs.single(), regs.single()
+            pb.vx_bundle(f"{nm} eps shift", "i32", ("r", rd), "ADD", ("r", rex), ("r", rex),
+                         "ADD", EPS_FRAC - nw.eps_b)
+            pb.vx_bundle(f"{nm} eps right", "i32", ("r", rr), "MAX", ("r", rd), 0)
+            pb.vx_bundle(f"{nm} eps right <= 31", "i32", ("r", rr), "MIN", ("r", rr), 31)
+            pb.vx_bundle(f"{nm} eps -d", "i32", ("r", rl), "SUB", ("r", ZEROS[0]), ("r", rd),
+                         "MAX", 0)
+            pb.vx_bundle(f"{nm} eps left", "i32", ("r", rl), "MIN", ("r", rl), 31)
+            pb.vx_bundle(f"{nm} eps", "i32", ("r", rd), "SHL", nw.eps_a, ("r", rl), "SRAR",
+                         ("r", rr), sat=True)
+            pb.vx_bundle(f"{nm} ss + eps", "i32", ("r", rss), "ADD", ("r", rss), ("r", rd),
+                         "MIN", ("r", r_lim))
+            regs.release(rd, rr, rl)
+        regs.release(rex)
+        pb.vx_bundle(f"{nm} ss >= 1", "i32", ("r", rss), "MAX", ("r", rss), 1)
+        # 4. y = rsqrt(ss) in Q29, ss = a * 2**b2 (a in [1/4, 1), b2 even)
+        r1, rp, rsh, ra, ry = (regs.single() for _ in range(5))
+        pb.vx_bundle(f"{nm} -b", "i32", ("r", r1), "CLZ", ("r", rss), None, "SUB", 32)
+        pb.vx_bundle(f"{nm} b & 1", "i32", ("r", rp), "AND", ("r", r1), 1)
+        pb.vx_bundle(f"{nm} 31 - b2", "i32", ("r", rsh), "SUB", ("r", r1), ("r", rp), "ADD", 31)
+        pb.vx_bundle(f"{nm} a", "i32", ("r", ra), "SHL", ("r", rss), ("r", rsh))
+        regs.release(r1, rp, rss)
+        b = Bundle(f"{nm} rsqrt seed", name)
+        v = O.vxm(b, "i32", "s", "SRA", ("r", ra), 23, otype="u8")  # 64..255
+        ga = O.gather(b, *seed.loc(0))
+        b.connect(v, "d", ga, "idx")
+        y = O.vxm(b, "u8", ("r", ry), "ADD", "s", 256, otype="i32")
+        b.connect(ga, "out", y, "a")
+        pb.emit(b)
+        pb.vx_bundle(f"{nm} y0 Q29", "i32", ("r", ry), "SHL", ("r", ry), RSQRT_FRAC - 8)
+        ry2, rt = regs.single(), regs.single()
+        for k in range(2):
+            pb.vx_bundle(f"{nm} newton {k} y^2", "i32", ("r", ry2), "MUL", ("r", ry),
+                         ("r", ry), "SRAR", RSQRT_FRAC, sat=True)
+            pb.vx_bundle(f"{nm} newton {k} a y^2", "i32", ("r", rt), "MUL", ("r", ra),
+                         ("r", ry2), "SRAR", 31)
+            pb.vx_bundle(f"{nm} newton {k} 3 - a y^2", "i32", ("r", rt), "SUB",
+                         ("r", r_three), ("r", rt))
+            pb.vx_bundle(f"{nm} newton {k} y", "i32", ("r", ry), "MUL", ("r", ry), ("r", rt),
+                         "SRAR", RSQRT_FRAC + 1)
+        regs.release(ry2, rt, ra)
+        # exponent of z = x G y / 2**31: 31 - fg - (29 + b2 / 2) = (rsh + 1) / 2 - 14 - fg
+        rez = regs.single()
+        pb.vx_bundle(f"{nm} (rsh + 1) / 2", "i32", ("r", rez), "ADD", ("r", rsh), 1, "SRA", 1)
+        pb.vx_bundle(f"{nm} e_z", "i32", ("r", rez), "ADD", ("r", rez), -14 - nw.fg)
+        regs.release(rsh)
+        # 5. z = round(x G y / 2**31), then narrowed
+        rxg = regs.single()
+        for t in range(nt):
+            b = Bundle(f"{nm} x G tile {t}", name)
+            v = O.vxm(b, "i16", ("r", rxg), "MUL", "s", "s", otype="i32")
+            planes_in(O, b, x[(i, t)], v, "a")
+            planes_in(O, b, g[(t,)], v, "b")
+            pb.emit(b)
+            b = Bundle(f"{nm} z tile {t}", name)
+            v = O.vxm(b, "i32", "s", "MUL", ("r", rxg), ("r", ry), "SRAR", 31)
+            planes_out(O, b, v, "d", z[(i, t)])
+            pb.emit(b)
+        regs.release(rxg, ry)
+        narrow_row(pb, f"{nm} out", [z[(i, t)] for t in range(nt)],
+                   [dst[(i, t)] for t in range(nt)], rez, 8 * dst.planes)
+        _store_e(pb, nm, rez, e_dst[(i,)])
+        regs.release(rez)
+    regs.release(r_three, r_lim)
+    pb.release(x, z)
