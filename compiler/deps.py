@@ -11,6 +11,7 @@ state                            RAW    WAR    WAW
 VXM register (L = 3)             +4     -3     +1
 SRAM address (same slice)        +2     +1     +1
 MXM accumulator slot             +1     +1     +1
+SXM permutation map (PMAP)       +2     +1     +1
 ==============================  =====  =====  =====
 
 (a VXM register written by an op issued in ``t`` is visible from ``t + 4``; a reader
@@ -27,7 +28,7 @@ from __future__ import annotations
 from .ir import Bundle, Op
 
 RAW, WAR, WAW = 0, 1, 2
-DELTAS = {"reg": (4, -3, 1), "sram": (2, 1, 1), "acc": (1, 1, 1)}
+DELTAS = {"reg": (4, -3, 1), "sram": (2, 1, 1), "acc": (1, 1, 1), "map": (2, 1, 1)}
 
 
 class Install:
@@ -91,12 +92,16 @@ class DepTracker:
                 self._access("reg", r, b, op, False)
             if op.acc_r is not None:
                 self._access("acc", op.acc_r, b, op, False)
+            if op.map_r is not None:
+                self._access("map", op.map_r, b, op, False)
             for key in op.sram_w:
                 self._access("sram", key, b, op, True)
             for r in op.reg_w:
                 self._access("reg", r, b, op, True)
             if op.acc_w is not None:
                 self._access("acc", op.acc_w, b, op, True)
+            if op.map_w is not None:
+                self._access("map", op.map_w, b, op, True)
             if op.install is not None:
                 self._mxm(b, op)
 

@@ -52,7 +52,8 @@ class Op:
 
     __slots__ = ("slice", "pos", "kind", "mn", "lat", "fields", "ports", "off", "vx",
                  "sram_r", "sram_w", "reg_r", "reg_w", "acc_r", "acc_w", "install",
-                 "role", "banks_r", "bank_w", "bundle", "cycle", "note", "purpose")
+                 "role", "banks_r", "bank_w", "bundle", "cycle", "note", "purpose", "map_r",
+                 "map_w")
 
     def __init__(self, slice_: str, pos: int, kind: str, mn: str, lat: int, **fields):
         self.slice = slice_
@@ -71,6 +72,8 @@ class Op:
         self.reg_w: list[int] = []
         self.acc_r: tuple[str, int] | None = None
         self.acc_w: tuple[str, int] | None = None
+        self.map_r: tuple[str, int] | None = None  # SXM permutation map (slice, index)
+        self.map_w: tuple[str, int] | None = None
         self.install = None
         self.role: str | None = None  # MXM: "load", "iw", "mvm"
         self.banks_r: tuple[int, ...] = ()

@@ -22,7 +22,7 @@ class Ops:
         self.kind = {s.name: s.kind for s in cfg.slices}
         self.lat = {mn: latency(mn, cfg) for mn in (
             "READ", "WRITE", "GATHER", "SCATTER", "VXM", "LW", "LWT", "IW", "MVM", "SHS",
-            "RMAX", "RMIN", "RSUM")}
+            "RMAX", "RMIN", "RSUM", "PMAP", "PERM")}
         self.depth = cfg.mem_depth
 
     def _op(self, b: Bundle, slice_: str, mn: str, **fields) -> Op:
@@ -100,6 +100,21 @@ class Ops:
         op = self._op(b, sxm, "SHS", type=("i8", "i16", "i32", "u8").index(typ), n=n)
         op.port("in", TYPE_BYTES[typ], False)
         op.port("out", TYPE_BYTES[typ], True)
+        return op
+
+    def pmap(self, b: Bundle, sxm: str, index: int) -> Op:
+        """Load permutation map ``index`` of ``sxm`` from a uint16 vector (two planes)."""
+        op = self._op(b, sxm, "PMAP", map=index)
+        op.port("in", 2, False)
+        op.map_w = (sxm, index)
+        return op
+
+    def perm(self, b: Bundle, sxm: str, index: int, typ: str) -> Op:
+        """``out[i] = in[map[i]]`` with map ``index`` (loaded by an earlier PMAP)."""
+        op = self._op(b, sxm, "PERM", map=index, type=("i8", "i16", "i32", "u8").index(typ))
+        op.port("in", TYPE_BYTES[typ], False)
+        op.port("out", TYPE_BYTES[typ], True)
+        op.map_r = (sxm, index)
         return op
 
     def reduce(self, b: Bundle, sxm: str, mn: str, typ: str, otype: str | None = None) -> Op:

@@ -211,14 +211,13 @@ def _run_scaled(cfg, lower, h, e, out_planes):
         pb.set_imm(z, 0, "zero")
     rsqrt_seed_table(pb)  # 256 consecutive addresses, before SRAM fills up
     ht = _rows_const(pb, "h", h, 4, vl)
-    et = pb.const("e", {(i,): T.bytes_of(np.full(vl, e[i, 0]), 2) for i in range(rows)}, 2)
+    et = _rows_const(pb, "e", np.repeat(e, width, axis=1), 2, vl)  # the row's in every lane
     out = pb.mem.tensor("out", list(ht.locs), out_planes)
-    eo = pb.mem.tensor("e_out", [(i,) for i in range(rows)], 2)
+    eo = pb.mem.tensor("e_out", list(ht.locs), 2)
     lower(pb, ht, et, out, eo)
     m, cycles = _run(cfg, pb)
-    eg = np.stack([T.from_bytes(np.stack([m.read_mem(s, a) for s, a in eo[(i,)]]))
-                   for i in range(rows)])
-    assert (eg == eg[:, :1]).all()  # the exponent in every lane
+    eg = _read_rows(m, eo, rows, width, vl)
+    assert (eg == eg[:, :1]).all()  # the row's exponent in every lane of every tile
     return _read_rows(m, out, rows, width, vl), eg[:, :1], cycles
 
 
@@ -254,3 +253,42 @@ def test_rmsnorm_rows_bit_exact(config, width, eps, rows, base_seed):
     gq, ge = rmsnorm_int(h, e, nw)
     assert np.array_equal(q, gq), np.argwhere(q != gq)[:5]
     assert np.array_equal(eq, ge)
+
+
+@pytest.mark.parametrize(("config", "heads", "d_head", "rows"), [
+    ("tiny", 2, 8, 3),  # two heads in one tile
+    ("tiny", 1, 32, 2),  # one head over two tiles
+    ("small", 3, 16, 3),  # a partial last tile
+    ("small", 3, 64, 2),  # SmolLM2's head size (its 9 and 3 heads: the same per head)
+])
+def test_rope_rows_bit_exact(config, heads, d_head, rows, base_seed):
+    """`golden.rope.rope_int` on the machine: x C + swap(x) S per lane tile (the swap by an
+    SXM permutation), narrowed per head; positions far apart, exponents per head."""
+    from compiler.lowerings.rope import rope_rows
+    from golden.rope import rope_int, rope_tables
+
+    print(f"seed={base_seed}")
+    cfg = get_config(config)
+    vl = cfg.vector_length
+    rng = np.random.default_rng([base_seed, 11, heads, d_head])
+    x = rng.integers(-(2**15), 2**15, (rows, heads, d_head))
+    x[0, 0] = 0  # a head of zeros
+    x[-1, -1, :2] = [-(2**15), 2**15 - 1]
+    e = rng.integers(-20, 5, (rows, heads, 1))
+    pos = rng.choice(2048, rows, replace=False)
+    cos, sin = rope_tables(pos, d_head, 10000.0)
+    width = heads * d_head
+    lane_e = np.repeat(e[..., 0], d_head, axis=1)  # [rows, width]: each head's exponent
+    pb = ProgramBuilder(cfg)
+    for z in (2, 5, 8, 11):
+        pb.set_imm(z, 0, "zero")
+    xt = _rows_const(pb, "x", x.reshape(rows, width), 2, vl)
+    et = _rows_const(pb, "e", lane_e, 2, vl)
+    out = pb.mem.tensor("out", list(xt.locs), 2)
+    eo = pb.mem.tensor("e_out", list(xt.locs), 2)
+    rope_rows(pb, "rope", xt, et, out, eo, rows, heads, d_head, cos, sin)
+    m, _ = _run(cfg, pb)
+    gq, ge = rope_int(x, e, pos, 10000.0)
+    assert np.array_equal(_read_rows(m, out, rows, width, vl), gq.reshape(rows, width))
+    assert np.array_equal(_read_rows(m, eo, rows, width, vl),
+                          np.repeat(ge[..., 0], d_head, axis=1))

@@ -5,6 +5,7 @@ from .elementwise import add_rows, lookup_rows
 from .matmul import matmul_rows
 from .norm import narrow_rows, rmsnorm_rows, rsqrt_seed_table
 from .requant import requantize_rows
+from .rope import rope_rows
 
 __all__ = ["add_rows", "lookup_rows", "matmul_rows", "narrow_rows", "requantize_rows",
-           "rmsnorm_rows", "rsqrt_seed_table"]
+           "rmsnorm_rows", "rope_rows", "rsqrt_seed_table"]

@@ -1,9 +1,11 @@
 """Row-scaled integers on the machine: `narrow_rows` and `rmsnorm_rows`.
 
 A row-scaled tensor (`golden.planes`) is an integer row ``q`` with one power-of-two
-exponent ``e`` per row: value ``q * 2**e``.  On the machine each row's exponent is a
-vector with ``e`` in every lane (int16, two byte planes in SRAM; a VXM register while an
-op works on the row), so exponent arithmetic is ordinary lane arithmetic.
+exponent ``e`` per row (or per row and head): value ``q * 2**e``.  On the machine the
+exponents are lane vectors beside the data, keyed ``(row, tile)`` like it: each lane holds
+the exponent of its own group (here the row, so every lane and tile of a row holds the same
+value; per head in `compiler.lowerings.rope`).  Int16 in SRAM, a VXM register while an op
+works on a row: exponent arithmetic is ordinary lane arithmetic.
 
 * `narrow_rows` -- `golden.planes.narrow`: per row, the largest ``|q|`` over every lane
   tile (VXM ``ABS`` -> SXM ``RMAX`` -> VXM ``MAX`` across tiles), ``k = max(0, 33 - bits -
@@ -91,25 +93,27 @@ def _load_e(pb: ProgramBuilder, name: str, locs, reg: int) -> None:
     pb.emit(b)
 
 
-def _store_e(pb: ProgramBuilder, name: str, reg: int, locs) -> None:
-    b = Bundle(f"{name} exponent out", name)
-    v = pb.O.vxm(b, "i32", "s", "PASS", ("r", reg), otype="i16", sat=True)
-    planes_out(pb.O, b, v, "d", locs)
-    pb.emit(b)
+def _store_e(pb: ProgramBuilder, name: str, reg: int, e_dst, i: int, nt: int) -> None:
+    """The row's exponent (register) into its vector of every tile."""
+    for t in range(nt):
+        b = Bundle(f"{name} exponent out tile {t}", name)
+        v = pb.O.vxm(b, "i32", "s", "PASS", ("r", reg), otype="i16", sat=True)
+        planes_out(pb.O, b, v, "d", e_dst[(i, t)])
+        pb.emit(b)
 
 
 def narrow_rows(pb: ProgramBuilder, name: str, src, e_src, dst, e_dst, rows: int,
                 width: int) -> None:
     """`golden.planes.narrow` of int32 rows to ``dst``'s width (``dst.planes`` bytes):
-    ``src``/``dst`` keyed ``(row, tile)``, exponents ``e_src``/``e_dst`` keyed
-    ``(row,)`` (int16, the value in every lane)."""
+    ``src``/``dst`` and the exponents ``e_src``/``e_dst`` (int16, one per row: the value
+    in every lane, read from tile 0) keyed ``(row, tile)``."""
     nt = T.ntiles(width, pb.vl)
     for i in range(rows):
         re = pb.regs.single()
-        _load_e(pb, f"{name} row {i}", e_src[(i,)], re)
+        _load_e(pb, f"{name} row {i}", e_src[(i, 0)], re)
         narrow_row(pb, f"{name} row {i}", [src[(i, t)] for t in range(nt)],
                    [dst[(i, t)] for t in range(nt)], re, 8 * dst.planes)
-        _store_e(pb, f"{name} row {i}", re, e_dst[(i,)])
+        _store_e(pb, f"{name} row {i}", re, e_dst, i, nt)
         pb.regs.release(re)
 
 
@@ -149,7 +153,7 @@ def rmsnorm_rows(pb: ProgramBuilder, name: str, h, e_h, dst, e_dst, rows: int,
         nm = f"{name} row {i}"
         # 1. narrow to int16, ex = e + k
         rex = regs.single()
-        _load_e(pb, nm, e_h[(i,)], rex)
+        _load_e(pb, nm, e_h[(i, 0)], rex)
         narrow_row(pb, f"{nm} x", [h[(i, t)] for t in range(nt)],
                    [x[(i, t)] for t in range(nt)], rex, 16)
         # 2. sum of squares, each rounded to 2**-sq
@@ -228,7 +232,7 @@ def rmsnorm_rows(pb: ProgramBuilder, name: str, h, e_h, dst, e_dst, rows: int,
         regs.release(rxg, ry)
         narrow_row(pb, f"{nm} out", [z[(i, t)] for t in range(nt)],
                    [dst[(i, t)] for t in range(nt)], rez, 8 * dst.planes)
-        _store_e(pb, nm, rez, e_dst[(i,)])
+        _store_e(pb, nm, rez, e_dst, i, nt)
         regs.release(rez)
     regs.release(r_three, r_lim)
     pb.release(x, z)
