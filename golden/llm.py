@@ -219,23 +219,23 @@ class LlamaModel:
         h, eh = embed_int(ids, W["embedding"])
         for i, L in enumerate(W["layers"]):
             x, ex = rmsnorm_int(h, eh, L["attn_norm"], B["attn_in"])
-            q, eq = rope_int(*heads(*linear_int(x, ex, L["wq"]), cfg.n_heads, "q"), pos,
+            q, eq = rope_int(*heads(*linear_int(x, ex, L["wq"], B["attn_in"]), cfg.n_heads, "q"), pos,
                              cfg.rope_base, B["q"])
-            k, ek = rope_int(*heads(*linear_int(x, ex, L["wk"]), cfg.n_kv_heads, "k"), pos,
+            k, ek = rope_int(*heads(*linear_int(x, ex, L["wk"], B["attn_in"]), cfg.n_kv_heads, "k"), pos,
                              cfg.rope_base, B["k"])
-            v, ev = heads(*linear_int(x, ex, L["wv"]), cfg.n_kv_heads, "v")
+            v, ev = heads(*linear_int(x, ex, L["wv"], B["attn_in"]), cfg.n_kv_heads, "v")
             kk, vv, ekk, evv = cache.append(i, k, v, ek, ev)
             c, ec = attention_int(q, eq, kk, ekk, vv, evv, pos, B["ctx"])
-            h, eh = add_aligned(h, eh, *linear_int(c, ec, L["wo"]), bits=32)
+            h, eh = add_aligned(h, eh, *linear_int(c, ec, L["wo"], B["ctx"]), bits=32)
             x, ex = rmsnorm_int(h, eh, L["ffn_norm"], B["mlp_in"])
-            g, eg = narrow(*linear_int(x, ex, L["w_gate"]), B["gate"])
-            u, eu = narrow(*linear_int(x, ex, L["w_up"]), B["up"])
+            g, eg = narrow(*linear_int(x, ex, L["w_gate"], B["mlp_in"]), B["gate"])
+            u, eu = narrow(*linear_int(x, ex, L["w_up"], B["mlp_in"]), B["up"])
             m, em = swiglu_int(g, eg, u, eu, B["down_in"])
-            h, eh = add_aligned(h, eh, *linear_int(m, em, L["w_down"]), bits=32)
+            h, eh = add_aligned(h, eh, *linear_int(m, em, L["w_down"], B["down_in"]), bits=32)
             if hidden is not None:
                 hidden.append(h * np.exp2(eh.astype(np.float64)))
         x, ex = rmsnorm_int(h, eh, W["out_norm"], B["head_in"])
-        logits, el = lm_head_int(x, ex, W["output"])
+        logits, el = lm_head_int(x, ex, W["output"], B["head_in"])
         if return_int:
             return logits, el
         return logits * np.exp2(el.astype(np.float64))

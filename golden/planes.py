@@ -206,64 +206,95 @@ class RowWeight:
         self.w_int = w  # the exact integer weight at 2**(f - R_BITS)
         self.w_max = int(np.abs(w).max()) if w.size else 0
         self.w_t = np.ascontiguousarray(w.T.astype(np.float64))
+        self._shift: dict[int, int] = {}
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.q.shape
+
+    def shift(self, bits: int = 16) -> int:
+        """The per-tensor shift ``s`` of :func:`linear_int` for ``bits``-bit inputs: the
+        smallest ``s >= 8 * (planes - 1)`` with ``max_c bound_c / 2**s <= 2**30``, where
+        ``bound_c = sum_b r[c, b] sum_(j in b) |q[c, j]| * (128 * 2**(8 (P-1)) + sum of
+        the low planes' 255 * 2**(8p)) + sum_b |o[c, b]| * group * 2**(bits - 1)``
+        (so the int32 sum, rounding included, never overflows)."""
+        if bits not in self._shift:
+            n = -(-bits // 8)
+            plane_max = 128 * 2 ** (8 * (n - 1)) + sum(255 * 2 ** (8 * p) for p in range(n - 1))
+            qa = np.abs(self.q.astype(np.int64)).reshape(self.shape[0], -1, self.group).sum(-1)
+            bound = (self.r * qa).sum(axis=1).astype(object) * plane_max
+            if self.o is not None:
+                bound = bound + np.abs(self.o).sum(axis=1).astype(object) * (
+                    self.group * 2 ** (bits - 1))
+            top = int(max(bound, default=0))
+            self._shift[bits] = max(8 * (n - 1), top.bit_length() - 30)
+        return self._shift[bits]
 
     def dequantize(self) -> np.ndarray:
         """The float weights this tensor represents exactly."""
         return self.w_int * 2.0 ** (self.f - R_BITS)
 
 
-def linear_int(x, ex, w: RowWeight) -> tuple[np.ndarray, np.ndarray]:
-    """``x * 2**ex`` (one exponent per row) times ``w.T``: wide int64 and exponent.
-
-    The input is split into byte planes (top plane signed, others unsigned: two for int16,
-    three for int24), each an exact product with the integer weight ``W = q*r (+o)``
-    (float64 BLAS, bounded below 2**53), recombined with shifts; equal, by an integer
-    identity, to the per-block MXM/VXM computation :func:`linear_int_blocks`.
-    Result ``acc * 2**(ex + f - R_BITS)``.
-    """
-    x = np.asarray(x, dtype=np.int64)
-    n_in = w.shape[1]
-    if x.shape[-1] != n_in:
-        raise ValueError(f"linear_int: input width {x.shape[-1]} != weight input width {n_in}")
-    mw = w.w_max
-    if n_in * 256 * mw >= EXACT_F64:
-        raise OverflowError(f"linear_int: {n_in} x 2**8 x {mw} not exact in float64")
-    n_planes = max(1, -(-int(bitlen(np.max(np.abs(x), initial=0)) + 1) // 8))
-    if n_in * mw * 2.0 ** (8 * n_planes - 1) >= 2.0**62:
-        raise OverflowError(f"linear_int: {8 * n_planes}-bit input x {mw} leaves int64")
-    planes = [(x >> (8 * p)) if p == n_planes - 1 else (x >> (8 * p)) & 0xFF
-              for p in range(n_planes)]  # low plane first; one GEMM reads W once
-    flat = np.stack(planes).reshape(-1, n_in).astype(np.float64)
-    prods = np.rint(flat @ w.w_t).astype(np.int64).reshape(
-        (n_planes,) + x.shape[:-1] + (w.shape[0],))
-    acc = prods[0]
-    for p in range(1, n_planes):
-        acc = acc + (prods[p] << (8 * p))
-    return acc, np.asarray(ex, dtype=np.int64) + (w.f - R_BITS)
+def _planes(x, bits: int) -> list[np.ndarray]:
+    """The byte planes of ``bits``-bit ``x``, low first: low planes unsigned, top signed."""
+    n = -(-bits // 8)
+    if x.size and (x.min() < -(2 ** (bits - 1)) or x.max() > 2 ** (bits - 1) - 1):
+        raise ValueError(f"linear_int: input outside {bits} bits")
+    return [(x >> (8 * p)) if p == n - 1 else (x >> (8 * p)) & 0xFF for p in range(n)]
 
 
-def linear_int_blocks(x, ex, w: RowWeight) -> tuple[np.ndarray, np.ndarray]:
-    """The literal machine computation of :func:`linear_int` (slow; for tests).
+def linear_int(x, ex, w: RowWeight, bits: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """``x * 2**ex`` (``bits``-bit integers, one exponent per row) times ``w.T``, the way
+    the machine computes it: an int32 result and its exponent.
 
-    Per block ``b`` and byte plane: int32 MXM accumulators of int8 ``q`` against the plane
-    (checked); VXM: combine planes, times ``r[:, b]``, plus ``o[:, b]`` times the block sum.
+    Per block ``b`` of ``w.group`` inputs and byte plane ``p`` of ``x`` (low planes
+    unsigned, the top one signed): the exact MXM partial ``P = plane_p[b] . q[:, b]``
+    (int32), times the block scale ``r[:, b]`` with a rounding shift by ``s - 8p`` (one
+    VXM instruction, 64-bit inside); the block offset ``o[:, b]`` times the block sum
+    ``S_b`` of ``x``, rounded by ``2**s``; all summed in int32.  ``s = w.shift(bits)``
+    (per tensor) is the smallest that keeps the sum inside int32 for every input of
+    ``bits`` bits.  Result ``acc * 2**(ex + f - R_BITS + s)``.
     """
     x = np.asarray(x, dtype=np.int64)
     n_out, n_in = w.shape
-    hi, lo = x >> 8, x & 0xFF
+    if x.shape[-1] != n_in:
+        raise ValueError(f"linear_int: input width {x.shape[-1]} != weight input width {n_in}")
+    s = w.shift(bits)
+    lead = x.shape[:-1]
+    nb, g = n_in // w.group, w.group
+    xb = x.reshape(-1, nb, g)  # [rows, blocks, group]
+    qb = w.q.astype(np.float64).reshape(n_out, nb, g).transpose(1, 2, 0)  # [b, g, out]
+    acc = np.zeros((xb.shape[0], n_out), np.int64)
+    for p, plane in enumerate(_planes(xb, bits)):
+        # exact: |partial| <= group * 255 * 128 < 2**53
+        part = np.rint(np.matmul(plane.transpose(1, 0, 2).astype(np.float64), qb)
+                       ).astype(np.int64)  # [b, rows, out]
+        acc += shift_round(part * w.r.T[:, None, :], s - 8 * p).sum(axis=0)
+    if w.o is not None:
+        sums = xb.sum(axis=-1)  # [rows, b]
+        acc += shift_round(sums.T[:, :, None] * w.o.T[:, None, :], s).sum(axis=0)
+    return acc.reshape(lead + (n_out,)), np.asarray(ex, dtype=np.int64) + (w.f - R_BITS + s)
+
+
+def linear_int_blocks(x, ex, w: RowWeight, bits: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """The literal machine computation of :func:`linear_int` (slow; for tests): per block
+    and plane an int32 MXM partial (checked), per term one multiply-and-shift, an int32
+    running sum (checked)."""
+    x = np.asarray(x, dtype=np.int64)
+    n_out, n_in = w.shape
+    s = w.shift(bits)
     acc = np.zeros(x.shape[:-1] + (n_out,), dtype=np.int64)
+    planes = _planes(x, bits)
     for b in range(n_in // w.group):
         sl = slice(b * w.group, (b + 1) * w.group)
         qb = w.q[:, sl].astype(np.int64).T
-        planes = [matmul_exact(p[..., sl], qb) for p in (hi, lo)]
-        for a in planes:
-            if a.size and (a.min() < -(2**31) or a.max() > 2**31 - 1):
-                raise OverflowError("linear_int_blocks: int32 accumulator overflow")
-        acc += (planes[0] * 256 + planes[1]) * w.r[:, b]
+        for p, plane in enumerate(planes):
+            part = matmul_exact(plane[..., sl], qb)
+            if part.size and (part.min() < -(2**31) or part.max() > 2**31 - 1):
+                raise OverflowError("linear_int_blocks: int32 MXM partial overflow")
+            acc += shift_round(part * w.r[:, b], s - 8 * p)
         if w.o is not None:
-            acc += np.sum(x[..., sl], axis=-1, keepdims=True) * w.o[:, b]
-    return acc, np.asarray(ex, dtype=np.int64) + (w.f - R_BITS)
+            acc += shift_round(np.sum(x[..., sl], axis=-1, keepdims=True) * w.o[:, b], s)
+        if acc.size and (acc.min() < -(2**31) or acc.max() > 2**31 - 1):
+            raise OverflowError("linear_int_blocks: int32 sum overflow")
+    return acc, np.asarray(ex, dtype=np.int64) + (w.f - R_BITS + s)

@@ -37,9 +37,9 @@ def embed_int(ids, table: RowWeight) -> tuple[np.ndarray, np.ndarray]:
     return h, np.full((len(ids), 1), table.f - R_BITS, dtype=np.int64)
 
 
-def lm_head_int(x, ex, table: RowWeight) -> tuple[np.ndarray, np.ndarray]:
-    """Wide integer logits ``[T, vocab]`` and their row exponent (``x`` int16)."""
-    return linear_int(x, ex, table)
+def lm_head_int(x, ex, table: RowWeight, bits: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """int32 logits ``[T, vocab]`` and their row exponent (``x`` of ``bits`` bits)."""
+    return linear_int(x, ex, table, bits)
 
 
 def argmax_int(logits) -> np.ndarray:

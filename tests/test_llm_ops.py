@@ -106,12 +106,20 @@ def test_row_weight_bounds_and_linear(rng, group):
     scale = np.repeat(rw.r, g, axis=1) * 2.0 ** (rw.f - 23)
     assert np.all(np.abs(rw.dequantize() - w) <= scale / 2 + 1e-18)
     x = rng.integers(-(2**15), 2**15, size=(6, 96))
+    x[0] = np.where(rw.q[5] >= 0, 2**15 - 1, -(2**15))  # the largest sum this row can get
     acc, e = linear_int(x, np.full((6, 1), -10), rw)
     acc2, e2 = linear_int_blocks(x, np.full((6, 1), -10), rw)
     np.testing.assert_array_equal(acc, acc2)
     np.testing.assert_array_equal(e, e2)
+    assert np.abs(acc).max() < 2**31  # int32, by the choice of the shift
+    s = rw.shift(16)
+    np.testing.assert_array_equal(e, -10 + rw.f - 23 + s)
     ref = (x.astype(object) @ rw.w_int.T.astype(object))  # exact Python ints
-    np.testing.assert_array_equal(acc, ref.astype(np.int64))
+    # one rounding (<= 1/2 unit of 2**s) per block and plane
+    terms = 2 * (96 // g)
+    err = np.abs(acc.astype(object) * 2**s - ref).max()
+    assert err <= terms * 2**s // 2, (err, terms, s)
+    assert np.abs(acc).max() >= 2**28  # and the shift is not wastefully large
 
 
 def test_from_blocks_q4_1_is_exact(rng):
