@@ -220,15 +220,30 @@ class RowWeight:
         (so the int32 sum, rounding included, never overflows)."""
         if bits not in self._shift:
             n = -(-bits // 8)
-            plane_max = 128 * 2 ** (8 * (n - 1)) + sum(255 * 2 ** (8 * p) for p in range(n - 1))
             qa = np.abs(self.q.astype(np.int64)).reshape(self.shape[0], -1, self.group).sum(-1)
-            bound = (self.r * qa).sum(axis=1).astype(object) * plane_max
+            bound = (self.r * qa).sum(axis=1).astype(object) * sum(
+                128 * 2 ** (8 * p) for p in range(n))
             if self.o is not None:
                 bound = bound + np.abs(self.o).sum(axis=1).astype(object) * (
                     self.group * 2 ** (bits - 1))
+            bound = bound + np.abs(self._plane_bias_raw(n)).astype(object)
             top = int(max(bound, default=0))
             self._shift[bits] = max(8 * (n - 1), top.bit_length() - 30)
         return self._shift[bits]
+
+    def _plane_bias_raw(self, n: int) -> np.ndarray:
+        """``128 sum_b sum_(p < n-1) Qsum[c, b] r[c, b] 2**(8p)`` exactly (int64)."""
+        qs = self.q.astype(np.int64).reshape(self.shape[0], -1, self.group).sum(-1)
+        return (qs * self.r).sum(axis=1) * 128 * sum(2 ** (8 * p) for p in range(n - 1))
+
+    def plane_bias(self, bits: int = 16) -> np.ndarray:
+        """Per output channel: the low planes' ``+128`` (:func:`_planes`) through the
+        weights, ``sum_b sum_(p < top) round(128 Qsum[c, b] r[c, b] / 2**(s - 8p))``, with
+        ``Qsum`` the block sums of ``q`` (an offline constant, int32)."""
+        n, s = -(-bits // 8), self.shift(bits)
+        qs = self.q.astype(np.int64).reshape(self.shape[0], -1, self.group).sum(-1)
+        return sum(shift_round(128 * qs * self.r, s - 8 * p).sum(axis=1)
+                   for p in range(n - 1)) if n > 1 else np.zeros(self.shape[0], np.int64)
 
     def dequantize(self) -> np.ndarray:
         """The float weights this tensor represents exactly."""
@@ -236,24 +251,28 @@ class RowWeight:
 
 
 def _planes(x, bits: int) -> list[np.ndarray]:
-    """The byte planes of ``bits``-bit ``x``, low first: low planes unsigned, top signed."""
+    """The MXM's signed byte planes of ``bits``-bit ``x``, low first: the low planes are
+    ``byte - 128`` (so every plane is int8), the top plane the signed top byte;
+    ``x = sum_p plane_p 2**(8p) + 128 sum_(p < top) 2**(8p)``."""
     n = -(-bits // 8)
     if x.size and (x.min() < -(2 ** (bits - 1)) or x.max() > 2 ** (bits - 1) - 1):
         raise ValueError(f"linear_int: input outside {bits} bits")
-    return [(x >> (8 * p)) if p == n - 1 else (x >> (8 * p)) & 0xFF for p in range(n)]
+    return [(x >> (8 * p)) if p == n - 1 else ((x >> (8 * p)) & 0xFF) - 128
+            for p in range(n)]
 
 
 def linear_int(x, ex, w: RowWeight, bits: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """``x * 2**ex`` (``bits``-bit integers, one exponent per row) times ``w.T``, the way
     the machine computes it: an int32 result and its exponent.
 
-    Per block ``b`` of ``w.group`` inputs and byte plane ``p`` of ``x`` (low planes
-    unsigned, the top one signed): the exact MXM partial ``P = plane_p[b] . q[:, b]``
-    (int32), times the block scale ``r[:, b]`` with a rounding shift by ``s - 8p`` (one
-    VXM instruction, 64-bit inside); the block offset ``o[:, b]`` times the block sum
-    ``S_b`` of ``x``, rounded by ``2**s``; all summed in int32.  ``s = w.shift(bits)``
-    (per tensor) is the smallest that keeps the sum inside int32 for every input of
-    ``bits`` bits.  Result ``acc * 2**(ex + f - R_BITS + s)``.
+    Per block ``b`` of ``w.group`` inputs and signed byte plane ``p`` of ``x`` (the int8
+    values the MXM multiplies, :func:`_planes`): the exact MXM partial ``P =
+    plane_p[b] . q[:, b]`` (int32), times the block scale ``r[:, b]`` with a rounding shift
+    by ``s - 8p`` (one VXM instruction, 64-bit inside); the block offset ``o[:, b]`` times
+    the block sum ``S_b`` of ``x``, rounded by ``2**s``; the low planes' ``+128`` as one
+    per-channel constant (``w.plane_bias(bits)``, offline); all summed in int32.
+    ``s = w.shift(bits)`` (per tensor) is the smallest that keeps the sum inside int32 for
+    every input of ``bits`` bits.  Result ``acc * 2**(ex + f - R_BITS + s)``.
     """
     x = np.asarray(x, dtype=np.int64)
     n_out, n_in = w.shape
@@ -273,6 +292,7 @@ def linear_int(x, ex, w: RowWeight, bits: int = 16) -> tuple[np.ndarray, np.ndar
     if w.o is not None:
         sums = xb.sum(axis=-1)  # [rows, b]
         acc += shift_round(sums.T[:, :, None] * w.o.T[:, None, :], s).sum(axis=0)
+    acc += w.plane_bias(bits)
     return acc.reshape(lead + (n_out,)), np.asarray(ex, dtype=np.int64) + (w.f - R_BITS + s)
 
 
@@ -297,4 +317,5 @@ def linear_int_blocks(x, ex, w: RowWeight, bits: int = 16) -> tuple[np.ndarray, 
             acc += shift_round(np.sum(x[..., sl], axis=-1, keepdims=True) * w.o[:, b], s)
         if acc.size and (acc.min() < -(2**31) or acc.max() > 2**31 - 1):
             raise OverflowError("linear_int_blocks: int32 sum overflow")
+    acc += w.plane_bias(bits)
     return acc, np.asarray(ex, dtype=np.int64) + (w.f - R_BITS + s)
