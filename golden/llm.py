@@ -219,10 +219,11 @@ class LlamaModel:
         h, eh = embed_int(ids, W["embedding"])
         for i, L in enumerate(W["layers"]):
             x, ex = rmsnorm_int(h, eh, L["attn_norm"], B["attn_in"])
-            q, eq = rope_int(*heads(*linear_int(x, ex, L["wq"], B["attn_in"]), cfg.n_heads, "q"), pos,
+            bq = B["attn_in"]
+            q, eq = rope_int(*heads(*linear_int(x, ex, L["wq"], bq), cfg.n_heads, "q"), pos,
                              cfg.rope_base, B["q"])
-            k, ek = rope_int(*heads(*linear_int(x, ex, L["wk"], B["attn_in"]), cfg.n_kv_heads, "k"), pos,
-                             cfg.rope_base, B["k"])
+            k, ek = rope_int(*heads(*linear_int(x, ex, L["wk"], bq), cfg.n_kv_heads, "k"),
+                             pos, cfg.rope_base, B["k"])
             v, ev = heads(*linear_int(x, ex, L["wv"], B["attn_in"]), cfg.n_kv_heads, "v")
             kk, vv, ekk, evv = cache.append(i, k, v, ek, ev)
             c, ec = attention_int(q, eq, kk, ekk, vv, evv, pos, B["ctx"])

@@ -292,3 +292,39 @@ def test_rope_rows_bit_exact(config, heads, d_head, rows, base_seed):
     assert np.array_equal(_read_rows(m, out, rows, width, vl), gq.reshape(rows, width))
     assert np.array_equal(_read_rows(m, eo, rows, width, vl),
                           np.repeat(ge[..., 0], d_head, axis=1))
+
+
+@pytest.mark.parametrize(("config", "n_out", "n_in", "rows", "offsets"), [
+    ("small", 40, 64, 2, True),  # Q4_1-style blocks with offsets, one block per lane tile
+    ("small", 24, 96, 3, False),  # Q8_0-style (no offsets), three K tiles
+    ("medium", 70, 128, 2, True),  # two blocks per lane tile, a partial output tile
+])
+def test_linear_rows_bit_exact(config, n_out, n_in, rows, offsets, base_seed):
+    """`golden.planes.linear_int` on the machine: per block and plane an MVM of the masked
+    int8 plane, the block scale and rounding shift on the VXM, int32 sums."""
+    from compiler.lowerings.linear import linear_rows
+    from golden.planes import RowWeight, linear_int
+
+    print(f"seed={base_seed}")
+    cfg = get_config(config)
+    vl = cfg.vector_length
+    rng = np.random.default_rng([base_seed, 12, n_out, n_in])
+    nb = n_in // 32
+    q = rng.integers(0, 16, (n_out, n_in)) - 8
+    d = rng.uniform(0.001, 0.05, (n_out, nb)).astype(np.float16).astype(np.float64)
+    m = (-8 * d + rng.normal(0, 0.01, (n_out, nb))).astype(np.float16).astype(np.float64)
+    w = RowWeight.from_blocks(q, d, m + 8 * d if offsets else None)
+    x = rng.integers(-(2**15), 2**15, (rows, n_in))
+    x[0, :3] = [-(2**15), 2**15 - 1, 0]
+    e = rng.integers(-20, 5, (rows, 1))
+    pb = ProgramBuilder(cfg)
+    xt = _rows_const(pb, "x", x, 2, vl, "W")
+    et = _rows_const(pb, "e", np.repeat(e, n_in, axis=1), 2, vl)
+    keys = [(i, t) for i in range(rows) for t in range(T.ntiles(n_out, vl))]
+    out = pb.mem.tensor("out", keys, 4)
+    eo = pb.mem.tensor("e_out", keys, 2)
+    linear_rows(pb, "lin", xt, et, w, out, eo, rows, mxm="MXM_W0")
+    m_, _ = _run(cfg, pb)
+    gq, ge = linear_int(x, e, w, 16)
+    assert np.array_equal(_read_rows(m_, out, rows, n_out, vl), gq)
+    assert np.array_equal(_read_rows(m_, eo, rows, n_out, vl), np.repeat(ge, n_out, axis=1))

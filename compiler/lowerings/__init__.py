@@ -2,10 +2,11 @@
 `compiler.builder.ProgramBuilder` that appends the op's bundles (see docs/compiler.md)."""
 
 from .elementwise import add_rows, lookup_rows
+from .linear import linear_rows
 from .matmul import matmul_rows
 from .norm import narrow_rows, rmsnorm_rows, rsqrt_seed_table
 from .requant import requantize_rows
 from .rope import rope_rows
 
-__all__ = ["add_rows", "lookup_rows", "matmul_rows", "narrow_rows", "requantize_rows",
-           "rmsnorm_rows", "rope_rows", "rsqrt_seed_table"]
+__all__ = ["add_rows", "linear_rows", "lookup_rows", "matmul_rows", "narrow_rows",
+           "requantize_rows", "rmsnorm_rows", "rope_rows", "rsqrt_seed_table"]
