@@ -261,6 +261,11 @@ def _planes(x, bits: int) -> list[np.ndarray]:
             for p in range(n)]
 
 
+def _round_shift(v: np.ndarray, k: int) -> np.ndarray:
+    """:func:`shift_round` by one scalar ``k >= 0`` (the fast path of `linear_int`)."""
+    return (v + (1 << (k - 1))) >> k if k > 0 else v
+
+
 def linear_int(x, ex, w: RowWeight, bits: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """``x * 2**ex`` (``bits``-bit integers, one exponent per row) times ``w.T``, the way
     the machine computes it: an int32 result and its exponent.
@@ -288,10 +293,10 @@ def linear_int(x, ex, w: RowWeight, bits: int = 16) -> tuple[np.ndarray, np.ndar
         # exact: |partial| <= group * 255 * 128 < 2**53
         part = np.rint(np.matmul(plane.transpose(1, 0, 2).astype(np.float64), qb)
                        ).astype(np.int64)  # [b, rows, out]
-        acc += shift_round(part * w.r.T[:, None, :], s - 8 * p).sum(axis=0)
+        acc += _round_shift(part * w.r.T[:, None, :], s - 8 * p).sum(axis=0)
     if w.o is not None:
         sums = xb.sum(axis=-1)  # [rows, b]
-        acc += shift_round(sums.T[:, :, None] * w.o.T[:, None, :], s).sum(axis=0)
+        acc += _round_shift(sums.T[:, :, None] * w.o.T[:, None, :], s).sum(axis=0)
     acc += w.plane_bias(bits)
     return acc.reshape(lead + (n_out,)), np.asarray(ex, dtype=np.int64) + (w.f - R_BITS + s)
 

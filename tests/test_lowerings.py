@@ -328,3 +328,33 @@ def test_linear_rows_bit_exact(config, n_out, n_in, rows, offsets, base_seed):
     gq, ge = linear_int(x, e, w, 16)
     assert np.array_equal(_read_rows(m_, out, rows, n_out, vl), gq)
     assert np.array_equal(_read_rows(m_, eo, rows, n_out, vl), np.repeat(ge, n_out, axis=1))
+
+
+@pytest.mark.parametrize(("config", "width"), [("tiny", 24), ("small", 70)])
+def test_add_aligned_rows_bit_exact(config, width, base_seed):
+    """`golden.planes.add_aligned` (the LLM's residual add) on the machine: each operand's
+    row max and exponent, the common exponent, both shifted (left or right) and added."""
+    from compiler.lowerings.norm import add_aligned_rows
+    from golden.planes import add_aligned
+
+    print(f"seed={base_seed}")
+    cfg = get_config(config)
+    vl = cfg.vector_length
+    rng = np.random.default_rng([base_seed, 13, width])
+    a, ea = _scaled_rows(rng, 5, width)
+    b, eb = _scaled_rows(rng, 5, width)
+    b = b[::-1].copy()  # zero rows against non-zero ones, both ways
+    eb[2] = ea[2] - 70  # far apart: one operand shifted out entirely
+    pb = ProgramBuilder(cfg)
+    for z in (2, 5, 8, 11):
+        pb.set_imm(z, 0, "zero")
+    at, bt = _rows_const(pb, "a", a, 4, vl, "W"), _rows_const(pb, "b", b, 4, vl, "E")
+    eat = _rows_const(pb, "ea", np.repeat(ea, width, axis=1), 2, vl)
+    ebt = _rows_const(pb, "eb", np.repeat(eb, width, axis=1), 2, vl)
+    out = pb.mem.tensor("out", list(at.locs), 4)
+    eo = pb.mem.tensor("e_out", list(at.locs), 2)
+    add_aligned_rows(pb, "res", at, eat, bt, ebt, out, eo, 5, width)
+    m, _ = _run(cfg, pb)
+    gq, ge = add_aligned(a, ea, b, eb, bits=32)
+    assert np.array_equal(_read_rows(m, out, 5, width, vl), gq)
+    assert np.array_equal(_read_rows(m, eo, 5, width, vl), np.repeat(ge, width, axis=1))

@@ -117,6 +117,133 @@ def narrow_rows(pb: ProgramBuilder, name: str, src, e_src, dst, e_dst, rows: int
         pb.regs.release(re)
 
 
+def group_masks(pb: ProgramBuilder, name: str, n_groups: int, size: int, side: str):
+    """int8 0/1 lane masks of group ``h`` (lanes ``h*size..``) in tile ``t``: keyed
+    ``(h, t)`` for the tiles the group touches."""
+    vl = pb.vl
+    lanes = np.arange(vl)
+    return pb.const(f"{name}.mask", {(h, t): T.bytes_of(
+        ((lanes + t * vl) // size == h).astype(np.int64), 1)
+        for h in range(n_groups) for t in T.head_tiles(h, size, vl)}, 1, side)
+
+
+def narrow_groups(pb: ProgramBuilder, name: str, src, e_src, dst, e_dst, rows: int,
+                  n_groups: int, size: int, e_add: int = 0) -> None:
+    """`golden.planes.narrow` per group of ``size`` lanes (per head): int32 ``src`` to
+    ``dst`` (``dst.planes`` bytes), lane-vector exponents ``e_dst = e_src + e_add + k``
+    with each group's ``k``; all keyed ``(row, tile)``.
+
+    Per group: the largest ``|y|`` over its lanes (VXM ``ABS`` times the group's 0/1 lane
+    mask, SXM ``RMAX``, across tiles ``MAX``), ``k = max(0, 33 - bits - clz)`` kept as an
+    int8 vector; per tile the shift vector ``K = sum_h mask_h k_h`` (VXM), then
+    ``sat(SRAR(y, K))`` and the exponent."""
+    vl, O, regs = pb.vl, pb.O, pb.regs
+    bits = 8 * dst.planes
+    nt = T.ntiles(n_groups * size, vl)
+    side = "W" if src[(0, 0)][0][0] in pb.mem.side["W"] else "E"
+    other = "E" if side == "W" else "W"
+    sxm = _sxm_near(pb, src[(0, 0)])
+    mask = group_masks(pb, name, n_groups, size, side)
+    kv = pb.mem.tensor(f"{name}.k", [(i, h) for i in range(rows) for h in range(n_groups)], 1,
+                       other)
+    rm, rk, rmask, rK = (regs.single() for _ in range(4))
+    for i in range(rows):
+        nm = f"{name} row {i}"
+        for h in range(n_groups):
+            for n, t in enumerate(T.head_tiles(h, size, vl)):
+                b = Bundle(f"{nm} group {h} mask tile {t}", name)
+                v = O.vxm(b, "i8", ("r", rmask), "PASS", "s", otype="i32")
+                planes_in(O, b, mask[(h, t)], v, "a")
+                pb.emit(b)
+                b = Bundle(f"{nm} group {h} max tile {t}", name)
+                v = O.vxm(b, "i32", "s", "ABS", "s", None, "MUL", ("r", rmask))
+                planes_in(O, b, src[(i, t)], v, "a")
+                sx = O.reduce(b, sxm, "RMAX", "i32")
+                b.connect(v, "d", sx, "in")
+                w = (O.vxm(b, "i32", ("r", rm), "PASS", "s") if n == 0 else
+                     O.vxm(b, "i32", ("r", rm), "MAX", "s", ("r", rm)))
+                b.connect(sx, "out", w, "a")
+                pb.emit(b)
+            pb.vx_bundle(f"{nm} group {h} clz", "i32", ("r", rk), "CLZ", ("r", rm), None,
+                         "SUB", 33 - bits)
+            b = Bundle(f"{nm} group {h} k", name)
+            v = O.vxm(b, "i32", "s", "SUB", ("r", ZEROS[0]), ("r", rk), "MAX", 0, otype="i8")
+            planes_out(O, b, v, "d", kv[(i, h)])
+            pb.emit(b)
+        for t in range(nt):
+            for n, h in enumerate(T.tile_heads(t, n_groups, size, vl)):
+                b = Bundle(f"{nm} shift tile {t} group {h}", name)
+                v = (O.vxm(b, "i8", ("r", rK), "MUL", "s", "s", otype="i32") if n == 0 else
+                     O.vxm(b, "i8", ("r", rK), "MUL", "s", "s", "ADD", ("r", rK), otype="i32"))
+                planes_in(O, b, mask[(h, t)], v, "a")
+                planes_in(O, b, kv[(i, h)], v, "b")
+                pb.emit(b)
+            b = Bundle(f"{nm} narrow tile {t}", name)
+            v = O.vxm(b, "i32", "s", "SRAR", "s", ("r", rK), otype=TYPES[dst.planes], sat=True)
+            planes_in(O, b, src[(i, t)], v, "a")
+            planes_out(O, b, v, "d", dst[(i, t)])
+            pb.emit(b)
+            b = Bundle(f"{nm} exponent tile {t}", name)
+            v = (O.vxm(b, "i16", "s", "ADD", "s", ("r", rK), "ADD", e_add) if e_add else
+                 O.vxm(b, "i16", "s", "ADD", "s", ("r", rK)))
+            planes_in(O, b, e_src[(i, t)], v, "a")
+            planes_out(O, b, v, "d", e_dst[(i, t)])
+            pb.emit(b)
+    regs.release(rm, rk, rmask, rK)
+    pb.release(kv)
+
+
+def add_aligned_rows(pb: ProgramBuilder, name: str, a, e_a, b_, e_b, dst, e_dst, rows: int,
+                     width: int) -> None:
+    """`golden.planes.add_aligned` (bits 32): int32 rows ``a * 2**ea + b * 2**eb`` at the
+    smallest common exponent that keeps both within 30 bits (never finer than the finer
+    operand): per operand the row's ``bitlen(max|.|) + e`` (``ABS``/``RMAX``/``CLZ``), the
+    target exponent, then per tile each operand shifted (``SRAR(SHL(., left), right)``)
+    into a register and the two added.  Exponents per row, keyed ``(row, tile)``."""
+    O, regs = pb.O, pb.regs
+    nt = T.ntiles(width, pb.vl)
+    for i in range(rows):
+        nm = f"{name} row {i}"
+        re_ = {}
+        for tag, src, e_src in (("a", a, e_a), ("b", b_, e_b)):
+            rm, re = regs.single(), regs.single()
+            _load_e(pb, f"{nm} {tag}", e_src[(i, 0)], re)
+            row_reduce(pb, f"{nm} {tag} max", [src[(i, t)] for t in range(nt)], rm, "RMAX",
+                       "ABS")
+            # bitlen + e = 32 - clz + e
+            pb.vx_bundle(f"{nm} {tag} -bitlen", "i32", ("r", rm), "CLZ", ("r", rm), None,
+                         "SUB", 32)
+            pb.vx_bundle(f"{nm} {tag} l", "i32", ("r", rm), "SUB", ("r", re), ("r", rm))
+            re_[tag] = (rm, re)
+        (la, ea), (lb, eb) = re_["a"], re_["b"]
+        ret = regs.single()
+        pb.vx_bundle(f"{nm} et", "i32", ("r", ret), "MAX", ("r", la), ("r", lb), "SUB", 30)
+        pb.vx_bundle(f"{nm} min e", "i32", ("r", la), "MIN", ("r", ea), ("r", eb))
+        pb.vx_bundle(f"{nm} et >= min e", "i32", ("r", ret), "MAX", ("r", ret), ("r", la))
+        shifts = {}
+        for tag, (rl, re) in re_.items():  # left = max(e - et, 0), right = min(et - e, 62)
+            pb.vx_bundle(f"{nm} {tag} right", "i32", ("r", rl), "SUB", ("r", ret), ("r", re),
+                         "MIN", 62)
+            pb.vx_bundle(f"{nm} {tag} left", "i32", ("r", re), "SUB", ("r", ZEROS[0]),
+                         ("r", rl), "MAX", 0)
+            pb.vx_bundle(f"{nm} {tag} right >= 0", "i32", ("r", rl), "MAX", ("r", rl), 0)
+            shifts[tag] = (re, rl)
+        ra, rb = regs.single(), regs.single()
+        for t in range(nt):
+            for tag, src, r in (("a", a, ra), ("b", b_, rb)):
+                left, right = shifts[tag]
+                bd = Bundle(f"{nm} {tag} aligned tile {t}", name)
+                v = O.vxm(bd, "i32", ("r", r), "SHL", "s", ("r", left), "SRAR", ("r", right))
+                planes_in(O, bd, src[(i, t)], v, "a")
+                pb.emit(bd)
+            bd = Bundle(f"{nm} sum tile {t}", name)
+            v = O.vxm(bd, "i32", "s", "ADD", ("r", ra), ("r", rb))
+            planes_out(O, bd, v, "d", dst[(i, t)])
+            pb.emit(bd)
+        _store_e(pb, nm, ret, e_dst, i, nt)
+        regs.release(ra, rb, ret, la, ea, lb, eb)
+
+
 def rsqrt_seed_table(pb: ProgramBuilder, name: str = "rmsnorm"):
     """The rsqrt seed table (256 consecutive addresses of one slice: allocate it before
     SRAM fills up); made once per program."""

@@ -10,10 +10,7 @@ Per row and lane tile (``C``/``S`` the position's int16 Q14 tables laid out on t
 1. ``r = x * C`` (VXM, int16 x int16 -> int32 register);
 2. the pair swap ``x'[l] = x[l ^ 1]`` (SXM ``PERM`` with a map loaded once by ``PMAP``)
    straight into ``y = x' * S + r`` (VXM; |y| < 2**30), written as int32;
-3. per head: the largest ``|y|`` over the head's lanes (VXM ``ABS`` times the head's 0/1
-   lane mask, SXM ``RMAX``, across tiles ``MAX``), ``k = max(0, 17 - clz)``, kept as an int8
-   vector; per tile the shift vector ``K = sum_h mask_h k_h`` (VXM), then
-   ``sat16(SRAR(y, K))`` and the exponent ``e + K - 14``.
+3. `compiler.lowerings.norm.narrow_groups` per head, exponent ``e - 14 + k_h``.
 """
 
 from __future__ import annotations
@@ -23,11 +20,10 @@ import numpy as np
 from golden.rope import ROPE_FRAC
 
 from .. import tiling as T
-from ..alloc import ZEROS
 from ..builder import ProgramBuilder
 from ..ir import Bundle
 from ..routes import planes_in, planes_out
-from .norm import _sxm_near
+from .norm import _sxm_near, narrow_groups
 
 SWAP_MAP = 0  # the SXM permutation map index this lowering loads
 
@@ -56,19 +52,13 @@ def rope_rows(pb: ProgramBuilder, name: str, x, e_x, dst, e_dst, rows: int, n_he
     tab = pb.const(f"{name}.cs", {(i, t, k): T.bytes_of(T.tile_vec(v[i], t, vl), 2)
                                   for i in range(rows) for t in range(nt)
                                   for k, v in ((0, C), (1, S))}, 2, other)
-    lanes = np.arange(nt * vl)
-    mask = pb.const(f"{name}.mask", {(h, t): T.bytes_of(np.where(
-        lanes[t * vl:(t + 1) * vl] // d_head == h, 1, 0), 1)
-        for h in range(n_heads) for t in T.head_tiles(h, d_head, vl)}, 1, side)
     swap = pb.const(f"{name}.swap", {(0,): T.bytes_of(np.arange(vl) ^ 1, 2)}, 2, side)
     b = Bundle(f"{name} swap map", name)
     pm = O.pmap(b, sxm, SWAP_MAP)
     planes_in(O, b, swap[(0,)], pm, "in")
     pb.emit(b)
     y = pb.mem.tensor(f"{name}.y", [(i, t) for i in range(rows) for t in range(nt)], 4, side)
-    kv = pb.mem.tensor(f"{name}.k", [(i, h) for i in range(rows) for h in range(n_heads)], 1,
-                       other)
-    r1, rm, rk, rmask, rK = (regs.single() for _ in range(5))
+    r1 = regs.single()
     for i in range(rows):
         nm = f"{name} row {i}"
         for t in range(nt):  # y = x C + swap(x) S
@@ -85,44 +75,7 @@ def rope_rows(pb: ProgramBuilder, name: str, x, e_x, dst, e_dst, rows: int, n_he
             planes_in(O, b, tab[(i, t, 1)], v, "b")
             planes_out(O, b, v, "d", y[(i, t)])
             pb.emit(b)
-        for h in range(n_heads):  # k_h from the head's largest |y|
-            for n, t in enumerate(T.head_tiles(h, d_head, vl)):
-                b = Bundle(f"{nm} head {h} mask tile {t}", name)
-                v = O.vxm(b, "i8", ("r", rmask), "PASS", "s", otype="i32")
-                planes_in(O, b, mask[(h, t)], v, "a")
-                pb.emit(b)
-                b = Bundle(f"{nm} head {h} max tile {t}", name)
-                v = O.vxm(b, "i32", "s", "ABS", "s", None, "MUL", ("r", rmask))
-                planes_in(O, b, y[(i, t)], v, "a")
-                sx = O.reduce(b, sxm, "RMAX", "i32")
-                b.connect(v, "d", sx, "in")
-                w = (O.vxm(b, "i32", ("r", rm), "PASS", "s") if n == 0 else
-                     O.vxm(b, "i32", ("r", rm), "MAX", "s", ("r", rm)))
-                b.connect(sx, "out", w, "a")
-                pb.emit(b)
-            pb.vx_bundle(f"{nm} head {h} clz - 17", "i32", ("r", rk), "CLZ", ("r", rm), None,
-                         "SUB", 17)
-            b = Bundle(f"{nm} head {h} k", name)
-            v = O.vxm(b, "i32", "s", "SUB", ("r", ZEROS[0]), ("r", rk), "MAX", 0, otype="i8")
-            planes_out(O, b, v, "d", kv[(i, h)])
-            pb.emit(b)
-        for t in range(nt):  # K = sum_h mask_h k_h; narrow; exponent
-            for n, h in enumerate(T.tile_heads(t, n_heads, d_head, vl)):
-                b = Bundle(f"{nm} shift tile {t} head {h}", name)
-                v = (O.vxm(b, "i8", ("r", rK), "MUL", "s", "s", otype="i32") if n == 0 else
-                     O.vxm(b, "i8", ("r", rK), "MUL", "s", "s", "ADD", ("r", rK), otype="i32"))
-                planes_in(O, b, mask[(h, t)], v, "a")
-                planes_in(O, b, kv[(i, h)], v, "b")
-                pb.emit(b)
-            b = Bundle(f"{nm} narrow tile {t}", name)
-            v = O.vxm(b, "i32", "s", "SRAR", "s", ("r", rK), otype="i16", sat=True)
-            planes_in(O, b, y[(i, t)], v, "a")
-            planes_out(O, b, v, "d", dst[(i, t)])
-            pb.emit(b)
-            b = Bundle(f"{nm} exponent tile {t}", name)
-            v = O.vxm(b, "i16", "s", "ADD", "s", ("r", rK), "SUB", ROPE_FRAC)
-            planes_in(O, b, e_x[(i, t)], v, "a")
-            planes_out(O, b, v, "d", e_dst[(i, t)])
-            pb.emit(b)
-    regs.release(r1, rm, rk, rmask, rK)
-    pb.release(y, kv)
+    regs.release(r1)
+    narrow_groups(pb, f"{name}.narrow", y, e_x, dst, e_dst, rows, n_heads, d_head,
+                  e_add=-ROPE_FRAC)
+    pb.release(y)
