@@ -38,6 +38,7 @@ from .deps import Install
 from .errors import CompileError
 from .ir import Bundle
 from .lowerings import matmul_rows, requantize_rows
+from .lowerings.recip import reciprocal_regs
 from .routes import planes_in, planes_out
 
 MW, ME = "MXM_W0", "MXM_E0"
@@ -627,26 +628,8 @@ class Lowering(ProgramBuilder):
                                ("r", rm[c]))
 
     def reciprocal(self, rs: int, rn: int, ry0: int, rr: int) -> None:
-        """(y1, n - 30, 0) in the triple rr for the row sums in rs (golden reciprocal_int):
-        n = clz(S); a/4 = (S << n) >> 3; seed index = (S << n) >> 23 (wrapped to u8);
-        y0 = 256 + T[index]; t = rq(y0, a/4, 23) (= rq(y0, a, 21), a is a multiple of 4);
-        u = 2**30 - t = ((-4 t) mod 2**32) >> 2; y1 = rq(y0, u, 23); shift = n - 30."""
-        O = self.O
-        self.vx_bundle("n = clz(S)", "i32", ("r", rn), "CLZ", ("r", rs))
-        self.vx_bundle("a/4", "i32", ("r", rr), "SHL", ("r", rs), ("r", rn), "SRA", 3)
-        b = Bundle("recip seed", "recip")
-        v = O.vxm(b, "i32", "s", "SHL", ("r", rs), ("r", rn), "SRA", 23, otype="u8")
-        g = O.gather(b, self.t_recip.loc(0)[0], self.t_recip.loc(0)[1])
-        b.connect(v, "d", g, "idx")
-        y = O.vxm(b, "u8", ("r", ry0), "ADD", "s", 256, otype="i32")
-        b.connect(g, "out", y, "a")
-        self.emit(b)
-        self.set_imm(rr + 1, 23, "recip shift")
-        self.vx_bundle("t = a y0", "i32", ("r", rs), "REQUANT", ("r", ry0), ("r", rr))
-        self.vx_bundle("-4t", "i32", ("r", rr), "SUB", ("r", ZEROS[0]), ("r", rs), "SHL", 2)
-        self.vx_bundle("u = 2**30 - t", "i32", ("r", rr), "SHR", ("r", rr), 2)
-        self.vx_bundle("y1 = y0 u", "i32", ("r", rr), "REQUANT", ("r", ry0), ("r", rr))
-        self.vx_bundle("shift = n - 30", "i32", ("r", rr + 1), "SUB", ("r", rn), 30)
+        """(y1, n - 30, 0) in the triple rr for the row sums in rs (`reciprocal_regs`)."""
+        reciprocal_regs(self, self.t_recip.loc(0), rs, rn, ry0, rr)
 
     # ------------------------------------------------------------------ C. MLP
     def mlp(self) -> None:

@@ -358,3 +358,38 @@ def test_add_aligned_rows_bit_exact(config, width, base_seed):
     gq, ge = add_aligned(a, ea, b, eb, bits=32)
     assert np.array_equal(_read_rows(m, out, 5, width, vl), gq)
     assert np.array_equal(_read_rows(m, eo, 5, width, vl), np.repeat(ge, width, axis=1))
+
+
+@pytest.mark.parametrize(("config", "width", "rows"), [("small", 40, 3), ("medium", 70, 2)])
+def test_silu_and_swiglu_rows_bit_exact(config, width, rows, base_seed):
+    """`golden.activation.silu_int` and `swiglu_int` on the machine: log2(e) multiply,
+    the two-table 2**-u, the integer reciprocal, the sign mirror, the narrows.  Exponents
+    from very small to large (|x| 2**e from ~0 to past exp's saturation)."""
+    from compiler.lowerings.activation import activation_tables, swiglu_rows
+    from golden.activation import swiglu_int
+
+    print(f"seed={base_seed}")
+    cfg = get_config(config)
+    vl = cfg.vector_length
+    rng = np.random.default_rng([base_seed, 14, width])
+    g = rng.integers(-(2**15), 2**15, (rows, width))
+    g[0, :4] = [0, -1, 1, -(2**15)]
+    u = rng.integers(-(2**15), 2**15, (rows, width))
+    eg = rng.integers(-22, -8, (rows, 1))
+    eg[-1] = 9  # exp's argument saturates (u = U_MAX) for every non-zero lane
+    eu = rng.integers(-20, 0, (rows, 1))
+    pb = ProgramBuilder(cfg)
+    for z in (2, 5, 8, 11):
+        pb.set_imm(z, 0, "zero")
+    activation_tables(pb)
+    gt = _rows_const(pb, "g", g, 2, vl, "W")
+    ut = _rows_const(pb, "u", u, 2, vl, "E")
+    egt = _rows_const(pb, "eg", np.repeat(eg, width, axis=1), 2, vl)
+    eut = _rows_const(pb, "eu", np.repeat(eu, width, axis=1), 2, vl)
+    out = pb.mem.tensor("out", list(gt.locs), 2)
+    eo = pb.mem.tensor("e_out", list(gt.locs), 2)
+    swiglu_rows(pb, "mlp", gt, egt, ut, eut, out, eo, rows, width)
+    m, _ = _run(cfg, pb)
+    gq, ge = swiglu_int(g, eg, u, eu, 16)
+    assert np.array_equal(_read_rows(m, out, rows, width, vl), gq)
+    assert np.array_equal(_read_rows(m, eo, rows, width, vl), np.repeat(ge, width, axis=1))
