@@ -44,7 +44,8 @@ LAYER_TENSORS = {"attn_norm": "attn_norm", "wq": "attn_q", "wk": "attn_k", "wv":
                  "w_up": "ffn_up", "w_down": "ffn_down"}
 WEIGHT_MODES = ("gguf", "block", "row")
 # bits of each activation site (16 = two byte planes into the MXM)
-ACT_BITS = {"attn_in": 16, "q": 16, "k": 16, "v": 16, "ctx": 16, "mlp_in": 16, "gate": 16,
+# (q, k, v: 15 bits, so that their two byte planes are both int8 in the MXM's q.k and E V)
+ACT_BITS = {"attn_in": 16, "q": 15, "k": 15, "v": 15, "ctx": 16, "mlp_in": 16, "gate": 16,
             "up": 16, "down_in": 16, "head_in": 16}
 MATRICES = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
 

@@ -210,7 +210,7 @@ def test_rope_int_vs_float(rng):
 
 
 # ---- attention ---------------------------------------------------------------------------
-def _heads(x, bits=16):
+def _heads(x, bits=15):
     return narrow(np.rint(x * 2**20).astype(np.int64), np.full(x.shape[:2] + (1,), -20), bits)
 
 
