@@ -222,15 +222,18 @@ def _run_scaled(cfg, lower, h, e, out_planes):
 
 
 @pytest.mark.parametrize(("config", "width", "bits"), [
-    ("tiny", 24, 16), ("tiny", 16, 8), ("small", 70, 16), ("medium", 200, 16)])
+    ("tiny", 24, 16), ("tiny", 16, 8), ("small", 70, 16), ("medium", 200, 16),
+    ("small", 40, 15)])  # 15 bits (q, k, v of the LLM): the upper clamp by MIN
 def test_narrow_rows_bit_exact(config, width, bits, base_seed):
     """`golden.planes.narrow` on the machine: row max over every tile, clz, one rounding
     shift per vector, exponent + k."""
     print(f"seed={base_seed}")
     rng = np.random.default_rng([base_seed, 9, width])
     h, e = _scaled_rows(rng, 6, width)
+    h[5] = rng.integers(-1000, 1000, width)
+    h[5, 1] = 2**(bits) - 1  # rounds up to 2**(bits-1) after the shift by one: clamped
     q, eq, _ = _run_scaled(get_config(config), lambda pb, ht, et, out, eo: narrow_rows(
-        pb, "n", ht, et, out, eo, len(h), width), h, e, bits // 8)
+        pb, "n", ht, et, out, eo, len(h), width, bits), h, e, -(-bits // 8))
     gq, ge = narrow(h, e, bits)
     assert np.array_equal(q, gq) and np.array_equal(eq, ge)
 
@@ -261,7 +264,8 @@ def test_rmsnorm_rows_bit_exact(config, width, eps, rows, base_seed):
     ("small", 3, 16, 3),  # a partial last tile
     ("small", 3, 64, 2),  # SmolLM2's head size (its 9 and 3 heads: the same per head)
 ])
-def test_rope_rows_bit_exact(config, heads, d_head, rows, base_seed):
+@pytest.mark.parametrize("bits", [16, 15])  # 15: the LLM's q and k
+def test_rope_rows_bit_exact(config, heads, d_head, rows, bits, base_seed):
     """`golden.rope.rope_int` on the machine: x C + swap(x) S per lane tile (the swap by an
     SXM permutation), narrowed per head; positions far apart, exponents per head."""
     from compiler.lowerings.rope import rope_rows
@@ -286,9 +290,9 @@ def test_rope_rows_bit_exact(config, heads, d_head, rows, base_seed):
     et = _rows_const(pb, "e", lane_e, 2, vl)
     out = pb.mem.tensor("out", list(xt.locs), 2)
     eo = pb.mem.tensor("e_out", list(xt.locs), 2)
-    rope_rows(pb, "rope", xt, et, out, eo, rows, heads, d_head, cos, sin)
+    rope_rows(pb, "rope", xt, et, out, eo, rows, heads, d_head, cos, sin, bits)
     m, _ = _run(cfg, pb)
-    gq, ge = rope_int(x, e, pos, 10000.0)
+    gq, ge = rope_int(x, e, pos, 10000.0, bits)
     assert np.array_equal(_read_rows(m, out, rows, width, vl), gq.reshape(rows, width))
     assert np.array_equal(_read_rows(m, eo, rows, width, vl),
                           np.repeat(ge[..., 0], d_head, axis=1))

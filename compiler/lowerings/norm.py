@@ -66,6 +66,16 @@ def row_reduce(pb: ProgramBuilder, name: str, vectors: list, reg: int, red: str,
         pb.emit(b)
 
 
+def _narrow_op(O, b: Bundle, rk: int, bits: int):
+    """``sat(SRAR(y, rK))`` to ``bits``: the type's saturation for 8/16/32 bits, else (15
+    bits: after the shift only ``2**(bits-1)`` itself can exceed the range, by rounding up)
+    ``MIN(., 2**(bits-1) - 1)`` in an int16."""
+    if bits % 8 == 0:
+        return O.vxm(b, "i32", "s", "SRAR", "s", ("r", rk), otype=TYPES[bits // 8], sat=True)
+    return O.vxm(b, "i32", "s", "SRAR", "s", ("r", rk), "MIN", 2 ** (bits - 1) - 1,
+                 otype=TYPES[-(-bits // 8)])
+
+
 def narrow_row(pb: ProgramBuilder, name: str, src: list, dst: list, e_reg: int,
                bits: int) -> None:
     """One row: ``dst_t = sat(SRAR(src_t, k))``, ``e_reg += k`` (see the module
@@ -78,7 +88,7 @@ def narrow_row(pb: ProgramBuilder, name: str, src: list, dst: list, e_reg: int,
     pb.vx_bundle(f"{name} k", "i32", ("r", rk), "SUB", ("r", ZEROS[0]), ("r", rk), "MAX", 0)
     for t, (s, d) in enumerate(zip(src, dst, strict=True)):
         b = Bundle(f"{name} shift tile {t}", name)
-        v = O.vxm(b, "i32", "s", "SRAR", "s", ("r", rk), otype=TYPES[bits // 8], sat=True)
+        v = _narrow_op(O, b, rk, bits)
         planes_in(O, b, s, v, "a")
         planes_out(O, b, v, "d", d)
         pb.emit(b)
@@ -103,7 +113,7 @@ def _store_e(pb: ProgramBuilder, name: str, reg: int, e_dst, i: int, nt: int) ->
 
 
 def narrow_rows(pb: ProgramBuilder, name: str, src, e_src, dst, e_dst, rows: int,
-                width: int) -> None:
+                width: int, bits: int | None = None) -> None:
     """`golden.planes.narrow` of int32 rows to ``dst``'s width (``dst.planes`` bytes):
     ``src``/``dst`` and the exponents ``e_src``/``e_dst`` (int16, one per row: the value
     in every lane, read from tile 0) keyed ``(row, tile)``."""
@@ -112,7 +122,7 @@ def narrow_rows(pb: ProgramBuilder, name: str, src, e_src, dst, e_dst, rows: int
         re = pb.regs.single()
         _load_e(pb, f"{name} row {i}", e_src[(i, 0)], re)
         narrow_row(pb, f"{name} row {i}", [src[(i, t)] for t in range(nt)],
-                   [dst[(i, t)] for t in range(nt)], re, 8 * dst.planes)
+                   [dst[(i, t)] for t in range(nt)], re, bits or 8 * dst.planes)
         _store_e(pb, f"{name} row {i}", re, e_dst, i, nt)
         pb.regs.release(re)
 
@@ -128,7 +138,7 @@ def group_masks(pb: ProgramBuilder, name: str, n_groups: int, size: int, side: s
 
 
 def narrow_groups(pb: ProgramBuilder, name: str, src, e_src, dst, e_dst, rows: int,
-                  n_groups: int, size: int, e_add: int = 0) -> None:
+                  n_groups: int, size: int, e_add: int = 0, bits: int | None = None) -> None:
     """`golden.planes.narrow` per group of ``size`` lanes (per head): int32 ``src`` to
     ``dst`` (``dst.planes`` bytes), lane-vector exponents ``e_dst = e_src + e_add + k``
     with each group's ``k``; all keyed ``(row, tile)``.
@@ -138,7 +148,7 @@ def narrow_groups(pb: ProgramBuilder, name: str, src, e_src, dst, e_dst, rows: i
     int8 vector; per tile the shift vector ``K = sum_h mask_h k_h`` (VXM), then
     ``sat(SRAR(y, K))`` and the exponent."""
     vl, O, regs = pb.vl, pb.O, pb.regs
-    bits = 8 * dst.planes
+    bits = bits or 8 * dst.planes
     nt = T.ntiles(n_groups * size, vl)
     side = "W" if src[(0, 0)][0][0] in pb.mem.side["W"] else "E"
     other = "E" if side == "W" else "W"
@@ -179,7 +189,7 @@ def narrow_groups(pb: ProgramBuilder, name: str, src, e_src, dst, e_dst, rows: i
                 planes_in(O, b, kv[(i, h)], v, "b")
                 pb.emit(b)
             b = Bundle(f"{nm} narrow tile {t}", name)
-            v = O.vxm(b, "i32", "s", "SRAR", "s", ("r", rK), otype=TYPES[dst.planes], sat=True)
+            v = _narrow_op(O, b, rK, bits)
             planes_in(O, b, src[(i, t)], v, "a")
             planes_out(O, b, v, "d", dst[(i, t)])
             pb.emit(b)

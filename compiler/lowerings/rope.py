@@ -37,7 +37,7 @@ def _pair_tables(cos: np.ndarray, sin: np.ndarray, n_heads: int) -> tuple[np.nda
 
 
 def rope_rows(pb: ProgramBuilder, name: str, x, e_x, dst, e_dst, rows: int, n_heads: int,
-              d_head: int, cos: np.ndarray, sin: np.ndarray) -> None:
+              d_head: int, cos: np.ndarray, sin: np.ndarray, bits: int = 16) -> None:
     """``dst, e_dst = rope_int(x, e_x)`` for ``rows`` rows at the positions whose int16 Q14
     tables are ``cos``/``sin`` (``[rows, d_head / 2]``, `golden.rope.rope_tables`).  ``x``,
     ``dst``: int16 tensors keyed ``(row, tile)``; ``e_x``, ``e_dst``: int16 exponent
@@ -77,5 +77,5 @@ def rope_rows(pb: ProgramBuilder, name: str, x, e_x, dst, e_dst, rows: int, n_he
             pb.emit(b)
     regs.release(r1)
     narrow_groups(pb, f"{name}.narrow", y, e_x, dst, e_dst, rows, n_heads, d_head,
-                  e_add=-ROPE_FRAC)
+                  e_add=-ROPE_FRAC, bits=bits)
     pb.release(y)
