@@ -24,6 +24,7 @@ from arch.program import Program
 from golden.quant import requantize
 
 from . import tiling as T
+from .alloc import ZEROS
 from .builder import ProgramBuilder
 from .emit import emit
 from .errors import CompileError, imem_error
@@ -66,7 +67,15 @@ class Graph:
                                    "it (graph inputs or earlier nodes)", "graph", True)
             if n.out in shp:
                 raise CompileError(f"node {n.out!r}: tensor defined twice", "graph", True)
+            if OPS[n.kind].scaled:
+                bad = [f"{i}.e" for i in n.inputs if f"{i}.e" not in shp]
+                if bad:
+                    raise CompileError(f"node {n.out!r} ({n.kind}) takes row-scaled inputs: "
+                                       f"their exponent tensors {bad} are not defined",
+                                       "graph", True)
             shp[n.out] = OPS[n.kind].shape(n, [shp[i] for i in n.inputs])
+            if OPS[n.kind].scaled:
+                shp[f"{n.out}.e"] = (shp[n.out][0], shp[n.out][1], 2)
         for o in self.outputs:
             if o not in shp:
                 raise CompileError(f"output {o!r} is not a tensor of the graph", "graph", True)
@@ -79,6 +88,13 @@ class OpKind:
     golden: Callable  # (node, *input arrays) -> output array (int64)
     lower: Callable  # (builder, node, input tensors, output tensor, shapes) -> None
     #                  (a lookup's table tensor comes after its inputs)
+    #: row-scaled (`golden.planes`): every input ``x`` comes with its exponent tensor
+    #: ``x.e`` and the output ``y`` with ``y.e`` (int16 lane vectors: each lane holds its
+    #: row's or head's exponent); golden gets and returns (values, exponents) pairs, the
+    #: lowering gets (tensor, exponent tensor) pairs
+    scaled: bool = False
+    #: allocates the op's Gather tables before anything else (256 consecutive addresses)
+    setup: Callable | None = None
 
 
 def _need(node: Node, ok: bool, what: str) -> None:
@@ -217,12 +233,186 @@ def _lookup_lower(pb, n, ins, out, shp):
     lookup_rows(pb, n.out, src, tab.loc(0), out, list(out.locs))
 
 
+# ---- row-scaled ops: the LLM's integer path (golden.planes, norm, rope, activation) ------
+def _row_e(e) -> np.ndarray:
+    """A per-row exponent from its lane form (every lane of a row holds it)."""
+    return np.asarray(e, np.int64)[:, :1]
+
+
+def _lanes(e, width: int) -> np.ndarray:
+    """Exponents ``(rows, 1)`` or per head ``(rows, H, 1)`` in lane form ``(rows, width)``."""
+    e = np.asarray(e, np.int64)
+    if e.ndim == 3:
+        return np.repeat(e[..., 0], width // e.shape[1], axis=1)
+    return np.repeat(e, width, axis=1)
+
+
+def _heads_e(e, heads: int) -> np.ndarray:
+    e = np.asarray(e, np.int64)
+    return e[:, ::e.shape[1] // heads][..., None]
+
+
+def _scaled_shape(bytes_in: int | None, bytes_out: int):
+    def shape(n, ins):
+        (rows, width, b), *rest = ins
+        _need(n, bytes_in is None or b == bytes_in,
+              f"input must be {8 * (bytes_in or 0)}-bit ({bytes_in} bytes), got {b}")
+        for r in rest:
+            _need(n, r[:2] == (rows, width), f"operand shapes differ: {(rows, width)} and "
+                  f"{r[:2]}")
+        return rows, width, bytes_out
+    return shape
+
+
+def _bits(n, default=16) -> int:
+    return int(n.attrs.get("bits", default))
+
+
+def _rmsnorm_nw(n):
+    from golden.norm import NormWeights
+    return NormWeights(np.asarray(n.attrs["gamma"]), float(n.attrs.get("eps", 1e-5)))
+
+
+def _rmsnorm_shape(n, ins):
+    (rows, width, b), = ins
+    _need(n, b == 4, f"input must be the int32 residual stream, got {b} bytes")
+    _need(n, np.shape(n.attrs["gamma"]) == (width,), f"gamma must have shape ({width},)")
+    return rows, width, 2
+
+
+def _rmsnorm_golden(n, he):
+    from golden.norm import rmsnorm_int
+    q, e = rmsnorm_int(he[0], _row_e(he[1]), _rmsnorm_nw(n), 16)
+    return q, _lanes(e, q.shape[1])
+
+
+def _rmsnorm_lower(pb, n, ins, out, shp):
+    from .lowerings import rmsnorm_rows
+    (h, eh), = ins
+    rmsnorm_rows(pb, n.out, h, eh, out[0], out[1], shp[n.inputs[0]][0], _rmsnorm_nw(n))
+
+
+def _qlinear_shape(n, ins):
+    (rows, width, b), = ins
+    w = n.attrs["weight"]
+    _need(n, b == 2, f"input must be int16 (2 bytes), got {b}")
+    _need(n, w.shape[1] == width, f"weight input width {w.shape[1]} != {width}")
+    return rows, w.shape[0], 4
+
+
+def _qlinear_golden(n, xe):
+    from golden.planes import linear_int
+    acc, e = linear_int(xe[0], _row_e(xe[1]), n.attrs["weight"], 16)
+    return acc, _lanes(e, acc.shape[1])
+
+
+def _qlinear_lower(pb, n, ins, out, shp):
+    from .lowerings import linear_rows
+    (x, ex), = ins
+    linear_rows(pb, n.out, x, ex, n.attrs["weight"], out[0], out[1], shp[n.inputs[0]][0])
+
+
+def _narrow_shape(n, ins):
+    rows, width, _ = _scaled_shape(4, -(-_bits(n) // 8))(n, ins)
+    h = int(n.attrs.get("heads", 1))
+    _need(n, h >= 1 and width % h == 0, f"{h} heads do not divide the width {width}")
+    return rows, width, -(-_bits(n) // 8)
+
+
+def _narrow_golden(n, xe):
+    from golden.planes import narrow
+    x, e = xe
+    h = int(n.attrs.get("heads", 1))
+    if h == 1:
+        q, eo = narrow(x, _row_e(e), _bits(n))
+        return q, _lanes(eo, x.shape[1])
+    rows, width = x.shape
+    q, eo = narrow(x.reshape(rows, h, width // h), _heads_e(e, h), _bits(n))
+    return q.reshape(rows, width), _lanes(eo, width)
+
+
+def _narrow_lower(pb, n, ins, out, shp):
+    from .lowerings import narrow_groups, narrow_rows
+    (x, e), = ins
+    rows, width, _ = shp[n.inputs[0]]
+    h = int(n.attrs.get("heads", 1))
+    if h == 1:
+        narrow_rows(pb, n.out, x, e, out[0], out[1], rows, width, _bits(n))
+    else:
+        narrow_groups(pb, n.out, x, e, out[0], out[1], rows, h, width // h, bits=_bits(n))
+
+
+def _rope_golden(n, xe):
+    from golden.rope import rope_int
+    x, e = xe
+    rows, width = x.shape
+    h = int(n.attrs["heads"])
+    q, eo = rope_int(x.reshape(rows, h, width // h), _heads_e(e, h), n.attrs["positions"],
+                     float(n.attrs.get("base", 10000.0)), _bits(n))
+    return q.reshape(rows, width), _lanes(eo, width)
+
+
+def _rope_lower(pb, n, ins, out, shp):
+    from golden.rope import rope_tables
+
+    from .lowerings import rope_rows
+    (x, e), = ins
+    rows, width, _ = shp[n.inputs[0]]
+    h = int(n.attrs["heads"])
+    cos, sin = rope_tables(n.attrs["positions"], width // h, float(n.attrs.get("base", 1e4)))
+    rope_rows(pb, n.out, x, e, out[0], out[1], rows, h, width // h, cos, sin, _bits(n))
+
+
+def _swiglu_golden(n, ge, ue):
+    from golden.activation import swiglu_int
+    q, e = swiglu_int(ge[0], _row_e(ge[1]), ue[0], _row_e(ue[1]), _bits(n))
+    return q, _lanes(e, q.shape[1])
+
+
+def _swiglu_lower(pb, n, ins, out, shp):
+    from .lowerings import swiglu_rows
+    (g, eg), (u, eu) = ins
+    rows, width, _ = shp[n.inputs[0]]
+    swiglu_rows(pb, n.out, g, eg, u, eu, out[0], out[1], rows, width)
+
+
+def _add_aligned_golden(n, ae, be):
+    from golden.planes import add_aligned
+    q, e = add_aligned(ae[0], _row_e(ae[1]), be[0], _row_e(be[1]), bits=32)
+    return q, _lanes(e, q.shape[1])
+
+
+def _add_aligned_lower(pb, n, ins, out, shp):
+    from .lowerings import add_aligned_rows
+    (a, ea), (b, eb) = ins
+    rows, width, _ = shp[n.inputs[0]]
+    add_aligned_rows(pb, n.out, a, ea, b, eb, out[0], out[1], rows, width)
+
+
+def _setup_rsqrt(pb):
+    from .lowerings import rsqrt_seed_table
+    rsqrt_seed_table(pb)
+
+
+def _setup_activation(pb):
+    from .lowerings import activation_tables
+    activation_tables(pb)
+
+
 OPS: dict[str, OpKind] = {
     "matmul": OpKind(_matmul_shape, _matmul_golden, _matmul_lower),
     "linear": OpKind(_linear_shape, _linear_golden, _linear_lower),
     "requant": OpKind(_requant_shape, _requant_golden, _requant_lower),
     "add": OpKind(_add_shape, _add_golden, _add_lower),
     "lookup": OpKind(_lookup_shape, _lookup_golden, _lookup_lower),
+    # the LLM's row-scaled integer ops (int16 activations, exponents per row or head)
+    "rmsnorm": OpKind(_rmsnorm_shape, _rmsnorm_golden, _rmsnorm_lower, True, _setup_rsqrt),
+    "qlinear": OpKind(_qlinear_shape, _qlinear_golden, _qlinear_lower, True),
+    "narrow": OpKind(_narrow_shape, _narrow_golden, _narrow_lower, True),
+    "rope": OpKind(_scaled_shape(2, 2), _rope_golden, _rope_lower, True),
+    "swiglu": OpKind(_scaled_shape(2, 2), _swiglu_golden, _swiglu_lower, True,
+                     _setup_activation),
+    "add_aligned": OpKind(_scaled_shape(4, 4), _add_aligned_golden, _add_aligned_lower, True),
 }
 
 
@@ -232,7 +422,12 @@ def evaluate(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.nda
     graph.shapes()
     vals = {k: np.asarray(v, np.int64) for k, v in inputs.items()}
     for n in graph.nodes:
-        vals[n.out] = OPS[n.kind].golden(n, *(vals[i] for i in n.inputs))
+        op = OPS[n.kind]
+        if op.scaled:
+            vals[n.out], vals[f"{n.out}.e"] = op.golden(
+                n, *((vals[i], vals[f"{i}.e"]) for i in n.inputs))
+        else:
+            vals[n.out] = op.golden(n, *(vals[i] for i in n.inputs))
     return vals
 
 
@@ -291,6 +486,9 @@ def compile_graph(graph: Graph, cfg: TspConfig | str, order: str = "program"
     pb = ProgramBuilder(cfg)
     vl = pb.vl
     tensors = {}
+    if any(OPS[n.kind].scaled for n in graph.nodes):
+        for z in ZEROS:  # the zero registers (the row-scaled lowerings subtract from 0)
+            pb.set_imm(z, 0, "zero")
     # Gather tables first, while SRAM is empty (a table is 256 consecutive addresses of one
     # slice); no tensor shares their slices (a Gather's index and result stream through)
     mems = [s.name for s in cfg.slices_of("MEM")]
@@ -302,6 +500,9 @@ def compile_graph(graph: Graph, cfg: TspConfig | str, order: str = "program"
         tensors[f"{n.out}.table"] = pb.const(
             f"{n.out}.table", dict(enumerate(T.table_vectors(n.attrs["table"], vl))), 1,
             slices=[mems[-1 - k]])
+    for kind in sorted({n.kind for n in graph.nodes}):
+        if OPS[kind].setup is not None:
+            OPS[kind].setup(pb)
     avoid = sorted({sl for t in tensors.values() for sl, _, _ in t.ranges})
     for name, (rows, width, nb) in graph.inputs.items():
         keys = [(i, t) for i in range(rows) for t in range(T.ntiles(width, vl))]
@@ -310,10 +511,16 @@ def compile_graph(graph: Graph, cfg: TspConfig | str, order: str = "program"
         rows, width, nb = shp[n.out]
         keys = [(i, t) for i in range(rows) for t in range(T.ntiles(width, vl))]
         tensors[n.out] = pb.mem.tensor(n.out, keys, nb, exclude=avoid)
-        ins = [tensors[i] for i in n.inputs]
+        if OPS[n.kind].scaled:
+            tensors[f"{n.out}.e"] = pb.mem.tensor(f"{n.out}.e", keys, 2, exclude=avoid)
+            ins = [(tensors[i], tensors[f"{i}.e"]) for i in n.inputs]
+            out = (tensors[n.out], tensors[f"{n.out}.e"])
+        else:
+            ins = [tensors[i] for i in n.inputs]
+            out = tensors[n.out]
         if n.kind == "lookup":
             ins.append(tensors[f"{n.out}.table"])
-        OPS[n.kind].lower(pb, n, ins, tensors[n.out], shp)
+        OPS[n.kind].lower(pb, n, ins, out, shp)
     pb.mem.check()
     list_schedule(cfg, pb.bundles, order=order)
     em = emit(cfg, pb.bundles, True)

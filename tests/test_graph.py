@@ -136,3 +136,56 @@ def test_random_graphs(config, base_seed):
         assert cycles == cg.cycles, desc
         for o in g.outputs:
             assert np.array_equal(out[o], want[o]), (desc, o)
+
+
+def _q4_weight(rng, n_out: int, n_in: int):
+    """Q4_1-style blocks of 32 (int4 values, fp16 scales and minimums): exact RowWeight."""
+    from golden.planes import RowWeight
+    nb = n_in // 32
+    d = rng.uniform(0.002, 0.03, (n_out, nb)).astype(np.float16).astype(np.float64)
+    m = (-8 * d + rng.normal(0, 0.005, (n_out, nb))).astype(np.float16).astype(np.float64)
+    return RowWeight.from_blocks(rng.integers(0, 16, (n_out, n_in)) - 8, d, m + 8 * d)
+
+
+def test_llm_mlp_half_as_a_graph(base_seed):
+    """The MLP half of a llama layer in the LLM's integer numerics, written as a graph of
+    row-scaled ops (RMSNorm, block-scaled products, narrows, SwiGLU, the aligned residual
+    add), compiled and run on the machine model: equal, bit for bit, to the same steps of
+    `golden.llm.LlamaModel.forward_int` written out here with the golden functions."""
+    from golden.activation import swiglu_int
+    from golden.norm import NormWeights, rmsnorm_int
+    from golden.planes import add_aligned, linear_int, narrow
+
+    print(f"seed={base_seed}")
+    rng = np.random.default_rng([base_seed, 21])
+    rows, d, f = 2, 96, 128  # medium: VL 64, a partial tile of d
+    wg, wu, wd = _q4_weight(rng, f, d), _q4_weight(rng, f, d), _q4_weight(rng, d, f)
+    gamma = rng.uniform(0.2, 3.0, d)
+    h = rng.integers(-(2**28), 2**28, (rows, d))
+    h[0, 5] = 2**30 - 7  # a massive activation
+    eh = rng.integers(-30, -20, (rows, 1))
+    g = Graph(
+        inputs={"h": (rows, d, 4), "h.e": (rows, d, 2)},
+        nodes=(
+            Node("x", "rmsnorm", ("h",), {"gamma": gamma, "eps": 1e-5}),
+            Node("gate", "qlinear", ("x",), {"weight": wg}),
+            Node("g16", "narrow", ("gate",), {"bits": 16}),
+            Node("up", "qlinear", ("x",), {"weight": wu}),
+            Node("u16", "narrow", ("up",), {"bits": 16}),
+            Node("m", "swiglu", ("g16", "u16")),
+            Node("down", "qlinear", ("m",), {"weight": wd}),
+            Node("y", "add_aligned", ("h", "down")),
+        ),
+        outputs=("y", "y.e"))
+    cg = compile_graph(g, "medium")
+    out, cycles = cg.run_on_model({"h": h, "h.e": np.repeat(eh, d, axis=1)})
+    assert cycles == cg.cycles
+    # golden.llm's MLP half, step by step
+    x, ex = rmsnorm_int(h, eh, NormWeights(gamma, 1e-5), 16)
+    gg, eg = narrow(*linear_int(x, ex, wg, 16), 16)
+    uu, eu = narrow(*linear_int(x, ex, wu, 16), 16)
+    mm, em = swiglu_int(gg, eg, uu, eu, 16)
+    y, ey = add_aligned(h, eh, *linear_int(mm, em, wd, 16), bits=32)
+    assert np.array_equal(out["y"], y), np.argwhere(out["y"] != y)[:4]
+    assert np.array_equal(out["y.e"], np.repeat(ey, d, axis=1))
+    print(f"{cycles} cycles")

@@ -51,7 +51,8 @@ def linear_rows(pb: ProgramBuilder, name: str, x, e_x, w: RowWeight, dst, e_dst,
     kt, nt, bpt, nb = T.ntiles(n_in, vl), T.ntiles(n_out, vl), vl // g, n_in // g
     mxm = mxm or pb.cfg.slices_of("MXM")[0].name
     side = pb.cfg.slice(mxm).hemisphere
-    other = "E" if side == "W" else "W"
+    xside = "W" if x[(0, 0)][0][0] in pb.mem.side["W"] else "E"
+    other = "E" if xside == "W" else "W"  # the masks: read with x in one instruction
     wq = pb.weights(f"{name}.q", w.q, side)
     lanes = np.arange(vl)
     mask = pb.const(f"{name}.mask", {(j,): T.bytes_of((lanes // g == j).astype(np.int64), 2)
