@@ -65,3 +65,25 @@ def test_decode_steps_on_rtl(config, ctx, d_model, heads, d_ff, steps, base_seed
     assert r["problems"] == []
     assert r["bit_exact"] is True and r["cache_matches_golden"] is True
     assert r["cycles_chip_steps"] == r["cycles_clock_steps"] == [r["cycles_predicted"]] * steps
+
+
+def test_llm_mlp_half_graph_on_rtl(base_seed):
+    """The MLP half of a llama layer in the LLM's integer numerics (RMSNorm, block-scaled
+    products, narrows, SwiGLU with its table Gathers and reciprocal, the aligned residual
+    add: SXM reductions, PERM-free), compiled as a graph and run on the Verilated chip:
+    outputs equal the golden graph evaluation, chip CYCLES == clock == prediction."""
+    import numpy as np
+    from test_graph import llm_mlp_graph
+
+    from compiler.graph import compile_graph, evaluate
+    from sim.graph import run_graph_rtl
+
+    g, inputs = llm_mlp_graph(np.random.default_rng([base_seed, 21]))
+    cg = compile_graph(g, "medium")
+    r = run_graph_rtl(cg, inputs, build_root() / "tests" / "graph-llm-mlp", log=print)
+    want = evaluate(g, inputs)
+    assert not r["status"]["error"], r["status"]
+    for o in g.outputs:
+        assert np.array_equal(r["outputs"][o], want[o]), (o, np.argwhere(
+            r["outputs"][o] != want[o])[:4])
+    assert r["cycles_chip"] == r["cycles_clock"] == cg.cycles

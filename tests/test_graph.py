@@ -147,18 +147,10 @@ def _q4_weight(rng, n_out: int, n_in: int):
     return RowWeight.from_blocks(rng.integers(0, 16, (n_out, n_in)) - 8, d, m + 8 * d)
 
 
-def test_llm_mlp_half_as_a_graph(base_seed):
-    """The MLP half of a llama layer in the LLM's integer numerics, written as a graph of
-    row-scaled ops (RMSNorm, block-scaled products, narrows, SwiGLU, the aligned residual
-    add), compiled and run on the machine model: equal, bit for bit, to the same steps of
-    `golden.llm.LlamaModel.forward_int` written out here with the golden functions."""
-    from golden.activation import swiglu_int
-    from golden.norm import NormWeights, rmsnorm_int
-    from golden.planes import add_aligned, linear_int, narrow
-
-    print(f"seed={base_seed}")
-    rng = np.random.default_rng([base_seed, 21])
-    rows, d, f = 2, 96, 128  # medium: VL 64, a partial tile of d
+def llm_mlp_graph(rng, rows: int = 2, d: int = 96, f: int = 128):
+    """The MLP half of a llama layer in the LLM's integer numerics as a graph of row-scaled
+    ops, with random Q4_1-style weights and int32 residual rows (one massive activation):
+    ``(graph, inputs)``; ``graph.params`` holds the weights for an independent check."""
     wg, wu, wd = _q4_weight(rng, f, d), _q4_weight(rng, f, d), _q4_weight(rng, d, f)
     gamma = rng.uniform(0.2, 3.0, d)
     h = rng.integers(-(2**28), 2**28, (rows, d))
@@ -177,8 +169,26 @@ def test_llm_mlp_half_as_a_graph(base_seed):
             Node("y", "add_aligned", ("h", "down")),
         ),
         outputs=("y", "y.e"))
-    cg = compile_graph(g, "medium")
-    out, cycles = cg.run_on_model({"h": h, "h.e": np.repeat(eh, d, axis=1)})
+    return g, {"h": h, "h.e": np.repeat(eh, d, axis=1)}
+
+
+def test_llm_mlp_half_as_a_graph(base_seed):
+    """`llm_mlp_graph` compiled and run on the machine model: equal, bit for bit, to the
+    same steps of `golden.llm.LlamaModel.forward_int` written out here with the golden
+    functions (not the graph's own evaluation)."""
+    from golden.activation import swiglu_int
+    from golden.norm import NormWeights, rmsnorm_int
+    from golden.planes import add_aligned, linear_int, narrow
+
+    print(f"seed={base_seed}")
+    g, inputs = llm_mlp_graph(np.random.default_rng([base_seed, 21]))
+    nodes = {n.out: n for n in g.nodes}
+    wg, wu, wd = (nodes[k].attrs["weight"] for k in ("gate", "up", "down"))
+    gamma, h = nodes["x"].attrs["gamma"], inputs["h"]
+    d = h.shape[1]
+    eh = inputs["h.e"][:, :1]
+    cg = compile_graph(g, "medium")  # VL 64: a partial tile of d = 96
+    out, cycles = cg.run_on_model(inputs)
     assert cycles == cg.cycles
     # golden.llm's MLP half, step by step
     x, ex = rmsnorm_int(h, eh, NormWeights(gamma, 1e-5), 16)
