@@ -102,19 +102,15 @@ def cmd_fabric(args) -> int:
     return 0 if s["mismatches"] == 0 else 1
 
 
-def cmd_block(args) -> int:
-    from .block import BlockSpec, print_report, run_block
-
-    cfg = _config(args.config)
-    spec = BlockSpec(args.seq, args.d_model, args.heads, args.d_ff, args.seed, not args.no_causal)
-    print(cfg.summary(), flush=True)
+def _sim_report(run, print_report) -> int:
+    """Run a simulation that returns a report; print it; exit status 0 (passed), 1 (a
+    mismatch or a simulator failure) or 2 (refused input: bad shape, does not fit)."""
     try:
-        report = run_block(cfg, spec, lockstep=args.lockstep, waves=args.waves,
-                           log=lambda *a: print(*a, flush=True))
+        report = run(lambda *a: print(*a, flush=True))
     except SimFailure as e:
         print(f"FAIL: {e}", file=sys.stderr)
         return 1
-    except ValueError as e:  # bad shapes, a block that does not fit (CompileError)
+    except ValueError as e:  # bad shapes, a program that does not fit (CompileError)
         print(f"error: {e}", file=sys.stderr)
         return 2
     print_report(report)
@@ -124,6 +120,16 @@ def cmd_block(args) -> int:
             print(f"  {p}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_block(args) -> int:
+    from .block import BlockSpec, print_report, run_block
+
+    cfg = _config(args.config)
+    spec = BlockSpec(args.seq, args.d_model, args.heads, args.d_ff, args.seed, not args.no_causal)
+    print(cfg.summary(), flush=True)
+    return _sim_report(lambda log: run_block(cfg, spec, lockstep=args.lockstep,
+                                             waves=args.waves, log=log), print_report)
 
 
 def cmd_decode(args) -> int:
@@ -133,22 +139,8 @@ def cmd_decode(args) -> int:
     cfg = _config(args.config)
     spec = BlockSpec(args.context, args.d_model, args.heads, args.d_ff, args.seed, True)
     print(cfg.summary(), flush=True)
-    try:
-        report = run_decode(cfg, spec, args.steps if args.steps else args.context,
-                            log=lambda *a: print(*a, flush=True))
-    except SimFailure as e:
-        print(f"FAIL: {e}", file=sys.stderr)
-        return 1
-    except ValueError as e:  # bad shapes, a step that does not fit (CompileError)
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print_report(report)
-    if report["problems"]:
-        print("\nFAIL:", file=sys.stderr)
-        for p in report["problems"]:
-            print(f"  {p}", file=sys.stderr)
-        return 1
-    return 0
+    return _sim_report(lambda log: run_decode(cfg, spec, args.steps or args.context,
+                                              log=log), print_report)
 
 
 def cmd_run(args) -> int:

@@ -217,14 +217,19 @@ def run_block(cfg: TspConfig, spec: BlockSpec, *, lockstep: bool = False, waves:
         "wave_format": sim.wave_format,
         "out_dir": str(out_dir),
     }
+    return write_report(report, comp, out_dir, plot)
+
+
+def write_report(report: dict, comp, out_dir: Path, plot: bool) -> dict:
+    """``report.json``, ``schedule.json`` and (``plot``) ``schedule.png`` of a run into
+    ``out_dir``; the report gains their paths."""
     report["report_json"] = str(out_dir / "report.json")
-    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
     (out_dir / "schedule.json").write_text(json.dumps(comp.schedule_json()))
     if plot:
         from compiler.plot import plot_schedule
 
         report["schedule_png"] = str(plot_schedule(comp, out_dir / "schedule.png"))
-        (out_dir / "report.json").write_text(json.dumps(report, indent=1))
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
     return report
 
 

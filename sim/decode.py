@@ -22,7 +22,7 @@ import numpy as np
 
 from arch.config import TspConfig
 
-from .block import BlockSpec, first_difference
+from .block import BlockSpec, first_difference, write_report
 from .build import build_sim, check_simulable
 from .reports import new_run_dir
 from .run import run_cocotb
@@ -181,15 +181,8 @@ def run_decode(cfg: TspConfig, spec: BlockSpec, steps: int, *, out_dir=None, plo
         "problems": problems,
         "log": str(run.log),
         "out_dir": str(out_dir),
-        "report_json": str(out_dir / "report.json"),
     }
-    (out_dir / "schedule.json").write_text(json.dumps(comp.schedule_json()))
-    if plot:
-        from compiler.plot import plot_schedule
-
-        report["schedule_png"] = str(plot_schedule(comp, out_dir / "schedule.png"))
-    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
-    return report
+    return write_report(report, comp, out_dir, plot)
 
 
 def print_report(r: dict, log=print) -> None:
