@@ -389,6 +389,34 @@ def _add_aligned_lower(pb, n, ins, out, shp):
     add_aligned_rows(pb, n.out, a, ea, b, eb, out[0], out[1], rows, width)
 
 
+def _argmax_shape(n, ins):
+    (rows, width, b), = ins
+    _need(n, b == 4, f"input must be int32 (4 bytes), got {b}")
+    return rows, 1, 4
+
+
+def _argmax_golden(n, x):
+    from golden.vocab import argmax_int
+    return argmax_int(x)[:, None].astype(np.int64)
+
+
+def _argmax_lower(pb, n, ins, out, shp):
+    from .lowerings import argmax_rows
+    rows, width, _ = shp[n.inputs[0]]
+    # the output is one int32 per row: its (row, 0) vector holds it in every lane
+    argmax_rows(pb, n.out, ins[0], _RowView(out), rows, width)
+
+
+class _RowView:
+    """A ``(row, 0)``-keyed tensor seen as ``(row,)``-keyed."""
+
+    def __init__(self, t):
+        self.t = t
+
+    def __getitem__(self, key):
+        return self.t[(key[0], 0)]
+
+
 def _setup_rsqrt(pb):
     from .lowerings import rsqrt_seed_table
     rsqrt_seed_table(pb)
@@ -413,6 +441,7 @@ OPS: dict[str, OpKind] = {
     "swiglu": OpKind(_scaled_shape(2, 2), _swiglu_golden, _swiglu_lower, True,
                      _setup_activation),
     "add_aligned": OpKind(_scaled_shape(4, 4), _add_aligned_golden, _add_aligned_lower, True),
+    "argmax": OpKind(_argmax_shape, _argmax_golden, _argmax_lower),  # the next token's id
 }
 
 

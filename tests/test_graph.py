@@ -199,3 +199,16 @@ def test_llm_mlp_half_as_a_graph(base_seed):
     assert np.array_equal(out["y"], y), np.argwhere(out["y"] != y)[:4]
     assert np.array_equal(out["y.e"], np.repeat(ey, d, axis=1))
     print(f"{cycles} cycles")
+
+
+def test_argmax_node(base_seed):
+    """The next token's id on the chip: an ``argmax`` node over int32 logit rows."""
+    print(f"seed={base_seed}")
+    rng = np.random.default_rng([base_seed, 22])
+    x = rng.integers(-(2**31), 2**31, (3, 100))
+    x[1, [7, 90]] = 2**31 - 1  # a tie: the lower index
+    g = Graph({"logits": (3, 100, 4)}, (Node("next", "argmax", ("logits",)),), ("next",))
+    cg = compile_graph(g, "small")
+    out, cycles = cg.run_on_model({"logits": x})
+    assert cycles == cg.cycles
+    assert list(out["next"][:, 0]) == list(np.argmax(x, axis=1)) and out["next"][1, 0] == 7

@@ -397,3 +397,30 @@ def test_silu_and_swiglu_rows_bit_exact(config, width, rows, base_seed):
     gq, ge = swiglu_int(g, eg, u, eu, 16)
     assert np.array_equal(_read_rows(m, out, rows, width, vl), gq)
     assert np.array_equal(_read_rows(m, eo, rows, width, vl), np.repeat(ge, width, axis=1))
+
+
+@pytest.mark.parametrize(("config", "width"), [("tiny", 40), ("small", 96), ("small", 70)])
+def test_argmax_rows_bit_exact(config, width, base_seed):
+    """`golden.vocab.argmax_int` on the machine: ties resolve to the lowest index, also
+    across tiles; all-negative rows (the zero lanes past the row must not win)."""
+    from compiler.lowerings import argmax_rows
+    from golden.vocab import argmax_int
+
+    print(f"seed={base_seed}")
+    cfg = get_config(config)
+    vl = cfg.vector_length
+    rng = np.random.default_rng([base_seed, 15, width])
+    x = rng.integers(-(2**31), 2**31, (6, width))
+    x[0, [3, width - 2]] = 2**31 - 1  # a tie across tiles: the lower index wins
+    x[1] = -(2**31)  # all equal: index 0
+    x[2] = rng.integers(-1000, -1, width)  # all negative (padding lanes hold 0)
+    x[3, :] = 5
+    x[3, width - 1] = 6  # the maximum in the last lane
+    pb = ProgramBuilder(cfg)
+    xt = _rows_const(pb, "x", x, 4, vl)
+    out = pb.mem.tensor("idx", [(i,) for i in range(6)], 4)
+    argmax_rows(pb, "argmax", xt, out, 6, width)
+    m, _ = _run(cfg, pb)
+    got = [int(T.from_bytes(np.stack([m.read_mem(s, a) for s, a in out[(i,)]]))[0])
+           for i in range(6)]
+    assert got == list(argmax_int(x)), (got, list(argmax_int(x)))
