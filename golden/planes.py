@@ -27,9 +27,9 @@ import numpy as np
 EXACT_F64 = 2**53  # float64 BLAS is exact on integers while |partial sums| < 2**53
 _POW2 = 2 ** np.arange(63, dtype=np.int64)
 
-__all__ = ["EXACT_F64", "add_aligned", "bitlen", "matmul_exact", "matmul_planes",
-           "narrow", "shift_round", "split_planes", "R_BITS", "RowWeight", "linear_int",
-           "linear_int_blocks"]
+__all__ = ["EXACT_F64", "add_aligned", "bitlen", "digit_matmul", "matmul_exact",
+           "matmul_planes", "narrow", "shift_round", "signed_digits", "split_planes",
+           "R_BITS", "RowWeight", "linear_int", "linear_int_blocks"]
 
 
 def bitlen(x) -> np.ndarray:
@@ -324,3 +324,31 @@ def linear_int_blocks(x, ex, w: RowWeight, bits: int = 16) -> tuple[np.ndarray, 
             raise OverflowError("linear_int_blocks: int32 sum overflow")
     acc += w.plane_bias(bits)
     return acc, np.asarray(ex, dtype=np.int64) + (w.f - R_BITS + s)
+
+
+def signed_digits(x) -> tuple[np.ndarray, np.ndarray]:
+    """``x = 256 hi + lo`` with ``lo`` in ``[-128, 127]``: both int8 for ``|x| <= 2**14``
+    (15-bit values: ``hi`` in ``[-64, 64]``), the MXM's two passes of a 15-bit operand."""
+    x = np.asarray(x, dtype=np.int64)
+    lo = ((x + 128) & 0xFF) - 128
+    return (x - lo) >> 8, lo
+
+
+def digit_matmul(a, b, shift: int) -> np.ndarray:
+    """``round(a @ b / 2**shift)`` the way the machine gets it: from the four int8 digit
+    products (:func:`signed_digits` of both operands, each an int32 MXM accumulator,
+    checked) combined exactly as ``hh 2**(16-s) + (hl + lh) 2**(8-s) + round(ll / 2**s)``
+    (``s <= 8``).  Equal to ``shift_round(a @ b, shift)`` (tested)."""
+    if not 0 <= shift <= 8:
+        raise ValueError(f"digit_matmul: shift {shift} outside 0..8")
+    (ah, al), (bh, bl) = signed_digits(a), signed_digits(b)
+    for name, d in (("a", ah), ("b", bh)):
+        if d.size and (d.min() < -128 or d.max() > 127):
+            raise ValueError(f"digit_matmul: {name}'s high digit leaves int8 (|x| > 2**14)")
+    part = {}
+    for k, (x, y) in {"hh": (ah, bh), "hl": (ah, bl), "lh": (al, bh), "ll": (al, bl)}.items():
+        part[k] = matmul_exact(x, y)
+        if part[k].size and (part[k].min() < -(2**31) or part[k].max() > 2**31 - 1):
+            raise OverflowError(f"digit_matmul: the {k} partial leaves int32")
+    return ((part["hh"] << (16 - shift)) + ((part["hl"] + part["lh"]) << (8 - shift))
+            + shift_round(part["ll"], shift))

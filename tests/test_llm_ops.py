@@ -296,3 +296,25 @@ def test_gguf_dequantize_matches_gguf_package(rng, kind):
     rebuilt = qv * np.repeat(d, 32, 1) + (0 if off is None else np.repeat(off, 32, 1))
     np.testing.assert_allclose(rebuilt, ours, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(RowWeight.from_blocks(qv, d, off).dequantize(), ours)
+
+
+def test_attention_products_from_int8_digits(rng):
+    """The machine's way to the attention products of `attention_int` (int32 values only):
+    15-bit q, k and Q14 exps split into two int8 digits, four MXM partials, combined
+    exactly; equal to the rounded exact products (sq = 4 for d = 64, V_SHIFT = 8)."""
+    from golden.attention import V_SHIFT
+    from golden.planes import digit_matmul, shift_round, signed_digits
+
+    q = rng.integers(-(2**14), 2**14, (5, 64))
+    k = rng.integers(-(2**14), 2**14, (64, 300))
+    q[0], k[:, 0] = 2**14 - 1, -(2**14)  # the extremes
+    assert np.array_equal(digit_matmul(q, k, 4), shift_round(q @ k, 4))
+    assert np.abs(digit_matmul(q, k, 4)).max() < 2**30
+    pe = rng.integers(0, 2**14 + 1, (5, 300))
+    pe[:, 0] = 2**14  # the row max's exp
+    v = rng.integers(-(2**14), 2**14, (300, 64))
+    assert np.array_equal(digit_matmul(pe, v, V_SHIFT), shift_round(pe @ v, V_SHIFT))
+    hi, lo = signed_digits(np.arange(-(2**14), 2**14))
+    assert hi.min() >= -64 and hi.max() <= 64 and lo.min() >= -128 and lo.max() <= 127
+    with pytest.raises(ValueError, match="leaves int8"):
+        digit_matmul(np.array([[2**15 - 1]]), np.array([[1]]), 0)
