@@ -212,3 +212,54 @@ def test_argmax_node(base_seed):
     out, cycles = cg.run_on_model({"logits": x})
     assert cycles == cg.cycles
     assert list(out["next"][:, 0]) == list(np.argmax(x, axis=1)) and out["next"][1, 0] == 7
+
+
+def test_llm_attention_inputs_as_a_graph(base_seed):
+    """The first half of a llama layer up to the attention core, as a graph in the LLM's
+    numerics: RMSNorm -> q, k, v block-scaled products -> per-head narrows to 15 bits ->
+    RoPE of q and k at their positions (GQA: 4 query heads, 2 KV heads).  Bit-exact on the
+    machine model with `golden.llm.LlamaModel.forward_int`'s steps written out here."""
+    from golden.norm import NormWeights, rmsnorm_int
+    from golden.planes import linear_int, narrow
+    from golden.rope import rope_int
+
+    print(f"seed={base_seed}")
+    rng = np.random.default_rng([base_seed, 23])
+    rows, d, hq, hkv, dh = 2, 64, 4, 2, 16
+    wq, wk, wv = _q4_weight(rng, hq * dh, d), _q4_weight(rng, hkv * dh, d), \
+        _q4_weight(rng, hkv * dh, d)
+    gamma = rng.uniform(0.2, 3.0, d)
+    pos = np.array([3, 41])
+    h = rng.integers(-(2**27), 2**27, (rows, d))
+    eh = rng.integers(-30, -20, (rows, 1))
+    g = Graph(
+        inputs={"h": (rows, d, 4), "h.e": (rows, d, 2)},
+        nodes=(
+            Node("x", "rmsnorm", ("h",), {"gamma": gamma, "eps": 1e-5}),
+            Node("q32", "qlinear", ("x",), {"weight": wq}),
+            Node("q15", "narrow", ("q32",), {"bits": 15, "heads": hq}),
+            Node("q", "rope", ("q15",), {"heads": hq, "positions": pos, "bits": 15}),
+            Node("k32", "qlinear", ("x",), {"weight": wk}),
+            Node("k15", "narrow", ("k32",), {"bits": 15, "heads": hkv}),
+            Node("k", "rope", ("k15",), {"heads": hkv, "positions": pos, "bits": 15}),
+            Node("v32", "qlinear", ("x",), {"weight": wv}),
+            Node("v", "narrow", ("v32",), {"bits": 15, "heads": hkv}),
+        ),
+        outputs=("q", "q.e", "k", "k.e", "v", "v.e"))
+    cg = compile_graph(g, "medium")
+    out, cycles = cg.run_on_model({"h": h, "h.e": np.repeat(eh, d, axis=1)})
+    assert cycles == cg.cycles
+    # golden.llm's steps (forward_int): heads() narrows per row and head, then RoPE
+    x, ex = rmsnorm_int(h, eh, NormWeights(gamma, 1e-5), 16)
+
+    def heads(wide, e, n):
+        return narrow(wide.reshape(rows, n, dh), e[:, :, None], 15)
+
+    want = {"q": rope_int(*heads(*linear_int(x, ex, wq, 16), hq), pos, 10000.0, 15),
+            "k": rope_int(*heads(*linear_int(x, ex, wk, 16), hkv), pos, 10000.0, 15),
+            "v": heads(*linear_int(x, ex, wv, 16), hkv)}
+    for name, (val, e) in want.items():
+        n = val.shape[1]
+        assert np.array_equal(out[name], val.reshape(rows, n * dh)), name
+        assert np.array_equal(out[f"{name}.e"], np.repeat(e[..., 0], dh, axis=1)), name
+    print(f"{cycles} cycles")
