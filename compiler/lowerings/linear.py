@@ -35,9 +35,11 @@ ROW_GROUP = 4
 
 
 def linear_rows(pb: ProgramBuilder, name: str, x, e_x, w: RowWeight, dst, e_dst,
-                rows: int, mxm: str | None = None) -> None:
+                rows: int, mxm: str | list[str] | None = None) -> None:
     """``dst, e_dst = linear_int(x, e_x, w, bits=16)``: ``x`` int16 and ``dst`` int32
-    tensors keyed ``(row, tile)``, exponents likewise (per row: read from tile 0)."""
+    tensors keyed ``(row, tile)``, exponents likewise (per row: read from tile 0).
+    ``mxm``: one MXM or several (the output tiles go to them in turn; default every MXM
+    of the config)."""
     vl, O, regs = pb.vl, pb.O, pb.regs
     n_out, n_in = w.shape
     g = w.group
@@ -49,8 +51,9 @@ def linear_rows(pb: ProgramBuilder, name: str, x, e_x, w: RowWeight, dst, e_dst,
                            "shape", True)
     s = w.shift(16)
     kt, nt, bpt, nb = T.ntiles(n_in, vl), T.ntiles(n_out, vl), vl // g, n_in // g
-    mxm = mxm or pb.cfg.slices_of("MXM")[0].name
-    side = pb.cfg.slice(mxm).hemisphere
+    mxms = ([mxm] if isinstance(mxm, str) else list(mxm) if mxm else
+            [sl.name for sl in pb.cfg.slices_of("MXM")])
+    side = pb.cfg.slice(mxms[0]).hemisphere
     xside = "W" if x[(0, 0)][0][0] in pb.mem.side["W"] else "E"
     other = "E" if xside == "W" else "W"  # the masks: read with x in one instruction
     wq = pb.weights(f"{name}.q", w.q, side)
@@ -99,6 +102,7 @@ def linear_rows(pb: ProgramBuilder, name: str, x, e_x, w: RowWeight, dst, e_dst,
     bias = w.plane_bias(16)
     rt, rr, ro, rbias = (regs.single() for _ in range(4))
     for n in range(nt):
+        mxm = mxms[n % len(mxms)]  # an MXM in the other hemisphere reads q across the VXM
         pb.reg_const(rbias, T.tile_vec(bias, n, vl), f"{name} plane bias[{n}]")
         for g0 in range(0, rows, ROW_GROUP):
             grp = list(range(g0, min(rows, g0 + ROW_GROUP)))
