@@ -108,11 +108,8 @@ def run_block(cfg: TspConfig, spec: BlockSpec, *, lockstep: bool = False, waves:
     if out_dir is None:
         out_dir = new_run_dir(f"block-{cfg.name}-{spec.tag()}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    prog_path = out_dir / "prog.bin"
-    prog_path.write_bytes(comp.program.to_bytes())
     image = comp.sram_image(x_q)
-    img_path = out_dir / "image.npz"
-    np.savez(img_path, **{f"{s}/{a}": v for s, d in image.items() for a, v in d.items()})
+    prog_path, img_path = write_program(out_dir, comp.program, image)
     wanted: list[tuple[str, int]] = []
 
     def record(s, a):
@@ -218,6 +215,17 @@ def run_block(cfg: TspConfig, spec: BlockSpec, *, lockstep: bool = False, waves:
         "out_dir": str(out_dir),
     }
     return write_report(report, comp, out_dir, plot)
+
+
+def write_program(out_dir: Path, program, image: dict) -> tuple[Path, Path]:
+    """``prog.bin`` and ``image.npz`` (keys ``"<slice>/<addr>"``) for `tb/chip/test_run.py`;
+    ``image``: ``{slice: {addr: vector}}`` or ``{(slice, addr): vector}``."""
+    prog_path, img_path = out_dir / "prog.bin", out_dir / "image.npz"
+    prog_path.write_bytes(program.to_bytes())
+    flat = ({(s, a): v for s, d in image.items() for a, v in d.items()}
+            if all(isinstance(k, str) for k in image) else image)
+    np.savez(img_path, **{f"{s}/{a}": v for (s, a), v in flat.items()})
+    return prog_path, img_path
 
 
 def write_report(report: dict, comp, out_dir: Path, plot: bool) -> dict:

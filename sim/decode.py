@@ -22,7 +22,7 @@ import numpy as np
 
 from arch.config import TspConfig
 
-from .block import BlockSpec, first_difference, write_report
+from .block import BlockSpec, first_difference, write_program, write_report
 from .build import build_sim, check_simulable
 from .reports import new_run_dir
 from .run import run_cocotb
@@ -92,11 +92,8 @@ def run_decode(cfg: TspConfig, spec: BlockSpec, steps: int, *, out_dir=None, plo
     if out_dir is None:
         out_dir = new_run_dir(f"decode-{cfg.name}-{spec.tag()}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    prog_path = out_dir / "prog.bin"
-    prog_path.write_bytes(comp.program.to_bytes())
     image = comp.sram_image()
-    img_path = out_dir / "image.npz"
-    np.savez(img_path, **{f"{s}/{a}": v for s, d in image.items() for a, v in d.items()})
+    prog_path, img_path = write_program(out_dir, comp.program, image)
     steps_path = out_dir / "steps.npz"
     np.savez(steps_path, **{f"{p}/{s}/{a}": v for p in range(steps)
                             for (s, a), v in comp.step_writes(x_q[p], p)})

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .block import write_program
 from .build import build_sim
 from .run import run_cocotb
 
@@ -23,10 +24,7 @@ def run_graph_rtl(cg, inputs, out_dir: Path, name: str = "graph", log=print) -> 
     {name: array}, "cycles_chip": int, "cycles_clock": int, "status": dict}``."""
     cfg = cg.cfg
     out_dir.mkdir(parents=True, exist_ok=True)
-    prog = out_dir / "prog.bin"
-    prog.write_bytes(cg.program.to_bytes())
-    image = out_dir / "image.npz"
-    np.savez(image, **{f"{s}/{a}": v for (s, a), v in cg.sram_image(inputs).items()})
+    prog, image = write_program(out_dir, cg.program, cg.sram_image(inputs))
     wanted = sorted({loc for o in cg.graph.outputs for locs in cg.tensors[o].locs.values()
                      for loc in locs})
     rb = out_dir / "readback.json"
