@@ -22,7 +22,7 @@ class Ops:
         self.kind = {s.name: s.kind for s in cfg.slices}
         self.lat = {mn: latency(mn, cfg) for mn in (
             "READ", "WRITE", "GATHER", "SCATTER", "VXM", "LW", "LWT", "IW", "MVM", "SHS",
-            "RMAX", "RMIN", "RSUM", "PMAP", "PERM")}
+            "RMAX", "RMIN", "RSUM", "PMAP", "PERM", "SHV", "DIST")}
         self.depth = cfg.mem_depth
 
     def _op(self, b: Bundle, slice_: str, mn: str, **fields) -> Op:
@@ -98,6 +98,14 @@ class Ops:
     # -- SXM ---------------------------------------------------------------------------------
     def shs(self, b: Bundle, sxm: str, typ: str = "i16", n: int = 0) -> Op:
         op = self._op(b, sxm, "SHS", type=("i8", "i16", "i32", "u8").index(typ), n=n)
+        op.port("in", TYPE_BYTES[typ], False)
+        op.port("out", TYPE_BYTES[typ], True)
+        return op
+
+    def move(self, b: Bundle, sxm: str, mn: str, typ: str, n: int) -> Op:
+        """``SHV``/``DIST`` (or ``SHS``): move lanes across the vector by ``n`` / broadcast
+        lane ``n``."""
+        op = self._op(b, sxm, mn, type=("i8", "i16", "i32", "u8").index(typ), n=n)
         op.port("in", TYPE_BYTES[typ], False)
         op.port("out", TYPE_BYTES[typ], True)
         return op

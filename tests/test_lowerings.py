@@ -424,3 +424,54 @@ def test_argmax_rows_bit_exact(config, width, base_seed):
     got = [int(T.from_bytes(np.stack([m.read_mem(s, a) for s, a in out[(i,)]]))[0])
            for i in range(6)]
     assert got == list(argmax_int(x)), (got, list(argmax_int(x)))
+
+
+@pytest.mark.parametrize(("config", "hq", "hkv", "d", "C", "p"), [
+    ("small", 4, 2, 16, 8, 5),  # GQA groups of 2, the query row over two lane tiles
+    ("small", 4, 1, 16, 16, 0),  # one KV head for four, the first position (one key)
+    ("medium", 2, 1, 64, 32, 31),  # SmolLM2's head size, the whole cache visible
+    ("medium", 6, 2, 16, 32, 17),  # groups of 3
+])
+def test_attention_decode_row_bit_exact(config, hq, hkv, d, C, p, base_seed):
+    """`golden.attention.attention_int` for one query row (a decode step) over a KV cache
+    in SRAM (int8 key/value digits, exponents over the key lanes), keys past the position
+    masked: the scores from four digit MVMs, the masked softmax with the two-table 2**-u and
+    the integer reciprocal, E V from four more, the per-head normalisation, the heads in one
+    int16 row.  Exponents spread wide (an attention sink key, a head of zeros)."""
+    from compiler.lowerings.activation import activation_tables
+    from compiler.lowerings.attention import attention_decode_row
+    from golden.attention import attention_int
+    from golden.planes import signed_digits
+
+    print(f"seed={base_seed}")
+    cfg = get_config(config)
+    vl = cfg.vector_length
+    rng = np.random.default_rng([base_seed, 16, hq, d, C])
+    q = rng.integers(-(2**14), 2**14, (1, hq, d))
+    k, v = (rng.integers(-(2**14), 2**14, (C, hkv, d)) for _ in range(2))
+    q[0, -1] = 0  # a head of zeros: every score equal
+    eq = rng.integers(-24, -8, (1, hq, 1))
+    ek, ev = (rng.integers(-30, -8, (C, hkv, 1)) for _ in range(2))
+    ek[0] = -4  # a sink: one key far larger than the rest
+    want, we = attention_int(q, eq, k, ek, v, ev, np.array([p]), 16, 15)
+    pb = ProgramBuilder(cfg)
+    for z in (2, 5, 8, 11):
+        pb.set_imm(z, 0, "zero")
+    activation_tables(pb)
+    qt = _rows_const(pb, "q", q.reshape(1, hq * d), 2, vl, "W")
+    eqt = _rows_const(pb, "eq", np.repeat(eq[..., 0], d, axis=1), 2, vl, "E")
+    cache = {}
+    for nm, arr in (("k", k), ("v", v)):
+        for tag, dig in zip("hl", signed_digits(arr.reshape(C, hkv * d)), strict=True):
+            cache[nm + tag] = pb.const(f"{nm}{tag}", {(j,): T.bytes_of(T.tile_vec(
+                dig[j], 0, vl), 1) for j in range(C)}, 1)
+    for nm, e in (("ek", ek), ("ev", ev)):
+        cache[nm] = pb.const(nm, {(h,): T.bytes_of(T.tile_vec(e[:, h, 0], 0, vl), 2)
+                                  for h in range(hkv)}, 2)
+    pos = pb.const("pos", {(0,): np.full(vl, p, np.uint8)}, 1)
+    keys = [(0, t) for t in range(T.ntiles(hq * d, vl))]
+    out, eo = pb.mem.tensor("ctx", keys, 2), pb.mem.tensor("e_ctx", keys, 2)
+    attention_decode_row(pb, "att", qt, eqt, cache, pos.loc(0), out, eo, hq, hkv, d, C)
+    m, _ = _run(cfg, pb)
+    assert np.array_equal(_read_rows(m, out, 1, hq * d, vl), want)
+    assert (_read_rows(m, eo, 1, hq * d, vl) == we[0, 0]).all()

@@ -66,18 +66,23 @@ def row_reduce(pb: ProgramBuilder, name: str, vectors: list, reg: int, red: str,
         pb.emit(b)
 
 
-def _narrow_op(O, b: Bundle, rk: int, bits: int):
+def _narrow_op(O, b: Bundle, rk: int, bits: int, lim_reg: int | None = None):
     """``sat(SRAR(y, rK))`` to ``bits``: the type's saturation for 8/16/32 bits, else (15
     bits: after the shift only ``2**(bits-1)`` itself can exceed the range, by rounding up)
     ``MIN(., 2**(bits-1) - 1)`` in an int16."""
-    if bits % 8 == 0:
+    if bits in (8, 16, 32):
         return O.vxm(b, "i32", "s", "SRAR", "s", ("r", rk), otype=TYPES[bits // 8], sat=True)
+    if bits > 16:  # 24: the clamp is a register (2**23 - 1 is no immediate)
+        if lim_reg is None:
+            raise CompileError(f"narrow to {bits} bits needs a register holding "
+                               f"2**{bits - 1} - 1", "registers")
+        return O.vxm(b, "i32", "s", "SRAR", "s", ("r", rk), "MIN", ("r", lim_reg))
     return O.vxm(b, "i32", "s", "SRAR", "s", ("r", rk), "MIN", 2 ** (bits - 1) - 1,
                  otype=TYPES[-(-bits // 8)])
 
 
 def narrow_row(pb: ProgramBuilder, name: str, src: list, dst: list, e_reg: int,
-               bits: int) -> None:
+               bits: int, lim_reg: int | None = None) -> None:
     """One row: ``dst_t = sat(SRAR(src_t, k))``, ``e_reg += k`` (see the module
     docstring); ``src``/``dst``: the row's vectors (plane locs), int32 / ``bits`` wide."""
     regs, O = pb.regs, pb.O
@@ -88,7 +93,7 @@ def narrow_row(pb: ProgramBuilder, name: str, src: list, dst: list, e_reg: int,
     pb.vx_bundle(f"{name} k", "i32", ("r", rk), "SUB", ("r", ZEROS[0]), ("r", rk), "MAX", 0)
     for t, (s, d) in enumerate(zip(src, dst, strict=True)):
         b = Bundle(f"{name} shift tile {t}", name)
-        v = _narrow_op(O, b, rk, bits)
+        v = _narrow_op(O, b, rk, bits, lim_reg)
         planes_in(O, b, s, v, "a")
         planes_out(O, b, v, "d", d)
         pb.emit(b)

@@ -1,0 +1,330 @@
+"""Grouped-query attention of one query row over a KV cache in SRAM, in the LLM's integer
+numerics: `golden.attention.attention_int` for a decode step, on the machine.
+
+The cache (``C`` positions, ``C <= VL``; the KV row of ``n_kv * d`` lanes in one lane
+tile) holds each key and value as its two signed int8 digits (`golden.planes.
+signed_digits`: rows ``kh, kl, vh, vl``) and, per KV head, the key and value exponents as
+vectors over the key lanes (``ek``, ``ev``).  The query's position ``p`` arrives as a u8
+vector; keys ``j > p`` are masked.  Per query head ``h`` (KV head ``h // g``):
+
+1. ``q_h`` masked to its lanes, moved onto its KV head's lanes (SXM ``SHV``), split into
+   its two int8 digits (VXM);
+2. the scores ``round(q.k / 2**sq)`` from four MVMs (K digits installed as weights once for
+   every head: ``kh`` then ``kl``), combined exactly on the VXM
+   (`golden.planes.digit_matmul`); lanes = keys;
+3. softmax over the visible keys: key exponents aligned to their max (``RMAX``), the row
+   max subtracted, ``log2(e)`` multiply and the two-table ``2**-u`` (as SiLU's), masked,
+   ``RSUM``, the integer reciprocal; the exps aligned to the values' max exponent in Q14
+   and split into digits;
+4. ``E V`` from four MVMs (``vh``, ``vl`` installed transposed), combined, rounded by
+   ``2**8``; moved back onto the query head's lanes, narrowed to 24 bits, times the
+   reciprocal, rounded by ``2**31``;
+5. the heads aligned to the largest head exponent and narrowed to one int16 row.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from golden.activation import LOG2E_BITS, LOG2E_Q, U_MAX
+from golden.attention import V_SHIFT
+
+from .. import tiling as T
+from ..alloc import ZEROS
+from ..builder import ProgramBuilder
+from ..errors import CompileError
+from ..ir import Bundle
+from ..routes import planes_in, planes_out
+from .activation import Q15, _gather, activation_tables
+from .norm import _load_e, _store_e, narrow_row
+from .recip import reciprocal_regs
+
+
+def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos_loc,
+                         ctx, e_ctx, n_heads: int, n_kv: int, d: int, C: int,
+                         mxm: str | None = None) -> None:
+    """``ctx, e_ctx = attention_int(q, e_q, cache..., pos=[p], bits=16, in_bits=15)`` for
+    one query row (keyed ``(0, tile)``, per-head lane exponents ``e_q``); ``cache``:
+    tensors ``kh, kl, vh, vl`` keyed ``(j,)`` and ``ek, ev`` keyed ``(kv head,)``;
+    ``pos_loc``: (slice, addr) of the u8 position vector."""
+    vl, O, regs = pb.vl, pb.O, pb.regs
+    g = n_heads // n_kv
+    if n_heads % n_kv or n_kv * d > vl or vl % d or C > vl:
+        raise CompileError(f"{name}: needs n_kv * d <= VL, d | VL, C <= VL and n_kv | n_heads "
+                           f"(got {n_kv} x {d}, VL {vl}, C {C}, {n_heads} heads)", "shape",
+                           True)
+    half = math.log2(d) / 2
+    if half != int(half):
+        raise CompileError(f"{name}: head size {d} is not a power of 4", "shape", True)
+    sq = max(0, math.ceil(math.log2(d)) + 28 - 30)
+    sh = int(half)
+    mxm = mxm or pb.cfg.slices_of("MXM")[0].name
+    tabs = activation_tables(pb)
+    qside = "W" if q[(0, 0)][0][0] in pb.mem.side["W"] else "E"
+    oside = "E" if qside == "W" else "W"
+    lanes = np.arange(vl)
+    qmask = pb.const(f"{name}.qmask", {(h,): T.bytes_of(
+        ((lanes >= h * d % vl) & (lanes < h * d % vl + d)).astype(np.int64), 2)
+        for h in range(n_heads)}, 2, oside)
+    keys = [(h, p) for h in range(n_heads) for p in (0, 1)]
+    qd = pb.mem.tensor(f"{name}.qd", keys, 1)
+    pd = pb.mem.tensor(f"{name}.pd", keys, 1)
+    acc = pb.mem.tensor(f"{name}.acc", [(h,) for h in range(n_heads)], 4)
+    av = pb.mem.tensor(f"{name}.av", [(h,) for h in range(n_heads)], 4)
+    yv = pb.mem.tensor(f"{name}.y1", [(h,) for h in range(n_heads)], 4, qside)
+    sv = pb.mem.tensor(f"{name}.shift", [(h,) for h in range(n_heads)], 2)
+    eav = pb.mem.tensor(f"{name}.ea", [(h,) for h in range(n_heads)], 2)
+    w24 = pb.mem.tensor(f"{name}.w", [(h,) for h in range(n_heads)], 4, oside)
+    ch = pb.mem.tensor(f"{name}.ch", [(h,) for h in range(n_heads)], 4)
+    ech = pb.mem.tensor(f"{name}.ech", [(h,) for h in range(n_heads)], 2)
+    sxm = "SXM_W" if qside == "W" else "SXM_E"
+    rr = regs.triple()
+    rc, rumax, r15, rmin, rvis = (regs.single() for _ in range(5))
+    pb.reg_const(rc, np.full(vl, LOG2E_Q), "log2(e) Q24")
+    pb.reg_const(rumax, np.full(vl, U_MAX), "U_MAX")
+    pb.reg_const(r15, np.full(vl, Q15), "2**15")
+    pb.reg_const(rmin, np.full(vl, -(2**31)), "int32 minimum")
+    b = Bundle(f"{name} visible = lane <= p", name)
+    v = O.vxm(b, "u8", ("r", rvis), "LE", "lane", "s", otype="i32")
+    b.connect(O.read(b, *pos_loc), "out", v, "b")
+    pb.emit(b)
+
+    def digits(src_reg: int, out_tensor, key, rlo: int) -> None:
+        """``src = 256 hi + lo``: lo (int8 wrap) and hi into ``out_tensor[key + (p,)]``."""
+        pb.vx_bundle(f"{name} {key} lo", "i32", ("r", rlo), "PASS", ("r", src_reg), otype="i8")
+        bd = Bundle(f"{name} {key} lo out", name)
+        v = O.vxm(bd, "i32", "s", "PASS", ("r", rlo), otype="i8")
+        planes_out(O, bd, v, "d", out_tensor[key + (0,)])
+        pb.emit(bd)
+        bd = Bundle(f"{name} {key} hi out", name)
+        v = O.vxm(bd, "i32", "s", "SUB", ("r", src_reg), ("r", rlo), "SRA", 8, otype="i8")
+        planes_out(O, bd, v, "d", out_tensor[key + (1,)])
+        pb.emit(bd)
+
+    # 1. q_h on its KV head's lanes, as two int8 digits
+    rx, rlo = regs.single(), regs.single()
+    for h in range(n_heads):
+        tq, oq, ok = h * d // vl, h * d % vl, (h // g) * d
+        bd = Bundle(f"{name} q head {h}", name)
+        m = O.vxm(bd, "i16", "s" if ok != oq else ("r", rx), "MUL", "s", "s", otype="i32")
+        planes_in(O, bd, q[(0, tq)], m, "a")
+        planes_in(O, bd, qmask[(h,)], m, "b")
+        if ok != oq:
+            mv = O.move(bd, sxm, "SHV", "i32", ok - oq)
+            bd.connect(m, "d", mv, "in")
+            w = O.vxm(bd, "i32", ("r", rx), "PASS", "s")
+            bd.connect(mv, "out", w, "a")
+        pb.emit(bd)
+        digits(rx, qd, (h,), rlo)
+
+    # 2. scores: K digits installed as weights, four MVMs per head, combined exactly
+    def products(wname, rows_of, x_of, transposed, combine) -> None:
+        for pw, wt in enumerate(("h", "l")):
+            ins = pb.install(mxm, (name, wname, wt), [(j, rows_of(wt, j)) for j in range(C)],
+                             transposed=transposed)
+            for h in range(n_heads):
+                for px in (1, 0):
+                    bd = Bundle(f"{name} {wname}{wt} head {h} digit {px}", name)
+                    rd = O.read(bd, *x_of(h, px))
+                    mvm = O.mvm(bd, mxm, pb.slots[mxm].scratch(), False, True, ins)
+                    bd.connect(rd, "out", mvm, "x")
+                    combine(bd, mvm, h, 1 - pw, px)
+                    pb.emit(bd)
+
+    def score_combine(bd, mvm, h, wh, xh):  # wh, xh: 1 for the high digit
+        k = 8 * (wh + xh)  # hh: 16, hl/lh: 8, ll: 0
+        first = wh == 1 and xh == 1
+        last = wh == 0 and xh == 0
+        if last:
+            v = O.vxm(bd, "i32", "s", "SRAR", "s", sq, "ADD", "s")
+        else:
+            v = (O.vxm(bd, "i32", "s", "SHL", "s", k - sq) if first else
+                 O.vxm(bd, "i32", "s", "SHL", "s", k - sq, "ADD", "s"))
+        bd.connect(mvm, "out", v, "a")
+        if not first:
+            planes_in(O, bd, acc[(h,)], v, "c")
+        planes_out(O, bd, v, "d", acc[(h,)])
+
+    products("K", lambda wt, j: cache[f"k{wt}"].loc(j), lambda h, px: qd.loc(h, px), False,
+             score_combine)
+    regs.release(rx)
+    # 3. softmax per head over the visible keys
+    for h in range(n_heads):
+        hk, tq, oq = h // g, h * d // vl, h * d % vl
+        nm = f"{name} head {h}"
+        re_, rsh = regs.single(), regs.single()
+
+        def masked_max(src_locs, typ, dst, nm=nm):
+            bd = Bundle(f"{nm} max {typ}", name)
+            v = O.vxm(bd, typ, "s", "SEL", ("r", rvis), "s", "PASS", ("r", rmin), sat=True)
+            planes_in(O, bd, src_locs, v, "b")
+            red = O.reduce(bd, sxm, "RMAX", typ)
+            bd.connect(v, "d", red, "in")
+            w = O.vxm(bd, typ, ("r", dst), "PASS", "s", otype="i32")
+            bd.connect(red, "out", w, "a")
+            pb.emit(bd)
+
+        masked_max(cache["ek"][(hk,)], "i16", re_)  # emax
+        bd = Bundle(f"{nm} emax - ek", name)
+        v = O.vxm(bd, "i16", ("r", rsh), "SUB", ("r", re_), "s", otype="i32")
+        planes_in(O, bd, cache["ek"][(hk,)], v, "b")
+        pb.emit(bd)
+        rz, rm = regs.single(), regs.single()
+        bd = Bundle(f"{nm} aligned scores", name)
+        v = O.vxm(bd, "i32", ("r", rz), "SRAR", "s", ("r", rsh))
+        planes_in(O, bd, acc[(h,)], v, "a")
+        pb.emit(bd)
+        bd = Bundle(f"{nm} row max", name)
+        v = O.vxm(bd, "i32", "s", "SEL", ("r", rvis), ("r", rz), "PASS", ("r", rmin))
+        red = O.reduce(bd, sxm, "RMAX", "i32")
+        bd.connect(v, "d", red, "in")
+        w = O.vxm(bd, "i32", ("r", rm), "PASS", "s")
+        bd.connect(red, "out", w, "a")
+        pb.emit(bd)
+        pb.vx_bundle(f"{nm} diff", "i32", ("r", rm), "SUB", ("r", rm), ("r", rz))
+        # e_row = e_q(head) + emax + sq - sh; k = min(max(8 - e_row, 0), 62)
+        bd = Bundle(f"{nm} e_row", name)
+        dist = O.move(bd, sxm, "DIST", "i16", oq)
+        planes_in(O, bd, e_q[(0, tq)], dist, "in")
+        v = O.vxm(bd, "i16", ("r", rsh), "ADD", "s", ("r", re_), "ADD", sq - sh, otype="i32")
+        bd.connect(dist, "out", v, "a")
+        pb.emit(bd)
+        pb.vx_bundle(f"{nm} k", "i32", ("r", rsh), "SUB", ("r", ZEROS[0]), ("r", rsh), "ADD",
+                     LOG2E_BITS - 16)
+        pb.vx_bundle(f"{nm} k >= 0", "i32", ("r", rsh), "MAX", ("r", rsh), 0)
+        pb.vx_bundle(f"{nm} k <= 62", "i32", ("r", rsh), "MIN", ("r", rsh), 62)
+        pb.vx_bundle(f"{nm} u", "i32", ("r", rm), "MUL", ("r", rm), ("r", rc), "SRAR",
+                     ("r", rsh), sat=True)
+        pb.vx_bundle(f"{nm} u <= U_MAX", "i32", ("r", rm), "MIN", ("r", rm), ("r", rumax))
+        regs.release(re_, rsh)
+        # 2**-u: HI (two byte Gathers) x LO, rounded, shifted by u >> 16
+        rh, rl = regs.single(), regs.single()
+        _gather(pb, f"{nm} HI low", rm, "SRA", 8, tabs["exp2_hi.0"], "u8", rl, "PASS", None)
+        bd = Bundle(f"{nm} HI", name)
+        v = O.vxm(bd, "i32", "s", "SRA", ("r", rm), 8, otype="u8")
+        ga = O.gather(bd, *tabs["exp2_hi.1"])
+        bd.connect(v, "d", ga, "idx")
+        y_ = O.vxm(bd, "u8", ("r", rh), "SHL", "s", 8, "ADD", ("r", rl), otype="i32")
+        bd.connect(ga, "out", y_, "a")
+        pb.emit(bd)
+        _gather(pb, f"{nm} LO", rm, "PASS", None, tabs["exp2_lo"], "i8", rl, "ADD", ("r", r15))
+        pb.vx_bundle(f"{nm} HI LO", "i32", ("r", rh), "MUL", ("r", rh), ("r", rl), "SRAR", 15)
+        pb.vx_bundle(f"{nm} z", "i32", ("r", rz), "SRA", ("r", rm), 16)
+        pb.vx_bundle(f"{nm} exp", "i32", ("r", rh), "SRAR", ("r", rh), ("r", rz))
+        pb.vx_bundle(f"{nm} exp masked", "i32", ("r", rh), "SEL", ("r", rvis), ("r", rh),
+                     "PASS", ("r", ZEROS[0]))
+        # the row sum and its reciprocal (kept in SRAM for step 4)
+        bd = Bundle(f"{nm} sum", name)
+        v = O.vxm(bd, "i32", "s", "PASS", ("r", rh))
+        red = O.reduce(bd, sxm, "RSUM", "i32")
+        bd.connect(v, "d", red, "in")
+        w = O.vxm(bd, "i32", ("r", rl), "PASS", "s")
+        bd.connect(red, "out", w, "a")
+        pb.emit(bd)
+        reciprocal_regs(pb, tabs["recip"], rl, rz, rm, rr)
+        for reg, t_ in ((rr, yv), (rr + 1, sv)):
+            bd = Bundle(f"{nm} keep {t_.name}", name)
+            v = O.vxm(bd, "i32", "s", "PASS", ("r", reg), otype="i32" if t_ is yv else "i16")
+            planes_out(O, bd, v, "d", t_[(h,)])
+            pb.emit(bd)
+        # exps aligned to the values' max exponent, Q14, as digits
+        masked_max(cache["ev"][(hk,)], "i16", rz)  # vmax
+        bd = Bundle(f"{nm} ea", name)
+        v = O.vxm(bd, "i32", "s", "ADD", ("r", rz), 1 + V_SHIFT, otype="i16")
+        planes_out(O, bd, v, "d", eav[(h,)])
+        pb.emit(bd)
+        bd = Bundle(f"{nm} vmax - ev + 1", name)
+        v = O.vxm(bd, "i16", ("r", rm), "SUB", ("r", rz), "s", "ADD", 1, otype="i32")
+        planes_in(O, bd, cache["ev"][(hk,)], v, "b")
+        pb.emit(bd)
+        pb.vx_bundle(f"{nm} pe", "i32", ("r", rh), "SRAR", ("r", rh), ("r", rm))
+        digits(rh, pd, (h,), rlo)
+        regs.release(rh, rl, rz, rm)
+
+    # 4. E V: V digits installed transposed, four MVMs per head, combined, rounded by 2**8
+    def value_combine(bd, mvm, h, wh, xh):
+        k = 8 * (wh + xh)
+        first = wh == 1 and xh == 1
+        last = wh == 0 and xh == 0
+        if last:
+            v = O.vxm(bd, "i32", "s", "SRAR", "s", V_SHIFT, "ADD", "s")
+        else:
+            v = (O.vxm(bd, "i32", "s", "SHL", "s", k - V_SHIFT) if first else
+                 O.vxm(bd, "i32", "s", "SHL", "s", k - V_SHIFT, "ADD", "s"))
+        bd.connect(mvm, "out", v, "a")
+        if not first:
+            planes_in(O, bd, av[(h,)], v, "c")
+        planes_out(O, bd, v, "d", av[(h,)])
+
+    products("V", lambda wt, j: cache[f"v{wt}"].loc(j), lambda h, px: pd.loc(h, px), True,
+             value_combine)
+    regs.release(rlo)
+    # back on the query head's lanes, narrowed to 24 bits, normalised
+    rlim, rmk, rea = regs.single(), regs.single(), regs.single()
+    pb.reg_const(rlim, np.full(vl, 2**23 - 1), "2**23 - 1")
+    for h in range(n_heads):
+        tq, oq, ok = h * d // vl, h * d % vl, (h // g) * d
+        nm = f"{name} head {h}"
+        bd = Bundle(f"{nm} mask", name)
+        v = O.vxm(bd, "i16", ("r", rmk), "PASS", "s", otype="i32")
+        planes_in(O, bd, qmask[(h,)], v, "a")
+        pb.emit(bd)
+        bd = Bundle(f"{nm} context on its lanes", name)
+        if ok != oq:
+            mv = O.move(bd, "SXM_E" if sxm == "SXM_W" else "SXM_W", "SHV", "i32", oq - ok)
+            planes_in(O, bd, av[(h,)], mv, "in")
+            v = O.vxm(bd, "i32", "s", "MUL", "s", ("r", rmk))
+            bd.connect(mv, "out", v, "a")
+        else:
+            v = O.vxm(bd, "i32", "s", "MUL", "s", ("r", rmk))
+            planes_in(O, bd, av[(h,)], v, "a")
+        planes_out(O, bd, v, "d", ch[(h,)])
+        pb.emit(bd)
+        _load_e(pb, nm, eav[(h,)], rea)
+        narrow_row(pb, f"{nm} ctx24", [ch[(h,)]], [w24[(h,)]], rea, 24, rlim)
+        bd = Bundle(f"{nm} normalised", name)
+        v = O.vxm(bd, "i32", "s", "MUL", "s", "s", "SRAR", 31)
+        planes_in(O, bd, w24[(h,)], v, "a")
+        planes_in(O, bd, yv[(h,)], v, "b")
+        planes_out(O, bd, v, "d", ch[(h,)])
+        pb.emit(bd)
+        bd = Bundle(f"{nm} exponent", name)
+        v = O.vxm(bd, "i16", "s", "ADD", "s", ("r", rea), otype="i16")
+        planes_in(O, bd, sv[(h,)], v, "a")
+        planes_out(O, bd, v, "d", ech[(h,)])
+        pb.emit(bd)
+    regs.release(rlim, rmk)
+    # 5. heads -> one row at the largest head exponent, narrowed to int16
+    rtop, rs, rrow = rea, regs.single(), regs.single()
+    _load_e(pb, f"{name} top", ech[(0,)], rtop)
+    for h in range(1, n_heads):
+        bd = Bundle(f"{name} top head {h}", name)
+        v = O.vxm(bd, "i16", ("r", rtop), "MAX", "s", ("r", rtop), otype="i32")
+        planes_in(O, bd, ech[(h,)], v, "a")
+        pb.emit(bd)
+    nt = T.ntiles(n_heads * d, vl)
+    row = pb.mem.tensor(f"{name}.row", [(t,) for t in range(nt)], 4)
+    for t in range(nt):
+        heads = [h for h in range(n_heads) if h * d // vl == t]
+        for n, h in enumerate(heads):
+            bd = Bundle(f"{name} tile {t} head {h} shift", name)
+            v = O.vxm(bd, "i16", ("r", rs), "SUB", ("r", rtop), "s", otype="i32")
+            planes_in(O, bd, ech[(h,)], v, "b")
+            pb.emit(bd)
+            bd = Bundle(f"{name} tile {t} head {h} aligned", name)
+            v = (O.vxm(bd, "i32", ("r", rrow), "SRAR", "s", ("r", rs)) if n == 0 else
+                 O.vxm(bd, "i32", ("r", rrow), "SRAR", "s", ("r", rs), "ADD", ("r", rrow)))
+            planes_in(O, bd, ch[(h,)], v, "a")
+            pb.emit(bd)
+        bd = Bundle(f"{name} tile {t} row", name)
+        v = O.vxm(bd, "i32", "s", "PASS", ("r", rrow))
+        planes_out(O, bd, v, "d", row[(t,)])
+        pb.emit(bd)
+    narrow_row(pb, f"{name} ctx", [row[(t,)] for t in range(nt)],
+               [ctx[(0, t)] for t in range(nt)], rtop, 16)
+    _store_e(pb, name, rtop, e_ctx, 0, nt)
+    regs.release(rtop, rs, rrow, rc, rumax, r15, rmin, rvis)
+    regs.release_triple(rr)
+    pb.release(qd, pd, acc, av, yv, sv, eav, w24, ch, ech, row)
