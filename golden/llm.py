@@ -49,7 +49,7 @@ ACT_BITS = {"attn_in": 16, "q": 15, "k": 15, "v": 15, "ctx": 16, "mlp_in": 16, "
             "up": 16, "down_in": 16, "head_in": 16}
 MATRICES = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
 
-__all__ = ["LlamaConfig", "LlamaModel", "load_model", "model_path"]
+__all__ = ["LlamaConfig", "LlamaModel", "layer_int", "load_model", "model_path"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,35 @@ class LlamaConfig:
         if int(rd) != cfg.head_dim:
             raise ValueError(f"{f.path}: partial rotary ({rd} of {cfg.head_dim}) not supported")
         return cfg
+
+
+def layer_int(cfg: LlamaConfig, L: dict, h, eh, pos, cache: KVCache, i: int,
+              bits: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One decoder layer of the integer path: the int32 residual rows ``h`` (exponents
+    ``eh``, ``[T, 1]``) at positions ``pos`` -> the next residual rows; appends this
+    layer's keys and values to ``cache`` (layer ``i``).  ``L``: the layer's integer weights
+    (`LlamaModel.int_weights`), ``bits``: activation bits per site (`ACT_BITS`)."""
+    B = bits or ACT_BITS
+    t, hd = h.shape[0], cfg.head_dim
+
+    def heads(wide, e, n, site):  # per (row, head)
+        return narrow(wide.reshape(t, n, hd), e[:, :, None], B[site])
+
+    x, ex = rmsnorm_int(h, eh, L["attn_norm"], B["attn_in"])
+    bq = B["attn_in"]
+    q, eq = rope_int(*heads(*linear_int(x, ex, L["wq"], bq), cfg.n_heads, "q"), pos,
+                     cfg.rope_base, B["q"])
+    k, ek = rope_int(*heads(*linear_int(x, ex, L["wk"], bq), cfg.n_kv_heads, "k"),
+                     pos, cfg.rope_base, B["k"])
+    v, ev = heads(*linear_int(x, ex, L["wv"], bq), cfg.n_kv_heads, "v")
+    kk, vv, ekk, evv = cache.append(i, k, v, ek, ev)
+    c, ec = attention_int(q, eq, kk, ekk, vv, evv, pos, B["ctx"])
+    h, eh = add_aligned(h, eh, *linear_int(c, ec, L["wo"], B["ctx"]), bits=32)
+    x, ex = rmsnorm_int(h, eh, L["ffn_norm"], B["mlp_in"])
+    g, eg = narrow(*linear_int(x, ex, L["w_gate"], B["mlp_in"]), B["gate"])
+    u, eu = narrow(*linear_int(x, ex, L["w_up"], B["mlp_in"]), B["up"])
+    m, em = swiglu_int(g, eg, u, eu, B["down_in"])
+    return add_aligned(h, eh, *linear_int(m, em, L["w_down"], B["down_in"]), bits=32)
 
 
 def model_path(name: str) -> Path:
@@ -210,30 +239,10 @@ class LlamaModel:
         W = self.int_weights()
         ids, pos = self._positions(ids, cache)
         cache = cache if cache is not None else KVCache(cfg.n_layers)
-        t, hd = ids.size, cfg.head_dim
-
         B = self.act_bits
-
-        def heads(wide, e, n, site):  # per (row, head)
-            return narrow(wide.reshape(t, n, hd), e[:, :, None], B[site])
-
         h, eh = embed_int(ids, W["embedding"])
         for i, L in enumerate(W["layers"]):
-            x, ex = rmsnorm_int(h, eh, L["attn_norm"], B["attn_in"])
-            bq = B["attn_in"]
-            q, eq = rope_int(*heads(*linear_int(x, ex, L["wq"], bq), cfg.n_heads, "q"), pos,
-                             cfg.rope_base, B["q"])
-            k, ek = rope_int(*heads(*linear_int(x, ex, L["wk"], bq), cfg.n_kv_heads, "k"),
-                             pos, cfg.rope_base, B["k"])
-            v, ev = heads(*linear_int(x, ex, L["wv"], B["attn_in"]), cfg.n_kv_heads, "v")
-            kk, vv, ekk, evv = cache.append(i, k, v, ek, ev)
-            c, ec = attention_int(q, eq, kk, ekk, vv, evv, pos, B["ctx"])
-            h, eh = add_aligned(h, eh, *linear_int(c, ec, L["wo"], B["ctx"]), bits=32)
-            x, ex = rmsnorm_int(h, eh, L["ffn_norm"], B["mlp_in"])
-            g, eg = narrow(*linear_int(x, ex, L["w_gate"], B["mlp_in"]), B["gate"])
-            u, eu = narrow(*linear_int(x, ex, L["w_up"], B["mlp_in"]), B["up"])
-            m, em = swiglu_int(g, eg, u, eu, B["down_in"])
-            h, eh = add_aligned(h, eh, *linear_int(m, em, L["w_down"], B["down_in"]), bits=32)
+            h, eh = layer_int(cfg, L, h, eh, pos, cache, i, B)
             if hidden is not None:
                 hidden.append(h * np.exp2(eh.astype(np.float64)))
         x, ex = rmsnorm_int(h, eh, W["out_norm"], B["head_in"])
