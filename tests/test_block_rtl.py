@@ -87,3 +87,31 @@ def test_llm_mlp_half_graph_on_rtl(base_seed):
         assert np.array_equal(r["outputs"][o], want[o]), (o, np.argwhere(
             r["outputs"][o] != want[o])[:4])
     assert r["cycles_chip"] == r["cycles_clock"] == cg.cycles
+
+
+def test_llm_layer_decode_steps_on_rtl(tmp_path, base_seed):
+    """One llama decoder layer (a tiny random llama's GGUF blocks) in the LLM's integer
+    numerics, 4 consecutive decode steps over a KV cache of 16 positions in SRAM on the
+    Verilated chip (medium): every step equal to `golden.llm.layer_int`, every step's chip
+    CYCLES == testbench clock == prediction."""
+    import numpy as np
+    from llm_fixture import write_tiny_gguf
+    from test_layer import golden_steps, residual_rows
+
+    from compiler.layer import compile_layer_step
+    from golden.llm import LlamaModel
+    from sim.layer import run_layer_rtl
+
+    path = tmp_path / "tiny.gguf"
+    write_tiny_gguf(path)
+    model = LlamaModel(path)
+    lc, L = model.config, model.int_weights()["layers"][0]
+    cl = compile_layer_step(lc, L, "medium", 16)
+    rows, es = residual_rows(np.random.default_rng([base_seed, 32]), 4, lc.d_model)
+    r = run_layer_rtl(cl, rows, es, build_root() / "tests" / "llm-layer-medium", log=print)
+    assert r["step_errors"] == []
+    for p, ((y, e), (gy, ge)) in enumerate(zip(r["outputs"], golden_steps(lc, L, rows, es),
+                                              strict=True)):
+        assert np.array_equal(y, gy) and e == ge, (p, np.argwhere(y != gy)[:4], e, ge)
+    assert r["cycles_chip"] == r["cycles_clock"] == [cl.cycles] * 4
+    print(f"{cl.cycles} cycles per step")

@@ -1,0 +1,271 @@
+"""One decode step of a llama decoder layer in the LLM's integer numerics, on the machine:
+`golden.llm.layer_int` for one token, the layer's KV cache in MEM SRAM across steps.
+
+``compile_layer_step(cfg_llm, L, tsp_cfg, max_context)`` compiles one program that every
+step runs.  Per step the host writes the token's int32 residual row and its exponent
+vector, and the position ``p`` (a u8 vector, one copy per MEM slice); it reads the next
+residual row and its exponents.  The program (each step a lowering of
+`compiler.lowerings`):
+
+1. RMSNorm -> q, k, v block-scaled products (the GGUF blocks) -> per-head narrows to 15
+   bits -> RoPE of q and k at the run-time position (C/S vectors gathered from per-position
+   tables by the position vector);
+2. append: k and v as their two int8 digits SCATTERed to ``cache + p``; each KV head's key
+   and value exponent broadcast (SXM ``DIST``) and SCATTERed into lane ``p`` of its
+   exponent-over-keys vector (index 0 in lane ``p``, 1 -- a scratch vector -- elsewhere);
+3. attention over the cache (`attention_decode_row`, keys past ``p`` masked);
+4. Wo, the aligned residual add, RMSNorm, gate/up, narrows, SwiGLU, down, the aligned
+   residual add.
+
+Fixed maximum context ``C`` (``<= VL``) with a position mask, as `compiler.decode`: the same
+program and cycle count at every position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from arch.config import TspConfig, get_config
+from arch.program import Program
+from golden.machine import Machine, RunResult
+from golden.rope import rope_tables
+
+from . import tiling as T
+from .alloc import ZEROS
+from .builder import ProgramBuilder
+from .emit import emit
+from .errors import CompileError, imem_error
+from .ir import Bundle
+from .lowerings import (
+    activation_tables,
+    add_aligned_rows,
+    attention_decode_row,
+    linear_rows,
+    narrow_groups,
+    narrow_rows,
+    rmsnorm_rows,
+    rope_rows,
+    rsqrt_seed_table,
+    swiglu_rows,
+)
+from .lowerings.rope import position_tables
+from .routes import planes_in
+from .schedule import list_schedule
+
+
+class LayerStep(ProgramBuilder):
+    def __init__(self, lc, L: dict, cfg: TspConfig, C: int):
+        super().__init__(cfg)
+        self.lc, self.L, self.C = lc, L, C
+        self.d, self.hq, self.hkv = lc.head_dim, lc.n_heads, lc.n_kv_heads
+
+    def tensor(self, name, width, planes):
+        return self.mem.tensor(name, [(0, t) for t in range(T.ntiles(width, self.vl))], planes)
+
+    def run(self) -> None:
+        lc, L, vl = self.lc, self.L, self.vl
+        d, hq, hkv, C, D, F = self.d, self.hq, self.hkv, self.C, lc.d_model, lc.d_ff
+        if hkv * d > vl or C > vl or C > 256:
+            raise CompileError(f"the layer step needs n_kv_heads x head_dim <= VL and the "
+                               f"context <= min(VL, 256) (got {hkv} x {d}, {C}, VL {vl})",
+                               "shape", True)
+        for z in ZEROS:
+            self.set_imm(z, 0, "zero")
+        rsqrt_seed_table(self)
+        activation_tables(self)
+        mems = self.mem.side["W"] + self.mem.side["E"]
+        self.pos = {s: self.const(f"pos.{s}", {(0,): np.zeros(vl, np.uint8)}, 1,
+                                  slices=[s]).loc(0) for s in mems}
+        cos, sin = rope_tables(np.arange(C), d, lc.rope_base)
+        tabs = position_tables(self, "rope", cos, sin, hq)
+        ktabs = position_tables(self, "rope.k", cos, sin, hkv)
+        # the cache: key/value digit rows (C, one slice and bank each), exponents over keys
+        self.cache, self.cache_locs = {}, {}
+        for nm in ("kh", "kl", "vh", "vl"):
+            t = self.const(f"cache.{nm}", {(j,): np.zeros(vl, np.uint8) for j in range(C)}, 1)
+            locs = [t.loc(j) for j in range(C)]
+            if any(loc != (locs[0][0], locs[0][1] + j) for j, loc in enumerate(locs)) or \
+                    locs[0][1] // self.cfg.mem_depth != (locs[0][1] + C - 1) // self.cfg.mem_depth:
+                raise CompileError(f"cache {nm}: no {C} consecutive addresses in one bank",
+                                   "sram", True)
+            self.volatile.update(locs)
+            self.cache[nm], self.cache_locs[nm] = t, locs[0]
+        for nm in ("ek", "ev"):  # per KV head: [vector over keys, scratch] per plane
+            t = self.const(f"cache.{nm}", {(h, k): np.zeros((2, vl), np.uint8)
+                                          for h in range(hkv) for k in (0, 1)}, 2)
+            self.volatile.update(loc for locs in t.locs.values() for loc in locs)
+            self.cache[nm] = _Pick(t)
+            self.cache_locs[nm] = t
+        # inputs
+        self.h = self.tensor("h", D, 4)
+        self.eh = self.tensor("h.e", D, 2)
+        self.inputs = {"h": self.h, "h.e": self.eh}
+        # 1. attention inputs
+        x, ex = self.tensor("x", D, 2), self.tensor("x.e", D, 2)
+        rmsnorm_rows(self, "attn_norm", self.h, self.eh, x, ex, 1, L["attn_norm"])
+        heads = {}
+        for nm, w, n in (("q", L["wq"], hq), ("k", L["wk"], hkv), ("v", L["wv"], hkv)):
+            wide, ew = self.tensor(f"{nm}32", n * d, 4), self.tensor(f"{nm}32.e", n * d, 2)
+            linear_rows(self, f"w{nm}", x, ex, w, wide, ew, 1)
+            nar, en = self.tensor(f"{nm}15", n * d, 2), self.tensor(f"{nm}15.e", n * d, 2)
+            narrow_groups(self, f"{nm}.heads", wide, ew, nar, en, 1, n, d, bits=15)
+            if nm == "v":
+                heads[nm] = (nar, en)
+                continue
+            r, er = self.tensor(nm, n * d, 2), self.tensor(f"{nm}.e", n * d, 2)
+            rope_rows(self, f"rope.{nm}", nar, en, r, er, 1, n, d, None, None, 15, self.pos,
+                      tabs if nm == "q" else ktabs)
+            heads[nm] = (r, er)
+        # 2. append k and v (digits) and their exponents at the position
+        self.append(heads["k"], "k")
+        self.append(heads["v"], "v")
+        # 3. attention over the cache
+        c, ec = self.tensor("ctx", hq * d, 2), self.tensor("ctx.e", hq * d, 2)
+        attention_decode_row(self, "attn", heads["q"][0], heads["q"][1], self.cache,
+                             self.pos[mems[0]], c, ec, hq, hkv, d, C)
+        # 4. Wo + residual, the MLP + residual
+        o, eo = self.tensor("o", D, 4), self.tensor("o.e", D, 2)
+        linear_rows(self, "wo", c, ec, L["wo"], o, eo, 1)
+        h1, eh1 = self.tensor("h1", D, 4), self.tensor("h1.e", D, 2)
+        add_aligned_rows(self, "res1", self.h, self.eh, o, eo, h1, eh1, 1, D)
+        x2, ex2 = self.tensor("x2", D, 2), self.tensor("x2.e", D, 2)
+        rmsnorm_rows(self, "ffn_norm", h1, eh1, x2, ex2, 1, L["ffn_norm"])
+        gu = {}
+        for nm, w in (("gate", L["w_gate"]), ("up", L["w_up"])):
+            wide, ew = self.tensor(nm, F, 4), self.tensor(f"{nm}.e", F, 2)
+            linear_rows(self, f"w_{nm}", x2, ex2, w, wide, ew, 1)
+            n16, e16 = self.tensor(f"{nm}16", F, 2), self.tensor(f"{nm}16.e", F, 2)
+            narrow_rows(self, f"{nm}.narrow", wide, ew, n16, e16, 1, F, 16)
+            gu[nm] = (n16, e16)
+        m, em = self.tensor("m", F, 2), self.tensor("m.e", F, 2)
+        swiglu_rows(self, "swiglu", *gu["gate"], *gu["up"], m, em, 1, F)
+        dn, edn = self.tensor("down", D, 4), self.tensor("down.e", D, 2)
+        linear_rows(self, "w_down", m, em, L["w_down"], dn, edn, 1)
+        self.y, self.ey = self.tensor("y", D, 4), self.tensor("y.e", D, 2)
+        add_aligned_rows(self, "res2", h1, eh1, dn, edn, self.y, self.ey, 1, D)
+        self.mem.check()
+
+    def append(self, row_e, nm: str) -> None:
+        """``nm`` (k or v): its digit rows at ``cache + p``, each KV head's exponent into
+        lane ``p`` of its exponent-over-keys vector."""
+        O, regs = self.O, self.regs
+        (row, e) = row_e
+        rx, rlo = regs.single(), regs.single()
+        b = Bundle(f"append {nm} row", "append")
+        v = O.vxm(b, "i16", ("r", rx), "PASS", "s", otype="i32")
+        planes_in(O, b, row[(0, 0)], v, "a")
+        self.emit(b)
+        self.vx_bundle(f"append {nm} lo", "i32", ("r", rlo), "PASS", ("r", rx), otype="i8")
+        for dig, (op, args) in (("l", ("PASS", (("r", rlo),))),
+                                ("h", ("SUB", (("r", rx), ("r", rlo))))):
+            s, base = self.cache_locs[nm + dig]
+            b = Bundle(f"append {nm}{dig}", "append")
+            if op == "PASS":
+                v = O.vxm(b, "i32", "s", "PASS", args[0], otype="i8")
+            else:
+                v = O.vxm(b, "i32", "s", "SUB", args[0], args[1], "SRA", 8, otype="i8")
+            sc = O.scatter(b, s, base, self.C)
+            b.connect(v, "d", sc, "in")
+            b.connect(O.read(b, *next(loc for sl, loc in self.pos.items() if sl != s)),
+                      "out", sc, "idx")
+            self.emit(b)
+        regs.release(rx, rlo)
+        # exponents: idx = 0 in lane p, 1 elsewhere (the scratch vector after it)
+        rid = regs.single()
+        b = Bundle(f"append {nm} exponent index", "append")
+        v = O.vxm(b, "u8", ("r", rid), "NE", "lane", "s", otype="i32")
+        b.connect(O.read(b, *next(iter(self.pos.values()))), "out", v, "b")
+        self.emit(b)
+        et = self.cache_locs["e" + nm]
+        sxm = "SXM_W"
+        for hk in range(self.hkv):
+            for plane in (0, 1):
+                s, base = et[(hk, 0)][plane]
+                b = Bundle(f"append {nm} exponent head {hk} plane {plane}", "append")
+                dist = O.move(b, sxm, "DIST", "i16", hk * self.d)
+                planes_in(O, b, e[(0, 0)], dist, "in")
+                sc = O.scatter(b, s, base, 2)
+                w = b.wire(2)
+                b.drive(w, 0, dist, "out")
+                b.tap(w, plane, sc, "in")
+                iv = O.vxm(b, "i32", "s", "PASS", ("r", rid), otype="u8")
+                b.connect(iv, "d", sc, "idx")
+                self.emit(b)
+        regs.release(rid)
+
+
+class _Pick:
+    """The exponent-over-keys tensor keyed ``(kv head,)`` (its first vector)."""
+
+    def __init__(self, t):
+        self.t = t
+
+    def __getitem__(self, key):
+        return self.t[(key[0], 0)]
+
+
+@dataclass
+class CompiledLayerStep:
+    cfg: TspConfig
+    program: Program
+    cycles: int
+    init: dict
+    low: LayerStep = field(repr=False)
+
+    def step_writes(self, h_row: np.ndarray, e: int, pos: int) -> list:
+        vl = self.cfg.vector_length
+        low = self.low
+        out = []
+        for (_, t), locs in low.h.locs.items():
+            out += list(zip(locs, T.bytes_of(T.tile_vec(h_row, t, vl), 4), strict=True))
+        for locs in low.eh.locs.values():
+            out += list(zip(locs, T.bytes_of(np.full(vl, e), 2), strict=True))
+        out += [(loc, np.full(vl, pos, np.uint8)) for loc in low.pos.values()]
+        return out
+
+    def read_row(self, read_vec, t4, t2, width: int):
+        vl = self.cfg.vector_length
+        y = np.zeros(T.ntiles(width, vl) * vl, np.int64)
+        for (_, t), locs in t4.locs.items():
+            y[t * vl:(t + 1) * vl] = T.from_bytes(np.stack([read_vec(*l) for l in locs]))
+        (_, _), elocs = next(iter(t2.locs.items()))
+        e = int(T.from_bytes(np.stack([read_vec(*l) for l in elocs]))[0])
+        return y[:width], e
+
+    def run_on_model(self, rows: np.ndarray, es, machine: Machine | None = None
+                     ) -> tuple[list, list[RunResult], Machine]:
+        """Steps at positions 0..T-1 (rows ``[T, d_model]`` int32 with exponents ``es``):
+        ``([(y, e_y)], runs, machine)``."""
+        m = machine
+        if m is None:
+            m = Machine(self.cfg)
+            for (s, a), v in self.init.items():
+                m.write_mem(s, a, v)
+            m.load_program(self.program)
+        outs, runs = [], []
+        d_model = rows.shape[1]
+        for p in range(rows.shape[0]):
+            for (s, a), v in self.step_writes(rows[p], int(es[p]), p):
+                m.write_mem(s, a, v)
+            runs.append(m.run(max_cycles=4 * self.cycles + 1000))
+            outs.append(self.read_row(m.read_mem, self.low.y, self.low.ey, d_model))
+        return outs, runs, m
+
+
+def compile_layer_step(lc, L: dict, cfg: TspConfig | str, max_context: int,
+                       order: str = "program") -> CompiledLayerStep:
+    cfg = get_config(cfg)
+    low = LayerStep(lc, L, cfg, max_context)
+    low.run()
+    list_schedule(cfg, low.bundles, order=order)
+    em = emit(cfg, low.bundles, True)
+    words = {k: q.nwords for k, q in em.queues.items()}
+    if max(words.values()) > cfg.imem_depth:
+        raise imem_error("the layer step", cfg, words)
+    prog = Program.from_instrs(cfg, {k: q.words for k, q in em.queues.items()})
+    return CompiledLayerStep(cfg, prog, em.cycles, dict(low.init), low)
+
+
+__all__ = ["CompiledLayerStep", "compile_layer_step"]
