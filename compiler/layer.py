@@ -213,6 +213,28 @@ class CompiledLayerStep:
     cycles: int
     init: dict
     low: LayerStep = field(repr=False)
+    emitted: object = field(default=None, repr=False)
+
+    def bounds(self) -> dict:
+        """Lower bounds on one step's cycles and the ratio to the largest: ``weight_stream``
+        (every int8 weight of the layer and both KV digit caches, ``4 C n_kv d`` bytes, into
+        an MXM once at one VL-byte row per MXM per cycle), ``mvm`` (the step's MVMs over the
+        MXMs), ``vxm`` (VXM instructions, one per cycle); beside them the longest dependency
+        chain of this program (``dependency_path``, a bound for this lowering only)."""
+        from .compiled import _bounds
+
+        vl, lc = self.cfg.vector_length, self.low.lc
+        n_mxm = len(self.cfg.slices_of("MXM"))
+        wbytes = sum(int(self.low.L[k].q.size) for k in (
+            "wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"))
+        kv = 4 * self.low.C * lc.n_kv_heads * lc.head_dim
+        b = _bounds(self.cfg, self.low.bundles, self.emitted)
+        rows = -(-(wbytes + kv) // vl)  # VL-byte weight rows
+        out = {"weight_stream": -(-rows // n_mxm), "mvm": b.mxm, "vxm": b.vxm}
+        top = max(out, key=out.get)
+        return {"bounds": out, "binding": top, "dependency_path": b.path,
+                "weight_bytes": wbytes, "kv_bytes": kv,
+                "ratio": round(self.cycles / out[top], 3)}
 
     def step_writes(self, h_row: np.ndarray, e: int, pos: int) -> list:
         vl = self.cfg.vector_length
@@ -265,7 +287,7 @@ def compile_layer_step(lc, L: dict, cfg: TspConfig | str, max_context: int,
     if max(words.values()) > cfg.imem_depth:
         raise imem_error("the layer step", cfg, words)
     prog = Program.from_instrs(cfg, {k: q.words for k, q in em.queues.items()})
-    return CompiledLayerStep(cfg, prog, em.cycles, dict(low.init), low)
+    return CompiledLayerStep(cfg, prog, em.cycles, dict(low.init), low, em)
 
 
 __all__ = ["CompiledLayerStep", "compile_layer_step"]
