@@ -28,6 +28,8 @@ PYTEST_ARGS ?=
 BENCH_CONFIGS ?= tiny,small
 COLD    ?= 0
 STEPS   ?= 0
+MODEL   ?= tiny
+LAYER   ?= 0
 
 # $(call bool,NAME): 1 or 0 for a boolean variable; anything else (CAUSAL=maybe, WAVES=2)
 # stops make with the variable and the allowed values named.
@@ -37,7 +39,7 @@ WAVES_FLAG = $(if $(filter 1,$(call bool,WAVES)),--waves,)
 LOCKSTEP_FLAG = $(if $(filter 1,$(call bool,LOCKSTEP)),--lockstep,)
 CAUSAL_FLAG = $(if $(filter 0,$(call bool,CAUSAL)),--no-causal,)
 
-.PHONY: all sim sim-decode run sim-fabric test verilog lint wave bench bench-rtl fuzz fuzz-replay coverage \
+.PHONY: all sim sim-decode sim-layer run sim-fabric test verilog lint wave bench bench-rtl fuzz fuzz-replay coverage \
 	clean distclean venv help models llm-accuracy test-llm
 
 all: test
@@ -49,6 +51,8 @@ help:
 	@echo "make sim-decode  decode steps of the block on the RTL, KV cache in SRAM: one program,"
 	@echo "              run once per token (CONFIG, SEQ = max context, STEPS = tokens, default"
 	@echo "              SEQ; DMODEL HEADS DFF SEED as for make sim)"
+	@echo "make sim-layer   a llama decoder layer's decode steps on the RTL in the LLM's integer"
+	@echo "              numerics (MODEL=tiny or a .gguf, LAYER=0, CONFIG=medium, SEQ=16 STEPS=4)"
 	@echo "make run PROG=examples/scale.s IMAGE=examples/scale.json DUMP=MEM_E0:0:4 RTL=1"
 	@echo "              your own program on the machine model (and with RTL=1 the chip)"
 	@echo "make sim-fabric  the stream-fabric testbench alone"
@@ -95,6 +99,11 @@ run: $(STAMP)
 sim-decode: $(STAMP)
 	$(PY) -m sim decode --config $(CONFIG) --context $(SEQ) --steps $(STEPS) --d-model $(DMODEL) \
 		--heads $(HEADS) --d-ff $(DFF) --seed $(SEED)
+
+sim-layer: $(STAMP)
+	$(PY) -m sim layer --config $(if $(filter command line,$(origin CONFIG)),$(CONFIG),medium) \
+		--model $(MODEL) --layer $(LAYER) --context $(SEQ) \
+		--steps $(if $(filter 0,$(STEPS)),4,$(STEPS)) --seed $(SEED)
 
 sim-fabric: $(STAMP)
 	$(PY) -m sim fabric --config $(CONFIG) --seed $(SEED) $(WAVES_FLAG)

@@ -58,8 +58,36 @@ class Bounds:
                 "lower_bound": self.best}
 
 
+class ScheduleView:
+    """The issued instructions of a compiled program (needs ``cfg``, ``emitted``,
+    ``bundles`` and ``stats()``)."""
+
+    def schedule(self) -> list[tuple[int, str, str, str]]:
+        """Every slice instruction (repetitions expanded): (cycle, slice, mnemonic, text)."""
+        out = []
+        for name, q in self.emitted.queues.items():
+            for c, ins, _lat in q.issued:
+                out.append((c, name, ins.mnemonic, format_instr(ins)))
+        out.sort(key=lambda r: (r[0], self.cfg.slice(r[1]).index))
+        return out
+
+    def schedule_json(self) -> dict:
+        lat = {}
+        for q in self.emitted.queues.values():
+            for c, _ins, L in q.issued:
+                lat[(q.slice, c)] = L
+        where = {}
+        for b in self.bundles:
+            for op in b.ops:
+                where.setdefault((op.slice, op.cycle), []).append(b.name)
+        return {"stats": self.stats(),
+                "instructions": [{"cycle": c, "slice": s, "mnemonic": m, "text": t,
+                                  "latency": lat[(s, c)], "bundle": "; ".join(where[(s, c)])}
+                                 for c, s, m, t in self.schedule()]}
+
+
 @dataclass
-class CompiledBlock:
+class CompiledBlock(ScheduleView):
     cfg: TspConfig
     block: QuantBlock
     program: Program
@@ -157,29 +185,6 @@ class CompiledBlock:
         }
 
     # -- schedule --------------------------------------------------------------------------
-    def schedule(self) -> list[tuple[int, str, str, str]]:
-        """Every slice instruction (repetitions expanded): (cycle, slice, mnemonic, text)."""
-        out = []
-        for name, q in self.emitted.queues.items():
-            for c, ins, _lat in q.issued:
-                out.append((c, name, ins.mnemonic, format_instr(ins)))
-        out.sort(key=lambda r: (r[0], self.cfg.slice(r[1]).index))
-        return out
-
-    def schedule_json(self) -> dict:
-        lat = {}
-        for q in self.emitted.queues.values():
-            for c, _ins, L in q.issued:
-                lat[(q.slice, c)] = L
-        where = {}
-        for b in self.bundles:
-            for op in b.ops:
-                where.setdefault((op.slice, op.cycle), []).append(b.name)
-        return {"stats": self.stats(),
-                "instructions": [{"cycle": c, "slice": s, "mnemonic": m, "text": t,
-                                  "latency": lat[(s, c)], "bundle": "; ".join(where[(s, c)])}
-                                 for c, s, m, t in self.schedule()]}
-
     # -- host interface ----------------------------------------------------------------------
     def _x_vectors(self, x_q: np.ndarray):
         b = self.block

@@ -35,6 +35,7 @@ from golden.rope import rope_tables
 from . import tiling as T
 from .alloc import ZEROS
 from .builder import ProgramBuilder
+from .compiled import ScheduleView
 from .emit import emit
 from .errors import CompileError, imem_error
 from .ir import Bundle
@@ -207,13 +208,47 @@ class _Pick:
 
 
 @dataclass
-class CompiledLayerStep:
+class CompiledLayerStep(ScheduleView):
     cfg: TspConfig
     program: Program
     cycles: int
     init: dict
     low: LayerStep = field(repr=False)
     emitted: object = field(default=None, repr=False)
+
+    @property
+    def busy(self) -> dict[str, int]:
+        return dict(self.emitted.busy)
+
+    @property
+    def bundles(self):
+        return self.low.bundles
+
+    def stats(self) -> dict:
+        return {"cycles": self.cycles, **self.bounds(),
+                "words": {k: q.nwords for k, q in self.emitted.queues.items()}}
+
+    @property
+    def shape_label(self) -> str:
+        lc = self.low.lc
+        return (f"llama layer decode step, context {self.low.C}, d_model {lc.d_model}, "
+                f"{lc.n_heads}/{lc.n_kv_heads} heads of {lc.head_dim}, d_ff {lc.d_ff}")
+
+    @property
+    def lower_bound(self) -> int:
+        b = self.bounds()
+        return b["bounds"][b["binding"]]
+
+    @property
+    def ratio(self) -> float:
+        return self.cycles / self.lower_bound
+
+    @property
+    def mxm_utilisation(self) -> float:
+        """The layer's own product MVMs / (cycles x MXMs)."""
+        mvms = sum(1 for b in self.low.bundles for op in b.ops
+                   if op.mn == "MVM" and op.purpose == "matmul")
+        return mvms / (self.cycles * len(self.cfg.slices_of("MXM")))
 
     def bounds(self) -> dict:
         """Lower bounds on one step's cycles and the ratio to the largest: ``weight_stream``

@@ -17,7 +17,8 @@ from pathlib import Path
 KIND_COLOURS = {
     "READ": "#4e79a7", "WRITE": "#59a14f", "GATHER": "#76b7b2", "VXM": "#f28e2b",
     "MVM": "#e15759", "LW": "#ff9da7", "LWT": "#b07aa1", "IW": "#000000", "SHS": "#9c755f",
-    "SCATTER": "#edc948", "RMAX": "#bab0ac", "RSUM": "#8c564b",
+    "SCATTER": "#edc948", "RMAX": "#bab0ac", "RSUM": "#8c564b", "RMIN": "#d4a6c8",
+    "PMAP": "#17becf", "PERM": "#9edae5", "SHV": "#c49c94", "DIST": "#7f7f7f",
 }
 
 
@@ -86,7 +87,9 @@ def schedule_figure(compiled, max_width: float = 60.0):
         if not any(name == s for name, _mn in issues):
             ax.text(cycles / 2, row[s], "no instructions in this program", ha="center",
                     va="center", fontsize="small", fontstyle="italic", color="grey")
-    used = sorted({mn for (_n, mn) in issues}, key=list(KIND_COLOURS).index)
+    order = list(KIND_COLOURS)
+    used = sorted({mn for (_n, mn) in issues},
+                  key=lambda m: order.index(m) if m in order else len(order))
     handles = [Patch(color=KIND_COLOURS[m], label=m) for m in used]
     handles += [Patch(facecolor="grey", alpha=0.25, label="light: in flight"),
                 Patch(facecolor="grey", label="solid: issue cycle")]

@@ -5,6 +5,7 @@
     python -m sim fabric  --config small [--programs 8] [--seed 0] [--waves]
     python -m sim block   --config small --seq 16 --d-model 32 --heads 2 --d-ff 64 --seed 0
     python -m sim decode  --config small --context 16 --steps 16 (decode steps, KV cache)
+    python -m sim layer   --config medium --model tiny --context 16 --steps 4 (a llama layer)
     python -m sim run     prog.s [--image data.json] [--dump MEM_E0:0:4] [--rtl] [--waves]
     python -m sim bench   [--no-rtl]
     python -m sim bench-rtl --config tiny,small [--threads 1,2] [--cold]
@@ -141,6 +142,15 @@ def cmd_decode(args) -> int:
     print(cfg.summary(), flush=True)
     return _sim_report(lambda log: run_decode(cfg, spec, args.steps or args.context,
                                               log=log), print_report)
+
+
+def cmd_layer(args) -> int:
+    from .layer import print_report, run_layer
+
+    cfg = _config(args.config)
+    print(cfg.summary(), flush=True)
+    return _sim_report(lambda log: run_layer(cfg, args.model, args.layer, args.context,
+                                             args.steps, args.seed, log=log), print_report)
 
 
 def cmd_run(args) -> int:
@@ -282,6 +292,16 @@ def main(argv=None) -> int:
     p.add_argument("--d-ff", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("layer", help="a llama decoder layer's decode steps on the RTL")
+    p.add_argument("--config", default="medium")
+    p.add_argument("--model", default="tiny", help="'tiny' (a random llama written on the "
+                   "fly) or a llama .gguf path / model name")
+    p.add_argument("--layer", type=int, default=0)
+    p.add_argument("--context", type=int, default=16, help="KV cache positions")
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_layer)
 
     p = sub.add_parser("run", help="run your own program (.s, .bin or .py) on the machine "
                        "model and, with --rtl, on the Verilated chip, compared")

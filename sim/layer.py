@@ -49,4 +49,101 @@ def run_layer_rtl(cl, rows: np.ndarray, es, out_dir: Path, log=print) -> dict:
             "log": str(run.log)}
 
 
-__all__ = ["run_layer_rtl"]
+def run_layer(cfg, model: str = "tiny", layer: int = 0, context: int = 16, steps: int = 4,
+              seed: int = 0, out_dir: Path | None = None, plot: bool = True,
+              log=print) -> dict:
+    """`make sim-layer`: one llama decoder layer's decode steps on the model and the RTL;
+    every step checked against `golden.llm.layer_int` with a golden KV cache; the report."""
+    import time
+
+    from compiler.layer import compile_layer_step
+    from golden.attention import KVCache
+    from golden.llm import LlamaModel, layer_int, model_path
+
+    from .block import write_report
+    from .build import check_simulable
+    from .reports import new_run_dir
+
+    t0 = time.monotonic()
+    check_simulable(cfg)
+    if not isinstance(steps, int) or not 1 <= steps <= context:
+        raise ValueError(f"steps={steps!r} must be in 1..{context} (the context)")
+    if out_dir is None:
+        out_dir = new_run_dir(f"layer-{cfg.name}-{model if model == 'tiny' else 'gguf'}")
+    if model == "tiny":
+        from golden.tiny_llama import write_tiny_gguf
+
+        path = out_dir / "tiny.gguf"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_tiny_gguf(path, seed)
+    else:
+        path = model_path(model)
+    lm = LlamaModel(path)
+    lc = lm.config
+    if not 0 <= layer < lc.n_layers:
+        raise ValueError(f"layer={layer}: the model has layers 0..{lc.n_layers - 1}")
+    L = lm.int_weights()["layers"][layer]
+    cl = compile_layer_step(lc, L, cfg, context)
+    bnd = cl.bounds()
+    log(f"compiled layer {layer} of {path.name} for {cfg.name} (context {context}): "
+        f"{cl.cycles} cycles per step; bounds {bnd['bounds']}, dependency path "
+        f"{bnd['dependency_path']}")
+    rng = np.random.default_rng([seed, 40])
+    rows = rng.integers(-(2**27), 2**27, (steps, lc.d_model))
+    es = rng.integers(-30, -18, steps)
+    cache, gold = KVCache(1), []
+    for p in range(steps):
+        y, ey = layer_int(lc, L, rows[p:p + 1], np.array([[es[p]]]), np.array([p]), cache, 0)
+        gold.append((y[0], int(ey[0, 0])))
+    outs, runs, _ = cl.run_on_model(rows, es)
+    problems = []
+    for name, got in (("machine model", outs),):
+        for p, ((y, e), (gy, ge)) in enumerate(zip(got, gold, strict=True)):
+            if not (np.array_equal(y, gy) and e == ge):
+                problems.append(f"{name} step {p}: output differs from golden.llm.layer_int")
+    if any(r.cycles != cl.cycles for r in runs):
+        problems.append(f"machine model cycles {[r.cycles for r in runs]} != {cl.cycles}")
+    r = run_layer_rtl(cl, rows, es, out_dir, log=log)
+    for p, ((y, e), (gy, ge)) in enumerate(zip(r["outputs"], gold, strict=True)):
+        if not (np.array_equal(y, gy) and e == ge):
+            problems.append(f"RTL step {p}: output differs from golden.llm.layer_int")
+    for what in ("cycles_chip", "cycles_clock"):
+        if r[what] != [cl.cycles] * steps:
+            problems.append(f"{what} {r[what]} != predicted {cl.cycles} at every step")
+    problems += [f"RTL fault in step {e['run']}: code {e['error_code']}"
+                 for e in r["step_errors"]]
+    report = {"config": cfg.name, "model": str(path), "layer": layer, "context": context,
+              "steps": steps, "seed": seed,
+              "bit_exact": not any("differs" in p or "fault" in p for p in problems),
+              "cycles_predicted": cl.cycles, "cycles_model_steps": [x.cycles for x in runs],
+              "cycles_chip_steps": r["cycles_chip"], "cycles_clock_steps": r["cycles_clock"],
+              "bounds": bnd["bounds"], "binding_bound": bnd["binding"],
+              "ratio_to_bound": bnd["ratio"], "dependency_path": bnd["dependency_path"],
+              "weight_bytes": bnd["weight_bytes"], "kv_cache_bytes": bnd["kv_bytes"],
+              "problems": problems, "log": r["log"], "out_dir": str(out_dir),
+              "wall_seconds": round(time.monotonic() - t0, 1)}
+    return write_report(report, cl, out_dir, plot)
+
+
+def print_report(r: dict, log=print) -> None:
+    log("")
+    log("== a llama decoder layer's decode steps on the Verilated TSP (KV cache in SRAM) ==")
+    log(f"config            {r['config']}; model {r['model']}, layer {r['layer']}; context "
+        f"{r['context']}, {r['steps']} steps; seed {r['seed']}")
+    log(f"bit_exact: {str(r['bit_exact']).lower()} (every step vs golden.llm.layer_int with "
+        "a golden KV cache)")
+    same = len({r["cycles_predicted"], *r["cycles_chip_steps"], *r["cycles_clock_steps"],
+                *r["cycles_model_steps"]}) == 1
+    log(f"cycles per step   predicted {r['cycles_predicted']} "
+        f"{'==' if same else '!='} machine model, chip CYCLES, testbench clock at every step")
+    b = r["bounds"]
+    log(f"bounds            weight stream {b['weight_stream']} ({r['weight_bytes']} weight + "
+        f"{r['kv_cache_bytes']} KV bytes), MVM {b['mvm']}, VXM {b['vxm']}: "
+        f"{r['binding_bound']} binds, cycles / bound = {r['ratio_to_bound']}; this "
+        f"program's dependency path {r['dependency_path']}")
+    if r.get("schedule_png"):
+        log(f"schedule          {r['schedule_png']}")
+    log(f"report            {r['report_json']}")
+
+
+__all__ = ["print_report", "run_layer", "run_layer_rtl"]

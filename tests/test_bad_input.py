@@ -473,6 +473,15 @@ def test_sim_decode_cli_refuses_before_building(tmp_path, args, rc, fragments):
     assert not (tmp_path / "build").exists()
 
 
+def test_sim_layer_cli_refuses(tmp_path):
+    r = run_sim_guarded(tmp_path, "layer", "--steps", "20")
+    assert "BUILD ATTEMPTED" not in r.stderr
+    assert_refused(r, 2, "error: steps=20 must be in 1..16 (the context)")
+    r = run_sim_guarded(tmp_path, "layer", "--layer", "9")
+    assert "BUILD ATTEMPTED" not in r.stderr
+    assert_refused(r, 2, "error: layer=9: the model has layers 0..1")
+
+
 def test_sim_config_lists_validated_before_any_build(tmp_path):
     for cmd in ("lint", "bench-rtl"):
         r = run_sim_guarded(tmp_path, cmd, "--config", "tiny,nope")
