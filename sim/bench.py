@@ -12,6 +12,9 @@ checked on the model over every position (each step's cycles == predicted, every
 output == the golden prefill row), its lower bounds (weight stream, MACs, VXM,
 dependency path) and the ratio to the largest; ``rtl`` rows run every step on the
 chip too.  Written to ``build/bench-decode.json``.
+
+Last, a llama decoder layer's decode step in the LLM's integer numerics
+(`compiler.layer`): cycles per step and its bounds, ``build/bench-layer.json``.
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ def run_bench(rtl: bool = True, log=print) -> list[dict]:
     out.write_text(json.dumps(rows, indent=1))
     log(f"written {out}")
     run_decode_bench(rtl, log)
+    run_layer_bench(log)
     return rows
 
 
@@ -145,3 +149,51 @@ def run_decode_bench(rtl: bool = True, log=print) -> list[dict]:
     out.write_text(json.dumps(rows, indent=1))
     log(f"written {out}")
     return rows
+
+
+def run_layer_bench(log=print) -> dict:
+    """A llama decoder layer's decode step (`compiler.layer`, the tiny random llama of
+    `golden.tiny_llama`, layer 0, on `medium` with a 16-position cache): 4 steps on the
+    machine model, each checked against `golden.llm.layer_int`; cycles per step and the
+    bounds.  Written to ``build/bench-layer.json``."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from compiler.layer import compile_layer_step
+    from golden.attention import KVCache
+    from golden.llm import LlamaModel, layer_int
+    from golden.tiny_llama import write_tiny_gguf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "tiny.gguf"
+        write_tiny_gguf(path, 0)
+        lm = LlamaModel(path)
+        lc, L = lm.config, lm.int_weights()["layers"][0]
+    t0 = time.monotonic()
+    cl = compile_layer_step(lc, L, "medium", 16)
+    compile_s = time.monotonic() - t0
+    rng = np.random.default_rng([0, 40])
+    rows, es = rng.integers(-(2**27), 2**27, (4, lc.d_model)), rng.integers(-30, -18, 4)
+    outs, runs, _ = cl.run_on_model(rows, es)
+    cache, exact = KVCache(1), True
+    for p in range(4):
+        y, ey = layer_int(lc, L, rows[p:p + 1], np.array([[es[p]]]), np.array([p]), cache, 0)
+        exact &= bool(np.array_equal(outs[p][0], y[0]) and outs[p][1] == int(ey[0, 0]))
+    b = cl.bounds()
+    row = {"config": "medium", "model": "tiny random llama (golden.tiny_llama), layer 0",
+           "shape": {"d_model": lc.d_model, "heads": lc.n_heads, "kv_heads": lc.n_kv_heads,
+                     "head_dim": lc.head_dim, "d_ff": lc.d_ff, "context": 16},
+           "cycles_per_step": cl.cycles, "model_cycles_every_step": sorted(
+               {r.cycles for r in runs}), "bit_exact_model_4_steps": exact, **b,
+           "compile_seconds": round(compile_s, 2)}
+    log("")
+    log(f"llama layer decode step (tiny llama, medium, context 16): {cl.cycles} cycles/step "
+        f"(model {row['model_cycles_every_step']}, bit-exact {exact}); bounds "
+        f"{b['bounds']}: {b['binding']} binds, ratio {b['ratio']}; dependency path "
+        f"{b['dependency_path']}")
+    out = build_root() / "bench-layer.json"
+    out.write_text(json.dumps(row, indent=1))
+    log(f"written {out}")
+    return row
