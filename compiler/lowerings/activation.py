@@ -74,6 +74,46 @@ def _gather(pb: ProgramBuilder, name: str, ru: int, op1: str, imm, table, typ: s
     pb.emit(b)
 
 
+def log2_shift_regs(pb: ProgramBuilder, name: str, rk: int, re_: int) -> None:
+    """`golden.activation.log2_q16`'s shift for exponent ``re_``: ``rk = min(max(24 - 16 -
+    e, 0), 62)``."""
+    pb.vx_bundle(f"{name} k", "i32", ("r", rk), "SUB", ("r", ZEROS[0]), ("r", re_), "ADD",
+                 LOG2E_BITS - 16)
+    pb.vx_bundle(f"{name} k >= 0", "i32", ("r", rk), "MAX", ("r", rk), 0)
+    pb.vx_bundle(f"{name} k <= 62", "i32", ("r", rk), "MIN", ("r", rk), 62)
+
+
+def log2_q16_regs(pb: ProgramBuilder, name: str, rd: int, rc: int, rk: int,
+                  rumax: int) -> None:
+    """``rd = log2_q16(rd)`` in place: ``min(round(d log2(e) 2**24 / 2**k), U_MAX)`` (the
+    64-bit product saturated to int32 first) with ``rc`` the constant, ``rk`` the shift."""
+    pb.vx_bundle(f"{name} d log2 e", "i32", ("r", rd), "MUL", ("r", rd), ("r", rc), "SRAR",
+                 ("r", rk), sat=True)
+    pb.vx_bundle(f"{name} u", "i32", ("r", rd), "MIN", ("r", rd), ("r", rumax))
+
+
+def exp2_neg_regs(pb: ProgramBuilder, name: str, tabs: dict, ru: int, rh: int, rl: int,
+                  rz: int, r15: int) -> None:
+    """``rh = golden.activation.exp2_neg(ru)``: ``HI[(u >> 8) & 255]`` from its two bytes
+    (two Gathers, ``256 hi + lo``), ``LO[u & 255]`` (one Gather of ``LO - 2**15`` as int8,
+    ``+ 2**15``), ``round(HI LO / 2**15)``, a rounding shift by ``u >> 16`` (``rl``, ``rz``:
+    scratch; ``r15`` holds ``2**15``)."""
+    O = pb.O
+    _gather(pb, f"{name} HI low byte", ru, "SRA", 8, tabs["exp2_hi.0"], "u8", rl, "PASS",
+            None)
+    b = Bundle(f"{name} HI", "act")
+    v = O.vxm(b, "i32", "s", "SRA", ("r", ru), 8, otype="u8")
+    g = O.gather(b, *tabs["exp2_hi.1"])
+    b.connect(v, "d", g, "idx")
+    y_ = O.vxm(b, "u8", ("r", rh), "SHL", "s", 8, "ADD", ("r", rl), otype="i32")
+    b.connect(g, "out", y_, "a")
+    pb.emit(b)
+    _gather(pb, f"{name} LO", ru, "PASS", None, tabs["exp2_lo"], "i8", rl, "ADD", ("r", r15))
+    pb.vx_bundle(f"{name} HI LO", "i32", ("r", rh), "MUL", ("r", rh), ("r", rl), "SRAR", 15)
+    pb.vx_bundle(f"{name} z", "i32", ("r", rz), "SRA", ("r", ru), 16)
+    pb.vx_bundle(f"{name} exp", "i32", ("r", rh), "SRAR", ("r", rh), ("r", rz))
+
+
 def silu_rows(pb: ProgramBuilder, name: str, x, e_x, dst, e_dst, rows: int,
               width: int) -> None:
     """``dst, e_dst = golden.activation.silu_int(x, e_x)``: int16 rows keyed ``(row,
@@ -94,37 +134,15 @@ def silu_rows(pb: ProgramBuilder, name: str, x, e_x, dst, e_dst, rows: int,
         ru, rz, rh, rl = (regs.single() for _ in range(4))  # freed for the narrow
         nm = f"{name} row {i}"
         _load_e(pb, nm, e_x[(i, 0)], re_)
-        # k = min(max(24 - 16 - e, 0), 62)
-        pb.vx_bundle(f"{nm} k", "i32", ("r", rk), "SUB", ("r", ZEROS[0]), ("r", re_), "ADD",
-                     LOG2E_BITS - 16)
-        pb.vx_bundle(f"{nm} k >= 0", "i32", ("r", rk), "MAX", ("r", rk), 0)
-        pb.vx_bundle(f"{nm} k <= 62", "i32", ("r", rk), "MIN", ("r", rk), 62)
+        log2_shift_regs(pb, nm, rk, re_)
         for t in range(nt):
             tn = f"{nm} tile {t}"
             b = Bundle(f"{tn} |x|", "act")
             v = O.vxm(b, "i16", ("r", ru), "ABS", "s", otype="i32")
             planes_in(O, b, x[(i, t)], v, "a")
             pb.emit(b)
-            pb.vx_bundle(f"{tn} |x| log2 e", "i32", ("r", ru), "MUL", ("r", ru), ("r", rc),
-                         "SRAR", ("r", rk), sat=True)
-            pb.vx_bundle(f"{tn} u", "i32", ("r", ru), "MIN", ("r", ru), ("r", rumax))
-            # HI[f_hi] = 256 * (high byte) + (low byte), f_hi = (u >> 8) & 255
-            _gather(pb, f"{tn} HI low byte", ru, "SRA", 8, tabs["exp2_hi.0"], "u8", rl,
-                    "PASS", None)
-            b = Bundle(f"{tn} HI", "act")
-            v = O.vxm(b, "i32", "s", "SRA", ("r", ru), 8, otype="u8")
-            g = O.gather(b, *tabs["exp2_hi.1"])
-            b.connect(v, "d", g, "idx")
-            y_ = O.vxm(b, "u8", ("r", rh), "SHL", "s", 8, "ADD", ("r", rl), otype="i32")
-            b.connect(g, "out", y_, "a")
-            pb.emit(b)
-            # LO[f_lo] = (LO - 2**15 as int8) + 2**15, f_lo = u & 255
-            _gather(pb, f"{tn} LO", ru, "PASS", None, tabs["exp2_lo"], "i8", rl, "ADD",
-                    ("r", r15))
-            pb.vx_bundle(f"{tn} HI LO", "i32", ("r", rh), "MUL", ("r", rh), ("r", rl), "SRAR",
-                         15)
-            pb.vx_bundle(f"{tn} z", "i32", ("r", rz), "SRA", ("r", ru), 16)
-            pb.vx_bundle(f"{tn} exp", "i32", ("r", rh), "SRAR", ("r", rh), ("r", rz))
+            log2_q16_regs(pb, tn, ru, rc, rk, rumax)
+            exp2_neg_regs(pb, tn, tabs, ru, rh, rl, rz, r15)
             pb.vx_bundle(f"{tn} den", "i32", ("r", rh), "ADD", ("r", rh), ("r", r15))
             reciprocal_regs(pb, tabs["recip"], rh, rl, rz, rr)
             pb.vx_bundle(f"{tn} sigmoid |x|", "i32", ("r", ru), "REQUANT", ("r", r30),

@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 
-from golden.activation import LOG2E_BITS, LOG2E_Q, U_MAX
+from golden.activation import LOG2E_Q, U_MAX
 from golden.attention import V_SHIFT
 
 from .. import tiling as T
@@ -37,7 +37,13 @@ from ..builder import ProgramBuilder
 from ..errors import CompileError
 from ..ir import Bundle
 from ..routes import planes_in, planes_out
-from .activation import Q15, _gather, activation_tables
+from .activation import (
+    Q15,
+    activation_tables,
+    exp2_neg_regs,
+    log2_q16_regs,
+    log2_shift_regs,
+)
 from .norm import _load_e, _store_e, narrow_row
 from .recip import reciprocal_regs
 
@@ -133,22 +139,26 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
                     combine(bd, mvm, h, 1 - pw, px)
                     pb.emit(bd)
 
-    def score_combine(bd, mvm, h, wh, xh):  # wh, xh: 1 for the high digit
-        k = 8 * (wh + xh)  # hh: 16, hl/lh: 8, ll: 0
-        first = wh == 1 and xh == 1
-        last = wh == 0 and xh == 0
-        if last:
-            v = O.vxm(bd, "i32", "s", "SRAR", "s", sq, "ADD", "s")
-        else:
-            v = (O.vxm(bd, "i32", "s", "SHL", "s", k - sq) if first else
-                 O.vxm(bd, "i32", "s", "SHL", "s", k - sq, "ADD", "s"))
-        bd.connect(mvm, "out", v, "a")
-        if not first:
-            planes_in(O, bd, acc[(h,)], v, "c")
-        planes_out(O, bd, v, "d", acc[(h,)])
+    def digit_combine(shift: int, dst):
+        """The four digit partials of head h into ``dst[(h,)]``: ``hh 2**(16-s)``, ``(hl +
+        lh) 2**(8-s)``, ``round(ll / 2**s)`` (`golden.planes.digit_matmul`), accumulated
+        in SRAM in the order the MVMs come (hh first, ll last)."""
+        def combine(bd, mvm, h, wh, xh):  # wh, xh: 1 for the high digit
+            first, last = wh == 1 and xh == 1, wh == 0 and xh == 0
+            if last:
+                v = O.vxm(bd, "i32", "s", "SRAR", "s", shift, "ADD", "s")
+            else:
+                k = 8 * (wh + xh) - shift
+                v = (O.vxm(bd, "i32", "s", "SHL", "s", k) if first else
+                     O.vxm(bd, "i32", "s", "SHL", "s", k, "ADD", "s"))
+            bd.connect(mvm, "out", v, "a")
+            if not first:
+                planes_in(O, bd, dst[(h,)], v, "c")
+            planes_out(O, bd, v, "d", dst[(h,)])
+        return combine
 
     products("K", lambda wt, j: cache[f"k{wt}"].loc(j), lambda h, px: qd.loc(h, px), False,
-             score_combine)
+             digit_combine(sq, acc))
     regs.release(rx)
     # 3. softmax per head over the visible keys
     for h in range(n_heads):
@@ -191,28 +201,11 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
         v = O.vxm(bd, "i16", ("r", rsh), "ADD", "s", ("r", re_), "ADD", sq - sh, otype="i32")
         bd.connect(dist, "out", v, "a")
         pb.emit(bd)
-        pb.vx_bundle(f"{nm} k", "i32", ("r", rsh), "SUB", ("r", ZEROS[0]), ("r", rsh), "ADD",
-                     LOG2E_BITS - 16)
-        pb.vx_bundle(f"{nm} k >= 0", "i32", ("r", rsh), "MAX", ("r", rsh), 0)
-        pb.vx_bundle(f"{nm} k <= 62", "i32", ("r", rsh), "MIN", ("r", rsh), 62)
-        pb.vx_bundle(f"{nm} u", "i32", ("r", rm), "MUL", ("r", rm), ("r", rc), "SRAR",
-                     ("r", rsh), sat=True)
-        pb.vx_bundle(f"{nm} u <= U_MAX", "i32", ("r", rm), "MIN", ("r", rm), ("r", rumax))
+        log2_shift_regs(pb, nm, rsh, rsh)
+        log2_q16_regs(pb, nm, rm, rc, rsh, rumax)
         regs.release(re_, rsh)
-        # 2**-u: HI (two byte Gathers) x LO, rounded, shifted by u >> 16
         rh, rl = regs.single(), regs.single()
-        _gather(pb, f"{nm} HI low", rm, "SRA", 8, tabs["exp2_hi.0"], "u8", rl, "PASS", None)
-        bd = Bundle(f"{nm} HI", name)
-        v = O.vxm(bd, "i32", "s", "SRA", ("r", rm), 8, otype="u8")
-        ga = O.gather(bd, *tabs["exp2_hi.1"])
-        bd.connect(v, "d", ga, "idx")
-        y_ = O.vxm(bd, "u8", ("r", rh), "SHL", "s", 8, "ADD", ("r", rl), otype="i32")
-        bd.connect(ga, "out", y_, "a")
-        pb.emit(bd)
-        _gather(pb, f"{nm} LO", rm, "PASS", None, tabs["exp2_lo"], "i8", rl, "ADD", ("r", r15))
-        pb.vx_bundle(f"{nm} HI LO", "i32", ("r", rh), "MUL", ("r", rh), ("r", rl), "SRAR", 15)
-        pb.vx_bundle(f"{nm} z", "i32", ("r", rz), "SRA", ("r", rm), 16)
-        pb.vx_bundle(f"{nm} exp", "i32", ("r", rh), "SRAR", ("r", rh), ("r", rz))
+        exp2_neg_regs(pb, nm, tabs, rm, rh, rl, rz, r15)
         pb.vx_bundle(f"{nm} exp masked", "i32", ("r", rh), "SEL", ("r", rvis), ("r", rh),
                      "PASS", ("r", ZEROS[0]))
         # the row sum and its reciprocal (kept in SRAM for step 4)
@@ -244,22 +237,8 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
         regs.release(rh, rl, rz, rm)
 
     # 4. E V: V digits installed transposed, four MVMs per head, combined, rounded by 2**8
-    def value_combine(bd, mvm, h, wh, xh):
-        k = 8 * (wh + xh)
-        first = wh == 1 and xh == 1
-        last = wh == 0 and xh == 0
-        if last:
-            v = O.vxm(bd, "i32", "s", "SRAR", "s", V_SHIFT, "ADD", "s")
-        else:
-            v = (O.vxm(bd, "i32", "s", "SHL", "s", k - V_SHIFT) if first else
-                 O.vxm(bd, "i32", "s", "SHL", "s", k - V_SHIFT, "ADD", "s"))
-        bd.connect(mvm, "out", v, "a")
-        if not first:
-            planes_in(O, bd, av[(h,)], v, "c")
-        planes_out(O, bd, v, "d", av[(h,)])
-
     products("V", lambda wt, j: cache[f"v{wt}"].loc(j), lambda h, px: pd.loc(h, px), True,
-             value_combine)
+             digit_combine(V_SHIFT, av))
     regs.release(rlo)
     # back on the query head's lanes, narrowed to 24 bits, normalised
     rlim, rmk, rea = regs.single(), regs.single(), regs.single()
