@@ -207,6 +207,23 @@ class ProgramBuilder:
                 self.mem.release(t)
                 self.released.add(t.name)
 
+    def finish(self, what: str, order: str = "program"):
+        """Schedule the bundles (`compiler.schedule.list_schedule`), emit every queue and
+        check the instruction memory (a `CompileError` naming ``what`` if a queue is too
+        long): ``(Program, Emitted)``."""
+        from arch.program import Program
+
+        from .emit import emit
+        from .errors import imem_error
+        from .schedule import list_schedule
+
+        list_schedule(self.cfg, self.bundles, order=order)
+        em = emit(self.cfg, self.bundles, True)
+        words = {k: q.nwords for k, q in em.queues.items()}
+        if max(words.values()) > self.cfg.imem_depth:
+            raise imem_error(what, self.cfg, words)
+        return Program.from_instrs(self.cfg, {k: q.words for k, q in em.queues.items()}), em
+
     def keep_as(self, name: str, kind: str, obj, meta, *tensors: Tensor) -> None:
         self.kept[name] = (kind, obj, meta)
         self.kept_src[name] = [t.name for t in tensors]

@@ -26,11 +26,9 @@ from golden.quant import requantize
 from . import tiling as T
 from .alloc import ZEROS
 from .builder import ProgramBuilder
-from .emit import emit
-from .errors import CompileError, imem_error
+from .errors import CompileError
 from .lowerings import add_rows, lookup_rows, matmul_rows, requantize_rows
 from .routes import planes_out
-from .schedule import list_schedule
 
 RANGE = {1: (-128, 127), 2: (-(2**15), 2**15 - 1), 4: (-(2**31), 2**31 - 1)}
 
@@ -551,10 +549,5 @@ def compile_graph(graph: Graph, cfg: TspConfig | str, order: str = "program"
             ins.append(tensors[f"{n.out}.table"])
         OPS[n.kind].lower(pb, n, ins, out, shp)
     pb.mem.check()
-    list_schedule(cfg, pb.bundles, order=order)
-    em = emit(cfg, pb.bundles, True)
-    words = {k: q.nwords for k, q in em.queues.items()}
-    if max(words.values()) > cfg.imem_depth:
-        raise imem_error("the graph", cfg, words)
-    prog = Program.from_instrs(cfg, {k: qc.words for k, qc in em.queues.items()})
+    prog, em = pb.finish("the graph", order)
     return CompiledGraph(cfg, graph, prog, em.cycles, dict(pb.init), tensors)

@@ -36,8 +36,7 @@ from . import tiling as T
 from .alloc import ZEROS
 from .builder import ProgramBuilder
 from .compiled import ScheduleView
-from .emit import emit
-from .errors import CompileError, imem_error
+from .errors import CompileError
 from .ir import Bundle
 from .lowerings import (
     activation_tables,
@@ -53,7 +52,6 @@ from .lowerings import (
 )
 from .lowerings.rope import position_tables
 from .routes import planes_in
-from .schedule import list_schedule
 
 
 class LayerStep(ProgramBuilder):
@@ -316,12 +314,7 @@ def compile_layer_step(lc, L: dict, cfg: TspConfig | str, max_context: int,
     cfg = get_config(cfg)
     low = LayerStep(lc, L, cfg, max_context)
     low.run()
-    list_schedule(cfg, low.bundles, order=order)
-    em = emit(cfg, low.bundles, True)
-    words = {k: q.nwords for k, q in em.queues.items()}
-    if max(words.values()) > cfg.imem_depth:
-        raise imem_error("the layer step", cfg, words)
-    prog = Program.from_instrs(cfg, {k: q.words for k, q in em.queues.items()})
+    prog, em = low.finish("the layer step", order)
     return CompiledLayerStep(cfg, prog, em.cycles, dict(low.init), low, em)
 
 

@@ -49,7 +49,8 @@ ACT_BITS = {"attn_in": 16, "q": 15, "k": 15, "v": 15, "ctx": 16, "mlp_in": 16, "
             "up": 16, "down_in": 16, "head_in": 16}
 MATRICES = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
 
-__all__ = ["LlamaConfig", "LlamaModel", "layer_int", "load_model", "model_path"]
+__all__ = ["LlamaConfig", "LlamaModel", "layer_int", "layer_steps_int", "load_model",
+           "model_path"]
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,21 @@ def layer_int(cfg: LlamaConfig, L: dict, h, eh, pos, cache: KVCache, i: int,
     u, eu = narrow(*linear_int(x, ex, L["w_up"], B["mlp_in"]), B["up"])
     m, em = swiglu_int(g, eg, u, eu, B["down_in"])
     return add_aligned(h, eh, *linear_int(m, em, L["w_down"], B["down_in"]), bits=32)
+
+
+def layer_steps_int(cfg: LlamaConfig, L: dict, rows, es, cache: KVCache | None = None,
+                    i: int = 0) -> list[tuple[np.ndarray, int]]:
+    """Decode steps of one layer: row ``p`` of ``rows`` (exponent ``es[p]``) at position
+    ``p`` after the ones before it, through :func:`layer_int` and a KV cache (a fresh one
+    unless given): ``[(next residual row, its exponent)]`` per step."""
+    cache = cache if cache is not None else KVCache(i + 1)
+    start = cache.length
+    out = []
+    for p in range(len(rows)):
+        y, ey = layer_int(cfg, L, np.asarray(rows[p:p + 1]), np.array([[int(es[p])]]),
+                          np.array([start + p]), cache, i)
+        out.append((y[0], int(ey[0, 0])))
+    return out
 
 
 def model_path(name: str) -> Path:

@@ -162,25 +162,19 @@ def run_layer_bench(log=print) -> dict:
     import numpy as np
 
     from compiler.layer import compile_layer_step
-    from golden.attention import KVCache
-    from golden.llm import LlamaModel, layer_int
-    from golden.tiny_llama import write_tiny_gguf
+    from golden.llm import layer_steps_int
+
+    from .layer import layer_inputs, load_layer
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "tiny.gguf"
-        write_tiny_gguf(path, 0)
-        lm = LlamaModel(path)
-        lc, L = lm.config, lm.int_weights()["layers"][0]
+        _, lc, L = load_layer("tiny", 0, Path(tmp))
     t0 = time.monotonic()
     cl = compile_layer_step(lc, L, "medium", 16)
     compile_s = time.monotonic() - t0
-    rng = np.random.default_rng([0, 40])
-    rows, es = rng.integers(-(2**27), 2**27, (4, lc.d_model)), rng.integers(-30, -18, 4)
+    rows, es = layer_inputs(lc.d_model, 4, 0)
     outs, runs, _ = cl.run_on_model(rows, es)
-    cache, exact = KVCache(1), True
-    for p in range(4):
-        y, ey = layer_int(lc, L, rows[p:p + 1], np.array([[es[p]]]), np.array([p]), cache, 0)
-        exact &= bool(np.array_equal(outs[p][0], y[0]) and outs[p][1] == int(ey[0, 0]))
+    exact = all(np.array_equal(y, gy) and e == ge for (y, e), (gy, ge) in
+                zip(outs, layer_steps_int(lc, L, rows, es), strict=True))
     b = cl.bounds()
     row = {"config": "medium", "model": "tiny random llama (golden.tiny_llama), layer 0",
            "shape": {"d_model": lc.d_model, "heads": lc.n_heads, "kv_heads": lc.n_kv_heads,

@@ -228,6 +228,29 @@ def write_program(out_dir: Path, program, image: dict) -> tuple[Path, Path]:
     return prog_path, img_path
 
 
+def run_on_chip(cfg: TspConfig, out_dir: Path, name: str, program, image: dict, readback,
+                max_cycles: int, steps: list | None = None, log=print):
+    """Load ``program`` and ``image`` through the host interface of the (cached) chip
+    build, run to ``done`` (`tb/chip/test_run.py`) and read back the ``readback`` (slice,
+    addr) vectors; with ``steps`` (per run, its host writes ``[((slice, addr), vector)]``)
+    one run per step, the vectors read after each.  Returns ``(vectors, run, build)``:
+    vectors keyed ``"slice/addr"`` (``"step/slice/addr"`` with steps)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prog_path, img_path = write_program(out_dir, program, image)
+    rb_path, rtl_out = out_dir / "readback.json", out_dir / "readback.npz"
+    rb_path.write_text(json.dumps(sorted({(s, int(a)) for s, a in readback})))
+    params = {"program": str(prog_path), "image": str(img_path), "readback": str(rb_path),
+              "out": str(rtl_out), "max_cycles": max_cycles}
+    if steps is not None:
+        params["steps"] = str(out_dir / "steps.npz")
+        np.savez(params["steps"], **{f"{p}/{s}/{a}": v for p, writes in enumerate(steps)
+                                     for (s, a), v in writes})
+    sim = build_sim(cfg, "chip", log=log)
+    run = run_cocotb(sim, "tb.chip.test_run", name=name, params=params, log=log)
+    with np.load(rtl_out) as z:
+        return {k: z[k] for k in z.files}, run, sim
+
+
 def write_report(report: dict, comp, out_dir: Path, plot: bool) -> dict:
     """``report.json``, ``schedule.json`` and (``plot``) ``schedule.png`` of a run into
     ``out_dir``; the report gains their paths."""
@@ -287,4 +310,5 @@ def print_report(r: dict, log=print) -> None:
         log(f"waves ({(r.get('wave_format') or 'fst').upper()})       {r['waves']}")
 
 
-__all__ = ["BlockSpec", "SimFailure", "print_report", "run_block"]
+__all__ = ["BlockSpec", "SimFailure", "print_report", "run_block", "run_on_chip",
+           "write_program", "write_report"]

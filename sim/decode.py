@@ -15,17 +15,15 @@ Report: terminal, ``build/sim/<run>/report.json`` and the schedule picture of on
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
 
 from arch.config import TspConfig
 
-from .block import BlockSpec, first_difference, write_program, write_report
-from .build import build_sim, check_simulable
+from .block import BlockSpec, first_difference, run_on_chip, write_report
+from .build import check_simulable
 from .reports import new_run_dir
-from .run import run_cocotb
 
 
 def golden_cache(block, x_q: np.ndarray, steps: int) -> dict[str, np.ndarray]:
@@ -93,10 +91,6 @@ def run_decode(cfg: TspConfig, spec: BlockSpec, steps: int, *, out_dir=None, plo
         out_dir = new_run_dir(f"decode-{cfg.name}-{spec.tag()}")
     out_dir.mkdir(parents=True, exist_ok=True)
     image = comp.sram_image()
-    prog_path, img_path = write_program(out_dir, comp.program, image)
-    steps_path = out_dir / "steps.npz"
-    np.savez(steps_path, **{f"{p}/{s}/{a}": v for p in range(steps)
-                            for (s, a), v in comp.step_writes(x_q[p], p)})
     wanted: set[tuple[str, int]] = set()
 
     def record(s, a):
@@ -106,22 +100,13 @@ def run_decode(cfg: TspConfig, spec: BlockSpec, steps: int, *, out_dir=None, plo
     comp.read_output(record)
     for name in comp.caches:  # read after every step; checked after the last
         comp.read_cache(record, name)
-    rb_path = out_dir / "readback.json"
-    rb_path.write_text(json.dumps(sorted(wanted)))
-    rtl_out = out_dir / "readback.npz"
-
-    sim = build_sim(cfg, "chip", log=log)
     log(f"running {steps} decode steps on the Verilated chip ({comp.cycles} cycles each "
         f"predicted; program and {sum(len(d) for d in image.values())} SRAM vectors loaded "
         "once through the host interface)")
-    run = run_cocotb(sim, "tb.chip.test_run", name=f"decode-{cfg.name}-{spec.tag()}",
-                     params={"program": str(prog_path), "image": str(img_path),
-                             "steps": str(steps_path), "readback": str(rb_path),
-                             "out": str(rtl_out), "max_cycles": 4 * comp.cycles + 10_000},
-                     log=log)
+    vecs, run, sim = run_on_chip(cfg, out_dir, f"decode-{cfg.name}-{spec.tag()}", comp.program,
+                            image, wanted, 4 * comp.cycles + 10_000,
+                            steps=[comp.step_writes(x_q[p], p) for p in range(steps)], log=log)
     s = run.summary
-    with np.load(rtl_out) as z:
-        vecs = {k: z[k] for k in z.files}
     y_rtl = np.stack([comp.read_output(lambda sl, a, p=p: vecs[f"{p}/{sl}/{a}"])
                       for p in range(steps)])
     for e in s["step_errors"]:

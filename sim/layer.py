@@ -9,37 +9,21 @@ mode).  The caller compares them with `golden.llm.layer_int` and the prediction.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from .block import write_program
-from .build import build_sim
-from .run import run_cocotb
+from .block import run_on_chip
 
 
 def run_layer_rtl(cl, rows: np.ndarray, es, out_dir: Path, log=print) -> dict:
     """``{"outputs": [(y, e_y)] per step, "cycles_chip": [...], "cycles_clock": [...],
     "step_errors": [...]}``."""
-    cfg = cl.cfg
-    out_dir.mkdir(parents=True, exist_ok=True)
-    prog, image = write_program(out_dir, cl.program, cl.init)
-    steps = out_dir / "steps.npz"
-    np.savez(steps, **{f"{p}/{s}/{a}": v for p in range(rows.shape[0])
-                       for (s, a), v in cl.step_writes(rows[p], int(es[p]), p)})
-    wanted = sorted({loc for t in (cl.low.y, cl.low.ey) for locs in t.locs.values()
-                     for loc in locs})
-    rb = out_dir / "readback.json"
-    rb.write_text(json.dumps([[s, int(a)] for s, a in wanted]))
-    rtl_out = out_dir / "readback.npz"
-    sim = build_sim(cfg, "chip", log=log)
-    run = run_cocotb(sim, "tb.chip.test_run", name=f"layer-{cfg.name}",
-                     params={"program": str(prog), "image": str(image), "steps": str(steps),
-                             "readback": str(rb), "out": str(rtl_out),
-                             "max_cycles": 4 * cl.cycles + 10_000}, log=log)
-    with np.load(rtl_out) as z:
-        vecs = {k: z[k] for k in z.files}
+    wanted = [loc for t in (cl.low.y, cl.low.ey) for locs in t.locs.values() for loc in locs]
+    vecs, run, _ = run_on_chip(cl.cfg, out_dir, f"layer-{cl.cfg.name}", cl.program, cl.init,
+                            wanted, 4 * cl.cycles + 10_000,
+                            steps=[cl.step_writes(rows[p], int(es[p]), p)
+                                   for p in range(rows.shape[0])], log=log)
     s = run.summary
     d = rows.shape[1]
     outs = [cl.read_row(lambda sl, a, p=p: vecs[f"{p}/{sl}/{a}"], cl.low.y, cl.low.ey, d)
@@ -47,6 +31,31 @@ def run_layer_rtl(cl, rows: np.ndarray, es, out_dir: Path, log=print) -> dict:
     return {"outputs": outs, "cycles_chip": s["cycles_chip_runs"],
             "cycles_clock": s["cycles_clock_runs"], "step_errors": s["step_errors"],
             "log": str(run.log)}
+
+
+def load_layer(model: str, layer: int, out_dir: Path, seed: int = 0):
+    """``(gguf path, LlamaConfig, the layer's integer weights)``: ``model`` ``"tiny"`` (the
+    random llama of `golden.tiny_llama`, written to ``out_dir``) or a llama GGUF."""
+    from golden.llm import LlamaModel, model_path
+
+    if model == "tiny":
+        from golden.tiny_llama import write_tiny_gguf
+
+        path = out_dir / "tiny.gguf"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_tiny_gguf(path, seed)
+    else:
+        path = model_path(model)
+    lm = LlamaModel(path)
+    if not 0 <= layer < lm.config.n_layers:
+        raise ValueError(f"layer={layer}: the model has layers 0..{lm.config.n_layers - 1}")
+    return path, lm.config, lm.int_weights()["layers"][layer]
+
+
+def layer_inputs(d_model: int, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random int32 residual rows and their exponents, one per step."""
+    rng = np.random.default_rng([seed, 40])
+    return (rng.integers(-(2**27), 2**27, (steps, d_model)), rng.integers(-30, -18, steps))
 
 
 def run_layer(cfg, model: str = "tiny", layer: int = 0, context: int = 16, steps: int = 4,
@@ -57,8 +66,7 @@ def run_layer(cfg, model: str = "tiny", layer: int = 0, context: int = 16, steps
     import time
 
     from compiler.layer import compile_layer_step
-    from golden.attention import KVCache
-    from golden.llm import LlamaModel, layer_int, model_path
+    from golden.llm import layer_steps_int
 
     from .block import write_report
     from .build import check_simulable
@@ -70,31 +78,14 @@ def run_layer(cfg, model: str = "tiny", layer: int = 0, context: int = 16, steps
         raise ValueError(f"steps={steps!r} must be in 1..{context} (the context)")
     if out_dir is None:
         out_dir = new_run_dir(f"layer-{cfg.name}-{model if model == 'tiny' else 'gguf'}")
-    if model == "tiny":
-        from golden.tiny_llama import write_tiny_gguf
-
-        path = out_dir / "tiny.gguf"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_tiny_gguf(path, seed)
-    else:
-        path = model_path(model)
-    lm = LlamaModel(path)
-    lc = lm.config
-    if not 0 <= layer < lc.n_layers:
-        raise ValueError(f"layer={layer}: the model has layers 0..{lc.n_layers - 1}")
-    L = lm.int_weights()["layers"][layer]
+    path, lc, L = load_layer(model, layer, out_dir, seed)
     cl = compile_layer_step(lc, L, cfg, context)
     bnd = cl.bounds()
     log(f"compiled layer {layer} of {path.name} for {cfg.name} (context {context}): "
         f"{cl.cycles} cycles per step; bounds {bnd['bounds']}, dependency path "
         f"{bnd['dependency_path']}")
-    rng = np.random.default_rng([seed, 40])
-    rows = rng.integers(-(2**27), 2**27, (steps, lc.d_model))
-    es = rng.integers(-30, -18, steps)
-    cache, gold = KVCache(1), []
-    for p in range(steps):
-        y, ey = layer_int(lc, L, rows[p:p + 1], np.array([[es[p]]]), np.array([p]), cache, 0)
-        gold.append((y[0], int(ey[0, 0])))
+    rows, es = layer_inputs(lc.d_model, steps, seed)
+    gold = layer_steps_int(lc, L, rows, es)
     outs, runs, _ = cl.run_on_model(rows, es)
     problems = []
     for name, got in (("machine model", outs),):

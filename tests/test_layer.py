@@ -9,8 +9,7 @@ import pytest
 from llm_fixture import write_tiny_gguf
 
 from compiler.layer import compile_layer_step
-from golden.attention import KVCache
-from golden.llm import LlamaModel, layer_int
+from golden.llm import LlamaModel, layer_steps_int
 
 
 @pytest.fixture(scope="module")
@@ -21,13 +20,7 @@ def tiny_layer(tmp_path_factory):
     return model.config, model.int_weights()["layers"]
 
 
-def golden_steps(lc, L, rows, es, cache=None):
-    cache = cache or KVCache(1)
-    out = []
-    for p in range(rows.shape[0]):
-        y, ey = layer_int(lc, L, rows[p:p + 1], np.array([[es[p]]]), np.array([p]), cache, 0)
-        out.append((y[0], int(ey[0, 0])))
-    return out
+golden_steps = layer_steps_int  # the reference: golden.llm's layer, step by step
 
 
 def residual_rows(rng, n, d):
