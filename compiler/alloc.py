@@ -49,6 +49,16 @@ class Tensor:
         return f"Tensor({self.name}, {len(self.locs)} vectors x {self.planes} planes)"
 
 
+class FirstOf:
+    """A tensor keyed ``(k, 0)`` seen as keyed ``(k,)`` (its first vector per ``k``)."""
+
+    def __init__(self, t: Tensor):
+        self.t = t
+
+    def __getitem__(self, key) -> tuple[tuple[str, int], ...]:
+        return self.t[(key[0], 0)]
+
+
 class Sram:
     def __init__(self, cfg: TspConfig):
         self.cfg = cfg

@@ -27,6 +27,7 @@ from arch.isa import SIGNED_TYPE
 from . import tiling as T
 from .alloc import Regs, Slots, Sram, Tensor
 from .deps import DepTracker, Install
+from .errors import CompileError
 from .ir import Bundle
 from .ops import Ops
 from .routes import planes_in
@@ -207,6 +208,32 @@ class ProgramBuilder:
                 self.mem.release(t)
                 self.released.add(t.name)
 
+    def kv_rows(self, name: str, n: int, slice_: str | None = None,
+                final: bool = False) -> tuple[Tensor, tuple[str, int]]:
+        """``n`` consecutive vectors of one slice and bank (zero at load) that the program
+        itself rewrites (a KV cache, written by SCATTER at ``base + p``): ``(tensor,
+        (slice, base))``; a `CompileError` if no such range is free."""
+        t = self.const(name, {j: np.zeros(self.vl, np.uint8) for j in range(n)}, 1,
+                       slices=[slice_] if slice_ else None)
+        locs = [t.loc(j) for j in range(n)]
+        s, base = locs[0]
+        depth = self.cfg.mem_depth
+        if (any(loc != (s, base + j) for j, loc in enumerate(locs))
+                or base // depth != (base + n - 1) // depth):
+            raise CompileError(f"the KV cache {name} ({n} vectors) finds no contiguous "
+                               f"range in one bank of a MEM slice of config "
+                               f"{self.cfg.name!r} (mem_depth {depth})", "sram", final)
+        self.volatile.update(locs)
+        return t, (s, base)
+
+    def position_vectors(self) -> dict[str, tuple[str, int]]:
+        """The step's position ``p`` as a u8 vector (``p`` in every lane, written by the
+        host per step), one copy per MEM slice: ``{slice: (slice, addr)}`` (a bundle reads
+        the copy on a slice none of its other ops uses: `copy_avoiding`)."""
+        return {s: self.const(f"pos.{s}", {(0,): np.zeros(self.vl, np.uint8)}, 1,
+                              slices=[s]).loc(0)
+                for s in self.mem.side["W"] + self.mem.side["E"]}
+
     def finish(self, what: str, order: str = "program"):
         """Schedule the bundles (`compiler.schedule.list_schedule`), emit every queue and
         check the instruction memory (a `CompileError` naming ``what`` if a queue is too
@@ -232,3 +259,8 @@ class ProgramBuilder:
         """The kept intermediates none of whose SRAM was reused."""
         return {k: v for k, v in self.kept.items()
                 if not set(self.kept_src[k]) & self.released}
+
+
+def copy_avoiding(copies: dict[str, tuple[str, int]], *slices: str) -> tuple[str, int]:
+    """The location of a copy (`ProgramBuilder.position_vectors`) on none of ``slices``."""
+    return next(loc for s, loc in copies.items() if s not in slices)

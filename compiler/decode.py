@@ -46,7 +46,8 @@ from golden.block import QuantBlock
 from golden.machine import Machine, RunResult
 
 from . import tiling as T
-from .alloc import ZEROS, Tensor
+from .alloc import ZEROS
+from .builder import copy_avoiding
 from .compiled import CompiledBlock, _bounds, _check_weights_fit, _schedule
 from .errors import CompileError, imem_error
 from .ir import Bundle
@@ -92,35 +93,17 @@ class DecodeLowering(Lowering):
         self.mem.check()
 
     # ------------------------------------------------------------------ cache
-    def _cache(self, name: str, s: str) -> tuple[Tensor, tuple[str, int]]:
-        """C contiguous vectors of slice ``s`` in one bank (zero at load), rewritten by
-        the program: (tensor, (slice, base))."""
-        t = self.const(name, {j: np.zeros(self.vl, np.uint8) for j in range(self.C)}, 1,
-                       slices=[s])
-        locs = [t.loc(j) for j in range(self.C)]
-        base = locs[0][1]
-        depth = self.cfg.mem_depth
-        if (any(loc != (s, base + j) for j, loc in enumerate(locs))
-                or base // depth != (base + self.C - 1) // depth):
-            raise CompileError(f"the KV cache {name} ({self.C} vectors) finds no contiguous "
-                               f"range in one bank of a MEM slice of config "
-                               f"{self.cfg.name!r} (mem_depth {depth})", "sram", False)
-        self.volatile.update(locs)
-        return t, (s, base)
-
     def setup_cache(self) -> None:
         blk, p = self.blk, self.plan
         # the position vector, one copy per MEM slice (an append reads it beside its data)
-        self.pos = {s: self.const(f"pos.{s}", {(0,): np.zeros(self.vl, np.uint8)}, 1,
-                                  slices=[s]).loc(0)
-                    for s in self.mem.side["W"] + self.mem.side["E"]}
+        self.pos = self.position_vectors()
         self.inputs_pos = list(self.pos.values())
         # each cache in one slice; the step's k and v rows go elsewhere (a SCATTER takes
         # its data from another slice)
         sk = self.mem.slices(side(p["scores"]), 1, const=True)[0]
-        self.cache_k = {t: self._cache(f"cache.k[{t}]", sk) for t in range(self.Dt)}
+        self.cache_k = {t: self.kv_rows(f"cache.k[{t}]", self.C, sk) for t in range(self.Dt)}
         sv = self.mem.slices(side(p["ctx"]), 1, exclude=[sk], const=True)[0]
-        self.cache_v = {(h, t): self._cache(f"cache.v[{h},{t}]", sv)
+        self.cache_v = {(h, t): self.kv_rows(f"cache.v[{h},{t}]", self.C, sv)
                         for h in range(blk.n_heads) for t in T.head_tiles(h, self.dh, self.vl)}
         self.kv_exclude = [sk, sv]
 
@@ -135,8 +118,7 @@ class DecodeLowering(Lowering):
             b = Bundle(f"append {what}", "append")
             # a copy of p on a third slice (the data's READ may fall in the same cycle;
             # a slice cannot send to itself)
-            ps = next(x for x in self.pos if x not in (s, src[0]))
-            rp = O.read(b, *self.pos[ps])
+            rp = O.read(b, *copy_avoiding(self.pos, s, src[0]))
             rd = O.read(b, *src)
             sc = O.scatter(b, s, base, self.C)
             b.connect(rp, "out", sc, "idx")

@@ -24,7 +24,7 @@ from arch.program import Program
 from golden.quant import requantize
 
 from . import tiling as T
-from .alloc import ZEROS
+from .alloc import ZEROS, FirstOf
 from .builder import ProgramBuilder
 from .errors import CompileError
 from .lowerings import add_rows, lookup_rows, matmul_rows, requantize_rows
@@ -402,17 +402,7 @@ def _argmax_lower(pb, n, ins, out, shp):
     from .lowerings import argmax_rows
     rows, width, _ = shp[n.inputs[0]]
     # the output is one int32 per row: its (row, 0) vector holds it in every lane
-    argmax_rows(pb, n.out, ins[0], _RowView(out), rows, width)
-
-
-class _RowView:
-    """A ``(row, 0)``-keyed tensor seen as ``(row,)``-keyed."""
-
-    def __init__(self, t):
-        self.t = t
-
-    def __getitem__(self, key):
-        return self.t[(key[0], 0)]
+    argmax_rows(pb, n.out, ins[0], FirstOf(out), rows, width)
 
 
 def _setup_rsqrt(pb):

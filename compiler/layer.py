@@ -33,8 +33,8 @@ from golden.machine import Machine, RunResult
 from golden.rope import rope_tables
 
 from . import tiling as T
-from .alloc import ZEROS
-from .builder import ProgramBuilder
+from .alloc import ZEROS, FirstOf
+from .builder import ProgramBuilder, copy_avoiding
 from .compiled import ScheduleView
 from .errors import CompileError
 from .ir import Bundle
@@ -74,28 +74,19 @@ class LayerStep(ProgramBuilder):
             self.set_imm(z, 0, "zero")
         rsqrt_seed_table(self)
         activation_tables(self)
-        mems = self.mem.side["W"] + self.mem.side["E"]
-        self.pos = {s: self.const(f"pos.{s}", {(0,): np.zeros(vl, np.uint8)}, 1,
-                                  slices=[s]).loc(0) for s in mems}
+        self.pos = self.position_vectors()
         cos, sin = rope_tables(np.arange(C), d, lc.rope_base)
         tabs = position_tables(self, "rope", cos, sin, hq)
         ktabs = position_tables(self, "rope.k", cos, sin, hkv)
         # the cache: key/value digit rows (C, one slice and bank each), exponents over keys
         self.cache, self.cache_locs = {}, {}
         for nm in ("kh", "kl", "vh", "vl"):
-            t = self.const(f"cache.{nm}", {(j,): np.zeros(vl, np.uint8) for j in range(C)}, 1)
-            locs = [t.loc(j) for j in range(C)]
-            if any(loc != (locs[0][0], locs[0][1] + j) for j, loc in enumerate(locs)) or \
-                    locs[0][1] // self.cfg.mem_depth != (locs[0][1] + C - 1) // self.cfg.mem_depth:
-                raise CompileError(f"cache {nm}: no {C} consecutive addresses in one bank",
-                                   "sram", True)
-            self.volatile.update(locs)
-            self.cache[nm], self.cache_locs[nm] = t, locs[0]
+            self.cache[nm], self.cache_locs[nm] = self.kv_rows(f"cache.{nm}", C, final=True)
         for nm in ("ek", "ev"):  # per KV head: [vector over keys, scratch] per plane
             t = self.const(f"cache.{nm}", {(h, k): np.zeros((2, vl), np.uint8)
                                           for h in range(hkv) for k in (0, 1)}, 2)
             self.volatile.update(loc for locs in t.locs.values() for loc in locs)
-            self.cache[nm] = _Pick(t)
+            self.cache[nm] = FirstOf(t)  # the vector over keys (the scratch after it)
             self.cache_locs[nm] = t
         # inputs
         self.h = self.tensor("h", D, 4)
@@ -123,7 +114,7 @@ class LayerStep(ProgramBuilder):
         # 3. attention over the cache
         c, ec = self.tensor("ctx", hq * d, 2), self.tensor("ctx.e", hq * d, 2)
         attention_decode_row(self, "attn", heads["q"][0], heads["q"][1], self.cache,
-                             self.pos[mems[0]], c, ec, hq, hkv, d, C)
+                             next(iter(self.pos.values())), c, ec, hq, hkv, d, C)
         # 4. Wo + residual, the MLP + residual
         o, eo = self.tensor("o", D, 4), self.tensor("o.e", D, 2)
         linear_rows(self, "wo", c, ec, L["wo"], o, eo, 1)
@@ -167,8 +158,7 @@ class LayerStep(ProgramBuilder):
                 v = O.vxm(b, "i32", "s", "SUB", args[0], args[1], "SRA", 8, otype="i8")
             sc = O.scatter(b, s, base, self.C)
             b.connect(v, "d", sc, "in")
-            b.connect(O.read(b, *next(loc for sl, loc in self.pos.items() if sl != s)),
-                      "out", sc, "idx")
+            b.connect(O.read(b, *copy_avoiding(self.pos, s)), "out", sc, "idx")
             self.emit(b)
         regs.release(rx, rlo)
         # exponents: idx = 0 in lane p, 1 elsewhere (the scratch vector after it)
@@ -193,16 +183,6 @@ class LayerStep(ProgramBuilder):
                 b.connect(iv, "d", sc, "idx")
                 self.emit(b)
         regs.release(rid)
-
-
-class _Pick:
-    """The exponent-over-keys tensor keyed ``(kv head,)`` (its first vector)."""
-
-    def __init__(self, t):
-        self.t = t
-
-    def __getitem__(self, key):
-        return self.t[(key[0], 0)]
 
 
 @dataclass

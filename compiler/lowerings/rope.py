@@ -20,7 +20,7 @@ import numpy as np
 from golden.rope import ROPE_FRAC
 
 from .. import tiling as T
-from ..builder import ProgramBuilder
+from ..builder import ProgramBuilder, copy_avoiding
 from ..errors import CompileError
 from ..ir import Bundle
 from ..routes import planes_in, planes_out
@@ -72,7 +72,7 @@ def _gather_pos(pb: ProgramBuilder, name: str, pos: dict, tables: dict, t: int, 
     for byte, typ, dst in (("lo", "u8", rtmp), ("hi", "i8", reg)):
         s, base = tables[(t, which, byte)]
         b = Bundle(f"{name} {which}{t} {byte}", name)
-        rd = O.read(b, *next(loc for sl, loc in pos.items() if sl != s))
+        rd = O.read(b, *copy_avoiding(pos, s))
         g = O.gather(b, s, base)
         b.connect(rd, "out", g, "idx")
         v = (O.vxm(b, typ, ("r", dst), "PASS", "s", otype="i32") if byte == "lo" else
