@@ -50,6 +50,7 @@ from .lowerings import (
     rsqrt_seed_table,
     swiglu_rows,
 )
+from .lowerings.linear import block_planes
 from .lowerings.rope import position_tables
 from .routes import planes_in
 
@@ -96,9 +97,10 @@ class LayerStep(ProgramBuilder):
         x, ex = self.tensor("x", D, 2), self.tensor("x.e", D, 2)
         rmsnorm_rows(self, "attn_norm", self.h, self.eh, x, ex, 1, L["attn_norm"])
         heads = {}
+        xplanes = self.shared_planes("x", x, D, (L["wq"], L["wk"], L["wv"]))
         for nm, w, n in (("q", L["wq"], hq), ("k", L["wk"], hkv), ("v", L["wv"], hkv)):
             wide, ew = self.tensor(f"{nm}32", n * d, 4), self.tensor(f"{nm}32.e", n * d, 2)
-            linear_rows(self, f"w{nm}", x, ex, w, wide, ew, 1)
+            linear_rows(self, f"w{nm}", x, ex, w, wide, ew, 1, planes=xplanes)
             nar, en = self.tensor(f"{nm}15", n * d, 2), self.tensor(f"{nm}15.e", n * d, 2)
             narrow_groups(self, f"{nm}.heads", wide, ew, nar, en, 1, n, d, bits=15)
             if nm == "v":
@@ -123,9 +125,10 @@ class LayerStep(ProgramBuilder):
         x2, ex2 = self.tensor("x2", D, 2), self.tensor("x2.e", D, 2)
         rmsnorm_rows(self, "ffn_norm", h1, eh1, x2, ex2, 1, L["ffn_norm"])
         gu = {}
+        x2planes = self.shared_planes("x2", x2, D, (L["w_gate"], L["w_up"]))
         for nm, w in (("gate", L["w_gate"]), ("up", L["w_up"])):
             wide, ew = self.tensor(nm, F, 4), self.tensor(f"{nm}.e", F, 2)
-            linear_rows(self, f"w_{nm}", x2, ex2, w, wide, ew, 1)
+            linear_rows(self, f"w_{nm}", x2, ex2, w, wide, ew, 1, planes=x2planes)
             n16, e16 = self.tensor(f"{nm}16", F, 2), self.tensor(f"{nm}16.e", F, 2)
             narrow_rows(self, f"{nm}.narrow", wide, ew, n16, e16, 1, F, 16)
             gu[nm] = (n16, e16)
@@ -136,6 +139,17 @@ class LayerStep(ProgramBuilder):
         self.y, self.ey = self.tensor("y", D, 4), self.tensor("y.e", D, 2)
         add_aligned_rows(self, "res2", h1, eh1, dn, edn, self.y, self.ey, 1, D)
         self.mem.check()
+
+    def shared_planes(self, name: str, x, width: int, weights):
+        """The masked input planes (`block_planes`) once for products that share ``x``
+        (one block size), with block sums if any of them has offsets."""
+        groups = {w.group for w in weights}
+        if len(groups) != 1:
+            raise CompileError(f"{name}: products sharing an input have block sizes "
+                               f"{sorted(groups)}", "shape", True)
+        return block_planes(self, f"{name}.planes", x, 1, width, groups.pop(),
+                            any(w.o is not None for w in weights),
+                            self.cfg.slices_of("MXM")[0].hemisphere)
 
     def append(self, row_e, nm: str) -> None:
         """``nm`` (k or v): its digit rows at ``cache + p``, each KV head's exponent into
@@ -290,11 +304,25 @@ class CompiledLayerStep(ScheduleView):
 
 
 def compile_layer_step(lc, L: dict, cfg: TspConfig | str, max_context: int,
-                       order: str = "program") -> CompiledLayerStep:
+                       orders=("priority", "program", "cycle")) -> CompiledLayerStep:
+    """Lower one decode step once, list-schedule it in each of ``orders`` and keep the
+    fastest schedule that fits the instruction memory (the last `CompileError` if none
+    does)."""
     cfg = get_config(cfg)
     low = LayerStep(lc, L, cfg, max_context)
     low.run()
-    prog, em = low.finish("the layer step", order)
+    best, err = None, None
+    for order in orders:
+        try:
+            cycles = low.finish("the layer step", order)[1].cycles
+        except CompileError as exc:
+            err = exc
+            continue
+        if best is None or cycles < best[1]:
+            best = (order, cycles)
+    if best is None:
+        raise err
+    prog, em = low.finish("the layer step", best[0])  # place the chosen schedule again
     return CompiledLayerStep(cfg, prog, em.cycles, dict(low.init), low, em)
 
 

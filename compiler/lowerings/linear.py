@@ -34,37 +34,23 @@ from ..routes import planes_in, planes_out
 ROW_GROUP = 4
 
 
-def linear_rows(pb: ProgramBuilder, name: str, x, e_x, w: RowWeight, dst, e_dst,
-                rows: int, mxm: str | list[str] | None = None) -> None:
-    """``dst, e_dst = linear_int(x, e_x, w, bits=16)``: ``x`` int16 and ``dst`` int32
-    tensors keyed ``(row, tile)``, exponents likewise (per row: read from tile 0).
-    ``mxm``: one MXM or several (the output tiles go to them in turn; default every MXM
-    of the config)."""
+def block_planes(pb: ProgramBuilder, name: str, x, rows: int, n_in: int, group: int,
+                 sums: bool, side: str):
+    """Step 1 of `linear_rows` for an int16 input ``x``: per row and block of ``group``
+    inputs its two int8 planes masked to the block's lanes, in ``side``'s SRAM (keyed
+    ``(row, block, plane)``), and with ``sums`` the block sums (int32, ``(row, block)``).
+    Products that share an input (q, k, v; gate, up) share these: ``(planes, sums)``."""
     vl, O, regs = pb.vl, pb.O, pb.regs
-    n_out, n_in = w.shape
-    g = w.group
-    if vl % g:
-        raise CompileError(f"{name}: weight blocks of {g} inputs do not divide the vector "
-                           f"length {vl} (a block must lie in one lane tile)", "shape", True)
-    if x.planes != 2:
-        raise CompileError(f"{name}: the input must be int16 (2 planes), got {x.planes}",
-                           "shape", True)
-    s = w.shift(16)
-    kt, nt, bpt, nb = T.ntiles(n_in, vl), T.ntiles(n_out, vl), vl // g, n_in // g
-    mxms = ([mxm] if isinstance(mxm, str) else list(mxm) if mxm else
-            [sl.name for sl in pb.cfg.slices_of("MXM")])
-    side = pb.cfg.slice(mxms[0]).hemisphere
+    kt, bpt, nb = T.ntiles(n_in, vl), vl // group, n_in // group
     xside = "W" if x[(0, 0)][0][0] in pb.mem.side["W"] else "E"
     other = "E" if xside == "W" else "W"  # the masks: read with x in one instruction
-    wq = pb.weights(f"{name}.q", w.q, side)
     lanes = np.arange(vl)
-    mask = pb.const(f"{name}.mask", {(j,): T.bytes_of((lanes // g == j).astype(np.int64), 2)
-                                     for j in range(bpt)}, 2, other)
+    mask = pb.const(f"{name}.mask", {(j,): T.bytes_of(
+        (lanes // group == j).astype(np.int64), 2) for j in range(bpt)}, 2, other)
     xp = pb.mem.tensor(f"{name}.planes", [(i, b, p) for i in range(rows) for b in range(nb)
                                           for p in range(2)], 1, side)
-    sums = (pb.mem.tensor(f"{name}.sums", [(i, b) for i in range(rows) for b in range(nb)],
-                          4, other) if w.o is not None else None)
-    # 1. the masked planes (and block sums) of every row
+    st = (pb.mem.tensor(f"{name}.sums", [(i, b) for i in range(rows) for b in range(nb)], 4,
+                        other) if sums else None)
     rlo = regs.single()
     for i in range(rows):
         for k in range(kt):
@@ -87,7 +73,7 @@ def linear_rows(pb: ProgramBuilder, name: str, x, e_x, w: RowWeight, dst, e_dst,
                 planes_in(O, bd, mask[(j,)], lo, "b")
                 planes_out(O, bd, lo, "d", xp[(i, b, 0)])
                 pb.emit(bd)
-                if sums is not None:
+                if st is not None:
                     bd = Bundle(f"{nm} block {b} sum", name)
                     v = O.vxm(bd, "i16", "s", "MUL", "s", "s", otype="i16")
                     planes_in(O, bd, x[(i, k)], v, "a")
@@ -95,9 +81,41 @@ def linear_rows(pb: ProgramBuilder, name: str, x, e_x, w: RowWeight, dst, e_dst,
                     sx = O.reduce(bd, "SXM_W" if other == "W" else "SXM_E", "RSUM", "i16",
                                   "i32")
                     bd.connect(v, "d", sx, "in")
-                    planes_out(O, bd, sx, "out", sums[(i, b)])
+                    planes_out(O, bd, sx, "out", st[(i, b)])
                     pb.emit(bd)
     regs.release(rlo)
+    return xp, st
+
+
+def linear_rows(pb: ProgramBuilder, name: str, x, e_x, w: RowWeight, dst, e_dst,
+                rows: int, mxm: str | list[str] | None = None, planes=None) -> None:
+    """``dst, e_dst = linear_int(x, e_x, w, bits=16)``: ``x`` int16 and ``dst`` int32
+    tensors keyed ``(row, tile)``, exponents likewise (per row: read from tile 0).
+    ``mxm``: one MXM or several (the output tiles go to them in turn; default every MXM
+    of the config).  ``planes``: `block_planes` of ``x`` made for an earlier product with
+    the same block size (else made here)."""
+    vl, O, regs = pb.vl, pb.O, pb.regs
+    n_out, n_in = w.shape
+    g = w.group
+    if vl % g:
+        raise CompileError(f"{name}: weight blocks of {g} inputs do not divide the vector "
+                           f"length {vl} (a block must lie in one lane tile)", "shape", True)
+    if x.planes != 2:
+        raise CompileError(f"{name}: the input must be int16 (2 planes), got {x.planes}",
+                           "shape", True)
+    s = w.shift(16)
+    kt, nt, bpt, nb = T.ntiles(n_in, vl), T.ntiles(n_out, vl), vl // g, n_in // g
+    mxms = ([mxm] if isinstance(mxm, str) else list(mxm) if mxm else
+            [sl.name for sl in pb.cfg.slices_of("MXM")])
+    side = pb.cfg.slice(mxms[0]).hemisphere
+    wq = pb.weights(f"{name}.q", w.q, side)
+    # 1. the masked planes (and block sums) of every row
+    own = planes is None
+    xp, sums = (block_planes(pb, name, x, rows, n_in, g, w.o is not None, side) if own
+                else planes)
+    if w.o is not None and sums is None:
+        raise CompileError(f"{name}: the shared input planes have no block sums, which the "
+                           "weight's block offsets need", "shape", True)
     # 2. per output tile and group of rows: accumulate every block and plane
     bias = w.plane_bias(16)
     rt, rr, ro, rbias = (regs.single() for _ in range(4))
@@ -152,4 +170,4 @@ def linear_rows(pb: ProgramBuilder, name: str, x, e_x, w: RowWeight, dst, e_dst,
                 pb.emit(bd)
             regs.release(*acc.values())
     regs.release(rt, rr, ro, rbias)
-    pb.release(xp, wq, *([sums] if sums is not None else []))
+    pb.release(wq, *([xp] + ([sums] if sums is not None else []) if own else []))
