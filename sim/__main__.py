@@ -147,7 +147,7 @@ def cmd_decode(args) -> int:
 def cmd_layer(args) -> int:
     from .layer import print_report, run_layer
 
-    cfg = _config(args.config)
+    cfg = _config(args.config or ("medium" if args.model == "tiny" else "layer"))
     print(cfg.summary(), flush=True)
     return _sim_report(lambda log: run_layer(cfg, args.model, args.layer, args.context,
                                              args.steps, args.seed, log=log), print_report)
@@ -294,7 +294,8 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("layer", help="a llama decoder layer's decode steps on the RTL")
-    p.add_argument("--config", default="medium")
+    p.add_argument("--config", default=None, help="default: medium for the tiny model, "
+                   "layer (sized for a SmolLM2-135M layer) for a real one")
     p.add_argument("--model", default="tiny", help="'tiny' (a random llama written on the "
                    "fly) or a llama .gguf path / model name")
     p.add_argument("--layer", type=int, default=0)

@@ -298,12 +298,16 @@ def test_rope_rows_bit_exact(config, heads, d_head, rows, bits, base_seed):
                           np.repeat(ge[..., 0], d_head, axis=1))
 
 
-@pytest.mark.parametrize(("config", "n_out", "n_in", "rows", "offsets"), [
-    ("small", 40, 64, 2, True),  # Q4_1-style blocks with offsets, one block per lane tile
-    ("small", 24, 96, 3, False),  # Q8_0-style (no offsets), three K tiles
-    ("medium", 70, 128, 2, True),  # two blocks per lane tile, a partial output tile
+@pytest.mark.parametrize(("config", "n_out", "n_in", "rows", "offsets", "mxm"), [
+    ("small", 40, 64, 2, True, "MXM_W0"),  # Q4_1-style blocks with offsets, 1 per lane tile
+    ("small", 24, 96, 3, False, "MXM_W0"),  # Q8_0-style (no offsets), three K tiles
+    ("medium", 70, 128, 2, True, "MXM_W0"),  # two blocks per lane tile, a partial out tile
+    # every MXM (both hemispheres): a wave of two tiles, then the last tile's five K tiles
+    # split over both MXMs and the parts added
+    ("small", 70, 160, 1, True, None),
+    ("small", 40, 96, 2, False, None),  # two rows: one tile per MXM, no split
 ])
-def test_linear_rows_bit_exact(config, n_out, n_in, rows, offsets, base_seed):
+def test_linear_rows_bit_exact(config, n_out, n_in, rows, offsets, mxm, base_seed):
     """`golden.planes.linear_int` on the machine: per block and plane an MVM of the masked
     int8 plane, the block scale and rounding shift on the VXM, int32 sums."""
     from compiler.lowerings.linear import linear_rows
@@ -327,7 +331,7 @@ def test_linear_rows_bit_exact(config, n_out, n_in, rows, offsets, base_seed):
     keys = [(i, t) for i in range(rows) for t in range(T.ntiles(n_out, vl))]
     out = pb.mem.tensor("out", keys, 4)
     eo = pb.mem.tensor("e_out", keys, 2)
-    linear_rows(pb, "lin", xt, et, w, out, eo, rows, mxm="MXM_W0")
+    linear_rows(pb, "lin", xt, et, w, out, eo, rows, mxm=mxm)
     m_, _ = _run(cfg, pb)
     gq, ge = linear_int(x, e, w, 16)
     assert np.array_equal(_read_rows(m_, out, rows, n_out, vl), gq)
@@ -431,6 +435,8 @@ def test_argmax_rows_bit_exact(config, width, base_seed):
     ("small", 4, 1, 16, 16, 0),  # one KV head for four, the first position (one key)
     ("medium", 2, 1, 64, 32, 31),  # SmolLM2's head size, the whole cache visible
     ("medium", 6, 2, 16, 32, 17),  # groups of 3
+    ("medium", 12, 6, 16, 16, 9),  # the KV row over two lane tiles, heads at lanes 16..48
+    ("small", 6, 3, 16, 16, 15),  # KV heads 0, 1 in tile 0 and 2 in tile 1; groups of 2
 ])
 def test_attention_decode_row_bit_exact(config, hq, hkv, d, C, p, base_seed):
     """`golden.attention.attention_int` for one query row (a decode step) over a KV cache
@@ -463,8 +469,9 @@ def test_attention_decode_row_bit_exact(config, hq, hkv, d, C, p, base_seed):
     cache = {}
     for nm, arr in (("k", k), ("v", v)):
         for tag, dig in zip("hl", signed_digits(arr.reshape(C, hkv * d)), strict=True):
-            cache[nm + tag] = pb.const(f"{nm}{tag}", {(j,): T.bytes_of(T.tile_vec(
-                dig[j], 0, vl), 1) for j in range(C)}, 1)
+            cache[nm + tag] = pb.const(f"{nm}{tag}", {(j, t): T.bytes_of(T.tile_vec(
+                dig[j], t, vl), 1) for j in range(C) for t in range(T.ntiles(hkv * d, vl))},
+                1)
     for nm, e in (("ek", ek), ("ev", ev)):
         cache[nm] = pb.const(nm, {(h,): T.bytes_of(T.tile_vec(e[:, h, 0], 0, vl), 2)
                                   for h in range(hkv)}, 2)

@@ -1,8 +1,8 @@
 """Grouped-query attention of one query row over a KV cache in SRAM, in the LLM's integer
 numerics: `golden.attention.attention_int` for a decode step, on the machine.
 
-The cache (``C`` positions, ``C <= VL``; the KV row of ``n_kv * d`` lanes in one lane
-tile) holds each key and value as its two signed int8 digits (`golden.planes.
+The cache (``C`` positions, ``C <= VL``; the KV row of ``n_kv * d`` lanes over one or more
+lane tiles, ``d | VL``, so every head lies in one tile) holds each key and value as its two signed int8 digits (`golden.planes.
 signed_digits`: rows ``kh, kl, vh, vl``) and, per KV head, the key and value exponents as
 vectors over the key lanes (``ek``, ``ev``).  The query's position ``p`` arrives as a u8
 vector; keys ``j > p`` are masked.  Per query head ``h`` (KV head ``h // g``):
@@ -53,12 +53,13 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
                          mxm: str | None = None) -> None:
     """``ctx, e_ctx = attention_int(q, e_q, cache..., pos=[p], bits=16, in_bits=15)`` for
     one query row (keyed ``(0, tile)``, per-head lane exponents ``e_q``); ``cache``:
-    tensors ``kh, kl, vh, vl`` keyed ``(j,)`` and ``ek, ev`` keyed ``(kv head,)``;
-    ``pos_loc``: (slice, addr) of the u8 position vector."""
+    tensors ``kh, kl, vh, vl`` keyed ``(j, KV tile)`` and ``ek, ev`` keyed ``(kv head,)``;
+    ``pos_loc``: (slice, addr) of the u8 position vector.  The K and V digits of each KV
+    tile are installed once and serve every query head whose KV head lies in it."""
     vl, O, regs = pb.vl, pb.O, pb.regs
     g = n_heads // n_kv
-    if n_heads % n_kv or n_kv * d > vl or vl % d or C > vl:
-        raise CompileError(f"{name}: needs n_kv * d <= VL, d | VL, C <= VL and n_kv | n_heads "
+    if n_heads % n_kv or vl % d or C > vl:
+        raise CompileError(f"{name}: needs d | VL, C <= VL and n_kv | n_heads "
                            f"(got {n_kv} x {d}, VL {vl}, C {C}, {n_heads} heads)", "shape",
                            True)
     half = math.log2(d) / 2
@@ -97,6 +98,10 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
     b.connect(O.read(b, *pos_loc), "out", v, "b")
     pb.emit(b)
 
+    def kv_of(h: int) -> tuple[int, int]:
+        """(tile, first lane) of query head h's KV head in the KV row."""
+        return (h // g) * d // vl, (h // g) * d % vl
+
     def digits(src_reg: int, out_tensor, key, rlo: int) -> None:
         """``src = 256 hi + lo``: lo (int8 wrap) and hi into ``out_tensor[key + (p,)]``."""
         pb.vx_bundle(f"{name} {key} lo", "i32", ("r", rlo), "PASS", ("r", src_reg), otype="i8")
@@ -112,7 +117,7 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
     # 1. q_h on its KV head's lanes, as two int8 digits
     rx, rlo = regs.single(), regs.single()
     for h in range(n_heads):
-        tq, oq, ok = h * d // vl, h * d % vl, (h // g) * d
+        tq, oq, ok = h * d // vl, h * d % vl, kv_of(h)[1]
         bd = Bundle(f"{name} q head {h}", name)
         m = O.vxm(bd, "i16", "s" if ok != oq else ("r", rx), "MUL", "s", "s", otype="i32")
         planes_in(O, bd, q[(0, tq)], m, "a")
@@ -125,12 +130,14 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
         pb.emit(bd)
         digits(rx, qd, (h,), rlo)
 
-    # 2. scores: K digits installed as weights, four MVMs per head, combined exactly
+    # 2. scores: K digits installed as weights (per KV tile), four MVMs per head, combined
     def products(wname, rows_of, x_of, transposed, combine) -> None:
-        for pw, wt in enumerate(("h", "l")):
-            ins = pb.install(mxm, (name, wname, wt), [(j, rows_of(wt, j)) for j in range(C)],
+        tiles = sorted({kv_of(h)[0] for h in range(n_heads)})
+        for pw, wt, tk in ((pw, wt, tk) for pw, wt in enumerate("hl") for tk in tiles):
+            ins = pb.install(mxm, (name, wname, wt, tk),
+                             [(j, rows_of(wt, j, tk)) for j in range(C)],
                              transposed=transposed)
-            for h in range(n_heads):
+            for h in (h for h in range(n_heads) if kv_of(h)[0] == tk):
                 for px in (1, 0):
                     bd = Bundle(f"{name} {wname}{wt} head {h} digit {px}", name)
                     rd = O.read(bd, *x_of(h, px))
@@ -157,7 +164,7 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
             planes_out(O, bd, v, "d", dst[(h,)])
         return combine
 
-    products("K", lambda wt, j: cache[f"k{wt}"].loc(j), lambda h, px: qd.loc(h, px), False,
+    products("K", lambda wt, j, t: cache[f"k{wt}"].loc(j, t), lambda h, px: qd.loc(h, px), False,
              digit_combine(sq, acc))
     regs.release(rx)
     # 3. softmax per head over the visible keys
@@ -237,14 +244,14 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
         regs.release(rh, rl, rz, rm)
 
     # 4. E V: V digits installed transposed, four MVMs per head, combined, rounded by 2**8
-    products("V", lambda wt, j: cache[f"v{wt}"].loc(j), lambda h, px: pd.loc(h, px), True,
+    products("V", lambda wt, j, t: cache[f"v{wt}"].loc(j, t), lambda h, px: pd.loc(h, px), True,
              digit_combine(V_SHIFT, av))
     regs.release(rlo)
     # back on the query head's lanes, narrowed to 24 bits, normalised
     rlim, rmk, rea = regs.single(), regs.single(), regs.single()
     pb.reg_const(rlim, np.full(vl, 2**23 - 1), "2**23 - 1")
     for h in range(n_heads):
-        tq, oq, ok = h * d // vl, h * d % vl, (h // g) * d
+        tq, oq, ok = h * d // vl, h * d % vl, kv_of(h)[1]
         nm = f"{name} head {h}"
         bd = Bundle(f"{nm} mask", name)
         v = O.vxm(bd, "i16", ("r", rmk), "PASS", "s", otype="i32")

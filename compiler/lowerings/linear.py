@@ -21,6 +21,8 @@ installed once per group.  Needs ``group`` to divide VL (a block inside one lane
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from golden.planes import R_BITS, RowWeight
@@ -32,6 +34,7 @@ from ..ir import Bundle
 from ..routes import planes_in, planes_out
 
 ROW_GROUP = 4
+MIN_TEMPS = 4  # registers the block-plane terms rotate through (more if free)
 
 
 def block_planes(pb: ProgramBuilder, name: str, x, rows: int, n_in: int, group: int,
@@ -87,6 +90,33 @@ def block_planes(pb: ProgramBuilder, name: str, x, rows: int, n_in: int, group: 
     return xp, st
 
 
+@dataclass(frozen=True)
+class Unit:
+    """Output tile ``n``'s K tiles ``k0 .. k1-1`` on one MXM."""
+
+    n: int
+    k0: int
+    k1: int
+    mxm: str
+
+
+def plan_waves(nt: int, kt: int, mxms: list[str], width: int) -> list[list[Unit]]:
+    """Output tiles in waves of ``width`` (one MXM each, whole K); a last wave with fewer
+    tiles than MXMs has each tile's K split over several MXMs (the parts added at the
+    end), so that no MXM idles through the longest tile."""
+    waves = []
+    for n0 in range(0, nt, width):
+        tiles = list(range(n0, min(nt, n0 + width)))
+        f = min(width // len(tiles), kt)
+        if f <= 1:
+            waves.append([Unit(n, 0, kt, mxms[n % len(mxms)]) for n in tiles])
+            continue
+        cuts = [round(kt * j / f) for j in range(f + 1)]
+        waves.append([Unit(n, cuts[j], cuts[j + 1], mxms[(a * f + j) % len(mxms)])
+                      for a, n in enumerate(tiles) for j in range(f)])
+    return waves
+
+
 def linear_rows(pb: ProgramBuilder, name: str, x, e_x, w: RowWeight, dst, e_dst,
                 rows: int, mxm: str | list[str] | None = None, planes=None) -> None:
     """``dst, e_dst = linear_int(x, e_x, w, bits=16)``: ``x`` int16 and ``dst`` int32
@@ -105,69 +135,152 @@ def linear_rows(pb: ProgramBuilder, name: str, x, e_x, w: RowWeight, dst, e_dst,
                            "shape", True)
     s = w.shift(16)
     kt, nt, bpt, nb = T.ntiles(n_in, vl), T.ntiles(n_out, vl), vl // g, n_in // g
-    mxms = ([mxm] if isinstance(mxm, str) else list(mxm) if mxm else
-            [sl.name for sl in pb.cfg.slices_of("MXM")])
-    side = pb.cfg.slice(mxms[0]).hemisphere
-    wq = pb.weights(f"{name}.q", w.q, side)
+    if mxm:
+        mxms = [mxm] if isinstance(mxm, str) else list(mxm)
+    else:  # every MXM, the first one after the last product's (balanced over products)
+        mxms = [sl.name for sl in pb.cfg.slices_of("MXM")]
+        turn = pb.mxm_turn % len(mxms)
+        mxms = mxms[turn:] + mxms[:turn]
+        pb.mxm_turn = turn + nt
+    rows_per = min(rows, ROW_GROUP)
+    width = max(1, min(len(mxms), (len(regs.free) - MIN_TEMPS) // rows_per))
+    waves = plan_waves(nt, kt, mxms, width)
+    mxm_of = {(u.n, k): u.mxm for wave in waves for u in wave for k in range(u.k0, u.k1)}
+    hemi = {m: pb.cfg.slice(m).hemisphere for m in mxms}
+    other = {"W": "E", "E": "W"}
+    # each weight tile beside the MXM that takes it
+    wq = pb.weights(f"{name}.q", w.q, lambda n, k: hemi[mxm_of[(n, k)]])
     # 1. the masked planes (and block sums) of every row
     own = planes is None
-    xp, sums = (block_planes(pb, name, x, rows, n_in, g, w.o is not None, side) if own
-                else planes)
+    xp, sums = (block_planes(pb, name, x, rows, n_in, g, w.o is not None,
+                             hemi[mxms[0]]) if own else planes)
     if w.o is not None and sums is None:
         raise CompileError(f"{name}: the shared input planes have no block sums, which the "
                            "weight's block offsets need", "shape", True)
-    # 2. per output tile and group of rows: accumulate every block and plane
+    # the int32 scale, offset and plane-bias vectors, streamed into the VXM from across
+    # the MXM that makes the partial (the offsets across from the block sums, which one
+    # instruction reads with them)
     bias = w.plane_bias(16)
-    rt, rr, ro, rbias = (regs.single() for _ in range(4))
-    for n in range(nt):
-        mxm = mxms[n % len(mxms)]  # an MXM in the other hemisphere reads q across the VXM
-        pb.reg_const(rbias, T.tile_vec(bias, n, vl), f"{name} plane bias[{n}]")
-        for g0 in range(0, rows, ROW_GROUP):
-            grp = list(range(g0, min(rows, g0 + ROW_GROUP)))
-            acc = {i: regs.single() for i in grp}
-            first = dict.fromkeys(grp, True)
+    sside = None if sums is None else "W" if sums[(0, 0)][0][0] in pb.mem.side["W"] else "E"
+    consts = {"b": {(n,): (T.tile_vec(bias, n, vl), other[hemi[mxm_of[(n, 0)]]])
+                    for n in range(nt)},
+              "r": {(n, b): (T.tile_vec(w.r[:, b], n, vl),
+                             other[hemi[mxm_of[(n, b // bpt)]]])
+                    for n in range(nt) for b in range(nb)}}
+    if w.o is not None:
+        consts["o"] = {(n, b): (T.tile_vec(w.o[:, b], n, vl), other[sside])
+                       for n in range(nt) for b in range(nb)}
+    cv = {}
+    for nm, vecs in consts.items():
+        cv[nm] = {}
+        for sd in "WE":
+            part = {k: T.bytes_of(v, 4) for k, (v, ks) in vecs.items() if ks == sd}
+            if part:
+                t = pb.const(f"{name}.{nm}.{sd}", part, 4, sd)
+                cv[nm].update({k: t[k] for k in part})
+    # 2. per wave (one unit per MXM) and group of rows: every block and plane
+    n_units = max(len(wave) for wave in waves) * rows_per
+    temps = [regs.single() for _ in range(max(MIN_TEMPS, len(regs.free) - n_units))]
+    tnext = [0]
 
-            def add(i, nm, acc=acc, first=first):
-                src = ("r", rbias) if first[i] else ("r", acc[i])
-                pb.vx_bundle(f"{nm} + acc", "i32", ("r", acc[i]), "ADD", ("r", rt), src)
-                first[i] = False
+    def temp() -> int:
+        tnext[0] += 1
+        return temps[tnext[0] % len(temps)]
 
-            for k in range(kt):
-                ins = pb.install(mxm, (f"{name}.q", n, k),
-                                 [(r, wq.loc(n, k, r)) for r in range(pb.rows_of_tile(n_out, n))])
-                for j in range(min(bpt, nb - k * bpt)):
-                    b = k * bpt + j
-                    pb.reg_const(rr, T.tile_vec(w.r[:, b], n, vl), f"{name} r[{n},{b}]")
-                    if w.o is not None:
-                        pb.reg_const(ro, T.tile_vec(w.o[:, b], n, vl), f"{name} o[{n},{b}]")
-                    for i in grp:
-                        nm = f"{name}[{n}] row {i} block {b}"
-                        for p in (1, 0):
-                            bd = Bundle(f"{nm} plane {p}", name)
-                            rd = O.read(bd, *xp.loc(i, b, p))
-                            mv = O.mvm(bd, mxm, pb.slots[mxm].scratch(), False, True, ins)
-                            bd.connect(rd, "out", mv, "x")
-                            v = O.vxm(bd, "i32", ("r", rt), "MUL", "s", ("r", rr), "SRAR",
-                                      s - 8 * p)
-                            bd.connect(mv, "out", v, "a")
-                            pb.emit(bd)
-                            add(i, nm)
-                        if w.o is not None:
-                            bd = Bundle(f"{nm} offset", name)
-                            v = O.vxm(bd, "i32", ("r", rt), "MUL", "s", ("r", ro), "SRAR", s)
-                            planes_in(O, bd, sums[(i, b)], v, "a")
-                            pb.emit(bd)
-                            add(i, nm)
-            for i in grp:  # 3. out: the sum and its exponent
-                bd = Bundle(f"{name}[{n}] row {i} out", name)
-                v = O.vxm(bd, "i32", "s", "PASS", ("r", acc[i]))
-                planes_out(O, bd, v, "d", dst[(i, n)])
+    def add3(bd, d, ts, c):
+        """``d = ts[0] (+ ts[1]) (+ c)``: one VXM instruction (``c`` None, a register or a
+        stream port)."""
+        if len(ts) == 2:
+            return O.vxm(bd, "i32", d, "ADD", ("r", ts[0]), ("r", ts[1]),
+                         *(("ADD", c) if c is not None else ()))
+        return O.vxm(bd, "i32", d, *(("ADD", ("r", ts[0]), c) if c is not None else
+                                     ("PASS", ("r", ts[0]))))
+
+    for wave in waves:
+        for g0 in range(0, rows, rows_per):
+            grp = list(range(g0, min(rows, g0 + rows_per)))
+            acc = {(u, i): regs.single() for u in wave for i in grp}
+            started = dict.fromkeys(acc, False)
+            alone = {u.n: sum(v.n == u.n for v in wave) == 1 for u in wave}
+
+            def combine(u, i, ts, out=False):
+                """ADD one or two term registers to the unit's accumulator (at first, in the
+                tile's first unit, to the plane bias read from SRAM); a tile's last term
+                straight to ``dst``."""
+                bd = Bundle(f"{name}[{u.n}] row {i} " + ("out" if out else "+ acc"), name)
+                first = not started[(u, i)]
+                c = "s" if first and u.k0 == 0 else None if first else ("r", acc[(u, i)])
+                v = add3(bd, "s" if out else ("r", acc[(u, i)]), ts, c)
+                if c == "s":
+                    planes_in(O, bd, cv["b"][(u.n,)], v, "c" if len(ts) == 2 else "b")
+                if out:
+                    planes_out(O, bd, v, "d", dst[(i, u.n)])
                 pb.emit(bd)
-                bd = Bundle(f"{name}[{n}] row {i} exponent", name)
+                started[(u, i)] = True
+
+            def product(bd, mxm, ins, x_loc, t, p, r_loc):
+                """MVM of one masked input plane; its partial times the block scale, rounded
+                by ``2**(s - 8p)``, into register ``t``."""
+                rd = O.read(bd, *x_loc)
+                mv = O.mvm(bd, mxm, pb.slots[mxm].scratch(), False, True, ins)
+                bd.connect(rd, "out", mv, "x")
+                v = O.vxm(bd, "i32", ("r", t), "MUL", "s", "s", "SRAR", s - 8 * p)
+                bd.connect(mv, "out", v, "a")
+                planes_in(O, bd, r_loc, v, "b")
+
+            for step in range(max(u.k1 - u.k0 for u in wave)):
+                for u in (u for u in wave if u.k0 + step < u.k1):
+                    k = u.k0 + step
+                    ins = pb.install(u.mxm, (f"{name}.q", u.n, k),
+                                     [(r, wq.loc(u.n, k, r))
+                                      for r in range(pb.rows_of_tile(n_out, u.n))])
+                    blocks = range(k * bpt, min(nb, (k + 1) * bpt))
+                    for i in grp:
+                        # the (tile, row, K tile) terms -- planes of each block, then the
+                        # offsets -- are added in pairs as they come
+                        todo = [(b, p) for b in blocks for p in (1, 0)]
+                        if w.o is not None:
+                            todo += [(b, "o") for b in blocks]
+                        held = []
+                        for j, (b, p) in enumerate(todo):
+                            nm = f"{name}[{u.n}] row {i} block {b}"
+                            t = temp()
+                            if p == "o":
+                                bd = Bundle(f"{nm} offset", name)
+                                v = O.vxm(bd, "i32", ("r", t), "MUL", "s", "s", "SRAR", s)
+                                planes_in(O, bd, sums[(i, b)], v, "a")
+                                planes_in(O, bd, cv["o"][(u.n, b)], v, "b")
+                            else:
+                                bd = Bundle(f"{nm} plane {p}", name)
+                                product(bd, u.mxm, ins, xp.loc(i, b, p), t, p,
+                                        cv["r"][(u.n, b)])
+                            pb.emit(bd)
+                            held.append(t)
+                            last = j == len(todo) - 1
+                            if len(held) == 2 or last:
+                                combine(u, i, held, last and k == u.k1 - 1 and alone[u.n])
+                                held = []
+            # a tile split over several MXMs: its units' sums added, the last to dst
+            for n in dict.fromkeys(u.n for u in wave if not alone[u.n]):
+                for i in grp:
+                    regs_n = [acc[(u, i)] for u in wave if u.n == n]
+                    while regs_n:
+                        out = len(regs_n) <= 3
+                        bd = Bundle(f"{name}[{n}] row {i} " + ("out" if out else "parts"),
+                                    name)
+                        d = "s" if out else ("r", regs_n[0])
+                        c = ("r", regs_n[2]) if len(regs_n) > 2 else None
+                        v = add3(bd, d, regs_n[:2], c)
+                        if out:
+                            planes_out(O, bd, v, "d", dst[(i, n)])
+                        pb.emit(bd)
+                        regs_n = [] if out else [regs_n[0]] + regs_n[3:]
+            for n, i in ((n, i) for n in dict.fromkeys(u.n for u in wave) for i in grp):
+                bd = Bundle(f"{name}[{n}] row {i} exponent", name)  # 3. the exponent
                 v = O.vxm(bd, "i16", "s", "ADD", "s", w.f - R_BITS + s)
                 planes_in(O, bd, e_x[(i, 0)], v, "a")
                 planes_out(O, bd, v, "d", e_dst[(i, n)])
                 pb.emit(bd)
             regs.release(*acc.values())
-    regs.release(rt, rr, ro, rbias)
+    regs.release(*temps)
     pb.release(wq, *([xp] + ([sums] if sums is not None else []) if own else []))
