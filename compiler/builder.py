@@ -181,28 +181,26 @@ class ProgramBuilder:
         self.active[mxm] = ins
         self.buf[mxm].reverse()
 
-    def weights(self, name: str, w: np.ndarray, sd) -> Tensor:
+    def weights(self, name: str, w: np.ndarray, sd, stripe: int = 1) -> Tensor:
         """``w``'s VL x VL tiles as constants keyed ``(n, k, row)``, one allocation per tile
         spread over the slices of side ``sd`` (or of ``sd(n, k)`` per tile: the side of the
-        MXM that takes it)."""
+        MXM that takes it).  ``stripe`` > 1: a tile's rows dealt over that many slices in
+        turn (row ``r`` in the ``r % stripe``-th; all the side's if it has fewer), so that
+        MXMs loading at once rarely want one slice's single read port in the same cycle."""
         out_t, in_t = T.ntiles(w.shape[0], self.vl), T.ntiles(w.shape[1], self.vl)
-        vecs = {}
-        for n in range(out_t):
-            for k in range(in_t):
-                for r, row in enumerate(T.weight_rows(w, n, k, self.vl)):
-                    vecs[(n, k, r)] = row.view(np.uint8)
-        t = None
-        # one tile per allocation, spread over the slices of the side
-        tiles = {}
-        for n in range(out_t):
-            for k in range(in_t):
-                sub = {key: v for key, v in vecs.items() if key[:2] == (n, k)}
-                tiles[(n, k)] = self.const(f"{name}[{n},{k}]", sub, 1,
-                                           sd(n, k) if callable(sd) else sd)
         t = Tensor(name, 1, sd if isinstance(sd, str) else "")
-        for tt in tiles.values():
-            t.locs.update(tt.locs)
-            t.ranges += tt.ranges
+        for n in range(out_t):
+            for k in range(in_t):
+                rows = [row.view(np.uint8) for row in T.weight_rows(w, n, k, self.vl)]
+                side = sd(n, k) if callable(sd) else sd
+                m = min(stripe, len(self.mem.side[side]))
+                rows += [np.zeros(self.vl, np.uint8)] * (-len(rows) % m)
+                tt = self.const(f"{name}[{n},{k}]", {
+                    (j,): np.stack(rows[j * m:(j + 1) * m]) for j in range(len(rows) // m)},
+                    m, side)
+                for r in range(len(rows)):
+                    t.locs[(n, k, r)] = (tt[(r // m,)][r % m],)
+                t.ranges += tt.ranges
         return t
 
     def rows_of_tile(self, n_out: int, n: int) -> int:

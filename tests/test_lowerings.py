@@ -306,6 +306,8 @@ def test_rope_rows_bit_exact(config, heads, d_head, rows, bits, base_seed):
     # split over both MXMs and the parts added
     ("small", 70, 160, 1, True, None),
     ("small", 40, 96, 2, False, None),  # two rows: one tile per MXM, no split
+    # four MXMs, three tiles of two K tiles: runs of 2, 1, 1, 2 -- tile 1 cut in two
+    ("layer", 192, 128, 1, True, None),
 ])
 def test_linear_rows_bit_exact(config, n_out, n_in, rows, offsets, mxm, base_seed):
     """`golden.planes.linear_int` on the machine: per block and plane an MVM of the masked

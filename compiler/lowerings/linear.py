@@ -34,6 +34,7 @@ from ..ir import Bundle
 from ..routes import planes_in, planes_out
 
 ROW_GROUP = 4
+STRIPE = 44  # weight rows dealt over every MEM slice of their side (`ProgramBuilder.weights`)
 MIN_TEMPS = 4  # registers the block-plane terms rotate through (more if free)
 
 
@@ -100,20 +101,35 @@ class Unit:
     mxm: str
 
 
-def plan_waves(nt: int, kt: int, mxms: list[str], width: int) -> list[list[Unit]]:
-    """Output tiles in waves of ``width`` (one MXM each, whole K); a last wave with fewer
-    tiles than MXMs has each tile's K split over several MXMs (the parts added at the
-    end), so that no MXM idles through the longest tile."""
+def plan_waves(nt: int, kt: int, mxms: list[str], width: int, budget: int
+               ) -> list[list[Unit]]:
+    """Output tiles in waves of ``width`` (one MXM each, whole K).  A last wave with fewer
+    tiles than MXMs has its ``tiles x kt`` K tiles dealt evenly over the ``width`` MXMs in
+    contiguous runs (a tile cut between two MXMs is two units whose sums are added at the
+    end), so that no MXM idles through the longest tile -- if its units fit ``budget``
+    accumulators, else each tile's K is cut into equal parts, one per MXM."""
     waves = []
     for n0 in range(0, nt, width):
         tiles = list(range(n0, min(nt, n0 + width)))
-        f = min(width // len(tiles), kt)
-        if f <= 1:
+        if len(tiles) == width or kt == 1 or width == 1:
             waves.append([Unit(n, 0, kt, mxms[n % len(mxms)]) for n in tiles])
             continue
-        cuts = [round(kt * j / f) for j in range(f + 1)]
-        waves.append([Unit(n, cuts[j], cuts[j + 1], mxms[(a * f + j) % len(mxms)])
-                      for a, n in enumerate(tiles) for j in range(f)])
+        total = len(tiles) * kt
+        cuts = [round(total * j / width) for j in range(width + 1)]
+        units = []
+        for j in range(width):
+            lo, hi = cuts[j], cuts[j + 1]
+            while lo < hi:
+                a, k0 = divmod(lo, kt)
+                k1 = min(kt, k0 + hi - lo)
+                units.append(Unit(tiles[a], k0, k1, mxms[j % len(mxms)]))
+                lo += k1 - k0
+        if len(units) > budget:
+            f = min(width // len(tiles), kt)
+            ks = [round(kt * j / f) for j in range(f + 1)]
+            units = [Unit(n, ks[j], ks[j + 1], mxms[(a * f + j) % len(mxms)])
+                     for a, n in enumerate(tiles) for j in range(f)]
+        waves.append(units)
     return waves
 
 
@@ -144,12 +160,12 @@ def linear_rows(pb: ProgramBuilder, name: str, x, e_x, w: RowWeight, dst, e_dst,
         pb.mxm_turn = turn + nt
     rows_per = min(rows, ROW_GROUP)
     width = max(1, min(len(mxms), (len(regs.free) - MIN_TEMPS) // rows_per))
-    waves = plan_waves(nt, kt, mxms, width)
+    waves = plan_waves(nt, kt, mxms, width, (len(regs.free) - MIN_TEMPS) // rows_per)
     mxm_of = {(u.n, k): u.mxm for wave in waves for u in wave for k in range(u.k0, u.k1)}
     hemi = {m: pb.cfg.slice(m).hemisphere for m in mxms}
     other = {"W": "E", "E": "W"}
     # each weight tile beside the MXM that takes it
-    wq = pb.weights(f"{name}.q", w.q, lambda n, k: hemi[mxm_of[(n, k)]])
+    wq = pb.weights(f"{name}.q", w.q, lambda n, k: hemi[mxm_of[(n, k)]], stripe=STRIPE)
     # 1. the masked planes (and block sums) of every row
     own = planes is None
     xp, sums = (block_planes(pb, name, x, rows, n_in, g, w.o is not None,
@@ -178,6 +194,9 @@ def linear_rows(pb: ProgramBuilder, name: str, x, e_x, w: RowWeight, dst, e_dst,
             if part:
                 t = pb.const(f"{name}.{nm}.{sd}", part, 4, sd)
                 cv[nm].update({k: t[k] for k in part})
+    def weight_rows(n, k):
+        return [(r, wq.loc(n, k, r)) for r in range(pb.rows_of_tile(n_out, n))]
+
     # 2. per wave (one unit per MXM) and group of rows: every block and plane
     n_units = max(len(wave) for wave in waves) * rows_per
     temps = [regs.single() for _ in range(max(MIN_TEMPS, len(regs.free) - n_units))]
@@ -228,12 +247,13 @@ def linear_rows(pb: ProgramBuilder, name: str, x, e_x, w: RowWeight, dst, e_dst,
                 bd.connect(mv, "out", v, "a")
                 planes_in(O, bd, r_loc, v, "b")
 
-            for step in range(max(u.k1 - u.k0 for u in wave)):
-                for u in (u for u in wave if u.k0 + step < u.k1):
-                    k = u.k0 + step
-                    ins = pb.install(u.mxm, (f"{name}.q", u.n, k),
-                                     [(r, wq.loc(u.n, k, r))
-                                      for r in range(pb.rows_of_tile(n_out, u.n))])
+            # per MXM its units' K tiles in order; the MXMs in turn, one K tile each
+            seq = {}
+            for u in wave:
+                seq.setdefault(u.mxm, []).extend((u, k) for k in range(u.k0, u.k1))
+            for step in range(max(len(q) for q in seq.values())):
+                for u, k in (q[step] for q in seq.values() if step < len(q)):
+                    ins = pb.install(u.mxm, (f"{name}.q", u.n, k), weight_rows(u.n, k))
                     blocks = range(k * bpt, min(nb, (k + 1) * bpt))
                     for i in grp:
                         # the (tile, row, K tile) terms -- planes of each block, then the
