@@ -61,7 +61,9 @@ help:
 	@echo "make test     run the regression (pytest, $(JOBS) workers)"
 	@echo "make verilog  generate Verilog for CONFIG into build/ and build it with Verilator"
 	@echo "make lint     ruff + verilator --lint-only on the generated Verilog"
-	@echo "make bench    cycles / lower bound / MXM utilisation table + RTL speed (build/bench.json)"
+	@echo "make bench    cycles / lower bound / MXM utilisation table + RTL speed (build/bench.json),"
+	@echo "              decode steps of the block and of llama layers incl. SmolLM2's (installs"
+	@echo "              the models extra)"
 	@echo "make bench-rtl  Verilog size, generation/build/load times, cycles/s driven by cocotb"
 	@echo "              and by a bare C++ harness (BENCH_CONFIGS=tiny,small COLD=0|1;"
 	@echo "              build/bench-rtl.json)"
@@ -110,7 +112,7 @@ sim-layer: $(STAMP) $(if $(filter tiny,$(MODEL)),,$(MODELS_STAMP))
 sim-fabric: $(STAMP)
 	$(PY) -m sim fabric --config $(CONFIG) --seed $(SEED) $(WAVES_FLAG)
 
-bench: $(STAMP)
+bench: $(STAMP) $(MODELS_STAMP)
 	$(PY) -m sim bench
 
 bench-rtl: $(STAMP)

@@ -241,7 +241,7 @@ PRESETS: dict[str, TspConfig] = {
     ),
     # One real SmolLM2-135M decoder layer (3.4 MiB of int8 weights, their block scales and
     # offsets, a KV cache) on the RTL: medium's vector (VL = 64, d_model 576 = 9 tiles, one
-    # 64-lane head per tile), 6 MEM slices of 1 MiB per hemisphere, every weight tile's MXM
+    # 64-lane head per tile), 6 MEM slices of 512 KiB per hemisphere, every weight tile's MXM
     # one of four, and instruction memories for a ~20k-cycle decode step.  76 tiles.
     "layer": TspConfig(
         name="layer", superlanes=4, streams_per_direction=16, mem_slices_per_hemisphere=6,

@@ -14,7 +14,8 @@ dependency path) and the ratio to the largest; ``rtl`` rows run every step on th
 chip too.  Written to ``build/bench-decode.json``.
 
 Last, a llama decoder layer's decode step in the LLM's integer numerics
-(`compiler.layer`): cycles per step and its bounds, ``build/bench-layer.json``.
+(`compiler.layer`; a tiny random llama and SmolLM2-135M's real layer): cycles per step and
+its bounds, ``build/bench-layer.json``.
 """
 
 from __future__ import annotations
@@ -151,11 +152,15 @@ def run_decode_bench(rtl: bool = True, log=print) -> list[dict]:
     return rows
 
 
+LAYER_BENCH = (("tiny", "medium"), ("smollm2-135m", "layer"))
+
+
 def run_layer_bench(log=print) -> dict:
-    """A llama decoder layer's decode step (`compiler.layer`, the tiny random llama of
-    `golden.tiny_llama`, layer 0, on `medium` with a 16-position cache): 4 steps on the
-    machine model, each checked against `golden.llm.layer_int`; cycles per step and the
-    bounds.  Written to ``build/bench-layer.json``."""
+    """A llama decoder layer's decode step (`compiler.layer`, layer 0, a 16-position
+    cache): the tiny random llama of `golden.tiny_llama` on `medium`, and SmolLM2-135M's
+    real layer on `layer` (where the models extra is installed: `make bench` installs it);
+    4 steps each on the machine model, checked against `golden.llm.layer_int`; cycles per
+    step and the bounds.  Written to ``build/bench-layer.json``."""
     import tempfile
     from pathlib import Path
 
@@ -166,28 +171,38 @@ def run_layer_bench(log=print) -> dict:
 
     from .layer import layer_inputs, load_layer
 
-    with tempfile.TemporaryDirectory() as tmp:
-        _, lc, L = load_layer("tiny", 0, Path(tmp))
-    t0 = time.monotonic()
-    cl = compile_layer_step(lc, L, "medium", 16)
-    compile_s = time.monotonic() - t0
-    rows, es = layer_inputs(lc.d_model, 4, 0)
-    outs, runs, _ = cl.run_on_model(rows, es)
-    exact = all(np.array_equal(y, gy) and e == ge for (y, e), (gy, ge) in
-                zip(outs, layer_steps_int(lc, L, rows, es), strict=True))
-    b = cl.bounds()
-    row = {"config": "medium", "model": "tiny random llama (golden.tiny_llama), layer 0",
-           "shape": {"d_model": lc.d_model, "heads": lc.n_heads, "kv_heads": lc.n_kv_heads,
-                     "head_dim": lc.head_dim, "d_ff": lc.d_ff, "context": 16},
-           "cycles_per_step": cl.cycles, "model_cycles_every_step": sorted(
-               {r.cycles for r in runs}), "bit_exact_model_4_steps": exact, **b,
-           "compile_seconds": round(compile_s, 2)}
-    log("")
-    log(f"llama layer decode step (tiny llama, medium, context 16): {cl.cycles} cycles/step "
-        f"(model {row['model_cycles_every_step']}, bit-exact {exact}); bounds "
-        f"{b['bounds']}: {b['binding']} binds, ratio {b['ratio']}; dependency path "
-        f"{b['dependency_path']}")
+    rows = []
+    for model, config in LAYER_BENCH:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path, lc, L = load_layer(model, 0, Path(tmp))
+            except FileNotFoundError as e:
+                log(f"llama layer decode step ({model}): skipped, {e}")
+                rows.append({"config": config, "model": model, "skipped": str(e)})
+                continue
+        t0 = time.monotonic()
+        cl = compile_layer_step(lc, L, config, 16)
+        compile_s = time.monotonic() - t0
+        x, es = layer_inputs(lc.d_model, 4, 0)
+        outs, runs, _ = cl.run_on_model(x, es)
+        exact = all(np.array_equal(y, gy) and e == ge for (y, e), (gy, ge) in
+                    zip(outs, layer_steps_int(lc, L, x, es), strict=True))
+        b = cl.bounds()
+        row = {"config": config, "model": ("tiny random llama (golden.tiny_llama)"
+                                           if model == "tiny" else path.name) + ", layer 0",
+               "shape": {"d_model": lc.d_model, "heads": lc.n_heads,
+                         "kv_heads": lc.n_kv_heads, "head_dim": lc.head_dim, "d_ff": lc.d_ff,
+                         "context": 16},
+               "cycles_per_step": cl.cycles, "model_cycles_every_step": sorted(
+                   {r.cycles for r in runs}), "bit_exact_model_4_steps": exact, **b,
+               "compile_seconds": round(compile_s, 2)}
+        rows.append(row)
+        log("")
+        log(f"llama layer decode step ({row['model']}, {config}, context 16): {cl.cycles} "
+            f"cycles/step (model {row['model_cycles_every_step']}, bit-exact {exact}); "
+            f"bounds {b['bounds']}: {b['binding']} binds, ratio {b['ratio']}; dependency "
+            f"path {b['dependency_path']}")
     out = build_root() / "bench-layer.json"
-    out.write_text(json.dumps(row, indent=1))
+    out.write_text(json.dumps(rows, indent=1))
     log(f"written {out}")
-    return row
+    return rows

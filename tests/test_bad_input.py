@@ -93,7 +93,8 @@ ASM_CASES = {
     "bad directive": (".slice VXM\n.repeat 3\n", 2,
                       ["unknown directive '.repeat'; expected .config or .slice"]),
     "unknown .config": (".config huge\n", 1,
-                        ["unknown config 'huge'; presets are: tiny, tiny3, small, medium, layer, full"]),
+                        ["unknown config 'huge'; presets are: tiny, tiny3, small, medium, "
+                         "layer, full"]),
     "queue longer than imem_depth": (".config tiny\n.slice VXM\n" + "  NOP 1\n" * 512 +
                                      "  HALT\n", 515,
                                      ["slice VXM: instruction 512 does not fit",
@@ -137,7 +138,8 @@ def test_asm_cli_file_problems(tmp_path):
     ok = tmp_path / "ok.s"
     ok.write_text(".slice VXM\n  HALT\n")
     assert_refused(run_cli("-m", "arch.asm", str(ok), "--config", "nope"), 1,
-                   "error: unknown config 'nope'; presets are: tiny, tiny3, small, medium, layer, full")
+                   "error: unknown config 'nope'; presets are: tiny, tiny3, small, medium, "
+                   "layer, full")
 
 
 def test_disasm_cli_names_file_slice_and_word(tmp_path):
@@ -565,7 +567,8 @@ def test_config_field_wrong_kind(field, value, message):
 def test_config_unknown_names():
     with pytest.raises(ValueError) as ei:
         get_config("nope")
-    assert str(ei.value) == "unknown config 'nope'; presets are: tiny, tiny3, small, medium, layer, full"
+    assert str(ei.value) == ("unknown config 'nope'; presets are: tiny, tiny3, small, "
+                             "medium, layer, full")
     with pytest.raises(ValueError, match=r"^unknown TspConfig field\(s\) \['superlane'\]; "
                                          r"fields are \["):
         TspConfig.from_dict({**PRESETS["tiny"].to_dict(), "superlane": 2})

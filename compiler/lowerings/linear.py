@@ -222,7 +222,7 @@ def linear_rows(pb: ProgramBuilder, name: str, x, e_x, w: RowWeight, dst, e_dst,
             started = dict.fromkeys(acc, False)
             alone = {u.n: sum(v.n == u.n for v in wave) == 1 for u in wave}
 
-            def combine(u, i, ts, out=False):
+            def combine(u, i, ts, out=False, acc=acc, started=started):
                 """ADD one or two term registers to the unit's accumulator (at first, in the
                 tile's first unit, to the plane bias read from SRAM); a tile's last term
                 straight to ``dst``."""
