@@ -5,7 +5,8 @@ The cache (``C`` positions, ``C <= VL``; the KV row of ``n_kv * d`` lanes over o
 lane tiles, ``d | VL``, so every head lies in one tile) holds each key and value as its two
 signed int8 digits (`golden.planes.signed_digits`: rows ``kh, kl, vh, vl``) and, per KV
 head, the key and value exponents as vectors over the key lanes (``ek``, ``ev``).  The
-query's position ``p`` arrives as a u8 vector; keys ``j > p`` are masked.  Per query head ``h`` (KV head ``h // g``):
+query's position ``p`` arrives as a u8 vector; keys ``j > p`` are masked.  Per query head
+``h`` (KV head ``h // g``):
 
 1. ``q_h`` masked to its lanes, moved onto its KV head's lanes (SXM ``SHV``), split into
    its two int8 digits (VXM);
