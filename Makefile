@@ -40,7 +40,7 @@ WAVES_FLAG = $(if $(filter 1,$(call bool,WAVES)),--waves,)
 LOCKSTEP_FLAG = $(if $(filter 1,$(call bool,LOCKSTEP)),--lockstep,)
 CAUSAL_FLAG = $(if $(filter 0,$(call bool,CAUSAL)),--no-causal,)
 
-.PHONY: all sim sim-decode sim-layer run sim-fabric test verilog lint wave bench bench-rtl fuzz fuzz-replay coverage \
+.PHONY: all sim sim-decode sim-layer sim-model run sim-fabric test verilog lint wave bench bench-rtl fuzz fuzz-replay coverage \
 	clean distclean venv help models llm-accuracy test-llm
 
 all: test
@@ -57,6 +57,9 @@ help:
 	@echo "              CONFIG=layer; installs the models extra), LAYER=0, SEQ=16 STEPS=4)"
 	@echo "make run PROG=examples/scale.s IMAGE=examples/scale.json DUMP=MEM_E0:0:4 RTL=1"
 	@echo "              your own program on the machine model (and with RTL=1 the chip)"
+	@echo "make sim-model   a whole llama (MODEL=tiny: 2 random layers) decoding token by token"
+	@echo "              on the RTL, tokens == golden.llm (CONFIG=layer SEQ=16 STEPS=8 tokens,"
+	@echo "              PROMPT=id,id,...)"
 	@echo "make sim-fabric  the stream-fabric testbench alone"
 	@echo "make test     run the regression (pytest, $(JOBS) workers)"
 	@echo "make verilog  generate Verilog for CONFIG into build/ and build it with Verilator"
@@ -108,6 +111,11 @@ sim-layer: $(STAMP) $(if $(filter tiny,$(MODEL)),,$(MODELS_STAMP))
 	$(PY) -m sim layer $(if $(filter command line,$(origin CONFIG)),--config $(CONFIG),) \
 		--model $(MODEL) --layer $(LAYER) --context $(SEQ) \
 		--steps $(if $(filter 0,$(STEPS)),4,$(STEPS)) --seed $(SEED)
+
+sim-model: $(STAMP) $(if $(filter tiny,$(MODEL)),,$(MODELS_STAMP))
+	$(PY) -m sim model $(if $(filter command line,$(origin CONFIG)),--config $(CONFIG),) \
+		--model $(MODEL) --tokens $(if $(filter 0,$(STEPS)),8,$(STEPS)) --context $(SEQ) \
+		$(if $(PROMPT),--prompt $(PROMPT),)
 
 sim-fabric: $(STAMP)
 	$(PY) -m sim fabric --config $(CONFIG) --seed $(SEED) $(WAVES_FLAG)

@@ -64,12 +64,38 @@ class LayerStep(ProgramBuilder):
         self.lc, self.L, self.C = lc, L, C
         self.d, self.hq, self.hkv = lc.head_dim, lc.n_heads, lc.n_kv_heads
 
+    MATRICES = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
+
+    @staticmethod
+    def weight_bytes_of(L: dict) -> int:
+        return sum(int(L[k].q.size) for k in LayerStep.MATRICES)
+
+    def weight_bytes(self) -> int:
+        """int8 weight bytes the step streams into the MXMs."""
+        return self.weight_bytes_of(self.L)
+
+    def kv_bytes(self) -> int:
+        """KV cache bytes the step streams into the MXMs (every cache: both digits of k
+        and v, ``C`` positions)."""
+        return 4 * self.C * self.hkv * self.d * max(1, len(self.caches))
+
     def tensor(self, name, width, planes):
         return self.mem.tensor(name, [(0, t) for t in range(T.ntiles(width, self.vl))], planes)
 
     def run(self) -> None:
-        lc, L, vl = self.lc, self.L, self.vl
-        d, hq, hkv, C, D, F = self.d, self.hq, self.hkv, self.C, lc.d_model, lc.d_ff
+        self.setup()
+        D = self.lc.d_model
+        self.h = self.tensor("h", D, 4)
+        self.eh = self.tensor("h.e", D, 2)
+        self.inputs = {"h": self.h, "h.e": self.eh}
+        self.y, self.ey = self.layer("", self.L, self.h, self.eh)
+        self.mem.check()
+
+    def setup(self) -> None:
+        """What every layer shares: zero registers, tables, the position vectors and the
+        RoPE position tables; checks the shape."""
+        lc, vl = self.lc, self.vl
+        d, hq, hkv, C = self.d, self.hq, self.hkv, self.C
         if vl % d or C > vl or C > 256:
             raise CompileError(f"the layer step needs head_dim | VL and the context <= "
                                f"min(VL, 256) (got head_dim {d}, context {C}, VL {vl})",
@@ -80,74 +106,86 @@ class LayerStep(ProgramBuilder):
         activation_tables(self)
         self.pos = self.position_vectors()
         cos, sin = rope_tables(np.arange(C), d, lc.rope_base)
-        tabs = position_tables(self, "rope", cos, sin, hq)
-        ktabs = position_tables(self, "rope.k", cos, sin, hkv)
-        # the cache: key/value digit rows (C per KV tile, one slice and bank each),
-        # exponents over keys
+        self.tabs = position_tables(self, "rope", cos, sin, hq)
+        self.ktabs = position_tables(self, "rope.k", cos, sin, hkv)
         self.kvt = T.ntiles(hkv * d, vl)
-        self.cache, self.cache_locs = {}, {}
+        self.caches: dict[str, tuple[dict, dict]] = {}
+
+    def new_cache(self, tag: str) -> None:
+        """One layer's KV cache: key/value digit rows (C per KV tile, one slice and bank
+        each) and, per KV head, the exponents over keys; made the current cache."""
+        vl, C, hkv = self.vl, self.C, self.hkv
+        cache, locs = {}, {}
         for nm in ("kh", "kl", "vh", "vl"):
-            view = self.cache[nm] = Tensor(f"cache.{nm}", 1, "")
+            view = cache[nm] = Tensor(f"{tag}cache.{nm}", 1, "")
             for t in range(self.kvt):
-                rows, self.cache_locs[(nm, t)] = self.kv_rows(f"cache.{nm}[{t}]", C,
-                                                              final=True)
+                rows, locs[(nm, t)] = self.kv_rows(f"{tag}cache.{nm}[{t}]", C, final=True)
                 view.locs.update({(j, t): rows[(j,)] for j in range(C)})
         for nm in ("ek", "ev"):  # per KV head: [vector over keys, scratch] per plane
-            t = self.const(f"cache.{nm}", {(h, k): np.zeros((2, vl), np.uint8)
-                                          for h in range(hkv) for k in (0, 1)}, 2)
-            self.volatile.update(loc for locs in t.locs.values() for loc in locs)
-            self.cache[nm] = FirstOf(t)  # the vector over keys (the scratch after it)
-            self.cache_locs[nm] = t
-        # inputs
-        self.h = self.tensor("h", D, 4)
-        self.eh = self.tensor("h.e", D, 2)
-        self.inputs = {"h": self.h, "h.e": self.eh}
+            t = self.const(f"{tag}cache.{nm}", {(h, k): np.zeros((2, vl), np.uint8)
+                                               for h in range(hkv) for k in (0, 1)}, 2)
+            self.volatile.update(loc for locs_ in t.locs.values() for loc in locs_)
+            cache[nm] = FirstOf(t)  # the vector over keys (the scratch after it)
+            locs[nm] = t
+        self.caches[tag] = (cache, locs)
+        self.cache, self.cache_locs = cache, locs
+
+    def layer(self, tag: str, L: dict, h, eh):
+        """One decoder layer on the residual row ``h, eh`` (int32, exponents) with its own
+        KV cache (named by ``tag``): the next residual row ``(y, ey)``."""
+        lc = self.lc
+        d, hq, hkv, C, D, F = self.d, self.hq, self.hkv, self.C, lc.d_model, lc.d_ff
+        tabs, ktabs = self.tabs, self.ktabs
+        self.new_cache(tag)
         # 1. attention inputs
-        x, ex = self.tensor("x", D, 2), self.tensor("x.e", D, 2)
-        rmsnorm_rows(self, "attn_norm", self.h, self.eh, x, ex, 1, L["attn_norm"])
+        x, ex = self.tensor(tag + "x", D, 2), self.tensor(tag + "x.e", D, 2)
+        rmsnorm_rows(self, tag + "attn_norm", h, eh, x, ex, 1, L["attn_norm"])
         heads = {}
-        xplanes = self.shared_planes("x", x, D, (L["wq"], L["wk"], L["wv"]))
+        xplanes = self.shared_planes(tag + "x", x, D, (L["wq"], L["wk"], L["wv"]))
         for nm, w, n in (("q", L["wq"], hq), ("k", L["wk"], hkv), ("v", L["wv"], hkv)):
-            wide, ew = self.tensor(f"{nm}32", n * d, 4), self.tensor(f"{nm}32.e", n * d, 2)
-            linear_rows(self, f"w{nm}", x, ex, w, wide, ew, 1, planes=xplanes)
-            nar, en = self.tensor(f"{nm}15", n * d, 2), self.tensor(f"{nm}15.e", n * d, 2)
-            narrow_groups(self, f"{nm}.heads", wide, ew, nar, en, 1, n, d, bits=15)
+            wide = self.tensor(tag + f"{nm}32", n * d, 4)
+            ew = self.tensor(tag + f"{nm}32.e", n * d, 2)
+            linear_rows(self, tag + f"w{nm}", x, ex, w, wide, ew, 1, planes=xplanes)
+            nar = self.tensor(tag + f"{nm}15", n * d, 2)
+            en = self.tensor(tag + f"{nm}15.e", n * d, 2)
+            narrow_groups(self, tag + f"{nm}.heads", wide, ew, nar, en, 1, n, d, bits=15)
             if nm == "v":
                 heads[nm] = (nar, en)
                 continue
-            r, er = self.tensor(nm, n * d, 2), self.tensor(f"{nm}.e", n * d, 2)
-            rope_rows(self, f"rope.{nm}", nar, en, r, er, 1, n, d, None, None, 15, self.pos,
-                      tabs if nm == "q" else ktabs)
+            r, er = self.tensor(tag + nm, n * d, 2), self.tensor(tag + f"{nm}.e", n * d, 2)
+            rope_rows(self, tag + f"rope.{nm}", nar, en, r, er, 1, n, d, None, None, 15,
+                      self.pos, tabs if nm == "q" else ktabs)
             heads[nm] = (r, er)
         # 2. append k and v (digits) and their exponents at the position
         self.append(heads["k"], "k")
         self.append(heads["v"], "v")
         # 3. attention over the cache
-        c, ec = self.tensor("ctx", hq * d, 2), self.tensor("ctx.e", hq * d, 2)
-        attention_decode_row(self, "attn", heads["q"][0], heads["q"][1], self.cache,
+        c, ec = self.tensor(tag + "ctx", hq * d, 2), self.tensor(tag + "ctx.e", hq * d, 2)
+        attention_decode_row(self, tag + "attn", heads["q"][0], heads["q"][1], self.cache,
                              next(iter(self.pos.values())), c, ec, hq, hkv, d, C)
         # 4. Wo + residual, the MLP + residual
-        o, eo = self.tensor("o", D, 4), self.tensor("o.e", D, 2)
-        linear_rows(self, "wo", c, ec, L["wo"], o, eo, 1)
-        h1, eh1 = self.tensor("h1", D, 4), self.tensor("h1.e", D, 2)
-        add_aligned_rows(self, "res1", self.h, self.eh, o, eo, h1, eh1, 1, D)
-        x2, ex2 = self.tensor("x2", D, 2), self.tensor("x2.e", D, 2)
-        rmsnorm_rows(self, "ffn_norm", h1, eh1, x2, ex2, 1, L["ffn_norm"])
+        o, eo = self.tensor(tag + "o", D, 4), self.tensor(tag + "o.e", D, 2)
+        linear_rows(self, tag + "wo", c, ec, L["wo"], o, eo, 1)
+        h1, eh1 = self.tensor(tag + "h1", D, 4), self.tensor(tag + "h1.e", D, 2)
+        add_aligned_rows(self, tag + "res1", h, eh, o, eo, h1, eh1, 1, D)
+        x2, ex2 = self.tensor(tag + "x2", D, 2), self.tensor(tag + "x2.e", D, 2)
+        rmsnorm_rows(self, tag + "ffn_norm", h1, eh1, x2, ex2, 1, L["ffn_norm"])
         gu = {}
-        x2planes = self.shared_planes("x2", x2, D, (L["w_gate"], L["w_up"]))
+        x2planes = self.shared_planes(tag + "x2", x2, D, (L["w_gate"], L["w_up"]))
         for nm, w in (("gate", L["w_gate"]), ("up", L["w_up"])):
-            wide, ew = self.tensor(nm, F, 4), self.tensor(f"{nm}.e", F, 2)
-            linear_rows(self, f"w_{nm}", x2, ex2, w, wide, ew, 1, planes=x2planes)
-            n16, e16 = self.tensor(f"{nm}16", F, 2), self.tensor(f"{nm}16.e", F, 2)
-            narrow_rows(self, f"{nm}.narrow", wide, ew, n16, e16, 1, F, 16)
+            wide, ew = self.tensor(tag + nm, F, 4), self.tensor(tag + f"{nm}.e", F, 2)
+            linear_rows(self, tag + f"w_{nm}", x2, ex2, w, wide, ew, 1, planes=x2planes)
+            n16 = self.tensor(tag + f"{nm}16", F, 2)
+            e16 = self.tensor(tag + f"{nm}16.e", F, 2)
+            narrow_rows(self, tag + f"{nm}.narrow", wide, ew, n16, e16, 1, F, 16)
             gu[nm] = (n16, e16)
-        m, em = self.tensor("m", F, 2), self.tensor("m.e", F, 2)
-        swiglu_rows(self, "swiglu", *gu["gate"], *gu["up"], m, em, 1, F)
-        dn, edn = self.tensor("down", D, 4), self.tensor("down.e", D, 2)
-        linear_rows(self, "w_down", m, em, L["w_down"], dn, edn, 1)
-        self.y, self.ey = self.tensor("y", D, 4), self.tensor("y.e", D, 2)
-        add_aligned_rows(self, "res2", h1, eh1, dn, edn, self.y, self.ey, 1, D)
-        self.mem.check()
+        m, em = self.tensor(tag + "m", F, 2), self.tensor(tag + "m.e", F, 2)
+        swiglu_rows(self, tag + "swiglu", *gu["gate"], *gu["up"], m, em, 1, F)
+        dn, edn = self.tensor(tag + "down", D, 4), self.tensor(tag + "down.e", D, 2)
+        linear_rows(self, tag + "w_down", m, em, L["w_down"], dn, edn, 1)
+        y, ey = self.tensor(f"{tag}y", D, 4), self.tensor(f"{tag}y.e", D, 2)
+        add_aligned_rows(self, tag + "res2", h1, eh1, dn, edn, y, ey, 1, D)
+        return y, ey
 
     def shared_planes(self, name: str, x, width: int, weights):
         """The masked input planes (`block_planes`) once for products that share ``x``
@@ -255,17 +293,16 @@ class CompiledLayerStep(ScheduleView):
 
     def bounds(self) -> dict:
         """Lower bounds on one step's cycles and the ratio to the largest: ``weight_stream``
-        (every int8 weight of the layer and both KV digit caches, ``4 C n_kv d`` bytes, into
-        an MXM once at one VL-byte row per MXM per cycle), ``mvm`` (the step's MVMs over the
-        MXMs), ``vxm`` (VXM instructions, one per cycle); beside them the longest dependency
-        chain of this program (``dependency_path``, a bound for this lowering only)."""
+        (every int8 weight of the step -- a model step's: every layer's and the LM head's --
+        and every KV digit cache, ``4 C n_kv d`` bytes per layer, into an MXM once at one
+        VL-byte row per MXM per cycle), ``mvm`` (the step's MVMs over the MXMs), ``vxm``
+        (VXM instructions, one per cycle); beside them the longest dependency chain of this
+        program (``dependency_path``, a bound for this lowering only)."""
         from .compiled import _bounds
 
-        vl, lc = self.cfg.vector_length, self.low.lc
+        vl = self.cfg.vector_length
         n_mxm = len(self.cfg.slices_of("MXM"))
-        wbytes = sum(int(self.low.L[k].q.size) for k in (
-            "wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"))
-        kv = 4 * self.low.C * lc.n_kv_heads * lc.head_dim
+        wbytes, kv = self.low.weight_bytes(), self.low.kv_bytes()
         b = _bounds(self.cfg, self.low.bundles, self.emitted)
         rows = -(-(wbytes + kv) // vl)  # VL-byte weight rows
         out = {"weight_stream": -(-rows // n_mxm), "mvm": b.mxm, "vxm": b.vxm}

@@ -23,9 +23,11 @@ def tiny_vocab() -> tuple[list[str], list[int]]:
 
 
 def write_tiny_gguf(path, seed: int = 0, arch: str = "llama", outlier: float = 8.0,
-                    **shape) -> dict:
-    """Write the tiny model (``shape``: changes to `TINY`, e.g. ``n_kv_heads=4``); return
-    its float weights as written (before quantisation)."""
+                    untied: bool = False, **shape) -> dict:
+    """Write the tiny model (``shape``: changes to `TINY`, e.g. ``n_kv_heads=4``;
+    ``untied``: an output matrix of its own instead of the embedding's, so that greedy
+    decoding does not just repeat the input token); return its float weights as written
+    (before quantisation)."""
     import gguf
     from gguf import GGMLQuantizationType as Q
 
@@ -73,6 +75,8 @@ def write_tiny_gguf(path, seed: int = 0, arch: str = "llama", outlier: float = 8
         for name, shp in shapes.items():
             q(f"blk.{i}.{name}.weight", rng.normal(0, 1.0 / np.sqrt(shp[1]), shp), Q.Q4_1)
     w.add_tensor("output_norm.weight", rng.normal(1.0, 0.2, d).astype(np.float32))
+    if untied:
+        q("output.weight", rng.normal(0, 1.0, (vocab, d)), Q.Q8_0)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -153,6 +153,20 @@ def cmd_layer(args) -> int:
                                              args.steps, args.seed, log=log), print_report)
 
 
+def cmd_model(args) -> int:
+    from .model import print_report, run_model
+
+    cfg = _config(args.config)
+    try:
+        prompt = ([int(t) for t in args.prompt.split(",")] if args.prompt else None)
+    except ValueError:
+        raise SystemExit(f"error: --prompt must be comma-separated token ids, got "
+                         f"{args.prompt!r}") from None
+    print(cfg.summary(), flush=True)
+    return _sim_report(lambda log: run_model(cfg, args.model, prompt, args.tokens,
+                                             args.context, args.seed, log=log), print_report)
+
+
 def cmd_run(args) -> int:
     from .runprog import RunError, execute, prepare, print_report
 
@@ -303,6 +317,17 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_layer)
+
+    p = sub.add_parser("model", help="a whole llama decoding token by token on the RTL")
+    p.add_argument("--config", default="layer")
+    p.add_argument("--model", default="tiny", help="'tiny' (a random 2-layer llama written "
+                   "on the fly) or a llama .gguf path / model name")
+    p.add_argument("--prompt", default="", help="comma-separated token ids (default: 4 "
+                   "random ones from the seed)")
+    p.add_argument("--tokens", type=int, default=8)
+    p.add_argument("--context", type=int, default=16, help="KV cache positions")
+    p.add_argument("--seed", type=int, default=2)
+    p.set_defaults(func=cmd_model)
 
     p = sub.add_parser("run", help="run your own program (.s, .bin or .py) on the machine "
                        "model and, with --rtl, on the Verilated chip, compared")

@@ -1,0 +1,145 @@
+"""One decode step of a whole llama model on the machine: token in, next token out.
+
+``compile_model_step(model, cfg, max_context)`` compiles one program that every step
+runs, from the lowerings the layer step uses (`compiler.layer`):
+
+    embedding row (host) -> layer 0 -> ... -> layer n-1 -> RMSNorm -> LM head
+        -> argmax (on chip) -> the next token's id
+
+Per step the host writes the token's embedding row (`golden.vocab.embed_int`: the int32
+row of the GGUF's Q8_0 table and its exponent; the issue allows the row instead of the id)
+and the position ``p``; it reads the next token's id, an int32 in SRAM.  Every layer keeps
+its own KV cache in SRAM across steps.  A prompt is prefilled by the same program, one
+token per step (the steps of the prompt's last token gives the first new token), so the
+time to first token is ``len(prompt) x cycles``; a prefill that batches the prompt's rows
+through the products is not built yet.  Fixed maximum context ``C`` with a position mask,
+as in `compiler.layer`: every step has the same predicted cycle count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from arch.config import TspConfig, get_config
+from golden.machine import Machine
+from golden.vocab import embed_int
+
+from . import tiling as T
+from .errors import CompileError
+from .layer import CompiledLayerStep, LayerStep
+from .lowerings import argmax_rows, linear_rows, rmsnorm_rows
+
+
+class ModelStep(LayerStep):
+    """`LayerStep` over every layer, then the final norm, the LM head and the argmax."""
+
+    def __init__(self, lc, W: dict, cfg: TspConfig, C: int):
+        super().__init__(lc, W["layers"][0], cfg, C)
+        self.W = W
+
+    def weight_bytes(self) -> int:
+        return (sum(LayerStep.weight_bytes_of(L) for L in self.W["layers"])
+                + int(self.W["output"].q.size))
+
+    def run(self) -> None:
+        lc, W = self.lc, self.W
+        D, V = lc.d_model, W["output"].shape[0]
+        self.setup()
+        self.h = self.tensor("h", D, 4)
+        self.eh = self.tensor("h.e", D, 2)
+        self.inputs = {"h": self.h, "h.e": self.eh}
+        h, eh = self.h, self.eh
+        for i, L in enumerate(W["layers"]):
+            h, eh = self.layer(f"l{i}.", L, h, eh)
+        self.y, self.ey = h, eh
+        x, ex = self.tensor("head.x", D, 2), self.tensor("head.x.e", D, 2)
+        rmsnorm_rows(self, "out_norm", h, eh, x, ex, 1, W["out_norm"])
+        self.logits, self.el = self.tensor("logits", V, 4), self.tensor("logits.e", V, 2)
+        linear_rows(self, "lm_head", x, ex, W["output"], self.logits, self.el, 1)
+        self.token = self.mem.tensor("token", [(0,)], 4)
+        argmax_rows(self, "argmax", self.logits, self.token, 1, V)
+        self.mem.check()
+
+
+class CompiledModelStep(CompiledLayerStep):
+    """A compiled model step: the layer step's schedule views and bounds (over every
+    layer's weights and caches and the LM head's), plus the token interface."""
+
+    @property
+    def shape_label(self) -> str:
+        lc = self.low.lc
+        return (f"llama decode step, {lc.n_layers} layers, context {self.low.C}, d_model "
+                f"{lc.d_model}, vocab {self.low.W['output'].shape[0]}")
+
+    def token_writes(self, token: int, pos: int) -> list:
+        """The host's writes for one step: the token's embedding row and exponent, and the
+        position (one u8 vector per MEM slice)."""
+        vl, low = self.cfg.vector_length, self.low
+        row, e = embed_int(np.array([token]), low.W["embedding"])
+        out = []
+        for (_, t), locs in low.h.locs.items():
+            out += list(zip(locs, T.bytes_of(T.tile_vec(row[0], t, vl), 4), strict=True))
+        for locs in low.eh.locs.values():
+            out += list(zip(locs, T.bytes_of(np.full(vl, int(np.ravel(e)[0])), 2), strict=True))
+        out += [(loc, np.full(vl, pos, np.uint8)) for loc in low.pos.values()]
+        return out
+
+    def read_token(self, read_vec) -> int:
+        return int(T.from_bytes(np.stack([read_vec(*loc) for loc in
+                                          self.low.token[(0,)]]))[0])
+
+    def generate(self, prompt_ids, n_tokens: int, machine: Machine | None = None,
+                 on_token=None) -> tuple[list[int], list[int]]:
+        """Greedy continuation on the machine model: the prompt one token per step, then
+        each generated token fed back.  ``(new token ids, cycles of every step)``."""
+        prompt_ids = [int(t) for t in prompt_ids]
+        total = len(prompt_ids) + n_tokens - 1
+        if not prompt_ids or n_tokens < 1 or total > self.low.C:
+            raise ValueError(f"a prompt of {len(prompt_ids)} tokens and {n_tokens} new ones "
+                             f"need {total} positions; the program's context is "
+                             f"{self.low.C} (prompt >= 1, tokens >= 1)")
+        m = machine
+        if m is None:
+            m = Machine(self.cfg)
+            for (s, a), v in self.init.items():
+                m.write_mem(s, a, v)
+            m.load_program(self.program)
+        out, cycles = [], []
+        feed = list(prompt_ids)
+        for p in range(total + 1):
+            tok = feed[p] if p < len(feed) else out[-1]
+            for (s, a), v in self.token_writes(tok, p):
+                m.write_mem(s, a, v)
+            cycles.append(m.run(max_cycles=4 * self.cycles + 1000).cycles)
+            if p >= len(prompt_ids) - 1:
+                out.append(self.read_token(m.read_mem))
+                if on_token is not None:
+                    on_token(out[-1])
+            if len(out) == n_tokens:
+                break
+        return out, cycles
+
+
+def compile_model_step(model, cfg: TspConfig | str, max_context: int,
+                       orders=("priority", "program", "cycle")) -> CompiledModelStep:
+    """Lower one decode step of ``model`` (a `golden.llm.LlamaModel`) once, list-schedule
+    it in each of ``orders`` and keep the fastest that fits the instruction memory."""
+    cfg = get_config(cfg)
+    low = ModelStep(model.config, model.int_weights(), cfg, max_context)
+    low.run()
+    best, err = None, None
+    for order in orders:
+        try:
+            cycles = low.finish("the model step", order)[1].cycles
+        except CompileError as exc:
+            err = exc
+            continue
+        if best is None or cycles < best[1]:
+            best = (order, cycles)
+    if best is None:
+        raise err
+    prog, em = low.finish("the model step", best[0])
+    return CompiledModelStep(cfg, prog, em.cycles, dict(low.init), low, em)
+
+
+__all__ = ["CompiledModelStep", "ModelStep", "compile_model_step"]
