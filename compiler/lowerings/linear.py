@@ -187,13 +187,15 @@ def linear_rows(pb: ProgramBuilder, name: str, x, e_x, w: RowWeight, dst, e_dst,
         consts["o"] = {(n, b): (T.tile_vec(w.o[:, b], n, vl), other[sside])
                        for n in range(nt) for b in range(nb)}
     cv = {}
-    for nm, vecs in consts.items():
+    for nm, vecs in consts.items():  # one allocation per output tile (no long runs)
         cv[nm] = {}
-        for sd in "WE":
-            part = {k: T.bytes_of(v, 4) for k, (v, ks) in vecs.items() if ks == sd}
+        for n, sd in ((n, sd) for n in range(nt) for sd in "WE"):
+            part = {k: T.bytes_of(v, 4) for k, (v, ks) in vecs.items()
+                    if k[0] == n and ks == sd}
             if part:
-                t = pb.const(f"{name}.{nm}.{sd}", part, 4, sd)
+                t = pb.const(f"{name}.{nm}[{n}].{sd}", part, 4, sd)
                 cv[nm].update({k: t[k] for k in part})
+
     def weight_rows(n, k):
         return [(r, wq.loc(n, k, r)) for r in range(pb.rows_of_tile(n_out, n))]
 
