@@ -53,6 +53,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import NamedTuple
 
+from bisect import bisect_left, bisect_right
+
 import numpy as np
 
 from arch.asm import format_instr
@@ -415,29 +417,39 @@ class Machine:
 
     # -- program ------------------------------------------------------------------------
     def load_program(self, program: Program) -> None:
+        """Decode and check every word once (an illegal word is kept as its error, raised
+        when issued); every `run` starts the queues from these."""
         if program.config_hash != self.cfg.stable_hash():
             raise MachineError(
                 f"program is for config {program.config_name!r}, machine is {self.cfg.name!r}"
             )
         self.program = program
-        self._queues = []
-        for i, sl in enumerate(self.cfg.slices):
-            ops = []
+        self._decoded = []
+        for sl in self.cfg.slices:
+            ops, seen = [], {}
             for w in program.words(sl.name):
-                try:
-                    ins = decode(sl.kind, w)
-                    validate(ins, sl.kind, self.cfg)
-                    ops.append(ins)
-                except IsaError as exc:
-                    ops.append(exc)
-            self._queues.append(_Queue(i, sl, ops))
+                ins = seen.get(w)
+                if ins is None:
+                    try:
+                        ins = decode(sl.kind, w)
+                        validate(ins, sl.kind, self.cfg)
+                    except IsaError as exc:
+                        ins = exc
+                    seen[w] = ins
+                ops.append(ins)
+            self._decoded.append(tuple(ops))
+        self._reset_queues()
+
+    def _reset_queues(self) -> None:
+        self._queues = [_Queue(i, sl, list(ops))
+                        for i, (sl, ops) in enumerate(zip(self.cfg.slices, self._decoded))]
 
     # -- run ------------------------------------------------------------------------------
     def run(self, max_cycles: int = 1_000_000, trace: bool = False) -> RunResult:
         """Execute the loaded program from cycle 0 until every queue halted."""
         if self.program is None:
             raise MachineError("no program loaded")
-        self.load_program(self.program)  # reset queue state
+        self._reset_queues()
         self._streams = [[{} for _ in range(self.ns)] for _ in DIRS]
         self._reserved: dict[tuple, tuple] = {}
         self._pending_sram = {n: (-1, ()) for n in self.mem}
@@ -638,22 +650,21 @@ class Machine:
         return None if best is None else best[1]
 
     def _get_src(self, pos: int, d: int, s: int, c: int):
-        """(writer position, value) of the valid value in (pos, d, s) in cycle c, or None."""
+        """(writer position, value) of the valid value in (pos, d, s) in cycle c, or None:
+        of the values on the register's diagonal, the one written nearest upstream."""
         if d == E:
-            lst = self._streams[E][s].get(c - pos)
-            best = None
-            if lst:
-                for p, v in lst:
-                    if p < pos and (best is None or p > best[0]):
-                        best = (p, v)
+            ent = self._streams[E][s].get(c - pos)
+            if ent:
+                i = bisect_left(ent[0], pos)
+                if i:
+                    return ent[0][i - 1], ent[1][i - 1]
         else:
-            lst = self._streams[W][s].get(c + pos)
-            best = None
-            if lst:
-                for p, v in lst:
-                    if p > pos and (best is None or p < best[0]):
-                        best = (p, v)
-        return best
+            ent = self._streams[W][s].get(c + pos)
+            if ent:
+                i = bisect_right(ent[0], pos)
+                if i < len(ent[0]):
+                    return ent[0][i], ent[1][i]
+        return None
 
     def _rd(self, q: _Queue, d: int, s: int, c: int) -> np.ndarray:
         src = self._get_src(q.pos, d, s, c)
@@ -680,14 +691,20 @@ class Machine:
             )
         self._reserved[key] = (self._ctx[1], self._ctx[2], self._ctx[4])
         value = np.asarray(value, dtype=np.uint8)
+        # per diagonal: writer positions (sorted) and their values
+        dest = q.pos + 1 if d == E else q.pos - 1
         if d == E:
-            dest = q.pos + 1
             if dest < self.n_pos:
-                self._streams[E][s].setdefault(c - q.pos, []).append((q.pos, value))
+                ps, vs = self._streams[E][s].setdefault(c - q.pos, ([], []))
+                i = bisect_left(ps, q.pos)
+                ps.insert(i, q.pos)
+                vs.insert(i, value)
         else:
-            dest = q.pos - 1
             if dest >= 0:
-                self._streams[W][s].setdefault(c + q.pos, []).append((q.pos, value))
+                ps, vs = self._streams[W][s].setdefault(c + q.pos, ([], []))
+                i = bisect_left(ps, q.pos)
+                ps.insert(i, q.pos)
+                vs.insert(i, value)
         if self._trace is not None:
             tc = self._trace.setdefault(c, TraceCycle(c))
             tc.writes.append(StreamWrite(q.name, dest, DIRS[d], s, value))
