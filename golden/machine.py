@@ -48,12 +48,11 @@ issue cycle (results, SRAM writes).  With no observer the model does no extra wo
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import NamedTuple
-
-from bisect import bisect_left, bisect_right
 
 import numpy as np
 
@@ -442,7 +441,8 @@ class Machine:
 
     def _reset_queues(self) -> None:
         self._queues = [_Queue(i, sl, list(ops))
-                        for i, (sl, ops) in enumerate(zip(self.cfg.slices, self._decoded))]
+                        for i, (sl, ops) in enumerate(zip(self.cfg.slices, self._decoded,
+                                                          strict=True))]
 
     # -- run ------------------------------------------------------------------------------
     def run(self, max_cycles: int = 1_000_000, trace: bool = False) -> RunResult:
