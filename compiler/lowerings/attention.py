@@ -101,6 +101,18 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
     v = O.vxm(b, "u8", ("r", rvis), "LE", "lane", "s", otype="i32")
     b.connect(O.read(b, *pos_loc), "out", v, "b")
     pb.emit(b)
+    # per KV head (not per query head: off the heads' chains) the largest visible key
+    # and value exponents, kept in SRAM
+    emax = {nm: pb.mem.tensor(f"{name}.{nm}max", [(hk,) for hk in range(n_kv)], 2)
+            for nm in ("ek", "ev")}
+    for nm, hk in ((nm, hk) for nm in ("ek", "ev") for hk in range(n_kv)):
+        bd = Bundle(f"{name} kv head {hk} {nm} max", name)
+        v = O.vxm(bd, "i16", "s", "SEL", ("r", rvis), "s", "PASS", ("r", rmin), sat=True)
+        planes_in(O, bd, cache[nm][(hk,)], v, "b")
+        red = O.reduce(bd, sxm, "RMAX", "i16")
+        bd.connect(v, "d", red, "in")
+        planes_out(O, bd, red, "out", emax[nm][(hk,)])
+        pb.emit(bd)
 
     def kv_of(h: int) -> tuple[int, int]:
         """(tile, first lane) of query head h's KV head in the KV row."""
@@ -178,17 +190,7 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
         nm = f"{name} head {h}"
         re_, rsh = regs.single(), regs.single()
 
-        def masked_max(src_locs, typ, dst, nm=nm):
-            bd = Bundle(f"{nm} max {typ}", name)
-            v = O.vxm(bd, typ, "s", "SEL", ("r", rvis), "s", "PASS", ("r", rmin), sat=True)
-            planes_in(O, bd, src_locs, v, "b")
-            red = O.reduce(bd, sxm, "RMAX", typ)
-            bd.connect(v, "d", red, "in")
-            w = O.vxm(bd, typ, ("r", dst), "PASS", "s", otype="i32")
-            bd.connect(red, "out", w, "a")
-            pb.emit(bd)
-
-        masked_max(cache["ek"][(hk,)], "i16", re_)  # emax
+        _load_e(pb, f"{nm} emax", emax["ek"][(hk,)], re_)
         bd = Bundle(f"{nm} emax - ek", name)
         v = O.vxm(bd, "i16", ("r", rsh), "SUB", ("r", re_), "s", otype="i32")
         planes_in(O, bd, cache["ek"][(hk,)], v, "b")
@@ -235,7 +237,7 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
             planes_out(O, bd, v, "d", t_[(h,)])
             pb.emit(bd)
         # exps aligned to the values' max exponent, Q14, as digits
-        masked_max(cache["ev"][(hk,)], "i16", rz)  # vmax
+        _load_e(pb, f"{nm} vmax", emax["ev"][(hk,)], rz)
         bd = Bundle(f"{nm} ea", name)
         v = O.vxm(bd, "i32", "s", "ADD", ("r", rz), 1 + V_SHIFT, otype="i16")
         planes_out(O, bd, v, "d", eav[(h,)])
@@ -318,4 +320,4 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
     _store_e(pb, name, rtop, e_ctx, 0, nt)
     regs.release(rtop, rs, rrow, rc, rumax, r15, rmin, rvis)
     regs.release_triple(rr)
-    pb.release(qd, pd, acc, av, yv, sv, eav, w24, ch, ech, row)
+    pb.release(qd, pd, acc, av, yv, sv, eav, w24, ch, ech, row, *emax.values())
