@@ -359,18 +359,7 @@ def compile_layer_step(lc, L: dict, cfg: TspConfig | str, max_context: int,
     cfg = get_config(cfg)
     low = LayerStep(lc, L, cfg, max_context)
     low.run()
-    best, err = None, None
-    for order in orders:
-        try:
-            cycles = low.finish("the layer step", order)[1].cycles
-        except CompileError as exc:
-            err = exc
-            continue
-        if best is None or cycles < best[1]:
-            best = (order, cycles)
-    if best is None:
-        raise err
-    prog, em = low.finish("the layer step", best[0])  # place the chosen schedule again
+    prog, em = low.finish_best("the layer step", orders)
     return CompiledLayerStep(cfg, prog, em.cycles, dict(low.init), low, em)
 
 

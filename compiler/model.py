@@ -25,7 +25,6 @@ from golden.machine import Machine
 from golden.vocab import embed_int
 
 from . import tiling as T
-from .errors import CompileError
 from .layer import CompiledLayerStep, LayerStep
 from .lowerings import argmax_rows, linear_rows, rmsnorm_rows
 
@@ -127,18 +126,7 @@ def compile_model_step(model, cfg: TspConfig | str, max_context: int,
     cfg = get_config(cfg)
     low = ModelStep(model.config, model.int_weights(), cfg, max_context)
     low.run()
-    best, err = None, None
-    for order in orders:
-        try:
-            cycles = low.finish("the model step", order)[1].cycles
-        except CompileError as exc:
-            err = exc
-            continue
-        if best is None or cycles < best[1]:
-            best = (order, cycles)
-    if best is None:
-        raise err
-    prog, em = low.finish("the model step", best[0])
+    prog, em = low.finish_best("the model step", orders)
     return CompiledModelStep(cfg, prog, em.cycles, dict(low.init), low, em)
 
 

@@ -96,10 +96,7 @@ def run_bench(rtl: bool = True, log=print) -> list[dict]:
             f"{res.cycles}), bound {comp.lower_bound:6d}, ratio {comp.ratio:.2f}, MXM util "
             f"{100 * comp.mxm_utilisation:5.1f} % useful ({100 * comp.mxm_utilisation_all:.1f} % "
             f"with overhead MVMs {comp.overhead_mvms}){rtl_txt}")
-    out = build_root() / "bench.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=1))
-    log(f"written {out}")
+    _write_rows("bench.json", rows, log)
     run_decode_bench(rtl, log)
     run_layer_bench(log)
     return rows
@@ -146,13 +143,18 @@ def run_decode_bench(rtl: bool = True, log=print) -> list[dict]:
             f"{comp.cycles:5d} cycles/step (model {row['model_cycles_every_step']}), bounds "
             f"weights {b['weight_stream']}, MAC {b['mac']}, VXM {b['vxm']}, path {b['path']}: "
             f"ratio {bnd['ratio']:.2f} to {bnd['binding']}{rtl_txt}")
-    out = build_root() / "bench-decode.json"
-    out.write_text(json.dumps(rows, indent=1))
-    log(f"written {out}")
+    _write_rows("bench-decode.json", rows, log)
     return rows
 
 
 LAYER_BENCH = (("tiny", "medium"), ("smollm2-135m", "layer"))
+
+
+def _write_rows(name: str, rows, log) -> None:
+    out = build_root() / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=1))
+    log(f"written {out}")
 
 
 def run_layer_bench(log=print) -> dict:
@@ -202,7 +204,5 @@ def run_layer_bench(log=print) -> dict:
             f"cycles/step (model {row['model_cycles_every_step']}, bit-exact {exact}); "
             f"bounds {b['bounds']}: {b['binding']} binds, ratio {b['ratio']}; dependency "
             f"path {b['dependency_path']}")
-    out = build_root() / "bench-layer.json"
-    out.write_text(json.dumps(rows, indent=1))
-    log(f"written {out}")
+    _write_rows("bench-layer.json", rows, log)
     return rows
