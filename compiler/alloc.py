@@ -269,18 +269,22 @@ class Sram:
         t = self.tensor(name, range(256), 1, slices=[slice_])
         return t
 
+    #: what the program is, for the error message (set by the lowering: "the layer step")
+    what = "the block"
+
     def check(self, final: bool = False) -> None:
         """Raise if an allocation failed (``final``: failed for host constants alone)."""
         if self.failed:
             slices = len(self.free)
             vl = self.cfg.vector_length
             raise CompileError(
-                f"the block does not fit the SRAM of config {self.cfg.name!r}: it needs at "
+                f"{self.what} does not fit the SRAM of config {self.cfg.name!r}: it needs at "
                 f"least {self.peak} vectors ({self.peak * vl / 1024:.1f} KiB) at its peak but "
                 f"the config has {self.capacity} ({slices} MEM slices x {self.size} "
                 f"addresses x {vl} B = {self.capacity * vl / 1024:.1f} KiB); first failing "
                 f"allocation: {self.failed[0]}.  Raise mem_depth (now {self.depth}) or "
-                f"mem_slices_per_hemisphere, or use a smaller block.", "sram", final)
+                f"mem_slices_per_hemisphere, or use a smaller "
+                f"{'block' if self.what == 'the block' else 'model'}.", "sram", final)
 
 
 class Regs:

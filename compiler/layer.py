@@ -61,6 +61,7 @@ class LayerStep(ProgramBuilder):
         # find VL consecutive free read cycles on its MEM slice, which the products'
         # scale and offset reads fragment (real SmolLM2 layer: 35.1k -> 25.7k cycles)
         super().__init__(cfg, rigid_loads=False)
+        self.mem.what = "the layer step"
         self.lc, self.L, self.C = lc, L, C
         self.d, self.hq, self.hkv = lc.head_dim, lc.n_heads, lc.n_kv_heads
 

@@ -34,6 +34,7 @@ class ModelStep(LayerStep):
 
     def __init__(self, lc, W: dict, cfg: TspConfig, C: int):
         super().__init__(lc, W["layers"][0], cfg, C)
+        self.mem.what = f"the model step ({lc.n_layers} layers)"
         self.W = W
 
     def weight_bytes(self) -> int:

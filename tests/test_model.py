@@ -41,3 +41,17 @@ def test_tiny_llama_refuses_a_context_overflow(tiny_model):
         cm.generate([5] * 12, 8)
     with pytest.raises(ValueError, match=r"prompt >= 1"):
         cm.generate([], 4)
+
+
+def test_a_model_too_large_for_the_sram_is_refused_by_name(tiny_model):
+    """The tiny llama on `medium` with a quarter of its SRAM (mem_depth 256): the error
+    names the model step, the SRAM it needs and the parameter to raise."""
+    from arch.config import get_config
+    from compiler.errors import CompileError
+
+    model, _ = tiny_model
+    cfg = get_config("medium").replace(name="medium-256", mem_depth=256)
+    with pytest.raises(CompileError, match=r"^the model step \(2 layers\) does not fit the "
+                       r"SRAM of config 'medium-256'.*Raise mem_depth \(now 256\).*smaller "
+                       r"model\.$"):
+        compile_model_step(model, cfg, 16)
