@@ -27,6 +27,8 @@ from arch.isa import (
     sel_stream,
 )
 
+from .errors import CompileError
+
 E, W = 0, 1
 
 
@@ -206,7 +208,13 @@ class Bundle:
                         raise AssertionError(f"{self.name}: wire {w.tag} plane {p} has no driver")
                     pop, _ = by_plane[p]
                     dist = cop.pos - pop.pos
-                    assert dist != 0, f"{self.name}: {pop.slice} -> {cop.slice} distance 0"
+                    if dist == 0:
+                        raise CompileError(
+                            f"{self.name}: {pop.slice} would feed itself (a stream between "
+                            f"two instructions of one slice); with fewer than 4 MEM slices "
+                            f"on a side an int32 is stored in the relay layout through that "
+                            f"side's SXM, so an SXM result cannot go there: use a config "
+                            f"with >= 4 MEM slices per hemisphere", "shape", True)
                     dirs.add(E if dist > 0 else W)
                     delta = pop.lat + abs(dist)
                     links[id(pop)].append((cop, delta))

@@ -308,6 +308,9 @@ def test_rope_rows_bit_exact(config, heads, d_head, rows, bits, base_seed):
     ("small", 40, 96, 2, False, None),  # two rows: one tile per MXM, no split
     # four MXMs, three tiles of two K tiles: runs of 2, 1, 1, 2 -- tile 1 cut in two
     ("layer", 192, 128, 1, True, None),
+    # two MEM slices a side: the int32 block sums in the relay layout (reduced on the
+    # input's side, so that their planes 2, 3 can come back through the sums' SXM)
+    ("medium-2mem", 70, 128, 2, True, "MXM_W0"),
 ])
 def test_linear_rows_bit_exact(config, n_out, n_in, rows, offsets, mxm, base_seed):
     """`golden.planes.linear_int` on the machine: per block and plane an MVM of the masked
@@ -316,7 +319,8 @@ def test_linear_rows_bit_exact(config, n_out, n_in, rows, offsets, mxm, base_see
     from golden.planes import RowWeight, linear_int
 
     print(f"seed={base_seed}")
-    cfg = get_config(config)
+    cfg = (get_config("medium").replace(name=config, mem_slices_per_hemisphere=2)
+           if config == "medium-2mem" else get_config(config))
     vl = cfg.vector_length
     rng = np.random.default_rng([base_seed, 12, n_out, n_in])
     nb = n_in // 32

@@ -55,6 +55,10 @@ def block_planes(pb: ProgramBuilder, name: str, x, rows: int, n_in: int, group: 
                                           for p in range(2)], 1, side)
     st = (pb.mem.tensor(f"{name}.sums", [(i, b) for i in range(rows) for b in range(nb)], 4,
                         other) if sums else None)
+    # the sums' SXM: on their side, unless they are stored in the relay layout (fewer
+    # than 4 MEM slices there), whose planes 2, 3 pass that SXM on the way back
+    relay = st is not None and len({s_ for s_, _ in st[(0, 0)]}) < 4
+    reducer = {"W": "SXM_W", "E": "SXM_E"}[xside if relay else other]
     rlo = regs.single()
     for i in range(rows):
         for k in range(kt):
@@ -82,8 +86,7 @@ def block_planes(pb: ProgramBuilder, name: str, x, rows: int, n_in: int, group: 
                     v = O.vxm(bd, "i16", "s", "MUL", "s", "s", otype="i16")
                     planes_in(O, bd, x[(i, k)], v, "a")
                     planes_in(O, bd, mask[(j,)], v, "b")
-                    sx = O.reduce(bd, "SXM_W" if other == "W" else "SXM_E", "RSUM", "i16",
-                                  "i32")
+                    sx = O.reduce(bd, reducer, "RSUM", "i16", "i32")
                     bd.connect(v, "d", sx, "in")
                     planes_out(O, bd, sx, "out", st[(i, b)])
                     pb.emit(bd)
