@@ -78,7 +78,7 @@ class LayerStep(ProgramBuilder):
     def kv_bytes(self) -> int:
         """KV cache bytes the step streams into the MXMs (every cache: both digits of k
         and v, ``C`` positions)."""
-        return 4 * self.C * self.hkv * self.d * max(1, len(self.caches))
+        return 4 * self.C * self.hkv * self.d * len(self.caches)
 
     def tensor(self, name, width, planes):
         return self.mem.tensor(name, [(0, t) for t in range(T.ntiles(width, self.vl))], planes)
@@ -332,16 +332,20 @@ class CompiledLayerStep(ScheduleView):
         e = int(T.from_bytes(np.stack([read_vec(*l) for l in elocs]))[0])
         return y[:width], e
 
+    def new_machine(self) -> Machine:
+        """A machine model with the program and the host's initial image (weights,
+        tables, the zeroed caches) loaded."""
+        m = Machine(self.cfg)
+        for (s, a), v in self.init.items():
+            m.write_mem(s, a, v)
+        m.load_program(self.program)
+        return m
+
     def run_on_model(self, rows: np.ndarray, es, machine: Machine | None = None
                      ) -> tuple[list, list[RunResult], Machine]:
         """Steps at positions 0..T-1 (rows ``[T, d_model]`` int32 with exponents ``es``):
         ``([(y, e_y)], runs, machine)``."""
-        m = machine
-        if m is None:
-            m = Machine(self.cfg)
-            for (s, a), v in self.init.items():
-                m.write_mem(s, a, v)
-            m.load_program(self.program)
+        m = machine if machine is not None else self.new_machine()
         outs, runs = [], []
         d_model = rows.shape[1]
         for p in range(rows.shape[0]):

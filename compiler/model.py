@@ -98,12 +98,7 @@ class CompiledModelStep(CompiledLayerStep):
             raise ValueError(f"a prompt of {len(prompt_ids)} tokens and {n_tokens} new ones "
                              f"need {total} positions; the program's context is "
                              f"{self.low.C} (prompt >= 1, tokens >= 1)")
-        m = machine
-        if m is None:
-            m = Machine(self.cfg)
-            for (s, a), v in self.init.items():
-                m.write_mem(s, a, v)
-            m.load_program(self.program)
+        m = machine if machine is not None else self.new_machine()
         out, cycles = [], []
         feed = list(prompt_ids)
         for p in range(total + 1):

@@ -33,6 +33,22 @@ def run_layer_rtl(cl, rows: np.ndarray, es, out_dir: Path, log=print) -> dict:
             "log": str(run.log)}
 
 
+def step_problems(predicted: int, chip: list, clock: list, errors: list, steps: int) -> list:
+    """What a chip run of ``steps`` decode steps did wrong besides its outputs: a step
+    whose chip ``CYCLES`` or testbench clock is not the prediction, a slice fault."""
+    out = [f"{what} {got} != predicted {predicted} at every step"
+           for what, got in (("cycles_chip", chip), ("cycles_clock", clock))
+           if got != [predicted] * steps]
+    return out + [f"RTL fault in step {e['run']}: code {e['error_code']}" for e in errors]
+
+
+def bound_fields(bnd: dict) -> dict:
+    """A step's bounds (`CompiledLayerStep.bounds`) as report fields."""
+    return {"bounds": bnd["bounds"], "binding_bound": bnd["binding"],
+            "ratio_to_bound": bnd["ratio"], "dependency_path": bnd["dependency_path"],
+            "weight_bytes": bnd["weight_bytes"], "kv_cache_bytes": bnd["kv_bytes"]}
+
+
 def load_layer(model: str, layer: int, out_dir: Path, seed: int = 0):
     """``(gguf path, LlamaConfig, the layer's integer weights)``: ``model`` ``"tiny"`` (the
     random llama of `golden.tiny_llama`, written to ``out_dir``) or a llama GGUF."""
@@ -98,20 +114,14 @@ def run_layer(cfg, model: str = "tiny", layer: int = 0, context: int = 16, steps
     for p, ((y, e), (gy, ge)) in enumerate(zip(r["outputs"], gold, strict=True)):
         if not (np.array_equal(y, gy) and e == ge):
             problems.append(f"RTL step {p}: output differs from golden.llm.layer_int")
-    for what in ("cycles_chip", "cycles_clock"):
-        if r[what] != [cl.cycles] * steps:
-            problems.append(f"{what} {r[what]} != predicted {cl.cycles} at every step")
-    problems += [f"RTL fault in step {e['run']}: code {e['error_code']}"
-                 for e in r["step_errors"]]
+    problems += step_problems(cl.cycles, r["cycles_chip"], r["cycles_clock"],
+                              r["step_errors"], steps)
     report = {"config": cfg.name, "model": str(path), "layer": layer, "context": context,
               "steps": steps, "seed": seed,
               "bit_exact": not any("differs" in p or "fault" in p for p in problems),
               "cycles_predicted": cl.cycles, "cycles_model_steps": [x.cycles for x in runs],
               "cycles_chip_steps": r["cycles_chip"], "cycles_clock_steps": r["cycles_clock"],
-              "bounds": bnd["bounds"], "binding_bound": bnd["binding"],
-              "ratio_to_bound": bnd["ratio"], "dependency_path": bnd["dependency_path"],
-              "weight_bytes": bnd["weight_bytes"], "kv_cache_bytes": bnd["kv_bytes"],
-              "problems": problems, "log": r["log"], "out_dir": str(out_dir),
+              **bound_fields(bnd), "problems": problems, "log": r["log"], "out_dir": str(out_dir),
               "wall_seconds": round(time.monotonic() - t0, 1)}
     return write_report(report, cl, out_dir, plot)
 
@@ -137,4 +147,4 @@ def print_report(r: dict, log=print) -> None:
     log(f"report            {r['report_json']}")
 
 
-__all__ = ["print_report", "run_layer", "run_layer_rtl"]
+__all__ = ["bound_fields", "print_report", "run_layer", "run_layer_rtl", "step_problems"]

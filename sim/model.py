@@ -42,6 +42,7 @@ def run_model(cfg, model: str = "tiny", prompt: list[int] | None = None, tokens:
 
     from .block import run_on_chip, write_report
     from .build import check_simulable
+    from .layer import bound_fields, step_problems
     from .reports import new_run_dir
 
     t0 = time.monotonic()
@@ -79,19 +80,14 @@ def run_model(cfg, model: str = "tiny", prompt: list[int] | None = None, tokens:
                 for p in range(len(prompt) - 1, len(feed))]
     if got_chip != want:
         problems.append(f"chip tokens {got_chip} != golden {want}")
-    for what in ("cycles_chip_runs", "cycles_clock_runs"):
-        if s[what] != [cm.cycles] * len(feed):
-            problems.append(f"{what} {s[what]} != predicted {cm.cycles} at every step")
-    problems += [f"RTL fault in step {e['run']}: code {e['error_code']}"
-                 for e in s["step_errors"]]
+    problems += step_problems(cm.cycles, s["cycles_chip_runs"], s["cycles_clock_runs"],
+                              s["step_errors"], len(feed))
     report = {"config": cfg.name, "model": str(path), "layers": lm.config.n_layers,
               "context": context, "prompt": prompt, "tokens": want,
               "tokens_machine_model": got_model, "tokens_chip": got_chip,
               "text": lm.detokenize(want), "cycles_per_token": cm.cycles,
               "cycles_model_steps": cyc_model, "cycles_chip_steps": s["cycles_chip_runs"],
-              "cycles_clock_steps": s["cycles_clock_runs"], "bounds": bnd["bounds"],
-              "binding_bound": bnd["binding"], "ratio_to_bound": bnd["ratio"],
-              "weight_bytes": bnd["weight_bytes"], "kv_cache_bytes": bnd["kv_bytes"],
+              "cycles_clock_steps": s["cycles_clock_runs"], **bound_fields(bnd),
               "problems": problems, "log": str(run.log), "out_dir": str(out_dir),
               "wall_seconds": round(time.monotonic() - t0, 1)}
     return write_report(report, cm, out_dir, plot)

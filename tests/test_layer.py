@@ -24,6 +24,16 @@ def tiny_layer(tmp_path_factory):
 golden_steps = layer_steps_int  # the reference: golden.llm's layer, step by step
 
 
+def assert_steps_bit_exact(cl, lc, L, rows, es) -> None:
+    """Consecutive steps on the machine model: each equal to the golden layer with a
+    golden KV cache, each taking the predicted cycles."""
+    outs, runs, _ = cl.run_on_model(rows, es)
+    for p, ((y, e), (gy, ge)) in enumerate(zip(outs, golden_steps(lc, L, rows, es),
+                                               strict=True)):
+        assert np.array_equal(y, gy) and e == ge, (p, np.argwhere(y != gy)[:4], e, ge)
+    assert [r.cycles for r in runs] == [cl.cycles] * len(rows)
+
+
 def residual_rows(rng, n, d):
     rows = rng.integers(-(2**27), 2**27, (n, d))
     rows[0, 3] = 2**30 - 9  # a massive activation
@@ -37,11 +47,7 @@ def test_layer_decode_steps_bit_exact(tiny_layer, layer, base_seed):
     L = layers[layer]
     cl = compile_layer_step(lc, L, "medium", 16)  # a cache of 16 positions
     rows, es = residual_rows(np.random.default_rng([base_seed, 30, layer]), 6, lc.d_model)
-    outs, runs, _ = cl.run_on_model(rows, es)
-    want = golden_steps(lc, L, rows, es)
-    for p, ((y, e), (gy, ge)) in enumerate(zip(outs, want, strict=True)):
-        assert np.array_equal(y, gy) and e == ge, (p, np.argwhere(y != gy)[:4], e, ge)
-    assert [r.cycles for r in runs] == [cl.cycles] * len(rows)
+    assert_steps_bit_exact(cl, lc, L, rows, es)
 
 
 def test_layer_decode_over_a_stale_cache(tiny_layer, base_seed):
@@ -70,11 +76,7 @@ def test_layer_decode_kv_row_over_lane_tiles(tmp_path, base_seed):
     cfg = get_config("small").replace(name="small-imem2k", imem_depth=2048)
     cl = compile_layer_step(lc, L, cfg, 16)
     rows, es = residual_rows(np.random.default_rng([base_seed, 32]), 5, lc.d_model)
-    outs, runs, _ = cl.run_on_model(rows, es)
-    for p, ((y, e), (gy, ge)) in enumerate(zip(outs, golden_steps(lc, L, rows, es),
-                                               strict=True)):
-        assert np.array_equal(y, gy) and e == ge, p
-    assert [r.cycles for r in runs] == [cl.cycles] * len(rows)
+    assert_steps_bit_exact(cl, lc, L, rows, es)
 
 
 def test_smollm2_layer_decode_steps(base_seed):
@@ -92,8 +94,4 @@ def test_smollm2_layer_decode_steps(base_seed):
     L = model.int_weights()["layers"][last]
     cl = compile_layer_step(lc, L, "layer", 16, orders=("program",))
     rows, es = residual_rows(np.random.default_rng([base_seed, 33]), 3, lc.d_model)
-    outs, runs, _ = cl.run_on_model(rows, es)
-    for p, ((y, e), (gy, ge)) in enumerate(zip(outs, golden_steps(lc, L, rows, es),
-                                               strict=True)):
-        assert np.array_equal(y, gy) and e == ge, p
-    assert [r.cycles for r in runs] == [cl.cycles] * len(rows)
+    assert_steps_bit_exact(cl, lc, L, rows, es)

@@ -162,8 +162,9 @@ def linear_rows(pb: ProgramBuilder, name: str, x, e_x, w: RowWeight, dst, e_dst,
         mxms = mxms[turn:] + mxms[:turn]
         pb.mxm_turn = turn + nt
     rows_per = min(rows, ROW_GROUP)
-    width = max(1, min(len(mxms), (len(regs.free) - MIN_TEMPS) // rows_per))
-    waves = plan_waves(nt, kt, mxms, width, (len(regs.free) - MIN_TEMPS) // rows_per)
+    budget = (len(regs.free) - MIN_TEMPS) // rows_per  # accumulators a wave may hold
+    width = max(1, min(len(mxms), budget))
+    waves = plan_waves(nt, kt, mxms, width, budget)
     mxm_of = {(u.n, k): u.mxm for wave in waves for u in wave for k in range(u.k0, u.k1)}
     hemi = {m: pb.cfg.slice(m).hemisphere for m in mxms}
     other = {"W": "E", "E": "W"}
@@ -190,17 +191,14 @@ def linear_rows(pb: ProgramBuilder, name: str, x, e_x, w: RowWeight, dst, e_dst,
         consts["o"] = {(n, b): (T.tile_vec(w.o[:, b], n, vl), other[sside])
                        for n in range(nt) for b in range(nb)}
     cv = {}
-    for nm, vecs in consts.items():  # one allocation per output tile (no long runs)
+    for nm, vecs in consts.items():  # one allocation per output tile and side (no long runs)
+        parts: dict[tuple[int, str], dict] = {}
+        for k, (v, sd) in vecs.items():
+            parts.setdefault((k[0], sd), {})[k] = T.bytes_of(v, 4)
         cv[nm] = {}
-        for n, sd in ((n, sd) for n in range(nt) for sd in "WE"):
-            part = {k: T.bytes_of(v, 4) for k, (v, ks) in vecs.items()
-                    if k[0] == n and ks == sd}
-            if part:
-                t = pb.const(f"{name}.{nm}[{n}].{sd}", part, 4, sd)
-                cv[nm].update({k: t[k] for k in part})
-
-    def weight_rows(n, k):
-        return [(r, wq.loc(n, k, r)) for r in range(pb.rows_of_tile(n_out, n))]
+        for (n, sd), part in sorted(parts.items()):
+            t = pb.const(f"{name}.{nm}[{n}].{sd}", part, 4, sd)
+            cv[nm].update({k: t[k] for k in part})
 
     # 2. per wave (one unit per MXM) and group of rows: every block and plane
     n_units = max(len(wave) for wave in waves) * rows_per
@@ -258,7 +256,9 @@ def linear_rows(pb: ProgramBuilder, name: str, x, e_x, w: RowWeight, dst, e_dst,
                 seq.setdefault(u.mxm, []).extend((u, k) for k in range(u.k0, u.k1))
             for step in range(max(len(q) for q in seq.values())):
                 for u, k in (q[step] for q in seq.values() if step < len(q)):
-                    ins = pb.install(u.mxm, (f"{name}.q", u.n, k), weight_rows(u.n, k))
+                    ins = pb.install(u.mxm, (f"{name}.q", u.n, k),
+                                     [(r, wq.loc(u.n, k, r))
+                                      for r in range(pb.rows_of_tile(n_out, u.n))])
                     blocks = range(k * bpt, min(nb, (k + 1) * bpt))
                     for i in grp:
                         # the (tile, row, K tile) terms -- planes of each block, then the
