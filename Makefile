@@ -30,6 +30,8 @@ COLD    ?= 0
 STEPS   ?= 0
 MODEL   ?= tiny
 LAYER   ?= 0
+TOKENS  ?= 16
+CONTEXTS ?= 64 128 256
 MODELS_STAMP := $(VENV)/.models-$(shell cksum pyproject.toml 2>/dev/null | cut -d' ' -f1)
 
 # $(call bool,NAME): 1 or 0 for a boolean variable; anything else (CAUSAL=maybe, WAVES=2)
@@ -40,7 +42,7 @@ WAVES_FLAG = $(if $(filter 1,$(call bool,WAVES)),--waves,)
 LOCKSTEP_FLAG = $(if $(filter 1,$(call bool,LOCKSTEP)),--lockstep,)
 CAUSAL_FLAG = $(if $(filter 0,$(call bool,CAUSAL)),--no-causal,)
 
-.PHONY: all sim sim-decode sim-layer sim-model run sim-fabric test verilog lint wave bench bench-rtl fuzz fuzz-replay coverage \
+.PHONY: all sim sim-decode sim-layer sim-model llm run sim-fabric test verilog lint wave bench bench-rtl fuzz fuzz-replay coverage \
 	clean distclean venv help models llm-accuracy test-llm
 
 all: test
@@ -60,6 +62,9 @@ help:
 	@echo "make sim-model   a whole llama (MODEL=tiny: 2 random layers) decoding token by token"
 	@echo "              on the RTL, tokens == golden.llm (CONFIG=layer SEQ=16 STEPS=8 tokens,"
 	@echo "              PROMPT=id,id,...)"
+	@echo "make llm      SmolLM2-135M generating text on the machine model of the full chip:"
+	@echo "              tokens/s at 900 MHz, time to first token, bounds (PROMPT=\"...\""
+	@echo "              TOKENS=16 CONTEXTS=\"64 128 256\" for the context plot; build/llm/)"
 	@echo "make sim-fabric  the stream-fabric testbench alone"
 	@echo "make test     run the regression (pytest, $(JOBS) workers)"
 	@echo "make verilog  generate Verilog for CONFIG into build/ and build it with Verilator"
@@ -116,6 +121,11 @@ sim-model: $(STAMP) $(if $(filter tiny,$(MODEL)),,$(MODELS_STAMP))
 	$(PY) -m sim model $(if $(filter command line,$(origin CONFIG)),--config $(CONFIG),) \
 		--model $(MODEL) --tokens $(if $(filter 0,$(STEPS)),8,$(STEPS)) --context $(SEQ) \
 		$(if $(PROMPT),--prompt $(PROMPT),)
+
+llm: $(STAMP) $(MODELS_STAMP)
+	$(PY) -m sim llm --model $(if $(filter command line,$(origin MODEL)),$(MODEL),smollm2-135m) \
+		--config $(if $(filter command line,$(origin CONFIG)),$(CONFIG),full) \
+		--prompt "$${PROMPT:-The capital of France is}" --tokens $(TOKENS) --sweep "$(CONTEXTS)"
 
 sim-fabric: $(STAMP)
 	$(PY) -m sim fabric --config $(CONFIG) --seed $(SEED) $(WAVES_FLAG)

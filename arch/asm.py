@@ -491,9 +491,10 @@ def assemble(text: str, cfg: TspConfig | str | None = None, filename: str = "<in
             if cur is None:
                 raise _Err("instruction before the first '.slice NAME' directive")
             kind = config.slice(cur).kind
-            if len(queues[cur]) == config.imem_depth:
+            if len(queues[cur]) == config.imem_depth_of(cur):
                 raise _Err(f"slice {cur}: instruction {len(queues[cur])} does not fit: the "
-                           f"queue holds imem_depth={config.imem_depth} words in config "
+                           f"queue holds {config.imem_field_of(cur)}="
+                           f"{config.imem_depth_of(cur)} words in config "
                            f"{config.name!r}")
             ins = _parse_instr(line, kind, config)
             if check and ins.mnemonic == "REPEAT":

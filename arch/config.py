@@ -24,6 +24,8 @@ from functools import cached_property
 
 LANES_PER_SUPERLANE = 16
 MEM_BANKS = 2
+#: the deepest instruction queue a config may have (words)
+IMEM_MAX = 1 << 18
 
 KINDS = ("MXM", "SXM", "MEM", "VXM")
 
@@ -64,8 +66,14 @@ class TspConfig:
     mem_depth: int = 512
     #: MXM slices in each hemisphere (each a vector-length-square int8 MAC array)
     mxms_per_hemisphere: int = 1
-    #: instruction words in each slice's instruction queue memory
+    #: instruction words in each slice's instruction queue memory (MEM and SXM queues,
+    #: and the MXM and VXM queues unless they have their own depth below)
     imem_depth: int = 1024
+    #: instruction words in each MXM queue; 0: ``imem_depth``
+    mxm_imem_depth: int = 0
+    #: instruction words in the VXM queue; 0: ``imem_depth``.  The VXM issues the most
+    #: words (every requantisation, norm and softmax step), so it may hold more.
+    vxm_imem_depth: int = 0
 
     # -- validation ---------------------------------------------------------
 
@@ -76,9 +84,13 @@ class TspConfig:
         "mem_slices_per_hemisphere": (1, 44),
         "mem_depth": (16, 4096),
         "mxms_per_hemisphere": (1, 4),
-        "imem_depth": (16, 65536),
+        "imem_depth": (16, IMEM_MAX),
+        "mxm_imem_depth": (16, IMEM_MAX),
+        "vxm_imem_depth": (16, IMEM_MAX),
     }
-    _POW2 = ("mem_depth", "imem_depth")
+    _POW2 = ("mem_depth", "imem_depth", "mxm_imem_depth", "vxm_imem_depth")
+    #: fields whose 0 means "the same as imem_depth"
+    _ZERO_IS_DEFAULT = ("mxm_imem_depth", "vxm_imem_depth")
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -90,7 +102,12 @@ class TspConfig:
                     f"TspConfig.{field} must be an int in [{lo}, {hi}], "
                     f"got {type(value).__name__} {value!r}"
                 )
+            if value == 0 and field in self._ZERO_IS_DEFAULT:
+                continue
             if not lo <= value <= hi:
+                if field in self._ZERO_IS_DEFAULT:
+                    raise ValueError(f"TspConfig.{field} must be 0 (= imem_depth) or in "
+                                     f"[{lo}, {hi}], got {value}")
                 if lo == hi:
                     raise ValueError(
                         f"TspConfig.{field} must be {lo} (fixed by the architecture), got {value}"
@@ -146,9 +163,27 @@ class TspConfig:
         """SRAM bytes on the whole chip."""
         return self.mem_slice_bytes * self.mem_slices_per_hemisphere * 2
 
+    def imem_field_of(self, queue: str) -> str:
+        """The field that sets the depth of slice ``queue``'s queue (a slice name or kind)."""
+        kind = queue if queue in KINDS else self.slice(queue).kind
+        own = {"MXM": "mxm_imem_depth", "VXM": "vxm_imem_depth"}.get(kind)
+        return own if own and getattr(self, own) else "imem_depth"
+
+    def imem_depth_of(self, queue: str) -> int:
+        """Instruction words in the queue of slice ``queue`` (a slice name or kind)."""
+        return getattr(self, self.imem_field_of(queue))
+
+    def imem_fits(self, words: dict[str, int]) -> bool:
+        """Whether every queue's words (slice name -> count) fit its instruction memory."""
+        return all(n <= self.imem_depth_of(q) for q, n in words.items())
+
+    def imem_address_bits_of(self, queue: str) -> int:
+        return (self.imem_depth_of(queue) - 1).bit_length()
+
     @property
-    def imem_address_bits(self) -> int:
-        return (self.imem_depth - 1).bit_length()
+    def imem_bytes(self) -> int:
+        """Instruction memory on the whole chip (64-bit words, every queue)."""
+        return sum(self.imem_depth_of(s.name) for s in self.slices) * 8
 
     # -- derived: floorplan -------------------------------------------------
 
@@ -226,10 +261,11 @@ PRESETS: dict[str, TspConfig] = {
         mem_depth=256, imem_depth=512,
     ),
     # an odd superlane count (VL = 48, not a power of two) at tiny's cost per superlane:
-    # the regression's check that nothing assumes 1, 2 or 4 superlanes
+    # the regression's check that nothing assumes 1, 2 or 4 superlanes, nor one depth for
+    # every instruction queue (MXM and VXM queues deeper than the others)
     "tiny3": TspConfig(
         name="tiny3", superlanes=3, streams_per_direction=8, mem_slices_per_hemisphere=2,
-        mem_depth=256, imem_depth=512,
+        mem_depth=256, imem_depth=512, mxm_imem_depth=1024, vxm_imem_depth=2048,
     ),
     "small": TspConfig(
         name="small", superlanes=2, streams_per_direction=16, mem_slices_per_hemisphere=4,
@@ -248,10 +284,14 @@ PRESETS: dict[str, TspConfig] = {
         mem_depth=4096, mxms_per_hemisphere=2, imem_depth=32768,
     ),
     # The published chip: 20 superlanes, 32 streams/direction, 44 MEM slices per
-    # hemisphere of 8192 addresses (2.5 MiB each).  Elaboration and analysis only.
+    # hemisphere of 8192 addresses (2.5 MiB each).  Elaboration and analysis only.  Its
+    # queues hold one whole SmolLM2-135M decode step resident (`make llm`): 16k words per
+    # MEM/SXM queue, 64k per MXM, 256k for the VXM -- 15.25 MiB of instruction memory
+    # beside the 220 MiB of MEM (the reference chip fetches instructions from MEM instead).
     "full": TspConfig(
         name="full", superlanes=20, streams_per_direction=32, mem_slices_per_hemisphere=44,
-        mem_depth=4096, mxms_per_hemisphere=2, imem_depth=4096,
+        mem_depth=4096, mxms_per_hemisphere=2, imem_depth=16384, mxm_imem_depth=65536,
+        vxm_imem_depth=262144,
     ),
 }
 

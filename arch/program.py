@@ -76,9 +76,10 @@ class Program:
                                        f"(0 <= word < 2**64)")
                 words.append(w)
             words = words or [HALT_WORD]
-            if len(words) > cfg.imem_depth:
+            if len(words) > cfg.imem_depth_of(n):
                 raise ProgramError(
-                    f"{n}: {len(words)} instructions exceed imem_depth={cfg.imem_depth}"
+                    f"{n}: {len(words)} instructions exceed "
+                    f"{cfg.imem_field_of(n)}={cfg.imem_depth_of(n)}"
                 )
             self.queues[n] = words
 

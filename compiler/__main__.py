@@ -111,8 +111,8 @@ def main(argv=None) -> int:
               f"{cb.overhead_mvms} (per MXM: {mv})")
         print("  busy % by kind    " + ", ".join(f"{k} {v}%" for k, v in
                                                  st["busy_pct_by_kind"].items()))
-        print(f"  instruction words per queue (imem_depth {cfg.imem_depth}): " +
-              ", ".join(f"{k} {v}" for k, v in cb.words.items()))
+        print("  instruction words per queue (of its depth): " +
+              ", ".join(f"{k} {v}/{cfg.imem_depth_of(k)}" for k, v in cb.words.items()))
         vl = cfg.vector_length
         print(f"  SRAM              {st['sram_vectors_peak']} of {st['sram_vectors']} vectors "
               f"at peak ({st['sram_vectors_peak'] * vl / 1024:.1f} of "

@@ -242,18 +242,20 @@ class ProgramBuilder:
         """`finish` in each list-scheduling order; the fastest schedule that fits the
         instruction memory, placed again: ``(Program, Emitted)`` (the last `CompileError`
         if none fits)."""
-        best, err = None, None
+        best, err, last = None, None, None
         for order in orders:
             try:
-                cycles = self.finish(what, order)[1].cycles
+                out = self.finish(what, order)
             except CompileError as exc:
-                err = exc
+                err, last = exc, None
                 continue
-            if best is None or cycles < best[1]:
-                best = (order, cycles)
+            last = order
+            if best is None or out[1].cycles < best[1][1].cycles:
+                best = (order, out)
         if best is None:
             raise err
-        return self.finish(what, best[0])
+        # the bundles hold the last order's placement: place the best again if it was not
+        return best[1] if best[0] == last else self.finish(what, best[0])
 
     def finish(self, what: str, order: str = "program"):
         """Schedule the bundles (`compiler.schedule.list_schedule`), emit every queue and
@@ -268,7 +270,7 @@ class ProgramBuilder:
         list_schedule(self.cfg, self.bundles, order=order)
         em = emit(self.cfg, self.bundles, True)
         words = {k: q.nwords for k, q in em.queues.items()}
-        if max(words.values()) > self.cfg.imem_depth:
+        if not self.cfg.imem_fits(words):
             raise imem_error(what, self.cfg, words)
         return Program.from_instrs(self.cfg, {k: q.words for k, q in em.queues.items()}), em
 

@@ -175,7 +175,7 @@ class CompiledBlock(ScheduleView):
             "busy_pct_by_kind": {k: round(100 * sum(v) / (len(v) * self.cycles), 1)
                                  for k, v in kinds.items()},
             "words": self.words,
-            "imem_depth": cfg.imem_depth,
+            "imem_depth": {k: cfg.imem_depth_of(k) for k in self.words},
             "sram_vectors_used": self.sram_used,
             "sram_vectors_peak": self.sram_peak,
             "sram_vectors": cfg.mem_addresses * len(cfg.slices_of("MEM")),
@@ -426,7 +426,7 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
         for order in order_list:
             em = _schedule(cfg, low, order)
             words = {k: q.nwords for k, q in em.queues.items()}
-            fits = max(words.values()) <= cfg.imem_depth
+            fits = cfg.imem_fits(words)
             rec = {"plan": pi, "keep": keep, "rigid_loads": rigid, "v_transpose": vt,
                    "x8_near_input": x8i, "order": order, "cycles": em.cycles,
                    "max_words": max(words.values()), "fits": fits, "words": words}

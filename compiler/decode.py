@@ -415,7 +415,7 @@ def compile_decode(block: QuantBlock, cfg: TspConfig | str, max_context: int | N
             for order in orders:
                 em = _schedule(cfg, low, order)
                 words = {k: q.nwords for k, q in em.queues.items()}
-                fits = max(words.values()) <= cfg.imem_depth
+                fits = cfg.imem_fits(words)
                 rec = {"plan": pi, "spread": spread, "rigid_loads": rigid, "order": order,
                        "cycles": em.cycles,
                        "max_words": max(words.values()), "fits": fits, "words": words}

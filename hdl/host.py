@@ -26,7 +26,7 @@ import enum
 
 from amaranth.lib import data
 
-from arch.config import TspConfig
+from arch.config import IMEM_MAX, TspConfig
 
 
 class HostOp(enum.IntEnum):
@@ -51,13 +51,16 @@ class Reg(enum.IntEnum):
 
 
 REG_ADDR_BITS = 12
+#: the host command's address field: the deepest instruction queue a config may have
+#: (`arch.config.IMEM_MAX` words) and every SRAM address and register number
+HOST_ADDR_BITS = (IMEM_MAX - 1).bit_length()
 
 
 def host_command_layout(cfg: TspConfig) -> data.StructLayout:
     return data.StructLayout({
         "op": 3,
         "slice": 8,  # slice position, 0 = westmost
-        "addr": 16,  # imem address, SRAM address, or register number
+        "addr": HOST_ADDR_BITS,  # imem address, SRAM address, or register number
         "data": cfg.vector_length * 8,
     })
 

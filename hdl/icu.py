@@ -82,7 +82,7 @@ class InstructionControlUnit(wiring.Component):
             "notify_in": In(1),
             "notify_out": Out(1),
             "imem_we": In(1),
-            "imem_addr": In(cfg.imem_address_bits),
+            "imem_addr": In(cfg.imem_address_bits_of(position.kind)),
             "imem_data": In(isa.WORD_BITS),
             "issue": Out(issue_layout()),
             "halted": Out(1),
@@ -94,8 +94,8 @@ class InstructionControlUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, kind = self.cfg, self.kind
-        depth = cfg.imem_depth
-        abits = cfg.imem_address_bits
+        depth = cfg.imem_depth_of(kind)
+        abits = cfg.imem_address_bits_of(kind)
 
         m.submodules.imem = imem = memory.Memory(shape=isa.WORD_BITS, depth=depth, init=[])
         wp = imem.write_port()

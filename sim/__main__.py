@@ -6,6 +6,7 @@
     python -m sim block   --config small --seq 16 --d-model 32 --heads 2 --d-ff 64 --seed 0
     python -m sim decode  --config small --context 16 --steps 16 (decode steps, KV cache)
     python -m sim layer   --config medium --model tiny --context 16 --steps 4 (a llama layer)
+    python -m sim llm     --prompt "The capital of France is" --tokens 16 (SmolLM2 on full)
     python -m sim run     prog.s [--image data.json] [--dump MEM_E0:0:4] [--rtl] [--waves]
     python -m sim bench   [--no-rtl]
     python -m sim bench-rtl --config tiny,small [--threads 1,2] [--cold]
@@ -165,6 +166,26 @@ def cmd_model(args) -> int:
     print(cfg.summary(), flush=True)
     return _sim_report(lambda log: run_model(cfg, args.model, prompt, args.tokens,
                                              args.context, args.seed, log=log), print_report)
+
+
+def cmd_llm(args) -> int:
+    from .llm import print_report, run_llm
+
+    cfg = _config(args.config)
+    prompt = args.prompt
+    if args.prompt_ids:
+        try:
+            prompt = [int(t) for t in args.prompt_ids.split(",")]
+        except ValueError:
+            raise SystemExit(f"error: --prompt-ids must be comma-separated token ids, got "
+                             f"{args.prompt_ids!r}") from None
+    try:
+        sweep = [int(c) for c in args.sweep.replace(",", " ").split()]
+    except ValueError:
+        raise SystemExit(f"error: --sweep must be context lengths, got {args.sweep!r}") from None
+    print(cfg.summary(), flush=True)
+    return _sim_report(lambda log: run_llm(cfg, args.model, prompt, args.tokens, args.context,
+                                           sweep, args.out, log=log), print_report)
 
 
 def cmd_run(args) -> int:
@@ -328,6 +349,22 @@ def main(argv=None) -> int:
     p.add_argument("--context", type=int, default=16, help="KV cache positions")
     p.add_argument("--seed", type=int, default=2)
     p.set_defaults(func=cmd_model)
+
+    p = sub.add_parser("llm", help="a whole llama generating text on the machine model of "
+                       "the full chip: tokens/s, time to first token, bounds")
+    p.add_argument("--config", default="full")
+    p.add_argument("--model", default="smollm2-135m", help="a llama .gguf path / model name, "
+                   "or 'tiny' (a random 2-layer llama)")
+    p.add_argument("--prompt", default="The capital of France is", help="prompt text")
+    p.add_argument("--prompt-ids", default="", help="comma-separated token ids instead of "
+                   "--prompt")
+    p.add_argument("--tokens", type=int, default=16)
+    p.add_argument("--context", type=int, default=None, help="compiled maximum context "
+                   "(default: the smallest power of two >= prompt + tokens, at least 16)")
+    p.add_argument("--sweep", default="", help="other contexts to compile for the cycles-"
+                   "against-context plot, e.g. '64 128 256'")
+    p.add_argument("--out", default=None, help="output directory (default build/llm)")
+    p.set_defaults(func=cmd_llm)
 
     p = sub.add_parser("run", help="run your own program (.s, .bin or .py) on the machine "
                        "model and, with --rtl, on the Verilated chip, compared")

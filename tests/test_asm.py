@@ -237,3 +237,19 @@ def test_schedule_places_instructions_on_cycles():
         sch.text()
     with pytest.raises(AsmError, match="unknown slice 'MEM_W7'"):
         Schedule(cfg).at("MEM_W7", 0, "HALT")
+
+
+def test_queue_depth_per_kind_in_program_and_assembler():
+    """A queue holds its own kind's depth: on tiny3 the VXM 2048 words, a MEM queue 512;
+    one word more is refused with the field that sets that depth."""
+    cfg = get_config("tiny3")
+    Program(cfg, {"VXM": [HALT_WORD] * 2048, "MXM_W0": [HALT_WORD] * 1024})
+    with pytest.raises(ProgramError, match=r"^VXM: 2049 instructions exceed vxm_imem_depth=2048$"):
+        Program(cfg, {"VXM": [HALT_WORD] * 2049})
+    with pytest.raises(ProgramError, match=r"^MEM_W0: 513 instructions exceed imem_depth=512$"):
+        Program(cfg, {"MEM_W0": [HALT_WORD] * 513})
+    src = ".config tiny3\n.slice VXM\n" + "  NOP 1\n" * 1000 + ".slice MEM_W0\n" + "  NOP 1\n" * 513
+    assemble(src.rsplit("  NOP 1\n", 1)[0])  # 1000 VXM words and 512 MEM words fit
+    with pytest.raises(AsmError, match=r"MEM_W0: instruction 512 does not fit: the queue "
+                                        r"holds imem_depth=512 words"):
+        assemble(src)

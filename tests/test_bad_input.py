@@ -538,7 +538,11 @@ def _range_cases():
                                    f"got {lo + 1}")
             continue
         for v in (lo - 1, hi + 1):
-            yield field, v, f"TspConfig.{field} must be in [{lo}, {hi}], got {v}"
+            if field in TspConfig._ZERO_IS_DEFAULT:
+                yield field, v, (f"TspConfig.{field} must be 0 (= imem_depth) or in "
+                                 f"[{lo}, {hi}], got {v}")
+            else:
+                yield field, v, f"TspConfig.{field} must be in [{lo}, {hi}], got {v}"
 
 
 @pytest.mark.parametrize("field, value, message", list(_range_cases()))
@@ -551,7 +555,7 @@ def test_config_field_out_of_range(field, value, message):
 @pytest.mark.parametrize("field, value, message", [
     ("mem_depth", 300, "TspConfig.mem_depth must be a power of two in [16, 4096], got 300"),
     ("imem_depth", 1000,
-     "TspConfig.imem_depth must be a power of two in [16, 65536], got 1000"),
+     "TspConfig.imem_depth must be a power of two in [16, 262144], got 1000"),
     ("superlanes", 2.0, "TspConfig.superlanes must be an int in [1, 20], got float 2.0"),
     ("superlanes", "2", "TspConfig.superlanes must be an int in [1, 20], got str '2'"),
     ("mxms_per_hemisphere", True,

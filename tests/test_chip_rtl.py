@@ -39,9 +39,11 @@ def test_faults_flag_and_halt(config):
     cfg = get_config(config)
     sim = build_sim(cfg, "chip")
     # the queue faults on every slice's queue (the imem overrun loads imem_depth words
-    # per queue through the host) at 1 and 2 superlanes; the superlane count does not
-    # change the queues, only the tiles the faults above travel through
-    every_queue = cfg.superlanes <= 2
+    # per queue through the host) at 1 and 2 superlanes, and where the queues differ in
+    # depth (tiny3); the superlane count does not change the queues, only the tiles the
+    # faults above travel through
+    every_queue = cfg.superlanes <= 2 or len({cfg.imem_depth_of(s.name)
+                                              for s in cfg.slices}) > 1
     run = run_cocotb(sim, "tb.chip.test_chip", name=f"chip-faults-{config}",
                      testcase="chip_faults", params={"every_queue": every_queue})
     faults = run.summary["faults"]

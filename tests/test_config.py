@@ -28,6 +28,21 @@ def test_full_chip_matches_published_figures():
     assert full.sram_bytes == 220 * 2**20
 
 
+def test_queue_depths_per_kind():
+    """MEM and SXM queues hold imem_depth words; MXM and VXM queues their own depth where
+    one is set (0: imem_depth); the host's address field covers the deepest queue."""
+    small, tiny3, full = (PRESETS[n] for n in ("small", "tiny3", "full"))
+    assert {small.imem_depth_of(s.name) for s in small.slices} == {1024}
+    assert [tiny3.imem_depth_of(k) for k in ("MEM", "SXM", "MXM", "VXM")] == [
+        512, 512, 1024, 2048]
+    assert tiny3.imem_depth_of("MXM_E0") == 1024 and tiny3.imem_field_of("VXM") == "vxm_imem_depth"
+    assert small.imem_field_of("VXM") == "imem_depth"
+    # full: 88 MEM + 2 SXM queues of 16k words, 4 MXM of 64k, the VXM's 256k (64-bit words)
+    assert full.imem_bytes == (90 * 16384 + 4 * 65536 + 262144) * 8
+    assert tiny3.imem_fits({"VXM": 2048, "MEM_W0": 512})
+    assert not tiny3.imem_fits({"MEM_W0": 513})
+
+
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_floorplan_is_mirrored(name):
     cfg = PRESETS[name]
@@ -53,6 +68,9 @@ def test_floorplan_is_mirrored(name):
     ("mem_slices_per_hemisphere", 45, "mem_slices_per_hemisphere must be in [1, 44]"),
     ("superlanes", 2.0, "superlanes must be an int"),
     ("superlanes", True, "superlanes must be an int"),
+    ("vxm_imem_depth", 8, "vxm_imem_depth must be 0 (= imem_depth) or in [16, 262144], got 8"),
+    ("mxm_imem_depth", 1 << 19, "mxm_imem_depth must be 0 (= imem_depth) or in [16, 262144]"),
+    ("vxm_imem_depth", 3000, "vxm_imem_depth must be a power of two in [16, 262144]"),
 ])
 def test_validation_names_field_and_range(field, value, needle):
     with pytest.raises(ValueError, match=r".*") as exc:

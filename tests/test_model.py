@@ -55,3 +55,41 @@ def test_a_model_too_large_for_the_sram_is_refused_by_name(tiny_model):
                        r"SRAM of config 'medium-256'.*Raise mem_depth \(now 256\).*smaller "
                        r"model\.$"):
         compile_model_step(model, cfg, 16)
+
+
+def test_make_llm_path_end_to_end_on_a_small_config(tmp_path):
+    """`make llm`'s path (`sim.llm.run_llm`) with the tiny 2-layer llama on `small` (its
+    VXM queue deepened to hold the step): the generated tokens equal a golden generate
+    run here, every step's machine-model cycles equal the prediction, and the report's
+    projected figures follow from them at 900 MHz."""
+    import json
+
+    from arch.config import get_config
+    from sim.llm import run_llm
+
+    cfg = get_config("small").replace(name="small-llm", imem_depth=2048, vxm_imem_depth=4096)
+    shown = []
+    r = run_llm(cfg, "tiny", "the cat sat", 6, sweep=(32,), out_dir=tmp_path,
+                log=lambda *a: None, emit=shown.append)
+    model = LlamaModel(r["model"])
+    prompt = model.tokenize("the cat sat")
+    want = model.generate_ids(prompt, 6)
+    assert r["prompt_ids"] == prompt and r["tokens"] == want and not r["problems"]
+    assert r["text"] == model.detokenize(want) and "".join(shown).strip().endswith(
+        r["text"].strip())
+    cyc = r["cycles_per_token"]
+    assert r["cycles_steps"] == [cyc] * (len(prompt) + 6 - 1)
+    assert r["context"] == 16  # prompt 9 + 6 new - 1 = 14 positions: the 16 bucket
+    assert r["tokens_per_second"] == round(900e6 / cyc, 1)
+    assert r["time_to_first_token_seconds"] == pytest.approx(len(prompt) * cyc / 900e6)
+    b = r["bounds"]
+    assert r["ratio_to_bound"] == round(cyc / max(b.values()), 3) >= 1
+    assert [x["context"] for x in r["context_sweep"]] == [16, 32]
+    assert r["context_sweep"][1]["cycles_per_token"] > cyc  # twice the cache rows to attend
+    on_disk = json.loads((tmp_path / "report.json").read_text())
+    assert on_disk["tokens"] == want
+    for k in ("prompt", "text", "tokens", "cycles_per_token", "tokens_per_second",
+              "time_to_first_token_seconds", "bounds"):
+        assert k in on_disk
+    assert (tmp_path / "schedule.png").stat().st_size > 10_000
+    assert (tmp_path / "cycles_vs_context.png").stat().st_size > 10_000

@@ -123,9 +123,9 @@ def _fault_programs(cfg, every_queue: bool = False):
             out.append((f"REPEAT after a NOP on {nm}", Program.from_instrs(cfg, {nm: [
                 Instr("NOP", {"n": 2}), Instr("REPEAT", {"n": 1, "d": 1}),
                 Instr("HALT", {})]}), nm, ErrorCode.REPEAT_MISPLACED))
-            out.append((f"{nm} runs past the end of its {cfg.imem_depth}-word queue",
-                        Program.from_instrs(cfg, {nm: [Instr("NOP", {"n": 1})]
-                                                  * cfg.imem_depth}),
+            depth = cfg.imem_depth_of(nm)
+            out.append((f"{nm} runs past the end of its {depth}-word queue",
+                        Program.from_instrs(cfg, {nm: [Instr("NOP", {"n": 1})] * depth}),
                         nm, ErrorCode.IMEM_OVERRUN))
     return out
 
@@ -147,7 +147,8 @@ async def chip_faults(dut):
             errors.append(f"{name}: model did not refuse it at {sl}: {exp.error}")
         await host.load_program(prog)
         await host.start()
-        await host.wait_done(1000 + 2 * cfg.imem_depth)
+        await host.wait_done(1000 + 2 * max(cfg.imem_depth_of(k) for k in ("MEM", "MXM",
+                                                                            "VXM", "SXM")))
         st = await host.status()
         got = (st["error"], cfg.slices[st["error_slice"]].name, st["error_code"])
         results.append({"case": name, "slice": got[1], "code": ErrorCode(got[2]).name,
