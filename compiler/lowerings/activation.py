@@ -46,9 +46,13 @@ def activation_tables(pb: ProgramBuilder) -> dict[str, tuple[str, int]]:
         tabs = {"exp2_hi.0": hi & 0xFF, "exp2_hi.1": hi >> 8,
                 "exp2_lo": (EXP2_LO - Q15) & 0xFF, "recip": reciprocal_seed_table()}
         used: list[str] = []
+        # the MEM slices nearest the VXM first: a Gather's index goes out from the VXM and
+        # the entry comes back, so the table's distance is paid twice on every lookup
+        near = [s for pair in zip(pb.mem.side["W"], pb.mem.side["E"]) for s in pair]
         for name, vals in tabs.items():
-            t = pb.const(f"table.{name}", dict(enumerate(T.table_vectors(vals, pb.vl))), 1,
-                         exclude=used)
+            vecs = dict(enumerate(T.table_vectors(vals, pb.vl)))
+            fits = [s for s in near if s not in used and pb.mem.clean_of(s) >= len(vecs)]
+            t = pb.const(f"table.{name}", vecs, 1, slices=fits[:1] or None, exclude=used)
             if len(t.ranges) != 1:
                 raise CompileError(f"no 256 consecutive free addresses for the {name} table "
                                    f"(got {t.ranges}): allocate the tables first",

@@ -145,6 +145,7 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
             bd.connect(mv, "out", w, "a")
         pb.emit(bd)
         digits(rx, qd, (h,), rlo)
+    regs.release(rlo)
 
     # 2. scores: K digits installed as weights (per KV tile), four MVMs per head, combined
     def products(wname, rows_of, x_of, transposed, combine) -> None:
@@ -184,52 +185,81 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
     products("K", lambda wt, j, t: cache[f"k{wt}"].loc(j, t), lambda h, px: qd.loc(h, px), False,
              digit_combine(sq, acc))
     regs.release(rx)
-    # 3. softmax per head over the visible keys
+    # 3. softmax over the visible keys, stage by stage over the heads: what crosses to
+    #    the SXM (the row max, e_q's DIST, the row sum) is issued for every head in turn
+    #    with the results in SRAM, so the heads' round trips overlap; the register chains
+    #    between them (log2, exp, reciprocal) run head by head
+    heads = [(h,) for h in range(n_heads)]
+    # (the two read together by one instruction on opposite sides)
+    zs = pb.mem.tensor(f"{name}.z", heads, 4, oside)  # scores aligned to the keys' max exponent
+    mx = pb.mem.tensor(f"{name}.max", heads, 4, qside)  # their visible max, on every lane
+    dq = pb.mem.tensor(f"{name}.eq", heads, 2)  # the head's query exponent, on every lane
+    ex = pb.mem.tensor(f"{name}.exp", heads, 4)  # 2**-u, masked
+    sm = pb.mem.tensor(f"{name}.sum", heads, 4)  # their sum, on every lane
+    rsh, rz, rm, rh, rl = (regs.single() for _ in range(5))
+    re_ = rz  # the keys' max exponent, until rz is the exp's scratch
     for h in range(n_heads):
-        hk, tq, oq = h // g, h * d // vl, h * d % vl
-        nm = f"{name} head {h}"
-        re_, rsh = regs.single(), regs.single()
-
+        hk, nm = h // g, f"{name} head {h}"
         _load_e(pb, f"{nm} emax", emax["ek"][(hk,)], re_)
         bd = Bundle(f"{nm} emax - ek", name)
         v = O.vxm(bd, "i16", ("r", rsh), "SUB", ("r", re_), "s", otype="i32")
         planes_in(O, bd, cache["ek"][(hk,)], v, "b")
         pb.emit(bd)
-        rz, rm = regs.single(), regs.single()
         bd = Bundle(f"{nm} aligned scores", name)
-        v = O.vxm(bd, "i32", ("r", rz), "SRAR", "s", ("r", rsh))
+        v = O.vxm(bd, "i32", "s", "SRAR", "s", ("r", rsh))
         planes_in(O, bd, acc[(h,)], v, "a")
+        planes_out(O, bd, v, "d", zs[(h,)])
         pb.emit(bd)
-        bd = Bundle(f"{nm} row max", name)
-        v = O.vxm(bd, "i32", "s", "SEL", ("r", rvis), ("r", rz), "PASS", ("r", rmin))
+    for h in range(n_heads):
+        bd = Bundle(f"{name} head {h} row max", name)
+        v = O.vxm(bd, "i32", "s", "SEL", ("r", rvis), "s", "PASS", ("r", rmin))
+        planes_in(O, bd, zs[(h,)], v, "b")
         red = O.reduce(bd, sxm, "RMAX", "i32")
         bd.connect(v, "d", red, "in")
-        w = O.vxm(bd, "i32", ("r", rm), "PASS", "s")
-        bd.connect(red, "out", w, "a")
+        planes_out(O, bd, red, "out", mx[(h,)])
         pb.emit(bd)
-        pb.vx_bundle(f"{nm} diff", "i32", ("r", rm), "SUB", ("r", rm), ("r", rz))
-        # e_row = e_q(head) + emax + sq - sh; k = min(max(8 - e_row, 0), 62)
-        bd = Bundle(f"{nm} e_row", name)
+    for h in range(n_heads):
+        tq, oq = h * d // vl, h * d % vl
+        bd = Bundle(f"{name} head {h} e_q on every lane", name)
         dist = O.move(bd, sxm, "DIST", "i16", oq)
         planes_in(O, bd, e_q[(0, tq)], dist, "in")
+        planes_out(O, bd, dist, "out", dq[(h,)])
+        pb.emit(bd)
+    for h in range(n_heads):
+        hk, nm = h // g, f"{name} head {h}"
+        bd = Bundle(f"{nm} diff", name)
+        v = O.vxm(bd, "i32", ("r", rm), "SUB", "s", "s")
+        planes_in(O, bd, mx[(h,)], v, "a")
+        planes_in(O, bd, zs[(h,)], v, "b")
+        pb.emit(bd)
+        # e_row = e_q(head) + emax + sq - sh; k = min(max(8 - e_row, 0), 62)
+        _load_e(pb, f"{nm} emax", emax["ek"][(hk,)], re_)
+        bd = Bundle(f"{nm} e_row", name)
         v = O.vxm(bd, "i16", ("r", rsh), "ADD", "s", ("r", re_), "ADD", sq - sh, otype="i32")
-        bd.connect(dist, "out", v, "a")
+        planes_in(O, bd, dq[(h,)], v, "a")
         pb.emit(bd)
         log2_shift_regs(pb, nm, rsh, rsh)
         log2_q16_regs(pb, nm, rm, rc, rsh, rumax)
-        regs.release(re_, rsh)
-        rh, rl = regs.single(), regs.single()
         exp2_neg_regs(pb, nm, tabs, rm, rh, rl, rz, r15)
-        pb.vx_bundle(f"{nm} exp masked", "i32", ("r", rh), "SEL", ("r", rvis), ("r", rh),
-                     "PASS", ("r", ZEROS[0]))
-        # the row sum and its reciprocal (kept in SRAM for step 4)
-        bd = Bundle(f"{nm} sum", name)
-        v = O.vxm(bd, "i32", "s", "PASS", ("r", rh))
-        red = O.reduce(bd, sxm, "RSUM", "i32")
-        bd.connect(v, "d", red, "in")
-        w = O.vxm(bd, "i32", ("r", rl), "PASS", "s")
-        bd.connect(red, "out", w, "a")
+        bd = Bundle(f"{nm} exp masked", name)
+        v = O.vxm(bd, "i32", "s", "SEL", ("r", rvis), ("r", rh), "PASS", ("r", ZEROS[0]))
+        planes_out(O, bd, v, "d", ex[(h,)])
         pb.emit(bd)
+    regs.release(rsh)
+    for h in range(n_heads):
+        bd = Bundle(f"{name} head {h} sum", name)
+        red = O.reduce(bd, sxm, "RSUM", "i32")
+        planes_in(O, bd, ex[(h,)], red, "in")
+        planes_out(O, bd, red, "out", sm[(h,)])
+        pb.emit(bd)
+    rlo = regs.single()
+    for h in range(n_heads):
+        hk, nm = h // g, f"{name} head {h}"
+        # the reciprocal of the row sum (kept in SRAM for step 4)
+        _load_sum = Bundle(f"{nm} sum in", name)
+        v = O.vxm(_load_sum, "i32", ("r", rl), "PASS", "s")
+        planes_in(O, _load_sum, sm[(h,)], v, "a")
+        pb.emit(_load_sum)
         reciprocal_regs(pb, tabs["recip"], rl, rz, rm, rr)
         for reg, t_ in ((rr, yv), (rr + 1, sv)):
             bd = Bundle(f"{nm} keep {t_.name}", name)
@@ -246,14 +276,17 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
         v = O.vxm(bd, "i16", ("r", rm), "SUB", ("r", rz), "s", "ADD", 1, otype="i32")
         planes_in(O, bd, cache["ev"][(hk,)], v, "b")
         pb.emit(bd)
-        pb.vx_bundle(f"{nm} pe", "i32", ("r", rh), "SRAR", ("r", rh), ("r", rm))
+        bd = Bundle(f"{nm} pe", name)
+        v = O.vxm(bd, "i32", ("r", rh), "SRAR", "s", ("r", rm))
+        planes_in(O, bd, ex[(h,)], v, "a")
+        pb.emit(bd)
         digits(rh, pd, (h,), rlo)
-        regs.release(rh, rl, rz, rm)
+    regs.release(rh, rl, rz, rm, rlo)
+    pb.release(zs, mx, dq, ex, sm)
 
     # 4. E V: V digits installed transposed, four MVMs per head, combined, rounded by 2**8
     products("V", lambda wt, j, t: cache[f"v{wt}"].loc(j, t), lambda h, px: pd.loc(h, px), True,
              digit_combine(V_SHIFT, av))
-    regs.release(rlo)
     # back on the query head's lanes, narrowed to 24 bits, normalised
     rlim, rmk, rea = regs.single(), regs.single(), regs.single()
     pb.reg_const(rlim, np.full(vl, 2**23 - 1), "2**23 - 1")
