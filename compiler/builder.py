@@ -62,8 +62,9 @@ class ProgramBuilder:
         self._consts: dict[bytes, Tensor] = {}
         self._zero: dict[str, tuple[str, int]] = {}
         self.const_values: list[tuple[str, np.ndarray]] = []
-        #: the MXM the next product's first output tile goes to (`linear_rows` turns it)
-        self.mxm_turn = 0
+        #: weight tiles each MXM has been given so far (`linear_rows` starts a product on
+        #: the least loaded)
+        self.mxm_load: dict[str, int] = {}
 
     def emit(self, b: Bundle) -> Bundle:
         b.finalize()

@@ -118,9 +118,10 @@ def plan_waves(nt: int, kt: int, mxms: list[str], width: int, budget: int
             waves.append([Unit(n, 0, kt, mxms[n % len(mxms)]) for n in tiles])
             continue
         total = len(tiles) * kt
-        cuts = [round(total * j / width) for j in range(width + 1)]
+        deal = min(width, total)  # fewer K tiles than MXMs: one each, on the first ones
+        cuts = [round(total * j / deal) for j in range(deal + 1)]
         units = []
-        for j in range(width):
+        for j in range(deal):
             lo, hi = cuts[j], cuts[j + 1]
             while lo < hi:
                 a, k0 = divmod(lo, kt)
@@ -156,15 +157,15 @@ def linear_rows(pb: ProgramBuilder, name: str, x, e_x, w: RowWeight, dst, e_dst,
     kt, nt, bpt, nb = T.ntiles(n_in, vl), T.ntiles(n_out, vl), vl // g, n_in // g
     if mxm:
         mxms = [mxm] if isinstance(mxm, str) else list(mxm)
-    else:  # every MXM, the first one after the last product's (balanced over products)
-        mxms = [sl.name for sl in pb.cfg.slices_of("MXM")]
-        turn = pb.mxm_turn % len(mxms)
-        mxms = mxms[turn:] + mxms[:turn]
-        pb.mxm_turn = turn + nt
+    else:  # every MXM, the least loaded first (weight tiles so far; balanced over products)
+        mxms = sorted((sl.name for sl in pb.cfg.slices_of("MXM")),
+                      key=lambda m: pb.mxm_load.get(m, 0))
     rows_per = min(rows, ROW_GROUP)
     budget = (len(regs.free) - MIN_TEMPS) // rows_per  # accumulators a wave may hold
     width = max(1, min(len(mxms), budget))
     waves = plan_waves(nt, kt, mxms, width, budget)
+    for u in (u for wave in waves for u in wave):
+        pb.mxm_load[u.mxm] = pb.mxm_load.get(u.mxm, 0) + u.k1 - u.k0
     mxm_of = {(u.n, k): u.mxm for wave in waves for u in wave for k in range(u.k0, u.k1)}
     hemi = {m: pb.cfg.slice(m).hemisphere for m in mxms}
     other = {"W": "E", "E": "W"}
