@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from arch.config import TspConfig, get_config
+from arch.config import PRESETS, TspConfig, get_config
 from golden.machine import Machine
 from golden.vocab import embed_int
 
 from . import tiling as T
+from .errors import CompileError
 from .layer import CompiledLayerStep, LayerStep
 from .lowerings import argmax_rows, linear_rows, rmsnorm_rows
 
@@ -36,6 +37,26 @@ class ModelStep(LayerStep):
         super().__init__(lc, W["layers"][0], cfg, C)
         self.mem.what = f"the model step ({lc.n_layers} layers)"
         self.W = W
+
+    def check_weights_fit(self) -> None:
+        """Refuse at once (before lowering every layer) a model whose int8 weights alone
+        exceed the SRAM: a `CompileError` naming both sizes and the parameters to raise."""
+        need, have = self.weight_bytes(), self.cfg.sram_bytes
+        top = {k: hi for k, (_, hi) in TspConfig._RANGES.items()}
+
+        def size(b: int) -> str:
+            return f"{b / 2**20:.1f} MiB" if b >= 2**20 else f"{b / 1024:.1f} KiB"
+
+        if need > have:
+            raise CompileError(
+                f"{self.mem.what} does not fit the SRAM of config {self.cfg.name!r}: its "
+                f"int8 weights alone are {size(need)} ({need} bytes; the block scales, the "
+                f"KV caches and the activations come on top) but the config has "
+                f"{size(have)}.  Use a config with more SRAM (mem_slices_per_hemisphere "
+                f"{self.cfg.mem_slices_per_hemisphere} of at most "
+                f"{top['mem_slices_per_hemisphere']}, mem_depth {self.cfg.mem_depth} of at "
+                f"most {top['mem_depth']}; `full` has {size(PRESETS['full'].sram_bytes)}) "
+                f"or a smaller model.", "sram", True)
 
     def weight_bytes(self) -> int:
         return (sum(LayerStep.weight_bytes_of(L) for L in self.W["layers"])
@@ -121,6 +142,7 @@ def compile_model_step(model, cfg: TspConfig | str, max_context: int,
     it in each of ``orders`` and keep the fastest that fits the instruction memory."""
     cfg = get_config(cfg)
     low = ModelStep(model.config, model.int_weights(), cfg, max_context)
+    low.check_weights_fit()
     low.run()
     prog, em = low.finish_best("the model step", orders)
     return CompiledModelStep(cfg, prog, em.cycles, dict(low.init), low, em)

@@ -93,3 +93,21 @@ def test_make_llm_path_end_to_end_on_a_small_config(tmp_path):
         assert k in on_disk
     assert (tmp_path / "schedule.png").stat().st_size > 10_000
     assert (tmp_path / "cycles_vs_context.png").stat().st_size > 10_000
+
+
+def test_a_model_whose_weights_exceed_the_sram_is_refused_before_lowering(tiny_model):
+    """The tiny llama's int8 weights (2 layers and its output matrix) are larger than
+    `tiny`'s 32 KiB of SRAM: refused at once, with both sizes (not after lowering every
+    layer, which for a real model on a small config would take minutes and gigabytes)."""
+    from compiler.errors import CompileError
+
+    model, _ = tiny_model
+    need = sum(int(w.q.size) for L in model.int_weights()["layers"]
+               for k, w in L.items() if hasattr(w, "q"))
+    assert need > 32 * 1024
+    with pytest.raises(CompileError, match=r"^the model step \(2 layers\) does not fit the "
+                       r"SRAM of config 'tiny': its int8 weights alone are [0-9.]+ KiB .* but "
+                       r"the config has 32\.0 KiB\.  Use a config with more SRAM "
+                       r"\(mem_slices_per_hemisphere 2 of at most 44, mem_depth 256 of at most "
+                       r"4096"):
+        compile_model_step(model, "tiny", 16)

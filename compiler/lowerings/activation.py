@@ -48,7 +48,7 @@ def activation_tables(pb: ProgramBuilder) -> dict[str, tuple[str, int]]:
         used: list[str] = []
         # the MEM slices nearest the VXM first: a Gather's index goes out from the VXM and
         # the entry comes back, so the table's distance is paid twice on every lookup
-        near = [s for pair in zip(pb.mem.side["W"], pb.mem.side["E"]) for s in pair]
+        near = [s for pair in zip(pb.mem.side["W"], pb.mem.side["E"], strict=True) for s in pair]
         for name, vals in tabs.items():
             vecs = dict(enumerate(T.table_vectors(vals, pb.vl)))
             fits = [s for s in near if s not in used and pb.mem.clean_of(s) >= len(vecs)]
