@@ -93,18 +93,24 @@ def lookup_rows(pb: ProgramBuilder, name: str, src, table: tuple[str, int], dst,
 
 def argmax_rows(pb: ProgramBuilder, name: str, src, dst, rows: int, width: int) -> None:
     """``dst[(i,)] = argmax(src row i)`` (`golden.vocab.argmax_int`: the lowest index of
-    the largest value), an int32 vector with the index in every lane.  Per lane tile: the
-    tile's max (SXM ``RMAX``; lanes past the row masked to the int32 minimum by ``SEL``),
-    the lowest lane holding it (``EQ``; ``SEL(., lane, 2**31 - 1)``; SXM ``RMIN``) plus the
-    tile's first index; a running (max, index) over the tiles that moves only on a strictly
-    larger max (``GT``, ``SEL``, ``MAX``), so ties keep the lower index.  ``src``: int32
-    rows keyed ``(row, tile)``; ``dst``: int32 keyed ``(row,)``."""
+    the largest value), an int32 vector with the index in every lane.  In three stages over
+    the lane tiles, so that the tiles' SXM round trips overlap: every tile's max (SXM
+    ``RMAX``; lanes past the row masked to the int32 minimum by ``SEL``) into SRAM; every
+    tile's lowest lane holding it (``EQ``; ``SEL(., lane, 2**31 - 1)``; SXM ``RMIN``) into
+    SRAM; then a running (max, index) over the tiles in order that moves only on a
+    strictly larger max (``GT``, ``SEL``, ``MAX``), so ties keep the lower index.
+    ``src``: int32 rows keyed ``(row, tile)``; ``dst``: int32 keyed ``(row,)``."""
     from .norm import _sxm_near
 
     vl, O, regs = pb.vl, pb.O, pb.regs
     nt = T.ntiles(width, vl)
     last = width - (nt - 1) * vl  # valid lanes of the last tile
-    rm, ri, rtm, rti, rc, rbase, rbig, rmin = (regs.single() for _ in range(8))
+    side = "W" if src[(0, 0)][0][0] in pb.mem.side["W"] else "E"
+    keys = [(i, t) for i in range(rows) for t in range(nt)]
+    # on src's side: the far SXM's results reach it without passing that SXM again
+    tmax = pb.mem.tensor(f"{name}.max", keys, 4, side)
+    tidx = pb.mem.tensor(f"{name}.lane", keys, 4, side)
+    rm, ri, rti, rtm, rc, rbase, rbig, rmin = (regs.single() for _ in range(8))
     pb.reg_const(rbig, np.full(vl, 2**31 - 1), "no index")
     pb.reg_const(rmin, np.full(vl, -(2**31)), "int32 minimum")
     rvalid = None
@@ -113,12 +119,10 @@ def argmax_rows(pb: ProgramBuilder, name: str, src, dst, rows: int, width: int) 
         pb.vx_bundle(f"{name} valid lanes", "i32", ("r", rvalid), "LT", "lane", last)
     for i in range(rows):
         nm = f"{name} row {i}"
-        pb.set_imm(rbase, 0, f"{nm} first index")
         for t in range(nt):
-            tn = f"{nm} tile {t}"
             # the far SXM: an int32 in the relay layout passes the near one on its way
             sx = "SXM_E" if _sxm_near(pb, src[(i, t)]) == "SXM_W" else "SXM_W"
-            b = Bundle(f"{tn} max", name)
+            b = Bundle(f"{nm} tile {t} max", name)
             red = O.reduce(b, sx, "RMAX", "i32")
             if t == nt - 1 and rvalid is not None:
                 v = O.vxm(b, "i32", "s", "SEL", ("r", rvalid), "s", "PASS", ("r", rmin))
@@ -126,32 +130,53 @@ def argmax_rows(pb: ProgramBuilder, name: str, src, dst, rows: int, width: int) 
                 b.connect(v, "d", red, "in")
             else:
                 planes_in(O, b, src[(i, t)], red, "in")
-            w = O.vxm(b, "i32", ("r", rtm), "PASS", "s")
-            b.connect(red, "out", w, "a")
+            planes_out(O, b, red, "out", tmax[(i, t)])
             pb.emit(b)
-            b = Bundle(f"{tn} at max", name)
+        for t in range(nt):
+            sx = "SXM_E" if _sxm_near(pb, src[(i, t)]) == "SXM_W" else "SXM_W"
+            b = Bundle(f"{nm} tile {t} its max", name)
+            v = O.vxm(b, "i32", ("r", rtm), "PASS", "s")
+            planes_in(O, b, tmax[(i, t)], v, "a")
+            pb.emit(b)
+            b = Bundle(f"{nm} tile {t} at max", name)
             v = O.vxm(b, "i32", ("r", rc), "EQ", "s", ("r", rtm))
             planes_in(O, b, src[(i, t)], v, "a")
             pb.emit(b)
-            b = Bundle(f"{tn} lowest lane", name)
+            b = Bundle(f"{nm} tile {t} lowest lane", name)
             v = O.vxm(b, "i32", "s", "SEL", ("r", rc), "lane", "PASS", ("r", rbig))
             red = O.reduce(b, sx, "RMIN", "i32")
             b.connect(v, "d", red, "in")
-            w = O.vxm(b, "i32", ("r", rti), "ADD", "s", ("r", rbase))
-            b.connect(red, "out", w, "a")
+            planes_out(O, b, red, "out", tidx[(i, t)])
+            pb.emit(b)
+        pb.set_imm(rbase, 0, f"{nm} first index")
+        for t in range(nt):
+            tn = f"{nm} tile {t}"
+            b = Bundle(f"{tn} index", name)
+            v = O.vxm(b, "i32", ("r", rti), "ADD", "s", ("r", rbase))
+            planes_in(O, b, tidx[(i, t)], v, "a")
             pb.emit(b)
             if t == 0:
-                pb.vx_bundle(f"{tn} max", "i32", ("r", rm), "PASS", ("r", rtm))
-                pb.vx_bundle(f"{tn} index", "i32", ("r", ri), "PASS", ("r", rti))
+                b = Bundle(f"{tn} running max", name)
+                v = O.vxm(b, "i32", ("r", rm), "PASS", "s")
+                planes_in(O, b, tmax[(i, t)], v, "a")
+                pb.emit(b)
+                pb.vx_bundle(f"{tn} running index", "i32", ("r", ri), "PASS", ("r", rti))
             else:
-                pb.vx_bundle(f"{tn} larger", "i32", ("r", rc), "GT", ("r", rtm), ("r", rm))
-                pb.vx_bundle(f"{tn} index", "i32", ("r", ri), "SEL", ("r", rc), ("r", rti),
-                             "PASS", ("r", ri))
-                pb.vx_bundle(f"{tn} max", "i32", ("r", rm), "MAX", ("r", rm), ("r", rtm))
+                b = Bundle(f"{tn} larger", name)
+                v = O.vxm(b, "i32", ("r", rc), "GT", "s", ("r", rm))
+                planes_in(O, b, tmax[(i, t)], v, "a")
+                pb.emit(b)
+                pb.vx_bundle(f"{tn} running index", "i32", ("r", ri), "SEL", ("r", rc),
+                             ("r", rti), "PASS", ("r", ri))
+                b = Bundle(f"{tn} running max", name)
+                v = O.vxm(b, "i32", ("r", rm), "MAX", "s", ("r", rm))
+                planes_in(O, b, tmax[(i, t)], v, "a")
+                pb.emit(b)
             if t < nt - 1:
                 pb.vx_bundle(f"{tn} next index", "i32", ("r", rbase), "ADD", ("r", rbase), vl)
         b = Bundle(f"{nm} out", name)
         v = O.vxm(b, "i32", "s", "PASS", ("r", ri))
         planes_out(O, b, v, "d", dst[(i,)])
         pb.emit(b)
-    regs.release(rm, ri, rtm, rti, rc, rbase, rbig, rmin, *([rvalid] if rvalid else []))
+    regs.release(rm, ri, rti, rtm, rc, rbase, rbig, rmin, *([rvalid] if rvalid else []))
+    pb.release(tmax, tidx)
