@@ -88,6 +88,9 @@ def run_llm(cfg, model: str = "smollm2-135m", prompt: str | list[int] = DEFAULT_
     elif context < need:
         raise ValueError(f"context={context} is too short: a prompt of {len(prompt_ids)} "
                          f"tokens and {tokens} new ones need {need} positions")
+    bad = [c for c in sweep if c < 1]
+    if bad:
+        raise ValueError(f"sweep context {bad[0]} must be >= 1")
     log(f"{lm.config.n_layers}-layer llama {path.name} on {cfg.name}: prompt "
         f"{len(prompt_ids)} tokens {prompt_ids}, {tokens} new, context {context}")
     t = time.monotonic()
@@ -127,8 +130,6 @@ def run_llm(cfg, model: str = "smollm2-135m", prompt: str | list[int] = DEFAULT_
 
     rows = [row]
     for c in sorted(set(sweep) - {context}):
-        if c < 1:
-            raise ValueError(f"sweep context {c} must be >= 1")
         rows.append(bounds_row(_compile(lm, cfg, c, log)))
     rows.sort(key=lambda r: r["context"])
 

@@ -256,10 +256,10 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
     for h in range(n_heads):
         hk, nm = h // g, f"{name} head {h}"
         # the reciprocal of the row sum (kept in SRAM for step 4)
-        _load_sum = Bundle(f"{nm} sum in", name)
-        v = O.vxm(_load_sum, "i32", ("r", rl), "PASS", "s")
-        planes_in(O, _load_sum, sm[(h,)], v, "a")
-        pb.emit(_load_sum)
+        bd = Bundle(f"{nm} sum in", name)
+        v = O.vxm(bd, "i32", ("r", rl), "PASS", "s")
+        planes_in(O, bd, sm[(h,)], v, "a")
+        pb.emit(bd)
         reciprocal_regs(pb, tabs["recip"], rl, rz, rm, rr)
         for reg, t_ in ((rr, yv), (rr + 1, sv)):
             bd = Bundle(f"{nm} keep {t_.name}", name)

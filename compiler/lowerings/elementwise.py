@@ -119,11 +119,12 @@ def argmax_rows(pb: ProgramBuilder, name: str, src, dst, rows: int, width: int) 
         pb.vx_bundle(f"{name} valid lanes", "i32", ("r", rvalid), "LT", "lane", last)
     for i in range(rows):
         nm = f"{name} row {i}"
+        # per tile the far SXM: an int32 in the relay layout passes the near one on its way
+        far = {t: "SXM_E" if _sxm_near(pb, src[(i, t)]) == "SXM_W" else "SXM_W"
+               for t in range(nt)}
         for t in range(nt):
-            # the far SXM: an int32 in the relay layout passes the near one on its way
-            sx = "SXM_E" if _sxm_near(pb, src[(i, t)]) == "SXM_W" else "SXM_W"
             b = Bundle(f"{nm} tile {t} max", name)
-            red = O.reduce(b, sx, "RMAX", "i32")
+            red = O.reduce(b, far[t], "RMAX", "i32")
             if t == nt - 1 and rvalid is not None:
                 v = O.vxm(b, "i32", "s", "SEL", ("r", rvalid), "s", "PASS", ("r", rmin))
                 planes_in(O, b, src[(i, t)], v, "b")
@@ -133,7 +134,6 @@ def argmax_rows(pb: ProgramBuilder, name: str, src, dst, rows: int, width: int) 
             planes_out(O, b, red, "out", tmax[(i, t)])
             pb.emit(b)
         for t in range(nt):
-            sx = "SXM_E" if _sxm_near(pb, src[(i, t)]) == "SXM_W" else "SXM_W"
             b = Bundle(f"{nm} tile {t} its max", name)
             v = O.vxm(b, "i32", ("r", rtm), "PASS", "s")
             planes_in(O, b, tmax[(i, t)], v, "a")
@@ -144,7 +144,7 @@ def argmax_rows(pb: ProgramBuilder, name: str, src, dst, rows: int, width: int) 
             pb.emit(b)
             b = Bundle(f"{nm} tile {t} lowest lane", name)
             v = O.vxm(b, "i32", "s", "SEL", ("r", rc), "lane", "PASS", ("r", rbig))
-            red = O.reduce(b, sx, "RMIN", "i32")
+            red = O.reduce(b, far[t], "RMIN", "i32")
             b.connect(v, "d", red, "in")
             planes_out(O, b, red, "out", tidx[(i, t)])
             pb.emit(b)

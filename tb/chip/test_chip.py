@@ -147,8 +147,7 @@ async def chip_faults(dut):
             errors.append(f"{name}: model did not refuse it at {sl}: {exp.error}")
         await host.load_program(prog)
         await host.start()
-        await host.wait_done(1000 + 2 * max(cfg.imem_depth_of(k) for k in ("MEM", "MXM",
-                                                                            "VXM", "SXM")))
+        await host.wait_done(1000 + 2 * max(cfg.imem_depth_of(s.name) for s in cfg.slices))
         st = await host.status()
         got = (st["error"], cfg.slices[st["error_slice"]].name, st["error_code"])
         results.append({"case": name, "slice": got[1], "code": ErrorCode(got[2]).name,
