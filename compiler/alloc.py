@@ -69,6 +69,7 @@ class Sram:
                                                   key=lambda s: s.ordinal)],
                      "E": [s.name for s in sorted((m for m in mems if m.hemisphere == "E"),
                                                   key=lambda s: s.ordinal)]}
+        self._side_of = {n: sd for sd, names in self.side.items() for n in names}
         #: never allocated ranges (host constants may only go here) and released ones
         self.free: dict[str, list[list[int]]] = {
             m.name: [[0, self.depth], [self.depth, self.depth]] for m in mems}
@@ -137,6 +138,12 @@ class Sram:
             self.used -= n
         t.ranges = []
 
+    def side_of(self, t) -> str:
+        """The hemisphere ("W" or "E") of a MEM slice name, or of the first vector of a
+        tensor-like ``t`` (``t[(0, 0)]``: a `Tensor`, `FirstOf` or a dict of locations)."""
+        name = t if isinstance(t, str) else t[(0, 0)][0][0]
+        return self._side_of[name]
+
     def slices(self, side: str | None, k: int, exclude=(), const: bool = False) -> list[str]:
         """k distinct slices of one side (the side with more free space if None), most
         free space (never-used space only for host constants) first."""
@@ -177,7 +184,7 @@ class Sram:
                 if planes != 4:
                     raise
                 slices = self.slices(sd, 2, exclude, const)
-        sd = "W" if slices[0] in self.side["W"] else "E"
+        sd = self.side_of(slices[0])
         if len(slices) < planes:
             assert planes == 4 and len(slices) == 2, (name, slices)
             slices = sorted(slices, key=self.side[sd].index)

@@ -47,7 +47,7 @@ latency, so the MXM can never write one stream twice in one cycle.
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -145,21 +145,26 @@ class MxmMacArray(wiring.Component):
 
     PART_BITS = 8 + 8 + 4
 
-    def __init__(self, vl: int):
+    def __init__(self, vl: int, rows: int | None = None):
+        rows = vl if rows is None else rows
+        if not 1 <= rows <= vl:
+            raise ValueError(f"MxmMacArray rows must be in 1..{vl} (the vector length), "
+                             f"got {rows!r}")
         self.vl = vl
+        self.n_rows = rows
         self.groups = vl // LANES
         super().__init__({
             "en": In(1),
             "x": In(8 * vl),
-            "rows": In(8 * vl).array(vl),
-            "part": Out(signed(self.PART_BITS)).array(vl, self.groups),
+            "rows": In(8 * vl).array(rows),
+            "part": Out(signed(self.PART_BITS)).array(rows, self.groups),
         })
 
     def elaborate(self, platform):
         m = Module()
         VL = self.vl
         xs = [self.x[8 * j:8 * j + 8].as_signed() for j in range(VL)]
-        for i in range(VL):
+        for i in range(self.n_rows):
             wrow = self.rows[i]
             for g in range(self.groups):
                 prods = [wrow[8 * j:8 * j + 8].as_signed() * xs[j]
@@ -188,11 +193,21 @@ class MxmSignature(SliceSignature):
 
 
 class MxmSlice(wiring.Component):
-    """One MXM slice column (see the module docstring for structure and timing)."""
+    """One MXM slice column (see the module docstring for structure and timing).
 
-    def __init__(self, cfg: TspConfig):
+    ``mac_rows`` (cost flow only; default all VL): build the MAC array's first
+    ``mac_rows`` output rows; the others' partial sums are 0.  Every path of the slice is
+    still there, only replicas are missing: what `sim/cost_pnr.py` places when the whole
+    array does not fit the device."""
+
+    def __init__(self, cfg: TspConfig, *, mac_rows: int | None = None):
         check_slice_config("MxmSlice", cfg, min_streams=4, why="int32 results")
+        vl = cfg.vector_length
+        if mac_rows is not None and not 1 <= mac_rows <= vl:
+            raise ValueError(f"MxmSlice mac_rows must be in 1..{vl} (the vector length of "
+                             f"config {cfg.name!r}), got {mac_rows!r}")
         self.cfg = cfg
+        self.mac_rows = vl if mac_rows is None else mac_rows
         super().__init__(MxmSignature(cfg))
 
     # ------------------------------------------------------------------ layouts
@@ -335,7 +350,7 @@ class MxmSlice(wiring.Component):
 
         # ---------------------------------------------------------- weights, MACs (core)
         m.submodules.weights = wts = MxmWeights(VL)
-        m.submodules.mac = mac = MxmMacArray(VL)
+        m.submodules.mac = mac = MxmMacArray(VL, rows=self.mac_rows)
         m.d.comb += [
             wts.lw.eq(core.valid & core.lw),
             wts.lwt.eq(core.valid & core.lwt),
@@ -345,9 +360,10 @@ class MxmSlice(wiring.Component):
             mac.en.eq(core.valid & core.mvm),
             mac.x.eq(x_vec),
         ]
-        for i in range(VL):
+        for i in range(self.mac_rows):
             m.d.comb += mac.rows[i].eq(wts.rows[i])
-        parts = mac.part
+        zero = [Const(0, signed(MxmMacArray.PART_BITS))] * mac.groups
+        parts = [mac.part[i] if i < self.mac_rows else zero for i in range(VL)]
 
         m.submodules.acc = accmem = Memory(shape=unsigned(32 * VL), depth=isa.MXM_ACC_SLOTS,
                                            init=[])

@@ -157,11 +157,16 @@ class VxmTile(wiring.Component):
     out of range for the instruction that arrived in the previous cycle.  ``superlane``
     is a tie-off (the slice drives it with the tile's constant superlane number): the
     lane-index operand of lane i is ``16 * superlane + i``, and every tile is the same
-    hardware.
+    hardware.  ``alu_lanes`` (cost flow only; default 16): only the first ``alu_lanes``
+    lanes have their two ALU stages, the others' results are 0 (see `VxmSlice`).
     """
 
-    def __init__(self, cfg: TspConfig):
+    def __init__(self, cfg: TspConfig, *, alu_lanes: int | None = None):
+        lanes = cfg.lanes_per_superlane
+        if alu_lanes is not None and not 1 <= alu_lanes <= lanes:
+            raise ValueError(f"VxmTile alu_lanes must be in 1..{lanes}, got {alu_lanes!r}")
         self.cfg = cfg
+        self.alu_lanes = lanes if alu_lanes is None else alu_lanes
         super().__init__({
             "superlane": In(range(max(2, cfg.superlanes))),
             "ctl": In(control_layout()),
@@ -290,7 +295,7 @@ class VxmTile(wiring.Component):
         # ---------------------------------------------------------------- cycle t+1
         qlo1, qhi1 = type_bounds(m, k1.otype, "q1")
         p2 = []
-        for i in range(lanes):
+        for i in range(self.alu_lanes):
             r = p1[i]
             q = {
                 "r1": Signal(signed(64), name=f"l{i}_r1", reset_less=True),
@@ -307,7 +312,7 @@ class VxmTile(wiring.Component):
 
         # ---------------------------------------------------------------- cycle t+2
         p3 = []
-        for i in range(lanes):
+        for i in range(self.alu_lanes):
             q = p2[i]
             r2 = Signal(signed(64), name=f"l{i}_r2", reset_less=True)
             with m.If(v2):
@@ -321,6 +326,9 @@ class VxmTile(wiring.Component):
         m.d.comb += sat.eq(k3.sat | k3.op2[OP_BIT["REQUANT"]])
         res = []
         for i in range(lanes):
+            if i >= self.alu_lanes:  # a lane left out by the cost flow
+                res.append(Const(0, 32))
+                continue
             r2 = p3[i]
             v = Signal(32, name=f"l{i}_res")
             m.d.comb += v.eq(Mux(sat, clamp(r2, qlo3, qhi3), r2))
@@ -359,10 +367,18 @@ class VxmTile(wiring.Component):
 class VxmSlice(wiring.Component):
     """The VXM column: `SliceSignature` (``issue``, ``tiles``, ``error``/``error_code``).
 
-    See the module docstring for the pipeline and faults."""
+    See the module docstring for the pipeline and faults.  ``alu_lanes`` (cost flow only;
+    default all 16): build the two ALU stages of only the first ``alu_lanes`` lanes of
+    every tile (the others read 0).  The lanes are identical and independent, so every
+    path of the slice is still there: what `sim/cost_pnr.py` places when all the lanes do
+    not fit the device."""
 
-    def __init__(self, cfg: TspConfig):
+    def __init__(self, cfg: TspConfig, *, alu_lanes: int | None = None):
         check_slice_config("VxmSlice", cfg)
+        lanes = cfg.lanes_per_superlane
+        if alu_lanes is not None and not 1 <= alu_lanes <= lanes:
+            raise ValueError(f"VxmSlice alu_lanes must be in 1..{lanes}, got {alu_lanes!r}")
+        self.alu_lanes = alu_lanes
         lat = isa.latency("VXM", cfg)
         if lat != 3:
             raise ValueError(f"VxmSlice implements a latency-3 pipeline; the ISA says {lat}")
@@ -399,7 +415,7 @@ class VxmSlice(wiring.Component):
         faults = []
         busy = [skew.busy]
         for k in range(cfg.superlanes):
-            tile = m.submodules[f"tile{k}"] = VxmTile(cfg)
+            tile = m.submodules[f"tile{k}"] = VxmTile(cfg, alu_lanes=self.alu_lanes)
             m.d.comb += [tile.superlane.eq(k), tile.ctl.eq(skew.o[k])]
             wiring.connect(m, wiring.flipped(self.tiles[k]), tile.streams)
             faults.append(tile.fault)

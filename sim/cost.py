@@ -56,6 +56,22 @@ def _slice(kind: str):
     return make
 
 
+def _vxm_lanes(n: int):
+    def make(cfg: TspConfig):
+        from hdl.vxm import VxmSlice
+
+        return VxmSlice(cfg, alu_lanes=n)
+    return make
+
+
+def _mxm_rows(n: int):
+    def make(cfg: TspConfig):
+        from hdl.mxm import MxmSlice
+
+        return MxmSlice(cfg, mac_rows=n)
+    return make
+
+
 def _fabric(cfg: TspConfig):
     from hdl.stream import StreamFabric
 
@@ -80,7 +96,16 @@ UNITS: dict[str, tuple[Callable[[TspConfig], object], str]] = {
     "ICU_SXM": (_icu("SXM"), "the instruction queue of an SXM"),
     "fabric": (_fabric, "the stream registers of every position, superlane and direction"),
     "chip": (_chip, "the whole chip: every slice and queue, fabric and host interface"),
+    "VXM_LANES6": (_vxm_lanes(6), "the VXM with the ALU stages of 6 of the 16 lanes per "
+                                  "tile: placed for the VXM's fmax"),
+    "MXM_ROWS8": (_mxm_rows(8), "one MXM with 8 of the VL output rows of its MAC array: "
+                                "placed for the MXM's fmax"),
 }
+
+#: a slice too large for the ECP5-85 is placed as this build of it with some of its
+#: identical, independent lanes (VXM) or MAC rows (MXM) left out: every path of the slice
+#: is still there, so its fmax is the slice's; only its area is not
+PARTIAL_UNITS = {"VXM": "VXM_LANES6", "MXM": "MXM_ROWS8"}
 
 #: units counted into the chip, per slice position kind (the chip also has the fabric)
 SLICE_UNITS = ("MEM", "VXM", "MXM", "SXM")

@@ -170,6 +170,8 @@ def pnr_unit(cfg: TspConfig, unit: str, *, timeout: float = PNR_TIMEOUT_S, seed:
                   "--freq", str(TARGET_MHZ), "--timing-allow-fail", "--seed", str(seed),
                   "--report", "report.json"], d, d / "pnr.log", timeout=timeout)
     except BuildError as e:
+        if "not found" in str(e):  # the tool is missing: nothing about the unit to keep
+            raise
         timed_out = "did not finish" in str(e)
         rec.update(status="timeout" if timed_out else "failed", timeout_s=timeout,
                    reason=_pnr_failure(d / "pnr.log", str(e)),

@@ -11,7 +11,7 @@ from arch.config import KINDS as SLICE_KINDS
 from arch.config import TspConfig
 
 from .build import BuildError, build_root
-from .cost import ECP5_85K, UNITS, ecp5_summary, synth_unit
+from .cost import ECP5_85K, PARTIAL_UNITS, UNITS, ecp5_summary, synth_unit
 from .cost_pnr import PNR_TIMEOUT_S, pnr_unit
 from .cost_sweep import chip_from_units, growth, plot, sweep, write
 
@@ -96,7 +96,14 @@ def run_cost(cfg: TspConfig, *, pnr: bool = True, do_sweep: bool = True, chip_ec
                 continue
             reason = "does not fit an ECP5-85: " + ", ".join(e["over_ecp5_85"])
             units[u]["pnr"] = {"status": "not attempted", "reason": reason}
-            if all(o.startswith("MULT18X18D") for o in e["over_ecp5_85"]):
+            part = PARTIAL_UNITS.get(u)
+            pe = units.get(part, {}).get("ecp5")
+            if pe and pe["fits_ecp5_85"]:
+                # every path of the slice, fewer of its identical lanes / rows
+                units[u]["pnr"] = {**pnr_unit(cfg, part, timeout=pnr_timeout, log=log),
+                                   "placed_as": part, "placed_as_what": UNITS[part][1],
+                                   "note": reason}
+            elif all(o.startswith("MULT18X18D") for o in e["over_ecp5_85"]):
                 # short of DSPs only: place it with its multipliers in LUTs
                 r = synth_unit(cfg, u, ecp5=False, nodsp=True, log=log)
                 units[u]["ecp5_nodsp"] = n = r["ecp5_nodsp"]
@@ -152,6 +159,8 @@ def table(result: dict) -> str:
                                                    f"({cp['logic_levels']} levels)")
             if p.get("multipliers_in_luts"):
                 fmax += " (mult. in LUTs)"
+            if p.get("placed_as"):
+                fmax += f" (as {p['placed_as']})"
         elif p:
             fmax, path = "-", f"{p['status']}: {p.get('reason', '')}"
         else:

@@ -128,3 +128,43 @@ def test_ecp5_fit_names_what_is_over():
 def test_unknown_unit_is_refused_with_the_list():
     with pytest.raises(ValueError, match="unknown cost unit 'ALU'.*MEM"):
         check_unit("ALU")
+
+
+def _mul_cells(component) -> int:
+    from amaranth.back import rtlil
+
+    return rtlil.convert(component).count("cell $mul ")
+
+
+def test_partial_slices_keep_every_path_and_drop_only_replicas():
+    """The builds the flow places for a slice too large for the ECP5-85 (`PARTIAL_UNITS`):
+    the MXM with 8 of its VL MAC rows has 8 x VL multipliers (the full one VL x VL), the VXM
+    with 6 of 16 lanes' ALU stages lacks exactly the multipliers of 10 lanes' two ALU stages
+    (`VxmAlu`, the stage built alone); the default build is the full one."""
+    from hdl.mxm import MxmSlice
+    from hdl.vxm import VxmSlice
+    from sim.cost import PARTIAL_UNITS, UNITS
+
+    cfg = TINY
+    vl, s = cfg.vector_length, cfg.superlanes
+    assert _mul_cells(MxmSlice(cfg)) == vl * vl
+    assert _mul_cells(UNITS[PARTIAL_UNITS["MXM"]][0](cfg)) == 8 * vl
+    from hdl.vxm_alu import VxmAlu
+
+    lane = (_mul_cells(VxmAlu(32, ternary=True, clamp_requant=True))
+            + _mul_cells(VxmAlu(64, ternary=False, clamp_requant=False)))
+    assert lane > 0
+    full = _mul_cells(VxmSlice(cfg))
+    assert full - _mul_cells(UNITS[PARTIAL_UNITS["VXM"]][0](cfg)) == (16 - 6) * s * lane
+
+
+@pytest.mark.parametrize("build,arg,bad", [("MxmSlice", "mac_rows", 17),
+                                            ("MxmSlice", "mac_rows", 0),
+                                            ("VxmSlice", "alu_lanes", 17)])
+def test_partial_slice_sizes_out_of_range_are_refused(build, arg, bad):
+    import hdl.mxm
+    import hdl.vxm
+
+    cls = getattr(hdl.mxm, build, None) or getattr(hdl.vxm, build)
+    with pytest.raises(ValueError, match=rf"{arg} must be in 1\.\.16.*got {bad}"):
+        cls(TINY, **{arg: bad})

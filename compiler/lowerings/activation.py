@@ -125,7 +125,7 @@ def silu_rows(pb: ProgramBuilder, name: str, x, e_x, dst, e_dst, rows: int,
     vl, O, regs = pb.vl, pb.O, pb.regs
     nt = T.ntiles(width, vl)
     tabs = activation_tables(pb)
-    side = "W" if x[(0, 0)][0][0] in pb.mem.side["W"] else "E"
+    side = pb.mem.side_of(x)
     y = pb.mem.tensor(f"{name}.y", [(i, t) for i in range(rows) for t in range(nt)], 4, side)
     rr = regs.triple()  # first: ten singles leave no whole triple free
     rc, rumax, r15, r30 = (regs.single() for _ in range(4))
@@ -181,7 +181,7 @@ def swiglu_rows(pb: ProgramBuilder, name: str, gate, e_gate, up, e_up, dst, e_ds
     vl, O, regs = pb.vl, pb.O, pb.regs
     nt = T.ntiles(width, vl)
     keys = [(i, t) for i in range(rows) for t in range(nt)]
-    side = "W" if up[(0, 0)][0][0] in pb.mem.side["W"] else "E"
+    side = pb.mem.side_of(up)
     other = "E" if side == "W" else "W"
     s = pb.mem.tensor(f"{name}.silu", keys, 2, other)
     es = pb.mem.tensor(f"{name}.e_silu", keys, 2)

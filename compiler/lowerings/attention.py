@@ -73,7 +73,7 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
     # each KV tile's K and V digits on their own MXM (in turn over every MXM)
     mxms = [mxm] if mxm else [sl.name for sl in pb.cfg.slices_of("MXM")]
     tabs = activation_tables(pb)
-    qside = "W" if q[(0, 0)][0][0] in pb.mem.side["W"] else "E"
+    qside = pb.mem.side_of(q)
     oside = "E" if qside == "W" else "W"
     lanes = np.arange(vl)
     qmask = pb.const(f"{name}.qmask", {(h,): T.bytes_of(

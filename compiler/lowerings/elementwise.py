@@ -105,7 +105,7 @@ def argmax_rows(pb: ProgramBuilder, name: str, src, dst, rows: int, width: int) 
     vl, O, regs = pb.vl, pb.O, pb.regs
     nt = T.ntiles(width, vl)
     last = width - (nt - 1) * vl  # valid lanes of the last tile
-    side = "W" if src[(0, 0)][0][0] in pb.mem.side["W"] else "E"
+    side = pb.mem.side_of(src)
     keys = [(i, t) for i in range(rows) for t in range(nt)]
     # on src's side: the far SXM's results reach it without passing that SXM again
     tmax = pb.mem.tensor(f"{name}.max", keys, 4, side)

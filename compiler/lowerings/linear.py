@@ -46,7 +46,7 @@ def block_planes(pb: ProgramBuilder, name: str, x, rows: int, n_in: int, group: 
     Products that share an input (q, k, v; gate, up) share these: ``(planes, sums)``."""
     vl, O, regs = pb.vl, pb.O, pb.regs
     kt, bpt, nb = T.ntiles(n_in, vl), vl // group, n_in // group
-    xside = "W" if x[(0, 0)][0][0] in pb.mem.side["W"] else "E"
+    xside = pb.mem.side_of(x)
     other = "E" if xside == "W" else "W"  # the masks: read with x in one instruction
     lanes = np.arange(vl)
     mask = pb.const(f"{name}.mask", {(j,): T.bytes_of(
@@ -182,7 +182,7 @@ def linear_rows(pb: ProgramBuilder, name: str, x, e_x, w: RowWeight, dst, e_dst,
     # the MXM that makes the partial (the offsets across from the block sums, which one
     # instruction reads with them)
     bias = w.plane_bias(16)
-    sside = None if sums is None else "W" if sums[(0, 0)][0][0] in pb.mem.side["W"] else "E"
+    sside = None if sums is None else pb.mem.side_of(sums)
     consts = {"b": {(n,): (T.tile_vec(bias, n, vl), other[hemi[mxm_of[(n, 0)]]])
                     for n in range(nt)},
               "r": {(n, b): (T.tile_vec(w.r[:, b], n, vl),

@@ -40,7 +40,7 @@ TYPES = {1: "i8", 2: "i16", 4: "i32"}
 
 
 def _sxm_near(pb: ProgramBuilder, locs) -> str:
-    return "SXM_W" if locs[0][0] in pb.mem.side["W"] else "SXM_E"
+    return "SXM_" + pb.mem.side_of(locs[0][0])
 
 
 def row_reduce(pb: ProgramBuilder, name: str, vectors: list, reg: int, red: str,
@@ -155,7 +155,7 @@ def narrow_groups(pb: ProgramBuilder, name: str, src, e_src, dst, e_dst, rows: i
     vl, O, regs = pb.vl, pb.O, pb.regs
     bits = bits or 8 * dst.planes
     nt = T.ntiles(n_groups * size, vl)
-    side = "W" if src[(0, 0)][0][0] in pb.mem.side["W"] else "E"
+    side = pb.mem.side_of(src)
     other = "E" if side == "W" else "W"
     sxm = _sxm_near(pb, src[(0, 0)])
     mask = group_masks(pb, name, n_groups, size, side)
@@ -282,7 +282,7 @@ def rmsnorm_rows(pb: ProgramBuilder, name: str, h, e_h, dst, e_dst, rows: int,
     vl, O, regs = pb.vl, pb.O, pb.regs
     nt = T.ntiles(nw.n, pb.vl)
     seed = rsqrt_seed_table(pb, name)
-    side = "W" if h[(0, 0)][0][0] in pb.mem.side["W"] else "E"
+    side = pb.mem.side_of(h)
     x = pb.mem.tensor(f"{name}.x", [(i, t) for i in range(rows) for t in range(nt)], 2, side)
     z = pb.mem.tensor(f"{name}.z", [(i, t) for i in range(rows) for t in range(nt)], 4, side)
     # gamma on the other hemisphere: x and G are read in the same cycle

@@ -92,7 +92,7 @@ def rope_rows(pb: ProgramBuilder, name: str, x, e_x, dst, e_dst, rows: int, n_he
     vl, O, regs = pb.vl, pb.O, pb.regs
     width = n_heads * d_head
     nt = T.ntiles(width, vl)
-    side = "W" if x[(0, 0)][0][0] in pb.mem.side["W"] else "E"
+    side = pb.mem.side_of(x)
     other = "E" if side == "W" else "W"
     sxm = _sxm_near(pb, x[(0, 0)])
     dynamic = tables is not None
