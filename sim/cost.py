@@ -72,6 +72,14 @@ def _mxm_rows(n: int):
     return make
 
 
+def _sxm_unit(cls_name: str):
+    def make(cfg: TspConfig):
+        import hdl.sxm
+
+        return getattr(hdl.sxm, cls_name)(cfg)
+    return make
+
+
 def _fabric(cfg: TspConfig):
     from hdl.stream import StreamFabric
 
@@ -100,12 +108,25 @@ UNITS: dict[str, tuple[Callable[[TspConfig], object], str]] = {
                                   "tile: placed for the VXM's fmax"),
     "MXM_ROWS8": (_mxm_rows(8), "one MXM with 8 of the VL output rows of its MAC array: "
                                 "placed for the MXM's fmax"),
+    "SXM_GLOBAL": (_sxm_unit("SxmGlobalUnit"), "the SXM's global unit alone (SHV, ROTV, DIST, "
+                                               "PERM: deskew, VL-lane crossbar, maps)"),
+    "SXM_REDUCE": (_sxm_unit("SxmReduceUnit"), "the SXM's reduction unit alone (RMAX, RMIN, "
+                                               "RSUM: per-tile trees and the chain)"),
+    "SXM_LOCAL": (_sxm_unit("SxmLocalUnit"), "one tile's local unit of the SXM alone (SHS, "
+                                             "ROTS: a 16-lane crossbar)"),
+    "SXM_OUTPUT": (_sxm_unit("SxmTileOutput"), "one tile's output merge of the SXM alone (the "
+                                               "three units' writes per stream)"),
 }
 
 #: a slice too large for the ECP5-85 is placed as this build of it with some of its
 #: identical, independent lanes (VXM) or MAC rows (MXM) left out: every path of the slice
 #: is still there, so its fmax is the slice's; only its area is not
 PARTIAL_UNITS = {"VXM": "VXM_LANES6", "MXM": "MXM_ROWS8"}
+
+#: a slice that fits but does not route in the time given is placed unit by unit: each
+#: unit's fmax is measured, but not the paths between them or from the slice's decode and
+#: operand fetch, so their minimum is an upper bound for the slice
+SUBUNITS = {"SXM": ("SXM_GLOBAL", "SXM_REDUCE", "SXM_LOCAL", "SXM_OUTPUT")}
 
 #: units counted into the chip, per slice position kind (the chip also has the fabric)
 SLICE_UNITS = ("MEM", "VXM", "MXM", "SXM")

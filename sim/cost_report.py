@@ -11,7 +11,7 @@ from arch.config import KINDS as SLICE_KINDS
 from arch.config import TspConfig
 
 from .build import BuildError, build_root
-from .cost import ECP5_85K, PARTIAL_UNITS, UNITS, ecp5_summary, synth_unit
+from .cost import ECP5_85K, PARTIAL_UNITS, SUBUNITS, UNITS, ecp5_summary, synth_unit
 from .cost_pnr import PNR_TIMEOUT_S, pnr_unit
 from .cost_sweep import chip_from_units, growth, plot, sweep, write
 
@@ -49,6 +49,22 @@ def chip_ecp5_from_units(cfg: TspConfig, units: dict[str, dict]) -> dict:
                                         "MULT18X18D": tot["mult18x18d"]})["fits_ecp5_85"]
     tot["instances"] = dict(parts)
     return tot
+
+
+def place_subunits(cfg: TspConfig, unit: str, whole: dict, timeout: float, log) -> dict:
+    """`unit` did not route: place each of `SUBUNITS[unit]` alone.  The record keeps the
+    whole unit's outcome and gives the lowest unit fmax as an upper bound of the slice's
+    (the paths between the units and from the slice's decode are not in any of them)."""
+    subs = {s: pnr_unit(cfg, s, timeout=timeout, log=log) for s in SUBUNITS[unit]}
+    routed = {s: r for s, r in subs.items() if r.get("status") == "routed"}
+    rec = {"status": "units routed" if len(routed) == len(subs) else "not routed",
+           "whole": whole, "subunits": subs,
+           "reason": f"the whole {unit} did not route ({whole.get('reason', whole['status'])})"}
+    if routed:
+        low = min(routed, key=lambda s: routed[s]["fmax_mhz"])
+        rec.update(fmax_upper_bound_mhz=routed[low]["fmax_mhz"], limiting_subunit=low,
+                   critical_path=routed[low]["critical_path"])
+    return rec
 
 
 def run_cost(cfg: TspConfig, *, pnr: bool = True, do_sweep: bool = True, chip_ecp5: bool = False,
@@ -93,6 +109,8 @@ def run_cost(cfg: TspConfig, *, pnr: bool = True, do_sweep: bool = True, chip_ec
                 continue
             if e["fits_ecp5_85"]:
                 units[u]["pnr"] = pnr_unit(cfg, u, timeout=pnr_timeout, log=log)
+                if units[u]["pnr"]["status"] != "routed" and u in SUBUNITS:
+                    units[u]["pnr"] = place_subunits(cfg, u, units[u]["pnr"], pnr_timeout, log)
                 continue
             reason = "does not fit an ECP5-85: " + ", ".join(e["over_ecp5_85"])
             units[u]["pnr"] = {"status": "not attempted", "reason": reason}
@@ -161,6 +179,12 @@ def table(result: dict) -> str:
                 fmax += " (mult. in LUTs)"
             if p.get("placed_as"):
                 fmax += f" (as {p['placed_as']})"
+        elif p.get("fmax_upper_bound_mhz"):
+            cp = p["critical_path"]
+            fmax = f"<= {p['fmax_upper_bound_mhz']:.1f} (units alone)"
+            path = (f"{p['reason']}; its units placed alone, the slowest "
+                    f"{p['limiting_subunit']}: {cp['from']} -> {cp['to']} "
+                    f"({cp['logic_levels']} levels)")
         elif p:
             fmax, path = "-", f"{p['status']}: {p.get('reason', '')}"
         else:

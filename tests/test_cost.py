@@ -168,3 +168,27 @@ def test_partial_slice_sizes_out_of_range_are_refused(build, arg, bad):
     cls = getattr(hdl.mxm, build, None) or getattr(hdl.vxm, build)
     with pytest.raises(ValueError, match=rf"{arg} must be in 1\.\.16.*got {bad}"):
         cls(TINY, **{arg: bad})
+
+
+def test_a_slice_that_does_not_route_is_placed_unit_by_unit(monkeypatch):
+    """`place_subunits`: the lowest fmax of the units placed alone is reported as an upper
+    bound of the slice's (named as such in the table), with the whole slice's outcome kept."""
+    import sim.cost_report as cr
+    from sim.cost import SUBUNITS
+
+    fmax = dict(zip(SUBUNITS["SXM"], (80.0, 61.5, 120.0, 95.0), strict=True))
+
+    def fake_pnr(cfg, unit, **kw):
+        return {"status": "routed", "fmax_mhz": fmax[unit],
+                "critical_path": {"from": f"{unit}.a", "to": f"{unit}.b", "logic_levels": 7}}
+
+    monkeypatch.setattr(cr, "pnr_unit", fake_pnr)
+    whole = {"status": "timeout", "reason": "did not finish in 900 s"}
+    rec = cr.place_subunits(TINY, "SXM", whole, 900, log=lambda *a: None)
+    slowest = min(fmax, key=fmax.get)
+    assert rec["status"] == "units routed" and rec["whole"] == whole
+    assert rec["fmax_upper_bound_mhz"] == fmax[slowest] == 61.5
+    assert rec["limiting_subunit"] == slowest
+    row = cr.table({"config": {"name": "tiny"}, "units": {"SXM": {"pnr": rec}}}).splitlines()[-1]
+    assert "<= 61.5 (units alone)" in row and f"{slowest}.a -> {slowest}.b" in row
+    assert "did not finish in 900 s" in row
