@@ -102,6 +102,16 @@ def _rtl_name(name: str) -> str:
     return n
 
 
+#: the harness's own ports: a critical path from or to one of them is the harness's, and
+#: the unit's own paths are faster (its fmax is then a lower bound)
+HARNESS_PORTS = ("si", "load", "so")
+
+
+def harness_bound(cp: dict) -> bool:
+    """The critical path ``cp`` (of `critical_path`) starts or ends at a harness port."""
+    return any(cp.get(k, "").split("$")[0] in HARNESS_PORTS for k in ("from", "to"))
+
+
 def critical_path(report: dict) -> dict:
     """The worst path of the report: start and end point, the RTL signals it passes
     through (in order, repeats merged), logic levels and delay split."""

@@ -192,3 +192,12 @@ def test_a_slice_that_does_not_route_is_placed_unit_by_unit(monkeypatch):
     row = cr.table({"config": {"name": "tiny"}, "units": {"SXM": {"pnr": rec}}}).splitlines()[-1]
     assert "<= 61.5 (units alone)" in row and f"{slowest}.a -> {slowest}.b" in row
     assert "did not finish in 900 s" in row
+
+
+def test_a_critical_path_through_the_harness_is_named_as_such():
+    from sim.cost_pnr import harness_bound
+
+    assert harness_bound({"from": "load$tr_io", "to": "out__o_blk__0"})
+    assert harness_bound({"from": "in__x", "to": "so"})
+    assert not harness_bound({"from": "weights.act", "to": "part__3__0"})
+    assert not harness_bound({"from": "in__load_word", "to": "out__error"})
