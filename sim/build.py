@@ -362,7 +362,7 @@ def build_key(art: VerilogArtifact, flags: tuple[str, ...]) -> str:
     h.update(art.sim_path.read_bytes())  # the stripping is part of the build
     h.update(json.dumps(toolchain.tool_versions(), sort_keys=True).encode())
     h.update(json.dumps(flags).encode())
-    h.update(PUBLIC_VLT.encode())
+    h.update(public_vlt(art).encode())  # which ports VPI may read or write
     h.update(LOCKSTEP_VLT.encode())
     h.update(NO_INLINE_VLT.encode())
     h.update(env["MAKEFLAGS"].encode())
@@ -411,11 +411,30 @@ def top_ports(art: VerilogArtifact) -> list[str]:
     raise BuildError(f"no module {art.top} in {art.sim_path}")
 
 
+def top_outputs(art: VerilogArtifact) -> set[str]:
+    """The output ports of the generated top module (its ``output`` declarations)."""
+    outs, inside = set(), False
+    with open(art.sim_path) as fh:
+        for line in fh:
+            if line.startswith(f"module {art.top}("):
+                inside = True
+            elif inside and line.startswith("endmodule"):
+                break
+            elif inside and line.lstrip().startswith("output "):
+                outs.add(line.split()[-1].rstrip(";").lstrip("\\"))
+    return outs
+
+
 def public_vlt(art: VerilogArtifact, lockstep: bool = False) -> str:
-    """`PUBLIC_VLT` for `art` (its top's ports by name); with `lockstep` `LOCKSTEP_VLT`."""
+    """`PUBLIC_VLT` for `art` (its top's ports by name: inputs read-write, outputs
+    read-only); with `lockstep` `LOCKSTEP_VLT`.  An output left writable through VPI is,
+    to Verilator, a value that may change between evaluations: every internal use of it
+    and all logic after it would be recomputed in every evaluation's input phase (at
+    `tiny` that halved the speed: the MEM, VXM, SXM and queue logic behind ``done``)."""
+    outs = top_outputs(art)
     return (PUBLIC_VLT.format(top=art.top)
-            + "".join(f'public_flat_rw -module "{art.top}" -var "{p}"\n'
-                      for p in top_ports(art))
+            + "".join(f'public_flat_{"rd" if p in outs else "rw"} -module "{art.top}" '
+                      f'-var "{p}"\n' for p in top_ports(art))
             + (LOCKSTEP_VLT.format(top=art.top) if lockstep else ""))
 
 
