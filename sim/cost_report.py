@@ -5,6 +5,7 @@ and ``build/cost.png``."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from arch.config import KINDS as SLICE_KINDS
@@ -172,8 +173,16 @@ def table(result: dict) -> str:
         f"| fits ECP5-85 | fmax (MHz) | critical path |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
     ]
+    # a partial build or unit placed for a slice shows its own placement on its row
+    placed = {}
+    for r in result["units"].values():
+        p = r.get("pnr", {})
+        if p.get("placed_as"):
+            placed[p["placed_as"]] = {k: v for k, v in p.items()
+                                      if k not in ("placed_as", "placed_as_what", "note")}
+        placed.update(p.get("subunits", {}))
     for u, r in result["units"].items():
-        g, e, p = r.get("generic", {}), r.get("ecp5", {}), r.get("pnr", {})
+        g, e, p = r.get("generic", {}), r.get("ecp5", {}), r.get("pnr") or placed.get(u, {})
         if p.get("status") == "routed":
             cp = p["critical_path"]
             fmax, path = f"{p['fmax_mhz']:.1f}", (f"{cp['from']} -> {cp['to']} "
@@ -194,6 +203,7 @@ def table(result: dict) -> str:
             fmax, path = "-", f"{p['status']}: {p.get('reason', '')}"
         else:
             fmax, path = "-", "-"
+        path = re.sub(r" \(last: [^()]*\)", "", path)  # the tool's last log line
         fits = "-" if not e else ("yes" if e["fits_ecp5_85"] else "no")
         lines.append(
             f"| {u} | {_fmt(g.get('ff_bits'))} | {_fmt(g.get('multipliers'))} | "

@@ -189,9 +189,13 @@ def test_a_slice_that_does_not_route_is_placed_unit_by_unit(monkeypatch):
     assert rec["status"] == "units routed" and rec["whole"] == whole
     assert rec["fmax_upper_bound_mhz"] == fmax[slowest] == 61.5
     assert rec["limiting_subunit"] == slowest
-    row = cr.table({"config": {"name": "tiny"}, "units": {"SXM": {"pnr": rec}}}).splitlines()[-1]
+    rows = cr.table({"config": {"name": "tiny"},
+                     "units": {"SXM": {"pnr": rec}, **{s: {} for s in fmax}}}).splitlines()
+    row = rows[2]
     assert "<= 61.5 (units alone)" in row and f"{slowest}.a -> {slowest}.b" in row
     assert "did not finish in 900 s" in row
+    for s, f in fmax.items():  # each unit's row shows its own placement
+        assert f"| {f:.1f} | {s}.a -> {s}.b" in next(r for r in rows if r.startswith(f"| {s} |"))
 
 
 def test_a_critical_path_through_the_harness_is_named_as_such():
