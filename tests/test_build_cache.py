@@ -11,7 +11,10 @@ from arch.config import get_config
 from sim import build, toolchain
 
 
-def artifact(root: Path, text: str = "module top; endmodule\n") -> build.VerilogArtifact:
+TOP = "module tsp_chip(clk, done);\n  input clk;\n  output done;\nendmodule\n"
+
+
+def artifact(root: Path, text: str = TOP) -> build.VerilogArtifact:
     d = root / "verilog" / "chip-tiny-0123456789abcdef"
     d.mkdir(parents=True)
     (d / "tsp_chip.v").write_text(text)
@@ -33,7 +36,11 @@ def test_key_ignores_paths(tmp_path, monkeypatch):
 def test_key_follows_verilog_flags_and_versions(tmp_path, monkeypatch):
     flags = build.verilator_flags()
     base = build.build_key(artifact(tmp_path / "a"), flags)
-    assert build.build_key(artifact(tmp_path / "b", "module top2; endmodule\n"), flags) != base
+    assert build.build_key(artifact(tmp_path / "b", TOP.replace("endmodule", "wire x;\n"
+                                                                 "endmodule")), flags) != base
+    # which ports VPI may write is part of the build
+    assert build.build_key(artifact(tmp_path / "e", TOP.replace("output done", "input done")),
+                           flags) != base
     assert build.build_key(artifact(tmp_path / "c"), (*flags, "--x")) != base
     versions = {**toolchain.tool_versions(), "cocotb": "0.0-other"}
     monkeypatch.setattr(toolchain, "tool_versions", lambda: versions)
@@ -55,3 +62,12 @@ def test_wave_format_choice(monkeypatch):
     monkeypatch.setattr(toolchain, "fst_supported", lambda: True)
     assert toolchain.wave_format() == "fst"
     assert "--trace-fst" in build.verilator_flags(waves=True)
+
+
+def test_vpi_writes_only_the_inputs(tmp_path):
+    """Outputs are public read-only: a writable output makes Verilator re-evaluate the
+    logic behind it in every evaluation (docs/simulation.md)."""
+    vlt = build.public_vlt(artifact(tmp_path))
+    assert 'public_flat_rw -module "tsp_chip" -var "clk"' in vlt
+    assert 'public_flat_rd -module "tsp_chip" -var "done"' in vlt
+    assert "public_flat_rw -module \"tsp_chip\" -var \"done\"" not in vlt
