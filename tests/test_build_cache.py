@@ -10,7 +10,6 @@ import pytest
 from arch.config import get_config
 from sim import build, toolchain
 
-
 TOP = "module tsp_chip(clk, done);\n  input clk;\n  output done;\nendmodule\n"
 
 
