@@ -62,6 +62,7 @@ from .slice import (
     check_slice_config,
     legal_checks,
     opcode_of,
+    replica_count,
     stream_select,
     strided,
     view,
@@ -146,10 +147,7 @@ class MxmMacArray(wiring.Component):
     PART_BITS = 8 + 8 + 4
 
     def __init__(self, vl: int, rows: int | None = None):
-        rows = vl if rows is None else rows
-        if not 1 <= rows <= vl:
-            raise ValueError(f"MxmMacArray rows must be in 1..{vl} (the vector length), "
-                             f"got {rows!r}")
+        rows = replica_count("MxmMacArray", "rows", rows, vl, "the vector length")
         self.vl = vl
         self.n_rows = rows
         self.groups = vl // LANES
@@ -202,12 +200,9 @@ class MxmSlice(wiring.Component):
 
     def __init__(self, cfg: TspConfig, *, mac_rows: int | None = None):
         check_slice_config("MxmSlice", cfg, min_streams=4, why="int32 results")
-        vl = cfg.vector_length
-        if mac_rows is not None and not 1 <= mac_rows <= vl:
-            raise ValueError(f"MxmSlice mac_rows must be in 1..{vl} (the vector length of "
-                             f"config {cfg.name!r}), got {mac_rows!r}")
+        self.mac_rows = replica_count("MxmSlice", "mac_rows", mac_rows, cfg.vector_length,
+                                      f"the vector length of config {cfg.name!r}")
         self.cfg = cfg
-        self.mac_rows = vl if mac_rows is None else mac_rows
         super().__init__(MxmSignature(cfg))
 
     # ------------------------------------------------------------------ layouts

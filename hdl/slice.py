@@ -52,6 +52,18 @@ def check_slice_config(component: str, cfg, *, min_streams: int = 1, why: str = 
                          f"{f' ({why})' if why else ''}, got {cfg.streams_per_direction}")
 
 
+def replica_count(component: str, param: str, value: int | None, hi: int,
+                  why: str = "") -> int:
+    """How many of ``hi`` identical replicas (lanes, MAC rows) to build: ``value``, or all
+    when None; a ValueError naming the component, parameter and range otherwise."""
+    if value is None:
+        return hi
+    if not 1 <= value <= hi:
+        raise ValueError(f"{component} {param} must be in 1..{hi}"
+                         f"{f' ({why})' if why else ''}, got {value!r}")
+    return value
+
+
 def stream_select(tile, index_bits: int, s, d):
     """Stream ``s`` of direction ``d`` (0 E, 1 W) of ``tile``: one (2 x 2**index_bits)-way
     mux, complete (streams beyond the config read as zero)."""
@@ -183,5 +195,6 @@ def legal_checks(word, kind: str, cfg: TspConfig, *, strided_fields: bool = True
 
 __all__ = [
     "ERROR_CODE_BITS", "ErrorCode", "OFFSET_BITS", "SliceSignature", "instr_layout",
-    "is_opcode", "issue_layout", "legal_checks", "opcode_of", "strided", "view",
+    "is_opcode", "issue_layout", "legal_checks", "opcode_of", "replica_count", "strided",
+    "view",
 ]

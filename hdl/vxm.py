@@ -60,7 +60,14 @@ from amaranth.lib.wiring import In, Out
 from arch import isa
 from arch.config import TspConfig
 
-from .slice import ErrorCode, SliceSignature, check_slice_config, opcode_of, view
+from .slice import (
+    ErrorCode,
+    SliceSignature,
+    check_slice_config,
+    opcode_of,
+    replica_count,
+    view,
+)
 from .tile import SkewChain, TileStreamsSignature
 from .vxm_alu import N_OPS, OP_BIT, build_alu, clamp, type_bounds
 
@@ -162,11 +169,9 @@ class VxmTile(wiring.Component):
     """
 
     def __init__(self, cfg: TspConfig, *, alu_lanes: int | None = None):
-        lanes = cfg.lanes_per_superlane
-        if alu_lanes is not None and not 1 <= alu_lanes <= lanes:
-            raise ValueError(f"VxmTile alu_lanes must be in 1..{lanes}, got {alu_lanes!r}")
+        self.alu_lanes = replica_count("VxmTile", "alu_lanes", alu_lanes,
+                                       cfg.lanes_per_superlane)
         self.cfg = cfg
-        self.alu_lanes = lanes if alu_lanes is None else alu_lanes
         super().__init__({
             "superlane": In(range(max(2, cfg.superlanes))),
             "ctl": In(control_layout()),
@@ -375,10 +380,8 @@ class VxmSlice(wiring.Component):
 
     def __init__(self, cfg: TspConfig, *, alu_lanes: int | None = None):
         check_slice_config("VxmSlice", cfg)
-        lanes = cfg.lanes_per_superlane
-        if alu_lanes is not None and not 1 <= alu_lanes <= lanes:
-            raise ValueError(f"VxmSlice alu_lanes must be in 1..{lanes}, got {alu_lanes!r}")
-        self.alu_lanes = alu_lanes
+        self.alu_lanes = replica_count("VxmSlice", "alu_lanes", alu_lanes,
+                                       cfg.lanes_per_superlane)
         lat = isa.latency("VXM", cfg)
         if lat != 3:
             raise ValueError(f"VxmSlice implements a latency-3 pipeline; the ISA says {lat}")

@@ -396,33 +396,35 @@ no_inline -module "{top}__*"
 """
 
 
-def top_ports(art: VerilogArtifact) -> list[str]:
-    """The port names of the generated top module, from its Verilog header."""
+def top_port_directions(art: VerilogArtifact) -> dict[str, str]:
+    """The ports of the generated top module in header order, each with its direction
+    (``input`` or ``output``, from its declaration; ``""`` if it has none)."""
+    ports: dict[str, str] | None = None
     header = None
     with open(art.sim_path) as fh:
         for line in fh:
-            if header is None and line.startswith(f"module {art.top}("):
-                header = ""
-            if header is not None:
-                header += line
-                if ");" in line:  # the header may span lines
-                    ports = header.split("(", 1)[1].split(")", 1)[0].split(",")
-                    return [p.strip().lstrip("\\") for p in ports if p.strip()]
-    raise BuildError(f"no module {art.top} in {art.sim_path}")
+            if ports is None:
+                if header is None and line.startswith(f"module {art.top}("):
+                    header = ""
+                if header is not None:
+                    header += line
+                    if ");" in line:  # the header may span lines
+                        names = header.split("(", 1)[1].split(")", 1)[0].split(",")
+                        ports = {n.strip().lstrip("\\"): "" for n in names if n.strip()}
+            elif line.startswith("endmodule"):
+                return ports
+            elif line.lstrip().startswith(("input ", "output ")):
+                name = line.split()[-1].rstrip(";").lstrip("\\")
+                if name in ports:
+                    ports[name] = line.split()[0]
+    if ports is None:
+        raise BuildError(f"no module {art.top} in {art.sim_path}")
+    return ports
 
 
-def top_outputs(art: VerilogArtifact) -> set[str]:
-    """The output ports of the generated top module (its ``output`` declarations)."""
-    outs, inside = set(), False
-    with open(art.sim_path) as fh:
-        for line in fh:
-            if line.startswith(f"module {art.top}("):
-                inside = True
-            elif inside and line.startswith("endmodule"):
-                break
-            elif inside and line.lstrip().startswith("output "):
-                outs.add(line.split()[-1].rstrip(";").lstrip("\\"))
-    return outs
+def top_ports(art: VerilogArtifact) -> list[str]:
+    """The port names of the generated top module, from its Verilog header."""
+    return list(top_port_directions(art))
 
 
 def public_vlt(art: VerilogArtifact, lockstep: bool = False) -> str:
@@ -431,10 +433,9 @@ def public_vlt(art: VerilogArtifact, lockstep: bool = False) -> str:
     to Verilator, a value that may change between evaluations: every internal use of it
     and all logic after it would be recomputed in every evaluation's input phase (at
     `tiny` that halved the speed: the MEM, VXM, SXM and queue logic behind ``done``)."""
-    outs = top_outputs(art)
     return (PUBLIC_VLT.format(top=art.top)
-            + "".join(f'public_flat_{"rd" if p in outs else "rw"} -module "{art.top}" '
-                      f'-var "{p}"\n' for p in top_ports(art))
+            + "".join(f'public_flat_{"rd" if d == "output" else "rw"} -module "{art.top}" '
+                      f'-var "{p}"\n' for p, d in top_port_directions(art).items())
             + (LOCKSTEP_VLT.format(top=art.top) if lockstep else ""))
 
 
