@@ -745,6 +745,31 @@ class Machine:
                         vals[d, p, s], valid[d, p, s] = v, True
         return vals, valid
 
+    def stream_history(self, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+        """`stream_snapshot` of cycles ``c0 .. c1 - 1`` at once (values (n, 2, n_positions,
+        streams, VL), valid (n, 2, n_positions, streams)), from the written values rather
+        than register by register: an eastward value written at position q is in the
+        registers east of q up to the next writer of its diagonal (that one included), a
+        westward one in those west of q down to the next writer's position."""
+        n, P = c1 - c0, self.n_pos
+        vals = np.zeros((n, 2, P, self.ns, self.vl), np.uint8)
+        valid = np.zeros((n, 2, P, self.ns), bool)
+        for d in (E, W):
+            for s, diagonals in enumerate(self._streams[d]):
+                for key, (ps, vs) in diagonals.items():
+                    for i, (q, v) in enumerate(zip(ps, vs, strict=True)):
+                        if d == E:  # key = cycle - position
+                            pos = np.arange(q + 1, (ps[i + 1] if i + 1 < len(ps) else P - 1) + 1)
+                            cyc = key + pos
+                        else:  # key = cycle + position
+                            pos = np.arange(ps[i - 1] if i else 0, q)
+                            cyc = key - pos
+                        keep = (cyc >= c0) & (cyc < c1)
+                        if keep.any():
+                            vals[cyc[keep] - c0, d, pos[keep], s] = v
+                            valid[cyc[keep] - c0, d, pos[keep], s] = True
+        return vals, valid
+
     def _apply_pending(self, c: int) -> None:
         """Apply VXM register / SXM map writes made in cycles before ``c``."""
         if self._pending_regs and self._pending_regs[0][0] < c:

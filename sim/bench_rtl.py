@@ -7,7 +7,9 @@ machine model shows changed), twice:
 
 - driven by cocotb (`tb/chip/test_run.py`, the flow every test uses), and
 - by the bare harness (`sim/bare.py`: the same Verilog and flags with a few lines of C++
-  as the host; the simulator's limit), single-threaded and with ``--threads 2``.
+  as the host; the simulator's limit), single-threaded and with ``--threads 2``,
+- and driven by cocotb with the lock-step monitor on every run (`tb/chip/lockstep.py`:
+  every stream register of every superlane, every cycle, against the machine model).
 
 Every run must take the predicted cycles (clock edges START -> done) and the last run's
 output must be bit-exact.  Each speed is the median of `TRIALS` measurements.
@@ -136,8 +138,42 @@ def bench_config(cfg: TspConfig, *, threads=(1, 2), log=print) -> dict:
         row[f"{key}_load_seconds"] = round(r.load_seconds, 4)
     row["ratio_driven_to_bare"] = round(row["run_cycles_per_second"]
                                         / row["bare_cycles_per_second"], 3)
+    row.update(_lockstep(cfg, comp, image, restore, readback, repeat, work, check, log))
+    problems += [f"lock-step: {e}" for e in row["lockstep_errors"]]
     row["problems"] = problems
     return row
+
+
+def _lockstep(cfg, comp, image, restore, readback, repeat, work, check, log) -> dict:
+    """The same runs driven by cocotb with the lock-step monitor on every run (the
+    simulator variant with visible stream registers): every stream register of every
+    superlane, every cycle, against the machine model.  Speed = cycles / (run time +
+    comparison time)."""
+    from .build import build_sim
+    from .run import run_cocotb
+
+    sim = build_sim(cfg, "chip", lockstep=True, log=log)
+    log(f"{cfg.name}: {repeat} runs with lock-step on every run")
+    run = run_cocotb(sim, "tb.chip.test_run", name=f"bench-rtl-lockstep-{cfg.name}",
+                     params={"program": str(work / "prog.bin"),
+                             "image": str(_npz(work / "image.npz", image)),
+                             "restore": str(_npz(work / "restore.npz", restore)),
+                             "readback": str(work / "readback.json"),
+                             "out": str(work / "readback.npz"), "repeat": repeat,
+                             "max_cycles": 4 * comp.cycles + 1000, "lockstep": "every"})
+    s = run.summary
+    with np.load(work / "readback.npz") as z:
+        vecs = {k: z[k] for k in z.files}
+    check("cocotb with lock-step", s["cycles_clock_runs"],
+          comp.read_output(lambda sl, a, vecs=vecs: vecs[f"{sl}/{a}"]))
+    cycles = sum(s["cycles_clock_runs"])
+    total = s["run_seconds"] + s["lockstep_compare_seconds"]
+    return {"lockstep_cycles": cycles,
+            "lockstep_cycles_per_second": round(cycles / total),
+            "lockstep_run_cycles_per_second": round(cycles / s["run_seconds"]),
+            "lockstep_compare_seconds": round(s["lockstep_compare_seconds"], 2),
+            "lockstep_errors": s["lockstep_errors"][:5],
+            "lockstep_verilator_seconds": round(sim.seconds, 1)}
 
 
 def run_bench_rtl(configs: list[TspConfig], *, cold: bool = False, threads=(1, 2),
@@ -165,7 +201,10 @@ def run_bench_rtl(configs: list[TspConfig], *, cold: bool = False, threads=(1, 2
                 f"{row['run_cycles']} cycles: cocotb {row['run_cycles_per_second']} cycles/s, "
                 f"bare {row['bare_cycles_per_second']}"
                 f"{f', bare 2 threads {bare2}' if bare2 else ''} cycles/s; driven/bare "
-                f"{row['ratio_driven_to_bare']}"
+                f"{row['ratio_driven_to_bare']}; lock-step every cycle "
+                f"{row['lockstep_cycles_per_second']} cycles/s (capture "
+                f"{row['lockstep_run_cycles_per_second']}, compare "
+                f"{row['lockstep_compare_seconds']} s)"
                 + (f"; PROBLEMS: {row['problems']}" if row["problems"] else ""))
     finally:
         if tmp:
