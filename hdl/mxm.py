@@ -113,19 +113,20 @@ class MxmWeights(wiring.Component):
         bufs = [[Signal(VL * 8, name=f"w{b}_r{i}", reset_less=True) for i in range(VL)]
                 for b in range(2)]
         row_hit = Signal(VL)
-        col_hit = Signal(VL)
+        # LWT writes byte `row` of every row: one mask of VL bytes, 0xFF at byte `row`,
+        # and per row (w_i everywhere & mask) | (row & ~mask): O(VL) wide operations, not
+        # VL x VL byte multiplexers (the simulator's code and the netlist both scale so)
+        col_mask = Signal(8 * VL)
         with m.If(self.lw | self.lwt):  # only in a load cycle (the simulator skips the rest)
+            m.d.comb += col_mask.eq(Const(0xFF, 8 * VL) << (self.row * 8))
             for i in range(VL):
-                m.d.comb += [row_hit[i].eq(self.lw & (self.row == i)),
-                             col_hit[i].eq(self.lwt & (self.row == i))]
+                m.d.comb += row_hit[i].eq(self.lw & (self.row == i))
             for b in range(2):
                 shadow = Signal(name=f"shadow{b}")
                 m.d.comb += shadow.eq(act != b)
                 for i in range(VL):
                     row = bufs[b][i]
-                    w_i = self.w[8 * i:8 * i + 8]
-                    col = Cat(*(Mux(col_hit[j], w_i, row[8 * j:8 * j + 8])
-                                for j in range(VL)))
+                    col = (self.w[8 * i:8 * i + 8].replicate(VL) & col_mask) | (row & ~col_mask)
                     with m.If(shadow & row_hit[i]):
                         m.d.sync += row.eq(self.w)
                     with m.Elif(shadow & self.lwt):
