@@ -118,7 +118,7 @@ class MxmWeights(wiring.Component):
         # VL x VL byte multiplexers (the simulator's code and the netlist both scale so)
         col_mask = Signal(8 * VL)
         with m.If(self.lw | self.lwt):  # only in a load cycle (the simulator skips the rest)
-            m.d.comb += col_mask.eq(Const(0xFF, 8 * VL) << (self.row * 8))
+            m.d.comb += col_mask.eq(Const(0xFF, 8 * VL) << Cat(Const(0, 3), self.row))
             for i in range(VL):
                 m.d.comb += row_hit[i].eq(self.lw & (self.row == i))
             for b in range(2):
