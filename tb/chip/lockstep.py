@@ -29,7 +29,7 @@ class LockstepMonitor:
         self.vals = np.zeros((0, 2, cfg.n_positions, cfg.streams_per_direction,
                               cfg.vector_length), np.uint8)
         self.known = np.zeros((2, cfg.n_positions), bool)
-        self._history: dict = {}  # (model, first cycle, end) -> its stream_history
+        self._history: dict = {}  # (models, first cycle, end) -> `_expected`
         fab = dut.fabric
         P, S = cfg.n_positions, cfg.superlanes
         self._taps = []  # ((superlane, direction, position), handle)
@@ -46,33 +46,76 @@ class LockstepMonitor:
             self._taps += [((k, d, p), h) for d, regs in ((0, e), (1, w))
                            for p, h in enumerate(regs) if h is not None]
 
-    async def run(self, cycles: int) -> None:
+    async def run(self, cycles: int, model=None) -> None:
         """Start right after `HostDriver.start` returns (mid cycle 0, edge e0 just
         taken): after edge e0 + n superlane k shows cycle n - k.  The registers are
-        copied at each edge by the C++ capture (`tapcap`), not by Python."""
+        copied at each edge by the C++ capture (`tapcap`), not by Python; given the
+        `model` (`compare`'s reference) only the register banks it holds a value in, in
+        the cycles it does (the others are never compared)."""
         cfg = self.cfg
         P, NS, S, Lw = cfg.n_positions, cfg.streams_per_direction, cfg.superlanes, LANES
         rows = cycles + S + 1  # row j: the registers after edge j from now (j = 0: this one)
+        kdp = np.array([t for t, _ in self._taps]).reshape(-1, 3)
+        schedule = None
+        if model is not None:
+            need = self._valid(model, cycles).any(-1)[:, kdp[:, 1], kdp[:, 2]]  # cycle x tap
+            need[:1] = False  # in cycle 0 no stream register holds a value yet
+            c, i = np.nonzero(need)
+            j = c + kdp[i, 0]  # superlane k shows cycle c after edge c + k
+            order = np.lexsort((i, j))
+            schedule = (j[order], i[order])
         cap = Capture(self.dut.clk._path, [h._path for _, h in self._taps],
-                      [len(h) for _, h in self._taps], rows)
+                      [len(h) for _, h in self._taps], rows, schedule)
         await Timer(rows * PERIOD_NS, unit="ns")
         while cap.done < rows:
             await RisingEdge(self.dut.clk)
         vals = np.zeros((max(cycles, 1), 2, P, NS, cfg.vector_length), np.uint8)
         known = np.zeros((2, P), bool)
-        c = np.arange(1, cycles)  # in cycle 0 no stream register holds a value yet
-        for i, ((k, d, p), _) in enumerate(self._taps):
-            known[d, p] = True
-            b = cap.register_bytes(i)[c + k]  # superlane k shows cycle c after edge c + k
-            vals[1:cycles, d, p, :, k * Lw:(k + 1) * Lw] = b.reshape(len(c), NS, Lw)
+        known[kdp[:, 1], kdp[:, 2]] = True
+        if schedule is not None:
+            j, i = schedule
+            k, d, p = kdp[i].T
+            lanes = (np.arange(Lw)[None, :] + (k * Lw)[:, None])  # entry x lane
+            b = cap.scheduled_bytes().reshape(len(i), NS, Lw)
+            vals[(j - k)[:, None, None], d[:, None, None], p[:, None, None],
+                 np.arange(NS)[None, :, None], lanes[:, None, :]] = b
+        else:
+            c = np.arange(1, cycles)  # in cycle 0 no stream register holds a value yet
+            for t, ((k, d, p), _) in enumerate(self._taps):
+                b = cap.register_bytes(t)[c + k]  # superlane k shows cycle c after edge c + k
+                vals[1:cycles, d, p, :, k * Lw:(k + 1) * Lw] = b.reshape(len(c), NS, Lw)
         self.vals, self.known = vals, known
 
-    def _model_history(self, model, c0: int, c1: int):
-        """`model.stream_history`, kept for the next run of the same program (a model
-        never changes after its run)."""
-        key = (id(model), c0, c1)
+    def _valid(self, model, cycles: int) -> np.ndarray:
+        """Which stream registers `model` holds a value in, cycles 0 .. cycles - 1 (kept
+        for further runs of the same program)."""
+        key = ("valid", id(model), cycles)
         if key not in self._history:
-            self._history[key] = (model, *model.stream_history(c0, c1))
+            self._history[key] = (model, model.stream_history(0, cycles)[1])
+        return self._history[key][1]
+
+    def _expected(self, model, dirty, c0: int, c1: int):
+        """What cycles ``c0 .. c1 - 1`` must show, kept for further runs of the same
+        program (a model never changes after its run): the valid registers the RTL has
+        (cycle offset, direction, position, stream index arrays), their values and which
+        of their bytes are defined; the valid ones it lacks; per cycle, how many dirty
+        models disagree on validity; the count of undefined lane values."""
+        key = (id(model), tuple(map(id, dirty)), c0, c1)
+        if key not in self._history:
+            mvals, mvalid = model.stream_history(c0, c1)
+            defined = np.ones(mvals.shape, bool)
+            unsure = np.zeros(c1 - c0, int)  # dirty models disagreeing on validity
+            undefined = 0
+            for other in dirty:
+                dvals, dvalid = other.stream_history(c0, c1)
+                unsure += (dvalid != mvalid).any(axis=(1, 2, 3))
+                defined &= mvals == dvals
+                undefined += int((~defined & mvalid[..., None]).sum())
+            here = self.known[..., None]  # (2, P, 1): per stream
+            sel = np.nonzero(mvalid & here)
+            missing = np.nonzero(mvalid & ~here)
+            self._history[key] = ((model, *dirty), sel, mvals[sel], defined[sel], missing,
+                                  unsure, undefined)
         return self._history[key][1:]
 
     def compare(self, model, cycles: int, limit: int = 10, dirty=None,
@@ -81,39 +124,38 @@ class LockstepMonitor:
         (its `stream_history`, `chunk` cycles at a time).  With `dirty` (the same program
         run from random power-up states, `lockstep_models`), bytes whose value differs
         between the runs depend on undefined state and are not compared;
-        `self.undefined_lanes` counts them."""
+        `self.undefined_lanes` counts them.  Only the registers the model holds a value
+        in are compared (gathered from the frames), in order of cycle, direction,
+        position and stream."""
         names = [s.name for s in self.cfg.slices]
         errors: list[str] = []
         self.undefined_lanes = 0
-        known = self.known[..., None]  # (2, P, 1): per stream
         for c0 in range(1, cycles, chunk):  # in cycle 0 no stream register holds a value
             c1 = min(cycles, c0 + chunk)
-            mvals, mvalid = self._model_history(model, c0, c1)
-            rvals = self.vals[c0:c1]
-            defined = np.ones(mvals.shape, bool)
-            unsure = np.zeros(c1 - c0, int)  # dirty models disagreeing on validity
-            for other in dirty or ():
-                dvals, dvalid = self._model_history(other, c0, c1)
-                unsure += (dvalid != mvalid).any(axis=(1, 2, 3))
-                defined &= mvals == dvals
-                self.undefined_lanes += int((~defined & mvalid[..., None]).sum())
-            diff = (mvals != rvals) & defined & known[..., None]
-            wrong = mvalid & (~known | diff.any(-1))
-            for i in np.nonzero(unsure.astype(bool) | wrong.any(axis=(1, 2, 3)))[0]:
-                c = c0 + int(i)
-                errors += [f"cycle {c}: which stream registers hold a value depends on "
-                           "undefined state (the model from random state differs)"] * unsure[i]
-                for d, p, st in zip(*np.nonzero(wrong[i]), strict=True):
-                    if not known[d, p, 0]:
-                        errors.append(f"cycle {c}: no RTL register for {'EW'[d]}[{p}]")
-                    else:
-                        lane = int(np.argmax(diff[i, d, p, st]))
-                        errors.append(
-                            f"cycle {c}: stream {'EW'[d]}{st} at position {p} ({names[p]}) "
-                            f"lane {lane}: RTL {rvals[i, d, p, st, lane]:#04x}, model "
-                            f"{mvals[i, d, p, st, lane]:#04x}")
-                    if len(errors) >= limit:
-                        return errors[:limit]
+            sel, want, check, missing, unsure, undefined = self._expected(
+                model, tuple(dirty or ()), c0, c1)
+            self.undefined_lanes += undefined
+            got = self.vals[c0:c1][sel]  # (valid registers, VL)
+            bad = np.nonzero(((got != want) & check).any(-1))[0]
+            events = sorted(
+                [(int(sel[0][j]), 1, int(sel[1][j]), int(sel[2][j]), int(sel[3][j]), int(j))
+                 for j in bad]
+                + [(int(i), 1, int(d), int(p), int(st), -1)
+                   for i, d, p, st in zip(*missing, strict=True)]
+                + [(int(i), 0, 0, 0, 0, -1) for i in np.nonzero(unsure)[0]])
+            for i, kind, d, p, st, j in events:
+                c = c0 + i
+                if kind == 0:
+                    errors += [f"cycle {c}: which stream registers hold a value depends on "
+                               "undefined state (the model from random state differs)"
+                               ] * int(unsure[i])
+                elif j < 0:
+                    errors.append(f"cycle {c}: no RTL register for {'EW'[d]}[{p}]")
+                else:
+                    lane = int(np.argmax((got[j] != want[j]) & check[j]))
+                    errors.append(
+                        f"cycle {c}: stream {'EW'[d]}{st} at position {p} ({names[p]}) "
+                        f"lane {lane}: RTL {got[j, lane]:#04x}, model {want[j, lane]:#04x}")
                 if len(errors) >= limit:
                     return errors[:limit]
         return errors

@@ -26,6 +26,10 @@ struct Capture {
     long rows = 0;
     long done = 0;
     uint32_t* out = nullptr;
+    // optional schedule: at row j only registers sched_idx[sched_ptr[j] .. sched_ptr[j+1]]
+    // are read, packed one after another (all of one width)
+    std::vector<long> sched_ptr;
+    std::vector<int> sched_idx;
     s_vpi_time time{vpiSuppressTime, 0, 0, 0.0};
     uint64_t armed_at = 0;  // simulation time of tapcap_arm: an edge then is not counted
     s_vpi_value clk_value{vpiIntVal, {0}};
@@ -46,13 +50,24 @@ PLI_INT32 on_clock(p_cb_data data) {
     // armed while the simulator reports this edge (cocotb code woken by it): the edge
     // has already happened, the first one recorded is the next
     if (now() == cap.armed_at) return 0;
-    uint32_t* row = cap.out + cap.done * cap.row_words;
     s_vpi_value v;
-    for (size_t i = 0; i < cap.regs.size(); ++i) {
-        v.format = vpiVectorVal;
-        vpi_get_value(cap.regs[i], &v);
-        for (int w = 0; w < cap.words[i]; ++w) row[w] = v.value.vector[w].aval;
-        row += cap.words[i];
+    if (!cap.sched_ptr.empty()) {
+        const int words = cap.words.empty() ? 0 : cap.words[0];
+        uint32_t* row = cap.out + cap.sched_ptr[cap.done] * words;
+        for (long e = cap.sched_ptr[cap.done]; e < cap.sched_ptr[cap.done + 1]; ++e) {
+            v.format = vpiVectorVal;
+            vpi_get_value(cap.regs[cap.sched_idx[e]], &v);
+            for (int w = 0; w < words; ++w) row[w] = v.value.vector[w].aval;
+            row += words;
+        }
+    } else {
+        uint32_t* row = cap.out + cap.done * cap.row_words;
+        for (size_t i = 0; i < cap.regs.size(); ++i) {
+            v.format = vpiVectorVal;
+            vpi_get_value(cap.regs[i], &v);
+            for (int w = 0; w < cap.words[i]; ++w) row[w] = v.value.vector[w].aval;
+            row += cap.words[i];
+        }
     }
     if (++cap.done == cap.rows && cap.cb != nullptr) {
         vpi_remove_cb(cap.cb);
@@ -75,6 +90,8 @@ int tapcap_arm(const char* clock, const char* const* names, int n, long rows, ui
     }
     cap.regs.clear();
     cap.words.clear();
+    cap.sched_ptr.clear();
+    cap.sched_idx.clear();
     cap.row_words = 0;
     for (int i = 0; i < n; ++i) {
         vpiHandle h = vpi_handle_by_name(const_cast<PLI_BYTE8*>(names[i]), nullptr);
@@ -98,6 +115,18 @@ int tapcap_arm(const char* clock, const char* const* names, int n, long rows, ui
     cb.value = &cap.clk_value;
     cap.cb = vpi_register_cb(&cb);
     return cap.cb == nullptr ? -(n + 2) : 0;
+}
+
+// Read only some registers at each row (call after tapcap_arm, before the first edge):
+// at row j the registers idx[ptr[j] .. ptr[j + 1] - 1], packed into `out` one after
+// another; all registers must be of one width.  Returns 0, or -1 if they are not.
+int tapcap_schedule(const long* ptr, const int* idx) {
+    for (int w : cap.words) {
+        if (w != cap.words[0]) return -1;
+    }
+    cap.sched_ptr.assign(ptr, ptr + cap.rows + 1);
+    cap.sched_idx.assign(idx, idx + cap.sched_ptr.back());
+    return 0;
 }
 
 // The 32-bit words one row holds (valid after a successful arm).

@@ -22,16 +22,18 @@ from .scoreboard import ChipScoreboard, run_model, undefined_state_models
 
 
 async def load_and_run(dut, host: HostDriver, cfg, program, init, *,
-                       lockstep_cycles: int | None = None, max_cycles=20_000):
+                       lockstep_cycles: int | None = None, lockstep_model=None,
+                       max_cycles=20_000):
     """Load `program` and the SRAM image `init`, start, wait for done; with
     `lockstep_cycles` (the model's cycle count) also record every stream register
-    for that many cycles.  Returns (cycles waited, the LockstepMonitor or None)."""
+    for that many cycles (given the reference `lockstep_model`, only those it holds a
+    value in).  Returns (cycles waited, the LockstepMonitor or None)."""
     await host.load(program, init)
     mon = LockstepMonitor(dut, cfg) if lockstep_cycles is not None else None
     await host.start()
     mon_task = None
     if mon is not None:
-        mon_task = cocotb.start_soon(mon.run(lockstep_cycles))
+        mon_task = cocotb.start_soon(mon.run(lockstep_cycles, lockstep_model))
     waited = await host.wait_done(max_cycles)
     if mon_task is not None:
         await mon_task
@@ -61,7 +63,8 @@ async def chip_random_mem_programs(dut):
         before = host.cycles_used
         waited, mon = await load_and_run(
             dut, host, cfg, rp.program, rp.init,
-            lockstep_cycles=exp.result.cycles if seed in lock else None)
+            lockstep_cycles=exp.result.cycles if seed in lock else None,
+            lockstep_model=exp.machine if seed in lock else None)
         tag = f"seed {seed}"
         # the first command after done reads SRAM: a done that rose before the upper
         # superlanes have written shows here

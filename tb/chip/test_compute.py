@@ -86,7 +86,8 @@ async def chip_random_compute_programs(dut):
             try:
                 waited, mon = await load_and_run(
                     dut, host, cfg, rp.program, init,
-                    lockstep_cycles=exp.result.cycles if ls else None, max_cycles=max_cycles)
+                    lockstep_cycles=exp.result.cycles if ls else None,
+                    lockstep_model=exp.machine if ls else None, max_cycles=max_cycles)
             except HostTimeout as e:
                 board.errors.append(f"{tag}: {e} (model: {exp.result.cycles} cycles)")
                 hung = True

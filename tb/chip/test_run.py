@@ -82,7 +82,7 @@ async def run_program(dut):
             restore_seconds += time.monotonic() - t0
         await host.start()
         lock_run = mon is not None and (r == 0 or prm["lockstep"] == "every")
-        task = cocotb.start_soon(mon.run(exp.result.cycles)) if lock_run else None
+        task = cocotb.start_soon(mon.run(exp.result.cycles, exp.machine)) if lock_run else None
         waited_runs.append(await host.wait_done(int(prm.get("max_cycles", 1_000_000))))
         if task is not None:  # every run: the same program and image, the same expectation
             await task
