@@ -11,8 +11,8 @@ import pytest
 from arch.config import get_config
 from tb.chip.lockstep import LockstepMonitor
 
-CFG = get_config("tiny")
-P, NS, VL = CFG.n_positions, CFG.streams_per_direction, CFG.vector_length
+CFG = get_config("small")  # 2 superlanes: lane 21 is lane 5 of superlane 1
+P, NS, VL, S = CFG.n_positions, CFG.streams_per_direction, CFG.vector_length, CFG.superlanes
 CYCLES = 6
 
 
@@ -34,8 +34,16 @@ def setup(seed):
     valid[:, 0, 0] = valid[:, 1, P - 1] = False
     mon = object.__new__(LockstepMonitor)
     mon.cfg, mon.undefined_lanes, mon._history = CFG, 0, {}
-    mon.vals, mon.known = vals.copy(), known
+    # the monitor's layout: cycle, direction, position, superlane, stream, lane of superlane
+    mon.vals = vals.reshape(CYCLES, 2, P, NS, S, 16).transpose(0, 1, 2, 4, 3, 5).copy()
+    mon.known = known
+    assert all(np.array_equal(mon.frame(c), vals[c]) for c in range(CYCLES))
     return mon, Model(vals, valid), rng
+
+
+def poke(mon, c, d, p, s, lane, xor):
+    """Flip bits of one RTL byte: stream s, lane `lane` of register (d, p) in cycle c."""
+    mon.vals[c, d, p, lane // 16, s, lane % 16] ^= xor
 
 
 def test_identical_frames_pass(base_seed):
@@ -47,18 +55,19 @@ def test_a_wrong_byte_is_named(base_seed):
     mon, model, _ = setup(base_seed)
     c, d, p, s = 3, 1, 2, 5
     model.valid[c, d, p, s] = True
-    mon.vals[c][d, p, s, 7] ^= 0x5A
+    poke(mon, c, d, p, s, 21, 0x5A)
     errs = mon.compare(model, CYCLES)
     assert mon.compare(model, CYCLES, chunk=2) == errs  # windows of 2 cycles
-    rtl, ref = mon.vals[c][d, p, s, 7], model.vals[c, d, p, s, 7]
-    assert errs == [f"cycle {c}: stream W{s} at position {p} ({CFG.slices[p].name}) lane 7: "
+    rtl, ref = mon.frame(c)[d, p, s, 21], model.vals[c, d, p, s, 21]
+    assert rtl != ref
+    assert errs == [f"cycle {c}: stream W{s} at position {p} ({CFG.slices[p].name}) lane 21: "
                     f"RTL {rtl:#04x}, model {ref:#04x}"]
 
 
 def test_an_invalid_register_is_not_compared(base_seed):
     mon, model, _ = setup(base_seed)
     model.valid[2, 0, 3, 1] = False
-    mon.vals[2][0, 3, 1] ^= 0xFF
+    mon.vals[2, 0, 3, :, 1] ^= 0xFF  # every lane of stream E1 at position 3
     assert mon.compare(model, CYCLES) == []
 
 
@@ -73,10 +82,10 @@ def test_bytes_of_undefined_state_are_skipped_and_counted(base_seed):
     model.valid[1, 0, 2, 0] = True
     dirty = Model(model.vals.copy(), model.valid)
     dirty.vals[1, 0, 2, 0, 3] ^= 1  # lane 3 depends on power-up state
-    mon.vals[1][0, 2, 0, 3] ^= 0x80  # and differs on the chip: not an error
+    poke(mon, 1, 0, 2, 0, 3, 0x80)  # and differs on the chip: not an error
     assert mon.compare(model, CYCLES, dirty=[dirty]) == []
     assert mon.undefined_lanes == 1
-    mon.vals[1][0, 2, 0, 4] ^= 0x80  # lane 4 does not: an error
+    poke(mon, 1, 0, 2, 0, 4, 0x80)  # lane 4 does not: an error
     assert len(mon.compare(model, CYCLES, dirty=[dirty])) == 1
 
 
@@ -94,7 +103,7 @@ def test_errors_stop_at_the_limit(base_seed):
     model.valid[1:] = True
     model.valid[:, 0, 0] = model.valid[:, 1, P - 1] = False
     for c in range(1, CYCLES):
-        mon.vals[c][...] ^= 1
+        mon.vals[c] ^= 1
     assert len(mon.compare(model, CYCLES, limit=4)) == 4
 
 

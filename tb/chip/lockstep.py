@@ -24,10 +24,11 @@ class LockstepMonitor:
     def __init__(self, dut, cfg: TspConfig):
         self.dut, self.cfg = dut, cfg
         self.undefined_lanes = 0
-        #: the RTL's registers: cycle x (E, W) x position x stream x lane, and which
-        #: (direction, position) has a register
-        self.vals = np.zeros((0, 2, cfg.n_positions, cfg.streams_per_direction,
-                              cfg.vector_length), np.uint8)
+        #: the RTL's registers: cycle x (E, W) x position x superlane x stream x lane of
+        #: the superlane (one register bank a contiguous block, as captured; `frame`
+        #: shows a cycle by stream and lane), and which (direction, position) has one
+        self.vals = np.zeros((0, 2, cfg.n_positions, cfg.superlanes,
+                              cfg.streams_per_direction, LANES), np.uint8)
         self.known = np.zeros((2, cfg.n_positions), bool)
         self._history: dict = {}  # (models, first cycle, end) -> `_expected`
         fab = dut.fabric
@@ -69,22 +70,24 @@ class LockstepMonitor:
         await Timer(rows * PERIOD_NS, unit="ns")
         while cap.done < rows:
             await RisingEdge(self.dut.clk)
-        vals = np.zeros((max(cycles, 1), 2, P, NS, cfg.vector_length), np.uint8)
+        vals = np.zeros((max(cycles, 1), 2, P, S, NS, Lw), np.uint8)
         known = np.zeros((2, P), bool)
         known[kdp[:, 1], kdp[:, 2]] = True
         if schedule is not None:
             j, i = schedule
             k, d, p = kdp[i].T
-            lanes = (np.arange(Lw)[None, :] + (k * Lw)[:, None])  # entry x lane
-            b = cap.scheduled_bytes().reshape(len(i), NS, Lw)
-            vals[(j - k)[:, None, None], d[:, None, None], p[:, None, None],
-                 np.arange(NS)[None, :, None], lanes[:, None, :]] = b
+            vals[j - k, d, p, k] = cap.scheduled_bytes().reshape(len(i), NS, Lw)
         else:
             c = np.arange(1, cycles)  # in cycle 0 no stream register holds a value yet
             for t, ((k, d, p), _) in enumerate(self._taps):
                 b = cap.register_bytes(t)[c + k]  # superlane k shows cycle c after edge c + k
-                vals[1:cycles, d, p, :, k * Lw:(k + 1) * Lw] = b.reshape(len(c), NS, Lw)
+                vals[1:cycles, d, p, k] = b.reshape(len(c), NS, Lw)
         self.vals, self.known = vals, known
+
+    def frame(self, cycle: int) -> np.ndarray:
+        """The RTL's registers in `cycle`: (E, W) x position x stream x lane (a copy)."""
+        v = self.vals[cycle]
+        return v.transpose(0, 1, 3, 2, 4).reshape(*v.shape[:2], v.shape[3], -1)
 
     def _valid(self, model, cycles: int) -> np.ndarray:
         """Which stream registers `model` holds a value in, cycles 0 .. cycles - 1 (kept
@@ -135,7 +138,7 @@ class LockstepMonitor:
             sel, want, check, missing, unsure, undefined = self._expected(
                 model, tuple(dirty or ()), c0, c1)
             self.undefined_lanes += undefined
-            got = self.vals[c0:c1][sel]  # (valid registers, VL)
+            got = self.vals[c0 + sel[0], sel[1], sel[2], :, sel[3]].reshape(len(sel[0]), -1)
             bad = np.nonzero(((got != want) & check).any(-1))[0]
             events = sorted(
                 [(int(sel[0][j]), 1, int(sel[1][j]), int(sel[2][j]), int(sel[3][j]), int(j))
