@@ -26,6 +26,7 @@ from .build import (
     _about,
     _locked,
     build_root,
+    capture_sources,
     check_simulable,
     estimate_seconds,
     generate_verilog,
@@ -90,8 +91,10 @@ def build_bare(cfg: TspConfig, *, threads: int = 1, log=print) -> BareBuild:
     art = generate_verilog(cfg, "chip", log=log)
     flags = [*verilator_flags(), *(["--threads", str(threads)] if threads > 1 else [])]
     header = _ports_header(cfg)
+    cpp = capture_sources(art)[0]  # the lock-step capture's DPI functions (never armed here)
     h = hashlib.sha256()
     for part in (art.path.parent.name, art.sim_path.read_bytes(), HARNESS.read_bytes(),
+                 *(c.read_bytes() for c in cpp),
                  header, json.dumps(flags), NO_INLINE_VLT,
                  json.dumps(toolchain.tool_versions(), sort_keys=True), env["MAKEFLAGS"]):
         h.update(part if isinstance(part, bytes) else part.encode())
@@ -111,7 +114,7 @@ def build_bare(cfg: TspConfig, *, threads: int = 1, log=print) -> BareBuild:
             f"{_about(estimate_seconds(cfg, 'chip')[1])}); log: {log_file}")
         cmd = ["verilator", "--cc", "--exe", "--build", "-j", "2", "--prefix", "Vtsp",
                "--top-module", art.top, "-Mdir", str(out), "-CFLAGS", f"-I{out}",
-               *flags, str(vlt), str(HARNESS), str(art.sim_path)]
+               *flags, str(vlt), str(HARNESS), *map(str, cpp), str(art.sim_path)]
         t0 = time.monotonic()
         with open(log_file, "w") as fh:
             proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)

@@ -145,14 +145,13 @@ def bench_config(cfg: TspConfig, *, threads=(1, 2), log=print) -> dict:
 
 
 def _lockstep(cfg, comp, image, restore, readback, repeat, work, check, log) -> dict:
-    """The same runs driven by cocotb with the lock-step monitor on every run (the
-    simulator variant with visible stream registers): every stream register of every
-    superlane, every cycle, against the machine model.  Speed = cycles / (run time +
-    comparison time)."""
+    """The same runs driven by cocotb with the lock-step monitor on every run: every
+    stream register of every superlane, every cycle, against the machine model.  Speed
+    = cycles / (run time + comparison time)."""
     from .build import build_sim
     from .run import run_cocotb
 
-    sim = build_sim(cfg, "chip", lockstep=True, log=log)
+    sim = build_sim(cfg, "chip", log=log)
     log(f"{cfg.name}: {repeat} runs with lock-step on every run")
     run = run_cocotb(sim, "tb.chip.test_run", name=f"bench-rtl-lockstep-{cfg.name}",
                      params={"program": str(work / "prog.bin"),

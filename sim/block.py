@@ -121,7 +121,7 @@ def run_block(cfg: TspConfig, spec: BlockSpec, *, lockstep: bool = False, waves:
     rb_path.write_text(json.dumps(sorted(set(wanted))))
     rtl_out = out_dir / "readback.npz"
 
-    sim = build_sim(cfg, "chip", waves=waves, lockstep=lockstep or None, log=log)
+    sim = build_sim(cfg, "chip", waves=waves, log=log)
     log(f"running on the Verilated chip: {comp.cycles} cycles predicted"
         f"{', lock-step with the machine model' if lockstep else ''}"
         f"{f', {sim.wave_format.upper()} waves' if waves else ''} (loading the program and "

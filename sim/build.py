@@ -102,7 +102,7 @@ def _source_files(design: str) -> list[Path]:
 
 
 #: the code that turns the Amaranth design into Verilog (besides Amaranth itself)
-GENERATOR_FILES = (REPO / "sim" / "stamp.py",)
+GENERATOR_FILES = (REPO / "sim" / "stamp.py", REPO / "tb" / "chip" / "tapcap.py")
 
 
 def design_key(cfg: TspConfig, design: str) -> str:
@@ -275,6 +275,28 @@ def to_verilog(component, top: str) -> str:
         _nir.Netlist.check_comb_cycles = check
 
 
+def sim_text(text: str, cfg: TspConfig, design: str, top: str) -> str:
+    """The Verilog the simulators are built from: `text` without initial values
+    (`strip_initial_values`) and, for the chip, with the lock-step capture's hooks in
+    its stream fabric (`tb.chip.tapcap`; the capture's C++ is compiled in, `CAPTURE`)."""
+    text = strip_initial_values(text)[0]
+    if design == "chip":
+        from tb.chip.tapcap import add_hooks
+
+        text = add_hooks(text, top, cfg.n_positions)
+    return text
+
+
+def capture_sources(art: VerilogArtifact) -> tuple[list[Path], list[str]]:
+    """(C++ sources, Verilator arguments) a simulator of `art` is built with: the
+    lock-step capture for the chip (its DPI functions; entry points exported)."""
+    if art.design != "chip":
+        return [], []
+    from tb.chip import tapcap
+
+    return [tapcap.SOURCE], ["-LDFLAGS", tapcap.LDFLAGS]
+
+
 def generate_verilog(cfg: TspConfig, design: str = "fabric", *, force: bool = False,
                      log=None) -> VerilogArtifact:
     """Elaborate `design` for `cfg` and write its Verilog (cached).  ``log`` is told
@@ -290,7 +312,7 @@ def generate_verilog(cfg: TspConfig, design: str = "fabric", *, force: bool = Fa
             art = VerilogArtifact(design, cfg, path, top, meta["seconds"], True,
                                   meta["size_bytes"], meta["lines"])
             if not art.sim_path.exists():
-                art.sim_path.write_text(strip_initial_values(path.read_text())[0])
+                art.sim_path.write_text(sim_text(path.read_text(), cfg, design, top))
             return art
         if log is not None:
             log(f"generating Verilog for {design}/{cfg.name} (about "
@@ -302,7 +324,7 @@ def generate_verilog(cfg: TspConfig, design: str = "fabric", *, force: bool = Fa
         path.write_text(text)
         art = VerilogArtifact(design, cfg, path, top, seconds, False, len(text),
                               text.count("\n"))
-        art.sim_path.write_text(strip_initial_values(text)[0])
+        art.sim_path.write_text(sim_text(text, cfg, design, top))
         meta = {"seconds": seconds, "size_bytes": len(text), "lines": art.lines,
                 "config": cfg.to_dict(), "design": design}
         meta_path.write_text(json.dumps(meta, indent=1))
@@ -317,7 +339,6 @@ class SimBuild:
     cached: bool
     waves: bool
     flags: tuple[str, ...] = field(default_factory=tuple)
-    lockstep: bool = False  # the stream registers are visible (`LOCKSTEP_VLT`)
 
     @property
     def top(self) -> str:
@@ -363,7 +384,8 @@ def build_key(art: VerilogArtifact, flags: tuple[str, ...]) -> str:
     h.update(json.dumps(toolchain.tool_versions(), sort_keys=True).encode())
     h.update(json.dumps(flags).encode())
     h.update(public_vlt(art).encode())  # which ports VPI may read or write
-    h.update(LOCKSTEP_VLT.encode())
+    for src in capture_sources(art)[0]:
+        h.update(src.read_bytes())
     h.update(NO_INLINE_VLT.encode())
     h.update(env["MAKEFLAGS"].encode())
     return h.hexdigest()[:16]
@@ -375,19 +397,6 @@ PUBLIC_VLT = """`verilator_config
 // C++ and triples the build time; every signal of the top public halves the simulation
 // speed.
 """
-
-#: the lock-step variant (`build_sim(lockstep=True)`) also shows the stream registers of
-#: the fabric (read-only): one module for every superlane (sim/stamp.py), or one per
-#: superlane where it is elaborated in place.  It simulates about 30 % slower (measured
-#: at small: 27.7k -> 20.0k cycles/s bare; read-write 17.4k), so it is built only when
-#: lock-step is asked for (and for the test session, `LOCKSTEP_ENV`).
-LOCKSTEP_VLT = """public_flat_rd -module "{top}__SuperlaneStreams" -var "taps__*"
-public_flat_rd -module "{top}.fabric.superlane*" -var "taps__*"
-"""
-
-#: set to 1, every `build_sim` builds the lock-step variant (the test session does, so
-#: that one build per config serves every RTL test)
-LOCKSTEP_ENV = "TSP_LOCKSTEP_BUILDS"
 
 #: (a part of a `verilator_config file)
 NO_INLINE_VLT = """// One C++ class per kind of tile (sim/stamp.py), not every tile's code inlined
@@ -427,16 +436,15 @@ def top_ports(art: VerilogArtifact) -> list[str]:
     return list(top_port_directions(art))
 
 
-def public_vlt(art: VerilogArtifact, lockstep: bool = False) -> str:
+def public_vlt(art: VerilogArtifact) -> str:
     """`PUBLIC_VLT` for `art` (its top's ports by name: inputs read-write, outputs
-    read-only); with `lockstep` `LOCKSTEP_VLT`.  An output left writable through VPI is,
+    read-only).  An output left writable through VPI is,
     to Verilator, a value that may change between evaluations: every internal use of it
     and all logic after it would be recomputed in every evaluation's input phase (at
     `tiny` that halved the speed: the MEM, VXM, SXM and queue logic behind ``done``)."""
     return (PUBLIC_VLT.format(top=art.top)
             + "".join(f'public_flat_{"rd" if d == "output" else "rw"} -module "{art.top}" '
-                      f'-var "{p}"\n' for p, d in top_port_directions(art).items())
-            + (LOCKSTEP_VLT.format(top=art.top) if lockstep else ""))
+                      f'-var "{p}"\n' for p, d in top_port_directions(art).items()))
 
 
 def _runner():
@@ -465,14 +473,11 @@ def lint(art: VerilogArtifact) -> tuple[int, str]:
 
 
 def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
-              coverage: bool = False, lockstep: bool | None = None, log=print) -> SimBuild:
-    """Generate (cached) and Verilate (cached) `design` for `cfg`; with `lockstep` the
-    variant whose stream registers the lock-step monitor can read (`LOCKSTEP_VLT`; None:
-    as `LOCKSTEP_ENV` says).  ``log`` gets one line per step: before a generation or
-    build starts (what, roughly how long, the log), and what was generated, built or
-    found in the cache."""
-    if lockstep is None:
-        lockstep = os.environ.get(LOCKSTEP_ENV, "") == "1"
+              coverage: bool = False, log=print) -> SimBuild:
+    """Generate (cached) and Verilate (cached) `design` for `cfg` (the chip with the
+    lock-step capture compiled in, `capture_sources`).  ``log`` gets one line per step:
+    before a generation or build starts (what, roughly how long, the log), and what was
+    generated, built or found in the cache."""
     check_simulable(cfg)
     toolchain.require_cxx()
     toolchain.setup_environ()
@@ -480,15 +485,14 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
     log(art.describe())
     flags = verilator_flags(coverage=coverage, waves=waves)
     fmt = ("fst" if "--trace-fst" in flags else "vcd") if waves else None
-    tag = "".join(t for t, on in ((f"-{fmt}", waves), ("-cov", coverage), ("-ls", lockstep))
-                  if on)
+    tag = "".join(t for t, on in ((f"-{fmt}", waves), ("-cov", coverage)) if on)
     build_dir = build_root() / "verilator" / (f"{design}-{cfg.name}{tag}-"
-                                              f"{build_key(art, (*flags, f'ls={lockstep}'))}")
+                                              f"{build_key(art, flags)}")
     stamp = build_dir / ".built.json"
     with _locked(build_root() / "verilator" / f".{build_dir.name}.lock"):
         if stamp.exists():
             meta = json.loads(stamp.read_text())
-            sb = SimBuild(art, build_dir, meta["seconds"], True, waves, flags, lockstep)
+            sb = SimBuild(art, build_dir, meta["seconds"], True, waves, flags)
             log(sb.describe())
             return sb
         runner = _runner()
@@ -500,13 +504,14 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
             f"{_about(estimate_seconds(cfg, design)[1] * (1.5 if waves else 1))}; cached "
             f"afterwards); log: {log_file}")
         vlt = build_dir / "public.vlt"
-        vlt.write_text(public_vlt(art, lockstep) + NO_INLINE_VLT.format(top=art.top))
+        vlt.write_text(public_vlt(art) + NO_INLINE_VLT.format(top=art.top))
+        cpp, cpp_args = capture_sources(art)
         try:
             runner.build(
                 sources=[vlt, art.sim_path],
                 hdl_toplevel=art.top,
                 build_dir=build_dir,
-                build_args=list(flags),
+                build_args=[*flags, *cpp_args, *map(str, cpp)],
                 waves=waves,
                 always=True,
                 log_file=log_file,
@@ -518,6 +523,6 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
         if not waves and not coverage:
             _record_seconds(cfg, design, "verilator", seconds)
         stamp.write_text(json.dumps({"seconds": seconds, "flags": flags}))
-        sb = SimBuild(art, build_dir, seconds, False, waves, flags, lockstep)
+        sb = SimBuild(art, build_dir, seconds, False, waves, flags)
         log(sb.describe())
         return sb

@@ -205,7 +205,7 @@ def run_rtl(run: UserRun, out_dir: Path, *, max_cycles: int, waves: bool, lockst
     rb_path = out_dir / "readback.json"
     rb_path.write_text(json.dumps([list(x) for x in run.dumps]))
     rtl_out = out_dir / "readback.npz"
-    sim = build_sim(run.cfg, "chip", waves=waves, lockstep=lockstep or None, log=log)
+    sim = build_sim(run.cfg, "chip", waves=waves, log=log)
     log(f"running on the Verilated chip{' in lock-step with the model' if lockstep else ''}"
         f"{f', {sim.wave_format.upper()} waves' if waves else ''}")
     res = run_cocotb(sim, "tb.chip.test_run", name=f"run-{Path(run.source).stem}-{run.cfg.name}",

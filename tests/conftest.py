@@ -15,12 +15,8 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    from sim.build import LOCKSTEP_ENV
-
     # the RTL runs derive their X seeds (random power-up state) from $TSP_SEED too
     os.environ["TSP_SEED"] = str(config.getoption("--seed"))
-    # one simulator per config serves every RTL test, those with lock-step included
-    os.environ[LOCKSTEP_ENV] = "1"
 
 
 def pytest_report_header(config):

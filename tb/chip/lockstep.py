@@ -1,9 +1,9 @@
 """Lock-step monitor: every cycle, every valid stream register of the machine model
 against the RTL's, superlane by superlane.
 
-The RTL registers are read through VPI inside ``fabric.superlane<k>``
-(``taps__<p>__e_in`` is eastward stream register bank at position p), by a C++
-value-change callback on the clock (`tapcap`): no Python runs per cycle.  Cycle c
+The RTL registers (``taps__<p>__e_in`` of ``fabric.superlane<k>``: the eastward stream
+register bank at position p) are copied at each clock edge by C++ compiled into the
+simulator (`tapcap`): no Python and no VPI read per cycle.  Cycle c
 of the program is the clock period after edge ``e0 + c`` (edge e0 accepted
 START); superlane k holds cycle c's values after edge ``e0 + c + k``.
 """
@@ -17,7 +17,7 @@ from arch.config import TspConfig
 from hdl.slice import LANES
 
 from ..env import PERIOD_NS
-from .tapcap import Capture
+from .tapcap import Capture, library
 
 
 class LockstepMonitor:
@@ -31,21 +31,12 @@ class LockstepMonitor:
                               cfg.streams_per_direction, LANES), np.uint8)
         self.known = np.zeros((2, cfg.n_positions), bool)
         self._history: dict = {}  # (models, first cycle, end) -> `_expected`
-        fab = dut.fabric
         P, S = cfg.n_positions, cfg.superlanes
-        self._taps = []  # ((superlane, direction, position), handle)
-        for k in range(S):
-            sl = getattr(fab, f"superlane{k}")
-            e = [getattr(sl, f"taps__{p}__e_in", None) if p > 0 else None for p in range(P)]
-            w = [getattr(sl, f"taps__{p}__w_in", None) if p < P - 1 else None for p in range(P)]
-            missing = sum(h is None for h in e[1:] + w[:-1])
-            if missing:  # never compare nothing and pass
-                raise AssertionError(
-                    f"lock-step: {missing} stream registers of superlane {k} are not visible "
-                    "through VPI: this simulator was built without them (sim.build.build_sim "
-                    "lockstep=True builds the lock-step variant)")
-            self._taps += [((k, d, p), h) for d, regs in ((0, e), (1, w))
-                           for p, h in enumerate(regs) if h is not None]
+        # the banks with a register: eastward ones east of position 0, westward ones west
+        # of the last position (`hdl.stream`), in every superlane
+        self._taps = np.array([(k, d, p) for k in range(S) for d in (0, 1) for p in range(P)
+                               if (p > 0 if d == 0 else p < P - 1)], np.int64)
+        library()  # a simulator without the capture stops here, named
 
     async def run(self, cycles: int, model=None) -> None:
         """Start right after `HostDriver.start` returns (mid cycle 0, edge e0 just
@@ -56,33 +47,23 @@ class LockstepMonitor:
         cfg = self.cfg
         P, NS, S, Lw = cfg.n_positions, cfg.streams_per_direction, cfg.superlanes, LANES
         rows = cycles + S + 1  # row j: the registers after edge j from now (j = 0: this one)
-        kdp = np.array([t for t, _ in self._taps]).reshape(-1, 3)
-        schedule = None
+        kdp = self._taps
         if model is not None:
-            need = self._valid(model, cycles).any(-1)[:, kdp[:, 1], kdp[:, 2]]  # cycle x tap
-            need[:1] = False  # in cycle 0 no stream register holds a value yet
-            c, i = np.nonzero(need)
-            j = c + kdp[i, 0]  # superlane k shows cycle c after edge c + k
-            order = np.lexsort((i, j))
-            schedule = (j[order], i[order])
-        cap = Capture(self.dut.clk._path, [h._path for _, h in self._taps],
-                      [len(h) for _, h in self._taps], rows, schedule)
+            need = self._valid(model, cycles).any(-1)[:, kdp[:, 1], kdp[:, 2]]  # cycle x bank
+        else:
+            need = np.ones((cycles, len(kdp)), bool)
+        need[:1] = False  # in cycle 0 no stream register holds a value yet
+        c, i = np.nonzero(need)
+        k, d, p = kdp[i].T
+        cap = Capture(rows, S, P, NS * Lw, np.stack([c + k, k, d, p], axis=1))
         await Timer(rows * PERIOD_NS, unit="ns")
         while cap.done < rows:
             await RisingEdge(self.dut.clk)
         vals = np.zeros((max(cycles, 1), 2, P, S, NS, Lw), np.uint8)
-        known = np.zeros((2, P), bool)
-        known[kdp[:, 1], kdp[:, 2]] = True
-        if schedule is not None:
-            j, i = schedule
-            k, d, p = kdp[i].T
-            vals[j - k, d, p, k] = cap.scheduled_bytes().reshape(len(i), NS, Lw)
-        else:
-            c = np.arange(1, cycles)  # in cycle 0 no stream register holds a value yet
-            for t, ((k, d, p), _) in enumerate(self._taps):
-                b = cap.register_bytes(t)[c + k]  # superlane k shows cycle c after edge c + k
-                vals[1:cycles, d, p, k] = b.reshape(len(c), NS, Lw)
-        self.vals, self.known = vals, known
+        vals[c, d, p, k] = cap.data().reshape(len(c), NS, Lw)
+        self.vals = vals
+        self.known = np.zeros((2, P), bool)
+        self.known[kdp[:, 1], kdp[:, 2]] = True
 
     def frame(self, cycle: int) -> np.ndarray:
         """The RTL's registers in `cycle`: (E, W) x position x stream x lane (a copy)."""

@@ -1,111 +1,111 @@
-"""The C++ stream-register capture (`tapcap.cpp`) for the lock-step monitor: built once
-with the machine's C++ compiler (cached by a hash of its source under
-``build/tapcap/``) and loaded with ctypes into the running simulator, whose executable
-provides the VPI functions it calls."""
+"""The stream-register capture of the lock-step monitor, in C++ (`tapcap.cpp`), compiled
+into every Verilated chip: `add_hooks` adds its DPI calls to the simulated Verilog of
+each superlane's stream fabric (`SuperlaneStreams`), `Capture` arms it from the cocotb
+testbench through ctypes (the executable exports ``tapcap_*``).  No Python and no VPI
+read per cycle, and no stream register has to be visible through VPI."""
 
 from __future__ import annotations
 
 import ctypes
-import fcntl
-import hashlib
-import subprocess
+import re
 from pathlib import Path
 
 import numpy as np
 
+#: the C++ side, compiled into the Verilated chip (`sim.build`)
 SOURCE = Path(__file__).with_name("tapcap.cpp")
+#: linker flag: the executable exports the capture's entry points to ctypes
+LDFLAGS = "-Wl,--export-dynamic-symbol=tapcap_*"
+
+
+def add_hooks(verilog: str, top: str, positions: int) -> str:
+    """`verilog` (the chip's) with the capture's DPI calls in every stream-fabric module:
+    the stamped ``<top>__SuperlaneStreams`` or, where a superlane's fabric is elaborated
+    in place, each ``<top>.fabric.superlane<k>``.  Raises if there is none."""
+    pat = re.compile(rf"^module \\?({re.escape(top)}__SuperlaneStreams|"
+                     rf"{re.escape(top)}\.fabric\.superlane\d+)\s*\(", re.M)
+    out, pos, found = [], 0, 0
+    for m in pat.finditer(verilog):
+        end = verilog.index("\nendmodule", m.end())
+        body = verilog[m.start():end]
+        width = re.search(r"output \[(\d+):0\] taps__1__e_in;", body)
+        if width is None or "  input clk;" not in body:
+            raise ValueError(f"stream-fabric module {m.group(1)} has no clk or taps ports")
+        bits = int(width.group(1)) + 1
+        calls = "".join(f"      tapcap_bank(0, {p}, taps__{p}__e_in);\n"
+                        for p in range(1, positions))
+        calls += "".join(f"      tapcap_bank(1, {p}, taps__{p}__w_in);\n"
+                         for p in range(positions - 1))
+        hook = (
+            "\n  // lock-step capture (tb/chip/tapcap.cpp): the stream registers as the\n"
+            "  // previous edge left them, only while a capture is armed\n"
+            '  import "DPI-C" context function int tapcap_on();\n'
+            '  import "DPI-C" context function void tapcap_bank(input int d, input int p, '
+            f"input bit [{bits - 1}:0] v);\n"
+            "  always @(posedge clk) begin\n"
+            "    if (tapcap_on() != 0) begin\n"
+            f"{calls}"
+            "    end\n"
+            "  end")
+        out += [verilog[pos:end], hook]
+        pos = end
+        found += 1
+    if not found:
+        raise ValueError(f"no stream-fabric module of {top} to add the lock-step capture to")
+    return "".join(out) + verilog[pos:]
+
 
 _lib = None
 
 
-def _build() -> Path:
-    from sim.build import build_root
-    from sim.toolchain import verilator_root
-
-    include = verilator_root() / "include" / "vltstd"
-    key = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
-    out_dir = build_root() / "tapcap"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    lib = out_dir / f"tapcap-{key}.so"
-    with open(out_dir / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not lib.exists():
-            tmp = lib.with_suffix(".tmp")
-            cmd = ["g++", "-O2", "-shared", "-fPIC", "-std=c++17", f"-I{include}",
-                   str(SOURCE), "-o", str(tmp)]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise RuntimeError(f"building the lock-step capture failed: {' '.join(cmd)}\n"
-                                   f"{proc.stderr}")
-            tmp.rename(lib)
-    return lib
-
-
 def library() -> ctypes.CDLL:
-    """The loaded capture library (built on first use)."""
+    """The capture's entry points in the running simulator."""
     global _lib
     if _lib is None:
-        lib = ctypes.CDLL(str(_build()), mode=ctypes.RTLD_GLOBAL)
-        lib.tapcap_arm.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_char_p),
-                                   ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
-        lib.tapcap_arm.restype = ctypes.c_int
+        lib = ctypes.CDLL(None)
+        try:
+            lib.tapcap_arm.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_int,
+                                       ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        except AttributeError:
+            raise AssertionError(
+                "lock-step: this simulator has no stream-register capture (tapcap_arm is "
+                "not exported); it was built before the capture existed: rebuild it") from None
+        lib.tapcap_arm.restype = None
         lib.tapcap_done.restype = ctypes.c_long
-        lib.tapcap_schedule.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-        lib.tapcap_schedule.restype = ctypes.c_int
-        lib.tapcap_row_words.restype = ctypes.c_int
         _lib = lib
     return _lib
 
 
 class Capture:
-    """Records registers `names` (full VPI names, each `bits` wide) at each of the next
-    `rows` rising edges of `clock`, without Python in the loop: all of them every row
-    (`register_bytes` afterwards), or with `schedule` (row and register index arrays,
-    sorted by row; all registers of one width) only those (`scheduled_bytes`)."""
+    """Records register banks at each of the next `rows` rising edges.  Bank ``(k, d,
+    p)`` is superlane k's stream registers of direction d (0 = E, 1 = W) at position p,
+    `nbytes` bytes; `wanted` lists the (row, k, d, p) to keep, in any order.  Afterwards
+    `data()` has their bytes in that order."""
 
-    def __init__(self, clock: str, names: list[str], bits: list[int], rows: int,
-                 schedule: tuple[np.ndarray, np.ndarray] | None = None):
+    def __init__(self, rows: int, superlanes: int, positions: int, nbytes: int,
+                 wanted: np.ndarray):
         self.lib = library()
-        self.words = [(b + 31) // 32 for b in bits]
-        self.nbytes = [(b + 7) // 8 for b in bits]
         self.rows = rows
-        if schedule is not None:
-            srows, sidx = (np.asarray(a) for a in schedule)
-            if len(set(self.words)) > 1 or (np.diff(srows) < 0).any() or (
-                    len(srows) and not 0 <= srows.min() <= srows.max() < rows):
-                raise ValueError("a capture schedule needs rows in order, within the capture, "
-                                 "and registers of one width")
-            self.ptr = np.zeros(rows + 1, np.int64)
-            self.ptr[1:] = np.cumsum(np.bincount(srows, minlength=rows))
-            self.idx = sidx.astype(np.int32)
-            self.buf = np.zeros((max(int(self.ptr[-1]), 1), self.words[0]), np.uint32)
-        else:
-            self.buf = np.zeros((rows, sum(self.words)), np.uint32)
-        self._names = [n.encode() for n in names]
-        arr = (ctypes.c_char_p * len(names))(*self._names)
-        rc = self.lib.tapcap_arm(clock.encode(), arr, len(names), rows,
-                                 self.buf.ctypes.data)
-        if rc < 0:
-            what = names[-rc - 1] if -rc <= len(names) else clock
-            raise AssertionError(f"lock-step capture: no VPI handle for {what!r}")
-        if schedule is not None:
-            if self.lib.tapcap_schedule(self.ptr.ctypes.data, self.idx.ctypes.data) != 0:
-                raise AssertionError("lock-step capture: registers of different widths")
-        elif self.lib.tapcap_row_words() != self.buf.shape[1]:
-            raise AssertionError(
-                f"lock-step capture: the simulator's registers are "
-                f"{self.lib.tapcap_row_words()} words a row, expected {self.buf.shape[1]}")
+        self.words = (nbytes + 3) // 4
+        self.nbytes = nbytes
+        wanted = np.asarray(wanted, np.int64).reshape(-1, 4)
+        r, k, d, p = wanted.T
+        if len(wanted) and not (0 <= r.min() and r.max() < rows and 0 <= k.min()
+                                and k.max() < superlanes and 0 <= d.min() and d.max() <= 1
+                                and 0 <= p.min() and p.max() < positions):
+            raise ValueError("capture: a wanted bank outside the rows, superlanes, "
+                             "directions or positions")
+        self.slot = np.full(rows * superlanes * 2 * positions, -1, np.int32)
+        self.slot[((r * superlanes + k) * 2 + d) * positions + p] = np.arange(len(wanted))
+        self.buf = np.zeros((max(len(wanted), 1), self.words), np.uint32)
+        self.n = len(wanted)
+        self.lib.tapcap_arm(rows, superlanes, positions, self.words, self.slot.ctypes.data,
+                            self.buf.ctypes.data)
 
     @property
     def done(self) -> int:
         return int(self.lib.tapcap_done())
 
-    def register_bytes(self, i: int) -> np.ndarray:
-        """rows x bytes of register `i`."""
-        start = sum(self.words[:i])
-        words = self.buf[:, start:start + self.words[i]]
-        return np.ascontiguousarray(words).view(np.uint8)[:, :self.nbytes[i]]
-
-    def scheduled_bytes(self) -> np.ndarray:
-        """With a schedule: the bytes of every entry read, in the schedule's order."""
-        return self.buf.view(np.uint8)[:len(self.idx), :self.nbytes[0]]
+    def data(self) -> np.ndarray:
+        """wanted x bytes (uint8)."""
+        return self.buf.view(np.uint8)[:self.n, :self.nbytes]
