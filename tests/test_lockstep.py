@@ -131,3 +131,41 @@ def test_stream_history_is_the_snapshot_of_every_cycle(config, kind, base_seed):
             assert np.array_equal(vals[c], sv), f"cycle {c}: values"
         part, _ = m.stream_history(5, 9)  # a window
         assert np.array_equal(part, vals[5:9])
+
+
+FABRIC = """module top__SuperlaneStreams(taps__1__e_in, clk);
+  input clk;
+  output [255:0] taps__1__e_in;
+  wire [255:0] taps__1__e_in;
+endmodule
+module top(clk);
+  input clk;
+endmodule
+"""
+
+
+def test_capture_hooks_go_into_every_stream_fabric_module():
+    """`tapcap.add_hooks`: one DPI call per register bank (eastward east of position 0,
+    westward west of the last), in the stamped module or each superlane's own."""
+    from tb.chip.tapcap import add_hooks
+
+    out = add_hooks(FABRIC, "top", 3)
+    body = out[:out.index("endmodule")]
+    assert "input bit [255:0] v" in body and "always @(posedge clk)" in body
+    calls = [ln.strip() for ln in body.splitlines() if ln.strip().startswith("tapcap_bank")]
+    assert calls == ["tapcap_bank(0, 1, taps__1__e_in);", "tapcap_bank(0, 2, taps__2__e_in);",
+                     "tapcap_bank(1, 0, taps__0__w_in);", "tapcap_bank(1, 1, taps__1__w_in);"]
+    assert out.count("tapcap_on()") == 2  # the import and the call, in one module
+    assert out.endswith(FABRIC[FABRIC.index("module top(clk)"):])  # the rest unchanged
+    in_place = FABRIC.replace("module top__SuperlaneStreams(", "module \\top.fabric.superlane0 (")
+    in_place += in_place[:in_place.index("module top(")].replace("superlane0", "superlane1")
+    assert add_hooks(in_place, "top", 3).count("always @(posedge clk)") == 2
+
+
+def test_capture_hooks_refuse_a_verilog_without_the_fabric():
+    from tb.chip.tapcap import add_hooks
+
+    with pytest.raises(ValueError, match="no stream-fabric module of top"):
+        add_hooks("module top(clk);\n  input clk;\nendmodule\n", "top", 3)
+    with pytest.raises(ValueError, match="has no clk or taps ports"):
+        add_hooks(FABRIC.replace("  input clk;\n", "", 1), "top", 3)

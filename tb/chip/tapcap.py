@@ -38,7 +38,9 @@ def add_hooks(verilog: str, top: str, positions: int) -> str:
                          for p in range(positions - 1))
         hook = (
             "\n  // lock-step capture (tb/chip/tapcap.cpp): the stream registers as the\n"
-            "  // previous edge left them, only while a capture is armed\n"
+            "  // previous edge left them, only while a capture is armed; testbench code,\n"
+            "  // not counted in the design's coverage\n"
+            "  /*verilator coverage_off*/\n"
             '  import "DPI-C" context function int tapcap_on();\n'
             '  import "DPI-C" context function void tapcap_bank(input int d, input int p, '
             f"input bit [{bits - 1}:0] v);\n"
@@ -46,7 +48,8 @@ def add_hooks(verilog: str, top: str, positions: int) -> str:
             "    if (tapcap_on() != 0) begin\n"
             f"{calls}"
             "    end\n"
-            "  end")
+            "  end\n"
+            "  /*verilator coverage_on*/")
         out += [verilog[pos:end], hook]
         pos = end
         found += 1
