@@ -90,25 +90,43 @@ def unit_of(hier: str) -> str:
 def summarise(points: dict[str, int], cfg: TspConfig
               ) -> tuple[dict[str, dict[str, list[int]]], dict[str, list[str]]]:
     """(unit -> {"line"|"toggle"|"branch": [hit, total]} (+ per slice kind, + "all"),
-    unit -> uncovered line points as "file:line")."""
+    unit -> uncovered line points as "file:line").
+
+    Verilator keeps one counter per coverage point of a *module*: every instance of a
+    module that several slices share (the stamped `MemSlice`, `MxmSlice`, `SxmSlice`,
+    the tiles inside a slice) increments the same counter, and the file lists it under
+    each instance's hierarchy, the count at one of them.  So a point is counted once per
+    module (hit if any instance's entry is), and a point several slices share belongs
+    to their kind (``MEM (all)``) rather than to any one slice; a slice's own row keeps
+    the points of modules only it has (one ICU per queue, the VXM)."""
     acc: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
     uncovered: dict[str, list[str]] = defaultdict(list)
     kind_of = {s.name: s.kind for s in cfg.slices}
+    shared: dict[str, list] = {}  # the point without its hierarchy -> [units, count, keys]
     for body, count in points.items():
         keys = _keys(body)
         m = _KIND.match(keys.get("page", ""))
         if not m:
             continue
-        typ = m.group(1)
-        unit = unit_of(keys.get("h", ""))
+        point = "\x01".join(f"{k}={v}" for k, v in sorted(keys.items()) if k != "h")
+        entry = shared.setdefault(point, [set(), 0, keys, m.group(1)])
+        entry[0].add(unit_of(keys.get("h", "")))
+        entry[1] = max(entry[1], count)
+    for units, count, keys, typ in shared.values():
+        if len(units) == 1:
+            (unit,) = units
+            groups = [unit]
+            if unit in kind_of:
+                groups.append(f"{kind_of[unit]} (all)")
+            elif unit.startswith("ICU "):
+                groups.append("ICU (all)")
+        else:  # one module, several slices: their kind's
+            kinds = {kind_of.get(u, "ICU" if u.startswith("ICU ") else u) for u in units}
+            groups = [f"{k} (all)" for k in sorted(kinds)]
         if typ == "line" and not count:
-            uncovered[unit].append(f"{Path(keys.get('f', '?')).name}:{keys.get('l', '?')}")
-        groups = [unit, "all"]
-        if unit in kind_of:
-            groups.append(f"{kind_of[unit]} (all)")
-        elif unit.startswith("ICU "):
-            groups.append("ICU (all)")
-        for g in groups:
+            for g in groups[:1]:
+                uncovered[g].append(f"{Path(keys.get('f', '?')).name}:{keys.get('l', '?')}")
+        for g in [*groups, "all"]:
             acc[g][typ][0] += count > 0
             acc[g][typ][1] += 1
     return {u: dict(v) for u, v in acc.items()}, dict(uncovered)

@@ -82,6 +82,23 @@ def test_merge_and_summarise(tmp_path):
                          "host/top": ["tsp_chip.noinit.v:14"]}
 
 
+def test_a_module_shared_by_slices_counts_once_for_their_kind():
+    """Verilator counts a shared module's point in one counter for all its instances,
+    listed under each instance (the count at one): one point of the kind, hit."""
+    pts = {_point("tsp_chip.slice_MEM_E0", "v_line/tsp_chip__MemSlice", 20): 7,
+           _point("tsp_chip.slice_MEM_E1", "v_line/tsp_chip__MemSlice", 20): 0,
+           _point("tsp_chip.slice_MEM_E0", "v_line/tsp_chip__MemSlice", 21): 0,
+           _point("tsp_chip.slice_MEM_E1", "v_line/tsp_chip__MemSlice", 21): 0,
+           _point("tsp_chip.slice_VXM.tile0", "v_line/tsp_chip__VxmTile", 30): 0,
+           _point("tsp_chip.slice_VXM.tile1", "v_line/tsp_chip__VxmTile", 30): 3}
+    summary, uncovered = summarise(pts, get_config("small"))
+    assert summary["MEM (all)"]["line"] == [1, 2]
+    assert "MEM_E0" not in summary and "MEM_E1" not in summary
+    assert summary["VXM"]["line"] == [1, 1]  # two tiles of one slice: the slice's point
+    assert summary["all"]["line"] == [2, 3]
+    assert uncovered == {"MEM (all)": ["tsp_chip.noinit.v:21"]}
+
+
 @pytest.mark.parametrize(("hier", "unit"), [
     ("tsp_chip.slice_MEM_W1.tile0", "MEM_W1"), ("TOP.tsp_chip.icu_SXM_E", "ICU SXM_E"),
     ("tsp_chip.fabric.superlane3", "stream fabric"), ("tsp_chip", "host/top")])
