@@ -71,10 +71,25 @@ def _npz(path: Path, image) -> Path:
     return path
 
 
+def _driven(sim, name: str, work: Path, comp, image, restore, repeat: int, **params):
+    """The benchmark's runs driven by cocotb (`tb/chip/test_run.py`, `params` added):
+    (its summary, the vectors read back after the last run)."""
+    from .run import run_cocotb
+
+    run = run_cocotb(sim, "tb.chip.test_run", name=name,
+                     params={"program": str(work / "prog.bin"),
+                             "image": str(_npz(work / "image.npz", image)),
+                             "restore": str(_npz(work / "restore.npz", restore)),
+                             "readback": str(work / "readback.json"),
+                             "out": str(work / "readback.npz"), "repeat": repeat,
+                             "max_cycles": 4 * comp.cycles + 1000, **params})
+    with np.load(work / "readback.npz") as z:
+        return run.summary, {k: z[k] for k in z.files}
+
+
 def bench_config(cfg: TspConfig, *, threads=(1, 2), log=print) -> dict:
     from .bare import build_bare, run_bare
     from .build import build_root, build_sim
-    from .run import run_cocotb
 
     block, comp, x_q, image, restore, readback = _case(cfg)
     y_gold = block.forward_int(x_q)
@@ -98,18 +113,11 @@ def bench_config(cfg: TspConfig, *, threads=(1, 2), log=print) -> dict:
         f"({repeat * comp.cycles} cycles) driven by cocotb")
     trials = []
     for trial in range(TRIALS):
-        run = run_cocotb(sim, "tb.chip.test_run", name=f"bench-rtl-{cfg.name}",
-                         params={"program": str(work / "prog.bin"),
-                                 "image": str(_npz(work / "image.npz", image)),
-                                 "restore": str(_npz(work / "restore.npz", restore)),
-                                 "readback": str(work / "readback.json"),
-                                 "out": str(work / "readback.npz"), "repeat": repeat,
-                                 "max_cycles": 4 * comp.cycles + 1000})
-        with np.load(work / "readback.npz") as z:
-            vecs = {k: z[k] for k in z.files}
-        check(f"cocotb (trial {trial})", run.summary["cycles_clock_runs"],
+        summary, vecs = _driven(sim, f"bench-rtl-{cfg.name}", work, comp, image, restore,
+                                repeat)
+        check(f"cocotb (trial {trial})", summary["cycles_clock_runs"],
               comp.read_output(lambda sl, a, vecs=vecs: vecs[f"{sl}/{a}"]))
-        trials.append(run.summary)
+        trials.append(summary)
     trials.sort(key=lambda t: t["sim_cycles_per_second"])
     s = trials[len(trials) // 2]
     row = {
@@ -149,20 +157,11 @@ def _lockstep(cfg, comp, image, restore, readback, repeat, work, check, log) -> 
     stream register of every superlane, every cycle, against the machine model.  Speed
     = cycles / (run time + comparison time)."""
     from .build import build_sim
-    from .run import run_cocotb
 
     sim = build_sim(cfg, "chip", log=log)
     log(f"{cfg.name}: {repeat} runs with lock-step on every run")
-    run = run_cocotb(sim, "tb.chip.test_run", name=f"bench-rtl-lockstep-{cfg.name}",
-                     params={"program": str(work / "prog.bin"),
-                             "image": str(_npz(work / "image.npz", image)),
-                             "restore": str(_npz(work / "restore.npz", restore)),
-                             "readback": str(work / "readback.json"),
-                             "out": str(work / "readback.npz"), "repeat": repeat,
-                             "max_cycles": 4 * comp.cycles + 1000, "lockstep": "every"})
-    s = run.summary
-    with np.load(work / "readback.npz") as z:
-        vecs = {k: z[k] for k in z.files}
+    s, vecs = _driven(sim, f"bench-rtl-lockstep-{cfg.name}", work, comp, image, restore,
+                      repeat, lockstep="every")
     check("cocotb with lock-step", s["cycles_clock_runs"],
           comp.read_output(lambda sl, a, vecs=vecs: vecs[f"{sl}/{a}"]))
     cycles = sum(s["cycles_clock_runs"])
