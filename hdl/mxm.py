@@ -113,14 +113,15 @@ class MxmWeights(wiring.Component):
         bufs = [[Signal(VL * 8, name=f"w{b}_r{i}", reset_less=True) for i in range(VL)]
                 for b in range(2)]
         row_hit = Signal(VL)
-        # LWT writes byte `row` of every row: one mask of VL bytes, 0xFF at byte `row`,
-        # and per row (w_i everywhere & mask) | (row & ~mask): O(VL) wide operations, not
-        # VL x VL byte multiplexers (the simulator's code and the netlist both scale so)
-        col_mask = Signal(8 * VL)
+        # LWT writes byte `row` of every row: one mask of VL bytes, 0xFF at byte `row`
+        # (decoded once), and per row (w_i everywhere & mask) | (row & ~mask): O(VL) wide
+        # operations, not VL x VL byte multiplexers (the simulator's code scales so)
+        byte_hit = Signal(VL)
+        col_mask = Cat(*(byte_hit[j].replicate(8) for j in range(VL)))
         with m.If(self.lw | self.lwt):  # only in a load cycle (the simulator skips the rest)
-            m.d.comb += col_mask.eq(Const(0xFF, 8 * VL) << Cat(Const(0, 3), self.row))
             for i in range(VL):
-                m.d.comb += row_hit[i].eq(self.lw & (self.row == i))
+                m.d.comb += [row_hit[i].eq(self.lw & (self.row == i)),
+                             byte_hit[i].eq(self.row == i)]
             for b in range(2):
                 shadow = Signal(name=f"shadow{b}")
                 m.d.comb += shadow.eq(act != b)
