@@ -745,14 +745,16 @@ class Machine:
                         vals[d, p, s], valid[d, p, s] = v, True
         return vals, valid
 
-    def stream_history(self, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+    def stream_history(self, c0: int, c1: int, values: bool = True
+                       ) -> tuple[np.ndarray | None, np.ndarray]:
         """`stream_snapshot` of cycles ``c0 .. c1 - 1`` at once (values (n, 2, n_positions,
-        streams, VL), valid (n, 2, n_positions, streams)), from the written values rather
-        than register by register: an eastward value written at position q is in the
-        registers east of q up to the next writer of its diagonal (that one included), a
-        westward one in those west of q down to the next writer's position."""
+        streams, VL), or None without `values`; valid (n, 2, n_positions, streams)), from
+        the written values rather than register by register: an eastward value written at
+        position q is in the registers east of q up to the next writer of its diagonal
+        (that one included), a westward one in those west of q down to the next writer's
+        position."""
         n, P = c1 - c0, self.n_pos
-        vals = np.zeros((n, 2, P, self.ns, self.vl), np.uint8)
+        vals = np.zeros((n, 2, P, self.ns, self.vl), np.uint8) if values else None
         valid = np.zeros((n, 2, P, self.ns), bool)
         for d in (E, W):
             for s, diagonals in enumerate(self._streams[d]):
@@ -766,7 +768,8 @@ class Machine:
                             cyc = key - pos
                         keep = (cyc >= c0) & (cyc < c1)
                         if keep.any():
-                            vals[cyc[keep] - c0, d, pos[keep], s] = v
+                            if values:
+                                vals[cyc[keep] - c0, d, pos[keep], s] = v
                             valid[cyc[keep] - c0, d, pos[keep], s] = True
         return vals, valid
 

@@ -278,7 +278,7 @@ def to_verilog(component, top: str) -> str:
 def sim_text(text: str, cfg: TspConfig, design: str, top: str) -> str:
     """The Verilog the simulators are built from: `text` without initial values
     (`strip_initial_values`) and, for the chip, with the lock-step capture's hooks in
-    its stream fabric (`tb.chip.tapcap`; the capture's C++ is compiled in, `CAPTURE`)."""
+    its stream fabric (`tb.chip.tapcap`; the capture's C++ is compiled in, `capture_sources`)."""
     text = strip_initial_values(text)[0]
     if design == "chip":
         from tb.chip.tapcap import add_hooks

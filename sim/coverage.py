@@ -124,8 +124,7 @@ def summarise(points: dict[str, int], cfg: TspConfig
             kinds = {kind_of.get(u, "ICU" if u.startswith("ICU ") else u) for u in units}
             groups = [f"{k} (all)" for k in sorted(kinds)]
         if typ == "line" and not count:
-            for g in groups[:1]:
-                uncovered[g].append(f"{Path(keys.get('f', '?')).name}:{keys.get('l', '?')}")
+            uncovered[groups[0]].append(f"{Path(keys.get('f', '?')).name}:{keys.get('l', '?')}")
         for g in [*groups, "all"]:
             acc[g][typ][0] += count > 0
             acc[g][typ][1] += 1

@@ -131,6 +131,8 @@ def test_stream_history_is_the_snapshot_of_every_cycle(config, kind, base_seed):
             assert np.array_equal(vals[c], sv), f"cycle {c}: values"
         part, _ = m.stream_history(5, 9)  # a window
         assert np.array_equal(part, vals[5:9])
+        none, only = m.stream_history(0, n, values=False)  # validity alone
+        assert none is None and np.array_equal(only, valid)
 
 
 FABRIC = """module top__SuperlaneStreams(taps__1__e_in, clk);

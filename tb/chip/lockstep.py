@@ -29,13 +29,14 @@ class LockstepMonitor:
         #: shows a cycle by stream and lane), and which (direction, position) has one
         self.vals = np.zeros((0, 2, cfg.n_positions, cfg.superlanes,
                               cfg.streams_per_direction, LANES), np.uint8)
-        self.known = np.zeros((2, cfg.n_positions), bool)
         self._history: dict = {}  # (models, first cycle, end) -> `_expected`
         P, S = cfg.n_positions, cfg.superlanes
         # the banks with a register: eastward ones east of position 0, westward ones west
         # of the last position (`hdl.stream`), in every superlane
         self._taps = np.array([(k, d, p) for k in range(S) for d in (0, 1) for p in range(P)
                                if (p > 0 if d == 0 else p < P - 1)], np.int64)
+        self.known = np.zeros((2, P), bool)
+        self.known[self._taps[:, 1], self._taps[:, 2]] = True
         library()  # a simulator without the capture stops here, named
 
     async def run(self, cycles: int, model=None) -> None:
@@ -62,8 +63,6 @@ class LockstepMonitor:
         vals = np.zeros((max(cycles, 1), 2, P, S, NS, Lw), np.uint8)
         vals[c, d, p, k] = cap.data().reshape(len(c), NS, Lw)
         self.vals = vals
-        self.known = np.zeros((2, P), bool)
-        self.known[kdp[:, 1], kdp[:, 2]] = True
 
     def frame(self, cycle: int) -> np.ndarray:
         """The RTL's registers in `cycle`: (E, W) x position x stream x lane (a copy)."""
@@ -75,7 +74,7 @@ class LockstepMonitor:
         for further runs of the same program)."""
         key = ("valid", id(model), cycles)
         if key not in self._history:
-            self._history[key] = (model, model.stream_history(0, cycles)[1])
+            self._history[key] = (model, model.stream_history(0, cycles, values=False)[1])
         return self._history[key][1]
 
     def _expected(self, model, dirty, c0: int, c1: int):
