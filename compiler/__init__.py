@@ -1,4 +1,5 @@
-"""Static scheduling compiler: the quantised attention + MLP block onto the TSP.
+"""Static scheduling compiler: a graph of ops (`compiler.graph`; the quantised attention +
+MLP block is one, `compiler.block`) onto the TSP.
 
 ``compile_block(block, cfg) -> CompiledBlock`` (see docs/compiler.md)::
 
@@ -12,6 +13,6 @@
 
 from .compiled import Bounds, CompiledBlock, compile_block
 from .errors import CompileError
-from .lower import check_seq_len
+from .lowerings.block_attention import check_seq_len
 
 __all__ = ["Bounds", "CompileError", "CompiledBlock", "check_seq_len", "compile_block"]

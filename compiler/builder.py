@@ -65,6 +65,14 @@ class ProgramBuilder:
         #: weight tiles each MXM has been given so far (`linear_rows` starts a product on
         #: the least loaded)
         self.mxm_load: dict[str, int] = {}
+        #: per graph node: what its `OpKind.prepare` / `weights` allocated (tables, weights)
+        self.state: dict[str, dict] = {}
+        self.table_slices: list[str] = []  # slices holding a Gather table
+        #: tensor name -> slices it must not go to (e.g. a KV cache's: its SCATTER reads
+        #: the step's k and v from another slice)
+        self.avoid: dict[str, list[str]] = {}
+        #: names of the tensors the node being lowered reads last (`release_dying`)
+        self.dying: set[str] = set()
 
     def emit(self, b: Bundle) -> Bundle:
         b.finalize()
@@ -208,10 +216,16 @@ class ProgramBuilder:
         return min(self.vl, n_out - n * self.vl)
 
     def release(self, *ts: Tensor) -> None:
+        """Give the tensors' SRAM back for reuse (only with ``keep=False``; once each)."""
         if not self.keep:
             for t in ts:
-                self.mem.release(t)
-                self.released.add(t.name)
+                if t.name not in self.released:
+                    self.mem.release(t)
+                    self.released.add(t.name)
+
+    def release_dying(self, *ts: Tensor) -> None:
+        """`release` those of ``ts`` that nothing after the node being lowered reads."""
+        self.release(*(t for t in ts if t.name in self.dying))
 
     def kv_rows(self, name: str, n: int, slice_: str | None = None,
                 final: bool = False) -> tuple[Tensor, tuple[str, int]]:

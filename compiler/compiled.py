@@ -26,10 +26,12 @@ from golden.block import QuantBlock
 from golden.machine import Machine, RunResult
 
 from . import tiling as T
+from .block import PLANS, block_graph, check_block
+from .builder import ProgramBuilder
 from .emit import Emitted, emit
 from .errors import CompileError, imem_error
+from .graph import lower_graph
 from .ir import Bundle
-from .lower import PLANS, Lowering
 from .schedule import list_schedule
 
 #: the golden trace names the compiled program can keep in SRAM (scores are the masked
@@ -344,13 +346,19 @@ def _bounds(cfg: TspConfig, bundles: list[Bundle], em: Emitted) -> Bounds:
                   vxm=slots.get("VXM", 0), queue=max(slots.values()), path=best + 1)
 
 
-def _lower(block, cfg, keep, plan, prealloc=(), **opts):
-    low = Lowering(block, cfg, keep=keep, plan=plan, prealloc=prealloc, **opts)
-    low.run()
-    return low
+def _lower(block, cfg, keep, plan, prealloc=(), rigid_loads=True, v_transpose=False,
+           x8_near_input=False, scores_after_inputs=False, pb: ProgramBuilder | None = None
+           ) -> ProgramBuilder:
+    """The block's graph (`compiler.block.block_graph`) placed by ``plan``, lowered."""
+    graph = block_graph(block, plan, v_transpose=v_transpose, x8_near_input=x8_near_input,
+                        scores_after_inputs=scores_after_inputs)
+    pb, tensors = lower_graph(graph, cfg, keep=keep, rigid_loads=rigid_loads,
+                              prealloc=prealloc, pb=pb)
+    pb.inputs = {key: [locs] for key, locs in tensors["x"].locs.items()}
+    return pb
 
 
-def _lower_retry(block, cfg, keep, plan, **opts) -> Lowering:
+def _lower_retry(block, cfg, keep, plan, **opts) -> ProgramBuilder:
     """Lower; in SRAM-reuse mode, retry with the register constants of the first attempt
     pre-allocated (host constants created late cannot take reused space)."""
     try:
@@ -358,9 +366,9 @@ def _lower_retry(block, cfg, keep, plan, **opts) -> Lowering:
     except CompileError as exc:
         if keep or exc.resource != "sram" or exc.final:
             raise
-    first = Lowering(block, cfg, keep=False, plan=plan, **opts)
+    first = ProgramBuilder(cfg, keep=False, rigid_loads=opts.get("rigid_loads", True))
     try:
-        first.run()
+        _lower(block, cfg, False, plan, pb=first, **opts)
     except CompileError:
         pass
     return _lower(block, cfg, False, plan, first.const_values, **opts)
@@ -393,10 +401,12 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
                   ) -> CompiledBlock:
     """Compile the quantised block for ``cfg``.
 
-    Variants tried, fastest schedule kept: the MXM assignment ``plans`` (default
-    :data:`compiler.lower.PLANS`) x scheduling ``orders``, with weight rows loaded
-    flexibly (for the two best plans also V^T and the int8 input copy on the input's
-    side); if no variant fits the instruction memory, weight rows loaded in rigid
+    The block is a graph (`compiler.block.block_graph`) compiled by the shared
+    `compiler.graph.lower_graph`.  Variants tried, fastest schedule kept: the MXM
+    assignment ``plans`` (default :data:`compiler.block.PLANS`) x scheduling ``orders``,
+    with weight rows loaded flexibly (for the two best plans also V^T, the int8 input copy
+    on the input's side and the attention's score slices chosen after the input is
+    placed); if no variant fits the instruction memory, weight rows loaded in rigid
     consecutive blocks (more REPEATs); if nothing fits the SRAM with every intermediate
     kept, with dead SRAM reused.  ``effort="fast"``: the first variant that fits.  Raises
     :class:`CompileError` naming the resource (SRAM, imem, accumulators, shape) and
@@ -406,17 +416,18 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
     if not isinstance(block, QuantBlock):
         raise TypeError(f"block: expected a golden.block.QuantBlock, got {type(block).__name__}")
     _check_weights_fit(block, cfg)
+    check_block(block, cfg)
     plans = list(plans or PLANS)
     tried: list[dict] = []
     errors: list[CompileError] = []
     best = None
 
-    def attempt(keep, rigid, pi, vt, order_list, x8i=False):
+    def attempt(keep, rigid, pi, vt, order_list, x8i=False, late=False):
         """Lower once, schedule in each order; returns the best fitting record or None."""
         nonlocal best
         try:
             low = _lower_retry(block, cfg, keep, plans[pi], rigid_loads=rigid,
-                               v_transpose=vt, x8_near_input=x8i)
+                               v_transpose=vt, x8_near_input=x8i, scores_after_inputs=late)
         except CompileError as exc:
             if exc.final:
                 raise
@@ -428,7 +439,8 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
             words = {k: q.nwords for k, q in em.queues.items()}
             fits = cfg.imem_fits(words)
             rec = {"plan": pi, "keep": keep, "rigid_loads": rigid, "v_transpose": vt,
-                   "x8_near_input": x8i, "order": order, "cycles": em.cycles,
+                   "x8_near_input": x8i, "scores_after_inputs": late, "order": order,
+                   "cycles": em.cycles,
                    "max_words": max(words.values()), "fits": fits, "words": words}
             tried.append(rec)
             if mine is None or (fits, -em.cycles) > (mine["fits"], -mine["cycles"]):
@@ -461,6 +473,10 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
                     attempt(keep, rigid, rec["plan"], False, orders, x8i=True)
                     if effort == "fast" and best is not None:
                         break
+                    for x8i in (False, True):
+                        attempt(keep, rigid, rec["plan"], False, orders, x8i=x8i, late=True)
+                    if effort == "fast" and best is not None:
+                        break
             if best is not None:
                 break
         if best is not None or not any(e.resource == "sram" for e in errors):
@@ -476,7 +492,8 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
     prog = Program.from_instrs(cfg, {k: q.words for k, q in em.queues.items()})
     variant = {"plan": rec["plan"], "keep_intermediates": rec["keep"],
                "rigid_loads": rec["rigid_loads"], "v_transpose": rec["v_transpose"],
-               "x8_near_input": rec["x8_near_input"], "order": order}
+               "x8_near_input": rec["x8_near_input"],
+               "scores_after_inputs": rec["scores_after_inputs"], "order": order}
     return CompiledBlock(
         cfg=cfg, block=block, program=prog, emitted=em, bundles=low.bundles, init=low.init,
         inputs=low.inputs, kept=low.valid_intermediates(),

@@ -9,7 +9,7 @@ What the program does (row layout: one vector per row, lanes = features; inside 
 lanes = key positions ``j < C``):
 
 1. ``x8``, then ``q`` (per head, masked to the head's lanes), ``k``, ``v`` (per head) as
-   in the prefill block (`compiler.lower.Lowering`, one row).
+   in the prefill block (the same graph, `compiler.block.decode_graph`, one row).
 2. **Append**: ``SCATTER`` writes ``k_p`` (each lane tile) and ``v_p`` (each head and tile)
    at ``cache + p``: the address is the per-lane index read from the position vector, so
    the program is the same for every position.
@@ -19,7 +19,7 @@ lanes = key positions ``j < C``):
    cache), one MVM per head with ``q_h``: lane ``j`` = ``q_h . k_j``; REQUANT to int16,
    masked.
 5. **Softmax** per head: ``RMAX`` (SXM) -> ``d = max(M - s, mask):u8:sat`` -> exp Gather
-   -> ``RSUM`` (SXM) -> the reciprocal (`Lowering.reciprocal`) -> ``p_j`` int8.
+   -> ``RSUM`` (SXM) -> the reciprocal (`lowerings.recip`) -> ``p_j`` int8.
 6. **Context**: ``V_h^T`` installed (LWT column ``j`` = cached ``v_j`` of head h), one MVM
    with ``p_h``; the heads of a lane tile accumulate in one slot; REQUANT -> ``ctx``.
 7. Wo + residual, W1 + GELU, W2 + residual as in the prefill block -> ``y_p``.
@@ -46,201 +46,24 @@ from golden.block import QuantBlock
 from golden.machine import Machine, RunResult
 
 from . import tiling as T
-from .alloc import ZEROS
-from .builder import copy_avoiding
+from .block import PLANS, decode_graph
 from .compiled import CompiledBlock, _bounds, _check_weights_fit, _schedule
 from .errors import CompileError, imem_error
-from .ir import Bundle
-from .lower import PLANS, Lowering, side
-from .routes import planes_in, planes_out
+from .graph import lower_graph
 
 #: the largest context: the position is a u8 SCATTER index and keys are lanes
 MAX_CONTEXT = 256
 
 
-class DecodeLowering(Lowering):
-    """One decode step of ``block`` over a KV cache of ``max_context`` positions."""
-
-    def __init__(self, block: QuantBlock, cfg: TspConfig, max_context: int,
-                 spread: bool = True, **kw):
-        super().__init__(block, cfg, keep=True, **kw)
-        self.spread = spread
-        self.C = max_context
-        self.S = 1  # one row per step
-        self.row_sums_on_mxm = False  # row sums by RSUM: no E - 128 table
-
-    def group_of(self, mxm: str) -> list[str]:
-        """Every MXM, ``mxm`` first: one row per step makes each matrix product a stream
-        of weight rows, so its output tiles go to all MXMs in turn (both hemispheres);
-        without ``spread`` to those of its hemisphere, as in the prefill block."""
-        if not self.spread:
-            return super().group_of(mxm)
-        return [mxm] + [s.name for s in self.cfg.slices_of("MXM") if s.name != mxm]
-
-    def run(self) -> None:
-        blk = self.blk
-        check_decode(blk, self.cfg, self.C)
-        for z in ZEROS:
-            self.set_imm(z, 0, "zero")
-        self.setup_data()
-        self.setup_cache()
-        self.narrow_x()
-        self.projections()
-        self.append()
-        self.position_masks()
-        self.attend()
-        self.mlp()
-        self.mem.check()
-
-    # ------------------------------------------------------------------ cache
-    def setup_cache(self) -> None:
-        blk, p = self.blk, self.plan
-        # the position vector, one copy per MEM slice (an append reads it beside its data)
-        self.pos = self.position_vectors()
-        self.inputs_pos = list(self.pos.values())
-        # each cache in one slice; the step's k and v rows go elsewhere (a SCATTER takes
-        # its data from another slice)
-        sk = self.mem.slices(side(p["scores"]), 1, const=True)[0]
-        self.cache_k = {t: self.kv_rows(f"cache.k[{t}]", self.C, sk) for t in range(self.Dt)}
-        sv = self.mem.slices(side(p["ctx"]), 1, exclude=[sk], const=True)[0]
-        self.cache_v = {(h, t): self.kv_rows(f"cache.v[{h},{t}]", self.C, sv)
-                        for h in range(blk.n_heads) for t in T.head_tiles(h, self.dh, self.vl)}
-        self.kv_exclude = [sk, sv]
-
-    def append(self) -> None:
-        """k_p and v_p of every head into the cache at ``base + p`` (SCATTER, index = the
-        position vector)."""
-        O = self.O
-        todo = [(f"k tile {t}", self.k.loc(0, t), self.cache_k[t][1]) for t in range(self.Dt)]
-        todo += [(f"v head {h} tile {t}", self.vh.loc(h, 0, t), self.cache_v[(h, t)][1])
-                 for (h, t) in self.cache_v]
-        for what, src, (s, base) in todo:
-            b = Bundle(f"append {what}", "append")
-            # a copy of p on a third slice (the data's READ may fall in the same cycle;
-            # a slice cannot send to itself)
-            rp = O.read(b, *copy_avoiding(self.pos, s, src[0]))
-            rd = O.read(b, *src)
-            sc = O.scatter(b, s, base, self.C)
-            b.connect(rp, "out", sc, "idx")
-            b.connect(rd, "out", sc, "in")
-            self.emit(b)
-
-    # ------------------------------------------------------------------ attention
-    def position_masks(self) -> None:
-        """rmask = 32767 (key j <= p) | -32768 (j > p), rdm = 0 | 255, from the position
-        vector and the lane index."""
-        O, regs = self.O, self.regs
-        self.rmask, self.rdm = regs.single(), regs.single()
-        rt = self.rmask
-        b = Bundle("visible = (lane <= p) << 16", "mask")
-        v = O.vxm(b, "u8", ("r", rt), "LE", "lane", "s", "SHL", 16, otype="i32")
-        b.connect(O.read(b, *self.inputs_pos[0]), "out", v, "b")
-        self.emit(b)
-        self.vx_bundle("score mask", "i32", ("r", self.rmask), "ADD", ("r", rt), -16384,
-                       "ADD", -16384, otype="i16", sat=True)
-        b = Bundle("exp mask = (lane > p) * 255", "mask")
-        v = O.vxm(b, "u8", ("r", self.rdm), "GT", "lane", "s", "MUL", 255, otype="i32")
-        b.connect(O.read(b, *self.inputs_pos[0]), "out", v, "b")
-        self.emit(b)
-
-    def attend(self) -> None:
-        blk, vl, O, regs = self.blk, self.vl, self.O, self.regs
-        p = self.plan
-        H, C, dh = blk.n_heads, self.C, self.dh
-        mxs, mxc = p["scores"], p["ctx"]
-        sd = side(mxs)
-        sxm = "SXM_W" if sd == "W" else "SXM_E"
-        tsc = regs.triple()
-        self.reg_const(tsc, np.full(vl, blk.score_multiplier), "m_score")
-        self.set_imm(tsc + 1, blk.score_shift, "sh_score")
-        # -- scores: K tile t installed once, one MVM per head of the tile
-        sc = {h: self.mem.tensor(f"scores[{h}]", [(0,)], 2, sd) for h in range(H)}
-        hslots: dict[int, int] = {}
-        for t in range(self.Dt):
-            ins = self.install(mxs, ("K", t), [(j, self.cache_k[t][0].loc(j))
-                                               for j in range(C)])
-            for h in T.tile_heads(t, H, dh, vl):
-                tiles = T.head_tiles(h, dh, vl)
-                first, last = t == tiles[0], t == tiles[-1]
-                if first and not last:
-                    hslots[h] = self.slots[mxs].take(1)[0]
-                slot = hslots.get(h, None)
-                b = Bundle(f"scores head {h} tile {t}", "score")
-                rd = O.read(b, *self.qh.loc(h, 0, t))
-                mv = O.mvm(b, mxs, slot if slot is not None else self.slots[mxs].scratch(),
-                           not first, last, ins)
-                b.connect(rd, "out", mv, "x")
-                if last:
-                    v = O.vxm(b, "i32", "s", "REQUANT", "s", ("r", tsc), "MIN",
-                              ("r", self.rmask), otype="i16")
-                    b.connect(mv, "out", v, "a")
-                    planes_out(O, b, v, "d", sc[h][(0,)])
-                    if h in hslots:
-                        self.slots[mxs].give([hslots.pop(h)])
-                self.emit(b)
-        regs.release_triple(tsc)
-        # -- softmax per head: RMAX, exp, RSUM, reciprocal
-        gE = self.t_exp.loc(0)
-        rs, rn, ry0 = regs.single(), regs.single(), regs.single()
-        rr = regs.triple()
-        tctx = regs.triple()
-        self.set_imm(tctx + 1, blk.ctx_shift, "sh_ctx")
-        self._tctx_has = None
-        self.ctx = self.mem.tensor("ctx", [(0, t) for t in range(self.Dt)], 1, side(p["wo"]))
-        ctx_slots: dict[int, int] = {}
-        lanes = np.arange(vl)
-        e = {}
-        for h in range(H):
-            e[h] = self.mem.tensor(f"exp[{h}]", [(0,)], 1, exclude=[gE[0]])
-            b = Bundle(f"max + exp head {h}", "exp")
-            mx = O.reduce(b, sxm, "RMAX", "i16")
-            planes_in(O, b, sc[h][(0,)], mx, "in")
-            v = O.vxm(b, "i16", "s", "SUB", "s", "s", "MAX", ("r", self.rdm), otype="u8",
-                      sat=True)
-            b.connect(mx, "out", v, "a")
-            planes_in(O, b, sc[h][(0,)], v, "b")
-            g = O.gather(b, *gE)
-            b.connect(v, "d", g, "idx")
-            wr = O.write(b, *e[h].loc(0))
-            b.connect(g, "out", wr, "in")
-            self.emit(b)
-            b = Bundle(f"row sum head {h}", "sum")
-            rd = O.read(b, *e[h].loc(0))
-            su = O.reduce(b, sxm, "RSUM", "u8", "i32")
-            b.connect(rd, "out", su, "in")
-            v = O.vxm(b, "i32", ("r", rs), "PASS", "s")
-            b.connect(su, "out", v, "a")
-            self.emit(b)
-            self.reciprocal(rs, rn, ry0, rr)
-            # -- context: V_h^T installed per tile of the head; p_h straight into the MVM
-            for t in T.head_tiles(h, dh, vl):
-                ths = T.tile_heads(t, H, dh, vl)
-                first, last = h == ths[0], h == ths[-1]
-                if first and not last:
-                    ctx_slots[t] = self.slots[mxc].take(1)[0]
-                ins = self.install(mxc, ("VT", h, t), [
-                    (j, self.cache_v[(h, t)][0].loc(j)) for j in range(C)], transposed=True)
-                if last:
-                    mvec = np.where(lanes < blk.d_model - t * vl, blk.ctx_multiplier, 0)
-                    if self._tctx_has != mvec.tobytes():
-                        self.reg_const(tctx, mvec, f"m_ctx[{t}]")
-                        self._tctx_has = mvec.tobytes()
-                b = Bundle(f"probs + ctx head {h} tile {t}", "ctx")
-                rd = O.read(b, *e[h].loc(0))
-                pv = O.vxm(b, "u8", "s", "MUL", "s", 127, "REQUANT", ("r", rr), otype="i8")
-                b.connect(rd, "out", pv, "a")
-                slot = ctx_slots.get(t)
-                mv = O.mvm(b, mxc, slot if slot is not None else self.slots[mxc].scratch(),
-                           not first, last, ins)
-                b.connect(pv, "d", mv, "x")
-                self.ctx_out(b, mv, last, tctx, 0, t)
-                self.emit(b)
-                if last and t in ctx_slots:
-                    self.slots[mxc].give([ctx_slots.pop(t)])
-        regs.release_triple(rr)
-        regs.release_triple(tctx)
-        regs.release(rs, rn, ry0, self.rmask, self.rdm)
-        self.keep_as("ctx", "rows", self.ctx, blk.d_model, self.ctx)
+def _lower(block, cfg, C, plan, rigid_loads, spread, x8_near_input=False):
+    """The decode step's graph (`compiler.block.decode_graph`) placed by ``plan``, lowered;
+    the builder with the cache, the position vectors and the input's place noted."""
+    pb, tensors = lower_graph(decode_graph(block, C, plan, spread=spread,
+                                           x8_near_input=x8_near_input), cfg,
+                              rigid_loads=rigid_loads)
+    pb.inputs = {key: [locs] for key, locs in tensors["x"].locs.items()}
+    pb.cache = pb.state["ctx"]["cache"]
+    return pb
 
 
 def check_context(cfg: TspConfig, max_context: int) -> None:
@@ -389,7 +212,8 @@ def compile_decode(block: QuantBlock, cfg: TspConfig | str, max_context: int | N
     """Compile one decode step of the causal ``block`` over a KV cache of ``max_context``
     positions (default: the block's ``seq_len``).  Variants: the MXM ``plans`` x output
     tiles spread over every MXM or over the planned hemisphere's x the scheduling
-    ``orders``, weight rows loaded flexibly, then in rigid blocks if the instruction
+    ``orders`` (for the two best also the int8 input copy on the input's side), weight
+    rows loaded flexibly, then in rigid blocks if the instruction
     memory is short; the fastest that fits is kept."""
     t0 = time.time()
     cfg = get_config(cfg)
@@ -400,32 +224,44 @@ def compile_decode(block: QuantBlock, cfg: TspConfig | str, max_context: int | N
     _check_weights_fit(block, cfg)
     plans = list(plans or PLANS)
     tried, errors, best = [], [], None
-    variants = [(pi, spread) for spread in (True, False) for pi in range(len(plans))]
+    variants = [(pi, spread, False) for spread in (True, False) for pi in range(len(plans))]
+
+    def attempt(rigid, pi, spread, x8i):
+        nonlocal best
+        try:
+            low = _lower(block, cfg, C, plans[pi], rigid, spread, x8i)
+        except CompileError as exc:
+            if exc.final:
+                raise
+            errors.append(exc)
+            return
+        for order in orders:
+            em = _schedule(cfg, low, order)
+            words = {k: q.nwords for k, q in em.queues.items()}
+            fits = cfg.imem_fits(words)
+            rec = {"plan": pi, "spread": spread, "x8_near_input": x8i, "rigid_loads": rigid,
+                   "order": order, "cycles": em.cycles,
+                   "max_words": max(words.values()), "fits": fits, "words": words}
+            tried.append(rec)
+            if fits and (best is None or em.cycles < best[2]["cycles"]):
+                best = (low, order, rec)
+            if fits and effort == "fast":
+                break
+
     for rigid in (False, True):
-        for pi, spread in variants:
-            try:
-                low = DecodeLowering(block, cfg, C, plan=plans[pi], rigid_loads=rigid,
-                                     spread=spread)
-                low.run()
-            except CompileError as exc:
-                if exc.final:
-                    raise
-                errors.append(exc)
-                continue
-            for order in orders:
-                em = _schedule(cfg, low, order)
-                words = {k: q.nwords for k, q in em.queues.items()}
-                fits = cfg.imem_fits(words)
-                rec = {"plan": pi, "spread": spread, "rigid_loads": rigid, "order": order,
-                       "cycles": em.cycles,
-                       "max_words": max(words.values()), "fits": fits, "words": words}
-                tried.append(rec)
-                if fits and (best is None or em.cycles < best[2]["cycles"]):
-                    best = (low, order, rec)
-                if fits and effort == "fast":
-                    break
+        for v in variants:
+            attempt(rigid, *v)
             if best is not None and effort == "fast":
                 break
+        if effort != "fast":  # the two best placements again with x8 on the input's side
+            mine = sorted((r for r in tried if r["rigid_loads"] == rigid and r["fits"]),
+                          key=lambda r: r["cycles"])
+            seen = []
+            for r in mine:
+                if (r["plan"], r["spread"]) not in seen and len(seen) < 2:
+                    seen.append((r["plan"], r["spread"]))
+            for pi, spread in seen:
+                attempt(rigid, pi, spread, True)
         if best is not None:
             break
     if best is None:
@@ -441,10 +277,11 @@ def compile_decode(block: QuantBlock, cfg: TspConfig | str, max_context: int | N
         inputs=low.inputs, kept=low.valid_intermediates(),
         bounds=_bounds(cfg, low.bundles, em),
         variant={"plan": rec["plan"], "spread": rec["spread"],
+                 "x8_near_input": rec["x8_near_input"],
                  "rigid_loads": rec["rigid_loads"], "order": order,
                  "max_context": C},
         sram_used=low.mem.used, sram_peak=low.mem.peak, compile_seconds=time.time() - t0,
         tried=[{k: v for k, v in r.items() if k != "words"} for r in tried],
-        max_context=C, pos_locs=low.inputs_pos,
-        caches={**{f"k[{t}]": loc for t, (_, loc) in low.cache_k.items()},
-                **{f"v[{h},{t}]": loc for (h, t), (_, loc) in low.cache_v.items()}})
+        max_context=C, pos_locs=list(low.cache.pos.values()),
+        caches={**{f"k[{t}]": loc for t, (_, loc) in low.cache.k.items()},
+                **{f"v[{h},{t}]": loc for (h, t), (_, loc) in low.cache.v.items()}})

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from arch.config import TspConfig, get_config
-from arch.isa import SIGNED_TYPE
 from arch.program import Program
 from golden.quant import requantize
 
@@ -51,6 +50,9 @@ class Graph:
     inputs: Mapping[str, tuple[int, int, int]]
     nodes: tuple[Node, ...]
     outputs: tuple[str, ...]
+    #: placement: the hemisphere ("W" or "E") a tensor's SRAM vectors go to (e.g. the side
+    #: of the MXM that reads it); tensors not named go where there is most room
+    place: Mapping[str, str] = field(default_factory=dict)
 
     def shapes(self) -> dict[str, tuple[int, int, int]]:
         """Every tensor's (rows, width, bytes), checking each node's inputs and attrs."""
@@ -93,6 +95,17 @@ class OpKind:
     scaled: bool = False
     #: allocates the op's Gather tables before anything else (256 consecutive addresses)
     setup: Callable | None = None
+    #: per node, before the inputs: (builder, node) -> state the lowering gets as
+    #: ``pb.state[node.out]`` (its tables; ``exclude``: slices its output must avoid)
+    prepare: Callable | None = None
+    #: per node, after the inputs and before anything the program writes: (builder, node)
+    #: -> state added to ``pb.state[node.out]`` (a product's ``weights``, host constants;
+    #: the slices an op keeps to itself)
+    reserve: Callable | None = None
+    #: the output tensor's vector keys, (node, shape, VL) -> keys; default ``(row, tile)``
+    keys: Callable | None = None
+    #: keeps state across runs (a KV cache): golden gets the run's state dict too
+    stateful: bool = False
 
 
 def _need(node: Node, ok: bool, what: str) -> None:
@@ -114,62 +127,124 @@ def _matmul_golden(n, x):
     return x.astype(np.int64) @ np.asarray(n.attrs["weight"], np.int64).T
 
 
-def _product(pb, n, ins, shp, **hooks):
-    """`matmul_rows` of node ``n``: its weights as host constants, output tiles spread
-    over every MXM of the config; ``hooks``: the epilogue and per-tile set-up."""
-    (x,), (rows, k, _) = ins, shp[n.inputs[0]]
+def group_of(cfg: TspConfig, node: Node) -> list[str]:
+    """The MXMs a product's output tiles go to in turn: every MXM of the config, or with
+    ``mxm`` the planned one first and the others of its hemisphere (``spread="all"``:
+    every other)."""
+    every = [s.name for s in cfg.slices_of("MXM")]
+    m = node.attrs.get("mxm")
+    if m is None:
+        return every
+    _need(node, m in every, f"mxm={m!r} is not an MXM of config {cfg.name!r} "
+          f"({', '.join(every)})")
+    if node.attrs.get("spread", "hemisphere") == "all":
+        return [m] + [x for x in every if x != m]
+    return [m] + [x for x in every if x != m and cfg.slice(x).hemisphere ==
+                  cfg.slice(m).hemisphere]
+
+
+def _product_weights(pb, n):
+    """The weight tiles as host constants, on the side of the product's first MXM."""
     w = np.asarray(n.attrs["weight"])
-    mxms = [s.name for s in pb.cfg.slices_of("MXM")]
-    wt = pb.weights(f"{n.out}.w", w, pb.cfg.slice(mxms[0]).hemisphere)
-    matmul_rows(pb, n.out, mxms, wt, w.shape[0], k, rows, x.loc, **hooks)
+    return {"weights": pb.weights(f"{n.out}.w", w,
+                                  pb.cfg.slice(group_of(pb.cfg, n)[0]).hemisphere)}
 
 
 def _matmul_lower(pb, n, ins, out, shp):
+    (x,), (rows, k, _) = ins, shp[n.inputs[0]]
+    w = np.asarray(n.attrs["weight"])
+
     def store(b, mv, i, t):  # the int32 sums straight to SRAM
         planes_out(pb.O, b, mv, "out", out[(i, t)])
 
-    _product(pb, n, ins, shp, epilogue=store)
+    matmul_rows(pb, n.out, group_of(pb.cfg, n), pb.state[n.out]["weights"], w.shape[0], k,
+                rows, x.loc, epilogue=store)
+    pb.release(pb.state[n.out]["weights"])
 
 
 def _linear_shape(n, ins):
-    rows, n_out, _ = _matmul_shape(n, ins)
+    rows, n_out, _ = _matmul_shape(n, ins[:1])
     for a in ("bias", "multiplier", "shift"):
         _need(n, np.shape(n.attrs[a]) == (n_out,), f"{a} must have shape ({n_out},)")
+    _need(n, len(ins) <= 2, f"takes the input and at most a residual, got {len(ins)} inputs")
+    if len(ins) == 2:
+        _need(n, ins[1] == (rows, n_out, 4) and n.out_bytes == 4,
+              f"the residual (second input) and the output must be int32 ({rows}, {n_out}), "
+              f"got {ins[1]} and {n.out_bytes} bytes")
+    if "table" in n.attrs:
+        _need(n, np.shape(n.attrs["table"]) == (256,) and n.out_bytes == 1 and len(ins) == 1,
+              "a fused table lookup takes a 256-entry table, an int8 output, no residual")
+    h = n.attrs.get("heads")
+    if h is not None:
+        _need(n, int(h) >= 1 and n_out % int(h) == 0 and "table" not in n.attrs and
+              len(ins) == 1, f"heads={h} must divide the {n_out} outputs (no table, no "
+              "residual)")
     return rows, n_out, n.out_bytes
 
 
-def _linear_golden(n, x):
-    lo, hi = RANGE[n.out_bytes]
+def _linear_golden(n, x, residual=None):
     acc = _matmul_golden(n, x) + np.asarray(n.attrs["bias"], np.int64)
     if np.abs(acc).max(initial=0) > 2**31 - 1:
         raise OverflowError(f"node {n.out!r}: int32 accumulator + bias out of range")
-    return requantize(acc, n.attrs["multiplier"], n.attrs["shift"], qmin=lo,
-                      qmax=hi).astype(np.int64)
+    if residual is not None:
+        y = requantize(acc, n.attrs["multiplier"], n.attrs["shift"], qmin=RANGE[4][0],
+                       qmax=RANGE[4][1]).astype(np.int64) + residual
+        if np.abs(y).max(initial=0) > 2**31 - 1:
+            raise OverflowError(f"node {n.out!r}: residual sum out of the int32 range")
+        return y
+    lo, hi = RANGE[1 if "table" in n.attrs else n.out_bytes]
+    y = requantize(acc, n.attrs["multiplier"], n.attrs["shift"], qmin=lo,
+                   qmax=hi).astype(np.int64)
+    if "table" in n.attrs:
+        return _lookup_golden(n, y)
+    return y
+
+
+def _linear_prepare(pb, n, shp):
+    """A fused table: 256 consecutive addresses of a slice holding no other table, on
+    ``table_side`` (default the side with most room); the output avoids that slice."""
+    if "table" not in n.attrs:
+        return {}
+    sl = pb.mem.slices(n.attrs.get("table_side"), 1, exclude=pb.table_slices, const=True)
+    t = pb.const(f"{n.out}.table", dict(enumerate(T.table_vectors(n.attrs["table"],
+                                                                   pb.vl))), 1, slices=sl)
+    pb.table_slices += sl
+    return {"table": t, "exclude": sl}
+
+
+def _heads_keys(n, shape, vl):
+    rows, width, _ = shape
+    h = n.attrs.get("heads")
+    if h is None:
+        return [(i, t) for i in range(rows) for t in range(T.ntiles(width, vl))]
+    dh = width // int(h)
+    return [(hh, i, t) for hh in range(int(h)) for t in T.head_tiles(hh, dh, vl)
+            for i in range(rows)]
 
 
 def _linear_lower(pb, n, ins, out, shp):
-    """The matrix product with its bias add and requantisation fused into the bundle that
-    takes the sum off the MXM (one VXM instruction: ADD, then REQUANT)."""
-    vl, otyp = pb.vl, SIGNED_TYPE[n.out_bytes]
-    r: dict[str, int] = {}
+    """`lowerings.dense_rows`: the product with its bias add and requantisation fused into
+    the bundle that takes the sum off the MXM (and the node's table, residual or heads)."""
+    from .lowerings.dense import dense_rows
 
-    def begin(t):
-        r["b"], r["tr"] = pb.regs.single(), pb.regs.triple()
-        pb.reg_const(r["b"], T.tile_vec(n.attrs["bias"], t, vl), f"b_{n.out}[{t}]")
-        pb.reg_const(r["tr"], T.tile_vec(n.attrs["multiplier"], t, vl), f"m_{n.out}[{t}]")
-        pb.reg_const(r["tr"] + 1, T.tile_vec(n.attrs["shift"], t, vl), f"sh_{n.out}[{t}]")
-
-    def epilogue(b, mv, i, t):
-        v = pb.O.vxm(b, "i32", "s", "ADD", "s", ("r", r["b"]), "REQUANT", ("r", r["tr"]),
-                     otype=otyp)
-        b.connect(mv, "out", v, "a")
-        planes_out(pb.O, b, v, "d", out[(i, t)])
-
-    def end(t):
-        pb.regs.release(r["b"])
-        pb.regs.release_triple(r["tr"])
-
-    _product(pb, n, ins, shp, epilogue=epilogue, tile_begin=begin, tile_end=end)
+    (rows, k, _), st = shp[n.inputs[0]], pb.state[n.out]
+    n_out = shp[n.out][1]
+    pre = None
+    if "table" in n.attrs and pb.keep and n.attrs.get("keep_pre"):
+        tsl = st["exclude"][0]  # the pre-activation next to the table, not on its slice
+        sd = pb.mem.side_of(tsl)
+        pre = pb.mem.tensor(n.attrs["keep_pre"], list(out.locs), 1,
+                            slices=[s for s in pb.mem.side[sd] if s != tsl][:1])
+    h = n.attrs.get("heads")
+    dense_rows(pb, n.out, ins[0].loc, rows, k, st["weights"], group_of(pb.cfg, n), out,
+               n.attrs["bias"], n.attrs["multiplier"], n.attrs["shift"],
+               heads=None if h is None else (int(h), n_out // int(h)),
+               table=st["table"].loc(0) if "table" in st else None, pre=pre,
+               residual=ins[1] if len(ins) > 1 else None, narrow=st.get("narrow"),
+               weights_key=f"{n.out}.w")
+    pb.release(st["weights"])
+    if pre is not None:
+        pb.keep_as(n.attrs["keep_pre"], "rows", pre, n_out, pre)
 
 
 def _requant_shape(n, ins):
@@ -405,6 +480,134 @@ def _argmax_lower(pb, n, ins, out, shp):
     argmax_rows(pb, n.out, ins[0], FirstOf(out), rows, width)
 
 
+# ---- the quantised block's attention (int8 q, k, v rows -> int8 context rows) -------------
+ATTN_ROLES = ("mxm_scores", "mxm_sums", "mxm_trans", "mxm_ctx")
+
+
+def _attention_spec(pb, n, shp):
+    from .lowerings.block_attention import SoftmaxAttention
+    rows, width, _ = shp[n.inputs[0]]
+    a = n.attrs
+    every = [s.name for s in pb.cfg.slices_of("MXM")]
+    for r in ATTN_ROLES:
+        _need(n, a.get(r, every[0]) in every, f"{r}={a.get(r)!r} is not an MXM of config "
+              f"{pb.cfg.name!r} ({', '.join(every)})")
+    return SoftmaxAttention(
+        rows, width, int(a["n_heads"]), bool(a["causal"]), int(a["score_multiplier"]),
+        int(a["score_shift"]), int(a["ctx_multiplier"]), int(a["ctx_shift"]),
+        np.asarray(a["exp_table"]), np.asarray(a["recip_table"]),
+        *(a.get(r, every[0]) for r in ATTN_ROLES), a.get("group"), int(a.get("max_chains", 2)))
+
+
+def _attention_shape(n, ins):
+    _need(n, len(ins) == 3, f"takes q, k and v, got {len(ins)} inputs")
+    (rows, width, b), *_ = ins
+    _need(n, all(i == (rows, width, 1) for i in ins),
+          f"q, k and v must be int8 of one shape, got {ins}")
+    h = int(n.attrs["n_heads"])
+    _need(n, h >= 1 and width % h == 0, f"n_heads={h} must divide the width {width}")
+    return rows, width, 1
+
+
+def _attention_golden(n, q, k, v):
+    from golden.block import attention_context, attention_scores, causal_mask, softmax_int
+    a = n.attrs
+    _, sc = attention_scores(q, k, int(a["n_heads"]), int(a["score_multiplier"]),
+                             int(a["score_shift"]))
+    sm = softmax_int(sc, causal_mask(q.shape[0]) if a["causal"] else None,
+                     np.asarray(a["exp_table"]), np.asarray(a["recip_table"]))
+    _, ctx = attention_context(sm.probs, v, int(a["ctx_multiplier"]), int(a["ctx_shift"]))
+    return ctx.astype(np.int64)
+
+
+def _attention_prepare(pb, n, shp):
+    from .lowerings.block_attention import check_seq_len, prefill_tables, score_slices
+    spec = _attention_spec(pb, n, shp)
+    check_seq_len(pb.cfg, spec.seq_len)
+    tabs = prefill_tables(pb, spec)
+    pb.table_slices += [t.ranges[0][0] for t in (tabs["exp"], tabs["expm"], tabs["recip"])]
+    if not n.attrs.get("scores_after_inputs"):
+        tabs["score_slices"] = score_slices(pb)
+    return {"spec": spec, "tables": tabs}
+
+
+def _attention_reserve(pb, n):
+    """The score slices chosen after the inputs are placed (attr ``scores_after_inputs``;
+    else with the tables, before: which schedules better depends on the shape)."""
+    from .lowerings.block_attention import score_slices
+    if n.attrs.get("scores_after_inputs"):
+        pb.state[n.out]["tables"]["score_slices"] = score_slices(pb)
+    return {}
+
+
+def _attention_lower(pb, n, ins, out, shp):
+    from .lowerings.block_attention import PrefillAttention
+    q, k, v = ins
+    for name, t in (("q", q), ("v", v)):
+        if name == "q" or len(next(iter(v.locs))) == 3:
+            _need(n, len(next(iter(t.locs))) == 3, f"{name} ({n.inputs['qkv'.index(name)]}) "
+                  "must come from a per-head linear (attrs heads=n_heads)")
+    st = pb.state[n.out]
+    PrefillAttention(pb, st["spec"], st["tables"], q, k, v, out, pb.release_dying).run()
+
+
+# ---- the block's attention for one decode step, over a KV cache in SRAM ------------------
+def _kv_attention_shape(n, ins):
+    rows, width, _ = _attention_shape(n, ins)
+    _need(n, rows == 1, f"a decode step attends with one query row, got {rows}")
+    C = n.attrs.get("max_context")
+    _need(n, isinstance(C, int) and C >= 1, f"max_context must be a positive int, got {C!r}")
+    return rows, width, 1
+
+
+def _kv_attention_golden(n, q, k, v, state):
+    """Append k, v at ``state["pos"]`` to the cache in ``state`` (zeros at first), attend
+    with q over keys 0..pos (`golden.block`'s integer steps)."""
+    from golden.block import attention_scores, softmax_int
+    a, p, C = n.attrs, int(state["pos"]), int(n.attrs["max_context"])
+    H, D = int(a["n_heads"]), q.shape[1]
+    _need(n, 0 <= p < C, f"position {p} outside the cache of {C}")
+    K = state.setdefault(f"{n.out}.k", np.zeros((C, D), np.int64))
+    V = state.setdefault(f"{n.out}.v", np.zeros((C, D), np.int64))
+    K[p], V[p] = k[0], v[0]
+    dh = D // H
+    _, sc = attention_scores(np.repeat(q, p + 1, 0), K[:p + 1], H, int(a["score_multiplier"]),
+                             int(a["score_shift"]))
+    sm = softmax_int(sc[:, :1, :], None, np.asarray(a["exp_table"]),
+                     np.asarray(a["recip_table"]))
+    vh = V[:p + 1].reshape(p + 1, H, dh).transpose(1, 0, 2)
+    acc = (sm.probs.astype(np.int64) @ vh).transpose(1, 0, 2).reshape(1, D)
+    return requantize(acc, int(a["ctx_multiplier"]), int(a["ctx_shift"])).astype(np.int64)
+
+
+def _kv_attention_prepare(pb, n, shp):
+    from .lowerings.block_attention import prefill_tables
+    spec = _attention_spec(pb, n, shp)
+    tabs = prefill_tables(pb, spec, exp_minus_128=False)
+    pb.table_slices += [t.ranges[0][0] for t in (tabs["exp"], tabs["recip"])]
+    return {"spec": spec, "tables": tabs}
+
+
+def _kv_attention_reserve(pb, n):
+    """The position vectors and the caches (after the inputs: they are host-zeroed once and
+    rewritten by the program); the step's k and v must go elsewhere."""
+    from .lowerings.block_attention import kv_cache
+    cache = kv_cache(pb, pb.state[n.out]["spec"], int(n.attrs["max_context"]))
+    for i in n.inputs[1:]:
+        pb.avoid.setdefault(i, []).extend(cache.slices)
+    return {"cache": cache}
+
+
+def _kv_attention_lower(pb, n, ins, out, shp):
+    from .lowerings.block_attention import CachedAttention
+    q, k, v = ins
+    for name, t in (("q", q), ("v", v)):
+        _need(n, len(next(iter(t.locs))) == 3, f"{name} must come from a per-head linear "
+              "(attrs heads=n_heads)")
+    st = pb.state[n.out]
+    CachedAttention(pb, st["spec"], st["tables"], st["cache"], q, k, v, out).run()
+
+
 def _setup_rsqrt(pb):
     from .lowerings import rsqrt_seed_table
     rsqrt_seed_table(pb)
@@ -416,8 +619,20 @@ def _setup_activation(pb):
 
 
 OPS: dict[str, OpKind] = {
-    "matmul": OpKind(_matmul_shape, _matmul_golden, _matmul_lower),
-    "linear": OpKind(_linear_shape, _linear_golden, _linear_lower),
+    "matmul": OpKind(_matmul_shape, _matmul_golden, _matmul_lower,
+                     reserve=_product_weights),
+    # the quantised dense layer; attrs heads (per-head outputs), table (a fused lookup),
+    # a second input (a residual added in int32), mxm/spread (which MXMs)
+    "linear": OpKind(_linear_shape, _linear_golden, _linear_lower, prepare=_linear_prepare,
+                     reserve=_product_weights, keys=_heads_keys),
+    # the quantised block's softmax attention over the rows (prefill; causal or not)
+    "attention": OpKind(_attention_shape, _attention_golden, _attention_lower,
+                        prepare=_attention_prepare, reserve=_attention_reserve),
+    # one decode step of it: k, v appended to a KV cache in SRAM at the run-time position,
+    # one query row over the cache (keys past the position masked); keeps state across runs
+    "kv_attention": OpKind(_kv_attention_shape, _kv_attention_golden, _kv_attention_lower,
+                           prepare=_kv_attention_prepare, reserve=_kv_attention_reserve,
+                           stateful=True),
     "requant": OpKind(_requant_shape, _requant_golden, _requant_lower),
     "add": OpKind(_add_shape, _add_golden, _add_lower),
     "lookup": OpKind(_lookup_shape, _lookup_golden, _lookup_lower),
@@ -434,13 +649,22 @@ OPS: dict[str, OpKind] = {
 
 
 # ----------------------------------------------------------------------------- running
-def evaluate(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every tensor of the graph by the golden functions (int64 arrays)."""
+def evaluate(graph: Graph, inputs: Mapping[str, np.ndarray], state: dict | None = None
+             ) -> dict[str, np.ndarray]:
+    """Every tensor of the graph by the golden functions (int64 arrays).  ``state``: what
+    stateful ops keep across runs (a KV cache; ``state["pos"]`` the run's position),
+    updated in place."""
     graph.shapes()
     vals = {k: np.asarray(v, np.int64) for k, v in inputs.items()}
     for n in graph.nodes:
         op = OPS[n.kind]
-        if op.scaled:
+        if op.stateful:
+            if state is None or "pos" not in state:
+                raise CompileError(f"node {n.out!r} ({n.kind}) keeps state across runs: "
+                                   "evaluate needs state={'pos': position, ...}", "graph",
+                                   True)
+            vals[n.out] = op.golden(n, *(vals[i] for i in n.inputs), state)
+        elif op.scaled:
             vals[n.out], vals[f"{n.out}.e"] = op.golden(
                 n, *((vals[i], vals[f"{i}.e"]) for i in n.inputs))
         else:
@@ -479,8 +703,9 @@ class CompiledGraph:
         rows, width, _ = self.graph.shapes()[name]
         vl = self.cfg.vector_length
         out = np.zeros((rows, T.ntiles(width, vl) * vl), np.int64)
-        for (i, t), locs in self.tensors[name].locs.items():
-            out[i, t * vl:(t + 1) * vl] = T.from_bytes(np.stack([read_vec(*l) for l in locs]))
+        for key, locs in self.tensors[name].locs.items():
+            i, t = key[-2:]  # (row, tile), or (head, row, tile): the heads' lanes add up
+            out[i, t * vl:(t + 1) * vl] += T.from_bytes(np.stack([read_vec(*l) for l in locs]))
         return out[:, :width]
 
     def run_on_model(self, inputs) -> tuple[dict[str, np.ndarray], int]:
@@ -495,19 +720,32 @@ class CompiledGraph:
         return {o: self.read(o, m.read_mem) for o in self.graph.outputs}, res.cycles
 
 
-def compile_graph(graph: Graph, cfg: TspConfig | str, order: str = "program"
-                  ) -> CompiledGraph:
-    """Lower every node in program order onto one builder, schedule, emit."""
+def lower_graph(graph: Graph, cfg: TspConfig | str, *, keep: bool = True,
+                rigid_loads: bool = True, prealloc=(), pb: ProgramBuilder | None = None
+                ) -> tuple[ProgramBuilder, dict]:
+    """Lower every node in program order onto one builder: ``(builder, tensors)``.
+
+    Allocation order: the zero registers; every node's tables (`OpKind.prepare`, a Gather
+    table is 256 consecutive addresses: taken while SRAM is empty); the inputs; every
+    product's weights (`OpKind.weights`) and ``prealloc`` (register constants of an
+    earlier attempt): host constants all, before anything the program writes.  Then each
+    node's output tensor and its lowering; with ``keep=False`` a tensor's SRAM is given
+    back after its last reader (``pb.dying``: the inputs this node reads last, which a
+    lowering may give back early with ``pb.release_dying``).  Every node's output is kept
+    for read-back (``pb.kept``) while its SRAM is not reused.  ``pb``: a builder to lower
+    onto (what it holds after a `CompileError` says how far the lowering got)."""
     cfg = get_config(cfg)
     shp = graph.shapes()
-    pb = ProgramBuilder(cfg)
+    pb = pb or ProgramBuilder(cfg, keep=keep, rigid_loads=rigid_loads)
     vl = pb.vl
     tensors = {}
-    if any(OPS[n.kind].scaled for n in graph.nodes):
-        for z in ZEROS:  # the zero registers (the row-scaled lowerings subtract from 0)
-            pb.set_imm(z, 0, "zero")
-    # Gather tables first, while SRAM is empty (a table is 256 consecutive addresses of one
-    # slice); no tensor shares their slices (a Gather's index and result stream through)
+    for z in ZEROS:  # the zero registers (REQUANT's zero point; 0 - x)
+        pb.set_imm(z, 0, "zero")
+    for n in graph.nodes:
+        if OPS[n.kind].prepare is not None:
+            pb.state[n.out] = OPS[n.kind].prepare(pb, n, shp)
+    # lookup nodes' tables; no tensor shares their slices (a Gather's index and result
+    # stream through)
     mems = [s.name for s in cfg.slices_of("MEM")]
     tabs = [n for n in graph.nodes if n.kind == "lookup"]
     if len(tabs) >= len(mems) - 1:
@@ -523,11 +761,37 @@ def compile_graph(graph: Graph, cfg: TspConfig | str, order: str = "program"
     avoid = sorted({sl for t in tensors.values() for sl, _, _ in t.ranges})
     for name, (rows, width, nb) in graph.inputs.items():
         keys = [(i, t) for i in range(rows) for t in range(T.ntiles(width, vl))]
-        tensors[name] = pb.mem.tensor(name, keys, nb, exclude=avoid, const=True)
-    for n in graph.nodes:
+        tensors[name] = pb.mem.tensor(name, keys, nb, graph.place.get(name), exclude=avoid,
+                                      const=True)
+    for n in sorted(graph.nodes, key=lambda n: OPS[n.kind].stateful):  # the state last
+        if OPS[n.kind].reserve is not None:
+            pb.state.setdefault(n.out, {}).update(OPS[n.kind].reserve(pb, n))
+    for name, v in prealloc:
+        pb.const_vec(name, v)
+    pb.mem.check(final=True)  # the host constants alone do not fit: no variant helps
+    last = {}
+    for k, n in enumerate(graph.nodes):
+        for i in n.inputs:
+            last[i] = k
+    fused = _fusions(graph)
+
+    def alloc(n):
         rows, width, nb = shp[n.out]
-        keys = [(i, t) for i in range(rows) for t in range(T.ntiles(width, vl))]
-        tensors[n.out] = pb.mem.tensor(n.out, keys, nb, exclude=avoid)
+        keys = (OPS[n.kind].keys(n, shp[n.out], vl) if OPS[n.kind].keys else
+                [(i, t) for i in range(rows) for t in range(T.ntiles(width, vl))])
+        excl = avoid + list(pb.state.get(n.out, {}).get("exclude", ())) + \
+            pb.avoid.get(n.out, [])
+        tensors[n.out] = pb.mem.tensor(n.out, keys, nb, graph.place.get(n.out), exclude=excl)
+        return keys
+
+    for k, n in enumerate(graph.nodes):
+        rows, width, nb = shp[n.out]
+        keys = alloc(n) if n.out not in tensors else list(tensors[n.out].locs)
+        if k + 1 in fused:  # the next node's requantisation rides on this one's epilogue
+            nxt = graph.nodes[k + 1]
+            alloc(nxt)
+            pb.state.setdefault(n.out, {})["narrow"] = (
+                tensors[nxt.out], nxt.attrs["multiplier"], nxt.attrs["shift"])
         if OPS[n.kind].scaled:
             tensors[f"{n.out}.e"] = pb.mem.tensor(f"{n.out}.e", keys, 2, exclude=avoid)
             ins = [(tensors[i], tensors[f"{i}.e"]) for i in n.inputs]
@@ -537,7 +801,40 @@ def compile_graph(graph: Graph, cfg: TspConfig | str, order: str = "program"
             out = tensors[n.out]
         if n.kind == "lookup":
             ins.append(tensors[f"{n.out}.table"])
-        OPS[n.kind].lower(pb, n, ins, out, shp)
+        dying = [i for i in dict.fromkeys(n.inputs) if last[i] == k and i not in graph.outputs]
+        pb.dying = {tensors[i].name for i in dying}
+        if OPS[n.kind].scaled:
+            pb.dying |= {tensors[f"{i}.e"].name for i in dying}
+        if k not in fused:
+            OPS[n.kind].lower(pb, n, ins, out, shp)
+        for i in dying:
+            pb.release_dying(tensors[i], *([tensors[f"{i}.e"]] if OPS[n.kind].scaled else []))
+        pb.dying = set()
+        t = tensors[n.out]
+        kind = "heads" if len(keys[0]) == 3 else ("rows4" if nb == 4 else "rows")
+        pb.keep_as(n.out, kind, t, width, t)
     pb.mem.check()
+    return pb, tensors
+
+
+def _fusions(graph: Graph) -> set[int]:
+    """Nodes lowered inside the node before them: a ``requant`` whose one input is the
+    output of a ``linear`` with a residual right before it (the residual sum is in a VXM
+    register there: one REQUANT from it instead of reading the int32 sum back)."""
+    out = set()
+    for k in range(1, len(graph.nodes)):
+        a, b = graph.nodes[k - 1], graph.nodes[k]
+        if (b.kind == "requant" and b.inputs == (a.out,) and a.kind == "linear"
+                and len(a.inputs) == 2):
+            out.add(k)
+    return out
+
+
+def compile_graph(graph: Graph, cfg: TspConfig | str, order: str = "program"
+                  ) -> CompiledGraph:
+    """Lower every node in program order onto one builder (`lower_graph`), schedule,
+    emit."""
+    cfg = get_config(cfg)
+    pb, tensors = lower_graph(graph, cfg)
     prog, em = pb.finish("the graph", order)
     return CompiledGraph(cfg, graph, prog, em.cycles, dict(pb.init), tensors)

@@ -59,15 +59,16 @@ def test_mask_is_what_hides_the_future(base_seed, monkeypatch):
     """Mutant: the position mask replaced by 'every key visible'.  On a fresh cache the
     unwritten positions hold zeros, on a stale one the old sequence: both must show."""
     print(f"seed {base_seed}")
-    from compiler.decode import DecodeLowering
+    from compiler.lowerings.block_attention import CachedAttention
 
     def all_visible(self):
-        self.rmask, self.rdm = self.regs.single(), self.regs.single()
-        self.reg_const(self.rmask, np.full(self.vl, 32767), "no score mask")
-        self.set_imm(self.rdm, 0, "no exp mask")
+        pb = self.pb
+        self.rmask, self.rdm = pb.regs.single(), pb.regs.single()
+        pb.reg_const(self.rmask, np.full(pb.vl, 32767), "no score mask")
+        pb.set_imm(self.rdm, 0, "no exp mask")
 
     blk, x = _block(base_seed, 8, 32, 2, 64)
-    monkeypatch.setattr(DecodeLowering, "position_masks", all_visible)
+    monkeypatch.setattr(CachedAttention, "position_masks", all_visible)
     comp = compile_decode(blk, "tiny", effort="fast")
     y, _, m = comp.run_on_model(x[:4])
     assert not np.array_equal(y, blk.forward_int(x)[:4])

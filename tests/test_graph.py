@@ -263,3 +263,80 @@ def test_llm_attention_inputs_as_a_graph(base_seed):
         assert np.array_equal(out[name], val.reshape(rows, n * dh)), name
         assert np.array_equal(out[f"{name}.e"], np.repeat(e[..., 0], dh, axis=1)), name
     print(f"{cycles} cycles")
+
+
+# ---- the quantised block as a graph (compiler.block): the one compile path -------------------
+@pytest.mark.parametrize(("shape", "causal"), [((8, 32, 2, 64), True), ((16, 48, 3, 80), False)])
+def test_block_graph_is_the_block(shape, causal, base_seed):
+    """The block's graph evaluated by the op kinds' golden functions gives every tensor of
+    `QuantBlock.trace` (the block's own reference), for every plan's placement."""
+    from compiler.block import PLANS, block_graph
+    from golden.block import make_block
+    print(f"seed={base_seed} shape={shape} causal={causal}")
+    blk = make_block(base_seed, *shape, causal=causal)
+    x = blk.quantize_input(blk.example_input(base_seed))
+    tr = blk.trace(x)
+    for plan in PLANS[:2]:
+        vals = evaluate(block_graph(blk, plan), {"x": x})
+        for name in ("x8", "q", "k", "v", "ctx", "h_sum", "h", "gelu", "y"):
+            assert np.array_equal(vals[name], tr[name]), name
+
+
+def test_decode_graph_steps_are_prefill_rows(base_seed):
+    """`kv_attention`'s golden function, run step by step with its state (the cache),
+    gives row p of the causal block at step p; a stale cache past p does not show."""
+    from compiler.block import decode_graph
+    from golden.block import make_block
+    print(f"seed={base_seed}")
+    blk = make_block(base_seed, 8, 32, 2, 64, causal=True)
+    x = blk.quantize_input(blk.example_input(base_seed))
+    want = blk.forward_int(x)
+    g = decode_graph(blk, 8)
+    state = {"pos": 0}
+    for p in range(8):
+        state["pos"] = p
+        assert np.array_equal(evaluate(g, {"x": x[p:p + 1]}, state)["y"][0], want[p]), p
+    state["pos"] = 2  # a second sequence over the full (stale) cache
+    y = evaluate(g, {"x": x[5:6]}, state)["y"][0]
+    fresh = {"pos": 0}
+    for p, row in enumerate((x[0], x[1], x[5])):
+        fresh["pos"] = p
+        ref = evaluate(g, {"x": row[None]}, fresh)["y"][0]
+    assert np.array_equal(y, ref)
+    with pytest.raises(CompileError, match=r"node 'ctx' \(kv_attention\) keeps state"):
+        evaluate(g, {"x": x[:1]})
+
+
+def test_block_graph_lowering_refusals():
+    """The attention node needs per-head q (and v): said at the node, not deep inside."""
+    from compiler.block import block_graph
+    from golden.block import make_block
+    blk = make_block(0, 8, 32, 2, 64)
+    g = block_graph(blk)
+    nodes = tuple(Node(n.out, n.kind, n.inputs, {k: v for k, v in n.attrs.items()
+                                                  if k != "heads"} if n.out == "q" else n.attrs,
+                       n.out_bytes) for n in g.nodes)
+    with pytest.raises(CompileError, match=r"node 'ctx' \(attention\): q .* per-head linear"):
+        compile_graph(Graph(g.inputs, nodes, g.outputs, g.place), "tiny")
+    bad = tuple(Node(n.out, n.kind, n.inputs, dict(n.attrs, mxm="MXM_X9"), n.out_bytes)
+                if n.out == "k" else n for n in g.nodes)
+    with pytest.raises(CompileError, match=r"node 'k' \(linear\): mxm='MXM_X9' is not an MXM"):
+        compile_graph(Graph(g.inputs, bad, g.outputs, g.place), "tiny")
+
+
+def test_block_graph_compiles_like_any_graph(base_seed):
+    """`compile_graph` on the block's graph (no variant search): bit-exact with the block,
+    the requantisation after the residual fused into it (fewer VXM instructions than
+    unfused: the int32 sum is not read back)."""
+    from compiler.block import block_graph
+    from compiler.graph import _fusions
+    from golden.block import make_block
+    print(f"seed={base_seed}")
+    blk = make_block(base_seed, 16, 32, 2, 64)
+    x = blk.quantize_input(blk.example_input(base_seed))
+    g = block_graph(blk)
+    assert [g.nodes[k].out for k in sorted(_fusions(g))] == ["h"]
+    cg = compile_graph(g, "small")
+    out, cycles = cg.run_on_model({"x": x})
+    assert cycles == cg.cycles
+    assert np.array_equal(out["y"], blk.forward_int(x))

@@ -1,0 +1,155 @@
+"""The quantised dense layer: ``Y[i] = rq(W X[i] + b)`` with its epilogue fused into the
+bundle that takes the sum off the MXM (`matmul_rows` does the tiling).
+
+The epilogue is one VXM instruction per output vector: ``ADD`` the bias (a register),
+``REQUANT`` with the per-lane pairs of the tile (a register triple), then one of
+
+* **store** -- the result's planes to ``Y`` (int8, int16 or int32);
+* **heads** -- ``Y`` keyed ``(head, row, tile)``: each head's vector holds only that head's
+  lanes (the multiplier is 0 elsewhere), which is what the block's attention installs per
+  head.  The first head of a tile comes from the MVM; the others re-emit the held
+  accumulators (an MVM with ``x = 0`` and ``accum``), one requantisation each;
+* **table** -- the int8 result is the index of a 256-entry ``GATHER`` (an activation such as
+  GELU) on its way to ``Y``; ``pre`` also keeps the index vector (the pre-activation);
+* **residual** -- ``Y = R + rq(...)`` (int32): the requantised sum goes to a register and a
+  second instruction adds ``R``'s planes on their way to ``Y``.
+
+Timing: as `matmul_rows` (``S`` MVMs per K tile and output tile), plus per tile the
+register constants (bias, multiplier, shift: an immediate or one SRAM read each), and for
+heads one re-emit MVM per further head and row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import tiling as T
+from ..builder import ProgramBuilder
+from ..ir import Bundle
+from ..routes import planes_in, planes_out
+from .matmul import matmul_rows
+
+TYPE = {1: "i8", 2: "i16", 4: "i32"}
+
+
+def dense_rows(pb: ProgramBuilder, name: str, x_loc, rows: int, k_in: int, weights,
+               mxms: list[str], out, bias, multiplier, shift, *,
+               heads: tuple[int, int] | None = None, table: tuple[str, int] | None = None,
+               pre=None, residual=None, narrow: tuple | None = None,
+               weights_key: str | None = None) -> None:
+    """Lower the dense layer (module docstring) onto ``pb``.
+
+    ``x_loc(i, k)``: row ``i``, K tile ``k`` of the int8 input; ``weights``: the int8
+    weight tiles (`ProgramBuilder.weights`); ``mxms``: the MXMs the output tiles go to in
+    turn; ``out``: the output tensor keyed ``(i, t)`` (``(h, i, t)`` with ``heads =
+    (n_heads, d_head)``); ``bias``/``multiplier``/``shift``: int32 per output channel;
+    ``table``: (slice, base) of a Gather table; ``pre``: tensor for the table's index;
+    ``residual``: int32 tensor keyed ``(i, t)`` added after the requantisation."""
+    vl, O, regs = pb.vl, pb.O, pb.regs
+    n_out = int(np.shape(bias)[0])
+    st: dict[str, object] = {}
+
+    def heads_of(n):
+        return T.tile_heads(n, heads[0], heads[1], vl) if heads else [None]
+
+    def head_mult(n, h):
+        m = T.tile_vec(multiplier, n, vl)
+        if h is None:
+            return m
+        keep = np.zeros(vl, bool)
+        keep[list(T.head_lanes(h, n, heads[1], vl))] = True
+        return np.where(keep, m, 0)
+
+    def out_loc(h, i, n):
+        return out[(i, n)] if h is None else out[(h, i, n)]
+
+    def begin(n):
+        hs = st["hs"] = heads_of(n)
+        st["rb"] = regs.single()
+        pb.reg_const(st["rb"], T.tile_vec(bias, n, vl), f"b_{name}[{n}]")
+        st["trip"] = [regs.triple() for _ in range(min(2, len(hs)))]
+        for k, tr in enumerate(st["trip"]):
+            pb.reg_const(tr, head_mult(n, hs[k]), f"m_{name}[{n}]h{hs[k]}")
+            pb.reg_const(tr + 1, T.tile_vec(shift, n, vl), f"sh_{name}[{n}]")
+        st["acc"] = [regs.single(), regs.single()] if residual is not None else []
+        if narrow is not None:
+            st["sum"] = [regs.single(), regs.single()]
+            st["nt"] = regs.triple()
+            pb.reg_const(st["nt"], T.tile_vec(narrow[1], n, vl), f"m_{name}.narrow[{n}]")
+            pb.reg_const(st["nt"] + 1, T.tile_vec(narrow[2], n, vl), f"sh_{name}.narrow[{n}]")
+
+    def requant(b, mv, tr, h, i, n):
+        """``ADD(sum, bias) REQUANT`` -> the output (or the residual's register, the
+        table's Gather)."""
+        if residual is not None:
+            v = O.vxm(b, "i32", ("r", st["acc"][i % 2]), "ADD", "s", ("r", st["rb"]),
+                      "REQUANT", ("r", tr))
+            b.connect(mv, "out", v, "a")
+            return
+        v = O.vxm(b, "i32", "s", "ADD", "s", ("r", st["rb"]), "REQUANT", ("r", tr),
+                  otype=TYPE[out.planes] if table is None else "i8")
+        b.connect(mv, "out", v, "a")
+        if table is None:
+            planes_out(O, b, v, "d", out_loc(h, i, n))
+            return
+        ga = O.gather(b, *table)
+        idx = b.wire(1)
+        b.drive(idx, 0, v, "d")
+        b.tap(idx, 0, ga, "idx")
+        if pre is not None:
+            wr = O.write(b, *pre.loc(i, n))
+            b.tap(idx, 0, wr, "in")
+        planes_out(O, b, ga, "out", out[(i, n)])
+
+    def epilogue(b, mv, i, n):
+        requant(b, mv, st["trip"][0], st["hs"][0], i, n)
+
+    def after_row(i, n):
+        b = Bundle(f"{name} row {i} tile {n} + residual", f"{name}.res")
+        if narrow is None:
+            v = O.vxm(b, "i32", "s", "ADD", ("r", st["acc"][i % 2]), "s")
+            planes_in(O, b, residual[(i, n)], v, "b")
+            planes_out(O, b, v, "d", out[(i, n)])
+            pb.emit(b)
+            return
+        r_t = st["sum"][i % 2]  # the sum stays in a register for both of its copies
+        v = O.vxm(b, "i32", ("r", r_t), "ADD", "s", ("r", st["acc"][i % 2]))
+        planes_in(O, b, residual[(i, n)], v, "a")
+        pb.emit(b)
+        b = Bundle(f"{name} row {i} tile {n} narrow", f"{name}.narrow")
+        v = O.vxm(b, "i32", "s", "REQUANT", ("r", r_t), ("r", st["nt"]),
+                  otype=TYPE[narrow[0].planes])
+        planes_out(O, b, v, "d", narrow[0][(i, n)])
+        pb.emit(b)
+        b = Bundle(f"{name} row {i} tile {n} store", f"{name}.store")
+        v = O.vxm(b, "i32", "s", "PASS", ("r", r_t))
+        planes_out(O, b, v, "d", out[(i, n)])
+        pb.emit(b)
+
+    def done(n, slots):
+        hs, trip = st["hs"], st["trip"]
+        mx = mxms[n % len(mxms)]  # the MXM that holds tile n's accumulators
+        sd = pb.cfg.slice(mx).hemisphere  # a zero vector next to that MXM
+        for hi in range(1, len(hs)):
+            tr = trip[hi % len(trip)]
+            if hi >= len(trip):
+                pb.reg_const(tr, head_mult(n, hs[hi]), f"m_{name}[{n}]h{hs[hi]}")
+            for i in range(rows):
+                b = Bundle(f"{name}[{n}] head {hs[hi]} row {i}", f"{name}.reemit")
+                rd = O.read(b, *pb.zero_loc(sd))
+                mv = O.mvm(b, mx, slots[i], True, True, None, purpose="re-emit")
+                b.connect(rd, "out", mv, "x")
+                requant(b, mv, tr, hs[hi], i, n)
+                pb.emit(b)
+
+    def end(n):
+        regs.release(st["rb"], *st["acc"], *st.get("sum", ()))
+        if "nt" in st:
+            regs.release_triple(st.pop("nt"))
+        for tr in st["trip"]:
+            regs.release_triple(tr)
+
+    matmul_rows(pb, name, mxms, weights, n_out, k_in, rows, x_loc, epilogue=epilogue,
+                after_row=after_row if residual is not None else None, tile_begin=begin,
+                tile_done=done if heads else None, tile_end=end,
+                hold_slots=lambda n: len(heads_of(n)) > 1, weights_key=weights_key)
