@@ -73,6 +73,11 @@ class ProgramBuilder:
         self.avoid: dict[str, list[str]] = {}
         #: names of the tensors the node being lowered reads last (`release_dying`)
         self.dying: set[str] = set()
+        #: what several ops of one program share, made by the first that needs it (keyed
+        #: by the op: e.g. the masked input planes of products that read one tensor)
+        self.shared: dict = {}
+        self.graph = None  # the graph being lowered (`compiler.graph.lower_graph`)
+        self.pos: dict[str, tuple[str, int]] | None = None  # `position_vectors`
 
     def emit(self, b: Bundle) -> Bundle:
         b.finalize()
@@ -248,10 +253,13 @@ class ProgramBuilder:
     def position_vectors(self) -> dict[str, tuple[str, int]]:
         """The step's position ``p`` as a u8 vector (``p`` in every lane, written by the
         host per step), one copy per MEM slice: ``{slice: (slice, addr)}`` (a bundle reads
-        the copy on a slice none of its other ops uses: `copy_avoiding`)."""
-        return {s: self.const(f"pos.{s}", {(0,): np.zeros(self.vl, np.uint8)}, 1,
-                              slices=[s]).loc(0)
-                for s in self.mem.side["W"] + self.mem.side["E"]}
+        the copy on a slice none of its other ops uses: `copy_avoiding`).  Allocated by the
+        first op that asks; every op of the program shares them."""
+        if self.pos is None:
+            self.pos = {s: self.const(f"pos.{s}", {(0,): np.zeros(self.vl, np.uint8)}, 1,
+                                      slices=[s]).loc(0)
+                        for s in self.mem.side["W"] + self.mem.side["E"]}
+        return self.pos
 
     def finish_best(self, what: str, orders=("priority", "program", "cycle")):
         """`finish` in each list-scheduling order; the fastest schedule that fits the

@@ -353,7 +353,7 @@ def _lower(block, cfg, keep, plan, prealloc=(), rigid_loads=True, v_transpose=Fa
     graph = block_graph(block, plan, v_transpose=v_transpose, x8_near_input=x8_near_input,
                         scores_after_inputs=scores_after_inputs)
     pb, tensors = lower_graph(graph, cfg, keep=keep, rigid_loads=rigid_loads,
-                              prealloc=prealloc, pb=pb)
+                              prealloc=prealloc, pb=pb, what="the block")
     pb.inputs = {key: [locs] for key, locs in tensors["x"].locs.items()}
     return pb
 

@@ -343,13 +343,15 @@ def _bits(n, default=16) -> int:
 
 def _rmsnorm_nw(n):
     from golden.norm import NormWeights
+    if "norm" in n.attrs:  # a golden.norm.NormWeights (a GGUF layer's)
+        return n.attrs["norm"]
     return NormWeights(np.asarray(n.attrs["gamma"]), float(n.attrs.get("eps", 1e-5)))
 
 
 def _rmsnorm_shape(n, ins):
     (rows, width, b), = ins
     _need(n, b == 4, f"input must be the int32 residual stream, got {b} bytes")
-    _need(n, np.shape(n.attrs["gamma"]) == (width,), f"gamma must have shape ({width},)")
+    _need(n, _rmsnorm_nw(n).n == width, f"gamma must have shape ({width},)")
     return rows, width, 2
 
 
@@ -380,9 +382,27 @@ def _qlinear_golden(n, xe):
 
 
 def _qlinear_lower(pb, n, ins, out, shp):
+    """`linear_rows`; products that read one input share its masked planes
+    (`block_planes`, made once for all of them: one block size, block sums if any has
+    offsets)."""
     from .lowerings import linear_rows
+    from .lowerings.linear import block_planes
     (x, ex), = ins
-    linear_rows(pb, n.out, x, ex, n.attrs["weight"], out[0], out[1], shp[n.inputs[0]][0])
+    rows, width, _ = shp[n.inputs[0]]
+    peers = [m.attrs["weight"] for m in pb.graph.nodes
+             if m.kind == "qlinear" and m.inputs == n.inputs] if pb.graph else []
+    planes = None
+    if len(peers) > 1:
+        key = ("planes", n.inputs[0])
+        if key not in pb.shared:
+            groups = {w.group for w in peers}
+            _need(n, len(groups) == 1, f"products sharing the input {n.inputs[0]!r} have "
+                  f"block sizes {sorted(groups)}")
+            pb.shared[key] = block_planes(pb, f"{n.inputs[0]}.planes", x, rows, width,
+                                          groups.pop(), any(w.o is not None for w in peers),
+                                          pb.cfg.slices_of("MXM")[0].hemisphere)
+        planes = pb.shared[key]
+    linear_rows(pb, n.out, x, ex, n.attrs["weight"], out[0], out[1], rows, planes=planes)
 
 
 def _narrow_shape(n, ins):
@@ -434,6 +454,102 @@ def _rope_lower(pb, n, ins, out, shp):
     h = int(n.attrs["heads"])
     cos, sin = rope_tables(n.attrs["positions"], width // h, float(n.attrs.get("base", 1e4)))
     rope_rows(pb, n.out, x, e, out[0], out[1], rows, h, width // h, cos, sin, _bits(n))
+
+
+def _rope_at_shape(n, ins):
+    rows, width, b = _scaled_shape(2, 2)(n, ins)
+    h = int(n.attrs["heads"])
+    _need(n, rows == 1, f"RoPE at the run-time position takes one row, got {rows}")
+    _need(n, h >= 1 and width % h == 0 and (width // h) % 2 == 0,
+          f"{h} heads of an even width must divide {width}")
+    return rows, width, b
+
+
+def _rope_at_golden(n, xe, state):
+    from golden.rope import rope_int
+    x, e = xe
+    rows, width = x.shape
+    h = int(n.attrs["heads"])
+    q, eo = rope_int(x.reshape(rows, h, width // h), _heads_e(e, h),
+                     np.full(rows, int(state["pos"])), float(n.attrs.get("base", 1e4)),
+                     _bits(n))
+    return q.reshape(rows, width), _lanes(eo, width)
+
+
+def _rope_at_prepare(pb, n, shp):
+    """The C/S Gather tables of every position ``< max_context`` (shared by the nodes
+    with the same heads and base) and the position vectors."""
+    from golden.rope import rope_tables
+
+    from .lowerings.rope import position_tables
+    rows, width, _ = shp[n.inputs[0]]
+    h, C = int(n.attrs["heads"]), int(n.attrs["max_context"])
+    base = float(n.attrs.get("base", 1e4))
+    pb.position_vectors()
+    key = ("rope", h, width // h, C, base)
+    if key not in pb.shared:
+        cos, sin = rope_tables(np.arange(C), width // h, base)
+        pb.shared[key] = position_tables(pb, f"rope.h{h}", cos, sin, h)
+    return {"tables": pb.shared[key]}
+
+
+def _rope_at_lower(pb, n, ins, out, shp):
+    from .lowerings import rope_rows
+    (x, e), = ins
+    rows, width, _ = shp[n.inputs[0]]
+    h = int(n.attrs["heads"])
+    rope_rows(pb, n.out, x, e, out[0], out[1], rows, h, width // h, None, None, _bits(n),
+              pb.position_vectors(), pb.state[n.out]["tables"])
+
+
+def _gqa_shape(n, ins):
+    _need(n, len(ins) == 3, f"takes q, k and v, got {len(ins)} inputs")
+    (rows, wq, bq), (rk, wk, bk), (rv, wv, bv) = ins
+    hq, hkv, C = (int(n.attrs[a]) for a in ("n_heads", "n_kv_heads", "max_context"))
+    _need(n, rows == rk == rv == 1, "one query row per decode step")
+    _need(n, bq == bk == bv == 2, "q, k and v are int16 (15-bit) rows")
+    _need(n, hq >= 1 and hkv >= 1 and hq % hkv == 0 and wq % hq == 0 and
+          wk == wv == wq // hq * hkv, f"{hq} query and {hkv} KV heads do not fit widths "
+          f"{wq}, {wk}, {wv}")
+    _need(n, C >= 1, f"max_context must be >= 1, got {C}")
+    return 1, wq, 2
+
+
+def _gqa_golden(n, qe, ke, ve, state):
+    """Append k, v (and exponents) at ``state["pos"]`` to this node's cache in ``state``,
+    then `golden.attention.attention_int` of q over keys 0..pos."""
+    from golden.attention import attention_int
+    hq, hkv, C = (int(n.attrs[a]) for a in ("n_heads", "n_kv_heads", "max_context"))
+    p = int(state["pos"])
+    _need(n, 0 <= p < C, f"position {p} outside the cache of {C}")
+    d = qe[0].shape[1] // hq
+    cache = state.setdefault(n.out, {"k": np.zeros((C, hkv, d), np.int64),
+                                     "v": np.zeros((C, hkv, d), np.int64),
+                                     "ek": np.zeros((C, hkv, 1), np.int64),
+                                     "ev": np.zeros((C, hkv, 1), np.int64)})
+    cache["k"][p], cache["ek"][p] = ke[0].reshape(hkv, d), _heads_e(ke[1], hkv)[0]
+    cache["v"][p], cache["ev"][p] = ve[0].reshape(hkv, d), _heads_e(ve[1], hkv)[0]
+    c, ec = attention_int(qe[0].reshape(1, hq, d), _heads_e(qe[1], hq), cache["k"][:p + 1],
+                          cache["ek"][:p + 1], cache["v"][:p + 1], cache["ev"][:p + 1],
+                          np.array([p]), _bits(n))
+    return c, _lanes(ec, c.shape[1])
+
+
+def _gqa_lower(pb, n, ins, out, shp):
+    """This node's KV cache (host-zeroed, rewritten by the program), the append of k and
+    v at the position, then `attention_decode_row` over the cache."""
+    from .lowerings import attention_decode_row
+    from .lowerings.attention import append_kv, kv_cache_int
+    (q, eq), (k, ek), (v, ev) = ins
+    hq, hkv, C = (int(n.attrs[a]) for a in ("n_heads", "n_kv_heads", "max_context"))
+    d = shp[n.inputs[0]][1] // hq
+    tag = n.out.removesuffix("ctx")
+    cache, locs = kv_cache_int(pb, tag, C, hkv, d)
+    pb.state[n.out]["cache"] = (cache, locs)
+    append_kv(pb, f"{n.out} append k", k, ek, "k", locs, C, hkv, d)
+    append_kv(pb, f"{n.out} append v", v, ev, "v", locs, C, hkv, d)
+    attention_decode_row(pb, n.out, q, eq, cache, next(iter(pb.position_vectors().values())),
+                         out[0], out[1], hq, hkv, d, C)
 
 
 def _swiglu_golden(n, ge, ue):
@@ -643,6 +759,12 @@ OPS: dict[str, OpKind] = {
     "rope": OpKind(_scaled_shape(2, 2), _rope_golden, _rope_lower, True),
     "swiglu": OpKind(_scaled_shape(2, 2), _swiglu_golden, _swiglu_lower, True,
                      _setup_activation),
+    # a decode step's: RoPE at the position the host writes per step; grouped-query
+    # attention of one row over a KV cache in SRAM that the program appends to
+    "rope_at": OpKind(_rope_at_shape, _rope_at_golden, _rope_at_lower, True,
+                      prepare=_rope_at_prepare, stateful=True),
+    "gqa_attention": OpKind(_gqa_shape, _gqa_golden, _gqa_lower, True, _setup_activation,
+                            prepare=lambda pb, n, shp: {}, stateful=True),
     "add_aligned": OpKind(_scaled_shape(4, 4), _add_aligned_golden, _add_aligned_lower, True),
     "argmax": OpKind(_argmax_shape, _argmax_golden, _argmax_lower),  # the next token's id
 }
@@ -658,15 +780,16 @@ def evaluate(graph: Graph, inputs: Mapping[str, np.ndarray], state: dict | None 
     vals = {k: np.asarray(v, np.int64) for k, v in inputs.items()}
     for n in graph.nodes:
         op = OPS[n.kind]
-        if op.stateful:
-            if state is None or "pos" not in state:
-                raise CompileError(f"node {n.out!r} ({n.kind}) keeps state across runs: "
-                                   "evaluate needs state={'pos': position, ...}", "graph",
-                                   True)
+        if op.stateful and (state is None or "pos" not in state):
+            raise CompileError(f"node {n.out!r} ({n.kind}) depends on the run's position or "
+                               "keeps state across runs: evaluate needs state={'pos': "
+                               "position, ...}", "graph", True)
+        extra = (state,) if op.stateful else ()
+        if op.stateful and not op.scaled:
             vals[n.out] = op.golden(n, *(vals[i] for i in n.inputs), state)
         elif op.scaled:
             vals[n.out], vals[f"{n.out}.e"] = op.golden(
-                n, *((vals[i], vals[f"{i}.e"]) for i in n.inputs))
+                n, *((vals[i], vals[f"{i}.e"]) for i in n.inputs), *extra)
         else:
             vals[n.out] = op.golden(n, *(vals[i] for i in n.inputs))
     return vals
@@ -721,29 +844,31 @@ class CompiledGraph:
 
 
 def lower_graph(graph: Graph, cfg: TspConfig | str, *, keep: bool = True,
-                rigid_loads: bool = True, prealloc=(), pb: ProgramBuilder | None = None
-                ) -> tuple[ProgramBuilder, dict]:
+                rigid_loads: bool = True, prealloc=(), pb: ProgramBuilder | None = None,
+                what: str = "the graph") -> tuple[ProgramBuilder, dict]:
     """Lower every node in program order onto one builder: ``(builder, tensors)``.
 
-    Allocation order: the zero registers; every node's tables (`OpKind.prepare`, a Gather
-    table is 256 consecutive addresses: taken while SRAM is empty); the inputs; every
-    product's weights (`OpKind.weights`) and ``prealloc`` (register constants of an
-    earlier attempt): host constants all, before anything the program writes.  Then each
+    Allocation order: the zero registers; the Gather tables (a table is 256 consecutive
+    addresses: taken while SRAM is empty) of the lookups, of the op kinds (`OpKind.setup`)
+    and of every node (`OpKind.prepare`); the inputs; every node's reservations
+    (`OpKind.reserve`: a product's weights, a KV cache; stateful ops last) and
+    ``prealloc`` (register constants of an earlier attempt): host constants all, before
+    anything the program writes.  Then each
     node's output tensor and its lowering; with ``keep=False`` a tensor's SRAM is given
     back after its last reader (``pb.dying``: the inputs this node reads last, which a
     lowering may give back early with ``pb.release_dying``).  Every node's output is kept
     for read-back (``pb.kept``) while its SRAM is not reused.  ``pb``: a builder to lower
-    onto (what it holds after a `CompileError` says how far the lowering got)."""
+    onto (what it holds after a `CompileError` says how far the lowering got); ``what``
+    names the program in resource errors."""
     cfg = get_config(cfg)
     shp = graph.shapes()
     pb = pb or ProgramBuilder(cfg, keep=keep, rigid_loads=rigid_loads)
+    pb.mem.what = what
+    pb.graph = graph
     vl = pb.vl
     tensors = {}
     for z in ZEROS:  # the zero registers (REQUANT's zero point; 0 - x)
         pb.set_imm(z, 0, "zero")
-    for n in graph.nodes:
-        if OPS[n.kind].prepare is not None:
-            pb.state[n.out] = OPS[n.kind].prepare(pb, n, shp)
     # lookup nodes' tables; no tensor shares their slices (a Gather's index and result
     # stream through)
     mems = [s.name for s in cfg.slices_of("MEM")]
@@ -758,6 +883,9 @@ def lower_graph(graph: Graph, cfg: TspConfig | str, *, keep: bool = True,
     for kind in sorted({n.kind for n in graph.nodes}):
         if OPS[kind].setup is not None:
             OPS[kind].setup(pb)
+    for n in graph.nodes:
+        if OPS[n.kind].prepare is not None:
+            pb.state[n.out] = OPS[n.kind].prepare(pb, n, shp)
     avoid = sorted({sl for t in tensors.values() for sl, _, _ in t.ranges})
     for name, (rows, width, nb) in graph.inputs.items():
         keys = [(i, t) for i in range(rows) for t in range(T.ntiles(width, vl))]

@@ -30,39 +30,59 @@ import numpy as np
 from arch.config import TspConfig, get_config
 from arch.program import Program
 from golden.machine import Machine, RunResult
-from golden.rope import rope_tables
 
 from . import tiling as T
-from .alloc import ZEROS, FirstOf, Tensor
-from .builder import ProgramBuilder, copy_avoiding
 from .compiled import ScheduleView
 from .errors import CompileError
-from .ir import Bundle
-from .lowerings import (
-    activation_tables,
-    add_aligned_rows,
-    attention_decode_row,
-    linear_rows,
-    narrow_groups,
-    narrow_rows,
-    rmsnorm_rows,
-    rope_rows,
-    rsqrt_seed_table,
-    swiglu_rows,
-)
-from .lowerings.linear import block_planes
-from .lowerings.rope import position_tables
-from .routes import planes_in
+from .graph import Graph, Node, lower_graph
 
 
-class LayerStep(ProgramBuilder):
+def layer_nodes(lc, L: dict, C: int, h: str = "h", tag: str = "") -> list[Node]:
+    """One decoder layer (`golden.llm.layer_int` for one token) as graph nodes, on the
+    residual row ``h`` (with ``h.e``); names prefixed by ``tag``; the next residual row is
+    ``{tag}y``.  Bits per site as `golden.llm.ACT_BITS`."""
+    hq, hkv = lc.n_heads, lc.n_kv_heads
+    x = tag + "x"
+    nodes = [Node(x, "rmsnorm", (h,), {"norm": L["attn_norm"]})]
+    for nm, n_h in (("q", hq), ("k", hkv), ("v", hkv)):
+        nodes += [Node(f"{tag}{nm}32", "qlinear", (x,), {"weight": L[f"w{nm}"]}),
+                  Node(f"{tag}{nm}15", "narrow", (f"{tag}{nm}32",), {"heads": n_h, "bits": 15})]
+        if nm != "v":
+            nodes.append(Node(tag + nm, "rope_at", (f"{tag}{nm}15",), {
+                "heads": n_h, "bits": 15, "base": lc.rope_base, "max_context": C}))
+    nodes += [
+        Node(tag + "ctx", "gqa_attention", (tag + "q", tag + "k", tag + "v15"),
+             {"n_heads": hq, "n_kv_heads": hkv, "max_context": C}),
+        Node(tag + "o", "qlinear", (tag + "ctx",), {"weight": L["wo"]}),
+        Node(tag + "h1", "add_aligned", (h, tag + "o")),
+        Node(tag + "x2", "rmsnorm", (tag + "h1",), {"norm": L["ffn_norm"]}),
+        Node(tag + "gate", "qlinear", (tag + "x2",), {"weight": L["w_gate"]}),
+        Node(tag + "gate16", "narrow", (tag + "gate",), {"bits": 16}),
+        Node(tag + "up", "qlinear", (tag + "x2",), {"weight": L["w_up"]}),
+        Node(tag + "up16", "narrow", (tag + "up",), {"bits": 16}),
+        Node(tag + "m", "swiglu", (tag + "gate16", tag + "up16")),
+        Node(tag + "down", "qlinear", (tag + "m",), {"weight": L["w_down"]}),
+        Node(tag + "y", "add_aligned", (tag + "h1", tag + "down")),
+    ]
+    return nodes
+
+
+def layer_graph(lc, L: dict, C: int) -> Graph:
+    """A layer's decode step as a graph: the residual row ``h`` (and ``h.e``) in, ``y``
+    out; the KV cache is the state of its ``gqa_attention`` node."""
+    D = lc.d_model
+    return Graph({"h": (1, D, 4), "h.e": (1, D, 2)}, tuple(layer_nodes(lc, L, C)), ("y",))
+
+
+class LayerStep:
+    """A layer (or model) step's graph, lowered (`compiler.graph.lower_graph`): the
+    builder's program and the tensors of the host interface (``h``/``h.e`` in, ``y``/
+    ``y.e`` out, the position vectors ``pos``)."""
+
+    what = "the layer step"
+
     def __init__(self, lc, L: dict, cfg: TspConfig, C: int):
-        # weight rows loaded each on its own (not one rigid run of VL cycles): a run must
-        # find VL consecutive free read cycles on its MEM slice, which the products'
-        # scale and offset reads fragment (real SmolLM2 layer: 35.1k -> 25.7k cycles)
-        super().__init__(cfg, rigid_loads=False)
-        self.mem.what = "the layer step"
-        self.lc, self.L, self.C = lc, L, C
+        self.lc, self.L, self.cfg, self.C = lc, L, cfg, C
         self.d, self.hq, self.hkv = lc.head_dim, lc.n_heads, lc.n_kv_heads
 
     MATRICES = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
@@ -78,175 +98,49 @@ class LayerStep(ProgramBuilder):
     def kv_bytes(self) -> int:
         """KV cache bytes the step streams into the MXMs (every cache: both digits of k
         and v, ``C`` positions)."""
-        return 4 * self.C * self.hkv * self.d * len(self.caches)
+        return self.n_layers * 4 * self.C * self.hkv * self.d
 
-    def tensor(self, name, width, planes):
-        return self.mem.tensor(name, [(0, t) for t in range(T.ntiles(width, self.vl))], planes)
+    n_layers = 1
 
-    def run(self) -> None:
-        self.setup()
-        D = self.lc.d_model
-        self.h = self.tensor("h", D, 4)
-        self.eh = self.tensor("h.e", D, 2)
-        self.inputs = {"h": self.h, "h.e": self.eh}
-        self.y, self.ey = self.layer("", self.L, self.h, self.eh)
-        self.mem.check()
-
-    def setup(self) -> None:
-        """What every layer shares: zero registers, tables, the position vectors and the
-        RoPE position tables; checks the shape."""
-        lc, vl = self.lc, self.vl
-        d, hq, hkv, C = self.d, self.hq, self.hkv, self.C
+    def check_shape(self) -> None:
+        vl, d, C = self.cfg.vector_length, self.d, self.C
         if vl % d or C > vl or C > 256:
             raise CompileError(f"the layer step needs head_dim | VL and the context <= "
                                f"min(VL, 256) (got head_dim {d}, context {C}, VL {vl})",
                                "shape", True)
-        for z in ZEROS:
-            self.set_imm(z, 0, "zero")
-        rsqrt_seed_table(self)
-        activation_tables(self)
-        self.pos = self.position_vectors()
-        cos, sin = rope_tables(np.arange(C), d, lc.rope_base)
-        self.tabs = position_tables(self, "rope", cos, sin, hq)
-        self.ktabs = position_tables(self, "rope.k", cos, sin, hkv)
-        self.kvt = T.ntiles(hkv * d, vl)
-        self.caches: dict[str, tuple[dict, dict]] = {}
 
-    def new_cache(self, tag: str) -> None:
-        """One layer's KV cache: key/value digit rows (C per KV tile, one slice and bank
-        each) and, per KV head, the exponents over keys; made the current cache."""
-        vl, C, hkv = self.vl, self.C, self.hkv
-        cache, locs = {}, {}
-        for nm in ("kh", "kl", "vh", "vl"):
-            view = cache[nm] = Tensor(f"{tag}cache.{nm}", 1, "")
-            for t in range(self.kvt):
-                rows, locs[(nm, t)] = self.kv_rows(f"{tag}cache.{nm}[{t}]", C, final=True)
-                view.locs.update({(j, t): rows[(j,)] for j in range(C)})
-        for nm in ("ek", "ev"):  # per KV head: [vector over keys, scratch] per plane
-            t = self.const(f"{tag}cache.{nm}", {(h, k): np.zeros((2, vl), np.uint8)
-                                               for h in range(hkv) for k in (0, 1)}, 2)
-            self.volatile.update(loc for locs_ in t.locs.values() for loc in locs_)
-            cache[nm] = FirstOf(t)  # the vector over keys (the scratch after it)
-            locs[nm] = t
-        self.caches[tag] = (cache, locs)
-        self.cache, self.cache_locs = cache, locs
+    def graph(self) -> Graph:
+        return layer_graph(self.lc, self.L, self.C)
 
-    def layer(self, tag: str, L: dict, h, eh):
-        """One decoder layer on the residual row ``h, eh`` (int32, exponents) with its own
-        KV cache (named by ``tag``): the next residual row ``(y, ey)``."""
-        lc = self.lc
-        d, hq, hkv, C, D, F = self.d, self.hq, self.hkv, self.C, lc.d_model, lc.d_ff
-        tabs, ktabs = self.tabs, self.ktabs
-        self.new_cache(tag)
-        # 1. attention inputs
-        x, ex = self.tensor(tag + "x", D, 2), self.tensor(tag + "x.e", D, 2)
-        rmsnorm_rows(self, tag + "attn_norm", h, eh, x, ex, 1, L["attn_norm"])
-        heads = {}
-        xplanes = self.shared_planes(tag + "x", x, D, (L["wq"], L["wk"], L["wv"]))
-        for nm, w, n in (("q", L["wq"], hq), ("k", L["wk"], hkv), ("v", L["wv"], hkv)):
-            wide = self.tensor(tag + f"{nm}32", n * d, 4)
-            ew = self.tensor(tag + f"{nm}32.e", n * d, 2)
-            linear_rows(self, tag + f"w{nm}", x, ex, w, wide, ew, 1, planes=xplanes)
-            nar = self.tensor(tag + f"{nm}15", n * d, 2)
-            en = self.tensor(tag + f"{nm}15.e", n * d, 2)
-            narrow_groups(self, tag + f"{nm}.heads", wide, ew, nar, en, 1, n, d, bits=15)
-            if nm == "v":
-                heads[nm] = (nar, en)
-                continue
-            r, er = self.tensor(tag + nm, n * d, 2), self.tensor(tag + f"{nm}.e", n * d, 2)
-            rope_rows(self, tag + f"rope.{nm}", nar, en, r, er, 1, n, d, None, None, 15,
-                      self.pos, tabs if nm == "q" else ktabs)
-            heads[nm] = (r, er)
-        # 2. append k and v (digits) and their exponents at the position
-        self.append(heads["k"], "k")
-        self.append(heads["v"], "v")
-        # 3. attention over the cache
-        c, ec = self.tensor(tag + "ctx", hq * d, 2), self.tensor(tag + "ctx.e", hq * d, 2)
-        attention_decode_row(self, tag + "attn", heads["q"][0], heads["q"][1], self.cache,
-                             next(iter(self.pos.values())), c, ec, hq, hkv, d, C)
-        # 4. Wo + residual, the MLP + residual
-        o, eo = self.tensor(tag + "o", D, 4), self.tensor(tag + "o.e", D, 2)
-        linear_rows(self, tag + "wo", c, ec, L["wo"], o, eo, 1)
-        h1, eh1 = self.tensor(tag + "h1", D, 4), self.tensor(tag + "h1.e", D, 2)
-        add_aligned_rows(self, tag + "res1", h, eh, o, eo, h1, eh1, 1, D)
-        x2, ex2 = self.tensor(tag + "x2", D, 2), self.tensor(tag + "x2.e", D, 2)
-        rmsnorm_rows(self, tag + "ffn_norm", h1, eh1, x2, ex2, 1, L["ffn_norm"])
-        gu = {}
-        x2planes = self.shared_planes(tag + "x2", x2, D, (L["w_gate"], L["w_up"]))
-        for nm, w in (("gate", L["w_gate"]), ("up", L["w_up"])):
-            wide, ew = self.tensor(tag + nm, F, 4), self.tensor(tag + f"{nm}.e", F, 2)
-            linear_rows(self, tag + f"w_{nm}", x2, ex2, w, wide, ew, 1, planes=x2planes)
-            n16 = self.tensor(tag + f"{nm}16", F, 2)
-            e16 = self.tensor(tag + f"{nm}16.e", F, 2)
-            narrow_rows(self, tag + f"{nm}.narrow", wide, ew, n16, e16, 1, F, 16)
-            gu[nm] = (n16, e16)
-        m, em = self.tensor(tag + "m", F, 2), self.tensor(tag + "m.e", F, 2)
-        swiglu_rows(self, tag + "swiglu", *gu["gate"], *gu["up"], m, em, 1, F)
-        dn, edn = self.tensor(tag + "down", D, 4), self.tensor(tag + "down.e", D, 2)
-        linear_rows(self, tag + "w_down", m, em, L["w_down"], dn, edn, 1)
-        y, ey = self.tensor(f"{tag}y", D, 4), self.tensor(f"{tag}y.e", D, 2)
-        add_aligned_rows(self, tag + "res2", h1, eh1, dn, edn, y, ey, 1, D)
-        return y, ey
+    def run(self) -> None:
+        """Lower the step's graph (weight rows loaded each on its own, not one rigid run of
+        VL cycles: a run must find VL consecutive free read cycles on its MEM slice, which
+        the products' scale and offset reads fragment; real SmolLM2 layer: 35.1k -> 25.7k
+        cycles)."""
+        self.check_shape()
+        self.pb, self.tensors = lower_graph(self.graph(), self.cfg, rigid_loads=False,
+                                            what=self.what)
+        t = self.tensors
+        self.h, self.eh = t["h"], t["h.e"]
+        self.y, self.ey = t[self.out_name], t[f"{self.out_name}.e"]
+        self.pos = self.pb.position_vectors()
 
-    def shared_planes(self, name: str, x, width: int, weights):
-        """The masked input planes (`block_planes`) once for products that share ``x``
-        (one block size), with block sums if any of them has offsets."""
-        groups = {w.group for w in weights}
-        if len(groups) != 1:
-            raise CompileError(f"{name}: products sharing an input have block sizes "
-                               f"{sorted(groups)}", "shape", True)
-        return block_planes(self, f"{name}.planes", x, 1, width, groups.pop(),
-                            any(w.o is not None for w in weights),
-                            self.cfg.slices_of("MXM")[0].hemisphere)
+    out_name = "y"
 
-    def append(self, row_e, nm: str) -> None:
-        """``nm`` (k or v): its digit rows at ``cache + p``, each KV head's exponent into
-        lane ``p`` of its exponent-over-keys vector."""
-        O, regs = self.O, self.regs
-        (row, e) = row_e
-        rx, rlo = regs.single(), regs.single()
-        for t in range(self.kvt):
-            b = Bundle(f"append {nm} row tile {t}", "append")
-            v = O.vxm(b, "i16", ("r", rx), "PASS", "s", otype="i32")
-            planes_in(O, b, row[(0, t)], v, "a")
-            self.emit(b)
-            self.vx_bundle(f"append {nm} lo tile {t}", "i32", ("r", rlo), "PASS", ("r", rx),
-                           otype="i8")
-            for dig, sub in (("l", False), ("h", True)):
-                s, base = self.cache_locs[(nm + dig, t)]
-                b = Bundle(f"append {nm}{dig} tile {t}", "append")
-                if sub:
-                    v = O.vxm(b, "i32", "s", "SUB", ("r", rx), ("r", rlo), "SRA", 8,
-                              otype="i8")
-                else:
-                    v = O.vxm(b, "i32", "s", "PASS", ("r", rlo), otype="i8")
-                sc = O.scatter(b, s, base, self.C)
-                b.connect(v, "d", sc, "in")
-                b.connect(O.read(b, *copy_avoiding(self.pos, s)), "out", sc, "idx")
-                self.emit(b)
-        regs.release(rx, rlo)
-        # exponents: idx = 0 in lane p, 1 elsewhere (the scratch vector after it)
-        rid = regs.single()
-        b = Bundle(f"append {nm} exponent index", "append")
-        v = O.vxm(b, "u8", ("r", rid), "NE", "lane", "s", otype="i32")
-        b.connect(O.read(b, *next(iter(self.pos.values()))), "out", v, "b")
-        self.emit(b)
-        et = self.cache_locs["e" + nm]
-        sxm = "SXM_W"
-        for hk in range(self.hkv):
-            for plane in (0, 1):
-                s, base = et[(hk, 0)][plane]
-                b = Bundle(f"append {nm} exponent head {hk} plane {plane}", "append")
-                dist = O.move(b, sxm, "DIST", "i16", hk * self.d % self.vl)
-                planes_in(O, b, e[(0, hk * self.d // self.vl)], dist, "in")
-                sc = O.scatter(b, s, base, 2)
-                w = b.wire(2)
-                b.drive(w, 0, dist, "out")
-                b.tap(w, plane, sc, "in")
-                iv = O.vxm(b, "i32", "s", "PASS", ("r", rid), otype="u8")
-                b.connect(iv, "d", sc, "idx")
-                self.emit(b)
-        regs.release(rid)
+    @property
+    def bundles(self):
+        return self.pb.bundles
+
+    @property
+    def mem(self):
+        return self.pb.mem
+
+    @property
+    def init(self):
+        return self.pb.init
+
+    def finish_best(self, what: str, orders):
+        return self.pb.finish_best(what, orders)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """One decode step of a whole llama model on the machine: token in, next token out.
 
 ``compile_model_step(model, cfg, max_context)`` compiles one program that every step
-runs, from the lowerings the layer step uses (`compiler.layer`):
+runs: a graph of every layer's nodes (`compiler.layer.layer_nodes`) and the head:
 
     embedding row (host) -> layer 0 -> ... -> layer n-1 -> RMSNorm -> LM head
         -> argmax (on chip) -> the next token's id
@@ -25,9 +25,10 @@ from golden.machine import Machine
 from golden.vocab import embed_int
 
 from . import tiling as T
+from .alloc import FirstOf
 from .errors import CompileError
-from .layer import CompiledLayerStep, LayerStep
-from .lowerings import argmax_rows, linear_rows, rmsnorm_rows
+from .graph import Graph, Node
+from .layer import CompiledLayerStep, LayerStep, layer_nodes
 
 
 class ModelStep(LayerStep):
@@ -35,7 +36,7 @@ class ModelStep(LayerStep):
 
     def __init__(self, lc, W: dict, cfg: TspConfig, C: int):
         super().__init__(lc, W["layers"][0], cfg, C)
-        self.mem.what = f"the model step ({lc.n_layers} layers)"
+        self.what = f"the model step ({lc.n_layers} layers)"
         self.W = W
 
     def check_weights_fit(self) -> None:
@@ -49,7 +50,7 @@ class ModelStep(LayerStep):
 
         if need > have:
             raise CompileError(
-                f"{self.mem.what} does not fit the SRAM of config {self.cfg.name!r}: its "
+                f"{self.what} does not fit the SRAM of config {self.cfg.name!r}: its "
                 f"int8 weights alone are {size(need)} ({need} bytes; the block scales, the "
                 f"KV caches and the activations come on top) but the config has "
                 f"{size(have)}.  Use a config with more SRAM (mem_slices_per_hemisphere "
@@ -62,24 +63,31 @@ class ModelStep(LayerStep):
         return (sum(LayerStep.weight_bytes_of(L) for L in self.W["layers"])
                 + int(self.W["output"].q.size))
 
-    def run(self) -> None:
-        lc, W = self.lc, self.W
-        D, V = lc.d_model, W["output"].shape[0]
-        self.setup()
-        self.h = self.tensor("h", D, 4)
-        self.eh = self.tensor("h.e", D, 2)
-        self.inputs = {"h": self.h, "h.e": self.eh}
-        h, eh = self.h, self.eh
+    @property
+    def n_layers(self) -> int:
+        return len(self.W["layers"])
+
+    @property
+    def out_name(self) -> str:
+        return f"l{self.n_layers - 1}.y"
+
+    def graph(self) -> Graph:
+        """Every layer's nodes (tags ``l0.`` ...), then the final RMSNorm, the LM head and
+        the argmax: the next token's id in ``token``."""
+        lc, W, C = self.lc, self.W, self.C
+        nodes, h = [], "h"
         for i, L in enumerate(W["layers"]):
-            h, eh = self.layer(f"l{i}.", L, h, eh)
-        self.y, self.ey = h, eh
-        x, ex = self.tensor("head.x", D, 2), self.tensor("head.x.e", D, 2)
-        rmsnorm_rows(self, "out_norm", h, eh, x, ex, 1, W["out_norm"])
-        self.logits, self.el = self.tensor("logits", V, 4), self.tensor("logits.e", V, 2)
-        linear_rows(self, "lm_head", x, ex, W["output"], self.logits, self.el, 1)
-        self.token = self.mem.tensor("token", [(0,)], 4)
-        argmax_rows(self, "argmax", self.logits, self.token, 1, V)
-        self.mem.check()
+            nodes += layer_nodes(lc, L, C, h, f"l{i}.")
+            h = f"l{i}.y"
+        nodes += [Node("head.x", "rmsnorm", (h,), {"norm": W["out_norm"]}),
+                  Node("logits", "qlinear", ("head.x",), {"weight": W["output"]}),
+                  Node("token", "argmax", ("logits",))]
+        D = lc.d_model
+        return Graph({"h": (1, D, 4), "h.e": (1, D, 2)}, tuple(nodes), ("token",))
+
+    def run(self) -> None:
+        super().run()
+        self.token = FirstOf(self.tensors["token"])
 
 
 class CompiledModelStep(CompiledLayerStep):

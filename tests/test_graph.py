@@ -303,7 +303,8 @@ def test_decode_graph_steps_are_prefill_rows(base_seed):
         fresh["pos"] = p
         ref = evaluate(g, {"x": row[None]}, fresh)["y"][0]
     assert np.array_equal(y, ref)
-    with pytest.raises(CompileError, match=r"node 'ctx' \(kv_attention\) keeps state"):
+    with pytest.raises(CompileError,
+                       match=r"node 'ctx' \(kv_attention\) depends on the run's position"):
         evaluate(g, {"x": x[:1]})
 
 

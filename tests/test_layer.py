@@ -95,3 +95,22 @@ def test_smollm2_layer_decode_steps(base_seed):
     cl = compile_layer_step(lc, L, "layer", 16, orders=("program",))
     rows, es = residual_rows(np.random.default_rng([base_seed, 33]), 3, lc.d_model)
     assert_steps_bit_exact(cl, lc, L, rows, es)
+
+
+def test_layer_graph_is_the_golden_layer(tiny_layer, base_seed):
+    """The layer's graph (`compiler.layer.layer_graph`) evaluated by the op kinds' golden
+    functions, step by step with its state (the KV cache, the position), equals
+    `golden.llm.layer_int` with a golden KV cache: the graph is the layer, and the
+    stateful kinds' golden functions (`rope_at`, `gqa_attention`) are right."""
+    from compiler.graph import evaluate
+    from compiler.layer import layer_graph
+    print(f"seed={base_seed}")
+    lc, layers = tiny_layer
+    rows, es = residual_rows(np.random.default_rng([base_seed, 5]), 5, lc.d_model)
+    g = layer_graph(lc, layers[1], 16)
+    state = {}
+    for p, (gy, ge) in enumerate(golden_steps(lc, layers[1], rows, es)):
+        state["pos"] = p
+        v = evaluate(g, {"h": rows[p:p + 1], "h.e": np.full((1, lc.d_model), es[p])}, state)
+        assert np.array_equal(v["y"][0], gy) and int(v["y.e"][0, 0]) == ge, p
+        assert np.all(v["y.e"] == ge)  # the exponent in every lane

@@ -33,8 +33,8 @@ from golden.activation import LOG2E_Q, U_MAX
 from golden.attention import V_SHIFT
 
 from .. import tiling as T
-from ..alloc import ZEROS
-from ..builder import ProgramBuilder
+from ..alloc import ZEROS, FirstOf, Tensor
+from ..builder import ProgramBuilder, copy_avoiding
 from ..errors import CompileError
 from ..ir import Bundle
 from ..routes import planes_in, planes_out
@@ -354,3 +354,78 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
     regs.release(rtop, rs, rrow, rc, rumax, r15, rmin, rvis)
     regs.release_triple(rr)
     pb.release(qd, pd, acc, av, yv, sv, eav, w24, ch, ech, row, *emax.values())
+
+
+def kv_cache_int(pb: ProgramBuilder, tag: str, C: int, n_kv: int, d: int
+                 ) -> tuple[dict, dict]:
+    """One layer's KV cache in SRAM, zero at load, rewritten by the program: key/value
+    digit rows ``kh, kl, vh, vl`` (``C`` per KV lane tile, one slice and bank each, keyed
+    ``(j, tile)``) and per KV head the key and value exponents over the keys (``ek``,
+    ``ev``: a vector over keys and a scratch vector after it).  ``(cache, locs)``: the
+    tensors `attention_decode_row` reads, and where `append_kv` writes."""
+    vl = pb.vl
+    kvt = T.ntiles(n_kv * d, vl)
+    cache, locs = {}, {}
+    for nm in ("kh", "kl", "vh", "vl"):
+        view = cache[nm] = Tensor(f"{tag}cache.{nm}", 1, "")
+        for t in range(kvt):
+            rows, locs[(nm, t)] = pb.kv_rows(f"{tag}cache.{nm}[{t}]", C, final=True)
+            view.locs.update({(j, t): rows[(j,)] for j in range(C)})
+    for nm in ("ek", "ev"):  # per KV head: [vector over keys, scratch] per plane
+        t = pb.const(f"{tag}cache.{nm}", {(h, k): np.zeros((2, vl), np.uint8)
+                                         for h in range(n_kv) for k in (0, 1)}, 2)
+        pb.volatile.update(loc for locs_ in t.locs.values() for loc in locs_)
+        cache[nm] = FirstOf(t)  # the vector over keys (the scratch after it)
+        locs[nm] = t
+    return cache, locs
+
+
+def append_kv(pb: ProgramBuilder, name: str, row, e, nm: str, locs: dict, C: int,
+              n_kv: int, d: int) -> None:
+    """``nm`` (k or v, int16 keyed ``(0, tile)``, per-head lane exponents ``e``): its two
+    int8 digits SCATTERed to ``cache + p`` (the index: the position vector), each KV head's
+    exponent broadcast (SXM ``DIST``) and SCATTERed into lane ``p`` of its
+    exponent-over-keys vector (index 0 in lane ``p``, 1 -- the scratch vector --
+    elsewhere)."""
+    O, regs, vl = pb.O, pb.regs, pb.vl
+    pos = pb.position_vectors()
+    rx, rlo = regs.single(), regs.single()
+    for t in range(T.ntiles(n_kv * d, vl)):
+        b = Bundle(f"{name} row tile {t}", "append")
+        v = O.vxm(b, "i16", ("r", rx), "PASS", "s", otype="i32")
+        planes_in(O, b, row[(0, t)], v, "a")
+        pb.emit(b)
+        pb.vx_bundle(f"{name} lo tile {t}", "i32", ("r", rlo), "PASS", ("r", rx), otype="i8")
+        for dig, sub in (("l", False), ("h", True)):
+            s, base = locs[(nm + dig, t)]
+            b = Bundle(f"{name}{dig} tile {t}", "append")
+            if sub:
+                v = O.vxm(b, "i32", "s", "SUB", ("r", rx), ("r", rlo), "SRA", 8, otype="i8")
+            else:
+                v = O.vxm(b, "i32", "s", "PASS", ("r", rlo), otype="i8")
+            sc = O.scatter(b, s, base, C)
+            b.connect(v, "d", sc, "in")
+            b.connect(O.read(b, *copy_avoiding(pos, s)), "out", sc, "idx")
+            pb.emit(b)
+    regs.release(rx, rlo)
+    # exponents: idx = 0 in lane p, 1 elsewhere (the scratch vector after it)
+    rid = regs.single()
+    b = Bundle(f"{name} exponent index", "append")
+    v = O.vxm(b, "u8", ("r", rid), "NE", "lane", "s", otype="i32")
+    b.connect(O.read(b, *next(iter(pos.values()))), "out", v, "b")
+    pb.emit(b)
+    et = locs["e" + nm]
+    for hk in range(n_kv):
+        for plane in (0, 1):
+            s, base = et[(hk, 0)][plane]
+            b = Bundle(f"{name} exponent head {hk} plane {plane}", "append")
+            dist = O.move(b, "SXM_W", "DIST", "i16", hk * d % vl)
+            planes_in(O, b, e[(0, hk * d // vl)], dist, "in")
+            sc = O.scatter(b, s, base, 2)
+            w = b.wire(2)
+            b.drive(w, 0, dist, "out")
+            b.tap(w, plane, sc, "in")
+            iv = O.vxm(b, "i32", "s", "PASS", ("r", rid), otype="u8")
+            b.connect(iv, "d", sc, "idx")
+            pb.emit(b)
+    regs.release(rid)
