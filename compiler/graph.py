@@ -26,7 +26,7 @@ from . import tiling as T
 from .alloc import ZEROS, FirstOf
 from .builder import ProgramBuilder
 from .errors import CompileError
-from .lowerings import add_rows, lookup_rows, matmul_rows, requantize_rows
+from .lowerings import add_rows, lookup_rows, matmul_rows, relu_rows, requantize_rows
 from .routes import planes_out
 
 RANGE = {1: (-128, 127), 2: (-(2**15), 2**15 - 1), 4: (-(2**31), 2**31 - 1)}
@@ -283,6 +283,22 @@ def _add_lower(pb, n, ins, out, shp):
     rows, width, _ = shp[n.inputs[0]]
     add_rows(pb, n.out, ins[0], ins[1], out, rows, width, n.attrs.get("multiplier"),
              n.attrs.get("shift"))
+
+
+def _relu_shape(n, ins):
+    (rows, width, b), = ins
+    _need(n, n.out_bytes == b, f"the output has the input's type ({b} bytes), got "
+          f"{n.out_bytes}")
+    return rows, width, b
+
+
+def _relu_golden(n, x):
+    return np.maximum(x, 0)
+
+
+def _relu_lower(pb, n, ins, out, shp):
+    rows, width, _ = shp[n.inputs[0]]
+    relu_rows(pb, n.out, ins[0], out, rows, width)
 
 
 def _lookup_shape(n, ins):
@@ -658,11 +674,9 @@ def _attention_reserve(pb, n):
 
 def _attention_lower(pb, n, ins, out, shp):
     from .lowerings.block_attention import PrefillAttention
-    q, k, v = ins
-    for name, t in (("q", q), ("v", v)):
-        if name == "q" or len(next(iter(v.locs))) == 3:
-            _need(n, len(next(iter(t.locs))) == 3, f"{name} ({n.inputs['qkv'.index(name)]}) "
-                  "must come from a per-head linear (attrs heads=n_heads)")
+    q, k, v = ins  # v per head, or rows (then V^T is made by unit-vector MVMs)
+    _need(n, len(next(iter(q.locs))) == 3, f"q ({n.inputs[0]}) must come from a per-head "
+          "linear (attrs heads=n_heads)")
     st = pb.state[n.out]
     PrefillAttention(pb, st["spec"], st["tables"], q, k, v, out, pb.release_dying).run()
 
@@ -752,6 +766,7 @@ OPS: dict[str, OpKind] = {
     "requant": OpKind(_requant_shape, _requant_golden, _requant_lower),
     "add": OpKind(_add_shape, _add_golden, _add_lower),
     "lookup": OpKind(_lookup_shape, _lookup_golden, _lookup_lower),
+    "relu": OpKind(_relu_shape, _relu_golden, _relu_lower),
     # the LLM's row-scaled integer ops (int16 activations, exponents per row or head)
     "rmsnorm": OpKind(_rmsnorm_shape, _rmsnorm_golden, _rmsnorm_lower, True, _setup_rsqrt),
     "qlinear": OpKind(_qlinear_shape, _qlinear_golden, _qlinear_lower, True),

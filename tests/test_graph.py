@@ -341,3 +341,20 @@ def test_block_graph_compiles_like_any_graph(base_seed):
     out, cycles = cg.run_on_model({"x": x})
     assert cycles == cg.cycles
     assert np.array_equal(out["y"], blk.forward_int(x))
+
+
+@pytest.mark.parametrize(("config", "nbytes"), [("tiny", 1), ("tiny", 4), ("small", 2)])
+def test_relu_the_docs_example(config, nbytes, base_seed):
+    """The op kind docs/compiler.md adds as its example: bit-exact with its golden function
+    at every width, negative values zeroed, the rest kept."""
+    print(f"seed={base_seed} {config} {nbytes} bytes")
+    rng = np.random.default_rng([base_seed, nbytes])
+    lim = 2 ** (8 * nbytes - 1)
+    x = rng.integers(-lim, lim, (3, 40))
+    x[0, :3] = (-lim, lim - 1, 0)
+    g = Graph({"x": (3, 40, nbytes)}, (Node("y", "relu", ("x",), out_bytes=nbytes),), ("y",))
+    cg = compile_graph(g, config)
+    out, cycles = cg.run_on_model({"x": x})
+    assert cycles == cg.cycles
+    assert np.array_equal(out["y"], evaluate(g, {"x": x})["y"])
+    assert np.array_equal(out["y"], np.maximum(x, 0))

@@ -3,7 +3,7 @@
 
 from .activation import activation_tables, silu_rows, swiglu_rows
 from .attention import attention_decode_row
-from .elementwise import add_rows, argmax_rows, lookup_rows
+from .elementwise import add_rows, argmax_rows, lookup_rows, relu_rows
 from .linear import linear_rows
 from .matmul import matmul_rows
 from .norm import add_aligned_rows, narrow_groups, narrow_rows, rmsnorm_rows, rsqrt_seed_table
@@ -12,5 +12,5 @@ from .rope import rope_rows
 
 __all__ = ["activation_tables", "add_aligned_rows", "add_rows", "argmax_rows",
            "attention_decode_row", "linear_rows", "lookup_rows", "matmul_rows",
-           "narrow_groups", "narrow_rows", "requantize_rows", "rmsnorm_rows", "rope_rows",
-           "rsqrt_seed_table", "silu_rows", "swiglu_rows"]
+           "narrow_groups", "narrow_rows", "relu_rows", "requantize_rows", "rmsnorm_rows",
+           "rope_rows", "rsqrt_seed_table", "silu_rows", "swiglu_rows"]

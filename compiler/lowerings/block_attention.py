@@ -148,7 +148,7 @@ class PrefillAttention:
         self.sc_slices = tables.get("score_slices")
         self.sum_side = side(a.mxm_sums, pb)
         self.qh, self.k, self.ctx = q, k, out
-        self.v_transpose = next(iter(v.locs)).__len__() == 2  # rows: V^T by MVMs
+        self.v_transpose = len(next(iter(v.locs))) == 2  # v as rows: V^T by MVMs
         self.v = self.vh = v
         self.release_inputs = release  # gives back q and k (v) when nothing else reads them
         self._units: dict[str, Tensor] = {}
