@@ -50,6 +50,7 @@ from .block import PLANS, decode_graph
 from .compiled import CompiledBlock, _bounds, _check_weights_fit, _schedule
 from .errors import CompileError, imem_error
 from .graph import lower_graph
+from .lowerings.block_attention import need_two_mem_slices
 
 #: the largest context: the position is a u8 SCATTER index and keys are lanes
 MAX_CONTEXT = 256
@@ -78,11 +79,7 @@ def check_context(cfg: TspConfig, max_context: int) -> None:
         raise CompileError(f"max_context={max_context!r} must be in 1..{min(vl, MAX_CONTEXT)} "
                            f"on config {cfg.name!r} (keys are lanes: VL = {vl}; the position "
                            f"is a u8 index); {hint}", "shape", True)
-    if cfg.mem_slices_per_hemisphere < 2:
-        raise CompileError("decode needs at least 2 MEM slices per hemisphere (int16 "
-                           f"scores) but config {cfg.name!r} has "
-                           f"{cfg.mem_slices_per_hemisphere}; "
-                           f"{preset_hint('mem_slices_per_hemisphere', 2)}", "shape", True)
+    need_two_mem_slices(cfg, "decode")
 
 
 def check_decode(block: QuantBlock, cfg: TspConfig, max_context: int) -> None:

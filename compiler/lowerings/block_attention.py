@@ -60,9 +60,15 @@ def check_seq_len(cfg: TspConfig, seq_len: int) -> None:
         raise CompileError(f"seq_len={seq_len} exceeds the vector length {vl} of config "
                            f"{cfg.name!r} (attention uses one lane per query); "
                            f"{preset_hint('superlanes', need)}", "shape", True)
+    need_two_mem_slices(cfg, "the compiled block")
+
+
+def need_two_mem_slices(cfg: TspConfig, what: str) -> None:
+    """The block's int16 scores need two MEM slices per hemisphere (a value's byte planes
+    reach the VXM together, one READ per slice)."""
     if cfg.mem_slices_per_hemisphere < 2:
-        raise CompileError("the compiled block needs at least 2 MEM slices per hemisphere "
-                           f"but config {cfg.name!r} has mem_slices_per_hemisphere="
+        raise CompileError(f"{what} needs at least 2 MEM slices per hemisphere but config "
+                           f"{cfg.name!r} has mem_slices_per_hemisphere="
                            f"{cfg.mem_slices_per_hemisphere}; "
                            f"{preset_hint('mem_slices_per_hemisphere', 2)}", "shape", True)
 
@@ -360,10 +366,7 @@ class PrefillAttention:
                 prow = prows[h] = pb.mem.tensor(f"prows[{h}]", range(S), 1, self.side(mxc))
                 for i in range(S):
                     b = Bundle(f"transpose head {h} row {i}", "trans")
-                    rd = O.read(b, *self.units.loc(hi * S + i))
-                    mv = O.mvm(b, mxt, pb.slots[mxt].scratch(), False, True, ins_t,
-                               purpose="transpose")
-                    b.connect(rd, "out", mv, "x")
+                    mv = self.transpose_mvm(b, hi, i, ins_t)
                     w_ = b.wire(4)
                     b.drive(w_, 0, mv, "out")
                     wr = O.write(b, *prow.loc(i))
@@ -447,15 +450,12 @@ class PrefillAttention:
         MVM on the stream directly (only the low byte plane of the int32 row is read)."""
         pb = self.pb
         O, S = pb.O, self.S
-        mxt, mxc = self.plan["trans"], self.plan["ctx"]
+        mxc = self.plan["ctx"]
         for hi, h in enumerate(hs):
             for t, first, last, slot_of, ins in self.ctx_heads(h, ctx_slots, tctx, lanes):
                 for i in range(S):
                     b = Bundle(f"transpose+ctx head {h} tile {t} row {i}", "transctx")
-                    rd = O.read(b, *self.units.loc(hi * S + i))
-                    mt = O.mvm(b, mxt, pb.slots[mxt].scratch(), False, True, ins_t,
-                               purpose="transpose")
-                    b.connect(rd, "out", mt, "x")
+                    mt = self.transpose_mvm(b, hi, i, ins_t)
                     mv = O.mvm(b, mxc, slot_of(i), not first, last, ins)
                     w_ = b.wire(4)
                     b.drive(w_, 0, mt, "out")
@@ -464,6 +464,17 @@ class PrefillAttention:
                     pb.emit(b)
                 if last and t in ctx_slots:
                     pb.slots[mxc].give(ctx_slots.pop(t))
+
+    def transpose_mvm(self, b: Bundle, hi: int, i: int, ins_t):
+        """Into ``b``: the MVM of unit vector ``hi*S + i`` on the transposing MXM (P^T
+        installed), which emits row ``i`` of ``P`` of the group's ``hi``-th head."""
+        pb = self.pb
+        mxt = self.plan["trans"]
+        rd = pb.O.read(b, *self.units.loc(hi * self.S + i))
+        mv = pb.O.mvm(b, mxt, pb.slots[mxt].scratch(), False, True, ins_t,
+                      purpose="transpose")
+        b.connect(rd, "out", mv, "x")
+        return mv
 
     def row_max(self, rm: list[int], sc_of) -> None:
         """M = max_j s_j over the (masked) scores: MAX chains of two keys per op, one chain
