@@ -361,7 +361,8 @@ def _rmsnorm_nw(n):
     from golden.norm import NormWeights
     if "norm" in n.attrs:  # a golden.norm.NormWeights (a GGUF layer's)
         return n.attrs["norm"]
-    return NormWeights(np.asarray(n.attrs["gamma"]), float(n.attrs.get("eps", 1e-5)))
+    return NormWeights(np.asarray(n.attrs["gamma"]), float(n.attrs.get("eps", 1e-5)),
+                       n.attrs.get("beta"))
 
 
 def _rmsnorm_shape(n, ins):
@@ -381,6 +382,18 @@ def _rmsnorm_lower(pb, n, ins, out, shp):
     from .lowerings import rmsnorm_rows
     (h, eh), = ins
     rmsnorm_rows(pb, n.out, h, eh, out[0], out[1], shp[n.inputs[0]][0], _rmsnorm_nw(n))
+
+
+def _layernorm_golden(n, he):
+    from golden.norm import layernorm_int
+    q, e = layernorm_int(he[0], _row_e(he[1]), _rmsnorm_nw(n))
+    return q, _lanes(e, q.shape[1])
+
+
+def _layernorm_lower(pb, n, ins, out, shp):
+    from .lowerings.norm import layernorm_rows
+    (h, eh), = ins
+    layernorm_rows(pb, n.out, h, eh, out[0], out[1], shp[n.inputs[0]][0], _rmsnorm_nw(n))
 
 
 def _qlinear_shape(n, ins):
@@ -769,6 +782,10 @@ OPS: dict[str, OpKind] = {
     "relu": OpKind(_relu_shape, _relu_golden, _relu_lower),
     # the LLM's row-scaled integer ops (int16 activations, exponents per row or head)
     "rmsnorm": OpKind(_rmsnorm_shape, _rmsnorm_golden, _rmsnorm_lower, True, _setup_rsqrt),
+    # LayerNorm (mean subtracted, then as RMSNorm, plus beta): attrs norm (a NormWeights
+    # with beta) or gamma, beta, eps
+    "layernorm": OpKind(_rmsnorm_shape, _layernorm_golden, _layernorm_lower, True,
+                        _setup_rsqrt),
     "qlinear": OpKind(_qlinear_shape, _qlinear_golden, _qlinear_lower, True),
     "narrow": OpKind(_narrow_shape, _narrow_golden, _narrow_lower, True),
     "rope": OpKind(_scaled_shape(2, 2), _rope_golden, _rope_lower, True),

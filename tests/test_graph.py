@@ -358,3 +358,37 @@ def test_relu_the_docs_example(config, nbytes, base_seed):
     assert cycles == cg.cycles
     assert np.array_equal(out["y"], evaluate(g, {"x": x})["y"])
     assert np.array_equal(out["y"], np.maximum(x, 0))
+
+
+@pytest.mark.parametrize(("config", "d", "beta"), [
+    ("tiny3", 24, True),  # a partial last tile (the mask keeps its padding 0)
+    ("small", 64, False),
+    ("medium", 96, True),
+])
+def test_layernorm_node(config, d, beta, base_seed):
+    """``layernorm`` (mean subtracted exactly, then as RMSNorm, plus beta) on the machine
+    model equals `golden.norm.layernorm_int`, for rows with an outlier, a constant row
+    (everything subtracted away: only eps and beta remain), negative and positive means
+    and tiny and large exponents."""
+    from golden.norm import NormWeights, layernorm_int
+    print(f"seed={base_seed} {config} d={d} beta={beta}")
+    rng = np.random.default_rng([base_seed, d, 7])
+    rows = 5
+    h = rng.integers(-(2**26), 2**26, (rows, d))
+    h[1, 2] = 2**30  # outlier
+    h[2] = 123_456  # constant row
+    h[3] += 2**27  # large positive mean
+    h[4] = rng.integers(-40, 40, d)  # small values
+    eh = np.array([[-20], [-31], [-8], [-16], [3]])
+    gamma = rng.uniform(0.2, 3.0, d) * rng.choice([-1, 1], d)
+    b = rng.normal(0, 0.5, d) if beta else None
+    g = Graph({"h": (rows, d, 4), "h.e": (rows, d, 2)},
+              (Node("y", "layernorm", ("h",), {"gamma": gamma, "eps": 1e-5, "beta": b}),),
+              ("y", "y.e"))
+    cg = compile_graph(g, config)
+    out, cycles = cg.run_on_model({"h": h, "h.e": np.repeat(eh, d, axis=1)})
+    assert cycles == cg.cycles
+    y, ey = layernorm_int(h, eh, NormWeights(gamma, 1e-5, b))
+    assert np.array_equal(out["y"], y), np.argwhere(out["y"] != y)[:4]
+    assert np.array_equal(out["y.e"], np.repeat(ey, d, axis=1))
+    print(f"{cycles} cycles")

@@ -73,13 +73,13 @@ def add_rows(pb: ProgramBuilder, name: str, a, b, dst, rows: int, width: int,
 
 
 def relu_rows(pb: ProgramBuilder, name: str, src, dst, rows: int, width: int) -> None:
-    """``dst[(i, t)] = MAX(src[(i, t)], 0)``: one VXM instruction per vector, the
-    source's planes in, the result's out (int8, int16 or int32, the same type)."""
+    """``dst[(i, t)] = RELU(src[(i, t)])`` (``max(x, 0)``): one VXM instruction per
+    vector, the source's planes in, the result's out (int8, int16 or int32, one type)."""
     typ = SIGNED_TYPE[src.planes]
     for i in range(rows):
         for t in range(T.ntiles(width, pb.vl)):
             bd = Bundle(f"{name} row {i} tile {t}", name)
-            v = pb.O.vxm(bd, typ, "s", "MAX", "s", 0, otype=typ)
+            v = pb.O.vxm(bd, typ, "s", "RELU", "s", otype=typ)
             planes_in(pb.O, bd, src[(i, t)], v, "a")
             planes_out(pb.O, bd, v, "d", dst[(i, t)])
             pb.emit(bd)

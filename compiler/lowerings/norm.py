@@ -378,3 +378,108 @@ def rmsnorm_rows(pb: ProgramBuilder, name: str, h, e_h, dst, e_dst, rows: int,
         regs.release(rez)
     regs.release(r_three, r_lim)
     pb.release(x, z)
+
+
+def mean_magic(n: int, bound: int) -> tuple[int, int]:
+    """``(M, k)`` with ``floor(s * M / 2**k) == floor(s / n)`` for every ``0 <= s <
+    bound`` (``M = ceil(2**k / n)``, ``e = M n - 2**k``: exact when ``e (bound - 1) <
+    2**k``, which ``2**k >= bound * n`` ensures); ``M`` fits an int32."""
+    k = max(0, (bound * n - 1).bit_length())
+    m = -(-(1 << k) // n)
+    if (m * n - (1 << k)) * (bound - 1) >= 1 << k or m >= 2**31:
+        raise CompileError(f"no exact reciprocal multiply for a mean over {n} lanes",
+                           "shape", True)
+    return m, k
+
+
+def layernorm_rows(pb: ProgramBuilder, name: str, h, e_h, dst, e_dst, rows: int,
+                   nw: NormWeights) -> None:
+    """`golden.norm.layernorm_int` of int32 rows ``h`` (exponents ``e_h``) to int16
+    ``dst`` (exponents ``e_dst``): per row narrow to 15 bits; the sum over the lane tiles
+    (SXM ``RSUM``); the mean ``floor((s + n/2) / n)`` exactly, as a 64-bit multiply by
+    ``ceil(2**k / n)`` and a floor shift by ``k`` of the sum offset to be non-negative;
+    ``x - mean`` (lanes past the row kept 0: the last tile times a 0/1 lane mask) as int32;
+    then `rmsnorm_rows` of it; then beta rounded to the row's exponent
+    (``SRAR(beta, 24 + e)`` or ``SHL`` by ``-(24 + e)``), added, narrowed to 16 bits."""
+    from golden.norm import BETA_FRAC
+
+    vl, O, regs = pb.vl, pb.O, pb.regs
+    n = nw.n
+    nt = T.ntiles(n, vl)
+    keys = [(i, t) for i in range(rows) for t in range(nt)]
+    side = pb.mem.side_of(h)
+    x = pb.mem.tensor(f"{name}.x15", keys, 2, side)
+    xm = pb.mem.tensor(f"{name}.xm", keys, 4, side)
+    exm = pb.mem.tensor(f"{name}.xm.e", keys, 2)
+    big = 1 << 15  # |s| <= n * 2**14: s + n/2 + big n >= 0 and < n * 2**16
+    m, k = mean_magic(n, n << 16)
+    r_m, r_off, r_big = regs.single(), regs.single(), regs.single()
+    pb.reg_const(r_m, np.full(vl, m), f"ceil(2**{k} / {n})")
+    pb.reg_const(r_off, np.full(vl, n // 2 + big * n), f"{n} // 2 + {big} * {n}")
+    pb.reg_const(r_big, np.full(vl, big), f"{big}")
+    last = n - (nt - 1) * vl
+    mask = None
+    if last < vl:  # lanes past the row stay 0 after the subtraction
+        mask = pb.const(f"{name}.mask", {(0,): T.bytes_of(np.arange(vl) < last, 2)}, 2,
+                        "E" if side == "W" else "W")  # read in the same cycle as x
+    for i in range(rows):
+        nm = f"{name} row {i}"
+        rex = regs.single()
+        _load_e(pb, nm, e_h[(i, 0)], rex)
+        narrow_row(pb, f"{nm} x", [h[(i, t)] for t in range(nt)],
+                   [x[(i, t)] for t in range(nt)], rex, 15)
+        rs = regs.single()
+        row_reduce(pb, f"{nm} sum", [x[(i, t)] for t in range(nt)], rs, "RSUM", "PASS",
+                   "i16", "ADD")
+        pb.vx_bundle(f"{nm} s + n/2 + {big} n", "i32", ("r", rs), "ADD", ("r", rs),
+                     ("r", r_off))
+        pb.vx_bundle(f"{nm} mean + {big}", "i32", ("r", rs), "MUL", ("r", rs), ("r", r_m),
+                     "SRA", k)
+        pb.vx_bundle(f"{nm} mean", "i32", ("r", rs), "SUB", ("r", rs), ("r", r_big))
+        for t in range(nt):
+            b = Bundle(f"{nm} x - mean tile {t}", name)
+            if mask is not None and t == nt - 1:
+                v = O.vxm(b, "i16", "s", "SUB", "s", ("r", rs), "MUL", "s", otype="i32")
+                planes_in(O, b, mask[(0,)], v, "c")
+            else:
+                v = O.vxm(b, "i16", "s", "SUB", "s", ("r", rs), otype="i32")
+            planes_in(O, b, x[(i, t)], v, "a")
+            planes_out(O, b, v, "d", xm[(i, t)])
+            pb.emit(b)
+        _store_e(pb, nm, rex, exm, i, nt)
+        regs.release(rex, rs)
+    regs.release(r_m, r_off, r_big)
+    if nw.beta is None:
+        rmsnorm_rows(pb, name, xm, exm, dst, e_dst, rows, nw)
+        pb.release(x, xm, exm)
+        return
+    y = pb.mem.tensor(f"{name}.y", keys, 2, side)
+    ey = pb.mem.tensor(f"{name}.y.e", keys, 2)
+    rmsnorm_rows(pb, name, xm, exm, y, ey, rows, nw)
+    yb = pb.mem.tensor(f"{name}.yb", keys, 4, side)
+    beta = pb.const(f"{name}.beta", {(t,): T.bytes_of(T.tile_vec(nw.beta, t, vl), 4)
+                                     for t in range(nt)}, 4, "E" if side == "W" else "W")
+    for i in range(rows):
+        nm = f"{name} row {i} beta"
+        re, rr, rl, rb = (regs.single() for _ in range(4))
+        _load_e(pb, nm, ey[(i, 0)], re)
+        pb.vx_bundle(f"{nm} right", "i32", ("r", rr), "ADD", ("r", re), BETA_FRAC, "MAX",
+                     ("r", ZEROS[0]))
+        pb.vx_bundle(f"{nm} left", "i32", ("r", rl), "SUB", ("r", ZEROS[0]), ("r", re),
+                     "SUB", BETA_FRAC)
+        pb.vx_bundle(f"{nm} left >= 0", "i32", ("r", rl), "MAX", ("r", rl), 0)
+        for t in range(nt):
+            b = Bundle(f"{nm} tile {t}", name)
+            v = O.vxm(b, "i32", ("r", rb), "SRAR", "s", ("r", rr), "SHL", ("r", rl))
+            planes_in(O, b, beta[(t,)], v, "a")
+            pb.emit(b)
+            b = Bundle(f"{nm} y + beta tile {t}", name)
+            v = O.vxm(b, "i16", "s", "ADD", "s", ("r", rb), otype="i32")
+            planes_in(O, b, y[(i, t)], v, "a")
+            planes_out(O, b, v, "d", yb[(i, t)])
+            pb.emit(b)
+        narrow_row(pb, f"{nm} out", [yb[(i, t)] for t in range(nt)],
+                   [dst[(i, t)] for t in range(nt)], re, 8 * dst.planes)
+        _store_e(pb, nm, re, e_dst, i, nt)
+        regs.release(re, rr, rl, rb)
+    pb.release(x, xm, exm, y, ey, yb)
