@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -447,18 +448,71 @@ def public_vlt(art: VerilogArtifact) -> str:
                       f'-var "{p}"\n' for p, d in top_port_directions(art).items()))
 
 
-def _runner():
+def _runner(reused: list[Path] = ()):
     from cocotb_tools.runner import Verilator
 
     class TspVerilator(Verilator):
-        """cocotb's Verilator runner, minus --public-flat-rw (see PUBLIC_VLT)."""
+        """cocotb's Verilator runner, minus --public-flat-rw (see PUBLIC_VLT); with
+        ``reused`` runtime objects stamped between Verilating and make (they depend on the
+        Vtop.mk Verilator writes, so they must be newer than it)."""
 
         def _build_command(self):
             cmds = super()._build_command()
             cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+            if reused:
+                cmds.insert(1, ["touch", "-c", *map(str, reused)])
             return cmds
 
     return TspVerilator()
+
+
+#: Verilator's runtime library, compiled alike for every design built with one set of
+#: flags: compiled once, then copied into each new build directory and stamped after
+#: Verilating, so that make does not compile it again (about 16 s of g++ per build).
+RUNTIME_OBJECTS = ("verilated", "verilated_dpi", "verilated_vpi", "verilated_threads")
+
+
+def runtime_dir(flags: tuple[str, ...]) -> Path:
+    """Where the runtime objects of builds with ``flags`` are kept: keyed by the tool
+    versions, the flags and the make settings and Verilator's root (whose path is in the
+    objects' dependency files)."""
+    env = toolchain.setup_environ({})
+    h = hashlib.sha256()
+    h.update(json.dumps(toolchain.tool_versions(), sort_keys=True).encode())
+    h.update(json.dumps(flags).encode())
+    h.update(json.dumps({k: env[k] for k in ("MAKEFLAGS", "VERILATOR_ROOT")}).encode())
+    return build_root() / "verilator" / f".runtime-{h.hexdigest()[:16]}"
+
+
+def _runtime_files() -> list[str]:
+    return [f"{n}.{ext}" for n in RUNTIME_OBJECTS for ext in ("o", "d")]
+
+
+def reuse_runtime(build_dir: Path, flags: tuple[str, ...]) -> list[Path]:
+    """Copy the kept runtime objects into ``build_dir``: the copies ([] if none are kept
+    yet)."""
+    src = runtime_dir(flags)
+    if not all((src / f).exists() for f in _runtime_files()):
+        return []
+    for f in _runtime_files():
+        shutil.copyfile(src / f, build_dir / f)
+    return [build_dir / f for f in _runtime_files() if f.endswith(".o")]
+
+
+def keep_runtime(build_dir: Path, flags: tuple[str, ...]) -> None:
+    """Keep ``build_dir``'s runtime objects for later builds (once; copied to a temporary
+    directory and renamed, so that a concurrent build never sees half of them)."""
+    dst = runtime_dir(flags)
+    if dst.exists() or not all((build_dir / f).exists() for f in _runtime_files()):
+        return
+    tmp = dst.with_name(f"{dst.name}.tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    for f in _runtime_files():
+        shutil.copyfile(build_dir / f, tmp / f)
+    try:
+        os.rename(tmp, dst)
+    except OSError:  # another build kept them first
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def lint(art: VerilogArtifact) -> tuple[int, str]:
@@ -495,9 +549,10 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
             sb = SimBuild(art, build_dir, meta["seconds"], True, waves, flags)
             log(sb.describe())
             return sb
-        runner = _runner()
         t0 = time.monotonic()
         build_dir.mkdir(parents=True, exist_ok=True)
+        reused = reuse_runtime(build_dir, flags)
+        runner = _runner(reused)
         log_file = build_dir / "build.log"
         log(f"building the Verilator simulator of {design}/{cfg.name}"
             f"{f' with {fmt.upper()} tracing' if waves else ''} (about "
@@ -520,6 +575,8 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
             raise BuildError(f"Verilator build of {art.path} failed ({e}); log: {log_file}"
                              ) from None
         seconds = time.monotonic() - t0
+        if not reused:
+            keep_runtime(build_dir, flags)
         if not waves and not coverage:
             _record_seconds(cfg, design, "verilator", seconds)
         stamp.write_text(json.dumps({"seconds": seconds, "flags": flags}))

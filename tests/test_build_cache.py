@@ -70,3 +70,34 @@ def test_vpi_writes_only_the_inputs(tmp_path):
     assert 'public_flat_rw -module "tsp_chip" -var "clk"' in vlt
     assert 'public_flat_rd -module "tsp_chip" -var "done"' in vlt
     assert "public_flat_rw -module \"tsp_chip\" -var \"done\"" not in vlt
+
+
+def test_runtime_objects_kept_once_and_reused(tmp_path, monkeypatch):
+    """Verilator's runtime objects: kept after the first build of a set of flags, copied
+    into later builds (and only for the same flags, tool versions and make settings); the
+    runner stamps the copies after Verilating, before make (they depend on Vtop.mk)."""
+    monkeypatch.setenv("TSP_BUILD_DIR", str(tmp_path / "root"))
+    flags = build.verilator_flags()
+    first, later = tmp_path / "first", tmp_path / "later"
+    first.mkdir()
+    later.mkdir()
+    assert build.reuse_runtime(later, flags) == []  # nothing kept yet
+    for n in build.RUNTIME_OBJECTS:
+        (first / f"{n}.o").write_bytes(n.encode())
+        (first / f"{n}.d").write_text(f"{n}.o: x\n")
+    build.keep_runtime(first, flags)
+    (first / "verilated.o").write_bytes(b"changed")  # kept once: not overwritten
+    build.keep_runtime(first, flags)
+    got = build.reuse_runtime(later, flags)
+    assert sorted(p.name for p in got) == sorted(f"{n}.o" for n in build.RUNTIME_OBJECTS)
+    assert (later / "verilated.o").read_bytes() == b"verilated"
+    assert (later / "verilated_vpi.d").exists()
+    assert build.runtime_dir(build.verilator_flags(coverage=True)) != build.runtime_dir(flags)
+    monkeypatch.setattr(toolchain, "tool_versions", lambda: {"verilator": "other"})
+    assert build.reuse_runtime(tmp_path, flags) == []  # another Verilator: not reused
+    runner = build._runner(got)
+    monkeypatch.setattr(type(runner).__mro__[1], "_build_command",
+                        lambda self: [["verilator", "--public-flat-rw", "x.v"], ["make"]])
+    cmds = runner._build_command()
+    assert cmds[0] == ["verilator", "x.v"] and cmds[2] == ["make"]
+    assert cmds[1][:2] == ["touch", "-c"] and sorted(cmds[1][2:]) == sorted(map(str, got))
