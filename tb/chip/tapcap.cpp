@@ -36,6 +36,10 @@ struct Capture {
     uint32_t* out = nullptr;
     std::vector<long> edges;  // per superlane: edges seen since arming
     std::vector<std::pair<svScope, int>> scopes;  // DPI scope -> superlane
+    // where the calling superlane's banks of this edge go: set by tapcap_on, which the
+    // same always block calls right before its tapcap_bank calls (so those need no
+    // scope: a plain DPI call)
+    const int32_t* row_slot = nullptr;
 };
 
 Capture cap;
@@ -61,14 +65,16 @@ int tapcap_on() {
     if (!cap.armed) return 0;
     const int k = superlane_of(svGetScope());
     if (k < 0 || k >= cap.superlanes) return 0;
-    return cap.edges[k]++ < cap.rows ? 1 : 0;
+    const long row = cap.edges[k]++;
+    if (row >= cap.rows) return 0;
+    cap.row_slot = cap.slot + (row * cap.superlanes * 2 + k * 2) * cap.positions;
+    return 1;
 }
 
-// DPI: bank (d, p) of the calling superlane, `v` its value (cap.words words).
+// DPI, right after tapcap_on returned 1: bank (d, p) of that superlane, `v` its value
+// (cap.words words).
 void tapcap_bank(int d, int p, const svBitVecVal* v) {
-    const int k = superlane_of(svGetScope());
-    const long row = cap.edges[k] - 1;
-    const int32_t s = cap.slot[(row * cap.superlanes * 2 + k * 2 + d) * cap.positions + p];
+    const int32_t s = cap.row_slot[d * cap.positions + p];
     if (s >= 0) std::memcpy(cap.out + long(s) * cap.words, v, cap.words * sizeof(uint32_t));
 }
 

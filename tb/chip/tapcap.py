@@ -42,7 +42,7 @@ def add_hooks(verilog: str, top: str, positions: int) -> str:
             "  // not counted in the design's coverage\n"
             "  /*verilator coverage_off*/\n"
             '  import "DPI-C" context function int tapcap_on();\n'
-            '  import "DPI-C" context function void tapcap_bank(input int d, input int p, '
+            '  import "DPI-C" function void tapcap_bank(input int d, input int p, '
             f"input bit [{bits - 1}:0] v);\n"
             "  always @(posedge clk) begin\n"
             "    if (tapcap_on() != 0) begin\n"
