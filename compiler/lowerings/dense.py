@@ -12,7 +12,9 @@ The epilogue is one VXM instruction per output vector: ``ADD`` the bias (a regis
 * **table** -- the int8 result is the index of a 256-entry ``GATHER`` (an activation such as
   GELU) on its way to ``Y``; ``pre`` also keeps the index vector (the pre-activation);
 * **residual** -- ``Y = R + rq(...)`` (int32): the requantised sum goes to a register and a
-  second instruction adds ``R``'s planes on their way to ``Y``.
+  second instruction adds ``R``'s planes on their way to ``Y``; with **narrow** (the
+  graph's fused ``requant`` of ``Y``) the sum stays in a register, one ``REQUANT`` writes
+  its per-lane narrowed copy and a ``PASS`` writes ``Y``.
 
 Timing: as `matmul_rows` (``S`` MVMs per K tile and output tile), plus per tile the
 register constants (bias, multiplier, shift: an immediate or one SRAM read each), and for
@@ -44,7 +46,9 @@ def dense_rows(pb: ProgramBuilder, name: str, x_loc, rows: int, k_in: int, weigh
     turn; ``out``: the output tensor keyed ``(i, t)`` (``(h, i, t)`` with ``heads =
     (n_heads, d_head)``); ``bias``/``multiplier``/``shift``: int32 per output channel;
     ``table``: (slice, base) of a Gather table; ``pre``: tensor for the table's index;
-    ``residual``: int32 tensor keyed ``(i, t)`` added after the requantisation."""
+    ``residual``: int32 tensor keyed ``(i, t)`` added after the requantisation;
+    ``narrow``: ``(tensor, multiplier, shift)``, that sum also requantised per lane into
+    the tensor."""
     vl, O, regs = pb.vl, pb.O, pb.regs
     n_out = int(np.shape(bias)[0])
     st: dict[str, object] = {}
