@@ -117,6 +117,17 @@ def _store_e(pb: ProgramBuilder, name: str, reg: int, e_dst, i: int, nt: int) ->
         pb.emit(b)
 
 
+def narrowed_row(pb: ProgramBuilder, nm: str, h, e_h, x, i: int, nt: int, bits: int
+                 ) -> int:
+    """Row ``i`` of ``h`` (``nt`` lane tiles, exponent ``e_h``) narrowed to ``bits`` into
+    ``x``: a new register holding the narrowed row's exponent."""
+    rex = pb.regs.single()
+    _load_e(pb, nm, e_h[(i, 0)], rex)
+    narrow_row(pb, f"{nm} x", [h[(i, t)] for t in range(nt)], [x[(i, t)] for t in range(nt)],
+               rex, bits)
+    return rex
+
+
 def narrow_rows(pb: ProgramBuilder, name: str, src, e_src, dst, e_dst, rows: int,
                 width: int, bits: int | None = None) -> None:
     """`golden.planes.narrow` of int32 rows to ``dst``'s width (``dst.planes`` bytes):
@@ -293,11 +304,7 @@ def rmsnorm_rows(pb: ProgramBuilder, name: str, h, e_h, dst, e_dst, rows: int,
     pb.reg_const(r_lim, np.full(vl, 2**30 - 1), "2**30 - 1")
     for i in range(rows):
         nm = f"{name} row {i}"
-        # 1. narrow to int16, ex = e + k
-        rex = regs.single()
-        _load_e(pb, nm, e_h[(i, 0)], rex)
-        narrow_row(pb, f"{nm} x", [h[(i, t)] for t in range(nt)],
-                   [x[(i, t)] for t in range(nt)], rex, 16)
+        rex = narrowed_row(pb, nm, h, e_h, x, i, nt, 16)  # 1. int16, ex = e + k
         # 2. sum of squares, each rounded to 2**-sq
         rss = regs.single()
         for t in range(nt):
@@ -424,10 +431,7 @@ def layernorm_rows(pb: ProgramBuilder, name: str, h, e_h, dst, e_dst, rows: int,
                         "E" if side == "W" else "W")  # read in the same cycle as x
     for i in range(rows):
         nm = f"{name} row {i}"
-        rex = regs.single()
-        _load_e(pb, nm, e_h[(i, 0)], rex)
-        narrow_row(pb, f"{nm} x", [h[(i, t)] for t in range(nt)],
-                   [x[(i, t)] for t in range(nt)], rex, 15)
+        rex = narrowed_row(pb, nm, h, e_h, x, i, nt, 15)
         rs = regs.single()
         row_reduce(pb, f"{nm} sum", [x[(i, t)] for t in range(nt)], rs, "RSUM", "PASS",
                    "i16", "ADD")
