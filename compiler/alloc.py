@@ -291,8 +291,7 @@ class Sram:
                 f"addresses x {vl} B = {self.capacity * vl / 1024:.1f} KiB); first failing "
                 f"allocation: {self.failed[0]}.  Raise mem_depth (now {self.depth}) or "
                 f"mem_slices_per_hemisphere, or use a smaller "
-                f"{'block' if self.what in ('the block', 'the decode step') else 'model'}.",
-                "sram", final)
+                f"{'block' if self.what == 'the block' else 'model'}.", "sram", final)
 
 
 class Regs:

@@ -26,7 +26,7 @@ from arch.config import TspConfig
 
 from .errors import CompileError
 from .graph import Graph, Node
-from .lowerings.block_attention import check_seq_len
+from .lowerings.block_attention import check_seq_len, other
 
 MW, ME = "MXM_W0", "MXM_E0"
 
@@ -51,10 +51,6 @@ PLANS = (
 
 def side(mxm: str) -> str:
     return "W" if mxm.startswith("MXM_W") else "E"
-
-
-def other(sd: str) -> str:
-    return "E" if sd == "W" else "W"
 
 
 def check_block(block, cfg: TspConfig) -> None:

@@ -65,7 +65,7 @@ class ProgramBuilder:
         #: weight tiles each MXM has been given so far (`linear_rows` starts a product on
         #: the least loaded)
         self.mxm_load: dict[str, int] = {}
-        #: per graph node: what its `OpKind.prepare` / `weights` allocated (tables, weights)
+        #: per graph node: what its `OpKind.prepare` / `reserve` allocated (tables, weights)
         self.state: dict[str, dict] = {}
         self.table_slices: list[str] = []  # slices holding a Gather table
         #: tensor name -> slices it must not go to (e.g. a KV cache's: its SCATTER reads

@@ -61,7 +61,7 @@ def _lower(block, cfg, C, plan, rigid_loads, spread, x8_near_input=False):
     the builder with the cache, the position vectors and the input's place noted."""
     pb, tensors = lower_graph(decode_graph(block, C, plan, spread=spread,
                                            x8_near_input=x8_near_input), cfg,
-                              rigid_loads=rigid_loads, what="the decode step")
+                              rigid_loads=rigid_loads, what="the block")
     pb.inputs = {key: [locs] for key, locs in tensors["x"].locs.items()}
     pb.cache = pb.state["ctx"]["cache"]
     return pb

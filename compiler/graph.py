@@ -212,11 +212,16 @@ def _linear_prepare(pb, n, shp):
     return {"table": t, "exclude": sl}
 
 
+def _row_keys(rows: int, width: int, vl: int) -> list[tuple[int, int]]:
+    """A row tensor's vector keys: ``(row, lane tile)``."""
+    return [(i, t) for i in range(rows) for t in range(T.ntiles(width, vl))]
+
+
 def _heads_keys(n, shape, vl):
     rows, width, _ = shape
     h = n.attrs.get("heads")
     if h is None:
-        return [(i, t) for i in range(rows) for t in range(T.ntiles(width, vl))]
+        return _row_keys(rows, width, vl)
     dh = width // int(h)
     return [(hh, i, t) for hh in range(int(h)) for t in T.head_tiles(hh, dh, vl)
             for i in range(rows)]
@@ -572,9 +577,7 @@ def _gqa_lower(pb, n, ins, out, shp):
     (q, eq), (k, ek), (v, ev) = ins
     hq, hkv, C = (int(n.attrs[a]) for a in ("n_heads", "n_kv_heads", "max_context"))
     d = shp[n.inputs[0]][1] // hq
-    tag = n.out.removesuffix("ctx")
-    cache, locs = kv_cache_int(pb, tag, C, hkv, d)
-    pb.state[n.out]["cache"] = (cache, locs)
+    cache, locs = kv_cache_int(pb, n.out.removesuffix("ctx"), C, hkv, d)
     append_kv(pb, f"{n.out} append k", k, ek, "k", locs, C, hkv, d)
     append_kv(pb, f"{n.out} append v", v, ev, "v", locs, C, hkv, d)
     attention_decode_row(pb, n.out, q, eq, cache, next(iter(pb.position_vectors().values())),
@@ -670,7 +673,6 @@ def _attention_prepare(pb, n, shp):
     spec = _attention_spec(pb, n, shp)
     check_seq_len(pb.cfg, spec.seq_len)
     tabs = prefill_tables(pb, spec)
-    pb.table_slices += [t.ranges[0][0] for t in (tabs["exp"], tabs["expm"], tabs["recip"])]
     if not n.attrs.get("scores_after_inputs"):
         tabs["score_slices"] = score_slices(pb)
     return {"spec": spec, "tables": tabs}
@@ -685,11 +687,17 @@ def _attention_reserve(pb, n):
     return {}
 
 
+def _need_heads(n, k: int, t) -> None:
+    """Input ``k`` (tensor ``t``) of an attention node must be per head (keyed ``(h, i,
+    t)``: a ``linear`` with ``heads``)."""
+    _need(n, len(next(iter(t.locs))) == 3, f"{'qkv'[k]} ({n.inputs[k]}) must come from a "
+          "per-head linear (attrs heads=n_heads)")
+
+
 def _attention_lower(pb, n, ins, out, shp):
     from .lowerings.block_attention import PrefillAttention
     q, k, v = ins  # v per head, or rows (then V^T is made by unit-vector MVMs)
-    _need(n, len(next(iter(q.locs))) == 3, f"q ({n.inputs[0]}) must come from a per-head "
-          "linear (attrs heads=n_heads)")
+    _need_heads(n, 0, q)
     st = pb.state[n.out]
     PrefillAttention(pb, st["spec"], st["tables"], q, k, v, out, pb.release_dying).run()
 
@@ -727,7 +735,6 @@ def _kv_attention_prepare(pb, n, shp):
     from .lowerings.block_attention import prefill_tables
     spec = _attention_spec(pb, n, shp)
     tabs = prefill_tables(pb, spec, exp_minus_128=False)
-    pb.table_slices += [t.ranges[0][0] for t in (tabs["exp"], tabs["recip"])]
     return {"spec": spec, "tables": tabs}
 
 
@@ -744,9 +751,8 @@ def _kv_attention_reserve(pb, n):
 def _kv_attention_lower(pb, n, ins, out, shp):
     from .lowerings.block_attention import CachedAttention
     q, k, v = ins
-    for name, t in (("q", q), ("v", v)):
-        _need(n, len(next(iter(t.locs))) == 3, f"{name} must come from a per-head linear "
-              "(attrs heads=n_heads)")
+    _need_heads(n, 0, q)
+    _need_heads(n, 2, v)
     st = pb.state[n.out]
     CachedAttention(pb, st["spec"], st["tables"], st["cache"], q, k, v, out).run()
 
@@ -796,7 +802,7 @@ OPS: dict[str, OpKind] = {
     "rope_at": OpKind(_rope_at_shape, _rope_at_golden, _rope_at_lower, True,
                       prepare=_rope_at_prepare, stateful=True),
     "gqa_attention": OpKind(_gqa_shape, _gqa_golden, _gqa_lower, True, _setup_activation,
-                            prepare=lambda pb, n, shp: {}, stateful=True),
+                            stateful=True),
     "add_aligned": OpKind(_scaled_shape(4, 4), _add_aligned_golden, _add_aligned_lower, True),
     "argmax": OpKind(_argmax_shape, _argmax_golden, _argmax_lower),  # the next token's id
 }
@@ -816,14 +822,12 @@ def evaluate(graph: Graph, inputs: Mapping[str, np.ndarray], state: dict | None 
             raise CompileError(f"node {n.out!r} ({n.kind}) depends on the run's position or "
                                "keeps state across runs: evaluate needs state={'pos': "
                                "position, ...}", "graph", True)
-        extra = (state,) if op.stateful else ()
-        if op.stateful and not op.scaled:
-            vals[n.out] = op.golden(n, *(vals[i] for i in n.inputs), state)
-        elif op.scaled:
-            vals[n.out], vals[f"{n.out}.e"] = op.golden(
-                n, *((vals[i], vals[f"{i}.e"]) for i in n.inputs), *extra)
+        args = [(vals[i], vals[f"{i}.e"]) if op.scaled else vals[i] for i in n.inputs]
+        got = op.golden(n, *args, *((state,) if op.stateful else ()))
+        if op.scaled:
+            vals[n.out], vals[f"{n.out}.e"] = got
         else:
-            vals[n.out] = op.golden(n, *(vals[i] for i in n.inputs))
+            vals[n.out] = got
     return vals
 
 
@@ -920,9 +924,8 @@ def lower_graph(graph: Graph, cfg: TspConfig | str, *, keep: bool = True,
             pb.state[n.out] = OPS[n.kind].prepare(pb, n, shp)
     avoid = sorted({sl for t in tensors.values() for sl, _, _ in t.ranges})
     for name, (rows, width, nb) in graph.inputs.items():
-        keys = [(i, t) for i in range(rows) for t in range(T.ntiles(width, vl))]
-        tensors[name] = pb.mem.tensor(name, keys, nb, graph.place.get(name), exclude=avoid,
-                                      const=True)
+        tensors[name] = pb.mem.tensor(name, _row_keys(rows, width, vl), nb,
+                                      graph.place.get(name), exclude=avoid, const=True)
     for n in sorted(graph.nodes, key=lambda n: OPS[n.kind].stateful):  # the state last
         if OPS[n.kind].reserve is not None:
             pb.state.setdefault(n.out, {}).update(OPS[n.kind].reserve(pb, n))
@@ -938,7 +941,7 @@ def lower_graph(graph: Graph, cfg: TspConfig | str, *, keep: bool = True,
     def alloc(n):
         rows, width, nb = shp[n.out]
         keys = (OPS[n.kind].keys(n, shp[n.out], vl) if OPS[n.kind].keys else
-                [(i, t) for i in range(rows) for t in range(T.ntiles(width, vl))])
+                _row_keys(rows, width, vl))
         excl = avoid + list(pb.state.get(n.out, {}).get("exclude", ())) + \
             pb.avoid.get(n.out, [])
         tensors[n.out] = pb.mem.tensor(n.out, keys, nb, graph.place.get(n.out), exclude=excl)

@@ -488,10 +488,9 @@ def _runtime_files() -> list[str]:
     return [f"{n}.{ext}" for n in RUNTIME_OBJECTS for ext in ("o", "d")]
 
 
-def reuse_runtime(build_dir: Path, flags: tuple[str, ...]) -> list[Path]:
-    """Copy the kept runtime objects into ``build_dir``: the copies ([] if none are kept
-    yet)."""
-    src = runtime_dir(flags)
+def reuse_runtime(build_dir: Path, src: Path) -> list[Path]:
+    """Copy the runtime objects kept in ``src`` (`runtime_dir`) into ``build_dir``: the
+    copies ([] if none are kept yet)."""
     if not all((src / f).exists() for f in _runtime_files()):
         return []
     for f in _runtime_files():
@@ -499,10 +498,10 @@ def reuse_runtime(build_dir: Path, flags: tuple[str, ...]) -> list[Path]:
     return [build_dir / f for f in _runtime_files() if f.endswith(".o")]
 
 
-def keep_runtime(build_dir: Path, flags: tuple[str, ...]) -> None:
-    """Keep ``build_dir``'s runtime objects for later builds (once; copied to a temporary
-    directory and renamed, so that a concurrent build never sees half of them)."""
-    dst = runtime_dir(flags)
+def keep_runtime(build_dir: Path, dst: Path) -> None:
+    """Keep ``build_dir``'s runtime objects in ``dst`` (`runtime_dir`) for later builds
+    (once; copied to a temporary directory and renamed, so that a concurrent build never
+    sees half of them)."""
     if dst.exists() or not all((build_dir / f).exists() for f in _runtime_files()):
         return
     tmp = dst.with_name(f"{dst.name}.tmp{os.getpid()}")
@@ -551,7 +550,8 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
             return sb
         t0 = time.monotonic()
         build_dir.mkdir(parents=True, exist_ok=True)
-        reused = reuse_runtime(build_dir, flags)
+        runtime = runtime_dir(flags)
+        reused = reuse_runtime(build_dir, runtime)
         runner = _runner(reused)
         log_file = build_dir / "build.log"
         log(f"building the Verilator simulator of {design}/{cfg.name}"
@@ -576,7 +576,7 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
                              ) from None
         seconds = time.monotonic() - t0
         if not reused:
-            keep_runtime(build_dir, flags)
+            keep_runtime(build_dir, runtime)
         if not waves and not coverage:
             _record_seconds(cfg, design, "verilator", seconds)
         stamp.write_text(json.dumps({"seconds": seconds, "flags": flags}))

@@ -81,20 +81,22 @@ def test_runtime_objects_kept_once_and_reused(tmp_path, monkeypatch):
     first, later = tmp_path / "first", tmp_path / "later"
     first.mkdir()
     later.mkdir()
-    assert build.reuse_runtime(later, flags) == []  # nothing kept yet
+    kept = build.runtime_dir(flags)
+    assert build.reuse_runtime(later, kept) == []  # nothing kept yet
     for n in build.RUNTIME_OBJECTS:
         (first / f"{n}.o").write_bytes(n.encode())
         (first / f"{n}.d").write_text(f"{n}.o: x\n")
-    build.keep_runtime(first, flags)
+    build.keep_runtime(first, kept)
     (first / "verilated.o").write_bytes(b"changed")  # kept once: not overwritten
-    build.keep_runtime(first, flags)
-    got = build.reuse_runtime(later, flags)
+    build.keep_runtime(first, kept)
+    got = build.reuse_runtime(later, kept)
     assert sorted(p.name for p in got) == sorted(f"{n}.o" for n in build.RUNTIME_OBJECTS)
     assert (later / "verilated.o").read_bytes() == b"verilated"
     assert (later / "verilated_vpi.d").exists()
     assert build.runtime_dir(build.verilator_flags(coverage=True)) != build.runtime_dir(flags)
     monkeypatch.setattr(toolchain, "tool_versions", lambda: {"verilator": "other"})
-    assert build.reuse_runtime(tmp_path, flags) == []  # another Verilator: not reused
+    assert build.runtime_dir(flags) != kept  # another Verilator: kept elsewhere
+    assert build.reuse_runtime(tmp_path, build.runtime_dir(flags)) == []
     runner = build._runner(got)
     monkeypatch.setattr(type(runner).__mro__[1], "_build_command",
                         lambda self: [["verilator", "--public-flat-rw", "x.v"], ["make"]])

@@ -111,7 +111,7 @@ def prefill_tables(pb: ProgramBuilder, a: SoftmaxAttention, exp_minus_128: bool 
                    ) -> dict:
     """Before anything else is allocated: the exp and (for the prefill's row sums by MVM)
     exp - 128 tables next to each other on the sums MXM's side, the reciprocal seed table
-    on the other side."""
+    on the other side (their slices noted in ``pb.table_slices``)."""
     vl = pb.vl
     sum_side = side(a.mxm_sums, pb)
     ex = pb.mem.slices(sum_side, 2)
@@ -124,6 +124,7 @@ def prefill_tables(pb: ProgramBuilder, a: SoftmaxAttention, exp_minus_128: bool 
     rs = pb.mem.slices(other(sum_side), 1)
     t_recip = pb.const("table.recip", dict(enumerate(T.table_vectors(a.recip_table, vl))), 1,
                        slices=[rs[0]])
+    pb.table_slices += [ex[0], rs[0]] + ([ex[1]] if exp_minus_128 else [])
     return {"exp": t_exp, "expm": t_expm, "recip": t_recip}
 
 
