@@ -7,11 +7,14 @@ properties, so there is one source of truth for each.  Variants are made with
 
 Floorplan, west to east, mirrored about the VXM::
 
-    MXM_W{m-1}..MXM_W0 | SXM_W | MEM_W{n-1}..MEM_W0 | VXM |
-        MEM_E0..MEM_E{n-1} | SXM_E | MXM_E0..MXM_E{m-1}
+    [C2C_W] | MXM_W{m-1}..MXM_W0 | SXM_W | MEM_W{n-1}..MEM_W0 | VXM |
+        MEM_E0..MEM_E{n-1} | SXM_E | MXM_E0..MXM_E{m-1} | [C2C_E]
 
 Position 0 is the westmost slice.  MEM slices are numbered from the centre
-outwards, so MEM_W0 and MEM_E0 are the VXM's neighbours.
+outwards, so MEM_W0 and MEM_E0 are the VXM's neighbours.  The chip-to-chip
+slices C2C_W and C2C_E sit at the two ends of the row when the config has
+links (``c2c_links >= 1``); a link of C2C_E leads to a C2C_W of the next chip
+(docs/architecture.md, "Several chips").
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ MEM_BANKS = 2
 #: the deepest instruction queue a config may have (words)
 IMEM_MAX = 1 << 18
 
-KINDS = ("MXM", "SXM", "MEM", "VXM")
+KINDS = ("MXM", "SXM", "MEM", "VXM", "C2C")
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,16 @@ class TspConfig:
     #: instruction words in the VXM queue; 0: ``imem_depth``.  The VXM issues the most
     #: words (every requantisation, norm and softmax step), so it may hold more.
     vxm_imem_depth: int = 0
+    #: chip-to-chip links at each end of the slice row (C2C_W, C2C_E); 0: no C2C slices
+    c2c_links: int = 0
+    #: cycles from a SEND's issue to its first byte at the far end (wire and SerDes); the
+    #: vector is in the far end's receive buffer ``c2c_latency + c2c_beats`` cycles after
+    c2c_latency: int = 8
+    #: bytes per cycle a link moves in each superlane (its lane group there): a link moves
+    #: ``superlanes x c2c_bytes_per_cycle`` bytes per cycle, a vector in ``16 / this`` beats
+    c2c_bytes_per_cycle: int = 4
+    #: vectors each link's receive buffer holds (arrived, not yet taken by a RECV)
+    c2c_buffer: int = 4
 
     # -- validation ---------------------------------------------------------
 
@@ -87,8 +100,15 @@ class TspConfig:
         "imem_depth": (16, IMEM_MAX),
         "mxm_imem_depth": (16, IMEM_MAX),
         "vxm_imem_depth": (16, IMEM_MAX),
+        "c2c_links": (0, 4),
+        "c2c_latency": (1, 1024),
+        "c2c_bytes_per_cycle": (1, LANES_PER_SUPERLANE),
+        "c2c_buffer": (1, 64),
     }
-    _POW2 = ("mem_depth", "imem_depth", "mxm_imem_depth", "vxm_imem_depth")
+    _POW2 = ("mem_depth", "imem_depth", "mxm_imem_depth", "vxm_imem_depth",
+             "c2c_bytes_per_cycle")
+    #: link parameters: part of the hardware (and its hash) only when there are links
+    _C2C_ONLY = ("c2c_latency", "c2c_bytes_per_cycle", "c2c_buffer")
     #: fields whose 0 means "the same as imem_depth"
     _ZERO_IS_DEFAULT = ("mxm_imem_depth", "vxm_imem_depth")
 
@@ -137,6 +157,19 @@ class TspConfig:
     @property
     def stream_index_bits(self) -> int:
         return max(1, (self.streams_per_direction - 1).bit_length())
+
+    # -- derived: chip-to-chip links -------------------------------------------
+
+    @property
+    def c2c_beats(self) -> int:
+        """Cycles a link takes to move one vector (each superlane's 16 bytes in
+        ``c2c_bytes_per_cycle``-byte beats, all superlanes in parallel)."""
+        return self.lanes_per_superlane // self.c2c_bytes_per_cycle
+
+    @property
+    def c2c_arrival(self) -> int:
+        """Cycles from a SEND's issue to the first cycle a RECV may take the vector."""
+        return self.c2c_latency + self.c2c_beats
 
     # -- derived: memory ----------------------------------------------------
 
@@ -191,16 +224,17 @@ class TspConfig:
     def slices(self) -> tuple[SlicePosition, ...]:
         """All slice positions, west (index 0) to east."""
         west: list[tuple[str, int]] = []
+        west += [("C2C", 0)] if self.c2c_links else []
         west += [("MXM", i) for i in reversed(range(self.mxms_per_hemisphere))]
         west += [("SXM", 0)]
         west += [("MEM", i) for i in reversed(range(self.mem_slices_per_hemisphere))]
         out: list[SlicePosition] = []
         for kind, i in west:
-            suffix = f"W{i}" if kind != "SXM" else "W"
+            suffix = f"W{i}" if kind not in ("SXM", "C2C") else "W"
             out.append(SlicePosition(len(out), kind, "W", i, f"{kind}_{suffix}"))
         out.append(SlicePosition(len(out), "VXM", "C", 0, "VXM"))
         for kind, i in reversed(west):
-            suffix = f"E{i}" if kind != "SXM" else "E"
+            suffix = f"E{i}" if kind not in ("SXM", "C2C") else "E"
             out.append(SlicePosition(len(out), kind, "E", i, f"{kind}_{suffix}"))
         return tuple(out)
 
@@ -224,8 +258,11 @@ class TspConfig:
     # -- identity -----------------------------------------------------------
 
     def params(self) -> dict[str, int]:
-        """The hardware parameters (everything but the name)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "name"}
+        """The hardware parameters (everything but the name; without links, not the link
+        parameters either: they describe no hardware then)."""
+        skip = {"name", *(() if self.c2c_links else self._C2C_ONLY)}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in skip}
 
     def to_dict(self) -> dict:
         return {"name": self.name, **self.params()}
@@ -252,7 +289,16 @@ class TspConfig:
             f"{self.mem_slices_per_hemisphere} MEM/hemisphere x {self.mem_addresses} addr, "
             f"{self.mxms_per_hemisphere} MXM/hemisphere, {self.n_positions} slice positions, "
             f"SRAM {self.sram_bytes / 1024:.0f} KiB"
+            + (f", {self.c2c_links} C2C link(s)/end ({self.c2c_latency} cycles, "
+               f"{self.c2c_beats} beats/vector)" if self.c2c_links else "")
         )
+
+    def with_links(self) -> TspConfig:
+        """This config with its C2C slices (one link at each end unless it has links): what
+        each chip of a system (`golden.system`, `hdl.system`) is."""
+        if self.c2c_links:
+            return self
+        return self.replace(name=f"{self.name}+c2c", c2c_links=1)
 
 
 PRESETS: dict[str, TspConfig] = {
@@ -286,12 +332,16 @@ PRESETS: dict[str, TspConfig] = {
     # The published chip: 20 superlanes, 32 streams/direction, 44 MEM slices per
     # hemisphere of 8192 addresses (2.5 MiB each).  Elaboration and analysis only.  Its
     # queues hold one whole SmolLM2-135M decode step resident (`make llm`): 16k words per
-    # MEM/SXM queue, 64k per MXM, 256k for the VXM -- 15.25 MiB of instruction memory
+    # MEM/SXM/C2C queue, 64k per MXM, 256k for the VXM -- 15.5 MiB of instruction memory
     # beside the 220 MiB of MEM (the reference chip fetches instructions from MEM instead).
+    # C2C: 4 links at each end, each 1 byte per cycle per superlane (20 B/cycle, 18 GB/s at
+    # 900 MHz: the reference's ~14 GB/s links, rounded up to this model's finest width), a
+    # vector in 16 beats; the 64-cycle latency is an assumption (the reference publishes
+    # none).
     "full": TspConfig(
         name="full", superlanes=20, streams_per_direction=32, mem_slices_per_hemisphere=44,
         mem_depth=4096, mxms_per_hemisphere=2, imem_depth=16384, mxm_imem_depth=65536,
-        vxm_imem_depth=262144,
+        vxm_imem_depth=262144, c2c_links=4, c2c_latency=64, c2c_bytes_per_cycle=1,
     ),
 }
 

@@ -30,8 +30,8 @@ OPCODE_OFFSET = 0
 OPCODE_BITS = 6
 
 #: instruction kinds: the shared ICU set plus one per slice kind
-KINDS = ("ICU", "MEM", "VXM", "MXM", "SXM")
-SLICE_KINDS = ("MEM", "VXM", "MXM", "SXM")
+KINDS = ("ICU", "MEM", "VXM", "MXM", "SXM", "C2C")
+SLICE_KINDS = ("MEM", "VXM", "MXM", "SXM", "C2C")
 
 #: MXM int32 accumulator slots (vectors) per MXM, indexed by the MVM ``acc`` field
 MXM_ACC_SLOTS = 32
@@ -59,18 +59,23 @@ class IsaError(ValueError):
 # ----------------------------------------------------------------------------- latency
 @dataclass(frozen=True)
 class Latency:
-    """``base + per_superlane * cfg.superlanes`` cycles from issue to the last effect."""
+    """``base + per_superlane * cfg.superlanes + per_beat * cfg.c2c_beats`` cycles from
+    issue to the last effect (B = ``c2c_beats``: the beats of a vector on a C2C link)."""
 
     base: int
     per_superlane: int = 0
+    per_beat: int = 0
 
     def __call__(self, cfg: TspConfig) -> int:
-        return self.base + self.per_superlane * cfg.superlanes
+        beats = cfg.c2c_beats if self.per_beat else 0
+        return self.base + self.per_superlane * cfg.superlanes + self.per_beat * beats
 
     def formula(self) -> str:
-        if not self.per_superlane:
+        terms = [f"{'' if k == 1 else k}{v}" for k, v in
+                 ((self.per_beat, "B"), (self.per_superlane, "S")) if k]
+        if not terms:
             return str(self.base)
-        s = "S" if self.per_superlane == 1 else f"{self.per_superlane}S"
+        s = " + ".join(terms)
         if self.base == 0:
             return s
         return f"{s} {'+' if self.base > 0 else '-'} {abs(self.base)}"
@@ -100,6 +105,7 @@ def _domain_bounds(domain: str, cfg: TspConfig) -> tuple[int, int]:
         "vop": (0, len(VXM_OPS) - 1),
         "sel": (0, 127),
         "imm": (-(2**14), 2**14 - 1),
+        "link": (0, cfg.c2c_links - 1),
     }
     return table[domain]
 
@@ -449,7 +455,27 @@ _SXM = (
     ),
 )
 
-ALL_DEFS: tuple[InstrDef, ...] = _ICU + _MEM + _VXM + _MXM + _SXM
+# C2C: link [7:6], stream [13:8], type [15:14]
+_C2C_LINK = F("link", 6, 2, "link", doc="link of this end of the chip")
+_C2C_TYPE = F("type", 14, 2, "type", doc="message type: its byte planes, one per stream")
+_C2C = (
+    InstrDef("C2C", "SEND", 8, (_C2C_LINK, *_stream_fields("in", 8, "data"), _C2C_TYPE),
+             Latency(0, 0, 1), (Operand("int", "link"), Operand("stream", "in")),
+             "Take the `type` value on streams in.. at issue (cycle t) and send it on link "
+             "`link` as one message of w byte planes (w = type bytes): its w x B beats "
+             "(B = 16 / c2c_bytes_per_cycle per plane) leave in cycles t+1..t+wB, and it "
+             "is in the far end's receive buffer from cycle t + c2c_latency + wB.  The "
+             "link is busy until t+wB: a SEND on it issued before then is refused.  "
+             "Latency: wB (the formula shows w = 1).", type_suffix=True),
+    InstrDef("C2C", "RECV", 9, (_C2C_LINK, *_stream_fields("out", 8, "result"), _C2C_TYPE),
+             Latency(1), (Operand("int", "link"), Operand("stream", "out")),
+             "Take the oldest message from link `link`'s receive buffer (cycle t) and write "
+             "its planes onto streams out.. in cycle t+1.  Refused when no message has "
+             "arrived by cycle t, or when the message's type is not `type`.",
+             type_suffix=True),
+)
+
+ALL_DEFS: tuple[InstrDef, ...] = _ICU + _MEM + _VXM + _MXM + _SXM + _C2C
 ICU_DEFS = {d.mnemonic: d for d in _ICU}
 #: per slice kind: mnemonic -> definition (the ICU instructions included)
 DEFS: dict[str, dict[str, InstrDef]] = {
@@ -499,11 +525,14 @@ def instr_def(kind: str, mnemonic: str) -> InstrDef:
         ) from None
 
 
-def latency(mnemonic: str, cfg: TspConfig) -> int:
-    """Functional latency L of a slice instruction: last effect in cycle issue + L."""
+def latency(mnemonic: str, cfg: TspConfig, fields: Mapping[str, int] | None = None) -> int:
+    """Functional latency L of a slice instruction: last effect in cycle issue + L (a SEND's
+    depends on its type: w x B for w byte planes; without ``fields``, w = 1)."""
     d = DEF_BY_MNEMONIC[mnemonic.upper()]
     if d.latency is None:
         raise IsaError(f"{mnemonic} is an ICU instruction and has no functional latency")
+    if d.mnemonic == "SEND" and fields:
+        return d.latency(cfg) * type_bytes(fields.get("type", 0))
     return d.latency(cfg)
 
 
@@ -619,7 +648,10 @@ def validate(instr: Instr, kind: str, cfg: TspConfig) -> None:
     check_ranges(instr, cfg)
     f = instr.fields
     mn = d.mnemonic
-    if d.kind == "MEM":
+    if d.kind == "C2C":
+        p = "in" if mn == "SEND" else "out"
+        _check_streams(cfg, mn, p, f[f"{p}_s"], type_bytes(f["type"]))
+    elif d.kind == "MEM":
         for p in ("out", "in", "idx"):
             if f"{p}_s" in f:
                 _check_streams(cfg, mn, p, f[f"{p}_s"], 1)

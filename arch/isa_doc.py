@@ -193,11 +193,40 @@ def _bounds_text(d: InstrDef, f) -> str:
     dom = f.domain
     sym = {"stream": "0..NS-1", "addr": "0..A-1", "row": "0..VL-1", "lane": "0..VL-1",
            "shift_vector": "-(VL-1)..VL-1", "dir": "0 E, 1 W", "flag": "0..1",
-           "type": "0 i8, 1 i16, 2 i32, 3 u8", "sel": "selector", "vop": "op code"}
+           "type": "0 i8, 1 i16, 2 i32, 3 u8", "sel": "selector", "vop": "op code",
+           "link": "0..c2c_links-1"}
     if dom in sym:
         return sym[dom]
     lo, hi = f.bounds(PRESETS["small"])
     return f"{lo}..{hi}"
+
+
+_C2C = """\
+### C2C links
+
+* A link joins one end of a chip to one end of another: link `k` of C2C_E of chip `i` and
+  link `k` of C2C_W of chip `i+1` (a ring; chip `n-1`'s C2C_E leads back to chip 0's
+  C2C_W, and on one chip alone, to its own C2C_W: a loopback).  Each direction is its own
+  wire: both ends may send in the same cycle.
+* Fixed timing, config parameters: `c2c_latency` (cycles, 1..1024) and
+  `c2c_bytes_per_cycle` (per superlane: 1, 2, 4, 8 or 16).  A byte plane (one stream's
+  vector) crosses in `B = 16 / c2c_bytes_per_cycle` beats, every superlane's 16 bytes on
+  its own lane group of the link, skewed like everything else (superlane `k` sends and
+  receives `k` cycles after superlane 0).  A message of type `i32` is 4 planes: `4B`
+  beats, plane 0 first.
+* `SEND.t` issued in `t`: beats in `t+1 .. t+wB`; the message is in the far end's receive
+  buffer from cycle `t + c2c_latency + wB` (a `RECV.t` issued then or later takes it).
+  The sending link is busy until `t + wB`.
+* Receive buffer: `c2c_buffer` messages per link, first in first out.  A message arriving
+  when it is full (and no `RECV` takes one in that cycle) is an overflow.
+* Faults (model: an error naming chip, slice, instruction and cycle; RTL: the error code
+  at the slice and cycle): `LINK_BUSY` (a `SEND` before the link's last beat left),
+  `LINK_EMPTY` (a `RECV` with nothing arrived), `LINK_TYPE` (a `RECV` of another type than
+  the message's), `LINK_OVERFLOW`.  A message never received is an error of the machine
+  model (the RTL drops it at the next START).
+* There is no deskew instruction: the links here are deterministic by construction, so
+  the compiler knows every arrival cycle.
+"""
 
 
 def _latency_row(d: InstrDef) -> str:
@@ -217,7 +246,13 @@ def _syntax(d: InstrDef) -> str:
 
 def _kind_section(kind: str, defs: list[InstrDef], cfg) -> list[str]:
     out = [f"## {kind}", ""]
-    if kind != "ICU":
+    if kind == "C2C":
+        with_links = [c for c in PRESETS.values() if c.c2c_links]
+        out += ["Slices: C2C_W and C2C_E, at the two ends of the slice row, in configs with "
+                "`c2c_links >= 1` (" + ", ".join(
+                    f"{c.name}: {c.c2c_links} link(s) per end" for c in with_links)
+                + "; every chip of a system: `TspConfig.with_links()`).", ""]
+    elif kind != "ICU":
         names = ", ".join(s.name for s in cfg.slices_of(kind))
         out += [f"Slices ({cfg.name}): {names}.", ""]
     out += [f"| mnemonic | opcode | syntax | latency L ({'/'.join(PRESETS)}) "
@@ -327,6 +362,9 @@ def render_isa_doc(cfg=None) -> str:
                 out.append(f"| {op.name} | {op.code} | {op.arity} | {_cell(op.summary)} |")
             out.append("")
             out.append(f"Types: {', '.join(f'{i} = {t}' for i, t in enumerate(TYPES))}.")
+            out.append("")
+        if kind == "C2C":
+            out.append(_C2C.rstrip())
             out.append("")
     out += _worked_examples(cfg)
     out.append(_ASM.rstrip())

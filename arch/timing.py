@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .config import TspConfig
-from .isa import DEF_BY_MNEMONIC, IsaError, Latency
+from .isa import DEF_BY_MNEMONIC, IsaError, Latency, latency
 
 #: MXM instructions that pass through the shifted core: D = 2S + 1 cycles after issue
 _MXM_CORE = Latency(1, 2)
@@ -42,11 +42,12 @@ _CORE_ONLY = frozenset({"LW", "LWT", "IW"})
 def occupancy(mnemonic: str, cfg: TspConfig, fields: Mapping[str, int] | None = None) -> int:
     """Cycles from issue (superlane-0 time) to the last cycle in which any superlane
     tile of the slice still works on the instruction (``fields`` matter for MVM:
-    without ``emit`` it ends with the accumulator write in ``t + L``)."""
+    without ``emit`` it ends with the accumulator write in ``t + L``; and for SEND: its
+    type sets how many beats it sends)."""
     d = DEF_BY_MNEMONIC.get(mnemonic.upper())
     if d is None or d.latency is None:
         raise IsaError(f"{mnemonic!r} is not a slice instruction and has no occupancy")
-    L = d.latency(cfg)
+    L = latency(d.mnemonic, cfg, fields)
     if d.kind == "MXM":
         if d.mnemonic in _CORE_ONLY:
             return _MXM_CORE(cfg)
@@ -60,9 +61,12 @@ def occupancy_formula(mnemonic: str) -> str:
     d = DEF_BY_MNEMONIC[mnemonic.upper()]
     if d.kind == "MXM" and d.mnemonic in _CORE_ONLY:
         return _MXM_CORE.formula()
-    base = Latency(d.latency.base - 1, d.latency.per_superlane + 1).formula()
+    base = Latency(d.latency.base - 1, d.latency.per_superlane + 1,
+                   d.latency.per_beat).formula()
     if d.mnemonic == "MVM":
         return f"{base} (emit), {d.latency.formula()} (no emit)"
+    if d.mnemonic == "SEND":
+        return "wB + S - 1"
     return base
 
 

@@ -87,6 +87,8 @@ from golden.quant import requantize
 
 E, W = 0, 1
 _ICU = frozenset(("NOP", "REPEAT", "SYNC", "NOTIFY", "HALT"))
+#: instructions whose occupancy depends on their fields (MVM: emit; SEND: type)
+_FIELD_TIMED = frozenset(("MVM", "SEND"))
 
 __all__ = [
     "IssueEvent",
@@ -362,7 +364,7 @@ class Machine:
         self._lat = {}
         #: occupancy of every slice instruction but MVM (which depends on its emit flag)
         self._occ = {d.mnemonic: occupancy(d.mnemonic, cfg) for d in ALL_DEFS
-                     if d.latency is not None and d.mnemonic != "MVM"}
+                     if d.latency is not None and d.mnemonic not in _FIELD_TIMED}
         self._lwt_latency = isa_latency("LWT", cfg)
         self.program: Program | None = None
         self._handlers = {
@@ -371,8 +373,18 @@ class Machine:
             "IW": self._iw, "MVM": self._mvm, "SHS": self._move, "ROTS": self._move,
             "SHV": self._move, "ROTV": self._move, "DIST": self._move, "PERM": self._move,
             "PMAP": self._pmap, "RMAX": self._reduce, "RMIN": self._reduce,
-            "RSUM": self._reduce,
+            "RSUM": self._reduce, "SEND": self._send, "RECV": self._recv,
         }
+        #: what this chip is called in errors about links ("" alone, "chip 1" in a system)
+        self.chip = ""
+        #: where a SEND on (C2C slice, link) goes: (machine, C2C slice, link) of the far end;
+        #: alone, a chip's links loop back (C2C_E link k <-> its own C2C_W link k)
+        self.c2c_peer: dict[tuple[str, int], tuple[Machine, str, int]] = {}
+        ends = [s.name for s in cfg.slices_of("C2C")]
+        for a, b in zip(ends, reversed(ends), strict=True):
+            for k in range(cfg.c2c_links):
+                self.c2c_peer[(a, k)] = (self, b, k)
+        self.c2c_reset()
 
     # -- memory access ----------------------------------------------------------------
     def _mem_of(self, what: str, slice_name: str) -> np.ndarray:
@@ -446,7 +458,18 @@ class Machine:
 
     # -- run ------------------------------------------------------------------------------
     def run(self, max_cycles: int = 1_000_000, trace: bool = False) -> RunResult:
-        """Execute the loaded program from cycle 0 until every queue halted."""
+        """Execute the loaded program from cycle 0 until every queue halted (a chip alone:
+        its C2C links, if it has any, loop back to itself; `golden.system` links chips)."""
+        self.begin(trace)
+        while (c := self.next_cycle()) is not None:
+            self.step(c, max_cycles)
+        self.c2c_settle()
+        return self.finish()
+
+    def begin(self, trace: bool = False) -> None:
+        """Start a run: every queue at its first instruction, every stream register
+        invalid, the C2C receive buffers empty.  `next_cycle` / `step` / `finish` follow
+        (`run` does all of it; `golden.system.System` interleaves several chips)."""
         if self.program is None:
             raise MachineError("no program loaded")
         self._reset_queues()
@@ -463,38 +486,48 @@ class Machine:
         self._purged = 0
         #: observer only: (dir, stream, position, write cycle) -> the writing instruction
         self._obs_src: dict[tuple, tuple] = {}
+        self.c2c_reset()
+
+    def next_cycle(self) -> int | None:
+        """The next cycle in which a queue issues, or None when none will any more."""
+        running = [q.t_next for q in self._queues if q.state == "run"]
+        return min(running) if running else None
+
+    def step(self, c: int, max_cycles: int = 1_000_000) -> None:
+        """Issue what the queues issue in cycle ``c`` (= `next_cycle`)."""
+        running = [q for q in self._queues if q.state == "run"]
+        if c >= max_cycles:
+            names = ", ".join(f"{q.name} at instruction {q.pc}" for q in running)
+            raise MachineError(f"program did not halt within max_cycles={max_cycles} "
+                               f"(still running: {names})")
+        self.c2c_check(c)
+        if c - self._purged > 8 * self.n_pos and not self.keep_history:
+            self._purge(c)
+        notify = False
+        for q in running:
+            if q.t_next == c:
+                notify |= self._step(q, c)
+        if notify:
+            released = []
+            for q in self._queues:
+                if q.state == "wait" and q.sync_cycle <= c:
+                    q.state = "run"
+                    q.t_next = c + SYNC_RELEASE_DELAY
+                    released.append((q.name, q.sync_cycle))
+            if self.observer is not None:
+                self.observer.on_release(
+                    ReleaseEvent(c, c + SYNC_RELEASE_DELAY, tuple(released)))
+
+    def finish(self) -> RunResult:
+        """End the run (after `next_cycle` returned None): a deadlock is an error; the
+        pending register and map writes land; the counters."""
         queues = self._queues
-        while True:
-            running = [q for q in queues if q.state == "run"]
-            if not running:
-                waiting = [q for q in queues if q.state == "wait"]
-                if waiting:
-                    desc = ", ".join(f"{q.name} (SYNC, instruction {q.pc - 1}, in cycle "
-                                     f"{q.sync_cycle})" for q in waiting)
-                    raise MachineError(f"deadlock: {desc} wait for a NOTIFY that no queue "
-                                       "can issue any more")
-                break
-            c = min(q.t_next for q in running)
-            if c >= max_cycles:
-                names = ", ".join(f"{q.name} at instruction {q.pc}" for q in running)
-                raise MachineError(f"program did not halt within max_cycles={max_cycles} "
-                                   f"(still running: {names})")
-            if c - self._purged > 8 * self.n_pos and not self.keep_history:
-                self._purge(c)
-            notify = False
-            for q in running:
-                if q.t_next == c:
-                    notify |= self._step(q, c)
-            if notify:
-                released = []
-                for q in queues:
-                    if q.state == "wait" and q.sync_cycle <= c:
-                        q.state = "run"
-                        q.t_next = c + SYNC_RELEASE_DELAY
-                        released.append((q.name, q.sync_cycle))
-                if self.observer is not None:
-                    self.observer.on_release(
-                        ReleaseEvent(c, c + SYNC_RELEASE_DELAY, tuple(released)))
+        waiting = [q for q in queues if q.state == "wait"]
+        if waiting:
+            desc = ", ".join(f"{q.name} (SYNC, instruction {q.pc - 1}, in cycle "
+                             f"{q.sync_cycle})" for q in waiting)
+            raise MachineError(f"deadlock: {desc} wait for a NOTIFY that no queue "
+                               "can issue any more")
         self._apply_pending(1 << 62)
         tr = None
         if self._trace is not None:
@@ -516,7 +549,9 @@ class Machine:
         except IsaError:
             text = f"{mn} {f}"
         r = f", repetition {rep}" if rep else ""
-        return MachineError(f"{q.name} instruction {idx} ({text}{r}) in cycle {c}: {msg}")
+        chip = f"{self.chip}: " if self.chip else ""
+        return MachineError(f"{chip}{q.name} instruction {idx} ({text}{r}) in cycle {c}: "
+                            f"{msg}")
 
     def _step(self, q: _Queue, c: int) -> bool:
         """Issue queue ``q``'s next instruction in cycle ``c``; True if it was a NOTIFY."""
@@ -599,6 +634,8 @@ class Machine:
         lat = self._lat.get(mn)
         if lat is None:
             lat = self._lat[mn] = isa_latency(mn, self.cfg)
+        if mn == "SEND":
+            lat = isa_latency(mn, self.cfg, f)
         if self._trace is not None:
             self._trace_issue(q, idx, rep, mn, f, c)
         if self.observer is not None:
@@ -606,7 +643,7 @@ class Machine:
         self._ctx = (q, idx, mn, f, c, rep)
         self._mn = mn
         self._handlers[mn](q, f, c, lat)
-        end = c + (self._occ[mn] if mn != "MVM" else occupancy(mn, self.cfg, f))
+        end = c + (self._occ[mn] if mn not in _FIELD_TIMED else occupancy(mn, self.cfg, f))
         q.timeline.add(c, end)
         q.issued += 1
         if end > self._last:
@@ -791,6 +828,85 @@ class Machine:
                 else:
                     keep.append((t, name, m, v))
             self._pending_maps = keep
+
+    # -- C2C --------------------------------------------------------------------------------
+    def c2c_reset(self) -> None:
+        """Empty receive buffers and idle links (the start of a run)."""
+        ports = list(self.c2c_peer)
+        #: per receiving (slice, link): [arrival cycle, vector, who sent it] in order
+        self._rx: dict[tuple[str, int], list] = {k: [] for k in ports}
+        #: per receiving (slice, link): cycles of its RECVs; arrivals checked so far
+        self._rx_pops: dict[tuple[str, int], list[int]] = {k: [] for k in ports}
+        self._rx_checked: dict[tuple[str, int], int] = {k: 0 for k in ports}
+        self._rx_all: dict[tuple[str, int], list] = {k: [] for k in ports}
+        #: per sending (slice, link): the first cycle a SEND may issue again
+        self._tx_free: dict[tuple[str, int], int] = {k: 0 for k in ports}
+
+    def _where(self, sl: str, link: int) -> str:
+        return f"{self.chip + ' ' if self.chip else ''}{sl} link {link}"
+
+    def c2c_check(self, upto: int) -> None:
+        """Receive-buffer overflows of the vectors that arrived by cycle ``upto``: one
+        arriving in cycle A (its last beat lands in A - 1) finds the buffer full when the
+        messages arrived by A minus those taken before A exceed ``c2c_buffer``."""
+        depth = self.cfg.c2c_buffer
+        for key, arr in self._rx_all.items():
+            i = self._rx_checked[key]
+            pops = self._rx_pops[key]
+            while i < len(arr) and arr[i][0] <= upto:
+                a = arr[i][0]
+                held = i + 1 - bisect_left(pops, a)
+                if held > depth:
+                    raise MachineError(
+                        f"{self._where(*key)} in cycle {a - 1}: receive buffer overflow: "
+                        f"{arr[i][2]} arrives while {depth} message(s) wait in the "
+                        f"buffer (c2c_buffer={depth}); RECV them earlier")
+                i += 1
+            self._rx_checked[key] = i
+
+    def c2c_settle(self) -> None:
+        """After the run (of every linked chip): overflows of the last arrivals, and no
+        vector left that no RECV took."""
+        self.c2c_check(1 << 62)
+        for key, left in self._rx.items():
+            if left:
+                a, _, who, _ = left[0]
+                raise MachineError(
+                    f"{self._where(*key)}: {len(left)} message(s) arrived and were never "
+                    f"received (the first: {who}, in the buffer from cycle {a})")
+
+    def _send(self, q, f, c, lat):
+        key = (q.name, f["link"])
+        free = self._tx_free[key]
+        if c < free:
+            raise self._fail(f"link {f['link']} busy: the SEND before it sends its last "
+                             f"beat in cycle {free}")
+        t = TYPES[f["type"]]
+        w = TYPE_BYTES[t]
+        beats = w * self.cfg.c2c_beats
+        self._tx_free[key] = c + beats
+        v = self._rd_planes(q, f["in_d"], f["in_s"], w, c).copy()
+        peer, psl, plink = self.c2c_peer[key]
+        who = f"a {t} message sent by {self._where(*key)} in cycle {c}"
+        entry = [c + self.cfg.c2c_latency + beats, v, who, t]
+        peer._rx[(psl, plink)].append(entry)
+        peer._rx_all[(psl, plink)].append(entry)
+
+    def _recv(self, q, f, c, lat):
+        key = (q.name, f["link"])
+        buf = self._rx[key]
+        if not buf or buf[0][0] > c:
+            nxt = (f"; the next arrives in cycle {buf[0][0]} ({buf[0][2]})" if buf
+                   else "; none is on its way")
+            raise self._fail(f"link {f['link']} empty: no message has arrived by this "
+                             f"cycle{nxt}")
+        t = TYPES[f["type"]]
+        if buf[0][3] != t:
+            raise self._fail(f"link {f['link']}: RECV.{t} takes {buf[0][2]}: the types "
+                             "differ")
+        _, v, _, _ = buf.pop(0)
+        self._rx_pops[key].append(c)
+        self._wr_planes(q, f["out_d"], f["out_s"], c + lat, v)
 
     # -- MEM --------------------------------------------------------------------------------
     def _bank_check(self, q, c, banks, what) -> None:

@@ -37,6 +37,7 @@ from .host import (
     host_command_layout,
     status_value,
 )
+from .c2c import C2cSlice, LinkLaneSignature
 from .icu import COUNTER_BITS, InstructionControlUnit
 from .mem import MemSlice
 from .mxm import MxmSlice
@@ -47,7 +48,23 @@ from .vxm import VxmSlice
 
 #: the slice column of each kind
 SLICE_CLASSES: dict[str, type] = {"MEM": MemSlice, "VXM": VxmSlice, "MXM": MxmSlice,
-                                  "SXM": SxmSlice}
+                                  "SXM": SxmSlice, "C2C": C2cSlice}
+
+
+def chip_members(cfg: TspConfig) -> dict:
+    """The chip's ports (`Chip`'s signature members; `hdl.system` repeats them per chip)."""
+    members = {
+        "cmd": In(stream.Signature(host_command_layout(cfg))),
+        "rsp_valid": Out(1),
+        "rsp_data": Out(cfg.vector_length * 8),
+        "running": Out(1),
+        "done": Out(1),
+        "error": Out(1),
+    }
+    if cfg.c2c_links:
+        for end in ("c2c_w", "c2c_e"):
+            members[end] = Out(LinkLaneSignature(cfg)).array(cfg.c2c_links, cfg.superlanes)
+    return members
 
 
 class Chip(wiring.Component):
@@ -55,7 +72,9 @@ class Chip(wiring.Component):
 
     Ports: ``cmd`` (valid/ready stream of `host_command_layout`), ``rsp_valid``
     / ``rsp_data`` (answer to a read, the cycle after it), ``running``,
-    ``done`` (the last run finished), ``error`` (it stopped on a fault).
+    ``done`` (the last run finished), ``error`` (it stopped on a fault); with C2C
+    links, ``c2c_w`` / ``c2c_e`` (``[link][superlane]``: `LinkLaneSignature`), which a
+    system top (`hdl.system`) wires to other chips.
     """
 
     def __init__(self, cfg: TspConfig):
@@ -67,14 +86,8 @@ class Chip(wiring.Component):
             raise ValueError(f"Chip: no RTL for slice kind(s) {', '.join(missing)} "
                              f"(known: {', '.join(SLICE_CLASSES)})")
         self.cfg = cfg
-        super().__init__({
-            "cmd": In(stream.Signature(host_command_layout(cfg))),
-            "rsp_valid": Out(1),
-            "rsp_data": Out(cfg.vector_length * 8),
-            "running": Out(1),
-            "done": Out(1),
-            "error": Out(1),
-        })
+        members = chip_members(cfg)
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -113,6 +126,12 @@ class Chip(wiring.Component):
             ]
             for k in range(cfg.superlanes):
                 wiring.connect(m, fabric.taps[p][k], sl.tiles[k])
+            if pos.kind == "C2C":
+                m.d.comb += sl.start.eq(start)
+                end = self.c2c_w if pos.hemisphere == "W" else self.c2c_e
+                for j in range(cfg.c2c_links):
+                    for k in range(cfg.superlanes):
+                        wiring.connect(m, wiring.flipped(end[j][k]), sl.links[j][k])
             if pos.kind == "MEM":
                 m.d.comb += [
                     sl.host.addr.eq(cmd.addr),
@@ -226,4 +245,4 @@ class Chip(wiring.Component):
         return m
 
 
-__all__ = ["SLICE_CLASSES", "Chip", "STATUS_DONE", "STATUS_ERROR", "STATUS_RUNNING"]
+__all__ = ["SLICE_CLASSES", "Chip", "chip_members", "STATUS_DONE", "STATUS_ERROR", "STATUS_RUNNING"]

@@ -86,6 +86,10 @@ class ErrorCode(enum.IntEnum):
     BANK_CONFLICT = 5  # a MEM read and write in one cycle in the same bank
     STREAM_COLLISION = 6  # one slice writing one stream twice in one cycle
     VALUE_RANGE = 7  # a run-time value out of its range (e.g. a REQUANT shift)
+    LINK_BUSY = 8  # a C2C SEND while the link still sends the previous vector
+    LINK_EMPTY = 9  # a C2C RECV with nothing arrived
+    LINK_OVERFLOW = 10  # a message arrives at a full C2C receive buffer
+    LINK_TYPE = 11  # a C2C RECV of another type than the message it takes
 
 
 ERROR_CODE_BITS = 4

@@ -25,17 +25,23 @@ def _chip(cfg: TspConfig):
     return Chip(cfg)
 
 
-def _chip_mem(cfg: TspConfig):
-    from hdl.chip import Chip
-    from hdl.mem import MemSlice
+def _system(chips: int) -> DesignFactory:
+    def factory(cfg: TspConfig):
+        from hdl.system import System
 
-    return Chip(cfg, {"MEM": MemSlice})
+        return System(cfg, chips)
 
+    return factory
+
+
+#: systems of 1 (a chip whose links loop back), 2 and 4 chips on a ring (`hdl.system`);
+#: their config must have links (`TspConfig.with_links`)
+SYSTEM_DESIGNS = {f"system{n}": n for n in (1, 2, 4)}
 
 DESIGNS: dict[str, DesignFactory] = {
     "chip": _chip,
-    "chip_mem": _chip_mem,
     "fabric": _fabric,
+    **{name: _system(n) for name, n in SYSTEM_DESIGNS.items()},
 }
 
 DEFAULT_DESIGN = "chip"
@@ -43,8 +49,9 @@ DEFAULT_DESIGN = "chip"
 #: the modules each design is built from (their module-level imports are followed)
 _MODULES: dict[str, tuple[str, ...]] = {
     "chip": ("hdl.chip", "hdl.vxm", "hdl.mxm", "hdl.sxm"),
-    "chip_mem": ("hdl.chip",),
     "fabric": ("hdl.probe",),
+    **{name: ("hdl.system", "hdl.chip", "hdl.vxm", "hdl.mxm", "hdl.sxm")
+       for name in SYSTEM_DESIGNS},
 }
 
 

@@ -95,6 +95,7 @@ _UNTYPED = {
     ("MEM", "in"): "i8", ("MEM", "out"): "i8", ("MEM", "idx"): "u8",
     ("MXM", "w"): "i8", ("MXM", "x"): "i8", ("MXM", "out"): "i32",
     ("SXM", "in"): "u16",  # PMAP: a uint16 lane index per lane
+    ("C2C", "in"): "i8", ("C2C", "out"): "i8",
 }
 _WIDTH = {**TYPE_BYTES, "u16": 2}
 #: result roles (all other stream roles are read at issue)
@@ -277,6 +278,8 @@ class FunctionalCoverage:
         self.programs = 0
         self.refused = 0
         self._kind_at = [s.kind for s in cfg.slices]
+        #: the slice kinds this config has (C2C only with links)
+        self._kinds = [k for k in SLICE_KINDS if cfg.slices_of(k)]
         self._roles = {(k, m): _roles(d) for k in SLICE_KINDS for m, d in DEFS[k].items()
                        if not d.is_icu}
         self._bins: dict[str, Bin] = {}
@@ -311,7 +314,7 @@ class FunctionalCoverage:
     def _define(self) -> None:
         cfg = self.cfg
         ns = cfg.streams_per_direction
-        for k in SLICE_KINDS:
+        for k in self._kinds:
             for m, d in DEFS[k].items():
                 if d.is_icu:
                     self._add("icu", k=k, m=m)
@@ -350,7 +353,7 @@ class FunctionalCoverage:
             if op.arity < 3 and op.name != "PASS":
                 self._add("vstage", n=2, op=op.name)
         # field ranges
-        for k in SLICE_KINDS:
+        for k in self._kinds:
             for m, d in DEFS[k].items():
                 if d.is_icu:
                     continue
@@ -384,14 +387,14 @@ class FunctionalCoverage:
         for dr in DIRS:
             if cfg.n_positions >= 3:
                 self._add("multicast", d=dr)
-        for k in SLICE_KINDS:
+        for k in self._kinds:
             for dr in DIRS:
                 if self._passes(k):
                     self._add("overwrite", k=k, d=dr)
-        for k in SLICE_KINDS:
+        for k in self._kinds:
             if self._passes(k):
                 self._add("replace", k=k)
-        for k in SLICE_KINDS:
+        for k in self._kinds:
             lats = {latency(m, cfg) for m, d in DEFS[k].items() if not d.is_icu
                     and any(r.output for r in self._roles[(k, m)])}
             if lats and max(lats) - min(lats) >= 2:
@@ -423,7 +426,7 @@ class FunctionalCoverage:
         self._add("swap_b2b")
         self._add("accum_b2b")
         # REPEAT
-        for k in SLICE_KINDS:
+        for k in self._kinds:
             classes = set()
             for d in DEFS[k].values():
                 fa, fb = stride_fields(d)
@@ -433,7 +436,7 @@ class FunctionalCoverage:
             if classes:
                 self._add("rep_neg", k=k)
             self._add("rep_b2b", k=k)
-        for k in SLICE_KINDS:
+        for k in self._kinds:
             self._add("release", k=k)
         self._add("same_cycle")
         self._add("all")

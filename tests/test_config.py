@@ -37,8 +37,9 @@ def test_queue_depths_per_kind():
         512, 512, 1024, 2048]
     assert tiny3.imem_depth_of("MXM_E0") == 1024 and tiny3.imem_field_of("VXM") == "vxm_imem_depth"
     assert small.imem_field_of("VXM") == "imem_depth"
-    # full: 88 MEM + 2 SXM queues of 16k words, 4 MXM of 64k, the VXM's 256k (64-bit words)
-    assert full.imem_bytes == (90 * 16384 + 4 * 65536 + 262144) * 8
+    # full: 88 MEM + 2 SXM + 2 C2C queues of 16k words, 4 MXM of 64k, the VXM's 256k
+    # (64-bit words)
+    assert full.imem_bytes == (92 * 16384 + 4 * 65536 + 262144) * 8
     assert tiny3.imem_fits({"VXM": 2048, "MEM_W0": 512})
     assert not tiny3.imem_fits({"MEM_W0": 513})
 
@@ -48,13 +49,18 @@ def test_floorplan_is_mirrored(name):
     cfg = PRESETS[name]
     kinds = [s.kind for s in cfg.slices]
     assert kinds == kinds[::-1], "floorplan must be mirrored about the VXM"
+    if cfg.c2c_links:  # the chip-to-chip slices at the two ends
+        assert (cfg.slices[0].name, cfg.slices[-1].name) == ("C2C_W", "C2C_E")
+        kinds = kinds[1:-1]
+    else:
+        assert "C2C" not in kinds
     centre = cfg.n_positions // 2
-    assert cfg.slices[centre].name == "VXM"
     assert [s.index for s in cfg.slices] == list(range(cfg.n_positions))
     assert kinds.count("MEM") == 2 * cfg.mem_slices_per_hemisphere
     assert kinds.count("MXM") == 2 * cfg.mxms_per_hemisphere
     assert kinds[0] == "MXM" and kinds[-1] == "MXM"
     # MEM slices are numbered from the centre outwards
+    assert cfg.slices[centre].name == "VXM"
     assert cfg.slices[centre - 1].name == "MEM_W0" and cfg.slices[centre + 1].name == "MEM_E0"
     assert len({s.name for s in cfg.slices}) == cfg.n_positions
 

@@ -55,16 +55,27 @@ def load_commands(cfg: TspConfig, prog: Program | None = None,
     return out
 
 
+class _Port:
+    """The host-interface signals of one chip: ``dut.<prefix>cmd__valid`` and so on (a
+    system top names chip ``i``'s ``c<i>_``, `hdl.system`)."""
+
+    def __init__(self, dut, prefix: str):
+        self.clk = dut.clk
+        for name in ("cmd__valid", "cmd__payload", "cmd__ready", "rsp_valid", "rsp_data",
+                     "done"):
+            setattr(self, name, getattr(dut, prefix + name))
+
+
 class HostDriver:
-    def __init__(self, dut, cfg: TspConfig):
-        self.dut, self.cfg = dut, cfg
+    def __init__(self, dut, cfg: TspConfig, prefix: str = ""):
+        self.dut, self.cfg = _Port(dut, prefix), cfg
         self.pos = {s.name: s.index for s in cfg.slices}
         self.cycles_used = 0
         self.t_start: float | None = None  # sim time (ns) of the edge that accepted START
         self.t_done: float | None = None  # sim time (ns) of the edge at which done rose
         self.t_accept: float | None = None  # sim time (ns) of the last command's accept edge
-        dut.cmd__valid.value = 0
-        dut.cmd__payload.value = 0
+        self.dut.cmd__valid.value = 0
+        self.dut.cmd__payload.value = 0
 
     async def command(self, op, slice_name: str | None = None, addr: int = 0, data: int = 0):
         """Send one command; return the response data (for reads) or None."""
@@ -130,6 +141,26 @@ class HostDriver:
 
     async def start(self) -> None:
         await self.command(HostOp.START)
+
+    @staticmethod
+    async def start_together(hosts: list[HostDriver]) -> None:
+        """START every chip at the same clock edge (one static schedule spans them): each
+        host presents START in the same cycle."""
+        first = hosts[0].dut
+        await FallingEdge(first.clk)
+        for h in hosts:
+            if not int(h.dut.cmd__ready.value):
+                raise AssertionError("host START refused (machine running)")
+            h.dut.cmd__payload.value = encode_command(h.cfg, HostOp.START)
+            h.dut.cmd__valid.value = 1
+        await RisingEdge(first.clk)
+        t = get_sim_time("ns")
+        for h in hosts:
+            h.t_start = h.t_accept = t
+            h.cycles_used += 1
+        await FallingEdge(first.clk)
+        for h in hosts:
+            h.dut.cmd__valid.value = 0
 
     async def wait_done(self, max_cycles: int) -> int:
         """Wait for ``done`` (it rises in the first cycle after the run, right after a

@@ -1,0 +1,142 @@
+"""Run one program per chip on a system of linked chips: the machine model
+(`golden.system`) and the Verilated system (`hdl.system`, design ``system<N>``), and
+compare them.
+
+`run_system` loads every chip's program and SRAM image, runs the model, and (with
+``rtl``) builds the system (cached), loads each chip through its host interface, starts
+all chips in one cycle (`tb/system/test_system.py`) and compares, per chip: the fault
+status, the CYCLES register, the testbench's clock count and the model's cycles, the
+busy / issued / MVM counters, and the read-back vectors.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from arch.config import TspConfig
+from arch.program import Program
+from golden.machine import MachineError
+from golden.system import System
+
+from .designs import SYSTEM_DESIGNS
+
+
+def system_design(chips: int) -> str:
+    for name, n in SYSTEM_DESIGNS.items():
+        if n == chips:
+            return name
+    have = ", ".join(str(n) for n in SYSTEM_DESIGNS.values())
+    raise ValueError(f"no system design of {chips} chips; systems of {have} chips are built")
+
+
+def run_model(cfg: TspConfig, programs: list[Program], images, readback,
+              max_cycles: int = 1_000_000) -> dict:
+    """The system model's run: per chip cycles and counters, and the read-back vectors
+    (``error``: the model's refusal, naming chip, slice and cycle)."""
+    sysm = System(cfg, len(programs))
+    for m, img in zip(sysm.machines, images, strict=True):
+        for sl, vecs in img.items():
+            for a, v in vecs.items():
+                m.write_mem(sl, a, v)
+    sysm.load_programs(programs)
+    out: dict = {"error": None, "chips": []}
+    try:
+        res = sysm.run(max_cycles)
+    except MachineError as exc:
+        out["error"] = str(exc)
+        return out
+    for i, r in enumerate(res.chips):
+        out["chips"].append({
+            "cycles": r.cycles, "busy": r.busy, "issued": r.issued, "mvm": r.mxm_mvm_cycles,
+            "dump": {f"{sl}/{a}": sysm.machines[i].read_mem(sl, a).tolist()
+                     for sl, a in readback[i]}})
+    out["cycles"] = res.cycles
+    return out
+
+
+def run_rtl(cfg: TspConfig, programs: list[Program], images, readback, out_dir: Path, *,
+            max_cycles: int, log=print) -> dict:
+    from .build import build_sim
+    from .run import run_cocotb
+
+    n = len(programs)
+    paths, imgs = [], []
+    for i, (p, img) in enumerate(zip(programs, images, strict=True)):
+        pp = out_dir / f"chip{i}.bin"
+        pp.write_bytes(p.to_bytes())
+        ip = out_dir / f"chip{i}.npz"
+        np.savez(ip, **{f"{s}/{a}": v for s, d in img.items() for a, v in d.items()})
+        paths.append(str(pp))
+        imgs.append(str(ip))
+    out = out_dir / "readback.npz"
+    sim = build_sim(cfg, system_design(n), log=log)
+    res = run_cocotb(sim, "tb.system.test_system", name=f"system{n}-{cfg.name}",
+                     params={"chips": n, "programs": paths, "images": imgs,
+                             "readback": [[list(x) for x in rb] for rb in readback],
+                             "out": str(out), "max_cycles": max_cycles}, log=log)
+    s = dict(res.summary)
+    with np.load(out) as z:
+        for i, chip in enumerate(s["chips"]):
+            chip["dump"] = {k.split("/", 1)[1]: z[k].tolist() for k in z.files
+                            if k.split("/", 1)[0] == str(i)}
+    s["log"] = str(res.log)
+    return s
+
+
+def compare(cfg: TspConfig, model: dict, rtl: dict) -> list[str]:
+    """Differences between the Verilated system and the model, per chip (empty: agree)."""
+    from hdl.slice import ErrorCode
+
+    problems = []
+    if model["error"] is not None:
+        if not any(c["status"]["error"] for c in rtl["chips"]):
+            problems.append(f"the model refuses the programs ({model['error']}) but every "
+                            "chip finished without a fault")
+        return problems
+    for i, (mc, rc) in enumerate(zip(model["chips"], rtl["chips"], strict=True)):
+        st, ctr = rc["status"], rc["counters"]
+        if st["error"]:
+            problems.append(f"chip {i} stopped on a fault: {ErrorCode(st['error_code']).name}"
+                            f" at slice {cfg.slices[st['error_slice']].name} in cycle "
+                            f"{st['error_cycle']}; the model accepts the programs")
+        for what, got in (("CYCLES register", ctr["cycles"]),
+                          ("testbench clock", rc["cycles_clock"])):
+            if got != mc["cycles"]:
+                problems.append(f"chip {i} cycles: {what} {got}, model {mc['cycles']}")
+        for what in ("busy", "issued", "mvm"):
+            for name, v in mc[what].items():
+                if ctr[what].get(name, v) != v:
+                    problems.append(f"chip {i} counter {what}[{name}]: chip "
+                                    f"{ctr[what][name]}, model {v}")
+        for k, v in mc["dump"].items():
+            got = rc["dump"][k]
+            if got != v:
+                lane = next(j for j, (a, b) in enumerate(zip(got, v, strict=True)) if a != b)
+                problems.append(f"chip {i} SRAM {k} lane {lane}: chip {got[lane]}, model "
+                                f"{v[lane]}")
+    return problems
+
+
+def run_system(cfg: TspConfig, programs: list[Program], images, readback, *,
+               rtl: bool = True, out_dir: Path | None = None, log=print) -> dict:
+    """Model (and with ``rtl`` the Verilated system) of the programs; the report."""
+    from .reports import new_run_dir
+
+    n = len(programs)
+    out_dir = out_dir or new_run_dir(f"system{n}-{cfg.name}")
+    model = run_model(cfg, programs, images, readback)
+    report = {"config": cfg.name, "chips": n, "model": model, "rtl": None, "problems": []}
+    if rtl:
+        limit = 4 * model.get("cycles", 100_000) + 1000
+        report["rtl"] = run_rtl(cfg, programs, images, readback, out_dir, max_cycles=limit,
+                                log=log)
+        report["problems"] = compare(cfg, model, report["rtl"])
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
+    report["report_json"] = str(out_dir / "report.json")
+    return report
+
+
+__all__ = ["compare", "run_model", "run_rtl", "run_system", "system_design"]
