@@ -887,7 +887,7 @@ class Machine:
         self._tx_free[key] = c + beats
         v = self._rd_planes(q, f["in_d"], f["in_s"], w, c).copy()
         peer, psl, plink = self.c2c_peer[key]
-        who = f"a {t} message sent by {self._where(*key)} in cycle {c}"
+        who = f"the {t} message sent by {self._where(*key)} in cycle {c}"
         entry = [c + self.cfg.c2c_latency + beats, v, who, t]
         peer._rx[(psl, plink)].append(entry)
         peer._rx_all[(psl, plink)].append(entry)

@@ -117,3 +117,44 @@ def random_traffic(cfg: TspConfig, chips: int, seed: int, actions: int = 24):
             raise AssertionError(f"seed {seed}: traffic did not drain")
     programs = [s.program(f"<traffic seed {seed} chip {i}>") for i, s in enumerate(scheds)]
     return programs, images, readback
+
+
+def fault_cases(cfg: TspConfig) -> dict[str, tuple[list[str], str, int, str]]:
+    """Directed C2C faults on two chips: name -> (assembly per chip, the RTL's error code
+    name, the chip and the slice that must flag it).  Chip 0 sends what MEM_E1 (and
+    MEM_E0) read in cycle 0 on C2C_E link 0, to chip 1's C2C_W; the timing follows the
+    config (``c2c_beats >= 2``, for the busy case)."""
+    if cfg.c2c_beats < 2:
+        raise ValueError(f"fault_cases: config {cfg.name!r} sends a plane in one beat; the "
+                         "busy case needs c2c_bytes_per_cycle <= 8")
+    pos = {s.name: s.index for s in cfg.slices}
+    B = cfg.c2c_beats
+    t = 1 + pos["C2C_E"] - pos["MEM_E1"]  # the SEND, fed by a READ in cycle 0
+    arrival = t + cfg.c2c_latency + B  # of an i8 message sent in t
+
+    def reads(n: int, every: int) -> str:  # n READs of MEM_E1, `every` cycles apart
+        rep = f"    REPEAT {n - 1}, {every}\n" if n > 1 else ""
+        return f".slice MEM_E1\n    READ 0, s0.E\n{rep}    HALT\n"
+
+    def sends(ty: str, n: int, every: int) -> str:
+        rep = f"    REPEAT {n - 1}, {every}\n" if n > 1 else ""
+        return f".slice C2C_E\n    NOP {t}\n    SEND.{ty} 0, s0.E\n{rep}    HALT\n"
+
+    def receiver(at: int, ty: str = "i8") -> str:
+        return f".slice C2C_W\n    NOP {at}\n    RECV.{ty} 0, s0.E\n    NOP 8\n    HALT\n"
+
+    gap = pos["MEM_E1"] - pos["MEM_E0"]  # MEM_E1's plane waits for MEM_E0's
+    two_planes = (f".slice MEM_E0\n    READ 1, s1.E\n    HALT\n.slice MEM_E1\n    NOP {gap}\n"
+                  f"    READ 0, s0.E\n    HALT\n.slice C2C_E\n    NOP {t + gap}\n"
+                  "    SEND.i16 0, s0.E\n    HALT\n")
+    n = cfg.c2c_buffer + 1  # one more message than the buffer holds, one every B cycles
+    return {
+        "empty": ([reads(1, 1) + sends("i8", 1, 1), receiver(arrival - 1)],
+                  "LINK_EMPTY", 1, "C2C_W"),
+        "busy": ([reads(2, B - 1) + sends("i8", 2, B - 1), receiver(arrival)],
+                 "LINK_BUSY", 0, "C2C_E"),
+        "type": ([two_planes, receiver(arrival + gap + B, "i8")], "LINK_TYPE", 1, "C2C_W"),
+        "overflow": ([reads(n, B) + sends("i8", n, B),
+                      f".slice C2C_W\n    NOP {arrival + n * B + 16}\n    HALT\n"],
+                     "LINK_OVERFLOW", 1, "C2C_W"),
+    }
