@@ -757,6 +757,31 @@ def _kv_attention_lower(pb, n, ins, out, shp):
     CachedAttention(pb, st["spec"], st["tables"], st["cache"], q, k, v, out).run()
 
 
+def _allreduce_shape(n, ins):
+    (rows, width, b), = ins
+    c = n.attrs.get("chips")
+    _need(n, isinstance(c, int) and c >= 1, f"chips must be an int >= 1, got {c!r}")
+    _need(n, b == 4 and n.out_bytes == 4, f"sums int32 tensors (4 bytes), got {b} -> "
+          f"{n.out_bytes}")
+    return rows, width, 4
+
+
+def _allreduce_golden(n, x):
+    """On one chip (a ring of one: its links loop back) every hop brings its own tensor:
+    ``chips x``.  On a system each chip gets the sum of all chips' tensors
+    (`compiler.parallel` checks that against the unsplit model)."""
+    y = n.attrs["chips"] * x
+    if np.abs(y).max(initial=0) > 2**31 - 1:
+        raise OverflowError(f"node {n.out!r}: the sum leaves the int32 range")
+    return y
+
+
+def _allreduce_lower(pb, n, ins, out, shp):
+    from .lowerings.allreduce import allreduce_rows
+
+    allreduce_rows(pb, n.out, ins[0], out, list(out.locs), n.attrs["chips"])
+
+
 def _setup_rsqrt(pb):
     from .lowerings import rsqrt_seed_table
     rsqrt_seed_table(pb)
@@ -805,6 +830,8 @@ OPS: dict[str, OpKind] = {
                             stateful=True),
     "add_aligned": OpKind(_scaled_shape(4, 4), _add_aligned_golden, _add_aligned_lower, True),
     "argmax": OpKind(_argmax_shape, _argmax_golden, _argmax_lower),  # the next token's id
+    # tensor parallelism: the int32 partial sums of every chip of the C2C ring, summed
+    "allreduce": OpKind(_allreduce_shape, _allreduce_golden, _allreduce_lower),
 }
 
 

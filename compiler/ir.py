@@ -139,7 +139,7 @@ class Op:
 class Bundle:
     """Instructions with fixed relative timing (see the module docstring)."""
 
-    __slots__ = ("name", "kind", "ops", "wires", "span", "index", "t0", "preds",
+    __slots__ = ("name", "kind", "ops", "wires", "ties", "span", "index", "t0", "preds",
                  "succs", "prio", "placed")
 
     def __init__(self, name: str, kind: str):
@@ -147,6 +147,8 @@ class Bundle:
         self.kind = kind
         self.ops: list[Op] = []
         self.wires: list[Wire] = []
+        #: fixed timings that are not streams: (op a, op b, delta): b issues delta after a
+        self.ties: list[tuple[Op, Op, int]] = []
         self.span = 0
         self.index = -1
         self.t0: int | None = None
@@ -190,6 +192,11 @@ class Bundle:
         self.tap(w, plane, dst, dport)
         return w
 
+    def tie(self, a: Op, b: Op, delta: int) -> None:
+        """``b`` issues exactly ``delta`` cycles after ``a`` (a timing no stream carries: a
+        C2C message's RECV at its SEND's arrival)."""
+        self.ties.append((a, b, delta))
+
     # -- timing ----------------------------------------------------------------------------
     def finalize(self) -> None:
         """Compute op offsets from the wires (producer + L + distance = consumer), the
@@ -223,6 +230,9 @@ class Bundle:
                 dirs = {w.dir if w.dir is not None else E}
             assert len(dirs) == 1, f"{self.name}: wire {w.tag} taps on both sides"
             w.dir = dirs.pop()
+        for a, b, delta in self.ties:
+            links[id(a)].append((b, delta))
+            links[id(b)].append((a, -delta))
         # propagate offsets, first from ops whose offset the builder preset
         preset = [op for op in self.ops if op.off is not None]
         for op in preset + [o for o in self.ops if o.off is None]:

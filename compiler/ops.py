@@ -8,7 +8,7 @@ slot and weight install) for :mod:`compiler.deps`.
 from __future__ import annotations
 
 from arch.config import TspConfig
-from arch.isa import TYPE_BYTES, VXM_OP_BY_NAME, latency
+from arch.isa import TYPE_BYTES, TYPES, VXM_OP_BY_NAME, latency
 
 from .ir import Bundle, Op
 
@@ -132,6 +132,24 @@ class Ops:
         op = self._op(b, sxm, mn, type=types.index(typ), otype=types.index(otype))
         op.port("in", TYPE_BYTES[typ], False)
         op.port("out", TYPE_BYTES[otype], True)
+        return op
+
+    # -- C2C ---------------------------------------------------------------------------------
+    def send(self, b: Bundle, end: str, link: int, typ: str = "i32") -> Op:
+        """``SEND.typ link, in``: one message of the type's planes; the link is busy for
+        its ``w x c2c_beats`` beats (the scheduler reserves them, `Scheduler._prepare`)."""
+        w = TYPE_BYTES[typ]
+        op = b.add(Op(end, self.pos[end], self.kind[end], "SEND", w * self.cfg.c2c_beats,
+                      link=link, type=TYPES.index(typ)))
+        op.port("in", w, False)
+        return op
+
+    def recv(self, b: Bundle, end: str, link: int, typ: str = "i32") -> Op:
+        """``RECV.typ link, out``: the oldest message of the link onto streams out.. (a
+        bundle places it at its SEND's arrival: `lowerings.allreduce`)."""
+        op = b.add(Op(end, self.pos[end], self.kind[end], "RECV", latency("RECV", self.cfg),
+                      link=link, type=TYPES.index(typ)))
+        op.port("out", TYPE_BYTES[typ], True)
         return op
 
     # -- VXM ---------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ Resources are reservation tables kept as Python integers used as bit sets over c
 
 * one issue slot per slice queue and cycle (the MXM has two sub-slots, MVM and weight
   load, which the emitter merges into one ``MVM ..., lw=`` word; ``IW`` takes both);
+* per C2C link: the cycles a SEND's beats occupy it (issue .. issue + beats - 1);
 * per MEM slice and bank: the cycles in which a READ/GATHER reads it and in which a WRITE
   (issued the cycle before) writes it -- the two may not coincide (bank conflict);
 * per (direction, stream, position): the cycles in which that stream register holds a
@@ -54,6 +55,9 @@ class Scheduler:
         for op in b.ops:
             for s in op_slots(op):
                 slots.append(((op.slice, s), op.off))
+            if op.mn == "SEND":  # the link is busy while the message's beats leave
+                for j in range(op.lat):
+                    slots.append(((op.slice, f"link{op.fields['link']}"), op.off + j))
             for bank in op.banks_r:
                 brd.append(((op.slice, bank), op.off))
             if op.bank_w is not None:

@@ -1,0 +1,121 @@
+"""Tensor parallelism over a ring of chips: one graph per chip, one static schedule.
+
+`tp_mlp_graphs` splits the quantised MLP ``y = W2 . act(requant(W1 . x + b1))`` the
+Megatron way: chip ``i`` holds rows ``i*f/n .. (i+1)*f/n`` of ``W1`` (and of ``b1``, the
+requantisation, the activation: they act per hidden feature) and the same columns of
+``W2``; its ``W2`` product is a partial sum of the output, and an ``allreduce`` node
+(`compiler.lowerings.allreduce`) sums the partials over the C2C links, so every chip
+ends with all of ``y``.
+
+`compile_parallel` compiles each chip's graph and checks that the programs are one SPMD
+schedule: every chip's C2C queues (the only queues that talk to other chips) hold the
+same words, so every SEND and RECV issues in the same cycle on every chip -- what
+`allreduce` relies on.  `run_parallel` runs them on the system model (`golden.system`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from arch.config import TspConfig, get_config
+from golden.system import System
+
+from .errors import CompileError
+from .graph import CompiledGraph, Graph, Node, compile_graph
+
+
+@dataclass(frozen=True)
+class Mlp:
+    """``y = W2 . table(requant(W1 . x + b1, m1, s1))``: int8 x (rows, d); W1 (f, d),
+    b1/m1/s1 (f,); ``table`` a 256-entry int8 activation; W2 (d, f); y int32."""
+
+    w1: np.ndarray
+    b1: np.ndarray
+    m1: np.ndarray
+    s1: np.ndarray
+    table: np.ndarray
+    w2: np.ndarray
+
+    @property
+    def d(self) -> int:
+        return self.w1.shape[1]
+
+    @property
+    def f(self) -> int:
+        return self.w1.shape[0]
+
+
+def relu_table() -> np.ndarray:
+    """ReLU as an int8 table (index = the int8 value + 128... as the machine indexes it:
+    the byte, two's complement)."""
+    v = np.arange(256)
+    v = np.where(v >= 128, v - 256, v)
+    return np.maximum(v, 0).astype(np.int64)
+
+
+def random_mlp(d: int, f: int, seed: int) -> Mlp:
+    """Weights and a requantisation that keep the hidden layer in range (seeded)."""
+    rng = np.random.default_rng(seed)
+    w1 = rng.integers(-128, 128, (f, d)).astype(np.int8)
+    w2 = rng.integers(-128, 128, (d, f)).astype(np.int8)
+    b1 = rng.integers(-4096, 4096, f)
+    m1 = np.full(f, 1 << 30, np.int64)
+    s1 = np.full(f, 8 + max(0, (d - 1).bit_length()), np.int64)
+    return Mlp(w1, b1, m1, s1, relu_table(), w2)
+
+
+def mlp_graph(mlp: Mlp, rows: int, chips: int = 1, shard: int = 0) -> Graph:
+    """The graph of chip ``shard`` of ``chips`` (``chips == 1``: the whole MLP)."""
+    if mlp.f % chips:
+        raise CompileError(f"tensor parallel: the hidden width {mlp.f} does not split over "
+                           f"{chips} chips", "shape", True)
+    part = slice(shard * mlp.f // chips, (shard + 1) * mlp.f // chips)
+    nodes = [
+        Node("h", "linear", ("x",), {"weight": mlp.w1[part], "bias": mlp.b1[part],
+                                     "multiplier": mlp.m1[part], "shift": mlp.s1[part],
+                                     "table": mlp.table}, out_bytes=1),
+        Node("p" if chips > 1 else "y", "matmul", ("h",), {"weight": mlp.w2[:, part]}),
+    ]
+    if chips > 1:
+        nodes.append(Node("y", "allreduce", ("p",), {"chips": chips}))
+    return Graph({"x": (rows, mlp.d, 1)}, tuple(nodes), ("y",))
+
+
+def golden_mlp(mlp: Mlp, x: np.ndarray) -> np.ndarray:
+    """The whole MLP in numpy (int64), from the definition above, without the graph."""
+    from golden.quant import requantize
+
+    acc = x.astype(np.int64) @ mlp.w1.astype(np.int64).T + mlp.b1
+    h = requantize(acc, mlp.m1, mlp.s1, qmin=-128, qmax=127).astype(np.int64)
+    h = mlp.table[h & 0xFF]
+    return h @ mlp.w2.astype(np.int64).T
+
+
+def compile_parallel(graphs: list[Graph], cfg: TspConfig | str) -> list[CompiledGraph]:
+    """Compile every chip's graph; a CompileError unless they form one SPMD schedule."""
+    cfg = get_config(cfg)
+    out = [compile_graph(g, cfg) for g in graphs]
+    ends = [s.name for s in cfg.slices_of("C2C")]
+    for i, cg in enumerate(out[1:], 1):
+        for e in ends:
+            if cg.program.words(e) != out[0].program.words(e):
+                raise CompileError(f"tensor parallel: chip {i}'s {e} queue differs from chip "
+                                   "0's: the shards' schedules are not one SPMD schedule",
+                                   "schedule", False)
+    return out
+
+
+def run_parallel(compiled: list[CompiledGraph], inputs: dict) -> tuple[list[dict], list[int]]:
+    """Run the chips' programs on the system model: each chip's outputs and cycles."""
+    cfg = compiled[0].cfg
+    sysm = System(cfg, len(compiled))
+    for m, cg in zip(sysm.machines, compiled, strict=True):
+        for (s, a), v in cg.sram_image(inputs).items():
+            m.write_mem(s, a, v)
+    sysm.load_programs([cg.program for cg in compiled])
+    res = sysm.run(max_cycles=4 * max(cg.cycles for cg in compiled) + 1000)
+    outs = [{o: cg.read(o, m.read_mem) for o in cg.graph.outputs}
+            for cg, m in zip(compiled, sysm.machines, strict=True)]
+    return outs, [r.cycles for r in res.chips]
