@@ -8,6 +8,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml 2>/dev/null | cut -d' ' -f1)
 
 CONFIG  ?= small
+CHIPS   ?= 1
 DESIGN  ?= chip
 SEQ     ?= 16
 DMODEL  ?= 32
@@ -50,7 +51,8 @@ all: test
 help:
 	@echo "make sim      the main job: the compiled block on the RTL (CONFIG=$(CONFIG) SEQ=$(SEQ)"
 	@echo "              DMODEL=$(DMODEL) HEADS=$(HEADS) DFF=$(DFF) SEED=$(SEED) CAUSAL=1|0"
-	@echo "              WAVES=0|1 LOCKSTEP=0|1)"
+	@echo "              WAVES=0|1 LOCKSTEP=0|1); CHIPS=2|4: the block's MLP tensor-parallel"
+	@echo "              on that many chips linked by C2C (one Verilated system)"
 	@echo "make sim-decode  decode steps of the block on the RTL, KV cache in SRAM: one program,"
 	@echo "              run once per token (CONFIG, SEQ = max context, STEPS = tokens, default"
 	@echo "              SEQ; DMODEL HEADS DFF SEED as for make sim)"
@@ -100,7 +102,7 @@ $(STAMP): pyproject.toml
 
 sim: $(STAMP)
 	$(PY) -m sim block --config $(CONFIG) --seq $(SEQ) --d-model $(DMODEL) --heads $(HEADS) \
-		--d-ff $(DFF) --seed $(SEED) $(CAUSAL_FLAG) $(LOCKSTEP_FLAG) $(WAVES_FLAG)
+		--d-ff $(DFF) --seed $(SEED) --chips $(CHIPS) $(CAUSAL_FLAG) $(LOCKSTEP_FLAG) $(WAVES_FLAG)
 
 run: $(STAMP)
 	@test -n "$(PROG)" || { echo "usage: make run PROG=examples/scale.s [IMAGE=examples/scale.json] [DUMP=MEM_E0:0:4] [RTL=1] [WAVES=1] [LOCKSTEP=1] [CONFIG=...]"; exit 2; }

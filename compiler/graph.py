@@ -779,7 +779,8 @@ def _allreduce_golden(n, x):
 def _allreduce_lower(pb, n, ins, out, shp):
     from .lowerings.allreduce import allreduce_rows
 
-    allreduce_rows(pb, n.out, ins[0], out, list(out.locs), n.attrs["chips"])
+    allreduce_rows(pb, n.out, ins[0], out, list(out.locs), n.attrs["chips"],
+                   n.attrs.get("rank", 0))
 
 
 def _setup_rsqrt(pb):

@@ -128,6 +128,21 @@ def cmd_block(args) -> int:
     from .block import BlockSpec, print_report, run_block
 
     cfg = _config(args.config)
+    if args.chips != 1:
+        from golden.system import MAX_CHIPS
+
+        from .parallel import print_report as tp_report
+        from .parallel import run_parallel_mlp
+        from .system import SYSTEM_DESIGNS
+
+        have = sorted(SYSTEM_DESIGNS.values())
+        if args.chips not in have:
+            print(f"error: CHIPS={args.chips}: systems of {', '.join(map(str, have))} chips "
+                  f"are built (the model takes up to {MAX_CHIPS})", file=sys.stderr)
+            return 2
+        print(cfg.with_links().summary(), flush=True)
+        return _sim_report(lambda log: run_parallel_mlp(
+            cfg, args.chips, args.seq, args.d_model, args.d_ff, args.seed, log=log), tp_report)
     spec = BlockSpec(args.seq, args.d_model, args.heads, args.d_ff, args.seed, not args.no_causal)
     print(cfg.summary(), flush=True)
     return _sim_report(lambda log: run_block(cfg, spec, lockstep=args.lockstep,
@@ -312,6 +327,8 @@ def main(argv=None) -> int:
     p.add_argument("--d-ff", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-causal", action="store_true")
+    p.add_argument("--chips", type=int, default=1,
+                   help="2 or 4: the block's MLP tensor-parallel on that many linked chips")
     p.add_argument("--lockstep", action="store_true",
                    help="compare every stream register every cycle with the machine model")
     p.add_argument("--waves", action="store_true", help="dump a waveform (FST, or VCD "

@@ -23,6 +23,9 @@ from golden.system import System
 
 from .designs import SYSTEM_DESIGNS
 
+__all__ = ["SYSTEM_DESIGNS", "compare", "run_model", "run_rtl", "run_system",
+           "system_design"]
+
 
 def system_design(chips: int) -> str:
     for name, n in SYSTEM_DESIGNS.items():
@@ -138,5 +141,3 @@ def run_system(cfg: TspConfig, programs: list[Program], images, readback, *,
     report["report_json"] = str(out_dir / "report.json")
     return report
 
-
-__all__ = ["compare", "run_model", "run_rtl", "run_system", "system_design"]

@@ -6,18 +6,29 @@ message a chip sends in cycle ``t`` on link ``k`` of one end is in the next chip
 receive buffer (at its other end) in ``t + A``, ``A = c2c_latency + 4 B``: exactly when
 that chip's own schedule receives it.
 
-Per vector, one bundle, two chains around the ring from the chip's own vector (read from
-SRAM): eastward (SEND.i32 on C2C_E; the west neighbour's arrives on C2C_W) over ``e =
-ceil((chips-1)/2)`` hops and westward over ``w = floor((chips-1)/2)``, its SENDs
-``delta`` cycles after the eastward ones; with two chips the one chain alternates
-direction from vector to vector.  A received vector crosses the chip on its stream; the
-VXM adds it to the running sum as it passes (the own vector, read from SRAM, at the
-first arrival; a VXM register of a rotating pool after that, so that the bundles of
-consecutive vectors overlap), and the far end sends it on (the next hop) as it passes
-there.  The last sum is written.  ``delta`` (>= 4: a register written in ``t + 3`` is
-read from ``t + 4``) is the first that puts no two of the bundle's SRAM reads on one
-slice in one cycle.  A vector takes ``chips - 1`` messages, over both directions and the
-links of each end.
+Two algorithms:
+
+* **Ring** (more than two chips; the vectors in slots of ``n = chips``): slot ``q`` is one
+  bundle.  At step ``h`` this chip (``rank`` of the ring) works on vector ``q*n + (rank
+  - h) mod n`` (eastward; ``+ h`` westward), the one the previous chip worked on at step
+  ``h - 1``: it sends its own partial at step 0; at steps ``1 .. n-1`` it receives the
+  running sum, the VXM adds its own partial as the stream passes and the far end sends
+  it on (reduce-scatter: at step ``n - 1`` the sum is whole and also written); at steps
+  ``n .. 2n-2`` it receives whole sums, writes them and passes them on (all-gather).
+  Per vector: ``2(n-1)/n`` messages, ``(n-1)/n`` VXM adds, no register.  The VXM's sum
+  goes both to SRAM and on to the far end, so the slot turns towards the hemisphere its
+  sums are written to; slots alternate links.
+* **Chains** (two chips, and vectors left over): one bundle per vector, two chains
+  around the ring from the chip's own vector: eastward (SEND.i32 on C2C_E; the west
+  neighbour's arrives on C2C_W) over ``ceil((chips-1)/2)`` hops and westward over
+  ``floor((chips-1)/2)``, the westward SENDs ``delta`` cycles after the eastward ones;
+  with two chips the one chain alternates direction from vector to vector (both
+  directions of the links busy).  A received vector crosses the chip on its stream; the
+  VXM adds it to the running sum as it passes (the own vector, read from SRAM, first; a
+  VXM register of a rotating pool after that) and the far end sends it on.  ``delta``
+  (>= 4: a register written in ``t + 3`` is read from ``t + 4``) is the first that puts
+  no two of the bundle's SRAM reads on one slice in one cycle.  Per vector: ``chips -
+  1`` messages and adds.
 
 On one chip alone the ring is a loopback: every hop brings the chip's own vector and the
 result is ``chips x`` its input (the golden function says so).
@@ -26,11 +37,13 @@ result is ``chips x`` its input (the golden function says so).
 from __future__ import annotations
 
 from ..builder import ProgramBuilder
+from ..errors import CompileError
 from ..ir import Bundle
 from ..routes import planes_in, planes_out
 
-#: VXM registers the running sums of overlapping vectors rotate through (chips > 2)
-POOL = 6
+#: at most this many VXM registers hold the running sums of overlapping vectors (chips >
+#: 2): all the free ones up to it (a sum lives ~(hops - 1) x (A + P) cycles)
+POOL = 12
 #: (sends on, receives on) of the eastward and the westward chain
 EAST, WEST = ("C2C_E", "C2C_W"), ("C2C_W", "C2C_E")
 
@@ -78,12 +91,86 @@ def _bundle(pb: ProgramBuilder, name: str, src, dst, key, chips: int, j: int, li
     return b
 
 
-def allreduce_rows(pb: ProgramBuilder, name: str, src, dst, keys, chips: int) -> None:
-    """``dst[key] = sum over the ring's chips of src[key]`` for every vector key."""
+def _ring_bundle(pb: ProgramBuilder, name: str, src, dst, keys, chips: int, rank: int,
+                 q: int, ends: tuple[str, str], link: int) -> Bundle:
+    """Slot ``q``: the ring's reduce-scatter and all-gather of vectors ``q*n .. q*n+n-1``
+    (see `allreduce_rows`)."""
+    cfg = pb.cfg
+    n = chips
+    arrive = cfg.c2c_latency + 4 * cfg.c2c_beats
+    tx, rx = ends
+    sign = 1 if tx == "C2C_E" else -1  # eastward: from chip i-1; westward: from i+1
+
+    def key(h):  # the vector this chip works on at step h
+        return keys[q * n + (rank - sign * h) % n]
+
+    b = Bundle(f"{name} slot {q}", name)
+    send = pb.O.send(b, tx, link)
+    planes_in(pb.O, b, src[key(0)], send, "in")
+    for h in range(1, 2 * n - 1):
+        recv = pb.O.recv(b, rx, link)
+        b.tie(send, recv, arrive)
+        w = b.wire(4)
+        b.drive(w, 0, recv, "out")
+        if h < n:  # reduce: add this chip's partial and pass it on
+            add = pb.O.vxm(b, "i32", "s", "ADD", "s", "s")
+            b.tap(w, 0, add, "a")
+            planes_in(pb.O, b, src[key(h)], add, "b")
+            w = b.wire(4)
+            b.drive(w, 0, add, "d")
+        if h >= n - 1:  # a whole sum: keep it
+            for p, (sl, a) in enumerate(dst[key(h)]):
+                wr = pb.O.write(b, sl, a)
+                b.tap(w, p, wr, "in")
+        if h < 2 * n - 2:
+            send = pb.O.send(b, tx, link)
+            b.tap(w, 0, send, "in")
+    return b
+
+
+def allreduce_rows(pb: ProgramBuilder, name: str, src, dst, keys, chips: int,
+                   rank: int = 0) -> None:
+    """``dst[key] = sum over the ring's chips of src[key]`` for every vector key; this
+    chip is ``rank`` of the ring."""
     cfg = pb.cfg
     if not cfg.c2c_links:
         raise ValueError(f"{name}: config {cfg.name!r} has no C2C links")
-    regs = [pb.regs.single() for _ in range(POOL)] if chips > 2 else [None]
+    ring = len(keys) // chips * chips if chips > 2 else 0
+    if any(len({sl for sl, _ in dst[k]}) < 4 for k in keys):
+        ring = 0  # the sums' planes through an SXM relay (few MEM slices): per vector
+    side = {s.name: s.hemisphere for s in cfg.slices}
+    for q in range(ring // chips):
+        # the VXM's whole sum goes both to the SEND and to SRAM: the same direction, so
+        # the ring turns towards the side the slot's sums are written to
+        sides = {side[sl] for k in keys[q * chips:(q + 1) * chips] for sl, _ in dst[k]}
+        if len(sides) != 1:
+            ring = q * chips
+            break
+        ends = EAST if sides == {"E"} else WEST
+        link = q % cfg.c2c_links
+        try:
+            b = _ring_bundle(pb, name, src, dst, keys, chips, rank, q, ends, link)
+            b.finalize()
+        except AssertionError:  # two SRAM accesses of one slice in one cycle: per vector
+            ring = q * chips
+            break
+        pb.emit(b)
+    _chains(pb, name, src, dst, keys[ring:], chips)
+
+
+def _chains(pb: ProgramBuilder, name: str, src, dst, keys, chips: int) -> None:
+    """The vectors left after the ring's slots, each in its own bundle (two chains)."""
+    cfg = pb.cfg
+    if not keys:
+        return
+    regs = [None]
+    if chips > 2:
+        regs = []
+        while len(regs) < POOL and pb.regs.free:
+            regs.append(pb.regs.single())
+        if not regs:
+            raise CompileError(f"{name}: no VXM register left for the running sums",
+                               "registers")
     limit = cfg.c2c_latency + 4 * cfg.c2c_beats + cfg.n_positions - 4
     for j, key in enumerate(keys):
         link = (j // (2 if chips == 2 else 1)) % cfg.c2c_links
