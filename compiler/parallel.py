@@ -23,7 +23,7 @@ from arch.config import TspConfig, get_config
 from golden.system import System
 
 from .errors import CompileError
-from .graph import CompiledGraph, Graph, Node, compile_graph
+from .graph import CompiledGraph, Graph, Node, compile_graph, lower_graph
 
 
 @dataclass(frozen=True)
@@ -123,23 +123,37 @@ def best_variant(graph: Graph, cfg: TspConfig) -> tuple[dict, str]:
 
 def compile_parallel(graphs: list[Graph], cfg: TspConfig | str, *, search: bool = False
                      ) -> list[CompiledGraph]:
-    """Compile every chip's graph (``search``: in chip 0's fastest variant, `best_variant`);
-    a CompileError unless they form one SPMD schedule."""
+    """Compile every chip's graph as one SPMD schedule: chip 0's is scheduled (``search``:
+    in its fastest variant, `best_variant`), every other chip's bundles are placed in the
+    same cycles (`ProgramBuilder.finish_as`: their addresses may differ, e.g. the ring
+    all-reduce's vectors per rank).  A CompileError unless every chip's C2C queues issue
+    the same instructions (link, type) in the same cycles."""
     cfg = get_config(cfg)
     place, order = best_variant(graphs[0], cfg) if search else ({}, "program")
-    out = [compile_graph(placed(g, place), cfg, order) for g in graphs]
-    ends = [s.name for s in cfg.slices_of("C2C")]
-    for i, cg in enumerate(out[1:], 1):
-        for e in ends:
-            if cg.program.words(e) != out[0].program.words(e):
+    out, ref, issues = [], None, []
+    for i, g in enumerate(graphs):
+        pg = placed(g, place)
+        pb, tensors = lower_graph(pg, cfg)
+        what = f"chip {i}'s program"
+        prog, em = pb.finish(what, order) if ref is None else pb.finish_as(what, ref)
+        ref = ref if ref is not None else pb.bundles
+        out.append(CompiledGraph(cfg, pg, prog, em.cycles, dict(pb.init), tensors))
+        issues.append({e: [(c, ins.mnemonic, ins["link"], ins["type"])
+                           for c, ins, _ in em.queues[e].issued if not isinstance(ins, str)]
+                       for e in (s.name for s in cfg.slices_of("C2C"))})
+    for i, got in enumerate(issues[1:], 1):
+        for e, seq in got.items():
+            if seq != issues[0][e]:
                 raise CompileError(f"tensor parallel: chip {i}'s {e} queue differs from chip "
                                    "0's: the shards' schedules are not one SPMD schedule",
                                    "schedule", False)
     return out
 
 
-def run_parallel(compiled: list[CompiledGraph], inputs: dict) -> tuple[list[dict], list[int]]:
-    """Run the chips' programs on the system model: each chip's outputs and cycles."""
+def run_parallel(compiled: list[CompiledGraph], inputs: dict, results: list | None = None
+                 ) -> tuple[list[dict], list[int]]:
+    """Run the chips' programs on the system model: each chip's outputs and cycles (and
+    its `RunResult` appended to ``results``)."""
     cfg = compiled[0].cfg
     sysm = System(cfg, len(compiled))
     for m, cg in zip(sysm.machines, compiled, strict=True):
@@ -147,6 +161,8 @@ def run_parallel(compiled: list[CompiledGraph], inputs: dict) -> tuple[list[dict
             m.write_mem(s, a, v)
     sysm.load_programs([cg.program for cg in compiled])
     res = sysm.run(max_cycles=4 * max(cg.cycles for cg in compiled) + 1000)
+    if results is not None:
+        results.extend(res.chips)
     outs = [{o: cg.read(o, m.read_mem) for o in cg.graph.outputs}
             for cg, m in zip(compiled, sysm.machines, strict=True)]
     return outs, [r.cycles for r in res.chips]

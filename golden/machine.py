@@ -182,6 +182,8 @@ class RunResult:
     mxm_mvm_cycles: dict[str, int]
     halt_cycle: dict[str, int]
     trace: list[TraceCycle] | None = None
+    #: per sending (C2C slice, link): the beats sent (link utilisation)
+    link_beats: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 def format_trace(trace: list[TraceCycle], values: bool = True) -> str:
@@ -539,6 +541,7 @@ class Machine:
             mxm_mvm_cycles=dict(self._mvm),
             halt_cycle={q.name: q.halt_cycle for q in queues},
             trace=tr,
+            link_beats=dict(self._link_beats),
         )
 
     # -- queue sequencing ---------------------------------------------------------------
@@ -839,8 +842,9 @@ class Machine:
         self._rx_pops: dict[tuple[str, int], list[int]] = {k: [] for k in ports}
         self._rx_checked: dict[tuple[str, int], int] = {k: 0 for k in ports}
         self._rx_all: dict[tuple[str, int], list] = {k: [] for k in ports}
-        #: per sending (slice, link): the first cycle a SEND may issue again
+        #: per sending (slice, link): the first cycle a SEND may issue again; beats sent
         self._tx_free: dict[tuple[str, int], int] = {k: 0 for k in ports}
+        self._link_beats: dict[tuple[str, int], int] = {k: 0 for k in ports}
 
     def _where(self, sl: str, link: int) -> str:
         return f"{self.chip + ' ' if self.chip else ''}{sl} link {link}"
@@ -885,6 +889,7 @@ class Machine:
         w = TYPE_BYTES[t]
         beats = w * self.cfg.c2c_beats
         self._tx_free[key] = c + beats
+        self._link_beats[key] += beats
         v = self._rd_planes(q, f["in_d"], f["in_s"], w, c).copy()
         peer, psl, plink = self.c2c_peer[key]
         who = f"the {t} message sent by {self._where(*key)} in cycle {c}"

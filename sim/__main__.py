@@ -237,6 +237,17 @@ def cmd_bench(args) -> int:
     return 1 if bad else 0
 
 
+def cmd_scaling(args) -> int:
+    from .scaling import run_scaling
+
+    rep = run_scaling(log=lambda *a: print(*a, flush=True))
+    bad = [r for r in rep["rows"] if not (r["bit_exact"] and r["predicted_equals_model"])]
+    for r in bad:
+        print(f"FAIL: {r['config']} d {r['d_model']} d_ff {r['d_ff']} on {r['chips']} chips: "
+              "not bit-exact or cycles differ from the prediction", file=sys.stderr)
+    return 1 if bad else 0
+
+
 def cmd_bench_rtl(args) -> int:
     """Generation and build times, load time and simulated cycles per second of the chip,
     driven by cocotb and by the bare C++ harness (sim/bench_rtl.py)."""
@@ -401,6 +412,9 @@ def main(argv=None) -> int:
     p = sub.add_parser("bench", help="schedule quality table + RTL simulation speed")
     p.add_argument("--no-rtl", action="store_true", help="machine model only")
     p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("scaling", help="a tensor-parallel MLP on 1, 2 and 4 linked chips "
+                       "(machine model): cycles, speed-up, link utilisation, scaling.png")
+    p.set_defaults(func=cmd_scaling)
     p = sub.add_parser("bench-rtl", help="RTL generation/build times and simulation speed")
     p.add_argument("--config", default="tiny,small")
     p.add_argument("--threads", default="1,2",
