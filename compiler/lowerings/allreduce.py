@@ -107,6 +107,11 @@ def _ring_bundle(pb: ProgramBuilder, name: str, src, dst, keys, chips: int, rank
     b = Bundle(f"{name} slot {q}", name)
     send = pb.O.send(b, tx, link)
     planes_in(pb.O, b, src[key(0)], send, "in")
+    # every rank works on the slot's vectors in another order, and every rank's program
+    # is placed in the same cycles: the bundle depends on all of them on every rank
+    mine = keys[q * n:(q + 1) * n]
+    send.sram_r += [loc for k in mine for loc in src[k]]
+    send.sram_w += [loc for k in mine for loc in dst[k]]
     for h in range(1, 2 * n - 1):
         recv = pb.O.recv(b, rx, link)
         b.tie(send, recv, arrive)
@@ -135,6 +140,8 @@ def allreduce_rows(pb: ProgramBuilder, name: str, src, dst, keys, chips: int,
     cfg = pb.cfg
     if not cfg.c2c_links:
         raise ValueError(f"{name}: config {cfg.name!r} has no C2C links")
+    # a slot's vectors from one lane tile (rows in order): ready at about the same time
+    keys = sorted(keys, key=lambda k: (k[-1], k[:-1]))
     ring = len(keys) // chips * chips if chips > 2 else 0
     if any(len({sl for sl, _ in dst[k]}) < 4 for k in keys):
         ring = 0  # the sums' planes through an SXM relay (few MEM slices): per vector
