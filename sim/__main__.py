@@ -269,8 +269,21 @@ def cmd_fuzz(args) -> int:
     from .fuzz import fuzz, replay
 
     try:
+        if args.replay and (Path(args.replay) / "case.json").is_file() and "chips" in \
+                json.loads((Path(args.replay) / "case.json").read_text()):
+            from .fuzz_system import replay_system
+            return 0 if replay_system(Path(args.replay)) else 1
         if args.replay:
             return 0 if replay(Path(args.replay), x_seed=args.x_seed)["ok"] else 1
+        if args.chips > 1:
+            from .fuzz_system import fuzz_system, text
+            if args.n < 1:
+                raise ValueError(f"-n must be >= 1 (got {args.n})")
+            if args.chips not in (2, 4):
+                raise ValueError(f"--chips must be 1 (one chip), 2 or 4, got {args.chips}")
+            rep = fuzz_system(_config(args.config), args.n, args.seed, args.chips)
+            print(text(rep))
+            return 1 if rep["failures"] else 0
         kinds = args.kinds.split(",") if args.kinds else None
         if args.n < 1 or args.jobs < 1 or args.batch < 1:
             raise ValueError(f"-n, --jobs and --batch must be >= 1 (got {args.n}, "
@@ -430,6 +443,8 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="simulator runs in parallel")
     p.add_argument("--batch", type=int, default=40, help="programs per simulator run")
     p.add_argument("--no-shrink", action="store_true", help="do not shrink failing programs")
+    p.add_argument("--chips", type=int, default=1, help="2 or 4: random C2C programs over "
+                   "that many linked chips (one Verilated system)")
     p.add_argument("--replay", metavar="DIR", help="run a saved reproducer (build/fuzz/...)")
     p.add_argument("--x-seed", type=int, default=None,
                    help="X seed for --replay (default: the one it failed with)")

@@ -23,8 +23,8 @@ from golden.system import System
 
 from .designs import SYSTEM_DESIGNS
 
-__all__ = ["SYSTEM_DESIGNS", "compare", "run_model", "run_rtl", "run_system",
-           "system_design"]
+__all__ = ["SYSTEM_DESIGNS", "compare", "rtl_cases", "run_model", "run_rtl", "run_system",
+           "system_design", "write_case"]
 
 
 def system_design(chips: int) -> str:
@@ -60,12 +60,9 @@ def run_model(cfg: TspConfig, programs: list[Program], images, readback,
     return out
 
 
-def run_rtl(cfg: TspConfig, programs: list[Program], images, readback, out_dir: Path, *,
-            max_cycles: int, log=print) -> dict:
-    from .build import build_sim
-    from .run import run_cocotb
-
-    n = len(programs)
+def write_case(out_dir: Path, programs: list[Program], images, readback) -> dict:
+    """The files of one system run (`tb/system/test_system.py`'s case)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     paths, imgs = [], []
     for i, (p, img) in enumerate(zip(programs, images, strict=True)):
         pp = out_dir / f"chip{i}.bin"
@@ -74,19 +71,38 @@ def run_rtl(cfg: TspConfig, programs: list[Program], images, readback, out_dir: 
         np.savez(ip, **{f"{s}/{a}": v for s, d in img.items() for a, v in d.items()})
         paths.append(str(pp))
         imgs.append(str(ip))
-    out = out_dir / "readback.npz"
-    sim = build_sim(cfg, system_design(n), log=log)
-    res = run_cocotb(sim, "tb.system.test_system", name=f"system{n}-{cfg.name}",
-                     params={"chips": n, "programs": paths, "images": imgs,
-                             "readback": [[list(x) for x in rb] for rb in readback],
-                             "out": str(out), "max_cycles": max_cycles}, log=log)
+    return {"programs": paths, "images": imgs, "out": str(out_dir / "readback.npz"),
+            "readback": [[list(x) for x in rb] for rb in readback]}
+
+
+def rtl_cases(cfg: TspConfig, chips: int, cases: list[dict], *, name: str,
+              max_cycles: int, log=print) -> dict:
+    """Run `write_case` cases on the Verilated system in one simulator run: the summary,
+    each case's read-back vectors filled in per chip (``dump``)."""
+    from .build import build_sim
+    from .run import run_cocotb
+
+    sim = build_sim(cfg, system_design(chips), log=log)
+    res = run_cocotb(sim, "tb.system.test_system", name=name,
+                     params={"chips": chips, "cases": cases, "max_cycles": max_cycles},
+                     log=log)
     s = dict(res.summary)
-    with np.load(out) as z:
-        for i, chip in enumerate(s["chips"]):
-            chip["dump"] = {k.split("/", 1)[1]: z[k].tolist() for k in z.files
-                            if k.split("/", 1)[0] == str(i)}
+    for case, got in zip(cases, s["cases"], strict=True):
+        with np.load(case["out"]) as z:
+            for i, chip in enumerate(got["chips"]):
+                chip["dump"] = {k.split("/", 1)[1]: z[k].tolist() for k in z.files
+                                if k.split("/", 1)[0] == str(i)}
     s["log"] = str(res.log)
     return s
+
+
+def run_rtl(cfg: TspConfig, programs: list[Program], images, readback, out_dir: Path, *,
+            max_cycles: int, log=print) -> dict:
+    n = len(programs)
+    case = write_case(out_dir, programs, images, readback)
+    s = rtl_cases(cfg, n, [case], name=f"system{n}-{cfg.name}", max_cycles=max_cycles,
+                  log=log)
+    return {**s["cases"][0], "log": s["log"]}
 
 
 def compare(cfg: TspConfig, model: dict, rtl: dict) -> list[str]:

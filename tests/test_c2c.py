@@ -210,3 +210,33 @@ def test_system_rtl_flags_link_faults(config):
         assert st["error"], (name, err)
         assert (ErrorCode(st["error_code"]).name, cfg.slices[st["error_slice"]].name,
                 st["error_cycle"]) == (code, sl, cycle), (name, err)
+
+
+def test_system_compare_reports_every_difference():
+    """The scoreboard of the system runs (and of the fuzzer): a wrong vector, cycle count
+    or fault is reported per chip (negative controls)."""
+    from sim.system import compare
+
+    chip = {"cycles": 10, "busy": {"C2C_E": 3}, "issued": {"C2C_E": 1}, "mvm": {},
+            "dump": {"MEM_E0/5": [1, 2, 3]}}
+    model = {"error": None, "chips": [chip, chip]}
+    ok = {"status": {"error": False}, "counters": {"cycles": 10, "busy": {"C2C_E": 3},
+                                                   "issued": {"C2C_E": 1}, "mvm": {}},
+          "cycles_clock": 10, "dump": {"MEM_E0/5": [1, 2, 3]}}
+    assert compare(TINY, model, {"chips": [ok, ok]}) == []
+    bad = {**ok, "dump": {"MEM_E0/5": [1, 9, 3]}, "cycles_clock": 11}
+    got = compare(TINY, model, {"chips": [ok, bad]})
+    assert any("chip 1 SRAM MEM_E0/5 lane 1: chip 9, model 2" in p for p in got)
+    assert any("chip 1 cycles: testbench clock 11, model 10" in p for p in got)
+    refused = {"error": "chip 0: C2C_W ... link 0 empty", "chips": []}
+    assert compare(TINY, refused, {"chips": [ok, ok]})  # the chips did not fault: reported
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("config", ["tiny"])
+def test_system_fuzz_agrees(config, base_seed):
+    from sim.fuzz_system import fuzz_system
+
+    print("seed", base_seed)
+    rep = fuzz_system(get_config(config), 8, base_seed, 2, log=lambda *a: None)
+    assert rep["failures"] == [] and rep["messages"] > 50
