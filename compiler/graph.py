@@ -783,6 +783,43 @@ def _allreduce_lower(pb, n, ins, out, shp):
                    n.attrs.get("rank", 0))
 
 
+def _send_shape(n, ins):
+    _need(n, isinstance(n.attrs.get("link"), int), "needs link= (the C2C_E link)")
+    return 1, 1, 1  # nothing on this chip: the row leaves it
+
+
+def _send_golden(n, x, state):
+    state.setdefault("c2c", {})[n.attrs["key"]] = x  # what the next chip receives
+    return np.zeros((1, 1), np.int64)
+
+
+def _send_lower(pb, n, ins, out, shp):
+    from .lowerings.link import send_rows
+
+    send_rows(pb, n.out, ins[0], n.attrs["link"])
+
+
+def _recv_shape(n, ins):
+    shape = n.attrs.get("shape")
+    _need(n, not ins and isinstance(shape, tuple) and len(shape) == 3, "takes no input and "
+          "needs shape=(rows, width, bytes)")
+    return shape
+
+
+def _recv_golden(n, state):
+    got = state.get("c2c", {}).get(n.attrs["key"])
+    if got is None:
+        raise CompileError(f"node {n.out!r} (recv): nothing was sent as "
+                           f"{n.attrs['key']!r} (state['c2c'])", "graph", True)
+    return got
+
+
+def _recv_lower(pb, n, ins, out, shp):
+    from .lowerings.link import recv_rows
+
+    recv_rows(pb, n.out, out, n.attrs["link"], n.attrs["arrivals"])
+
+
 def _setup_rsqrt(pb):
     from .lowerings import rsqrt_seed_table
     rsqrt_seed_table(pb)
@@ -833,6 +870,11 @@ OPS: dict[str, OpKind] = {
     "argmax": OpKind(_argmax_shape, _argmax_golden, _argmax_lower),  # the next token's id
     # tensor parallelism: the int32 partial sums of every chip of the C2C ring, summed
     "allreduce": OpKind(_allreduce_shape, _allreduce_golden, _allreduce_lower),
+    # pipeline parallelism: a row tensor to the next chip (C2C_E link), from the previous
+    # one (C2C_W link, at the cycles it arrives: attrs arrivals); golden: through
+    # state["c2c"][key]
+    "send": OpKind(_send_shape, _send_golden, _send_lower, stateful=True),
+    "recv": OpKind(_recv_shape, _recv_golden, _recv_lower, stateful=True),
 }
 
 

@@ -140,7 +140,7 @@ class Bundle:
     """Instructions with fixed relative timing (see the module docstring)."""
 
     __slots__ = ("name", "kind", "ops", "wires", "ties", "span", "index", "t0", "preds",
-                 "succs", "prio", "placed")
+                 "succs", "prio", "placed", "earliest")
 
     def __init__(self, name: str, kind: str):
         self.name = name
@@ -158,6 +158,9 @@ class Bundle:
         self.succs: list[Bundle] = []
         self.prio = 0
         self.placed = False
+        #: the bundle may not start before this cycle (a RECV of a message that arrives
+        #: then: `compiler.pipeline`)
+        self.earliest = 0
 
     def add(self, op: Op) -> Op:
         op.bundle = self

@@ -230,7 +230,7 @@ def list_schedule(cfg: TspConfig, bundles: list[Bundle], order: str = "cycle") -
                 if waiting[id(s)] == 0:
                     heapq.heappush(heap, (-s.prio, s.index))
     else:
-        heap = [(0, -b.prio, b.index) for b in bundles if waiting[id(b)] == 0]
+        heap = [(_tmin(b), -b.prio, b.index) for b in bundles if waiting[id(b)] == 0]
         heapq.heapify(heap)
         while heap:
             t, negp, i = heapq.heappop(heap)
@@ -251,7 +251,7 @@ def list_schedule(cfg: TspConfig, bundles: list[Bundle], order: str = "cycle") -
 
 
 def _tmin(b: Bundle) -> int:
-    t = 0
+    t = b.earliest
     for p, poff, off, d in b.preds:
         assert p.placed, f"{b.name} placed before {p.name}"
         t = max(t, p.t0 + poff + d - off)

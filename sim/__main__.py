@@ -237,6 +237,26 @@ def cmd_bench(args) -> int:
     return 1 if bad else 0
 
 
+def cmd_llm_chips(args) -> int:
+    from .llm_chips import run_llm_chips
+
+    ks = [int(k) for k in args.chips.split()]
+    if not ks or any(k < 1 or k > 16 for k in ks):
+        raise SystemExit(f"error: --chips {args.chips!r}: chip counts in 1..16")
+    rep = run_llm_chips(args.model, ks, args.prompt, args.tokens,
+                        log=lambda *a: print(*a, flush=True))
+    print(f"\n{'chips':>5} {'config':>8} {'MiB/chip':>8} {'layers':>14} {'cycles/token':>12} "
+          f"{'tokens/s':>9} {'pipelined':>10}")
+    for r in rep["rows"]:
+        print(f"{r['chips']:>5} {r['config']:>8} {r['sram_mib_per_chip']:>8.0f} "
+              f"{str(r['layers_per_chip']):>14} {r['cycles_per_token']:>12} "
+              f"{r['tokens_per_second']:>9} {r['pipelined_tokens_per_second']:>10}")
+    print(f"report {rep['json']}")
+    for p in rep["problems"]:
+        print(f"FAIL: {p}", file=sys.stderr)
+    return 1 if rep["problems"] else 0
+
+
 def cmd_scaling(args) -> int:
     from .scaling import run_scaling
 
@@ -425,6 +445,13 @@ def main(argv=None) -> int:
     p = sub.add_parser("bench", help="schedule quality table + RTL simulation speed")
     p.add_argument("--no-rtl", action="store_true", help="machine model only")
     p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("llm-chips", help="SmolLM2-135M on K chips too small to hold it "
+                       "alone (pipeline over C2C, machine model): tokens/s against K")
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--chips", default="1 2 4", help="chip counts, e.g. \"1 2 4\"")
+    p.add_argument("--prompt", default="The capital of France is")
+    p.add_argument("--tokens", type=int, default=4)
+    p.set_defaults(func=cmd_llm_chips)
     p = sub.add_parser("scaling", help="a tensor-parallel MLP on 1, 2 and 4 linked chips "
                        "(machine model): cycles, speed-up, link utilisation, scaling.png")
     p.set_defaults(func=cmd_scaling)

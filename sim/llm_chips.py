@@ -1,0 +1,119 @@
+"""`make llm-chips`: SmolLM2-135M decoding on K chips too small to hold it alone, on the
+machine model of the system: ``python -m sim llm-chips``.
+
+For each K, the chip is `full` with ``1/K`` of its MEM slices (``ceil(44 / K)`` per
+hemisphere: together about the one chip's SRAM) and two C2C links per end; the model is
+split into K pipeline stages balanced by weight bytes (`compiler.pipeline`: the layers'
+runs, the LM head on the last chip), the residual row passed over the links.  K = 1 is
+the one full chip of `make llm`.  Per K: every generated token equals
+`golden.llm.LlamaModel.generate_ids`, every chip's cycles in every step equal its
+prediction, and the report projects tokens/s at 900 MHz.  One token is in flight (a
+single sequence): a step is the stages one after another plus the hops, so K chips are
+not faster than one -- they make a model fit that does not fit one chip.  Beside it the
+report projects the rate with a sequence per stage in flight (pipelined decoding, not
+built): one token per slowest stage span.  Written to
+``build/llm/chips.json`` and ``build/llm/tokens_vs_chips.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+from .llm import CLOCK_HZ, DEFAULT_PROMPT, context_for
+
+
+def chip_config(k: int):
+    from arch.config import get_config
+
+    full = get_config("full")
+    if k == 1:
+        return full
+    return full.replace(name=f"full/{k}", c2c_links=max(full.c2c_links, 2),
+                        mem_slices_per_hemisphere=math.ceil(full.mem_slices_per_hemisphere / k))
+
+
+def run_llm_chips(model: str = "smollm2-135m", ks=(1, 2, 4), prompt: str = DEFAULT_PROMPT,
+                  tokens: int = 4, out_dir: Path | None = None, log=print) -> dict:
+    from compiler.model import compile_model_step
+    from compiler.pipeline import compile_pipeline
+
+    from .model import load_model
+
+    out_dir = Path(out_dir) if out_dir is not None else Path("build") / "llm"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path, lm = load_model(model, out_dir)
+    ids = lm.tokenize(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
+    context = context_for(len(ids) + tokens - 1)
+    want = lm.generate_ids(ids, tokens)
+    rows, problems = [], []
+    for k in ks:
+        cfg = chip_config(k)
+        log(f"{k} chip(s) of {cfg.name} ({cfg.sram_bytes / 2**20:.0f} MiB SRAM each), "
+            f"context {context}")
+        t0 = time.monotonic()
+        if k == 1:
+            one = compile_model_step(lm, cfg, context, orders=("priority",))
+            compile_s = time.monotonic() - t0
+            out, cyc = one.generate(ids, tokens)
+            per_chip, predicted, split = [[c] for c in cyc], [one.cycles], [(0, lm.config.n_layers)]
+        else:
+            pm = compile_pipeline(lm, cfg, context, k, log=log)
+            compile_s = time.monotonic() - t0
+            out, per_chip = pm.generate(ids, tokens)
+            predicted, split = [s.cycles for s in pm.stages], pm.split
+        run_s = time.monotonic() - t0 - compile_s
+        step = max(predicted)
+        ok_tokens = out == want
+        ok_cycles = all(c == predicted for c in per_chip)
+        if not ok_tokens:
+            problems.append(f"{k} chips: tokens {out} != golden {want}")
+        if not ok_cycles:
+            problems.append(f"{k} chips: machine model cycles {per_chip[0]} != predicted "
+                            f"{predicted}")
+        # a stage's own span: from the previous chip's end (its row's departure) to its
+        # end; with a sequence per stage in flight the slowest stage sets the rate
+        spans = [b - a for a, b in zip([0, *predicted], predicted, strict=False)]
+        row = {"chips": k, "config": cfg.name, "sram_mib_per_chip": cfg.sram_bytes / 2**20,
+               "layers_per_chip": [b - a for a, b in split],
+               "cycles_per_token": step, "chip_cycles": predicted, "stage_spans": spans,
+               "tokens_per_second": round(CLOCK_HZ / step, 1),
+               "pipelined_tokens_per_second": round(CLOCK_HZ / max(spans), 1),
+               "tokens_equal_golden": ok_tokens, "cycles_equal_prediction": ok_cycles,
+               "compile_seconds": round(compile_s, 1), "run_seconds": round(run_s, 1)}
+        rows.append(row)
+        log(f"  {step} cycles per token ({row['tokens_per_second']} tokens/s at 900 MHz); "
+            f"chips end in {predicted}; tokens == golden: {ok_tokens}; cycles == "
+            f"prediction in every step: {ok_cycles}")
+    report = {"model": str(path), "prompt_ids": ids, "tokens": want, "context": context,
+              "rows": rows, "problems": problems}
+    (out_dir / "chips.json").write_text(json.dumps(report, indent=1))
+    _plot(rows, out_dir / "tokens_vs_chips.png")
+    report["json"] = str(out_dir / "chips.json")
+    return report
+
+
+def _plot(rows, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ks = [r["chips"] for r in rows]
+    ax.plot(ks, [r["tokens_per_second"] for r in rows], "o-", label="one sequence")
+    ax.plot(ks, [r["pipelined_tokens_per_second"] for r in rows], ":",
+            label="a sequence per stage in flight: 1 / slowest stage (projection)")
+    ax.set_xlabel("chips (each 1/K of full's SRAM)")
+    ax.set_ylabel("tokens/s at 900 MHz")
+    ax.set_xticks(ks)
+    ax.set_title("SmolLM2-135M decode, pipeline over C2C (machine model)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+__all__ = ["chip_config", "run_llm_chips"]
