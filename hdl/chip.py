@@ -27,6 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from arch.config import TspConfig
 
+from .c2c import C2cSlice, LinkLaneSignature
 from .host import (
     REG_ADDR_BITS,
     STATUS_DONE,
@@ -37,7 +38,6 @@ from .host import (
     host_command_layout,
     status_value,
 )
-from .c2c import C2cSlice, LinkLaneSignature
 from .icu import COUNTER_BITS, InstructionControlUnit
 from .mem import MemSlice
 from .mxm import MxmSlice

@@ -17,6 +17,7 @@ built): one token per slowest stage span.  Written to
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import time
@@ -84,6 +85,8 @@ def run_llm_chips(model: str = "smollm2-135m", ks=(1, 2, 4), prompt: str = DEFAU
                "tokens_equal_golden": ok_tokens, "cycles_equal_prediction": ok_cycles,
                "compile_seconds": round(compile_s, 1), "run_seconds": round(run_s, 1)}
         rows.append(row)
+        one = pm = None  # a whole model's bundles take gigabytes: free before the next K
+        gc.collect()
         log(f"  {step} cycles per token ({row['tokens_per_second']} tokens/s at 900 MHz); "
             f"chips end in {predicted}; tokens == golden: {ok_tokens}; cycles == "
             f"prediction in every step: {ok_cycles}")

@@ -92,7 +92,8 @@ def print_report(r: dict, log=print) -> None:
         log(f"chips (CYCLES)    {r['rtl']['cycles_chip']}")
         log(f"testbench clock   {r['rtl']['cycles_clock']}")
         log(f"simulator log     {r['rtl']['log']}")
-    log(f"output            {'bit-exact with the unsplit MLP on every chip' if not r['problems'] else 'DIFFERS'}")
+    ok = "bit-exact with the unsplit MLP on every chip"
+    log(f"output            {ok if not r['problems'] else 'DIFFERS'}")
     log(f"report            {r['report_json']}")
 
 

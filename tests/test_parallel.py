@@ -60,7 +60,8 @@ def test_split_mlp_on_a_system_equals_the_mlp(config, chips, base_seed):
 def test_shards_that_are_not_one_schedule_are_refused():
     mlp = random_mlp(32, 64, 0)
     graphs = [mlp_graph(mlp, 8, 2, 0), mlp_graph(mlp, 4, 2, 1)]  # different rows
-    with pytest.raises(CompileError, match="chip 1.s program: .* bundles, the reference schedule has"):
+    with pytest.raises(CompileError,
+                       match="chip 1.s program: .* bundles, the reference schedule has"):
         compile_parallel(graphs, TINY)
 
 
