@@ -104,7 +104,7 @@ def _plot(rows, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = plt.subplots(figsize=(6.2, 3.8))
     ks = [r["chips"] for r in rows]
     ax.plot(ks, [r["tokens_per_second"] for r in rows], "o-", label="one sequence")
     ax.plot(ks, [r["pipelined_tokens_per_second"] for r in rows], ":",
@@ -112,7 +112,7 @@ def _plot(rows, path) -> None:
     ax.set_xlabel("chips (each 1/K of full's SRAM)")
     ax.set_ylabel("tokens/s at 900 MHz")
     ax.set_xticks(ks)
-    ax.set_title("SmolLM2-135M decode, pipeline over C2C (machine model)")
+    ax.set_title("SmolLM2-135M over K chips, pipelined (machine model)", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
