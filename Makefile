@@ -12,7 +12,7 @@ CHIPS   ?= 1
 DESIGN  ?= chip
 SEQ     ?= 16
 DMODEL  ?= 32
-HEADS   ?= 2
+HEADS   ?= $(if $(filter 4,$(CHIPS)),4,2)
 DFF     ?= 64
 SEED    ?= 0
 CAUSAL  ?= 1
@@ -51,8 +51,8 @@ all: test
 help:
 	@echo "make sim      the main job: the compiled block on the RTL (CONFIG=$(CONFIG) SEQ=$(SEQ)"
 	@echo "              DMODEL=$(DMODEL) HEADS=$(HEADS) DFF=$(DFF) SEED=$(SEED) CAUSAL=1|0"
-	@echo "              WAVES=0|1 LOCKSTEP=0|1); CHIPS=2|4: the block's MLP tensor-parallel"
-	@echo "              on that many chips linked by C2C (one Verilated system)"
+	@echo "              WAVES=0|1 LOCKSTEP=0|1); CHIPS=2|4: the block tensor-parallel on"
+	@echo "              that many chips linked by C2C (one Verilated system; CHIPS=4: HEADS=4)"
 	@echo "make sim-decode  decode steps of the block on the RTL, KV cache in SRAM: one program,"
 	@echo "              run once per token (CONFIG, SEQ = max context, STEPS = tokens, default"
 	@echo "              SEQ; DMODEL HEADS DFF SEED as for make sim)"

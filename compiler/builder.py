@@ -77,6 +77,10 @@ class ProgramBuilder:
         #: by the op: e.g. the masked input planes of products that read one tensor)
         self.shared: dict = {}
         self.graph = None  # the graph being lowered (`compiler.graph.lower_graph`)
+        #: one program of an SPMD set (`compiler.parallel`): no lowering decision may
+        #: depend on a constant's value (every register constant an int32 SRAM load, none
+        #: shared), so that every chip's program has the same bundles
+        self.spmd = False
         self.pos: dict[str, tuple[str, int]] | None = None  # `position_vectors`
 
     def emit(self, b: Bundle) -> Bundle:
@@ -116,7 +120,7 @@ class ProgramBuilder:
         small, else from SRAM with the narrowest type that holds it (``VXM.i8/i16/i32 rK:i32
         = s`` sign-extends), so int8 shifts cost one READ and int16 biases two."""
         v = np.asarray(values, np.int64)
-        if np.all(v == v[0]) and -16384 <= v[0] <= 16383:
+        if not self.spmd and np.all(v == v[0]) and -16384 <= v[0] <= 16383:
             self.set_imm(r, int(v[0]), name)
             return
         nb, t = self.const_vec(name, v)
@@ -130,6 +134,8 @@ class ProgramBuilder:
         nb = 1 if v.min() >= -128 and v.max() <= 127 else (
             2 if v.min() >= -32768 and v.max() <= 32767 else 4)
         key = bytes([nb]) + v.astype("<i4").tobytes()
+        if self.spmd:
+            nb, key = 4, ("spmd", len(self._consts))
         t = self._consts.get(key)
         if t is None:
             t = self.const(f"c.{name}.{len(self._consts)}", {(0,): T.bytes_of(v, nb)}, nb)

@@ -951,7 +951,7 @@ class CompiledGraph:
 
 def lower_graph(graph: Graph, cfg: TspConfig | str, *, keep: bool = True,
                 rigid_loads: bool = True, prealloc=(), pb: ProgramBuilder | None = None,
-                what: str = "the graph") -> tuple[ProgramBuilder, dict]:
+                what: str = "the graph", spmd: bool = False) -> tuple[ProgramBuilder, dict]:
     """Lower every node in program order onto one builder: ``(builder, tensors)``.
 
     Allocation order: the zero registers; the Gather tables (a table is 256 consecutive
@@ -969,6 +969,7 @@ def lower_graph(graph: Graph, cfg: TspConfig | str, *, keep: bool = True,
     cfg = get_config(cfg)
     shp = graph.shapes()
     pb = pb or ProgramBuilder(cfg, keep=keep, rigid_loads=rigid_loads)
+    pb.spmd = spmd
     pb.mem.what = what
     pb.graph = graph
     vl = pb.vl

@@ -133,7 +133,7 @@ def compile_parallel(graphs: list[Graph], cfg: TspConfig | str, *, search: bool 
     out, ref, issues = [], None, []
     for i, g in enumerate(graphs):
         pg = placed(g, place)
-        pb, tensors = lower_graph(pg, cfg)
+        pb, tensors = lower_graph(pg, cfg, spmd=True, keep=False)
         what = f"chip {i}'s program"
         prog, em = pb.finish(what, order) if ref is None else pb.finish_as(what, ref)
         ref = ref if ref is not None else pb.bundles
@@ -166,3 +166,56 @@ def run_parallel(compiled: list[CompiledGraph], inputs: dict, results: list | No
     outs = [{o: cg.read(o, m.read_mem) for o in cg.graph.outputs}
             for cg, m in zip(compiled, sysm.machines, strict=True)]
     return outs, [r.cycles for r in res.chips]
+
+
+# ----------------------------------------------------------------------------- the block
+def tp_block_graph(block, chips: int, shard: int) -> tuple[Graph, dict]:
+    """Chip ``shard`` of the quantised attention + MLP block (`golden.block.QuantBlock`)
+    split over ``chips``: heads ``shard*H/n ..`` (their rows of Wq, Wk, Wv, their columns
+    of Wo) and hidden features ``shard*f/n ..`` (rows of W1, columns of W2); the two
+    int32 partial sums (attention output, MLP output) are all-reduced, each with its bias
+    added on chip 0 only (an int32 bias row, zero on the other chips: the same schedule
+    everywhere), then requantised into the residual stream as the block does.  Returns the
+    graph and the host inputs it takes beside ``x`` (the bias rows)."""
+    from .block import PLANS, attention_attrs
+
+    H, d, f = block.n_heads, block.d_model, block.d_ff
+    if H % chips or f % chips:
+        raise CompileError(f"tensor parallel: {H} heads and d_ff {f} must split over "
+                           f"{chips} chips", "shape", True)
+    hs = slice(shard * d // chips, (shard + 1) * d // chips)  # this chip's heads' features
+    fs = slice(shard * f // chips, (shard + 1) * f // chips)
+    rows = block.seq_len
+
+    def lin(q, part, **extra):
+        return {"weight": q.weight[part], "bias": q.bias[part],
+                "multiplier": q.multiplier[part], "shift": q.shift[part], **extra}
+
+    attn = attention_attrs(block, PLANS[0])
+    attn["n_heads"] = H // chips
+    nodes = (
+        Node("x8", "requant", ("x",), {"multiplier": block.x8_multiplier,
+                                       "shift": block.x8_shift}, 1),
+        Node("q", "linear", ("x8",), lin(block.wq, hs, heads=H // chips), 1),
+        Node("k", "linear", ("x8",), lin(block.wk, hs), 1),
+        Node("v", "linear", ("x8",), lin(block.wv, hs, heads=H // chips), 1),
+        Node("ctx", "attention", ("q", "k", "v"), attn, 1),
+        Node("o_part", "matmul", ("ctx",), {"weight": block.wo.weight[:, hs]}),
+        Node("o_bias", "add", ("o_part", "bo"), {}, 4),
+        Node("attn_acc", "allreduce", ("o_bias",), {"chips": chips, "rank": shard}),
+        Node("h_sum", "add", ("x", "attn_acc"), {"multiplier": block.wo.multiplier,
+                                                 "shift": block.wo.shift}, 4),
+        Node("h", "requant", ("h_sum",), {"multiplier": block.h8_multiplier,
+                                          "shift": block.h8_shift}, 1),
+        Node("gelu", "linear", ("h",), lin(block.w1, fs, table=block.gelu_table), 1),
+        Node("f_part", "matmul", ("gelu",), {"weight": block.w2.weight[:, fs]}),
+        Node("f_bias", "add", ("f_part", "b2"), {}, 4),
+        Node("ff2_acc", "allreduce", ("f_bias",), {"chips": chips, "rank": shard}),
+        Node("y", "add", ("h_sum", "ff2_acc"), {"multiplier": block.w2.multiplier,
+                                                "shift": block.w2.shift}, 4),
+    )
+    g = Graph({"x": (rows, d, 4), "bo": (rows, d, 4), "b2": (rows, d, 4)}, nodes, ("y",))
+    first = shard == 0
+    bias = {"bo": np.tile(block.wo.bias if first else np.zeros(d, np.int64), (rows, 1)),
+            "b2": np.tile(block.w2.bias if first else np.zeros(d, np.int64), (rows, 1))}
+    return g, bias

@@ -132,7 +132,7 @@ def cmd_block(args) -> int:
         from golden.system import MAX_CHIPS
 
         from .parallel import print_report as tp_report
-        from .parallel import run_parallel_mlp
+        from .parallel import run_parallel_block
         from .system import SYSTEM_DESIGNS
 
         have = sorted(SYSTEM_DESIGNS.values())
@@ -140,9 +140,15 @@ def cmd_block(args) -> int:
             print(f"error: CHIPS={args.chips}: systems of {', '.join(map(str, have))} chips "
                   f"are built (the model takes up to {MAX_CHIPS})", file=sys.stderr)
             return 2
+        if args.heads % args.chips or args.d_ff % args.chips:
+            print(f"error: CHIPS={args.chips}: the block's {args.heads} heads and d_ff "
+                  f"{args.d_ff} must split over the chips (HEADS=, DFF=)", file=sys.stderr)
+            return 2
         print(cfg.with_links().summary(), flush=True)
-        return _sim_report(lambda log: run_parallel_mlp(
-            cfg, args.chips, args.seq, args.d_model, args.d_ff, args.seed, log=log), tp_report)
+        spec = BlockSpec(args.seq, args.d_model, args.heads, args.d_ff, args.seed,
+                         not args.no_causal)
+        return _sim_report(lambda log: run_parallel_block(cfg, args.chips, spec, log=log),
+                           tp_report)
     spec = BlockSpec(args.seq, args.d_model, args.heads, args.d_ff, args.seed, not args.no_causal)
     print(cfg.summary(), flush=True)
     return _sim_report(lambda log: run_block(cfg, spec, lockstep=args.lockstep,
@@ -372,7 +378,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-causal", action="store_true")
     p.add_argument("--chips", type=int, default=1,
-                   help="2 or 4: the block's MLP tensor-parallel on that many linked chips")
+                   help="2 or 4: the block tensor-parallel on that many linked chips")
     p.add_argument("--lockstep", action="store_true",
                    help="compare every stream register every cycle with the machine model")
     p.add_argument("--waves", action="store_true", help="dump a waveform (FST, or VCD "

@@ -40,7 +40,8 @@ def chip_ecp5_from_units(cfg: TspConfig, units: dict[str, dict]) -> dict:
     parts = [("fabric", 1)]
     for kind in SLICE_KINDS:
         n = len(cfg.slices_of(kind))
-        parts += [(kind, n), (f"ICU_{kind}", n)]
+        if n:  # (C2C: only in configs with links)
+            parts += [(kind, n), (f"ICU_{kind}", n)]
     keys = ("lut4", "ccu2c", "lut4_eq", "dpr16x4", "ff", "dp16kd", "mult18x18d")
     if any("ecp5" not in units.get(u, {}) for u, _ in parts):
         return {}

@@ -81,3 +81,32 @@ def test_split_mlp_on_the_verilated_system(config):
     assert rep["problems"] == []
     assert (rep["predicted_cycles"] == rep["model_cycles"] == rep["rtl"]["cycles_chip"]
             == rep["rtl"]["cycles_clock"])
+
+
+@pytest.mark.parametrize(("chips", "shape"), [(2, (16, 32, 2, 64)), (4, (16, 64, 4, 128))])
+def test_split_block_on_a_system_equals_the_block(chips, shape, base_seed):
+    """The quantised attention + MLP block, heads and hidden features split over the
+    chips (`tp_block_graph`): every chip's output equals the unsplit block's `forward_int`
+    (golden/block.py), every chip's cycles the prediction."""
+    from compiler.parallel import tp_block_graph
+    from golden.block import make_block
+    from sim.parallel import _model
+
+    seq, d, h, f = shape
+    print("seed", base_seed)
+    block = make_block(base_seed, seq, d, h, f)
+    x = block.quantize_input(block.example_input(base_seed))
+    parts = [tp_block_graph(block, chips, i) for i in range(chips)]
+    comp = compile_parallel([g for g, _ in parts], get_config("small").with_links())
+    outs, cycles = _model(comp, [{"x": x, **b} for _, b in parts])
+    want = block.forward_int(x)
+    assert all(np.array_equal(y, want) for y in outs)
+    assert cycles == [c.cycles for c in comp]
+
+
+def test_block_heads_must_split():
+    from compiler.parallel import tp_block_graph
+    from golden.block import make_block
+
+    with pytest.raises(CompileError, match="2 heads and d_ff 64 must split over 4 chips"):
+        tp_block_graph(make_block(0, 8, 32, 2, 64), 4, 0)

@@ -107,11 +107,6 @@ def _ring_bundle(pb: ProgramBuilder, name: str, src, dst, keys, chips: int, rank
     b = Bundle(f"{name} slot {q}", name)
     send = pb.O.send(b, tx, link)
     planes_in(pb.O, b, src[key(0)], send, "in")
-    # every rank works on the slot's vectors in another order, and every rank's program
-    # is placed in the same cycles: the bundle depends on all of them on every rank
-    mine = keys[q * n:(q + 1) * n]
-    send.sram_r += [loc for k in mine for loc in src[k]]
-    send.sram_w += [loc for k in mine for loc in dst[k]]
     for h in range(1, 2 * n - 1):
         recv = pb.O.recv(b, rx, link)
         b.tie(send, recv, arrive)
@@ -131,6 +126,19 @@ def _ring_bundle(pb: ProgramBuilder, name: str, src, dst, keys, chips: int, rank
             send = pb.O.send(b, tx, link)
             b.tap(w, 0, send, "in")
     return b
+
+
+def _rank_free(b: Bundle, srcs, dsts) -> None:
+    """Every rank works on the slot's vectors in another order, and every rank's program
+    is placed in the same cycles: make the bundle's dependencies the same on every rank.
+    Its first and last READ count as reading every vector of the slot, its first and last
+    WRITE as writing every one (a writer before must be done by the first read, a reader
+    after waits for the last write, and so on)."""
+    for mn, locs, attr in (("READ", srcs, "sram_r"), ("WRITE", dsts, "sram_w")):
+        ops = sorted((op for op in b.ops if op.mn == mn), key=lambda o: o.off)
+        every = [loc for ls in locs for loc in ls]
+        for op in {id(o): o for o in (ops[0], ops[-1])}.values():
+            getattr(op, attr).extend(loc for loc in every if loc not in getattr(op, attr))
 
 
 def allreduce_rows(pb: ProgramBuilder, name: str, src, dst, keys, chips: int,
@@ -161,6 +169,8 @@ def allreduce_rows(pb: ProgramBuilder, name: str, src, dst, keys, chips: int,
         except AssertionError:  # two SRAM accesses of one slice in one cycle: per vector
             ring = q * chips
             break
+        _rank_free(b, [src[k] for k in keys[q * chips:(q + 1) * chips]],
+                   [dst[k] for k in keys[q * chips:(q + 1) * chips]])
         pb.emit(b)
     _chains(pb, name, src, dst, keys[ring:], chips)
 
