@@ -965,7 +965,8 @@ def lower_graph(graph: Graph, cfg: TspConfig | str, *, keep: bool = True,
     lowering may give back early with ``pb.release_dying``).  Every node's output is kept
     for read-back (``pb.kept``) while its SRAM is not reused.  ``pb``: a builder to lower
     onto (what it holds after a `CompileError` says how far the lowering got); ``what``
-    names the program in resource errors."""
+    names the program in resource errors; ``spmd``: one program of an SPMD set
+    (`ProgramBuilder.spmd`)."""
     cfg = get_config(cfg)
     shp = graph.shapes()
     pb = pb or ProgramBuilder(cfg, keep=keep, rigid_loads=rigid_loads)
