@@ -80,6 +80,19 @@ def _sxm_unit(cls_name: str):
     return make
 
 
+def _c2c(cfg: TspConfig):
+    from hdl.c2c import C2cSlice
+
+    return C2cSlice(cfg.with_links())
+
+
+def _icu_c2c(cfg: TspConfig):
+    from hdl.icu import InstructionControlUnit
+
+    linked = cfg.with_links()
+    return InstructionControlUnit(linked, linked.slices_of("C2C")[0])
+
+
 def _fabric(cfg: TspConfig):
     from hdl.stream import StreamFabric
 
@@ -102,6 +115,9 @@ UNITS: dict[str, tuple[Callable[[TspConfig], object], str]] = {
     "ICU_VXM": (_icu("VXM"), "the instruction queue of the VXM"),
     "ICU_MXM": (_icu("MXM"), "the instruction queue of an MXM"),
     "ICU_SXM": (_icu("SXM"), "the instruction queue of an SXM"),
+    "C2C": (_c2c, "one C2C slice with the config's links (one per end where it has none): "
+                  "per tile and link a transmitter, a deserialiser, a receive FIFO"),
+    "ICU_C2C": (_icu_c2c, "the instruction queue of a C2C slice"),
     "fabric": (_fabric, "the stream registers of every position, superlane and direction"),
     "chip": (_chip, "the whole chip: every slice and queue, fabric and host interface"),
     "VXM_LANES6": (_vxm_lanes(6), "the VXM with the ALU stages of 6 of the 16 lanes per "
