@@ -79,8 +79,9 @@ class TspConfig:
     vxm_imem_depth: int = 0
     #: chip-to-chip links at each end of the slice row (C2C_W, C2C_E); 0: no C2C slices
     c2c_links: int = 0
-    #: cycles from a SEND's issue to its first byte at the far end (wire and SerDes); the
-    #: vector is in the far end's receive buffer ``c2c_latency + c2c_beats`` cycles after
+    #: cycles from a SEND's issue to its first byte at the far end (wire and SerDes); a
+    #: message of w planes is in the far end's receive buffer ``c2c_latency + w *
+    #: c2c_beats`` cycles after (`c2c_arrival`)
     c2c_latency: int = 8
     #: bytes per cycle a link moves in each superlane (its lane group there): a link moves
     #: ``superlanes x c2c_bytes_per_cycle`` bytes per cycle, a vector in ``16 / this`` beats
@@ -166,10 +167,10 @@ class TspConfig:
         ``c2c_bytes_per_cycle``-byte beats, all superlanes in parallel)."""
         return self.lanes_per_superlane // self.c2c_bytes_per_cycle
 
-    @property
-    def c2c_arrival(self) -> int:
-        """Cycles from a SEND's issue to the first cycle a RECV may take the vector."""
-        return self.c2c_latency + self.c2c_beats
+    def c2c_arrival(self, planes: int = 1) -> int:
+        """Cycles from a SEND of a ``planes``-plane message (its type's bytes) to the first
+        cycle a RECV may take it: the link's latency and the message's beats."""
+        return self.c2c_latency + planes * self.c2c_beats
 
     # -- derived: memory ----------------------------------------------------
 

@@ -290,13 +290,19 @@ class ProgramBuilder:
         """Schedule the bundles (`compiler.schedule.list_schedule`), emit every queue and
         check the instruction memory (a `CompileError` naming ``what`` if a queue is too
         long): ``(Program, Emitted)``."""
+        from .schedule import list_schedule
+
+        list_schedule(self.cfg, self.bundles, order=order)
+        return self._program(what)
+
+    def _program(self, what: str):
+        """Emit the placed bundles and check the instruction memory (a `CompileError`
+        naming ``what`` if a queue is too long): ``(Program, Emitted)``."""
         from arch.program import Program
 
         from .emit import emit
         from .errors import imem_error
-        from .schedule import list_schedule
 
-        list_schedule(self.cfg, self.bundles, order=order)
         em = emit(self.cfg, self.bundles, True)
         words = {k: q.nwords for k, q in em.queues.items()}
         if not self.cfg.imem_fits(words):
@@ -309,10 +315,6 @@ class ProgramBuilder:
         dependencies, slots, banks and streams allow it there (streams may differ), and
         emit: ``(Program, Emitted)``; a CompileError naming the first bundle that does
         not fit."""
-        from arch.program import Program
-
-        from .emit import emit
-        from .errors import imem_error
         from .schedule import Scheduler, _tmin
 
         if len(ref) != len(self.bundles):
@@ -333,11 +335,7 @@ class ProgramBuilder:
                                    "where the reference schedule has it", "schedule")
             sch.commit(b, t, choice)
             b.placed = True
-        em = emit(self.cfg, self.bundles, True)
-        words = {k: q.nwords for k, q in em.queues.items()}
-        if not self.cfg.imem_fits(words):
-            raise imem_error(what, self.cfg, words)
-        return Program.from_instrs(self.cfg, {k: q.words for k, q in em.queues.items()}), em
+        return self._program(what)
 
     def keep_as(self, name: str, kind: str, obj, meta, *tensors: Tensor) -> None:
         self.kept[name] = (kind, obj, meta)

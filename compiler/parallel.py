@@ -1,15 +1,16 @@
 """Tensor parallelism over a ring of chips: one graph per chip, one static schedule.
 
-`tp_mlp_graphs` splits the quantised MLP ``y = W2 . act(requant(W1 . x + b1))`` the
-Megatron way: chip ``i`` holds rows ``i*f/n .. (i+1)*f/n`` of ``W1`` (and of ``b1``, the
+`mlp_graph` splits the quantised MLP ``y = W2 . act(requant(W1 . x + b1))`` the Megatron
+way: chip ``i`` holds rows ``i*f/n .. (i+1)*f/n`` of ``W1`` (and of ``b1``, the
 requantisation, the activation: they act per hidden feature) and the same columns of
 ``W2``; its ``W2`` product is a partial sum of the output, and an ``allreduce`` node
 (`compiler.lowerings.allreduce`) sums the partials over the C2C links, so every chip
-ends with all of ``y``.
+ends with all of ``y``.  `tp_block_graph` splits the quantised block the same way (heads
+and hidden features).
 
-`compile_parallel` compiles each chip's graph and checks that the programs are one SPMD
-schedule: every chip's C2C queues (the only queues that talk to other chips) hold the
-same words, so every SEND and RECV issues in the same cycle on every chip -- what
+`compile_parallel` compiles each chip's graph as one SPMD schedule (chip 0 scheduled, the
+others placed in its cycles) and checks that every chip's C2C queues (the only queues
+that talk to other chips) issue the same instructions in the same cycles -- what
 `allreduce` relies on.  `run_parallel` runs them on the system model (`golden.system`).
 """
 
@@ -48,8 +49,8 @@ class Mlp:
 
 
 def relu_table() -> np.ndarray:
-    """ReLU as an int8 table (index = the int8 value + 128... as the machine indexes it:
-    the byte, two's complement)."""
+    """ReLU as a 256-entry table, indexed as a Gather indexes it: by the int8 value's byte
+    (two's complement)."""
     v = np.arange(256)
     v = np.where(v >= 128, v - 256, v)
     return np.maximum(v, 0).astype(np.int64)
@@ -150,14 +151,16 @@ def compile_parallel(graphs: list[Graph], cfg: TspConfig | str, *, search: bool 
     return out
 
 
-def run_parallel(compiled: list[CompiledGraph], inputs: dict, results: list | None = None
-                 ) -> tuple[list[dict], list[int]]:
-    """Run the chips' programs on the system model: each chip's outputs and cycles (and
-    its `RunResult` appended to ``results``)."""
+def run_parallel(compiled: list[CompiledGraph], inputs: dict | list[dict],
+                 results: list | None = None) -> tuple[list[dict], list[int]]:
+    """Run the chips' programs on the system model, with ``inputs`` (the same for every
+    chip, or one dict per chip): each chip's outputs and cycles (and its `RunResult`
+    appended to ``results``)."""
     cfg = compiled[0].cfg
     sysm = System(cfg, len(compiled))
-    for m, cg in zip(sysm.machines, compiled, strict=True):
-        for (s, a), v in cg.sram_image(inputs).items():
+    per_chip = inputs if isinstance(inputs, list) else [inputs] * len(compiled)
+    for m, cg, inp in zip(sysm.machines, compiled, per_chip, strict=True):
+        for (s, a), v in cg.sram_image(inp).items():
             m.write_mem(s, a, v)
     sysm.load_programs([cg.program for cg in compiled])
     res = sysm.run(max_cycles=4 * max(cg.cycles for cg in compiled) + 1000)

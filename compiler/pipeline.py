@@ -5,7 +5,7 @@ last also holds the final norm, the LM head and the argmax.  The residual row le
 chip as it is made (`send` nodes: int32 values on C2C_E link 0, their exponents on link 1)
 and the next chip receives it (`recv` nodes) at the cycles it arrives.  The chips are
 compiled in order: chip ``k``'s program is scheduled first, the cycles its SENDs issue
-give chip ``k+1``'s arrivals (``+ c2c_latency + w B``), and chip ``k+1``'s RECVs are
+give chip ``k+1``'s arrivals (``+ c2c_arrival(w)``), and chip ``k+1``'s RECVs are
 placed at them (`Bundle.earliest`), everything after them waiting on the data.  All
 chips start together; a decode step ends when the last chip has its token, so a step
 costs the sum of the stages plus the hops (one token in flight: pipelining across tokens
@@ -63,8 +63,8 @@ class StageStep(ModelStep):
         if self.a > 0:  # the residual row from the previous chip
             cfg = self.cfg
             for name, link, nb in (("h", LINK_H, 4), ("h.e", LINK_E, 2)):
-                arr = [(_key(what), cyc + cfg.c2c_latency + nb * cfg.c2c_beats)
-                       for cyc, ln, _, what in self.arrivals if ln == link]
+                arr = [(key, cyc + cfg.c2c_arrival(planes))
+                       for cyc, ln, planes, key in self.arrivals if ln == link]
                 nodes.append(Node(name, "recv", (), {"shape": (1, D, nb), "link": link,
                                                      "key": name, "arrivals": arr}, nb))
             inputs = {}
@@ -88,12 +88,6 @@ class StageStep(ModelStep):
         if self.last:
             from .alloc import FirstOf
             self.token = FirstOf(self.tensors["token"])
-
-
-def _key(what: str) -> tuple:
-    """The vector key in a `send_rows` note ("<tensor> (row, tile)")."""
-    inside = what[what.index("(") + 1:what.rindex(")")]
-    return tuple(int(v) for v in inside.split(",") if v.strip())
 
 
 def split_layers(W: dict, chips: int) -> list[tuple[int, int]]:
@@ -194,7 +188,10 @@ def compile_pipeline(model, cfg: TspConfig | str, max_context: int, chips: int,
         low.run()
         prog, em = low.finish_best(low.what, orders)
         stages.append(CompiledModelStep(cfg, prog, em.cycles, dict(low.init), low, em))
-        arrivals = sent(low.bundles, "to_next") + sent(low.bundles, "to_next.e")
+        if not low.last:  # what the next chip receives, and when it leaves this one
+            t = low.tensors
+            arrivals = (sent(low.bundles, "to_next", t[low.out_name])
+                        + sent(low.bundles, "to_next.e", t[f"{low.out_name}.e"]))
         if log is not None:
             log(f"  chip {k}: layers {a}..{b - 1}{' + head' if k == chips - 1 else ''}, "
                 f"{low.weight_bytes() / 2**20:.1f} MiB of weights, ends in cycle "

@@ -364,7 +364,7 @@ class Machine:
                          for s in cfg.slices_of("SXM")}
         self._lanes = np.arange(vl, dtype=np.int64)
         self._lat = {}
-        #: occupancy of every slice instruction but MVM (which depends on its emit flag)
+        #: occupancy of every slice instruction but those whose fields set it (_FIELD_TIMED)
         self._occ = {d.mnemonic: occupancy(d.mnemonic, cfg) for d in ALL_DEFS
                      if d.latency is not None and d.mnemonic not in _FIELD_TIMED}
         self._lwt_latency = isa_latency("LWT", cfg)
@@ -893,7 +893,7 @@ class Machine:
         v = self._rd_planes(q, f["in_d"], f["in_s"], w, c).copy()
         peer, psl, plink = self.c2c_peer[key]
         who = f"the {t} message sent by {self._where(*key)} in cycle {c}"
-        entry = [c + self.cfg.c2c_latency + beats, v, who, t]
+        entry = [c + self.cfg.c2c_arrival(w), v, who, t]
         peer._rx[(psl, plink)].append(entry)
         peer._rx_all[(psl, plink)].append(entry)
 

@@ -8,7 +8,8 @@ together) and runs its own program; a vector sent in cycle ``t`` is in the far e
 receive buffer from ``t + c2c_latency + c2c_beats`` (docs/isa.md, "C2C links").
 
 The chips run interleaved in cycle order (every chip's issues of cycle ``c`` before any
-of ``c + 1``): a RECV in ``c`` sees exactly the vectors sent by ``c - c2c_arrival``.  Each
+of ``c + 1``): a RECV in ``c`` sees exactly the messages sent by ``c - c2c_arrival(w)``
+(``w`` planes).  Each
 chip's cycle count is its own (from the common start to its own end), as each chip's
 CYCLES register counts; the system's is the largest.
 """

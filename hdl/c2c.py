@@ -47,6 +47,7 @@ from .slice import (
     SliceSignature,
     check_slice_config,
     is_opcode,
+    merge_tiles,
     stream_select,
     view,
 )
@@ -243,11 +244,11 @@ class C2cSlice(wiring.Component):
             ctl.link.eq(vs.link),
             ctl.s.eq(vs.in_s),
             ctl.d.eq(vs.in_d),
-            ctl.planes.eq(Array([1, 2, 4, 1])[vs.type]),  # i8, i16, i32, u8
+            ctl.planes.eq(Array(isa.type_bytes(t) for t in range(len(isa.TYPES)))[vs.type]),
         ]
         m.submodules.skew = skew = SkewChain(c2c_control_layout(cfg), S)
         m.d.comb += skew.i.eq(ctl)
-        tiles, busy = [], [skew.busy]
+        tiles = []
         for k in range(S):
             tile = m.submodules[f"tile{k}"] = C2cTile(cfg)
             wiring.connect(m, wiring.flipped(self.tiles[k]), tile.streams)
@@ -255,11 +256,7 @@ class C2cSlice(wiring.Component):
             for j in range(cfg.c2c_links):
                 wiring.connect(m, wiring.flipped(self.links[j][k]), tile.links[j])
             tiles.append(tile)
-            busy.append(tile.busy)
-        m.d.comb += self.busy.eq(Cat(*busy).any())
-        for tile in reversed(tiles):
-            with m.If(tile.error):
-                m.d.comb += [self.error.eq(1), self.error_code.eq(tile.error_code)]
+        merge_tiles(m, self, tiles, skew)
         return m
 
 

@@ -29,7 +29,15 @@ from amaranth.lib.wiring import In, Out
 
 from arch.config import TspConfig
 
-from .slice import ERROR_CODE_BITS, ErrorCode, SliceSignature, is_opcode, strided, view
+from .slice import (
+    ERROR_CODE_BITS,
+    ErrorCode,
+    SliceSignature,
+    is_opcode,
+    merge_tiles,
+    strided,
+    view,
+)
 from .tile import SkewChain, TileStreamsSignature
 
 _OPS = ("READ", "WRITE", "GATHER", "SCATTER")
@@ -198,8 +206,7 @@ class MemSlice(wiring.Component):
                                      getattr(ctl, f"{dst}_d").eq(getattr(v, f"{src}_d"))]
         m.submodules.skew = skew = SkewChain(mem_control_layout(cfg), S)
         m.d.comb += skew.i.eq(ctl)
-        errs = []
-        busy = [skew.busy]
+        tiles = []
         for k in range(S):
             tile = m.submodules[f"tile{k}"] = MemTile(cfg)
             wiring.connect(m, wiring.flipped(self.tiles[k]), tile.streams)
@@ -212,11 +219,6 @@ class MemSlice(wiring.Component):
                 tile.host_wdata.eq(self.host.wdata[lo:hi]),
                 self.host.rdata[lo:hi].eq(tile.host_rdata),
             ]
-            errs.append(tile)
-            busy.append(tile.busy)
-        m.d.comb += self.busy.eq(Cat(*busy).any())
-        # the first tile (in superlane order) that reports a fault names it
-        for tile in reversed(errs):
-            with m.If(tile.error):
-                m.d.comb += [self.error.eq(1), self.error_code.eq(tile.error_code)]
+            tiles.append(tile)
+        merge_tiles(m, self, tiles, skew)
         return m

@@ -124,6 +124,15 @@ class SliceSignature(wiring.Signature):
         return hash(("SliceSignature", tuple(sorted(self.cfg.params().items()))))
 
 
+def merge_tiles(m, column, tiles, skew) -> None:
+    """A slice column's ``busy`` (its skew chain's or any tile's in-flight state) and its
+    fault: the first tile (in superlane order) that reports one names it."""
+    m.d.comb += column.busy.eq(Cat(skew.busy, *(t.busy for t in tiles)).any())
+    for tile in reversed(tiles):
+        with m.If(tile.error):
+            m.d.comb += [column.error.eq(1), column.error_code.eq(tile.error_code)]
+
+
 # ----------------------------------------------------------------------------- decoding
 def opcode_of(word) -> object:
     return word[isa.OPCODE_OFFSET:isa.OPCODE_OFFSET + isa.OPCODE_BITS]
@@ -199,6 +208,6 @@ def legal_checks(word, kind: str, cfg: TspConfig, *, strided_fields: bool = True
 
 __all__ = [
     "ERROR_CODE_BITS", "ErrorCode", "OFFSET_BITS", "SliceSignature", "instr_layout",
-    "is_opcode", "issue_layout", "legal_checks", "opcode_of", "replica_count", "strided",
-    "view",
+    "is_opcode", "issue_layout", "legal_checks", "merge_tiles", "opcode_of",
+    "replica_count", "strided", "view",
 ]

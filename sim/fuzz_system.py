@@ -19,6 +19,7 @@ from pathlib import Path
 
 from arch.asm import disassemble
 from arch.config import TspConfig
+from arch.isa import decode
 from tb.system.programs import random_traffic
 
 from .build import build_root
@@ -56,8 +57,8 @@ def fuzz_system(cfg: TspConfig, n: int, seed: int, chips: int = 2, log=print) ->
         if problems:
             d = save_case(cfg, chips, sd, progs, images, readback, problems)
             failures.append({"seed": sd, "problems": problems, "dir": str(d)})
-    sends = sum(sum(1 for w in p.words(e) if w & 63 == 8) for progs, _, _ in gens
-                for p in progs for e in ("C2C_W", "C2C_E"))
+    sends = sum(decode("C2C", w).mnemonic == "SEND" for progs, _, _ in gens
+                for p in progs for e in ("C2C_W", "C2C_E") for w in p.words(e))
     rep = {"config": cfg.name, "chips": chips, "seed": seed, "programs": n * chips,
            "cases": n, "messages": sends, "sim_cycles": s["sim_cycles"],
            "wall_seconds": round(wall, 1),

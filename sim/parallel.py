@@ -22,7 +22,13 @@ import time
 import numpy as np
 
 from arch.config import TspConfig
-from compiler.parallel import compile_parallel, golden_mlp, mlp_graph, random_mlp
+from compiler.parallel import (
+    compile_parallel,
+    golden_mlp,
+    mlp_graph,
+    random_mlp,
+    run_parallel,
+)
 
 from .reports import new_run_dir
 
@@ -69,8 +75,8 @@ def _run(cfg: TspConfig, chips: int, graphs, inputs, want, tag: str, shape: dict
     log(f"compiled {chips} programs for {chips} chips of {cfg.name} in "
         f"{time.monotonic() - t0:.1f} s: {comp[0].cycles} cycles predicted per chip")
     problems = []
-    outs, model_cycles = _model(comp, inputs)
-    for i, y in enumerate(outs):
+    outs, model_cycles = run_parallel(comp, inputs)
+    for i, y in enumerate(o["y"] for o in outs):
         if not np.array_equal(y, want):
             bad = np.argwhere(y != want)[0]
             problems.append(f"chip {i} (machine model): y[{bad[0]}, {bad[1]}] = "
@@ -109,20 +115,6 @@ def _run(cfg: TspConfig, chips: int, graphs, inputs, want, tag: str, shape: dict
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
     report["report_json"] = str(out_dir / "report.json")
     return report
-
-
-def _model(comp, inputs):
-    """Every chip's ``y`` and cycles on the system model."""
-    from golden.system import System
-
-    sysm = System(comp[0].cfg, len(comp))
-    for m, cg, inp in zip(sysm.machines, comp, inputs, strict=True):
-        for (s, a), v in cg.sram_image(inp).items():
-            m.write_mem(s, a, v)
-    sysm.load_programs([cg.program for cg in comp])
-    res = sysm.run(max_cycles=4 * max(cg.cycles for cg in comp) + 1000)
-    return ([cg.read("y", m.read_mem) for cg, m in zip(comp, sysm.machines, strict=True)],
-            [r.cycles for r in res.chips])
 
 
 def print_report(r: dict, log=print) -> None:

@@ -90,17 +90,15 @@ def test_split_block_on_a_system_equals_the_block(chips, shape, base_seed):
     (golden/block.py), every chip's cycles the prediction."""
     from compiler.parallel import tp_block_graph
     from golden.block import make_block
-    from sim.parallel import _model
-
     seq, d, h, f = shape
     print("seed", base_seed)
     block = make_block(base_seed, seq, d, h, f)
     x = block.quantize_input(block.example_input(base_seed))
     parts = [tp_block_graph(block, chips, i) for i in range(chips)]
     comp = compile_parallel([g for g, _ in parts], get_config("small").with_links())
-    outs, cycles = _model(comp, [{"x": x, **b} for _, b in parts])
+    outs, cycles = run_parallel(comp, [{"x": x, **b} for _, b in parts])
     want = block.forward_int(x)
-    assert all(np.array_equal(y, want) for y in outs)
+    assert all(np.array_equal(o["y"], want) for o in outs)
     assert cycles == [c.cycles for c in comp]
 
 

@@ -58,7 +58,7 @@ def chains(chips: int, j: int) -> list[tuple[tuple[str, str], int]]:
 def _bundle(pb: ProgramBuilder, name: str, src, dst, key, chips: int, j: int, link: int,
             reg: int | None, delta: int) -> Bundle:
     cfg = pb.cfg
-    arrive = cfg.c2c_latency + 4 * cfg.c2c_beats
+    arrive = cfg.c2c_arrival(4)
     b = Bundle(f"{name} {key}", name)
     events = []  # (hop, chain, the received vector's wire)
     first = None
@@ -97,7 +97,7 @@ def _ring_bundle(pb: ProgramBuilder, name: str, src, dst, keys, chips: int, rank
     (see `allreduce_rows`)."""
     cfg = pb.cfg
     n = chips
-    arrive = cfg.c2c_latency + 4 * cfg.c2c_beats
+    arrive = cfg.c2c_arrival(4)
     tx, rx = ends
     sign = 1 if tx == "C2C_E" else -1  # eastward: from chip i-1; westward: from i+1
 
@@ -188,7 +188,7 @@ def _chains(pb: ProgramBuilder, name: str, src, dst, keys, chips: int) -> None:
         if not regs:
             raise CompileError(f"{name}: no VXM register left for the running sums",
                                "registers")
-    limit = cfg.c2c_latency + 4 * cfg.c2c_beats + cfg.n_positions - 4
+    limit = cfg.c2c_arrival(4) + cfg.n_positions - 4
     for j, key in enumerate(keys):
         link = (j // (2 if chips == 2 else 1)) % cfg.c2c_links
         for delta in range(4, max(limit, 5)):

@@ -26,18 +26,17 @@ def send_rows(pb: ProgramBuilder, name: str, src, link: int) -> None:
     for key, locs in src.locs.items():
         b = Bundle(f"{name} {key}", name)
         send = pb.O.send(b, "C2C_E", link, typ)
-        send.note = f"{src.name} {key}"
         planes_in(pb.O, b, locs, send, "in")
         pb.emit(b)
 
 
-def sent(bundles, name: str) -> list[tuple[int, int, str, str]]:
-    """The SENDs of `send_rows` bundles ``name``, in the order they issue: ``(cycle, link,
-    type, what)`` (after scheduling)."""
-    from arch.isa import TYPES
-
-    out = [(op.cycle, op.fields["link"], TYPES[op.fields["type"]], op.note)
-           for b in bundles if b.kind == name for op in b.ops if op.mn == "SEND"]
+def sent(bundles, name: str, src) -> list[tuple[int, int, int, tuple]]:
+    """The SENDs of `send_rows` ``name`` (of tensor ``src``), in the order they issue:
+    ``(cycle, link, planes, vector key)`` (after scheduling).  `send_rows` emits one
+    bundle per key of ``src``, in the order of its keys."""
+    mine = [b for b in bundles if b.kind == name]
+    out = [(op.cycle, op.fields["link"], src.planes, key)
+           for b, key in zip(mine, src.locs, strict=True) for op in b.ops if op.mn == "SEND"]
     return sorted(out)
 
 

@@ -61,7 +61,7 @@ def random_traffic(cfg: TspConfig, chips: int, seed: int, actions: int = 24):
         if cyc < tx_free.get(key, 0):
             return False
         dst = peer(i, end) + (link,)
-        arrival = cyc + cfg.c2c_latency + w * B
+        arrival = cyc + cfg.c2c_arrival(w)
         if len(waiting.get(dst, [])) >= cfg.c2c_buffer:
             return False
         tx_free[key] = cyc + w * B
@@ -130,7 +130,7 @@ def fault_cases(cfg: TspConfig) -> dict[str, tuple[list[str], str, int, str]]:
     pos = {s.name: s.index for s in cfg.slices}
     B = cfg.c2c_beats
     t = 1 + pos["C2C_E"] - pos["MEM_E1"]  # the SEND, fed by a READ in cycle 0
-    arrival = t + cfg.c2c_latency + B  # of an i8 message sent in t
+    arrival = t + cfg.c2c_arrival(1)  # of an i8 message sent in t
 
     def reads(n: int, every: int) -> str:  # n READs of MEM_E1, `every` cycles apart
         rep = f"    REPEAT {n - 1}, {every}\n" if n > 1 else ""
