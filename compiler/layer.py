@@ -119,13 +119,15 @@ class LayerStep:
         cycles)."""
         self.check_shape()
         self.pb, self.tensors = lower_graph(self.graph(), self.cfg, rigid_loads=False,
-                                            what=self.what)
+                                            what=self.what, spmd=self.spmd)
         t = self.tensors
         self.h, self.eh = t["h"], t["h.e"]
         self.y, self.ey = t[self.out_name], t[f"{self.out_name}.e"]
         self.pos = self.pb.position_vectors()
 
     out_name = "y"
+    #: one program of an SPMD set (`compiler.tp_layer`)
+    spmd = False
 
     @property
     def bundles(self):

@@ -207,6 +207,30 @@ class RowWeight:
         self.w_max = int(np.abs(w).max()) if w.size else 0
         self.w_t = np.ascontiguousarray(w.T.astype(np.float64))
         self._shift: dict[int, int] = {}
+        self._whole: RowWeight | None = None  # a shard's tensor: its f and shift
+
+    def shard(self, rows: slice = slice(None), cols: slice = slice(None)) -> RowWeight:
+        """Output rows ``rows`` and input columns ``cols`` (whole blocks) as a tensor of their
+        own with this one's exponent ``f``, block scales and per-tensor :meth:`shift`: one
+        chip's part of a tensor-parallel product.  A row part's `linear_int` is those rows
+        of the whole one's; column parts' int32 sums (same input columns) add up to the
+        whole one's exactly: every block term is rounded on its own, and `plane_bias` is a
+        sum of per-block terms."""
+        n_out, n_in = self.shape
+        r0, r1, _ = rows.indices(n_out)
+        c0, c1, _ = cols.indices(n_in)
+        if rows.step not in (None, 1) or cols.step not in (None, 1) or r1 <= r0 or c1 <= c0:
+            raise ValueError(f"RowWeight.shard: rows {r0}:{r1} and columns {c0}:{c1} must be "
+                             f"non-empty contiguous ranges of {n_out} x {n_in}")
+        if c0 % self.group or c1 % self.group:
+            raise ValueError(f"RowWeight.shard: columns {c0}:{c1} do not fall on blocks of "
+                             f"{self.group}")
+        b = slice(c0 // self.group, c1 // self.group)
+        out = RowWeight.__new__(RowWeight)
+        out._set(self.q[r0:r1, c0:c1], self.r[r0:r1, b],
+                 None if self.o is None else self.o[r0:r1, b], self.f, self.group)
+        out._whole = self._whole or self
+        return out
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -218,6 +242,8 @@ class RowWeight:
         ``bound_c = sum_b r[c, b] sum_(j in b) |q[c, j]| * (128 * 2**(8 (P-1)) + sum of
         the low planes' 255 * 2**(8p)) + sum_b |o[c, b]| * group * 2**(bits - 1)``
         (so the int32 sum, rounding included, never overflows)."""
+        if self._whole is not None:
+            return self._whole.shift(bits)
         if bits not in self._shift:
             n = -(-bits // 8)
             qa = np.abs(self.q.astype(np.int64)).reshape(self.shape[0], -1, self.group).sum(-1)

@@ -124,21 +124,28 @@ def _sim_report(run, print_report) -> int:
     return 0
 
 
+def _system_built(chips: int) -> bool:
+    """Whether a system design of ``chips`` chips is built (else say which are)."""
+    from golden.system import MAX_CHIPS
+
+    from .system import SYSTEM_DESIGNS
+
+    have = sorted(SYSTEM_DESIGNS.values())
+    if chips not in have:
+        print(f"error: CHIPS={chips}: systems of {', '.join(map(str, have))} chips are "
+              f"built (the model takes up to {MAX_CHIPS})", file=sys.stderr)
+    return chips in have
+
+
 def cmd_block(args) -> int:
     from .block import BlockSpec, print_report, run_block
 
     cfg = _config(args.config)
     if args.chips != 1:
-        from golden.system import MAX_CHIPS
-
         from .parallel import print_report as tp_report
         from .parallel import run_parallel_block
-        from .system import SYSTEM_DESIGNS
 
-        have = sorted(SYSTEM_DESIGNS.values())
-        if args.chips not in have:
-            print(f"error: CHIPS={args.chips}: systems of {', '.join(map(str, have))} chips "
-                  f"are built (the model takes up to {MAX_CHIPS})", file=sys.stderr)
+        if not _system_built(args.chips):
             return 2
         if args.heads % args.chips or args.d_ff % args.chips:
             print(f"error: CHIPS={args.chips}: the block's {args.heads} heads and d_ff "
@@ -170,6 +177,16 @@ def cmd_layer(args) -> int:
     from .layer import print_report, run_layer
 
     cfg = _config(args.config or ("medium" if args.model == "tiny" else "layer"))
+    if args.chips != 1:
+        from .tp_layer import print_report as tp_report
+        from .tp_layer import run_tp_layer_sim
+
+        if not _system_built(args.chips):
+            return 2
+        print(cfg.with_links().summary(), flush=True)
+        return _sim_report(lambda log: run_tp_layer_sim(
+            cfg, args.chips, args.model, args.layer, args.context, args.steps, args.seed,
+            log=log), tp_report)
     print(cfg.summary(), flush=True)
     return _sim_report(lambda log: run_layer(cfg, args.model, args.layer, args.context,
                                              args.steps, args.seed, log=log), print_report)
@@ -404,6 +421,8 @@ def main(argv=None) -> int:
     p.add_argument("--context", type=int, default=16, help="KV cache positions")
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chips", type=int, default=1, help="tensor parallel over that many "
+                   "linked chips (one Verilated system; the config gets C2C links)")
     p.set_defaults(func=cmd_layer)
 
     p = sub.add_parser("model", help="a whole llama decoding token by token on the RTL")

@@ -34,9 +34,10 @@ def _system(chips: int) -> DesignFactory:
     return factory
 
 
-#: systems of 1 (a chip whose links loop back), 2 and 4 chips on a ring (`hdl.system`);
-#: their config must have links (`TspConfig.with_links`)
-SYSTEM_DESIGNS = {f"system{n}": n for n in (1, 2, 4)}
+#: systems of 1 (a chip whose links loop back), 2, 3 (SmolLM2's 3 KV heads: the layer
+#: tensor-parallel) and 4 chips on a ring (`hdl.system`); their config must have links
+#: (`TspConfig.with_links`)
+SYSTEM_DESIGNS = {f"system{n}": n for n in (1, 2, 3, 4)}
 
 DESIGNS: dict[str, DesignFactory] = {
     "chip": _chip,

@@ -60,18 +60,21 @@ def run_model(cfg: TspConfig, programs: list[Program], images, readback,
     return out
 
 
-def write_case(out_dir: Path, programs: list[Program], images, readback) -> dict:
-    """The files of one system run (`tb/system/test_system.py`'s case)."""
+def write_case(out_dir: Path, programs: list[Program] | None, images, readback) -> dict:
+    """The files of one system run (`tb/system/test_system.py`'s case); ``programs``
+    None: the chips run the programs already loaded again (only ``images`` written)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths, imgs = [], []
-    for i, (p, img) in enumerate(zip(programs, images, strict=True)):
-        pp = out_dir / f"chip{i}.bin"
-        pp.write_bytes(p.to_bytes())
+    for i, img in enumerate(images):
+        if programs is not None:
+            pp = out_dir / f"chip{i}.bin"
+            pp.write_bytes(programs[i].to_bytes())
+            paths.append(str(pp))
         ip = out_dir / f"chip{i}.npz"
         np.savez(ip, **{f"{s}/{a}": v for s, d in img.items() for a, v in d.items()})
-        paths.append(str(pp))
         imgs.append(str(ip))
-    return {"programs": paths, "images": imgs, "out": str(out_dir / "readback.npz"),
+    return {"programs": paths if programs is not None else None, "images": imgs,
+            "out": str(out_dir / "readback.npz"),
             "readback": [[list(x) for x in rb] for rb in readback]}
 
 

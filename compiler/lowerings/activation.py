@@ -119,9 +119,10 @@ def exp2_neg_regs(pb: ProgramBuilder, name: str, tabs: dict, ru: int, rh: int, r
 
 
 def silu_rows(pb: ProgramBuilder, name: str, x, e_x, dst, e_dst, rows: int,
-              width: int) -> None:
+              width: int, chips: int = 1) -> None:
     """``dst, e_dst = golden.activation.silu_int(x, e_x)``: int16 rows keyed ``(row,
-    tile)``, exponents per row likewise (read from tile 0)."""
+    tile)``, exponents per row likewise (read from tile 0); ``chips``: rows split over that
+    many chips (the narrow's shift is the whole row's, `narrow_row`)."""
     vl, O, regs = pb.vl, pb.O, pb.regs
     nt = T.ntiles(width, vl)
     tabs = activation_tables(pb)
@@ -166,7 +167,7 @@ def silu_rows(pb: ProgramBuilder, name: str, x, e_x, dst, e_dst, rows: int,
         regs.release(ru, rz, rh, rl)
         pb.vx_bundle(f"{nm} e - 15", "i32", ("r", re_), "SUB", ("r", re_), 15)
         narrow_row(pb, f"{nm} silu", [y[(i, t)] for t in range(nt)],
-                   [dst[(i, t)] for t in range(nt)], re_, 8 * dst.planes)
+                   [dst[(i, t)] for t in range(nt)], re_, 8 * dst.planes, chips=chips)
         _store_e(pb, nm, re_, e_dst, i, nt)
     regs.release(rc, rumax, r15, r30, re_, rk)
     regs.release_triple(rr)
@@ -174,10 +175,11 @@ def silu_rows(pb: ProgramBuilder, name: str, x, e_x, dst, e_dst, rows: int,
 
 
 def swiglu_rows(pb: ProgramBuilder, name: str, gate, e_gate, up, e_up, dst, e_dst,
-                rows: int, width: int) -> None:
+                rows: int, width: int, chips: int = 1) -> None:
     """``dst, e_dst = golden.activation.swiglu_int(gate, e_gate, up, e_up, bits)``:
     `silu_rows` of the gate, times ``up`` (VXM, int32), narrowed per row to ``dst``'s
-    width; int16 inputs, tensors and per-row exponents keyed ``(row, tile)``."""
+    width; int16 inputs, tensors and per-row exponents keyed ``(row, tile)``; ``chips``:
+    rows split over that many chips (both narrows take the whole row's shift)."""
     vl, O, regs = pb.vl, pb.O, pb.regs
     nt = T.ntiles(width, vl)
     keys = [(i, t) for i in range(rows) for t in range(nt)]
@@ -185,7 +187,7 @@ def swiglu_rows(pb: ProgramBuilder, name: str, gate, e_gate, up, e_up, dst, e_ds
     other = "E" if side == "W" else "W"
     s = pb.mem.tensor(f"{name}.silu", keys, 2, other)
     es = pb.mem.tensor(f"{name}.e_silu", keys, 2)
-    silu_rows(pb, f"{name}.silu", gate, e_gate, s, es, rows, width)
+    silu_rows(pb, f"{name}.silu", gate, e_gate, s, es, rows, width, chips)
     p = pb.mem.tensor(f"{name}.p", keys, 4, side)
     re_ = regs.single()
     for i in range(rows):
@@ -203,7 +205,7 @@ def swiglu_rows(pb: ProgramBuilder, name: str, gate, e_gate, up, e_up, dst, e_ds
         planes_in(O, b, e_up[(i, 0)], v, "a")
         pb.emit(b)
         narrow_row(pb, f"{nm} product", [p[(i, t)] for t in range(nt)],
-                   [dst[(i, t)] for t in range(nt)], re_, 8 * dst.planes)
+                   [dst[(i, t)] for t in range(nt)], re_, 8 * dst.planes, chips=chips)
         _store_e(pb, nm, re_, e_dst, i, nt)
     regs.release(re_)
     pb.release(s, es, p)

@@ -32,9 +32,17 @@ Two algorithms:
 
 On one chip alone the ring is a loopback: every hop brings the chip's own vector and the
 result is ``chips x`` its input (the golden function says so).
+
+`allmax_reg` is the all-reduce of one VXM register under ``MAX`` (a row's narrowing shift
+or largest exponent when the row is split over the chips): the chains above, each chip's
+value sent as it is (``SEND.i8``/``.i16``: one or two planes) and forwarded by the far end,
+every arrival ``MAX``ed into the register as it passes the VXM.  ``MAX`` is idempotent,
+so on one chip alone (the loopback) the register keeps its value.
 """
 
 from __future__ import annotations
+
+from arch.isa import TYPE_BYTES
 
 from ..builder import ProgramBuilder
 from ..errors import CompileError
@@ -206,3 +214,57 @@ def _chains(pb: ProgramBuilder, name: str, src, dst, keys, chips: int) -> None:
     for r in regs:
         if r is not None:
             pb.regs.release(r)
+
+
+def _max_bundle(pb: ProgramBuilder, name: str, reg: int, chips: int, typ: str, link: int,
+                delta: int) -> Bundle:
+    cfg, O = pb.cfg, pb.O
+    w = TYPE_BYTES[typ]
+    arrive = cfg.c2c_arrival(w)
+    b = Bundle(f"{name} max over {chips} chips", name)
+    events, first = [], None
+    for (tx, rx), hops in chains(chips, 0):
+        own = O.vxm(b, "i32", "s", "PASS", ("r", reg), otype=typ)  # one per direction
+        send = O.send(b, tx, link, typ)
+        b.connect(own, "d", send, "in")
+        if first is None:
+            first = own
+        else:
+            b.tie(first, own, delta)
+        for h in range(hops):
+            recv = O.recv(b, rx, link, typ)
+            b.tie(send, recv, arrive)
+            wr = b.wire(w)
+            b.drive(wr, 0, recv, "out")
+            events.append((h, len(events), wr))
+            if h + 1 < hops:  # on to the next chip from the far end, as it passes there
+                send = O.send(b, tx, link, typ)
+                b.tap(wr, 0, send, "in")
+    for _, _, wr in sorted(events, key=lambda e: e[:2]):
+        mx = O.vxm(b, typ, ("r", reg), "MAX", "s", ("r", reg), otype="i32")
+        b.tap(wr, 0, mx, "a")
+    return b
+
+
+def allmax_reg(pb: ProgramBuilder, name: str, reg: int, chips: int, typ: str = "i8"
+               ) -> None:
+    """``reg = max over the ring's chips of reg`` (every chip's register the same in every
+    lane; its values fit ``typ``): one bundle, the two chains of `chains`, the second
+    direction's SEND ``delta >= 4`` cycles after the first (the register a ``MAX`` writes
+    in ``t + 3`` is read from ``t + 4``; the first ``delta`` whose VXM ops take distinct
+    cycles).  Nothing on one chip (``chips == 1``)."""
+    if chips == 1:
+        return
+    cfg = pb.cfg
+    if not cfg.c2c_links:
+        raise ValueError(f"{name}: config {cfg.name!r} has no C2C links")
+    for delta in range(4, 4 + cfg.c2c_arrival(TYPE_BYTES[typ]) + 16):
+        try:
+            b = _max_bundle(pb, name, reg, chips, typ, 0, delta)
+            b.finalize()
+            break
+        except AssertionError:  # two VXM ops in one cycle: the next delta
+            continue
+    else:
+        raise ValueError(f"{name}: no spacing of the two chains fits the VXM")
+    pb.emit(b)

@@ -45,20 +45,24 @@ from .activation import (
     log2_q16_regs,
     log2_shift_regs,
 )
+from .allreduce import allmax_reg
 from .norm import _load_e, _store_e, narrow_row
 from .recip import reciprocal_regs
 
 
 def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos_loc,
                          ctx, e_ctx, n_heads: int, n_kv: int, d: int, C: int,
-                         mxm: str | None = None) -> None:
+                         mxm: str | None = None, chips: int = 1) -> None:
     """``ctx, e_ctx = attention_int(q, e_q, cache..., pos=[p], bits=16, in_bits=15)`` for
     one query row (keyed ``(0, tile)``, per-head lane exponents ``e_q``); ``cache``:
     tensors ``kh, kl, vh, vl`` keyed ``(j, KV tile)`` and ``ek, ev`` keyed ``(kv head,)``;
     ``pos_loc``: (slice, addr) of the u8 position vector.  The K and V digits of each KV
     tile are installed once and serve every query head whose KV head lies in it; ``mxm``:
     the MXM of every install (default: KV tile ``t`` on the config's ``t``-th MXM, in
-    turn, so the tiles' installs and products run side by side)."""
+    turn, so the tiles' installs and products run side by side).  ``chips > 1``: this
+    chip's heads are one part of the row's, split by KV head over the C2C ring's chips:
+    the largest head exponent and the row's narrowing shift are the whole row's
+    (`allmax_reg`)."""
     vl, O, regs = pb.vl, pb.O, pb.regs
     g = n_heads // n_kv
     if n_heads % n_kv or vl % d or C > vl:
@@ -330,6 +334,7 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
         v = O.vxm(bd, "i16", ("r", rtop), "MAX", "s", ("r", rtop), otype="i32")
         planes_in(O, bd, ech[(h,)], v, "a")
         pb.emit(bd)
+    allmax_reg(pb, f"{name} top", rtop, chips, "i16")
     nt = T.ntiles(n_heads * d, vl)
     row = pb.mem.tensor(f"{name}.row", [(t,) for t in range(nt)], 4)
     for t in range(nt):
@@ -349,7 +354,7 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
         planes_out(O, bd, v, "d", row[(t,)])
         pb.emit(bd)
     narrow_row(pb, f"{name} ctx", [row[(t,)] for t in range(nt)],
-               [ctx[(0, t)] for t in range(nt)], rtop, 16)
+               [ctx[(0, t)] for t in range(nt)], rtop, 16, chips=chips)
     _store_e(pb, name, rtop, e_ctx, 0, nt)
     regs.release(rtop, rs, rrow, rc, rumax, r15, rmin, rvis)
     regs.release_triple(rr)

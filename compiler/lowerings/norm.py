@@ -35,6 +35,7 @@ from ..builder import ProgramBuilder
 from ..errors import CompileError
 from ..ir import Bundle
 from ..routes import planes_in, planes_out
+from .allreduce import allmax_reg
 
 TYPES = {1: "i8", 2: "i16", 4: "i32"}
 
@@ -82,15 +83,18 @@ def _narrow_op(O, b: Bundle, rk: int, bits: int, lim_reg: int | None = None):
 
 
 def narrow_row(pb: ProgramBuilder, name: str, src: list, dst: list, e_reg: int,
-               bits: int, lim_reg: int | None = None) -> None:
+               bits: int, lim_reg: int | None = None, chips: int = 1) -> None:
     """One row: ``dst_t = sat(SRAR(src_t, k))``, ``e_reg += k`` (see the module
-    docstring); ``src``/``dst``: the row's vectors (plane locs), int32 / ``bits`` wide."""
+    docstring); ``src``/``dst``: the row's vectors (plane locs), int32 / ``bits`` wide.
+    ``chips > 1``: the row is split over the C2C ring's chips (tensor parallel) and ``k``
+    is the largest of their shifts (`allmax_reg`): the shift of the whole row's maximum."""
     regs, O = pb.regs, pb.O
     rm, rk = regs.single(), regs.single()
     row_reduce(pb, f"{name} max", src, rm, "RMAX", "ABS")
     pb.vx_bundle(f"{name} clz - {33 - bits}", "i32", ("r", rk), "CLZ", ("r", rm), None,
                  "SUB", 33 - bits)
     pb.vx_bundle(f"{name} k", "i32", ("r", rk), "SUB", ("r", ZEROS[0]), ("r", rk), "MAX", 0)
+    allmax_reg(pb, f"{name} k", rk, chips)
     for t, (s, d) in enumerate(zip(src, dst, strict=True)):
         b = Bundle(f"{name} shift tile {t}", name)
         v = _narrow_op(O, b, rk, bits, lim_reg)
@@ -129,16 +133,18 @@ def narrowed_row(pb: ProgramBuilder, nm: str, h, e_h, x, i: int, nt: int, bits: 
 
 
 def narrow_rows(pb: ProgramBuilder, name: str, src, e_src, dst, e_dst, rows: int,
-                width: int, bits: int | None = None) -> None:
+                width: int, bits: int | None = None, chips: int = 1) -> None:
     """`golden.planes.narrow` of int32 rows to ``dst``'s width (``dst.planes`` bytes):
     ``src``/``dst`` and the exponents ``e_src``/``e_dst`` (int16, one per row: the value
-    in every lane, read from tile 0) keyed ``(row, tile)``."""
+    in every lane, read from tile 0) keyed ``(row, tile)``; ``chips``: rows split over
+    that many chips (`narrow_row`)."""
     nt = T.ntiles(width, pb.vl)
     for i in range(rows):
         re = pb.regs.single()
         _load_e(pb, f"{name} row {i}", e_src[(i, 0)], re)
         narrow_row(pb, f"{name} row {i}", [src[(i, t)] for t in range(nt)],
-                   [dst[(i, t)] for t in range(nt)], re, bits or 8 * dst.planes)
+                   [dst[(i, t)] for t in range(nt)], re, bits or 8 * dst.planes,
+                   chips=chips)
         _store_e(pb, f"{name} row {i}", re, e_dst, i, nt)
         pb.regs.release(re)
 

@@ -1,7 +1,8 @@
 """cocotb test: run one program per chip on a system of linked chips (`hdl.system`).
 
 Parameters (``TSP_PARAMS``): ``chips``, ``max_cycles`` and ``cases``, a list of runs,
-each with ``programs`` (a program binary per chip), ``images`` (an ``.npz`` of SRAM
+each with ``programs`` (a program binary per chip, or null: run the loaded programs
+again, the SRAM kept -- decode steps over a KV cache), ``images`` (an ``.npz`` of SRAM
 vectors per chip, keys ``"<slice>/<addr>"``), ``readback`` (per chip, a list of
 ``[slice, addr]``) and ``out`` (an ``.npz`` the read-back vectors go to, keys
 ``"<chip>/<slice>/<addr>"``).
@@ -37,7 +38,8 @@ async def run_system(dut):
     results, cycles, t0 = [], 0, time.monotonic()
     for case in prm["cases"]:
         for i, h in enumerate(hosts):
-            prog = Program.from_bytes(Path(case["programs"][i]).read_bytes(), cfg)
+            prog = (Program.from_bytes(Path(case["programs"][i]).read_bytes(), cfg)
+                    if case["programs"] is not None else None)
             await h.load(prog, load_image(case["images"][i]))
         await HostDriver.start_together(hosts)
         waits = [cocotb.start_soon(h.wait_done(limit)) for h in hosts]

@@ -1,0 +1,169 @@
+"""A llama decoder layer's decode step tensor-parallel over a ring of chips, bit-exact with
+the one-chip integer numerics (`golden.llm.layer_int`).
+
+Chip ``r`` of ``n`` holds the ``r``-th part of every product, Megatron-style:
+
+* **column split** (output rows of the weight): Q, K, V by *KV head* -- chip ``r`` has KV
+  heads ``r*hkv/n ..`` and the query heads that read them (GQA groups stay whole), so
+  its attention is local, over its own part of the KV cache; gate and up by hidden
+  feature;
+* **row split** (input columns, whole GGUF blocks): the output projection and down.
+  Their int32 sums are all-reduced over C2C (`allreduce_rows`) before anything uses them.
+
+Every shard keeps its whole tensor's exponent and per-tensor shift (`RowWeight.shard`), so
+a column part's sums are those rows of the whole product's and the row parts' sums add up
+to the whole one's exactly (each block term is rounded on its own).  Where the one-chip
+numerics choose an exponent from a row that is now split -- gate and up narrowed to 16
+bits, SiLU and the SwiGLU product narrowed, the context's largest head exponent and its
+narrow -- each chip takes the largest of every chip's shift or exponent (`allmax_reg`: one
+byte or two over C2C), which is the whole row's.  RMSNorm, the residual adds and RoPE
+work on replicated rows or whole heads and need nothing.
+
+All chips run one SPMD schedule (`compiler.parallel.compile_parallel`'s rule: chip 0
+scheduled, the others placed in its cycles, the C2C queues checked identical); the host
+writes the same residual row and position into every chip and every chip ends with the
+same next residual row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from arch.config import TspConfig, get_config
+from golden.system import System
+
+from .errors import CompileError
+from .graph import Graph, Node
+from .layer import CompiledLayerStep, LayerStep
+
+
+def split_layer(lc, L: dict, chips: int, shard: int) -> dict:
+    """Chip ``shard``'s weights of layer ``L`` (`golden.llm.LlamaModel.int_weights`)."""
+    hq, hkv, d, f = lc.n_heads, lc.n_kv_heads, lc.head_dim, lc.d_ff
+    group = L["wo"].group
+    if hkv % chips or f % chips or (hq // chips * d) % group or (f // chips) % group:
+        raise CompileError(
+            f"tensor parallel: {chips} chips must divide the {hkv} KV heads and d_ff {f}, "
+            f"and each chip's part of the output projection's inputs ({hq}/{chips} heads "
+            f"of {d}) and of down's (d_ff/{chips}) must be whole blocks of {group}",
+            "shape", True)
+    heads = slice(shard * hq // chips * d, (shard + 1) * hq // chips * d)
+    kv = slice(shard * hkv // chips * d, (shard + 1) * hkv // chips * d)
+    ff = slice(shard * f // chips, (shard + 1) * f // chips)
+    out = dict(L)
+    out.update(wq=L["wq"].shard(rows=heads), wk=L["wk"].shard(rows=kv),
+               wv=L["wv"].shard(rows=kv), wo=L["wo"].shard(cols=heads),
+               w_gate=L["w_gate"].shard(rows=ff), w_up=L["w_up"].shard(rows=ff),
+               w_down=L["w_down"].shard(cols=ff))
+    return out
+
+
+def tp_layer_nodes(lc, L: dict, C: int, chips: int, shard: int) -> list[Node]:
+    """Chip ``shard``'s nodes of one decode step (`compiler.layer.layer_nodes`, split):
+    the residual row ``h`` in, ``y`` out, on every chip."""
+    S = split_layer(lc, L, chips, shard)
+    hq, hkv = lc.n_heads // chips, lc.n_kv_heads // chips
+    ring = {"chips": chips, "rank": shard}
+    nodes = [Node("x", "rmsnorm", ("h",), {"norm": S["attn_norm"]})]
+    for nm, n_h in (("q", hq), ("k", hkv), ("v", hkv)):
+        nodes += [Node(f"{nm}32", "qlinear", ("x",), {"weight": S[f"w{nm}"]}),
+                  Node(f"{nm}15", "narrow", (f"{nm}32",), {"heads": n_h, "bits": 15})]
+        if nm != "v":
+            nodes.append(Node(nm, "rope_at", (f"{nm}15",), {
+                "heads": n_h, "bits": 15, "base": lc.rope_base, "max_context": C}))
+    nodes += [
+        Node("ctx", "gqa_attention", ("q", "k", "v15"),
+             {"n_heads": hq, "n_kv_heads": hkv, "max_context": C, "chips": chips}),
+        Node("o", "qlinear", ("ctx",), {"weight": S["wo"], **ring}),
+        Node("h1", "add_aligned", ("h", "o")),
+        Node("x2", "rmsnorm", ("h1",), {"norm": S["ffn_norm"]}),
+        Node("gate", "qlinear", ("x2",), {"weight": S["w_gate"]}),
+        Node("gate16", "narrow", ("gate",), {"bits": 16, "chips": chips}),
+        Node("up", "qlinear", ("x2",), {"weight": S["w_up"]}),
+        Node("up16", "narrow", ("up",), {"bits": 16, "chips": chips}),
+        Node("m", "swiglu", ("gate16", "up16"), {"chips": chips}),
+        Node("down", "qlinear", ("m",), {"weight": S["w_down"], **ring}),
+        Node("y", "add_aligned", ("h1", "down")),
+    ]
+    return nodes
+
+
+class TpLayerStep(LayerStep):
+    """One chip's program of the tensor-parallel step (lowered as one of an SPMD set)."""
+
+    spmd = True
+
+    def __init__(self, lc, L: dict, cfg: TspConfig, C: int, chips: int, shard: int):
+        super().__init__(lc, split_layer(lc, L, chips, shard), cfg, C)
+        self.whole, self.chips, self.shard = L, chips, shard
+        self.hq, self.hkv = lc.n_heads // chips, lc.n_kv_heads // chips
+        self.what = f"chip {shard}'s part of the layer step"
+
+    def graph(self) -> Graph:
+        D = self.lc.d_model
+        return Graph({"h": (1, D, 4), "h.e": (1, D, 2)},
+                     tuple(tp_layer_nodes(self.lc, self.whole, self.C, self.chips,
+                                          self.shard)), ("y",))
+
+
+def compile_tp_layer(lc, L: dict, cfg: TspConfig | str, max_context: int, chips: int,
+                     orders=("priority", "program", "cycle")) -> list[CompiledLayerStep]:
+    """Every chip's program of one tensor-parallel decode step: chip 0's in the fastest of
+    ``orders``, the others placed in its cycles; a CompileError unless every chip's C2C
+    queues issue the same instructions in the same cycles."""
+    cfg = get_config(cfg)
+    if not cfg.c2c_links:
+        raise CompileError(f"tensor parallel: config {cfg.name!r} has no C2C links (use "
+                           f"{cfg.with_links().name!r})", "shape", True)
+    out, ref = [], None
+    for r in range(chips):
+        low = TpLayerStep(lc, L, cfg, max_context, chips, r)
+        low.run()
+        prog, em = (low.finish_best(low.what, orders) if ref is None
+                    else low.pb.finish_as(low.what, ref))
+        ref = ref if ref is not None else low.bundles
+        out.append(CompiledLayerStep(cfg, prog, em.cycles, dict(low.init), low, em))
+    c2c = [{e: [(c, ins.mnemonic, ins["link"], ins["type"])
+                for c, ins, _ in st.emitted.queues[e].issued if not isinstance(ins, str)]
+            for e in (s.name for s in cfg.slices_of("C2C"))} for st in out]
+    for r, got in enumerate(c2c[1:], 1):
+        if got != c2c[0]:
+            raise CompileError(f"tensor parallel: chip {r}'s C2C queues differ from chip "
+                               "0's: the parts' schedules are not one SPMD schedule",
+                               "schedule", False)
+    return out
+
+
+def new_system(steps: list[CompiledLayerStep]) -> System:
+    """The system model with every chip's program and initial image loaded."""
+    sysm = System(steps[0].cfg, len(steps))
+    for m, st in zip(sysm.machines, steps, strict=True):
+        for (s, a), v in st.init.items():
+            m.write_mem(s, a, v)
+    sysm.load_programs([st.program for st in steps])
+    return sysm
+
+
+def run_tp_layer(steps: list[CompiledLayerStep], rows: np.ndarray, es,
+                 results: list | None = None) -> tuple[list[list], list[list[int]]]:
+    """Steps at positions 0..T-1 on the system model (every chip gets row ``p`` of
+    ``rows`` and its exponent ``es[p]``): per step every chip's ``(y, e_y)`` and cycles
+    (and its `RunResult` appended to ``results``)."""
+    sysm = new_system(steps)
+    d_model = rows.shape[1]
+    outs, cycles = [], []
+    for p in range(rows.shape[0]):
+        for m, st in zip(sysm.machines, steps, strict=True):
+            for (s, a), v in st.step_writes(rows[p], int(es[p]), p):
+                m.write_mem(s, a, v)
+        res = sysm.run(max_cycles=4 * max(st.cycles for st in steps) + 1000)
+        if results is not None:
+            results.append(res.chips)
+        cycles.append([r.cycles for r in res.chips])
+        outs.append([st.read_row(m.read_mem, st.low.y, st.low.ey, d_model)
+                     for st, m in zip(steps, sysm.machines, strict=True)])
+    return outs, cycles
+
+
+__all__ = ["TpLayerStep", "compile_tp_layer", "new_system", "run_tp_layer", "split_layer",
+           "tp_layer_nodes"]
