@@ -642,15 +642,19 @@ def _argmax_shape(n, ins):
 
 
 def _argmax_golden(n, x):
+    """(Split over ``chips``: this chip's ``valid`` entries from index ``offset``; alone,
+    the ring's agreement is its own.)"""
     from golden.vocab import argmax_int
-    return argmax_int(x)[:, None].astype(np.int64)
+    valid = n.attrs.get("valid", x.shape[1])
+    return (argmax_int(x[:, :valid]) + n.attrs.get("offset", 0))[:, None].astype(np.int64)
 
 
 def _argmax_lower(pb, n, ins, out, shp):
     from .lowerings import argmax_rows
     rows, width, _ = shp[n.inputs[0]]
     # the output is one int32 per row: its (row, 0) vector holds it in every lane
-    argmax_rows(pb, n.out, ins[0], FirstOf(out), rows, width)
+    argmax_rows(pb, n.out, ins[0], FirstOf(out), rows, width, _chips(n),
+                n.attrs.get("offset", 0), n.attrs.get("valid"), n.attrs.get("valid_min"))
 
 
 # ---- the quantised block's attention (int8 q, k, v rows -> int8 context rows) -------------

@@ -15,7 +15,7 @@ a column part's sums are those rows of the whole product's and the row parts' su
 to the whole one's exactly (each block term is rounded on its own).  Where the one-chip
 numerics choose an exponent from a row that is now split -- gate and up narrowed to 16
 bits, SiLU and the SwiGLU product narrowed, the context's largest head exponent and its
-narrow -- each chip takes the largest of every chip's shift or exponent (`allmax_reg`: one
+narrow -- each chip takes the largest of every chip's shift or exponent (`allreduce_reg`: one
 byte or two over C2C), which is the whole row's.  RMSNorm, the residual adds and RoPE
 work on replicated rows or whole heads and need nothing.
 
@@ -32,9 +32,12 @@ import numpy as np
 from arch.config import TspConfig, get_config
 from golden.system import System
 
+from golden.planes import RowWeight
+
 from .errors import CompileError
 from .graph import Graph, Node
 from .layer import CompiledLayerStep, LayerStep
+from .model import CompiledModelStep, ModelStep
 
 
 def split_layer(lc, L: dict, chips: int, shard: int) -> dict:
@@ -58,32 +61,34 @@ def split_layer(lc, L: dict, chips: int, shard: int) -> dict:
     return out
 
 
-def tp_layer_nodes(lc, L: dict, C: int, chips: int, shard: int) -> list[Node]:
-    """Chip ``shard``'s nodes of one decode step (`compiler.layer.layer_nodes`, split):
-    the residual row ``h`` in, ``y`` out, on every chip."""
-    S = split_layer(lc, L, chips, shard)
+def tp_layer_nodes(lc, S: dict, C: int, chips: int, shard: int, h: str = "h",
+                   tag: str = "") -> list[Node]:
+    """Chip ``shard``'s nodes of one decode step (`compiler.layer.layer_nodes`, split;
+    ``S``: its weights, `split_layer`) on the residual row ``h``, names prefixed by
+    ``tag``: the next residual row ``{tag}y``, on every chip."""
     hq, hkv = lc.n_heads // chips, lc.n_kv_heads // chips
     ring = {"chips": chips, "rank": shard}
-    nodes = [Node("x", "rmsnorm", ("h",), {"norm": S["attn_norm"]})]
+    t = tag
+    nodes = [Node(t + "x", "rmsnorm", (h,), {"norm": S["attn_norm"]})]
     for nm, n_h in (("q", hq), ("k", hkv), ("v", hkv)):
-        nodes += [Node(f"{nm}32", "qlinear", ("x",), {"weight": S[f"w{nm}"]}),
-                  Node(f"{nm}15", "narrow", (f"{nm}32",), {"heads": n_h, "bits": 15})]
+        nodes += [Node(f"{t}{nm}32", "qlinear", (t + "x",), {"weight": S[f"w{nm}"]}),
+                  Node(f"{t}{nm}15", "narrow", (f"{t}{nm}32",), {"heads": n_h, "bits": 15})]
         if nm != "v":
-            nodes.append(Node(nm, "rope_at", (f"{nm}15",), {
+            nodes.append(Node(t + nm, "rope_at", (f"{t}{nm}15",), {
                 "heads": n_h, "bits": 15, "base": lc.rope_base, "max_context": C}))
     nodes += [
-        Node("ctx", "gqa_attention", ("q", "k", "v15"),
+        Node(t + "ctx", "gqa_attention", (t + "q", t + "k", t + "v15"),
              {"n_heads": hq, "n_kv_heads": hkv, "max_context": C, "chips": chips}),
-        Node("o", "qlinear", ("ctx",), {"weight": S["wo"], **ring}),
-        Node("h1", "add_aligned", ("h", "o")),
-        Node("x2", "rmsnorm", ("h1",), {"norm": S["ffn_norm"]}),
-        Node("gate", "qlinear", ("x2",), {"weight": S["w_gate"]}),
-        Node("gate16", "narrow", ("gate",), {"bits": 16, "chips": chips}),
-        Node("up", "qlinear", ("x2",), {"weight": S["w_up"]}),
-        Node("up16", "narrow", ("up",), {"bits": 16, "chips": chips}),
-        Node("m", "swiglu", ("gate16", "up16"), {"chips": chips}),
-        Node("down", "qlinear", ("m",), {"weight": S["w_down"], **ring}),
-        Node("y", "add_aligned", ("h1", "down")),
+        Node(t + "o", "qlinear", (t + "ctx",), {"weight": S["wo"], **ring}),
+        Node(t + "h1", "add_aligned", (h, t + "o")),
+        Node(t + "x2", "rmsnorm", (t + "h1",), {"norm": S["ffn_norm"]}),
+        Node(t + "gate", "qlinear", (t + "x2",), {"weight": S["w_gate"]}),
+        Node(t + "gate16", "narrow", (t + "gate",), {"bits": 16, "chips": chips}),
+        Node(t + "up", "qlinear", (t + "x2",), {"weight": S["w_up"]}),
+        Node(t + "up16", "narrow", (t + "up",), {"bits": 16, "chips": chips}),
+        Node(t + "m", "swiglu", (t + "gate16", t + "up16"), {"chips": chips}),
+        Node(t + "down", "qlinear", (t + "m",), {"weight": S["w_down"], **ring}),
+        Node(t + "y", "add_aligned", (t + "h1", t + "down")),
     ]
     return nodes
 
@@ -95,34 +100,72 @@ class TpLayerStep(LayerStep):
 
     def __init__(self, lc, L: dict, cfg: TspConfig, C: int, chips: int, shard: int):
         super().__init__(lc, split_layer(lc, L, chips, shard), cfg, C)
-        self.whole, self.chips, self.shard = L, chips, shard
+        self.chips, self.shard = chips, shard
         self.hq, self.hkv = lc.n_heads // chips, lc.n_kv_heads // chips
         self.what = f"chip {shard}'s part of the layer step"
 
     def graph(self) -> Graph:
         D = self.lc.d_model
         return Graph({"h": (1, D, 4), "h.e": (1, D, 2)},
-                     tuple(tp_layer_nodes(self.lc, self.whole, self.C, self.chips,
-                                          self.shard)), ("y",))
+                     tuple(tp_layer_nodes(self.lc, self.L, self.C, self.chips, self.shard)),
+                     ("y",))
 
 
-def compile_tp_layer(lc, L: dict, cfg: TspConfig | str, max_context: int, chips: int,
-                     orders=("priority", "program", "cycle")) -> list[CompiledLayerStep]:
-    """Every chip's program of one tensor-parallel decode step: chip 0's in the fastest of
-    ``orders``, the others placed in its cycles; a CompileError unless every chip's C2C
-    queues issue the same instructions in the same cycles."""
-    cfg = get_config(cfg)
-    if not cfg.c2c_links:
-        raise CompileError(f"tensor parallel: config {cfg.name!r} has no C2C links (use "
-                           f"{cfg.with_links().name!r})", "shape", True)
+def split_head(W: dict, chips: int, shard: int) -> tuple[RowWeight, dict]:
+    """Chip ``shard``'s part of the LM head: vocabulary rows ``shard*P ..`` (``P =
+    ceil(vocab / chips)``; the last part padded with zero rows) and its argmax's attrs."""
+    out = W["output"]
+    V = out.shape[0]
+    P = -(-V // chips)
+    a, b = shard * P, min((shard + 1) * P, V)
+    lows = [min((r + 1) * P, V) - r * P for r in range(chips)]
+    if min(lows) < 1:
+        raise CompileError(f"tensor parallel: a vocabulary of {V} does not split over "
+                           f"{chips} chips", "shape", True)
+    return out.shard(rows=slice(a, b), pad_rows=P), {
+        "chips": chips, "offset": a, "valid": b - a, "valid_min": min(lows)}
+
+
+class TpModelStep(ModelStep):
+    """One chip's program of a tensor-parallel model step: every layer split as
+    `tp_layer_nodes`, the final norm replicated, the LM head split by vocabulary rows, the
+    argmax agreed over the ring (the largest logit, then the lowest index holding it)."""
+
+    spmd = True
+
+    def __init__(self, lc, W: dict, cfg: TspConfig, C: int, chips: int, shard: int):
+        head, self.argmax = split_head(W, chips, shard)
+        S = {**W, "layers": [split_layer(lc, L, chips, shard) for L in W["layers"]],
+             "output": head}
+        super().__init__(lc, S, cfg, C)
+        self.chips, self.shard = chips, shard
+        self.hq, self.hkv = lc.n_heads // chips, lc.n_kv_heads // chips
+        self.what = f"chip {shard}'s part of the model step"
+
+    def graph(self) -> Graph:
+        lc, W, C = self.lc, self.W, self.C
+        nodes, h = [], "h"
+        for i, S in enumerate(W["layers"]):
+            nodes += tp_layer_nodes(lc, S, C, self.chips, self.shard, h, f"l{i}.")
+            h = f"l{i}.y"
+        nodes += [Node("head.x", "rmsnorm", (h,), {"norm": W["out_norm"]}),
+                  Node("logits", "qlinear", ("head.x",), {"weight": W["output"]}),
+                  Node("token", "argmax", ("logits",), self.argmax)]
+        D = lc.d_model
+        return Graph({"h": (1, D, 4), "h.e": (1, D, 2)}, tuple(nodes), ("token",))
+
+
+def _spmd(cfg: TspConfig, lows: list, orders, compiled_cls) -> list:
+    """Lower every chip's step, schedule chip 0's in the fastest of ``orders`` and place
+    the others in its cycles; a CompileError unless every chip's C2C queues issue the same
+    instructions in the same cycles."""
     out, ref = [], None
-    for r in range(chips):
-        low = TpLayerStep(lc, L, cfg, max_context, chips, r)
+    for low in lows:
         low.run()
         prog, em = (low.finish_best(low.what, orders) if ref is None
                     else low.pb.finish_as(low.what, ref))
         ref = ref if ref is not None else low.bundles
-        out.append(CompiledLayerStep(cfg, prog, em.cycles, dict(low.init), low, em))
+        out.append(compiled_cls(cfg, prog, em.cycles, dict(low.init), low, em))
     c2c = [{e: [(c, ins.mnemonic, ins["link"], ins["type"])
                 for c, ins, _ in st.emitted.queues[e].issued if not isinstance(ins, str)]
             for e in (s.name for s in cfg.slices_of("C2C"))} for st in out]
@@ -132,6 +175,68 @@ def compile_tp_layer(lc, L: dict, cfg: TspConfig | str, max_context: int, chips:
                                "0's: the parts' schedules are not one SPMD schedule",
                                "schedule", False)
     return out
+
+
+def _with_links(cfg: TspConfig | str) -> TspConfig:
+    cfg = get_config(cfg)
+    if not cfg.c2c_links:
+        raise CompileError(f"tensor parallel: config {cfg.name!r} has no C2C links (use "
+                           f"{cfg.with_links().name!r})", "shape", True)
+    return cfg
+
+
+def compile_tp_layer(lc, L: dict, cfg: TspConfig | str, max_context: int, chips: int,
+                     orders=("priority", "program", "cycle")) -> list[CompiledLayerStep]:
+    """Every chip's program of one tensor-parallel decode step of layer ``L`` (one SPMD
+    schedule, `_spmd`)."""
+    cfg = _with_links(cfg)
+    return _spmd(cfg, [TpLayerStep(lc, L, cfg, max_context, chips, r) for r in range(chips)],
+                 orders, CompiledLayerStep)
+
+
+def compile_tp_model(model, cfg: TspConfig | str, max_context: int, chips: int,
+                     orders=("priority",)) -> list[CompiledModelStep]:
+    """Every chip's program of a tensor-parallel decode step of ``model`` (a
+    `golden.llm.LlamaModel`): token in, the next token's id out on every chip."""
+    cfg = _with_links(cfg)
+    W = model.int_weights()
+    lows = [TpModelStep(model.config, W, cfg, max_context, chips, r) for r in range(chips)]
+    for low in lows:
+        low.check_weights_fit()
+    return _spmd(cfg, lows, orders, CompiledModelStep)
+
+
+def generate_tp(steps: list[CompiledModelStep], prompt_ids, n_tokens: int, on_token=None
+                ) -> tuple[list[int], list[list[int]]]:
+    """Greedy continuation on the system model (as `CompiledModelStep.generate`, every
+    chip given the token's embedding row and the position): ``(new token ids, per step
+    every chip's cycles)``; a ValueError if the chips disagree on a token."""
+    prompt_ids = [int(t) for t in prompt_ids]
+    total = len(prompt_ids) + n_tokens - 1
+    C = steps[0].low.C
+    if not prompt_ids or n_tokens < 1 or total > C:
+        raise ValueError(f"a prompt of {len(prompt_ids)} tokens and {n_tokens} new ones "
+                         f"need {total} positions; the program's context is {C}")
+    sysm = new_system(steps)
+    out, cycles = [], []
+    for p in range(total + 1):
+        tok = prompt_ids[p] if p < len(prompt_ids) else out[-1]
+        for m, st in zip(sysm.machines, steps, strict=True):
+            for (s, a), v in st.token_writes(tok, p):
+                m.write_mem(s, a, v)
+        res = sysm.run(max_cycles=4 * max(st.cycles for st in steps) + 1000)
+        cycles.append([r.cycles for r in res.chips])
+        if p >= len(prompt_ids) - 1:
+            got = [st.read_token(m.read_mem) for st, m in zip(steps, sysm.machines,
+                                                              strict=True)]
+            if len(set(got)) != 1:
+                raise ValueError(f"step {p}: the chips' next tokens differ: {got}")
+            out.append(got[0])
+            if on_token is not None:
+                on_token(out[-1])
+        if len(out) == n_tokens:
+            break
+    return out, cycles
 
 
 def new_system(steps: list[CompiledLayerStep]) -> System:
@@ -165,5 +270,6 @@ def run_tp_layer(steps: list[CompiledLayerStep], rows: np.ndarray, es,
     return outs, cycles
 
 
-__all__ = ["TpLayerStep", "compile_tp_layer", "new_system", "run_tp_layer", "split_layer",
+__all__ = ["TpLayerStep", "TpModelStep", "compile_tp_layer", "compile_tp_model",
+           "generate_tp", "new_system", "run_tp_layer", "split_head", "split_layer",
            "tp_layer_nodes"]

@@ -209,13 +209,15 @@ class RowWeight:
         self._shift: dict[int, int] = {}
         self._whole: RowWeight | None = None  # a shard's tensor: its f and shift
 
-    def shard(self, rows: slice = slice(None), cols: slice = slice(None)) -> RowWeight:
+    def shard(self, rows: slice = slice(None), cols: slice = slice(None),
+              pad_rows: int | None = None) -> RowWeight:
         """Output rows ``rows`` and input columns ``cols`` (whole blocks) as a tensor of their
         own with this one's exponent ``f``, block scales and per-tensor :meth:`shift`: one
         chip's part of a tensor-parallel product.  A row part's `linear_int` is those rows
         of the whole one's; column parts' int32 sums (same input columns) add up to the
         whole one's exactly: every block term is rounded on its own, and `plane_bias` is a
-        sum of per-block terms."""
+        sum of per-block terms.  ``pad_rows``: zero rows appended up to that many (every
+        chip's part of the same shape when the rows do not split evenly)."""
         n_out, n_in = self.shape
         r0, r1, _ = rows.indices(n_out)
         c0, c1, _ = cols.indices(n_in)
@@ -226,9 +228,14 @@ class RowWeight:
             raise ValueError(f"RowWeight.shard: columns {c0}:{c1} do not fall on blocks of "
                              f"{self.group}")
         b = slice(c0 // self.group, c1 // self.group)
+        pad = (0, 0 if pad_rows is None else pad_rows - (r1 - r0))  # zero rows after
+        if pad[1] < 0:
+            raise ValueError(f"RowWeight.shard: {r1 - r0} rows do not pad to {pad_rows}")
         out = RowWeight.__new__(RowWeight)
-        out._set(self.q[r0:r1, c0:c1], self.r[r0:r1, b],
-                 None if self.o is None else self.o[r0:r1, b], self.f, self.group)
+        out._set(np.pad(self.q[r0:r1, c0:c1], (pad, (0, 0))),
+                 np.pad(self.r[r0:r1, b], (pad, (0, 0))),
+                 None if self.o is None else np.pad(self.o[r0:r1, b], (pad, (0, 0))),
+                 self.f, self.group)
         out._whole = self._whole or self
         return out
 

@@ -107,3 +107,55 @@ def test_tp_layer_refuses_a_split_that_does_not_divide(tiny, tiny3):
     lc3, L3 = tiny3
     with pytest.raises(CompileError, match="no C2C links"):
         compile_tp_layer(lc3, L3, "medium", 16, 3)
+
+
+def test_padded_shard_and_split_argmax(base_seed):
+    """A vocabulary that does not split evenly: the last chip's part padded with zero rows
+    after its own; the argmax split over 2 chips (this chip's entries from ``offset``, the
+    padding masked even where it holds the largest value) agrees on the lowest index of
+    the largest value, also when the tie spans the two chips."""
+    from compiler.graph import Graph, Node
+    from compiler.parallel import compile_parallel, run_parallel
+
+    print(f"seed={base_seed}")
+    rng = np.random.default_rng([base_seed, 73])
+    w = RowWeight.from_blocks(rng.integers(-8, 8, (5, 32)), rng.random((5, 1)) + 0.1)
+    s = w.shard(rows=slice(3, 5), pad_rows=3)
+    assert np.array_equal(s.q[:2], w.q[3:5]) and not s.q[2].any() and s.shift(16) == w.shift(16)
+    V, P = 269, 135
+    cfg = get_config("layer").with_links()
+    for trial in range(4):
+        full = rng.integers(-(2**20), 2**20, V)
+        if trial == 1:
+            full[200] = 2**25  # on chip 1
+        if trial == 2:
+            full[134] = full[135] = 2**25  # a tie across the two chips: the lower index
+        graphs, inputs = [], []
+        for r in range(2):
+            a, b = r * P, min((r + 1) * P, V)
+            x = np.full((1, P), 2**30, np.int64)  # the padding: larger than any entry
+            x[0, :b - a] = full[a:b]
+            graphs.append(Graph({"x": (1, P, 4)}, (Node("t", "argmax", ("x",), {
+                "chips": 2, "rank": r, "offset": a, "valid": b - a, "valid_min": V - P}),),
+                ("t",)))
+            inputs.append({"x": x})
+        outs, _ = run_parallel(compile_parallel(graphs, cfg), inputs)
+        assert [int(o["t"].ravel()[0]) for o in outs] == [int(np.argmax(full))] * 2, trial
+
+
+def test_tp_model_generates_the_golden_tokens(tmp_path, base_seed):
+    """A whole (tiny, 2-layer, untied) llama decoding on 2 linked chips: every layer split,
+    the LM head split by vocabulary rows (269 = 135 + 134 + a padding row), the argmax
+    agreed over the ring; every token equals golden.llm's generate, every chip's cycles
+    the prediction in every step."""
+    from compiler.tp_layer import compile_tp_model, generate_tp
+
+    print(f"seed={base_seed}")
+    path = tmp_path / "tiny.gguf"
+    write_tiny_gguf(path, seed=base_seed, untied=True)
+    m = LlamaModel(path)
+    ids = [5, 40, 77]
+    steps = compile_tp_model(m, get_config("layer").with_links(), 16, 2)
+    out, cycles = generate_tp(steps, ids, 5)
+    assert out == m.generate_ids(ids, 5)
+    assert cycles == [[steps[0].cycles] * 2] * len(cycles)

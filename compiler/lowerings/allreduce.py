@@ -33,11 +33,12 @@ Two algorithms:
 On one chip alone the ring is a loopback: every hop brings the chip's own vector and the
 result is ``chips x`` its input (the golden function says so).
 
-`allmax_reg` is the all-reduce of one VXM register under ``MAX`` (a row's narrowing shift
-or largest exponent when the row is split over the chips): the chains above, each chip's
-value sent as it is (``SEND.i8``/``.i16``: one or two planes) and forwarded by the far end,
-every arrival ``MAX``ed into the register as it passes the VXM.  ``MAX`` is idempotent,
-so on one chip alone (the loopback) the register keeps its value.
+`allreduce_reg` is the all-reduce of one VXM register under ``MAX`` or ``MIN`` (a row's
+narrowing shift or largest exponent when the row is split over the chips; an argmax's
+value and index): the chains above, each chip's value sent as it is (``SEND.i8``/
+``.i16``/``.i32``: its type's planes) and forwarded by the far end, every arrival
+combined into the register as it passes the VXM.  Both are idempotent, so on one chip
+alone (the loopback) the register keeps its value.
 """
 
 from __future__ import annotations
@@ -216,12 +217,12 @@ def _chains(pb: ProgramBuilder, name: str, src, dst, keys, chips: int) -> None:
             pb.regs.release(r)
 
 
-def _max_bundle(pb: ProgramBuilder, name: str, reg: int, chips: int, typ: str, link: int,
-                delta: int) -> Bundle:
+def _reg_bundle(pb: ProgramBuilder, name: str, reg: int, chips: int, typ: str, op: str,
+                link: int, delta: int) -> Bundle:
     cfg, O = pb.cfg, pb.O
     w = TYPE_BYTES[typ]
     arrive = cfg.c2c_arrival(w)
-    b = Bundle(f"{name} max over {chips} chips", name)
+    b = Bundle(f"{name} {op.lower()} over {chips} chips", name)
     events, first = [], None
     for (tx, rx), hops in chains(chips, 0):
         own = O.vxm(b, "i32", "s", "PASS", ("r", reg), otype=typ)  # one per direction
@@ -241,18 +242,20 @@ def _max_bundle(pb: ProgramBuilder, name: str, reg: int, chips: int, typ: str, l
                 send = O.send(b, tx, link, typ)
                 b.tap(wr, 0, send, "in")
     for _, _, wr in sorted(events, key=lambda e: e[:2]):
-        mx = O.vxm(b, typ, ("r", reg), "MAX", "s", ("r", reg), otype="i32")
+        mx = O.vxm(b, typ, ("r", reg), op, "s", ("r", reg), otype="i32")
         b.tap(wr, 0, mx, "a")
     return b
 
 
-def allmax_reg(pb: ProgramBuilder, name: str, reg: int, chips: int, typ: str = "i8"
-               ) -> None:
-    """``reg = max over the ring's chips of reg`` (every chip's register the same in every
-    lane; its values fit ``typ``): one bundle, the two chains of `chains`, the second
-    direction's SEND ``delta >= 4`` cycles after the first (the register a ``MAX`` writes
-    in ``t + 3`` is read from ``t + 4``; the first ``delta`` whose VXM ops take distinct
-    cycles).  Nothing on one chip (``chips == 1``)."""
+def allreduce_reg(pb: ProgramBuilder, name: str, reg: int, chips: int, typ: str = "i8",
+                  op: str = "MAX") -> None:
+    """``reg = op over the ring's chips of reg`` (``op`` ``MAX`` or ``MIN``; every chip's
+    register the same in every lane, its values fitting ``typ``): one bundle, the two
+    chains of `chains`, the second direction's value sent ``delta >= 4`` cycles after the
+    first (the register an arrival's ``op`` writes in ``t + 3`` is read from ``t + 4``;
+    the first ``delta`` whose VXM ops take distinct cycles).  Nothing on one chip."""
+    if op not in ("MAX", "MIN"):
+        raise ValueError(f"{name}: allreduce_reg takes MAX or MIN, got {op!r}")
     if chips == 1:
         return
     cfg = pb.cfg
@@ -260,7 +263,7 @@ def allmax_reg(pb: ProgramBuilder, name: str, reg: int, chips: int, typ: str = "
         raise ValueError(f"{name}: config {cfg.name!r} has no C2C links")
     for delta in range(4, 4 + cfg.c2c_arrival(TYPE_BYTES[typ]) + 16):
         try:
-            b = _max_bundle(pb, name, reg, chips, typ, 0, delta)
+            b = _reg_bundle(pb, name, reg, chips, typ, op, 0, delta)
             b.finalize()
             break
         except AssertionError:  # two VXM ops in one cycle: the next delta

@@ -45,7 +45,7 @@ from .activation import (
     log2_q16_regs,
     log2_shift_regs,
 )
-from .allreduce import allmax_reg
+from .allreduce import allreduce_reg
 from .norm import _load_e, _store_e, narrow_row
 from .recip import reciprocal_regs
 
@@ -62,7 +62,7 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
     turn, so the tiles' installs and products run side by side).  ``chips > 1``: this
     chip's heads are one part of the row's, split by KV head over the C2C ring's chips:
     the largest head exponent and the row's narrowing shift are the whole row's
-    (`allmax_reg`)."""
+    (`allreduce_reg`)."""
     vl, O, regs = pb.vl, pb.O, pb.regs
     g = n_heads // n_kv
     if n_heads % n_kv or vl % d or C > vl:
@@ -334,7 +334,7 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
         v = O.vxm(bd, "i16", ("r", rtop), "MAX", "s", ("r", rtop), otype="i32")
         planes_in(O, bd, ech[(h,)], v, "a")
         pb.emit(bd)
-    allmax_reg(pb, f"{name} top", rtop, chips, "i16")
+    allreduce_reg(pb, f"{name} top", rtop, chips, "i16")
     nt = T.ntiles(n_heads * d, vl)
     row = pb.mem.tensor(f"{name}.row", [(t,) for t in range(nt)], 4)
     for t in range(nt):

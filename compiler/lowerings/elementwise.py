@@ -104,7 +104,9 @@ def lookup_rows(pb: ProgramBuilder, name: str, src, table: tuple[str, int], dst,
 
 
 
-def argmax_rows(pb: ProgramBuilder, name: str, src, dst, rows: int, width: int) -> None:
+def argmax_rows(pb: ProgramBuilder, name: str, src, dst, rows: int, width: int,
+                chips: int = 1, offset: int = 0, valid: int | None = None,
+                valid_min: int | None = None) -> None:
     """``dst[(i,)] = argmax(src row i)`` (`golden.vocab.argmax_int`: the lowest index of
     the largest value), an int32 vector with the index in every lane.  In three stages over
     the lane tiles, so that the tiles' SXM round trips overlap: every tile's max (SXM
@@ -112,12 +114,25 @@ def argmax_rows(pb: ProgramBuilder, name: str, src, dst, rows: int, width: int) 
     tile's lowest lane holding it (``EQ``; ``SEL(., lane, 2**31 - 1)``; SXM ``RMIN``) into
     SRAM; then a running (max, index) over the tiles in order that moves only on a
     strictly larger max (``GT``, ``SEL``, ``MAX``), so ties keep the lower index.
-    ``src``: int32 rows keyed ``(row, tile)``; ``dst``: int32 keyed ``(row,)``."""
+    ``src``: int32 rows keyed ``(row, tile)``; ``dst``: int32 keyed ``(row,)``.
+
+    Split over ``chips`` (tensor parallel, the vocabulary in parts): this chip's part
+    starts at index ``offset`` and holds ``valid <= width`` entries (the rest padding);
+    every tile past the ``valid_min`` entries of the chip with the fewest masks its lanes
+    past ``valid`` (the same tiles on every chip: one SPMD schedule).  The chips agree on the largest value (`allreduce_reg`
+    ``MAX``, int32), then on the lowest index holding it (``MIN``; ``2**31 - 1`` from a
+    chip without it)."""
+    from .allreduce import allreduce_reg
     from .norm import _sxm_near
 
     vl, O, regs = pb.vl, pb.O, pb.regs
     nt = T.ntiles(width, vl)
-    last = width - (nt - 1) * vl  # valid lanes of the last tile
+    valid = width if valid is None else valid
+    valid_min = valid if valid_min is None else valid_min
+    if not 0 < valid_min <= valid <= width:
+        raise ValueError(f"{name}: {valid} valid entries of {width} (the fewest on any "
+                         f"chip {valid_min})")
+    masked_from = valid_min // vl  # the first tile with a lane past some chip's entries
     side = pb.mem.side_of(src)
     keys = [(i, t) for i in range(rows) for t in range(nt)]
     # on src's side: the far SXM's results reach it without passing that SXM again
@@ -126,10 +141,11 @@ def argmax_rows(pb: ProgramBuilder, name: str, src, dst, rows: int, width: int) 
     rm, ri, rti, rtm, rc, rbase, rbig, rmin = (regs.single() for _ in range(8))
     pb.reg_const(rbig, np.full(vl, 2**31 - 1), "no index")
     pb.reg_const(rmin, np.full(vl, -(2**31)), "int32 minimum")
-    rvalid = None
-    if last < vl:
-        rvalid = regs.single()
-        pb.vx_bundle(f"{name} valid lanes", "i32", ("r", rvalid), "LT", "lane", last)
+    rvalid = {}  # masked tile -> a register: lane < the tile's valid entries
+    for t in range(masked_from, nt):
+        rvalid[t] = regs.single()
+        pb.vx_bundle(f"{name} tile {t} valid lanes", "i32", ("r", rvalid[t]), "LT", "lane",
+                     min(max(valid - t * vl, 0), vl))
     for i in range(rows):
         nm = f"{name} row {i}"
         # per tile the far SXM: an int32 in the relay layout passes the near one on its way
@@ -138,8 +154,8 @@ def argmax_rows(pb: ProgramBuilder, name: str, src, dst, rows: int, width: int) 
         for t in range(nt):
             b = Bundle(f"{nm} tile {t} max", name)
             red = O.reduce(b, far[t], "RMAX", "i32")
-            if t == nt - 1 and rvalid is not None:
-                v = O.vxm(b, "i32", "s", "SEL", ("r", rvalid), "s", "PASS", ("r", rmin))
+            if t in rvalid:
+                v = O.vxm(b, "i32", "s", "SEL", ("r", rvalid[t]), "s", "PASS", ("r", rmin))
                 planes_in(O, b, src[(i, t)], v, "b")
                 b.connect(v, "d", red, "in")
             else:
@@ -161,7 +177,7 @@ def argmax_rows(pb: ProgramBuilder, name: str, src, dst, rows: int, width: int) 
             b.connect(v, "d", red, "in")
             planes_out(O, b, red, "out", tidx[(i, t)])
             pb.emit(b)
-        pb.set_imm(rbase, 0, f"{nm} first index")
+        pb.reg_const(rbase, np.full(vl, offset), f"{nm} first index")
         for t in range(nt):
             tn = f"{nm} tile {t}"
             b = Bundle(f"{tn} index", name)
@@ -187,9 +203,16 @@ def argmax_rows(pb: ProgramBuilder, name: str, src, dst, rows: int, width: int) 
                 pb.emit(b)
             if t < nt - 1:
                 pb.vx_bundle(f"{tn} next index", "i32", ("r", rbase), "ADD", ("r", rbase), vl)
+        if chips > 1:
+            pb.vx_bundle(f"{nm} this chip's max", "i32", ("r", rtm), "PASS", ("r", rm))
+            allreduce_reg(pb, f"{nm} max", rtm, chips, "i32", "MAX")
+            pb.vx_bundle(f"{nm} holds the max", "i32", ("r", rc), "EQ", ("r", rm), ("r", rtm))
+            pb.vx_bundle(f"{nm} its index", "i32", ("r", ri), "SEL", ("r", rc), ("r", ri),
+                         "PASS", ("r", rbig))
+            allreduce_reg(pb, f"{nm} index", ri, chips, "i32", "MIN")
         b = Bundle(f"{nm} out", name)
         v = O.vxm(b, "i32", "s", "PASS", ("r", ri))
         planes_out(O, b, v, "d", dst[(i,)])
         pb.emit(b)
-    regs.release(rm, ri, rti, rtm, rc, rbase, rbig, rmin, *([rvalid] if rvalid else []))
+    regs.release(rm, ri, rti, rtm, rc, rbase, rbig, rmin, *rvalid.values())
     pb.release(tmax, tidx)

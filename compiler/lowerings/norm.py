@@ -35,7 +35,7 @@ from ..builder import ProgramBuilder
 from ..errors import CompileError
 from ..ir import Bundle
 from ..routes import planes_in, planes_out
-from .allreduce import allmax_reg
+from .allreduce import allreduce_reg
 
 TYPES = {1: "i8", 2: "i16", 4: "i32"}
 
@@ -87,14 +87,14 @@ def narrow_row(pb: ProgramBuilder, name: str, src: list, dst: list, e_reg: int,
     """One row: ``dst_t = sat(SRAR(src_t, k))``, ``e_reg += k`` (see the module
     docstring); ``src``/``dst``: the row's vectors (plane locs), int32 / ``bits`` wide.
     ``chips > 1``: the row is split over the C2C ring's chips (tensor parallel) and ``k``
-    is the largest of their shifts (`allmax_reg`): the shift of the whole row's maximum."""
+    is the largest of their shifts (`allreduce_reg`): the shift of the whole row's maximum."""
     regs, O = pb.regs, pb.O
     rm, rk = regs.single(), regs.single()
     row_reduce(pb, f"{name} max", src, rm, "RMAX", "ABS")
     pb.vx_bundle(f"{name} clz - {33 - bits}", "i32", ("r", rk), "CLZ", ("r", rm), None,
                  "SUB", 33 - bits)
     pb.vx_bundle(f"{name} k", "i32", ("r", rk), "SUB", ("r", ZEROS[0]), ("r", rk), "MAX", 0)
-    allmax_reg(pb, f"{name} k", rk, chips)
+    allreduce_reg(pb, f"{name} k", rk, chips)
     for t, (s, d) in enumerate(zip(src, dst, strict=True)):
         b = Bundle(f"{name} shift tile {t}", name)
         v = _narrow_op(O, b, rk, bits, lim_reg)
