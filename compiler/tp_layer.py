@@ -30,9 +30,8 @@ from __future__ import annotations
 import numpy as np
 
 from arch.config import TspConfig, get_config
-from golden.system import System
-
 from golden.planes import RowWeight
+from golden.system import System
 
 from .errors import CompileError
 from .graph import Graph, Node

@@ -119,9 +119,9 @@ def argmax_rows(pb: ProgramBuilder, name: str, src, dst, rows: int, width: int,
     Split over ``chips`` (tensor parallel, the vocabulary in parts): this chip's part
     starts at index ``offset`` and holds ``valid <= width`` entries (the rest padding);
     every tile past the ``valid_min`` entries of the chip with the fewest masks its lanes
-    past ``valid`` (the same tiles on every chip: one SPMD schedule).  The chips agree on the largest value (`allreduce_reg`
-    ``MAX``, int32), then on the lowest index holding it (``MIN``; ``2**31 - 1`` from a
-    chip without it)."""
+    past ``valid`` (the same tiles on every chip: one SPMD schedule).  The chips agree
+    on the largest value (`allreduce_reg` ``MAX``, int32), then on the lowest index
+    holding it (``MIN``; ``2**31 - 1`` from a chip without it)."""
     from .allreduce import allreduce_reg
     from .norm import _sxm_near
 
