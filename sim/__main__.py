@@ -268,12 +268,13 @@ def cmd_llm_chips(args) -> int:
         raise SystemExit(f"error: --chips {args.chips!r}: chip counts in 1..16")
     rep = run_llm_chips(args.model, ks, args.prompt, args.tokens,
                         log=lambda *a: print(*a, flush=True))
-    print(f"\n{'chips':>5} {'config':>8} {'MiB/chip':>8} {'layers':>14} {'cycles/token':>12} "
-          f"{'tokens/s':>9} {'pipelined':>10}")
+    print(f"\n{'chips':>5} {'mode':>8} {'config':>8} {'MiB/chip':>8} {'layers':>22} "
+          f"{'cycles/token':>12} {'tokens/s':>9} {'pipelined':>10}")
     for r in rep["rows"]:
-        print(f"{r['chips']:>5} {r['config']:>8} {r['sram_mib_per_chip']:>8.0f} "
-              f"{str(r['layers_per_chip']):>14} {r['cycles_per_token']:>12} "
-              f"{r['tokens_per_second']:>9} {r['pipelined_tokens_per_second']:>10}")
+        print(f"{r['chips']:>5} {r['mode']:>8} {r['config']:>8} "
+              f"{r['sram_mib_per_chip']:>8.0f} {str(r['layers_per_chip']):>22} "
+              f"{r['cycles_per_token']:>12} {r['tokens_per_second']:>9} "
+              f"{r['pipelined_tokens_per_second'] if r['mode'] == 'pipeline' else '':>10}")
     print(f"report {rep['json']}")
     for p in rep["problems"]:
         print(f"FAIL: {p}", file=sys.stderr)
