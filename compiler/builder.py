@@ -41,6 +41,9 @@ class ProgramBuilder:
         self.cfg = cfg
         self.vl = cfg.vector_length
         self.keep = keep
+        #: the program runs again and again (decode steps): the host's constants (weights,
+        #: tables) are loaded once and must survive every run, so they are never released
+        self.reruns = False
         self.rigid_loads = rigid_loads  # weight rows in consecutive cycles (compact code)
         mxms = tuple(mxms) if mxms is not None else tuple(s.name for s in cfg.slices_of("MXM"))
         self.O = Ops(cfg)
@@ -227,12 +230,15 @@ class ProgramBuilder:
         return min(self.vl, n_out - n * self.vl)
 
     def release(self, *ts: Tensor) -> None:
-        """Give the tensors' SRAM back for reuse (only with ``keep=False``; once each)."""
+        """Give the tensors' SRAM back for reuse (only with ``keep=False``; once each;
+        with ``reruns`` never a host constant's)."""
         if not self.keep:
             for t in ts:
-                if t.name not in self.released:
-                    self.mem.release(t)
-                    self.released.add(t.name)
+                if t.name in self.released or (self.reruns and any(
+                        loc in self.init for locs in t.locs.values() for loc in locs)):
+                    continue
+                self.mem.release(t)
+                self.released.add(t.name)
 
     def release_dying(self, *ts: Tensor) -> None:
         """`release` those of ``ts`` that nothing after the node being lowered reads."""

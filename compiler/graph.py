@@ -980,7 +980,8 @@ class CompiledGraph:
 
 def lower_graph(graph: Graph, cfg: TspConfig | str, *, keep: bool = True,
                 rigid_loads: bool = True, prealloc=(), pb: ProgramBuilder | None = None,
-                what: str = "the graph", spmd: bool = False) -> tuple[ProgramBuilder, dict]:
+                what: str = "the graph", spmd: bool = False, reruns: bool = False
+                ) -> tuple[ProgramBuilder, dict]:
     """Lower every node in program order onto one builder: ``(builder, tensors)``.
 
     Allocation order: the zero registers; the Gather tables (a table is 256 consecutive
@@ -995,11 +996,13 @@ def lower_graph(graph: Graph, cfg: TspConfig | str, *, keep: bool = True,
     for read-back (``pb.kept``) while its SRAM is not reused.  ``pb``: a builder to lower
     onto (what it holds after a `CompileError` says how far the lowering got); ``what``
     names the program in resource errors; ``spmd``: one program of an SPMD set
-    (`ProgramBuilder.spmd`)."""
+    (`ProgramBuilder.spmd`); ``reruns``: the program runs once per step with the host's
+    constants loaded once (`ProgramBuilder.reruns`: none of them released)."""
     cfg = get_config(cfg)
     shp = graph.shapes()
     pb = pb or ProgramBuilder(cfg, keep=keep, rigid_loads=rigid_loads)
     pb.spmd = spmd
+    pb.reruns = reruns
     pb.mem.what = what
     pb.graph = graph
     vl = pb.vl

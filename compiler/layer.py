@@ -119,7 +119,8 @@ class LayerStep:
         cycles)."""
         self.check_shape()
         self.pb, self.tensors = lower_graph(self.graph(), self.cfg, rigid_loads=False,
-                                            what=self.what, spmd=self.spmd)
+                                            what=self.what, spmd=self.spmd,
+                                            keep=self.keep, reruns=True)
         t = self.tensors
         self.h, self.eh = t["h"], t["h.e"]
         self.y, self.ey = t[self.out_name], t[f"{self.out_name}.e"]
@@ -128,6 +129,9 @@ class LayerStep:
     out_name = "y"
     #: one program of an SPMD set (`compiler.tp_layer`)
     spmd = False
+    #: keep every node's output for read-back (False: SRAM reused after a tensor's last
+    #: reader, `lower_graph`)
+    keep = True
 
     @property
     def bundles(self):

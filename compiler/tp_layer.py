@@ -128,9 +128,12 @@ def split_head(W: dict, chips: int, shard: int) -> tuple[RowWeight, dict]:
 class TpModelStep(ModelStep):
     """One chip's program of a tensor-parallel model step: every layer split as
     `tp_layer_nodes`, the final norm replicated, the LM head split by vocabulary rows, the
-    argmax agreed over the ring (the largest logit, then the lowest index holding it)."""
+    argmax agreed over the ring (the largest logit, then the lowest index holding it).
+    A tensor's SRAM is reused after its last reader (``keep`` False): a chip's part of the
+    activations and tables does not shrink with its weights."""
 
     spmd = True
+    keep = False
 
     def __init__(self, lc, W: dict, cfg: TspConfig, C: int, chips: int, shard: int):
         head, self.argmax = split_head(W, chips, shard)

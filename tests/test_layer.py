@@ -114,3 +114,19 @@ def test_layer_graph_is_the_golden_layer(tiny_layer, base_seed):
         v = evaluate(g, {"h": rows[p:p + 1], "h.e": np.full((1, lc.d_model), es[p])}, state)
         assert np.array_equal(v["y"][0], gy) and int(v["y.e"][0, 0]) == ge, p
         assert np.all(v["y.e"] == ge)  # the exponent in every lane
+
+
+def test_layer_steps_with_sram_reuse_keep_the_weights(tiny_layer, base_seed, monkeypatch):
+    """With SRAM reused after each tensor's last reader (``keep`` False, as the
+    tensor-parallel model step compiles), the weights and tables the host loads once must
+    survive every step: a product's lowering gives its weights back, which is only right
+    for a program that runs once (`ProgramBuilder.reruns`)."""
+    from compiler.layer import LayerStep
+
+    print(f"seed={base_seed}")
+    lc, layers = tiny_layer
+    monkeypatch.setattr(LayerStep, "keep", False)
+    cl = compile_layer_step(lc, layers[0], "medium", 16, orders=("program",))
+    assert not cl.low.pb.keep and cl.low.pb.reruns
+    rows, es = residual_rows(np.random.default_rng([base_seed, 32]), 4, lc.d_model)
+    assert_steps_bit_exact(cl, lc, layers[0], rows, es)
