@@ -37,32 +37,38 @@ from .errors import CompileError
 from .graph import Graph, Node, lower_graph
 
 
-def layer_nodes(lc, L: dict, C: int, h: str = "h", tag: str = "") -> list[Node]:
+def layer_nodes(lc, L: dict, C: int, h: str = "h", tag: str = "", chips: int = 1,
+                rank: int = 0) -> list[Node]:
     """One decoder layer (`golden.llm.layer_int` for one token) as graph nodes, on the
     residual row ``h`` (with ``h.e``); names prefixed by ``tag``; the next residual row is
-    ``{tag}y``.  Bits per site as `golden.llm.ACT_BITS`."""
-    hq, hkv = lc.n_heads, lc.n_kv_heads
-    x = tag + "x"
-    nodes = [Node(x, "rmsnorm", (h,), {"norm": L["attn_norm"]})]
+    ``{tag}y``.  Bits per site as `golden.llm.ACT_BITS`.  ``chips > 1``: chip ``rank``'s
+    part of the layer tensor-parallel over that many chips (``L`` its weights,
+    `compiler.tp_layer.split_layer`): its heads, the output projection's and down's sums
+    all-reduced, split rows narrowed with the whole row's shift."""
+    hq, hkv = lc.n_heads // chips, lc.n_kv_heads // chips
+    ring = {"chips": chips, "rank": rank} if chips > 1 else {}
+    split = {"chips": chips} if chips > 1 else {}
+    t = tag
+    nodes = [Node(t + "x", "rmsnorm", (h,), {"norm": L["attn_norm"]})]
     for nm, n_h in (("q", hq), ("k", hkv), ("v", hkv)):
-        nodes += [Node(f"{tag}{nm}32", "qlinear", (x,), {"weight": L[f"w{nm}"]}),
-                  Node(f"{tag}{nm}15", "narrow", (f"{tag}{nm}32",), {"heads": n_h, "bits": 15})]
+        nodes += [Node(f"{t}{nm}32", "qlinear", (t + "x",), {"weight": L[f"w{nm}"]}),
+                  Node(f"{t}{nm}15", "narrow", (f"{t}{nm}32",), {"heads": n_h, "bits": 15})]
         if nm != "v":
-            nodes.append(Node(tag + nm, "rope_at", (f"{tag}{nm}15",), {
+            nodes.append(Node(t + nm, "rope_at", (f"{t}{nm}15",), {
                 "heads": n_h, "bits": 15, "base": lc.rope_base, "max_context": C}))
     nodes += [
-        Node(tag + "ctx", "gqa_attention", (tag + "q", tag + "k", tag + "v15"),
-             {"n_heads": hq, "n_kv_heads": hkv, "max_context": C}),
-        Node(tag + "o", "qlinear", (tag + "ctx",), {"weight": L["wo"]}),
-        Node(tag + "h1", "add_aligned", (h, tag + "o")),
-        Node(tag + "x2", "rmsnorm", (tag + "h1",), {"norm": L["ffn_norm"]}),
-        Node(tag + "gate", "qlinear", (tag + "x2",), {"weight": L["w_gate"]}),
-        Node(tag + "gate16", "narrow", (tag + "gate",), {"bits": 16}),
-        Node(tag + "up", "qlinear", (tag + "x2",), {"weight": L["w_up"]}),
-        Node(tag + "up16", "narrow", (tag + "up",), {"bits": 16}),
-        Node(tag + "m", "swiglu", (tag + "gate16", tag + "up16")),
-        Node(tag + "down", "qlinear", (tag + "m",), {"weight": L["w_down"]}),
-        Node(tag + "y", "add_aligned", (tag + "h1", tag + "down")),
+        Node(t + "ctx", "gqa_attention", (t + "q", t + "k", t + "v15"),
+             {"n_heads": hq, "n_kv_heads": hkv, "max_context": C, **split}),
+        Node(t + "o", "qlinear", (t + "ctx",), {"weight": L["wo"], **ring}),
+        Node(t + "h1", "add_aligned", (h, t + "o")),
+        Node(t + "x2", "rmsnorm", (t + "h1",), {"norm": L["ffn_norm"]}),
+        Node(t + "gate", "qlinear", (t + "x2",), {"weight": L["w_gate"]}),
+        Node(t + "gate16", "narrow", (t + "gate",), {"bits": 16, **split}),
+        Node(t + "up", "qlinear", (t + "x2",), {"weight": L["w_up"]}),
+        Node(t + "up16", "narrow", (t + "up",), {"bits": 16, **split}),
+        Node(t + "m", "swiglu", (t + "gate16", t + "up16"), split),
+        Node(t + "down", "qlinear", (t + "m",), {"weight": L["w_down"], **ring}),
+        Node(t + "y", "add_aligned", (t + "h1", t + "down")),
     ]
     return nodes
 

@@ -35,7 +35,7 @@ from golden.system import System
 
 from .errors import CompileError
 from .graph import Graph, Node
-from .layer import CompiledLayerStep, LayerStep
+from .layer import CompiledLayerStep, LayerStep, layer_nodes
 from .model import CompiledModelStep, ModelStep
 
 
@@ -60,38 +60,6 @@ def split_layer(lc, L: dict, chips: int, shard: int) -> dict:
     return out
 
 
-def tp_layer_nodes(lc, S: dict, C: int, chips: int, shard: int, h: str = "h",
-                   tag: str = "") -> list[Node]:
-    """Chip ``shard``'s nodes of one decode step (`compiler.layer.layer_nodes`, split;
-    ``S``: its weights, `split_layer`) on the residual row ``h``, names prefixed by
-    ``tag``: the next residual row ``{tag}y``, on every chip."""
-    hq, hkv = lc.n_heads // chips, lc.n_kv_heads // chips
-    ring = {"chips": chips, "rank": shard}
-    t = tag
-    nodes = [Node(t + "x", "rmsnorm", (h,), {"norm": S["attn_norm"]})]
-    for nm, n_h in (("q", hq), ("k", hkv), ("v", hkv)):
-        nodes += [Node(f"{t}{nm}32", "qlinear", (t + "x",), {"weight": S[f"w{nm}"]}),
-                  Node(f"{t}{nm}15", "narrow", (f"{t}{nm}32",), {"heads": n_h, "bits": 15})]
-        if nm != "v":
-            nodes.append(Node(t + nm, "rope_at", (f"{t}{nm}15",), {
-                "heads": n_h, "bits": 15, "base": lc.rope_base, "max_context": C}))
-    nodes += [
-        Node(t + "ctx", "gqa_attention", (t + "q", t + "k", t + "v15"),
-             {"n_heads": hq, "n_kv_heads": hkv, "max_context": C, "chips": chips}),
-        Node(t + "o", "qlinear", (t + "ctx",), {"weight": S["wo"], **ring}),
-        Node(t + "h1", "add_aligned", (h, t + "o")),
-        Node(t + "x2", "rmsnorm", (t + "h1",), {"norm": S["ffn_norm"]}),
-        Node(t + "gate", "qlinear", (t + "x2",), {"weight": S["w_gate"]}),
-        Node(t + "gate16", "narrow", (t + "gate",), {"bits": 16, "chips": chips}),
-        Node(t + "up", "qlinear", (t + "x2",), {"weight": S["w_up"]}),
-        Node(t + "up16", "narrow", (t + "up",), {"bits": 16, "chips": chips}),
-        Node(t + "m", "swiglu", (t + "gate16", t + "up16"), {"chips": chips}),
-        Node(t + "down", "qlinear", (t + "m",), {"weight": S["w_down"], **ring}),
-        Node(t + "y", "add_aligned", (t + "h1", t + "down")),
-    ]
-    return nodes
-
-
 class TpLayerStep(LayerStep):
     """One chip's program of the tensor-parallel step (lowered as one of an SPMD set)."""
 
@@ -106,8 +74,8 @@ class TpLayerStep(LayerStep):
     def graph(self) -> Graph:
         D = self.lc.d_model
         return Graph({"h": (1, D, 4), "h.e": (1, D, 2)},
-                     tuple(tp_layer_nodes(self.lc, self.L, self.C, self.chips, self.shard)),
-                     ("y",))
+                     tuple(layer_nodes(self.lc, self.L, self.C, chips=self.chips,
+                                       rank=self.shard)), ("y",))
 
 
 def split_head(W: dict, chips: int, shard: int) -> tuple[RowWeight, dict]:
@@ -126,9 +94,10 @@ def split_head(W: dict, chips: int, shard: int) -> tuple[RowWeight, dict]:
 
 
 class TpModelStep(ModelStep):
-    """One chip's program of a tensor-parallel model step: every layer split as
-    `tp_layer_nodes`, the final norm replicated, the LM head split by vocabulary rows, the
-    argmax agreed over the ring (the largest logit, then the lowest index holding it).
+    """One chip's program of a tensor-parallel model step: every layer split
+    (`compiler.layer.layer_nodes` with ``chips``), the final norm replicated, the LM head
+    split by vocabulary rows, the argmax agreed over the ring (the largest logit, then
+    the lowest index holding it).
     A tensor's SRAM is reused after its last reader (``keep`` False): a chip's part of the
     activations and tables does not shrink with its weights."""
 
@@ -148,7 +117,7 @@ class TpModelStep(ModelStep):
         lc, W, C = self.lc, self.W, self.C
         nodes, h = [], "h"
         for i, S in enumerate(W["layers"]):
-            nodes += tp_layer_nodes(lc, S, C, self.chips, self.shard, h, f"l{i}.")
+            nodes += layer_nodes(lc, S, C, h, f"l{i}.", self.chips, self.shard)
             h = f"l{i}.y"
         nodes += [Node("head.x", "rmsnorm", (h,), {"norm": W["out_norm"]}),
                   Node("logits", "qlinear", ("head.x",), {"weight": W["output"]}),
@@ -273,5 +242,4 @@ def run_tp_layer(steps: list[CompiledLayerStep], rows: np.ndarray, es,
 
 
 __all__ = ["TpLayerStep", "TpModelStep", "compile_tp_layer", "compile_tp_model",
-           "generate_tp", "new_system", "run_tp_layer", "split_head", "split_layer",
-           "tp_layer_nodes"]
+           "generate_tp", "new_system", "run_tp_layer", "split_head", "split_layer"]

@@ -38,6 +38,15 @@ def chip_config(k: int):
                         mem_slices_per_hemisphere=math.ceil(full.mem_slices_per_hemisphere / k))
 
 
+def tp_config(k: int):
+    """The chip of the tensor-parallel rows: `chip_config` with 32k words per MEM, SXM and
+    C2C queue (`full`'s 16k hold a one-chip step; every chip of a tensor-parallel step
+    runs all 30 layers' replicated work -- norms, residual adds, exponent agreement -- on
+    1/K of the MEM slices, and its busiest MEM queue needs ~21k words at K = 3)."""
+    cfg = chip_config(k)
+    return cfg.replace(name=f"{cfg.name}-i32k", imem_depth=max(cfg.imem_depth, 32768))
+
+
 def run_llm_chips(model: str = "smollm2-135m", ks=(1, 2, 3, 4), prompt: str = DEFAULT_PROMPT,
                   tokens: int = 4, out_dir: Path | None = None, log=print) -> dict:
     from .model import load_model
@@ -51,9 +60,9 @@ def run_llm_chips(model: str = "smollm2-135m", ks=(1, 2, 3, 4), prompt: str = DE
     rows, problems = [], []
     kv = lm.config.n_kv_heads
     for k in ks:
-        cfg = chip_config(k)
         modes = ["one chip"] if k == 1 else ["pipeline"] + (["tensor"] if kv % k == 0 else [])
         for mode in modes:
+            cfg = tp_config(k) if mode == "tensor" else chip_config(k)
             log(f"{k} chip(s) of {cfg.name} ({cfg.sram_bytes / 2**20:.0f} MiB SRAM each), "
                 f"{mode}, context {context}")
             row = _run_mode(lm, cfg, k, mode, ids, tokens, context, want, problems, log)
@@ -145,4 +154,4 @@ def _plot(rows, path) -> None:
     plt.close(fig)
 
 
-__all__ = ["chip_config", "run_llm_chips"]
+__all__ = ["chip_config", "run_llm_chips", "tp_config"]
