@@ -22,7 +22,8 @@ work on replicated rows or whole heads and need nothing.
 All chips run one SPMD schedule (`compiler.parallel.compile_parallel`'s rule: chip 0
 scheduled, the others placed in its cycles, the C2C queues checked identical); the host
 writes the same residual row and position into every chip and every chip ends with the
-same next residual row.
+same next residual row.  A whole model (`TpModelStep`) splits every layer so, and the LM
+head by vocabulary rows with the argmax agreed over the ring.
 """
 
 from __future__ import annotations
@@ -42,13 +43,13 @@ from .model import CompiledModelStep, ModelStep
 def split_layer(lc, L: dict, chips: int, shard: int) -> dict:
     """Chip ``shard``'s weights of layer ``L`` (`golden.llm.LlamaModel.int_weights`)."""
     hq, hkv, d, f = lc.n_heads, lc.n_kv_heads, lc.head_dim, lc.d_ff
-    group = L["wo"].group
-    if hkv % chips or f % chips or (hq // chips * d) % group or (f // chips) % group:
+    go, gd = L["wo"].group, L["w_down"].group
+    if hkv % chips or f % chips or (hq // chips * d) % go or (f // chips) % gd:
         raise CompileError(
             f"tensor parallel: {chips} chips must divide the {hkv} KV heads and d_ff {f}, "
             f"and each chip's part of the output projection's inputs ({hq}/{chips} heads "
-            f"of {d}) and of down's (d_ff/{chips}) must be whole blocks of {group}",
-            "shape", True)
+            f"of {d}; blocks of {go}) and of down's (d_ff/{chips}; blocks of {gd}) must be "
+            "whole blocks", "shape", True)
     heads = slice(shard * hq // chips * d, (shard + 1) * hq // chips * d)
     kv = slice(shard * hkv // chips * d, (shard + 1) * hkv // chips * d)
     ff = slice(shard * f // chips, (shard + 1) * f // chips)
