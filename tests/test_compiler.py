@@ -292,29 +292,3 @@ def test_every_mxm_gets_work():
     _check(two, blk, blk.quantize_input(blk.example_input()))
     print(f"cycles: 1 MXM per hemisphere {one.cycles}, 2 per hemisphere {two.cycles}")
     assert two.cycles < 0.9 * one.cycles
-
-
-def test_program_tensors_go_near_the_vxm_on_a_long_row():
-    """More than `NEAR` MEM slices per hemisphere: a tensor the program writes lands in
-    the `NEAR` slices nearest the VXM that keep a quarter of their room, and moves out
-    once they are that full; host constants may take any slice; with at most `NEAR` per
-    hemisphere the placement is the old one (most room first)."""
-    from compiler.alloc import NEAR, Sram
-
-    long = get_config("small").replace(name="small-long", mem_slices_per_hemisphere=12)
-    m = Sram(long)
-    near = set(m.side["W"][:NEAR])
-    got = [m.tensor(f"t{i}", range(64), 2, "W").ranges for i in range(6)]
-    assert {s for r in got for s, _, _ in r} <= near
-    # fill the near slices to under a quarter free: the next tensor goes farther out
-    for s in m.side["W"][:NEAR]:
-        m.tensor(f"fill.{s}", range(m.free_of(s) - m.size // 4), 1, slices=[s])
-    far = m.tensor("later", range(8), 1, "W")
-    assert far.ranges[0][0] not in near
-    consts = {m.tensor(f"c{i}", range(8), 1, "W", const=True).ranges[0][0] for i in range(8)}
-    assert consts - near  # constants go by room: the untouched far slices
-    short = Sram(get_config("small"))  # 4 per hemisphere: the slice with the most room
-    assert len(short.side["W"]) <= NEAR
-    for s in short.side["W"][:-1]:
-        short.tensor(f"fill.{s}", range(16), 1, slices=[s])
-    assert short.tensor("a", range(8), 1, "W").ranges[0][0] == short.side["W"][-1]
