@@ -59,11 +59,6 @@ class FirstOf:
         return self.t[(key[0], 0)]
 
 
-#: the MEM slices of a side nearest the VXM among which a tensor the program writes is
-#: placed (a config with at most this many per hemisphere places as if there were no limit)
-NEAR = 8
-
-
 class Sram:
     def __init__(self, cfg: TspConfig):
         self.cfg = cfg
@@ -151,12 +146,7 @@ class Sram:
 
     def slices(self, side: str | None, k: int, exclude=(), const: bool = False) -> list[str]:
         """k distinct slices of one side (the side with more free space if None), most
-        free space (never-used space only for host constants) first.  What the program
-        writes goes to the `NEAR` slices nearest the VXM that keep a quarter of their
-        addresses free (on a long row a far slice costs a stream hop of up to a cycle per
-        slice on every access -- on `full` up to 44 each way -- and host constants placed
-        later, a product's weights striped over every slice, still find room); host
-        constants anywhere."""
+        free space (never-used space only for host constants) first."""
         room = self.clean_of if const else self.free_of
         if side is None:
             sides = sorted(("W", "E"), key=lambda sd: -sum(room(s) for s in self.side[sd]))
@@ -164,9 +154,6 @@ class Sram:
             sides = [side]
         for sd in sides:
             cand = [s for s in self.side[sd] if s not in exclude]
-            if not const and len(cand) > NEAR:  # self.side: nearest the VXM first
-                near = [s for s in cand if room(s) > self.size // 4][:max(k, NEAR)]
-                cand = near if len(near) >= k else cand
             if len(cand) >= k:
                 self._rr += 1
                 cand.sort(key=lambda s: (-room(s), (self.side[sd].index(s) + self._rr)
