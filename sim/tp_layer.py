@@ -82,7 +82,7 @@ def run_tp_layer_sim(cfg: TspConfig, chips: int, model: str = "tiny", layer: int
                      context: int = 16, steps: int = 4, seed: int = 0, *, rtl: bool = True,
                      out_dir: Path | None = None, log=print) -> dict:
     from compiler.layer import compile_layer_step
-    from compiler.tp_layer import compile_tp_layer, run_tp_layer
+    from compiler.tp_layer import compile_tp_layer, run_tp_layer, split_layer
     from golden.llm import layer_steps_int
 
     from .reports import new_run_dir
@@ -94,6 +94,7 @@ def run_tp_layer_sim(cfg: TspConfig, chips: int, model: str = "tiny", layer: int
     out_dir = out_dir or new_run_dir(f"tp{chips}-layer-{cfg.name}-"
                                      f"{model if model == 'tiny' else 'gguf'}")
     path, lc, L = load_layer(model, layer, out_dir, seed)
+    split_layer(lc, L, chips, 0)  # a split that does not divide: refused before anything
     log(f"layer {layer} of {path.name} over {chips} chips of {cfg.name}: "
         f"{lc.n_heads // chips} query heads, {lc.n_kv_heads // chips} KV heads and "
         f"d_ff {lc.d_ff // chips} per chip")
