@@ -274,4 +274,17 @@ def compile_layer_step(lc, L: dict, cfg: TspConfig | str, max_context: int,
     return CompiledLayerStep(cfg, prog, em.cycles, dict(low.init), low, em)
 
 
-__all__ = ["CompiledLayerStep", "compile_layer_step"]
+def new_system(steps: list[CompiledLayerStep]):
+    """`CompiledLayerStep.new_machine` for a system: one chip per step program, each with
+    its program and its host's initial image loaded (`golden.system.System`)."""
+    from golden.system import System
+
+    sysm = System(steps[0].cfg, len(steps))
+    for m, st in zip(sysm.machines, steps, strict=True):
+        for (s, a), v in st.init.items():
+            m.write_mem(s, a, v)
+    sysm.load_programs([st.program for st in steps])
+    return sysm
+
+
+__all__ = ["CompiledLayerStep", "compile_layer_step", "new_system"]

@@ -119,29 +119,41 @@ class CompiledModelStep(CompiledLayerStep):
 
     def generate(self, prompt_ids, n_tokens: int, machine: Machine | None = None,
                  on_token=None) -> tuple[list[int], list[int]]:
-        """Greedy continuation on the machine model: the prompt one token per step, then
-        each generated token fed back.  ``(new token ids, cycles of every step)``."""
-        prompt_ids = [int(t) for t in prompt_ids]
-        total = len(prompt_ids) + n_tokens - 1
-        if not prompt_ids or n_tokens < 1 or total > self.low.C:
-            raise ValueError(f"a prompt of {len(prompt_ids)} tokens and {n_tokens} new ones "
-                             f"need {total} positions; the program's context is "
-                             f"{self.low.C} (prompt >= 1, tokens >= 1)")
+        """Greedy continuation on the machine model (`greedy`).  ``(new token ids, cycles
+        of every step)``."""
         m = machine if machine is not None else self.new_machine()
-        out, cycles = [], []
-        feed = list(prompt_ids)
-        for p in range(total + 1):
-            tok = feed[p] if p < len(feed) else out[-1]
+
+        def step(tok: int, p: int) -> int:
             for (s, a), v in self.token_writes(tok, p):
                 m.write_mem(s, a, v)
-            cycles.append(m.run(max_cycles=4 * self.cycles + 1000).cycles)
-            if p >= len(prompt_ids) - 1:
-                out.append(self.read_token(m.read_mem))
-                if on_token is not None:
-                    on_token(out[-1])
-            if len(out) == n_tokens:
-                break
-        return out, cycles
+            return m.run(max_cycles=4 * self.cycles + 1000).cycles
+
+        return greedy(prompt_ids, n_tokens, self.low.C, step,
+                      lambda: self.read_token(m.read_mem), on_token)
+
+
+def greedy(prompt_ids, n_tokens: int, C: int, step, read_token, on_token=None):
+    """Greedy decoding with a decode program of context ``C``: the prompt one token per
+    step, then each generated token fed back.  ``step(token, position)`` runs one step
+    (on a machine or a system) and returns its cycles; ``read_token()`` the next token's
+    id after it.  ``(new token ids, every step's cycles)``."""
+    prompt_ids = [int(t) for t in prompt_ids]
+    total = len(prompt_ids) + n_tokens - 1
+    if not prompt_ids or n_tokens < 1 or total > C:
+        raise ValueError(f"a prompt of {len(prompt_ids)} tokens and {n_tokens} new ones "
+                         f"need {total} positions; the program's context is {C} (prompt "
+                         f">= 1, tokens >= 1)")
+    out, cycles = [], []
+    for p in range(total + 1):
+        tok = prompt_ids[p] if p < len(prompt_ids) else out[-1]
+        cycles.append(step(tok, p))
+        if p >= len(prompt_ids) - 1:
+            out.append(read_token())
+            if on_token is not None:
+                on_token(out[-1])
+        if len(out) == n_tokens:
+            break
+    return out, cycles
 
 
 def compile_model_step(model, cfg: TspConfig | str, max_context: int,
@@ -156,4 +168,4 @@ def compile_model_step(model, cfg: TspConfig | str, max_context: int,
     return CompiledModelStep(cfg, prog, em.cycles, dict(low.init), low, em)
 
 
-__all__ = ["CompiledModelStep", "ModelStep", "compile_model_step"]
+__all__ = ["CompiledModelStep", "ModelStep", "compile_model_step", "greedy"]

@@ -131,7 +131,7 @@ def compile_parallel(graphs: list[Graph], cfg: TspConfig | str, *, search: bool 
     the same instructions (link, type) in the same cycles."""
     cfg = get_config(cfg)
     place, order = best_variant(graphs[0], cfg) if search else ({}, "program")
-    out, ref, issues = [], None, []
+    out, ref, emitted = [], None, []
     for i, g in enumerate(graphs):
         pg = placed(g, place)
         pb, tensors = lower_graph(pg, cfg, spmd=True, keep=False)
@@ -139,16 +139,27 @@ def compile_parallel(graphs: list[Graph], cfg: TspConfig | str, *, search: bool 
         prog, em = pb.finish(what, order) if ref is None else pb.finish_as(what, ref)
         ref = ref if ref is not None else pb.bundles
         out.append(CompiledGraph(cfg, pg, prog, em.cycles, dict(pb.init), tensors))
-        issues.append({e: [(c, ins.mnemonic, ins["link"], ins["type"])
-                           for c, ins, _ in em.queues[e].issued if not isinstance(ins, str)]
-                       for e in (s.name for s in cfg.slices_of("C2C"))})
-    for i, got in enumerate(issues[1:], 1):
-        for e, seq in got.items():
-            if seq != issues[0][e]:
+        emitted.append(em)
+    check_spmd_links(cfg, emitted)
+    return out
+
+
+def check_spmd_links(cfg: TspConfig, emitted: list) -> None:
+    """A CompileError unless every chip's C2C queues (the only queues that talk to other
+    chips; ``emitted``: each chip's `compiler.emit` result) issue the same instructions
+    (link, type) in the same cycles: one SPMD schedule."""
+    def issues(em):
+        return {e: [(c, ins.mnemonic, ins["link"], ins["type"])
+                    for c, ins, _ in em.queues[e].issued if not isinstance(ins, str)]
+                for e in (s.name for s in cfg.slices_of("C2C"))}
+
+    ref = issues(emitted[0])
+    for i, em in enumerate(emitted[1:], 1):
+        for e, seq in issues(em).items():
+            if seq != ref[e]:
                 raise CompileError(f"tensor parallel: chip {i}'s {e} queue differs from chip "
                                    "0's: the shards' schedules are not one SPMD schedule",
                                    "schedule", False)
-    return out
 
 
 def run_parallel(compiled: list[CompiledGraph], inputs: dict | list[dict],

@@ -23,12 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from arch.config import TspConfig, get_config
-from golden.system import System
 
 from .graph import Graph, Node
-from .layer import LayerStep, layer_nodes
+from .layer import LayerStep, layer_nodes, new_system
 from .lowerings.link import sent
-from .model import CompiledModelStep, ModelStep
+from .model import CompiledModelStep, ModelStep, greedy
 
 #: links of a stage boundary: the residual row's int32 values, its exponents
 LINK_H, LINK_E = 0, 1
@@ -129,43 +128,24 @@ class PipelineModel:
         """Cycles of a decode step: the last chip's end (every chip starts together)."""
         return max(s.cycles for s in self.stages)
 
-    def new_system(self) -> System:
-        sysm = System(self.cfg, len(self.stages))
-        for m, st in zip(sysm.machines, self.stages, strict=True):
-            for (s, a), v in st.init.items():
-                m.write_mem(s, a, v)
-        sysm.load_programs([st.program for st in self.stages])
-        return sysm
-
     def generate(self, prompt_ids, n_tokens: int, on_token=None):
-        """Greedy continuation on the system model, as `CompiledModelStep.generate`:
-        ``(new token ids, per step: every chip's cycles)``."""
-        prompt_ids = [int(t) for t in prompt_ids]
-        total = len(prompt_ids) + n_tokens - 1
-        C = self.stages[0].low.C
-        if not prompt_ids or n_tokens < 1 or total > C:
-            raise ValueError(f"a prompt of {len(prompt_ids)} tokens and {n_tokens} new ones "
-                             f"need {total} positions; the program's context is {C}")
-        sysm = self.new_system()
-        out, cycles = [], []
-        for p in range(total + 1):
-            tok = prompt_ids[p] if p < len(prompt_ids) else out[-1]
-            first = self.stages[0]
-            writes = [(0, w) for w in first.token_writes(tok, p)]
+        """Greedy continuation on the system model (`compiler.model.greedy`; the token's
+        embedding row into chip 0, the position into every chip): ``(new token ids, per
+        step: every chip's cycles)``."""
+        sysm = new_system(self.stages)
+
+        def step(tok: int, p: int) -> list[int]:
+            writes = [(0, w) for w in self.stages[0].token_writes(tok, p)]
             for k, st in enumerate(self.stages[1:], 1):
                 writes += [(k, (loc, np.full(self.cfg.vector_length, p, np.uint8)))
                            for loc in st.low.pos.values()]
             for k, ((s, a), v) in writes:
                 sysm.machines[k].write_mem(s, a, v)
-            res = sysm.run(max_cycles=4 * self.cycles + 1000)
-            cycles.append([r.cycles for r in res.chips])
-            if p >= len(prompt_ids) - 1:
-                out.append(self.stages[-1].read_token(sysm.machines[-1].read_mem))
-                if on_token is not None:
-                    on_token(out[-1])
-            if len(out) == n_tokens:
-                break
-        return out, cycles
+            return [r.cycles for r in sysm.run(max_cycles=4 * self.cycles + 1000).chips]
+
+        return greedy(prompt_ids, n_tokens, self.stages[0].low.C, step,
+                      lambda: self.stages[-1].read_token(sysm.machines[-1].read_mem),
+                      on_token)
 
 
 def compile_pipeline(model, cfg: TspConfig | str, max_context: int, chips: int,

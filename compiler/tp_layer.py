@@ -32,12 +32,12 @@ import numpy as np
 
 from arch.config import TspConfig, get_config
 from golden.planes import RowWeight
-from golden.system import System
 
 from .errors import CompileError
 from .graph import Graph, Node
-from .layer import CompiledLayerStep, LayerStep, layer_nodes
-from .model import CompiledModelStep, ModelStep
+from .layer import CompiledLayerStep, LayerStep, layer_nodes, new_system
+from .model import CompiledModelStep, ModelStep, greedy
+from .parallel import check_spmd_links
 
 
 def split_layer(lc, L: dict, chips: int, shard: int) -> dict:
@@ -129,8 +129,7 @@ class TpModelStep(ModelStep):
 
 def _spmd(cfg: TspConfig, lows: list, orders, compiled_cls) -> list:
     """Lower every chip's step, schedule chip 0's in the fastest of ``orders`` and place
-    the others in its cycles; a CompileError unless every chip's C2C queues issue the same
-    instructions in the same cycles."""
+    the others in its cycles (`check_spmd_links`)."""
     out, ref = [], None
     for low in lows:
         low.run()
@@ -138,14 +137,7 @@ def _spmd(cfg: TspConfig, lows: list, orders, compiled_cls) -> list:
                     else low.pb.finish_as(low.what, ref))
         ref = ref if ref is not None else low.bundles
         out.append(compiled_cls(cfg, prog, em.cycles, dict(low.init), low, em))
-    c2c = [{e: [(c, ins.mnemonic, ins["link"], ins["type"])
-                for c, ins, _ in st.emitted.queues[e].issued if not isinstance(ins, str)]
-            for e in (s.name for s in cfg.slices_of("C2C"))} for st in out]
-    for r, got in enumerate(c2c[1:], 1):
-        if got != c2c[0]:
-            raise CompileError(f"tensor parallel: chip {r}'s C2C queues differ from chip "
-                               "0's: the parts' schedules are not one SPMD schedule",
-                               "schedule", False)
+    check_spmd_links(cfg, [st.emitted for st in out])
     return out
 
 
@@ -180,45 +172,27 @@ def compile_tp_model(model, cfg: TspConfig | str, max_context: int, chips: int,
 
 def generate_tp(steps: list[CompiledModelStep], prompt_ids, n_tokens: int, on_token=None
                 ) -> tuple[list[int], list[list[int]]]:
-    """Greedy continuation on the system model (as `CompiledModelStep.generate`, every
-    chip given the token's embedding row and the position): ``(new token ids, per step
-    every chip's cycles)``; a ValueError if the chips disagree on a token."""
-    prompt_ids = [int(t) for t in prompt_ids]
-    total = len(prompt_ids) + n_tokens - 1
-    C = steps[0].low.C
-    if not prompt_ids or n_tokens < 1 or total > C:
-        raise ValueError(f"a prompt of {len(prompt_ids)} tokens and {n_tokens} new ones "
-                         f"need {total} positions; the program's context is {C}")
+    """Greedy continuation on the system model (`compiler.model.greedy`, every chip given
+    the token's embedding row and the position): ``(new token ids, per step every chip's
+    cycles)``; a ValueError if the chips disagree on a token."""
     sysm = new_system(steps)
-    out, cycles = [], []
-    for p in range(total + 1):
-        tok = prompt_ids[p] if p < len(prompt_ids) else out[-1]
+    at = [0]  # the position of the step last run
+
+    def step(tok: int, p: int) -> list[int]:
+        at[0] = p
         for m, st in zip(sysm.machines, steps, strict=True):
             for (s, a), v in st.token_writes(tok, p):
                 m.write_mem(s, a, v)
         res = sysm.run(max_cycles=4 * max(st.cycles for st in steps) + 1000)
-        cycles.append([r.cycles for r in res.chips])
-        if p >= len(prompt_ids) - 1:
-            got = [st.read_token(m.read_mem) for st, m in zip(steps, sysm.machines,
-                                                              strict=True)]
-            if len(set(got)) != 1:
-                raise ValueError(f"step {p}: the chips' next tokens differ: {got}")
-            out.append(got[0])
-            if on_token is not None:
-                on_token(out[-1])
-        if len(out) == n_tokens:
-            break
-    return out, cycles
+        return [r.cycles for r in res.chips]
 
+    def read_token() -> int:
+        got = [st.read_token(m.read_mem) for st, m in zip(steps, sysm.machines, strict=True)]
+        if len(set(got)) != 1:
+            raise ValueError(f"step {at[0]}: the chips' next tokens differ: {got}")
+        return got[0]
 
-def new_system(steps: list[CompiledLayerStep]) -> System:
-    """The system model with every chip's program and initial image loaded."""
-    sysm = System(steps[0].cfg, len(steps))
-    for m, st in zip(sysm.machines, steps, strict=True):
-        for (s, a), v in st.init.items():
-            m.write_mem(s, a, v)
-    sysm.load_programs([st.program for st in steps])
-    return sysm
+    return greedy(prompt_ids, n_tokens, steps[0].low.C, step, read_token, on_token)
 
 
 def run_tp_layer(steps: list[CompiledLayerStep], rows: np.ndarray, es,
@@ -243,4 +217,4 @@ def run_tp_layer(steps: list[CompiledLayerStep], rows: np.ndarray, es,
 
 
 __all__ = ["TpLayerStep", "TpModelStep", "compile_tp_layer", "compile_tp_model",
-           "generate_tp", "new_system", "run_tp_layer", "split_head", "split_layer"]
+           "generate_tp", "run_tp_layer", "split_head", "split_layer"]

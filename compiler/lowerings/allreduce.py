@@ -64,10 +64,27 @@ def chains(chips: int, j: int) -> list[tuple[tuple[str, str], int]]:
     return [c for c in ((EAST, chips // 2), (WEST, (chips - 1) // 2)) if c[1]]
 
 
+def _hops(pb: ProgramBuilder, b: Bundle, send, rx: str, link: int, hops: int,
+          typ: str = "i32") -> list:
+    """The hops of one chain from its first ``send``: per hop a RECV on ``rx`` at the
+    message's arrival, and, but for the last, a SEND on from the far end as the message
+    passes there.  The received messages' wires, in hop order."""
+    arrive = pb.cfg.c2c_arrival(TYPE_BYTES[typ])
+    wires = []
+    for h in range(hops):
+        recv = pb.O.recv(b, rx, link, typ)
+        b.tie(send, recv, arrive)
+        w = b.wire(TYPE_BYTES[typ])
+        b.drive(w, 0, recv, "out")
+        wires.append(w)
+        if h + 1 < hops:
+            send = pb.O.send(b, send.slice, link, typ)
+            b.tap(w, 0, send, "in")
+    return wires
+
+
 def _bundle(pb: ProgramBuilder, name: str, src, dst, key, chips: int, j: int, link: int,
             reg: int | None, delta: int) -> Bundle:
-    cfg = pb.cfg
-    arrive = cfg.c2c_arrival(4)
     b = Bundle(f"{name} {key}", name)
     events = []  # (hop, chain, the received vector's wire)
     first = None
@@ -78,15 +95,7 @@ def _bundle(pb: ProgramBuilder, name: str, src, dst, key, chips: int, j: int, li
             first = send
         else:
             b.tie(first, send, delta)
-        for h in range(hops):
-            recv = pb.O.recv(b, rx, link)
-            b.tie(send, recv, arrive)
-            w = b.wire(4)
-            b.drive(w, 0, recv, "out")
-            events.append((h, ci, w))
-            if h + 1 < hops:  # on to the next chip, from the far end as it passes there
-                send = pb.O.send(b, tx, link)
-                b.tap(w, 0, send, "in")
+        events += [(h, ci, w) for h, w in enumerate(_hops(pb, b, send, rx, link, hops))]
     events.sort(key=lambda e: e[:2])
     for k, (_, _, w) in enumerate(events):
         last = k == len(events) - 1
@@ -219,12 +228,10 @@ def _chains(pb: ProgramBuilder, name: str, src, dst, keys, chips: int) -> None:
 
 def _reg_bundle(pb: ProgramBuilder, name: str, reg: int, chips: int, typ: str, op: str,
                 link: int, delta: int) -> Bundle:
-    cfg, O = pb.cfg, pb.O
-    w = TYPE_BYTES[typ]
-    arrive = cfg.c2c_arrival(w)
+    O = pb.O
     b = Bundle(f"{name} {op.lower()} over {chips} chips", name)
     events, first = [], None
-    for (tx, rx), hops in chains(chips, 0):
+    for ci, ((tx, rx), hops) in enumerate(chains(chips, 0)):
         own = O.vxm(b, "i32", "s", "PASS", ("r", reg), otype=typ)  # one per direction
         send = O.send(b, tx, link, typ)
         b.connect(own, "d", send, "in")
@@ -232,15 +239,7 @@ def _reg_bundle(pb: ProgramBuilder, name: str, reg: int, chips: int, typ: str, o
             first = own
         else:
             b.tie(first, own, delta)
-        for h in range(hops):
-            recv = O.recv(b, rx, link, typ)
-            b.tie(send, recv, arrive)
-            wr = b.wire(w)
-            b.drive(wr, 0, recv, "out")
-            events.append((h, len(events), wr))
-            if h + 1 < hops:  # on to the next chip from the far end, as it passes there
-                send = O.send(b, tx, link, typ)
-                b.tap(wr, 0, send, "in")
+        events += [(h, ci, w) for h, w in enumerate(_hops(pb, b, send, rx, link, hops, typ))]
     for _, _, wr in sorted(events, key=lambda e: e[:2]):
         mx = O.vxm(b, typ, ("r", reg), op, "s", ("r", reg), otype="i32")
         b.tap(wr, 0, mx, "a")
