@@ -67,7 +67,7 @@ def run_parallel_mlp(cfg: TspConfig, chips: int, rows: int, d: int, f: int, seed
 
 def _run(cfg: TspConfig, chips: int, graphs, inputs, want, tag: str, shape: dict, *,
          rtl: bool, log) -> dict:
-    from .system import run_system
+    from .system import dump_reader, run_system
 
     out_dir = new_run_dir(f"{tag}-{cfg.name}")
     t0 = time.monotonic()
@@ -100,9 +100,7 @@ def _run(cfg: TspConfig, chips: int, graphs, inputs, want, tag: str, shape: dict
         problems += rep["problems"]
         chips_rtl = rep["rtl"]["chips"]
         for i, (cg, rc) in enumerate(zip(comp, chips_rtl, strict=True)):
-            vecs = {tuple(k.split("/")): np.asarray(v, np.uint8)
-                    for k, v in rc["dump"].items()}
-            got = cg.read("y", lambda s, a, vecs=vecs: vecs[(s, str(a))])
+            got = cg.read("y", dump_reader(rc))
             if not np.array_equal(got, want):
                 bad = np.argwhere(got != want)[0]
                 problems.append(f"chip {i} (RTL): y[{bad[0]}, {bad[1]}] = "

@@ -108,10 +108,23 @@ def run_rtl(cfg: TspConfig, programs: list[Program], images, readback, out_dir: 
     return {**s["cases"][0], "log": s["log"]}
 
 
-def compare(cfg: TspConfig, model: dict, rtl: dict) -> list[str]:
-    """Differences between the Verilated system and the model, per chip (empty: agree)."""
+def dump_reader(chip: dict):
+    """``read_vec(slice, addr)`` over one chip's read-back vectors of an `rtl_cases` case
+    (its ``dump``): what `CompiledGraph.read` and `CompiledLayerStep.read_row` take."""
+    vecs = {tuple(k.split("/")): np.asarray(v, np.uint8) for k, v in chip["dump"].items()}
+    return lambda sl, a: vecs[(sl, str(a))]
+
+
+def fault_text(cfg: TspConfig, status: dict) -> str:
+    """A chip's fault, from its status: the error code's name, the slice and the cycle."""
     from hdl.slice import ErrorCode
 
+    return (f"{ErrorCode(status['error_code']).name} at slice "
+            f"{cfg.slices[status['error_slice']].name} in cycle {status['error_cycle']}")
+
+
+def compare(cfg: TspConfig, model: dict, rtl: dict) -> list[str]:
+    """Differences between the Verilated system and the model, per chip (empty: agree)."""
     problems = []
     if model["error"] is not None:
         if not any(c["status"]["error"] for c in rtl["chips"]):
@@ -121,9 +134,8 @@ def compare(cfg: TspConfig, model: dict, rtl: dict) -> list[str]:
     for i, (mc, rc) in enumerate(zip(model["chips"], rtl["chips"], strict=True)):
         st, ctr = rc["status"], rc["counters"]
         if st["error"]:
-            problems.append(f"chip {i} stopped on a fault: {ErrorCode(st['error_code']).name}"
-                            f" at slice {cfg.slices[st['error_slice']].name} in cycle "
-                            f"{st['error_cycle']}; the model accepts the programs")
+            problems.append(f"chip {i} stopped on a fault: {fault_text(cfg, st)}; the model "
+                            "accepts the programs")
         for what, got in (("CYCLES register", ctr["cycles"]),
                           ("testbench clock", rc["cycles_clock"])):
             if got != mc["cycles"]:

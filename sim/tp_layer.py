@@ -40,7 +40,7 @@ def run_tp_layer_rtl(steps, rows, es, out_dir: Path, log=print) -> dict:
     """The steps on the Verilated system (one simulator run; the first case loads the
     programs and initial images): per step every chip's ``(y, e_y)``, CYCLES, clock and
     fault status."""
-    from .system import rtl_cases, write_case
+    from .system import dump_reader, fault_text, rtl_cases, write_case
 
     cfg, n = steps[0].cfg, len(steps)
     readback = [sorted({loc for t in (st.low.y, st.low.ey) for locs in t.locs.values()
@@ -62,16 +62,12 @@ def run_tp_layer_rtl(steps, rows, es, out_dir: Path, log=print) -> dict:
     for p, case in enumerate(s["cases"]):
         outs, chip, clock = [], [], []
         for i, (st, c) in enumerate(zip(steps, case["chips"], strict=True)):
-            vecs = {tuple(k.split("/")): np.asarray(v, np.uint8) for k, v in c["dump"].items()}
-            outs.append(st.read_row(lambda sl, a, vecs=vecs: vecs[(sl, str(a))], st.low.y,
-                                    st.low.ey, d))
+            outs.append(st.read_row(dump_reader(c), st.low.y, st.low.ey, d))
             chip.append(c["counters"]["cycles"])
             clock.append(c["cycles_clock"])
             if c["status"]["error"]:
-                out["faults"].append(f"step {p} chip {i}: fault code "
-                                     f"{c['status']['error_code']} at slice "
-                                     f"{cfg.slices[c['status']['error_slice']].name} in "
-                                     f"cycle {c['status']['error_cycle']}")
+                out["faults"].append(f"step {p} chip {i}: fault "
+                                     f"{fault_text(cfg, c['status'])}")
         out["outputs"].append(outs)
         out["cycles_chip"].append(chip)
         out["cycles_clock"].append(clock)
