@@ -14,7 +14,8 @@ Position 0 is the westmost slice.  MEM slices are numbered from the centre
 outwards, so MEM_W0 and MEM_E0 are the VXM's neighbours.  The chip-to-chip
 slices C2C_W and C2C_E sit at the two ends of the row when the config has
 links (``c2c_links >= 1``); a link of C2C_E leads to a C2C_W of the next chip
-(docs/architecture.md, "Several chips").
+(docs/architecture.md, "Several chips").  With ``vxm_groups`` G > 1 the centre is G
+VXM slices in a row, ``VXM | VXM1 | ... | VXM{G-1}``, each with its own queue.
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ class TspConfig:
     """Free parameters of the machine.  All other facts are derived properties.
 
     Not parameters: 16 lanes per superlane (the reference chip's, kept when scaling) and
-    the VXM's two chained ALU stages per lane (the reference has a 16-ALU mesh per lane;
-    here one VXM word chains exactly two ops, fixed by the ISA)."""
+    the two chained ALU stages of a VXM group per lane (one VXM word chains exactly two
+    ops, fixed by the ISA).  How many VXM groups there are is a parameter
+    (``vxm_groups``)."""
 
     name: str = "custom"
     #: superlanes (rows of tiles); the vector is superlanes x 16 lanes
@@ -77,6 +79,12 @@ class TspConfig:
     #: instruction words in the VXM queue; 0: ``imem_depth``.  The VXM issues the most
     #: words (every requantisation, norm and softmax step), so it may hold more.
     vxm_imem_depth: int = 0
+    #: independent VXM ALU groups, each a VXM slice of its own in the centre of the row
+    #: (``VXM``, ``VXM1``, ..., west to east): its own instruction queue, two chained ALU
+    #: stages and 16 registers per lane; they pass values on the streams like any two
+    #: neighbouring slices, one cycle per group crossed.  The reference chip has 16 ALUs
+    #: per lane (a 4x4 mesh).
+    vxm_groups: int = 1
     #: chip-to-chip links at each end of the slice row (C2C_W, C2C_E); 0: no C2C slices
     c2c_links: int = 0
     #: cycles from a SEND's issue to its first byte at the far end (wire and SerDes); a
@@ -101,6 +109,7 @@ class TspConfig:
         "imem_depth": (16, IMEM_MAX),
         "mxm_imem_depth": (16, IMEM_MAX),
         "vxm_imem_depth": (16, IMEM_MAX),
+        "vxm_groups": (1, 16),
         "c2c_links": (0, 4),
         "c2c_latency": (1, 1024),
         "c2c_bytes_per_cycle": (1, LANES_PER_SUPERLANE),
@@ -233,11 +242,17 @@ class TspConfig:
         for kind, i in west:
             suffix = f"W{i}" if kind not in ("SXM", "C2C") else "W"
             out.append(SlicePosition(len(out), kind, "W", i, f"{kind}_{suffix}"))
-        out.append(SlicePosition(len(out), "VXM", "C", 0, "VXM"))
+        for g in range(self.vxm_groups):
+            out.append(SlicePosition(len(out), "VXM", "C", g, self.vxm_name(g)))
         for kind, i in reversed(west):
             suffix = f"E{i}" if kind not in ("SXM", "C2C") else "E"
             out.append(SlicePosition(len(out), kind, "E", i, f"{kind}_{suffix}"))
         return tuple(out)
+
+    @staticmethod
+    def vxm_name(group: int) -> str:
+        """The slice name of VXM group ``group``: "VXM" for the first, "VXM1", ... after."""
+        return f"VXM{group}" if group else "VXM"
 
     @property
     def n_positions(self) -> int:
@@ -260,8 +275,10 @@ class TspConfig:
 
     def params(self) -> dict[str, int]:
         """The hardware parameters (everything but the name; without links, not the link
-        parameters either: they describe no hardware then)."""
-        skip = {"name", *(() if self.c2c_links else self._C2C_ONLY)}
+        parameters either: they describe no hardware then; one VXM group is left out, so
+        that configs from before the parameter keep their hash)."""
+        skip = {"name", *(() if self.c2c_links else self._C2C_ONLY),
+                *(() if self.vxm_groups > 1 else ("vxm_groups",))}
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name not in skip}
 
@@ -288,7 +305,9 @@ class TspConfig:
             f"{self.name}: {self.superlanes} superlane(s), VL={self.vector_length}, "
             f"{self.streams_per_direction} streams/dir, "
             f"{self.mem_slices_per_hemisphere} MEM/hemisphere x {self.mem_addresses} addr, "
-            f"{self.mxms_per_hemisphere} MXM/hemisphere, {self.n_positions} slice positions, "
+            f"{self.mxms_per_hemisphere} MXM/hemisphere, "
+            + (f"{self.vxm_groups} VXM groups, " if self.vxm_groups > 1 else "")
+            + f"{self.n_positions} slice positions, "
             f"SRAM {self.sram_bytes / 1024:.0f} KiB"
             + (f", {self.c2c_links} C2C link(s)/end ({self.c2c_latency} cycles, "
                f"{self.c2c_beats} beats/vector)" if self.c2c_links else "")
@@ -309,10 +328,12 @@ PRESETS: dict[str, TspConfig] = {
     ),
     # an odd superlane count (VL = 48, not a power of two) at tiny's cost per superlane:
     # the regression's check that nothing assumes 1, 2 or 4 superlanes, nor one depth for
-    # every instruction queue (MXM and VXM queues deeper than the others)
+    # every instruction queue (MXM and VXM queues deeper than the others), nor one VXM
+    # (two VXM groups)
     "tiny3": TspConfig(
         name="tiny3", superlanes=3, streams_per_direction=8, mem_slices_per_hemisphere=2,
         mem_depth=256, imem_depth=512, mxm_imem_depth=1024, vxm_imem_depth=2048,
+        vxm_groups=2,
     ),
     "small": TspConfig(
         name="small", superlanes=2, streams_per_direction=16, mem_slices_per_hemisphere=4,
@@ -363,14 +384,36 @@ def preset_hint(param: str, need: int) -> str:
 
 
 def get_config(name: str | TspConfig | None = None) -> TspConfig:
-    """A preset by name (default "small"), or a config passed through."""
+    """A preset by name (default "small"), a preset with some fields changed
+    (``"medium:vxm_groups=4"``, ``"small:mem_depth=1024,vxm_groups=2"``: integers; the
+    config is named by the whole string), or a config passed through."""
     if isinstance(name, TspConfig):
         return name
     if name is None or name == "":
         name = DEFAULT_CONFIG
+    base, _, changes = name.partition(":")
     try:
-        return PRESETS[name]
+        cfg = PRESETS[base]
     except KeyError:
         raise ValueError(
-            f"unknown config {name!r}; presets are: {', '.join(PRESETS)}"
+            f"unknown config {base!r}; presets are: {', '.join(PRESETS)}"
         ) from None
+    if not changes:
+        return cfg
+    fields = {f.name for f in dataclasses.fields(TspConfig)} - {"name"}
+    kw = {}
+    for item in changes.split(","):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if key not in fields or not eq:
+            raise ValueError(f"config {name!r}: {item!r} is not field=value with a field of "
+                             f"TspConfig ({', '.join(sorted(fields))})")
+        try:
+            kw[key] = int(value)
+        except ValueError:
+            raise ValueError(f"config {name!r}: {key} must be an integer, got "
+                             f"{value.strip()!r}") from None
+    try:
+        return cfg.replace(name=name, **kw)
+    except ValueError as e:
+        raise ValueError(f"config {name!r}: {e}") from None

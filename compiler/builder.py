@@ -9,7 +9,8 @@ tracks across bundles:
   dependency tracker (`compiler.deps`);
 * ``mem`` (`compiler.alloc.Sram`) -- tensors in MEM SRAM; ``init`` -- what the host writes
   before start (weights, tables, constants), deduplicated for register constants;
-* ``regs`` -- the VXM registers (singles and multiplier/shift triples);
+* ``regs`` -- the VXM registers (singles and multiplier/shift triples) of the VXM group
+  being lowered onto (`vxm_group`: each group has 16 of its own);
 * per MXM: accumulator ``slots``, the ``active`` weight install and what its two weight
   buffers hold (``buf``), so that re-installing the same weights costs nothing and rows
   the shadow buffer already holds are not loaded again;
@@ -19,16 +20,19 @@ tracks across bundles:
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from arch.config import TspConfig
 from arch.isa import SIGNED_TYPE
 
 from . import tiling as T
-from .alloc import Regs, Slots, Sram, Tensor
+from .alloc import ZEROS, Regs, Slots, Sram, Tensor
 from .deps import DepTracker, Install
 from .errors import CompileError
-from .ir import Bundle
+from .ir import Bundle, op_slots
+from .schedule import next_free
 from .ops import Ops
 from .routes import planes_in
 
@@ -48,7 +52,22 @@ class ProgramBuilder:
         mxms = tuple(mxms) if mxms is not None else tuple(s.name for s in cfg.slices_of("MXM"))
         self.O = Ops(cfg)
         self.mem = Sram(cfg)
-        self.regs = Regs()
+        #: the VXM groups (slice names) and, per group, its registers, the VXM ops given
+        #: to it so far (`vxm_group` picks the least loaded) and whether its zero
+        #: registers are set yet
+        self.vxm_groups = tuple(s.name for s in cfg.slices_of("VXM"))
+        self._regs = {g: Regs() for g in self.vxm_groups}
+        self.vxm_load = dict.fromkeys(self.vxm_groups, 0)
+        self._zeroed: set[str] = set()
+        #: a rough schedule made as bundles are emitted (in program order, each at the first
+        #: cycle its dependencies and issue slots allow; no streams or banks): per bundle
+        #: its start, per issue slot the cycles taken (a bit set), per VXM group the cycle
+        #: of its last op -- what
+        #: `vxm_group` and `vxm_spread` choose by (a group whose registers an earlier,
+        #: late-running op still holds would make the new work wait for it)
+        self._est: dict[int, int] = {}
+        self._slot_taken: dict[tuple, int] = {}
+        self.vxm_busy = dict.fromkeys(self.vxm_groups, 0)
         self.deps = DepTracker()
         self.bundles: list[Bundle] = []
         self.slots = {m: Slots(m) for m in mxms}
@@ -86,10 +105,90 @@ class ProgramBuilder:
         self.spmd = False
         self.pos: dict[str, tuple[str, int]] | None = None  # `position_vectors`
 
+    @property
+    def regs(self) -> Regs:
+        """The registers of the VXM group being lowered onto."""
+        return self._regs[self.O.vxm_slice]
+
+    @contextmanager
+    def use_vxm(self, group: str):
+        """The body's VXM ops (`Ops.vxm`) and registers (`regs`) are VXM group ``group``'s
+        (a slice name).  Its zero registers (`ZEROS`) are set the first time it is used."""
+        prev = self.O.vxm_slice
+        self.O.vxm_slice = group
+        try:
+            if group not in self._zeroed:
+                self._zeroed.add(group)
+                for z in ZEROS:  # REQUANT's zero point; 0 - x
+                    self.set_imm(z, 0, "zero")
+            yield group
+        finally:
+            self.O.vxm_slice = prev
+
+    @contextmanager
+    def vxm_group(self):
+        """Lower the body (a graph node) onto the VXM group given the fewest VXM ops so far
+        (the first of equals); a lowering may deal independent work to the other groups
+        (`vxm_spread`).  The body gives back every register it takes, in every group (a
+        chain of register ops stays in one group; groups pass values on the streams)."""
+        g = min(self.vxm_groups, key=self._soonest)
+        held = {k: set(r.free) for k, r in self._regs.items()}
+        with self.use_vxm(g):
+            yield g
+        kept = {k: sorted(held[k] - r.free) for k, r in self._regs.items() if r.free != held[k]}
+        if kept:
+            raise AssertionError(f"a lowering kept VXM registers past its node: {kept}")
+
+    def _soonest(self, g: str) -> tuple[int, int]:
+        return self.vxm_busy[g], self.vxm_load[g]
+
+    def vxm_soonest(self) -> str:
+        """The VXM group the rough schedule has free soonest: where the next independent
+        chain goes (the estimate moves on as its bundles are emitted)."""
+        return min(self.vxm_groups, key=self._soonest)
+
+    def vxm_spread(self, n: int) -> list[str]:
+        """Up to ``n`` VXM groups to deal ``n`` independent chains over: the current group
+        first, then the others, the one estimated free soonest first."""
+        cur = self.O.vxm_slice
+        rest = sorted((g for g in self.vxm_groups if g != cur), key=self._soonest)
+        return [cur, *rest][:max(1, n)]
+
+    def pool(self, consts=None) -> VxmPool:
+        """A `VxmPool` over this builder's VXM groups."""
+        return VxmPool(self, consts)
+
+    def _estimate(self, b: Bundle) -> None:
+        """Start ``b`` in the rough schedule (see ``_est``)."""
+        t = 0
+        for p, poff, off, d in b.preds:
+            t = max(t, self._est.get(id(p), 0) + poff + d - off)
+        keys = [((op.slice, s), op.off) for op in b.ops for s in op_slots(op)]
+        taken = self._slot_taken
+        moved = True
+        while moved:  # the first cycle at which every issue slot is free
+            moved = False
+            for k, off in keys:
+                m = taken.get(k, 0)
+                if (m >> (t + off)) & 1:
+                    t = next_free(m, t + off) - off
+                    moved = True
+        for k, off in keys:
+            taken[k] = taken.get(k, 0) | (1 << (t + off))
+        self._est[id(b)] = t
+        for op in b.ops:
+            if op.kind == "VXM":
+                self.vxm_busy[op.slice] = max(self.vxm_busy[op.slice], t + op.off)
+
     def emit(self, b: Bundle) -> Bundle:
+        for op in b.ops:
+            if op.kind == "VXM":
+                self.vxm_load[op.slice] += 1
         b.finalize()
         self.deps.add(b)
         self.bundles.append(b)
+        if len(self.vxm_groups) > 1:
+            self._estimate(b)
         return b
 
     def const(self, name: str, vectors: dict, planes: int = 1, side_: str | None = None,
@@ -356,3 +455,41 @@ class ProgramBuilder:
 def copy_avoiding(copies: dict[str, tuple[str, int]], *slices: str) -> tuple[str, int]:
     """The location of a copy (`ProgramBuilder.position_vectors`) on none of ``slices``."""
     return next(loc for s, loc in copies.items() if s not in slices)
+
+
+class VxmPool:
+    """Independent register chains of one lowering dealt over the VXM groups as they come:
+    each chain (`chain`) goes to the group the builder's rough schedule has free soonest,
+    the current group first among equals.  ``consts()`` (run inside the group) loads what
+    every chain of a group reads -- its constant registers, returned as a tuple -- the first
+    time a chain goes to that group; `release` gives them back.  With one VXM group the
+    chains run on it one after the other, as a lowering without the pool would."""
+
+    def __init__(self, pb: ProgramBuilder, consts=None):
+        self.pb = pb
+        self.make = consts
+        self.consts: dict[str, tuple] = {}
+        self.main = pb.O.vxm_slice
+        self.of(self.main)
+
+    def of(self, g: str) -> tuple:
+        """Group g's constants (loaded now if this is its first chain)."""
+        if g not in self.consts:
+            with self.pb.use_vxm(g):
+                self.consts[g] = tuple(self.make()) if self.make else ()
+        return self.consts[g]
+
+    @contextmanager
+    def chain(self, group: str | None = None):
+        """The body runs on one group (``group``, or the one free soonest); yields (group,
+        its constants).  Registers the body takes from ``pb.regs`` are that group's."""
+        g = group or self.pb.vxm_soonest()
+        c = self.of(g)
+        with self.pb.use_vxm(g):
+            yield g, c
+
+    def release(self, release) -> None:
+        """``release(constants)`` inside each group that has them."""
+        for g, c in self.consts.items():
+            with self.pb.use_vxm(g):
+                release(c)

@@ -46,7 +46,7 @@ class Bounds:
 
     mxm: int  # MVMs / number of MXMs (the machine's matmul bound for these products)
     mxm_slots: int  # busiest MXM queue: max(MVM + IW, weight loads + IW) issue slots
-    vxm: int  # VXM instructions (one VXM queue, one issue per cycle)
+    vxm: int  # VXM instructions / VXM groups (each group issues one per cycle)
     queue: int  # busiest queue of any kind (issue slots)
     path: int  # longest dependency chain (latencies and stream distances)
 
@@ -342,8 +342,10 @@ def _bounds(cfg: TspConfig, bundles: list[Bundle], em: Emitted) -> Bounds:
             t = max(t, start[id(p)] + poff + d - off)
         start[id(b)] = t
         best = max(best, t + b.span)
+    vxms = [s.name for s in cfg.slices_of("VXM")]
     return Bounds(mxm=math.ceil(mvm / n_mxm), mxm_slots=mxm_slots,
-                  vxm=slots.get("VXM", 0), queue=max(slots.values()), path=best + 1)
+                  vxm=math.ceil(sum(slots.get(s, 0) for s in vxms) / len(vxms)),
+                  queue=max(slots.values()), path=best + 1)
 
 
 def _lower(block, cfg, keep, plan, prealloc=(), rigid_loads=True, v_transpose=False,

@@ -88,8 +88,8 @@ class DepTracker:
         for op in sorted(b.ops, key=lambda o: o.off):
             for key in op.sram_r:
                 self._access("sram", key, b, op, False)
-            for r in op.reg_r:
-                self._access("reg", r, b, op, False)
+            for r in op.reg_r:  # each VXM group has registers of its own
+                self._access("reg", (op.slice, r), b, op, False)
             if op.acc_r is not None:
                 self._access("acc", op.acc_r, b, op, False)
             if op.map_r is not None:
@@ -97,7 +97,7 @@ class DepTracker:
             for key in op.sram_w:
                 self._access("sram", key, b, op, True)
             for r in op.reg_w:
-                self._access("reg", r, b, op, True)
+                self._access("reg", (op.slice, r), b, op, True)
             if op.acc_w is not None:
                 self._access("acc", op.acc_w, b, op, True)
             if op.map_w is not None:

@@ -23,7 +23,7 @@ from arch.program import Program
 from golden.quant import requantize
 
 from . import tiling as T
-from .alloc import ZEROS, FirstOf
+from .alloc import FirstOf
 from .builder import ProgramBuilder
 from .errors import CompileError
 from .lowerings import add_rows, lookup_rows, matmul_rows, relu_rows, requantize_rows
@@ -1007,8 +1007,8 @@ def lower_graph(graph: Graph, cfg: TspConfig | str, *, keep: bool = True,
     pb.graph = graph
     vl = pb.vl
     tensors = {}
-    for z in ZEROS:  # the zero registers (REQUANT's zero point; 0 - x)
-        pb.set_imm(z, 0, "zero")
+    with pb.use_vxm(pb.vxm_groups[0]):  # the first group's zero registers first
+        pass
     # lookup nodes' tables; no tensor shares their slices (a Gather's index and result
     # stream through)
     mems = [s.name for s in cfg.slices_of("MEM")]
@@ -1073,7 +1073,8 @@ def lower_graph(graph: Graph, cfg: TspConfig | str, *, keep: bool = True,
         if OPS[n.kind].scaled:
             pb.dying |= {tensors[f"{i}.e"].name for i in dying}
         if k not in fused:
-            OPS[n.kind].lower(pb, n, ins, out, shp)
+            with pb.vxm_group():  # each node on the least loaded VXM group
+                OPS[n.kind].lower(pb, n, ins, out, shp)
         for i in dying:
             pb.release_dying(tensors[i], *([tensors[f"{i}.e"]] if OPS[n.kind].scaled else []))
         pb.dying = set()

@@ -24,6 +24,8 @@ class Ops:
             "READ", "WRITE", "GATHER", "SCATTER", "VXM", "LW", "LWT", "IW", "MVM", "SHS",
             "RMAX", "RMIN", "RSUM", "PMAP", "PERM", "SHV", "DIST")}
         self.depth = cfg.mem_depth
+        #: the VXM group (slice) that `vxm` puts its op on (`ProgramBuilder.use_vxm`)
+        self.vxm_slice = "VXM"
 
     def _op(self, b: Bundle, slice_: str, mn: str, **fields) -> Op:
         return b.add(Op(slice_, self.pos[slice_], self.kind[slice_], mn, self.lat[mn], **fields))
@@ -158,10 +160,11 @@ class Ops:
         """``VXM.typ dst:otype[:sat] = op2(op1(a, bb), c)``.
 
         Operands: ``"s"`` (a stream port of that name, connected by the caller), ``("r", k)``
-        a register, an ``int`` immediate, ``"lane"``; ``dst``: ``"s"`` or ``("r", k)``.
+        a register (of the op's VXM group, ``vxm_slice``), an ``int`` immediate, ``"lane"``;
+        ``dst``: ``"s"`` or ``("r", k)``.
         """
         otype = otype or typ
-        op = self._op(b, "VXM", "VXM")
+        op = self._op(b, self.vxm_slice, "VXM")
         vx = {"type": typ, "otype": otype, "sat": sat, "op1": op1, "op2": op2}
         imm = None
         for k, spec in (("a", a), ("b", bb), ("c", c)):

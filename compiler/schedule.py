@@ -27,7 +27,8 @@ from arch.config import TspConfig
 from .ir import Bundle, op_slots
 
 
-def _next_free(mask: int, c: int) -> int:
+def next_free(mask: int, c: int) -> int:
+    """The first cycle >= c whose bit in ``mask`` is clear."""
     x = ~(mask >> c)
     return c + (x & -x).bit_length() - 1
 
@@ -101,7 +102,7 @@ class Scheduler:
             for key, off in slots:
                 m = slot.get(key, 0)
                 if (m >> (t + off)) & 1:
-                    t = _next_free(m, t + off) - off
+                    t = next_free(m, t + off) - off
                     moved = True
         if any((bank_w.get(k, 0) >> (t + c)) & 1 for k, c in brd) or \
            any((bank_r.get(k, 0) >> (t + c)) & 1 for k, c in bwr):

@@ -338,13 +338,23 @@ class Machine:
 
     State (public, numpy): ``mem[MEM slice]`` (mem_addresses, VL) uint8, one byte per lane;
     ``mxm[MXM slice]`` active/shadow int8 weights ``W[out lane, in lane]`` and int32
-    accumulators ``acc[slot]``; ``vxm_regs`` (VXM_REGS, VL) int32 values; ``sxm_maps[SXM
+    accumulators ``acc[slot]``; ``vxm[VXM slice]`` (VXM_REGS, VL) int32 register values
+    (``vxm_regs``: the first group's); ``sxm_maps[SXM
     slice]`` (SXM_MAPS, VL).  They persist across runs like the hardware's; each run starts
     with every queue at its first instruction and every stream register invalid.
 
     ``observer`` (an :class:`Observer`, also settable as ``machine.observer`` between
     runs) receives the events of every run.
     """
+
+    @property
+    def vxm_regs(self) -> np.ndarray:
+        """The registers of the first (or only) VXM group."""
+        return self.vxm["VXM"]
+
+    @vxm_regs.setter
+    def vxm_regs(self, value: np.ndarray) -> None:
+        self.vxm["VXM"] = self._vregs = value
 
     def __init__(self, cfg: TspConfig | str | None = None, keep_history: bool = False,
                  observer: Observer | None = None):
@@ -359,7 +369,9 @@ class Machine:
         self.mxm = {s.name: MxmState(np.zeros((vl, vl), np.int8), np.zeros((vl, vl), np.int8),
                                      np.zeros((MXM_ACC_SLOTS, vl), np.int64))
                     for s in cfg.slices_of("MXM")}
-        self.vxm_regs = np.zeros((VXM_REGS, vl), np.int64)
+        #: per VXM group (slice name): its registers
+        self.vxm = {s.name: np.zeros((VXM_REGS, vl), np.int64) for s in cfg.slices_of("VXM")}
+        self._vregs = self.vxm_regs
         self.sxm_maps = {s.name: np.tile(np.arange(vl, dtype=np.int64), (SXM_MAPS, 1))
                          for s in cfg.slices_of("SXM")}
         self._lanes = np.arange(vl, dtype=np.int64)
@@ -478,7 +490,7 @@ class Machine:
         self._streams = [[{} for _ in range(self.ns)] for _ in DIRS]
         self._reserved: dict[tuple, tuple] = {}
         self._pending_sram = {n: (-1, ()) for n in self.mem}
-        self._pending_regs: list[tuple[int, int, np.ndarray]] = []
+        self._pending_regs: list[tuple[int, str, int, np.ndarray]] = []
         self._pending_maps: list[tuple[int, str, int, np.ndarray]] = []
         for st in self.mxm.values():
             st.load_done = -1
@@ -817,11 +829,11 @@ class Machine:
         """Apply VXM register / SXM map writes made in cycles before ``c``."""
         if self._pending_regs and self._pending_regs[0][0] < c:
             keep = []
-            for t, r, v in self._pending_regs:
+            for t, name, r, v in self._pending_regs:
                 if t < c:
-                    self.vxm_regs[r] = v
+                    self.vxm[name][r] = v
                 else:
-                    keep.append((t, r, v))
+                    keep.append((t, name, r, v))
             self._pending_regs = keep
         if self._pending_maps and self._pending_maps[0][0] < c:
             keep = []
@@ -978,7 +990,7 @@ class Machine:
             return np.full(self.vl, imm, np.int64)
         if sel == SEL_LANE:
             return self._lanes.copy()
-        return self.vxm_regs[sel - SEL_REG].copy()
+        return self._vregs[sel - SEL_REG].copy()
 
     def _alu(self, op, x, y, z, t, yreg, ot):
         name = op.name
@@ -1033,7 +1045,7 @@ class Machine:
         raise AssertionError(name)  # pragma: no cover
 
     def _requant(self, x, k, ot):
-        regs = self.vxm_regs
+        regs = self._vregs
         m, s, zp = regs[k], regs[k + 1], regs[k + 2]
         acc = _wrap(x, 32, True)
         qmin, qmax = _type_range(ot)
@@ -1049,6 +1061,7 @@ class Machine:
 
     def _vxm(self, q, f, c, lat):
         self._apply_pending(c)
+        self._vregs = self.vxm[q.name]
         t, ot = TYPES[f["type"]], TYPES[f["otype"]]
         op1, op2 = VXM_OP_BY_CODE[f["op1"]], VXM_OP_BY_CODE[f["op2"]]
         imm = f["imm"]
@@ -1065,7 +1078,8 @@ class Machine:
         if dsel < 64:
             self._wr_planes(q, dsel >> 5, dsel & 31, c + lat, to_planes(r, nb))
         else:
-            self._pending_regs.append((c + lat, dsel - SEL_REG, _wrap(r, 8 * nb, TYPE_SIGNED[ot])))
+            self._pending_regs.append((c + lat, q.name, dsel - SEL_REG,
+                                       _wrap(r, 8 * nb, TYPE_SIGNED[ot])))
 
     # -- MXM --------------------------------------------------------------------------------
     def _load(self, q, st, ld, row, d, s, c):

@@ -36,6 +36,9 @@ TABLE = [
     ("medium", 16, 32, 2, 64, True, False),
     ("medium", 32, 64, 4, 256, True, False),
     ("medium", 32, 128, 4, 512, True, False),
+    # the same shapes with four VXM groups (`TspConfig.vxm_groups`)
+    ("medium:vxm_groups=4", 32, 64, 4, 256, True, False),
+    ("medium:vxm_groups=4", 32, 128, 4, 512, True, False),
 ]
 
 #: decode steps: (config, max context, d_model, heads, d_ff, run on the RTL too)
@@ -45,6 +48,7 @@ DECODE_TABLE = [
     ("small", 32, 64, 4, 128, False),
     ("medium", 32, 64, 4, 256, False),
     ("medium", 32, 128, 4, 512, False),
+    ("medium:vxm_groups=4", 32, 128, 4, 512, False),
 ]
 
 
@@ -147,7 +151,8 @@ def run_decode_bench(rtl: bool = True, log=print) -> list[dict]:
     return rows
 
 
-LAYER_BENCH = (("tiny", "medium"), ("smollm2-135m", "layer"))
+LAYER_BENCH = (("tiny", "medium"), ("tiny", "medium:vxm_groups=4"), ("smollm2-135m", "layer"),
+               ("smollm2-135m", "layer:vxm_groups=4"))
 
 
 def _write_rows(name: str, rows, log) -> None:

@@ -206,7 +206,8 @@ def randomise_state(m: Machine, rng: np.random.Generator, complement: bool = Fal
 
     for name in m.mem:
         fill(m.mem[name], 0, 256)
-    fill(m.vxm_regs, -(2**31), 2**31)
+    for regs in m.vxm.values():
+        fill(regs, -(2**31), 2**31)
     for st in m.mxm.values():
         fill(st.active, -128, 128)
         fill(st.shadow, -128, 128)

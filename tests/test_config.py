@@ -54,15 +54,32 @@ def test_floorplan_is_mirrored(name):
         kinds = kinds[1:-1]
     else:
         assert "C2C" not in kinds
-    centre = cfg.n_positions // 2
     assert [s.index for s in cfg.slices] == list(range(cfg.n_positions))
     assert kinds.count("MEM") == 2 * cfg.mem_slices_per_hemisphere
     assert kinds.count("MXM") == 2 * cfg.mxms_per_hemisphere
     assert kinds[0] == "MXM" and kinds[-1] == "MXM"
-    # MEM slices are numbered from the centre outwards
-    assert cfg.slices[centre].name == "VXM"
-    assert cfg.slices[centre - 1].name == "MEM_W0" and cfg.slices[centre + 1].name == "MEM_E0"
+    # the VXM groups in the centre, then MEM slices numbered from the centre outwards
+    vxm = [s for s in cfg.slices if s.kind == "VXM"]
+    assert [s.name for s in vxm] == ["VXM"] + [f"VXM{g}" for g in range(1, cfg.vxm_groups)]
+    assert vxm[0].index + cfg.vxm_groups - 1 == vxm[-1].index
+    assert (vxm[0].index + vxm[-1].index) == cfg.n_positions - 1
+    assert cfg.slices[vxm[0].index - 1].name == "MEM_W0"
+    assert cfg.slices[vxm[-1].index + 1].name == "MEM_E0"
     assert len({s.name for s in cfg.slices}) == cfg.n_positions
+
+
+@pytest.mark.parametrize("groups", [1, 2, 3, 16])
+def test_vxm_groups_sit_in_the_centre_with_their_own_queues(groups):
+    cfg = PRESETS["small"].replace(vxm_groups=groups)
+    names = [s.name for s in cfg.slices]
+    assert names[4:6] == ["MEM_W1", "MEM_W0"]
+    assert names[6:6 + groups] == ["VXM", *(f"VXM{g}" for g in range(1, groups))]
+    assert names[6 + groups] == "MEM_E0"
+    assert cfg.n_positions == PRESETS["small"].n_positions + groups - 1
+    # every group a queue of the VXM's depth
+    assert cfg.imem_bytes == PRESETS["small"].imem_bytes + (groups - 1) * 1024 * 8
+    # one group is the config from before the parameter: the same hash
+    assert (cfg.stable_hash() == PRESETS["small"].stable_hash()) == (groups == 1)
 
 
 @pytest.mark.parametrize(("field", "value", "needle"), [
@@ -73,6 +90,8 @@ def test_floorplan_is_mirrored(name):
     ("mem_depth", 300, "mem_depth must be a power of two"),
     ("mem_slices_per_hemisphere", 45, "mem_slices_per_hemisphere must be in [1, 44]"),
     ("superlanes", 2.0, "superlanes must be an int"),
+    ("vxm_groups", 0, "vxm_groups must be in [1, 16], got 0"),
+    ("vxm_groups", 17, "vxm_groups must be in [1, 16], got 17"),
     ("superlanes", True, "superlanes must be an int"),
     ("vxm_imem_depth", 8, "vxm_imem_depth must be 0 (= imem_depth) or in [16, 262144], got 8"),
     ("mxm_imem_depth", 1 << 19, "mxm_imem_depth must be 0 (= imem_depth) or in [16, 262144]"),

@@ -14,7 +14,9 @@ Per row (exponent ``e``) and lane tile of ``g``:
    clamped to ``2**15``; mirrored (``2**15 - .``) where ``g < 0`` (``LT``, ``SEL``);
 4. ``g * sigmoid`` (int32), narrowed to int16 per row (exponent ``e - 15``);
 5. SwiGLU: ``silu(g) * up`` (int32), narrowed to ``dst``'s width (exponent ``e_s + e_up``).
-About 25 VXM instructions and 4 Gathers per lane tile, one dependent chain.
+About 25 VXM instructions and 4 Gathers per lane tile, one dependent chain; the tiles'
+chains are dealt over the VXM groups as they come (`ProgramBuilder.vxm_soonest`), each
+group with its own constants.
 """
 
 from __future__ import annotations
@@ -123,54 +125,87 @@ def silu_rows(pb: ProgramBuilder, name: str, x, e_x, dst, e_dst, rows: int,
     """``dst, e_dst = golden.activation.silu_int(x, e_x)``: int16 rows keyed ``(row,
     tile)``, exponents per row likewise (read from tile 0); ``chips``: rows split over that
     many chips (the narrow's shift is the whole row's, `narrow_row`)."""
-    vl, O, regs = pb.vl, pb.O, pb.regs
+    vl, O = pb.vl, pb.O
     nt = T.ntiles(width, vl)
     tabs = activation_tables(pb)
     side = pb.mem.side_of(x)
     y = pb.mem.tensor(f"{name}.y", [(i, t) for i in range(rows) for t in range(nt)], 4, side)
-    rr = regs.triple()  # first: ten singles leave no whole triple free
-    rc, rumax, r15, r30 = (regs.single() for _ in range(4))
-    pb.reg_const(rc, np.full(vl, LOG2E_Q), "log2(e) Q24")
-    pb.reg_const(rumax, np.full(vl, U_MAX), "U_MAX")
-    pb.reg_const(r15, np.full(vl, Q15), "2**15")
-    pb.reg_const(r30, np.full(vl, 1 << 30), "2**30")
-    re_, rk = regs.single(), regs.single()
+    # the lane tiles' chains dealt over the VXM groups as they come, each to the one the
+    # rough schedule has free soonest; each group its own constants and row exponent
+    rg = {}
+
+    def consts(g: str) -> tuple:
+        if g not in rg:
+            with pb.use_vxm(g):
+                regs = pb.regs
+                rr = regs.triple()  # first: ten singles leave no whole triple free
+                rc, rumax, r15, r30 = (regs.single() for _ in range(4))
+                pb.reg_const(rc, np.full(vl, LOG2E_Q), "log2(e) Q24")
+                pb.reg_const(rumax, np.full(vl, U_MAX), "U_MAX")
+                pb.reg_const(r15, np.full(vl, Q15), "2**15")
+                pb.reg_const(r30, np.full(vl, 1 << 30), "2**30")
+                rg[g] = (rr, rc, rumax, r15, r30, regs.single(), regs.single())
+        return rg[g]
+
+    main = O.vxm_slice  # the row's exponent and narrow
+    consts(main)
     for i in range(rows):
-        ru, rz, rh, rl = (regs.single() for _ in range(4))  # freed for the narrow
         nm = f"{name} row {i}"
-        _load_e(pb, nm, e_x[(i, 0)], re_)
-        log2_shift_regs(pb, nm, rk, re_)
+        chain = {}
+
+        def ready(g: str) -> tuple:
+            """Group g's constants and chain registers, the row's shift loaded."""
+            c = consts(g)
+            if g not in chain:
+                with pb.use_vxm(g):
+                    re_, rk = c[5:]
+                    chain[g] = tuple(pb.regs.single() for _ in range(4))  # freed for the narrow
+                    _load_e(pb, nm, e_x[(i, 0)], re_)
+                    log2_shift_regs(pb, nm, rk, re_)
+            return c + chain[g]
+
+        ready(main)
         for t in range(nt):
+            g = pb.vxm_soonest()
+            rr, rc, rumax, r15, r30, re_, rk, ru, rz, rh, rl = ready(g)
             tn = f"{nm} tile {t}"
-            b = Bundle(f"{tn} |x|", "act")
-            v = O.vxm(b, "i16", ("r", ru), "ABS", "s", otype="i32")
-            planes_in(O, b, x[(i, t)], v, "a")
-            pb.emit(b)
-            log2_q16_regs(pb, tn, ru, rc, rk, rumax)
-            exp2_neg_regs(pb, tn, tabs, ru, rh, rl, rz, r15)
-            pb.vx_bundle(f"{tn} den", "i32", ("r", rh), "ADD", ("r", rh), ("r", r15))
-            reciprocal_regs(pb, tabs["recip"], rh, rl, rz, rr)
-            pb.vx_bundle(f"{tn} sigmoid |x|", "i32", ("r", ru), "REQUANT", ("r", r30),
-                         ("r", rr), "MIN", ("r", r15))
-            pb.vx_bundle(f"{tn} 1 - sigmoid", "i32", ("r", rl), "SUB", ("r", r15), ("r", ru))
-            b = Bundle(f"{tn} x < 0", "act")
-            v = O.vxm(b, "i16", ("r", rz), "LT", "s", 0, otype="i32")
-            planes_in(O, b, x[(i, t)], v, "a")
-            pb.emit(b)
-            pb.vx_bundle(f"{tn} sigmoid", "i32", ("r", rh), "SEL", ("r", rz), ("r", rl),
-                         "PASS", ("r", ru))
-            b = Bundle(f"{tn} x sigmoid", "act")
-            v = O.vxm(b, "i16", "s", "MUL", "s", ("r", rh), otype="i32")
-            planes_in(O, b, x[(i, t)], v, "a")
-            planes_out(O, b, v, "d", y[(i, t)])
-            pb.emit(b)
-        regs.release(ru, rz, rh, rl)
+            with pb.use_vxm(g):
+                b = Bundle(f"{tn} |x|", "act")
+                v = O.vxm(b, "i16", ("r", ru), "ABS", "s", otype="i32")
+                planes_in(O, b, x[(i, t)], v, "a")
+                pb.emit(b)
+                log2_q16_regs(pb, tn, ru, rc, rk, rumax)
+                exp2_neg_regs(pb, tn, tabs, ru, rh, rl, rz, r15)
+                pb.vx_bundle(f"{tn} den", "i32", ("r", rh), "ADD", ("r", rh), ("r", r15))
+                reciprocal_regs(pb, tabs["recip"], rh, rl, rz, rr)
+                pb.vx_bundle(f"{tn} sigmoid |x|", "i32", ("r", ru), "REQUANT", ("r", r30),
+                             ("r", rr), "MIN", ("r", r15))
+                pb.vx_bundle(f"{tn} 1 - sigmoid", "i32", ("r", rl), "SUB", ("r", r15),
+                             ("r", ru))
+                b = Bundle(f"{tn} x < 0", "act")
+                v = O.vxm(b, "i16", ("r", rz), "LT", "s", 0, otype="i32")
+                planes_in(O, b, x[(i, t)], v, "a")
+                pb.emit(b)
+                pb.vx_bundle(f"{tn} sigmoid", "i32", ("r", rh), "SEL", ("r", rz), ("r", rl),
+                             "PASS", ("r", ru))
+                b = Bundle(f"{tn} x sigmoid", "act")
+                v = O.vxm(b, "i16", "s", "MUL", "s", ("r", rh), otype="i32")
+                planes_in(O, b, x[(i, t)], v, "a")
+                planes_out(O, b, v, "d", y[(i, t)])
+                pb.emit(b)
+        for g, regs in chain.items():
+            with pb.use_vxm(g):
+                pb.regs.release(*regs)
+        re_ = rg[main][5]
         pb.vx_bundle(f"{nm} e - 15", "i32", ("r", re_), "SUB", ("r", re_), 15)
         narrow_row(pb, f"{nm} silu", [y[(i, t)] for t in range(nt)],
                    [dst[(i, t)] for t in range(nt)], re_, 8 * dst.planes, chips=chips)
         _store_e(pb, nm, re_, e_dst, i, nt)
-    regs.release(rc, rumax, r15, r30, re_, rk)
-    regs.release_triple(rr)
+    for g in rg:
+        with pb.use_vxm(g):
+            rr, *singles = rg[g]
+            pb.regs.release(*singles)
+            pb.regs.release_triple(rr)
     pb.release(y)
 
 

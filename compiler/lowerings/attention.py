@@ -95,16 +95,26 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
     ch = pb.mem.tensor(f"{name}.ch", [(h,) for h in range(n_heads)], 4)
     ech = pb.mem.tensor(f"{name}.ech", [(h,) for h in range(n_heads)], 2)
     sxm = "SXM_W" if qside == "W" else "SXM_E"
-    rr = regs.triple()
-    rc, rumax, r15, rmin, rvis = (regs.single() for _ in range(5))
-    pb.reg_const(rc, np.full(vl, LOG2E_Q), "log2(e) Q24")
-    pb.reg_const(rumax, np.full(vl, U_MAX), "U_MAX")
-    pb.reg_const(r15, np.full(vl, Q15), "2**15")
-    pb.reg_const(rmin, np.full(vl, -(2**31)), "int32 minimum")
-    b = Bundle(f"{name} visible = lane <= p", name)
-    v = O.vxm(b, "u8", ("r", rvis), "LE", "lane", "s", otype="i32")
-    b.connect(O.read(b, *pos_loc), "out", v, "b")
-    pb.emit(b)
+
+    def consts() -> tuple:
+        """A VXM group's constants: the reciprocal's triple, log2(e), U_MAX, 2**15, the
+        int32 minimum and the visible-key mask."""
+        regs = pb.regs
+        rr = regs.triple()
+        rc, rumax, r15, rmin, rvis = (regs.single() for _ in range(5))
+        pb.reg_const(rc, np.full(vl, LOG2E_Q), "log2(e) Q24")
+        pb.reg_const(rumax, np.full(vl, U_MAX), "U_MAX")
+        pb.reg_const(r15, np.full(vl, Q15), "2**15")
+        pb.reg_const(rmin, np.full(vl, -(2**31)), "int32 minimum")
+        b = Bundle(f"{name} visible = lane <= p", name)
+        v = O.vxm(b, "u8", ("r", rvis), "LE", "lane", "s", otype="i32")
+        b.connect(O.read(b, *pos_loc), "out", v, "b")
+        pb.emit(b)
+        return rr, rc, rumax, r15, rmin, rvis
+
+    # the heads' register chains are dealt over the VXM groups (each its own constants)
+    pool = pb.pool(consts)
+    rr, rc, rumax, r15, rmin, rvis = pool.of(pool.main)
     # per KV head (not per query head: off the heads' chains) the largest visible key
     # and value exponents, kept in SRAM
     emax = {nm: pb.mem.tensor(f"{name}.{nm}max", [(hk,) for hk in range(n_kv)], 2)
@@ -200,20 +210,33 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
     dq = pb.mem.tensor(f"{name}.eq", heads, 2)  # the head's query exponent, on every lane
     ex = pb.mem.tensor(f"{name}.exp", heads, 4)  # 2**-u, masked
     sm = pb.mem.tensor(f"{name}.sum", heads, 4)  # their sum, on every lane
-    rsh, rz, rm, rh, rl = (regs.single() for _ in range(5))
-    re_ = rz  # the keys' max exponent, until rz is the exp's scratch
+    scratch: dict[str, tuple] = {}  # per group: rsh, rz, rm, rh, rl
+
+    exps_done = []  # rsh is given back once the exps are made
+
+    def scratch_of(grp: str) -> tuple:
+        """Group grp's scratch registers, taken the first time a head's chain goes to it
+        and kept to the end of step 3 (called inside the group)."""
+        if grp not in scratch:
+            scratch[grp] = tuple(pb.regs.single() for _ in range(5))
+            if exps_done:
+                pb.regs.release(scratch[grp][0])
+        return scratch[grp]
+
     for h in range(n_heads):
         hk, nm = h // g, f"{name} head {h}"
-        _load_e(pb, f"{nm} emax", emax["ek"][(hk,)], re_)
-        bd = Bundle(f"{nm} emax - ek", name)
-        v = O.vxm(bd, "i16", ("r", rsh), "SUB", ("r", re_), "s", otype="i32")
-        planes_in(O, bd, cache["ek"][(hk,)], v, "b")
-        pb.emit(bd)
-        bd = Bundle(f"{nm} aligned scores", name)
-        v = O.vxm(bd, "i32", "s", "SRAR", "s", ("r", rsh))
-        planes_in(O, bd, acc[(h,)], v, "a")
-        planes_out(O, bd, v, "d", zs[(h,)])
-        pb.emit(bd)
+        with pool.chain() as (grp, _c):
+            rsh, re_ = scratch_of(grp)[:2]  # re_: the keys' max exponent
+            _load_e(pb, f"{nm} emax", emax["ek"][(hk,)], re_)
+            bd = Bundle(f"{nm} emax - ek", name)
+            v = O.vxm(bd, "i16", ("r", rsh), "SUB", ("r", re_), "s", otype="i32")
+            planes_in(O, bd, cache["ek"][(hk,)], v, "b")
+            pb.emit(bd)
+            bd = Bundle(f"{nm} aligned scores", name)
+            v = O.vxm(bd, "i32", "s", "SRAR", "s", ("r", rsh))
+            planes_in(O, bd, acc[(h,)], v, "a")
+            planes_out(O, bd, v, "d", zs[(h,)])
+            pb.emit(bd)
     for h in range(n_heads):
         bd = Bundle(f"{name} head {h} row max", name)
         v = O.vxm(bd, "i32", "s", "SEL", ("r", rvis), "s", "PASS", ("r", rmin))
@@ -231,101 +254,129 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
         pb.emit(bd)
     for h in range(n_heads):
         hk, nm = h // g, f"{name} head {h}"
-        bd = Bundle(f"{nm} diff", name)
-        v = O.vxm(bd, "i32", ("r", rm), "SUB", "s", "s")
-        planes_in(O, bd, mx[(h,)], v, "a")
-        planes_in(O, bd, zs[(h,)], v, "b")
-        pb.emit(bd)
-        # e_row = e_q(head) + emax + sq - sh; k = min(max(8 - e_row, 0), 62)
-        _load_e(pb, f"{nm} emax", emax["ek"][(hk,)], re_)
-        bd = Bundle(f"{nm} e_row", name)
-        v = O.vxm(bd, "i16", ("r", rsh), "ADD", "s", ("r", re_), "ADD", sq - sh, otype="i32")
-        planes_in(O, bd, dq[(h,)], v, "a")
-        pb.emit(bd)
-        log2_shift_regs(pb, nm, rsh, rsh)
-        log2_q16_regs(pb, nm, rm, rc, rsh, rumax)
-        exp2_neg_regs(pb, nm, tabs, rm, rh, rl, rz, r15)
-        bd = Bundle(f"{nm} exp masked", name)
-        v = O.vxm(bd, "i32", "s", "SEL", ("r", rvis), ("r", rh), "PASS", ("r", ZEROS[0]))
-        planes_out(O, bd, v, "d", ex[(h,)])
-        pb.emit(bd)
-    regs.release(rsh)
+        with pool.chain() as (grp, (_, rc_, rumax_, r15_, _, rvis_)):
+            rsh, rz, rm, rh, rl = scratch_of(grp)
+            re_ = rz
+            bd = Bundle(f"{nm} diff", name)
+            v = O.vxm(bd, "i32", ("r", rm), "SUB", "s", "s")
+            planes_in(O, bd, mx[(h,)], v, "a")
+            planes_in(O, bd, zs[(h,)], v, "b")
+            pb.emit(bd)
+            # e_row = e_q(head) + emax + sq - sh; k = min(max(8 - e_row, 0), 62)
+            _load_e(pb, f"{nm} emax", emax["ek"][(hk,)], re_)
+            bd = Bundle(f"{nm} e_row", name)
+            v = O.vxm(bd, "i16", ("r", rsh), "ADD", "s", ("r", re_), "ADD", sq - sh,
+                      otype="i32")
+            planes_in(O, bd, dq[(h,)], v, "a")
+            pb.emit(bd)
+            log2_shift_regs(pb, nm, rsh, rsh)
+            log2_q16_regs(pb, nm, rm, rc_, rsh, rumax_)
+            exp2_neg_regs(pb, nm, tabs, rm, rh, rl, rz, r15_)
+            bd = Bundle(f"{nm} exp masked", name)
+            v = O.vxm(bd, "i32", "s", "SEL", ("r", rvis_), ("r", rh), "PASS", ("r", ZEROS[0]))
+            planes_out(O, bd, v, "d", ex[(h,)])
+            pb.emit(bd)
+    for grp, regs_ in scratch.items():
+        with pb.use_vxm(grp):
+            pb.regs.release(regs_[0])
+    exps_done.append(True)
     for h in range(n_heads):
         bd = Bundle(f"{name} head {h} sum", name)
         red = O.reduce(bd, sxm, "RSUM", "i32")
         planes_in(O, bd, ex[(h,)], red, "in")
         planes_out(O, bd, red, "out", sm[(h,)])
         pb.emit(bd)
-    rlo = regs.single()
+    rlos: dict[str, int] = {}
     for h in range(n_heads):
         hk, nm = h // g, f"{name} head {h}"
-        # the reciprocal of the row sum (kept in SRAM for step 4)
-        bd = Bundle(f"{nm} sum in", name)
-        v = O.vxm(bd, "i32", ("r", rl), "PASS", "s")
-        planes_in(O, bd, sm[(h,)], v, "a")
-        pb.emit(bd)
-        reciprocal_regs(pb, tabs["recip"], rl, rz, rm, rr)
-        for reg, t_ in ((rr, yv), (rr + 1, sv)):
-            bd = Bundle(f"{nm} keep {t_.name}", name)
-            v = O.vxm(bd, "i32", "s", "PASS", ("r", reg), otype="i32" if t_ is yv else "i16")
-            planes_out(O, bd, v, "d", t_[(h,)])
+        with pool.chain() as (grp, (rr_, *_)):
+            _, rz, rm, rh, rl = scratch_of(grp)
+            if grp not in rlos:
+                rlos[grp] = pb.regs.single()
+            rlo = rlos[grp]
+            # the reciprocal of the row sum (kept in SRAM for step 4)
+            bd = Bundle(f"{nm} sum in", name)
+            v = O.vxm(bd, "i32", ("r", rl), "PASS", "s")
+            planes_in(O, bd, sm[(h,)], v, "a")
             pb.emit(bd)
-        # exps aligned to the values' max exponent, Q14, as digits
-        _load_e(pb, f"{nm} vmax", emax["ev"][(hk,)], rz)
-        bd = Bundle(f"{nm} ea", name)
-        v = O.vxm(bd, "i32", "s", "ADD", ("r", rz), 1 + V_SHIFT, otype="i16")
-        planes_out(O, bd, v, "d", eav[(h,)])
-        pb.emit(bd)
-        bd = Bundle(f"{nm} vmax - ev + 1", name)
-        v = O.vxm(bd, "i16", ("r", rm), "SUB", ("r", rz), "s", "ADD", 1, otype="i32")
-        planes_in(O, bd, cache["ev"][(hk,)], v, "b")
-        pb.emit(bd)
-        bd = Bundle(f"{nm} pe", name)
-        v = O.vxm(bd, "i32", ("r", rh), "SRAR", "s", ("r", rm))
-        planes_in(O, bd, ex[(h,)], v, "a")
-        pb.emit(bd)
-        digits(rh, pd, (h,), rlo)
-    regs.release(rh, rl, rz, rm, rlo)
+            reciprocal_regs(pb, tabs["recip"], rl, rz, rm, rr_)
+            for reg, t_ in ((rr_, yv), (rr_ + 1, sv)):
+                bd = Bundle(f"{nm} keep {t_.name}", name)
+                v = O.vxm(bd, "i32", "s", "PASS", ("r", reg),
+                          otype="i32" if t_ is yv else "i16")
+                planes_out(O, bd, v, "d", t_[(h,)])
+                pb.emit(bd)
+            # exps aligned to the values' max exponent, Q14, as digits
+            _load_e(pb, f"{nm} vmax", emax["ev"][(hk,)], rz)
+            bd = Bundle(f"{nm} ea", name)
+            v = O.vxm(bd, "i32", "s", "ADD", ("r", rz), 1 + V_SHIFT, otype="i16")
+            planes_out(O, bd, v, "d", eav[(h,)])
+            pb.emit(bd)
+            bd = Bundle(f"{nm} vmax - ev + 1", name)
+            v = O.vxm(bd, "i16", ("r", rm), "SUB", ("r", rz), "s", "ADD", 1, otype="i32")
+            planes_in(O, bd, cache["ev"][(hk,)], v, "b")
+            pb.emit(bd)
+            bd = Bundle(f"{nm} pe", name)
+            v = O.vxm(bd, "i32", ("r", rh), "SRAR", "s", ("r", rm))
+            planes_in(O, bd, ex[(h,)], v, "a")
+            pb.emit(bd)
+            digits(rh, pd, (h,), rlo)
+    for grp, (_, rz, rm, rh, rl) in scratch.items():
+        with pb.use_vxm(grp):
+            pb.regs.release(rh, rl, rz, rm, *([rlos[grp]] if grp in rlos else []))
     pb.release(zs, mx, dq, ex, sm)
 
     # 4. E V: V digits installed transposed, four MVMs per head, combined, rounded by 2**8
     products("V", lambda wt, j, t: cache[f"v{wt}"].loc(j, t), lambda h, px: pd.loc(h, px), True,
              digit_combine(V_SHIFT, av))
     # back on the query head's lanes, narrowed to 24 bits, normalised
-    rlim, rmk, rea = regs.single(), regs.single(), regs.single()
-    pb.reg_const(rlim, np.full(vl, 2**23 - 1), "2**23 - 1")
+    s4: dict[str, tuple] = {}  # per group: rlim (2**23 - 1), rmk, rea
+
+    def s4_of(grp: str) -> tuple:
+        if grp not in s4:
+            s4[grp] = tuple(pb.regs.single() for _ in range(3))
+            pb.reg_const(s4[grp][0], np.full(vl, 2**23 - 1), "2**23 - 1")
+        return s4[grp]
+
+    s4_of(pool.main)  # the main group's rea carries the row's exponent into step 5
     for h in range(n_heads):
         tq, oq, ok = h * d // vl, h * d % vl, kv_of(h)[1]
         nm = f"{name} head {h}"
-        bd = Bundle(f"{nm} mask", name)
-        v = O.vxm(bd, "i16", ("r", rmk), "PASS", "s", otype="i32")
-        planes_in(O, bd, qmask[(h,)], v, "a")
-        pb.emit(bd)
-        bd = Bundle(f"{nm} context on its lanes", name)
-        if ok != oq:
-            mv = O.move(bd, "SXM_E" if sxm == "SXM_W" else "SXM_W", "SHV", "i32", oq - ok)
-            planes_in(O, bd, av[(h,)], mv, "in")
-            v = O.vxm(bd, "i32", "s", "MUL", "s", ("r", rmk))
-            bd.connect(mv, "out", v, "a")
-        else:
-            v = O.vxm(bd, "i32", "s", "MUL", "s", ("r", rmk))
-            planes_in(O, bd, av[(h,)], v, "a")
-        planes_out(O, bd, v, "d", ch[(h,)])
-        pb.emit(bd)
-        _load_e(pb, nm, eav[(h,)], rea)
-        narrow_row(pb, f"{nm} ctx24", [ch[(h,)]], [w24[(h,)]], rea, 24, rlim)
-        bd = Bundle(f"{nm} normalised", name)
-        v = O.vxm(bd, "i32", "s", "MUL", "s", "s", "SRAR", 31)
-        planes_in(O, bd, w24[(h,)], v, "a")
-        planes_in(O, bd, yv[(h,)], v, "b")
-        planes_out(O, bd, v, "d", ch[(h,)])
-        pb.emit(bd)
-        bd = Bundle(f"{nm} exponent", name)
-        v = O.vxm(bd, "i16", "s", "ADD", "s", ("r", rea), otype="i16")
-        planes_in(O, bd, sv[(h,)], v, "a")
-        planes_out(O, bd, v, "d", ech[(h,)])
-        pb.emit(bd)
-    regs.release(rlim, rmk)
+        with pool.chain() as (grp, _c):
+            rlim, rmk, rea = s4_of(grp)
+            bd = Bundle(f"{nm} mask", name)
+            v = O.vxm(bd, "i16", ("r", rmk), "PASS", "s", otype="i32")
+            planes_in(O, bd, qmask[(h,)], v, "a")
+            pb.emit(bd)
+            bd = Bundle(f"{nm} context on its lanes", name)
+            if ok != oq:
+                mv = O.move(bd, "SXM_E" if sxm == "SXM_W" else "SXM_W", "SHV", "i32",
+                            oq - ok)
+                planes_in(O, bd, av[(h,)], mv, "in")
+                v = O.vxm(bd, "i32", "s", "MUL", "s", ("r", rmk))
+                bd.connect(mv, "out", v, "a")
+            else:
+                v = O.vxm(bd, "i32", "s", "MUL", "s", ("r", rmk))
+                planes_in(O, bd, av[(h,)], v, "a")
+            planes_out(O, bd, v, "d", ch[(h,)])
+            pb.emit(bd)
+            _load_e(pb, nm, eav[(h,)], rea)
+            narrow_row(pb, f"{nm} ctx24", [ch[(h,)]], [w24[(h,)]], rea, 24, rlim)
+            bd = Bundle(f"{nm} normalised", name)
+            v = O.vxm(bd, "i32", "s", "MUL", "s", "s", "SRAR", 31)
+            planes_in(O, bd, w24[(h,)], v, "a")
+            planes_in(O, bd, yv[(h,)], v, "b")
+            planes_out(O, bd, v, "d", ch[(h,)])
+            pb.emit(bd)
+            bd = Bundle(f"{nm} exponent", name)
+            v = O.vxm(bd, "i16", "s", "ADD", "s", ("r", rea), otype="i16")
+            planes_in(O, bd, sv[(h,)], v, "a")
+            planes_out(O, bd, v, "d", ech[(h,)])
+            pb.emit(bd)
+    for grp, (rlim, rmk, rea_) in s4.items():
+        with pb.use_vxm(grp):
+            pb.regs.release(rlim, rmk, *([] if grp == pool.main else [rea_]))
+    rea = s4[pool.main][2]
     # 5. heads -> one row at the largest head exponent, narrowed to int16
     rtop, rs, rrow = rea, regs.single(), regs.single()
     _load_e(pb, f"{name} top", ech[(0,)], rtop)
@@ -358,6 +409,11 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
     _store_e(pb, name, rtop, e_ctx, 0, nt)
     regs.release(rtop, rs, rrow, rc, rumax, r15, rmin, rvis)
     regs.release_triple(rr)
+    for grp, (rr_, *singles) in pool.consts.items():  # the other groups' constants
+        if grp != pool.main:
+            with pb.use_vxm(grp):
+                pb.regs.release(*singles)
+                pb.regs.release_triple(rr_)
     pb.release(qd, pd, acc, av, yv, sv, eav, w24, ch, ech, row, *emax.values())
 
 

@@ -2045,8 +2045,12 @@ def random_compute_program(cfg: TspConfig, seed: int, kind: str = "VXM",
     def steps(lo, hi):
         return max(2, int(round(int(rng.integers(lo, hi + 1)) * scale)))
 
-    if kind in ("VXM", "mixed", "all"):
-        actors.append(_Vxm(tab, "VXM", steps(22, 36) if kind == "VXM" else steps(10, 16)))
+    if kind in ("VXM", "mixed", "all"):  # every VXM group, or now and then one of them
+        names = [s.name for s in cfg.slices_of("VXM")]
+        if kind == "VXM" and len(names) > 1 and rng.random() < 0.3:
+            names = [str(rng.choice(names))]
+        for nm in names:
+            actors.append(_Vxm(tab, nm, steps(22, 36) if kind == "VXM" else steps(10, 16)))
     if kind in ("MXM", "mixed", "all"):
         names = [s.name for s in cfg.slices_of("MXM")]
         if kind == "MXM" and rng.random() < 0.3:
