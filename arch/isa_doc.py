@@ -121,6 +121,10 @@ _VXM = """\
 ## VXM operation
 
 `VXM.type d[:otype][:sat] = OP2(OP1(a, b), c)`, one instruction per cycle, latency 3.
+A config with `vxm_groups` G > 1 has G VXM slices (`VXM`, `VXM1`, ...: adjacent positions
+in the centre), each with its own queue, ALU stages and registers; `rN` names the issuing
+group's register, and groups pass values on the streams (docs/architecture.md, "VXM
+groups").
 
 * Operands `a`, `b`, `c` (7-bit selectors): `sN.E` = {e}+N, `sN.W` = {w}+N (a `type`
   value on streams N.. of that direction), `rN` = {r}+N (the 32-bit register value),

@@ -32,9 +32,9 @@ from .alloc import ZEROS, Regs, Slots, Sram, Tensor
 from .deps import DepTracker, Install
 from .errors import CompileError
 from .ir import Bundle, op_slots
-from .schedule import next_free
 from .ops import Ops
 from .routes import planes_in
+from .schedule import next_free
 
 
 class ProgramBuilder:
@@ -62,9 +62,8 @@ class ProgramBuilder:
         #: a rough schedule made as bundles are emitted (in program order, each at the first
         #: cycle its dependencies and issue slots allow; no streams or banks): per bundle
         #: its start, per issue slot the cycles taken (a bit set), per VXM group the cycle
-        #: of its last op -- what
-        #: `vxm_group` and `vxm_spread` choose by (a group whose registers an earlier,
-        #: late-running op still holds would make the new work wait for it)
+        #: of its last op -- what `vxm_group` and `vxm_soonest` choose by (a group whose
+        #: registers an earlier, late-running op still holds would make new work wait)
         self._est: dict[int, int] = {}
         self._slot_taken: dict[tuple, int] = {}
         self.vxm_busy = dict.fromkeys(self.vxm_groups, 0)
@@ -127,10 +126,10 @@ class ProgramBuilder:
 
     @contextmanager
     def vxm_group(self):
-        """Lower the body (a graph node) onto the VXM group given the fewest VXM ops so far
-        (the first of equals); a lowering may deal independent work to the other groups
-        (`vxm_spread`).  The body gives back every register it takes, in every group (a
-        chain of register ops stays in one group; groups pass values on the streams)."""
+        """Lower the body (a graph node) onto the VXM group the rough schedule has free
+        soonest (`vxm_soonest`); a lowering may deal independent chains to the other groups
+        (`pool`).  The body gives back every register it takes, in every group (a chain of
+        register ops stays in one group; groups pass values on the streams)."""
         g = min(self.vxm_groups, key=self._soonest)
         held = {k: set(r.free) for k, r in self._regs.items()}
         with self.use_vxm(g):
@@ -146,13 +145,6 @@ class ProgramBuilder:
         """The VXM group the rough schedule has free soonest: where the next independent
         chain goes (the estimate moves on as its bundles are emitted)."""
         return min(self.vxm_groups, key=self._soonest)
-
-    def vxm_spread(self, n: int) -> list[str]:
-        """Up to ``n`` VXM groups to deal ``n`` independent chains over: the current group
-        first, then the others, the one estimated free soonest first."""
-        cur = self.O.vxm_slice
-        rest = sorted((g for g in self.vxm_groups if g != cur), key=self._soonest)
-        return [cur, *rest][:max(1, n)]
 
     def pool(self, consts=None) -> VxmPool:
         """A `VxmPool` over this builder's VXM groups."""
@@ -459,8 +451,8 @@ def copy_avoiding(copies: dict[str, tuple[str, int]], *slices: str) -> tuple[str
 
 class VxmPool:
     """Independent register chains of one lowering dealt over the VXM groups as they come:
-    each chain (`chain`) goes to the group the builder's rough schedule has free soonest,
-    the current group first among equals.  ``consts()`` (run inside the group) loads what
+    each chain (`chain`) goes to the group the builder's rough schedule has free soonest
+    (`ProgramBuilder.vxm_soonest`).  ``consts()`` (run inside the group) loads what
     every chain of a group reads -- its constant registers, returned as a tuple -- the first
     time a chain goes to that group; `release` gives them back.  With one VXM group the
     chains run on it one after the other, as a lowering without the pool would."""

@@ -350,7 +350,10 @@ def cmd_coverage(args) -> int:
 
 
 def cmd_cost(args) -> int:
-    from .cost_report import PNR_ORDER, run_cost
+    from .cost_report import PNR_ORDER, report_cost, run_cost
+
+    if args.report:
+        return report_cost(log=lambda *a: print(*a, flush=True))
 
     if args.pnr_timeout <= 0:
         raise SystemExit(f"error: --pnr-timeout must be > 0 seconds (got {args.pnr_timeout})")
@@ -519,6 +522,9 @@ def main(argv=None) -> int:
                    help="seconds nextpnr gets per unit (default 900)")
     p.add_argument("--pnr-units", default="",
                    help="comma-separated units to place and route (default all that fit)")
+    p.add_argument("--report", action="store_true",
+                   help="no synthesis: the tables again from build/cost.json (and what each "
+                   "addition costs, recomputed from its units)")
     p.set_defaults(func=cmd_cost)
     args = ap.parse_args(argv)
     try:

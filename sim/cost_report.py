@@ -137,7 +137,7 @@ def run_cost(cfg: TspConfig, *, pnr: bool = True, do_sweep: bool = True, chip_ec
                     units[u]["pnr"]["reason"] += (" (with multipliers in LUTs: "
                                                   + ", ".join(n["over_ecp5_85"]) + ")")
     result = {"config": cfg.to_dict(), "device_capacity_ecp5_85": ECP5_85K, "units": units,
-              "chip_ecp5_from_units": chip_sum,
+              "chip_ecp5_from_units": chip_sum, "additions": additions(cfg, units),
               "reference": REFERENCE}
     if do_sweep:
         log("== sweep (generic counts)")
@@ -155,11 +155,63 @@ def run_cost(cfg: TspConfig, *, pnr: bool = True, do_sweep: bool = True, chip_ec
         log(f"chip, ECP5 as the sum of its units: {c['lut4_eq']:,} LUT4-eq, {c['ff']:,} FF, "
             f"{c['dp16kd']} DP16KD, {c['mult18x18d']} MULT18X18D "
             f"({'fits' if c['fits_ecp5_85'] else 'does not fit'} an ECP5-85)")
+    if result["additions"]:
+        log(additions_text(result))
     if do_sweep:
         log("")
         log(growth_text(result["sweep"]["growth_exponents"]))
     log(f"\nwritten {out}" + (f", {result['sweep']['plot']}" if do_sweep else ""))
     return result
+
+
+def additions(cfg: TspConfig, units: dict[str, dict]) -> dict:
+    """What one more of each optional unit adds to the chip (ECP5 resources, from the units'
+    synthesis): a VXM group (`TspConfig.vxm_groups`) is one more VXM slice, its instruction
+    queue and one more slice position of the stream fabric (the fabric's resources per
+    position: it is linear in positions)."""
+    keys = ("lut4_eq", "ff", "dp16kd", "mult18x18d")
+    e = {u: units.get(u, {}).get("ecp5") for u in ("VXM", "ICU_VXM", "fabric")}
+    if not all(e.values()):
+        return {}
+    fab = {k: e["fabric"][k] / cfg.n_positions for k in keys}
+    group = {k: round(e["VXM"][k] + e["ICU_VXM"][k] + fab[k]) for k in keys}
+    return {"vxm_group": {**group, "parts": "VXM + ICU_VXM + fabric / positions"}}
+
+
+def additions_text(result: dict) -> str:
+    """One line per addition, beside the chip as the sum of its units."""
+    add, chip = result.get("additions") or {}, result.get("chip_ecp5_from_units") or {}
+    if not add:
+        return ""
+    g = add["vxm_group"]
+    share = f" ({100 * g['lut4_eq'] / chip['lut4_eq']:.0f} % of the chip's units)" if chip \
+        else ""
+    return (f"one more VXM group ({result['config']['name']}): +{g['lut4_eq']:,} LUT4-eq"
+            f"{share}, +{g['ff']:,} FF, +{g['mult18x18d']} MULT18X18D ({g['parts']})")
+
+
+def report_cost(log=print) -> int:
+    """`python -m sim cost --report`: the tables of the last `make cost` again, its
+    ``additions`` recomputed from its units (written back)."""
+    from arch.config import TspConfig as _Cfg
+
+    path = build_root() / "cost.json"
+    if not path.exists():
+        log(f"error: {path} does not exist: run `make cost` first")
+        return 1
+    result = json.loads(path.read_text())
+    cfg = _Cfg.from_dict(result["config"])
+    result["additions"] = additions(cfg, result["units"])
+    path.write_text(json.dumps(result, indent=1))
+    log(table(result))
+    c = result.get("chip_ecp5_from_units")
+    if c:
+        log(f"chip, ECP5 as the sum of its units: {c['lut4_eq']:,} LUT4-eq, {c['ff']:,} FF, "
+            f"{c['dp16kd']} DP16KD, {c['mult18x18d']} MULT18X18D")
+    if result["additions"]:
+        log(additions_text(result))
+    log(f"written {path}")
+    return 0
 
 
 def _fmt(n) -> str:

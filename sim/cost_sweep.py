@@ -34,7 +34,7 @@ METRICS = ("ff_bits", "logic_bits", "multipliers", "memory_bits")
 
 def instances(cfg: TspConfig) -> dict[str, int]:
     """How many of each unit the chip of `cfg` has (ICU_MEM stands for every ICU)."""
-    return {"MEM": 2 * cfg.mem_slices_per_hemisphere, "VXM": 1,
+    return {"MEM": 2 * cfg.mem_slices_per_hemisphere, "VXM": cfg.vxm_groups,
             "MXM": 2 * cfg.mxms_per_hemisphere, "SXM": 2, "ICU_MEM": cfg.n_positions,
             "fabric": 1}
 

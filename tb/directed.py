@@ -191,6 +191,31 @@ def sxm_overwrite_and_maps(cfg: TspConfig) -> Case:
     return _case(cfg, "sxm_overwrite_and_maps", sch, image)
 
 
+def vxm_groups_pass(cfg: TspConfig) -> Case:
+    """Every VXM group sets its own r0 (10, 20, ...: the same register name, private to
+    each group), then a value goes through the groups eastward and back westward, each
+    group adding its r0 in the first cycle the previous one's result reaches it (one hop:
+    issue L + 1 cycles after the previous group); MEM_W0 -> groups -> MEM_E0 and MEM_E0 ->
+    groups -> MEM_W0.  With one group, the same through the one VXM."""
+    sch = Schedule(cfg)
+    vl, p, lv = cfg.vector_length, sch.pos, latency("VXM", cfg)
+    rng = _rng(cfg, "vxm_groups_pass")
+    groups = [s.name for s in cfg.slices_of("VXM")]
+    w0, e0 = _mems(cfg, "W")[0], _mems(cfg, "E")[0]
+    image = {w0: {0: rng.integers(0, 256, vl, dtype=np.uint8)},
+             e0: {0: rng.integers(0, 256, vl, dtype=np.uint8)}}
+    for k, g in enumerate(groups):
+        sch.at(g, 0, f"VXM.i32 r0 = {10 * (k + 1)}")
+    for d, src, dst, order in (("E", w0, e0, groups), ("W", e0, w0, groups[::-1])):
+        t = lv + 1 if d == "E" else 4 * lv + 2 * len(groups) + 8
+        sch.at(src, t - 1 - abs(p[order[0]] - p[src]), f"READ 0, s0.{d}")
+        for k, g in enumerate(order):
+            sch.at(g, t, f"VXM.i8 s{k + 1}.{d} = ADD(s{k}.{d}, r0)")
+            t += lv + 1
+        sch.at(dst, t - 1 + abs(p[dst] - p[order[-1]]), f"WRITE s{len(order)}.{d}, 1")
+    return _case(cfg, "vxm_groups_pass", sch, image)
+
+
 #: name -> (builder, the functional-coverage bins it is there for)
 DIRECTED: dict[str, tuple[Callable[[TspConfig], Case], tuple[str, ...]]] = {
     "sxm_feeds_mxm": (sxm_feeds_mxm, ("stream.adjacent.SXM>MXM.E",
@@ -201,6 +226,9 @@ DIRECTED: dict[str, tuple[Callable[[TspConfig], Case], tuple[str, ...]]] = {
     "sxm_overwrite_and_maps": (sxm_overwrite_and_maps, ("stream.overwrite.SXM.W",
                                                         "stream.read_and_replace.SXM",
                                                         "sxm.perm_map_in_flight")),
+    # (bins of configs with two or more VXM groups)
+    "vxm_groups_pass": (vxm_groups_pass, ("stream.adjacent.VXM>VXM.E",
+                                          "stream.adjacent.VXM>VXM.W")),
 }
 
 

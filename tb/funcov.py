@@ -26,6 +26,8 @@ Bins (names are dotted; ``report()`` groups them):
 * **Modes** (group "<KIND> modes"): every value of every flag/mode field
   (``MXM.MVM.ld=2``, ``VXM.VXM.sat=1``) and every ``type:otype`` pair of the instructions
   that have both (``SXM.RSUM.u8:i32``).
+* **VXM groups** (configs with ``vxm_groups`` > 1): every group issues (``vxm.group.VXM1``);
+  their stream hand-offs are the ``stream.adjacent.VXM>VXM.*`` bins below.
 * **VXM ALU ops**: every op of ``arch.isa.VXM_OPS`` x operand type (``VXM.REQUANT.i32``),
   in either stage; **VXM ALU stages**: every op as op1 and (binary/unary ops but PASS,
   which means "no stage 2") as op2.
@@ -122,6 +124,8 @@ _FAMILIES: dict[str, tuple[str, str, str]] = {
     "role": ("{k} opcodes", "{k}.{m}.{r}.{d}.{t}",
              "{m} with operand {r} on a {d}-ward stream, as {t}"),
     "vsel": ("VXM opcodes", "VXM.VXM.{r}.{src}", "VXM operand {r} is a {src}"),
+    "vgroup": ("VXM groups", "vxm.group.{g}", "a VXM word issued by group {g} (configs "
+               "with two or more VXM groups)"),
     "mode": ("{k} modes", "{k}.{m}.{f}={v}", "{m} with field {f} = {v}"),
     "conv": ("{k} modes", "{k}.{m}.{t}:{o}", "{m} of type {t} with result type {o}"),
     "valu": ("VXM ALU ops", "VXM.{op}.{t}", "ALU op {op} (either stage) on type {t}"),
@@ -314,6 +318,9 @@ class FunctionalCoverage:
     def _define(self) -> None:
         cfg = self.cfg
         ns = cfg.streams_per_direction
+        if cfg.vxm_groups > 1:
+            for s in cfg.slices_of("VXM"):
+                self._add("vgroup", g=s.name)
         for k in self._kinds:
             for m, d in DEFS[k].items():
                 if d.is_icu:
@@ -585,6 +592,8 @@ class _Analysis:
                 continue
             last[e.slice] = e
             per_slice[e.slice].append(e)
+            if k == "VXM" and self.cfg.vxm_groups > 1:
+                self.hit("vgroup", g=e.slice)
             d = DEFS[k][m]
             roles = self.cov._roles[(k, m)]
             if not roles:

@@ -292,3 +292,50 @@ def test_every_mxm_gets_work():
     _check(two, blk, blk.quantize_input(blk.example_input()))
     print(f"cycles: 1 MXM per hemisphere {one.cycles}, 2 per hemisphere {two.cycles}")
     assert two.cycles < 0.9 * one.cycles
+
+
+def test_vxm_pool_deals_independent_chains_over_the_groups():
+    """Chains of dependent register ops go each to the VXM group the rough schedule has
+    free soonest: six chains over three groups, two each; every op on its chain's group,
+    with its group's registers (dependencies per group); constants made once per group."""
+    from compiler.alloc import SINGLES
+    from compiler.builder import ProgramBuilder
+
+    cfg = get_config("small:vxm_groups=3")
+    pb = ProgramBuilder(cfg)
+    made = []
+
+    def consts():
+        r = pb.regs.single()
+        pb.set_imm(r, 7, "seven")
+        made.append(pb.O.vxm_slice)
+        return (r,)
+
+    pool = pb.pool(consts)
+    where = []
+    for i in range(6):
+        with pool.chain() as (g, (r7,)):
+            r = pb.regs.single()
+            pb.vx_bundle(f"chain {i} start", "i32", ("r", r), "PASS", ("r", r7))
+            for k in range(4):
+                pb.vx_bundle(f"chain {i} op {k}", "i32", ("r", r), "ADD", ("r", r), 1)
+            pb.regs.release(r)
+            where.append(g)
+    pool.release(lambda c: pb.regs.release(*c))
+    groups = [s.name for s in cfg.slices_of("VXM")]
+    assert sorted(made) == sorted(groups)
+    assert sorted(where) == sorted(groups * 2)
+    for i, g in enumerate(where):
+        ops = [op for b in pb.bundles if b.name.startswith(f"chain {i} ") for op in b.ops]
+        assert {op.slice for op in ops} == {g}
+    for g in groups:  # every register given back
+        with pb.use_vxm(g):
+            assert pb.regs.free == set(SINGLES)
+
+
+def test_a_node_that_keeps_a_vxm_register_is_refused():
+    from compiler.builder import ProgramBuilder
+
+    pb = ProgramBuilder(get_config("small:vxm_groups=2"))
+    with pytest.raises(AssertionError, match="kept VXM registers"), pb.vxm_group():
+        pb.regs.single()

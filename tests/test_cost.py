@@ -205,3 +205,23 @@ def test_a_critical_path_through_the_harness_is_named_as_such():
     assert harness_bound({"from": "in__x", "to": "so"})
     assert not harness_bound({"from": "weights.act", "to": "part__3__0"})
     assert not harness_bound({"from": "in__load_word", "to": "out__error"})
+
+
+def test_a_vxm_group_costs_a_vxm_its_queue_and_one_fabric_position():
+    from sim.cost_report import additions, additions_text
+
+    def e(lut, ff, mult):
+        return {"ecp5": {"lut4_eq": lut, "ff": ff, "dp16kd": 0, "mult18x18d": mult}}
+
+    cfg = get_config("tiny")  # 9 slice positions
+    units = {"VXM": e(1000, 100, 7), "ICU_VXM": e(90, 10, 0), "fabric": e(900, 1800, 0)}
+    add = additions(cfg, units)["vxm_group"]
+    assert (add["lut4_eq"], add["ff"], add["mult18x18d"]) == (1000 + 90 + 100, 100 + 10 + 200, 7)
+    text = additions_text({"config": {"name": "tiny"}, "additions": {"vxm_group": add},
+                           "chip_ecp5_from_units": {"lut4_eq": 11900}})
+    assert "+1,190 LUT4-eq (10 % of the chip's units)" in text
+    # a unit that did not map leaves the additions out, rather than a partial sum
+    assert additions(cfg, {**units, "ICU_VXM": {"error": "failed"}}) == {}
+    # the sweep's chip counts one VXM per group
+    from sim.cost_sweep import instances
+    assert instances(cfg.replace(vxm_groups=3))["VXM"] == 3

@@ -130,32 +130,29 @@ def silu_rows(pb: ProgramBuilder, name: str, x, e_x, dst, e_dst, rows: int,
     tabs = activation_tables(pb)
     side = pb.mem.side_of(x)
     y = pb.mem.tensor(f"{name}.y", [(i, t) for i in range(rows) for t in range(nt)], 4, side)
-    # the lane tiles' chains dealt over the VXM groups as they come, each to the one the
-    # rough schedule has free soonest; each group its own constants and row exponent
-    rg = {}
 
-    def consts(g: str) -> tuple:
-        if g not in rg:
-            with pb.use_vxm(g):
-                regs = pb.regs
-                rr = regs.triple()  # first: ten singles leave no whole triple free
-                rc, rumax, r15, r30 = (regs.single() for _ in range(4))
-                pb.reg_const(rc, np.full(vl, LOG2E_Q), "log2(e) Q24")
-                pb.reg_const(rumax, np.full(vl, U_MAX), "U_MAX")
-                pb.reg_const(r15, np.full(vl, Q15), "2**15")
-                pb.reg_const(r30, np.full(vl, 1 << 30), "2**30")
-                rg[g] = (rr, rc, rumax, r15, r30, regs.single(), regs.single())
-        return rg[g]
+    def consts() -> tuple:
+        """A group's constants, and its row exponent and log2 shift registers."""
+        regs = pb.regs
+        rr = regs.triple()  # first: ten singles leave no whole triple free
+        rc, rumax, r15, r30 = (regs.single() for _ in range(4))
+        pb.reg_const(rc, np.full(vl, LOG2E_Q), "log2(e) Q24")
+        pb.reg_const(rumax, np.full(vl, U_MAX), "U_MAX")
+        pb.reg_const(r15, np.full(vl, Q15), "2**15")
+        pb.reg_const(r30, np.full(vl, 1 << 30), "2**30")
+        return rr, rc, rumax, r15, r30, regs.single(), regs.single()
 
-    main = O.vxm_slice  # the row's exponent and narrow
-    consts(main)
+    # the lane tiles' chains dealt over the VXM groups as they come (`VxmPool`); the main
+    # group keeps the row's exponent and does the narrow
+    pool = pb.pool(consts)
+    main = pool.main
     for i in range(rows):
         nm = f"{name} row {i}"
         chain = {}
 
-        def ready(g: str) -> tuple:
+        def ready(g: str, chain=chain, nm=nm, i=i) -> tuple:
             """Group g's constants and chain registers, the row's shift loaded."""
-            c = consts(g)
+            c = pool.of(g)
             if g not in chain:
                 with pb.use_vxm(g):
                     re_, rk = c[5:]
@@ -196,16 +193,17 @@ def silu_rows(pb: ProgramBuilder, name: str, x, e_x, dst, e_dst, rows: int,
         for g, regs in chain.items():
             with pb.use_vxm(g):
                 pb.regs.release(*regs)
-        re_ = rg[main][5]
+        re_ = pool.of(main)[5]
         pb.vx_bundle(f"{nm} e - 15", "i32", ("r", re_), "SUB", ("r", re_), 15)
         narrow_row(pb, f"{nm} silu", [y[(i, t)] for t in range(nt)],
                    [dst[(i, t)] for t in range(nt)], re_, 8 * dst.planes, chips=chips)
         _store_e(pb, nm, re_, e_dst, i, nt)
-    for g in rg:
-        with pb.use_vxm(g):
-            rr, *singles = rg[g]
-            pb.regs.release(*singles)
-            pb.regs.release_triple(rr)
+
+    def release(c: tuple) -> None:
+        pb.regs.release(*c[1:])
+        pb.regs.release_triple(c[0])
+
+    pool.release(release)
     pb.release(y)
 
 
