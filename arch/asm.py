@@ -162,7 +162,7 @@ def _parse_instr(text: str, kind: str, cfg: TspConfig) -> Instr:
 def _parse_operands(d, rest: str, fields: dict) -> None:
     toks = _split_commas(rest)
     positional = [o for o in d.operands if o.kind in ("int", "stream", "stream_t")]
-    keywords = {o.name: o for o in d.operands if o.kind in ("flag", "emit", "load")}
+    keywords = {o.name: o for o in d.operands if o.kind in ("flag", "emit", "load", "store")}
     if d.mnemonic == "MVM":
         keywords["lwt"] = keywords["lw"]
     required = sum(not o.optional for o in positional)
@@ -216,6 +216,13 @@ def _parse_operands(d, rest: str, fields: dict) -> None:
             fields["ld"] = 1 if key == "lw" else 2
             fields["row"] = _int(row, "row")
             fields["w_s"], fields["w_d"] = _stream(st, f"for {key}=")
+        elif o.kind == "store":
+            addr, at, st = val.partition("@")
+            if not at:
+                raise _Err(f"{d.mnemonic}: expected w=ADDR@sN.D, got {tok!r}")
+            fields["wr"] = 1
+            fields["waddr"] = _int(addr, "write address")
+            fields["in_s"], fields["in_d"] = _stream(st, "for w=")
 
 
 def operand_syntax(d) -> str:
@@ -236,6 +243,8 @@ def operand_syntax(d) -> str:
             parts.append("[emit=sN.D]")
         elif o.kind == "load":
             parts.append("[lw=ROW@sN.D | lwt=COL@sN.D]")
+        elif o.kind == "store":
+            parts.append("[w=ADDR@sN.D]")
     return ", ".join(parts)
 
 
@@ -385,6 +394,8 @@ def format_instr(instr: Instr) -> str:
         elif o.kind == "load" and f["ld"]:
             key = "lw" if f["ld"] == 1 else "lwt"
             parts.append(f"{key}={f['row']}@{_fmt_stream(f['w_s'], f['w_d'])}")
+        elif o.kind == "store" and f["wr"]:
+            parts.append(f"w={f['waddr']}@{_fmt_stream(f['in_s'], f['in_d'])}")
     if d.mnemonic == "REPEAT":  # trailing zero strides are omitted
         while len(parts) > 2 and parts[-1] == "0":
             parts.pop()

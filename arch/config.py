@@ -85,6 +85,10 @@ class TspConfig:
     #: neighbouring slices, one cycle per group crossed.  The reference chip has 16 ALUs
     #: per lane (a 4x4 mesh).
     vxm_groups: int = 1
+    #: 1: a MEM slice issues a READ and a WRITE in the same cycle, one word (``READ addr,
+    #: sN.D, w=ADDR@sM.D``: a second SRAM port per bank in use, as before one access per
+    #: bank and cycle); 0: one MEM instruction per cycle
+    mem_read_write: int = 0
     #: chip-to-chip links at each end of the slice row (C2C_W, C2C_E); 0: no C2C slices
     c2c_links: int = 0
     #: cycles from a SEND's issue to its first byte at the far end (wire and SerDes); a
@@ -110,6 +114,7 @@ class TspConfig:
         "mxm_imem_depth": (16, IMEM_MAX),
         "vxm_imem_depth": (16, IMEM_MAX),
         "vxm_groups": (1, 16),
+        "mem_read_write": (0, 1),
         "c2c_links": (0, 4),
         "c2c_latency": (1, 1024),
         "c2c_bytes_per_cycle": (1, LANES_PER_SUPERLANE),
@@ -275,10 +280,12 @@ class TspConfig:
 
     def params(self) -> dict[str, int]:
         """The hardware parameters (everything but the name; without links, not the link
-        parameters either: they describe no hardware then; one VXM group is left out, so
-        that configs from before the parameter keep their hash)."""
+        parameters either: they describe no hardware then; one VXM group and no MEM
+        read-write issue are left out, so that configs from before those parameters keep
+        their hash)."""
         skip = {"name", *(() if self.c2c_links else self._C2C_ONLY),
-                *(() if self.vxm_groups > 1 else ("vxm_groups",))}
+                *(() if self.vxm_groups > 1 else ("vxm_groups",)),
+                *(() if self.mem_read_write else ("mem_read_write",))}
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name not in skip}
 
@@ -329,11 +336,11 @@ PRESETS: dict[str, TspConfig] = {
     # an odd superlane count (VL = 48, not a power of two) at tiny's cost per superlane:
     # the regression's check that nothing assumes 1, 2 or 4 superlanes, nor one depth for
     # every instruction queue (MXM and VXM queues deeper than the others), nor one VXM
-    # (two VXM groups)
+    # (two VXM groups), nor one MEM instruction per cycle (a READ and a WRITE per word)
     "tiny3": TspConfig(
         name="tiny3", superlanes=3, streams_per_direction=8, mem_slices_per_hemisphere=2,
         mem_depth=256, imem_depth=512, mxm_imem_depth=1024, vxm_imem_depth=2048,
-        vxm_groups=2,
+        vxm_groups=2, mem_read_write=1,
     ),
     "small": TspConfig(
         name="small", superlanes=2, streams_per_direction=16, mem_slices_per_hemisphere=4,

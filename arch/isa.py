@@ -89,6 +89,11 @@ def _domain_bounds(domain: str, cfg: TspConfig) -> tuple[int, int]:
         "stream": (0, cfg.streams_per_direction - 1),
         "dir": (0, 1),
         "flag": (0, 1),
+        # READ's write part (w=): all zero on configs without mem_read_write
+        "rw": (0, cfg.mem_read_write),
+        "rw_addr": (0, (cfg.mem_addresses - 1) * cfg.mem_read_write),
+        "rw_stream": (0, (cfg.streams_per_direction - 1) * cfg.mem_read_write),
+        "rw_dir": (0, cfg.mem_read_write),
         "addr": (0, cfg.mem_addresses - 1),
         "row": (0, vl - 1),
         "acc": (0, MXM_ACC_SLOTS - 1),
@@ -162,7 +167,8 @@ class Operand:
     -> fields ``<name>_s``, ``<name>_d``), ``stream_t`` (as ``stream`` plus an optional
     ``:type`` suffix -> field ``otype``), ``flag`` (keyword, present -> field = 1),
     ``emit`` (keyword ``emit=sN.D`` -> ``emit``, ``out_s``, ``out_d``), ``load`` (keyword
-    ``lw=ROW@sN.D`` / ``lwt=COL@sN.D`` -> ``ld``, ``row``, ``w_s``, ``w_d``), ``vxm`` (the
+    ``lw=ROW@sN.D`` / ``lwt=COL@sN.D`` -> ``ld``, ``row``, ``w_s``, ``w_d``), ``store``
+    (keyword ``w=ADDR@sN.D`` -> ``wr``, ``waddr``, ``in_s``, ``in_d``), ``vxm`` (the
     VXM expression syntax, see docs/isa.md).
     """
 
@@ -331,10 +337,17 @@ _ICU = (
 # MEM: addr [18:6], first stream [24:19], second stream [30:25]
 _MEM_ADDR = F("addr", 6, 13, "addr", stride="A", doc="SRAM address (bank = addr // mem_depth)")
 _MEM = (
-    InstrDef("MEM", "READ", 8, (_MEM_ADDR, *_stream_fields("out", 19, "result")),
-             Latency(1), (Operand("int", "addr"), Operand("stream", "out")),
-             "Read the vector at addr (SRAM read in cycle t) and write it onto stream out in "
-             "cycle t+1."),
+    InstrDef("MEM", "READ", 8, (
+        _MEM_ADDR, *_stream_fields("out", 19, "result"),
+        F("wr", 25, 1, "rw", doc="1: also a write (configs with mem_read_write)"),
+        F("waddr", 26, 13, "rw_addr", stride="B", doc="write address (with wr)"),
+        F("in_s", 39, 5, "rw_stream", doc="write data stream index (with wr)"),
+        F("in_d", 44, 1, "rw_dir", doc="write data direction (0 = E, 1 = W; with wr)"),
+    ), Latency(1), (Operand("int", "addr"), Operand("stream", "out"), Operand("store", "w")),
+        "Read the vector at addr (SRAM read in cycle t) and write it onto stream out in "
+        "cycle t+1.  With w=ADDR@sN.D (configs with mem_read_write = 1) the same word is "
+        "also a WRITE sN.D, ADDR: the vector on stream in at issue, written to waddr in "
+        "cycle t+1 (a read and a write per cycle, like MVM's lw=)."),
     InstrDef("MEM", "WRITE", 9, (_MEM_ADDR, *_stream_fields("in", 19, "data")),
              Latency(1), (Operand("stream", "in"), Operand("int", "addr")),
              "Take the vector on stream in at issue (cycle t) and write it to addr in cycle "
@@ -645,6 +658,9 @@ def validate(instr: Instr, kind: str, cfg: TspConfig) -> None:
     d = instr.definition
     if d.mnemonic not in DEFS[kind]:
         raise IsaError(f"{d.mnemonic} is a {d.kind} instruction, not a {kind} instruction")
+    if d.mnemonic == "READ" and instr.fields.get("wr") and not cfg.mem_read_write:
+        raise IsaError(f"READ ..., w=: a read and a write in one word needs a config with "
+                       f"mem_read_write = 1 (config {cfg.name!r} has 0)")
     check_ranges(instr, cfg)
     f = instr.fields
     mn = d.mnemonic
@@ -655,6 +671,8 @@ def validate(instr: Instr, kind: str, cfg: TspConfig) -> None:
         for p in ("out", "in", "idx"):
             if f"{p}_s" in f:
                 _check_streams(cfg, mn, p, f[f"{p}_s"], 1)
+        if mn == "READ" and not f["wr"] and (f["waddr"] or f["in_s"] or f["in_d"]):
+            raise IsaError("READ: waddr/in fields must be 0 without a write (w=)")
     elif d.kind == "MXM":
         if mn == "MVM":
             if f["ld"] == 0 and (f["row"] or f["w_s"] or f["w_d"]):

@@ -198,7 +198,10 @@ def _bounds_text(d: InstrDef, f) -> str:
     sym = {"stream": "0..NS-1", "addr": "0..A-1", "row": "0..VL-1", "lane": "0..VL-1",
            "shift_vector": "-(VL-1)..VL-1", "dir": "0 E, 1 W", "flag": "0..1",
            "type": "0 i8, 1 i16, 2 i32, 3 u8", "sel": "selector", "vop": "op code",
-           "link": "0..c2c_links-1"}
+           "link": "0..c2c_links-1", "rw": "0..mem_read_write",
+           "rw_addr": "0..A-1 (0 without mem_read_write)",
+           "rw_stream": "0..NS-1 (0 without mem_read_write)",
+           "rw_dir": "0 E, 1 W (0 without mem_read_write)"}
     if dom in sym:
         return sym[dom]
     lo, hi = f.bounds(PRESETS["small"])

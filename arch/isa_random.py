@@ -91,6 +91,8 @@ def random_instr(kind: str, cfg: TspConfig, rng: random.Random, mnemonic: str | 
         if d.mnemonic == "MVM":
             ow = 4
         f["out_s"] = rng.randrange(ns - ow + 1)
+    if d.mnemonic == "READ" and not f["wr"]:  # no write part (always, without rw)
+        f["waddr"] = f["in_s"] = f["in_d"] = 0
     if d.mnemonic == "MVM":
         if f["ld"] == 0:
             f["row"] = f["w_s"] = f["w_d"] = 0

@@ -31,7 +31,7 @@ from .builder import ProgramBuilder
 from .emit import Emitted, emit
 from .errors import CompileError, imem_error
 from .graph import lower_graph
-from .ir import Bundle
+from .ir import Bundle, op_slots
 from .schedule import list_schedule
 
 #: the golden trace names the compiled program can keep in SRAM (scores are the masked
@@ -314,22 +314,15 @@ class CompiledBlock(ScheduleView):
 def _bounds(cfg: TspConfig, bundles: list[Bundle], em: Emitted) -> Bounds:
     n_mxm = len(cfg.slices_of("MXM"))
     mvm = sum(em.mvm.values())
-    per = {}
+    per: dict[str, dict[str, int]] = {}  # slice -> issue sub-slot -> ops that take it
     for b in bundles:
         for op in b.ops:
-            d = per.setdefault(op.slice, {"m": 0, "l": 0, "i": 0})
-            if op.mn == "MVM":
-                d["m"] += 1
-            elif op.mn in ("LW", "LWT"):
-                d["l"] += 1
-            else:
-                d["i"] += 1
-    slots = {}
-    for s, d in per.items():
-        if cfg.slice(s).kind == "MXM":
-            slots[s] = max(d["m"], d["l"]) + d["i"]
-        else:
-            slots[s] = d["m"] + d["l"] + d["i"]
+            d = per.setdefault(op.slice, {})
+            for sub in op_slots(op):
+                d[sub] = d.get(sub, 0) + 1
+    # a queue issues one op per sub-slot and cycle (an MXM an MVM and a load, a MEM slice
+    # with mem_read_write a READ and a WRITE; IW, GATHER, SCATTER take both)
+    slots = {s: max(d.values()) for s, d in per.items()}
     mxm_slots = max((v for s, v in slots.items() if cfg.slice(s).kind == "MXM"), default=0)
     # longest dependency path: prio of every bundle is its longest path to the end; a
     # bundle cannot start before its own earliest start (longest path from the program

@@ -1,7 +1,8 @@
 """From placed bundles to per-queue instruction words, and the predicted run statistics.
 
 Per slice queue: the placed instructions sorted by cycle (an MVM and a weight load placed
-in the same cycle on one MXM become one ``MVM ..., lw=ROW@s`` word); runs of instructions
+in the same cycle on one MXM become one ``MVM ..., lw=ROW@s`` word, a READ and a WRITE on
+one MEM slice with ``mem_read_write`` one ``READ ..., w=ADDR@s`` word); runs of instructions
 that differ only by constant strides of their stride fields at a constant spacing become
 ``instr; REPEAT n, d, stride_a, stride_b``; gaps become ``NOP n``; then ``HALT``.
 
@@ -40,6 +41,14 @@ def _merge(cycle: int, ops: list[Op]) -> tuple[str, dict]:
     """(mnemonic, every field) of the word issued in ``cycle`` by one queue."""
     if len(ops) == 1:
         mn, f = ops[0].mn, ops[0].instr_fields()
+    elif ops[0].kind == "MEM":  # a READ and a WRITE: one READ ..., w= word
+        rd = [o for o in ops if o.mn == "READ"]
+        wr = [o for o in ops if o.mn == "WRITE"]
+        if len(ops) != 2 or len(rd) != 1 or len(wr) != 1:
+            raise AssertionError(f"{ops[0].slice} cycle {cycle}: cannot merge {ops}")
+        mn, f = "READ", rd[0].instr_fields()
+        wf = wr[0].instr_fields()
+        f.update(wr=1, waddr=wf["addr"], in_s=wf["in_s"], in_d=wf["in_d"])
     else:
         mv = [o for o in ops if o.mn == "MVM"]
         ld = [o for o in ops if o.mn in ("LW", "LWT")]

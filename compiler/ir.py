@@ -55,7 +55,7 @@ class Op:
     __slots__ = ("slice", "pos", "kind", "mn", "lat", "fields", "ports", "off", "vx",
                  "sram_r", "sram_w", "reg_r", "reg_w", "acc_r", "acc_w", "install",
                  "role", "banks_r", "bank_w", "bundle", "cycle", "note", "purpose", "map_r",
-                 "map_w")
+                 "map_w", "subs")
 
     def __init__(self, slice_: str, pos: int, kind: str, mn: str, lat: int, **fields):
         self.slice = slice_
@@ -63,6 +63,8 @@ class Op:
         self.kind = kind
         self.mn = mn
         self.lat = lat
+        #: the issue sub-slots it takes (`op_slots`)
+        self.subs = _MXM_SUBS[mn] if kind == "MXM" else ("i",)
         self.fields = fields
         #: port name -> (width, wire, first plane, is output)
         self.ports: dict[str, tuple[int, Wire | None, int, bool]] = {}
@@ -295,8 +297,12 @@ def type_width(t: str) -> int:
 
 
 _MXM_SUBS = {"MVM": ("m",), "LW": ("l",), "LWT": ("l",), "IW": ("m", "l")}
+#: MEM sub-slots on configs with ``mem_read_write``: a READ and a WRITE per cycle (one
+#: ``READ ..., w=`` word); GATHER and SCATTER take the whole cycle
+MEM_RW_SUBS = {"READ": ("r",), "WRITE": ("w",), "GATHER": ("r", "w"), "SCATTER": ("r", "w")}
 
 
 def op_slots(op: Op) -> tuple[str, ...]:
-    """Issue sub-slots an op takes: MXMs issue an MVM and a weight load per cycle."""
-    return _MXM_SUBS[op.mn] if op.kind == "MXM" else ("i",)
+    """Issue sub-slots an op takes: MXMs issue an MVM and a weight load per cycle, MEM
+    slices with ``mem_read_write`` a READ and a WRITE (`Ops` sets them), others one op."""
+    return op.subs

@@ -10,7 +10,7 @@ from __future__ import annotations
 from arch.config import TspConfig
 from arch.isa import TYPE_BYTES, TYPES, VXM_OP_BY_NAME, latency
 
-from .ir import Bundle, Op
+from .ir import MEM_RW_SUBS, Bundle, Op
 
 #: why an MVM is issued: the model's own matmuls, or overhead of the lowering
 MVM_PURPOSES = ("matmul", "transpose", "re-emit", "row-sum")
@@ -28,7 +28,10 @@ class Ops:
         self.vxm_slice = "VXM"
 
     def _op(self, b: Bundle, slice_: str, mn: str, **fields) -> Op:
-        return b.add(Op(slice_, self.pos[slice_], self.kind[slice_], mn, self.lat[mn], **fields))
+        op = Op(slice_, self.pos[slice_], self.kind[slice_], mn, self.lat[mn], **fields)
+        if op.kind == "MEM" and self.cfg.mem_read_write:
+            op.subs = MEM_RW_SUBS[mn]
+        return b.add(op)
 
     # -- MEM ---------------------------------------------------------------------------------
     def read(self, b: Bundle, slice_: str, addr: int) -> Op:

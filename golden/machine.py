@@ -952,10 +952,15 @@ class Machine:
         if self.observer is not None:
             self._obs_sram(q, c, "read", (a // self.cfg.mem_depth,), a)
         self._wr(q, f["out_d"], f["out_s"], c + lat, self.mem[q.name][a].copy())
+        if f["wr"]:  # READ ..., w=: the same word also writes (the read saw the old value)
+            self._store(q, f["waddr"], f, c, lat)
 
     def _write(self, q, f, c, lat):
+        self._store(q, f["addr"], f, c, lat)
+
+    def _store(self, q, a, f, c, lat):
+        """The vector on stream in at issue (c) into address a in cycle c + lat."""
         v = self._rd(q, f["in_d"], f["in_s"], c)
-        a = f["addr"]
         self._addr_check(a)
         self._pending_sram[q.name] = (c + lat, (a // self.cfg.mem_depth,))
         if self.observer is not None:

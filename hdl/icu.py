@@ -151,7 +151,8 @@ class InstructionControlUnit(wiring.Component):
                     eff = getattr(v, f.name) + off
                     with m.If((eff < lo) | (eff > hi)):
                         m.d.comb += stride_ok.eq(0)
-                        code = (ErrorCode.ADDRESS_RANGE if kind == "MEM" and f.domain == "addr"
+                        code = (ErrorCode.ADDRESS_RANGE if kind == "MEM" and f.domain in ("addr",
+                                                                               "rw_addr")
                                 else ErrorCode.ILLEGAL_INSTRUCTION)
                         m.d.comb += stride_code.eq(code)
 

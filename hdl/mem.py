@@ -13,6 +13,9 @@ issued in cycle t:
   stream in cycle t + 1.
 - WRITE/SCATTER: the data (and idx) are taken from the streams in cycle t; the
   SRAM write is in cycle t + 1.
+- READ ..., w=ADDR@sN.D (configs with ``mem_read_write``): a READ and a WRITE in one
+  word, each with the timing above (the write's data rides the control's ``a`` stream,
+  its address ``waddr``): the read port and the write port in the same cycle.
 
 A read and a write in the same cycle must be in different banks: a tile that
 sees both in one bank raises BANK_CONFLICT; a GATHER/SCATTER lane address
@@ -23,7 +26,7 @@ whole vectors (all superlanes at once) through ``host``.
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -59,7 +62,8 @@ class MemHostSignature(wiring.Signature):
 
 
 def mem_control_layout(cfg: TspConfig) -> data.StructLayout:
-    """Decoded MEM instruction carried north through the tiles."""
+    """Decoded MEM instruction carried north through the tiles (with ``mem_read_write``
+    also ``wr``/``waddr``: a READ that writes too, its data on stream ``a``)."""
     return data.StructLayout({
         "valid": 1,
         "op": 2,  # index into _OPS
@@ -68,6 +72,7 @@ def mem_control_layout(cfg: TspConfig) -> data.StructLayout:
         "a_d": 1,
         "b_s": cfg.stream_index_bits,  # READ/GATHER result stream, SCATTER data stream
         "b_d": 1,
+        **({"wr": 1, "waddr": cfg.mem_address_bits} if cfg.mem_read_write else {}),
     })
 
 
@@ -107,6 +112,10 @@ class MemTile(wiring.Component):
         is_read = c.valid & ((c.op == _OPS.index("READ")) | (c.op == _OPS.index("GATHER")))
         is_write = c.valid & ((c.op == _OPS.index("WRITE")) | (c.op == _OPS.index("SCATTER")))
         per_lane = (c.op == _OPS.index("GATHER")) | (c.op == _OPS.index("SCATTER"))
+        read_write = Const(0)  # a READ that also writes (READ ..., w=)
+        if cfg.mem_read_write:
+            read_write = c.valid & (c.op == _OPS.index("READ")) & c.wr
+            is_write = is_write | read_write
 
         # stage 1 (cycle t+1): pending write and pending read result
         w_pend = Signal()
@@ -131,7 +140,8 @@ class MemTile(wiring.Component):
             read_bank_bits.append((is_read & ~bank, is_read & bank))
             write_bank_bits.append((w_pend & ~wbank, w_pend & wbank))
             with m.If(is_write):
-                m.d.sync += [w_addr[i].eq(addr),
+                m.d.sync += [w_addr[i].eq(Mux(read_write, c.waddr, addr)
+                                          if cfg.mem_read_write else addr),
                              w_data[i].eq(Mux(c.op == _OPS.index("SCATTER"), b_val[i],
                                               a_val[i]))]
             m.d.sync += r_bank[i].eq(Mux(self.host_re, self.host_addr[dbits], bank))
@@ -200,6 +210,10 @@ class MemSlice(wiring.Component):
                         "GATHER": ("idx", "out"), "SCATTER": ("idx", "in")}[mn]
                 m.d.comb += [ctl.op.eq(i),
                              ctl.addr.eq(strided(word, "MEM", mn, "addr", off_a, off_b))]
+                if mn == "READ" and cfg.mem_read_write:  # READ ..., w=ADDR@s: a write too
+                    a = "in"
+                    m.d.comb += [ctl.wr.eq(v.wr),
+                                 ctl.waddr.eq(strided(word, "MEM", mn, "waddr", off_a, off_b))]
                 for dst, src in (("a", a), ("b", b)):
                     if src:
                         m.d.comb += [getattr(ctl, f"{dst}_s").eq(getattr(v, f"{src}_s")),

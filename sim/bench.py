@@ -36,9 +36,13 @@ TABLE = [
     ("medium", 16, 32, 2, 64, True, False),
     ("medium", 32, 64, 4, 256, True, False),
     ("medium", 32, 128, 4, 512, True, False),
-    # the same shapes with four VXM groups (`TspConfig.vxm_groups`)
+    # the same shapes with four VXM groups (`TspConfig.vxm_groups`), with a READ and a
+    # WRITE per MEM slice and cycle (`TspConfig.mem_read_write`), with both
     ("medium:vxm_groups=4", 32, 64, 4, 256, True, False),
     ("medium:vxm_groups=4", 32, 128, 4, 512, True, False),
+    ("medium:mem_read_write=1", 32, 128, 4, 512, True, False),
+    ("medium:vxm_groups=4,mem_read_write=1", 32, 64, 4, 256, True, False),
+    ("medium:vxm_groups=4,mem_read_write=1", 32, 128, 4, 512, True, False),
 ]
 
 #: decode steps: (config, max context, d_model, heads, d_ff, run on the RTL too)
@@ -49,6 +53,7 @@ DECODE_TABLE = [
     ("medium", 32, 64, 4, 256, False),
     ("medium", 32, 128, 4, 512, False),
     ("medium:vxm_groups=4", 32, 128, 4, 512, False),
+    ("medium:vxm_groups=4,mem_read_write=1", 32, 128, 4, 512, False),
 ]
 
 
@@ -151,8 +156,10 @@ def run_decode_bench(rtl: bool = True, log=print) -> list[dict]:
     return rows
 
 
-LAYER_BENCH = (("tiny", "medium"), ("tiny", "medium:vxm_groups=4"), ("smollm2-135m", "layer"),
-               ("smollm2-135m", "layer:vxm_groups=4"))
+LAYER_BENCH = (("tiny", "medium"), ("tiny", "medium:vxm_groups=4"),
+               ("tiny", "medium:vxm_groups=4,mem_read_write=1"), ("smollm2-135m", "layer"),
+               ("smollm2-135m", "layer:mem_read_write=1"), ("smollm2-135m", "layer:vxm_groups=4"),
+               ("smollm2-135m", "layer:vxm_groups=4,mem_read_write=1"))
 
 
 def _write_rows(name: str, rows, log) -> None:

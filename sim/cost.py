@@ -93,6 +93,13 @@ def _icu_c2c(cfg: TspConfig):
     return InstructionControlUnit(linked, linked.slices_of("C2C")[0])
 
 
+def _read_write(make):
+    """The unit on the config with ``mem_read_write`` (a READ and a WRITE per word)."""
+    def made(cfg: TspConfig):
+        return make(cfg.replace(name=f"{cfg.name}+rw", mem_read_write=1))
+    return made
+
+
 def _fabric(cfg: TspConfig):
     from hdl.stream import StreamFabric
 
@@ -120,6 +127,9 @@ UNITS: dict[str, tuple[Callable[[TspConfig], object], str]] = {
     "ICU_C2C": (_icu_c2c, "the instruction queue of a C2C slice"),
     "fabric": (_fabric, "the stream registers of every position, superlane and direction"),
     "chip": (_chip, "the whole chip: every slice and queue, fabric and host interface"),
+    "MEM_RW": (_read_write(_slice("MEM")), "a MEM slice with mem_read_write (READ ..., w=: "
+                                           "a read and a write per word)"),
+    "ICU_MEM_RW": (_read_write(_icu("MEM")), "the instruction queue of such a MEM slice"),
     "VXM_LANES6": (_vxm_lanes(6), "the VXM with the ALU stages of 6 of the 16 lanes per "
                                   "tile: placed for the VXM's fmax"),
     "MXM_ROWS8": (_mxm_rows(8), "one MXM with 8 of the VL output rows of its MAC array: "

@@ -170,24 +170,35 @@ def additions(cfg: TspConfig, units: dict[str, dict]) -> dict:
     queue and one more slice position of the stream fabric (the fabric's resources per
     position: it is linear in positions)."""
     keys = ("lut4_eq", "ff", "dp16kd", "mult18x18d")
-    e = {u: units.get(u, {}).get("ecp5") for u in ("VXM", "ICU_VXM", "fabric")}
-    if not all(e.values()):
-        return {}
-    fab = {k: e["fabric"][k] / cfg.n_positions for k in keys}
-    group = {k: round(e["VXM"][k] + e["ICU_VXM"][k] + fab[k]) for k in keys}
-    return {"vxm_group": {**group, "parts": "VXM + ICU_VXM + fabric / positions"}}
+    e = {u: units.get(u, {}).get("ecp5")
+         for u in ("VXM", "ICU_VXM", "fabric", "MEM", "ICU_MEM", "MEM_RW", "ICU_MEM_RW")}
+    out = {}
+    if e["VXM"] and e["ICU_VXM"] and e["fabric"]:
+        fab = {k: e["fabric"][k] / cfg.n_positions for k in keys}
+        out["vxm_group"] = {**{k: round(e["VXM"][k] + e["ICU_VXM"][k] + fab[k]) for k in keys},
+                            "parts": "VXM + ICU_VXM + fabric / positions"}
+    if all(e[u] for u in ("MEM", "ICU_MEM", "MEM_RW", "ICU_MEM_RW")):
+        n = len(cfg.slices_of("MEM"))
+        out["mem_read_write"] = {
+            **{k: n * (e["MEM_RW"][k] + e["ICU_MEM_RW"][k] - e["MEM"][k] - e["ICU_MEM"][k])
+               for k in keys},
+            "parts": f"{n} x (MEM_RW + ICU_MEM_RW - MEM - ICU_MEM)"}
+    return out
 
 
 def additions_text(result: dict) -> str:
     """One line per addition, beside the chip as the sum of its units."""
     add, chip = result.get("additions") or {}, result.get("chip_ecp5_from_units") or {}
-    if not add:
-        return ""
-    g = add["vxm_group"]
-    share = f" ({100 * g['lut4_eq'] / chip['lut4_eq']:.0f} % of the chip's units)" if chip \
-        else ""
-    return (f"one more VXM group ({result['config']['name']}): +{g['lut4_eq']:,} LUT4-eq"
-            f"{share}, +{g['ff']:,} FF, +{g['mult18x18d']} MULT18X18D ({g['parts']})")
+    what = {"vxm_group": "one more VXM group",
+            "mem_read_write": "mem_read_write (a READ and a WRITE per MEM word)"}
+    lines = []
+    for key, g in add.items():
+        share = (f" ({100 * g['lut4_eq'] / chip['lut4_eq']:.1f} % of the chip's units)"
+                 if chip else "")
+        lines.append(f"{what[key]} ({result['config']['name']}): {g['lut4_eq']:+,} LUT4-eq"
+                     f"{share}, {g['ff']:+,} FF, {g['mult18x18d']:+} MULT18X18D "
+                     f"({g['parts']})")
+    return "\n".join(lines)
 
 
 def report_cost(log=print) -> int:

@@ -216,6 +216,41 @@ def vxm_groups_pass(cfg: TspConfig) -> Case:
     return _case(cfg, "vxm_groups_pass", sch, image)
 
 
+def mem_read_write(cfg: TspConfig) -> Case:
+    """On configs with ``mem_read_write``: READ ..., w= words on MEM_W0 -- a read of bank 0
+    and a write of bank 1 in one word, back to back (the read of the second word in the
+    cycle the first one's write lands, the other bank), the old value read where the same
+    word writes, then the written vector read back; the results stored on MEM_E0.  Without
+    it, the same reads and writes one instruction per cycle."""
+    sch = Schedule(cfg)
+    vl, p, depth = cfg.vector_length, sch.pos, cfg.mem_depth
+    rng = _rng(cfg, "mem_read_write")
+    w0, w1, e0 = _mems(cfg, "W")[0], _mems(cfg, "W")[1], _mems(cfg, "E")[0]
+    image = {w1: {a: rng.integers(0, 256, vl, dtype=np.uint8) for a in (2, 3)},
+             w0: {5: rng.integers(0, 256, vl, dtype=np.uint8)}, e0: {}}
+    d1, de = p[w0] - p[w1], p[e0] - p[w0]
+    t = 1 + d1  # the first vector from w1 is at w0
+    sch.at(w1, 0, "READ 2, s0.E")
+    sch.at(w1, 1, "READ 3, s1.E")
+    writes = [(depth + 5, "s0.E"), (depth + 6, "s1.E")]
+    if cfg.mem_read_write:
+        for k, (wa, st) in enumerate(writes):
+            sch.at(w0, t + k, f"READ 5, s{2 + k}.E, w={wa}@{st}")
+        t_back = t + 3  # the second write lands at t + 2 in bank 1
+    else:
+        for k, (wa, st) in enumerate(writes):
+            sch.at(w0, t + k, f"WRITE {st}, {wa}")
+        for k in range(2):
+            sch.at(w0, t + 3 + k, f"READ 5, s{2 + k}.E")
+        t_back = t + 6
+    sch.at(w0, t_back, f"READ {depth + 5}, s4.E")
+    sch.at(w0, t_back + 1, f"READ {depth + 6}, s5.E")
+    t_r = [t, t + 1] if cfg.mem_read_write else [t + 3, t + 4]
+    for k, tr in enumerate([*t_r, t_back, t_back + 1]):
+        sch.at(e0, tr + 1 + de, f"WRITE s{2 + k}.E, {k + 1}")
+    return _case(cfg, "mem_read_write", sch, image)
+
+
 #: name -> (builder, the functional-coverage bins it is there for)
 DIRECTED: dict[str, tuple[Callable[[TspConfig], Case], tuple[str, ...]]] = {
     "sxm_feeds_mxm": (sxm_feeds_mxm, ("stream.adjacent.SXM>MXM.E",
@@ -229,6 +264,8 @@ DIRECTED: dict[str, tuple[Callable[[TspConfig], Case], tuple[str, ...]]] = {
     # (bins of configs with two or more VXM groups)
     "vxm_groups_pass": (vxm_groups_pass, ("stream.adjacent.VXM>VXM.E",
                                           "stream.adjacent.VXM>VXM.W")),
+    # (a bin of configs with mem_read_write)
+    "mem_read_write": (mem_read_write, ("MEM.READ.wr=1",)),
 }
 
 

@@ -103,7 +103,8 @@ _WIDTH = {**TYPE_BYTES, "u16": 2}
 #: result roles (all other stream roles are read at issue)
 _OUT_ROLES = ("out", "d")
 #: optional operands (arch.isa.Operand kinds): gate field and the fields it enables
-_GATED = {"emit": ("emit", ("out_s", "out_d")), "load": ("ld", ("row", "w_s", "w_d"))}
+_GATED = {"emit": ("emit", ("out_s", "out_d")), "load": ("ld", ("row", "w_s", "w_d")),
+          "store": ("wr", ("waddr", "in_s", "in_d"))}
 #: gate field -> the fields it enables (range bins of an absent operand do not count)
 _GATED_FIELDS = dict(_GATED.values())
 #: MVM ``ld`` values: the assembler keyword (lw=ROW@s / lwt=COL@s) and the instruction it
@@ -111,7 +112,7 @@ _GATED_FIELDS = dict(_GATED.values())
 _LD = {1: ("lw", "LW"), 2: ("lwt", "LWT")}
 #: field domains whose range ends are bins
 _RANGE_DOMAINS = ("addr", "row", "acc", "map", "shift_local", "shift_vector", "lane", "imm")
-_MODE_DOMAINS = ("flag", "ld")
+_MODE_DOMAINS = ("flag", "ld", "rw")
 _VXM_SRC = tuple(sorted({sel_kind(v) for v in range(128)} - {"bad", "none", "stream"}))
 _VXM_DST = ("reg",)  # besides streams (arch.isa.validate)
 _OP = {op.code: op for op in VXM_OPS}
@@ -228,7 +229,7 @@ def _roles(d: InstrDef) -> list[_Role]:
                 for r in "abcd"]
     out = []
     for f in d.fields:
-        if f.domain != "stream":
+        if f.domain not in ("stream", "rw_stream"):
             continue
         r = f.name[:-2]
         output = r in _OUT_ROLES
@@ -238,6 +239,12 @@ def _roles(d: InstrDef) -> list[_Role]:
         else:
             out.append(_Role(r, output, gates.get(f.name), (_UNTYPED[(d.kind, r)],), None))
     return out
+
+
+def _strides(d: InstrDef, cfg) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`stride_fields` that can change on ``cfg`` (READ's waddr only with mem_read_write)."""
+    return tuple(tuple(n for n in fs if d.field(n).bounds(cfg)[1] > d.field(n).bounds(cfg)[0])
+                 for fs in stride_fields(d))
 
 
 def _used(role: _Role, f: Mapping[str, int]) -> bool:
@@ -284,8 +291,11 @@ class FunctionalCoverage:
         self._kind_at = [s.kind for s in cfg.slices]
         #: the slice kinds this config has (C2C only with links)
         self._kinds = [k for k in SLICE_KINDS if cfg.slices_of(k)]
-        self._roles = {(k, m): _roles(d) for k in SLICE_KINDS for m, d in DEFS[k].items()
-                       if not d.is_icu}
+        # (a stream operand the config cannot use has no role: READ's w= without
+        # mem_read_write)
+        self._roles = {(k, m): [r for r in _roles(d)
+                                if m == "VXM" or d.field(f"{r.name}_s").bounds(cfg)[1] > 0]
+                       for k in SLICE_KINDS for m, d in DEFS[k].items() if not d.is_icu}
         self._bins: dict[str, Bin] = {}
         self._define()
 
@@ -343,7 +353,7 @@ class FunctionalCoverage:
                 for f in d.fields:
                     if f.domain in _MODE_DOMAINS:
                         lo, hi = f.bounds(cfg)
-                        for v in range(lo, hi + 1):
+                        for v in range(lo, hi + 1) if hi > lo else ():  # (READ's wr w/o rw)
                             self._add("mode", k=k, m=m, f=f.name, v=v)
                 if "type" in d.field_names and "otype" in d.field_names:
                     for t in TYPES:
@@ -436,7 +446,7 @@ class FunctionalCoverage:
         for k in self._kinds:
             classes = set()
             for d in DEFS[k].values():
-                fa, fb = stride_fields(d)
+                fa, fb = _strides(d, self.cfg)
                 classes |= {x for x, fs in (("a", fa), ("b", fb)) if fs}
             for x in sorted(classes):
                 self._add("rep_stride", k=k, x=x, X=x.upper())
@@ -620,7 +630,8 @@ class _Analysis:
             gated = {fn for r in roles if not _used(r, f) for fn in _GATED_FIELDS.get(r.gate, ())}
             for fd in d.fields:
                 if fd.domain in _MODE_DOMAINS:
-                    self.hit("mode", k=k, m=m, f=fd.name, v=f[fd.name])
+                    if fd.bounds(self.cfg)[1] > fd.bounds(self.cfg)[0]:  # (see _define)
+                        self.hit("mode", k=k, m=m, f=fd.name, v=f[fd.name])
                 elif fd.domain in _RANGE_DOMAINS and fd.name not in gated:
                     lo, hi = fd.bounds(self.cfg)
                     v = f[fd.name]
@@ -653,7 +664,7 @@ class _Analysis:
             return
         if f["d"] == 1:
             self.hit("rep_b2b", k=k)
-        fa, fb = stride_fields(d)
+        fa, fb = _strides(d, self.cfg)
         for x, fs in (("a", fa), ("b", fb)):
             st = f[f"stride_{x}"]
             if fs and st:

@@ -133,7 +133,7 @@ def _err(text, cfg=None):
 @pytest.mark.parametrize("text, expected", [
     (".slice MEM_W0\n  FROB 1\n", ["prog.s:2", "unknown mnemonic 'FROB'", "READ, WRITE"]),
     (".slice MEM_W0\n\n  READ 1, q3.E\n", ["prog.s:3", "bad operand 'q3.E'", "like s3.E"]),
-    (".slice MEM_W0\n  READ 1\n", ["prog.s:2", "READ expects operands 'addr, out:sN.D'"]),
+    (".slice MEM_W0\n  READ 1\n", ["prog.s:2", "READ expects operands 'addr, out:sN.D, [w=ADDR@sN.D]'"]),
     (".slice MEM_W0\n  READ 5000, s1.E\n", ["prog.s:2", "addr=5000 out of range [0, 1023]"]),
     (".slice MEM_W0\n  READ 1, s16.E\n", ["out_s=16 out of range [0, 15]"]),
     (".slice MEM_X9\n", ["prog.s:1", "unknown slice 'MEM_X9'", "MEM_W0, VXM, MEM_E0"]),
@@ -255,3 +255,25 @@ def test_queue_depth_per_kind_in_program_and_assembler():
     with pytest.raises(AsmError, match=r"MEM_W0: instruction 512 does not fit: the queue "
                                         r"holds imem_depth=512 words"):
         assemble(src)
+
+
+def test_read_with_a_write_is_one_word_on_configs_with_mem_read_write():
+    """``READ addr, sN.D, w=ADDR@sM.D``: assembled, disassembled and re-assembled to the
+    same word; refused, naming the parameter, on a config without mem_read_write; its write
+    fields must be zero without w=."""
+    from arch.isa import IsaError, decode, validate
+
+    src = ".config tiny3\n.slice MEM_W0\n    READ 5, s0.E, w=261@s3.W\n    READ 6, s1.E\n"
+    prog = assemble(src)
+    words = prog.words("MEM_W0")
+    again = assemble(disassemble(prog))
+    assert again.words("MEM_W0") == words
+    f = decode("MEM", words[0]).fields
+    got = (f["addr"], f["out_s"], f["wr"], f["waddr"], f["in_s"], f["in_d"])
+    assert got == (5, 0, 1, 261, 3, 1)
+    assert decode("MEM", words[1]).fields["wr"] == 0
+    with pytest.raises(AsmError, match=r"mem_read_write = 1 \(config 'tiny' has 0\)"):
+        assemble(src.replace("tiny3", "tiny"))
+    with pytest.raises(IsaError, match="waddr/in fields must be 0 without a write"):
+        validate(Instr("READ", {"addr": 1, "out_s": 0, "out_d": 0, "wr": 0, "waddr": 9,
+                                "in_s": 0, "in_d": 0}), "MEM", get_config("tiny3"))

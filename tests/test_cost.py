@@ -219,9 +219,14 @@ def test_a_vxm_group_costs_a_vxm_its_queue_and_one_fabric_position():
     assert (add["lut4_eq"], add["ff"], add["mult18x18d"]) == (1000 + 90 + 100, 100 + 10 + 200, 7)
     text = additions_text({"config": {"name": "tiny"}, "additions": {"vxm_group": add},
                            "chip_ecp5_from_units": {"lut4_eq": 11900}})
-    assert "+1,190 LUT4-eq (10 % of the chip's units)" in text
-    # a unit that did not map leaves the additions out, rather than a partial sum
+    assert "one more VXM group (tiny): +1,190 LUT4-eq (10.0 % of the chip's units)" in text
+    # a unit that did not map leaves that addition out, rather than a partial sum
     assert additions(cfg, {**units, "ICU_VXM": {"error": "failed"}}) == {}
+    # mem_read_write: every MEM slice and its queue, the difference of the two builds
+    units.update(MEM=e(500, 50, 0), ICU_MEM=e(80, 9, 0), MEM_RW=e(530, 58, 0),
+                 ICU_MEM_RW=e(85, 9, 0))
+    rw = additions(cfg, units)["mem_read_write"]
+    assert (rw["lut4_eq"], rw["ff"]) == (4 * 35, 4 * 8)
     # the sweep's chip counts one VXM per group
     from sim.cost_sweep import instances
     assert instances(cfg.replace(vxm_groups=3))["VXM"] == 3

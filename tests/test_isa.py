@@ -88,7 +88,8 @@ def test_encode_known_words():
     assert encode("NOP", n=3) == 1 | 3 << 6
     w = encode("READ", addr=12, out_s=3, out_d="W")
     assert w == 8 | 12 << 6 | 3 << 19 | 1 << 24
-    assert decode("MEM", w).fields == {"addr": 12, "out_s": 3, "out_d": 1}
+    assert decode("MEM", w).fields == {"addr": 12, "out_s": 3, "out_d": 1, "wr": 0,
+                                       "waddr": 0, "in_s": 0, "in_d": 0}
     r = encode("REPEAT", n=2, d=1, stride_a=-1)
     assert decode("SXM", r)["stride_a"] == -1
 
@@ -158,7 +159,7 @@ def test_latencies_are_functions_of_superlanes():
 
 
 def test_stride_fields():
-    assert isa.stride_fields(DEFS["MEM"]["READ"]) == (("addr",), ())
+    assert isa.stride_fields(DEFS["MEM"]["READ"]) == (("addr",), ("waddr",))
     assert isa.stride_fields(DEFS["MXM"]["MVM"]) == (("acc",), ("row",))
     assert isa.stride_fields(DEFS["VXM"]["VXM"]) == (("imm",), ())
 
