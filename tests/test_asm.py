@@ -133,7 +133,8 @@ def _err(text, cfg=None):
 @pytest.mark.parametrize("text, expected", [
     (".slice MEM_W0\n  FROB 1\n", ["prog.s:2", "unknown mnemonic 'FROB'", "READ, WRITE"]),
     (".slice MEM_W0\n\n  READ 1, q3.E\n", ["prog.s:3", "bad operand 'q3.E'", "like s3.E"]),
-    (".slice MEM_W0\n  READ 1\n", ["prog.s:2", "READ expects operands 'addr, out:sN.D, [w=ADDR@sN.D]'"]),
+    (".slice MEM_W0\n  READ 1\n",
+     ["prog.s:2", "READ expects operands 'addr, out:sN.D, [w=ADDR@sN.D]'"]),
     (".slice MEM_W0\n  READ 5000, s1.E\n", ["prog.s:2", "addr=5000 out of range [0, 1023]"]),
     (".slice MEM_W0\n  READ 1, s16.E\n", ["out_s=16 out of range [0, 15]"]),
     (".slice MEM_X9\n", ["prog.s:1", "unknown slice 'MEM_X9'", "MEM_W0, VXM, MEM_E0"]),

@@ -65,7 +65,8 @@ ASM_CASES = {
     "bad stream operand": (".slice MEM_W0\n  READ 1, q2.E\n", 2,
                            ["bad operand 'q2.E': expected a stream out like s3.E or s3.W"]),
     "missing operand": (".slice MEM_W0\n  READ 1\n", 2,
-                        ["READ expects operands 'addr, out:sN.D, [w=ADDR@sN.D]', got 1 positional"]),
+                        ["READ expects operands 'addr, out:sN.D, [w=ADDR@sN.D]', got 1 "
+                         "positional"]),
     "address out of range": (".config tiny\n.slice MEM_W0\n  READ 512, s2.E\n", 3,
                              ["READ: addr=512 out of range [0, 511]"]),
     "stream out of range": (".config tiny\n.slice MEM_W0\n  READ 1, s8.E\n", 3,
