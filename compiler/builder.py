@@ -34,7 +34,7 @@ from .errors import CompileError
 from .ir import Bundle, op_slots
 from .ops import Ops
 from .routes import planes_in
-from .schedule import next_free
+from .schedule import slots_free_from
 
 
 class ProgramBuilder:
@@ -157,14 +157,7 @@ class ProgramBuilder:
             t = max(t, self._est.get(id(p), 0) + poff + d - off)
         keys = [((op.slice, s), op.off) for op in b.ops for s in op_slots(op)]
         taken = self._slot_taken
-        moved = True
-        while moved:  # the first cycle at which every issue slot is free
-            moved = False
-            for k, off in keys:
-                m = taken.get(k, 0)
-                if (m >> (t + off)) & 1:
-                    t = next_free(m, t + off) - off
-                    moved = True
+        t = slots_free_from(taken, keys, t)
         for k, off in keys:
             taken[k] = taken.get(k, 0) | (1 << (t + off))
         self._est[id(b)] = t

@@ -27,6 +27,20 @@ from arch.config import TspConfig
 from .ir import Bundle, op_slots
 
 
+def slots_free_from(taken: dict, keys, t: int) -> int:
+    """The first cycle >= t at which every issue slot ``(key, offset)`` of ``keys`` is free
+    in ``taken`` (key -> bit set of cycles)."""
+    moved = True
+    while moved:
+        moved = False
+        for key, off in keys:
+            m = taken.get(key, 0)
+            if (m >> (t + off)) & 1:
+                t = next_free(m, t + off) - off
+                moved = True
+    return t
+
+
 def next_free(mask: int, c: int) -> int:
     """The first cycle >= c whose bit in ``mask`` is clear."""
     x = ~(mask >> c)
@@ -94,16 +108,8 @@ class Scheduler:
         is None if the banks or streams do not fit in t' (try t' + 1)."""
         slots, brd, bwr, wires = self._prep(b)
         slot, bank_r, bank_w = self.slot, self.bank_r, self.bank_w
-        t = max(t, 0)
         self.tries += 1
-        moved = True
-        while moved:
-            moved = False
-            for key, off in slots:
-                m = slot.get(key, 0)
-                if (m >> (t + off)) & 1:
-                    t = next_free(m, t + off) - off
-                    moved = True
+        t = slots_free_from(slot, slots, max(t, 0))
         if any((bank_w.get(k, 0) >> (t + c)) & 1 for k, c in brd) or \
            any((bank_r.get(k, 0) >> (t + c)) & 1 for k, c in bwr):
             return t, None

@@ -31,23 +31,30 @@ def test_directed_program_hits_its_bins(config, name):
     assert not missed, f"{name} misses {missed}"
 
 
+def _run(case):
+    """The case's program on the machine model from its SRAM image."""
+    from golden.machine import Machine
+
+    m = Machine(case.cfg)
+    for sl, vecs in case.image.items():
+        for a, v in vecs.items():
+            m.write_mem(sl, a, v)
+    m.load_program(case.program)
+    m.run()
+    return m
+
+
 @pytest.mark.parametrize("config", ["tiny", "tiny3", "small:vxm_groups=4"])
 def test_vxm_groups_pass_values_on_the_streams_with_private_registers(config):
     """Through every group and back, each adding its own r0 (10, 20, ...): the result is
     the input plus the sum, in both directions (numpy, not the model's arithmetic)."""
     import numpy as np
 
-    from golden.machine import Machine
     from tb.directed import vxm_groups_pass
 
     cfg = get_config(config)
     case = vxm_groups_pass(cfg)
-    m = Machine(cfg)
-    for sl, vecs in case.image.items():
-        for a, v in vecs.items():
-            m.write_mem(sl, a, v)
-    m.load_program(case.program)
-    m.run()
+    m = _run(case)
     add = 10 * cfg.vxm_groups * (cfg.vxm_groups + 1) // 2
     for src, dst in (("MEM_W0", "MEM_E0"), ("MEM_E0", "MEM_W0")):
         want = (case.image[src][0].astype(np.int64) + add) % 256
@@ -60,7 +67,6 @@ def test_mem_read_write_words_read_the_old_value_and_write(config):
     the old vector read where the word writes, the written ones read back (numpy)."""
     import numpy as np
 
-    from golden.machine import Machine
     from tb.directed import mem_read_write
 
     cfg = get_config(config)
@@ -70,12 +76,7 @@ def test_mem_read_write_words_read_the_old_value_and_write(config):
     reads = [decode("MEM", w) for w in case.program.words("MEM_W0")]
     merged = [i for i in reads if i.mnemonic == "READ" and i.fields["wr"]]
     assert len(merged) == (2 if cfg.mem_read_write else 0)
-    m = Machine(cfg)
-    for sl, vecs in case.image.items():
-        for a, v in vecs.items():
-            m.write_mem(sl, a, v)
-    m.load_program(case.program)
-    m.run()
+    m = _run(case)
     img, e0 = case.image, m.mem["MEM_E0"]
     old = img["MEM_W0"][5]
     assert np.array_equal(e0[1], old) and np.array_equal(e0[2], old)
