@@ -106,6 +106,12 @@ def _source_files(design: str) -> list[Path]:
 GENERATOR_FILES = (REPO / "sim" / "stamp.py", REPO / "tb" / "chip" / "tapcap.py")
 
 
+def path_name(cfg: TspConfig) -> str:
+    """The config's name as a file name: a name like ``layer:vxm_groups=4`` (a preset with
+    fields changed) has characters make and the shell treat specially."""
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", cfg.name)
+
+
 def design_key(cfg: TspConfig, design: str) -> str:
     """Hash of everything the generated Verilog depends on."""
     import amaranth
@@ -304,7 +310,7 @@ def generate_verilog(cfg: TspConfig, design: str = "fabric", *, force: bool = Fa
     before a generation starts (what, roughly how long, where)."""
     factory = get_design(design)
     top = top_name(design)
-    out_dir = build_root() / "verilog" / f"{design}-{cfg.name}-{design_key(cfg, design)}"
+    out_dir = build_root() / "verilog" / f"{design}-{path_name(cfg)}-{design_key(cfg, design)}"
     path = out_dir / f"{top}.v"
     meta_path = out_dir / "meta.json"
     with _locked(out_dir / ".lock"):
@@ -539,7 +545,7 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
     flags = verilator_flags(coverage=coverage, waves=waves)
     fmt = ("fst" if "--trace-fst" in flags else "vcd") if waves else None
     tag = "".join(t for t, on in ((f"-{fmt}", waves), ("-cov", coverage)) if on)
-    build_dir = build_root() / "verilator" / (f"{design}-{cfg.name}{tag}-"
+    build_dir = build_root() / "verilator" / (f"{design}-{path_name(cfg)}{tag}-"
                                               f"{build_key(art, flags)}")
     stamp = build_dir / ".built.json"
     with _locked(build_root() / "verilator" / f".{build_dir.name}.lock"):

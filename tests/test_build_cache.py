@@ -103,3 +103,15 @@ def test_runtime_objects_kept_once_and_reused(tmp_path, monkeypatch):
     cmds = runner._build_command()
     assert cmds[0] == ["verilator", "x.v"] and cmds[2] == ["make"]
     assert cmds[1][:2] == ["touch", "-c"] and sorted(cmds[1][2:]) == sorted(map(str, got))
+
+
+def test_a_config_named_by_its_changes_builds_in_a_plain_directory():
+    """``layer:vxm_groups=4,mem_read_write=1`` names a config; its build directories must
+    not carry the characters make treats specially (':' '=' ','); presets keep theirs."""
+    from arch.config import get_config
+    from sim.build import path_name
+
+    assert path_name(get_config("layer:vxm_groups=4,mem_read_write=1")) == \
+        "layer_vxm_groups_4_mem_read_write_1"
+    assert path_name(get_config("small").with_links()) == "small+c2c"
+    assert path_name(get_config("tiny3")) == "tiny3"
