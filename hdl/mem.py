@@ -15,7 +15,8 @@ issued in cycle t:
   SRAM write is in cycle t + 1.
 - READ ..., w=ADDR@sN.D (configs with ``mem_read_write``): a READ and a WRITE in one
   word, each with the timing above (the write's data rides the control's ``a`` stream,
-  its address ``waddr``): the read port and the write port in the same cycle.
+  its address ``waddr``): the read port in cycle t, the write port in t + 1, so one
+  queue keeps both ports busy every cycle.
 
 A read and a write in the same cycle must be in different banks: a tile that
 sees both in one bank raises BANK_CONFLICT; a GATHER/SCATTER lane address
