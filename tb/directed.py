@@ -220,8 +220,9 @@ def mem_read_write(cfg: TspConfig) -> Case:
     """On configs with ``mem_read_write``: READ ..., w= words on MEM_W0 -- a read of bank 0
     and a write of bank 1 in one word, back to back (the read of the second word in the
     cycle the first one's write lands, the other bank), the old value read where the same
-    word writes, then the written vector read back; the results stored on MEM_E0.  Without
-    it, the same reads and writes one instruction per cycle."""
+    word writes, then the written vectors read back (the second in the first cycle after its
+    write lands); the results stored on MEM_E0.  Without it, the same reads and writes one
+    instruction per cycle."""
     sch = Schedule(cfg)
     vl, p, depth = cfg.vector_length, sch.pos, cfg.mem_depth
     rng = _rng(cfg, "mem_read_write")
@@ -243,8 +244,8 @@ def mem_read_write(cfg: TspConfig) -> Case:
         for k in range(2):
             sch.at(w0, t + 3 + k, f"READ 5, s{2 + k}.E")
         t_back = t + 6
-    sch.at(w0, t_back, f"READ {depth + 5}, s4.E")
-    sch.at(w0, t_back + 1, f"READ {depth + 6}, s5.E")
+    sch.at(w0, t_back, f"READ {depth + 6}, s4.E")  # (read-write: the first cycle it can)
+    sch.at(w0, t_back + 1, f"READ {depth + 5}, s5.E")
     t_r = [t, t + 1] if cfg.mem_read_write else [t + 3, t + 4]
     for k, tr in enumerate([*t_r, t_back, t_back + 1]):
         sch.at(e0, tr + 1 + de, f"WRITE s{2 + k}.E, {k + 1}")

@@ -801,7 +801,9 @@ class _Analysis:
                     for w in cyc.get(c - 1, ()):
                         if w.op == "write" and np.any(np.broadcast_to(r.addrs, vl)
                                                       == np.broadcast_to(w.addrs, vl)):
-                            self.hit("raw", w=w.mnemonic, r=r.mnemonic)
+                            # (the write of a READ ..., w= word is a WRITE)
+                            wm = "WRITE" if w.mnemonic == "READ" else w.mnemonic
+                            self.hit("raw", w=wm, r=r.mnemonic)
 
     # -- barriers ----------------------------------------------------------------------
     def _barrier(self, issues, releases) -> None:

@@ -80,4 +80,16 @@ def test_mem_read_write_words_read_the_old_value_and_write(config):
     img, e0 = case.image, m.mem["MEM_E0"]
     old = img["MEM_W0"][5]
     assert np.array_equal(e0[1], old) and np.array_equal(e0[2], old)
-    assert np.array_equal(e0[3], img["MEM_W1"][2]) and np.array_equal(e0[4], img["MEM_W1"][3])
+    assert np.array_equal(e0[3], img["MEM_W1"][3]) and np.array_equal(e0[4], img["MEM_W1"][2])
+
+
+def test_the_write_of_a_read_write_word_counts_as_a_write():
+    """Coverage: a READ ..., w= word's write read back in the first cycle after it lands is
+    the WRITE>READ bin (it once showed up as a READ>READ bin that does not exist)."""
+    from tb.directed import mem_read_write
+
+    cfg = get_config("tiny3")
+    case = mem_read_write(cfg)
+    fc = FunctionalCoverage(cfg)
+    assert fc.sample(case.program, case.image) is None
+    assert fc.hits["mem.raw_earliest.WRITE>READ"] and not fc.unexpected
