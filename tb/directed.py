@@ -231,9 +231,10 @@ def mem_read_write(cfg: TspConfig) -> Case:
              w0: {5: rng.integers(0, 256, vl, dtype=np.uint8)}, e0: {}}
     d1, de = p[w0] - p[w1], p[e0] - p[w0]
     t = 1 + d1  # the first vector from w1 is at w0
+    last = f"s{cfg.streams_per_direction - 1}.E"  # (the write data on the last stream)
     sch.at(w1, 0, "READ 2, s0.E")
-    sch.at(w1, 1, "READ 3, s1.E")
-    writes = [(depth + 5, "s0.E"), (depth + 6, "s1.E")]
+    sch.at(w1, 1, f"READ 3, {last}")
+    writes = [(depth + 5, "s0.E"), (depth + 6, last)]
     if cfg.mem_read_write:
         for k, (wa, st) in enumerate(writes):
             sch.at(w0, t + k, f"READ 5, s{2 + k}.E, w={wa}@{st}")
@@ -266,7 +267,7 @@ DIRECTED: dict[str, tuple[Callable[[TspConfig], Case], tuple[str, ...]]] = {
     "vxm_groups_pass": (vxm_groups_pass, ("stream.adjacent.VXM>VXM.E",
                                           "stream.adjacent.VXM>VXM.W")),
     # (a bin of configs with mem_read_write)
-    "mem_read_write": (mem_read_write, ("MEM.READ.wr=1",)),
+    "mem_read_write": (mem_read_write, ("MEM.READ.wr=1", "MEM.READ.in_s=max")),
 }
 
 
