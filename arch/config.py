@@ -86,8 +86,9 @@ class TspConfig:
     #: per lane (a 4x4 mesh).
     vxm_groups: int = 1
     #: 1: a MEM slice issues a READ and a WRITE in the same cycle, one word (``READ addr,
-    #: sN.D, w=ADDR@sM.D``: a second SRAM port per bank in use, as before one access per
-    #: bank and cycle); 0: one MEM instruction per cycle
+    #: sN.D, w=ADDR@sM.D``: the read port in that cycle, the write port the banks already
+    #: have in the next; still one access per bank and cycle); 0: one MEM instruction per
+    #: cycle
     mem_read_write: int = 0
     #: chip-to-chip links at each end of the slice row (C2C_W, C2C_E); 0: no C2C slices
     c2c_links: int = 0

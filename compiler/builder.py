@@ -53,8 +53,8 @@ class ProgramBuilder:
         self.O = Ops(cfg)
         self.mem = Sram(cfg)
         #: the VXM groups (slice names) and, per group, its registers, the VXM ops given
-        #: to it so far (`vxm_group` picks the least loaded) and whether its zero
-        #: registers are set yet
+        #: to it so far (ties in `vxm_soonest`; counted with more than one group) and
+        #: whether its zero registers are set yet
         self.vxm_groups = tuple(s.name for s in cfg.slices_of("VXM"))
         self._regs = {g: Regs() for g in self.vxm_groups}
         self.vxm_load = dict.fromkeys(self.vxm_groups, 0)
@@ -124,6 +124,12 @@ class ProgramBuilder:
         finally:
             self.O.vxm_slice = prev
 
+    def zero_registers(self, group: str | None = None) -> None:
+        """Set a group's zero registers now (the first group's by default), rather than when
+        `use_vxm` first switches to it."""
+        with self.use_vxm(group or self.vxm_groups[0]):
+            pass
+
     @contextmanager
     def vxm_group(self):
         """Lower the body (a graph node) onto the VXM group the rough schedule has free
@@ -164,11 +170,9 @@ class ProgramBuilder:
         for op in b.ops:
             if op.kind == "VXM":
                 self.vxm_busy[op.slice] = max(self.vxm_busy[op.slice], t + op.off)
+                self.vxm_load[op.slice] += 1
 
     def emit(self, b: Bundle) -> Bundle:
-        for op in b.ops:
-            if op.kind == "VXM":
-                self.vxm_load[op.slice] += 1
         b.finalize()
         self.deps.add(b)
         self.bundles.append(b)
@@ -454,8 +458,32 @@ class VxmPool:
         self.pb = pb
         self.make = consts
         self.consts: dict[str, tuple] = {}
+        #: (key, group) -> what `each` made there
+        self.made: dict[tuple, tuple] = {}
         self.main = pb.O.vxm_slice
         self.of(self.main)
+
+    def each(self, key, make) -> tuple:
+        """Per group, what ``make()`` returns (registers it takes, ...), made the first time
+        ``key`` is asked for in the group being lowered onto (call it inside `chain` or
+        `ProgramBuilder.use_vxm`)."""
+        k = (key, self.pb.O.vxm_slice)
+        if k not in self.made:
+            self.made[k] = tuple(make())
+        return self.made[k]
+
+    def made_for(self, key) -> dict[str, tuple]:
+        """Group -> what `each` made for ``key`` (in the order the groups were first used)."""
+        return {g: v for (k, g), v in self.made.items() if k == key}
+
+    def release_each(self, key, release, skip=()) -> None:
+        """``release(made)`` inside each group that has a ``key`` (but those in ``skip``),
+        which is forgotten."""
+        for g, v in self.made_for(key).items():
+            del self.made[(key, g)]
+            if g not in skip:
+                with self.pb.use_vxm(g):
+                    release(v)
 
     def of(self, g: str) -> tuple:
         """Group g's constants (loaded now if this is its first chain)."""
@@ -473,8 +501,9 @@ class VxmPool:
         with self.pb.use_vxm(g):
             yield g, c
 
-    def release(self, release) -> None:
-        """``release(constants)`` inside each group that has them."""
+    def release(self, release, skip=()) -> None:
+        """``release(constants)`` inside each group that has them (but those in ``skip``)."""
         for g, c in self.consts.items():
-            with self.pb.use_vxm(g):
-                release(c)
+            if g not in skip:
+                with self.pb.use_vxm(g):
+                    release(c)

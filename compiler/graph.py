@@ -1007,8 +1007,7 @@ def lower_graph(graph: Graph, cfg: TspConfig | str, *, keep: bool = True,
     pb.graph = graph
     vl = pb.vl
     tensors = {}
-    with pb.use_vxm(pb.vxm_groups[0]):  # the first group's zero registers first
-        pass
+    pb.zero_registers()  # (REQUANT's zero point; 0 - x) before anything else
     # lookup nodes' tables; no tensor shares their slices (a Gather's index and result
     # stream through)
     mems = [s.name for s in cfg.slices_of("MEM")]
@@ -1073,7 +1072,7 @@ def lower_graph(graph: Graph, cfg: TspConfig | str, *, keep: bool = True,
         if OPS[n.kind].scaled:
             pb.dying |= {tensors[f"{i}.e"].name for i in dying}
         if k not in fused:
-            with pb.vxm_group():  # each node on the least loaded VXM group
+            with pb.vxm_group():  # each node on the VXM group free soonest
                 OPS[n.kind].lower(pb, n, ins, out, shp)
         for i in dying:
             pb.release_dying(tensors[i], *([tensors[f"{i}.e"]] if OPS[n.kind].scaled else []))

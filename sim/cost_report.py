@@ -149,14 +149,7 @@ def run_cost(cfg: TspConfig, *, pnr: bool = True, do_sweep: bool = True, chip_ec
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     log("")
-    log(table(result))
-    c = result["chip_ecp5_from_units"]
-    if c:
-        log(f"chip, ECP5 as the sum of its units: {c['lut4_eq']:,} LUT4-eq, {c['ff']:,} FF, "
-            f"{c['dp16kd']} DP16KD, {c['mult18x18d']} MULT18X18D "
-            f"({'fits' if c['fits_ecp5_85'] else 'does not fit'} an ECP5-85)")
-    if result["additions"]:
-        log(additions_text(result))
+    _summary(result, log)
     if do_sweep:
         log("")
         log(growth_text(result["sweep"]["growth_exponents"]))
@@ -214,15 +207,21 @@ def report_cost(log=print) -> int:
     cfg = _Cfg.from_dict(result["config"])
     result["additions"] = additions(cfg, result["units"])
     path.write_text(json.dumps(result, indent=1))
+    _summary(result, log)
+    log(f"written {path}")
+    return 0
+
+
+def _summary(result: dict, log) -> None:
+    """The unit table, the chip as the sum of its units, what each addition costs."""
     log(table(result))
     c = result.get("chip_ecp5_from_units")
     if c:
         log(f"chip, ECP5 as the sum of its units: {c['lut4_eq']:,} LUT4-eq, {c['ff']:,} FF, "
-            f"{c['dp16kd']} DP16KD, {c['mult18x18d']} MULT18X18D")
-    if result["additions"]:
+            f"{c['dp16kd']} DP16KD, {c['mult18x18d']} MULT18X18D "
+            f"({'fits' if c['fits_ecp5_85'] else 'does not fit'} an ECP5-85)")
+    if result.get("additions"):
         log(additions_text(result))
-    log(f"written {path}")
-    return 0
 
 
 def _fmt(n) -> str:

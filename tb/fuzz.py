@@ -216,7 +216,8 @@ def randomise_state(m: Machine, rng: np.random.Generator, complement: bool = Fal
         fill(maps, 0, vl)
 
 
-def _load(m: Machine, case: Case) -> None:
+def load_case(m: Machine, case: Case) -> None:
+    """The case's SRAM image and program into machine ``m``."""
     for sl, d in case.image.items():
         for a, v in d.items():
             m.write_mem(sl, a, v)
@@ -229,14 +230,14 @@ def model_outcome(case: Case, *, compare: dict[str, set[int]] | None = None, see
     defaults to ``case.compare``; ``{}`` means every address the program wrote."""
     cfg = case.cfg
     clean = Machine(cfg)
-    _load(clean, case)
+    load_case(clean, case)
     try:
         res = clean.run(max_cycles=max_cycles)
     except MachineError as e:
         return Outcome(error=f"the model refuses the program: {e}")
     dirty = Machine(cfg)
     randomise_state(dirty, np.random.default_rng([seed, 0xD1]))
-    _load(dirty, case)
+    load_case(dirty, case)
     before = {sl: dirty.mem[sl].copy() for sl in dirty.mem}
     try:
         res2 = dirty.run(max_cycles=max_cycles)
@@ -392,7 +393,7 @@ def dependency_cone(case: Case, targets) -> set[tuple[str, int]] | None:
     the model refuses the case."""
     ev = _Events()
     m = Machine(case.cfg, observer=ev)
-    _load(m, case)
+    load_case(m, case)
     try:
         m.run()
     except MachineError:

@@ -34,12 +34,10 @@ def test_directed_program_hits_its_bins(config, name):
 def _run(case):
     """The case's program on the machine model from its SRAM image."""
     from golden.machine import Machine
+    from tb.fuzz import load_case
 
     m = Machine(case.cfg)
-    for sl, vecs in case.image.items():
-        for a, v in vecs.items():
-            m.write_mem(sl, a, v)
-    m.load_program(case.program)
+    load_case(m, case)
     m.run()
     return m
 

@@ -24,6 +24,7 @@ from tb.fuzz import (
     fuzz_kinds,
     fuzz_plan,
     generate,
+    load_case,
     model_outcome,
     shrink,
 )
@@ -152,10 +153,7 @@ def _mutant_mismatches(case: Case) -> set[tuple[str, int]]:
     """The written SRAM addresses where the mutant model disagrees with the model."""
     ref = model_outcome(case, compare={})
     m = _MutantMachine(case.cfg)
-    for sl, d in case.image.items():
-        for a, v in d.items():
-            m.write_mem(sl, a, v)
-    m.load_program(case.program)
+    load_case(m, case)
     m.run()
     return {(sl, a) for sl, d in ref.sram.items() for a, v in d.items()
             if not np.array_equal(m.read_mem(sl, a), v)}

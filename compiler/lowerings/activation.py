@@ -148,25 +148,21 @@ def silu_rows(pb: ProgramBuilder, name: str, x, e_x, dst, e_dst, rows: int,
     main = pool.main
     for i in range(rows):
         nm = f"{name} row {i}"
-        chain = {}
 
-        def ready(g: str, chain=chain, nm=nm, i=i) -> tuple:
-            """Group g's constants and chain registers, the row's shift loaded."""
-            c = pool.of(g)
-            if g not in chain:
-                with pb.use_vxm(g):
-                    re_, rk = c[5:]
-                    chain[g] = tuple(pb.regs.single() for _ in range(4))  # freed for the narrow
-                    _load_e(pb, nm, e_x[(i, 0)], re_)
-                    log2_shift_regs(pb, nm, rk, re_)
-            return c + chain[g]
+        def chain_regs(i=i, nm=nm) -> tuple:
+            """A group's chain registers (freed for the narrow), the row's shift loaded."""
+            re_, rk = pool.of(pb.O.vxm_slice)[5:]
+            regs = tuple(pb.regs.single() for _ in range(4))
+            _load_e(pb, nm, e_x[(i, 0)], re_)
+            log2_shift_regs(pb, nm, rk, re_)
+            return regs
 
-        ready(main)
+        with pool.chain(main):
+            pool.each(("row", i), chain_regs)
         for t in range(nt):
-            g = pb.vxm_soonest()
-            rr, rc, rumax, r15, r30, re_, rk, ru, rz, rh, rl = ready(g)
             tn = f"{nm} tile {t}"
-            with pb.use_vxm(g):
+            with pool.chain() as (_g, (rr, rc, rumax, r15, r30, re_, rk)):
+                ru, rz, rh, rl = pool.each(("row", i), chain_regs)
                 b = Bundle(f"{tn} |x|", "act")
                 v = O.vxm(b, "i16", ("r", ru), "ABS", "s", otype="i32")
                 planes_in(O, b, x[(i, t)], v, "a")
@@ -190,9 +186,7 @@ def silu_rows(pb: ProgramBuilder, name: str, x, e_x, dst, e_dst, rows: int,
                 planes_in(O, b, x[(i, t)], v, "a")
                 planes_out(O, b, v, "d", y[(i, t)])
                 pb.emit(b)
-        for g, regs in chain.items():
-            with pb.use_vxm(g):
-                pb.regs.release(*regs)
+        pool.release_each(("row", i), lambda regs: pb.regs.release(*regs))
         re_ = pool.of(main)[5]
         pb.vx_bundle(f"{nm} e - 15", "i32", ("r", re_), "SUB", ("r", re_), 15)
         narrow_row(pb, f"{nm} silu", [y[(i, t)] for t in range(nt)],

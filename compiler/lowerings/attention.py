@@ -210,23 +210,20 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
     dq = pb.mem.tensor(f"{name}.eq", heads, 2)  # the head's query exponent, on every lane
     ex = pb.mem.tensor(f"{name}.exp", heads, 4)  # 2**-u, masked
     sm = pb.mem.tensor(f"{name}.sum", heads, 4)  # their sum, on every lane
-    scratch: dict[str, tuple] = {}  # per group: rsh, rz, rm, rh, rl
-
     exps_done = []  # rsh is given back once the exps are made
 
-    def scratch_of(grp: str) -> tuple:
-        """Group grp's scratch registers, taken the first time a head's chain goes to it
-        and kept to the end of step 3 (called inside the group)."""
-        if grp not in scratch:
-            scratch[grp] = tuple(pb.regs.single() for _ in range(5))
-            if exps_done:
-                pb.regs.release(scratch[grp][0])
-        return scratch[grp]
+    def scratch() -> tuple:
+        """A group's scratch registers rsh, rz, rm, rh, rl, taken the first time a head's
+        chain goes to it and kept to the end of step 3."""
+        regs = tuple(pb.regs.single() for _ in range(5))
+        if exps_done:
+            pb.regs.release(regs[0])
+        return regs
 
     for h in range(n_heads):
         hk, nm = h // g, f"{name} head {h}"
-        with pool.chain() as (grp, _c):
-            rsh, re_ = scratch_of(grp)[:2]  # re_: the keys' max exponent
+        with pool.chain():
+            rsh, re_ = pool.each("scratch", scratch)[:2]  # re_: the keys' max exponent
             _load_e(pb, f"{nm} emax", emax["ek"][(hk,)], re_)
             bd = Bundle(f"{nm} emax - ek", name)
             v = O.vxm(bd, "i16", ("r", rsh), "SUB", ("r", re_), "s", otype="i32")
@@ -254,8 +251,8 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
         pb.emit(bd)
     for h in range(n_heads):
         hk, nm = h // g, f"{name} head {h}"
-        with pool.chain() as (grp, (_, rc_, rumax_, r15_, _, rvis_)):
-            rsh, rz, rm, rh, rl = scratch_of(grp)
+        with pool.chain() as (_grp, (_, rc_, rumax_, r15_, _, rvis_)):
+            rsh, rz, rm, rh, rl = pool.each("scratch", scratch)
             re_ = rz
             bd = Bundle(f"{nm} diff", name)
             v = O.vxm(bd, "i32", ("r", rm), "SUB", "s", "s")
@@ -276,7 +273,7 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
             v = O.vxm(bd, "i32", "s", "SEL", ("r", rvis_), ("r", rh), "PASS", ("r", ZEROS[0]))
             planes_out(O, bd, v, "d", ex[(h,)])
             pb.emit(bd)
-    for grp, regs_ in scratch.items():
+    for grp, regs_ in pool.made_for("scratch").items():
         with pb.use_vxm(grp):
             pb.regs.release(regs_[0])
     exps_done.append(True)
@@ -286,14 +283,11 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
         planes_in(O, bd, ex[(h,)], red, "in")
         planes_out(O, bd, red, "out", sm[(h,)])
         pb.emit(bd)
-    rlos: dict[str, int] = {}
     for h in range(n_heads):
         hk, nm = h // g, f"{name} head {h}"
-        with pool.chain() as (grp, (rr_, *_)):
-            _, rz, rm, rh, rl = scratch_of(grp)
-            if grp not in rlos:
-                rlos[grp] = pb.regs.single()
-            rlo = rlos[grp]
+        with pool.chain() as (_grp, (rr_, *_)):
+            _, rz, rm, rh, rl = pool.each("scratch", scratch)
+            (rlo,) = pool.each("rlo", lambda: (pb.regs.single(),))
             # the reciprocal of the row sum (kept in SRAM for step 4)
             bd = Bundle(f"{nm} sum in", name)
             v = O.vxm(bd, "i32", ("r", rl), "PASS", "s")
@@ -321,29 +315,28 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
             planes_in(O, bd, ex[(h,)], v, "a")
             pb.emit(bd)
             digits(rh, pd, (h,), rlo)
-    for grp, (_, rz, rm, rh, rl) in scratch.items():
-        with pb.use_vxm(grp):
-            pb.regs.release(rh, rl, rz, rm, *([rlos[grp]] if grp in rlos else []))
+    rlos = pool.made_for("rlo")  # (given back with the scratch: rh, rl, rz, rm, rlo)
+    pool.release_each("scratch", lambda r: pb.regs.release(r[3], r[4], r[1], r[2],
+                                                           *rlos.get(pb.O.vxm_slice, ())))
     pb.release(zs, mx, dq, ex, sm)
 
     # 4. E V: V digits installed transposed, four MVMs per head, combined, rounded by 2**8
     products("V", lambda wt, j, t: cache[f"v{wt}"].loc(j, t), lambda h, px: pd.loc(h, px), True,
              digit_combine(V_SHIFT, av))
     # back on the query head's lanes, narrowed to 24 bits, normalised
-    s4: dict[str, tuple] = {}  # per group: rlim (2**23 - 1), rmk, rea
+    def step4() -> tuple:
+        """A group's rlim (2**23 - 1), rmk, rea."""
+        regs = tuple(pb.regs.single() for _ in range(3))
+        pb.reg_const(regs[0], np.full(vl, 2**23 - 1), "2**23 - 1")
+        return regs
 
-    def s4_of(grp: str) -> tuple:
-        if grp not in s4:
-            s4[grp] = tuple(pb.regs.single() for _ in range(3))
-            pb.reg_const(s4[grp][0], np.full(vl, 2**23 - 1), "2**23 - 1")
-        return s4[grp]
-
-    s4_of(pool.main)  # the main group's rea carries the row's exponent into step 5
+    with pool.chain(pool.main):  # the main group's rea carries the row's exponent on
+        rea = pool.each("step4", step4)[2]
     for h in range(n_heads):
         tq, oq, ok = h * d // vl, h * d % vl, kv_of(h)[1]
         nm = f"{name} head {h}"
-        with pool.chain() as (grp, _c):
-            rlim, rmk, rea = s4_of(grp)
+        with pool.chain():
+            rlim, rmk, rea_h = pool.each("step4", step4)
             bd = Bundle(f"{nm} mask", name)
             v = O.vxm(bd, "i16", ("r", rmk), "PASS", "s", otype="i32")
             planes_in(O, bd, qmask[(h,)], v, "a")
@@ -360,8 +353,8 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
                 planes_in(O, bd, av[(h,)], v, "a")
             planes_out(O, bd, v, "d", ch[(h,)])
             pb.emit(bd)
-            _load_e(pb, nm, eav[(h,)], rea)
-            narrow_row(pb, f"{nm} ctx24", [ch[(h,)]], [w24[(h,)]], rea, 24, rlim)
+            _load_e(pb, nm, eav[(h,)], rea_h)
+            narrow_row(pb, f"{nm} ctx24", [ch[(h,)]], [w24[(h,)]], rea_h, 24, rlim)
             bd = Bundle(f"{nm} normalised", name)
             v = O.vxm(bd, "i32", "s", "MUL", "s", "s", "SRAR", 31)
             planes_in(O, bd, w24[(h,)], v, "a")
@@ -369,14 +362,12 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
             planes_out(O, bd, v, "d", ch[(h,)])
             pb.emit(bd)
             bd = Bundle(f"{nm} exponent", name)
-            v = O.vxm(bd, "i16", "s", "ADD", "s", ("r", rea), otype="i16")
+            v = O.vxm(bd, "i16", "s", "ADD", "s", ("r", rea_h), otype="i16")
             planes_in(O, bd, sv[(h,)], v, "a")
             planes_out(O, bd, v, "d", ech[(h,)])
             pb.emit(bd)
-    for grp, (rlim, rmk, rea_) in s4.items():
-        with pb.use_vxm(grp):
-            pb.regs.release(rlim, rmk, *([] if grp == pool.main else [rea_]))
-    rea = s4[pool.main][2]
+    pool.release_each("step4", lambda r: pb.regs.release(
+        *r[:2], *(() if pb.O.vxm_slice == pool.main else r[2:])))
     # 5. heads -> one row at the largest head exponent, narrowed to int16
     rtop, rs, rrow = rea, regs.single(), regs.single()
     _load_e(pb, f"{name} top", ech[(0,)], rtop)
@@ -409,11 +400,11 @@ def attention_decode_row(pb: ProgramBuilder, name: str, q, e_q, cache: dict, pos
     _store_e(pb, name, rtop, e_ctx, 0, nt)
     regs.release(rtop, rs, rrow, rc, rumax, r15, rmin, rvis)
     regs.release_triple(rr)
-    for grp, (rr_, *singles) in pool.consts.items():  # the other groups' constants
-        if grp != pool.main:
-            with pb.use_vxm(grp):
-                pb.regs.release(*singles)
-                pb.regs.release_triple(rr_)
+    def release(c: tuple) -> None:  # the other groups' constants
+        pb.regs.release(*c[1:])
+        pb.regs.release_triple(c[0])
+
+    pool.release(release, skip=(pool.main,))
     pb.release(qd, pd, acc, av, yv, sv, eav, w24, ch, ech, row, *emax.values())
 
 
