@@ -90,6 +90,12 @@ class TspConfig:
     #: have in the next; still one access per bank and cycle); 0: one MEM instruction per
     #: cycle
     mem_read_write: int = 0
+    #: rows of the transposer in each SXM (0: none; else a multiple of 16, at most VL): a
+    #: buffer of that many int8 vectors, written one row per cycle (``TPUT``) and read one
+    #: column per cycle across the superlanes (``TGET``: lane r of the result is row r's
+    #: byte in that column), so an R x VL tile is transposed in R + VL issue slots.  The
+    #: reference chip's SXM transposes 16 x 16 blocks of 16 streams.
+    sxm_transpose_rows: int = 0
     #: chip-to-chip links at each end of the slice row (C2C_W, C2C_E); 0: no C2C slices
     c2c_links: int = 0
     #: cycles from a SEND's issue to its first byte at the far end (wire and SerDes); a
@@ -116,6 +122,7 @@ class TspConfig:
         "vxm_imem_depth": (16, IMEM_MAX),
         "vxm_groups": (1, 16),
         "mem_read_write": (0, 1),
+        "sxm_transpose_rows": (0, 320),
         "c2c_links": (0, 4),
         "c2c_latency": (1, 1024),
         "c2c_bytes_per_cycle": (1, LANES_PER_SUPERLANE),
@@ -153,6 +160,11 @@ class TspConfig:
                 raise ValueError(
                     f"TspConfig.{field} must be a power of two in [{lo}, {hi}], got {value}"
                 )
+        r, vl = self.sxm_transpose_rows, self.superlanes * self.lanes_per_superlane
+        if r and (r % self.lanes_per_superlane or r > vl):
+            raise ValueError(f"TspConfig.sxm_transpose_rows must be 0 (no transposer) or a "
+                             f"multiple of {self.lanes_per_superlane} up to the vector length "
+                             f"{vl}, got {r}")
 
     def replace(self, **changes) -> TspConfig:
         """A variant of this config (validated again)."""
@@ -282,11 +294,12 @@ class TspConfig:
     def params(self) -> dict[str, int]:
         """The hardware parameters (everything but the name; without links, not the link
         parameters either: they describe no hardware then; one VXM group and no MEM
-        read-write issue are left out, so that configs from before those parameters keep
+        read-write issue and no transposer are left out, so that configs from before those parameters keep
         their hash)."""
         skip = {"name", *(() if self.c2c_links else self._C2C_ONLY),
                 *(() if self.vxm_groups > 1 else ("vxm_groups",)),
-                *(() if self.mem_read_write else ("mem_read_write",))}
+                *(() if self.mem_read_write else ("mem_read_write",)),
+                *(() if self.sxm_transpose_rows else ("sxm_transpose_rows",))}
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name not in skip}
 
@@ -315,6 +328,8 @@ class TspConfig:
             f"{self.mem_slices_per_hemisphere} MEM/hemisphere x {self.mem_addresses} addr, "
             f"{self.mxms_per_hemisphere} MXM/hemisphere, "
             + (f"{self.vxm_groups} VXM groups, " if self.vxm_groups > 1 else "")
+            + (f"{self.sxm_transpose_rows}-row SXM transposers, "
+               if self.sxm_transpose_rows else "")
             + f"{self.n_positions} slice positions, "
             f"SRAM {self.sram_bytes / 1024:.0f} KiB"
             + (f", {self.c2c_links} C2C link(s)/end ({self.c2c_latency} cycles, "
@@ -337,11 +352,12 @@ PRESETS: dict[str, TspConfig] = {
     # an odd superlane count (VL = 48, not a power of two) at tiny's cost per superlane:
     # the regression's check that nothing assumes 1, 2 or 4 superlanes, nor one depth for
     # every instruction queue (MXM and VXM queues deeper than the others), nor one VXM
-    # (two VXM groups), nor one MEM instruction per cycle (a READ and a WRITE per word)
+    # (two VXM groups), nor one MEM instruction per cycle (a READ and a WRITE per word);
+    # its SXMs have transposers (32 rows: fewer than VL)
     "tiny3": TspConfig(
         name="tiny3", superlanes=3, streams_per_direction=8, mem_slices_per_hemisphere=2,
         mem_depth=256, imem_depth=512, mxm_imem_depth=1024, vxm_imem_depth=2048,
-        vxm_groups=2, mem_read_write=1,
+        vxm_groups=2, mem_read_write=1, sxm_transpose_rows=32,
     ),
     "small": TspConfig(
         name="small", superlanes=2, streams_per_direction=16, mem_slices_per_hemisphere=4,

@@ -107,6 +107,10 @@ def _domain_bounds(domain: str, cfg: TspConfig) -> tuple[int, int]:
         "shift_vector": (-(vl - 1), vl - 1),
         "lane": (0, vl - 1),
         "map": (0, SXM_MAPS - 1),
+        # the SXM transposer (TPUT/TGET): empty ranges on configs without one
+        "trow": (0, cfg.sxm_transpose_rows - 1),
+        "tcol": (0, vl - 1 if cfg.sxm_transpose_rows else -1),
+        "trows": (1, cfg.sxm_transpose_rows),
         "vop": (0, len(VXM_OPS) - 1),
         "sel": (0, 127),
         "imm": (-(2**14), 2**14 - 1),
@@ -422,7 +426,8 @@ _MXM = (
         "rate)."),
 )
 
-# SXM: in [11:6], out [17:12], type [19:18], otype [21:20], n [31:22], map [33:32]
+# SXM: in [11:6], out [17:12], type [19:18], otype [21:20], n (TPUT row, TGET col) [31:22],
+# map [33:32], TGET rows [43:34]
 _SXM_IN = _stream_fields("in", 6, "input")
 _SXM_OUT = _stream_fields("out", 12, "output")
 _SXM_TYPE = F("type", 18, 2, "type", doc="element type (sets the number of byte-streams)")
@@ -459,6 +464,21 @@ _SXM = (
     InstrDef("SXM", "PERM", 14, (*_SXM_IN, *_SXM_OUT, _SXM_TYPE, _SXM_MAP), _SXM_CROSS,
              (Operand("int", "map"), Operand("stream", "in"), Operand("stream", "out")),
              "Permute: out[i] = in[map[i]].", type_suffix=True),
+    InstrDef("SXM", "TPUT", 18, (*_SXM_IN, F("row", 22, 10, "trow", stride="A",
+                                              doc="transposer row (0..R-1)")), Latency(1),
+             (Operand("int", "row"), Operand("stream", "in")),
+             "Transposer row `row` <- the int8 vector on stream in (taken at issue, written "
+             "in cycle t+1; configs with sxm_transpose_rows = R > 0): T[row, :] = in.  A "
+             "TGET issued from t+2 sees it."),
+    InstrDef("SXM", "TGET", 19, (*_SXM_OUT,
+                                 F("col", 22, 10, "tcol", stride="A",
+                                   doc="transposer column (a lane, 0..VL-1)"),
+                                 F("rows", 34, 10, "trows", doc="rows read (1..R)")),
+             _SXM_CROSS, (Operand("int", "col"), Operand("int", "rows"),
+                          Operand("stream", "out")),
+             "Transposer column `col` of its first `rows` rows onto stream out: out[r] = "
+             "T[r, col] for r < rows, 0 beyond (int8; crosses superlanes like ROTV).  R "
+             "TPUTs and VL TGETs transpose an R x VL int8 tile."),
     *(
         InstrDef("SXM", mn, op, (*_SXM_IN, *_SXM_OUT, _SXM_TYPE, _SXM_OTYPE), _SXM_RED,
                  (Operand("stream", "in"), Operand("stream_t", "out")),
@@ -653,6 +673,16 @@ def check_ranges(instr: Instr, cfg: TspConfig, names=None) -> None:
             raise IsaError(f"{d.mnemonic}: {f.name}={v} out of range [{lo}, {hi}]")
 
 
+#: instructions of optional hardware: mnemonic -> the config field that must be nonzero
+NEEDS = {"TPUT": "sxm_transpose_rows", "TGET": "sxm_transpose_rows"}
+
+
+def available(mnemonic: str, cfg: TspConfig) -> bool:
+    """``mnemonic`` exists on ``cfg`` (its optional hardware, `NEEDS`, is there)."""
+    need = NEEDS.get(mnemonic)
+    return need is None or bool(getattr(cfg, need))
+
+
 def validate(instr: Instr, kind: str, cfg: TspConfig) -> None:
     """Raise IsaError unless ``instr`` is a legal ``kind`` instruction under ``cfg``."""
     d = instr.definition
@@ -661,6 +691,9 @@ def validate(instr: Instr, kind: str, cfg: TspConfig) -> None:
     if d.mnemonic == "READ" and instr.fields.get("wr") and not cfg.mem_read_write:
         raise IsaError(f"READ ..., w=: a read and a write in one word needs a config with "
                        f"mem_read_write = 1 (config {cfg.name!r} has 0)")
+    if not available(d.mnemonic, cfg):
+        raise IsaError(f"{d.mnemonic}: the SXM transposer needs a config with "
+                       f"{NEEDS[d.mnemonic]} > 0 (config {cfg.name!r} has 0)")
     check_ranges(instr, cfg)
     f = instr.fields
     mn = d.mnemonic
@@ -683,7 +716,10 @@ def validate(instr: Instr, kind: str, cfg: TspConfig) -> None:
                 _check_streams(cfg, mn, "emit", f["out_s"], 4)
     elif d.kind == "SXM":
         width = type_bytes(f["type"]) if "type" in f else 2
-        if mn == "PMAP":
+        if mn in ("TPUT", "TGET"):
+            p = "in" if mn == "TPUT" else "out"
+            _check_streams(cfg, mn, p, f[f"{p}_s"], 1)
+        elif mn == "PMAP":
             _check_streams(cfg, mn, "in", f["in_s"], 2)
         else:
             _check_streams(cfg, mn, "in", f["in_s"], width)

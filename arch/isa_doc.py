@@ -201,7 +201,9 @@ def _bounds_text(d: InstrDef, f) -> str:
            "link": "0..c2c_links-1", "rw": "0..mem_read_write",
            "rw_addr": "0..A-1 (0 without mem_read_write)",
            "rw_stream": "0..NS-1 (0 without mem_read_write)",
-           "rw_dir": "0 E, 1 W (0 without mem_read_write)"}
+           "rw_dir": "0 E, 1 W (0 without mem_read_write)",
+           "trow": "0..R-1 (R = sxm_transpose_rows)", "tcol": "0..VL-1 (with a transposer)",
+           "trows": "1..R"}
     if dom in sym:
         return sym[dom]
     lo, hi = f.bounds(PRESETS["small"])

@@ -20,6 +20,7 @@ from .isa import (
     VXM_OPS,
     VXM_REGS,
     Instr,
+    available,
     sel_stream,
     type_bytes,
     validate,
@@ -73,7 +74,8 @@ def _vxm_fields(cfg: TspConfig, rng: random.Random) -> dict:
 def random_instr(kind: str, cfg: TspConfig, rng: random.Random, mnemonic: str | None = None
                  ) -> Instr:
     """A random legal instruction of a ``kind`` slice (optionally a given mnemonic)."""
-    d = DEFS[kind][mnemonic] if mnemonic else rng.choice(list(DEFS[kind].values()))
+    d = DEFS[kind][mnemonic] if mnemonic else rng.choice(
+        [d for m, d in DEFS[kind].items() if available(m, cfg)])
     if d.mnemonic == "VXM":
         ins = Instr("VXM", _vxm_fields(cfg, rng))
         validate(ins, kind, cfg)

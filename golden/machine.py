@@ -340,7 +340,8 @@ class Machine:
     ``mxm[MXM slice]`` active/shadow int8 weights ``W[out lane, in lane]`` and int32
     accumulators ``acc[slot]``; ``vxm[VXM slice]`` (VXM_REGS, VL) int32 register values
     (``vxm_regs``: the first group's); ``sxm_maps[SXM
-    slice]`` (SXM_MAPS, VL).  They persist across runs like the hardware's; each run starts
+    slice]`` (SXM_MAPS, VL); ``sxm_tp[SXM slice]`` the transposer's (sxm_transpose_rows, VL)
+    uint8 rows.  They persist across runs like the hardware's; each run starts
     with every queue at its first instruction and every stream register invalid.
 
     ``observer`` (an :class:`Observer`, also settable as ``machine.observer`` between
@@ -374,6 +375,8 @@ class Machine:
         self._vregs = self.vxm_regs
         self.sxm_maps = {s.name: np.tile(np.arange(vl, dtype=np.int64), (SXM_MAPS, 1))
                          for s in cfg.slices_of("SXM")}
+        self.sxm_tp = {s.name: np.zeros((cfg.sxm_transpose_rows, vl), np.uint8)
+                       for s in cfg.slices_of("SXM")}
         self._lanes = np.arange(vl, dtype=np.int64)
         self._lat = {}
         #: occupancy of every slice instruction but those whose fields set it (_FIELD_TIMED)
@@ -386,7 +389,7 @@ class Machine:
             "SCATTER": self._scatter, "VXM": self._vxm, "LW": self._lw, "LWT": self._lw,
             "IW": self._iw, "MVM": self._mvm, "SHS": self._move, "ROTS": self._move,
             "SHV": self._move, "ROTV": self._move, "DIST": self._move, "PERM": self._move,
-            "PMAP": self._pmap, "RMAX": self._reduce, "RMIN": self._reduce,
+            "PMAP": self._pmap, "TPUT": self._tput, "TGET": self._tget, "RMAX": self._reduce, "RMIN": self._reduce,
             "RSUM": self._reduce, "SEND": self._send, "RECV": self._recv,
         }
         #: what this chip is called in errors about links ("" alone, "chip 1" in a system)
@@ -491,7 +494,8 @@ class Machine:
         self._reserved: dict[tuple, tuple] = {}
         self._pending_sram = {n: (-1, ()) for n in self.mem}
         self._pending_regs: list[tuple[int, str, int, np.ndarray]] = []
-        self._pending_maps: list[tuple[int, str, int, np.ndarray]] = []
+        #: SXM writes in flight: (cycle, slice, map index or ("T", transposer row), value)
+        self._pending_maps: list[tuple[int, str, int | tuple, np.ndarray]] = []
         for st in self.mxm.values():
             st.load_done = -1
         self._last = 0
@@ -838,7 +842,9 @@ class Machine:
         if self._pending_maps and self._pending_maps[0][0] < c:
             keep = []
             for t, name, m, v in self._pending_maps:
-                if t < c:
+                if t < c and isinstance(m, tuple):
+                    self.sxm_tp[name][m[1]] = v
+                elif t < c:
                     self.sxm_maps[name][m] = v
                 else:
                     keep.append((t, name, m, v))
@@ -1152,6 +1158,17 @@ class Machine:
             raise self._fail(f"PMAP entry {int(m[lane])} in lane {lane} is not a lane "
                              f"index < {self.vl}")
         self._pending_maps.append((c + lat, q.name, f["map"], m))
+
+    def _tput(self, q, f, c, lat):
+        self._pending_maps.append((c + lat, q.name, ("T", f["row"]),
+                                   self._rd(q, f["in_d"], f["in_s"], c).copy()))
+
+    def _tget(self, q, f, c, lat):
+        self._apply_pending(c)
+        out = np.zeros((1, self.vl), np.uint8)
+        n = f["rows"]
+        out[0, :n] = self.sxm_tp[q.name][:n, f["col"]]
+        self._wr_planes(q, f["out_d"], f["out_s"], c + lat, out)
 
     def _reduce(self, q, f, c, lat):
         t, ot = TYPES[f["type"]], TYPES[f["otype"]]

@@ -253,6 +253,46 @@ def mem_read_write(cfg: TspConfig) -> Case:
     return _case(cfg, "mem_read_write", sch, image)
 
 
+def sxm_transpose(cfg: TspConfig) -> Case | None:
+    """On configs with SXM transposers, on each side: the R rows of a tile read from the
+    MEM next to the SXM into the transposer in a shuffled row order (TPUT, one per cycle),
+    then every column read back (TGET of all R rows, one per cycle) and stored; a row
+    written again (the TGET in the next cycle still sees the old row, the one after the
+    new); TGETs of fewer rows (zeros beyond) and of the last column.  None without a
+    transposer (nothing to direct)."""
+    R = cfg.sxm_transpose_rows
+    if not R:
+        return None
+    sch = Schedule(cfg)
+    vl, p = cfg.vector_length, sch.pos
+    rng = _rng(cfg, "sxm_transpose")
+    l_get = latency("TGET", cfg)
+    image: dict[str, dict[int, np.ndarray]] = {}
+    for side, toward, away in (("W", "W", "E"), ("E", "E", "W")):
+        sxm, mem = f"SXM_{side}", _mems(cfg, side)[-1]
+        d = abs(p[mem] - p[sxm])
+        image[mem] = {a: rng.integers(0, 256, vl, dtype=np.uint8) for a in range(R + 1)}
+        order = rng.permutation(R)
+        for a in range(R):  # address a -> row order[a]
+            sch.at(mem, a, f"READ {a}, s{a % 2}.{toward}")
+            sch.at(sxm, a + 1 + d, f"TPUT {order[a]}, s{a % 2}.{toward}")
+        t = R + 1 + d  # first cycle after the last TPUT
+        outs = [(t + 1 + c, c, R) for c in range(vl)]  # every column
+        t2 = t + vl + 2
+        # row order[0] again (address R): a TGET at +1 sees the old row, at +2 the new
+        m2 = _mems(cfg, side)[0]  # (mem is busy writing the columns by then)
+        image.setdefault(m2, {})[R] = image[mem].pop(R)
+        sch.at(m2, t2 - 1 - abs(p[m2] - p[sxm]), f"READ {R}, s2.{toward}")
+        sch.at(sxm, t2, f"TPUT {order[0]}, s2.{toward}")
+        outs += [(t2 + 1, 3, R), (t2 + 2, 3, R), (t2 + 3, vl - 1, max(1, R // 2)),
+                 (t2 + 4, 0, 1)]
+        for k, (tg, c, n) in enumerate(outs):
+            st = f"s{3 + k % 2}.{away}"
+            sch.at(sxm, tg, f"TGET {c}, {n}, {st}")
+            sch.at(mem, tg + l_get + d, f"WRITE {st}, {cfg.mem_depth + k}")
+    return _case(cfg, "sxm_transpose", sch, image)
+
+
 #: name -> (builder, the functional-coverage bins it is there for)
 DIRECTED: dict[str, tuple[Callable[[TspConfig], Case], tuple[str, ...]]] = {
     "sxm_feeds_mxm": (sxm_feeds_mxm, ("stream.adjacent.SXM>MXM.E",
@@ -268,8 +308,12 @@ DIRECTED: dict[str, tuple[Callable[[TspConfig], Case], tuple[str, ...]]] = {
                                           "stream.adjacent.VXM>VXM.W")),
     # (a bin of configs with mem_read_write)
     "mem_read_write": (mem_read_write, ("MEM.READ.wr=1", "MEM.READ.in_s=max")),
+    # (bins of configs with SXM transposers; no program on the others)
+    "sxm_transpose": (sxm_transpose, ("sxm.tget_after_tput", "sxm.tget_sees_old_row",
+                                      "SXM.TGET.col=max", "SXM.TGET.rows=min")),
 }
 
 
 def directed_cases(cfg: TspConfig) -> list[Case]:
-    return [build(cfg) for build, _ in DIRECTED.values()]
+    """Every directed program that exists on ``cfg``."""
+    return [c for c in (build(cfg) for build, _ in DIRECTED.values()) if c is not None]

@@ -81,6 +81,7 @@ from arch.isa import (
     TYPES,
     VXM_OPS,
     InstrDef,
+    available,
     latency,
     sel_kind,
     stride_fields,
@@ -97,6 +98,7 @@ _UNTYPED = {
     ("MEM", "in"): "i8", ("MEM", "out"): "i8", ("MEM", "idx"): "u8",
     ("MXM", "w"): "i8", ("MXM", "x"): "i8", ("MXM", "out"): "i32",
     ("SXM", "in"): "u16",  # PMAP: a uint16 lane index per lane
+    ("TPUT", "in"): "i8", ("TGET", "out"): "i8",  # the transposer moves bytes
     ("C2C", "in"): "i8", ("C2C", "out"): "i8",
 }
 _WIDTH = {**TYPE_BYTES, "u16": 2}
@@ -111,7 +113,8 @@ _GATED_FIELDS = dict(_GATED.values())
 #: behaves like
 _LD = {1: ("lw", "LW"), 2: ("lwt", "LWT")}
 #: field domains whose range ends are bins
-_RANGE_DOMAINS = ("addr", "row", "acc", "map", "shift_local", "shift_vector", "lane", "imm")
+_RANGE_DOMAINS = ("addr", "row", "acc", "map", "shift_local", "shift_vector", "lane", "imm",
+                  "trow", "tcol", "trows")
 _MODE_DOMAINS = ("flag", "ld", "rw")
 _VXM_SRC = tuple(sorted({sel_kind(v) for v in range(128)} - {"bad", "none", "stream"}))
 _VXM_DST = ("reg",)  # besides streams (arch.isa.validate)
@@ -171,6 +174,12 @@ _FAMILIES: dict[str, tuple[str, str, str]] = {
                  "PERM with map m in the first cycle a PMAP to m is visible (write cycle + 1)"),
     "perm_inflight": ("SXM timing", "sxm.perm_map_in_flight",
                       "PERM with map m while a PMAP to m is in flight (the old map is used)"),
+    "tget_raw": ("SXM timing", "sxm.tget_after_tput",
+                 "TGET reading a transposer row in the first cycle a TPUT's write of it is "
+                 "visible (write cycle + 1)"),
+    "tget_inflight": ("SXM timing", "sxm.tget_sees_old_row",
+                      "TGET reading a transposer row while a TPUT to it is in flight (the old "
+                      "row is read)"),
     # -- MXM
     "iw_earliest": ("MXM timing", "mxm.iw_at_load_done.{src}",
                     "IW in the cycle the last shadow load ({src}) lands: the earliest legal IW"),
@@ -237,7 +246,8 @@ def _roles(d: InstrDef) -> list[_Role]:
             tf = "otype" if output and "otype" in names else "type"
             out.append(_Role(r, output, gates.get(f.name), TYPES, tf))
         else:
-            out.append(_Role(r, output, gates.get(f.name), (_UNTYPED[(d.kind, r)],), None))
+            dt = _UNTYPED.get((d.mnemonic, r)) or _UNTYPED[(d.kind, r)]
+            out.append(_Role(r, output, gates.get(f.name), (dt,), None))
     return out
 
 
@@ -296,6 +306,9 @@ class FunctionalCoverage:
         self._roles = {(k, m): [r for r in _roles(d)
                                 if m == "VXM" or d.field(f"{r.name}_s").bounds(cfg)[1] > 0]
                        for k in SLICE_KINDS for m, d in DEFS[k].items() if not d.is_icu}
+        #: the instructions of each kind this config has (no TPUT/TGET without transposers)
+        self._defs = {k: {m: d for m, d in DEFS[k].items() if available(m, cfg)}
+                      for k in SLICE_KINDS}
         self._bins: dict[str, Bin] = {}
         self._define()
 
@@ -332,7 +345,7 @@ class FunctionalCoverage:
             for s in cfg.slices_of("VXM"):
                 self._add("vgroup", g=s.name)
         for k in self._kinds:
-            for m, d in DEFS[k].items():
+            for m, d in self._defs[k].items():
                 if d.is_icu:
                     self._add("icu", k=k, m=m)
                     continue
@@ -371,7 +384,7 @@ class FunctionalCoverage:
                 self._add("vstage", n=2, op=op.name)
         # field ranges
         for k in self._kinds:
-            for m, d in DEFS[k].items():
+            for m, d in self._defs[k].items():
                 if d.is_icu:
                     continue
                 for f in d.fields:
@@ -412,7 +425,7 @@ class FunctionalCoverage:
             if self._passes(k):
                 self._add("replace", k=k)
         for k in self._kinds:
-            lats = {latency(m, cfg) for m, d in DEFS[k].items() if not d.is_icu
+            lats = {latency(m, cfg) for m, d in self._defs[k].items() if not d.is_icu
                     and any(r.output for r in self._roles[(k, m)])}
             if lats and max(lats) - min(lats) >= 2:
                 self._add("reorder", k=k)
@@ -435,6 +448,9 @@ class FunctionalCoverage:
         for fam in ("reg_raw", "requant_raw", "reg_inflight", "reg_rmw", "perm_raw",
                     "perm_inflight"):
             self._add(fam)
+        if cfg.sxm_transpose_rows:
+            self._add("tget_raw")
+            self._add("tget_inflight")
         for src in self._loaders():
             self._add("iw_earliest", src=src)
         self._add("mvm_after_iw")
@@ -445,7 +461,7 @@ class FunctionalCoverage:
         # REPEAT
         for k in self._kinds:
             classes = set()
-            for d in DEFS[k].values():
+            for d in self._defs[k].values():
                 fa, fb = _strides(d, self.cfg)
                 classes |= {x for x, fs in (("a", fa), ("b", fb)) if fs}
             for x in sorted(classes):
@@ -696,9 +712,18 @@ class _Analysis:
 
     def _sxm_timing(self, evs) -> None:
         pmaps: dict[int, tuple[int, int]] = {}  # map -> (issue, write cycle) of the last PMAP
+        trows: dict[int, tuple[int, int]] = {}  # transposer row -> (issue, write) of a TPUT
         for e in evs:
             f, c = e.fields, e.cycle
-            if e.mnemonic == "PMAP":
+            if e.mnemonic == "TPUT":
+                trows[f["row"]] = (c, c + e.latency)
+            elif e.mnemonic == "TGET":
+                ws = [trows[r] for r in range(f["rows"]) if r in trows]
+                if any(w == c - 1 for _, w in ws):
+                    self.hit("tget_raw")
+                if any(t < c <= w for t, w in ws):
+                    self.hit("tget_inflight")
+            elif e.mnemonic == "PMAP":
                 pmaps[f["map"]] = (c, c + e.latency)
             elif "map" in f and f["map"] in pmaps:
                 t, w = pmaps[f["map"]]

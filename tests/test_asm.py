@@ -20,7 +20,7 @@ from arch.asm import (
     parse_instr,
 )
 from arch.config import PRESETS, get_config
-from arch.isa import DEFS, Instr, encode
+from arch.isa import DEFS, Instr, IsaError, available, encode
 from arch.isa_random import random_instr, random_program
 from arch.program import HALT_WORD, Program, ProgramError
 
@@ -83,11 +83,13 @@ def test_random_programs_round_trip(name):
 
 def test_every_instruction_formats_and_parses():
     rng = random.Random(SEED)
-    for cfg in (get_config("tiny"), get_config("medium")):
+    for cfg in (get_config("tiny"), get_config("medium"), get_config("tiny3")):
         for kind, defs in DEFS.items():
             if not cfg.slices_of(kind):  # C2C: only in configs with links
                 continue
             for mn in defs:
+                if not available(mn, cfg):  # TPUT/TGET: configs with transposers
+                    continue
                 for _ in range(25):
                     ins = random_instr(kind, cfg, rng, mn)
                     assert parse_instr(format_instr(ins), kind, cfg) == ins
@@ -278,3 +280,27 @@ def test_read_with_a_write_is_one_word_on_configs_with_mem_read_write():
     with pytest.raises(IsaError, match="waddr/in fields must be 0 without a write"):
         validate(Instr("READ", {"addr": 1, "out_s": 0, "out_d": 0, "wr": 0, "waddr": 9,
                                 "in_s": 0, "in_d": 0}), "MEM", get_config("tiny3"))
+
+
+def test_transposer_words_assemble_only_with_transposers():
+    """TPUT/TGET assemble and round-trip on a config with SXM transposers; elsewhere the
+    assembler refuses them naming the parameter; rows and columns are range-checked."""
+    cfg = get_config("tiny3")  # 32-row transposers, VL 48
+    for text in ("TPUT 31, s2.E", "TGET 47, 32, s0.W", "TGET 0, 1, s7.E"):
+        ins = parse_instr(text, "SXM", cfg)
+        assert format_instr(ins) == text and parse_instr(format_instr(ins), "SXM", cfg) == ins
+    with pytest.raises(AsmError, match="sxm_transpose_rows > 0"):
+        assemble(".slice SXM_W\n  TGET 3, 16, s1.E\n", get_config("tiny"))
+    for bad, what in (("TPUT 32, s2.E", "row=32"), ("TGET 48, 32, s0.W", "col=48"),
+                      ("TGET 3, 0, s0.W", "rows=0"), ("TGET 3, 33, s0.W", "rows=33")):
+        with pytest.raises((AsmError, IsaError), match=what):
+            parse_instr(bad, "SXM", cfg)
+
+
+def test_transposer_rows_are_validated():
+    for r, ok in ((0, True), (16, True), (48, True), (24, False), (64, False)):
+        if ok:
+            get_config("tiny3").replace(sxm_transpose_rows=r)
+        else:
+            with pytest.raises(ValueError, match="sxm_transpose_rows must be 0"):
+                get_config("tiny3").replace(sxm_transpose_rows=r)

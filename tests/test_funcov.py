@@ -68,7 +68,7 @@ def all_hit(cov, *names) -> bool:
 
 
 # ============================================================================ bin set
-@pytest.mark.parametrize("config", ["tiny", "small", "medium", "full"])
+@pytest.mark.parametrize("config", ["tiny", "small", "medium", "full", "tiny3"])
 def test_bins_follow_the_isa(config):
     cfg = get_config(config)
     cov = FunctionalCoverage(cfg)
@@ -84,13 +84,16 @@ def test_bins_follow_the_isa(config):
         opc = {b.name for b in groups[f"{kind} opcodes"]}
         # every mnemonic of the kind (ICU instructions included) has opcode bins
         for mn in OPCODES[kind]:
-            assert any(n == f"{kind}.{mn}" or n.startswith(f"{kind}.{mn}.") for n in opc), mn
+            has = any(n == f"{kind}.{mn}" or n.startswith(f"{kind}.{mn}.") for n in opc)
+            # (the transposer's instructions only where the config has transposers)
+            assert has == (mn not in ("TPUT", "TGET") or bool(cfg.sxm_transpose_rows)), mn
         for mn in ICU_DEFS:
             assert f"{kind}.{mn}" in opc
         # typed stream operands: every type in some direction
         for mn, d in DEFS[kind].items():
             roles = [f.name[:-2] for f in d.fields if f.name.endswith("_s")
-                     and f.bounds(cfg)[1] > 0]  # (READ's w= needs mem_read_write)
+                     and f.bounds(cfg)[1] > 0  # (READ's w= needs mem_read_write)
+                     and (mn not in ("TPUT", "TGET") or cfg.sxm_transpose_rows)]
             for r in roles:
                 ts = TYPES if "type" in d.field_names else None
                 got = {n.split(".")[-1] for n in opc if n.startswith(f"{kind}.{mn}.{r}.")}
@@ -107,17 +110,24 @@ def test_bins_follow_the_isa(config):
         for t in TYPES:
             assert f"VXM.VXM.{r}.E.{t}" in names and f"VXM.VXM.{r}.W.{t}" in names
     assert "MXM.MVM.ld=2" in names and "VXM.VXM.sat=1" in names
-    assert "MEM modes" not in groups  # MEM instructions have no flag/mode fields
+    # MEM instructions have no flag/mode fields but READ's wr (with mem_read_write)
+    assert ("MEM modes" in groups) == bool(cfg.mem_read_write)
     # REPEAT stride bins only where the kind has fields of that stride class
-    assert "repeat.MXM.stride_b" in names and "repeat.MEM.stride_b" not in names
+    # (READ's write address is a B-stride field with mem_read_write)
+    assert "repeat.MXM.stride_b" in names
+    assert ("repeat.MEM.stride_b" in names) == bool(cfg.mem_read_write)
     # floorplan-dependent bins
     two_mxm = cfg.mxms_per_hemisphere > 1
     assert ("stream.adjacent.MXM>MXM.E" in names) == two_mxm
     assert ("stream.overwrite.MXM.E" in names) == two_mxm  # MXM_x0 is an edge slice
     assert ("stream.adjacent.MEM>MEM.W" in names) == (cfg.mem_slices_per_hemisphere > 1)
     sxm_lat = [latency(m, cfg) for m in DEFS["SXM"] if m in
-               ("SHS", "ROTS", "SHV", "ROTV", "DIST", "PERM", "RMAX", "RMIN", "RSUM")]
+               ("SHS", "ROTS", "SHV", "ROTV", "DIST", "PERM", "RMAX", "RMIN", "RSUM")
+               or (m == "TGET" and cfg.sxm_transpose_rows)]
     assert ("stream.write_reorder.SXM" in names) == (max(sxm_lat) - min(sxm_lat) >= 2)
+    tp = ("sxm.tget_after_tput", "sxm.tget_sees_old_row", "SXM.TGET.rows=max",
+          "SXM.TPUT.row=max", "SXM.TGET.out.W.i8", "SXM.TPUT.in.E.i8")
+    assert all((n in names) == bool(cfg.sxm_transpose_rows) for n in tp)
     print(f"{config}: {len(bins)} bins: "
           + ", ".join(f"{g} {len(b)}" for g, b in groups.items()))
 
