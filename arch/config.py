@@ -293,9 +293,9 @@ class TspConfig:
 
     def params(self) -> dict[str, int]:
         """The hardware parameters (everything but the name; without links, not the link
-        parameters either: they describe no hardware then; one VXM group and no MEM
-        read-write issue and no transposer are left out, so that configs from before those parameters keep
-        their hash)."""
+        parameters either: they describe no hardware then; one VXM group, no MEM read-write
+        issue and no transposer are left out, so that configs from before those parameters
+        keep their hash)."""
         skip = {"name", *(() if self.c2c_links else self._C2C_ONLY),
                 *(() if self.vxm_groups > 1 else ("vxm_groups",)),
                 *(() if self.mem_read_write else ("mem_read_write",)),
