@@ -390,7 +390,8 @@ class Machine:
             "IW": self._iw, "MVM": self._mvm, "SHS": self._move, "ROTS": self._move,
             "SHV": self._move, "ROTV": self._move, "DIST": self._move, "PERM": self._move,
             "PMAP": self._pmap, "TPUT": self._tput, "TGET": self._tget,
-            "RMAX": self._reduce, "RMIN": self._reduce, "RSUM": self._reduce, "SEND": self._send, "RECV": self._recv,
+            "RMAX": self._reduce, "RMIN": self._reduce, "RSUM": self._reduce,
+            "SEND": self._send, "RECV": self._recv,
         }
         #: what this chip is called in errors about links ("" alone, "chip 1" in a system)
         self.chip = ""
