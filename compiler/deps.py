@@ -11,7 +11,7 @@ state                            RAW    WAR    WAW
 VXM register (L = 3)             +4     -3     +1
 SRAM address (same slice)        +2     +1     +1
 MXM accumulator slot             +1     +1     +1
-SXM permutation map (PMAP)       +2     +1     +1
+SXM map / transposer row         +2     +1     +1
 ==============================  =====  =====  =====
 
 (a VXM register written by an op issued in ``t`` is visible from ``t + 4``; a reader
@@ -92,16 +92,16 @@ class DepTracker:
                 self._access("reg", (op.slice, r), b, op, False)
             if op.acc_r is not None:
                 self._access("acc", op.acc_r, b, op, False)
-            if op.map_r is not None:
-                self._access("map", op.map_r, b, op, False)
+            for key in op.map_r:
+                self._access("map", key, b, op, False)
             for key in op.sram_w:
                 self._access("sram", key, b, op, True)
             for r in op.reg_w:
                 self._access("reg", (op.slice, r), b, op, True)
             if op.acc_w is not None:
                 self._access("acc", op.acc_w, b, op, True)
-            if op.map_w is not None:
-                self._access("map", op.map_w, b, op, True)
+            for key in op.map_w:
+                self._access("map", key, b, op, True)
             if op.install is not None:
                 self._mxm(b, op)
 

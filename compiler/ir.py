@@ -76,8 +76,9 @@ class Op:
         self.reg_w: list[int] = []
         self.acc_r: tuple[str, int] | None = None
         self.acc_w: tuple[str, int] | None = None
-        self.map_r: tuple[str, int] | None = None  # SXM permutation map (slice, index)
-        self.map_w: tuple[str, int] | None = None
+        #: SXM state: permutation maps (slice, index) and transposer rows (slice, ("T", row))
+        self.map_r: list[tuple[str, object]] = []
+        self.map_w: list[tuple[str, object]] = []
         self.install = None
         self.role: str | None = None  # MXM: "load", "iw", "mvm"
         self.banks_r: tuple[int, ...] = ()

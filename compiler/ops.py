@@ -22,7 +22,7 @@ class Ops:
         self.kind = {s.name: s.kind for s in cfg.slices}
         self.lat = {mn: latency(mn, cfg) for mn in (
             "READ", "WRITE", "GATHER", "SCATTER", "VXM", "LW", "LWT", "IW", "MVM", "SHS",
-            "RMAX", "RMIN", "RSUM", "PMAP", "PERM", "SHV", "DIST")}
+            "RMAX", "RMIN", "RSUM", "PMAP", "PERM", "SHV", "DIST", "TPUT", "TGET")}
         self.depth = cfg.mem_depth
         #: the VXM group (slice) that `vxm` puts its op on (`ProgramBuilder.use_vxm`)
         self.vxm_slice = "VXM"
@@ -119,7 +119,7 @@ class Ops:
         """Load permutation map ``index`` of ``sxm`` from a uint16 vector (two planes)."""
         op = self._op(b, sxm, "PMAP", map=index)
         op.port("in", 2, False)
-        op.map_w = (sxm, index)
+        op.map_w.append((sxm, index))
         return op
 
     def perm(self, b: Bundle, sxm: str, index: int, typ: str) -> Op:
@@ -127,7 +127,21 @@ class Ops:
         op = self._op(b, sxm, "PERM", map=index, type=("i8", "i16", "i32", "u8").index(typ))
         op.port("in", TYPE_BYTES[typ], False)
         op.port("out", TYPE_BYTES[typ], True)
-        op.map_r = (sxm, index)
+        op.map_r.append((sxm, index))
+        return op
+
+    def tput(self, b: Bundle, sxm: str, row: int) -> Op:
+        """Transposer row ``row`` of ``sxm`` <- the int8 vector on ``in``."""
+        op = self._op(b, sxm, "TPUT", row=row)
+        op.port("in", 1, False)
+        op.map_w.append((sxm, ("T", row)))
+        return op
+
+    def tget(self, b: Bundle, sxm: str, col: int, rows: int) -> Op:
+        """``out[r] = T[r, col]`` for the first ``rows`` transposer rows (0 beyond)."""
+        op = self._op(b, sxm, "TGET", col=col, rows=rows)
+        op.port("out", 1, True)
+        op.map_r.extend((sxm, ("T", r)) for r in range(rows))
         return op
 
     def reduce(self, b: Bundle, sxm: str, mn: str, typ: str, otype: str | None = None) -> Op:

@@ -9,11 +9,15 @@ Hardware (VL = ``cfg.vector_length``, S = ``cfg.superlanes``; one SXM per hemisp
   are held at zero unless it has an instruction (operand isolation).
 * `SxmLocalUnit`, per tile (SHS, ROTS): a 16-lane crossbar (one 16:1 lane mux and a
   zero-fill gate per output lane) and two pipeline registers.
-* `SxmGlobalUnit` (SHV, ROTV, DIST, PERM, PMAP): a deskew line (tile ``k``'s block
-  delayed ``S - 1 - k`` cycles), one VL-lane crossbar (one VL:1 lane mux and a zero-fill
-  gate per output lane; the source lane comes from ``n`` or from a permutation map), the 4 x VL
-  permutation-map registers (identity after power-up, kept across runs like the model's)
-  and an output skew line.
+* `SxmGlobalUnit` (SHV, ROTV, DIST, PERM, PMAP, TPUT, TGET): a deskew line (tile ``k``'s
+  block delayed ``S - 1 - k`` cycles), one VL-lane crossbar (one VL:1 lane mux and a
+  zero-fill gate per output lane; the source lane comes from ``n`` or from a permutation
+  map), the 4 x VL permutation-map registers (identity after power-up, kept across runs
+  like the model's) and an output skew line.  With ``cfg.sxm_transpose_rows`` = R > 0 also
+  the transposer: R row registers of VL bytes (zero after power-up, kept across runs),
+  one written whole per TPUT; TGET reads byte ``col`` of every row (one variable
+  part-select per row) into lane ``r`` of its result.  Without it (R = 0) none of this
+  hardware exists.
 * `SxmReduceUnit` (RMAX, RMIN, RSUM): per tile a 16-lane tree of max/min/wrapping-add
   nodes on values sign-extended (u8: zero-extended) to 32 bits, and a chain that carries
   the partial result north one tile per cycle; the 32-bit scalar is broadcast and written
@@ -33,6 +37,10 @@ operands in ``t + k`` and writes its part of a result in ``t + L + k``):
   ``t + S - 1`` and written at the end of ``t + S``, so a PERM issued in ``t + 2`` (which
   reads in ``t + S + 1``) sees it and one issued in ``t + 1`` does not: every map access
   is shifted by the same ``S - 1`` cycles, which keeps the model's order.
+* TPUT (L = 1) and TGET (L = 2S): the same for the transposer.  TPUT takes plane 0 of the
+  deskewed vector in ``t + S - 1`` and writes its row at the end of ``t + S``; TGET reads
+  its column in ``t + S - 1`` and its result takes the crossbar's place in the output
+  register and skew line (tile ``k`` writes in ``t + 2S + k``, one byte plane).
 * RMAX/RMIN/RSUM (L = 2S + 1): tile ``k`` reduces its 16 lanes and combines the chain
   value from tile ``k - 1`` in ``t + k``; the result leaves tile ``S - 1`` at the end of
   ``t + S - 1`` and is written by tile ``k`` in ``t + 2S + 1 + k``.
@@ -40,9 +48,10 @@ operands in ``t + k`` and writes its part of a result in ``t + L + k``):
 The units have different latencies, so two instructions may be due in one cycle: one
 (direction, stream) written by two units in one cycle raises ``STREAM_COLLISION`` (checked
 in tile 0, whose writes every other tile repeats later).  Other errors:
-``ILLEGAL_INSTRUCTION`` (combinational, issue cycle) for a word the ISA rejects or a
-REPEAT-strided ``n``/``map`` out of range; ``VALUE_RANGE`` when a PMAP entry is not a lane
-index (< VL), in the cycle the tile holding it reads it.
+``ILLEGAL_INSTRUCTION`` (combinational, issue cycle) for a word the ISA rejects (any
+TPUT/TGET without a transposer) or a REPEAT-strided ``n``/``map``/``row``/``col`` out of
+range; ``VALUE_RANGE`` when a PMAP entry is not a lane index (< VL), in the cycle the tile
+holding it reads it.
 """
 
 from __future__ import annotations
@@ -123,14 +132,24 @@ def out_layout(cfg: TspConfig) -> data.StructLayout:
 
 
 def global_layout(cfg: TspConfig) -> data.StructLayout:
-    return data.StructLayout({
-        "valid": 1,  # SHV / ROTV / DIST / PERM
+    fields = {
+        "valid": 1,  # SHV / ROTV / DIST / PERM / TGET
         "op": 2,
         "n": signed(11),
         "map": 2,
         "pmap": 1,
         "out": out_layout(cfg),
-    })
+    }
+    R = cfg.sxm_transpose_rows
+    if R:  # the transposer's fields only where there is one (else the same hardware)
+        fields.update({
+            "tput": 1,
+            "tget": 1,
+            "trow": max(1, (R - 1).bit_length()),  # TPUT row
+            "tcol": max(1, (cfg.vector_length - 1).bit_length()),  # TGET col
+            "trows": R.bit_length(),  # TGET rows
+        })
+    return data.StructLayout(fields)
 
 
 # ============================================================================ units
@@ -163,7 +182,8 @@ class SxmLocalUnit(wiring.Component):
 
 
 class SxmGlobalUnit(wiring.Component):
-    """SHV/ROTV/DIST/PERM and the permutation maps (see the module docstring).
+    """SHV/ROTV/DIST/PERM, the permutation maps and, with ``cfg.sxm_transpose_rows``,
+    the transposer's TPUT/TGET (see the module docstring).
 
     ``blocks[k]`` is tile ``k``'s operand in ``t + k``, ``ctl`` the instruction in ``t``;
     ``o_blk[k]``/``o_ctl[k]`` what tile ``k`` writes in ``t + 2S + k``.
@@ -210,7 +230,13 @@ class SxmGlobalUnit(wiring.Component):
             res.append(Mux(zero, 0, _pick(vec, src)))
         out = Signal(32 * VL, name="res", reset_less=True)
         octl = Signal(out_layout(cfg), name="res_ctl")
-        m.d.sync += [out.eq(Cat(*res)), octl.eq(g.out)]
+        R = cfg.sxm_transpose_rows
+        if R:
+            tp_valid, tcol = self._transposer(m, g, vec)
+            m.d.sync += out.eq(Mux(g.tget, tcol, Cat(*res)))
+        else:
+            m.d.sync += out.eq(Cat(*res))
+        m.d.sync += octl.eq(g.out)
         # `out` is present in t + S; tile k writes in t + 2S + k: S + k more registers
         ctls = _delay(m, octl, 2 * S - 1, "out_ctl")
         for k in range(S):
@@ -233,9 +259,41 @@ class SxmGlobalUnit(wiring.Component):
             with m.If(pm_valid & (pm_map == q)):
                 m.d.sync += [maps[q][i].eq(pm_data[mbits * i:mbits * (i + 1)])
                              for i in range(VL)]
-        m.d.comb += self.busy.eq(_any_valid(g_stages, "valid", "pmap") | octl.valid
-                                 | _any_valid(ctls, "valid") | pm_valid)
+        busy = (_any_valid(g_stages, "valid", "pmap") | octl.valid
+                | _any_valid(ctls, "valid") | pm_valid)
+        if R:
+            busy = busy | _any_valid(g_stages, "tput") | tp_valid
+        m.d.comb += self.busy.eq(busy)
         return m
+
+    def _transposer(self, m, g, vec):
+        """The R x VL int8 buffer: R registers of VL bytes (reset_less, 0 at power-up,
+        kept across runs).  TPUT writes row ``g.trow`` with plane 0 of the deskewed
+        vector at the end of t + S (like PMAP's map); TGET reads byte ``g.tcol`` of each
+        row (a variable part-select) in t + S - 1.  Returns (a TPUT write pending, the
+        TGET result as a lane-major VL x 32-bit vector: plane 0 only)."""
+        cfg = self.cfg
+        R, VL = cfg.sxm_transpose_rows, cfg.vector_length
+        rows = [Signal(8 * VL, name=f"trow{r}", reset_less=True) for r in range(R)]
+        tp_valid = Signal(name="tput_valid")
+        tp_row = Signal(len(g.trow), name="tput_row")
+        tp_data = Signal(8 * VL, name="tput_data", reset_less=True)
+        m.d.sync += [
+            tp_valid.eq(g.tput),
+            tp_row.eq(g.trow),
+            tp_data.eq(Cat(*(lane[:8] for lane in vec))),
+        ]
+        for r in range(R):
+            with m.If(tp_valid & (tp_row == r)):
+                m.d.sync += rows[r].eq(tp_data)
+        col = []  # lane r: T[r][col] for r < rows, else 0
+        for r in range(R):
+            b = Signal(8, name=f"tcol{r}")
+            m.d.comb += b.eq(Mux(r < g.trows, rows[r].word_select(g.tcol, 8), 0))
+            col.append(Cat(b, Const(0, 24)))
+        if VL > R:
+            col.append(Const(0, 32 * (VL - R)))
+        return tp_valid, Cat(*col)
 
 
 class SxmReduceUnit(wiring.Component):
@@ -404,6 +462,9 @@ class SxmSlice(wiring.Component):
         is_glob = is_op("SHV", "ROTV", "DIST", "PERM")
         is_red = is_op("RMAX", "RMIN", "RSUM")
         is_pmap = is_op("PMAP")
+        R = cfg.sxm_transpose_rows
+        is_tput = is_op("TPUT") if R else None  # (no transposer: illegal words)
+        is_tget = is_op("TGET") if R else None
         v = view(word, KIND, "RSUM")  # in, out, type, otype: same bits in every SXM op
         n = Signal(signed(34))
         mp = Signal(signed(34))
@@ -412,6 +473,9 @@ class SxmSlice(wiring.Component):
             n.eq(strided(word, KIND, "SHS", "n", off_a, off_b)),
             mp.eq(strided(word, KIND, "PERM", "map", off_a, off_b)),
         ]
+        if R:
+            tpos = Signal(signed(34))  # TPUT row / TGET col (the same bits, stride A)
+            m.d.comb += tpos.eq(strided(word, KIND, "TPUT", "row", off_a, off_b))
         nb = Signal(3)
         ob = Signal(3)
         m.d.comb += [nb.eq(_nbytes(v.type)), ob.eq(Mux(is_red, _nbytes(v.otype), nb))]
@@ -420,8 +484,7 @@ class SxmSlice(wiring.Component):
             return (x >= lo) & (x <= hi)
 
         moves = is_loc | is_glob | is_red
-        bad = Signal()
-        m.d.comb += bad.eq(valid & (
+        wrong = (
             ~legal_checks(word, KIND, cfg)
             | (is_loc & ~within(n, -(LANES - 1), LANES - 1))
             | (is_op("SHV", "ROTV") & ~within(n, -(VL - 1), VL - 1))
@@ -430,12 +493,23 @@ class SxmSlice(wiring.Component):
             | (is_pmap & (v.in_s > NS - 2))
             | (moves & (v.in_s + nb > NS))
             | (moves & (v.out_s + ob > NS))
-        ))
+        )
+        t_in = moves | is_pmap  # the tiles fetch operand planes
+        g_in = is_glob | is_pmap  # ... for the global unit
+        g_any = g_in  # the global unit has an instruction
+        writes = moves  # a result is written
+        if R:  # one int8 plane in (TPUT) or out (TGET): the stream fields' domains suffice
+            wrong = (wrong | (is_tput & ~within(tpos, 0, R - 1))
+                     | (is_tget & ~within(tpos, 0, VL - 1)))
+            t_in, g_in = t_in | is_tput, g_in | is_tput
+            g_any, writes = g_in | is_tget, writes | is_tget
+        bad = Signal()
+        m.d.comb += bad.eq(valid & wrong)
         ok = ~bad
 
         out0 = Signal(out_layout(cfg))
         m.d.comb += [
-            out0.valid.eq(ok & moves),
+            out0.valid.eq(ok & writes),
             out0.out_s.eq(v.out_s),
             out0.out_d.eq(v.out_d),
             out0.nb.eq(ob),
@@ -443,13 +517,13 @@ class SxmSlice(wiring.Component):
         m.submodules.skew = skew = SkewChain(self._tile_layout(), S)
         ti = skew.i
         m.d.comb += [
-            ti.valid.eq(ok & (moves | is_pmap)),
+            ti.valid.eq(ok & t_in),
             ti.in_s.eq(v.in_s),
             ti.in_d.eq(v.in_d),
             ti.loc.eq(is_loc),
             ti.rot.eq(is_op("ROTS")),
             ti.n.eq(n[:5]),
-            ti.glob.eq(is_glob | is_pmap),
+            ti.glob.eq(g_in),
             ti.red.eq(is_red),
             ti.red_op.eq(Mux(is_op("RMAX"), R_MAX, Mux(is_op("RMIN"), R_MIN, R_SUM))),
             ti.type.eq(v.type),
@@ -461,15 +535,24 @@ class SxmSlice(wiring.Component):
         m.submodules.red = red = SxmReduceUnit(cfg)
         g_op = Mux(is_op("SHV"), G_SHV, Mux(is_op("ROTV"), G_ROTV,
                                               Mux(is_op("DIST"), G_DIST, G_PERM)))
-        with m.If(ok & (is_glob | is_pmap)):  # operand isolation: zero unless used
+        with m.If(ok & g_any):  # operand isolation: zero unless used
             m.d.comb += [
-                glob.ctl.valid.eq(is_glob),
+                glob.ctl.valid.eq(is_glob if not R else is_glob | is_tget),
                 glob.ctl.op.eq(g_op),
                 glob.ctl.n.eq(n[:11]),
                 glob.ctl.map.eq(mp[:2]),
                 glob.ctl.pmap.eq(is_pmap),
                 glob.ctl.out.eq(out0),
             ]
+            if R:
+                tv = view(word, KIND, "TGET")
+                m.d.comb += [
+                    glob.ctl.tput.eq(is_tput),
+                    glob.ctl.tget.eq(is_tget),
+                    glob.ctl.trow.eq(tpos),
+                    glob.ctl.tcol.eq(tpos),
+                    glob.ctl.trows.eq(tv.rows),
+                ]
         with m.If(ok & is_red):
             m.d.comb += red.ctl.eq(out0)
 

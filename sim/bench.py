@@ -43,6 +43,13 @@ TABLE = [
     ("medium:mem_read_write=1", 32, 128, 4, 512, True, False),
     ("medium:vxm_groups=4,mem_read_write=1", 32, 64, 4, 256, True, False),
     ("medium:vxm_groups=4,mem_read_write=1", 32, 128, 4, 512, True, False),
+    # and with SXM transposers of 32 rows (`TspConfig.sxm_transpose_rows`: P^T and V^T by
+    # TPUT/TGET instead of MVMs)
+    ("medium:sxm_transpose_rows=32", 32, 128, 4, 512, True, False),
+    ("medium:vxm_groups=4,mem_read_write=1,sxm_transpose_rows=32", 32, 64, 4, 256, True,
+     False),
+    ("medium:vxm_groups=4,mem_read_write=1,sxm_transpose_rows=32", 32, 128, 4, 512, True,
+     False),
 ]
 
 #: decode steps: (config, max context, d_model, heads, d_ff, run on the RTL too)

@@ -93,11 +93,22 @@ def _icu_c2c(cfg: TspConfig):
     return InstructionControlUnit(linked, linked.slices_of("C2C")[0])
 
 
+def _with(make, tag: str, **fields):
+    """The unit on the config with optional hardware ``fields`` (named ``+tag``)."""
+    def made(cfg: TspConfig):
+        extra = {k: (v(cfg) if callable(v) else v) for k, v in fields.items()}
+        return make(cfg.replace(name=f"{cfg.name}+{tag}", **extra))
+    return made
+
+
 def _read_write(make):
     """The unit on the config with ``mem_read_write`` (a READ and a WRITE per word)."""
-    def made(cfg: TspConfig):
-        return make(cfg.replace(name=f"{cfg.name}+rw", mem_read_write=1))
-    return made
+    return _with(make, "rw", mem_read_write=1)
+
+
+def _transposer(make):
+    """The unit on the config with SXM transposers of VL rows (a full VL x VL tile)."""
+    return _with(make, "tp", sxm_transpose_rows=lambda cfg: cfg.vector_length)
 
 
 def _fabric(cfg: TspConfig):
@@ -130,6 +141,10 @@ UNITS: dict[str, tuple[Callable[[TspConfig], object], str]] = {
     "MEM_RW": (_read_write(_slice("MEM")), "a MEM slice with mem_read_write (READ ..., w=: "
                                            "a read and a write per word)"),
     "ICU_MEM_RW": (_read_write(_icu("MEM")), "the instruction queue of such a MEM slice"),
+    "SXM_TP": (_transposer(_slice("SXM")), "an SXM slice with a transposer of VL rows "
+                                          "(TPUT/TGET: VL x VL bytes, a VL:1 column mux "
+                                          "per row)"),
+    "ICU_SXM_TP": (_transposer(_icu("SXM")), "the instruction queue of such an SXM"),
     "VXM_LANES6": (_vxm_lanes(6), "the VXM with the ALU stages of 6 of the 16 lanes per "
                                   "tile: placed for the VXM's fmax"),
     "MXM_ROWS8": (_mxm_rows(8), "one MXM with 8 of the VL output rows of its MAC array: "

@@ -161,10 +161,12 @@ def additions(cfg: TspConfig, units: dict[str, dict]) -> dict:
     """What one more of each optional unit adds to the chip (ECP5 resources, from the units'
     synthesis): a VXM group (`TspConfig.vxm_groups`) is one more VXM slice, its instruction
     queue and one more slice position of the stream fabric (the fabric's resources per
-    position: it is linear in positions)."""
+    position: it is linear in positions); the read-write MEM and the transposers are the
+    difference of the slices and queues with and without them."""
     keys = ("lut4_eq", "ff", "dp16kd", "mult18x18d")
     e = {u: units.get(u, {}).get("ecp5")
-         for u in ("VXM", "ICU_VXM", "fabric", "MEM", "ICU_MEM", "MEM_RW", "ICU_MEM_RW")}
+         for u in ("VXM", "ICU_VXM", "fabric", "MEM", "ICU_MEM", "MEM_RW", "ICU_MEM_RW",
+                   "SXM", "ICU_SXM", "SXM_TP", "ICU_SXM_TP")}
     out = {}
     if e["VXM"] and e["ICU_VXM"] and e["fabric"]:
         fab = {k: e["fabric"][k] / cfg.n_positions for k in keys}
@@ -176,6 +178,12 @@ def additions(cfg: TspConfig, units: dict[str, dict]) -> dict:
             **{k: n * (e["MEM_RW"][k] + e["ICU_MEM_RW"][k] - e["MEM"][k] - e["ICU_MEM"][k])
                for k in keys},
             "parts": f"{n} x (MEM_RW + ICU_MEM_RW - MEM - ICU_MEM)"}
+    if all(e[u] for u in ("SXM", "ICU_SXM", "SXM_TP", "ICU_SXM_TP")):
+        n = len(cfg.slices_of("SXM"))
+        out["sxm_transposer"] = {
+            **{k: n * (e["SXM_TP"][k] + e["ICU_SXM_TP"][k] - e["SXM"][k] - e["ICU_SXM"][k])
+               for k in keys},
+            "parts": f"{n} x (SXM_TP + ICU_SXM_TP - SXM - ICU_SXM), {cfg.vector_length} rows"}
     return out
 
 
@@ -183,7 +191,8 @@ def additions_text(result: dict) -> str:
     """One line per addition, beside the chip as the sum of its units."""
     add, chip = result.get("additions") or {}, result.get("chip_ecp5_from_units") or {}
     what = {"vxm_group": "one more VXM group",
-            "mem_read_write": "mem_read_write (a READ and a WRITE per MEM word)"}
+            "mem_read_write": "mem_read_write (a READ and a WRITE per MEM word)",
+            "sxm_transposer": "SXM transposers of VL rows (sxm_transpose_rows = VL)"}
     lines = []
     for key, g in add.items():
         share = (f" ({100 * g['lut4_eq'] / chip['lut4_eq']:.1f} % of the chip's units)"

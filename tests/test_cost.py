@@ -227,6 +227,11 @@ def test_a_vxm_group_costs_a_vxm_its_queue_and_one_fabric_position():
                  ICU_MEM_RW=e(85, 9, 0))
     rw = additions(cfg, units)["mem_read_write"]
     assert (rw["lut4_eq"], rw["ff"]) == (4 * 35, 4 * 8)
+    # the transposers: both SXM slices and their queues, the difference of the two builds
+    units.update(SXM=e(700, 60, 0), ICU_SXM=e(80, 9, 0), SXM_TP=e(1100, 2108, 0),
+                 ICU_SXM_TP=e(84, 9, 0))
+    tp = additions(cfg, units)["sxm_transposer"]
+    assert (tp["lut4_eq"], tp["ff"]) == (2 * 404, 2 * 2048) and "16 rows" in tp["parts"]
     # the sweep's chip counts one VXM per group
     from sim.cost_sweep import instances
     assert instances(cfg.replace(vxm_groups=3))["VXM"] == 3

@@ -1,10 +1,10 @@
 """The random compute-slice program generator (tb/chip/programs_compute.py) on the
 machine model only: every program it makes is accepted by golden.machine, does not
 depend on state left by an earlier program (the RTL keeps VXM registers, MXM weights and
-accumulators, SXM maps and SRAM across runs), writes results, and together the programs
-cover the instructions and types of each compute slice kind (kind "all": the whole ISA,
-MEM slices' READ/WRITE/GATHER/SCATTER work of their own included).  A generator bug must
-show up here, not on the RTL.
+accumulators, SXM maps and transposer rows and SRAM across runs), writes results, and
+together the programs cover the instructions and types of each compute slice kind (kind
+"all": the whole ISA, MEM slices' READ/WRITE/GATHER/SCATTER work of their own included;
+tiny3: the SXM transposer).  A generator bug must show up here, not on the RTL.
 
 Independence of earlier state: each program also runs on a machine whose every piece of
 state is random -- SRAM outside the program's ``init`` too, as the RTL SRAM is never
@@ -21,7 +21,7 @@ import pytest
 
 from arch.asm import assemble
 from arch.config import get_config
-from arch.isa import OPCODES, TYPES, VXM_OPS, decode
+from arch.isa import OPCODES, TYPES, VXM_OPS, available, decode
 from golden.machine import Machine, Observer, SramEvent
 from tb.chip.programs_compute import KINDS, compute_fault_programs, random_compute_program
 from tb.chip.scoreboard import run_model
@@ -40,6 +40,8 @@ def _dirty_machine(cfg, rng: np.random.Generator) -> Machine:
     """A machine whose every piece of state is random (as the RTL after other programs)."""
     m = Machine(cfg)
     randomise_state(m, rng)
+    for tp in m.sxm_tp.values():  # the SXM transposers' rows (tb.fuzz leaves them at 0)
+        tp[:] = rng.integers(0, 256, tp.shape)
     return m
 
 
@@ -101,10 +103,11 @@ def _check_independent(cfg, rp, exp, seed: int) -> None:
 
 
 def _missing(mn: Counter, cfg) -> list:
-    """The slice instructions (per slice kind the config has: C2C only with links) and
-    ICU instructions (on any queue) that ``mn`` ((kind, mnemonic) -> count) lacks."""
+    """The slice instructions (per slice kind the config has: C2C only with links; TPUT/TGET
+    only with SXM transposers) and ICU instructions (on any queue) that ``mn`` ((kind,
+    mnemonic) -> count) lacks."""
     out = [(k, x) for k, names in OPCODES.items() if cfg.slices_of(k) for x in names
-           if x not in ICU and not mn[(k, x)]]
+           if x not in ICU and available(x, cfg) and not mn[(k, x)]]
     return out + [x for x in ICU if not sum(mn[(k, x)] for k in OPCODES)]
 
 
@@ -236,7 +239,36 @@ def test_unknown_kind_is_refused():
         random_compute_program(get_config("tiny"), 0, "FOO")
 
 
-@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("kind", ["SXM", "mixed", "all"])
+def test_transposer_programs(kind, base_seed):
+    """On tiny3 (a 32-row SXM transposer) the SXM actors also TPUT/TGET: the programs run
+    on the model, read no transposer row they did not write (the dirty machine's rows are
+    random) and cover the transposer's corners."""
+    cfg = get_config("tiny3")
+    seeds = _seeds(base_seed)[:15]
+    print(f"{kind} programs on tiny3: seeds {seeds[0]}..{seeds[-1]}")
+    cov, mn = Counter(), Counter()
+    for seed in seeds:
+        rp = random_compute_program(cfg, seed, kind)
+        exp = run_model(cfg, rp.program, rp.init)
+        assert exp.error is None, f"seed {seed}: {exp.error}\n{rp.describe()}"
+        _check_independent(cfg, rp, exp, seed)
+        cov.update(rp.coverage)
+        mn.update(_mnemonics(cfg, rp.program))
+    print("coverage:", {k: v for k, v in sorted(cov.items()) if "TPUT" in k or "TGET" in k})
+    assert mn[("SXM", "TPUT")] > 0 and mn[("SXM", "TGET")] > 0
+    if kind == "all":
+        assert not _missing(mn, cfg), f"never generated: {_missing(mn, cfg)}"
+    if kind == "SXM":
+        for k in ("TPUT.row=max", "TPUT.rewrite", "TPUT.back_to_back", "TGET.rows=R",
+                  "TGET.rows=min", "TGET.rows=mid", "TGET.col=max", "TGET_2_after_TPUT",
+                  "TGET_1_after_TPUT(old row)"):
+            assert cov[f"SXM.{k}"] > 0, f"SXM {k} never generated"
+    if kind == "mixed":
+        assert cov["SXM.TGET.chained"] + cov["SXM.TPUT.chained"] > 0
+
+
+@pytest.mark.parametrize("config", [*CONFIGS, "tiny3"])
 def test_fault_programs_are_refused_at_their_slice(config):
     cfg = get_config(config)
     cases = compute_fault_programs(cfg)

@@ -3,6 +3,7 @@
 Uses `SliceBench` from tests/slicebench.py: every sequence runs on the machine model
 with MEM slices feeding the operands, then the same issue words and stream inputs are
 played into the RTL and every stream write (cycle, direction, stream, bytes) is compared.
+Configs with an SXM transposer (``tiny3``, ``small:sxm_transpose_rows=16``) add TPUT/TGET.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from amaranth.hdl import UnusedElaboratable
 from slicebench import Sequence, SliceBench
 
 from arch.config import get_config
-from arch.isa import TYPES, latency, type_bytes
+from arch.isa import TYPES, Instr, latency, type_bytes
 from hdl.slice import ErrorCode
 from hdl.sxm import SxmSlice
 
 TINY, SMALL, MEDIUM = get_config("tiny"), get_config("small"), get_config("medium")
+TINY3 = get_config("tiny3")  # S = 3, VL = 48, a 32-row transposer
+SMALL_T = get_config("small:sxm_transpose_rows=16")  # S = 2, VL = 32, 16 rows
 MOVES = ("SHS", "ROTS", "SHV", "ROTV", "DIST", "PERM")
 REDUCE = ("RMAX", "RMIN", "RSUM")
 
@@ -29,17 +32,24 @@ REDUCE = ("RMAX", "RMIN", "RSUM")
 def sxm_needs(mn, f):
     if mn == "PMAP":
         return [("in0", f["in_d"], f["in_s"]), ("in1", f["in_d"], f["in_s"] + 1)]
+    if mn == "TPUT":
+        return [("in0", f["in_d"], f["in_s"])]
+    if mn == "TGET":
+        return []
     nb = type_bytes(f["type"])
     return [(f"in{p}", f["in_d"], f["in_s"] + p) for p in range(nb)]
 
 
 def sxm_bench(cfg, seed):
     b = SliceBench(cfg, "SXM", sxm_needs, seed)
-    # both SXMs share one set of maps in the model: sequences alternate between SXM_W
-    # (operands on westward streams) and SXM_E (eastward), both mirrored by the one DUT
+    # both SXMs share one set of maps (and transposer) in the model: sequences alternate
+    # between SXM_W (operands on westward streams) and SXM_E (eastward), both mirrored by
+    # the one DUT
     maps = b.machine.sxm_maps["SXM_W"]
+    tp = b.machine.sxm_tp["SXM_W"]
     for s in cfg.slices_of("SXM"):
         b.machine.sxm_maps[s.name] = maps
+        b.machine.sxm_tp[s.name] = tp
     return b
 
 
@@ -58,8 +68,9 @@ def map_data(entries):
 
 
 def random_sxm_items(cfg, rng: random.Random, name):
-    """A random legal SXM sequence: no two writes of one stream in one cycle."""
-    VL, NS = cfg.vector_length, cfg.streams_per_direction
+    """A random legal SXM sequence: no two writes of one stream in one cycle (with a
+    transposer also TPUT/TGET, REPEATed with row/col strides)."""
+    VL, NS, R = cfg.vector_length, cfg.streams_per_direction, cfg.sxm_transpose_rows
     d_in = in_dir(name)
     nrng = np.random.default_rng(rng.getrandbits(32))
     reserved = set()  # (cycle, dir, stream)
@@ -83,7 +94,40 @@ def random_sxm_items(cfg, rng: random.Random, name):
             n = rng.randint(1, 4)
             items.append((f"NOP {n}", None))
             t += n
-        op = rng.choices(MOVES + REDUCE + ("PMAP",), [2, 2, 2, 2, 1, 2, 1, 1, 2, 1])[0]
+        ops, weights = MOVES + REDUCE + ("PMAP",), [2, 2, 2, 2, 1, 2, 1, 1, 2, 1]
+        if R:
+            ops, weights = ops + ("TPUT", "TGET"), weights + [3, 3]
+        op = rng.choices(ops, weights)[0]
+        if op in ("TPUT", "TGET"):
+            rep_n = rng.randint(1, 3) if rng.random() < 0.3 else 0
+            rep_d = rng.randint(1, 2)
+            sa = rng.choice([-1, 1, 2]) if rep_n else 0
+            hi = R - 1 if op == "TPUT" else VL - 1
+            lo_, hi_ = max(0, -sa * rep_n), min(hi, hi - sa * rep_n)
+            pos = rng.choice([lo_, hi_, rng.randint(lo_, hi_), rng.randint(lo_, hi_)])
+            if op == "TPUT":
+                items.append((f"TPUT {pos}, s{rng.randrange(NS)}.{d_in}", values(0)))
+            else:
+                issue_cycles = [t + k * rep_d for k in range(rep_n + 1)]
+                lat = latency("TGET", cfg)
+                for _try in range(20):
+                    out_s, out_d = rng.randrange(NS), rng.choice("EW")
+                    cells = {(c + lat, "EW".index(out_d), out_s) for c in issue_cycles}
+                    if not cells & reserved:
+                        break
+                else:
+                    items.append(("NOP 4", None))
+                    t += 4
+                    continue
+                reserved |= cells
+                rows = rng.choice([1, R, rng.randint(1, R), rng.randint(1, R)])
+                items.append((f"TGET {pos}, {rows}, s{out_s}.{out_d}", None))
+            if rep_n:
+                items.append((f"REPEAT {rep_n}, {rep_d}, {sa}", None))
+                t += rep_n * rep_d + 1
+            else:
+                t += 1
+            continue
         if op == "PMAP":
             s = rng.randrange(NS - 1)
             k = rng.random()
@@ -161,9 +205,10 @@ def test_sxm_rejects_bad_parameters():
         gc.collect()
 
 
-@pytest.mark.parametrize("cfg", [TINY, SMALL], ids=["tiny", "small"])
+@pytest.mark.parametrize("cfg", [TINY, SMALL, SMALL_T, TINY3],
+                         ids=["tiny", "small", "small-transposer", "tiny3"])
 def test_sxm_random_sequences(cfg, base_seed):
-    seed = base_seed + 200 + cfg.superlanes
+    seed = base_seed + 200 + cfg.superlanes + cfg.sxm_transpose_rows
     print(f"SXM random sequences: config {cfg.name}, seed {seed}")
     rng = random.Random(seed)
     b = sxm_bench(cfg, seed)
@@ -176,6 +221,10 @@ def test_sxm_random_sequences(cfg, base_seed):
           f"{sum(s.cycles + cfg.superlanes for s in b.sequences)} cycles, "
           f"{sum(len(s.writes) for s in b.sequences)} stream writes checked, "
           f"simulation {b.sim_seconds:.1f} s (cpu {b.sim_cpu:.1f} s)")
+    if cfg.sxm_transpose_rows:
+        mns = [mn for s in b.sequences for *_, mn in s.issues.values()]
+        print(f"  {mns.count('TPUT')} TPUT, {mns.count('TGET')} TGET issued")
+        assert mns.count("TPUT") > 10 and mns.count("TGET") > 10
 
 
 def _directed(cfg, seed=11):
@@ -287,6 +336,89 @@ def test_sxm_strided_shift_out_of_range_is_illegal():
     b.sequences.append(_hand_sequence(b, "SXM_W", items, "SHS n 14, 15, 16"))
     last = max(b.sequences[0].issues)
     b.simulate(SxmSlice(cfg), error_at={0: (last, ErrorCode.ILLEGAL_INSTRUCTION)})
+
+
+def _transpose_directed(cfg, seed=12):
+    """R TPUTs (one REPEAT, distinct rows) and VL TGETs (one REPEAT over every column)
+    transpose an R x VL tile; a row written again is seen by a TGET 2 cycles later, not
+    1; TGETs of 1, R - 1 and R rows, of the last column, with col strides of 2 and -1 and
+    repetition distance 2, TPUT row stride -1, the last stream in and out; both SXMs."""
+    R, VL, NS = cfg.sxm_transpose_rows, cfg.vector_length, cfg.streams_per_direction
+    rng = np.random.default_rng(seed)
+    b = sxm_bench(cfg, seed)
+    tile = rng.integers(0, 256, (R, VL)).astype(np.uint8)
+    b.run("SXM_W", [("TPUT 0, s1.W", lambda k: {"in0": tile[k]}),
+                    (f"REPEAT {R - 1}, 1, 1", None),
+                    (f"TGET 0, {R}, s2.E", None), (f"REPEAT {VL - 1}, 1, 1", None)])
+    new = rng.integers(0, 256, VL).astype(np.uint8)
+    new[5] = tile[3, 5] ^ 0x55
+    seq = b.run("SXM_W", [("TPUT 3, s1.W", {"in0": new}),
+                    (f"TGET 5, {R}, s2.E", None),  # the old row 3
+                    (f"TGET 5, {R}, s3.E", None),  # the new one
+                    (f"TGET {VL - 1}, 1, s{NS - 1}.W", None),
+                    (f"TGET 0, {R - 1}, s0.E", None), ("REPEAT 3, 2, 2", None),
+                    (f"TPUT {R - 1}, s{NS - 1}.W", None), ("REPEAT 2, 1, -1", None),
+                    (f"TGET {VL - 1}, {R}, s4.W", None), ("REPEAT 3, 1, -1", None)])
+    t0, lat = min(seq.issues), latency("TGET", cfg)
+    assert seq.writes[(t0 + 1 + lat, 0, 2)][3] == tile[3, 5]  # (the model's rule)
+    assert seq.writes[(t0 + 2 + lat, 0, 3)][3] == new[5]
+    seq = b.run("SXM_E", [("TPUT 0, s0.E", {"in0": np.full(VL, 0x80, np.uint8)}),
+                          ("NOP 1", None), (f"TGET 7, {R}, s6.W", None),
+                          ("ROTV 1, s2.E, s6.E", None), (f"TGET 2, {R // 2}, s7.W", None)])
+    t0 = min(seq.issues)
+    assert seq.writes[(t0 + 2 + lat, 1, 6)][0] == 0x80  # row 0 read 2 cycles after its TPUT
+    return b
+
+
+@pytest.mark.parametrize("cfg", [SMALL_T, TINY3], ids=["small-transposer", "tiny3"])
+def test_sxm_transpose_directed(cfg):
+    _transpose_directed(cfg).simulate(SxmSlice(cfg))
+
+
+def _illegal(cfg, cases):
+    """Each (name, items) as its own sequence: the model refuses its last issue, and the
+    RTL flags ILLEGAL_INSTRUCTION in that cycle."""
+    b = sxm_bench(cfg, 8)
+    for name, items in cases:
+        seq = _hand_sequence(b, "SXM_W", items, name)
+        b.run("SXM_W", items, expect_error=rf"in cycle {max(seq.issues)}: "
+                                           r"(illegal instruction|after REPEAT stride)")
+        b.sequences.append(seq)
+    b.simulate(SxmSlice(cfg), error_at={
+        n: (max(seq.issues), ErrorCode.ILLEGAL_INSTRUCTION)
+        for n, seq in enumerate(b.sequences)})
+
+
+def test_sxm_transpose_out_of_range_is_illegal():
+    """Row >= R, col >= VL, rows 0 and > R as words and row/col after REPEAT strides."""
+    cfg = SMALL_T
+    R, VL = cfg.sxm_transpose_rows, cfg.vector_length
+
+    def word(mn, **f):
+        return Instr(mn, {"in_d": 1, **f} if mn == "TPUT" else {"out_d": 1, **f})
+
+    _illegal(cfg, [
+        ("TPUT row = R", [(word("TPUT", row=R, in_s=1), None)]),
+        ("TPUT row = 1023", [(word("TPUT", row=1023, in_s=1), None)]),
+        ("TGET col = VL", [(word("TGET", col=VL, rows=R, out_s=2), None)]),
+        ("TGET rows = 0", [(word("TGET", col=0, rows=0, out_s=2), None)]),
+        ("TGET rows = R + 1", [(word("TGET", col=0, rows=R + 1, out_s=2), None)]),
+        ("TPUT row R - 2 + 2 strides", [(f"TPUT {R - 2}, s0.W", None),
+                                        ("REPEAT 2, 1, 1", None)]),
+        ("TPUT row 1 - 2 strides", [("TPUT 1, s0.W", None), ("REPEAT 2, 1, -1", None)]),
+        ("TGET col VL - 1 + 1 stride", [(f"TGET {VL - 1}, 1, s0.W", None),
+                                        ("REPEAT 1, 2, 1", None)]),
+        ("TGET col 0 - 1 stride", [(f"TGET 0, {R}, s0.W", None), ("REPEAT 1, 1, -1", None)]),
+    ])
+
+
+def test_sxm_transpose_without_transposer_is_illegal():
+    """TPUT/TGET on a config without a transposer (R = 0): illegal words."""
+    _illegal(TINY, [
+        ("TPUT 0", [(Instr("TPUT", {"row": 0, "in_s": 0, "in_d": 1}), None)]),
+        ("TGET 0, 1", [(Instr("TGET", {"col": 0, "rows": 1, "out_s": 0, "out_d": 0}),
+                        None)]),
+    ])
 
 
 @pytest.mark.slow

@@ -159,6 +159,8 @@ class PrefillAttention:
         self.v = self.vh = v
         self.release_inputs = release  # gives back q and k (v) when nothing else reads them
         self._units: dict[str, Tensor] = {}
+        #: rows of the SXM transposers (P^T by TPUT/TGET when they hold S rows)
+        self.tp_rows = pb.cfg.sxm_transpose_rows
 
     def run(self) -> None:
         self.attention()
@@ -186,6 +188,21 @@ class PrefillAttention:
         self.vT = pb.mem.tensor("vT", [(t, l) for t in range(self.Dt) for l in range(width[t])],
                                   1, self.side(mxc))
         for t in range(self.Dt):
+            if self.tp_rows >= S:  # by the transposer: v rows in, V^T rows (lanes) out
+                sxm = f"SXM_{self.side(mxc)}"
+                for j in range(S):
+                    b = Bundle(f"V tile {t} row {j} -> transposer", "vtrans")
+                    rd = O.read(b, *self.v.loc(j, t))
+                    tp = O.tput(b, sxm, j)
+                    b.connect(rd, "out", tp, "in")
+                    pb.emit(b)
+                for lane in range(width[t]):
+                    b = Bundle(f"V^T tile {t} lane {lane}", "vtrans")
+                    tg = O.tget(b, sxm, lane, S)
+                    wr = O.write(b, *self.vT.loc(t, lane))
+                    b.connect(tg, "out", wr, "in")
+                    pb.emit(b)
+                continue
             ins = pb.install(mxc, ("VR", t), [(j, self.v.loc(j, t)) for j in range(S)])
             for lane in range(width[t]):
                 b = Bundle(f"V^T tile {t} lane {lane}", "vtrans")
@@ -225,7 +242,8 @@ class PrefillAttention:
                 self.dmask.update(t.locs)
         units = {c: T.pad(np.eye(vl, dtype=np.int64)[c], vl).astype(np.uint8)
                  for c in range(G * S)}
-        self.units = pb.const("units", units, 1, self.side(p["trans"]))
+        self.units = (pb.const("units", units, 1, self.side(p["trans"]))
+                      if self.tp_rows < S else None)  # (unit vectors: MVM transposes)
         ones = T.pad(np.ones(S, np.int64), vl).astype(np.uint8)
         self.ones = pb.const("ones", {(0,): ones}, 1, self.sum_side)
         tsc = regs.triple()
@@ -330,6 +348,9 @@ class PrefillAttention:
             b.connect(mv, "out", v, "a")
             pb.emit(b)
             self.reciprocal(rs, rn, ry0, rr)
+            if self.tp_rows >= S:  # the SXM transposer: no transposing MVMs
+                self.probs_to_transposer(gi, hs, e, rr, ctx_slots, tctx, lanes)
+                continue
             # -- probabilities p_j -> row j of P^T in the transposing MXM (+ SRAM copy)
             ins_t = Install(mxt, ("PT", gi))
             pr = None
@@ -360,7 +381,12 @@ class PrefillAttention:
             # -- per head: transpose (MVM with unit vector g*S + i -> row i of P_h), then
             #    P_h rows x V_h^T (LWT columns); all heads of a tile accumulate
             if mxt != mxc:
-                self.transpose_ctx_direct(hs, ins_t, ctx_slots, tctx, lanes)
+                def by_mvm(b, hi, i, mv, ins_t=ins_t):
+                    mt = self.transpose_mvm(b, hi, i, ins_t)
+                    w_ = b.wire(4)
+                    b.drive(w_, 0, mt, "out")
+                    b.tap(w_, 0, mv, "x")
+                self.transpose_ctx_direct(hs, by_mvm, ctx_slots, tctx, lanes)
                 continue
             prows = {}
             for hi, h in enumerate(hs):
@@ -446,9 +472,10 @@ class PrefillAttention:
             wr = pb.O.write(b, *self.ctx.loc(i, t))
             b.connect(v, "d", wr, "in")
 
-    def transpose_ctx_direct(self, hs, ins_t, ctx_slots, tctx, lanes) -> None:
-        """Transposing MVM (unit vector -> row i of P_h) feeding the other MXM's context
-        MVM on the stream directly (only the low byte plane of the int32 row is read)."""
+    def transpose_ctx_direct(self, hs, row_onto, ctx_slots, tctx, lanes) -> None:
+        """Row i of P_h made in the bundle of its context MVM and fed to it on the stream
+        directly: ``row_onto(b, hi, i, mvm)`` connects it (a transposing MVM on the other
+        MXM, of whose int32 row only the low byte plane is read, or a transposer TGET)."""
         pb = self.pb
         O, S = pb.O, self.S
         mxc = self.plan["ctx"]
@@ -456,15 +483,50 @@ class PrefillAttention:
             for t, first, last, slot_of, ins in self.ctx_heads(h, ctx_slots, tctx, lanes):
                 for i in range(S):
                     b = Bundle(f"transpose+ctx head {h} tile {t} row {i}", "transctx")
-                    mt = self.transpose_mvm(b, hi, i, ins_t)
                     mv = O.mvm(b, mxc, slot_of(i), not first, last, ins)
-                    w_ = b.wire(4)
-                    b.drive(w_, 0, mt, "out")
-                    b.tap(w_, 0, mv, "x")
+                    row_onto(b, hi, i, mv)
                     self.ctx_out(b, mv, last, tctx, i, t)
                     pb.emit(b)
                 if last and t in ctx_slots:
                     pb.slots[mxc].give(ctx_slots.pop(t))
+
+    def transposer(self, gi: int) -> str:
+        """The SXM whose transposer holds group gi's P^T: the context MXM's side for even
+        groups, the other side for odd ones (a group's rows are written while the previous
+        group's are still read)."""
+        sd = self.side(self.plan["ctx"])
+        return f"SXM_{sd if gi % 2 == 0 else other(sd)}"
+
+    def probs_to_transposer(self, gi, hs, e, rr, ctx_slots, tctx, lanes) -> None:
+        """p_j = REQUANT(MUL(e_j, 127)) into transposer row j (+ SRAM copy with ``keep``);
+        then per head and query i a TGET of column g*S + i (the S keys: row i of P_h)
+        straight into the context MVM."""
+        pb = self.pb
+        O, S = pb.O, self.S
+        sxm = self.transposer(gi)
+        pr = None
+        if pb.keep:
+            pr = pb.mem.tensor(f"probs[{gi}]", range(S), 1, pb.cfg.slice(sxm).hemisphere)
+            self.probs[gi] = pr
+        for j in range(S):
+            b = Bundle(f"probs group {gi} key {j}", "prob")
+            rd = O.read(b, *e.loc(j))
+            v = O.vxm(b, "u8", "s", "MUL", "s", PROB_ONE, "REQUANT", ("r", rr), otype="i8")
+            b.connect(rd, "out", v, "a")
+            w_ = b.wire(1)
+            b.drive(w_, 0, v, "d")
+            tp = O.tput(b, sxm, j)
+            b.tap(w_, 0, tp, "in")
+            if pr is not None:
+                wr = O.write(b, *pr.loc(j))
+                b.tap(w_, 0, wr, "in")
+            pb.emit(b)
+        pb.release(e)
+
+        def by_tget(b, hi, i, mv):
+            tg = O.tget(b, sxm, hi * S + i, S)
+            b.connect(tg, "out", mv, "x")
+        self.transpose_ctx_direct(hs, by_tget, ctx_slots, tctx, lanes)
 
     def transpose_mvm(self, b: Bundle, hi: int, i: int, ins_t):
         """Into ``b``: the MVM of unit vector ``hi*S + i`` on the transposing MXM (P^T

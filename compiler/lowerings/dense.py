@@ -8,7 +8,10 @@ The epilogue is one VXM instruction per output vector: ``ADD`` the bias (a regis
 * **heads** -- ``Y`` keyed ``(head, row, tile)``: each head's vector holds only that head's
   lanes (the multiplier is 0 elsewhere), which is what the block's attention installs per
   head.  The first head of a tile comes from the MVM; the others re-emit the held
-  accumulators (an MVM with ``x = 0`` and ``accum``), one requantisation each;
+  accumulators (an MVM with ``x = 0`` and ``accum``), one requantisation each.  Or, on
+  configs with VXM groups and SXM transposers, no re-emit: the whole tile is requantised
+  once into a register and each head's vector is that ``AND`` the head's lane mask (a
+  register per head; ``MASK_ROWS`` rows in flight);
 * **table** -- the int8 result is the index of a 256-entry ``GATHER`` (an activation such as
   GELU) on its way to ``Y``; ``pre`` also keeps the index vector (the pre-activation);
 * **residual** -- ``Y = R + rq(...)`` (int32): the requantised sum goes to a register and a
@@ -18,7 +21,7 @@ The epilogue is one VXM instruction per output vector: ``ADD`` the bias (a regis
 
 Timing: as `matmul_rows` (``S`` MVMs per K tile and output tile), plus per tile the
 register constants (bias, multiplier, shift: an immediate or one SRAM read each), and for
-heads one re-emit MVM per further head and row.
+heads one re-emit MVM per further head and row (masked: one VXM word per head and row).
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ from ..routes import planes_in, planes_out
 from .matmul import matmul_rows
 
 TYPE = {1: "i8", 2: "i16", 4: "i32"}
+#: heads per tile masked by registers (one mask register each) at most
+MASK_HEADS_MAX = 6
+#: rows in flight between the requantisation and the masks (one register each)
+MASK_ROWS = 4
 
 
 def dense_rows(pb: ProgramBuilder, name: str, x_loc, rows: int, k_in: int, weights,
@@ -56,6 +63,18 @@ def dense_rows(pb: ProgramBuilder, name: str, x_loc, rows: int, k_in: int, weigh
     def heads_of(n):
         return T.tile_heads(n, heads[0], heads[1], vl) if heads else [None]
 
+    # per-head outputs by lane masks (`mask_heads`) on configs whose attention makes no
+    # MVMs but its products (VXM groups and SXM transposers) and where the masks fit the
+    # registers; else by re-emitting the held accumulators per further head.  (Measured on
+    # the medium blocks: with transposers the masks save 12-13 cycles; without them they
+    # cost 15-190, the re-emits filling MXM slots the transposing MVMs leave idle.)
+    mask_heads_on = bool(heads) and residual is None and table is None and (
+        pb.cfg.vxm_groups > 1 and pb.cfg.sxm_transpose_rows > 0) and max(
+            len(heads_of(n)) for n in range(T.ntiles(n_out, vl))) <= MASK_HEADS_MAX
+
+    def masked(n):
+        return mask_heads_on and len(heads_of(n)) > 1
+
     def head_mult(n, h):
         m = T.tile_vec(multiplier, n, vl)
         if h is None:
@@ -71,6 +90,17 @@ def dense_rows(pb: ProgramBuilder, name: str, x_loc, rows: int, k_in: int, weigh
         hs = st["hs"] = heads_of(n)
         st["rb"] = regs.single()
         pb.reg_const(st["rb"], T.tile_vec(bias, n, vl), f"b_{name}[{n}]")
+        if masked(n):  # the whole tile requantised once, masked per head
+            st["trip"] = [regs.triple()]
+            pb.reg_const(st["trip"][0], T.tile_vec(multiplier, n, vl), f"m_{name}[{n}]")
+            pb.reg_const(st["trip"][0] + 1, T.tile_vec(shift, n, vl), f"sh_{name}[{n}]")
+            st["y"] = [regs.single() for _ in range(MASK_ROWS)]
+            st["mask"] = [regs.single() for _ in hs]
+            for h, r in zip(hs, st["mask"], strict=True):
+                keep = np.zeros(vl, np.int64)
+                keep[list(T.head_lanes(h, n, heads[1], vl))] = -1
+                pb.reg_const(r, keep, f"mask_{name}[{n}]h{h}")
+            return
         st["trip"] = [regs.triple() for _ in range(min(2, len(hs)))]
         for k, tr in enumerate(st["trip"]):
             pb.reg_const(tr, head_mult(n, hs[k]), f"m_{name}[{n}]h{hs[k]}")
@@ -106,7 +136,21 @@ def dense_rows(pb: ProgramBuilder, name: str, x_loc, rows: int, k_in: int, weigh
         planes_out(O, b, ga, "out", out[(i, n)])
 
     def epilogue(b, mv, i, n):
+        if "mask" in st:  # the requantised tile to a register; after_row masks it per head
+            v = O.vxm(b, "i32", ("r", st["y"][i % MASK_ROWS]), "ADD", "s", ("r", st["rb"]),
+                      "REQUANT", ("r", st["trip"][0]), otype=TYPE[out.planes])
+            b.connect(mv, "out", v, "a")
+            return
         requant(b, mv, st["trip"][0], st["hs"][0], i, n)
+
+    def mask_heads(i, n):
+        """Head h's vector = the requantised tile AND head h's lane mask (one VXM word per
+        head, no re-emit MVM)."""
+        for h, r in zip(st["hs"], st["mask"], strict=True):
+            b = Bundle(f"{name}[{n}] head {h} row {i}", f"{name}.mask")
+            v = O.vxm(b, TYPE[out.planes], "s", "AND", ("r", st["y"][i % MASK_ROWS]), ("r", r))
+            planes_out(O, b, v, "d", out_loc(h, i, n))
+            pb.emit(b)
 
     def after_row(i, n):
         b = Bundle(f"{name} row {i} tile {n} + residual", f"{name}.res")
@@ -147,13 +191,16 @@ def dense_rows(pb: ProgramBuilder, name: str, x_loc, rows: int, k_in: int, weigh
                 pb.emit(b)
 
     def end(n):
-        regs.release(st["rb"], *st["acc"], *st.get("sum", ()))
+        regs.release(st["rb"], *st.get("acc", ()), *st.get("sum", ()),
+                     *st.pop("y", ()), *st.pop("mask", ()))
         if "nt" in st:
             regs.release_triple(st.pop("nt"))
         for tr in st["trip"]:
             regs.release_triple(tr)
 
     matmul_rows(pb, name, mxms, weights, n_out, k_in, rows, x_loc, epilogue=epilogue,
-                after_row=after_row if residual is not None else None, tile_begin=begin,
-                tile_done=done if heads else None, tile_end=end,
-                hold_slots=lambda n: len(heads_of(n)) > 1, weights_key=weights_key)
+                after_row=(after_row if residual is not None
+                           else mask_heads if mask_heads_on else None), tile_begin=begin,
+                tile_done=done if heads and not mask_heads_on else None, tile_end=end,
+                hold_slots=lambda n: len(heads_of(n)) > 1 and not masked(n),
+                weights_key=weights_key)

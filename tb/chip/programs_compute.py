@@ -29,10 +29,12 @@ counters) that ``golden.machine.Machine`` accepts:
   shift in [-31, 30] and a zero point in the otype's range; results become visible 4
   cycles after issue), MXM weight buffers (which elements of the shadow and the active
   buffer were loaded in this program, loads in flight for IW), accumulator slots, SXM
-  permutation maps (usable 2 cycles after their PMAP).  A program never reads state it
-  did not write: the RTL keeps registers, weights, accumulators and maps across runs, the
-  model starts each program from reset (``tests/test_programs_compute.py`` runs every
-  program on a machine with random state too).
+  permutation maps (usable 2 cycles after their PMAP) and transposer rows (a TGET of
+  ``rows`` rows only when rows 0..rows-1 were all written by TPUTs issued 2 or more cycles
+  before).  A program never reads state it did not write: the RTL keeps registers,
+  weights, accumulators, maps and transposer rows across runs, the model starts each
+  program from reset (``tests/test_programs_compute.py`` runs every program on a machine
+  with random state too).
 
 Kinds: ``VXM`` (random ops and types, two-stage chains, registers loaded from streams and
 immediates and read 1..5 cycles after a write to them, REQUANT with legal parameters --
@@ -44,11 +46,15 @@ the loads allow, MVM with accumulate/emit, ``lw=``/``lwt=`` double buffering ove
 repetitions, IW between MVMs, K > VL accumulation over several weight sets, back-to-back
 accumulation); ``SXM`` (one or both SXMs: SHS/ROTS/SHV/ROTV/DIST/PMAP+PERM/RMAX/RMIN/RSUM
 with every type and type:otype pair, REPEAT with ``n``/``map`` strides, PERM right after a
-PMAP); ``mixed`` (all compute slices at once, sharing MEM slices and streams, plus chains
-where one compute slice's result is another's operand: MXM -> VXM (REQUANT of the int32
-result), MXM -> SXM, SXM -> VXM, SXM -> SXM, SXM -> MXM, VXM -> SXM, VXM -> MXM); ``all``
-(the whole ISA: ``mixed`` plus one or two :class:`_Mem` actors -- MEM-slice work of its
-own in the same tables, after every compute slice's first step:
+PMAP; on configs with a transposer also TPUT (runs of the lowest unwritten rows, rows
+written again, row strides) and TGET (col strides, 1..all written rows, 1 and 2 cycles
+after a TPUT of a row it reads), coverage ``SXM.TPUT.*``/``SXM.TGET*``); ``mixed`` (all
+compute slices at once, sharing MEM slices and streams, plus chains where one compute
+slice's result is another's operand: MXM -> VXM (REQUANT of the int32 result), MXM -> SXM,
+SXM -> VXM, SXM -> SXM, SXM -> MXM, VXM -> SXM, VXM -> MXM; a TGET result may be chained,
+a chained int8 value TPUT); ``all`` (the whole ISA: ``mixed`` plus one or two
+:class:`_Mem` actors -- MEM-slice work of its own in the same tables, after every compute
+slice's first step:
 
 * ``copy``: READ -> WRITE between any two MEM slices (either direction, any distance),
   REPEATed with independent READ/WRITE address strides (0, +-1, 2, -3), both banks; data
@@ -93,8 +99,8 @@ bank in one cycle on one slice, whoever issued them) and ``.step``,
 
 ``compute_fault_programs(cfg)`` gives one program per compute-slice fault (REQUANT
 parameters and PMAP entries out of range, a stream collision, IW during a weight load,
-illegal words, REPEAT strides leaving a field's range) with the slice and error code the
-RTL must flag.
+illegal words, REPEAT strides leaving a field's range; with a transposer a TGET of R + 1
+rows and a TPUT row strided to R) with the slice and error code the RTL must flag.
 """
 
 from __future__ import annotations
@@ -1180,6 +1186,7 @@ class _Mxm(_Actor):
 
 # ------------------------------------------------------------------------------- SXM
 _SXM_OPS = ("SHS", "ROTS", "SHV", "ROTV", "DIST", "PMAP", "PERM", "RMAX", "RMIN", "RSUM")
+_SXM_TRANSPOSE = ("TPUT", "TGET")  # configs with sxm_transpose_rows > 0
 
 
 class _Sxm(_Actor):
@@ -1192,26 +1199,49 @@ class _Sxm(_Actor):
         self.dout = E if west else W
         self.VL = self.cfg.vector_length
         self.pmaps: list[tuple[int, int]] = []  # (issue cycle, map)
+        #: the transposer (if any): (issue cycle, row) of every TPUT
+        self.R = self.cfg.sxm_transpose_rows
+        self.ops = _SXM_OPS + (_SXM_TRANSPOSE if self.R else ())
+        self.tputs: list[tuple[int, int]] = []
 
     def maps_at(self, t) -> set[int]:
         """Maps loaded by a PMAP that a PERM issued in cycle t sees."""
         return {m for tp, m in self.pmaps if tp + 2 <= t}
 
+    def rows_at(self, t) -> int:
+        """Transposer rows 0..P-1 all written by TPUTs that a TGET issued in cycle t sees:
+        P (a TGET reads only rows this program wrote, never power-up or earlier state)."""
+        seen = {r for tp, r in self.tputs if tp + 2 <= t}
+        p = 0
+        while p in seen:
+            p += 1
+        return p
+
     def choose(self):
         # the types are fixed for all attempts of a step: wide ones need more free MEM
         # slices and would otherwise be under-represented
-        return (str(self.rng.choice(_SXM_OPS)), str(self.rng.choice(TYPES)),
-                str(self.rng.choice(TYPES)))
+        rng = self.rng
+        if self.R and rng.random() < 0.3:  # the transposer (TGET falls back to TPUT)
+            mn = "TGET" if rng.random() < 0.6 else "TPUT"
+        else:
+            mn = str(rng.choice(_SXM_OPS))
+        return mn, str(rng.choice(TYPES)), str(rng.choice(TYPES))
 
     def chain_mode(self, chain):
         rng = self.rng
-        mn = str(rng.choice([m for m in _SXM_OPS if m != "PMAP"]))
+        # a producer (chain given) may TGET, a consumer TPUT (one int8 plane each)
+        mn = str(rng.choice([m for m in self.ops if m != "PMAP"
+                             and m != ("TPUT" if chain is not None else "TGET")]))
         ok = [x for x in TYPES if chain is None or TYPE_BYTES[x] in chain.widths]
         red = mn in ("RMAX", "RMIN", "RSUM")
         return (mn, str(rng.choice(TYPES if red else ok)), str(rng.choice(ok)))
 
     def on_commit(self) -> None:
-        if self.pending is not None:
+        if self.pending is None:
+            return
+        if self.pending[0] == "tput":
+            self.tputs += self.pending[1]
+        else:
             self.pmaps.append(self.pending)
 
     def build(self, t, txn):
@@ -1224,12 +1254,18 @@ class _Sxm(_Actor):
         if pv is not None:  # the input is a chained value
             din = pv[1]
             typ = str(rng.choice([x for x in TYPES if TYPE_BYTES[x] == pv[3]]))
-            if mn == "PERM" and not maps:
+            if (mn == "PERM" and not maps) or (mn == "TPUT" and pv[3] != 1):
                 mn = "ROTV"
         if mn == "PERM" and not maps:
             mn = "PMAP"
+        if mn == "TGET" and not self.rows_at(t):
+            mn = "TPUT"
         n, dr = self.rep(0.2, nmax=4, dmax=3)
         rep = (n, dr) if n else None
+        if mn == "TPUT":
+            return self._tput(t, txn, n, dr, din, pv)
+        if mn == "TGET":
+            return self._tget(t, txn, n, dr)
         if mn == "PMAP":
             m = int(rng.integers(0, SXM_MAPS))
             s = _streams(rng, NS, 2, set())
@@ -1288,6 +1324,88 @@ class _Sxm(_Actor):
         txn.issue(self.name, t, Instr(mn, f), (n, dr, sa, 0) if n else None)
         txn.drain(self.name, t + latency(mn, self.cfg), self.dout,
                   list(range(s_out, s_out + ow)), rep=rep)
+        return t + n * dr if txn.ok else None
+
+    def _tput(self, t, txn, n, dr, din, pv):
+        """TPUT (REPEATed with a row stride); often a run of the lowest rows not written
+        yet (up to all of them, stride 1), so that TGETs soon have rows to read."""
+        rng, R = self.rng, self.R
+        written = {r for _tp, r in self.tputs}
+        low = min(set(range(R)) - written, default=None)
+        if low is not None and (low == 0 or rng.random() < 0.5):
+            if self.no_rep:
+                n, sa = 0, 0
+            else:
+                left = R - low
+                n = left - 1 if rng.random() < 0.2 else int(rng.integers(0, min(left, 8)))
+                sa, dr = 1, int(rng.choice([1, 1, 1, 2]))
+            row = low
+        elif self.rows_at(t) and rng.random() < 0.4:  # a row TGETs read, written again
+            n, sa, row = 0, 0, int(rng.integers(0, self.rows_at(t)))
+        else:  # often rewriting rows (TGETs of them 1 cycle later see the old ones)
+            sa = int(rng.choice([1, 1, -1, 2])) if n else 0
+            hi = max(written) if written and rng.random() < 0.6 else R - 1
+            row = _start(rng, 0, hi, n, sa)
+            if row is None:
+                sa, row = 0, int(rng.integers(0, R))
+            if rng.random() < 0.1 and not sa:
+                row = R - 1
+        s_in = pv[2] if pv is not None else _streams(rng, self.tab.NS, 1, set())
+        rep = (n, dr) if n else None
+        txn.feed(self.name, t, din, [s_in], rep=rep)
+        txn.issue(self.name, t, Instr("TPUT", {"row": row, "in_s": s_in, "in_d": din}),
+                  (n, dr, sa, 0) if n else None)
+        rows = [row + k * sa for k in range(n + 1)]
+        cov = txn.cov
+        if R - 1 in rows:
+            cov["SXM.TPUT.row=max"] += 1
+        if any(r in written for r in rows):
+            cov["SXM.TPUT.rewrite"] += 1
+        if pv is not None:
+            cov["SXM.TPUT.chained"] += 1
+        if any(tp == t - 1 for tp, _r in self.tputs):
+            cov["SXM.TPUT.back_to_back"] += 1
+        self.pending = ("tput", [(t + k * dr, r) for k, r in enumerate(rows)])
+        end = t + n * dr
+        if not n and row < self.rows_at(t) and rng.random() < 0.6:
+            # a row written before, written again: a TGET of it 1 cycle later (the old
+            # row) or 2 (the new one)
+            end = t + int(rng.choice([1, 2]))
+            self._tget(end, txn, 0, 1, after=(t, row))
+        return end if txn.ok else None
+
+    def _tget(self, t, txn, n, dr, after=None):
+        """TGET (REPEATed with a col stride) of rows 0..rows-1, all written by this
+        program's TPUTs before (2 cycles or more) the first repetition; ``after`` =
+        (issue cycle, row) of a TPUT of this step that the TGET reads (row < rows)."""
+        rng, VL, R = self.rng, self.VL, self.R
+        p = self.rows_at(t)
+        lo = after[1] + 1 if after else 1
+        sa = int(rng.integers(-3, 4)) if n else 0
+        col = _start(rng, 0, VL - 1, n, sa)
+        if col is None:
+            sa, col = 0, int(rng.integers(0, VL))
+        if rng.random() < 0.15 and not sa:
+            col = int(rng.choice([0, VL - 1]))
+        x = rng.random()
+        rows = p if x < 0.4 else (lo if x < 0.5 else int(rng.integers(lo, p + 1)))
+        s_out = _streams(rng, self.tab.NS, 1, set())
+        txn.issue(self.name, t, Instr("TGET", {"col": col, "rows": rows, "out_s": s_out,
+                                               "out_d": self.dout}),
+                  (n, dr, sa, 0) if n else None)
+        txn.drain(self.name, t + latency("TGET", self.cfg), self.dout, [s_out],
+                  rep=(n, dr) if n else None)
+        cov = txn.cov
+        if txn.chain is not None and txn.produced is not None:
+            cov["SXM.TGET.chained"] += 1
+        cov[f"SXM.TGET.rows={'R' if rows == R else 'min' if rows == 1 else 'mid'}"] += 1
+        if VL - 1 in (col, col + n * sa):
+            cov["SXM.TGET.col=max"] += 1
+        tputs = self.tputs + ([after] if after else [])
+        if any(tp == t - 2 and r < rows for tp, r in tputs):
+            cov["SXM.TGET_2_after_TPUT"] += 1
+        if any(tp == t - 1 and r < rows for tp, r in tputs):
+            cov["SXM.TGET_1_after_TPUT(old row)"] += 1
         return t + n * dr if txn.ok else None
 
 
@@ -2265,6 +2383,21 @@ def compute_fault_programs(cfg: TspConfig, seed: int = 0) -> list[FaultCase]:
                                         "n": 20}), check=False)
     case("SXM SHS n = 20 (illegal word)", sxm, "ILLEGAL_INSTRUCTION", sxm_illegal,
          ICU_FIELD_RANGE_KNOWN)
+
+    R = cfg.sxm_transpose_rows
+    if R:
+        def tget_rows(txn):
+            txn.issue(sxm, 3, Instr("TGET", {"col": 0, "rows": R + 1, "out_s": 1,
+                                             "out_d": W}), check=False)
+        case(f"SXM TGET rows = R + 1 = {R + 1} (illegal word)", sxm, "ILLEGAL_INSTRUCTION",
+             tget_rows, ICU_FIELD_RANGE_KNOWN)
+
+        def tput_stride(txn):
+            txn.feed(sxm, 12, E, [2], rep=(2, 1))
+            txn.issue(sxm, 12, Instr("TPUT", {"row": R - 2, "in_s": 2, "in_d": E}),
+                      (2, 1, 1, 0))
+        case(f"SXM TPUT row = R = {R} after REPEAT stride", sxm, "ILLEGAL_INSTRUCTION",
+             tput_stride, ICU_FIELD_RANGE_KNOWN)
 
     def mxm_stride(txn):
         txn.feed(mxm, 12, E, [3], rep=(2, 1))
