@@ -357,3 +357,30 @@ def test_mem_read_write_merges_a_read_and_a_write_per_cycle():
              for w in both.program.words(s.name)]
     assert sum(i.mnemonic == "READ" and i.fields["wr"] == 1 for i in words) > 0
     assert both.cycles <= one.cycles
+
+
+def test_sxm_transposer_replaces_the_transposing_mvms():
+    """With SXM transposers of S rows the block's attention transposes P (and V) by
+    TPUT/TGET: no transposing MVM is left (with VXM groups no re-emit either: heads are
+    masked; with one group the re-emits stay, which the model tests of tiny3 do not see),
+    both SXMs' transposers are used (head groups alternate), the block is still
+    bit-exact with its cycles as predicted, and it has fewer MVMs than without them."""
+    from arch.isa import decode
+
+    block = make_block(0, 16, 64, 4, 128, causal=True)  # 2 head groups at VL 32
+    x = block.quantize_input(block.example_input(0))
+    groups = 2
+    base = f"small:vxm_groups={groups}"
+    tp = compile_block(block, f"{base},sxm_transpose_rows=16")
+    y, res, _ = tp.run_on_model(x)
+    assert (y == block.forward_int(x)).all() and res.cycles == tp.cycles
+    over = tp.overhead_mvms
+    assert "transpose" not in over and ("re-emit" in over) == (groups == 1), over
+    for s in tp.cfg.slices_of("SXM"):
+        mns = {decode("SXM", w).mnemonic for w in tp.program.words(s.name)}
+        assert {"TPUT", "TGET"} <= mns, (s.name, mns)
+    no = compile_block(block, base)
+    assert no.overhead_mvms.get("transpose", 0) > 0
+    assert sum(tp.emitted.mvm_purpose.values()) < sum(no.emitted.mvm_purpose.values())
+    print(f"groups {groups}: {no.cycles} -> {tp.cycles} cycles, overhead MVMs "
+          f"{no.overhead_mvms} -> {over}")
