@@ -362,7 +362,7 @@ def test_mem_read_write_merges_a_read_and_a_write_per_cycle():
 def test_sxm_transposer_replaces_the_transposing_mvms():
     """With SXM transposers of S rows the block's attention transposes P (and V) by
     TPUT/TGET: no transposing MVM is left (with VXM groups no re-emit either: heads are
-    masked; with one group the re-emits stay, which the model tests of tiny3 do not see),
+    masked; with one group the re-emits stay, see dense.py),
     both SXMs' transposers are used (head groups alternate), the block is still
     bit-exact with its cycles as predicted, and it has fewer MVMs than without them."""
     from arch.isa import decode
