@@ -370,7 +370,8 @@ def _transpose_directed(cfg, seed=12):
     return b
 
 
-@pytest.mark.parametrize("cfg", [SMALL_T, TINY3], ids=["small-transposer", "tiny3"])
+@pytest.mark.parametrize("cfg", [SMALL_T, TINY3, get_config("small:sxm_transpose_rows=32")],
+                         ids=["small-transposer", "tiny3", "small-R=VL"])
 def test_sxm_transpose_directed(cfg):
     _transpose_directed(cfg).simulate(SxmSlice(cfg))
 
