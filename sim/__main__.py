@@ -253,7 +253,8 @@ def cmd_run(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
-    rows = run_bench(rtl=not args.no_rtl, log=lambda *a: print(*a, flush=True))
+    rows = run_bench(rtl=not args.no_rtl, log=lambda *a: print(*a, flush=True),
+                     only=args.blocks)
     bad = [r for r in rows if "error" not in r and (r["cycles"] != r["model_cycles"]
                                                    or not r["bit_exact_model"]
                                                    or r.get("rtl_bit_exact") is False)]
@@ -473,6 +474,9 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("bench", help="schedule quality table + RTL simulation speed")
     p.add_argument("--no-rtl", action="store_true", help="machine model only")
+    p.add_argument("--blocks", default=None, metavar="TEXT",
+                   help="only the block rows whose config contains TEXT (no decode or layer "
+                        "tables), written to build/bench-blocks.json")
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("llm-chips", help="SmolLM2-135M on K chips too small to hold it "
                        "alone (pipeline over C2C, machine model): tokens/s against K")

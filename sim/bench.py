@@ -64,14 +64,20 @@ DECODE_TABLE = [
 ]
 
 
-def run_bench(rtl: bool = True, log=print) -> list[dict]:
+def run_bench(rtl: bool = True, log=print, only: str | None = None) -> list[dict]:
+    """The tables (module docstring); ``only``: just the block rows whose config contains
+    it, written to ``build/bench-blocks.json``."""
     from compiler.compiled import compile_block
     from golden.block import make_block
 
     from .block import BlockSpec, run_block
 
     rows = []
-    for cfg_name, seq, d, h, ff, causal, on_rtl in TABLE:
+    table = [r for r in TABLE if only is None or only in r[0]]
+    if not table:
+        raise SystemExit(f"error: no block row's config contains {only!r}; configs are "
+                         f"{', '.join(sorted({r[0] for r in TABLE}))}")
+    for cfg_name, seq, d, h, ff, causal, on_rtl in table:
         cfg = get_config(cfg_name)
         block = make_block(0, seq, d, h, ff, causal=causal)
         x_q = block.quantize_input(block.example_input(0))
@@ -112,6 +118,9 @@ def run_bench(rtl: bool = True, log=print) -> list[dict]:
             f"{res.cycles}), bound {comp.lower_bound:6d}, ratio {comp.ratio:.2f}, MXM util "
             f"{100 * comp.mxm_utilisation:5.1f} % useful ({100 * comp.mxm_utilisation_all:.1f} % "
             f"with overhead MVMs {comp.overhead_mvms}){rtl_txt}")
+    if only is not None:
+        _write_rows("bench-blocks.json", rows, log)
+        return rows
     _write_rows("bench.json", rows, log)
     run_decode_bench(rtl, log)
     run_layer_bench(log)

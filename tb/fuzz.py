@@ -214,6 +214,8 @@ def randomise_state(m: Machine, rng: np.random.Generator, complement: bool = Fal
         fill(st.acc, -(2**31), 2**31)
     for maps in m.sxm_maps.values():
         fill(maps, 0, vl)
+    for rows in m.sxm_tp.values():  # the transposers (configs with sxm_transpose_rows)
+        fill(rows, 0, 256)
 
 
 def load_case(m: Machine, case: Case) -> None:
