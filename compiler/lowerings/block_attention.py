@@ -353,24 +353,12 @@ class PrefillAttention:
                 continue
             # -- probabilities p_j -> row j of P^T in the transposing MXM (+ SRAM copy)
             ins_t = Install(mxt, ("PT", gi))
-            pr = None
-            if pb.keep:
-                pr = pb.mem.tensor(f"probs[{gi}]", range(S), 1, self.side(mxt))
-                self.probs[gi] = pr
-            for j in range(S):
-                b = Bundle(f"probs group {gi} key {j}", "prob")
-                rd = O.read(b, *e.loc(j))
-                v = O.vxm(b, "u8", "s", "MUL", "s", PROB_ONE, "REQUANT", ("r", rr), otype="i8")
-                b.connect(rd, "out", v, "a")
-                w_ = b.wire(1)
-                b.drive(w_, 0, v, "d")
+
+            def into_mxm(b, j, w_, ins_t=ins_t):
                 ld = O.load(b, mxt, j, ins_t)
                 pb.note_load(mxt, j, None, False)
                 b.tap(w_, 0, ld, "w")
-                if pr is not None:
-                    wr = O.write(b, *pr.loc(j))
-                    b.tap(w_, 0, wr, "in")
-                pb.emit(b)
+            self.emit_probs(gi, e, rr, self.side(mxt), into_mxm)
             zrow = pb.zero_loc(self.side(mxt))
             mode, have = pb.buf[mxt][1]
             pb.load_block(f"P^T group {gi} zero rows", mxt, ins_t,
@@ -490,6 +478,29 @@ class PrefillAttention:
                 if last and t in ctx_slots:
                     pb.slots[mxc].give(ctx_slots.pop(t))
 
+    def emit_probs(self, gi: int, e: Tensor, rr: int, sd: str, into) -> None:
+        """One bundle per key j: ``p_j = REQUANT(MUL(e_j, 127), rr)`` (int8), which
+        ``into(b, j, wire)`` sends where it goes (row j of ``P^T``); with ``keep`` also a
+        copy in SRAM on side ``sd`` (the destination's side: one wire, one direction)."""
+        pb = self.pb
+        O = pb.O
+        pr = None
+        if pb.keep:
+            pr = pb.mem.tensor(f"probs[{gi}]", range(self.S), 1, sd)
+            self.probs[gi] = pr
+        for j in range(self.S):
+            b = Bundle(f"probs group {gi} key {j}", "prob")
+            rd = O.read(b, *e.loc(j))
+            v = O.vxm(b, "u8", "s", "MUL", "s", PROB_ONE, "REQUANT", ("r", rr), otype="i8")
+            b.connect(rd, "out", v, "a")
+            w_ = b.wire(1)
+            b.drive(w_, 0, v, "d")
+            into(b, j, w_)
+            if pr is not None:
+                wr = O.write(b, *pr.loc(j))
+                b.tap(w_, 0, wr, "in")
+            pb.emit(b)
+
     def transposer(self, gi: int) -> str:
         """The SXM whose transposer holds group gi's P^T: the context MXM's side for even
         groups, the other side for odd ones (a group's rows are written while the previous
@@ -504,23 +515,11 @@ class PrefillAttention:
         pb = self.pb
         O, S = pb.O, self.S
         sxm = self.transposer(gi)
-        pr = None
-        if pb.keep:
-            pr = pb.mem.tensor(f"probs[{gi}]", range(S), 1, pb.cfg.slice(sxm).hemisphere)
-            self.probs[gi] = pr
-        for j in range(S):
-            b = Bundle(f"probs group {gi} key {j}", "prob")
-            rd = O.read(b, *e.loc(j))
-            v = O.vxm(b, "u8", "s", "MUL", "s", PROB_ONE, "REQUANT", ("r", rr), otype="i8")
-            b.connect(rd, "out", v, "a")
-            w_ = b.wire(1)
-            b.drive(w_, 0, v, "d")
+
+        def into_transposer(b, j, w_):
             tp = O.tput(b, sxm, j)
             b.tap(w_, 0, tp, "in")
-            if pr is not None:
-                wr = O.write(b, *pr.loc(j))
-                b.tap(w_, 0, wr, "in")
-            pb.emit(b)
+        self.emit_probs(gi, e, rr, pb.cfg.slice(sxm).hemisphere, into_transposer)
         pb.release(e)
 
         def by_tget(b, hi, i, mv):
