@@ -74,6 +74,18 @@ def random_sxm_items(cfg, rng: random.Random, name):
     d_in = in_dir(name)
     nrng = np.random.default_rng(rng.getrandbits(32))
     reserved = set()  # (cycle, dir, stream)
+
+    def free_out(issue_cycles, lat, width):
+        """An output (stream, direction) free in every write cycle (reserved), or None."""
+        nonlocal reserved
+        for _try in range(20):
+            out_s, out_d = rng.randrange(NS - width + 1), rng.choice("EW")
+            dd = "EW".index(out_d)
+            cells = {(c + lat, dd, out_s + p) for c in issue_cycles for p in range(width)}
+            if not cells & reserved:
+                reserved |= cells
+                return out_s, out_d
+        return None
     items = []
     t = 0
 
@@ -108,18 +120,13 @@ def random_sxm_items(cfg, rng: random.Random, name):
             if op == "TPUT":
                 items.append((f"TPUT {pos}, s{rng.randrange(NS)}.{d_in}", values(0)))
             else:
-                issue_cycles = [t + k * rep_d for k in range(rep_n + 1)]
-                lat = latency("TGET", cfg)
-                for _try in range(20):
-                    out_s, out_d = rng.randrange(NS), rng.choice("EW")
-                    cells = {(c + lat, "EW".index(out_d), out_s) for c in issue_cycles}
-                    if not cells & reserved:
-                        break
-                else:
+                got = free_out([t + k * rep_d for k in range(rep_n + 1)],
+                               latency("TGET", cfg), 1)
+                if got is None:
                     items.append(("NOP 4", None))
                     t += 4
                     continue
-                reserved |= cells
+                out_s, out_d = got
                 rows = rng.choice([1, R, rng.randint(1, R), rng.randint(1, R)])
                 items.append((f"TGET {pos}, {rows}, s{out_s}.{out_d}", None))
             if rep_n:
@@ -148,19 +155,12 @@ def random_sxm_items(cfg, rng: random.Random, name):
         rep_n = rng.randint(1, 3) if rng.random() < 0.25 and op in MOVES else 0
         rep_d = rng.randint(1, 2)
         sa = rng.choice([-1, 1, 2]) if rep_n else 0
-        issue_cycles = [t + k * rep_d for k in range(rep_n + 1)]
-        # pick an output stream free in every write cycle
-        for _try in range(20):
-            out_s, out_d = rng.randrange(NS - ob + 1), rng.choice("EW")
-            dd = "EW".index(out_d)
-            cells = {(c + lat, dd, out_s + p) for c in issue_cycles for p in range(ob)}
-            if not cells & reserved:
-                break
-        else:
+        got = free_out([t + k * rep_d for k in range(rep_n + 1)], lat, ob)
+        if got is None:
             items.append(("NOP 4", None))
             t += 4
             continue
-        reserved |= cells
+        out_s, out_d = got
         suffix = f".{TYPES[tc]}" if tc or rng.random() < 0.5 else ""
         in_s = rng.randrange(NS - nb + 1)
         src, dst = f"s{in_s}.{d_in}", f"s{out_s}.{out_d}"
