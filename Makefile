@@ -170,7 +170,7 @@ cost: $(STAMP)
 	$(PY) -m sim cost --config $(if $(filter command line,$(origin CONFIG)),$(CONFIG),tiny)
 
 test: $(STAMP)
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)
 
 verilog: $(STAMP)
 	$(PY) -m sim verilog --config $(CONFIG) --design $(DESIGN)
