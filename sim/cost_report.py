@@ -172,18 +172,16 @@ def additions(cfg: TspConfig, units: dict[str, dict]) -> dict:
         fab = {k: e["fabric"][k] / cfg.n_positions for k in keys}
         out["vxm_group"] = {**{k: round(e["VXM"][k] + e["ICU_VXM"][k] + fab[k]) for k in keys},
                             "parts": "VXM + ICU_VXM + fabric / positions"}
-    if all(e[u] for u in ("MEM", "ICU_MEM", "MEM_RW", "ICU_MEM_RW")):
-        n = len(cfg.slices_of("MEM"))
-        out["mem_read_write"] = {
-            **{k: n * (e["MEM_RW"][k] + e["ICU_MEM_RW"][k] - e["MEM"][k] - e["ICU_MEM"][k])
-               for k in keys},
-            "parts": f"{n} x (MEM_RW + ICU_MEM_RW - MEM - ICU_MEM)"}
-    if all(e[u] for u in ("SXM", "ICU_SXM", "SXM_TP", "ICU_SXM_TP")):
-        n = len(cfg.slices_of("SXM"))
-        out["sxm_transposer"] = {
-            **{k: n * (e["SXM_TP"][k] + e["ICU_SXM_TP"][k] - e["SXM"][k] - e["ICU_SXM"][k])
-               for k in keys},
-            "parts": f"{n} x (SXM_TP + ICU_SXM_TP - SXM - ICU_SXM), {cfg.vector_length} rows"}
+    # an option of every slice of a kind: the slice and its queue built with it, less without
+    for key, kind, tag, note in (("mem_read_write", "MEM", "RW", ""),
+                                 ("sxm_transposer", "SXM", "TP",
+                                  f", {cfg.vector_length} rows")):
+        plus, minus = (f"{kind}_{tag}", f"ICU_{kind}_{tag}"), (kind, f"ICU_{kind}")
+        if all(e[u] for u in plus + minus):
+            n = len(cfg.slices_of(kind))
+            out[key] = {**{k: n * (sum(e[u][k] for u in plus) - sum(e[u][k] for u in minus))
+                           for k in keys},
+                        "parts": f"{n} x ({' + '.join(plus)} - {' - '.join(minus)}){note}"}
     return out
 
 
