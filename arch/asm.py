@@ -162,7 +162,8 @@ def _parse_instr(text: str, kind: str, cfg: TspConfig) -> Instr:
 def _parse_operands(d, rest: str, fields: dict) -> None:
     toks = _split_commas(rest)
     positional = [o for o in d.operands if o.kind in ("int", "stream", "stream_t")]
-    keywords = {o.name: o for o in d.operands if o.kind in ("flag", "emit", "load", "store")}
+    keywords = {o.name: o for o in d.operands
+                if o.kind in ("flag", "emit", "load", "store", "rows")}
     if d.mnemonic == "MVM":
         keywords["lwt"] = keywords["lw"]
     required = sum(not o.optional for o in positional)
@@ -216,6 +217,11 @@ def _parse_operands(d, rest: str, fields: dict) -> None:
             fields["ld"] = 1 if key == "lw" else 2
             fields["row"] = _int(row, "row")
             fields["w_s"], fields["w_d"] = _stream(st, f"for {key}=")
+        elif o.kind == "rows":
+            n = _int(val, "rows=")
+            if n < 1:
+                raise _Err(f"{d.mnemonic}: rows={n}: a load writes at least 1 row")
+            fields["extra"] = n - 1
         elif o.kind == "store":
             addr, at, st = val.partition("@")
             if not at:
@@ -245,6 +251,8 @@ def operand_syntax(d) -> str:
             parts.append("[lw=ROW@sN.D | lwt=COL@sN.D]")
         elif o.kind == "store":
             parts.append("[w=ADDR@sN.D]")
+        elif o.kind == "rows":
+            parts.append("[rows=N]")
     return ", ".join(parts)
 
 
@@ -396,6 +404,8 @@ def format_instr(instr: Instr) -> str:
             parts.append(f"{key}={f['row']}@{_fmt_stream(f['w_s'], f['w_d'])}")
         elif o.kind == "store" and f["wr"]:
             parts.append(f"w={f['waddr']}@{_fmt_stream(f['in_s'], f['in_d'])}")
+        elif o.kind == "rows" and f["extra"]:
+            parts.append(f"rows={f['extra'] + 1}")
     if d.mnemonic == "REPEAT":  # trailing zero strides are omitted
         while len(parts) > 2 and parts[-1] == "0":
             parts.pop()

@@ -96,6 +96,13 @@ class TspConfig:
     #: byte in that column), so an R x VL tile is transposed in R + VL issue slots.  The
     #: reference chip's SXM transposes 16 x 16 blocks of 16 streams.
     sxm_transpose_rows: int = 0
+    #: weight rows an MXM loads per cycle (a power of two, 1..16, at most half the streams
+    #: of a direction): ``LW``/``LWT``/``MVM lw=`` with ``rows=n`` write n rows (columns)
+    #: of the shadow buffer from n consecutive streams in one cycle, so a VL-row tile loads
+    #: in VL / n cycles.  The n rows lie in one aligned group of this many (row // K ==
+    #: (row + n - 1) // K): each shadow row has one operand line (row % K), no multiplexer.
+    #: The reference chip installs weights from 16 streams.
+    mxm_load_rows: int = 1
     #: chip-to-chip links at each end of the slice row (C2C_W, C2C_E); 0: no C2C slices
     c2c_links: int = 0
     #: cycles from a SEND's issue to its first byte at the far end (wire and SerDes); a
@@ -123,13 +130,14 @@ class TspConfig:
         "vxm_groups": (1, 16),
         "mem_read_write": (0, 1),
         "sxm_transpose_rows": (0, 320),
+        "mxm_load_rows": (1, 16),
         "c2c_links": (0, 4),
         "c2c_latency": (1, 1024),
         "c2c_bytes_per_cycle": (1, LANES_PER_SUPERLANE),
         "c2c_buffer": (1, 64),
     }
     _POW2 = ("mem_depth", "imem_depth", "mxm_imem_depth", "vxm_imem_depth",
-             "c2c_bytes_per_cycle")
+             "c2c_bytes_per_cycle", "mxm_load_rows")
     #: link parameters: part of the hardware (and its hash) only when there are links
     _C2C_ONLY = ("c2c_latency", "c2c_bytes_per_cycle", "c2c_buffer")
     #: fields whose 0 means "the same as imem_depth"
@@ -165,6 +173,10 @@ class TspConfig:
             raise ValueError(f"TspConfig.sxm_transpose_rows must be 0 (no transposer) or a "
                              f"multiple of {self.lanes_per_superlane} up to the vector length "
                              f"{vl}, got {r}")
+        if 2 * self.mxm_load_rows > self.streams_per_direction:
+            raise ValueError(f"TspConfig.mxm_load_rows must be at most half the streams per "
+                             f"direction ({self.streams_per_direction // 2}), got "
+                             f"{self.mxm_load_rows}")
 
     def replace(self, **changes) -> TspConfig:
         """A variant of this config (validated again)."""
@@ -294,12 +306,13 @@ class TspConfig:
     def params(self) -> dict[str, int]:
         """The hardware parameters (everything but the name; without links, not the link
         parameters either: they describe no hardware then; one VXM group, no MEM read-write
-        issue and no transposer are left out, so that configs from before those parameters
+        issue, no transposer and one-row weight loads are left out, so that configs from before those parameters
         keep their hash)."""
         skip = {"name", *(() if self.c2c_links else self._C2C_ONLY),
                 *(() if self.vxm_groups > 1 else ("vxm_groups",)),
                 *(() if self.mem_read_write else ("mem_read_write",)),
-                *(() if self.sxm_transpose_rows else ("sxm_transpose_rows",))}
+                *(() if self.sxm_transpose_rows else ("sxm_transpose_rows",)),
+                *(() if self.mxm_load_rows > 1 else ("mxm_load_rows",))}
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name not in skip}
 
@@ -330,6 +343,7 @@ class TspConfig:
             + (f"{self.vxm_groups} VXM groups, " if self.vxm_groups > 1 else "")
             + (f"{self.sxm_transpose_rows}-row SXM transposers, "
                if self.sxm_transpose_rows else "")
+            + (f"{self.mxm_load_rows}-row weight loads, " if self.mxm_load_rows > 1 else "")
             + f"{self.n_positions} slice positions, "
             f"SRAM {self.sram_bytes / 1024:.0f} KiB"
             + (f", {self.c2c_links} C2C link(s)/end ({self.c2c_latency} cycles, "

@@ -98,6 +98,8 @@ def _domain_bounds(domain: str, cfg: TspConfig) -> tuple[int, int]:
         "row": (0, vl - 1),
         "acc": (0, MXM_ACC_SLOTS - 1),
         "ld": (0, 2),
+        # rows beyond the first of a multi-row weight load (`TspConfig.mxm_load_rows`)
+        "ldx": (0, cfg.mxm_load_rows - 1),
         "type": (0, len(TYPES) - 1),
         "nop": (1, 2**32 - 1),
         "rep_n": (0, 2**16 - 1),
@@ -172,7 +174,8 @@ class Operand:
     ``:type`` suffix -> field ``otype``), ``flag`` (keyword, present -> field = 1),
     ``emit`` (keyword ``emit=sN.D`` -> ``emit``, ``out_s``, ``out_d``), ``load`` (keyword
     ``lw=ROW@sN.D`` / ``lwt=COL@sN.D`` -> ``ld``, ``row``, ``w_s``, ``w_d``), ``store``
-    (keyword ``w=ADDR@sN.D`` -> ``wr``, ``waddr``, ``in_s``, ``in_d``), ``vxm`` (the
+    (keyword ``w=ADDR@sN.D`` -> ``wr``, ``waddr``, ``in_s``, ``in_d``), ``rows`` (keyword
+    ``rows=N`` -> ``extra`` = N - 1: a multi-row weight load; omitted for 1), ``vxm`` (the
     VXM expression syntax, see docs/isa.md).
     """
 
@@ -391,18 +394,23 @@ _VXM = (
 )
 
 # MXM: row [14:6], weight stream [20:15], ld [22:21], x stream [28:23], acc [34:29],
-# accum [35], emit [36], out stream [42:37]
+# accum [35], emit [36], out stream [42:37], extra load rows [46:43]
 _MXM_ROW = F("row", 6, 9, "row", stride="A", doc="shadow-buffer row (LW) or column (LWT)")
 _MXM_W = _stream_fields("w", 15, "weight")
+_MXM_X = F("extra", 43, 4, "ldx", doc="rows (columns) loaded beyond the first: rows "
+           "row..row+extra from streams w..w+extra, in one aligned group of mxm_load_rows")
 _MXM = (
-    InstrDef("MXM", "LW", 8, (_MXM_ROW, *_MXM_W), Latency(1),
-             (Operand("int", "row"), Operand("stream", "w")),
+    InstrDef("MXM", "LW", 8, (_MXM_ROW, *_MXM_W, _MXM_X), Latency(1),
+             (Operand("int", "row"), Operand("stream", "w"), Operand("rows", "rows")),
              "Shadow weights row `row` <- int8 vector on stream w (taken at issue, written in "
-             "cycle t+1): W'[row, :] = w."),
-    InstrDef("MXM", "LWT", 9, (_MXM_ROW, *_MXM_W), Latency(-1, 2),
-             (Operand("int", "row"), Operand("stream", "w")),
+             "cycle t+1): W'[row, :] = w.  With rows=n (configs with mxm_load_rows >= n): "
+             "W'[row + j, :] = stream w + j for j < n, in one cycle; the n rows lie in one "
+             "aligned group of mxm_load_rows rows."),
+    InstrDef("MXM", "LWT", 9, (_MXM_ROW, *_MXM_W, _MXM_X), Latency(-1, 2),
+             (Operand("int", "row"), Operand("stream", "w"), Operand("rows", "rows")),
              "Transposed load: shadow column `row` <- stream w: W'[:, row] = w (crosses "
-             "superlanes: written in cycle t+2S-1)."),
+             "superlanes: written in cycle t+2S-1).  rows=n: columns row..row+n-1 from "
+             "streams w..w+n-1, as LW."),
     InstrDef("MXM", "IW", 10, (), Latency(0), (),
              "Install weights: swap shadow and active buffers at the end of cycle t (MVMs "
              "issued from t+1 use the new weights).  Refused while a load to the shadow is in "
@@ -416,9 +424,10 @@ _MXM = (
         F("accum", 35, 1, "flag", doc="1: add to the slot, 0: overwrite it"),
         F("emit", 36, 1, "flag", doc="1: also write the int32 result onto out..out+3"),
         *_stream_fields("out", 37, "result"),
+        _MXM_X,
     ), Latency(2, 2), (Operand("stream", "x"), Operand("int", "acc"),
                        Operand("flag", "accum"), Operand("emit", "emit"),
-                       Operand("load", "lw")),
+                       Operand("load", "lw"), Operand("rows", "rows")),
         "r = W.x (int8 x int8 -> int32 per output lane, active weights at issue) "
         "[+ acc[slot] if accumulate]; acc[slot] = r and, with emit, r goes onto streams "
         "out..out+3 (little-endian byte planes) in cycle t+2S+2.  With lw=/lwt= the same "
@@ -673,6 +682,16 @@ def check_ranges(instr: Instr, cfg: TspConfig, names=None) -> None:
             raise IsaError(f"{d.mnemonic}: {f.name}={v} out of range [{lo}, {hi}]")
 
 
+def check_load_rows(mn: str, row: int, extra: int, cfg: TspConfig) -> None:
+    """A multi-row weight load's rows ``row..row+extra`` lie in one aligned group of
+    ``cfg.mxm_load_rows`` (each shadow row has one operand line: row % mxm_load_rows)."""
+    k = cfg.mxm_load_rows
+    if row // k != (row + extra) // k:
+        raise IsaError(f"{mn}: rows={extra + 1} from row {row} crosses a group of "
+                       f"mxm_load_rows = {k} rows (rows {row}..{row + extra}; a multi-row "
+                       f"load stays within rows {row // k * k}..{row // k * k + k - 1})")
+
+
 #: instructions of optional hardware: mnemonic -> the config field that must be nonzero
 NEEDS = {"TPUT": "sxm_transpose_rows", "TGET": "sxm_transpose_rows"}
 
@@ -708,12 +727,15 @@ def validate(instr: Instr, kind: str, cfg: TspConfig) -> None:
             raise IsaError("READ: waddr/in fields must be 0 without a write (w=)")
     elif d.kind == "MXM":
         if mn == "MVM":
-            if f["ld"] == 0 and (f["row"] or f["w_s"] or f["w_d"]):
-                raise IsaError("MVM: row/w fields must be 0 without a load (ld = 0)")
+            if f["ld"] == 0 and (f["row"] or f["w_s"] or f["w_d"] or f["extra"]):
+                raise IsaError("MVM: row/w/rows fields must be 0 without a load (ld = 0)")
             if not f["emit"] and (f["out_s"] or f["out_d"]):
                 raise IsaError("MVM: out fields must be 0 without emit")
             if f["emit"]:
                 _check_streams(cfg, mn, "emit", f["out_s"], 4)
+        if "extra" in f:
+            check_load_rows(mn, f["row"], f["extra"], cfg)
+            _check_streams(cfg, mn, "w", f["w_s"], f["extra"] + 1)
     elif d.kind == "SXM":
         width = type_bytes(f["type"]) if "type" in f else 2
         if mn in ("TPUT", "TGET"):

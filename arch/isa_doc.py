@@ -203,7 +203,7 @@ def _bounds_text(d: InstrDef, f) -> str:
            "rw_stream": "0..NS-1 (0 without mem_read_write)",
            "rw_dir": "0 E, 1 W (0 without mem_read_write)",
            "trow": "0..R-1 (R = sxm_transpose_rows)", "tcol": "0..VL-1 (with a transposer)",
-           "trows": "1..R"}
+           "trows": "1..R", "ldx": "0..K-1 (K = mxm_load_rows)"}
     if dom in sym:
         return sym[dom]
     lo, hi = f.bounds(PRESETS["small"])

@@ -80,14 +80,20 @@ def random_instr(kind: str, cfg: TspConfig, rng: random.Random, mnemonic: str | 
         ins = Instr("VXM", _vxm_fields(cfg, rng))
         validate(ins, kind, cfg)
         return ins
-    f = {fl.name: _rand_field(fl, cfg, rng) for fl in d.fields}
+    # (a multi-row load's row count is drawn below, and only where there is one: configs
+    # without it keep their random streams)
+    f = {fl.name: 0 if fl.name == "extra" else _rand_field(fl, cfg, rng) for fl in d.fields}
     ns = cfg.streams_per_direction
+    k = cfg.mxm_load_rows
+    if "extra" in f and k > 1 and (d.mnemonic != "MVM" or f["ld"]):
+        f["extra"] = rng.randrange(k - f["row"] % k)  # within the row's aligned group
     width = type_bytes(f["type"]) if "type" in f else 1
     if d.mnemonic == "PMAP":
         width = 2
     for p in ("in", "idx", "x", "w"):
         if f"{p}_s" in f:
-            f[f"{p}_s"] = rng.randrange(ns - (width if p == "in" else 1) + 1)
+            n = width if p == "in" else f["extra"] + 1 if p == "w" else 1
+            f[f"{p}_s"] = rng.randrange(ns - n + 1)
     if "out_s" in f:
         ow = type_bytes(f["otype"]) if "otype" in f else width
         if d.mnemonic == "MVM":

@@ -74,6 +74,7 @@ from arch.isa import (
     VXM_REGS,
     Instr,
     IsaError,
+    check_load_rows,
     decode,
     stride_fields,
     validate,
@@ -1094,19 +1095,27 @@ class Machine:
                                        _wrap(r, 8 * nb, TYPE_SIGNED[ot])))
 
     # -- MXM --------------------------------------------------------------------------------
-    def _load(self, q, st, ld, row, d, s, c):
-        v = self._rd(q, d, s, c).view(np.int8)
+    def _load(self, q, st, ld, f, c):
+        """Rows (ld 1) or columns (ld 2) ``row..row+extra`` of the shadow buffer <- the
+        int8 vectors on streams ``w..w+extra``."""
+        row, n = f["row"], f["extra"] + 1
+        if n > 1 and row // self.cfg.mxm_load_rows != (row + n - 1) // self.cfg.mxm_load_rows:
+            try:  # a REPEAT stride moved the rows across a group (validate saw the first)
+                check_load_rows(self._mn, row, n - 1, self.cfg)
+            except IsaError as e:
+                raise self._fail(f"after REPEAT stride: {e}") from None
+        v = self._rd_planes(q, f["w_d"], f["w_s"], n, c).view(np.int8)
         if ld == 1:
-            st.shadow[row, :] = v
+            st.shadow[row:row + n, :] = v
             done = c + 1
         else:
-            st.shadow[:, row] = v
+            st.shadow[:, row:row + n] = v.T
             done = c + self._lwt_latency
         st.load_done = max(st.load_done, done)
 
     def _lw(self, q, f, c, lat):
         ld = 1 if self._mn == "LW" else 2
-        self._load(q, self.mxm[q.name], ld, f["row"], f["w_d"], f["w_s"], c)
+        self._load(q, self.mxm[q.name], ld, f, c)
 
     def _iw(self, q, f, c, lat):
         st = self.mxm[q.name]
@@ -1126,7 +1135,7 @@ class Machine:
         if f["emit"]:
             self._wr_planes(q, f["out_d"], f["out_s"], c + lat, to_planes(r, 4))
         if f["ld"]:
-            self._load(q, st, f["ld"], f["row"], f["w_d"], f["w_s"], c)
+            self._load(q, st, f["ld"], f, c)
         self._mvm[q.name] += 1
 
     # -- SXM --------------------------------------------------------------------------------
