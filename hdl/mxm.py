@@ -37,6 +37,22 @@ Timing (``t`` = issue cycle in superlane-0 time, ``D = 2S + 1``):
   cycle; superlane ``k`` of the result is delayed ``k`` more cycles (written in
   ``t + L + k``).
 
+Multi-row weight loads (``K = cfg.mxm_load_rows`` > 1; K = 1 builds exactly the hardware
+without them): ``LW``/``LWT``/``MVM lw=|lwt=`` with ``extra`` write rows (columns)
+``row..row+extra`` of the shadow buffer from streams ``w..w+extra`` in one instruction, the
+rows inside one aligned group of K (``row // K == (row + extra) // K``).  There are K weight
+operand lines instead of one, each the skewed and delayed VL-byte line above (taken in
+``t + k``, whole in ``t + D``): line ``j`` carries stream ``w + j - row % K`` for ``row % K
+<= j <= row % K + extra`` and zero otherwise (operand isolation; the skew chain carries a
+K-bit line mask and line 0's stream).  Shadow row ``i`` is written (end of ``t + D``, as a
+one-row load) from line ``i % K`` when ``i // K == row // K`` and its line is in the mask:
+no data multiplexer per row, only the per-line stream select.  LWT: column ``c`` of every
+row ``i`` takes byte ``i`` of line ``c % K`` -- the K lines' byte ``i`` repeated VL / K
+times, merged under the column mask as for one column (O(1) wide operations per row).  The
+core control word carries the line mask; the issue checks add the group rule (after the
+REPEAT offset, on the strided row), ``w + extra <= NS - 1`` and ``extra = 0`` for an MVM
+without a load.  The IW hazard counter is unchanged (same landing cycles).
+
 Extra port: ``mvm`` is high in the issue cycle of every MVM (the chip counts
 matrix-vector-product cycles from it).  Errors (``error``/``error_code``, combinational
 in the issue cycle): ``ILLEGAL_INSTRUCTION`` for a word the ISA rejects or a REPEAT-
@@ -94,19 +110,27 @@ class MxmWeights(wiring.Component):
     w[i]``); ``iw`` flips ``act``.  ``rows[i]`` is row ``i`` of the active buffer (VL
     bytes, byte ``j`` = ``W[i, j]``).  The contents and ``act`` have no reset (the model's
     weights persist across runs).
+
+    ``k`` > 1 (`TspConfig.mxm_load_rows`): ``w`` is ``k`` operand lines and ``lines`` a
+    mask of them; a load writes the rows (columns) ``i`` of the aligned group ``row // k``
+    whose line ``i % k`` is in ``lines``, row ``i`` from line ``i % k`` (LWT: byte ``i`` of
+    line ``c % k`` into column ``c``): no data multiplexer per row.
     """
 
-    def __init__(self, vl: int):
+    def __init__(self, vl: int, k: int = 1):
         self.vl = vl
+        self.k = k
         rb = max(1, (vl - 1).bit_length())
-        super().__init__({
-            "lw": In(1), "lwt": In(1), "iw": In(1), "row": In(rb), "w": In(8 * vl),
-            "rows": Out(8 * vl).array(vl),
-        })
+        members = {"lw": In(1), "lwt": In(1), "iw": In(1), "row": In(rb),
+                   "w": In(8 * vl) if k == 1 else In(8 * vl).array(k),
+                   "rows": Out(8 * vl).array(vl)}
+        if k > 1:
+            members["lines"] = In(k)
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
-        VL = self.vl
+        VL, K = self.vl, self.k
         act = Signal(name="act", reset_less=True)
         with m.If(self.iw):
             m.d.sync += act.eq(~act)
@@ -118,23 +142,54 @@ class MxmWeights(wiring.Component):
         # operations, not VL x VL byte multiplexers (the simulator's code scales so)
         byte_hit = Signal(VL)
         col_mask = Cat(*(byte_hit[j].replicate(8) for j in range(VL)))
+        if K == 1:
+            def hit(i):
+                return self.row == i
+
+            def line(i):
+                return self.w
+
+            def col_bytes(i):  # byte i of the line, in every column
+                return self.w[8 * i:8 * i + 8].replicate(VL)
+        else:
+            # rows (columns) i of the group row // K whose line i % K is loaded; column c
+            # takes byte i of line c % K: the K lines' byte i, repeated VL / K times
+            lk = (K - 1).bit_length()
+            grp_hit = Signal(VL // K)
+
+            def hit(i):
+                return grp_hit[i // K] & self.lines[i % K]
+
+            def line(i):
+                return self.w[self.line_of(i)]
+
+            def col_bytes(i):
+                return Cat(*(self.w[self.line_of(j)][8 * i:8 * i + 8]
+                             for j in range(K))).replicate(VL // K)
         with m.If(self.lw | self.lwt):  # only in a load cycle (the simulator skips the rest)
+            if K > 1:
+                for g in range(VL // K):
+                    m.d.comb += grp_hit[g].eq(self.row[lk:] == g)
             for i in range(VL):
-                m.d.comb += [row_hit[i].eq(self.lw & (self.row == i)),
-                             byte_hit[i].eq(self.row == i)]
+                m.d.comb += [row_hit[i].eq(self.lw & hit(i)),
+                             byte_hit[i].eq(hit(i))]
             for b in range(2):
                 shadow = Signal(name=f"shadow{b}")
                 m.d.comb += shadow.eq(act != b)
                 for i in range(VL):
                     row = bufs[b][i]
-                    col = (self.w[8 * i:8 * i + 8].replicate(VL) & col_mask) | (row & ~col_mask)
+                    col = (col_bytes(i) & col_mask) | (row & ~col_mask)
                     with m.If(shadow & row_hit[i]):
-                        m.d.sync += row.eq(self.w)
+                        m.d.sync += row.eq(line(i))
                     with m.Elif(shadow & self.lwt):
                         m.d.sync += row.eq(col)
         for i in range(VL):
             m.d.comb += self.rows[i].eq(Mux(act, bufs[1][i], bufs[0][i]))
         return m
+
+    def line_of(self, i: int) -> int:
+        """The operand line row (column) ``i`` is written from (K > 1)."""
+        return i % self.k
 
 
 class MxmMacArray(wiring.Component):
@@ -222,6 +277,8 @@ class MxmSlice(wiring.Component):
             "emit": 1,
             "out_s": cfg.stream_index_bits,
             "out_d": 1,
+            # K > 1: the operand lines row % K .. row % K + extra a load writes from
+            **({"lines": cfg.mxm_load_rows} if cfg.mxm_load_rows > 1 else {}),
         })
 
     @property
@@ -233,6 +290,8 @@ class MxmSlice(wiring.Component):
         m = Module()
         cfg = self.cfg
         S, VL, NS = cfg.superlanes, cfg.vector_length, cfg.streams_per_direction
+        K = cfg.mxm_load_rows
+        lk = (K - 1).bit_length()
         D = 2 * S + 1  # issue -> core
         L_lwt = isa.latency("LWT", cfg)
         assert isa.latency("MVM", cfg) == D + 1 and isa.latency("LW", cfg) == 1
@@ -260,9 +319,18 @@ class MxmSlice(wiring.Component):
         def in_range(v, hi):
             return (v >= 0) & (v <= hi)
 
+        multi = []  # multi-row loads (K > 1): the rows' group (after the stride), streams
+        if K > 1:
+            extra = v_ld.extra
+            any_ld = is_lw | is_lwt | (is_mvm & (v_mvm.ld != 0))
+            ld_lo = Mux(is_mvm, mvm_row[:lk], ld_row[:lk])
+            multi = [any_ld & (ld_lo + extra > K - 1),
+                     any_ld & (v_ld.w_s + extra > NS - 1),
+                     is_mvm & (v_mvm.ld == 0) & (extra != 0)]
+
         # the checks the model's validate() and REPEAT stride checks make
         bad = Signal()
-        m.d.comb += bad.eq(valid & (
+        checks = (
             ~legal_checks(word, KIND, cfg)
             | ((is_lw | is_lwt) & ~in_range(ld_row, VL - 1))
             | (is_mvm & ~in_range(mvm_row, VL - 1))
@@ -271,7 +339,10 @@ class MxmSlice(wiring.Component):
                                            | (v_mvm.w_d != 0)))
             | (is_mvm & ~v_mvm.emit & ((v_mvm.out_s != 0) | (v_mvm.out_d != 0)))
             | (is_mvm & v_mvm.emit & (v_mvm.out_s > NS - 4))
-        ))
+        )
+        for chk in multi:
+            checks = checks | chk
+        m.d.comb += bad.eq(valid & checks)
 
         # IW hazard: cycles for which a load to the shadow buffer is still in flight
         cnt_bits = max(1, (L_lwt - 1).bit_length())
@@ -307,33 +378,48 @@ class MxmSlice(wiring.Component):
             ctl0.out_s.eq(v_mvm.out_s),
             ctl0.out_d.eq(v_mvm.out_d),
         ]
+        if K > 1:  # lines row % K .. row % K + extra (the group rule holds: checked above)
+            lo = ctl0.row[:lk]
+            m.d.comb += ctl0.lines.eq(Cat(*((lo <= j) & (lo + v_ld.extra >= j)
+                                            for j in range(K))))
 
         # ---------------------------------------------------------- operands (t + k)
+        # (K > 1: w_en is a mask of the K weight lines and w_s the stream of line 0: line
+        # j carries stream w_s + j - row % K)
         sel_layout = data.StructLayout({"x_en": 1, "x_s": 5, "x_d": 1,
-                                        "w_en": 1, "w_s": 5, "w_d": 1})
+                                        "w_en": K, "w_s": 5, "w_d": 1})
         m.submodules.opsel = opsel = SkewChain(sel_layout, S, valid_field=None)
         m.d.comb += [
-            opsel.i.x_en.eq(ctl0.mvm), opsel.i.w_en.eq(ctl0.lw | ctl0.lwt),
+            opsel.i.x_en.eq(ctl0.mvm),
+            opsel.i.w_en.eq(ctl0.lw | ctl0.lwt if K == 1
+                            else Mux(ctl0.lw | ctl0.lwt, ctl0.lines, 0)),
             opsel.i.x_s.eq(v_mvm.x_s), opsel.i.x_d.eq(v_mvm.x_d),
-            opsel.i.w_s.eq(v_ld.w_s), opsel.i.w_d.eq(v_ld.w_d),
+            opsel.i.w_s.eq(v_ld.w_s if K == 1 else v_ld.w_s - ctl0.row[:lk]),
+            opsel.i.w_d.eq(v_ld.w_d),
         ]
         SB = cfg.superlane_bits
-        x_blocks, w_blocks = [], []
+        x_blocks, w_blocks = [], [[] for _ in range(K)]
         for k in range(S):
             tile, sel = self.tiles[k], opsel.o[k]
             sb = cfg.stream_index_bits
             # operand isolation: the lines (and the MAC array) only change for real operands
             xk = Mux(sel.x_en, stream_select(tile, sb, sel.x_s, sel.x_d), 0)
-            wk = Mux(sel.w_en, stream_select(tile, sb, sel.w_s, sel.w_d), 0)
+            wk = Mux(sel.w_en, stream_select(tile, sb, sel.w_s, sel.w_d), 0) if K == 1 else \
+                Mux(sel.w_en[0], stream_select(tile, sb, sel.w_s, sel.w_d), 0)
+            lines = [("x", xk, x_blocks), ("w", wk, w_blocks[0])]
+            lines += [(f"w{j}_", Mux(sel.w_en[j], stream_select(tile, sb,
+                                                                 self.line_stream(sel, j),
+                                                                 sel.w_d), 0), w_blocks[j])
+                      for j in range(1, K)]
             # delay superlane k by D - k cycles: all superlanes line up in t + D
-            for name, v, out in (("x", xk, x_blocks), ("w", wk, w_blocks)):
+            for name, v, out in lines:
                 for n in range(D - k):
                     r = Signal(SB, name=f"{name}{k}_d{n + 1}", reset_less=True)
                     m.d.sync += r.eq(v)
                     v = r
                 out.append(v)
         x_vec = Cat(*x_blocks)  # VL int8 at t + D
-        w_vec = Cat(*w_blocks)
+        w_vecs = [Cat(*b) for b in w_blocks]  # weight line j (K > 1: one per line)
 
         # ---------------------------------------------------------- control delay (t + D)
         c = ctl0
@@ -346,14 +432,15 @@ class MxmSlice(wiring.Component):
         core = c
 
         # ---------------------------------------------------------- weights, MACs (core)
-        m.submodules.weights = wts = MxmWeights(VL)
+        m.submodules.weights = wts = self.weights_class(VL, K)
         m.submodules.mac = mac = MxmMacArray(VL, rows=self.mac_rows)
         m.d.comb += [
             wts.lw.eq(core.valid & core.lw),
             wts.lwt.eq(core.valid & core.lwt),
             wts.iw.eq(core.valid & core.iw),
             wts.row.eq(core.row),
-            wts.w.eq(w_vec),
+            *([wts.w.eq(w_vecs[0])] if K == 1 else
+              [wts.lines.eq(core.lines), *(wts.w[j].eq(w_vecs[j]) for j in range(K))]),
             mac.en.eq(core.valid & core.mvm),
             mac.x.eq(x_vec),
         ]
@@ -402,6 +489,14 @@ class MxmSlice(wiring.Component):
             self._drive_tile(m, o, ctl_k, blocks[o])
         m.d.comb += self.busy.eq(Cat(*busy).any())
         return m
+
+    #: the weight buffers' class (tests plant bugs in a subclass)
+    weights_class = MxmWeights
+
+    @staticmethod
+    def line_stream(sel, j: int):
+        """The stream index of weight line ``j`` > 0 (K > 1): line 0's plus ``j``."""
+        return sel.w_s + j
 
     def _drive_tile(self, m, o, ctl, block):
         """Tile ``o`` writes the int32 lanes of ``block`` as 4 byte planes onto

@@ -181,6 +181,11 @@ def strided(word, kind: str, mnemonic: str, name: str, off_a, off_b, extra_bits:
     return raw
 
 
+#: field domains of optional hardware that are reserved bits on configs without it
+#: (`TspConfig.mxm_load_rows` = 1: the ``extra`` field of the weight loads)
+_RESERVED_WHEN_ABSENT = ("ldx",)
+
+
 def legal_checks(word, kind: str, cfg: TspConfig, *, strided_fields: bool = True):
     """A signal-valued expression: `word` is a legal `kind` instruction under `cfg`
     as far as the hardware checks it (known opcode, reserved bits clear, every
@@ -189,10 +194,15 @@ def legal_checks(word, kind: str, cfg: TspConfig, *, strided_fields: bool = True
     more (operand combinations); see docs/verification.md."""
     ok_any = Const(0)
     for mn, d in isa.DEFS[kind].items():
-        cond = (opcode_of(word) == d.opcode) & ((word & Const(d.reserved_mask, 64)) == 0)
+        # a field of optional hardware the config does not have (range 0..0) is checked as
+        # the reserved bits it was before the field existed: the same hardware as then
+        absent = [f for f in d.fields
+                  if f.domain in _RESERVED_WHEN_ABSENT and f.bounds(cfg) == (0, 0)]
+        reserved = d.reserved_mask | sum(f.mask for f in absent)
+        cond = (opcode_of(word) == d.opcode) & ((word & Const(reserved, 64)) == 0)
         v = view(word, kind, mn)
         for f in d.fields:
-            if f.stride and not strided_fields:
+            if (f.stride and not strided_fields) or f in absent:
                 continue
             lo, hi = f.bounds(cfg)
             flo, fhi = ((-(1 << (f.width - 1)), (1 << (f.width - 1)) - 1) if f.signed

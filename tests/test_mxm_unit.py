@@ -17,28 +17,34 @@ import pytest
 from amaranth.hdl import UnusedElaboratable
 from slicebench import Sequence, SliceBench
 
+from arch.asm import AsmError, parse_instr
 from arch.config import get_config
-from arch.isa import latency
-from hdl.mxm import MxmSlice
+from arch.isa import Instr, latency
+from hdl.mxm import MxmSlice, MxmWeights
 from hdl.slice import ErrorCode
 
 TINY, SMALL, MEDIUM = get_config("tiny"), get_config("small"), get_config("medium")
+#: multi-row weight loads (TspConfig.mxm_load_rows): tiny3 has 8 streams per direction
+TINY3_K2 = get_config("tiny3:mxm_load_rows=2")
+SMALL_K4 = get_config("small:mxm_load_rows=4")
+MEDIUM_K4 = get_config("medium:mxm_load_rows=4")
 
 
 # ============================================================================ MXM bench
 def mxm_needs(mn, f):
+    """Operands "x" and "w" (a multi-row load's stream w + j: "w<j>")."""
     out = []
     if mn == "MVM":
         out.append(("x", f["x_d"], f["x_s"]))
-        if f["ld"]:
-            out.append(("w", f["w_d"], f["w_s"]))
-    elif mn in ("LW", "LWT"):
-        out.append(("w", f["w_d"], f["w_s"]))
+    if mn in ("LW", "LWT") or (mn == "MVM" and f["ld"]):
+        out += [(f"w{j}" if j else "w", f["w_d"], f["w_s"] + j) for j in range(f["extra"] + 1)]
     return out
 
 
 def mxm_bench(cfg, seed):
-    b = SliceBench(cfg, "MXM", mxm_needs, seed)
+    ns = cfg.streams_per_direction
+    # (an illegal load's streams past the last are not fed)
+    b = SliceBench(cfg, "MXM", lambda mn, f: [o for o in mxm_needs(mn, f) if o[2] < ns], seed)
     # the two MXMs share one state in the model: sequences alternate between MXM_W0
     # (operands on westward streams) and MXM_E0 (eastward) and both mirror the one DUT
     st = b.machine.mxm["MXM_W0"]
@@ -65,15 +71,23 @@ def i8(v):
 
 def random_mxm_items(cfg, rng: random.Random, name):
     """A random legal MXM instruction sequence (IW never while a load is in flight)."""
-    VL, NS = cfg.vector_length, cfg.streams_per_direction
+    VL, NS, K = cfg.vector_length, cfg.streams_per_direction, cfg.mxm_load_rows
     d_in = in_dir(name)
     lwt_l = latency("LWT", cfg)
     items = []
     t = 0  # relative issue cycle
     load_done = -1
 
-    def stream():
-        return f"s{rng.randrange(NS)}.{d_in}"
+    def stream(extra=0):
+        return f"s{rng.randrange(NS - extra)}.{d_in}"
+
+    def multi(rows):
+        """K > 1: rows=n for a load of these rows (one per repetition; every one keeps its
+        n rows in its aligned group of K), or "" (K = 1 draws no random numbers here)."""
+        if K == 1 or rng.random() < 0.3:
+            return 0, ""
+        n = rng.randint(1, K - max(r % K for r in rows))
+        return n - 1, f", rows={n}" if n > 1 or rng.random() < 0.2 else ""
 
     def vec():
         k = rng.random()
@@ -100,9 +114,12 @@ def random_mxm_items(cfg, rng: random.Random, name):
         if op in ("LW", "LWT"):
             n = rng.randint(0, 3) if rng.random() < 0.3 else 0
             sa = rng.choice([-1, 1, 2]) if n else 0
+            if K > 1 and n and rng.random() < 0.5:
+                sa = rng.choice([-K, K, 2 * K])  # whole groups
             lo, hi = max(0, -sa * n), min(VL - 1, VL - 1 - sa * n)
             row = rng.randint(lo, hi)
-            text = f"{op} {row}, {stream()}"
+            extra, rows = multi([row + k * sa for k in range(n + 1)])
+            text = f"{op} {row}, {stream(extra)}{rows}"
             lat = 1 if op == "LW" else lwt_l
             if n:
                 d = rng.randint(1, 2)
@@ -128,8 +145,11 @@ def random_mxm_items(cfg, rng: random.Random, name):
         lat = 0
         if op == "MVMLD":
             kind = rng.choice(["lw", "lwt"])
+            if K > 1 and n and rng.random() < 0.5:
+                sb = rng.choice([-K, K])
             row = rng.randint(max(0, -sb * n), min(VL - 1, VL - 1 - sb * n))
-            text += f", {kind}={row}@{stream()}"
+            extra, rows = multi([row + k * sb for k in range(n + 1)])
+            text += f", {kind}={row}@{stream(extra)}{rows}"
             lat = 1 if kind == "lw" else lwt_l
         d = rng.randint(1, 2) if n else 1
         items.append((text, {"x": vec(), "w": vec()}))
@@ -283,3 +303,228 @@ def test_mxm_random_sequences_medium(base_seed):
     print(f"  {len(b.sequences)} sequences, "
           f"{sum(s.cycles + MEDIUM.superlanes for s in b.sequences)} cycles, "
           f"simulation {b.sim_seconds:.1f} s (cpu {b.sim_cpu:.1f} s)")
+
+
+# ============================================================================ multi-row loads
+def random_multirow(cfg, base_seed, offset, dut_class=None, sequences=20):
+    seed = base_seed + offset
+    print(f"MXM random sequences with multi-row loads: config {cfg.name}, seed {seed}")
+    rng = random.Random(seed)
+    b = mxm_bench(cfg, seed)
+    for n in range(sequences):
+        name = ("MXM_W0", "MXM_E0")[n % 2]
+        b.run(name, random_mxm_items(cfg, rng, name))
+    loads = [ln for s in b.sequences for ln in s.text.splitlines() if "rows=" in ln]
+    print(f"  {len(b.sequences)} sequences, {len(loads)} multi-row load issues")
+    assert len(loads) > 10
+    dut = (dut_class or MxmSlice)(cfg)
+    b.simulate(dut, port_checks=mvm_port_check(dut))
+    print(f"  {sum(s.cycles + cfg.superlanes for s in b.sequences)} cycles, "
+          f"{sum(len(s.writes) for s in b.sequences)} stream writes checked, "
+          f"simulation {b.sim_seconds:.1f} s (cpu {b.sim_cpu:.1f} s)")
+
+
+@pytest.mark.parametrize("cfg", [TINY3_K2, SMALL_K4], ids=["tiny3-K2", "small-K4"])
+def test_mxm_multirow_random_sequences(cfg, base_seed):
+    random_multirow(cfg, base_seed, 110 + cfg.mxm_load_rows)
+
+
+def _result(seq, t, out_s, d, lat):
+    """The int32 vector an MVM issued in ``t`` emitted onto out_s..out_s+3 (model writes)."""
+    planes = np.stack([seq.writes[(t + lat, d, out_s + p)] for p in range(4)])
+    return planes.T.copy().view("<i4")[:, 0].astype(np.int64)
+
+
+def _multirow_directed(cfg, seed=9):
+    """A whole tile loaded K rows per cycle (LW, LWT and MVM lw=/lwt= at full rate, each
+    with IW in the cycle its last rows land) and checked against numpy; loads of n < K
+    rows at offsets inside a group; the last streams; both MXMs."""
+    VL, NS, K = cfg.vector_length, cfg.streams_per_direction, cfg.mxm_load_rows
+    G = VL // K
+    lat, lwt = latency("MVM", cfg), latency("LWT", cfg)
+    rng = np.random.default_rng(seed)
+    b = mxm_bench(cfg, seed)
+
+    def tile():
+        return rng.integers(-128, 128, (VL, VL))
+
+    def rows_of(w, k):  # repetition k of a K-row load: rows (columns) Kk..Kk+K-1 of w
+        return {(f"w{j}" if j else "w"): i8(w[K * k + j]) for j in range(K)}
+
+    def wait(n):
+        return [(f"NOP {n}", None)] if n > 0 else []
+
+    x = rng.integers(-128, 128, VL)
+    # 1. LW K rows per cycle (VL / K issues), IW in the cycle after the last (t + 1)
+    w1 = tile()
+    seq = b.run("MXM_W0", [(f"LW 0, s1.W, rows={K}", lambda k: rows_of(w1, k)),
+                           (f"REPEAT {G - 1}, 1, {K}", None), ("IW", None),
+                           ("MVM s0.W, 0, emit=s0.E", {"x": i8(x)})])
+    t = max(seq.issues)
+    assert (_result(seq, t, 0, 0, lat) == w1 @ x).all()
+    # 2. LWT K columns per cycle, stride -K from the last group, IW when the last lands
+    w2 = tile()
+    seq = b.run("MXM_E0", [(f"LWT {VL - K}, s{NS - K}.E, rows={K}",
+                            lambda k: rows_of(w2.T[::-1].reshape(G, K, VL)[:, ::-1]
+                                              .reshape(VL, VL), k)),
+                           (f"REPEAT {G - 1}, 1, {-K}", None), *wait(lwt - 1), ("IW", None),
+                           ("MVM s2.E, 1, emit=s4.W", {"x": i8(x)})])
+    t = max(seq.issues)
+    assert (_result(seq, t, 4, 1, lat) == w2 @ x).all()
+    # 3. MVM lw= rows=K at full rate (the MVMs use tile 2, then tile 3 after the IW)
+    w3 = tile()
+    xs = rng.integers(-128, 128, (G, VL))
+    seq = b.run("MXM_E0", [(f"MVM s0.E, 2, emit=s0.W, lw=0@s1.E, rows={K}",
+                            lambda k: {"x": i8(xs[k]), **rows_of(w3, k)}),
+                           (f"REPEAT {G - 1}, 1, 1, {K}", None), ("IW", None),
+                           ("MVM s0.E, 3, emit=s0.E", {"x": i8(x)})])
+    t0, t = min(seq.issues), max(seq.issues)
+    assert (_result(seq, t0 + 1, 0, 1, lat) == w2 @ xs[1]).all()
+    assert (_result(seq, t, 0, 0, lat) == w3 @ x).all()
+    # 4. MVM lwt= rows=K at full rate, IW when the last columns land
+    w4 = tile()
+    seq = b.run("MXM_W0", [(f"MVM s3.W, 4, lwt=0@s{NS - K}.W, rows={K}",
+                            lambda k: rows_of(w4.T, k)),
+                           (f"REPEAT {G - 1}, 1, 0, {K}", None), *wait(lwt - 1),
+                           ("IW", None), ("MVM s3.W, 5, emit=s1.E", {"x": i8(x)})])
+    t = max(seq.issues)
+    assert (_result(seq, t, 1, 0, lat) == w4 @ x).all()
+    # 5. partial groups: rows=n < K at an offset in the group (LW and LWT), rows=1, a
+    # stride of whole groups; then the mixed tile is installed and checked
+    w5 = w3.copy()  # the shadow buffer now (IW swapped tiles 3 and 4)
+    items = []
+    for n, off in ((1, K - 1), (K - 1, 1), (max(1, K // 2), K // 2 - 1 if K > 2 else 0)):
+        if off + n > K:
+            continue
+        r0 = K * int(rng.integers(0, G - 1)) + off
+        v = rng.integers(-128, 128, (2, n, VL))
+        items += [(f"LW {r0}, s2.W, rows={n}",
+                   lambda k, v=v, n=n: {(f"w{j}" if j else "w"): i8(v[k, j])
+                                        for j in range(n)}),
+                  (f"REPEAT 1, 2, {K}", None)]
+        w5[r0:r0 + n] = v[0]
+        w5[r0 + K:r0 + K + n] = v[1]
+        c0 = K * int(rng.integers(0, G)) + off
+        vc = rng.integers(-128, 128, (n, VL))
+        items.append((f"LWT {c0}, s{NS - n}.W, rows={n}",
+                      {(f"w{j}" if j else "w"): i8(vc[j]) for j in range(n)}))
+        items += wait(lwt - 1)  # (lands before the next rows)
+        w5[:, c0:c0 + n] = vc.T
+    seq = b.run("MXM_W0", items + [("IW", None),
+                                   ("MVM s5.W, 6, emit=s2.E", {"x": i8(x)})])
+    t = max(seq.issues)
+    assert (_result(seq, t, 2, 0, lat) == w5 @ x).all()
+    return b
+
+
+@pytest.mark.parametrize("cfg", [TINY3_K2, SMALL_K4], ids=["tiny3-K2", "small-K4"])
+def test_mxm_multirow_directed(cfg):
+    b = _multirow_directed(cfg)
+    dut = MxmSlice(cfg)
+    b.simulate(dut, port_checks=mvm_port_check(dut))
+
+
+def _illegal(cfg, cases):
+    """Each (name, items) as its own sequence: the model refuses its last issue, and the
+    RTL flags ILLEGAL_INSTRUCTION in that cycle."""
+    b = mxm_bench(cfg, 8)
+    for name, items in cases:
+        seq = _hand_sequence(b, items, name)
+        b.run("MXM_W0", items, expect_error=rf"in cycle {max(seq.issues)}: "
+                                            r"(illegal instruction|after REPEAT stride)")
+        b.sequences.append(seq)
+    b.simulate(MxmSlice(cfg), error_at={
+        n: (max(seq.issues), ErrorCode.ILLEGAL_INSTRUCTION)
+        for n, seq in enumerate(b.sequences)})
+
+
+def _ld(mn, row, w_s, extra, **f):
+    if mn == "MVM":
+        return Instr("MVM", {"x_s": 0, "x_d": 1, "ld": 1, "row": row, "w_s": w_s, "w_d": 1,
+                             "extra": extra, **f})
+    return Instr(mn, {"row": row, "w_s": w_s, "w_d": 1, "extra": extra})
+
+
+@pytest.mark.parametrize("cfg", [TINY3_K2, SMALL_K4], ids=["tiny3-K2", "small-K4"])
+def test_mxm_multirow_illegal(cfg):
+    """A group crossed (as a word, after a REPEAT A or B stride), streams past the last,
+    rows > K, rows without a load: refused by the model and the RTL."""
+    K, NS = cfg.mxm_load_rows, cfg.streams_per_direction
+    _illegal(cfg, [
+        ("LW crosses a group", [(_ld("LW", K - 1, 0, 1), None)]),
+        ("LWT crosses a group", [(_ld("LWT", 1, 0, K - 1), None)]),
+        ("MVM lw= crosses a group", [(_ld("MVM", K + K // 2, 0, K - 1), None)]),
+        ("MVM lwt= crosses a group", [(_ld("MVM", 2 * K - 1, 0, 1, ld=2), None)]),
+        ("rows > K", [(_ld("LW", 0, 0, K), None)]),
+        ("LW streams past the last", [(_ld("LW", 0, NS - K + 1, K - 1), None)]),
+        ("LWT streams past the last", [(_ld("LWT", K, NS - 1, 1), None)]),
+        ("MVM lw= streams past the last", [(_ld("MVM", 0, NS - 1, 1), None)]),
+        ("MVM rows= without a load", [(Instr("MVM", {"x_s": 0, "x_d": 1, "extra": 1}),
+                                        None)]),
+        ("LW stride crosses a group", [(f"LW 0, s0.W, rows={K}", None),
+                                       (f"REPEAT 2, 1, {K}", None),
+                                       (f"LW 0, s0.W, rows={K}", None),
+                                       ("REPEAT 1, 1, 1", None)]),
+        ("LWT stride crosses a group", [(f"LWT {K}, s0.W, rows=2", None),
+                                        (f"REPEAT 1, 2, {K - 1}", None)]),
+        ("MVM stride B crosses a group", [(f"MVM s0.W, 0, lw=0@s1.W, rows={K}", None),
+                                          (f"REPEAT 1, 1, 0, {K // 2}", None)]),
+    ])
+
+
+def test_mxm_multirow_on_k1_is_illegal():
+    """rows > 1 on a config without multi-row loads (K = 1): illegal words."""
+    _illegal(TINY, [
+        ("LW rows=2", [(_ld("LW", 0, 0, 1), None)]),
+        ("LWT rows=2", [(_ld("LWT", 2, 0, 1), None)]),
+        ("MVM lw= rows=2", [(_ld("MVM", 0, 0, 1), None)]),
+        ("MVM rows=2 without a load", [(Instr("MVM", {"x_s": 0, "x_d": 1, "extra": 1}),
+                                        None)]),
+    ])
+    with pytest.raises(AsmError, match="out of range"):
+        parse_instr("LW 0, s0.W, rows=2", "MXM", TINY)
+
+
+class _WrongLine(MxmWeights):
+    """Planted bug: row (column) i is written from line (i + 1) % K."""
+
+    def line_of(self, i):
+        return (i + 1) % self.k
+
+
+class _WrongLineSlice(MxmSlice):
+    weights_class = _WrongLine
+
+
+class _WrongStreamSlice(MxmSlice):
+    """Planted bug: weight line j > 0 reads stream w_s + j + 1 (w_s + j - row % K + 1)."""
+
+    @staticmethod
+    def line_stream(sel, j):
+        return sel.w_s + j + 1
+
+
+class _LastLineStreamSlice(MxmSlice):
+    """Planted bug: the last weight line reads the stream of line 0."""
+
+    def line_stream(self, sel, j):
+        return sel.w_s + (0 if j == self.cfg.mxm_load_rows - 1 else j)
+
+
+@pytest.mark.parametrize("mutant", [_WrongLineSlice, _WrongStreamSlice, _LastLineStreamSlice],
+                         ids=["wrong-line", "stream+1", "last-line-stream"])
+def test_mxm_multirow_catches_planted_bugs(mutant, base_seed):
+    """The directed and the random sequences each find every planted bug (K = 4: four
+    lines; tiny3 with K = 2 takes twice as long to simulate)."""
+    cfg = SMALL_K4
+    b = _multirow_directed(cfg)
+    with pytest.raises(AssertionError, match="differs in lanes"):
+        b.simulate(mutant(cfg))
+    with pytest.raises(AssertionError, match="differs in lanes"):
+        random_multirow(cfg, base_seed, 120 + cfg.mxm_load_rows, dut_class=mutant,
+                        sequences=8)
+
+
+@pytest.mark.slow
+def test_mxm_multirow_random_sequences_medium(base_seed):
+    random_multirow(MEDIUM_K4, base_seed, 124)
