@@ -32,8 +32,9 @@ Bins (names are dotted; ``report()`` groups them):
   in either stage; **VXM ALU stages**: every op as op1 and (binary/unary ops but PASS,
   which means "no stage 2") as op2.
 * **Field ranges**: every address/row/slot/shift/lane/map/imm field at the minimum and
-  maximum of its legal range on the config (and 0 for signed ranges), stream fields at s0
-  and with the value's last byte plane on the last stream.
+  maximum of its legal range on the config (and 0 for signed ranges; a multi-row weight
+  load's ``extra`` where ``mxm_load_rows`` > 1), stream fields at s0 and with the value's
+  last byte plane (a multi-row load's last stream) on the last stream.
 * **Timing** (hazard-adjacent cases; the earliest legal cycles are those of
   golden/machine.py): stream forwarding at distance 1 per (producer kind, consumer kind,
   direction), a value read by several slices, a slice overwriting a stream that carries a
@@ -44,7 +45,8 @@ Bins (names are dotted; ``report()`` groups them):
   VXM register read in the first cycle its write is visible / while it is in flight /
   read-modify-write; SXM PERM in the first cycle after a PMAP / with the PMAP in flight;
   MXM IW in the cycle the last shadow load lands (per load instruction), MVM right
-  after IW, MVM ``lw=``/``lwt=`` at full rate, MVM-IW-MVM, back-to-back accumulation;
+  after IW, MVM ``lw=``/``lwt=`` at full rate (and, with ``mxm_load_rows`` > 1, with
+  ``rows=`` > 1), MVM-IW-MVM, back-to-back accumulation;
   REPEAT with A/B strides, negative strides and d = 1 per slice kind; SYNC/NOTIFY
   barriers.  Each bin family is defined once in ``_FAMILIES`` (name template, one-line
   description); ``bins()`` lists only the bins reachable on the config (directions with a
@@ -105,7 +107,8 @@ _WIDTH = {**TYPE_BYTES, "u16": 2}
 #: result roles (all other stream roles are read at issue)
 _OUT_ROLES = ("out", "d")
 #: optional operands (arch.isa.Operand kinds): gate field and the fields it enables
-_GATED = {"emit": ("emit", ("out_s", "out_d")), "load": ("ld", ("row", "w_s", "w_d")),
+_GATED = {"emit": ("emit", ("out_s", "out_d")),
+          "load": ("ld", ("row", "w_s", "w_d", "extra")),
           "store": ("wr", ("waddr", "in_s", "in_d"))}
 #: gate field -> the fields it enables (range bins of an absent operand do not count)
 _GATED_FIELDS = dict(_GATED.values())
@@ -114,7 +117,7 @@ _GATED_FIELDS = dict(_GATED.values())
 _LD = {1: ("lw", "LW"), 2: ("lwt", "LWT")}
 #: field domains whose range ends are bins
 _RANGE_DOMAINS = ("addr", "row", "acc", "map", "shift_local", "shift_vector", "lane", "imm",
-                  "trow", "tcol", "trows")
+                  "trow", "tcol", "trows", "ldx")
 _MODE_DOMAINS = ("flag", "ld", "rw")
 _VXM_SRC = tuple(sorted({sel_kind(v) for v in range(128)} - {"bad", "none", "stream"}))
 _VXM_DST = ("reg",)  # besides streams (arch.isa.validate)
@@ -187,6 +190,9 @@ _FAMILIES: dict[str, tuple[str, str, str]] = {
                      "MVM in the cycle after an IW (the first MVM on the new weights)"),
     "mvm_load_b2b": ("MXM timing", "mxm.mvm_{ld}_b2b",
                      "MVM with {ld}= the cycle after another MVM (shadow load at full MVM rate)"),
+    "mvm_rows_b2b": ("MXM timing", "mxm.mvm_{ld}_rows_b2b",
+                     "MVM with {ld}= and rows > 1 the cycle after another MVM (a multi-row "
+                     "shadow load at full MVM rate; configs with mxm_load_rows > 1)"),
     "swap_b2b": ("MXM timing", "mxm.mvm_iw_mvm",
                  "MVM, IW, MVM in consecutive cycles (weights swapped between two MVMs)"),
     "accum_b2b": ("MXM timing", "mxm.accum_b2b",
@@ -456,6 +462,9 @@ class FunctionalCoverage:
         self._add("mvm_after_iw")
         for ld, _ in _LD.values():
             self._add("mvm_load_b2b", ld=ld)
+        if cfg.mxm_load_rows > 1:
+            for ld, _ in _LD.values():
+                self._add("mvm_rows_b2b", ld=ld)
         self._add("swap_b2b")
         self._add("accum_b2b")
         # REPEAT
@@ -640,7 +649,9 @@ class _Analysis:
                     s = f[f"{r.name}_s"]
                     if s == 0:
                         self.hit("srange", k=k, m=m, f=f"{r.name}_s", w="min")
-                    if s + _WIDTH[_dtype(r, f)] == ns:
+                    # (a multi-row weight load's last stream is w + extra)
+                    n = f["extra"] + 1 if r.name == "w" and "extra" in f else _WIDTH[_dtype(r, f)]
+                    if s + n == ns:
                         self.hit("srange", k=k, m=m, f=f"{r.name}_s", w="max")
                 self.hit("role", k=k, m=m, r=r.name, d=dr, t=_dtype(r, f))
             gated = {fn for r in roles if not _used(r, f) for fn in _GATED_FIELDS.get(r.gate, ())}
@@ -751,6 +762,8 @@ class _Analysis:
                 if prev is not None:
                     if f["ld"]:
                         self.hit("mvm_load_b2b", ld=_LD[f["ld"]][0])
+                        if f["extra"]:
+                            self.hit("mvm_rows_b2b", ld=_LD[f["ld"]][0])
                     if f["accum"] and prev["acc"] == f["acc"]:
                         self.hit("accum_b2b")
                 if f["ld"]:

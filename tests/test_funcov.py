@@ -292,6 +292,38 @@ def test_mxm_weight_swap_timing(delta):
     assert all_hit(ok, "mxm.iw_at_load_done.LWT", "MXM.LWT.w.W.i8", "MXM.LWT.row=min")
 
 
+def test_mxm_multirow_load_bins():
+    """Multi-row loads (mxm_load_rows = K > 1): the ``extra`` range ends (not for an MVM
+    without a load: the field is gated by ``ld``), the last stream of a K-row load, and
+    a multi-row MVM lw= at full MVM rate; none of these bins on K = 1."""
+    cfg = get_config("small:mxm_load_rows=4")
+    K, NS = cfg.mxm_load_rows, cfg.streams_per_direction
+    mxm = P(cfg, "MXM_W0")
+    rd = latency("READ", cfg)
+    mems = ["MEM_W3", "MEM_W2", "MEM_W1", "MEM_W0", "MEM_E0"]
+
+    def feed(src, t, text):  # a READ on src arriving at MXM_W0 in cycle t
+        return (src, t - rd - (P(cfg, src) - mxm), text)
+
+    t = rd + (P(cfg, "MEM_E0") - mxm)
+    items = [feed(mems[j], t, f"READ {j}, s{NS - K + j}.W") for j in range(K)]
+    items.append(("MXM_W0", t, f"LW {K}, s{NS - K}.W, rows={K}"))
+    t += 2  # MVM, then MVM lw= rows=K (x on s0, weights on s1..s4)
+    items += [feed("MEM_E0", t, "READ 9, s0.W"), ("MXM_W0", t, "MVM s0.W, 0")]
+    items += [feed(mems[j], t + 1, f"READ {j}, s{j}.W") for j in range(K + 1)]
+    items.append(("MXM_W0", t + 1, f"MVM s0.W, 1, lw=1@s1.W, rows={K - 1}"))
+    items += [feed(mems[j], t + 2, f"READ {j}, s{j}.W") for j in range(2)]
+    items.append(("MXM_W0", t + 2, "MVM s0.W, 2, lw=8@s1.W"))
+    cov = sample(cfg, items)
+    assert all_hit(cov, "MXM.LW.extra=max", "MXM.LW.w_s=max", "MXM.MVM.extra=min",
+                   "mxm.mvm_lw_rows_b2b", "mxm.mvm_lw_b2b")
+    assert cov.hits["MXM.MVM.extra=min"] == 1  # (the MVM without a load does not count)
+    assert not hit(cov, "MXM.LW.extra=min", "MXM.MVM.extra=max", "mxm.mvm_lwt_rows_b2b")
+    assert cov.hits["MXM.LW.w.W.i8"] == 1
+    k1 = {b.name for b in FunctionalCoverage(SMALL).bins()}
+    assert not {n for n in k1 if "extra" in n or "rows_b2b" in n}
+
+
 def test_repeat_bins():
     cfg = SMALL
     cov = sample(cfg, [("MEM_W0", 0, "READ 0, s2.E", "REPEAT 3, 1, 1")])
