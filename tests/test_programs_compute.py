@@ -266,6 +266,37 @@ def test_transposer_programs(kind, base_seed):
         assert cov["SXM.TGET.chained"] + cov["SXM.TPUT.chained"] > 0
 
 
+@pytest.mark.parametrize("config", ["tiny3:mxm_load_rows=2", "small:mxm_load_rows=4"])
+@pytest.mark.parametrize("kind", ["MXM", "all"])
+def test_multirow_load_programs(config, kind, base_seed):
+    """With multi-row weight loads (mxm_load_rows = K > 1) the MXM actors also load up to K
+    rows (columns) per LW/LWT/MVM lw=: the programs run on the model, depend on no
+    weight they did not load, and have such loads (whole buffers K rows per issue too)."""
+    cfg = get_config(config)
+    K = cfg.mxm_load_rows
+    seeds = _seeds(base_seed)[:12]
+    print(f"{kind} programs on {config}: seeds {seeds[0]}..{seeds[-1]}")
+    cov, extra = Counter(), Counter()
+    for seed in seeds:
+        rp = random_compute_program(cfg, seed, kind)
+        exp = run_model(cfg, rp.program, rp.init)
+        assert exp.error is None, f"seed {seed}: {exp.error}\n{rp.describe()}"
+        _check_independent(cfg, rp, exp, seed)
+        cov.update(rp.coverage)
+        for s in cfg.slices_of("MXM"):
+            for w in rp.program.words(s.name):
+                ins = decode("MXM", w)
+                if ins.mnemonic in ("LW", "LWT", "MVM") and ins["extra"]:
+                    extra[(ins.mnemonic, ins["extra"] + 1)] += 1
+    print("multi-row loads (mnemonic, rows):", dict(sorted(extra.items())))
+    print("coverage:", {k: v for k, v in sorted(cov.items()) if "rows" in k})
+    assert {mn for mn, _ in extra} == {"LW", "LWT", "MVM"}
+    assert any(n == K for _, n in extra)
+    if kind == "MXM":
+        assert cov[f"MXM.fill.LW.rows={K}"] + cov[f"MXM.fill.LWT.rows={K}"] > 0
+        assert cov["MXM.MVM.lw.rows"] + cov["MXM.MVM.lwt.rows"] > 0
+
+
 @pytest.mark.parametrize("config", [*CONFIGS, "tiny3"])
 def test_fault_programs_are_refused_at_their_slice(config):
     cfg = get_config(config)

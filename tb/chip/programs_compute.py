@@ -977,6 +977,9 @@ class _Mxm(_Actor):
         self.dout = E if west else W
         self.L = latency("MVM", cfg)
         self.L_lwt = latency("LWT", cfg)
+        #: rows (columns) a multi-row load writes at most (rows=n, n <= K; K = 1: none, and
+        #: no random numbers are drawn for them, so such configs keep their programs)
+        self.K = cfg.mxm_load_rows
         #: which weights of each buffer this program loaded; act = the active buffer
         self.defined = [np.zeros((VL, VL), bool), np.zeros((VL, VL), bool)]
         self.act = 0
@@ -1048,15 +1051,17 @@ class _Mxm(_Actor):
         self.pending = ("iw", t)
         return t
 
-    def _loaded(self, ld: int, rows, times):
+    def _loaded(self, ld: int, rows, times, extra: int = 0):
+        """The shadow's defined weights and last landing cycle after loads of rows (LW,
+        ld 1) or columns ``r..r + extra`` (r in rows) issued in ``times``."""
         sh = self.defined[1 - self.act].copy()
         done = self.load_done
         for r, tt in zip(rows, times, strict=True):
             if ld == 1:
-                sh[r, :] = True
+                sh[r:r + extra + 1, :] = True
                 done = max(done, tt + 1)
             else:
-                sh[:, r] = True
+                sh[:, r:r + extra + 1] = True
                 done = max(done, tt + self.L_lwt)
         return sh, done
 
@@ -1070,6 +1075,8 @@ class _Mxm(_Actor):
         cut = VL if rng.random() < 0.6 else int(rng.integers(1, VL))
         chunks = [order[:cut], order[cut:]] if cut < VL else [order]
         dr = 1 if rng.random() < 0.8 else 2
+        if self.K > 1 and rng.random() < 0.5:  # K rows (columns) per issue, group by group
+            return self._fill_multi(t, txn, mn, order[0] == 0, dr)
         rows, times = [], []
         tt = t
         for ch in chunks:
@@ -1089,22 +1096,52 @@ class _Mxm(_Actor):
         txn.cov[f"MXM.fill.{mn}"] += 1
         return times[-1]
 
-    def _lw(self, t, txn):
-        """A few rows or columns of the shadow buffer."""
-        rng = self.rng
-        mn = "LW" if rng.random() < 0.5 else "LWT"
-        n, dr = self.rep(0.4, nmax=3, dmax=2)
-        stride = int(rng.choice([1, -1, 2])) if n else 0
-        r0 = _start(rng, 0, self.VL - 1, n, stride)
-        rows = [r0 + k * stride for k in range(n + 1)]
-        s = int(rng.integers(0, self.tab.NS))
-        txn.feed(self.name, t, self.din, [s], rep=(n, dr) if n else None)
-        txn.issue(self.name, t, Instr(mn, {"row": r0, "w_s": s, "w_d": self.din}),
+    def _fill_multi(self, t, txn, mn, up, dr):
+        """The whole shadow buffer K rows (columns) per issue: one REPEAT over the VL / K
+        groups, stride K (``up``) or -K, K consecutive streams."""
+        K, VL = self.K, self.VL
+        n = VL // K - 1
+        stride = K if up else -K
+        r0 = 0 if up else VL - K
+        s = int(self.rng.integers(0, self.tab.NS - K + 1))
+        txn.feed(self.name, t, self.din, list(range(s, s + K)), rep=(n, dr) if n else None)
+        txn.issue(self.name, t, Instr(mn, {"row": r0, "w_s": s, "w_d": self.din,
+                                           "extra": K - 1}),
                   (n, dr, stride, 0) if n else None)
         if not txn.ok:
             return None
+        rows = [r0 + k * stride for k in range(n + 1)]
         times = [t + k * dr for k in range(n + 1)]
-        sh, done = self._loaded(1 if mn == "LW" else 2, rows, times)
+        sh, done = self._loaded(1 if mn == "LW" else 2, rows, times, K - 1)
+        self.pending = ("load", sh, done, [], 0, t, times[-1])
+        txn.cov[f"MXM.fill.{mn}.rows={K}"] += 1
+        return times[-1]
+
+    def _lw(self, t, txn):
+        """A few rows or columns of the shadow buffer (K > 1: some of them several per
+        issue, REPEAT strides of whole groups)."""
+        rng = self.rng
+        mn = "LW" if rng.random() < 0.5 else "LWT"
+        n, dr = self.rep(0.4, nmax=3, dmax=2)
+        multi = self.K > 1 and rng.random() < 0.5
+        stride = int(rng.choice([1, -1, 2])) * (self.K if multi else 1) if n else 0
+        r0 = _start(rng, 0, self.VL - 1, n, stride)
+        if r0 is None:  # (strides of whole groups may not fit)
+            return None
+        rows = [r0 + k * stride for k in range(n + 1)]
+        # (rows=extra + 1 from r0 % K: the strides keep every repetition in its group)
+        extra = int(rng.integers(0, self.K - r0 % self.K)) if multi else 0
+        s = int(rng.integers(0, self.tab.NS - extra))
+        txn.feed(self.name, t, self.din, list(range(s, s + extra + 1)),
+                 rep=(n, dr) if n else None)
+        f = {"row": r0, "w_s": s, "w_d": self.din, **({"extra": extra} if extra else {})}
+        txn.issue(self.name, t, Instr(mn, f), (n, dr, stride, 0) if n else None)
+        if not txn.ok:
+            return None
+        if extra:
+            txn.cov[f"MXM.{mn}.rows"] += 1
+        times = [t + k * dr for k in range(n + 1)]
+        sh, done = self._loaded(1 if mn == "LW" else 2, rows, times, extra)
         self.pending = ("load", sh, done, [], 0, t, times[-1])
         return times[-1]
 
@@ -1116,8 +1153,10 @@ class _Mxm(_Actor):
         if not self.full(self.act):
             return None
         cov = Counter()
+        K = self.K
+        multi = ld and K > 1 and rng.random() < 0.5  # rows=n loads (K = 1: no draw)
         if fill:
-            n, dr = VL - 1, (1 if rng.random() < 0.8 else 2)
+            n, dr = VL // (K if multi else 1) - 1, (1 if rng.random() < 0.8 else 2)
         else:
             n, dr = self.rep(0.35, nmax=6, dmax=2)
         pv = txn.provided if txn.provided and txn.provided[0] == self.name else None
@@ -1147,7 +1186,26 @@ class _Mxm(_Actor):
              "emit": emit, "out_s": 0, "out_d": 0, "ld": 0, "row": 0, "w_s": 0, "w_d": 0}
         planes = [f["x_s"]]
         sb, rows = 0, []
-        if ld:
+        extra = 0
+        if ld and multi:  # K rows (a whole group per repetition) or n < K at an offset
+            f["ld"] = 1 if rng.random() < 0.6 else 2
+            if fill:
+                sb = K if rng.random() < 0.7 else -K
+                f["row"], extra = (0 if sb > 0 else VL - K), K - 1
+            else:
+                sb = int(rng.choice([0, K, -K])) if n else 0
+                f["row"] = _start(rng, 0, VL - 1, n, sb)
+                if f["row"] is None:
+                    return None
+                extra = int(rng.integers(0, K - f["row"] % K))
+            f["w_s"], f["w_d"] = _streams(rng, NS, extra + 1, {f["x_s"]}), self.din
+            if f["w_s"] is None:
+                return None
+            f["extra"] = extra
+            rows = [f["row"] + k * sb for k in range(n + 1)]
+            planes += list(range(f["w_s"], f["w_s"] + extra + 1))
+            cov[f"MXM.MVM.{'lw' if f['ld'] == 1 else 'lwt'}.rows"] += 1
+        elif ld:
             f["ld"] = 1 if rng.random() < 0.6 else 2
             f["w_s"], f["w_d"] = _streams(rng, NS, 1, {f["x_s"]}), self.din
             if fill:
@@ -1178,7 +1236,7 @@ class _Mxm(_Actor):
             cov["MXM.stream_fill"] += 1
         txn.cov.update(cov)
         times = [t + k * dr for k in range(n + 1)]
-        sh, done = (self._loaded(f["ld"], rows, times) if ld
+        sh, done = (self._loaded(f["ld"], rows, times, extra) if ld
                     else (self.defined[1 - self.act].copy(), self.load_done))
         self.pending = ("mvm", sh, done, slots, accum, t, times[-1])
         return times[-1]
