@@ -232,6 +232,14 @@ class TspConfig:
         return self.mem_addresses * self.vector_length
 
     @property
+    def weight_rows_per_cycle(self) -> int:
+        """VL-byte weight rows the chip can move from SRAM into its MXMs per cycle: each MXM
+        loads ``mxm_load_rows`` per cycle and each MEM slice reads one vector per cycle
+        (the weight-streaming bound of a decode step is its weight rows over this)."""
+        mxms = 2 * self.mxms_per_hemisphere
+        return min(mxms * self.mxm_load_rows, 2 * self.mem_slices_per_hemisphere)
+
+    @property
     def sram_bytes(self) -> int:
         """SRAM bytes on the whole chip."""
         return self.mem_slice_bytes * self.mem_slices_per_hemisphere * 2
@@ -306,8 +314,8 @@ class TspConfig:
     def params(self) -> dict[str, int]:
         """The hardware parameters (everything but the name; without links, not the link
         parameters either: they describe no hardware then; one VXM group, no MEM read-write
-        issue, no transposer and one-row weight loads are left out, so that configs from before those parameters
-        keep their hash)."""
+        issue, no transposer and one-row weight loads are left out, so that configs from
+        before those parameters keep their hash)."""
         skip = {"name", *(() if self.c2c_links else self._C2C_ONLY),
                 *(() if self.vxm_groups > 1 else ("vxm_groups",)),
                 *(() if self.mem_read_write else ("mem_read_write",)),

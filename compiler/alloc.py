@@ -166,13 +166,49 @@ class Sram:
     def clean_of(self, slice_: str) -> int:
         return sum(n for _, n in self.free[slice_])
 
+    def _spread(self, name, keys, side, exclude, const) -> Tensor | None:
+        """A single-plane tensor dealt over every slice of a side (key ``i`` in the
+        ``i % n``-th, each slice's share contiguous); None if a share finds no room."""
+        sd = side or max(("W", "E"), key=lambda x: sum(self.free_of(s) for s in self.side[x]))
+        cands = [s for s in self.side[sd] if s not in exclude]
+        if len(cands) < 2:
+            return None
+        self._rr += 1
+        cands = cands[self._rr % len(cands):] + cands[:self._rr % len(cands)]
+        t = Tensor(name, 1, sd)
+        for j, s in enumerate(cands):
+            mine = keys[j::len(cands)]
+            if not mine:
+                continue
+            a = self._take(s, len(mine), const)
+            if a is None:
+                for s2, a2, k in t.ranges:
+                    self._give_back(s2, a2, k, const)
+                    self.used -= k
+                return None
+            t.ranges.append((s, a, len(mine)))
+            self.used += len(mine)
+            for i, k in enumerate(mine):
+                t.locs[k] = ((s, a + i),)
+        t.locs = {k: t.locs[k] for k in keys}
+        self.peak = max(self.peak, self.used + self.short)
+        self.tensors[name] = t
+        return t
+
     def tensor(self, name: str, keys, planes: int = 1, side: str | None = None,
-               slices: list[str] | None = None, exclude=(), const: bool = False) -> Tensor:
+               slices: list[str] | None = None, exclude=(), const: bool = False,
+               spread: bool = False) -> Tensor:
         """Allocate a tensor: plane p of every vector in slice ``slices[p]``, contiguous.
 
         An int32 tensor on a side with fewer than 4 MEM slices gets the relay layout:
-        planes 0, 2 in the slice nearer the VXM, planes 1, 3 in the farther one."""
+        planes 0, 2 in the slice nearer the VXM, planes 1, 3 in the farther one.
+        ``spread`` (single plane, no ``slices``): the vectors dealt over the side's slices
+        (`_spread`), so that a matmul streaming them reads every slice in turn."""
         keys = [k if isinstance(k, tuple) else (k,) for k in keys]
+        if spread and planes == 1 and slices is None and len(keys) > 1:
+            t = self._spread(name, keys, side, exclude, const)
+            if t is not None:
+                return t
         explicit = list(slices) if slices is not None else None
         if slices is None:
             sd = side

@@ -262,27 +262,50 @@ class ProgramBuilder:
         else:
             have.pop(row, None)
 
+    def load_chunks(self, rows) -> list[list[tuple[int, tuple[str, int]]]]:
+        """Weight rows [(row, (slice, addr))] cut into the loads that write them: runs of
+        consecutive rows in one aligned group of ``cfg.mxm_load_rows``, each from another
+        MEM slice of one hemisphere (one READ per slice feeds each stream of the load)."""
+        k = self.cfg.mxm_load_rows
+        chunks: list[list] = []
+        for row, src in rows:
+            c = chunks[-1] if chunks else None
+            if (c is not None and row == c[-1][0] + 1 and row // k == c[0][0] // k
+                    and src[0] not in {s for _r, (s, _a) in c}
+                    and self.cfg.slice(src[0]).hemisphere
+                    == self.cfg.slice(c[0][1][0]).hemisphere):
+                c.append((row, src))
+            else:
+                chunks.append([(row, src)])
+        return chunks
+
+    def _load_ops(self, b: Bundle, mxm: str, ins: Install, chunk, transposed: bool):
+        """One load of ``chunk``'s rows, its planes read by one READ each."""
+        ld = self.O.load(b, mxm, chunk[0][0], ins, transposed, len(chunk))
+        w = b.wire(len(chunk), f"ld.{mxm}")
+        for j, (_row, (s, a)) in enumerate(chunk):
+            b.drive(w, j, self.O.read(b, s, a), "out")
+        b.tap(w, 0, ld, "w")
+        return ld
+
     def load_block(self, name: str, mxm: str, ins: Install, rows, transposed=False) -> None:
-        """Weight rows [(row, (slice, addr))] loaded in consecutive cycles: one rigid
-        bundle, so that its READs and loads always compress into single REPEAT runs."""
+        """Weight rows [(row, (slice, addr))] loaded in consecutive cycles (`load_chunks`
+        rows per cycle): one rigid bundle, so that its READs and loads always compress
+        into single REPEAT runs."""
         for row, src in rows:
             self.note_load(mxm, row, src, transposed)
         if not rows:
             return
+        chunks = self.load_chunks(rows)
         if not self.rigid_loads:
-            for row, (s, a) in rows:
-                b = Bundle(f"{name} {row}", f"ld.{mxm}")
-                ld = self.O.load(b, mxm, row, ins, transposed)
-                rd = self.O.read(b, s, a)
-                b.connect(rd, "out", ld, "w", tag=f"ld.{mxm}")
+            for chunk in chunks:
+                b = Bundle(f"{name} {chunk[0][0]}", f"ld.{mxm}")
+                self._load_ops(b, mxm, ins, chunk, transposed)
                 self.emit(b)
             return
         b = Bundle(name, f"ld.{mxm}")
-        for k, (row, (s, a)) in enumerate(rows):
-            ld = self.O.load(b, mxm, row, ins, transposed)
-            ld.off = k
-            rd = self.O.read(b, s, a)
-            b.connect(rd, "out", ld, "w", tag=f"ld.{mxm}")
+        for k, chunk in enumerate(chunks):
+            self._load_ops(b, mxm, ins, chunk, transposed).off = k
         self.emit(b)
 
     def activate(self, mxm: str, ins: Install) -> None:
@@ -304,7 +327,8 @@ class ProgramBuilder:
             for k in range(in_t):
                 rows = [row.view(np.uint8) for row in T.weight_rows(w, n, k, self.vl)]
                 side = sd(n, k) if callable(sd) else sd
-                m = min(stripe, len(self.mem.side[side]))
+                # at least a multi-row load's worth of slices (`load_chunks`)
+                m = min(max(stripe, self.cfg.mxm_load_rows), len(self.mem.side[side]))
                 rows += [np.zeros(self.vl, np.uint8)] * (-len(rows) % m)
                 tt = self.const(f"{name}[{n},{k}]", {
                     (j,): np.stack(rows[j * m:(j + 1) * m]) for j in range(len(rows) // m)},

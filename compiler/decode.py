@@ -114,8 +114,9 @@ class CompiledDecode(CompiledBlock):
         """Lower bounds on one step's cycles, and the ratio of the cycles to the largest.
 
         * ``weight_stream``: every weight byte of the block and the whole KV cache (K and
-          V, ``C x d_model`` each) enters an MXM once, one VL-byte row per cycle per MXM
-          (LW/LWT): ``ceil(bytes / VL) / MXMs``;
+          V, ``C x d_model`` each) enters an MXM once, ``mxm_load_rows`` VL-byte rows per
+          cycle per MXM (LW/LWT), at most one per MEM slice and cycle:
+          ``ceil(bytes / VL) / cfg.weight_rows_per_cycle``;
         * ``mac``: the step's multiply-accumulates (its matmul MVMs are VL x VL each) at
           ``VL^2`` per MXM and cycle;
         * ``vxm``: VXM instructions, one per cycle (one VXM queue);
@@ -126,7 +127,7 @@ class CompiledDecode(CompiledBlock):
         wbytes = sum(int(lin.weight.size) for lin in b.linears().values())
         kv = 2 * self.max_context * b.d_model
         rows = -(-(wbytes + kv) // vl)  # VL-byte weight rows
-        bounds = {"weight_stream": -(-rows // n_mxm),
+        bounds = {"weight_stream": -(-rows // self.cfg.weight_rows_per_cycle),
                   "mac": -(-self.useful_mvms // n_mxm),
                   "vxm": self.bounds.vxm, "path": self.bounds.path}
         top = max(bounds, key=bounds.get)

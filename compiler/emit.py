@@ -56,7 +56,8 @@ def _merge(cycle: int, ops: list[Op]) -> tuple[str, dict]:
             raise AssertionError(f"{ops[0].slice} cycle {cycle}: cannot merge {ops}")
         mn, f = "MVM", mv[0].instr_fields()
         lf = ld[0].instr_fields()
-        f.update(ld=1 if ld[0].mn == "LW" else 2, row=lf["row"], w_s=lf["w_s"], w_d=lf["w_d"])
+        f.update(ld=1 if ld[0].mn == "LW" else 2, row=lf["row"], w_s=lf["w_s"], w_d=lf["w_d"],
+                 extra=lf.get("extra", 0))
     full = dict.fromkeys(DEF_BY_MNEMONIC[mn].field_names, 0)
     full.update(f)
     return mn, full

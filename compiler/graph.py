@@ -1047,7 +1047,10 @@ def lower_graph(graph: Graph, cfg: TspConfig | str, *, keep: bool = True,
                 _row_keys(rows, width, vl))
         excl = avoid + list(pb.state.get(n.out, {}).get("exclude", ())) + \
             pb.avoid.get(n.out, [])
-        tensors[n.out] = pb.mem.tensor(n.out, keys, nb, graph.place.get(n.out), exclude=excl)
+        # int8 results dealt over the slices of their side: a product streaming them as
+        # its input reads every slice in turn, not one slice for every MVM
+        tensors[n.out] = pb.mem.tensor(n.out, keys, nb, graph.place.get(n.out), exclude=excl,
+                                       spread=True)
         return keys
 
     for k, n in enumerate(graph.nodes):

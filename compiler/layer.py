@@ -201,18 +201,19 @@ class CompiledLayerStep(ScheduleView):
     def bounds(self) -> dict:
         """Lower bounds on one step's cycles and the ratio to the largest: ``weight_stream``
         (every int8 weight of the step -- a model step's: every layer's and the LM head's --
-        and every KV digit cache, ``4 C n_kv d`` bytes per layer, into an MXM once at one
-        VL-byte row per MXM per cycle), ``mvm`` (the step's MVMs over the MXMs), ``vxm``
-        (VXM instructions, one per cycle); beside them the longest dependency chain of this
-        program (``dependency_path``, a bound for this lowering only)."""
+        and every KV digit cache, ``4 C n_kv d`` bytes per layer, into an MXM once at
+        ``cfg.weight_rows_per_cycle`` VL-byte rows per cycle), ``mvm`` (the step's MVMs
+        over the MXMs), ``vxm`` (VXM instructions, one per cycle); beside them the longest
+        dependency chain of this program (``dependency_path``, a bound for this lowering
+        only)."""
         from .compiled import _bounds
 
         vl = self.cfg.vector_length
-        n_mxm = len(self.cfg.slices_of("MXM"))
         wbytes, kv = self.low.weight_bytes(), self.low.kv_bytes()
         b = _bounds(self.cfg, self.low.bundles, self.emitted)
         rows = -(-(wbytes + kv) // vl)  # VL-byte weight rows
-        out = {"weight_stream": -(-rows // n_mxm), "mvm": b.mxm, "vxm": b.vxm}
+        out = {"weight_stream": -(-rows // self.cfg.weight_rows_per_cycle), "mvm": b.mxm,
+               "vxm": b.vxm}
         top = max(out, key=out.get)
         return {"bounds": out, "binding": top, "dependency_path": b.path,
                 "weight_bytes": wbytes, "kv_bytes": kv,

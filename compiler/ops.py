@@ -71,9 +71,12 @@ class Ops:
         return op
 
     # -- MXM ---------------------------------------------------------------------------------
-    def load(self, b: Bundle, mxm: str, row: int, install, transposed: bool = False) -> Op:
-        op = self._op(b, mxm, "LWT" if transposed else "LW", row=row)
-        op.port("w", 1, False)
+    def load(self, b: Bundle, mxm: str, row: int, install, transposed: bool = False,
+             n: int = 1) -> Op:
+        """Shadow rows (columns) ``row..row+n-1`` <- the ``n`` planes of port ``w`` (n > 1:
+        one aligned group of ``cfg.mxm_load_rows``)."""
+        op = self._op(b, mxm, "LWT" if transposed else "LW", row=row, extra=n - 1)
+        op.port("w", n, False)
         op.install, op.role = install, "load"
         return op
 

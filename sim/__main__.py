@@ -251,13 +251,18 @@ def cmd_run(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import run_bench
+    from .bench import run_bench, run_decode_bench
 
-    rows = run_bench(rtl=not args.no_rtl, log=lambda *a: print(*a, flush=True),
-                     only=args.blocks)
-    bad = [r for r in rows if "error" not in r and (r["cycles"] != r["model_cycles"]
-                                                   or not r["bit_exact_model"]
-                                                   or r.get("rtl_bit_exact") is False)]
+    log = lambda *a: print(*a, flush=True)  # noqa: E731
+    if args.decode is not None:
+        rows = run_decode_bench(rtl=not args.no_rtl, log=log, only=args.decode)
+        bad = [r for r in rows if not r["bit_exact_model"] or r.get("rtl_bit_exact") is False
+               or r["model_cycles_every_step"] != [r["cycles_per_step"]]]
+    else:
+        rows = run_bench(rtl=not args.no_rtl, log=log, only=args.blocks)
+        bad = [r for r in rows if "error" not in r and (r["cycles"] != r["model_cycles"]
+                                                       or not r["bit_exact_model"]
+                                                       or r.get("rtl_bit_exact") is False)]
     return 1 if bad else 0
 
 
@@ -477,6 +482,9 @@ def main(argv=None) -> int:
     p.add_argument("--blocks", default=None, metavar="TEXT",
                    help="only the block rows whose config contains TEXT (no decode or layer "
                         "tables), written to build/bench-blocks.json")
+    p.add_argument("--decode", default=None, metavar="TEXT",
+                   help="only the decode-step rows whose config contains TEXT, written to "
+                        "build/bench-decode-rows.json")
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("llm-chips", help="SmolLM2-135M on K chips too small to hold it "
                        "alone (pipeline over C2C, machine model): tokens/s against K")

@@ -50,6 +50,14 @@ TABLE = [
      False),
     ("medium:vxm_groups=4,mem_read_write=1,sxm_transpose_rows=32", 32, 128, 4, 512, True,
      False),
+    # and with weight loads of 2 or 4 rows per cycle (`TspConfig.mxm_load_rows`)
+    ("medium:mxm_load_rows=4", 32, 128, 4, 512, True, False),
+    ("medium:vxm_groups=4,mem_read_write=1,sxm_transpose_rows=32,mxm_load_rows=4", 32, 64, 4,
+     256, True, False),
+    ("medium:vxm_groups=4,mem_read_write=1,sxm_transpose_rows=32,mxm_load_rows=2", 32, 128,
+     4, 512, True, False),
+    ("medium:vxm_groups=4,mem_read_write=1,sxm_transpose_rows=32,mxm_load_rows=4", 32, 128,
+     4, 512, True, False),
 ]
 
 #: decode steps: (config, max context, d_model, heads, d_ff, run on the RTL too)
@@ -61,6 +69,8 @@ DECODE_TABLE = [
     ("medium", 32, 128, 4, 512, False),
     ("medium:vxm_groups=4", 32, 128, 4, 512, False),
     ("medium:vxm_groups=4,mem_read_write=1", 32, 128, 4, 512, False),
+    ("medium:mxm_load_rows=4", 32, 128, 4, 512, False),
+    ("medium:vxm_groups=4,mem_read_write=1,mxm_load_rows=4", 32, 128, 4, 512, False),
 ]
 
 
@@ -127,7 +137,9 @@ def run_bench(rtl: bool = True, log=print, only: str | None = None) -> list[dict
     return rows
 
 
-def run_decode_bench(rtl: bool = True, log=print) -> list[dict]:
+def run_decode_bench(rtl: bool = True, log=print, only: str | None = None) -> list[dict]:
+    """The decode-step table (module docstring); ``only``: just the rows whose config
+    contains it, written to ``build/bench-decode-rows.json``."""
     from compiler.decode import compile_decode
     from golden.block import make_block
 
@@ -137,7 +149,11 @@ def run_decode_bench(rtl: bool = True, log=print) -> list[dict]:
     log("")
     log("decode steps (one token per run, KV cache in SRAM; bounds per step)")
     rows = []
-    for cfg_name, ctx, d, h, ff, on_rtl in DECODE_TABLE:
+    table = [r for r in DECODE_TABLE if only is None or only in r[0]]
+    if not table:
+        raise SystemExit(f"error: no decode row's config contains {only!r}; configs are "
+                         f"{', '.join(sorted({r[0] for r in DECODE_TABLE}))}")
+    for cfg_name, ctx, d, h, ff, on_rtl in table:
         block = make_block(0, ctx, d, h, ff, causal=True)
         x_q = block.quantize_input(block.example_input(0))
         t0 = time.monotonic()
@@ -168,7 +184,7 @@ def run_decode_bench(rtl: bool = True, log=print) -> list[dict]:
             f"{comp.cycles:5d} cycles/step (model {row['model_cycles_every_step']}), bounds "
             f"weights {b['weight_stream']}, MAC {b['mac']}, VXM {b['vxm']}, path {b['path']}: "
             f"ratio {bnd['ratio']:.2f} to {bnd['binding']}{rtl_txt}")
-    _write_rows("bench-decode.json", rows, log)
+    _write_rows("bench-decode.json" if only is None else "bench-decode-rows.json", rows, log)
     return rows
 
 
