@@ -380,8 +380,12 @@ class MxmSlice(wiring.Component):
         ]
         if K > 1:  # lines row % K .. row % K + extra (the group rule holds: checked above)
             lo = ctl0.row[:lk]
-            m.d.comb += ctl0.lines.eq(Cat(*((lo <= j) & (lo + v_ld.extra >= j)
-                                            for j in range(K))))
+
+            def line_on(j):  # lo <= j <= lo + extra (without the comparisons that are constant)
+                first = (lo == 0) if j == 0 else (lo <= j) if j < K - 1 else None
+                last = (lo + v_ld.extra >= j) if j else None
+                return first if last is None else last if first is None else first & last
+            m.d.comb += ctl0.lines.eq(Cat(*(line_on(j) for j in range(K))))
 
         # ---------------------------------------------------------- operands (t + k)
         # (K > 1: w_en is a mask of the K weight lines and w_s the stream of line 0: line
