@@ -111,6 +111,19 @@ def _transposer(make):
     return _with(make, "tp", sxm_transpose_rows=lambda cfg: cfg.vector_length)
 
 
+#: rows per weight load of the `_load_rows` units (at most half the streams of a direction)
+LOAD_ROWS = 4
+
+
+def load_rows(cfg: TspConfig) -> int:
+    return min(LOAD_ROWS, cfg.streams_per_direction // 2)
+
+
+def _load_rows(make):
+    """The unit on the config with multi-row weight loads (`load_rows`: 4 rows per LW)."""
+    return _with(make, "lr", mxm_load_rows=load_rows)
+
+
 def _fabric(cfg: TspConfig):
     from hdl.stream import StreamFabric
 
@@ -145,6 +158,10 @@ UNITS: dict[str, tuple[Callable[[TspConfig], object], str]] = {
                                           "(TPUT/TGET: VL x VL bytes, a VL:1 column mux "
                                           "per row)"),
     "ICU_SXM_TP": (_transposer(_icu("SXM")), "the instruction queue of such an SXM"),
+    "MXM_LR": (_load_rows(_slice("MXM")), f"an MXM slice with {LOAD_ROWS}-row weight loads "
+                                          f"(mxm_load_rows = {LOAD_ROWS}: {LOAD_ROWS} "
+                                          "weight operand lines)"),
+    "ICU_MXM_LR": (_load_rows(_icu("MXM")), "the instruction queue of such an MXM"),
     "VXM_LANES6": (_vxm_lanes(6), "the VXM with the ALU stages of 6 of the 16 lanes per "
                                   "tile: placed for the VXM's fmax"),
     "MXM_ROWS8": (_mxm_rows(8), "one MXM with 8 of the VL output rows of its MAC array: "

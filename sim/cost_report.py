@@ -12,7 +12,15 @@ from arch.config import KINDS as SLICE_KINDS
 from arch.config import TspConfig
 
 from .build import BuildError, build_root
-from .cost import ECP5_85K, PARTIAL_UNITS, SUBUNITS, UNITS, ecp5_summary, synth_unit
+from .cost import (
+    ECP5_85K,
+    PARTIAL_UNITS,
+    SUBUNITS,
+    UNITS,
+    ecp5_summary,
+    load_rows,
+    synth_unit,
+)
 from .cost_pnr import PNR_TIMEOUT_S, harness_bound, pnr_unit
 from .cost_sweep import chip_from_units, growth, plot, sweep, write
 
@@ -161,12 +169,14 @@ def additions(cfg: TspConfig, units: dict[str, dict]) -> dict:
     """What one more of each optional unit adds to the chip (ECP5 resources, from the units'
     synthesis): a VXM group (`TspConfig.vxm_groups`) is one more VXM slice, its instruction
     queue and one more slice position of the stream fabric (the fabric's resources per
-    position: it is linear in positions); the read-write MEM and the transposers are the
-    difference of the slices and queues with and without them."""
+    position: it is linear in positions); the read-write MEM, the transposers and the
+    multi-row weight loads are the difference of the slices and queues with and without
+    them."""
     keys = ("lut4_eq", "ff", "dp16kd", "mult18x18d")
     e = {u: units.get(u, {}).get("ecp5")
          for u in ("VXM", "ICU_VXM", "fabric", "MEM", "ICU_MEM", "MEM_RW", "ICU_MEM_RW",
-                   "SXM", "ICU_SXM", "SXM_TP", "ICU_SXM_TP")}
+                   "SXM", "ICU_SXM", "SXM_TP", "ICU_SXM_TP", "MXM", "ICU_MXM", "MXM_LR",
+                   "ICU_MXM_LR")}
     out = {}
     if e["VXM"] and e["ICU_VXM"] and e["fabric"]:
         fab = {k: e["fabric"][k] / cfg.n_positions for k in keys}
@@ -175,7 +185,8 @@ def additions(cfg: TspConfig, units: dict[str, dict]) -> dict:
     # an option of every slice of a kind: the slice and its queue built with it, less without
     for key, kind, tag, note in (("mem_read_write", "MEM", "RW", ""),
                                  ("sxm_transposer", "SXM", "TP",
-                                  f", {cfg.vector_length} rows")):
+                                  f", {cfg.vector_length} rows"),
+                                 ("mxm_load_rows", "MXM", "LR", f", K = {load_rows(cfg)}")):
         plus, minus = (f"{kind}_{tag}", f"ICU_{kind}_{tag}"), (kind, f"ICU_{kind}")
         if all(e[u] for u in plus + minus):
             n = len(cfg.slices_of(kind))
@@ -190,7 +201,8 @@ def additions_text(result: dict) -> str:
     add, chip = result.get("additions") or {}, result.get("chip_ecp5_from_units") or {}
     what = {"vxm_group": "one more VXM group",
             "mem_read_write": "mem_read_write (a READ and a WRITE per MEM word)",
-            "sxm_transposer": "SXM transposers of VL rows (sxm_transpose_rows = VL)"}
+            "sxm_transposer": "SXM transposers of VL rows (sxm_transpose_rows = VL)",
+            "mxm_load_rows": "multi-row weight loads (mxm_load_rows = K)"}
     lines = []
     for key, g in add.items():
         share = (f" ({100 * g['lut4_eq'] / chip['lut4_eq']:.1f} % of the chip's units)"

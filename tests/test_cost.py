@@ -232,6 +232,12 @@ def test_a_vxm_group_costs_a_vxm_its_queue_and_one_fabric_position():
                  ICU_SXM_TP=e(84, 9, 0))
     tp = additions(cfg, units)["sxm_transposer"]
     assert (tp["lut4_eq"], tp["ff"]) == (2 * 404, 2 * 2048) and "16 rows" in tp["parts"]
+    # multi-row weight loads: both MXM slices and their queues (K = 4 at tiny)
+    units.update(MXM=e(9000, 3000, 256), ICU_MXM=e(80, 9, 0), MXM_LR=e(9900, 4500, 256),
+                 ICU_MXM_LR=e(82, 9, 0))
+    lr = additions(cfg, units)["mxm_load_rows"]
+    assert (lr["lut4_eq"], lr["ff"], lr["mult18x18d"]) == (2 * 902, 2 * 1500, 0)
+    assert "K = 4" in lr["parts"] and "MXM_LR" in lr["parts"]
     # the sweep's chip counts one VXM per group
     from sim.cost_sweep import instances
     assert instances(cfg.replace(vxm_groups=3))["VXM"] == 3
