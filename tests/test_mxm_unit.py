@@ -528,3 +528,58 @@ def test_mxm_multirow_catches_planted_bugs(mutant, base_seed):
 @pytest.mark.slow
 def test_mxm_multirow_random_sequences_medium(base_seed):
     random_multirow(MEDIUM_K4, base_seed, 124)
+
+
+@pytest.mark.parametrize("cfg", [TINY3_K2, SMALL_K4, TINY], ids=["tiny3-K2", "small-K4", "tiny"])
+def test_mxm_load_words_legal_as_the_isa_says(cfg, base_seed):
+    """Random LW/LWT/MVM words around the multi-row rules (row, extra, w_s, ld near their
+    limits): the RTL flags ILLEGAL_INSTRUCTION in the issue cycle exactly for the words
+    arch.isa.validate refuses."""
+    from amaranth.sim import Simulator
+
+    from arch.isa import IsaError, decode, validate
+
+    seed = base_seed + 130 + cfg.mxm_load_rows
+    print(f"MXM load word legality: config {cfg.name}, seed {seed}")
+    rng = random.Random(seed)
+    K, NS, VL = cfg.mxm_load_rows, cfg.streams_per_direction, cfg.vector_length
+    words = []
+    for _ in range(300):
+        mn = rng.choice(["LW", "LWT", "MVM"])
+        f = {"row": rng.choice([rng.randrange(VL), rng.randrange(2 * K),
+                                VL - 1 - rng.randrange(K)]),
+             "w_s": rng.choice([rng.randrange(NS), NS - 1 - rng.randrange(K)]),
+             "w_d": rng.randrange(2),
+             "extra": rng.choice([0, rng.randrange(K), rng.randrange(16)])}
+        if mn == "MVM":
+            f.update(x_s=rng.randrange(NS), x_d=rng.randrange(2), acc=rng.randrange(32),
+                     ld=rng.choice([0, 1, 2]))
+            if not f["ld"] and rng.random() < 0.7:
+                f.update(row=0, w_s=0, w_d=0, extra=rng.choice([0, 0, 1]))
+        ins = Instr(mn, f)
+        try:
+            validate(decode("MXM", ins.encode()), "MXM", cfg)
+            legal = True
+        except IsaError:
+            legal = False
+        words.append((ins.encode(), legal, mn, f))
+    legal_n = sum(w[1] for w in words)
+    print(f"  {len(words)} words, {legal_n} legal")
+    assert 50 < legal_n < len(words) - 50
+    dut = MxmSlice(cfg)
+    bad = []
+
+    async def bench(ctx):
+        for word, legal, mn, f in words:
+            ctx.set(dut.issue.as_value(), 0)
+            ctx.set(dut.issue.valid, 1)
+            ctx.set(dut.issue.word, word)
+            if ctx.get(dut.error) != (not legal):
+                bad.append((mn, f, legal))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert not bad, f"RTL and ISA disagree on {len(bad)} words, e.g. {bad[:3]}"
