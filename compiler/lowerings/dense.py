@@ -19,12 +19,19 @@ The epilogue is one VXM instruction per output vector: ``ADD`` the bias (a regis
   graph's fused ``requant`` of ``Y``) the sum stays in a register, one ``REQUANT`` writes
   its per-lane narrowed copy and a ``PASS`` writes ``Y``.
 
+With a residual, the rows' chains (requantised sum -> residual add -> narrow, store) hold
+a register each from the MVM's epilogue to the last copy; up to ``RES_ROWS`` rows are in
+flight per VXM group and the rows are dealt over up to ``RES_GROUPS`` groups (each loads
+the tile's constants), so the chain of one row does not hold back the MVMs of the next.
+
 Timing: as `matmul_rows` (``S`` MVMs per K tile and output tile), plus per tile the
 register constants (bias, multiplier, shift: an immediate or one SRAM read each), and for
 heads one re-emit MVM per further head and row (masked: one VXM word per head and row).
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -39,6 +46,10 @@ TYPE = {1: "i8", 2: "i16", 4: "i32"}
 MASK_HEADS_MAX = 6
 #: rows in flight between the requantisation and the masks (one register each)
 MASK_ROWS = 4
+#: rows in flight between the requantisation and the residual add at most, per VXM group
+RES_ROWS = 4
+#: VXM groups a dense layer with a residual deals its rows over at most
+RES_GROUPS = 2
 
 
 def dense_rows(pb: ProgramBuilder, name: str, x_loc, rows: int, k_in: int, weights,
@@ -56,9 +67,35 @@ def dense_rows(pb: ProgramBuilder, name: str, x_loc, rows: int, k_in: int, weigh
     ``residual``: int32 tensor keyed ``(i, t)`` added after the requantisation;
     ``narrow``: ``(tensor, multiplier, shift)``, that sum also requantised per lane into
     the tensor."""
-    vl, O, regs = pb.vl, pb.O, pb.regs
+    vl, O = pb.vl, pb.O
     n_out = int(np.shape(bias)[0])
-    st: dict[str, object] = {}
+    # with a residual, rows dealt over up to RES_GROUPS VXM groups (row i on the
+    # (i % n)-th): each group holds the tile's constants and its rows' chains in its own
+    # registers, so more rows are in flight than one group's registers allow
+    groups = [O.vxm_slice]
+    if residual is not None:
+        groups += [g for g in pb.vxm_groups if g != groups[0]][:RES_GROUPS - 1]
+    sts: dict[str, dict] = {g: {} for g in groups}
+    st, regs = sts[groups[0]], pb.regs
+
+    @contextmanager
+    def on(g):
+        """The body on group ``g``: its VXM ops, registers and per-tile state."""
+        nonlocal st, regs
+        prev = st, regs
+        with pb.use_vxm(g):
+            st, regs = sts[g], pb.regs
+            try:
+                yield
+            finally:
+                st, regs = prev
+
+    def grp(i):
+        return groups[i % len(groups)]
+
+    def slot(i, k):
+        """The register (of ``k``) of row ``i``'s chain in its group."""
+        return (i // len(groups)) % k
 
     def heads_of(n):
         return T.tile_heads(n, heads[0], heads[1], vl) if heads else [None]
@@ -105,10 +142,15 @@ def dense_rows(pb: ProgramBuilder, name: str, x_loc, rows: int, k_in: int, weigh
         for k, tr in enumerate(st["trip"]):
             pb.reg_const(tr, head_mult(n, hs[k]), f"m_{name}[{n}]h{hs[k]}")
             pb.reg_const(tr + 1, T.tile_vec(shift, n, vl), f"sh_{name}[{n}]")
-        st["acc"] = [regs.single(), regs.single()] if residual is not None else []
         if narrow is not None:
-            st["sum"] = [regs.single(), regs.single()]
             st["nt"] = regs.triple()
+        # rows in flight between the epilogue and after_row: as many as the free registers
+        # allow (2 to RES_ROWS), each row's chain holds one (two with narrow)
+        per = 2 if narrow is not None else 1
+        k = max(2, min(RES_ROWS, len(regs.free) // per)) if residual is not None else 0
+        st["acc"] = [regs.single() for _ in range(k)]
+        if narrow is not None:
+            st["sum"] = [regs.single() for _ in range(k)]
             pb.reg_const(st["nt"], T.tile_vec(narrow[1], n, vl), f"m_{name}.narrow[{n}]")
             pb.reg_const(st["nt"] + 1, T.tile_vec(narrow[2], n, vl), f"sh_{name}.narrow[{n}]")
 
@@ -116,7 +158,8 @@ def dense_rows(pb: ProgramBuilder, name: str, x_loc, rows: int, k_in: int, weigh
         """``ADD(sum, bias) REQUANT`` -> the output (or the residual's register, the
         table's Gather)."""
         if residual is not None:
-            v = O.vxm(b, "i32", ("r", st["acc"][i % 2]), "ADD", "s", ("r", st["rb"]),
+            v = O.vxm(b, "i32", ("r", st["acc"][slot(i, len(st["acc"]))]), "ADD", "s",
+                      ("r", st["rb"]),
                       "REQUANT", ("r", tr))
             b.connect(mv, "out", v, "a")
             return
@@ -155,13 +198,13 @@ def dense_rows(pb: ProgramBuilder, name: str, x_loc, rows: int, k_in: int, weigh
     def after_row(i, n):
         b = Bundle(f"{name} row {i} tile {n} + residual", f"{name}.res")
         if narrow is None:
-            v = O.vxm(b, "i32", "s", "ADD", ("r", st["acc"][i % 2]), "s")
+            v = O.vxm(b, "i32", "s", "ADD", ("r", st["acc"][slot(i, len(st["acc"]))]), "s")
             planes_in(O, b, residual[(i, n)], v, "b")
             planes_out(O, b, v, "d", out[(i, n)])
             pb.emit(b)
             return
-        r_t = st["sum"][i % 2]  # the sum stays in a register for both of its copies
-        v = O.vxm(b, "i32", ("r", r_t), "ADD", "s", ("r", st["acc"][i % 2]))
+        r_t = st["sum"][slot(i, len(st["sum"]))]  # the sum stays in a register for both
+        v = O.vxm(b, "i32", ("r", r_t), "ADD", "s", ("r", st["acc"][slot(i, len(st["acc"]))]))
         planes_in(O, b, residual[(i, n)], v, "a")
         pb.emit(b)
         b = Bundle(f"{name} row {i} tile {n} narrow", f"{name}.narrow")
@@ -198,6 +241,22 @@ def dense_rows(pb: ProgramBuilder, name: str, x_loc, rows: int, k_in: int, weigh
         for tr in st["trip"]:
             regs.release_triple(tr)
 
+    def each_group(f):
+        def run(n, *a):
+            for g in groups:
+                with on(g):
+                    f(n, *a)
+        return run
+
+    def row_group(f):
+        def run(*a):
+            i = a[-2]  # (b, mv, i, n) or (i, n)
+            with on(grp(i)):
+                f(*a)
+        return run
+
+    epilogue, after_row, mask_heads = map(row_group, (epilogue, after_row, mask_heads))
+    begin, end, done = map(each_group, (begin, end, done))
     matmul_rows(pb, name, mxms, weights, n_out, k_in, rows, x_loc, epilogue=epilogue,
                 after_row=(after_row if residual is not None
                            else mask_heads if mask_heads_on else None), tile_begin=begin,
