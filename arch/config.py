@@ -375,11 +375,12 @@ PRESETS: dict[str, TspConfig] = {
     # the regression's check that nothing assumes 1, 2 or 4 superlanes, nor one depth for
     # every instruction queue (MXM and VXM queues deeper than the others), nor one VXM
     # (two VXM groups), nor one MEM instruction per cycle (a READ and a WRITE per word);
-    # its SXMs have transposers (32 rows: fewer than VL)
+    # its SXMs have transposers (32 rows: fewer than VL), its MXMs load two weight rows
+    # per cycle
     "tiny3": TspConfig(
         name="tiny3", superlanes=3, streams_per_direction=8, mem_slices_per_hemisphere=2,
         mem_depth=256, imem_depth=512, mxm_imem_depth=1024, vxm_imem_depth=2048,
-        vxm_groups=2, mem_read_write=1, sxm_transpose_rows=32,
+        vxm_groups=2, mem_read_write=1, sxm_transpose_rows=32, mxm_load_rows=2,
     ),
     "small": TspConfig(
         name="small", superlanes=2, streams_per_direction=16, mem_slices_per_hemisphere=4,

@@ -191,7 +191,9 @@ def run_decode_bench(rtl: bool = True, log=print, only: str | None = None) -> li
 LAYER_BENCH = (("tiny", "medium"), ("tiny", "medium:vxm_groups=4"),
                ("tiny", "medium:vxm_groups=4,mem_read_write=1"), ("smollm2-135m", "layer"),
                ("smollm2-135m", "layer:mem_read_write=1"), ("smollm2-135m", "layer:vxm_groups=4"),
-               ("smollm2-135m", "layer:vxm_groups=4,mem_read_write=1"))
+               ("smollm2-135m", "layer:vxm_groups=4,mem_read_write=1"),
+               ("smollm2-135m", "layer:mxm_load_rows=4"),
+               ("smollm2-135m", "layer:vxm_groups=4,mem_read_write=1,mxm_load_rows=4"))
 
 
 def _write_rows(name: str, rows, log) -> None:
