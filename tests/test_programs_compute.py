@@ -237,6 +237,16 @@ def test_unknown_kind_is_refused():
         random_compute_program(get_config("tiny"), 0, "FOO")
 
 
+def _run_checked(cfg, seed, kind):
+    """The seed's program: the model runs it without error, and its results do not depend
+    on the state it starts from (`_check_independent`)."""
+    rp = random_compute_program(cfg, seed, kind)
+    exp = run_model(cfg, rp.program, rp.init)
+    assert exp.error is None, f"seed {seed}: {exp.error}\n{rp.describe()}"
+    _check_independent(cfg, rp, exp, seed)
+    return rp
+
+
 @pytest.mark.parametrize("kind", ["SXM", "mixed", "all"])
 def test_transposer_programs(kind, base_seed):
     """On tiny3 (a 32-row SXM transposer) the SXM actors also TPUT/TGET: the programs run
@@ -247,10 +257,7 @@ def test_transposer_programs(kind, base_seed):
     print(f"{kind} programs on tiny3: seeds {seeds[0]}..{seeds[-1]}")
     cov, mn = Counter(), Counter()
     for seed in seeds:
-        rp = random_compute_program(cfg, seed, kind)
-        exp = run_model(cfg, rp.program, rp.init)
-        assert exp.error is None, f"seed {seed}: {exp.error}\n{rp.describe()}"
-        _check_independent(cfg, rp, exp, seed)
+        rp = _run_checked(cfg, seed, kind)
         cov.update(rp.coverage)
         mn.update(_mnemonics(cfg, rp.program))
     print("coverage:", {k: v for k, v in sorted(cov.items()) if "TPUT" in k or "TGET" in k})
@@ -278,10 +285,7 @@ def test_multirow_load_programs(config, kind, base_seed):
     print(f"{kind} programs on {config}: seeds {seeds[0]}..{seeds[-1]}")
     cov, extra = Counter(), Counter()
     for seed in seeds:
-        rp = random_compute_program(cfg, seed, kind)
-        exp = run_model(cfg, rp.program, rp.init)
-        assert exp.error is None, f"seed {seed}: {exp.error}\n{rp.describe()}"
-        _check_independent(cfg, rp, exp, seed)
+        rp = _run_checked(cfg, seed, kind)
         cov.update(rp.coverage)
         for s in cfg.slices_of("MXM"):
             for w in rp.program.words(s.name):
