@@ -27,6 +27,7 @@ from arch.asm import format_instr, parse_instr
 from arch.isa import Instr, decode, encode, stride_fields
 from arch.program import Program
 from golden.machine import Machine, MachineError
+from hdl.slice import ErrorCode
 
 DIRS = "EW"
 ICU = ("NOP", "REPEAT", "SYNC", "NOTIFY", "HALT")
@@ -130,6 +131,28 @@ class SliceBench:
             t += n * d + 1
             i += 2 if nxt is not None and nxt.mnemonic == "REPEAT" else 1
         return words, issues
+
+    def hand_sequence(self, name, items, text, extra_cycles=4) -> Sequence:
+        """``items`` on slice ``name`` as a sequence played into the RTL without a model run
+        (no stream inputs), ``extra_cycles`` after its last issue."""
+        words, issues = self.schedule(items)
+        cycles = issues[-1][0] + extra_cycles
+        return Sequence(name, text, cycles,
+                        {t: (words[i], oa, ob, mn) for t, i, _, mn, _, oa, ob, _ in issues},
+                        {(d, s): [None] * cycles for d in (0, 1)
+                         for s in range(self.cfg.streams_per_direction)}, {}, {})
+
+    def illegal(self, name, cases) -> dict:
+        """Each (text, items) of ``cases`` on slice ``name`` as its own sequence: the model
+        must refuse its last issue (`run` with an expected error); returns the ``error_at``
+        for `simulate`: ILLEGAL_INSTRUCTION in that cycle of each sequence."""
+        for text, items in cases:
+            seq = self.hand_sequence(name, items, text)
+            self.run(name, items, expect_error=rf"in cycle {max(seq.issues)}: "
+                                               r"(illegal instruction|after REPEAT stride)")
+            self.sequences.append(seq)
+        return {n: (max(seq.issues), ErrorCode.ILLEGAL_INSTRUCTION)
+                for n, seq in enumerate(self.sequences)}
 
     def run(self, name, items, expect_error=None):
         """Run ``items`` on slice ``name`` of the model; queue the sequence for the RTL.

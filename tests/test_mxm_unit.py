@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 from amaranth.hdl import UnusedElaboratable
-from slicebench import Sequence, SliceBench
+from slicebench import SliceBench
 
 from arch.asm import AsmError, parse_instr
 from arch.config import get_config
@@ -265,26 +265,16 @@ def test_mxm_iw_refused_while_load_in_flight():
     lwt = latency("LWT", cfg)
     bad = [("LWT 1, s0.W", None), (f"NOP {lwt - 2}", None), ("IW", None)]
     assert b.run("MXM_W0", bad, expect_error="IW while a weight load is in flight") is None
-    b.sequences.append(_hand_sequence(b, bad, "LWT; IW one cycle too early"))
+    b.sequences.append(b.hand_sequence("MXM_W0", bad, "LWT; IW one cycle too early"))
     iw_cycle = max(b.sequences[0].issues)
     b.simulate(MxmSlice(cfg), error_at={0: (iw_cycle, ErrorCode.ILLEGAL_INSTRUCTION)})
-
-
-def _hand_sequence(b, items, text):
-    """A sequence played into the RTL without a model run (no stream inputs)."""
-    words, issues = b.schedule(items)
-    cycles = issues[-1][0] + 4
-    return Sequence("MXM_W0", text, cycles,
-                    {t: (words[i], oa, ob, mn) for t, i, _, mn, _, oa, ob, _ in issues},
-                    {(d, s): [None] * cycles for d in (0, 1)
-                     for s in range(b.cfg.streams_per_direction)}, {}, {})
 
 
 def test_mxm_strided_field_out_of_range_is_illegal():
     cfg = TINY
     b = mxm_bench(cfg, 4)
     items = [("MVM s0.W, 30", None), ("REPEAT 2, 1, 1", None)]
-    b.sequences.append(_hand_sequence(b, items, "MVM acc 30, 31, 32"))
+    b.sequences.append(b.hand_sequence("MXM_W0", items, "MVM acc 30, 31, 32"))
     last = max(b.sequences[0].issues)
     b.simulate(MxmSlice(cfg), error_at={0: (last, ErrorCode.ILLEGAL_INSTRUCTION)})
 
@@ -428,14 +418,7 @@ def _illegal(cfg, cases):
     """Each (name, items) as its own sequence: the model refuses its last issue, and the
     RTL flags ILLEGAL_INSTRUCTION in that cycle."""
     b = mxm_bench(cfg, 8)
-    for name, items in cases:
-        seq = _hand_sequence(b, items, name)
-        b.run("MXM_W0", items, expect_error=rf"in cycle {max(seq.issues)}: "
-                                            r"(illegal instruction|after REPEAT stride)")
-        b.sequences.append(seq)
-    b.simulate(MxmSlice(cfg), error_at={
-        n: (max(seq.issues), ErrorCode.ILLEGAL_INSTRUCTION)
-        for n, seq in enumerate(b.sequences)})
+    b.simulate(MxmSlice(cfg), error_at=b.illegal("MXM_W0", cases))
 
 
 def _ld(mn, row, w_s, extra, **f):

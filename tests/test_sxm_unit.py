@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 from amaranth.hdl import UnusedElaboratable
-from slicebench import Sequence, SliceBench
+from slicebench import SliceBench
 
 from arch.config import get_config
 from arch.isa import TYPES, Instr, latency, type_bytes
@@ -286,15 +286,6 @@ def test_sxm_directed_corners(cfg):
     b.simulate(SxmSlice(cfg))
 
 
-def _hand_sequence(b, name, items, text, extra_cycles=4):
-    words, issues = b.schedule(items)
-    cycles = issues[-1][0] + extra_cycles
-    return Sequence(name, text, cycles,
-                    {t: (words[i], oa, ob, mn) for t, i, _, mn, _, oa, ob, _ in issues},
-                    {(d, s): [None] * cycles for d in (0, 1)
-                     for s in range(b.cfg.streams_per_direction)}, {}, {})
-
-
 def test_sxm_collision_is_an_error():
     """RSUM (L = 2S + 1) at t and SHS (L = 2) at t + 2S - 1 both write s0.W in t + 2S + 1:
     the model refuses it, the RTL raises STREAM_COLLISION in that cycle."""
@@ -303,7 +294,7 @@ def test_sxm_collision_is_an_error():
     b = sxm_bench(cfg, 5)
     items = [("RSUM s0.E, s0.W", None), (f"NOP {2 * S - 2}", None), ("SHS 1, s0.E, s0.W", None)]
     b.run("SXM_E", items, expect_error="stream collision")
-    b.sequences.append(_hand_sequence(b, "SXM_E", items, "RSUM / SHS collision", 2 * S + 4))
+    b.sequences.append(b.hand_sequence("SXM_E", items, "RSUM / SHS collision", 2 * S + 4))
     t0 = min(b.sequences[0].issues)
     b.simulate(SxmSlice(cfg), error_at={0: (t0 + latency("RSUM", cfg),
                                             ErrorCode.STREAM_COLLISION)})
@@ -317,7 +308,7 @@ def test_sxm_pmap_entry_out_of_range():
     e = np.arange(VL)
     e[VL - 1] = VL
     b.run("SXM_W", [("PMAP 0, s2.W", map_data(e))], expect_error="PMAP entry")
-    seq = _hand_sequence(b, "SXM_W", [("PMAP 0, s2.W", None)], "PMAP bad entry", S + 2)
+    seq = b.hand_sequence("SXM_W", [("PMAP 0, s2.W", None)], "PMAP bad entry", S + 2)
     t0 = min(seq.issues)
     good = map_data(np.arange(VL))
     for d in (0, 1):
@@ -333,7 +324,7 @@ def test_sxm_strided_shift_out_of_range_is_illegal():
     cfg = TINY
     b = sxm_bench(cfg, 7)
     items = [("SHS 14, s0.W, s1.W", None), ("REPEAT 2, 1, 1", None)]
-    b.sequences.append(_hand_sequence(b, "SXM_W", items, "SHS n 14, 15, 16"))
+    b.sequences.append(b.hand_sequence("SXM_W", items, "SHS n 14, 15, 16"))
     last = max(b.sequences[0].issues)
     b.simulate(SxmSlice(cfg), error_at={0: (last, ErrorCode.ILLEGAL_INSTRUCTION)})
 
@@ -380,14 +371,7 @@ def _illegal(cfg, cases):
     """Each (name, items) as its own sequence: the model refuses its last issue, and the
     RTL flags ILLEGAL_INSTRUCTION in that cycle."""
     b = sxm_bench(cfg, 8)
-    for name, items in cases:
-        seq = _hand_sequence(b, "SXM_W", items, name)
-        b.run("SXM_W", items, expect_error=rf"in cycle {max(seq.issues)}: "
-                                           r"(illegal instruction|after REPEAT stride)")
-        b.sequences.append(seq)
-    b.simulate(SxmSlice(cfg), error_at={
-        n: (max(seq.issues), ErrorCode.ILLEGAL_INSTRUCTION)
-        for n, seq in enumerate(b.sequences)})
+    b.simulate(SxmSlice(cfg), error_at=b.illegal("SXM_W", cases))
 
 
 def test_sxm_transpose_out_of_range_is_illegal():
