@@ -182,9 +182,7 @@ class Sram:
                 continue
             a = self._take(s, len(mine), const)
             if a is None:
-                for s2, a2, k in t.ranges:
-                    self._give_back(s2, a2, k, const)
-                    self.used -= k
+                self._undo(t, const)
                 return None
             t.ranges.append((s, a, len(mine)))
             self.used += len(mine)
@@ -243,10 +241,7 @@ class Sram:
                 self.fake += n
                 self.short += n
         if len(bases) < len(slices):  # no contiguous room: pieces (single plane only)
-            for s, a, k in t.ranges:
-                self._give_back(s, a, k, const)
-                self.used -= k
-            t.ranges = []
+            self._undo(t, const)
             pieces = self._pieces(name, n, planes, sd, side, exclude, const, slices, explicit)
             i = 0
             for s, a, k in pieces:
@@ -264,6 +259,13 @@ class Sram:
         self.peak = max(self.peak, self.used + self.short)
         self.tensors[name] = t
         return t
+
+    def _undo(self, t: Tensor, const: bool) -> None:
+        """Give back the ranges allocated so far to ``t`` (an allocation that failed)."""
+        for s, a, k in t.ranges:
+            self._give_back(s, a, k, const)
+            self.used -= k
+        t.ranges = []
 
     def _give_back(self, s: str, a: int, n: int, const: bool) -> None:
         (self.free if const else self.reused)[s].append([a, n])
