@@ -173,12 +173,9 @@ def additions(cfg: TspConfig, units: dict[str, dict]) -> dict:
     multi-row weight loads are the difference of the slices and queues with and without
     them."""
     keys = ("lut4_eq", "ff", "dp16kd", "mult18x18d")
-    e = {u: units.get(u, {}).get("ecp5")
-         for u in ("VXM", "ICU_VXM", "fabric", "MEM", "ICU_MEM", "MEM_RW", "ICU_MEM_RW",
-                   "SXM", "ICU_SXM", "SXM_TP", "ICU_SXM_TP", "MXM", "ICU_MXM", "MXM_LR",
-                   "ICU_MXM_LR")}
+    e = {u: r.get("ecp5") for u, r in units.items()}
     out = {}
-    if e["VXM"] and e["ICU_VXM"] and e["fabric"]:
+    if all(e.get(u) for u in ("VXM", "ICU_VXM", "fabric")):
         fab = {k: e["fabric"][k] / cfg.n_positions for k in keys}
         out["vxm_group"] = {**{k: round(e["VXM"][k] + e["ICU_VXM"][k] + fab[k]) for k in keys},
                             "parts": "VXM + ICU_VXM + fabric / positions"}
@@ -188,7 +185,7 @@ def additions(cfg: TspConfig, units: dict[str, dict]) -> dict:
                                   f", {cfg.vector_length} rows"),
                                  ("mxm_load_rows", "MXM", "LR", f", K = {load_rows(cfg)}")):
         plus, minus = (f"{kind}_{tag}", f"ICU_{kind}_{tag}"), (kind, f"ICU_{kind}")
-        if all(e[u] for u in plus + minus):
+        if all(e.get(u) for u in plus + minus):
             n = len(cfg.slices_of(kind))
             out[key] = {**{k: n * (sum(e[u][k] for u in plus) - sum(e[u][k] for u in minus))
                            for k in keys},
