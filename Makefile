@@ -43,7 +43,7 @@ WAVES_FLAG = $(if $(filter 1,$(call bool,WAVES)),--waves,)
 LOCKSTEP_FLAG = $(if $(filter 1,$(call bool,LOCKSTEP)),--lockstep,)
 CAUSAL_FLAG = $(if $(filter 0,$(call bool,CAUSAL)),--no-causal,)
 
-.PHONY: all scaling llm-chips sim sim-decode sim-layer sim-model llm run sim-fabric test verilog lint wave bench bench-rtl fuzz fuzz-replay coverage \
+.PHONY: all scaling llm-chips sim sim-decode sim-layer sim-model llm run sim-fabric test verilog lint wave bench bench-rtl profile-rtl fuzz fuzz-replay coverage \
 	clean distclean venv help models llm-accuracy test-llm
 
 all: test
@@ -82,6 +82,9 @@ help:
 	@echo "make bench-rtl  Verilog size, generation/build/load times, cycles/s driven by cocotb"
 	@echo "              and by a bare C++ harness (BENCH_CONFIGS=tiny,small COLD=0|1;"
 	@echo "              build/bench-rtl.json)"
+	@echo "make profile-rtl  instructions per simulated cycle by module class: the bare"
+	@echo "              harness under valgrind's callgrind (CONFIG=$(CONFIG); needs valgrind;"
+	@echo "              build/profile-rtl.json)"
 	@echo "make wave     make sim with a waveform dump (FST, or VCD where FST cannot be built)"
 	@echo "make fuzz     N random whole-ISA programs on the chip vs the model (N=$(N) SEED=$(SEED)"
 	@echo "              CONFIG=$(CONFIG) JOBS=$(JOBS)); failures -> build/fuzz/, shrunk;"
@@ -149,6 +152,9 @@ llm-chips: $(STAMP) $(MODELS_STAMP)
 
 bench-rtl: $(STAMP)
 	$(PY) -m sim bench-rtl --config $(BENCH_CONFIGS) $(if $(filter 1,$(call bool,COLD)),--cold,)
+
+profile-rtl: $(STAMP)
+	$(PY) -m sim profile-rtl --config $(CONFIG)
 
 wave: WAVES = 1
 wave: sim

@@ -227,15 +227,20 @@ class SxmGlobalUnit(wiring.Component):
                     m.d.comb += src.eq(g.n)
                 with m.Case(G_PERM):
                     m.d.comb += src.eq(Array(maps[q][i] for q in range(isa.SXM_MAPS))[g.map])
-            res.append(Mux(zero, 0, _pick(vec, src)))
+            r = Signal(32, name=f"res{i}")
+            with m.If(g.valid):  # (0 otherwise: the simulator skips the lane's mux)
+                m.d.comb += r.eq(Mux(zero, 0, _pick(vec, src)))
+            res.append(r)
         out = Signal(32 * VL, name="res", reset_less=True)
         octl = Signal(out_layout(cfg), name="res_ctl")
         R = cfg.sxm_transpose_rows
         if R:
             tp_valid, tcol = self._transposer(m, g, vec)
-            m.d.sync += out.eq(Mux(g.tget, tcol, Cat(*res)))
+            with m.If(g.valid):  # read downstream only with its valid control word
+                m.d.sync += out.eq(Mux(g.tget, tcol, Cat(*res)))
         else:
-            m.d.sync += out.eq(Cat(*res))
+            with m.If(g.valid):
+                m.d.sync += out.eq(Cat(*res))
         m.d.sync += octl.eq(g.out)
         # `out` is present in t + S; tile k writes in t + 2S + k: S + k more registers
         ctls = _delay(m, octl, 2 * S - 1, "out_ctl")
@@ -393,7 +398,8 @@ class SxmTileOutput(wiring.Component):
             rot = []  # rot[q] = plane (q - out_s) mod 4: stream s carries rot[s % 4]
             for q in range(4):
                 r = Signal(len(planes[0]), name=f"u{u}_rot{q}")
-                m.d.comb += r.eq(Array(planes)[(q - ctl.out_s)[:2]])
+                with m.If(ctl.valid):  # (0 otherwise: the simulator skips it)
+                    m.d.comb += r.eq(Array(planes)[(q - ctl.out_s)[:2]])
                 rot.append(r)
             rots.append(rot)
             he, hw = Signal(NS, name=f"u{u}_e"), Signal(NS, name=f"u{u}_w")
@@ -408,13 +414,15 @@ class SxmTileOutput(wiring.Component):
                 for d in range(2):
                     coll = coll | (hits[a][d] & hits[b][d]).any()
         m.d.comb += self.collision.eq(coll)
+        any_valid = self.loc_ctl.valid | self.glob_ctl.valid | self.red_ctl.valid
         for d, (we, out) in enumerate(((self.e_we, self.e_out), (self.w_we, self.w_out))):
             m.d.comb += we.eq(hits[0][d] | hits[1][d] | hits[2][d])
-            for s in range(NS):
-                val = rots[2][s % 4]
-                for u in (1, 0):
-                    val = Mux(hits[u][d][s], rots[u][s % 4], val)
-                m.d.comb += out[s].eq(val)
+            with m.If(any_valid):  # the data matter only where a write enable is high
+                for s in range(NS):
+                    val = rots[2][s % 4]
+                    for u in (1, 0):
+                        val = Mux(hits[u][d][s], rots[u][s % 4], val)
+                    m.d.comb += out[s].eq(val)
         return m
 
 

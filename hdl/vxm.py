@@ -284,11 +284,11 @@ class VxmTile(wiring.Component):
                                 Mux(dec.lane[j], lane_index, c0.imm))))
             b1, b2 = lane_bits(rd["b1"], i), lane_bits(rd["b2"], i)
             c1, c2 = lane_bits(rd["c1"], i), lane_bits(rd["c2"], i)
-            with m.If(c0.valid):
-                m.d.sync += [
-                    r["n1"].eq(31 - b1[:6]), r["zp1"].eq(b2),
-                    r["n2"].eq(31 - c1[:6]), r["zp2"].eq(c2),
-                ]
+            # REQUANT's parameters load only for a REQUANT (no other op reads them)
+            with m.If(c0.valid & dec.rq1):
+                m.d.sync += [r["n1"].eq(31 - b1[:6]), r["zp1"].eq(b2)]
+            with m.If(c0.valid & dec.rq2):
+                m.d.sync += [r["n2"].eq(31 - c1[:6]), r["zp2"].eq(c2)]
             lane_fault.append(
                 (dec.rq1 & bad_params(lane_bits(rd["b"], i), b1, b2))
                 | (dec.rq2 & bad_params(lane_bits(rd["c"], i), c1, c2)))
@@ -336,7 +336,8 @@ class VxmTile(wiring.Component):
                 continue
             r2 = p3[i]
             v = Signal(32, name=f"l{i}_res")
-            m.d.comb += v.eq(Mux(sat, clamp(r2, qlo3, qhi3), r2))
+            with m.If(v3):  # 0 without an instruction (nothing reads it then)
+                m.d.comb += v.eq(Mux(sat, clamp(r2, qlo3, qhi3), r2))
             res.append(v)
         res_planes = [Cat(*(v[8 * b: 8 * b + 8] for v in res)) for b in range(4)]
 

@@ -115,20 +115,27 @@ def build_alu(m: Module, domain: str, out, *, op, x, y, z=None, w8, w16, qlo=Non
     n_y = y[:6]  # shift count: y & 63
 
     # multiplier (MUL, REQUANT): stage 1 32x32 -> 64 exact, stage 2 64x32 -> low 64
+    # Each shared unit computes only for the ops that use it (0 otherwise): the
+    # simulator then skips it in the lanes' other cycles; the result is the same.
     prod = sig(signed(64), "prod")
-    if x_width == 64:
-        mx = Mux(is_rq, x[:32].as_signed(), x)  # REQUANT: wrap32(x)
-        m.d.comb += prod.eq((mx * y)[:64])
-    else:
-        m.d.comb += prod.eq(x * y)
+    with m.If(op_is("MUL") | is_rq):
+        if x_width == 64:
+            mx = Mux(is_rq, x[:32].as_signed(), x)  # REQUANT: wrap32(x)
+            m.d.comb += prod.eq((mx * y)[:64])
+        else:
+            m.d.comb += prod.eq(x * y)
 
     # the low w bits of x, zero-extended (SHR, CLZ)
     xw = sig(32, "xw")
-    m.d.comb += xw.eq(Mux(w8, x[:8], Mux(w16, x[:16], x[:32])))
-    nlz = leading_zeros(m, xw, f"{name}_nlz")
-    lt = sig(1, "lt")
-    eq = sig(1, "eq")
-    m.d.comb += [lt.eq(x < y), eq.eq(x == y)]
+    is_clz = op_is("CLZ")
+    with m.If(op_is("SHR") | is_clz):
+        m.d.comb += xw.eq(Mux(w8, x[:8], Mux(w16, x[:16], x[:32])))
+    with m.If(is_clz):
+        nlz = leading_zeros(m, xw, f"{name}_nlz")
+    # (expressions, not signals: each case of the op below evaluates its own, so the
+    # simulator compares only for the ops that use them)
+    lt = x < y
+    eq = x == y
 
     # shared right shifter with rounding: SHR, SRA, SRAR, REQUANT
     amt = Mux(is_rq, rq_n, n_y)
@@ -138,7 +145,8 @@ def build_alu(m: Module, domain: str, out, *, op, x, y, z=None, w8, w16, qlo=Non
     shifted = sig(signed(64), "shifted")
     # the add wraps in 64 bits like the model's int64; the shift is arithmetic (SHR's
     # source is >= 0)
-    m.d.comb += shifted.eq((src + half)[:64].as_signed() >> amt)
+    with m.If(op_is("SHR") | op_is("SRA") | op_is("SRAR") | is_rq):
+        m.d.comb += shifted.eq((src + half)[:64].as_signed() >> amt)
 
     # one clamp unit: SAT8, SAT16 and (stage 1) REQUANT = SRAR(acc * m, 31 - s) + zp
     sat8 = op_is("SAT8")
@@ -151,9 +159,9 @@ def build_alu(m: Module, domain: str, out, *, op, x, y, z=None, w8, w16, qlo=Non
         c_lo = Mux(sat8, -128, -32768)
         c_hi = Mux(sat8, 127, 32767)
     c_val = sig(signed(64), "clamp_in")
-    m.d.comb += c_val.eq(c_in)
     clamped = sig(signed(33), "clamped")
-    m.d.comb += clamped.eq(clamp(c_val, c_lo, c_hi))
+    with m.If(sat8 | op_is("SAT16") | (is_rq if qlo is not None else 0)):
+        m.d.comb += [c_val.eq(c_in), clamped.eq(clamp(c_val, c_lo, c_hi))]
 
     neg = x[-1]
     results = {

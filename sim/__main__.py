@@ -10,6 +10,7 @@
     python -m sim run     prog.s [--image data.json] [--dump MEM_E0:0:4] [--rtl] [--waves]
     python -m sim bench   [--no-rtl]
     python -m sim bench-rtl --config tiny,small [--threads 1,2] [--cold]
+    python -m sim profile-rtl --config small [--runs 5] (instructions per cycle, valgrind)
 """
 
 from __future__ import annotations
@@ -313,6 +314,20 @@ def cmd_bench_rtl(args) -> int:
     return 1 if bad else 0
 
 
+def cmd_profile_rtl(args) -> int:
+    """Instructions per simulated cycle of the bare harness, by Verilated module class
+    (sim/profile_rtl.py; needs valgrind)."""
+    from .profile_rtl import ProfileError, run_profile_rtl
+
+    configs = [_config(name) for name in args.config.split(",")]  # all valid first
+    try:
+        run_profile_rtl(configs, runs=args.runs, log=lambda *a: print(*a, flush=True))
+    except ProfileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_fuzz(args) -> int:
     from pathlib import Path
 
@@ -503,6 +518,12 @@ def main(argv=None) -> int:
     p.add_argument("--cold", action="store_true",
                    help="build everything afresh in a temporary directory (cold times)")
     p.set_defaults(func=cmd_bench_rtl)
+    p = sub.add_parser("profile-rtl", help="instructions per simulated cycle by module "
+                       "class (the bare harness under valgrind's callgrind)")
+    p.add_argument("--config", default="small")
+    p.add_argument("--runs", type=int, default=5,
+                   help="runs of the block in the shorter of the two profiled runs")
+    p.set_defaults(func=cmd_profile_rtl)
     p = sub.add_parser("fuzz", help="differential fuzzing: random programs, chip vs model")
     p.add_argument("--config", default="small")
     p.add_argument("-n", type=int, default=100, help="number of programs")

@@ -138,18 +138,18 @@ class BareRun:
         return sum(e for e, _ in self.runs) / secs if secs else 0.0
 
 
-def run_bare(bare: BareBuild, program, image, readback: list[tuple[str, int]], *,
-             repeat: int = 1, restore=None, max_cycles: int = 1_000_000,
-             x_seed: int | None = None, work_dir: Path | None = None) -> BareRun:
-    """Load `program` and `image`, run `repeat` times (writing the vectors of `restore`,
-    slice -> {address: vector}, again before each further run: what a run overwrote of
-    its own input), read back `readback`."""
+def write_commands(bare: BareBuild, program, image, readback: list[tuple[str, int]],
+                   path: Path, *, repeat: int = 1, restore=None,
+                   max_cycles: int = 1_000_000) -> Path:
+    """The harness's command file (format: `sim/bare_harness.cpp`): load `program` and
+    `image`, run `repeat` times (writing the vectors of `restore`, slice -> {address:
+    vector}, again before each further run: what a run overwrote of its own input), read
+    back `readback`."""
     from hdl.host import HostOp
     from tb.chip.host import encode_command, load_commands
 
     cfg = bare.cfg
     pos = {s.name: s.index for s in cfg.slices}
-    work_dir = work_dir or bare.binary.parent
     cmds = load_commands(cfg, program, image)
     again = load_commands(cfg, None, restore) if restore else []
     lines = [f"L {len(cmds)}", *(f"{p:x}" for p in cmds)]
@@ -158,15 +158,15 @@ def run_bare(bare: BareBuild, program, image, readback: list[tuple[str, int]], *
             lines += [f"L {len(again)}", *(f"{p:x}" for p in again)]
         lines.append(f"S {max_cycles} 1")
     lines += [f"R {encode_command(cfg, HostOp.SRAM_READ, pos[sl], a):x}" for sl, a in readback]
-    cmd_file = work_dir / "commands.txt"
-    cmd_file.write_text("\n".join(lines) + "\n")
-    args = [str(bare.binary), str(cmd_file), *(x_plusargs(x_seed) if x_seed is not None else ())]
-    proc = subprocess.run(args, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise BuildError(f"bare harness failed ({proc.returncode}): {proc.stderr.strip()} "
-                         f"{proc.stdout.strip()[-200:]}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def parse_output(bare: BareBuild, stdout: str, readback: list[tuple[str, int]]) -> BareRun:
+    """What the harness printed, as a `BareRun`."""
+    cfg = bare.cfg
     runs, rsps, load = [], [], (0, 0.0)
-    for line in proc.stdout.splitlines():
+    for line in stdout.splitlines():
         kind, *rest = line.split()
         if kind == "load" and load == (0, 0.0):  # the first: program and image
             load = (int(rest[0]), float(rest[1]))
@@ -177,3 +177,19 @@ def run_bare(bare: BareBuild, program, image, readback: list[tuple[str, int]], *
                                       np.uint8).copy())
     vecs = {f"{sl}/{a}": v for (sl, a), v in zip(readback, rsps, strict=True)}
     return BareRun(load[0], load[1], runs, vecs)
+
+
+def run_bare(bare: BareBuild, program, image, readback: list[tuple[str, int]], *,
+             repeat: int = 1, restore=None, max_cycles: int = 1_000_000,
+             x_seed: int | None = None, work_dir: Path | None = None) -> BareRun:
+    """Load `program` and `image`, run `repeat` times (see `write_commands`), read back
+    `readback`."""
+    work_dir = work_dir or bare.binary.parent
+    cmd_file = write_commands(bare, program, image, readback, work_dir / "commands.txt",
+                              repeat=repeat, restore=restore, max_cycles=max_cycles)
+    args = [str(bare.binary), str(cmd_file), *(x_plusargs(x_seed) if x_seed is not None else ())]
+    proc = subprocess.run(args, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"bare harness failed ({proc.returncode}): {proc.stderr.strip()} "
+                         f"{proc.stdout.strip()[-200:]}")
+    return parse_output(bare, proc.stdout, readback)
