@@ -93,9 +93,9 @@ def profile_config(cfg: TspConfig, *, runs: int = 5, log=print) -> dict:
     from .bench_rtl import _case
     from .build import build_root
 
-    require_valgrind()
     if runs < 1:
-        raise ValueError(f"profile-rtl: runs must be >= 1, got {runs}")
+        raise ProfileError(f"profile-rtl: --runs must be >= 1, got {runs}")
+    require_valgrind()
     block, comp, x_q, image, restore, readback = _case(cfg)
     y_gold = block.forward_int(x_q)
     bare = build_bare(cfg, threads=1, log=log)

@@ -5,7 +5,14 @@ profile itself needs valgrind and a build: `make profile-rtl`.)"""
 
 import pytest
 
-from sim.profile_rtl import ProfileError, annotate_by_class, module_class, require_valgrind
+from arch.config import get_config
+from sim.profile_rtl import (
+    ProfileError,
+    annotate_by_class,
+    module_class,
+    profile_config,
+    require_valgrind,
+)
 
 LISTING = """\
 --------------------------------------------------------------------------------
@@ -52,3 +59,8 @@ def test_missing_valgrind_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ProfileError, match="needs `valgrind` on PATH"):
         require_valgrind()
+
+
+def test_runs_below_one_is_a_clear_error():
+    with pytest.raises(ProfileError, match=r"--runs must be >= 1, got 0"):
+        profile_config(get_config("tiny"), runs=0)
