@@ -74,7 +74,8 @@ class InstructionControlUnit(wiring.Component):
             raise ValueError(f"ICU position kind must be one of {isa.SLICE_KINDS}, "
                              f"got {position.kind!r}")
         self.cfg = cfg
-        self.position = position
+        # only the kind: every queue of a kind is the same hardware (one module,
+        # `sim/stamp.py`); the position names the instance in the chip, not here
         self.kind = position.kind
         super().__init__({
             "start": In(1),

@@ -85,7 +85,7 @@ from .slice import (
 )
 from .tile import SkewChain
 
-__all__ = ["MxmMacArray", "MxmSignature", "MxmSlice", "MxmWeights"]
+__all__ = ["MxmMacArray", "MxmMacBlock", "MxmSignature", "MxmSlice", "MxmWeights"]
 
 KIND = "MXM"
 OPC = isa.OPCODES[KIND]
@@ -192,6 +192,34 @@ class MxmWeights(wiring.Component):
         return i % self.k
 
 
+class MxmMacBlock(wiring.Component):
+    """``rows`` (at most 16) output lanes x the 16 input lanes of one superlane: signed
+    8 x 8 products and their 4-level adder tree, registered (``part[i]``, 20 bits, loads
+    with ``en``).  `MxmMacArray` is a grid of these, so the simulator's C++ holds one
+    block's code rather than VL x VL multipliers (`sim/stamp.py`)."""
+
+    def __init__(self, rows: int):
+        self.n_rows = replica_count("MxmMacBlock", "rows", rows, LANES)
+        super().__init__({
+            "en": In(1),
+            "x": In(8 * LANES),
+            "rows": In(8 * LANES).array(self.n_rows),
+            "part": Out(signed(MxmMacArray.PART_BITS)).array(self.n_rows),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        xs = [self.x[8 * j:8 * j + 8].as_signed() for j in range(LANES)]
+        for i in range(self.n_rows):
+            wrow = self.rows[i]
+            prods = [wrow[8 * j:8 * j + 8].as_signed() * xs[j] for j in range(LANES)]
+            p = Signal(signed(MxmMacArray.PART_BITS), name=f"p{i}", reset_less=True)
+            with m.If(self.en):
+                m.d.sync += p.eq(_tree(prods))
+            m.d.comb += self.part[i].eq(p)
+        return m
+
+
 class MxmMacArray(wiring.Component):
     """VL x VL signed 8 x 8 multipliers and the first adder-tree stage, registered.
 
@@ -199,6 +227,7 @@ class MxmMacArray(wiring.Component):
     superlane ``g`` of ``rows[i][j] * x[j]``: 16-bit signed products (-128 * -128 = 2**14
     is the largest), summed by a 4-level tree that widens one bit per level, 20 bits.
     The ``part`` registers load only in a cycle with ``en`` (an MVM); otherwise they hold.
+    Built as a grid of `MxmMacBlock` (16 output lanes x one input superlane each).
     """
 
     PART_BITS = 8 + 8 + 4
@@ -217,17 +246,15 @@ class MxmMacArray(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        VL = self.vl
-        xs = [self.x[8 * j:8 * j + 8].as_signed() for j in range(VL)]
-        for i in range(self.n_rows):
-            wrow = self.rows[i]
+        for r0 in range(0, self.n_rows, LANES):
+            n = min(LANES, self.n_rows - r0)
             for g in range(self.groups):
-                prods = [wrow[8 * j:8 * j + 8].as_signed() * xs[j]
-                         for j in range(LANES * g, LANES * (g + 1))]
-                p = Signal(signed(self.PART_BITS), name=f"p{i}_{g}", reset_less=True)
-                with m.If(self.en):
-                    m.d.sync += p.eq(_tree(prods))
-                m.d.comb += self.part[i][g].eq(p)
+                blk = m.submodules[f"blk{r0 // LANES}_{g}"] = MxmMacBlock(n)
+                cols = slice(8 * LANES * g, 8 * LANES * (g + 1))
+                m.d.comb += [blk.en.eq(self.en), blk.x.eq(self.x[cols])]
+                for i in range(n):
+                    m.d.comb += [blk.rows[i].eq(self.rows[r0 + i][cols]),
+                                 self.part[r0 + i][g].eq(blk.part[i])]
         return m
 
 

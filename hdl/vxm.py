@@ -69,7 +69,8 @@ from .slice import (
     view,
 )
 from .tile import SkewChain, TileStreamsSignature
-from .vxm_alu import N_OPS, OP_BIT, build_alu, clamp, type_bounds
+from .vxm_alu import N_OPS, OP_BIT, type_bounds
+from .vxm_lane import VxmLane, decode_layout, stage_layout
 
 _IMM = isa.instr_def("VXM", "VXM").field("imm")
 _IMM_LO, _IMM_HI = -(1 << (_IMM.width - 1)), (1 << (_IMM.width - 1)) - 1
@@ -204,10 +205,7 @@ class VxmTile(wiring.Component):
             rd[name] = port.data
 
         # decoded once per tile
-        dec = Signal(data.StructLayout({
-            "i8": 1, "i16": 1, "i32": 1, "u8": 1, "rq1": 1, "rq2": 1,
-            "stream": 3, "reg": 3, "lane": 3,
-        }), name="dec0")
+        dec = Signal(decode_layout(), name="dec0")
         m.d.comb += [
             dec.i8.eq(c0.type == _TYPE_CODE["i8"]), dec.i16.eq(c0.type == _TYPE_CODE["i16"]),
             dec.i32.eq(c0.type == _TYPE_CODE["i32"]), dec.u8.eq(c0.type == _TYPE_CODE["u8"]),
@@ -238,7 +236,7 @@ class VxmTile(wiring.Component):
                         m.d.comb += plane.eq(0)
                 planes[k].append(plane)
 
-        # control pipeline (decoded further for the ALUs)
+        # control pipeline: the lanes' stage-1 and stage-2 controls, then the output's
         ctl_layout = data.StructLayout({
             "w8": 1, "w16": 1, "otype": 2, "sat": 1, "op1": N_OPS, "op2": N_OPS, "d": 7,
         })
@@ -253,92 +251,45 @@ class VxmTile(wiring.Component):
             k2.eq(k1), v2.eq(v1), k3.eq(k2), v3.eq(v2),
         ]
         m.d.comb += self.busy.eq(v1 | v2 | v3)
+        qlo1, qhi1 = type_bounds(m, k1.otype, "q1")
+        s1 = Signal(stage_layout(), name="stage1")
+        s2 = Signal(stage_layout(), name="stage2")  # (no clamp in stage 2: qlo/qhi 0)
+        m.d.comb += [
+            s1.valid.eq(v1), s1.op.eq(k1.op1), s1.w8.eq(k1.w8), s1.w16.eq(k1.w16),
+            s1.qlo.eq(qlo1), s1.qhi.eq(qhi1),
+            s2.valid.eq(v2), s2.op.eq(k2.op2), s2.w8.eq(k2.w8), s2.w16.eq(k2.w16),
+        ]
+        qlo3, qhi3 = type_bounds(m, k3.otype, "q3")
+        sat = Signal(name="sat3")  # :sat, or OP2 = REQUANT (its clamp, see vxm_alu)
+        m.d.comb += sat.eq(k3.sat | k3.op2[OP_BIT["REQUANT"]])
 
-        def bad_params(mult, shift, zp):
-            mult, shift, zp = mult.as_signed(), shift.as_signed(), zp.as_signed()
-            return (mult < 0) | (shift < -31) | (shift > 30) | (zp < qlo0) | (zp > qhi0)
-
-        lane_fault = []
-        p1 = []  # per lane: pipeline registers into stage 1
+        lane_fault, res, reg_words = [], [], []
         for i in range(lanes):
-            r = {
-                "a": Signal(signed(32), name=f"l{i}_a1", reset_less=True),
-                "b": Signal(signed(32), name=f"l{i}_b1", reset_less=True),
-                "c": Signal(signed(32), name=f"l{i}_c1", reset_less=True),
-                "n1": Signal(6, name=f"l{i}_n1", reset_less=True),
-                "zp1": Signal(signed(32), name=f"l{i}_zp1", reset_less=True),
-                "n2": Signal(6, name=f"l{i}_n2_1", reset_less=True),
-                "zp2": Signal(signed(32), name=f"l{i}_zp2_1", reset_less=True),
-            }
-            p1.append(r)
-            for j, k in enumerate("abc"):
-                raw = Cat(*(lane_bits(p, i, 8) for p in planes[k]))
-                ext = Mux(dec.i32, raw.as_signed(),
-                          Mux(dec.i16, raw[:16].as_signed(),
-                              Mux(dec.u8, raw[:8], raw[:8].as_signed())))
-                lane_index = self.superlane * lanes + i
-                with m.If(c0.valid):  # clock enable: a stage loads only for an instruction
-                    m.d.sync += r[k].eq(
-                        Mux(dec.stream[j], ext,
-                            Mux(dec.reg[j], lane_bits(rd[k], i).as_signed(),
-                                Mux(dec.lane[j], lane_index, c0.imm))))
-            b1, b2 = lane_bits(rd["b1"], i), lane_bits(rd["b2"], i)
-            c1, c2 = lane_bits(rd["c1"], i), lane_bits(rd["c2"], i)
-            # REQUANT's parameters load only for a REQUANT (no other op reads them)
-            with m.If(c0.valid & dec.rq1):
-                m.d.sync += [r["n1"].eq(31 - b1[:6]), r["zp1"].eq(b2)]
-            with m.If(c0.valid & dec.rq2):
-                m.d.sync += [r["n2"].eq(31 - c1[:6]), r["zp2"].eq(c2)]
-            lane_fault.append(
-                (dec.rq1 & bad_params(lane_bits(rd["b"], i), b1, b2))
-                | (dec.rq2 & bad_params(lane_bits(rd["c"], i), c1, c2)))
+            ln = m.submodules[f"lane{i}"] = VxmLane(alu=i < self.alu_lanes)
+            m.d.comb += [
+                ln.go.eq(c0.valid), ln.dec.eq(dec), ln.imm.eq(c0.imm),
+                ln.lane.eq(self.superlane * lanes + i),
+                ln.qlo0.eq(qlo0), ln.qhi0.eq(qhi0),
+                ln.s1.eq(s1), ln.s2.eq(s2),
+                ln.out_valid.eq(v3), ln.sat3.eq(sat), ln.otype3.eq(k3.otype),
+                ln.qlo3.eq(qlo3), ln.qhi3.eq(qhi3),
+            ]
+            for k in "abc":
+                m.d.comb += [
+                    getattr(ln, f"raw_{k}").eq(Cat(*(lane_bits(p, i, 8) for p in planes[k]))),
+                    getattr(ln, f"reg_{k}").eq(lane_bits(rd[k], i)),
+                ]
+            for k in ("b1", "b2", "c1", "c2"):
+                m.d.comb += getattr(ln, f"reg_{k}").eq(lane_bits(rd[k], i))
+            lane_fault.append(ln.fault)
+            res.append(ln.res)
+            reg_words.append(ln.wdata)
 
         fault = Signal(name="fault_q")
         m.d.sync += fault.eq(c0.valid & Cat(*lane_fault).any())
         m.d.comb += self.fault.eq(fault)
 
-        # ---------------------------------------------------------------- cycle t+1
-        qlo1, qhi1 = type_bounds(m, k1.otype, "q1")
-        p2 = []
-        for i in range(self.alu_lanes):
-            r = p1[i]
-            q = {
-                "r1": Signal(signed(64), name=f"l{i}_r1", reset_less=True),
-                "c": Signal(signed(32), name=f"l{i}_c2", reset_less=True),
-                "n2": Signal(6, name=f"l{i}_n2_2", reset_less=True),
-                "zp2": Signal(signed(32), name=f"l{i}_zp2_2", reset_less=True),
-            }
-            with m.If(v1):
-                build_alu(m, "sync", q["r1"], op=k1.op1, x=r["a"], y=r["b"], z=r["c"],
-                          w8=k1.w8, w16=k1.w16, qlo=qlo1, qhi=qhi1, rq_n=r["n1"],
-                          rq_zp=r["zp1"], name=f"l{i}_alu1")
-                m.d.sync += [q["c"].eq(r["c"]), q["n2"].eq(r["n2"]), q["zp2"].eq(r["zp2"])]
-            p2.append(q)
-
-        # ---------------------------------------------------------------- cycle t+2
-        p3 = []
-        for i in range(self.alu_lanes):
-            q = p2[i]
-            r2 = Signal(signed(64), name=f"l{i}_r2", reset_less=True)
-            with m.If(v2):
-                build_alu(m, "sync", r2, op=k2.op2, x=q["r1"], y=q["c"], w8=k2.w8,
-                          w16=k2.w16, rq_n=q["n2"], rq_zp=q["zp2"], name=f"l{i}_alu2")
-            p3.append(r2)
-
         # ---------------------------------------------------------------- cycle t+3
-        qlo3, qhi3 = type_bounds(m, k3.otype, "q3")
-        sat = Signal(name="sat3")  # :sat, or OP2 = REQUANT (its clamp, see vxm_alu)
-        m.d.comb += sat.eq(k3.sat | k3.op2[OP_BIT["REQUANT"]])
-        res = []
-        for i in range(lanes):
-            if i >= self.alu_lanes:  # a lane left out by the cost flow
-                res.append(Const(0, 32))
-                continue
-            r2 = p3[i]
-            v = Signal(32, name=f"l{i}_res")
-            with m.If(v3):  # 0 without an instruction (nothing reads it then)
-                m.d.comb += v.eq(Mux(sat, clamp(r2, qlo3, qhi3), r2))
-            res.append(v)
         res_planes = [Cat(*(v[8 * b: 8 * b + 8] for v in res)) for b in range(4)]
 
         d_stream = k3.d[6] == 0
@@ -354,17 +305,11 @@ class VxmTile(wiring.Component):
                         m.d.comb += [st.e_out[s].eq(res_planes[b]),
                                      st.w_out[s].eq(res_planes[b])]
 
-        # register write at the edge ending cycle t+3: otype-reduced, extended to 32 bits
-        reg_words = []
-        for v in res:
-            reg_words.append(Mux(k3.otype == _TYPE_CODE["i32"], v,
-                                 Mux(k3.otype == _TYPE_CODE["i16"], v[:16].as_signed(),
-                                     Mux(k3.otype == _TYPE_CODE["u8"], v[:8],
-                                         v[:8].as_signed()))))
+        # register write at the edge ending cycle t+3 (the lanes' otype-reduced words)
         wp = regs.write_port()
         m.d.comb += [
             wp.addr.eq(k3.d[:4]),
-            wp.data.eq(Cat(*(w.as_unsigned()[:32] for w in reg_words))),
+            wp.data.eq(Cat(*reg_words)),
             wp.en.eq(v3 & ~d_stream),
         ]
         return m

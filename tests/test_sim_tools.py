@@ -46,6 +46,39 @@ def test_strip_initial_values():
         strip_initial_values("  initial begin\n    m[0] = 1;\n")
 
 
+def _expand(text):
+    """Every ``{n{item}}`` written out as n copies (the reverse of the collapse; a plain
+    rewrite, independent of `sim.concat`)."""
+    import re
+
+    rep = re.compile(r"\{(\d+)\{([^{}]*)\}\}")
+    while (m := rep.search(text)) is not None:
+        text = text[:m.start()] + ", ".join([m.group(2)] * int(m.group(1))) + text[m.end():]
+    return re.sub(r"\s+", "", text)
+
+
+def test_collapse_replications():
+    from sim.concat import collapse_replications
+
+    src = ("  assign a = { x[31], x[31], x[31], x };\n"
+           "  assign b = { \\q$1 [7], \\q$1 [7], y[3:0], z, z };\n"
+           "  assign c = { 1'h0, lane } + { { w[7:0], w[7:0] }, v };\n"
+           "  assign d = { e };\n"
+           "  assign f = { 2{ g } };\n"
+           "  (* src = \"/x/{a, a}.py:3\" *)\n"
+           "  assign h = x[3] ? { p, q } : { r, r };\n")
+    out, runs = collapse_replications(src)
+    assert runs == 5
+    assert "{ {3{x[31]}}, x }" in out
+    assert "{ {2{\\q$1 [7]}}, y[3:0], {2{z}}}" in out
+    assert "{ {2{w[7:0]}}}" in out and "{ 1'h0, lane }" in out
+    assert "{ e }" in out and "{ 2{ g } }" in out  # a single item, a replication: as they were
+    assert '"/x/{a, a}.py:3"' in out  # strings untouched
+    assert "? { p, q } : { {2{r}}}" in out
+    assert _expand(out) == _expand(src)
+    assert collapse_replications(out) == (out, 0)  # nothing left to collapse
+
+
 def test_x_plusargs_differ_by_seed():
     assert x_plusargs(3) == ("+verilator+rand+reset+2", "+verilator+seed+4")
     assert x_plusargs(3) != x_plusargs(4)
