@@ -39,6 +39,7 @@ from .slice import (
     SliceSignature,
     is_opcode,
     merge_tiles,
+    stream_case,
     strided,
     view,
 )
@@ -105,20 +106,10 @@ class MemTile(wiring.Component):
         st = self.streams
         lane = data.ArrayLayout(8, L)
 
-        def stream(d, s, name):
-            """Stream ``s`` of direction ``d``: one case mux, selecting only for an
-            instruction (0 otherwise, so the simulator skips it in idle cycles)."""
-            sig = Signal(lane, name=name)
-            with m.If(c.valid), m.Switch(Cat(s, d)):
-                for j in range(cfg.streams_per_direction):
-                    with m.Case(j):
-                        m.d.comb += sig.eq(st.e_in[j])
-                    with m.Case(j + (1 << cfg.stream_index_bits)):
-                        m.d.comb += sig.eq(st.w_in[j])
-            return sig
-
-        a_val = stream(c.a_d, c.a_s, "a_val")  # WRITE data or GATHER/SCATTER index
-        b_val = stream(c.b_d, c.b_s, "b_val")  # SCATTER data
+        ib = cfg.stream_index_bits
+        # WRITE data or GATHER/SCATTER index; SCATTER data
+        a_val = stream_case(m, st, ib, c.a_s, c.a_d, en=c.valid, name="a_val", shape=lane)
+        b_val = stream_case(m, st, ib, c.b_s, c.b_d, en=c.valid, name="b_val", shape=lane)
         is_read = c.valid & ((c.op == _OPS.index("READ")) | (c.op == _OPS.index("GATHER")))
         is_write = c.valid & ((c.op == _OPS.index("WRITE")) | (c.op == _OPS.index("SCATTER")))
         per_lane = (c.op == _OPS.index("GATHER")) | (c.op == _OPS.index("SCATTER"))

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import enum
 
-from amaranth import Array, Cat, Const, signed, unsigned
+from amaranth import Array, Cat, Const, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -72,6 +72,20 @@ def stream_select(tile, index_bits: int, s, d):
     w = [tile.w_in[i] for i in range(len(tile.w_in))]
     zero = [Const(0, len(e[0]))] * (n - len(e))
     return Array(e + zero + w + zero)[Cat(s[:index_bits], d)]
+
+
+def stream_case(m, tile, index_bits: int, s, d, *, en, name: str, shape=None):
+    """`stream_select` into a new signal (of ``shape``, default the stream's width) as
+    one case mux assigned only with ``en``: 0 otherwise, so the simulator skips it in
+    cycles without an instruction (where `stream_select` is evaluated every cycle)."""
+    sig = Signal(shape if shape is not None else len(tile.e_in[0]), name=name)
+    with m.If(en), m.Switch(Cat(s[:index_bits], d)):
+        for j in range(len(tile.e_in)):
+            with m.Case(j):
+                m.d.comb += sig.eq(tile.e_in[j])
+            with m.Case(j + (1 << index_bits)):
+                m.d.comb += sig.eq(tile.w_in[j])
+    return sig
 
 
 class ErrorCode(enum.IntEnum):

@@ -35,7 +35,9 @@ lane writes the same register index, so one write port and 7 asynchronous read p
 serve all lanes.  Pipeline registers per lane: 172 bits into stage 1 (a, b, c; REQUANT
 ``31 - shift`` and zero point of both stages), 134 into stage 2 (r1 64, c, stage-2
 REQUANT parameters), 64 into the output stage (r2).  Ops are decoded once per tile
-(one-hot) and the stream operand byte planes are selected once per tile (case muxes).
+(one-hot) and the stream operand byte planes are selected once per tile (case muxes);
+what each lane does on its own (operand extension, the pipeline registers, both ALU
+stages, the output reduction) is one `hdl.vxm_lane.VxmLane` per lane.
 
 Faults (``error``/``error_code``, registered, so raised one cycle after detection):
 
