@@ -1,9 +1,12 @@
 """MEM slice: on-chip SRAM, two banks per tile, one byte-wide memory per lane.
 
-Each superlane tile holds, per bank, 16 lane memories of `mem_depth` bytes
-(`lib.memory.Memory`, one synchronous read port and one write port each); bank
-= address // mem_depth.  Keeping the lanes separate is what makes GATHER (every
-lane its own address: a per-lane table lookup) and SCATTER possible.
+Each superlane tile holds 16 lane memories of both banks' bytes (`lib.memory.Memory`
+of ``2 * mem_depth`` bytes, one synchronous read port and one write port each); bank
+= address // mem_depth, the address's top bit.  The reference's banks are
+single-ported, so a read and a write per cycle must be in different banks: one
+1R1W memory per lane does the same work, the rule is checked (BANK_CONFLICT), and the
+simulator evaluates half as many memories.  Keeping the lanes separate is what makes
+GATHER (every lane its own address: a per-lane table lookup) and SCATTER possible.
 
 Timing (superlane 0; tile k does the same k cycles later), for an instruction
 issued in cycle t:
@@ -100,7 +103,7 @@ class MemTile(wiring.Component):
         m = Module()
         cfg = self.cfg
         L = cfg.lanes_per_superlane
-        depth, dbits = cfg.mem_depth, (cfg.mem_depth - 1).bit_length()
+        dbits = (cfg.mem_depth - 1).bit_length()  # the bank is address bit dbits
         abits = cfg.mem_address_bits
         c = self.ctl
         st = self.streams
@@ -125,7 +128,6 @@ class MemTile(wiring.Component):
         r_pend = Signal()
         r_stream = Signal(cfg.stream_index_bits, reset_less=True)
         r_dir = Signal(reset_less=True)
-        r_bank = Signal(L, reset_less=True)
         rdata = Signal(lane)
         m.d.sync += [w_pend.eq(is_write), r_pend.eq(is_read)]
         m.d.comb += self.busy.eq(w_pend | r_pend)  # the SRAM write / stream write of t+1
@@ -145,22 +147,20 @@ class MemTile(wiring.Component):
                                           if cfg.mem_read_write else addr),
                              w_data[i].eq(Mux(c.op == _OPS.index("SCATTER"), b_val[i],
                                               a_val[i]))]
-            m.d.sync += r_bank[i].eq(Mux(self.host_re, self.host_addr[dbits], bank))
-            outs = []
-            for b in range(2):
-                mem = memory.Memory(shape=8, depth=depth, init=[])
-                m.submodules[f"lane{i}_bank{b}"] = mem
-                rp = mem.read_port()
-                wp = mem.write_port()
-                m.d.comb += [
-                    rp.addr.eq(Mux(self.host_re, self.host_addr[:dbits], addr[:dbits])),
-                    wp.addr.eq(Mux(self.host_we, self.host_addr[:dbits], w_addr[i][:dbits])),
-                    wp.data.eq(Mux(self.host_we, self.host_wdata[8 * i:8 * i + 8], w_data[i])),
-                    wp.en.eq(Mux(self.host_we, self.host_addr[dbits] == b,
-                                 w_pend & (w_addr[i][dbits] == b))),
-                ]
-                outs.append(rp.data)
-            m.d.comb += rdata[i].eq(Mux(r_bank[i], outs[1], outs[0]))
+            # both banks of the lane in one memory (the bank is the address's top bit):
+            # a read and a write per cycle, as two single-ported banks allow when they
+            # differ (which BANK_CONFLICT checks); one memory simulates at half the cost
+            mem = memory.Memory(shape=8, depth=cfg.mem_addresses, init=[])
+            m.submodules[f"lane{i}"] = mem
+            rp = mem.read_port()
+            wp = mem.write_port()
+            m.d.comb += [
+                rp.addr.eq(Mux(self.host_re, self.host_addr, addr[:abits])),
+                wp.addr.eq(Mux(self.host_we, self.host_addr, w_addr[i])),
+                wp.data.eq(Mux(self.host_we, self.host_wdata[8 * i:8 * i + 8], w_data[i])),
+                wp.en.eq(self.host_we | w_pend),
+                rdata[i].eq(rp.data),
+            ]
         with m.If(is_read):
             m.d.sync += [r_stream.eq(c.b_s), r_dir.eq(c.b_d)]
         m.d.comb += self.host_rdata.eq(rdata.as_value())

@@ -34,15 +34,15 @@ def test_mem_slice_maps_its_lane_srams_to_block_ram(mem_tiny):
     cfg = TINY
     g, e = mem_tiny["generic"], mem_tiny["ecp5"]
     lanes = cfg.superlanes * 16
-    n_mem = 2 * lanes  # two banks of one byte-wide SRAM per lane (docs: hdl/mem.py)
+    n_mem = lanes  # one byte-wide SRAM per lane holding both banks (docs: hdl/mem.py)
     assert g["memories"] == n_mem
-    assert g["memory_bits"] == n_mem * cfg.mem_depth * 8 == cfg.mem_slice_bytes * 8
-    assert g["memory_list"] == [{"width": 8, "depth": cfg.mem_depth, "read_ports": 1,
+    assert g["memory_bits"] == n_mem * 2 * cfg.mem_depth * 8 == cfg.mem_slice_bytes * 8
+    assert g["memory_list"] == [{"width": 8, "depth": 2 * cfg.mem_depth, "read_ports": 1,
                                  "async_read_ports": 0, "write_ports": 1, "count": n_mem,
                                  "example": g["memory_list"][0]["example"]}]
-    # a 256 x 8 SRAM (2 Kbit) fits one 18 Kbit DP16KD: one block RAM per lane SRAM, and
+    # a 512 x 8 SRAM (4 Kbit) fits one 18 Kbit DP16KD: one block RAM per lane SRAM, and
     # nothing of it in LUTs (distributed RAM) or flip-flops
-    assert cfg.mem_depth * 8 <= 18 * 1024
+    assert 2 * cfg.mem_depth * 8 <= 18 * 1024
     assert e["dp16kd"] == n_mem
     assert e["dpr16x4"] == 0
     assert e["mult18x18d"] == 0 and g["multipliers"] == 0
@@ -52,11 +52,12 @@ def test_mem_slice_maps_its_lane_srams_to_block_ram(mem_tiny):
 
 def test_mem_slice_flip_flops_match_its_pipeline_registers(mem_tiny):
     """The tile's stage-1 registers (hdl/mem.py): w_pend, r_pend, 16 lane write addresses of
-    mem_address_bits, 16 write-data bytes, the result stream index and direction, 16 read-bank
-    bits; tiny has one superlane, so no skew registers."""
+    mem_address_bits, 16 write-data bytes, the result stream index and direction (the read
+    port's registered address is the memory's own); tiny has one superlane, so no skew
+    registers."""
     cfg = TINY
     assert cfg.superlanes == 1
-    expected = 2 + 16 * cfg.mem_address_bits + 16 * 8 + cfg.stream_index_bits + 1 + 16
+    expected = 2 + 16 * cfg.mem_address_bits + 16 * 8 + cfg.stream_index_bits + 1
     assert mem_tiny["generic"]["ff_bits"] == expected
     # the ECP5 mapping keeps them (and may add some around the block RAMs), never fewer
     assert mem_tiny["ecp5"]["ff"] >= expected
