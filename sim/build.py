@@ -103,8 +103,9 @@ def _source_files(design: str) -> list[Path]:
 
 
 #: the code that turns the Amaranth design into Verilog (besides Amaranth itself)
-GENERATOR_FILES = (REPO / "sim" / "stamp.py", REPO / "sim" / "concat.py",
-                   REPO / "tb" / "chip" / "tapcap.py")
+#: (this file too: `to_verilog` and `strip_initial_values` shape the text)
+GENERATOR_FILES = (REPO / "sim" / "build.py", REPO / "sim" / "stamp.py",
+                   REPO / "sim" / "concat.py", REPO / "tb" / "chip" / "tapcap.py")
 
 
 def path_name(cfg: TspConfig) -> str:
