@@ -2,9 +2,9 @@
 
 Each superlane tile holds 16 lane memories of both banks' bytes (`lib.memory.Memory`
 of ``2 * mem_depth`` bytes, one synchronous read port and one write port each); bank
-= address // mem_depth, the address's top bit.  The reference's banks are
-single-ported, so a read and a write per cycle must be in different banks: one
-1R1W memory per lane does the same work, the rule is checked (BANK_CONFLICT), and the
+= address // mem_depth, the address's top bit.  The reference reads one bank while
+writing the other, so a read and a write in one cycle must be in different banks: one
+1R1W memory per lane does that work, the rule is checked (BANK_CONFLICT), and the
 simulator evaluates half as many memories.  Keeping the lanes separate is what makes
 GATHER (every lane its own address: a per-lane table lookup) and SCATTER possible.
 
