@@ -148,8 +148,8 @@ class MemTile(wiring.Component):
                              w_data[i].eq(Mux(c.op == _OPS.index("SCATTER"), b_val[i],
                                               a_val[i]))]
             # both banks of the lane in one memory (the bank is the address's top bit):
-            # a read and a write per cycle, as two single-ported banks allow when they
-            # differ (which BANK_CONFLICT checks); one memory simulates at half the cost
+            # a read and a write per cycle, in different banks (BANK_CONFLICT checks
+            # that); one memory simulates at half the cost of two
             mem = memory.Memory(shape=8, depth=cfg.mem_addresses, init=[])
             m.submodules[f"lane{i}"] = mem
             rp = mem.read_port()

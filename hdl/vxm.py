@@ -71,12 +71,11 @@ from .slice import (
     view,
 )
 from .tile import SkewChain, TileStreamsSignature
-from .vxm_alu import N_OPS, OP_BIT, type_bounds
+from .vxm_alu import N_OPS, OP_BIT, TYPE_CODE, type_bounds
 from .vxm_lane import VxmLane, decode_layout, stage_layout
 
 _IMM = isa.instr_def("VXM", "VXM").field("imm")
 _IMM_LO, _IMM_HI = -(1 << (_IMM.width - 1)), (1 << (_IMM.width - 1)) - 1
-_TYPE_CODE = {t: i for i, t in enumerate(isa.TYPES)}
 _OPS = {op.name: op for op in isa.VXM_OPS}
 
 
@@ -110,7 +109,7 @@ def _sel_kinds(sel):
 
 def _type_bytes(code):
     """Byte count of a type code expression (i8/u8: 1, i16: 2, i32: 4)."""
-    return Mux(code == _TYPE_CODE["i32"], 4, Mux(code == _TYPE_CODE["i16"], 2, 1))
+    return Mux(code == TYPE_CODE["i32"], 4, Mux(code == TYPE_CODE["i16"], 2, 1))
 
 
 def _arity_is(code, arities):
@@ -209,8 +208,8 @@ class VxmTile(wiring.Component):
         # decoded once per tile
         dec = Signal(decode_layout(), name="dec0")
         m.d.comb += [
-            dec.i8.eq(c0.type == _TYPE_CODE["i8"]), dec.i16.eq(c0.type == _TYPE_CODE["i16"]),
-            dec.i32.eq(c0.type == _TYPE_CODE["i32"]), dec.u8.eq(c0.type == _TYPE_CODE["u8"]),
+            dec.i8.eq(c0.type == TYPE_CODE["i8"]), dec.i16.eq(c0.type == TYPE_CODE["i16"]),
+            dec.i32.eq(c0.type == TYPE_CODE["i32"]), dec.u8.eq(c0.type == TYPE_CODE["u8"]),
             dec.rq1.eq(c0.op1 == OP_BIT["REQUANT"]), dec.rq2.eq(c0.op2 == OP_BIT["REQUANT"]),
         ]
         for j, k in enumerate("abc"):

@@ -44,6 +44,9 @@ from arch import isa
 OP_BIT = {op.name: op.code for op in isa.VXM_OPS}
 N_OPS = len(isa.VXM_OPS)
 
+#: type name -> its code (the ``type``/``otype`` field value)
+TYPE_CODE = {t: i for i, t in enumerate(isa.TYPES)}
+
 #: (min, max) of each type code (i8, i16, i32, u8)
 TYPE_RANGE = tuple(
     (-(1 << (8 * isa.TYPE_BYTES[t] - 1)), (1 << (8 * isa.TYPE_BYTES[t] - 1)) - 1)

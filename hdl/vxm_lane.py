@@ -14,8 +14,8 @@ Per lane, in the tile's cycles (``t`` = the cycle the control word arrives):
   immediate; loaded into the stage-1 registers with ``go``.  A REQUANT's shift and zero
   point (registers ``rK+1``, ``rK+2`` of b for OP1, of c for OP2) load only for a REQUANT.
   ``fault`` (combinational): those parameters out of range (the tile registers it).
-* ``t+1``: stage 1 ``r1 = OP1(a, b[, c])`` (with ``s1_valid``).
-* ``t+2``: stage 2 ``r2 = OP2(r1, c)`` (with ``s2_valid``).
+* ``t+1``: stage 1 ``r1 = OP1(a, b[, c])`` (with ``s1.valid``).
+* ``t+2``: stage 2 ``r2 = OP2(r1, c)`` (with ``s2.valid``).
 * ``t+3``: ``res`` = ``r2`` reduced to 32 bits (clamped to ``[qlo3, qhi3]`` with
   ``sat3``), 0 without ``out_valid``; ``wdata`` = ``res`` reduced to ``otype3`` and
   extended to 32 bits (the register file's write data).
@@ -30,9 +30,8 @@ from amaranth.lib.wiring import In, Out
 
 from arch import isa
 
-from .vxm_alu import N_OPS, build_alu, clamp
+from .vxm_alu import N_OPS, TYPE_CODE, build_alu, clamp
 
-_TYPE_CODE = {t: i for i, t in enumerate(isa.TYPES)}
 _IMM_BITS = isa.instr_def("VXM", "VXM").field("imm").width
 
 
@@ -140,9 +139,9 @@ class VxmLane(wiring.Component):
             m.d.comb += v.eq(Mux(self.sat3, clamp(r2, self.qlo3, self.qhi3), r2))
         ot = self.otype3
         m.d.comb += self.wdata.eq(
-            Mux(ot == _TYPE_CODE["i32"], v,
-                Mux(ot == _TYPE_CODE["i16"], v[:16].as_signed(),
-                    Mux(ot == _TYPE_CODE["u8"], v[:8], v[:8].as_signed())))[:32])
+            Mux(ot == TYPE_CODE["i32"], v,
+                Mux(ot == TYPE_CODE["i16"], v[:16].as_signed(),
+                    Mux(ot == TYPE_CODE["u8"], v[:8], v[:8].as_signed())))[:32])
         return m
 
 
