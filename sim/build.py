@@ -105,7 +105,8 @@ def _source_files(design: str) -> list[Path]:
 #: the code that turns the Amaranth design into Verilog (besides Amaranth itself)
 #: (this file too: `to_verilog` and `strip_initial_values` shape the text)
 GENERATOR_FILES = (REPO / "sim" / "build.py", REPO / "sim" / "stamp.py",
-                   REPO / "sim" / "concat.py", REPO / "tb" / "chip" / "tapcap.py")
+                   REPO / "sim" / "concat.py", REPO / "sim" / "flops.py",
+                   REPO / "tb" / "chip" / "tapcap.py")
 
 
 def path_name(cfg: TspConfig) -> str:
@@ -272,16 +273,20 @@ def to_verilog(component, top: str) -> str:
     Verilator, which rejects the same loops in C++ time (UNOPTFLAT, "circular
     combinational logic", made fatal by `FATAL_WARNINGS`), so nothing goes unchecked;
     tests/test_sim_tools.py checks that a loop is refused.  Runs of one item in a
-    concatenation are written as replications (`concat.collapse_replications`)."""
+    concatenation are written as replications (`concat.collapse_replications`), and each
+    register's next-state block is written inside its clocked block
+    (`flops.fold_next_state`)."""
     from amaranth.hdl import _nir
 
     from . import stamp
     from .concat import collapse_replications
+    from .flops import fold_next_state
 
     check = _nir.Netlist.check_comb_cycles
     _nir.Netlist.check_comb_cycles = lambda self: None
     try:
-        return collapse_replications(stamp.convert(component, top)[0])[0]
+        text = collapse_replications(stamp.convert(component, top)[0])[0]
+        return fold_next_state(text)[0]
     finally:
         _nir.Netlist.check_comb_cycles = check
 

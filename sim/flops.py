@@ -1,0 +1,114 @@
+"""Flip-flops of the generated Verilog: the next-state logic written inside the clocked block.
+
+Yosys writes an Amaranth register as two processes: a combinational block that
+computes its next value into a temporary, holding the old one unless a condition
+says otherwise, and a clocked block that copies the temporary::
+
+    always @(posedge clk)              always @* begin
+      w0_r0 <= \\$247 ;                    \\$247  = w0_r0;
+                                          if (\\$2 ) begin
+                                            if (\\$3 ) \\$247  = w; ...
+
+Verilator keeps that shape: in every cycle it evaluates the temporary and copies it
+into the register, even when the register holds.  For a wide register (an MXM
+weight row is VL bytes) that is a copy of every word of every row in every cycle,
+and the C++ holds a temporary per register.  `fold_next_state` writes the
+temporary's block into the clocked one instead::
+
+    always @(posedge clk) begin
+      if (\\$2 ) begin
+        if (\\$3 ) w0_r0 <= w; ...
+
+which means the same (the conditions and values are read at the clock edge, as the
+temporary would have been computed from them) and which Verilator translates to a
+conditional store.  A temporary is folded only where nothing else reads or writes
+it: it is assigned in one combinational block that assigns nothing else, and read
+only by the one clocked copy.
+"""
+
+from __future__ import annotations
+
+import re
+
+_FLOP = re.compile(r"^  always @\(posedge (\S+)\)\n    (\S+ ?) <= (\\\$\d+) ;\n", re.M)
+_MODULE = re.compile(r"^module .*?^endmodule\n", re.M | re.S)
+_BLOCK = re.compile(r"^  always @\* begin\n(.*?)^  end\n", re.M | re.S)
+_ASSIGN = re.compile(r"^(\s*)(\\\$\d+) (\s*(?:\[[^\]]*\]\s*)?)= (.*)$")
+#: the target of any assignment statement (an escaped or a plain identifier)
+_TARGET = re.compile(r"^\s*(\\\S+ |[A-Za-z_][\w$]*)\s*(?:\[[^\]]*\]\s*)?= ", re.M)
+_TRIGGER = "\\$auto$verilog_backend"
+_CASE = re.compile(r"^\s*case[zx]? \(", re.M)
+#: registers up to this width are folded.  A conditional store to a wider one (a
+#: multi-word ``VlWide`` in Verilator's C++) goes through a shadow copy that Verilator
+#: writes before and commits after the clocked blocks, in every cycle: two copies of
+#: every word, where the unfolded register costs one (measured at `small`: the MXM
+#: weight rows went from 7.5k to 15.1k instructions per cycle)
+MAX_BITS = 64
+#: (no constant: a register whose next value is chosen by a ``case`` is not folded.
+#: Verilator computes every alternative's multi-word temporaries in front of the
+#: clocked statement, where it computed only the chosen one in the combinational
+#: block: a VXM lane's result register, chosen among 65-bit sums and shifts by the
+#: ALU op, cost 4.5k more instructions per cycle at `small` folded.)
+
+
+def _uses(text: str, tmp: str) -> int:
+    """How often the escaped identifier ``tmp`` (``\\$247``) occurs in ``text``."""
+    return len(re.findall(re.escape(tmp) + r"(?=\s)", text))
+
+
+def _fold_module(text: str) -> tuple[str, int]:
+    flops = {m.group(3): m for m in _FLOP.finditer(text)}
+    if not flops:
+        return text, 0
+    blocks = {}
+    for b in _BLOCK.finditer(text):
+        targets = {a.group(1).rstrip() for a in _TARGET.finditer(b.group(1))}
+        if len(targets) == 1:
+            (tmp,) = targets
+            if tmp in flops:
+                blocks[tmp] = b
+    edits = []  # (start, end, replacement)
+    for tmp, b in blocks.items():
+        f = flops[tmp]
+        reg = f.group(2)
+        body = b.group(1)
+        decl = re.search(r"^  reg (?:signed )?(?:\[(\d+):0\] )?" + re.escape(tmp) + r" ;\n",
+                         text, re.M)
+        if decl is None or int(decl.group(1) or 0) >= MAX_BITS:
+            continue
+        if _CASE.search(body):
+            continue  # (see the note under MAX_BITS)
+        lhs = len(re.findall(r"^\s*" + re.escape(tmp) + r" ", body, re.M))
+        # every use of the temporary: its declaration, its assignments, the copy
+        if _uses(text, tmp) != 1 + lhs + 1 or _uses(body, tmp) != lhs:
+            continue
+        out = []
+        for line in body.splitlines():
+            if line.strip().startswith("if (" + _TRIGGER):
+                continue  # yosys's run-at-time-0 trigger of combinational blocks
+            a = _ASSIGN.match(line)
+            if a:
+                if a.group(4) == f"{reg.rstrip()};" and not a.group(3).strip():
+                    continue  # the hold: a register keeps its value anyway
+                line = f"{a.group(1)}{reg}{a.group(3)}<= {a.group(4)}"
+            out.append(line)
+        new = (f"  always @(posedge {f.group(1)}) begin\n" + "\n".join(out)
+               + ("\n" if out else "") + "  end\n")
+        edits += [(f.start(), f.end(), new), (b.start(), b.end(), ""),
+                  (decl.start(), decl.end(), "")]
+    for start, end, new in sorted(edits, reverse=True):
+        text = text[:start] + new + text[end:]
+    return text, len(edits) // 3
+
+
+def fold_next_state(text: str) -> tuple[str, int]:
+    """`text` with each register's next-state block folded into its clocked block (see
+    the module docstring); returns (text, registers folded)."""
+    out, pos, total = [], 0, 0
+    for m in _MODULE.finditer(text):
+        folded, n = _fold_module(m.group(0))
+        out += [text[pos:m.start()], folded]
+        pos = m.end()
+        total += n
+    out.append(text[pos:])
+    return "".join(out), total
