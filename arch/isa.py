@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from .config import TspConfig
 
@@ -204,7 +205,7 @@ class InstrDef:
                 return f
         raise KeyError(f"{self.mnemonic} has no field {name!r}")
 
-    @property
+    @cached_property  # (the compiler asks for it for every word it merges)
     def field_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 

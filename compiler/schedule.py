@@ -21,6 +21,7 @@ into REPEATs, then the lowest free one).
 from __future__ import annotations
 
 import heapq
+from itertools import chain
 
 from arch.config import TspConfig
 
@@ -110,10 +111,13 @@ class Scheduler:
         slot, bank_r, bank_w = self.slot, self.bank_r, self.bank_w
         self.tries += 1
         t = slots_free_from(slot, slots, max(t, 0))
-        if any((bank_w.get(k, 0) >> (t + c)) & 1 for k, c in brd) or \
-           any((bank_r.get(k, 0) >> (t + c)) & 1 for k, c in bwr):
-            return t, None
-        return t, self._streams(wires, t)
+        for k, c in brd:
+            if (bank_w.get(k, 0) >> (t + c)) & 1:
+                return t, None
+        for k, c in bwr:
+            if (bank_r.get(k, 0) >> (t + c)) & 1:
+                return t, None
+        return t, self._streams(wires, t) if wires else []
 
     def _prep(self, b: Bundle):
         cached = self._cache.get(id(b))
@@ -159,21 +163,22 @@ class Scheduler:
         return out
 
     def _pick(self, w, planes, t, local):
+        """The stream index for wire ``w`` in cycle ``t``: the one its tag used last if
+        free, else the lowest free one (None if none is)."""
         limit = self.ns - w.n
         first = self.sticky.get(w.tag)
         cands = range(limit + 1)
         if first is not None and first <= limit:
-            cands = [first, *(s for s in cands if s != first)]
+            cands = chain((first,), range(first), range(first + 1, limit + 1))
+        checks = [(p, pl[0] + t, pl[1]) for p, pl in enumerate(planes) if pl is not None]
         diag = self.diag
+        d_ = w.dir
         for s in cands:
-            for p, pl in enumerate(planes):
-                if pl is None:
-                    continue
-                dk, mask = pl[0] + t, pl[1]
-                d = diag.get((w.dir, s + p))
+            for p, dk, mask in checks:
+                d = diag.get((d_, s + p))
                 if d is not None and d.get(dk, 0) & mask:
                     break
-                if local and local.get((w.dir, s + p, dk), 0) & mask:
+                if local and local.get((d_, s + p, dk), 0) & mask:
                     break
             else:
                 return s
