@@ -5,25 +5,27 @@ computes its next value into a temporary, holding the old one unless a condition
 says otherwise, and a clocked block that copies the temporary::
 
     always @(posedge clk)              always @* begin
-      w0_r0 <= \\$247 ;                    \\$247  = w0_r0;
+      cnt <= \\$247 ;                      \\$247  = cnt;
                                           if (\\$2 ) begin
-                                            if (\\$3 ) \\$247  = w; ...
+                                            if (\\$3 ) \\$247  = \\$4 ; ...
 
 Verilator keeps that shape: in every cycle it evaluates the temporary and copies it
-into the register, even when the register holds.  For a wide register (an MXM
-weight row is VL bytes) that is a copy of every word of every row in every cycle,
-and the C++ holds a temporary per register.  `fold_next_state` writes the
-temporary's block into the clocked one instead::
+into the register, even when the register holds (a queue's counters and state, a
+unit's pipeline registers).  `fold_next_state` writes the temporary's block into the
+clocked one instead::
 
     always @(posedge clk) begin
       if (\\$2 ) begin
-        if (\\$3 ) w0_r0 <= w; ...
+        if (\\$3 ) cnt <= \\$4 ; ...
 
 which means the same (the conditions and values are read at the clock edge, as the
 temporary would have been computed from them) and which Verilator translates to a
 conditional store.  A temporary is folded only where nothing else reads or writes
 it: it is assigned in one combinational block that assigns nothing else, and read
-only by the one clocked copy.
+only by the one clocked copy.  Only the block's first statement, if it is the hold
+(``\\$247  = cnt;``), is dropped; a hold further in is kept as ``cnt <= cnt``.
+Registers wider than 64 bits and registers chosen by a ``case`` are left as they
+are (`MAX_BITS`: measured, folding them costs Verilator more).
 """
 
 from __future__ import annotations
@@ -83,14 +85,19 @@ def _fold_module(text: str) -> tuple[str, int]:
         if _uses(text, tmp) != 1 + lhs + 1 or _uses(body, tmp) != lhs:
             continue
         out = []
+        first = True
         for line in body.splitlines():
             if line.strip().startswith("if (" + _TRIGGER):
                 continue  # yosys's run-at-time-0 trigger of combinational blocks
             a = _ASSIGN.match(line)
             if a:
-                if a.group(4) == f"{reg.rstrip()};" and not a.group(3).strip():
-                    continue  # the hold: a register keeps its value anyway
+                hold = (not a.group(3).strip()
+                        and a.group(4).rstrip(";").strip() == reg.strip())
+                if first and hold and a.group(1) == "    ":
+                    first = False
+                    continue  # the default hold: a register keeps its value anyway
                 line = f"{a.group(1)}{reg}{a.group(3)}<= {a.group(4)}"
+            first = False
             out.append(line)
         new = (f"  always @(posedge {f.group(1)}) begin\n" + "\n".join(out)
                + ("\n" if out else "") + "  end\n")

@@ -286,6 +286,35 @@ endmodule
 """
 
 
+LATE_HOLD = """module h(clk, a, en, q);
+  input clk;
+  input [7:0] a;
+  input en;
+  output [7:0] q;
+  reg [7:0] q = 8'h00;
+  reg [7:0] \\$1 ;
+  always @(posedge clk)
+    q <= \\$1 ;
+  always @* begin
+    \\$1  = a;
+    if (en) begin
+      \\$1  = q;
+    end
+  end
+endmodule
+"""
+
+
+def test_fold_next_state_keeps_a_hold_that_is_not_the_default():
+    """A hold under a condition overrides an earlier assignment: it must stay."""
+    from sim.flops import fold_next_state
+
+    out, n = fold_next_state(LATE_HOLD)
+    assert n == 1
+    assert ("  always @(posedge clk) begin\n    q <= a;\n    if (en) begin\n"
+            "      q <= q;\n    end\n  end\n") in out
+
+
 def test_fold_next_state():
     """A register's next-state block is written into its clocked block; a temporary that
     shares its block, that anything else reads, or that a case chooses stays as it was."""
