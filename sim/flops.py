@@ -31,6 +31,7 @@ are (`MAX_BITS`: measured, folding them costs Verilator more).
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 _FLOP = re.compile(r"^  always @\(posedge (\S+)\)\n    (\S+ ?) <= (\\\$\d+) ;\n", re.M)
 _MODULE = re.compile(r"^module .*?^endmodule\n", re.M | re.S)
@@ -53,37 +54,33 @@ MAX_BITS = 64
 #: ALU op, cost 4.5k more instructions per cycle at `small` folded.)
 
 
-def _uses(text: str, tmp: str) -> int:
-    """How often the escaped identifier ``tmp`` (``\\$247``) occurs in ``text``."""
-    return len(re.findall(re.escape(tmp) + r"(?=\s)", text))
+_TEMP = re.compile(r"\\\$\d+(?=\s)")
+_DECL = re.compile(r"^  reg (?:signed )?(?:\[(\d+):0\] )?(\\\$\d+) ;\n", re.M)
 
 
 def _fold_module(text: str) -> tuple[str, int]:
     flops = {m.group(3): m for m in _FLOP.finditer(text)}
     if not flops:
         return text, 0
-    blocks = {}
-    for b in _BLOCK.finditer(text):
-        targets = {a.group(1).rstrip() for a in _TARGET.finditer(b.group(1))}
-        if len(targets) == 1:
-            (tmp,) = targets
-            if tmp in flops:
-                blocks[tmp] = b
+    uses = Counter(_TEMP.findall(text))  # every temporary's occurrences, in one pass
+    decls = {d.group(2): d for d in _DECL.finditer(text)}
     edits = []  # (start, end, replacement)
-    for tmp, b in blocks.items():
-        f = flops[tmp]
-        reg = f.group(2)
+    for b in _BLOCK.finditer(text):
         body = b.group(1)
-        decl = re.search(r"^  reg (?:signed )?(?:\[(\d+):0\] )?" + re.escape(tmp) + r" ;\n",
-                         text, re.M)
+        targets = [a.group(1).rstrip() for a in _TARGET.finditer(body)]
+        tmp = targets[0] if targets else None
+        if tmp not in flops or any(t != tmp for t in targets):
+            continue  # not a register's temporary, or the block assigns something else
+        decl = decls.get(tmp)
         if decl is None or int(decl.group(1) or 0) >= MAX_BITS:
             continue
         if _CASE.search(body):
             continue  # (see the note under MAX_BITS)
-        lhs = len(re.findall(r"^\s*" + re.escape(tmp) + r" ", body, re.M))
         # every use of the temporary: its declaration, its assignments, the copy
-        if _uses(text, tmp) != 1 + lhs + 1 or _uses(body, tmp) != lhs:
+        if uses[tmp] != 1 + len(targets) + 1 or Counter(_TEMP.findall(body))[tmp] != len(targets):
             continue
+        f = flops[tmp]
+        reg = f.group(2)
         out = []
         first = True
         for line in body.splitlines():
@@ -103,9 +100,12 @@ def _fold_module(text: str) -> tuple[str, int]:
                + ("\n" if out else "") + "  end\n")
         edits += [(f.start(), f.end(), new), (b.start(), b.end(), ""),
                   (decl.start(), decl.end(), "")]
-    for start, end, new in sorted(edits, reverse=True):
-        text = text[:start] + new + text[end:]
-    return text, len(edits) // 3
+    pieces, pos = [], 0
+    for start, end, new in sorted(edits):
+        pieces += [text[pos:start], new]
+        pos = end
+    pieces.append(text[pos:])
+    return "".join(pieces), len(edits) // 3
 
 
 def fold_next_state(text: str) -> tuple[str, int]:
