@@ -356,13 +356,19 @@ class Regs:
         return r
 
     def triple(self) -> int:
-        for k in TRIPLES:
-            if k in self.free and k + 1 in self.free:
-                self.free -= {k, k + 1}
-                self.order.remove(k)
-                self.order.remove(k + 1)
-                return k
-        raise CompileError("out of VXM register triples (compiler limitation)", "registers")
+        """A free triple, least recently freed first (a product's per-tile constants go to
+        another triple than the previous tile's, so that loading them does not wait for
+        that tile's last use)."""
+        pos = {r: j for j, r in enumerate(self.order)}
+        cands = [k for k in TRIPLES if k in self.free and k + 1 in self.free]
+        if not cands:
+            raise CompileError("out of VXM register triples (compiler limitation)",
+                               "registers")
+        k = min(cands, key=lambda k: max(pos[k], pos[k + 1]))
+        self.free -= {k, k + 1}
+        self.order.remove(k)
+        self.order.remove(k + 1)
+        return k
 
     def release(self, *rs: int) -> None:
         for r in rs:

@@ -84,14 +84,24 @@ def attention_attrs(block, plan: dict) -> dict:
             "mxm_trans": plan["trans"], "mxm_ctx": plan["ctx"]}
 
 
-def _nodes(block, p: dict, attention: Node, v_heads: bool, **product) -> tuple[Node, ...]:
+#: the products after the attention: `block_graph`'s ``spread_mlp`` spreads them
+MLP = ("wo", "w1", "w2")
+
+
+def _nodes(block, p: dict, attention: Node, v_heads: bool, spread_only=(), **product
+           ) -> tuple[Node, ...]:
     """The block's nodes around its attention node; ``product``: extra attrs of every
-    product (``spread``)."""
+    product (``spread``); ``spread_only``: the products (``"wq"`` ... ``"w2"``) whose
+    output tiles go to every MXM in turn."""
     H = block.n_heads
     sums = side(p["sums"])
+    lins = block.linears()
 
     def lin(q, mxm, **extra):
-        return _linear(q, mxm, **product, **extra)
+        attrs = dict(product, **extra)
+        if next(k for k, v in lins.items() if v is q) in spread_only:
+            attrs["spread"] = "all"
+        return _linear(q, mxm, **attrs)
 
     return (
         Node("x8", "requant", ("x",), {"multiplier": block.x8_multiplier,
@@ -111,14 +121,17 @@ def _nodes(block, p: dict, attention: Node, v_heads: bool, **product) -> tuple[N
 
 
 def block_graph(block, plan: dict | None = None, *, v_transpose: bool = False,
-                x8_near_input: bool = False, scores_after_inputs: bool = False) -> Graph:
+                x8_near_input: bool = False, scores_after_inputs: bool = False,
+                spread_mlp: bool = False) -> Graph:
     """``block`` (a `QuantBlock`) as a `Graph` placed by ``plan`` (default ``PLANS[0]``).
 
     ``v_transpose``: v as rows and ``V_h^T`` made by unit-vector MVMs (else v per head,
     installed as LWT columns); ``x8_near_input``: the int8 copy of x on the input's side
     (else on the softmax sums' side, read across the VXM by the far MXM);
     ``scores_after_inputs``: the attention's score slices chosen after the input is placed
-    (else with its tables, before)."""
+    (else with its tables, before); ``spread_mlp``: the products after the attention
+    (`MLP`) spread over every MXM, the plan's first (each weight tile beside its MXM), so
+    that W1's tiles are done on both sides by the time W2 starts."""
     p = dict(PLANS[0], **(plan or {}))
     sums = side(p["sums"])
     attn = Node("ctx", "attention", ("q", "k", "v"), dict(
@@ -127,7 +140,8 @@ def block_graph(block, plan: dict | None = None, *, v_transpose: bool = False,
              "q": side(p["scores"]), "k": side(p["scores"]), "v": side(p["ctx"]),
              "ctx": side(p["wo"]), "h": side(p["w1"]), "gelu": side(p["w2"])}
     return Graph({"x": (block.seq_len, block.d_model, 4)},
-                 _nodes(block, p, attn, not v_transpose), ("y",), place)
+                 _nodes(block, p, attn, not v_transpose, MLP if spread_mlp else ()),
+                 ("y",), place)
 
 
 def decode_graph(block, max_context: int, plan: dict | None = None, *,

@@ -234,9 +234,12 @@ class ProgramBuilder:
             self.const_values.append((name, v))
         return nb, t
 
-    def install(self, mxm: str, key, rows, transposed: bool = False) -> Install:
+    def install(self, mxm: str, key, rows, transposed: bool = False, *,
+                stream: tuple[int, str] | None = None) -> Install:
         """Load rows [(row, (slice, addr))] into the shadow weights and install them
-        (nothing if the same weights are active)."""
+        (nothing if the same weights are active).  ``stream``: ``(mvms, side)``, the
+        install serves that many MVMs whose inputs are read on that side
+        (`load_width`)."""
         act = self.active[mxm]
         if act is not None and act.key == key:
             return act
@@ -245,9 +248,31 @@ class ProgramBuilder:
         want = "col" if transposed else "row"
         if mode == want:  # rows the shadow buffer already holds (same constant) stay
             rows = [(r, src) for r, src in rows if have.get(r) != src]
-        self.load_block(f"{mxm} {key} loads", mxm, ins, rows, transposed)
+        self.load_block(f"{mxm} {key} loads", mxm, ins, rows, transposed,
+                        width=self.load_width(rows, stream))
         self.activate(mxm, ins)
         return ins
+
+    def load_width(self, rows, stream: tuple[int, str] | None) -> int:
+        """Rows per load for weight rows [(row, (slice, addr))] installed for ``stream``
+        (see `install`): ``cfg.mxm_load_rows``, unless the loads would take every MEM read
+        port of a side that the MVMs' inputs are also read on (a load of ``k`` rows reads
+        ``k`` slices in one cycle, each MVM one more): then the widest divisor of
+        ``mxm_load_rows`` that leaves a port free, if its loads still fit under the
+        MVMs (so that each of the install's MVMs can overlap a load of the next install
+        instead of waiting for the ports)."""
+        k = self.cfg.mxm_load_rows
+        if stream is None or not rows or k == 1:
+            return k
+        mvms, x_side = stream
+        side = self.cfg.slice(rows[0][1][0]).hemisphere
+        ports = len(self.mem.side[side])
+        if side != x_side or k < ports:
+            return k
+        for d in range(min(k - 1, ports - 1), 0, -1):
+            if k % d == 0 and -(-len(rows) // d) <= mvms:
+                return d
+        return k
 
     def note_load(self, mxm: str, row: int, src, transposed: bool) -> None:
         """Track what the shadow buffer holds: row (LW) or column (LWT) -> the constant
@@ -262,11 +287,13 @@ class ProgramBuilder:
         else:
             have.pop(row, None)
 
-    def load_chunks(self, rows) -> list[list[tuple[int, tuple[str, int]]]]:
+    def load_chunks(self, rows, width: int | None = None
+                    ) -> list[list[tuple[int, tuple[str, int]]]]:
         """Weight rows [(row, (slice, addr))] cut into the loads that write them: runs of
-        consecutive rows in one aligned group of ``cfg.mxm_load_rows``, each from another
-        MEM slice of one hemisphere (one READ per slice feeds each stream of the load)."""
-        k = self.cfg.mxm_load_rows
+        consecutive rows in one aligned group of ``width`` (a divisor of, by default,
+        ``cfg.mxm_load_rows``), each from another MEM slice of one hemisphere (one READ
+        per slice feeds each stream of the load)."""
+        k = width or self.cfg.mxm_load_rows
         chunks: list[list] = []
         for row, src in rows:
             c = chunks[-1] if chunks else None
@@ -288,15 +315,16 @@ class ProgramBuilder:
         b.tap(w, 0, ld, "w")
         return ld
 
-    def load_block(self, name: str, mxm: str, ins: Install, rows, transposed=False) -> None:
+    def load_block(self, name: str, mxm: str, ins: Install, rows, transposed=False,
+                   width: int | None = None) -> None:
         """Weight rows [(row, (slice, addr))] loaded in consecutive cycles (`load_chunks`
-        rows per cycle): one rigid bundle, so that its READs and loads always compress
-        into single REPEAT runs."""
+        rows per cycle, ``width`` at most): one rigid bundle, so that its READs and loads
+        always compress into single REPEAT runs."""
         for row, src in rows:
             self.note_load(mxm, row, src, transposed)
         if not rows:
             return
-        chunks = self.load_chunks(rows)
+        chunks = self.load_chunks(rows, width)
         if not self.rigid_loads:
             for chunk in chunks:
                 b = Bundle(f"{name} {chunk[0][0]}", f"ld.{mxm}")

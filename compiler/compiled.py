@@ -342,11 +342,11 @@ def _bounds(cfg: TspConfig, bundles: list[Bundle], em: Emitted) -> Bounds:
 
 
 def _lower(block, cfg, keep, plan, prealloc=(), rigid_loads=True, v_transpose=False,
-           x8_near_input=False, scores_after_inputs=False, pb: ProgramBuilder | None = None
-           ) -> ProgramBuilder:
+           x8_near_input=False, scores_after_inputs=False, spread_mlp=False,
+           pb: ProgramBuilder | None = None) -> ProgramBuilder:
     """The block's graph (`compiler.block.block_graph`) placed by ``plan``, lowered."""
     graph = block_graph(block, plan, v_transpose=v_transpose, x8_near_input=x8_near_input,
-                        scores_after_inputs=scores_after_inputs)
+                        scores_after_inputs=scores_after_inputs, spread_mlp=spread_mlp)
     pb, tensors = lower_graph(graph, cfg, keep=keep, rigid_loads=rigid_loads,
                               prealloc=prealloc, pb=pb, what="the block")
     pb.inputs = {key: [locs] for key, locs in tensors["x"].locs.items()}
@@ -400,12 +400,13 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
     `compiler.graph.lower_graph`.  Variants tried, fastest schedule kept: the MXM
     assignment ``plans`` (default :data:`compiler.block.PLANS`) x scheduling ``orders``,
     with weight rows loaded flexibly (for the two best plans also V^T, the int8 input copy
-    on the input's side and the attention's score slices chosen after the input is
-    placed); if no variant fits the instruction memory, weight rows loaded in rigid
-    consecutive blocks (more REPEATs); if nothing fits the SRAM with every intermediate
-    kept, with dead SRAM reused.  ``effort="fast"``: the first variant that fits.  Raises
-    :class:`CompileError` naming the resource (SRAM, imem, accumulators, shape) and
-    needed vs available."""
+    on the input's side, the attention's score slices chosen after the input is placed,
+    and for the best the products after the attention spread over every MXM); if no
+    variant fits the instruction memory, weight rows loaded in rigid consecutive blocks
+    (more REPEATs); if nothing fits the SRAM with every intermediate kept, with dead SRAM
+    reused.
+    ``effort="fast"``: the first variant that fits.  Raises :class:`CompileError` naming
+    the resource (SRAM, imem, accumulators, shape) and needed vs available."""
     t0 = time.time()
     cfg = get_config(cfg)
     if not isinstance(block, QuantBlock):
@@ -417,12 +418,13 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
     errors: list[CompileError] = []
     best = None
 
-    def attempt(keep, rigid, pi, vt, order_list, x8i=False, late=False):
+    def attempt(keep, rigid, pi, vt, order_list, x8i=False, late=False, spread=False):
         """Lower once, schedule in each order; returns the best fitting record or None."""
         nonlocal best
         try:
             low = _lower_retry(block, cfg, keep, plans[pi], rigid_loads=rigid,
-                               v_transpose=vt, x8_near_input=x8i, scores_after_inputs=late)
+                               v_transpose=vt, x8_near_input=x8i, scores_after_inputs=late,
+                               spread_mlp=spread)
         except CompileError as exc:
             if exc.final:
                 raise
@@ -434,7 +436,8 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
             words = {k: q.nwords for k, q in em.queues.items()}
             fits = cfg.imem_fits(words)
             rec = {"plan": pi, "keep": keep, "rigid_loads": rigid, "v_transpose": vt,
-                   "x8_near_input": x8i, "scores_after_inputs": late, "order": order,
+                   "x8_near_input": x8i, "scores_after_inputs": late,
+                   "spread_mlp": spread, "order": order,
                    "cycles": em.cycles,
                    "max_words": max(words.values()), "fits": fits, "words": words}
             tried.append(rec)
@@ -458,7 +461,8 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
                     if effort == "fast" and best is not None:
                         break
             if effort != "fast" or best is None:
-                for rec in sorted(firsts, key=lambda r: (not r["fits"], r["cycles"]))[:2]:
+                ranked = sorted(firsts, key=lambda r: (not r["fits"], r["cycles"]))[:2]
+                for rank, rec in enumerate(ranked):
                     attempt(keep, rigid, rec["plan"], False, orders[1:])
                     if effort == "fast" and best is not None:
                         break
@@ -472,6 +476,12 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
                         attempt(keep, rigid, rec["plan"], False, orders, x8i=x8i, late=True)
                     if effort == "fast" and best is not None:
                         break
+                    if rank == 0 and len(cfg.slices_of("MXM")) > 1:  # the best plan
+                        for x8i in (False, True):
+                            attempt(keep, rigid, rec["plan"], False, orders, x8i=x8i,
+                                    spread=True)
+                        if effort == "fast" and best is not None:
+                            break
             if best is not None:
                 break
         if best is not None or not any(e.resource == "sram" for e in errors):
@@ -488,7 +498,8 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
     variant = {"plan": rec["plan"], "keep_intermediates": rec["keep"],
                "rigid_loads": rec["rigid_loads"], "v_transpose": rec["v_transpose"],
                "x8_near_input": rec["x8_near_input"],
-               "scores_after_inputs": rec["scores_after_inputs"], "order": order}
+               "scores_after_inputs": rec["scores_after_inputs"],
+               "spread_mlp": rec["spread_mlp"], "order": order}
     return CompiledBlock(
         cfg=cfg, block=block, program=prog, emitted=em, bundles=low.bundles, init=low.init,
         inputs=low.inputs, kept=low.valid_intermediates(),

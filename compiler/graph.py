@@ -144,10 +144,12 @@ def group_of(cfg: TspConfig, node: Node) -> list[str]:
 
 
 def _product_weights(pb, n):
-    """The weight tiles as host constants, on the side of the product's first MXM."""
+    """The weight tiles as host constants, each beside the MXM that takes it (output tile
+    ``t`` on the ``t % len``-th of `group_of`), so that MXMs of both sides load from
+    their own side's read ports."""
     w = np.asarray(n.attrs["weight"])
-    return {"weights": pb.weights(f"{n.out}.w", w,
-                                  pb.cfg.slice(group_of(pb.cfg, n)[0]).hemisphere)}
+    sides = [pb.cfg.slice(m).hemisphere for m in group_of(pb.cfg, n)]
+    return {"weights": pb.weights(f"{n.out}.w", w, lambda t, _k: sides[t % len(sides)])}
 
 
 def _matmul_lower(pb, n, ins, out, shp):

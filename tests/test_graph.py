@@ -392,3 +392,27 @@ def test_layernorm_node(config, d, beta, base_seed):
     assert np.array_equal(out["y"], y), np.argwhere(out["y"] != y)[:4]
     assert np.array_equal(out["y.e"], np.repeat(ey, d, axis=1))
     print(f"{cycles} cycles")
+
+
+def test_block_and_decode_graphs_spread_the_right_products():
+    """Which products share their output tiles over every MXM: none by default; the three
+    after the attention with ``spread_mlp`` (their weight tiles then beside the MXM that
+    takes each); every product of a decode step (``spread=True``), none without."""
+    from compiler.block import PLANS, block_graph, decode_graph
+    from compiler.graph import group_of
+    from golden.block import make_block
+    blk = make_block(0, 16, 64, 2, 128)
+    cfg = get_config("small")
+
+    def spread(g):
+        return sorted(n.out for n in g.nodes
+                      if n.kind == "linear" and n.attrs.get("spread") == "all")
+
+    assert spread(block_graph(blk)) == []
+    assert spread(block_graph(blk, spread_mlp=True)) == ["gelu", "h_sum", "y"]
+    assert spread(decode_graph(blk, 16)) == ["gelu", "h_sum", "k", "q", "v", "y"]
+    assert spread(decode_graph(blk, 16, spread=False)) == []
+    g = block_graph(blk, PLANS[0], spread_mlp=True)
+    y = next(n for n in g.nodes if n.out == "y")
+    assert group_of(cfg, y) == [PLANS[0]["w2"]] + [m for m in ("MXM_W0", "MXM_E0")
+                                                   if m != PLANS[0]["w2"]]

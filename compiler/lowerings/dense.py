@@ -73,8 +73,27 @@ def dense_rows(pb: ProgramBuilder, name: str, x_loc, rows: int, k_in: int, weigh
     # (i % n)-th): each group holds the tile's constants and its rows' chains in its own
     # registers, so more rows are in flight than one group's registers allow
     groups = [O.vxm_slice]
+    others = [g for g in pb.vxm_groups if g != groups[0]]
+
+    def heads_of(n):
+        return T.tile_heads(n, heads[0], heads[1], vl) if heads else [None]
+
+    # per-head outputs by lane masks (`mask_heads`) on configs whose attention makes no
+    # MVMs but its products (VXM groups and SXM transposers) and where the masks fit the
+    # registers; else by re-emitting the held accumulators per further head.  (Measured on
+    # the medium blocks: with transposers the masks save 12-13 cycles; without them they
+    # cost 15-190, the re-emits filling MXM slots the transposing MVMs leave idle.)
+    mask_heads_on = bool(heads) and residual is None and table is None and (
+        pb.cfg.vxm_groups > 1 and pb.cfg.sxm_transpose_rows > 0) and max(
+            len(heads_of(n)) for n in range(T.ntiles(n_out, vl))) <= MASK_HEADS_MAX
     if residual is not None:
-        groups += [g for g in pb.vxm_groups if g != groups[0]][:RES_GROUPS - 1]
+        groups += others[:RES_GROUPS - 1]
+    elif mask_heads_on:  # a row's VXM words (requantisation, one mask per head) dealt
+        # over as many groups, so that the rows keep up with the MVMs; one group is left to
+        # the rest of the program (measured: with 2 groups, taking both costs tiny3's block
+        # 14 cycles; with 4, dealing over 3 saves the medium d128 block 36)
+        groups += others[:min(len(others) - 1,
+                              max(len(heads_of(n)) for n in range(T.ntiles(n_out, vl))))]
     sts: dict[str, dict] = {g: {} for g in groups}
     st, regs = sts[groups[0]], pb.regs
 
@@ -96,18 +115,6 @@ def dense_rows(pb: ProgramBuilder, name: str, x_loc, rows: int, k_in: int, weigh
     def slot(i, k):
         """The register (of ``k``) of row ``i``'s chain in its group."""
         return (i // len(groups)) % k
-
-    def heads_of(n):
-        return T.tile_heads(n, heads[0], heads[1], vl) if heads else [None]
-
-    # per-head outputs by lane masks (`mask_heads`) on configs whose attention makes no
-    # MVMs but its products (VXM groups and SXM transposers) and where the masks fit the
-    # registers; else by re-emitting the held accumulators per further head.  (Measured on
-    # the medium blocks: with transposers the masks save 12-13 cycles; without them they
-    # cost 15-190, the re-emits filling MXM slots the transposing MVMs leave idle.)
-    mask_heads_on = bool(heads) and residual is None and table is None and (
-        pb.cfg.vxm_groups > 1 and pb.cfg.sxm_transpose_rows > 0) and max(
-            len(heads_of(n)) for n in range(T.ntiles(n_out, vl))) <= MASK_HEADS_MAX
 
     def masked(n):
         return mask_heads_on and len(heads_of(n)) > 1

@@ -10,7 +10,8 @@ the caller's *epilogue* consumes inside the same bundle (bias add, requantisatio
 table lookup, a residual add, a write ...).
 
 Timing: per output tile, ``ceil(k_in / VL)`` installs (weight rows loaded into the
-shadow buffer while the previous tile computes) and ``S`` MVMs per K tile, one per
+shadow buffer while the previous tile computes, as many per load as leave the MEM a read
+port for the MVMs' inputs: `ProgramBuilder.load_width`) and ``S`` MVMs per K tile, one per
 cycle on the MXM; the epilogue's VXM op is fed ``2S+2`` cycles after the MVM issues.
 """
 
@@ -52,6 +53,7 @@ def matmul_rows(pb: ProgramBuilder, name: str, mxm: str | Sequence[str], weights
     vl = pb.vl
     kt = T.ntiles(k_in, vl)
     mxms = [mxm] if isinstance(mxm, str) else list(mxm)
+    x_side = pb.cfg.slice(x_loc(0, 0)[0]).hemisphere  # where the MVMs read their inputs
     for n in range(T.ntiles(n_out, vl)):
         mxm = mxms[n % len(mxms)]
         if tile_begin:
@@ -60,7 +62,8 @@ def matmul_rows(pb: ProgramBuilder, name: str, mxm: str | Sequence[str], weights
         slots = pb.slots[mxm].take(rows) if hold else None
         for k in range(kt):
             ins = pb.install(mxm, (weights_key or name, n, k), [(r, weights.loc(n, k, r))
-                                                 for r in range(pb.rows_of_tile(n_out, n))])
+                                                 for r in range(pb.rows_of_tile(n_out, n))],
+                             stream=(rows, x_side))
             last = k == kt - 1
             for i in range(rows):
                 b = Bundle(f"{name}[{n}] row {i} pass {k}", kind or f"{name}.mvm")
