@@ -238,10 +238,10 @@ def _linear_lower(pb, n, ins, out, shp):
     n_out = shp[n.out][1]
     pre = None
     if "table" in n.attrs and pb.keep and n.attrs.get("keep_pre"):
-        tsl = st["exclude"][0]  # the pre-activation next to the table, not on its slice
-        sd = pb.mem.side_of(tsl)
-        pre = pb.mem.tensor(n.attrs["keep_pre"], list(out.locs), 1,
-                            slices=[s for s in pb.mem.side[sd] if s != tsl][:1])
+        tsl = st["exclude"][0]  # the pre-activation on the table's side, not on its
+        # slice, dealt over the others (a write per output vector beside the result's own)
+        pre = pb.mem.tensor(n.attrs["keep_pre"], list(out.locs), 1, pb.mem.side_of(tsl),
+                            exclude=[tsl], spread=True)
     h = n.attrs.get("heads")
     dense_rows(pb, n.out, ins[0].loc, rows, k, st["weights"], group_of(pb.cfg, n), out,
                n.attrs["bias"], n.attrs["multiplier"], n.attrs["shift"],

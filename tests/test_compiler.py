@@ -487,3 +487,35 @@ def test_register_triples_rotate():
     with pytest.raises(CompileError, match="out of VXM register triples"):
         r.triple()
     assert len(set(held)) == len(held)
+
+
+@pytest.mark.parametrize("cfg, shape, res_groups, mask_groups", [
+    ("medium:vxm_groups=4,sxm_transpose_rows=32", (16, 64, 4, 128), {"h_sum": 3, "y": 2}, 3),
+    ("tiny3", (16, 32, 2, 64), {"h_sum": 2, "y": 2}, 1),
+    ("small", (16, 64, 4, 128), {"h_sum": 1, "y": 1}, None)])
+def test_dense_rows_deal_their_vxm_words_over_groups(cfg, shape, res_groups, mask_groups):
+    """`dense_rows` deals a row's VXM words over as many VXM groups as the row has words,
+    one group left to the rest: the output projection's residual rows (4 words with the
+    narrow) over 3 of 4 groups, W2's (2 words) over 2; the per-head masks (1 + 2 heads per
+    tile) over 3; with 2 groups a residual keeps both, the masks one; with one group,
+    one.  W1's kept pre-activation is dealt over the table side's slices, never the
+    table's."""
+    from compiler.block import block_graph
+    from compiler.graph import lower_graph
+
+    cfg = get_config(cfg)
+    pb, _tensors = lower_graph(block_graph(make_block(0, *shape)), cfg)
+
+    def groups(kind):
+        return {op.slice for b in pb.bundles if b.kind == kind for op in b.ops
+                if op.slice.startswith("VXM")}
+
+    for name, n in res_groups.items():
+        assert len(groups(f"{name}.res")) == n, (name, groups(f"{name}.res"))
+    if mask_groups is not None:
+        assert len(groups("q.mask")) == mask_groups, groups("q.mask")
+    (table,) = pb.state["gelu"]["exclude"]
+    ff1 = {s for s, _a, _n in pb.kept["ff1"][1].ranges}
+    others = set(pb.mem.side[pb.mem.side_of(table)]) - {table}
+    # every other slice of the table's side (tiny3 has two a side: the one other)
+    assert ff1 == others, (ff1, table)

@@ -21,8 +21,8 @@ The epilogue is one VXM instruction per output vector: ``ADD`` the bias (a regis
 
 With a residual, the rows' chains (requantised sum -> residual add -> narrow, store) hold
 a register each from the MVM's epilogue to the last copy; up to ``RES_ROWS`` rows are in
-flight per VXM group and the rows are dealt over up to ``RES_GROUPS`` groups (each loads
-the tile's constants), so the chain of one row does not hold back the MVMs of the next.
+flight per VXM group and the rows are dealt over several groups (each loads the tile's
+constants), so the chain of one row does not hold back the MVMs of the next.
 
 Timing: as `matmul_rows` (``S`` MVMs per K tile and output tile), plus per tile the
 register constants (bias, multiplier, shift: an immediate or one SRAM read each), and for
@@ -48,8 +48,6 @@ MASK_HEADS_MAX = 6
 MASK_ROWS = 4
 #: rows in flight between the requantisation and the residual add at most, per VXM group
 RES_ROWS = 4
-#: VXM groups a dense layer with a residual deals its rows over at most
-RES_GROUPS = 2
 
 
 def dense_rows(pb: ProgramBuilder, name: str, x_loc, rows: int, k_in: int, weights,
@@ -69,9 +67,8 @@ def dense_rows(pb: ProgramBuilder, name: str, x_loc, rows: int, k_in: int, weigh
     the tensor."""
     vl, O = pb.vl, pb.O
     n_out = int(np.shape(bias)[0])
-    # with a residual, rows dealt over up to RES_GROUPS VXM groups (row i on the
-    # (i % n)-th): each group holds the tile's constants and its rows' chains in its own
-    # registers, so more rows are in flight than one group's registers allow
+    # a row's VXM words dealt over groups (row i on the (i % n)-th): each group holds the
+    # tile's constants and its rows' chains in its own registers
     groups = [O.vxm_slice]
     others = [g for g in pb.vxm_groups if g != groups[0]]
 
@@ -86,14 +83,19 @@ def dense_rows(pb: ProgramBuilder, name: str, x_loc, rows: int, k_in: int, weigh
     mask_heads_on = bool(heads) and residual is None and table is None and (
         pb.cfg.vxm_groups > 1 and pb.cfg.sxm_transpose_rows > 0) and max(
             len(heads_of(n)) for n in range(T.ntiles(n_out, vl))) <= MASK_HEADS_MAX
+    # a row's VXM words: the epilogue, then the residual add (and the narrow and the
+    # store), or one mask per head; dealt over as many groups, so that the rows keep up
+    # with the MVMs, but one group left to the rest of the program (measured on the medium
+    # d128 block with 4 groups: the masks over 3 groups save 36 cycles, the residual's 4
+    # words over 3 groups 44, over all 4 only 3; tiny3's block with 2 groups: masks over
+    # both cost 14).  A residual's rows go to two groups wherever there are two (its chain
+    # holds a register per row in flight).
+    words = (1 + max(len(heads_of(n)) for n in range(T.ntiles(n_out, vl))) if mask_heads_on
+             else (4 if narrow is not None else 2) if residual is not None else 1)
+    extra = min(words - 1, len(others) - 1)
     if residual is not None:
-        groups += others[:RES_GROUPS - 1]
-    elif mask_heads_on:  # a row's VXM words (requantisation, one mask per head) dealt
-        # over as many groups, so that the rows keep up with the MVMs; one group is left to
-        # the rest of the program (measured: with 2 groups, taking both costs tiny3's block
-        # 14 cycles; with 4, dealing over 3 saves the medium d128 block 36)
-        groups += others[:min(len(others) - 1,
-                              max(len(heads_of(n)) for n in range(T.ntiles(n_out, vl))))]
+        extra = max(extra, min(1, len(others)))
+    groups += others[:extra]
     sts: dict[str, dict] = {g: {} for g in groups}
     st, regs = sts[groups[0]], pb.regs
 
