@@ -404,9 +404,9 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
     and for the best the products after the attention spread over every MXM); if no
     variant fits the instruction memory, weight rows loaded in rigid consecutive blocks
     (more REPEATs); if nothing fits the SRAM with every intermediate kept, with dead SRAM
-    reused.
-    ``effort="fast"``: the first variant that fits.  Raises :class:`CompileError` naming
-    the resource (SRAM, imem, accumulators, shape) and needed vs available."""
+    reused.  ``effort="fast"``: the first variant that fits.  Raises
+    :class:`CompileError` naming the resource (SRAM, imem, accumulators, shape) and
+    needed vs available."""
     t0 = time.time()
     cfg = get_config(cfg)
     if not isinstance(block, QuantBlock):

@@ -92,7 +92,7 @@ def dense_rows(pb: ProgramBuilder, name: str, x_loc, rows: int, k_in: int, weigh
     # holds a register per row in flight).
     words = (1 + max(len(heads_of(n)) for n in range(T.ntiles(n_out, vl))) if mask_heads_on
              else (4 if narrow is not None else 2) if residual is not None else 1)
-    extra = min(words - 1, len(others) - 1)
+    extra = max(0, min(words - 1, len(others) - 1))
     if residual is not None:
         extra = max(extra, min(1, len(others)))
     groups += others[:extra]
