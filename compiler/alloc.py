@@ -17,6 +17,7 @@ out as singles or as triples ``(multiplier, shift)`` in program order.
 from __future__ import annotations
 
 from collections import deque
+from numbers import Integral
 
 from arch.config import TspConfig
 from arch.isa import MXM_ACC_SLOTS
@@ -59,6 +60,14 @@ class FirstOf:
         return self.t[(key[0], 0)]
 
 
+def _deal(key: tuple, m: int) -> int:
+    """Which of ``m`` slices a spread tensor's vector ``key`` goes to: the sum of the key's
+    indices, so that both a row's lane tiles and one lane tile's rows (what a K pass of a
+    product streams) rotate over every slice (dealing in key order would put lane tile
+    ``t`` of every row of a tensor ``m`` tiles wide in one slice)."""
+    return sum(k for k in key if isinstance(k, Integral)) % m
+
+
 class Sram:
     def __init__(self, cfg: TspConfig):
         self.cfg = cfg
@@ -89,23 +98,33 @@ class Sram:
     def free_of(self, slice_: str) -> int:
         return sum(n for _, n in self.free[slice_]) + sum(n for _, n in self.reused[slice_])
 
-    def _take(self, slice_: str, n: int, const: bool = False) -> int | None:
+    def _take(self, slice_: str, n: int, const: bool = False, avoid=()) -> int | None:
         """First fit, preferring released space (not for host constants, whose initial
-        content the program must not have overwritten) and the bank with more room."""
-        if not const:
-            a = self._take_from(self.reused[slice_], n)
-            if a is not None:
-                return a
-        return self._take_from(self.free[slice_], n, top=not const)
+        content the program must not have overwritten) and the bank with more room;
+        ``avoid``: banks of this slice that other tensors of the same op are read from
+        (a READ and a WRITE of one bank cannot share a cycle), taken only if no other
+        bank has room."""
+        for out_of in ((avoid, ()) if avoid else ((),)):
+            for fl in (() if const else (self.reused[slice_],)) + (self.free[slice_],):
+                a = self._take_from(fl, n, top=not const and fl is self.free[slice_],
+                                    avoid=out_of)
+                if a is not None:
+                    return a
+        return None
 
-    def _take_from(self, fl: list[list[int]], n: int, top: bool = False) -> int | None:
+    def _take_from(self, fl: list[list[int]], n: int, top: bool = False, avoid=()
+                   ) -> int | None:
         """First fit in ``fl``; ``top``: from the end of the range (program-written
         tensors take never-used space from the top of a bank, constants from the bottom,
-        so that constants created late still find space)."""
+        so that constants created late still find space); ``avoid``: banks the whole
+        range must stay out of."""
         banks = sorted((0, 1), key=lambda b: -sum(r[1] for r in fl if r[0] // self.depth == b))
         for pass_ in (0, 1):
             for r in fl:
                 if r[1] < n:
+                    continue
+                a = r[0] + r[1] - n if top else r[0]
+                if avoid and (a // self.depth in avoid or (a + n - 1) // self.depth in avoid):
                     continue
                 if pass_ == 0 and (r[0] // self.depth != banks[0]
                                    or (r[0] + n - 1) // self.depth != r[0] // self.depth):
@@ -138,6 +157,16 @@ class Sram:
             self.used -= n
         t.ranges = []
 
+    def banks_of(self, *tensors) -> dict[str, set[int]]:
+        """{slice: the banks the ``tensors``' vectors occupy there}."""
+        out: dict[str, set[int]] = {}
+        for t in tensors:
+            for s, a, n in t.ranges:
+                if a < self.size:
+                    out.setdefault(s, set()).update(range(a // self.depth,
+                                                          (a + n - 1) // self.depth + 1))
+        return out
+
     def side_of(self, t) -> str:
         """The hemisphere ("W" or "E") of a MEM slice name, or of the first vector of a
         tensor-like ``t`` (``t[(0, 0)]``: a `Tensor`, `FirstOf` or a dict of locations)."""
@@ -166,21 +195,29 @@ class Sram:
     def clean_of(self, slice_: str) -> int:
         return sum(n for _, n in self.free[slice_])
 
-    def _spread(self, name, keys, side, exclude, const) -> Tensor | None:
-        """A single-plane tensor dealt over every slice of a side (key ``i`` in the
-        ``i % n``-th, each slice's share contiguous); None if a share finds no room."""
-        sd = side or max(("W", "E"), key=lambda x: sum(self.free_of(s) for s in self.side[x]))
-        cands = [s for s in self.side[sd] if s not in exclude]
+    def _spread(self, name, keys, side, exclude, const, avoid_banks) -> Tensor | None:
+        """A single-plane tensor dealt over every slice of a side, or of both sides with
+        ``side="both"`` (key ``k`` in the `_deal`-th, each slice's share contiguous); None
+        if a share finds no room."""
+        if side == "both":  # W and E slices in turn: consecutive keys on both sides
+            sd = "W"
+            cands = [s for pair in zip(self.side["W"], self.side["E"], strict=True)
+                     for s in pair if s not in exclude]
+        else:
+            sd = side or max(("W", "E"),
+                             key=lambda x: sum(self.free_of(s) for s in self.side[x]))
+            cands = [s for s in self.side[sd] if s not in exclude]
         if len(cands) < 2:
             return None
         self._rr += 1
         cands = cands[self._rr % len(cands):] + cands[:self._rr % len(cands)]
         t = Tensor(name, 1, sd)
+        m = len(cands)
         for j, s in enumerate(cands):
-            mine = keys[j::len(cands)]
+            mine = [k for k in keys if _deal(k, m) == j]
             if not mine:
                 continue
-            a = self._take(s, len(mine), const)
+            a = self._take(s, len(mine), const, avoid_banks.get(s, ()))
             if a is None:
                 self._undo(t, const)
                 return None
@@ -195,18 +232,24 @@ class Sram:
 
     def tensor(self, name: str, keys, planes: int = 1, side: str | None = None,
                slices: list[str] | None = None, exclude=(), const: bool = False,
-               spread: bool = False) -> Tensor:
+               spread: bool = False, avoid_banks=None) -> Tensor:
         """Allocate a tensor: plane p of every vector in slice ``slices[p]``, contiguous.
 
         An int32 tensor on a side with fewer than 4 MEM slices gets the relay layout:
         planes 0, 2 in the slice nearer the VXM, planes 1, 3 in the farther one.
         ``spread`` (single plane, no ``slices``): the vectors dealt over the side's slices
-        (`_spread`), so that a matmul streaming them reads every slice in turn."""
+        (`_spread`; ``side="both"``: over both sides', for a product whose MXMs on both
+        sides read it), so that a matmul streaming them reads every slice in turn.
+        ``avoid_banks``: {slice: banks} the tensor should stay out of where another bank
+        has room (the banks its producer reads in the cycles it writes: `banks_of`)."""
         keys = [k if isinstance(k, tuple) else (k,) for k in keys]
+        avoid_banks = avoid_banks or {}
         if spread and planes == 1 and slices is None and len(keys) > 1:
-            t = self._spread(name, keys, side, exclude, const)
+            t = self._spread(name, keys, side, exclude, const, avoid_banks)
             if t is not None:
                 return t
+        if side == "both":  # not dealt: on the side with more room
+            side = None
         explicit = list(slices) if slices is not None else None
         if slices is None:
             sd = side
@@ -227,7 +270,7 @@ class Sram:
         n = len(keys)
         bases = []
         for s in slices:
-            a = self._take(s, n, const) if n <= self.size else None
+            a = self._take(s, n, const, avoid_banks.get(s, ())) if n <= self.size else None
             if a is None:
                 break
             t.ranges.append((s, a, n))

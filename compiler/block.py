@@ -131,7 +131,9 @@ def block_graph(block, plan: dict | None = None, *, v_transpose: bool = False,
     ``scores_after_inputs``: the attention's score slices chosen after the input is placed
     (else with its tables, before); ``spread_mlp``: the products after the attention
     (`MLP`) spread over every MXM, the plan's first (each weight tile beside its MXM), so
-    that W1's tiles are done on both sides by the time W2 starts."""
+    that W1's tiles are done on both sides by the time W2 starts, and their inputs (``h``,
+    ``gelu``) dealt over both sides' slices: each side's read ports then carry half the
+    inputs beside its own MXM's weights."""
     p = dict(PLANS[0], **(plan or {}))
     sums = side(p["sums"])
     attn = Node("ctx", "attention", ("q", "k", "v"), dict(
@@ -139,6 +141,8 @@ def block_graph(block, plan: dict | None = None, *, v_transpose: bool = False,
     place = {"x": other(sums), "x8": other(sums) if x8_near_input else sums,
              "q": side(p["scores"]), "k": side(p["scores"]), "v": side(p["ctx"]),
              "ctx": side(p["wo"]), "h": side(p["w1"]), "gelu": side(p["w2"])}
+    if spread_mlp:  # the inputs of W1 and W2, read by both MXMs, dealt over both sides
+        place.update(h="both", gelu="both")
     return Graph({"x": (block.seq_len, block.d_model, 4)},
                  _nodes(block, p, attn, not v_transpose, MLP if spread_mlp else ()),
                  ("y",), place)

@@ -235,10 +235,10 @@ class ProgramBuilder:
         return nb, t
 
     def install(self, mxm: str, key, rows, transposed: bool = False, *,
-                stream: tuple[int, str] | None = None) -> Install:
+                stream: tuple[int, set[str]] | None = None) -> Install:
         """Load rows [(row, (slice, addr))] into the shadow weights and install them
-        (nothing if the same weights are active).  ``stream``: ``(mvms, side)``, the
-        install serves that many MVMs whose inputs are read on that side
+        (nothing if the same weights are active).  ``stream``: ``(mvms, sides)``, the
+        install serves that many MVMs whose inputs are read on those sides
         (`load_width`)."""
         act = self.active[mxm]
         if act is not None and act.key == key:
@@ -253,21 +253,22 @@ class ProgramBuilder:
         self.activate(mxm, ins)
         return ins
 
-    def load_width(self, rows, stream: tuple[int, str] | None) -> int:
+    def load_width(self, rows, stream: tuple[int, set[str]] | None) -> int:
         """Rows per load for weight rows [(row, (slice, addr))] installed for ``stream``
-        (see `install`): ``cfg.mxm_load_rows``, unless the loads would take every MEM read
-        port of a side that the MVMs' inputs are also read on (a load of ``k`` rows reads
-        ``k`` slices in one cycle, each MVM one more): then the widest divisor of
-        ``mxm_load_rows`` that leaves a port free, if its loads still fit under the
-        MVMs (so that each of the install's MVMs can overlap a load of the next install
-        instead of waiting for the ports)."""
+        (see `install`: the MVMs and the sides their inputs are on): ``cfg.mxm_load_rows``,
+        unless the loads would take every MEM read port of the side that all the MVMs'
+        inputs are read on (a load of ``k`` rows reads ``k`` slices in one cycle, each MVM
+        one more; inputs dealt over both sides leave each side half): then the widest
+        divisor of ``mxm_load_rows`` that leaves a port free, if its loads still fit under
+        the MVMs (so that each of the install's MVMs can overlap a load of the next
+        install instead of waiting for the ports)."""
         k = self.cfg.mxm_load_rows
         if stream is None or not rows or k == 1:
             return k
-        mvms, x_side = stream
+        mvms, x_sides = stream
         side = self.cfg.slice(rows[0][1][0]).hemisphere
         ports = len(self.mem.side[side])
-        if side != x_side or k < ports:
+        if x_sides != {side} or k < ports:
             return k
         for d in range(min(k - 1, ports - 1), 0, -1):
             if k % d == 0 and -(-len(rows) // d) <= mvms:
@@ -343,12 +344,14 @@ class ProgramBuilder:
         self.active[mxm] = ins
         self.buf[mxm].reverse()
 
-    def weights(self, name: str, w: np.ndarray, sd, stripe: int = 1) -> Tensor:
+    def weights(self, name: str, w: np.ndarray, sd, stripe: int = 1, exclude=()) -> Tensor:
         """``w``'s VL x VL tiles as constants keyed ``(n, k, row)``, one allocation per tile
         spread over the slices of side ``sd`` (or of ``sd(n, k)`` per tile: the side of the
         MXM that takes it).  ``stripe`` > 1: a tile's rows dealt over that many slices in
         turn (row ``r`` in the ``r % stripe``-th; all the side's if it has fewer), so that
-        MXMs loading at once rarely want one slice's single read port in the same cycle."""
+        MXMs loading at once rarely want one slice's single read port in the same cycle.
+        ``exclude``: slices no tile may use (a tile then spans the side's others; unless
+        fewer than two are left)."""
         out_t, in_t = T.ntiles(w.shape[0], self.vl), T.ntiles(w.shape[1], self.vl)
         t = Tensor(name, 1, sd if isinstance(sd, str) else "")
         for n in range(out_t):
@@ -356,11 +359,14 @@ class ProgramBuilder:
                 rows = [row.view(np.uint8) for row in T.weight_rows(w, n, k, self.vl)]
                 side = sd(n, k) if callable(sd) else sd
                 # at least a multi-row load's worth of slices (`load_chunks`)
-                m = min(max(stripe, self.cfg.mxm_load_rows), len(self.mem.side[side]))
+                ex = [s for s in self.mem.side[side] if s in exclude]
+                if len(self.mem.side[side]) - len(ex) < 2:
+                    ex = []  # a tile keeps at least two slices (two-row loads, room)
+                m = min(max(stripe, self.cfg.mxm_load_rows), len(self.mem.side[side]) - len(ex))
                 rows += [np.zeros(self.vl, np.uint8)] * (-len(rows) % m)
                 tt = self.const(f"{name}[{n},{k}]", {
                     (j,): np.stack(rows[j * m:(j + 1) * m]) for j in range(len(rows) // m)},
-                    m, side)
+                    m, side, exclude=ex)
                 for r in range(len(rows)):
                     t.locs[(n, k, r)] = (tt[(r // m,)][r % m],)
                 t.ranges += tt.ranges

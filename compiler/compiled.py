@@ -399,9 +399,10 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
     The block is a graph (`compiler.block.block_graph`) compiled by the shared
     `compiler.graph.lower_graph`.  Variants tried, fastest schedule kept: the MXM
     assignment ``plans`` (default :data:`compiler.block.PLANS`) x scheduling ``orders``,
-    with weight rows loaded flexibly (for the two best plans also V^T, the int8 input copy
-    on the input's side, the attention's score slices chosen after the input is placed,
-    and for the best the products after the attention spread over every MXM); if no
+    with weight rows loaded flexibly, the products after the attention spread over every
+    MXM or not (where there are several; for the two best (plan, spread) pairs also V^T,
+    the int8 input copy on the input's side, the attention's score slices chosen after
+    the input is placed); if no
     variant fits the instruction memory, weight rows loaded in rigid consecutive blocks
     (more REPEATs); if nothing fits the SRAM with every intermediate kept, with dead SRAM
     reused.  ``effort="fast"``: the first variant that fits.  Raises
@@ -449,39 +450,41 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
                 break
         return mine
 
+    # the products after the attention spread over every MXM or not (where there are
+    # several): it reorders the plans (medium d128: the last plan without it is the best
+    # with it), so stage 1 ranks (plan, spread) pairs
+    spreads = (True, False) if len(cfg.slices_of("MXM")) > 1 else (False,)
     for keep in (True, False):
         for rigid in (False, True):
             # stage 1: every plan, first order; stage 2: the two best plans, other orders
             # and the V^T variant
             firsts = []
-            for pi in range(len(plans)):
-                rec = attempt(keep, rigid, pi, False, orders[:1])
-                if rec is not None:
-                    firsts.append(rec)
-                    if effort == "fast" and best is not None:
-                        break
+            for sp in spreads:
+                for pi in range(len(plans)):
+                    rec = attempt(keep, rigid, pi, False, orders[:1], spread=sp)
+                    if rec is not None:
+                        firsts.append(rec)
+                        if effort == "fast" and best is not None:
+                            break
+                if effort == "fast" and best is not None:
+                    break
             if effort != "fast" or best is None:
                 ranked = sorted(firsts, key=lambda r: (not r["fits"], r["cycles"]))[:2]
-                for rank, rec in enumerate(ranked):
-                    attempt(keep, rigid, rec["plan"], False, orders[1:])
+                for rec in ranked:
+                    pi, sp = rec["plan"], rec["spread_mlp"]
+                    attempt(keep, rigid, pi, False, orders[1:], spread=sp)
                     if effort == "fast" and best is not None:
                         break
-                    attempt(keep, rigid, rec["plan"], True, orders)
+                    attempt(keep, rigid, pi, True, orders, spread=sp)
                     if effort == "fast" and best is not None:
                         break
-                    attempt(keep, rigid, rec["plan"], False, orders, x8i=True)
+                    attempt(keep, rigid, pi, False, orders, x8i=True, spread=sp)
                     if effort == "fast" and best is not None:
                         break
                     for x8i in (False, True):
-                        attempt(keep, rigid, rec["plan"], False, orders, x8i=x8i, late=True)
+                        attempt(keep, rigid, pi, False, orders, x8i=x8i, late=True, spread=sp)
                     if effort == "fast" and best is not None:
                         break
-                    if rank == 0 and len(cfg.slices_of("MXM")) > 1:  # the best plan
-                        for x8i in (False, True):
-                            attempt(keep, rigid, rec["plan"], False, orders, x8i=x8i,
-                                    spread=True)
-                        if effort == "fast" and best is not None:
-                            break
             if best is not None:
                 break
         if best is not None or not any(e.resource == "sram" for e in errors):

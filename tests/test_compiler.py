@@ -442,23 +442,24 @@ def test_load_chunks_follow_the_hardware_rule():
 
 def test_load_width_leaves_a_read_port_for_the_inputs():
     """`ProgramBuilder.load_width`: a K-row load reads K MEM slices in one cycle.  When
-    that is every slice of a side the MVMs also read their inputs on, the loads take
+    that is every slice of a side the MVMs read all their inputs on, the loads take
     the widest divisor of K that leaves a port, if those loads still fit under the
-    install's MVMs; else (inputs on the other side, too few MVMs, K = 1, more slices
-    than K) the full K."""
+    install's MVMs; else (inputs on the other side or on both, too few MVMs, K = 1, more
+    slices than K) the full K."""
     from compiler.builder import ProgramBuilder
 
     pb = ProgramBuilder(get_config("medium:mxm_load_rows=4"))  # 4 MEM slices per side
     rows = [(r, (f"MEM_W{r % 4}", r // 4)) for r in range(64)]
-    assert pb.load_width(rows, (32, "W")) == 2  # 32 two-row loads under 32 MVMs
-    assert pb.load_width(rows, (32, "E")) == 4  # inputs on the other side
-    assert pb.load_width(rows, (31, "W")) == 4  # 32 loads do not fit under 31 MVMs
-    assert pb.load_width(rows, (64, "W")) == 2
+    assert pb.load_width(rows, (32, {"W"})) == 2  # 32 two-row loads under 32 MVMs
+    assert pb.load_width(rows, (32, {"E"})) == 4  # inputs on the other side
+    assert pb.load_width(rows, (32, {"W", "E"})) == 4  # half of them on each side
+    assert pb.load_width(rows, (31, {"W"})) == 4  # 32 loads do not fit under 31 MVMs
+    assert pb.load_width(rows, (64, {"W"})) == 2
     assert pb.load_width(rows, None) == 4
-    assert pb.load_width(rows[:8], (4, "W")) == 2
+    assert pb.load_width(rows[:8], (4, {"W"})) == 2
     assert ProgramBuilder(get_config("medium:mxm_load_rows=2")).load_width(
-        rows, (32, "W")) == 2  # two of four ports: one left
-    assert ProgramBuilder(get_config("medium")).load_width(rows, (32, "W")) == 1
+        rows, (32, {"W"})) == 2  # two of four ports: one left
+    assert ProgramBuilder(get_config("medium")).load_width(rows, (32, {"W"})) == 1
     # and the chunks follow the narrower width: 2-row loads aligned in the 4-row groups
     got = [[r for r, _ in c] for c in pb.load_chunks(rows[:8], 2)]
     assert got == [[0, 1], [2, 3], [4, 5], [6, 7]], got
@@ -487,6 +488,71 @@ def test_register_triples_rotate():
     with pytest.raises(CompileError, match="out of VXM register triples"):
         r.triple()
     assert len(set(held)) == len(held)
+
+
+def test_sram_keeps_a_tensor_out_of_avoided_banks():
+    """`Sram.tensor(..., avoid_banks=)`: the tensor goes to another bank of the slice where
+    that bank has room (also dealt with ``spread``, and for the space at a bank's top that
+    program-written tensors take), and falls back to the avoided bank rather than fail."""
+    from compiler.alloc import Sram
+
+    cfg = get_config("medium")
+    mem, d = Sram(cfg), cfg.mem_depth
+    s = mem.side["W"][0]
+    for bank in (0, 1):
+        a = mem.tensor(f"a{bank}", range(8), 1, slices=[s])
+        (base,) = [b for _s, b, _n in a.ranges]
+        other = 1 - base // d
+        b = mem.tensor(f"b{bank}", range(8), 1, slices=[s],
+                       avoid_banks=mem.banks_of(a))
+        assert all(addr // d == other for (_s, addr), in b.locs.values()), (base, b.locs)
+    t = mem.tensor("t", range(8), 1, "E", spread=True)
+    u = mem.tensor("u", range(8), 1, "E", spread=True, avoid_banks=mem.banks_of(t))
+    for sl, banks in mem.banks_of(u).items():
+        assert not banks & mem.banks_of(t).get(sl, set()), (sl, banks)
+    # the other bank full: the avoided one is used (no error, no address past the SRAM)
+    full = Sram(cfg)
+    full.tensor("fill", range(d), 1, slices=[s], const=True)
+    x = full.tensor("x", range(4), 1, slices=[s])
+    y = full.tensor("y", range(4), 1, slices=[s], avoid_banks=full.banks_of(x))
+    assert full.banks_of(x) == full.banks_of(y) and not full.failed
+
+
+@pytest.mark.parametrize("cfg, shape, off_table", [
+    ("medium:vxm_groups=4,mem_read_write=1,sxm_transpose_rows=32,mxm_load_rows=4",
+     (32, 128, 4, 512), True),  # 32 Gathers per tile >= 64 / 4 loads
+    ("small", (16, 64, 4, 128), False)])  # 16 Gathers < 64 one-row loads
+# (tiny3's first banks are full: no choice there)
+def test_graph_outputs_avoid_their_inputs_banks_and_weights_their_table(cfg, shape,
+                                                                        off_table):
+    """`lower_graph` keeps each node's output out of the banks its inputs occupy on the same
+    slice (a residual's chain reads one row's sum while it writes another's: a READ and a
+    WRITE of one bank cannot share a cycle), out of the residual's where the inputs hold
+    both banks, and a product's weights off the slice of its own table where its Gathers
+    (one per row and output tile) are at least as many as a tile's loads; a decode step's
+    one row leaves the weights their slices (its loads keep their width)."""
+    from compiler.block import block_graph, decode_graph
+    from compiler.graph import lower_graph
+
+    cfg = get_config(cfg)
+    pb, tensors = lower_graph(block_graph(make_block(0, *shape), spread_mlp=True), cfg)
+    mem = pb.mem
+    checked = 0
+    for out, ins in (("y", ("gelu", "h_sum")), ("h_sum", ("ctx", "x")), ("h", ("h_sum",)),
+                     ("gelu", ("h",))):
+        have = mem.banks_of(*(tensors[i] for i in ins))
+        res = mem.banks_of(tensors[ins[-1]])
+        for sl, banks in mem.banks_of(tensors[out]).items():
+            avoid = have.get(sl, set()) if len(have.get(sl, ())) < 2 else res.get(sl, set())
+            assert not banks & avoid, (out, sl, banks, have.get(sl), res.get(sl))
+            checked += bool(avoid)
+    assert checked >= 4, checked
+    (table,) = pb.state["gelu"]["exclude"]
+    w1 = {s for s, _a, _n in pb.state["gelu"]["weights"].ranges}
+    assert len(w1) >= 2 and (table not in w1 if off_table else
+                             pb.state["gelu"]["weights_exclude"] == []), (table, w1)
+    pb, _ = lower_graph(decode_graph(make_block(0, *shape), 32), cfg)
+    assert pb.state["gelu"]["weights_exclude"] == []
 
 
 @pytest.mark.parametrize("cfg, shape, res_groups, mask_groups", [

@@ -53,7 +53,9 @@ def matmul_rows(pb: ProgramBuilder, name: str, mxm: str | Sequence[str], weights
     vl = pb.vl
     kt = T.ntiles(k_in, vl)
     mxms = [mxm] if isinstance(mxm, str) else list(mxm)
-    x_side = pb.cfg.slice(x_loc(0, 0)[0]).hemisphere  # where the MVMs read their inputs
+    # where the MVMs read their inputs (both sides for an input dealt over both)
+    x_sides = {pb.cfg.slice(x_loc(i, k)[0]).hemisphere for i in range(rows)
+               for k in range(kt)}
     for n in range(T.ntiles(n_out, vl)):
         mxm = mxms[n % len(mxms)]
         if tile_begin:
@@ -63,7 +65,7 @@ def matmul_rows(pb: ProgramBuilder, name: str, mxm: str | Sequence[str], weights
         for k in range(kt):
             ins = pb.install(mxm, (weights_key or name, n, k), [(r, weights.loc(n, k, r))
                                                  for r in range(pb.rows_of_tile(n_out, n))],
-                             stream=(rows, x_side))
+                             stream=(rows, x_sides))
             last = k == kt - 1
             for i in range(rows):
                 b = Bundle(f"{name}[{n}] row {i} pass {k}", kind or f"{name}.mvm")
