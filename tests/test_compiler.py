@@ -555,6 +555,34 @@ def test_graph_outputs_avoid_their_inputs_banks_and_weights_their_table(cfg, sha
     assert pb.state["gelu"]["weights_exclude"] == []
 
 
+def test_dealt_results_rotate_rows_and_tiles_and_span_both_sides_when_spread():
+    """`Sram.tensor(spread=True)` deals vector ``(row, tile)`` to slice ``(row + tile) % n``:
+    one lane tile's rows (what a K pass streams) use every slice the tensor has, as do one
+    row's tiles.  With the MLP spread over both MXMs, its inputs ``h`` and ``gelu`` span both
+    sides' slices (each side's ports carry half); without the spread, one side's."""
+    from compiler.block import block_graph
+    from compiler.graph import lower_graph
+
+    cfg = get_config("medium:vxm_groups=4,mem_read_write=1,sxm_transpose_rows=32,"
+                     "mxm_load_rows=4")
+    for spread in (True, False):
+        pb, tensors = lower_graph(block_graph(make_block(0, 32, 128, 4, 512),
+                                              spread_mlp=spread), cfg)
+        for name in ("h", "gelu"):
+            t = tensors[name]
+            slices = {s for s, _a, _n in t.ranges}
+            rows = sorted({k[0] for k in t.locs})
+            tiles = sorted({k[1] for k in t.locs})
+            assert len(slices) >= 3, (name, slices)
+            for tile in tiles:  # a K pass reads every slice in turn
+                assert {t[(i, tile)][0][0] for i in rows} == slices, (name, tile)
+            # and a row's tiles are on as many slices as it has tiles (up to all)
+            assert len({t[(0, tile)][0][0] for tile in tiles}) == min(
+                len(tiles), len(slices)), name
+            sides = {pb.mem.side_of(s) for s in slices}
+            assert len(sides) == (2 if spread else 1), (name, spread, slices)
+
+
 @pytest.mark.parametrize("cfg, shape, res_groups, mask_groups", [
     ("medium:vxm_groups=4,sxm_transpose_rows=32", (16, 64, 4, 128), {"h_sum": 3, "y": 2}, 3),
     ("tiny3", (16, 32, 2, 64), {"h_sum": 2, "y": 2}, 1),

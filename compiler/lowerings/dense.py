@@ -80,9 +80,10 @@ def dense_rows(pb: ProgramBuilder, name: str, x_loc, rows: int, k_in: int, weigh
     # registers; else by re-emitting the held accumulators per further head.  (Measured on
     # the medium blocks: with transposers the masks save 12-13 cycles; without them they
     # cost 15-190, the re-emits filling MXM slots the transposing MVMs leave idle.)
+    most_heads = max(len(heads_of(n)) for n in range(T.ntiles(n_out, vl)))  # in a tile
     mask_heads_on = bool(heads) and residual is None and table is None and (
-        pb.cfg.vxm_groups > 1 and pb.cfg.sxm_transpose_rows > 0) and max(
-            len(heads_of(n)) for n in range(T.ntiles(n_out, vl))) <= MASK_HEADS_MAX
+        pb.cfg.vxm_groups > 1 and pb.cfg.sxm_transpose_rows > 0) and \
+        most_heads <= MASK_HEADS_MAX
     # a row's VXM words: the epilogue, then the residual add (and the narrow and the
     # store), or one mask per head; dealt over as many groups, so that the rows keep up
     # with the MVMs, but one group left to the rest of the program (measured on the medium
@@ -90,7 +91,7 @@ def dense_rows(pb: ProgramBuilder, name: str, x_loc, rows: int, k_in: int, weigh
     # words over 3 groups 44, over all 4 only 3; tiny3's block with 2 groups: masks over
     # both cost 14).  A residual's rows go to two groups wherever there are two (its chain
     # holds a register per row in flight).
-    words = (1 + max(len(heads_of(n)) for n in range(T.ntiles(n_out, vl))) if mask_heads_on
+    words = (1 + most_heads if mask_heads_on
              else (4 if narrow is not None else 2) if residual is not None else 1)
     extra = max(0, min(words - 1, len(others) - 1))
     if residual is not None:
