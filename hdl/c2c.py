@@ -49,6 +49,8 @@ from .slice import (
     is_opcode,
     merge_tiles,
     stream_select,
+    stream_span,
+    stream_write_enables,
     view,
 )
 from .tile import SkewChain, TileStreamsSignature
@@ -194,17 +196,16 @@ class C2cTile(wiring.Component):
         for k, h in enumerate(heads):
             with m.If(out_link == k):
                 m.d.comb += head.eq(h)
+        stream_write_enables(m, st, stream_span(out_valid, out_s, out_planes, NS), out_d)
         for s in range(NS):
             rel = Signal(6, name=f"rel{s}")
             m.d.comb += rel.eq(s - out_s)
-            hit = out_valid & (s >= out_s) & (rel < out_planes)
             data_s = Signal(plane, name=f"plane{s}")
             with m.Switch(rel[:2]):
                 for p in range(PLANES):
                     with m.Case(p):
                         m.d.comb += data_s.eq(head[plane * p:plane * (p + 1)])
-            m.d.comb += [st.e_we[s].eq(hit & ~out_d), st.w_we[s].eq(hit & out_d),
-                         st.e_out[s].eq(data_s), st.w_out[s].eq(data_s)]
+            m.d.comb += [st.e_out[s].eq(data_s), st.w_out[s].eq(data_s)]
         m.d.comb += self.busy.eq(Cat(*tx_busy).any() | out_valid)
         for errs, code in ((over_err, ErrorCode.LINK_OVERFLOW),
                            (type_err, ErrorCode.LINK_TYPE),

@@ -43,6 +43,8 @@ from .slice import (
     is_opcode,
     merge_tiles,
     stream_case,
+    stream_span,
+    stream_write_enables,
     strided,
     view,
 )
@@ -166,14 +168,10 @@ class MemTile(wiring.Component):
         m.d.comb += self.host_rdata.eq(rdata.as_value())
 
         # results of READ/GATHER go onto their stream in cycle t+1
+        stream_write_enables(m, st, stream_span(r_pend, r_stream, 1, cfg.streams_per_direction),
+                             r_dir)
         for s in range(cfg.streams_per_direction):
-            hit = r_pend & (r_stream == s)
-            m.d.comb += [
-                st.e_we[s].eq(hit & ~r_dir),
-                st.w_we[s].eq(hit & r_dir),
-                st.e_out[s].eq(rdata.as_value()),
-                st.w_out[s].eq(rdata.as_value()),
-            ]
+            m.d.comb += [st.e_out[s].eq(rdata.as_value()), st.w_out[s].eq(rdata.as_value())]
         range_err = Signal()
         conflict = Signal()
         m.d.comb += range_err.eq(Cat(*range_errs).any())

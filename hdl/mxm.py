@@ -80,6 +80,8 @@ from .slice import (
     opcode_of,
     replica_count,
     stream_select,
+    stream_span,
+    stream_write_enables,
     strided,
     view,
 )
@@ -108,8 +110,9 @@ class MxmWeights(wiring.Component):
     Strobes (acting at the end of the cycle): ``lw`` writes row ``row`` of the shadow
     buffer (``~act``) with ``w``; ``lwt`` writes column ``row`` of it (``W[i, row] =
     w[i]``); ``iw`` flips ``act``.  ``rows[i]`` is row ``i`` of the active buffer (VL
-    bytes, byte ``j`` = ``W[i, j]``).  The contents and ``act`` have no reset (the model's
-    weights persist across runs).
+    bytes, byte ``j`` = ``W[i, j]``) in a cycle with ``read`` (an MVM: the MAC array reads
+    them), 0 in others (so the simulator does not copy the buffer in every cycle).  The
+    contents and ``act`` have no reset (the model's weights persist across runs).
 
     ``k`` > 1 (`TspConfig.mxm_load_rows`): ``w`` is ``k`` operand lines and ``lines`` a
     mask of them; a load writes the rows (columns) ``i`` of the aligned group ``row // k``
@@ -121,7 +124,7 @@ class MxmWeights(wiring.Component):
         self.vl = vl
         self.k = k
         rb = max(1, (vl - 1).bit_length())
-        members = {"lw": In(1), "lwt": In(1), "iw": In(1), "row": In(rb),
+        members = {"lw": In(1), "lwt": In(1), "iw": In(1), "read": In(1), "row": In(rb),
                    "w": In(8 * vl) if k == 1 else In(8 * vl).array(k),
                    "rows": Out(8 * vl).array(vl)}
         if k > 1:
@@ -143,9 +146,6 @@ class MxmWeights(wiring.Component):
         byte_hit = Signal(VL)
         col_mask = Cat(*(byte_hit[j].replicate(8) for j in range(VL)))
         if K == 1:
-            def hit(i):
-                return self.row == i
-
             def line(i):
                 return self.w
 
@@ -155,10 +155,6 @@ class MxmWeights(wiring.Component):
             # rows (columns) i of the group row // K whose line i % K is loaded; column c
             # takes byte i of line c % K: the K lines' byte i, repeated VL / K times
             lk = (K - 1).bit_length()
-            grp_hit = Signal(VL // K)
-
-            def hit(i):
-                return grp_hit[i // K] & self.lines[i % K]
 
             def line(i):
                 return self.w[self.line_of(i)]
@@ -167,12 +163,13 @@ class MxmWeights(wiring.Component):
                 return Cat(*(self.w[self.line_of(j)][8 * i:8 * i + 8]
                              for j in range(K))).replicate(VL // K)
         with m.If(self.lw | self.lwt):  # only in a load cycle (the simulator skips the rest)
-            if K > 1:
-                for g in range(VL // K):
-                    m.d.comb += grp_hit[g].eq(self.row[lk:] == g)
-            for i in range(VL):
-                m.d.comb += [row_hit[i].eq(self.lw & hit(i)),
-                             byte_hit[i].eq(hit(i))]
+            # the rows (columns) loaded, hit(i) for every i, decoded by one shift: the lines'
+            # mask moved to the aligned group's first row (a comparison per row costs the
+            # simulator VL of them in every cycle)
+            lines, at = ((Const(1, 1), self.row) if K == 1 else
+                         (self.lines, Cat(Const(0, lk), self.row[lk:])))
+            hits = (lines << at)[:VL]
+            m.d.comb += [row_hit.eq(Mux(self.lw, hits, 0)), byte_hit.eq(hits)]
             for b in range(2):
                 shadow = Signal(name=f"shadow{b}")
                 m.d.comb += shadow.eq(act != b)
@@ -183,8 +180,9 @@ class MxmWeights(wiring.Component):
                         m.d.sync += row.eq(line(i))
                     with m.Elif(shadow & self.lwt):
                         m.d.sync += row.eq(col)
-        for i in range(VL):
-            m.d.comb += self.rows[i].eq(Mux(act, bufs[1][i], bufs[0][i]))
+        with m.If(self.read):
+            for i in range(VL):
+                m.d.comb += self.rows[i].eq(Mux(act, bufs[1][i], bufs[0][i]))
         return m
 
     def line_of(self, i: int) -> int:
@@ -473,6 +471,7 @@ class MxmSlice(wiring.Component):
             *([wts.w.eq(w_vecs[0])] if K == 1 else
               [wts.lines.eq(core.lines), *(wts.w[j].eq(w_vecs[j]) for j in range(K))]),
             mac.en.eq(core.valid & core.mvm),
+            wts.read.eq(core.valid & core.mvm),
             mac.x.eq(x_vec),
         ]
         for i in range(self.mac_rows):
@@ -542,13 +541,7 @@ class MxmSlice(wiring.Component):
             r = Signal(len(planes[0]), name=f"emit{o}_rot{q}")
             m.d.comb += r.eq(Array(planes)[(q - ctl.out_s)[:2]])
             rot.append(r)
-        go = ctl.valid & ctl.mvm & ctl.emit
+        stream_write_enables(m, tile, stream_span(ctl.valid & ctl.mvm & ctl.emit, ctl.out_s,
+                                                  4, NS), ctl.out_d)
         for s in range(NS):
-            d = s - ctl.out_s
-            hit = go & (d >= 0) & (d < 4)
-            m.d.comb += [
-                tile.e_we[s].eq(hit & ~ctl.out_d),
-                tile.w_we[s].eq(hit & ctl.out_d),
-                tile.e_out[s].eq(rot[s % 4]),
-                tile.w_out[s].eq(rot[s % 4]),
-            ]
+            m.d.comb += [tile.e_out[s].eq(rot[s % 4]), tile.w_out[s].eq(rot[s % 4])]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import enum
 
-from amaranth import Array, Cat, Const, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -86,6 +86,23 @@ def stream_case(m, tile, index_bits: int, s, d, *, en, name: str, shape=None):
             with m.Case(j + (1 << index_bits)):
                 m.d.comb += sig.eq(tile.w_in[j])
     return sig
+
+
+def stream_span(valid, base, n, ns: int):
+    """The ``ns``-bit write-enable mask of a result of ``n`` byte planes (an int or a
+    Value) written onto streams ``base`` .. ``base + n - 1`` (streams past the last
+    dropped), 0 unless ``valid``.  Two shifts of one vector: a comparison per stream costs
+    the simulator ``ns`` of them in every cycle (`stream_write_enables`)."""
+    ones = (Const((1 << n) - 1, max(n, 1)) if isinstance(n, int)
+            else ((Const(1, 1) << n) - 1).as_unsigned())
+    span = ones << base
+    return Mux(valid, span[:ns] if len(span) > ns else span, 0)
+
+
+def stream_write_enables(m, tile, mask, west) -> None:
+    """``tile``'s write enables: ``mask`` (`stream_span`) eastward, or westward where
+    ``west``."""
+    m.d.comb += [tile.e_we.eq(Mux(west, 0, mask)), tile.w_we.eq(Mux(west, mask, 0))]
 
 
 class ErrorCode(enum.IntEnum):

@@ -71,6 +71,7 @@ from .slice import (
     legal_checks,
     opcode_of,
     stream_select,
+    stream_span,
     strided,
     view,
 )
@@ -403,10 +404,8 @@ class SxmTileOutput(wiring.Component):
                 rot.append(r)
             rots.append(rot)
             he, hw = Signal(NS, name=f"u{u}_e"), Signal(NS, name=f"u{u}_w")
-            for s in range(NS):
-                d = s - ctl.out_s
-                hit = ctl.valid & (d >= 0) & (d < ctl.nb)
-                m.d.comb += [he[s].eq(hit & ~ctl.out_d), hw[s].eq(hit & ctl.out_d)]
+            span = stream_span(ctl.valid, ctl.out_s, ctl.nb, NS)
+            m.d.comb += [he.eq(Mux(ctl.out_d, 0, span)), hw.eq(Mux(ctl.out_d, span, 0))]
             hits.append((he, hw))
         coll = Const(0)
         for a in range(len(sources)):

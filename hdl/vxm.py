@@ -68,6 +68,8 @@ from .slice import (
     check_slice_config,
     opcode_of,
     replica_count,
+    stream_span,
+    stream_write_enables,
     view,
 )
 from .tile import SkewChain, TileStreamsSignature
@@ -296,10 +298,9 @@ class VxmTile(wiring.Component):
         d_stream = k3.d[6] == 0
         d_west = k3.d[5]
         d_s = k3.d[:5]
-        ob = _type_bytes(k3.otype)
+        stream_write_enables(m, st, stream_span(v3 & d_stream, d_s, _type_bytes(k3.otype), ns),
+                             d_west)
         for s in range(ns):
-            hit = v3 & d_stream & (s >= d_s) & (s < d_s + ob)
-            m.d.comb += [st.e_we[s].eq(hit & ~d_west), st.w_we[s].eq(hit & d_west)]
             with m.Switch((s - d_s)[:2]):
                 for b in range(4):
                     with m.Case(b):
