@@ -12,7 +12,9 @@ split by Verilated module class (one C++ class per kind of tile: `MemTile`, `Vxm
 harness).  An instruction count does not move with the machine's load, so it compares
 two designs (or two builds) on a machine whose speed varies by a third from run to run;
 it is not a speed (a cache miss costs more than an add).  Every run must take the
-predicted cycles and the read-back must be bit-exact.  Needs valgrind on PATH, which is
+predicted cycles and the read-back must be bit-exact.  Beside it, the floor: the same
+count while every queue only waits (`idle_program`: ``NOP`` then ``HALT``), which is what
+each cycle costs before any slice does work.  Needs valgrind on PATH, which is
 not part of the toolchain: the command says so and stops when it is absent.  Writes
 ``build/profile-rtl.json``.
 """
@@ -120,16 +122,61 @@ def profile_config(cfg: TspConfig, *, runs: int = 5, log=print) -> dict:
         if not np.array_equal(y, y_gold):
             raise ProfileError(f"{cfg.name}: output after {n} runs not bit-exact")
         counts[n] = callgrind_by_class(out, "tsp_chip")
-    cycles = runs * comp.cycles
-    (t1, c1), (t2, c2) = counts[runs], counts[2 * runs]
-    per_class = {k: (c2.get(k, 0) - c1.get(k, 0)) / cycles for k in set(c1) | set(c2)}
-    per_class = {k: v for k, v in per_class.items() if round(v)}
-    per_class = dict(sorted(per_class.items(), key=lambda kv: -kv[1]))
+    total, per_class = _per_cycle(counts[runs], counts[2 * runs], runs * comp.cycles)
+    idle_total, idle_class = idle_floor(cfg, bare, work, log)
     return {
         "config": cfg.name, "block_cycles": comp.cycles, "runs": runs,
-        "instructions_per_cycle": round((t2 - t1) / cycles),
-        "by_class": {k: round(v) for k, v in per_class.items()},
+        "instructions_per_cycle": total, "by_class": per_class,
+        "idle_cycles": IDLE_CYCLES, "idle_instructions_per_cycle": idle_total,
+        "idle_by_class": idle_class,
     }
+
+
+def _per_cycle(short, long, cycles: int) -> tuple[int, dict[str, int]]:
+    """(instructions per cycle, per class) from the counts of two runs that differ by
+    ``cycles`` simulated cycles (`callgrind_by_class` results)."""
+    (t1, c1), (t2, c2) = short, long
+    per_class = {k: (c2.get(k, 0) - c1.get(k, 0)) / cycles for k in set(c1) | set(c2)}
+    per_class = {k: round(v) for k, v in sorted(per_class.items(), key=lambda kv: -kv[1])
+                 if round(v)}
+    return round((t2 - t1) / cycles), per_class
+
+
+#: cycles the idle program waits, and twice that (their difference is what is counted)
+IDLE_CYCLES = 2000
+
+
+def idle_program(cfg: TspConfig, cycles: int):
+    """Every queue of the chip waits ``cycles`` (one ``NOP``) and halts: no slice works."""
+    from arch.asm import assemble
+
+    text = f".config {cfg.name}\n" + "".join(
+        f".slice {s.name}\n    NOP {cycles}\n    HALT\n" for s in cfg.slices
+        if s.kind in ("MEM", "VXM", "MXM", "SXM"))
+    return assemble(text, cfg)
+
+
+def idle_floor(cfg: TspConfig, bare, work: Path, log=print) -> tuple[int, dict[str, int]]:
+    """What a simulated cycle costs while every queue only waits (`idle_program`, run
+    for ``IDLE_CYCLES`` and twice that): the floor every cycle pays, whatever runs."""
+    from .bare import parse_output, write_commands
+
+    counts = {}
+    for n in (IDLE_CYCLES, 2 * IDLE_CYCLES):
+        log(f"{cfg.name}: every queue waiting {n} cycles, under callgrind")
+        cmd = write_commands(bare, idle_program(cfg, n), {}, [], work / f"idle{n}.txt",
+                             max_cycles=n + 100)
+        out = work / f"callgrind-idle{n}.out"
+        proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                               str(bare.binary), str(cmd)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ProfileError(f"valgrind failed ({proc.returncode}): {proc.stderr[-400:]}")
+        r = parse_output(bare, proc.stdout, [])
+        if [e for e, _ in r.runs] != [n + 1]:
+            raise ProfileError(f"{cfg.name}: the idle program took {[e for e, _ in r.runs]} "
+                               f"cycles, expected {n + 1} (NOP {n}, HALT)")
+        counts[n] = callgrind_by_class(out, "tsp_chip")
+    return _per_cycle(counts[IDLE_CYCLES], counts[2 * IDLE_CYCLES], IDLE_CYCLES)
 
 
 def run_profile_rtl(configs, *, runs: int = 5, out: Path | None = None, log=print):
@@ -142,7 +189,10 @@ def run_profile_rtl(configs, *, runs: int = 5, out: Path | None = None, log=prin
         total = row["instructions_per_cycle"]
         log(f"{row['config']}: {total:,} instructions per simulated cycle "
             f"(block of {row['block_cycles']} cycles, {row['runs']} runs)")
+        idle = row["idle_by_class"]
+        log(f"  {'class':<24} {'block':>9}  {'share':>7}  {'idle':>9}  (every queue "
+            f"waiting: {row['idle_instructions_per_cycle']:,})")
         for cls, n in row["by_class"].items():
-            log(f"  {cls:<24} {n:>9,}  {100 * n / total:5.1f} %")
+            log(f"  {cls:<24} {n:>9,}  {100 * n / total:5.1f} %  {idle.get(cls, 0):>9,}")
     log(f"written {out}")
     return rows

@@ -64,3 +64,19 @@ def test_missing_valgrind_is_a_clear_error(monkeypatch):
 def test_runs_below_one_is_a_clear_error():
     with pytest.raises(ProfileError, match=r"--runs must be >= 1, got 0"):
         profile_config(get_config("tiny"), runs=0)
+
+
+def test_idle_program_only_waits_then_halts():
+    """The floor's program (`idle_program`): every queue of the chip one NOP of n cycles and
+    a HALT, nothing else; the machine model finishes it in n + 1 cycles (the HALT issues
+    in cycle n), which the profile requires of the bare harness's runs."""
+    from golden.machine import Machine
+    from sim.profile_rtl import idle_program
+
+    cfg = get_config("tiny")
+    prog = idle_program(cfg, 50)
+    queues = [s.name for s in cfg.slices if s.kind in ("MEM", "VXM", "MXM", "SXM")]
+    assert all(len(prog.words(q)) == 2 for q in queues)
+    m = Machine(cfg)
+    m.load_program(prog)
+    assert m.run().cycles == 51
