@@ -63,15 +63,18 @@ def _ports(component) -> dict[str, tuple[object, str]]:
     return out
 
 
-#: Amaranth 0.5 numbers a top module's input bits in 16 bits (`_nir.Net.from_cell`): a
-#: component with more input bits than that cannot be generated on its own, so it is
-#: elaborated in place (the stream fabric of a superlane at `small`: 26 positions x 2
-#: directions x 16 streams x 128 bits)
-_MAX_INPUT_BITS = 1 << 16
+#: Amaranth 0.5 numbers a cell's output bits in 16 bits (`_nir.Net.from_cell`): the
+#: input bits of a module generated on its own (its top's inputs are one cell) and the
+#: output bits of an instance of it.  A component with more of either is elaborated in
+#: place (the stream fabric of a superlane at `small`: 26 positions x 2 directions x 16
+#: streams x 128 bits in; from 8 superlanes on, the MXM weight buffer's rows out: VL x VL
+#: bytes, which made such configs fail inside Amaranth)
+_MAX_PORT_BITS = 1 << 16
 
 
-def _input_bits(component) -> int:
-    return sum(len(v) for v, d in _ports(component).values() if d == "i")
+def _port_bits(component, direction: str) -> int:
+    """Bits of ``component``'s ports of ``direction`` ("i" or "o")."""
+    return sum(len(v) for v, d in _ports(component).values() if d == direction)
 
 
 def stamp_of(component) -> tuple | None:
@@ -172,7 +175,8 @@ def convert(component, top: str, *, emit_src: bool = True, platform=None) -> tup
         key = stamp_of(obj)
         if key is None:
             return original_get(obj, platform)
-        if key not in ctx.stamps and _input_bits(obj) >= _MAX_INPUT_BITS:
+        if key not in ctx.stamps and max(_port_bits(obj, "i"),
+                                         _port_bits(obj, "o")) >= _MAX_PORT_BITS:
             ctx.stamps[key] = None
         if key not in ctx.stamps:
             name = _module_name(ctx, type(obj))

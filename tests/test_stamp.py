@@ -74,6 +74,43 @@ def test_one_module_per_stamp():
 
 
 @pytest.mark.filterwarnings("ignore:.*created but never used")
+class Wide(wiring.Component):
+    """As many output bits as Amaranth can number in one cell, and one more."""
+
+    def __init__(self, width: int):
+        super().__init__({"a": In(8), "y": Out(width)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.y.eq(self.a.replicate(len(self.y) // 8 + 1))
+        return m
+
+
+class WideTop(wiring.Component):
+    def __init__(self, width: int):
+        super().__init__({"a": In(8), "y": Out(1)})
+        self.width = width
+
+    def elaborate(self, platform):
+        m = Module()
+        subs = [Wide(self.width) for _ in range(2)]
+        for i, sub in enumerate(subs):
+            m.submodules[f"w{i}"] = sub
+            m.d.comb += sub.a.eq(self.a + i)
+        m.d.comb += self.y.eq(subs[0].y[-1] ^ subs[1].y[-1])
+        return m
+
+
+def test_a_component_with_too_many_output_bits_is_elaborated_in_place():
+    """An instance's outputs are one cell whose bits Amaranth numbers in 16 bits: a
+    component with 2**16 output bits or more is not stamped (it used to fail inside
+    Amaranth: the MXM weight buffer from 8 superlanes on); one bit fewer is."""
+    text, modules = stamp.convert(WideTop(1 << 16), "top")
+    assert not any(cls is Wide for cls in modules.values())
+    text, modules = stamp.convert(WideTop((1 << 16) - 8), "top")
+    assert sum(cls is Wide for cls in modules.values()) == 1
+
+
 def test_stamp_keys():
     assert stamp.stamp_of(Adder(8, 3)) == stamp.stamp_of(Adder(8, 3))
     assert stamp.stamp_of(Adder(8, 3)) != stamp.stamp_of(Adder(8, 4))
