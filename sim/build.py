@@ -154,6 +154,44 @@ def check_simulable(cfg: TspConfig) -> None:
             "take any config (python -m compiler --config ...)")
 
 
+#: peak memory of a Verilog generation per tile and stream per direction, in bytes:
+#: measured 0.75-1.0 MB (2026-12-06: small 0.85, medium 0.81, small:superlanes=8 0.75,
+#: small:mem_slices_per_hemisphere=16 1.0; full:superlanes=4 passed 11.8 GB, 0.95 MB, in
+#: 4 minutes before it was stopped, and full itself was killed at 23.9 GB), the larger
+#: taken: what is elaborated in place (each superlane's stream fabric) grows so
+GEN_BYTES_PER_TILE_STREAM = 1.0e6
+
+
+def generation_bytes(cfg: TspConfig, design: str) -> int:
+    """Rough peak memory of generating `design`'s Verilog for `cfg` (a system: per chip)."""
+    chips = int(design[len("system"):] or 1) if design.startswith("system") else 1
+    return int(chips * tiles(cfg) * cfg.streams_per_direction * GEN_BYTES_PER_TILE_STREAM)
+
+
+def _memory_available() -> int | None:
+    """Bytes of memory available now (Linux: MemAvailable), None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_generation_memory(cfg: TspConfig, design: str) -> None:
+    """BuildError before a generation that would not fit this machine's memory (rather
+    than one the kernel kills after minutes, as `full`'s was at 23.9 GB)."""
+    need, avail = generation_bytes(cfg, design), _memory_available()
+    if avail is not None and need > avail:
+        raise BuildError(
+            f"generating the Verilog of {design}/{cfg.name} needs about {need / 1e9:.1f} GB "
+            f"of memory ({tiles(cfg)} tiles x {cfg.streams_per_direction} streams x ~"
+            f"{GEN_BYTES_PER_TILE_STREAM / 1e6:.1f} MB, measured) but this machine has "
+            f"{avail / 1e9:.1f} GB available; use fewer superlanes, slice positions or "
+            "streams (the machine model and the compiler take any config)")
+
+
 def estimate_seconds(cfg: TspConfig, design: str) -> tuple[float, float]:
     """Rough (Verilog generation, Verilator build) seconds on 2 cores: the last measured
     ones for this design and config if any (build/timings.json), else ~1.5 s and ~4 s
@@ -330,6 +368,7 @@ def generate_verilog(cfg: TspConfig, design: str = "fabric", *, force: bool = Fa
             if not art.sim_path.exists():
                 art.sim_path.write_text(sim_text(path.read_text(), cfg, design, top))
             return art
+        check_generation_memory(cfg, design)
         if log is not None:
             log(f"generating Verilog for {design}/{cfg.name} (about "
                 f"{_about(estimate_seconds(cfg, design)[0])}; cached afterwards) -> {path}")

@@ -115,3 +115,20 @@ def test_a_config_named_by_its_changes_builds_in_a_plain_directory():
         "layer_vxm_groups_4_mem_read_write_1"
     assert path_name(get_config("small").with_links()) == "small+c2c"
     assert path_name(get_config("tiny3")) == "tiny3"
+
+
+def test_a_generation_that_does_not_fit_memory_is_refused_before_it_starts(tmp_path,
+                                                                            monkeypatch):
+    """Verilog generation's peak memory grows with tiles x streams (full's was killed by the
+    kernel at 23.9 GB after ten minutes): where the estimate passes the memory available,
+    `generate_verilog` refuses at once, naming both, and writes nothing."""
+    monkeypatch.setenv("TSP_BUILD_DIR", str(tmp_path / "root"))
+    monkeypatch.setattr(build, "_memory_available", lambda: 10_000_000)  # 10 MB
+    cfg = get_config("tiny")
+    with pytest.raises(build.BuildError, match=r"chip/tiny needs about \d+\.\d GB of memory "
+                       rf"\({cfg.n_positions * cfg.superlanes} tiles x "
+                       rf"{cfg.streams_per_direction} streams .* 0\.0 GB available"):
+        build.generate_verilog(cfg, "chip")
+    assert not list((tmp_path / "root").rglob("*.v"))
+    # a system of two chips needs twice one chip's
+    assert build.generation_bytes(cfg, "system2") == 2 * build.generation_bytes(cfg, "chip")
