@@ -148,11 +148,12 @@ IDLE_CYCLES = 2000
 
 def idle_program(cfg: TspConfig, cycles: int):
     """Every queue of the chip waits ``cycles`` (one ``NOP``) and halts: no slice works."""
+    from arch import isa
     from arch.asm import assemble
 
     text = f".config {cfg.name}\n" + "".join(
         f".slice {s.name}\n    NOP {cycles}\n    HALT\n" for s in cfg.slices
-        if s.kind in ("MEM", "VXM", "MXM", "SXM"))
+        if s.kind in isa.SLICE_KINDS)
     return assemble(text, cfg)
 
 
