@@ -35,7 +35,7 @@ from pathlib import Path
 from arch.config import TspConfig
 
 from . import toolchain
-from .designs import design_modules, get_design, top_name
+from .designs import SYSTEM_DESIGNS, design_modules, get_design, top_name
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -164,7 +164,7 @@ GEN_BYTES_PER_TILE_STREAM = 1.0e6
 
 def generation_bytes(cfg: TspConfig, design: str) -> int:
     """Rough peak memory of generating `design`'s Verilog for `cfg` (a system: per chip)."""
-    chips = int(design[len("system"):] or 1) if design.startswith("system") else 1
+    chips = SYSTEM_DESIGNS.get(design, 1)
     return int(chips * tiles(cfg) * cfg.streams_per_direction * GEN_BYTES_PER_TILE_STREAM)
 
 

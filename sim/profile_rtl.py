@@ -91,7 +91,7 @@ def annotate_by_class(text: str, top: str) -> tuple[int, dict[str, int]]:
 
 
 def profile_config(cfg: TspConfig, *, runs: int = 5, log=print) -> dict:
-    from .bare import build_bare, parse_output, write_commands
+    from .bare import build_bare, write_commands
     from .bench_rtl import _case
     from .build import build_root
 
@@ -108,12 +108,7 @@ def profile_config(cfg: TspConfig, *, runs: int = 5, log=print) -> dict:
         log(f"{cfg.name}: {n} runs of the block ({comp.cycles} cycles each) under callgrind")
         cmd = write_commands(bare, comp.program, image, readback, work / f"commands{n}.txt",
                              repeat=n, restore=restore, max_cycles=4 * comp.cycles + 1000)
-        out = work / f"callgrind{n}.out"
-        proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                               str(bare.binary), str(cmd)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise ProfileError(f"valgrind failed ({proc.returncode}): {proc.stderr[-400:]}")
-        r = parse_output(bare, proc.stdout, readback)
+        r, counts[n] = _under_callgrind(bare, cmd, work / f"callgrind{n}.out", readback)
         edges = [e for e, _ in r.runs]
         if len(edges) != n or any(e != comp.cycles for e in edges):
             raise ProfileError(f"{cfg.name}: runs took {sorted(set(edges))} cycles "
@@ -121,7 +116,6 @@ def profile_config(cfg: TspConfig, *, runs: int = 5, log=print) -> dict:
         y = comp.read_output(lambda sl, a, r=r: r.readback[f"{sl}/{a}"])
         if not np.array_equal(y, y_gold):
             raise ProfileError(f"{cfg.name}: output after {n} runs not bit-exact")
-        counts[n] = callgrind_by_class(out, "tsp_chip")
     total, per_class = _per_cycle(counts[runs], counts[2 * runs], runs * comp.cycles)
     idle_total, idle_class = idle_floor(cfg, bare, work, log)
     return {
@@ -130,6 +124,18 @@ def profile_config(cfg: TspConfig, *, runs: int = 5, log=print) -> dict:
         "idle_cycles": IDLE_CYCLES, "idle_instructions_per_cycle": idle_total,
         "idle_by_class": idle_class,
     }
+
+
+def _under_callgrind(bare, cmd: Path, out: Path, readback) -> tuple:
+    """Run the bare harness on command file ``cmd`` under callgrind (its output to
+    ``out``): (the harness's parsed output, `callgrind_by_class` of the run)."""
+    from .bare import parse_output
+
+    proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                           str(bare.binary), str(cmd)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ProfileError(f"valgrind failed ({proc.returncode}): {proc.stderr[-400:]}")
+    return parse_output(bare, proc.stdout, readback), callgrind_by_class(out, "tsp_chip")
 
 
 def _per_cycle(short, long, cycles: int) -> tuple[int, dict[str, int]]:
@@ -160,23 +166,17 @@ def idle_program(cfg: TspConfig, cycles: int):
 def idle_floor(cfg: TspConfig, bare, work: Path, log=print) -> tuple[int, dict[str, int]]:
     """What a simulated cycle costs while every queue only waits (`idle_program`, run
     for ``IDLE_CYCLES`` and twice that): the floor every cycle pays, whatever runs."""
-    from .bare import parse_output, write_commands
+    from .bare import write_commands
 
     counts = {}
     for n in (IDLE_CYCLES, 2 * IDLE_CYCLES):
         log(f"{cfg.name}: every queue waiting {n} cycles, under callgrind")
         cmd = write_commands(bare, idle_program(cfg, n), {}, [], work / f"idle{n}.txt",
                              max_cycles=n + 100)
-        out = work / f"callgrind-idle{n}.out"
-        proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                               str(bare.binary), str(cmd)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise ProfileError(f"valgrind failed ({proc.returncode}): {proc.stderr[-400:]}")
-        r = parse_output(bare, proc.stdout, [])
+        r, counts[n] = _under_callgrind(bare, cmd, work / f"callgrind-idle{n}.out", [])
         if [e for e, _ in r.runs] != [n + 1]:
             raise ProfileError(f"{cfg.name}: the idle program took {[e for e, _ in r.runs]} "
                                f"cycles, expected {n + 1} (NOP {n}, HALT)")
-        counts[n] = callgrind_by_class(out, "tsp_chip")
     return _per_cycle(counts[IDLE_CYCLES], counts[2 * IDLE_CYCLES], IDLE_CYCLES)
 
 

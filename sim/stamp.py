@@ -72,9 +72,12 @@ def _ports(component) -> dict[str, tuple[object, str]]:
 _MAX_PORT_BITS = 1 << 16
 
 
-def _port_bits(component, direction: str) -> int:
-    """Bits of ``component``'s ports of ``direction`` ("i" or "o")."""
-    return sum(len(v) for v, d in _ports(component).values() if d == direction)
+def _port_bits(component) -> int:
+    """The larger of ``component``'s input and output bits."""
+    bits = {"i": 0, "o": 0}
+    for v, d in _ports(component).values():
+        bits[d] += len(v)
+    return max(bits.values())
 
 
 def stamp_of(component) -> tuple | None:
@@ -175,8 +178,7 @@ def convert(component, top: str, *, emit_src: bool = True, platform=None) -> tup
         key = stamp_of(obj)
         if key is None:
             return original_get(obj, platform)
-        if key not in ctx.stamps and max(_port_bits(obj, "i"),
-                                         _port_bits(obj, "o")) >= _MAX_PORT_BITS:
+        if key not in ctx.stamps and _port_bits(obj) >= _MAX_PORT_BITS:
             ctx.stamps[key] = None
         if key not in ctx.stamps:
             name = _module_name(ctx, type(obj))
