@@ -37,7 +37,7 @@ from .slice import (
     OFFSET_BITS,
     ErrorCode,
     issue_layout,
-    legal_checks,
+    legal_signal,
     opcode_of,
     view,
 )
@@ -52,10 +52,10 @@ class State(enum.Enum, shape=2):
     HALTED = 3
 
 
-def _static_legal(word, kind: str, cfg: TspConfig):
+def _static_legal(m, word, kind: str, cfg: TspConfig, name: str):
     """Known opcode, reserved bits clear, every non-strided field within its range
     (strided fields are checked after the REPEAT offset is added)."""
-    return legal_checks(word, kind, cfg, strided_fields=False)
+    return legal_signal(m, word, kind, cfg, strided_fields=False, name=name)
 
 
 class InstructionControlUnit(wiring.Component):
@@ -123,9 +123,12 @@ class InstructionControlUnit(wiring.Component):
 
         rep_op = isa.OPCODES[kind]["REPEAT"]
         rv = view(nxt, kind, "REPEAT")
-        nxt_is_repeat = ((opcode_of(nxt) == rep_op) & (pc + 1 < depth)
-                         & _static_legal(nxt, kind, cfg))
-        legal = _static_legal(cur, kind, cfg)
+        # the words' checks, evaluated only in a cycle the queue may issue a fresh word in
+        # (they read 0 otherwise, when nothing reads them)
+        with m.If((state == State.RUN) & (wait == 0) & (rep_left == 0)):
+            nxt_legal = _static_legal(m, nxt, kind, cfg, "nxt_legal")
+            legal = _static_legal(m, cur, kind, cfg, "cur_legal")
+        nxt_is_repeat = (opcode_of(nxt) == rep_op) & (pc + 1 < depth) & nxt_legal
         op = opcode_of(cur)
         icu_ops = isa.OPCODES[kind]
 
@@ -140,22 +143,24 @@ class InstructionControlUnit(wiring.Component):
         # -- strided-field range check of the word about to issue -----------------------
         stride_ok = Signal(init=1)
         stride_code = Signal(ERROR_CODE_BITS)
-        for mn, d in isa.DEFS[kind].items():
-            sf = [f for f in d.fields if f.stride]
-            if not sf:
-                continue
-            with m.If(opcode_of(issue_word) == d.opcode):
-                v = view(issue_word, kind, mn)
-                for f in sf:
-                    lo, hi = f.bounds(cfg)
-                    off = issue_off_a if f.stride == "A" else issue_off_b
-                    eff = getattr(v, f.name) + off
-                    with m.If((eff < lo) | (eff > hi)):
-                        m.d.comb += stride_ok.eq(0)
-                        code = (ErrorCode.ADDRESS_RANGE if kind == "MEM" and f.domain in ("addr",
-                                                                               "rw_addr")
-                                else ErrorCode.ILLEGAL_INSTRUCTION)
-                        m.d.comb += stride_code.eq(code)
+        # (decoded by opcode, and only with a word to issue)
+        with m.If(want_issue), m.Switch(opcode_of(issue_word)):
+            for mn, d in isa.DEFS[kind].items():
+                sf = [f for f in d.fields if f.stride]
+                if not sf:
+                    continue
+                with m.Case(d.opcode):
+                    v = view(issue_word, kind, mn)
+                    for f in sf:
+                        lo, hi = f.bounds(cfg)
+                        off = issue_off_a if f.stride == "A" else issue_off_b
+                        eff = getattr(v, f.name) + off
+                        with m.If((eff < lo) | (eff > hi)):
+                            m.d.comb += stride_ok.eq(0)
+                            code = (ErrorCode.ADDRESS_RANGE
+                                    if kind == "MEM" and f.domain in ("addr", "rw_addr")
+                                    else ErrorCode.ILLEGAL_INSTRUCTION)
+                            m.d.comb += stride_code.eq(code)
 
         # -- decode (combinational): what this queue does in this cycle ------------------
         # (START is accepted only while the chip is not running, when every queue is IDLE

@@ -223,14 +223,33 @@ def legal_checks(word, kind: str, cfg: TspConfig, *, strided_fields: bool = True
     field within its range; with ``strided_fields=False`` the REPEAT-strided fields
     are left to a check after their offset is added).  The machine model checks
     more (operand combinations); see docs/verification.md."""
+    return _legal_terms(word, kind, cfg, strided_fields=strided_fields)[0]
+
+
+def legal_signal(m, word, kind: str, cfg: TspConfig, *, strided_fields: bool = True,
+                 name: str = "legal"):
+    """`legal_checks` as a signal of ``m``, decoded by opcode: only the checks of the
+    word's own opcode are evaluated (a case on the opcode, not an OR over every kind of
+    instruction)."""
+    ok = Signal(name=name)
+    with m.Switch(opcode_of(word)):
+        for opcode, cond in _legal_terms(word, kind, cfg, strided_fields=strided_fields)[1]:
+            with m.Case(opcode):
+                m.d.comb += ok.eq(cond)
+    return ok
+
+
+def _legal_terms(word, kind: str, cfg: TspConfig, *, strided_fields: bool):
+    """(the OR of every opcode's check, [(opcode, its check but the opcode compare)])."""
     ok_any = Const(0)
+    terms = []
     for mn, d in isa.DEFS[kind].items():
         # a field of optional hardware the config does not have (range 0..0) is checked as
         # the reserved bits it was before the field existed: the same hardware as then
         absent = [f for f in d.fields
                   if f.domain in _RESERVED_WHEN_ABSENT and f.bounds(cfg) == (0, 0)]
         reserved = d.reserved_mask | sum(f.mask for f in absent)
-        cond = (opcode_of(word) == d.opcode) & ((word & Const(reserved, 64)) == 0)
+        cond = (word & Const(reserved, 64)) == 0
         v = view(word, kind, mn)
         for f in d.fields:
             if (f.stride and not strided_fields) or f in absent:
@@ -243,12 +262,13 @@ def legal_checks(word, kind: str, cfg: TspConfig, *, strided_fields: bool = True
                 cond = cond & (val >= lo)
             if hi < fhi:
                 cond = cond & (val <= hi)
-        ok_any = ok_any | cond
-    return ok_any
+        ok_any = ok_any | ((opcode_of(word) == d.opcode) & cond)
+        terms.append((d.opcode, cond))
+    return ok_any, terms
 
 
 __all__ = [
     "ERROR_CODE_BITS", "ErrorCode", "OFFSET_BITS", "SliceSignature", "instr_layout",
-    "is_opcode", "issue_layout", "legal_checks", "merge_tiles", "opcode_of",
+    "is_opcode", "issue_layout", "legal_checks", "legal_signal", "merge_tiles", "opcode_of",
     "replica_count", "strided", "view",
 ]

@@ -21,7 +21,6 @@ from arch.config import TspConfig
 
 from . import toolchain
 from .build import (
-    NO_INLINE_VLT,
     BuildError,
     _about,
     _locked,
@@ -30,6 +29,7 @@ from .build import (
     check_simulable,
     estimate_seconds,
     generate_verilog,
+    inline_vlt,
     verilator_flags,
     x_plusargs,
 )
@@ -95,7 +95,7 @@ def build_bare(cfg: TspConfig, *, threads: int = 1, log=print) -> BareBuild:
     h = hashlib.sha256()
     for part in (art.path.parent.name, art.sim_path.read_bytes(), HARNESS.read_bytes(),
                  *(c.read_bytes() for c in cpp),
-                 header, json.dumps(flags), NO_INLINE_VLT,
+                 header, json.dumps(flags), inline_vlt(art),
                  json.dumps(toolchain.tool_versions(), sort_keys=True), env["MAKEFLAGS"]):
         h.update(part if isinstance(part, bytes) else part.encode())
     out = build_root() / "verilator" / f"bare-{cfg.name}-t{threads}-{h.hexdigest()[:16]}"
@@ -108,7 +108,7 @@ def build_bare(cfg: TspConfig, *, threads: int = 1, log=print) -> BareBuild:
         out.mkdir(parents=True, exist_ok=True)
         (out / "bare_ports.h").write_text(header)
         vlt = out / "noinline.vlt"
-        vlt.write_text("`verilator_config\n" + NO_INLINE_VLT.format(top=art.top))
+        vlt.write_text("`verilator_config\n" + inline_vlt(art))
         log_file = out / "build.log"
         log(f"building the bare harness of chip/{cfg.name} ({threads} thread(s); about "
             f"{_about(estimate_seconds(cfg, 'chip')[1])}); log: {log_file}")

@@ -446,7 +446,7 @@ def build_key(art: VerilogArtifact, flags: tuple[str, ...]) -> str:
     h.update(public_vlt(art).encode())  # which ports VPI may read or write
     for src in capture_sources(art)[0]:
         h.update(src.read_bytes())
-    h.update(NO_INLINE_VLT.encode())
+    h.update(inline_vlt(art).encode())
     h.update(env["MAKEFLAGS"].encode())
     return h.hexdigest()[:16]
 
@@ -458,11 +458,25 @@ PUBLIC_VLT = """`verilator_config
 // speed.
 """
 
-#: (a part of a `verilator_config file)
-NO_INLINE_VLT = """// One C++ class per kind of tile (sim/stamp.py), not every tile's code inlined
-// into the top.
-no_inline -module "{top}__*"
-"""
+#: Stamped modules that Verilator inlines into the tile that holds them all the same: the
+#: 16 lanes of a VXM tile and the 16 x 16 MAC blocks of an MXM.  A module that is not
+#: inlined is a C++ object whose inputs are copied in every evaluation; for these small,
+#: many, port-heavy leaves that copy costs more than their logic (docs/simulation.md,
+#: "Inlined leaves").
+INLINED_LEAVES = ("VxmLane", "MxmMacBlock")
+
+
+def inline_vlt(art: VerilogArtifact) -> str:
+    """The `verilator_config lines that keep every stamped module (sim/stamp.py) a C++ class
+    of its own -- one per kind of tile, not every tile's code inlined into the top -- except
+    the `INLINED_LEAVES` (listed by name: a later ``inline`` does not override a wildcard
+    ``no_inline``)."""
+    mods = sorted(set(re.findall(rf"^module ({re.escape(art.top)}__\w+)",
+                                 art.sim_path.read_text(), re.M)))
+    leaf = re.compile(rf"{re.escape(art.top)}__({'|'.join(INLINED_LEAVES)})(__\d+)?$")
+    return ("// one C++ class per kind of tile; its leaves inlined into it\n"
+            + "".join(f'{"inline" if leaf.match(m) else "no_inline"} -module "{m}"\n'
+                      for m in mods))
 
 
 def top_port_directions(art: VerilogArtifact) -> dict[str, str]:
@@ -618,7 +632,7 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
             f"{_about(estimate_seconds(cfg, design)[1] * (1.5 if waves else 1))}; cached "
             f"afterwards); log: {log_file}")
         vlt = build_dir / "public.vlt"
-        vlt.write_text(public_vlt(art) + NO_INLINE_VLT.format(top=art.top))
+        vlt.write_text(public_vlt(art) + inline_vlt(art))
         cpp, cpp_args = capture_sources(art)
         try:
             runner.build(

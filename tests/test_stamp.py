@@ -146,3 +146,24 @@ def test_chip_tiles_are_one_module_each(config):
     # instance names (hierarchical paths) are unchanged
     assert len(re.findall(r"^\s*tsp_chip__SuperlaneStreams superlane\d \(", text, re.M)) == \
         cfg.superlanes
+
+
+@pytest.mark.rtl  # shares the cached tiny3 Verilog (and its xdist group) with the RTL tests
+def test_verilator_inlines_the_leaves_and_keeps_one_class_per_tile():
+    """The Verilator control lines name every stamped module of the chip once: the VXM
+    lanes and the MAC blocks inlined into their tile, every other module (the tiles, the
+    slices, the queues, the fabric) kept a class of its own."""
+    from arch.config import get_config
+    from sim.build import generate_verilog, inline_vlt
+
+    art = generate_verilog(get_config("tiny3"), "chip")
+    mods = set(_modules(art.sim_path.read_text())) - {art.top}
+    lines = [ln.split() for ln in inline_vlt(art).splitlines() if not ln.startswith("//")]
+    said = {name.strip('"'): verb for verb, _, name in lines}
+    assert len(said) == len(lines)
+    stamped = {m for m in mods if m.startswith(f"{art.top}__")}
+    assert set(said) == stamped
+    inlined = {m for m, verb in said.items() if verb == "inline"}
+    assert inlined == {"tsp_chip__VxmLane", "tsp_chip__MxmMacBlock"}
+    assert {"tsp_chip__MemTile", "tsp_chip__VxmTile", "tsp_chip__MxmMacArray",
+            "tsp_chip__SuperlaneStreams"} <= {m for m, v in said.items() if v == "no_inline"}
