@@ -93,12 +93,20 @@ def _nbytes(type_code):
     return Array([Const(isa.type_bytes(t), 3) for t in range(len(isa.TYPES))])[type_code]
 
 
-def _delay(m, value, cycles, name, reset_less=False):
-    """``value`` through ``cycles`` registers: the list of every stage ([0] = value)."""
+def _delay(m, value, cycles, name, reset_less=False, enables=None):
+    """``value`` through ``cycles`` registers: the list of every stage ([0] = value).
+
+    ``enables[n]`` (optional): stage ``n + 1`` loads only in a cycle with it set -- the
+    valid bit of the instruction whose data stage ``n`` holds then, so that a data chain
+    moves only with work in it (nothing reads a stage without its valid control word)."""
     stages = [value]
     for n in range(cycles):
         r = Signal(value.shape(), name=f"{name}_d{n + 1}", reset_less=reset_less)
-        m.d.sync += r.eq(stages[-1])
+        if enables is None:
+            m.d.sync += r.eq(stages[-1])
+        else:
+            with m.If(enables[n]):
+                m.d.sync += r.eq(stages[-1])
         stages.append(r)
     return stages
 
@@ -174,8 +182,10 @@ class SxmLocalUnit(wiring.Component):
             inside = (j >= 0) & (j < LANES)
             res.append(Mux(self.rot | inside, sel[j[:4]], 0))
         ctls = _delay(m, self.ctl, 2, "loc_ctl")
+        data = _delay(m, Cat(*res), 2, "loc", reset_less=True,
+                      enables=[c.valid for c in ctls[:2]])
         m.d.comb += [
-            self.o_blk.eq(_delay(m, Cat(*res), 2, "loc", reset_less=True)[-1]),
+            self.o_blk.eq(data[-1]),
             self.o_ctl.eq(ctls[-1]),
             self.busy.eq(_any_valid(ctls, "valid")),
         ]
@@ -248,7 +258,8 @@ class SxmGlobalUnit(wiring.Component):
         for k in range(S):
             blk = out[BLOCK * k:BLOCK * (k + 1)]
             m.d.comb += [
-                self.o_blk[k].eq(_delay(m, blk, S + k, f"out{k}", True)[-1]),
+                self.o_blk[k].eq(_delay(m, blk, S + k, f"out{k}", True,
+                                        enables=[c.valid for c in ctls[:S + k]])[-1]),
                 self.o_ctl[k].eq(ctls[S + k]),
             ]
 

@@ -311,20 +311,22 @@ def to_verilog(component, top: str) -> str:
     Verilator, which rejects the same loops in C++ time (UNOPTFLAT, "circular
     combinational logic", made fatal by `FATAL_WARNINGS`), so nothing goes unchecked;
     tests/test_sim_tools.py checks that a loop is refused.  Runs of one item in a
-    concatenation are written as replications (`concat.collapse_replications`), and each
+    concatenation are written as replications (`concat.collapse_replications`), each
     register's next-state block is written inside its clocked block
-    (`flops.fold_next_state`)."""
+    (`flops.fold_next_state`), and sums, products and shifts of which only the low bits
+    are read are computed in those bits (`narrow.narrow_arithmetic`)."""
     from amaranth.hdl import _nir
 
     from . import stamp
     from .concat import collapse_replications
     from .flops import fold_next_state
+    from .narrow import narrow_arithmetic
 
     check = _nir.Netlist.check_comb_cycles
     _nir.Netlist.check_comb_cycles = lambda self: None
     try:
         text = collapse_replications(stamp.convert(component, top)[0])[0]
-        return fold_next_state(text)[0]
+        return narrow_arithmetic(fold_next_state(text)[0])[0]
     finally:
         _nir.Netlist.check_comb_cycles = check
 
