@@ -32,7 +32,7 @@ from .emit import Emitted, emit
 from .errors import CompileError, imem_error
 from .graph import lower_graph
 from .ir import Bundle, op_slots
-from .schedule import list_schedule
+from .schedule import justify, list_schedule, place_in_order
 
 #: the golden trace names the compiled program can keep in SRAM (scores are the masked
 #: scores when the block is causal)
@@ -374,6 +374,23 @@ def _schedule(cfg, low, order, full: bool = False) -> Emitted:
     return emit(cfg, low.bundles, full)
 
 
+def _justified(cfg, low, order, em: Emitted) -> tuple[Emitted, int]:
+    """The chosen variant's schedule (placed in ``order``, emitted as ``em``) improved by
+    forward-backward passes (`schedule.justify`) where one is shorter and still fits the
+    instruction memory: (its Emitted, the round it came from; 0: ``em``, placed again)."""
+    best, best_key, rounds = em, None, 0
+    for k, key in enumerate(justify(cfg, low.bundles), 1):
+        e = emit(cfg, low.bundles, True)
+        if e.cycles < best.cycles and cfg.imem_fits({q: v.nwords for q, v in e.queues.items()}):
+            best, best_key, rounds = e, key, k
+    if best_key is None:
+        return _schedule(cfg, low, order, full=True), 0
+    place_in_order(cfg, low.bundles, best_key)
+    again = emit(cfg, low.bundles, True)
+    assert again.cycles == best.cycles, (again.cycles, best.cycles)
+    return again, rounds
+
+
 def _check_weights_fit(block: QuantBlock, cfg: TspConfig) -> None:
     """Fail fast if the int8 weights alone exceed the SRAM (the host writes all of them
     before the program starts, so this is a lower bound on what the block needs)."""
@@ -497,12 +514,16 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
     low, order, rec = best
     em = _schedule(cfg, low, order, full=True)  # re-place the chosen variant
     assert em.cycles == rec["cycles"]
+    rounds = 0
+    if effort != "fast":
+        em, rounds = _justified(cfg, low, order, em)
     prog = Program.from_instrs(cfg, {k: q.words for k, q in em.queues.items()})
     variant = {"plan": rec["plan"], "keep_intermediates": rec["keep"],
                "rigid_loads": rec["rigid_loads"], "v_transpose": rec["v_transpose"],
                "x8_near_input": rec["x8_near_input"],
                "scores_after_inputs": rec["scores_after_inputs"],
-               "spread_mlp": rec["spread_mlp"], "order": order}
+               "spread_mlp": rec["spread_mlp"], "order": order,
+               "listed_cycles": rec["cycles"], "justified": rounds}
     return CompiledBlock(
         cfg=cfg, block=block, program=prog, emitted=em, bundles=low.bundles, init=low.init,
         inputs=low.inputs, kept=low.valid_intermediates(),

@@ -47,7 +47,7 @@ from golden.machine import Machine, RunResult
 
 from . import tiling as T
 from .block import PLANS, decode_graph
-from .compiled import CompiledBlock, _bounds, _check_weights_fit, _schedule
+from .compiled import CompiledBlock, _bounds, _check_weights_fit, _justified, _schedule
 from .errors import CompileError, imem_error
 from .graph import lower_graph
 from .lowerings.block_attention import need_two_mem_slices
@@ -269,6 +269,9 @@ def compile_decode(block: QuantBlock, cfg: TspConfig | str, max_context: int | N
     low, order, rec = best
     em = _schedule(cfg, low, order, full=True)
     assert em.cycles == rec["cycles"]
+    rounds = 0
+    if effort != "fast":
+        em, rounds = _justified(cfg, low, order, em)
     prog = Program.from_instrs(cfg, {k: q.words for k, q in em.queues.items()})
     return CompiledDecode(
         cfg=cfg, block=block, program=prog, emitted=em, bundles=low.bundles, init=low.init,
@@ -277,7 +280,7 @@ def compile_decode(block: QuantBlock, cfg: TspConfig | str, max_context: int | N
         variant={"plan": rec["plan"], "spread": rec["spread"],
                  "x8_near_input": rec["x8_near_input"],
                  "rigid_loads": rec["rigid_loads"], "order": order,
-                 "max_context": C},
+                 "listed_cycles": rec["cycles"], "justified": rounds, "max_context": C},
         sram_used=low.mem.used, sram_peak=low.mem.peak, compile_seconds=time.time() - t0,
         tried=[{k: v for k, v in r.items() if k != "words"} for r in tried],
         max_context=C, pos_locs=list(low.cache.pos.values()),

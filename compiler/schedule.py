@@ -268,3 +268,87 @@ def _tmin(b: Bundle) -> int:
         assert p.placed, f"{b.name} placed before {p.name}"
         t = max(t, p.t0 + poff + d - off)
     return t
+
+
+def _fits_at(sch: Scheduler, b: Bundle, t: int):
+    """The stream choice if ``b`` fits in exactly cycle ``t`` (slots, banks, streams), else
+    None."""
+    if t < 0:
+        return None
+    t2, choice = sch.earliest(b, t)
+    return choice if t2 == t else None
+
+
+def backward_starts(cfg: TspConfig, bundles: list[Bundle]) -> dict[int, int] | None:
+    """A backward list schedule of the placed ``bundles``: latest forward finish first,
+    each bundle as late as its placed successors' dependency edges and the resources
+    allow, below a horizon of twice the forward schedule (only the order of the starts is
+    used).  {id(bundle): start}, or None if a bundle finds no cycle >= 0."""
+    horizon = 2 * max(b.t0 + b.span for b in bundles) + 1
+    sch = Scheduler(cfg)
+    succ: dict[int, list] = {id(b): [] for b in bundles}
+    for b in bundles:
+        for p, poff, off, d in b.preds:
+            succ[id(p)].append((b, poff, off, d))
+    left = {id(b): len({id(s) for s, *_ in succ[id(b)]}) for b in bundles}
+    start: dict[int, int] = {}
+    heap = [(-(b.t0 + b.span), b.index) for b in bundles if left[id(b)] == 0]
+    heapq.heapify(heap)
+    while heap:
+        _, i = heapq.heappop(heap)
+        b = bundles[i]
+        t = horizon - b.span
+        for s, poff, off, d in succ[id(b)]:  # start(s) + off >= start(b) + poff + d
+            t = min(t, start[id(s)] + off - poff - d)
+        choice = _fits_at(sch, b, t)
+        while choice is None:
+            t -= 1
+            if t < 0:
+                return None
+            choice = _fits_at(sch, b, t)
+        sch.commit(b, t, choice)
+        start[id(b)] = t
+        for p in {id(p): p for p, *_ in b.preds}.values():
+            left[id(p)] -= 1
+            if left[id(p)] == 0:
+                heapq.heappush(heap, (-(p.t0 + p.span), p.index))
+    return start
+
+
+def place_in_order(cfg: TspConfig, bundles: list[Bundle], key: dict[int, int]) -> Scheduler:
+    """List scheduling with ``key[id(bundle)]`` as the priority (smallest first among the
+    ready bundles), each bundle at its earliest cycle."""
+    sch = Scheduler(cfg)
+    for i, b in enumerate(bundles):
+        b.index = i
+        b.placed = False
+    priorities(bundles)  # (the successor lists)
+    waiting = {id(b): len({id(p) for p, *_ in b.preds}) for b in bundles}
+    heap = [(key[id(b)], b.index) for b in bundles if waiting[id(b)] == 0]
+    heapq.heapify(heap)
+    while heap:
+        _, i = heapq.heappop(heap)
+        b = bundles[i]
+        sch.place(b, _tmin(b))
+        b.placed = True
+        for s in b.succs:
+            waiting[id(s)] -= 1
+            if waiting[id(s)] == 0:
+                heapq.heappush(heap, (key[id(s)], s.index))
+    return sch
+
+
+def justify(cfg: TspConfig, bundles: list[Bundle], rounds: int = 3):
+    """Forward-backward improvement of a placed list schedule (justification, as in
+    resource-constrained project scheduling): schedule backward from the end
+    (`backward_starts`), then forward again in the order of those starts
+    (`place_in_order`), which packs bundles that a greedy forward pass left waiting into
+    the gaps.  A generator: after each round's forward pass (the bundles placed) it yields
+    that round's order, which `place_in_order` reproduces; the caller keeps the best.  Stops
+    early where a backward pass does not fit."""
+    for _ in range(rounds):
+        key = backward_starts(cfg, bundles)
+        if key is None:
+            return
+        place_in_order(cfg, bundles, key)
+        yield key

@@ -105,6 +105,8 @@ def run_bench(rtl: bool = True, log=print, only: str | None = None) -> list[dict
         row = {"config": cfg_name, "shape": {"seq": seq, "d_model": d, "heads": h, "d_ff": ff,
                                              "causal": causal},
                "cycles": comp.cycles, "model_cycles": res.cycles,
+               "listed_cycles": comp.variant["listed_cycles"],
+               "justified_rounds": comp.variant["justified"],
                "bit_exact_model": bool((y == block.forward_int(x_q)).all()),
                "lower_bound": comp.lower_bound, "bound_terms": comp.bounds.as_dict(),
                "ratio": round(comp.ratio, 3), "mxm_utilization": round(comp.mxm_utilisation, 4),
