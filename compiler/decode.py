@@ -269,9 +269,9 @@ def compile_decode(block: QuantBlock, cfg: TspConfig | str, max_context: int | N
     low, order, rec = best
     em = _schedule(cfg, low, order, full=True)
     assert em.cycles == rec["cycles"]
-    rounds = 0
+    how = {"justified": 0, "justified_from": order}
     if effort != "fast":
-        em, rounds = _justified(cfg, low, order, em)
+        em, how = _justified(cfg, low, order, em, orders)
     prog = Program.from_instrs(cfg, {k: q.words for k, q in em.queues.items()})
     return CompiledDecode(
         cfg=cfg, block=block, program=prog, emitted=em, bundles=low.bundles, init=low.init,
@@ -280,7 +280,7 @@ def compile_decode(block: QuantBlock, cfg: TspConfig | str, max_context: int | N
         variant={"plan": rec["plan"], "spread": rec["spread"],
                  "x8_near_input": rec["x8_near_input"],
                  "rigid_loads": rec["rigid_loads"], "order": order,
-                 "listed_cycles": rec["cycles"], "justified": rounds, "max_context": C},
+                 "listed_cycles": rec["cycles"], **how, "max_context": C},
         sram_used=low.mem.used, sram_peak=low.mem.peak, compile_seconds=time.time() - t0,
         tried=[{k: v for k, v in r.items() if k != "words"} for r in tried],
         max_context=C, pos_locs=list(low.cache.pos.values()),

@@ -229,18 +229,7 @@ def list_schedule(cfg: TspConfig, bundles: list[Bundle], order: str = "cycle") -
     waiting = {id(b): len({id(p) for p, *_ in b.preds}) for b in bundles}
     done = 0
     if order == "priority":
-        heap = [(-b.prio, b.index) for b in bundles if waiting[id(b)] == 0]
-        heapq.heapify(heap)
-        while heap:
-            _, i = heapq.heappop(heap)
-            b = bundles[i]
-            sch.place(b, _tmin(b))
-            b.placed = True
-            done += 1
-            for s in b.succs:
-                waiting[id(s)] -= 1
-                if waiting[id(s)] == 0:
-                    heapq.heappush(heap, (-s.prio, s.index))
+        done = _place_ready(sch, bundles, lambda b: -b.prio)
     else:
         heap = [(_tmin(b), -b.prio, b.index) for b in bundles if waiting[id(b)] == 0]
         heapq.heapify(heap)
@@ -323,19 +312,28 @@ def place_in_order(cfg: TspConfig, bundles: list[Bundle], key: dict[int, int]) -
         b.index = i
         b.placed = False
     priorities(bundles)  # (the successor lists)
+    _place_ready(sch, bundles, lambda b: key[id(b)])
+    return sch
+
+
+def _place_ready(sch: Scheduler, bundles: list[Bundle], key) -> int:
+    """Place every bundle, among the ready ones (every predecessor placed) the smallest
+    ``key(bundle)`` first, each at its earliest cycle; how many were placed."""
     waiting = {id(b): len({id(p) for p, *_ in b.preds}) for b in bundles}
-    heap = [(key[id(b)], b.index) for b in bundles if waiting[id(b)] == 0]
+    heap = [(key(b), b.index) for b in bundles if waiting[id(b)] == 0]
     heapq.heapify(heap)
+    done = 0
     while heap:
         _, i = heapq.heappop(heap)
         b = bundles[i]
         sch.place(b, _tmin(b))
         b.placed = True
+        done += 1
         for s in b.succs:
             waiting[id(s)] -= 1
             if waiting[id(s)] == 0:
-                heapq.heappush(heap, (key[id(s)], s.index))
-    return sch
+                heapq.heappush(heap, (key(s), s.index))
+    return done
 
 
 def justify(cfg: TspConfig, bundles: list[Bundle], rounds: int = 3):
