@@ -2,6 +2,7 @@
 initial values stripped for X-state runs, coverage files merged and attributed to slices,
 uncovered Verilog lines mapped back to the Python that declared the signal."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -427,3 +428,8 @@ def test_narrow_arithmetic_is_equivalent(tmp_path):
     assert n == 6, gate
     assert narrow_arithmetic(gate) == (gate, 0)
     _assert_equivalent(tmp_path, gold, gate, "equiv_simple")
+    # the prover is not fooled: the first narrowed wire one bit narrower than its reads
+    wrong = re.sub(r"wire \[15:0\] (\\\$\d+) ;", r"wire [14:0] \1 ;", gate, count=1)
+    assert wrong != gate
+    with pytest.raises(AssertionError, match="unproven"):
+        _assert_equivalent(tmp_path, gold, wrong, "equiv_simple")
