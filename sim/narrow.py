@@ -27,9 +27,13 @@ cells, but it does not see through the processes that read these wires.)
 from __future__ import annotations
 
 import re
+from collections import Counter, defaultdict
 
 _MODULE = re.compile(r"^module .*?^endmodule\n", re.M | re.S)
 _DECL = re.compile(r"^  wire (signed )?\[(\d+):0\] (\\\$\d+) ;\n", re.M)
+_ASSIGN = re.compile(r"^  assign (\\\$\d+)\s+= (.*);\n", re.M)
+_MENTION = re.compile(r"\\\$\d+(?=\s)")
+_SELECTED = re.compile(r"(\\\$\d+) ?\[(\d+)(?::\d+)?\]")
 _ATTR = re.compile(r"\(\*.*?\*\)\s*")
 _SELECT = re.compile(r"\[[^\]]*\]")
 #: one operation yosys writes per cell: a binary +, -, * or <<, or a unary minus
@@ -47,19 +51,24 @@ def _operation(rhs: str) -> bool:
 
 
 def _narrow_module(text: str) -> tuple[str, int]:
+    assigns: dict[str, list[str]] = defaultdict(list)
+    for a in _ASSIGN.finditer(text):
+        assigns[a[1]].append(a[2])
+    mentions = Counter(_MENTION.findall(text))
+    selects: dict[str, list[int]] = defaultdict(list)
+    for name, hi in _SELECTED.findall(text):
+        selects[name].append(int(hi))
     n = 0
     for decl in list(_DECL.finditer(text)):
         name, width = decl[3], int(decl[2]) + 1
-        esc = re.escape(name)
-        assigns = re.findall(rf"^  assign {esc}\s+= (.*);\n", text, re.M)
-        if len(assigns) != 1 or not _operation(assigns[0]):
+        rhs = assigns.get(name, [])
+        if len(rhs) != 1 or not _operation(rhs[0]):
             continue
-        # every other mention must be a read through a constant select
-        mentions = len(re.findall(rf"{esc}(?=\s)", text))
-        selects = [int(hi) for hi in re.findall(rf"{esc} ?\[(\d+)(?::\d+)?\]", text)]
-        if mentions != 2 + len(selects) or not selects:
+        # every other mention (the declaration, the assign) is a read through a constant select
+        sel = selects.get(name, [])
+        if mentions[name] != 2 + len(sel) or not sel:
             continue
-        used = max(selects) + 1
+        used = max(sel) + 1
         if used >= width:
             continue
         text = text.replace(decl[0], f"  wire {decl[1] or ''}[{used - 1}:0] {name} ;\n", 1)
