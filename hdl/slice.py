@@ -223,7 +223,10 @@ def legal_checks(word, kind: str, cfg: TspConfig, *, strided_fields: bool = True
     field within its range; with ``strided_fields=False`` the REPEAT-strided fields
     are left to a check after their offset is added).  The machine model checks
     more (operand combinations); see docs/verification.md."""
-    return _legal_terms(word, kind, cfg, strided_fields=strided_fields)[0]
+    ok_any = Const(0)
+    for opcode, cond in _legal_terms(word, kind, cfg, strided_fields=strided_fields):
+        ok_any = ok_any | ((opcode_of(word) == opcode) & cond)
+    return ok_any
 
 
 def legal_signal(m, word, kind: str, cfg: TspConfig, *, strided_fields: bool = True,
@@ -233,15 +236,14 @@ def legal_signal(m, word, kind: str, cfg: TspConfig, *, strided_fields: bool = T
     instruction)."""
     ok = Signal(name=name)
     with m.Switch(opcode_of(word)):
-        for opcode, cond in _legal_terms(word, kind, cfg, strided_fields=strided_fields)[1]:
+        for opcode, cond in _legal_terms(word, kind, cfg, strided_fields=strided_fields):
             with m.Case(opcode):
                 m.d.comb += ok.eq(cond)
     return ok
 
 
 def _legal_terms(word, kind: str, cfg: TspConfig, *, strided_fields: bool):
-    """(the OR of every opcode's check, [(opcode, its check but the opcode compare)])."""
-    ok_any = Const(0)
+    """[(opcode, its check but the opcode compare)] for every instruction of ``kind``."""
     terms = []
     for mn, d in isa.DEFS[kind].items():
         # a field of optional hardware the config does not have (range 0..0) is checked as
@@ -262,9 +264,8 @@ def _legal_terms(word, kind: str, cfg: TspConfig, *, strided_fields: bool):
                 cond = cond & (val >= lo)
             if hi < fhi:
                 cond = cond & (val <= hi)
-        ok_any = ok_any | ((opcode_of(word) == d.opcode) & cond)
         terms.append((d.opcode, cond))
-    return ok_any, terms
+    return terms
 
 
 __all__ = [
