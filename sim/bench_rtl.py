@@ -14,7 +14,8 @@ machine model shows changed), twice:
 Every run must take the predicted cycles (clock edges START -> done) and the last run's
 output must be bit-exact.  Each speed is the median of `TRIALS` measurements.
 Reported: Verilog size and generation time, Verilator build time, load time, cycles per
-second of each, and the ratio driven / bare.  With
+second of each, and the ratio driven / bare; the builds' g++ optimisation level
+(`toolchain.cxx_opt`: -O2, or $TSP_CXX_OPT).  With
 ``cold`` the builds are made in a fresh build directory (the generation and build
 times are then this run's; otherwise they are those of the run that made the cache).
 Written to ``build/bench-rtl.json``.
@@ -32,6 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from arch.config import TspConfig
+
+from . import toolchain
 
 #: cycles each measurement runs at least
 MIN_CYCLES = 100_000
@@ -121,7 +124,7 @@ def bench_config(cfg: TspConfig, *, threads=(1, 2), log=print) -> dict:
     trials.sort(key=lambda t: t["sim_cycles_per_second"])
     s = trials[len(trials) // 2]
     row = {
-        "config": cfg.name, "superlanes": cfg.superlanes,
+        "config": cfg.name, "superlanes": cfg.superlanes, "cxx_opt": toolchain.cxx_opt(),
         "verilog_bytes": art.sim_path.stat().st_size,
         "verilog_bytes_with_init": art.size_bytes,
         "verilog_seconds": round(art.seconds, 1), "verilog_cached": art.cached,
@@ -191,7 +194,8 @@ def run_bench_rtl(configs: list[TspConfig], *, cold: bool = False, threads=(1, 2
             row["wall_seconds"] = round(time.monotonic() - t0, 1)
             rows.append(row)
             bare2 = row.get("bare_threads2_cycles_per_second")
-            log(f"{cfg.name:7s} Verilog {row['verilog_bytes'] / 1e6:.2f} MB in "
+            log(f"{cfg.name:7s} (g++ {row['cxx_opt']}) Verilog "
+                f"{row['verilog_bytes'] / 1e6:.2f} MB in "
                 f"{row['verilog_seconds']} s{' (cached)' if row['verilog_cached'] else ''}, "
                 f"Verilator {row['verilator_seconds']} s"
                 f"{' (cached)' if row['verilator_cached'] else ''}; load "

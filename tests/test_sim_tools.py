@@ -433,3 +433,19 @@ def test_narrow_arithmetic_is_equivalent(tmp_path):
     assert wrong != gate
     with pytest.raises(AssertionError, match="unproven"):
         _assert_equivalent(tmp_path, gold, wrong, "equiv_simple")
+
+
+def test_cxx_opt_is_checked_and_keys_the_build(monkeypatch):
+    """The g++ level of the evaluation code comes from $TSP_CXX_OPT (the regression's
+    conftest sets -O1; the default is -O2), reaches make through MAKEFLAGS (so it is part
+    of every build's key), and a level outside the allowed ones is refused by name."""
+    from sim import toolchain
+
+    monkeypatch.delenv("TSP_CXX_OPT", raising=False)
+    assert toolchain.cxx_opt() == "-O2"
+    assert "OPT_FAST=-O2" in toolchain.setup_environ({})["MAKEFLAGS"].split()
+    monkeypatch.setenv("TSP_CXX_OPT", "-O1")
+    assert "OPT_FAST=-O1" in toolchain.setup_environ({})["MAKEFLAGS"].split()
+    monkeypatch.setenv("TSP_CXX_OPT", "-Ofast")
+    with pytest.raises(toolchain.ToolchainError, match=r"TSP_CXX_OPT='-Ofast'.*-O1, -O2, -O3"):
+        toolchain.setup_environ({})
