@@ -56,7 +56,7 @@ holding it reads it.
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -82,6 +82,8 @@ __all__ = ["SxmGlobalUnit", "SxmLocalUnit", "SxmReduceUnit", "SxmSlice", "SxmTil
 KIND = "SXM"
 OPC = isa.OPCODES[KIND]
 BLOCK = 32 * LANES  # one tile's lanes, lane-major, 4 byte planes each
+#: the widest register a gated data chain is built of (`_delay`)
+WORD = 64
 # reduction ops
 R_MAX, R_MIN, R_SUM = 0, 1, 2
 # global ops
@@ -93,20 +95,33 @@ def _nbytes(type_code):
     return Array([Const(isa.type_bytes(t), 3) for t in range(len(isa.TYPES))])[type_code]
 
 
-def _delay(m, value, cycles, name, reset_less=False, enables=None):
+def _delay(m, value, cycles, name, reset_less=False, enables=None, words=False):
     """``value`` through ``cycles`` registers: the list of every stage ([0] = value).
 
     ``enables[n]`` (optional): stage ``n + 1`` loads only in a cycle with it set -- the
     valid bit of the instruction whose data stage ``n`` holds then, so that a data chain
-    moves only with work in it (nothing reads a stage without its valid control word)."""
+    moves only with work in it (nothing reads a stage without its valid control word).
+    ``words``: the first stage (gated, loaded from a wide expression) is built of registers
+    of at most `WORD` bits: Verilator computes a wider value in temporaries in front of
+    the ``if`` that gates it, so in every cycle; in words, only with the enable."""
     stages = [value]
     for n in range(cycles):
-        r = Signal(value.shape(), name=f"{name}_d{n + 1}", reset_less=reset_less)
-        if enables is None:
-            m.d.sync += r.eq(stages[-1])
-        else:
-            with m.If(enables[n]):
+        if enables is None or n > 0 or not words:
+            r = Signal(value.shape(), name=f"{name}_d{n + 1}", reset_less=reset_less)
+            if enables is None:
                 m.d.sync += r.eq(stages[-1])
+            else:
+                with m.If(enables[n]):
+                    m.d.sync += r.eq(stages[-1])
+        else:
+            prev, regs = Value.cast(stages[-1]), []
+            for k, lo in enumerate(range(0, len(prev), WORD)):
+                w = Signal(min(WORD, len(prev) - lo), reset_less=reset_less,
+                           name=f"{name}_d{n + 1}_w{k}")
+                with m.If(enables[n]):
+                    m.d.sync += w.eq(prev[lo:lo + WORD])
+                regs.append(w)
+            r = Cat(*regs)
         stages.append(r)
     return stages
 
@@ -183,7 +198,7 @@ class SxmLocalUnit(wiring.Component):
             res.append(Mux(self.rot | inside, sel[j[:4]], 0))
         ctls = _delay(m, self.ctl, 2, "loc_ctl")
         data = _delay(m, Cat(*res), 2, "loc", reset_less=True,
-                      enables=[c.valid for c in ctls[:2]])
+                      enables=[c.valid for c in ctls[:2]], words=True)
         m.d.comb += [
             self.o_blk.eq(data[-1]),
             self.o_ctl.eq(ctls[-1]),
@@ -242,16 +257,20 @@ class SxmGlobalUnit(wiring.Component):
             with m.If(g.valid):  # (0 otherwise: the simulator skips the lane's mux)
                 m.d.comb += r.eq(Mux(zero, 0, _pick(vec, src)))
             res.append(r)
-        out = Signal(32 * VL, name="res", reset_less=True)
+        # the result register, one per lane (a register wider than 64 bits loaded under
+        # an `if` is computed by Verilator in front of it, so in every cycle: `_delay`)
+        outs = [Signal(32, name=f"res_q{i}", reset_less=True) for i in range(VL)]
+        out = Cat(*outs)
         octl = Signal(out_layout(cfg), name="res_ctl")
         R = cfg.sxm_transpose_rows
         if R:
             tp_valid, tcol = self._transposer(m, g, vec)
             with m.If(g.valid):  # read downstream only with its valid control word
-                m.d.sync += out.eq(Mux(g.tget, tcol, Cat(*res)))
+                m.d.sync += [o.eq(Mux(g.tget, tcol[32 * i:32 * i + 32], r))
+                             for i, (o, r) in enumerate(zip(outs, res, strict=True))]
         else:
             with m.If(g.valid):
-                m.d.sync += out.eq(Cat(*res))
+                m.d.sync += [o.eq(r) for o, r in zip(outs, res, strict=True)]
         m.d.sync += octl.eq(g.out)
         # `out` is present in t + S; tile k writes in t + 2S + k: S + k more registers
         ctls = _delay(m, octl, 2 * S - 1, "out_ctl")

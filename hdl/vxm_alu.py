@@ -135,10 +135,14 @@ def build_alu(m: Module, domain: str, out, *, op, x, y, z=None, w8, w16, qlo=Non
         m.d.comb += xw.eq(Mux(w8, x[:8], Mux(w16, x[:16], x[:32])))
     with m.If(is_clz):
         nlz = leading_zeros(m, xw, f"{name}_nlz")
-    # (expressions rather than named signals: Verilator then keeps no variable of their
-    # own for them; `make profile-rtl` counts 4 % fewer instructions in the VXM)
-    lt = x < y
-    eq = x == y
+    # the comparator, only for the ops that read it (0 otherwise: as unconditional
+    # expressions, Verilator computed both in every cycle, in front of the case)
+    lt, eq = sig(1, "lt"), sig(1, "eq")
+    with m.If(op_is("MIN") | op_is("MAX") | op_is("LT") | op_is("LE") | op_is("GT")
+              | op_is("GE")):
+        m.d.comb += lt.eq(x < y)
+    with m.If(op_is("EQ") | op_is("NE") | op_is("LE") | op_is("GT")):
+        m.d.comb += eq.eq(x == y)
 
     # shared right shifter with rounding: SHR, SRA, SRAR, REQUANT
     amt = Mux(is_rq, rq_n, n_y)
@@ -154,7 +158,7 @@ def build_alu(m: Module, domain: str, out, *, op, x, y, z=None, w8, w16, qlo=Non
     # one clamp unit: SAT8, SAT16 and (stage 1) REQUANT = SRAR(acc * m, 31 - s) + zp
     sat8 = op_is("SAT8")
     if qlo is not None:
-        c_in = Mux(is_rq, shifted + rq_zp, x)
+        c_in = Mux(is_rq, (shifted + rq_zp)[:64].as_signed(), x)  # (c_val's 64 bits)
         c_lo = Mux(sat8, -128, Mux(op_is("SAT16"), -32768, qlo))
         c_hi = Mux(sat8, 127, Mux(op_is("SAT16"), 32767, qhi))
     else:
@@ -185,7 +189,10 @@ def build_alu(m: Module, domain: str, out, *, op, x, y, z=None, w8, w16, qlo=Non
         "GT": ~(lt | eq),
         "GE": ~lt,
         "RELU": Mux(neg, 0, x),
-        "ABS": Mux(neg, -x, x),  # 64-bit result: |INT64_MIN| wraps as in numpy
+        # 64-bit result: |INT64_MIN| wraps as in numpy.  (The 65-bit negation cut to 64
+        # bits here, not by the assignment: a wider operand of the mux is built by Verilator
+        # in every cycle, in front of the case that selects it.)
+        "ABS": Mux(neg, (-x)[:64], x),
         ("SAT8", "SAT16"): clamped,
         "CLZ": nlz - Mux(w8, 24, Mux(w16, 16, 0)),
         "REQUANT": clamped if qlo is not None else shifted + rq_zp,
