@@ -98,6 +98,7 @@ help:
 	@echo "make cost     area and clock rate: yosys + nextpnr-ecp5 per unit, sweep (CONFIG=tiny)"
 	@echo "              -> build/cost.json, build/cost.png (installs the [cost] extra)"
 	@echo "make clean    remove build/ (keeps .venv); make distclean also removes .venv"
+	@echo "Simulators are compiled with g++ -O2 (make test: -O1); TSP_CXX_OPT=-O1|-O2|-O3 chooses"
 
 venv: $(STAMP)
 
