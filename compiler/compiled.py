@@ -374,17 +374,20 @@ def _schedule(cfg, low, order, full: bool = False) -> Emitted:
     return emit(cfg, low.bundles, full)
 
 
-def _justified(cfg, low, order, em: Emitted, orders=("priority", "cycle", "program")
-               ) -> tuple[Emitted, dict]:
+def _justified(cfg, low, order, em: Emitted, orders=("priority", "cycle", "program"),
+               effort: str = "best") -> tuple[Emitted, dict]:
     """The chosen variant's schedule (placed in ``order``, emitted as ``em``) improved by
     forward-backward passes (`schedule.justify`) from its list schedule in each of
     ``orders``, where one is shorter and still fits the instruction memory: (its Emitted,
     {"justified": the round, 0 if none was shorter and ``em`` is placed again;
-    "justified_from": the order whose list schedule the passes started from}).  (The
+    "justified_from": the order whose list schedule the passes started from}).
+    ``effort="fast"``: no passes, ``em`` as it is.  (The
     passes pack a schedule that left bundles waiting better than one that did not: on the
     medium block the `cycle` order's 1,671 cycles justify to 1,597, `priority`'s 1,635 to
     1,606.)"""
     best, best_key, how = em, None, {"justified": 0, "justified_from": order}
+    if effort == "fast":
+        return em, how
     for o in (order, *(o for o in orders if o != order)):
         list_schedule(cfg, low.bundles, order=o)
         # three rounds from the chosen order's schedule, one from the others' (a later
@@ -525,9 +528,7 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
     low, order, rec = best
     em = _schedule(cfg, low, order, full=True)  # re-place the chosen variant
     assert em.cycles == rec["cycles"]
-    how = {"justified": 0, "justified_from": order}
-    if effort != "fast":
-        em, how = _justified(cfg, low, order, em, orders)
+    em, how = _justified(cfg, low, order, em, orders, effort)
     prog = Program.from_instrs(cfg, {k: q.words for k, q in em.queues.items()})
     variant = {"plan": rec["plan"], "keep_intermediates": rec["keep"],
                "rigid_loads": rec["rigid_loads"], "v_transpose": rec["v_transpose"],

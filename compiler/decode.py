@@ -269,9 +269,7 @@ def compile_decode(block: QuantBlock, cfg: TspConfig | str, max_context: int | N
     low, order, rec = best
     em = _schedule(cfg, low, order, full=True)
     assert em.cycles == rec["cycles"]
-    how = {"justified": 0, "justified_from": order}
-    if effort != "fast":
-        em, how = _justified(cfg, low, order, em, orders)
+    em, how = _justified(cfg, low, order, em, orders, effort)
     prog = Program.from_instrs(cfg, {k: q.words for k, q in em.queues.items()})
     return CompiledDecode(
         cfg=cfg, block=block, program=prog, emitted=em, bundles=low.bundles, init=low.init,

@@ -216,21 +216,18 @@ def list_schedule(cfg: TspConfig, bundles: list[Bundle], order: str = "cycle") -
     * "priority": ready bundles in order of priority, each at its earliest cycle;
     * "program": program order, each at its earliest cycle (regular, compact code).
     """
-    sch = Scheduler(cfg)
-    for i, b in enumerate(bundles):
-        b.index = i
-        b.placed = False
+    sch = _unplaced(cfg, bundles)
     if order == "program":
         for b in bundles:
             sch.place(b, _tmin(b))
             b.placed = True
         return sch
     priorities(bundles)
-    waiting = {id(b): len({id(p) for p, *_ in b.preds}) for b in bundles}
-    done = 0
     if order == "priority":
         done = _place_ready(sch, bundles, lambda b: -b.prio)
     else:
+        done = 0
+        waiting = {id(b): len({id(p) for p, *_ in b.preds}) for b in bundles}
         heap = [(_tmin(b), -b.prio, b.index) for b in bundles if waiting[id(b)] == 0]
         heapq.heapify(heap)
         while heap:
@@ -307,13 +304,19 @@ def backward_starts(cfg: TspConfig, bundles: list[Bundle]) -> dict[int, int] | N
 def place_in_order(cfg: TspConfig, bundles: list[Bundle], key: dict[int, int]) -> Scheduler:
     """List scheduling with ``key[id(bundle)]`` as the priority (smallest first among the
     ready bundles), each bundle at its earliest cycle."""
-    sch = Scheduler(cfg)
+    sch = _unplaced(cfg, bundles)
+    priorities(bundles)  # (the successor lists)
+    done = _place_ready(sch, bundles, lambda b: key[id(b)])
+    assert done == len(bundles), "dependency cycle in the program"
+    return sch
+
+
+def _unplaced(cfg: TspConfig, bundles: list[Bundle]) -> Scheduler:
+    """An empty schedule, every bundle numbered in program order and not placed."""
     for i, b in enumerate(bundles):
         b.index = i
         b.placed = False
-    priorities(bundles)  # (the successor lists)
-    _place_ready(sch, bundles, lambda b: key[id(b)])
-    return sch
+    return Scheduler(cfg)
 
 
 def _place_ready(sch: Scheduler, bundles: list[Bundle], key) -> int:
