@@ -157,6 +157,7 @@ class MemTile(wiring.Component):
             rp = mem.read_port()
             wp = mem.write_port()
             m.d.comb += [
+                rp.en.eq(self.host_re | is_read),
                 rp.addr.eq(Mux(self.host_re, self.host_addr, addr[:abits])),
                 wp.addr.eq(Mux(self.host_we, self.host_addr, w_addr[i])),
                 wp.data.eq(Mux(self.host_we, self.host_wdata[8 * i:8 * i + 8], w_data[i])),

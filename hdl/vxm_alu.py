@@ -171,16 +171,22 @@ def build_alu(m: Module, domain: str, out, *, op, x, y, z=None, w8, w16, qlo=Non
         m.d.comb += [c_val.eq(c_in), clamped.eq(clamp(c_val, c_lo, c_hi))]
 
     neg = x[-1]
+    # the operands sign-extended to the result's 64 bits once, in signals: an operation
+    # on the narrower operands is extended in its case arm, and since the extension reads
+    # the value twice (its sign bit and its bits) Verilator computed every such value in
+    # every cycle, in front of the case
+    x64, y64 = sig(signed(64), "x64"), sig(signed(64), "y64")
+    m.d.comb += [x64.eq(x), y64.eq(y)]
     results = {
-        "PASS": x,
-        "ADD": x + y,
-        "SUB": x - y,
+        "PASS": x64,
+        "ADD": (x64 + y64)[:64],
+        "SUB": (x64 - y64)[:64],
         "MUL": prod,
-        ("MIN", "MAX"): Mux(lt ^ op_is("MAX"), x, y),
-        "AND": x & y,
-        "OR": x | y,
-        "XOR": x ^ y,
-        "SHL": (x << n_y)[:64],
+        ("MIN", "MAX"): Mux(lt ^ op_is("MAX"), x64, y64),
+        "AND": x64 & y64,
+        "OR": x64 | y64,
+        "XOR": x64 ^ y64,
+        "SHL": (x64 << n_y)[:64],
         ("SHR", "SRA", "SRAR"): shifted,
         "EQ": eq,
         "NE": ~eq,
@@ -188,11 +194,11 @@ def build_alu(m: Module, domain: str, out, *, op, x, y, z=None, w8, w16, qlo=Non
         "LE": lt | eq,
         "GT": ~(lt | eq),
         "GE": ~lt,
-        "RELU": Mux(neg, 0, x),
+        "RELU": Mux(neg, 0, x64),
         # 64-bit result: |INT64_MIN| wraps as in numpy.  (The 65-bit negation cut to 64
         # bits here, not by the assignment: a wider operand of the mux is built by Verilator
         # in every cycle, in front of the case that selects it.)
-        "ABS": Mux(neg, (-x)[:64], x),
+        "ABS": Mux(neg, (-x64)[:64], x64),
         ("SAT8", "SAT16"): clamped,
         "CLZ": nlz - Mux(w8, 24, Mux(w16, 16, 0)),
         "REQUANT": clamped if qlo is not None else shifted + rq_zp,
