@@ -24,8 +24,8 @@ conditional store.  A temporary is folded only where nothing else reads or write
 it: it is assigned in one combinational block that assigns nothing else, and read
 only by the one clocked copy.  Only the block's first statement, if it is the hold
 (``\\$247  = cnt;``), is dropped; a hold further in is kept as ``cnt <= cnt``.
-Registers wider than 64 bits and registers chosen by a ``case`` are left as they
-are (`MAX_BITS`: measured, folding them costs Verilator more).
+Registers wider than 64 bits and registers chosen by a ``case`` of many arms are left
+as they are (`MAX_BITS`, `MAX_CASE_ARMS`: measured, folding them costs Verilator more).
 """
 
 from __future__ import annotations
@@ -47,11 +47,15 @@ _CASE = re.compile(r"^\s*case[zx]? \(", re.M)
 #: every word, where the unfolded register costs one (measured at `small`: the MXM
 #: weight rows went from 7.5k to 15.1k instructions per cycle)
 MAX_BITS = 64
-#: (no constant: a register whose next value is chosen by a ``case`` is not folded.
-#: Verilator computes every alternative's multi-word temporaries in front of the
-#: clocked statement, where it computed only the chosen one in the combinational
-#: block: a VXM lane's result register, chosen among 65-bit sums and shifts by the
-#: ALU op, cost 4.5k more instructions per cycle at `small` folded.)
+#: a register whose next value is chosen by a ``case`` of more arms is not folded.
+#: Folded, Verilator computes the alternatives' values in front of the clocked statement
+#: rather than only the chosen one: a VXM lane's result register, chosen by the ALU op
+#: among 22 values, cost 2,070 more instructions per idle cycle at `small` folded (and
+#: 4.5k when its sums were 65 bits wide); the queues' program counter, wait counter and
+#: state (3-4 arms) cost 700 fewer (`make profile-rtl`)
+MAX_CASE_ARMS = 8
+#: one arm of a ``case``: its pattern(s) or ``default``, then ``:``
+_ARM = re.compile(r"^\s*(?:\d+'[bdh][\w?]+(?:\s*,\s*\d+'[bdh][\w?]+)*|default)\s*:", re.M)
 
 
 _TEMP = re.compile(r"\\\$\d+(?=\s)")
@@ -74,8 +78,8 @@ def _fold_module(text: str) -> tuple[str, int]:
         decl = decls.get(tmp)
         if decl is None or int(decl.group(1) or 0) >= MAX_BITS:
             continue
-        if _CASE.search(body):
-            continue  # (see the note under MAX_BITS)
+        if _CASE.search(body) and len(_ARM.findall(body)) > MAX_CASE_ARMS:
+            continue  # (see the note under MAX_CASE_ARMS)
         # every use of the temporary: its declaration, its assignments, the copy
         if uses[tmp] != 1 + len(targets) + 1 or Counter(_TEMP.findall(body))[tmp] != len(targets):
             continue

@@ -322,16 +322,36 @@ def test_fold_next_state():
     from sim.flops import fold_next_state
 
     out, n = fold_next_state(FLOPS)
-    assert n == 1
+    assert n == 2
     assert ("  always @(posedge clk) begin\n    if (en) begin\n      if (sel[0]) begin\n"
             "        q <= a;\n      end else begin\n        q[3:0] <= b[3:0];\n"
             "      end\n    end\n  end\n") in out
+    assert ("  always @(posedge clk) begin\n    casez (sel)\n      2'h0:\n"
+            "          u <= a;\n    endcase\n  end\n") in out  # a case of few arms
     assert "\\$1 " not in out and "q <= q" not in out  # the temporary and the hold are gone
     for kept in ("    r <= \\$2 ;", "    s <= \\$3 ;", "    t <= \\$5 ;", "\\$5  = \\$4 ;",
-                 "    u <= \\$6 ;", "    v <= \\$7 ;", "    named = a;"):
-        assert kept in out  # two temporaries in one block; one read elsewhere; a case;
+                 "    v <= \\$7 ;", "    named = a;"):
+        assert kept in out  # two temporaries in one block; one read elsewhere;
         # a block that also assigns a named signal
     assert fold_next_state(out) == (out, 0)
+
+
+def test_fold_next_state_leaves_a_case_of_many_arms():
+    """A register chosen by a case of more than `MAX_CASE_ARMS` arms (a VXM lane's ALU
+    result, chosen by the op) keeps its next-state block; one arm fewer is folded."""
+    from sim.flops import MAX_CASE_ARMS, fold_next_state
+
+    def module(arms):
+        cases = "".join(f"      5'h{i:x}:\n          \\$6  = a + 5'h{i:x};\n" for i in range(arms))
+        return ("module c(clk, a, sel, u);\n  input clk;\n  input [4:0] a;\n"
+                "  input [4:0] sel;\n  output [4:0] u;\n  reg [4:0] u;\n  reg [4:0] \\$6 ;\n"
+                "  always @(posedge clk)\n    u <= \\$6 ;\n  always @* begin\n"
+                "    \\$6  = u;\n    casez (sel)\n" + cases + "    endcase\n  end\nendmodule\n")
+
+    many = module(MAX_CASE_ARMS + 1)
+    assert fold_next_state(many) == (many, 0)
+    out, n = fold_next_state(module(MAX_CASE_ARMS))
+    assert n == 1 and "u <= a + 5'h0;" in out and "\\$6" not in out
 
 
 def test_fold_next_state_is_equivalent(tmp_path):
@@ -366,7 +386,7 @@ def test_fold_next_state_is_equivalent(tmp_path):
                     m.d.sync += [w[16:32].eq(~self.a), cnt.eq(cnt + 1)]
             with m.Elif(self.sel == 3):
                 m.d.sync += cnt.eq(0)
-            with m.Switch(self.sel):  # a case: left as it was
+            with m.Switch(self.sel):  # a case of few arms: folded too
                 with m.Case(2):
                     m.d.sync += sw.eq(self.a[:8])
             m.d.comb += [self.q.eq(w[8:24] ^ sw), self.r.eq(cnt)]
