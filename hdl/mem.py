@@ -13,7 +13,8 @@ issued in cycle t:
 
 - READ/GATHER: the SRAM read is in cycle t (address = addr, or addr + idx[l]
   with idx taken from a stream in cycle t); the data goes onto the result
-  stream in cycle t + 1.
+  stream in cycle t + 1.  The lane memories are read (read enable) only in such a
+  cycle or for the host; their read data holds otherwise.
 - WRITE/SCATTER: the data (and idx) are taken from the streams in cycle t; the
   SRAM write is in cycle t + 1.
 - READ ..., w=ADDR@sN.D (configs with ``mem_read_write``): a READ and a WRITE in one
