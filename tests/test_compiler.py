@@ -4,6 +4,7 @@ cycles == model cycles, lower bound <= cycles, resource errors, host interface, 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 
 import numpy as np
@@ -40,11 +41,17 @@ def _check(cb, blk, x_q):
     return res, tr, inter
 
 
+@functools.cache
+def _compiled(cfg: str, s: int, d: int, h: int, f: int, causal: bool = True):
+    """(block, its compilation for ``cfg`` at the default effort), compiled once per
+    process: several tests read the same compilation and none changes it."""
+    blk = make_block(0, s, d, h, f, causal=causal)
+    return blk, compile_block(blk, cfg)
+
+
 @pytest.fixture(scope="module", params=list(SHAPES))
 def compiled(request):
-    cfg, s, d, h, f, causal = SHAPES[request.param]
-    blk = make_block(0, s, d, h, f, causal=causal)
-    return request.param, blk, compile_block(blk, cfg)
+    return (request.param, *_compiled(*SHAPES[request.param]))
 
 
 def test_bit_exact_and_cycle_exact(compiled):
@@ -283,8 +290,7 @@ def test_useful_and_overhead_mvms(shape):
 def test_every_mxm_gets_work():
     """With two MXMs per hemisphere the block's matrix products spread their output tiles
     over both: every MXM issues MVMs, the result stays bit-exact, the schedule is shorter."""
-    blk = make_block(0, 16, 64, 2, 128)
-    one = compile_block(blk, "small")
+    blk, one = _compiled("small", 16, 64, 2, 128)
     two = compile_block(blk, get_config("small").replace(name="small-2mxm",
                                                          mxms_per_hemisphere=2))
     assert set(two.emitted.mvm) == {"MXM_W0", "MXM_W1", "MXM_E0", "MXM_E1"}
@@ -347,9 +353,8 @@ def test_mem_read_write_merges_a_read_and_a_write_per_cycle():
     its cycles as predicted, and no slower than one MEM instruction per cycle."""
     from arch.isa import decode
 
-    block = make_block(0, 16, 32, 2, 64, causal=True)
+    block, one = _compiled("small", 16, 32, 2, 64)
     x = block.quantize_input(block.example_input(0))
-    one = compile_block(block, "small")
     both = compile_block(block, "small:mem_read_write=1")
     y, res, _ = both.run_on_model(x)
     assert (y == block.forward_int(x)).all() and res.cycles == both.cycles
@@ -404,9 +409,8 @@ def test_multi_row_weight_loads():
     `ProgramBuilder.load_width`): the same rows are loaded as with one-row loads, in at
     most half the load instructions, the MXM issue bound drops, and the block is still
     bit-exact with its cycles as predicted and no slower."""
-    block = make_block(0, 16, 64, 2, 128, causal=True)
+    block, one = _compiled("small", 16, 64, 2, 128)
     x = block.quantize_input(block.example_input(0))
-    one = compile_block(block, "small")
     four = compile_block(block, "small:mxm_load_rows=4")
     _check(four, block, x)
     n1, rows1 = _loads(one)
@@ -620,8 +624,7 @@ def test_forward_backward_passes_shorten_the_schedule():
     forward again in that order (`schedule.justify`), is shorter on the tiny block (763
     cycles as listed when this was written), and still bit-exact with every intermediate
     on the machine model, predicted cycles == model cycles; every dependency edge holds."""
-    blk = make_block(0, 8, 32, 2, 64)
-    comp = compile_block(blk, "tiny")
+    blk, comp = _compiled("tiny", 8, 32, 2, 64)
     v = comp.variant
     print(f"listed {v['listed_cycles']} cycles, after {v['justified']} round(s) {comp.cycles}")
     assert v["justified"] >= 1 and comp.cycles < v["listed_cycles"]
