@@ -16,7 +16,10 @@ the Verilog without initial values, so flip-flops and SRAMs power up to what
 Only the chip's reset defines state: a test that passes for several seeds does not
 depend on uninitialised state.
 
-A file lock makes concurrent pytest workers share one build.
+A file lock makes concurrent pytest workers share one build.  The key hashes the files
+on disk while the elaboration uses the modules in memory, so a process whose imported
+design sources changed on disk since it started refuses to generate
+(`check_sources_unchanged`) rather than cache old Verilog under the new key.
 """
 
 from __future__ import annotations
@@ -113,6 +116,40 @@ def path_name(cfg: TspConfig) -> str:
     """The config's name as a file name: a name like ``layer:vxm_groups=4`` (a preset with
     fields changed) has characters make and the shell treat specially."""
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", cfg.name)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _design_sources() -> dict[Path, str]:
+    files = [*REPO.glob("arch/**/*.py"), *REPO.glob("hdl/**/*.py"), *GENERATOR_FILES]
+    return {f.resolve(): _digest(f) for f in files if f.exists()}
+
+
+#: the design's sources as they were when this process imported this module (before it
+#: elaborates anything): `check_sources_unchanged` compares them with the files on disk
+_STARTED = _design_sources()
+
+
+def check_sources_unchanged(files) -> None:
+    """Refuse to generate when a source file of the design that this process has already
+    imported changed on disk since the process started: the Verilog would be elaborated
+    from the code in memory but cached under the key of the code on disk (`design_key`
+    reads the files), and every later run would take the stale Verilog for the new
+    sources."""
+    import sys
+
+    loaded = {Path(m.__file__).resolve() for m in list(sys.modules.values())
+              if isinstance(getattr(m, "__file__", None), str)}
+    changed = [f for f in map(Path.resolve, files)
+               if f in loaded and f in _STARTED and _digest(f) != _STARTED[f]]
+    if changed:
+        names = ", ".join(str(f.relative_to(REPO) if f.is_relative_to(REPO) else f)
+                          for f in changed)
+        raise BuildError(f"{names} changed on disk after this process imported it: the "
+                         "Verilog generated now would come from the old code but be cached "
+                         "under the new code's key; run again (nothing was generated)")
 
 
 def design_key(cfg: TspConfig, design: str) -> str:
@@ -371,6 +408,7 @@ def generate_verilog(cfg: TspConfig, design: str = "fabric", *, force: bool = Fa
                 art.sim_path.write_text(sim_text(path.read_text(), cfg, design, top))
             return art
         check_generation_memory(cfg, design)
+        check_sources_unchanged([*_source_files(design), *GENERATOR_FILES])
         if log is not None:
             log(f"generating Verilog for {design}/{cfg.name} (about "
                 f"{_about(estimate_seconds(cfg, design)[0])}; cached afterwards) -> {path}")

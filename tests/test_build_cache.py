@@ -132,3 +132,38 @@ def test_a_generation_that_does_not_fit_memory_is_refused_before_it_starts(tmp_p
     assert not list((tmp_path / "root").rglob("*.v"))
     # a system of two chips needs twice one chip's
     assert build.generation_bytes(cfg, "system2") == 2 * build.generation_bytes(cfg, "chip")
+
+
+def test_sources_changed_since_import_are_refused(tmp_path, monkeypatch):
+    """A source this process imported that changed on disk since is refused by name (the
+    Verilog would come from the old code, cached under the new code's key); as imported,
+    or not imported at all (elaborating imports the new code), it passes."""
+    import importlib.util
+    import sys
+
+    src = tmp_path / "tsp_probe_mod.py"
+    src.write_text("X = 1\n")
+    spec = importlib.util.spec_from_file_location("tsp_probe_mod", src)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setitem(sys.modules, "tsp_probe_mod", mod)
+    monkeypatch.setitem(build._STARTED, src.resolve(), build._digest(src))
+    build.check_sources_unchanged([src])
+    src.write_text("X = 2\n")
+    with pytest.raises(build.BuildError, match=r"tsp_probe_mod\.py changed on disk after this "
+                                               r"process imported it.*nothing was generated"):
+        build.check_sources_unchanged([src])
+    monkeypatch.delitem(sys.modules, "tsp_probe_mod")
+    build.check_sources_unchanged([src])
+
+
+def test_generation_checks_its_sources_first(tmp_path, monkeypatch):
+    """`generate_verilog` runs the check before it elaborates: a design source recorded at
+    start with other contents stops it, and nothing is written."""
+    import hdl.stream  # imported, as the fabric's elaboration would have it
+
+    monkeypatch.setenv("TSP_BUILD_DIR", str(tmp_path))
+    monkeypatch.setitem(build._STARTED, Path(hdl.stream.__file__).resolve(), "0" * 64)
+    with pytest.raises(build.BuildError, match=r"hdl/stream\.py changed on disk"):
+        build.generate_verilog(get_config("tiny"), "fabric", force=True)
+    assert not list(tmp_path.glob("verilog/*/*.v"))
