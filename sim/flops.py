@@ -40,7 +40,6 @@ _ASSIGN = re.compile(r"^(\s*)(\\\$\d+) (\s*(?:\[[^\]]*\]\s*)?)= (.*)$")
 #: the target of any assignment statement (an escaped or a plain identifier)
 _TARGET = re.compile(r"^\s*(\\\S+ |[A-Za-z_][\w$]*)\s*(?:\[[^\]]*\]\s*)?= ", re.M)
 _TRIGGER = "\\$auto$verilog_backend"
-_CASE = re.compile(r"^\s*case[zx]? \(", re.M)
 #: registers up to this width are folded.  A conditional store to a wider one (a
 #: multi-word ``VlWide`` in Verilator's C++) goes through a shadow copy that Verilator
 #: writes before and commits after the clocked blocks, in every cycle: two copies of
@@ -54,7 +53,8 @@ MAX_BITS = 64
 #: 4.5k when its sums were 65 bits wide); the queues' program counter, wait counter and
 #: state (3-4 arms) cost 700 fewer (`make profile-rtl`)
 MAX_CASE_ARMS = 8
-#: one arm of a ``case``: its pattern(s) or ``default``, then ``:``
+#: one arm of a ``case``: its pattern(s) or ``default``, then ``:`` (no other line of
+#: yosys's Verilog starts so: a block without a case has none)
 _ARM = re.compile(r"^\s*(?:\d+'[bdh][\w?]+(?:\s*,\s*\d+'[bdh][\w?]+)*|default)\s*:", re.M)
 
 
@@ -78,7 +78,7 @@ def _fold_module(text: str) -> tuple[str, int]:
         decl = decls.get(tmp)
         if decl is None or int(decl.group(1) or 0) >= MAX_BITS:
             continue
-        if _CASE.search(body) and len(_ARM.findall(body)) > MAX_CASE_ARMS:
+        if len(_ARM.findall(body)) > MAX_CASE_ARMS:
             continue  # (see the note under MAX_CASE_ARMS)
         # every use of the temporary: its declaration, its assignments, the copy
         if uses[tmp] != 1 + len(targets) + 1 or Counter(_TEMP.findall(body))[tmp] != len(targets):
