@@ -35,7 +35,7 @@ E, W = 0, 1
 class Wire:
     """A value on ``n`` consecutive streams of one direction inside a bundle."""
 
-    __slots__ = ("n", "tag", "drivers", "taps", "dir", "base", "paths")
+    __slots__ = ("n", "tag", "drivers", "taps", "dir", "base", "spans")
 
     def __init__(self, n: int, tag: str):
         self.n = n
@@ -44,8 +44,10 @@ class Wire:
         self.taps: list[tuple[Op, str, int, int]] = []
         self.dir: int | None = None
         self.base: int | None = None
-        #: per plane: list of (position, cycle relative to the bundle) stream registers
-        self.paths: list[list[tuple[int, int]]] = []
+        #: per plane, the stream registers that hold it (`Bundle.finalize`): (diagonal,
+        #: first position, last position); the value is at position p in the cycle
+        #: (relative to the bundle) diagonal + p eastward, diagonal - p westward
+        self.spans: list[tuple[int, int, int]] = []
 
 
 class Op:
@@ -70,15 +72,18 @@ class Op:
         self.ports: dict[str, tuple[int, Wire | None, int, bool]] = {}
         self.off: int | None = None
         self.vx: dict | None = None
-        self.sram_r: list[tuple[str, int]] = []
-        self.sram_w: list[tuple[str, int]] = []
-        self.reg_r: list[int] = []
-        self.reg_w: list[int] = []
+        #: the state it reads and writes (`compiler.deps`): SRAM words (slice, address),
+        #: VXM registers, MXM accumulator slots, SXM permutation maps (slice, index) and
+        #: transposer rows (slice, ("T", row)); tuples, replaced (not appended to) by
+        #: `compiler.ops`, so that an op without them shares the empty one
+        self.sram_r: tuple[tuple[str, int], ...] = ()
+        self.sram_w: tuple[tuple[str, int], ...] = ()
+        self.reg_r: tuple[int, ...] = ()
+        self.reg_w: tuple[int, ...] = ()
         self.acc_r: tuple[str, int] | None = None
         self.acc_w: tuple[str, int] | None = None
-        #: SXM state: permutation maps (slice, index) and transposer rows (slice, ("T", row))
-        self.map_r: list[tuple[str, object]] = []
-        self.map_w: list[tuple[str, object]] = []
+        self.map_r: tuple[tuple[str, object], ...] = ()
+        self.map_w: tuple[tuple[str, object], ...] = ()
         self.install = None
         self.role: str | None = None  # MXM: "load", "iw", "mvm"
         self.banks_r: tuple[int, ...] = ()
@@ -206,20 +211,24 @@ class Bundle:
     # -- timing ----------------------------------------------------------------------------
     def finalize(self) -> None:
         """Compute op offsets from the wires (producer + L + distance = consumer), the
-        direction and register path of every wire plane; normalise offsets to start at 0."""
-        links: dict[int, list[tuple[Op, int]]] = {id(op): [] for op in self.ops}
+        direction and register span of every wire plane; normalise offsets to start at 0."""
+        ops = self.ops
+        links: dict[int, list[tuple[Op, int]]] = {id(op): [] for op in ops}
+        drivers_of = []  # per wire: plane -> driving op
         for w in self.wires:
-            by_plane: dict[int, tuple[Op, int]] = {}
+            by_plane: dict[int, Op] = {}
             for op, _port, p0, cnt in w.drivers:
                 for p in range(p0, p0 + cnt):
                     assert p not in by_plane, f"{self.name}: plane {p} driven twice"
-                    by_plane[p] = (op, p - p0)
+                    by_plane[p] = op
+            drivers_of.append(by_plane)
             dirs = set()
             for cop, _port, p0, cnt in w.taps:
+                cl = links[id(cop)]
                 for p in range(p0, p0 + cnt):
-                    if p not in by_plane:
+                    pop = by_plane.get(p)
+                    if pop is None:
                         raise AssertionError(f"{self.name}: wire {w.tag} plane {p} has no driver")
-                    pop, _ = by_plane[p]
                     dist = cop.pos - pop.pos
                     if dist == 0:
                         raise CompileError(
@@ -231,7 +240,7 @@ class Bundle:
                     dirs.add(E if dist > 0 else W)
                     delta = pop.lat + abs(dist)
                     links[id(pop)].append((cop, delta))
-                    links[id(cop)].append((pop, -delta))
+                    cl.append((pop, -delta))
             if not dirs:  # only drivers: direction given by the tag's preset
                 dirs = {w.dir if w.dir is not None else E}
             assert len(dirs) == 1, f"{self.name}: wire {w.tag} taps on both sides"
@@ -240,8 +249,8 @@ class Bundle:
             links[id(a)].append((b, delta))
             links[id(b)].append((a, -delta))
         # propagate offsets, first from ops whose offset the builder preset
-        preset = [op for op in self.ops if op.off is not None]
-        for op in preset + [o for o in self.ops if o.off is None]:
+        preset = [op for op in ops if op.off is not None]
+        for op in preset + [o for o in ops if o.off is None]:
             if op.off is not None and op not in preset:
                 continue
             if op.off is None:
@@ -257,37 +266,40 @@ class Bundle:
                     elif nxt.off != want:
                         raise AssertionError(f"{self.name}: inconsistent timing at {nxt.slice} "
                                              f"{nxt.mn}: {nxt.off} vs {want}")
-        lo = min(op.off for op in self.ops)
-        for op in self.ops:
-            op.off -= lo
+        lo = min(op.off for op in ops)
+        if lo:
+            for op in ops:
+                op.off -= lo
         used = set()
-        for op in self.ops:
+        for op in ops:
             for sub in op_slots(op):
                 key = (op.slice, sub, op.off)
                 if key in used:
                     raise AssertionError(f"{self.name}: two instructions on {op.slice} in "
                                          f"relative cycle {op.off}")
                 used.add(key)
-        self.span = max(op.off + max(op.lat, 0) for op in self.ops)
-        # register paths
-        for w in self.wires:
-            w.paths = []
-            step = 1 if w.dir == E else -1
-            by_plane = {}
-            for op, _port, p0, cnt in w.drivers:
-                for p in range(p0, p0 + cnt):
-                    by_plane[p] = op
+        self.span = max(op.off + max(op.lat, 0) for op in ops)
+        # register spans
+        for w, by_plane in zip(self.wires, drivers_of, strict=True):
             far: dict[int, int] = {}
             for cop, _port, p0, cnt in w.taps:
                 for p in range(p0, p0 + cnt):
-                    far[p] = max(far.get(p, 0), abs(cop.pos - by_plane[p].pos))
+                    d = abs(cop.pos - by_plane[p].pos)
+                    if d > far.get(p, 0):
+                        far[p] = d
+            east = w.dir == E
+            spans = []
             for p in range(w.n):
-                if p not in by_plane:
+                op = by_plane.get(p)
+                if op is None:
                     raise AssertionError(f"{self.name}: wire {w.tag} plane {p} undriven")
-                op = by_plane[p]
-                wcyc = op.off + op.lat
                 n = far.get(p, 1)  # a plane nobody reads still occupies the next register
-                w.paths.append([(op.pos + step * j, wcyc + j) for j in range(1, n + 1)])
+                wcyc = op.off + op.lat
+                if east:  # positions pos+1 .. pos+n in cycles wcyc+1 .. wcyc+n
+                    spans.append((wcyc - op.pos, op.pos + 1, op.pos + n))
+                else:  # positions pos-1 .. pos-n in cycles wcyc+1 .. wcyc+n
+                    spans.append((wcyc + op.pos, op.pos - n, op.pos - 1))
+            w.spans = spans
 
     def __repr__(self) -> str:
         return f"Bundle({self.name}, {len(self.ops)} ops)"

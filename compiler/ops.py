@@ -37,14 +37,14 @@ class Ops:
     def read(self, b: Bundle, slice_: str, addr: int) -> Op:
         op = self._op(b, slice_, "READ", addr=addr)
         op.port("out", 1, True)
-        op.sram_r.append((slice_, addr))
+        op.sram_r = ((slice_, addr),)
         op.banks_r = (addr // self.depth,)
         return op
 
     def write(self, b: Bundle, slice_: str, addr: int) -> Op:
         op = self._op(b, slice_, "WRITE", addr=addr)
         op.port("in", 1, False)
-        op.sram_w.append((slice_, addr))
+        op.sram_w = ((slice_, addr),)
         op.bank_w = addr // self.depth
         return op
 
@@ -66,7 +66,7 @@ class Ops:
         op = self._op(b, slice_, "SCATTER", addr=base)
         op.port("idx", 1, False)
         op.port("in", 1, False)
-        op.sram_w.extend((slice_, a) for a in range(base, base + n))
+        op.sram_w = tuple((slice_, a) for a in range(base, base + n))
         op.bank_w = base // self.depth
         return op
 
@@ -122,7 +122,7 @@ class Ops:
         """Load permutation map ``index`` of ``sxm`` from a uint16 vector (two planes)."""
         op = self._op(b, sxm, "PMAP", map=index)
         op.port("in", 2, False)
-        op.map_w.append((sxm, index))
+        op.map_w += ((sxm, index),)
         return op
 
     def perm(self, b: Bundle, sxm: str, index: int, typ: str) -> Op:
@@ -130,21 +130,21 @@ class Ops:
         op = self._op(b, sxm, "PERM", map=index, type=("i8", "i16", "i32", "u8").index(typ))
         op.port("in", TYPE_BYTES[typ], False)
         op.port("out", TYPE_BYTES[typ], True)
-        op.map_r.append((sxm, index))
+        op.map_r += ((sxm, index),)
         return op
 
     def tput(self, b: Bundle, sxm: str, row: int) -> Op:
         """Transposer row ``row`` of ``sxm`` <- the int8 vector on ``in``."""
         op = self._op(b, sxm, "TPUT", row=row)
         op.port("in", 1, False)
-        op.map_w.append((sxm, ("T", row)))
+        op.map_w += ((sxm, ("T", row)),)
         return op
 
     def tget(self, b: Bundle, sxm: str, col: int, rows: int) -> Op:
         """``out[r] = T[r, col]`` for the first ``rows`` transposer rows (0 beyond)."""
         op = self._op(b, sxm, "TGET", col=col, rows=rows)
         op.port("out", 1, True)
-        op.map_r.extend((sxm, ("T", r)) for r in range(rows))
+        op.map_r += tuple((sxm, ("T", r)) for r in range(rows))
         return op
 
     def reduce(self, b: Bundle, sxm: str, mn: str, typ: str, otype: str | None = None) -> Op:
@@ -197,7 +197,7 @@ class Ops:
                 vx[k] = ("lane",)
             elif isinstance(spec, tuple):
                 vx[k] = ("reg", spec[1])
-                op.reg_r.append(spec[1])
+                op.reg_r += (spec[1],)
             else:
                 if imm is not None and imm != spec:
                     raise ValueError(f"VXM immediates {imm} and {spec} share one field")
@@ -207,13 +207,13 @@ class Ops:
             if opname == "REQUANT":
                 spec = vx["b" if k == "bb" else "c"]
                 assert spec[0] == "reg", "REQUANT needs a register triple"
-                op.reg_r += [spec[1] + 1, spec[1] + 2]
+                op.reg_r += (spec[1] + 1, spec[1] + 2)
         if dst == "s":
             vx["d"] = ("port", "d")
             op.port("d", TYPE_BYTES[otype], True)
         else:
             vx["d"] = ("reg", dst[1])
-            op.reg_w.append(dst[1])
+            op.reg_w += (dst[1],)
         assert op1 in VXM_OP_BY_NAME and op2 in VXM_OP_BY_NAME
         op.vx = vx
         return op

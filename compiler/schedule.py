@@ -31,14 +31,35 @@ from .ir import Bundle, op_slots
 def slots_free_from(taken: dict, keys, t: int) -> int:
     """The first cycle >= t at which every issue slot ``(key, offset)`` of ``keys`` is free
     in ``taken`` (key -> bit set of cycles)."""
+    masks = [(m, off) for key, off in keys if (m := taken.get(key))]
     moved = True
     while moved:
         moved = False
-        for key, off in keys:
-            m = taken.get(key, 0)
-            if (m >> (t + off)) & 1:
-                t = next_free(m, t + off) - off
+        for m, off in masks:
+            x = m >> (t + off)
+            if x & 1:  # skip the run of taken cycles (`next_free`)
+                x = ~x
+                t += (x & -x).bit_length() - 1
                 moved = True
+    return t
+
+
+def slots_free_until(taken: dict, keys, t: int) -> int:
+    """The last cycle <= t at which every issue slot ``(key, offset)`` of ``keys`` is free
+    in ``taken``; -1 if there is none >= 0."""
+    masks = [(m, off) for key, off in keys if (m := taken.get(key))]
+    moved = True
+    while moved and t >= 0:
+        moved = False
+        for m, off in masks:
+            c = t + off
+            if (m >> c) & 1:  # back over the run of taken cycles ending in c
+                low = m & ((1 << (c + 1)) - 1)  # cycles 0..c
+                free = ~low & ((1 << (c + 1)) - 1)
+                t = free.bit_length() - 1 - off  # the last free cycle below, or -1 - off
+                moved = True
+                if t < 0:
+                    return -1
     return t
 
 
@@ -57,10 +78,11 @@ class Scheduler:
         self.slot: dict[tuple, int] = {}
         self.bank_r: dict[tuple, int] = {}
         self.bank_w: dict[tuple, int] = {}
-        #: stream registers in use: (direction, stream) -> {diagonal: position bit set}; a
+        #: stream registers in use: [direction][stream] -> {diagonal: position bit set}; a
         #: value written eastward (westward) at position p in cycle c stays on diagonal
         #: c - p (c + p) as it moves
-        self.diag: dict[tuple, dict[int, int]] = {}
+        self.diag: list[list[dict[int, int]]] = [[{} for _ in range(self.ns)]
+                                                 for _ in range(2)]
         self.sticky: dict[str, int] = {}
         self.tries = 0
         self._cache: dict[int, tuple] = {}
@@ -78,21 +100,18 @@ class Scheduler:
                 brd.append(((op.slice, bank), op.off))
             if op.bank_w is not None:
                 bwr.append(((op.slice, op.bank_w), op.off + 1))
+        # per wire: (wire, per plane (diagonal, position bit set) or None if the plane
+        # never reaches a position on the chip, the planes that do as (plane, diagonal,
+        # bit set))
         wires = []
+        last = self.npos - 1
         for w in b.wires:
             planes = []
-            for path in w.paths:
-                path = [(p, rc) for p, rc in path if 0 <= p < self.npos]
-                if not path:
-                    planes.append(None)
-                    continue
-                p0, rc0 = path[0]
-                diag = rc0 - p0 if w.dir == 0 else rc0 + p0
-                mask = 0
-                for p, _rc in path:
-                    mask |= 1 << p
-                planes.append((diag, mask))
-            wires.append((w, planes))
+            for diag, lo, hi in w.spans:  # the positions on the chip only
+                lo, hi = max(lo, 0), min(hi, last)
+                planes.append((diag, ((1 << (hi - lo + 1)) - 1) << lo) if lo <= hi else None)
+            wires.append((w, planes, tuple((p, pl[0], pl[1]) for p, pl in enumerate(planes)
+                                           if pl is not None)))
         return slots, brd, bwr, wires
 
     def place(self, b: Bundle, tmin: int) -> int:
@@ -108,16 +127,30 @@ class Scheduler:
         """(t', streams) with t' >= t the first cycle where the issue slots are free; streams
         is None if the banks or streams do not fit in t' (try t' + 1)."""
         slots, brd, bwr, wires = self._prep(b)
-        slot, bank_r, bank_w = self.slot, self.bank_r, self.bank_w
         self.tries += 1
-        t = slots_free_from(slot, slots, max(t, 0))
+        t = slots_free_from(self.slot, slots, max(t, 0))
+        return t, self._rest(brd, bwr, wires, t)
+
+    def latest(self, b: Bundle, t: int):
+        """(t', streams) with t' <= t the last cycle where the issue slots are free (-1 if
+        there is none); streams is None if the banks or streams do not fit in t' (try
+        t' - 1)."""
+        slots, brd, bwr, wires = self._prep(b)
+        self.tries += 1
+        t = slots_free_until(self.slot, slots, t)
+        return t, (self._rest(brd, bwr, wires, t) if t >= 0 else None)
+
+    def _rest(self, brd, bwr, wires, t):
+        """The stream choice if the banks and streams fit in cycle ``t`` (its slots free),
+        else None."""
+        bank_r, bank_w = self.bank_r, self.bank_w
         for k, c in brd:
             if (bank_w.get(k, 0) >> (t + c)) & 1:
-                return t, None
+                return None
         for k, c in bwr:
             if (bank_r.get(k, 0) >> (t + c)) & 1:
-                return t, None
-        return t, self._streams(wires, t) if wires else []
+                return None
+        return self._streams(wires, t) if wires else []
 
     def _prep(self, b: Bundle):
         cached = self._cache.get(id(b))
@@ -134,14 +167,14 @@ class Scheduler:
             bank_r[k] = bank_r.get(k, 0) | (1 << (t + c))
         for k, c in bwr:
             bank_w[k] = bank_w.get(k, 0) | (1 << (t + c))
-        for (w, planes), s in zip(wires, choice, strict=True):
+        for (w, _planes, rel), s in zip(wires, choice, strict=True):
             w.base = s
             self.sticky[w.tag] = s
-            for p, pl in enumerate(planes):
-                if pl is not None:
-                    d = self.diag.setdefault((w.dir, s + p), {})
-                    key = pl[0] + t
-                    d[key] = d.get(key, 0) | pl[1]
+            by_stream = self.diag[w.dir]
+            for p, diag, mask in rel:
+                d = by_stream[s + p]
+                key = diag + t
+                d[key] = d.get(key, 0) | mask
         b.t0 = t
         for op in b.ops:
             op.cycle = t + op.off
@@ -149,34 +182,37 @@ class Scheduler:
         return t
 
     def _streams(self, wires, t):
+        if len(wires) == 1:
+            s = self._pick(wires[0][0], wires[0][2], t, None)
+            return None if s is None else [s]
         local: dict = {}
         out = []
-        for w, planes in wires:
-            s = self._pick(w, planes, t, local)
+        for w, _planes, rel in wires:
+            s = self._pick(w, rel, t, local)
             if s is None:
                 return None
             out.append(s)
-            for p, pl in enumerate(planes):
-                if pl is not None:
-                    key = (w.dir, s + p, pl[0] + t)
-                    local[key] = local.get(key, 0) | pl[1]
+            for p, diag, mask in rel:
+                key = (w.dir, s + p, diag + t)
+                local[key] = local.get(key, 0) | mask
         return out
 
-    def _pick(self, w, planes, t, local):
-        """The stream index for wire ``w`` in cycle ``t``: the one its tag used last if
-        free, else the lowest free one (None if none is)."""
+    def _pick(self, w, rel, t, local):
+        """The stream index for wire ``w`` (its planes ``rel``: (plane, diagonal, position
+        bit set)) in cycle ``t``, beside the streams ``local`` that the bundle's other
+        wires took: the one its tag used last if free, else the lowest free one (None if
+        none is)."""
         limit = self.ns - w.n
         first = self.sticky.get(w.tag)
         cands = range(limit + 1)
         if first is not None and first <= limit:
             cands = chain((first,), range(first), range(first + 1, limit + 1))
-        checks = [(p, pl[0] + t, pl[1]) for p, pl in enumerate(planes) if pl is not None]
-        diag = self.diag
+        by_stream = self.diag[w.dir]
         d_ = w.dir
         for s in cands:
-            for p, dk, mask in checks:
-                d = diag.get((d_, s + p))
-                if d is not None and d.get(dk, 0) & mask:
+            for p, diag, mask in rel:
+                dk = diag + t
+                if by_stream[s + p].get(dk, 0) & mask:
                     break
                 if local and local.get((d_, s + p, dk), 0) & mask:
                     break
@@ -256,15 +292,6 @@ def _tmin(b: Bundle) -> int:
     return t
 
 
-def _fits_at(sch: Scheduler, b: Bundle, t: int):
-    """The stream choice if ``b`` fits in exactly cycle ``t`` (slots, banks, streams), else
-    None."""
-    if t < 0:
-        return None
-    t2, choice = sch.earliest(b, t)
-    return choice if t2 == t else None
-
-
 def backward_starts(cfg: TspConfig, bundles: list[Bundle]) -> dict[int, int] | None:
     """A backward list schedule of the placed ``bundles``: latest forward finish first,
     each bundle as late as its placed successors' dependency edges and the resources
@@ -286,12 +313,11 @@ def backward_starts(cfg: TspConfig, bundles: list[Bundle]) -> dict[int, int] | N
         t = horizon - b.span
         for s, poff, off, d in succ[id(b)]:  # start(s) + off >= start(b) + poff + d
             t = min(t, start[id(s)] + off - poff - d)
-        choice = _fits_at(sch, b, t)
+        t, choice = sch.latest(b, t)
         while choice is None:
-            t -= 1
             if t < 0:
                 return None
-            choice = _fits_at(sch, b, t)
+            t, choice = sch.latest(b, t - 1)
         sch.commit(b, t, choice)
         start[id(b)] = t
         for p in {id(p): p for p, *_ in b.preds}.values():

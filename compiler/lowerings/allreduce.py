@@ -156,7 +156,8 @@ def _rank_free(b: Bundle, srcs, dsts) -> None:
         ops = sorted((op for op in b.ops if op.mn == mn), key=lambda o: o.off)
         every = [loc for ls in locs for loc in ls]
         for op in {id(o): o for o in (ops[0], ops[-1])}.values():
-            getattr(op, attr).extend(loc for loc in every if loc not in getattr(op, attr))
+            have = getattr(op, attr)
+            setattr(op, attr, have + tuple(loc for loc in every if loc not in have))
 
 
 def allreduce_rows(pb: ProgramBuilder, name: str, src, dst, keys, chips: int,
