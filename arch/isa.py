@@ -85,8 +85,21 @@ class Latency:
 # ----------------------------------------------------------------------------- fields
 #: value ranges per field domain; callables take the config
 def _domain_bounds(domain: str, cfg: TspConfig) -> tuple[int, int]:
+    hit = _BOUNDS.get(id(cfg))
+    if hit is None or hit[0] is not cfg:  # (an id is reused only after its config died)
+        if len(_BOUNDS) >= 64:
+            _BOUNDS.clear()
+        hit = _BOUNDS[id(cfg)] = (cfg, _domain_table(cfg))
+    return hit[1][domain]
+
+
+#: id(config) -> (config, `_domain_table`): every field of every emitted word is checked
+_BOUNDS: dict[int, tuple[TspConfig, dict[str, tuple[int, int]]]] = {}
+
+
+def _domain_table(cfg: TspConfig) -> dict[str, tuple[int, int]]:
     vl = cfg.vector_length
-    table = {
+    return {
         "stream": (0, cfg.streams_per_direction - 1),
         "dir": (0, 1),
         "flag": (0, 1),
@@ -119,7 +132,6 @@ def _domain_bounds(domain: str, cfg: TspConfig) -> tuple[int, int]:
         "imm": (-(2**14), 2**14 - 1),
         "link": (0, cfg.c2c_links - 1),
     }
-    return table[domain]
 
 
 @dataclass(frozen=True)

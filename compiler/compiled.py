@@ -393,7 +393,7 @@ def _justified(cfg, low, order, em: Emitted, orders=("priority", "cycle", "progr
         # three rounds from the chosen order's schedule, one from the others' (a later
         # round helped only from the chosen one: the tiny block's third, 763 -> 723)
         for k, key in enumerate(justify(cfg, low.bundles, rounds=3 if o == order else 1), 1):
-            e = emit(cfg, low.bundles, True)
+            e = emit(cfg, low.bundles, False)  # (counted; the one kept is emitted below)
             if e.cycles < best.cycles and cfg.imem_fits({q: v.nwords
                                                          for q, v in e.queues.items()}):
                 best, best_key, how = e, key, {"justified": k, "justified_from": o}

@@ -226,21 +226,23 @@ def priorities(bundles: list[Bundle]) -> None:
 
     Edges always point forward in program order, so reverse program order is a reverse
     topological order."""
-    out: dict[int, list[tuple[Bundle, int]]] = {id(b): [] for b in bundles}
     for b in bundles:
         b.succs = []
     for b in bundles:
         seen = set()
-        for p, poff, off, d in b.preds:
-            out[id(p)].append((b, poff + d - off))
+        for p, _poff, _off, _d in b.preds:
             if id(p) not in seen:
                 seen.add(id(p))
                 p.succs.append(b)
+    # an edge p -> b of weight poff + d - off: prio(p) >= that + prio(b)
+    for b in bundles:
+        b.prio = b.span
     for b in reversed(bundles):
-        best = b.span
-        for s, w in out[id(b)]:
-            best = max(best, w + s.prio)
-        b.prio = best
+        pb = b.prio
+        for p, poff, off, d in b.preds:
+            v = poff + d - off + pb
+            if v > p.prio:
+                p.prio = v
 
 
 def list_schedule(cfg: TspConfig, bundles: list[Bundle], order: str = "cycle") -> Scheduler:
