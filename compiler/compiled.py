@@ -28,6 +28,7 @@ from golden.machine import Machine, RunResult
 from . import tiling as T
 from .block import PLANS, block_graph, check_block
 from .builder import ProgramBuilder
+from .collector import paused
 from .emit import Emitted, emit
 from .errors import CompileError, imem_error
 from .graph import lower_graph
@@ -422,6 +423,17 @@ def _check_weights_fit(block: QuantBlock, cfg: TspConfig) -> None:
             f"mem_slices_per_hemisphere, or use a smaller block.", "sram", True)
 
 
+def _two_best(firsts: list[dict], lowered: dict) -> list[dict]:
+    """The two fastest of stage 1's records (fitting ones first); the lowerings of the
+    others dropped from ``lowered`` (a record out of the two never comes back in)."""
+    ranked = sorted(firsts, key=lambda r: (not r["fits"], r["cycles"]))[:2]
+    keep = {(r["plan"], r["spread_mlp"]) for r in ranked}
+    for key in [k for k in lowered if (k[2], k[6]) not in keep]:
+        del lowered[key]
+    return ranked
+
+
+@paused
 def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
                   orders=("priority", "cycle", "program"), effort: str = "best"
                   ) -> CompiledBlock:
@@ -450,19 +462,25 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
     errors: list[CompileError] = []
     best = None
 
+    lowered = {}  # stage 1's lowerings, which stage 2 schedules in the other orders
+
     def attempt(keep, rigid, pi, vt, order_list, x8i=False, late=False, spread=False):
         """Lower once, schedule in each order; returns the best fitting record or None."""
         nonlocal best
-        try:
-            low = _lower_retry(block, cfg, keep, plans[pi], rigid_loads=rigid,
-                               v_transpose=vt, x8_near_input=x8i, scores_after_inputs=late,
-                               spread_mlp=spread)
-        except CompileError as exc:
-            if exc.final:
-                raise
-            errors.append(exc)
-            return None
+        low = lowered.pop((keep, rigid, pi, vt, x8i, late, spread), None)
+        if low is None:
+            try:
+                low = _lower_retry(block, cfg, keep, plans[pi], rigid_loads=rigid,
+                                   v_transpose=vt, x8_near_input=x8i,
+                                   scores_after_inputs=late, spread_mlp=spread)
+            except CompileError as exc:
+                if exc.final:
+                    raise
+                errors.append(exc)
+                return None
         mine = None  # this lowering's fastest record (fitting ones first)
+        if order_list == orders[:1]:
+            lowered[keep, rigid, pi, vt, x8i, late, spread] = low
         for order in order_list:
             em = _schedule(cfg, low, order)
             words = {k: q.nwords for k, q in em.queues.items()}
@@ -495,12 +513,13 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
                     rec = attempt(keep, rigid, pi, False, orders[:1], spread=sp)
                     if rec is not None:
                         firsts.append(rec)
+                        _two_best(firsts, lowered)
                         if effort == "fast" and best is not None:
                             break
                 if effort == "fast" and best is not None:
                     break
             if effort != "fast" or best is None:
-                ranked = sorted(firsts, key=lambda r: (not r["fits"], r["cycles"]))[:2]
+                ranked = _two_best(firsts, lowered)
                 for rec in ranked:
                     pi, sp = rec["plan"], rec["spread_mlp"]
                     attempt(keep, rigid, pi, False, orders[1:], spread=sp)

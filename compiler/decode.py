@@ -47,6 +47,7 @@ from golden.machine import Machine, RunResult
 
 from . import tiling as T
 from .block import PLANS, decode_graph
+from .collector import paused
 from .compiled import CompiledBlock, _bounds, _check_weights_fit, _justified, _schedule
 from .errors import CompileError, imem_error
 from .graph import lower_graph
@@ -204,6 +205,7 @@ class CompiledDecode(CompiledBlock):
         return np.stack(ys).astype(np.int32), runs, m
 
 
+@paused
 def compile_decode(block: QuantBlock, cfg: TspConfig | str, max_context: int | None = None,
                    *, plans=None, orders=("priority", "cycle", "program"),
                    effort: str = "best") -> CompiledDecode:

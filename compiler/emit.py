@@ -58,9 +58,13 @@ def _merge(cycle: int, ops: list[Op]) -> tuple[str, dict]:
         lf = ld[0].instr_fields()
         f.update(ld=1 if ld[0].mn == "LW" else 2, row=lf["row"], w_s=lf["w_s"], w_d=lf["w_d"],
                  extra=lf.get("extra", 0))
-    full = dict.fromkeys(DEF_BY_MNEMONIC[mn].field_names, 0)
+    full = _ZEROS[mn].copy()
     full.update(f)
     return mn, full
+
+
+#: every field of each mnemonic, zero (what a word's unset fields are)
+_ZEROS = {mn: dict.fromkeys(d.field_names, 0) for mn, d in DEF_BY_MNEMONIC.items()}
 
 
 def _run(items: list[tuple[int, str, dict]], i: int) -> tuple[int, int, int, int]:

@@ -25,6 +25,7 @@ from golden.quant import requantize
 from . import tiling as T
 from .alloc import FirstOf
 from .builder import ProgramBuilder
+from .collector import checkpoint, paused
 from .errors import CompileError
 from .lowerings import add_rows, lookup_rows, matmul_rows, relu_rows, requantize_rows
 from .routes import planes_out
@@ -1008,6 +1009,7 @@ def lower_graph(graph: Graph, cfg: TspConfig | str, *, keep: bool = True,
     names the program in resource errors; ``spmd``: one program of an SPMD set
     (`ProgramBuilder.spmd`); ``reruns``: the program runs once per step with the host's
     constants loaded once (`ProgramBuilder.reruns`: none of them released)."""
+    checkpoint()  # (the dropped lowerings of a variant search freed)
     cfg = get_config(cfg)
     shp = graph.shapes()
     pb = pb or ProgramBuilder(cfg, keep=keep, rigid_loads=rigid_loads)
@@ -1120,6 +1122,7 @@ def _fusions(graph: Graph) -> set[int]:
     return out
 
 
+@paused
 def compile_graph(graph: Graph, cfg: TspConfig | str, order: str = "program"
                   ) -> CompiledGraph:
     """Lower every node in program order onto one builder (`lower_graph`), schedule,

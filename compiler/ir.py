@@ -107,12 +107,12 @@ class Op:
 
     def instr_fields(self) -> dict:
         f = dict(self.fields)
-        for name in self.ports:
-            if name in ("a", "b", "c", "d") and self.mn == "VXM":
+        vxm = self.mn == "VXM"
+        for name, (_width, wire, plane, _out) in self.ports.items():
+            if vxm and name in ("a", "b", "c", "d"):
                 continue
-            s, d = self.stream_of(name)
-            f[f"{name}_s"], f[f"{name}_d"] = s, d
-        if self.mn == "VXM":
+            f[_S[name]], f[_D[name]] = wire.base + plane, wire.dir
+        if vxm:
             f.update(self._vxm_fields())
         if self.mn == "MVM" and not f.get("emit"):
             f.pop("out_s", None)
@@ -303,6 +303,21 @@ class Bundle:
 
     def __repr__(self) -> str:
         return f"Bundle({self.name}, {len(self.ops)} ops)"
+
+
+class _Suffixed(dict):
+    """port name -> the name of its stream (direction) field: ``{port}_s`` (``{port}_d``)."""
+
+    def __init__(self, suffix: str):
+        super().__init__()
+        self.suffix = suffix
+
+    def __missing__(self, port: str) -> str:
+        self[port] = name = f"{port}{self.suffix}"
+        return name
+
+
+_S, _D = _Suffixed("_s"), _Suffixed("_d")
 
 
 def type_width(t: str) -> int:

@@ -32,6 +32,7 @@ from arch.program import Program
 from golden.machine import Machine, RunResult
 
 from . import tiling as T
+from .collector import paused
 from .compiled import ScheduleView
 from .errors import CompileError
 from .graph import Graph, Node, lower_graph
@@ -263,6 +264,7 @@ class CompiledLayerStep(ScheduleView):
         return outs, runs, m
 
 
+@paused
 def compile_layer_step(lc, L: dict, cfg: TspConfig | str, max_context: int,
                        orders=("priority", "program", "cycle")) -> CompiledLayerStep:
     """Lower one decode step once, list-schedule it in each of ``orders`` and keep the

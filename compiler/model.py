@@ -26,6 +26,7 @@ from golden.vocab import embed_int
 
 from . import tiling as T
 from .alloc import FirstOf
+from .collector import paused
 from .errors import CompileError
 from .graph import Graph, Node
 from .layer import CompiledLayerStep, LayerStep, layer_nodes
@@ -156,6 +157,7 @@ def greedy(prompt_ids, n_tokens: int, C: int, step, read_token, on_token=None):
     return out, cycles
 
 
+@paused
 def compile_model_step(model, cfg: TspConfig | str, max_context: int,
                        orders=("priority", "program", "cycle")) -> CompiledModelStep:
     """Lower one decode step of ``model`` (a `golden.llm.LlamaModel`) once, list-schedule

@@ -23,6 +23,7 @@ import numpy as np
 from arch.config import TspConfig, get_config
 from golden.system import System
 
+from .collector import paused
 from .errors import CompileError
 from .graph import CompiledGraph, Graph, Node, compile_graph, lower_graph
 
@@ -122,6 +123,7 @@ def best_variant(graph: Graph, cfg: TspConfig) -> tuple[dict, str]:
     return best[1], best[2]
 
 
+@paused
 def compile_parallel(graphs: list[Graph], cfg: TspConfig | str, *, search: bool = False
                      ) -> list[CompiledGraph]:
     """Compile every chip's graph as one SPMD schedule: chip 0's is scheduled (``search``:

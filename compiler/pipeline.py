@@ -24,6 +24,7 @@ import numpy as np
 
 from arch.config import TspConfig, get_config
 
+from .collector import paused
 from .graph import Graph, Node
 from .layer import LayerStep, layer_nodes, new_system
 from .lowerings.link import sent
@@ -148,6 +149,7 @@ class PipelineModel:
                       on_token)
 
 
+@paused
 def compile_pipeline(model, cfg: TspConfig | str, max_context: int, chips: int,
                      orders=("priority",), log=None) -> PipelineModel:
     """One program per chip of ``cfg`` (which needs two links per end) for ``chips``

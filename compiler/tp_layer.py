@@ -33,6 +33,7 @@ import numpy as np
 from arch.config import TspConfig, get_config
 from golden.planes import RowWeight
 
+from .collector import paused
 from .errors import CompileError
 from .graph import Graph, Node
 from .layer import CompiledLayerStep, LayerStep, layer_nodes, new_system
@@ -149,6 +150,7 @@ def _with_links(cfg: TspConfig | str) -> TspConfig:
     return cfg
 
 
+@paused
 def compile_tp_layer(lc, L: dict, cfg: TspConfig | str, max_context: int, chips: int,
                      orders=("priority", "program", "cycle")) -> list[CompiledLayerStep]:
     """Every chip's program of one tensor-parallel decode step of layer ``L`` (one SPMD
@@ -158,6 +160,7 @@ def compile_tp_layer(lc, L: dict, cfg: TspConfig | str, max_context: int, chips:
                  orders, CompiledLayerStep)
 
 
+@paused
 def compile_tp_model(model, cfg: TspConfig | str, max_context: int, chips: int,
                      orders=("priority",)) -> list[CompiledModelStep]:
     """Every chip's program of a tensor-parallel decode step of ``model`` (a
