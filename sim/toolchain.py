@@ -25,7 +25,7 @@ class ToolchainError(RuntimeError):
 #: (tests/conftest.py): its programs are short, so its time is its builds'.  The choice is
 #: part of every build's key (through MAKEFLAGS), so the two never share a build.
 CXX_OPT_ENV = "TSP_CXX_OPT"
-CXX_OPTS = ("-O0", "-O1", "-O2", "-O3")
+CXX_OPTS = ("-O1", "-O2", "-O3")
 
 
 def cxx_opt() -> str:
