@@ -73,6 +73,35 @@ def test_one_module_per_stamp():
         assert {".clk(", ".rst(", ".a(", ".y("} <= set(re.findall(r"\.\w+\(", body))
 
 
+def test_convert_gives_the_garbage_collector_back_as_it_was():
+    """`convert` freezes the heap per stamped module and raises the collector's thresholds
+    (docs/simulation.md, "Generation"); afterwards nothing is frozen and the thresholds are
+    the caller's, also when the elaboration raises."""
+    import gc
+
+    before = gc.get_threshold()
+    gc.set_threshold(123, 4, 5)
+    try:
+        stamp.convert(Top(), "top")
+        assert gc.get_freeze_count() == 0 and gc.get_threshold() == (123, 4, 5)
+
+        class Broken(Adder):
+            def elaborate(self, platform):
+                raise RuntimeError("broken tile")
+
+        class BrokenTop(Top):
+            def elaborate(self, platform):
+                m = Module()
+                m.submodules.b = Broken(8, 3)
+                return m
+
+        with pytest.raises(RuntimeError, match="broken tile"):
+            stamp.convert(BrokenTop(), "top")
+        assert gc.get_freeze_count() == 0 and gc.get_threshold() == (123, 4, 5)
+    finally:
+        gc.set_threshold(*before)
+
+
 @pytest.mark.filterwarnings("ignore:.*created but never used")
 class Wide(wiring.Component):
     """As many output bits as Amaranth can number in one cell, and one more."""
