@@ -37,7 +37,7 @@ def slots_free_from(taken: dict, keys, t: int) -> int:
         moved = False
         for m, off in masks:
             x = m >> (t + off)
-            if x & 1:  # skip the run of taken cycles (`next_free`)
+            if x & 1:  # skip the run of taken cycles
                 x = ~x
                 t += (x & -x).bit_length() - 1
                 moved = True
@@ -54,19 +54,12 @@ def slots_free_until(taken: dict, keys, t: int) -> int:
         for m, off in masks:
             c = t + off
             if (m >> c) & 1:  # back over the run of taken cycles ending in c
-                low = m & ((1 << (c + 1)) - 1)  # cycles 0..c
-                free = ~low & ((1 << (c + 1)) - 1)
+                free = ~m & ((1 << (c + 1)) - 1)  # the free cycles 0..c
                 t = free.bit_length() - 1 - off  # the last free cycle below, or -1 - off
                 moved = True
                 if t < 0:
                     return -1
     return t
-
-
-def next_free(mask: int, c: int) -> int:
-    """The first cycle >= c whose bit in ``mask`` is clear."""
-    x = ~(mask >> c)
-    return c + (x & -x).bit_length() - 1
 
 
 class Scheduler:
@@ -100,18 +93,17 @@ class Scheduler:
                 brd.append(((op.slice, bank), op.off))
             if op.bank_w is not None:
                 bwr.append(((op.slice, op.bank_w), op.off + 1))
-        # per wire: (wire, per plane (diagonal, position bit set) or None if the plane
-        # never reaches a position on the chip, the planes that do as (plane, diagonal,
-        # bit set))
+        # per wire: (wire, its planes that reach a position on the chip as (plane,
+        # diagonal, bit set of those positions))
         wires = []
         last = self.npos - 1
         for w in b.wires:
-            planes = []
-            for diag, lo, hi in w.spans:  # the positions on the chip only
+            rel = []
+            for p, (diag, lo, hi) in enumerate(w.spans):
                 lo, hi = max(lo, 0), min(hi, last)
-                planes.append((diag, ((1 << (hi - lo + 1)) - 1) << lo) if lo <= hi else None)
-            wires.append((w, planes, tuple((p, pl[0], pl[1]) for p, pl in enumerate(planes)
-                                           if pl is not None)))
+                if lo <= hi:
+                    rel.append((p, diag, ((1 << (hi - lo + 1)) - 1) << lo))
+            wires.append((w, tuple(rel)))
         return slots, brd, bwr, wires
 
     def place(self, b: Bundle, tmin: int) -> int:
@@ -167,7 +159,7 @@ class Scheduler:
             bank_r[k] = bank_r.get(k, 0) | (1 << (t + c))
         for k, c in bwr:
             bank_w[k] = bank_w.get(k, 0) | (1 << (t + c))
-        for (w, _planes, rel), s in zip(wires, choice, strict=True):
+        for (w, rel), s in zip(wires, choice, strict=True):
             w.base = s
             self.sticky[w.tag] = s
             by_stream = self.diag[w.dir]
@@ -183,11 +175,11 @@ class Scheduler:
 
     def _streams(self, wires, t):
         if len(wires) == 1:
-            s = self._pick(wires[0][0], wires[0][2], t, None)
+            s = self._pick(*wires[0], t, None)
             return None if s is None else [s]
         local: dict = {}
         out = []
-        for w, _planes, rel in wires:
+        for w, rel in wires:
             s = self._pick(w, rel, t, local)
             if s is None:
                 return None
