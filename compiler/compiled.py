@@ -428,7 +428,7 @@ def _two_best(firsts: list[dict], lowered: dict) -> list[dict]:
     others dropped from ``lowered`` (a record out of the two never comes back in)."""
     ranked = sorted(firsts, key=lambda r: (not r["fits"], r["cycles"]))[:2]
     keep = {(r["plan"], r["spread_mlp"]) for r in ranked}
-    for key in [k for k in lowered if (k[2], k[6]) not in keep]:
+    for key in [k for k in lowered if k not in keep]:
         del lowered[key]
     return ranked
 
@@ -462,12 +462,14 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
     errors: list[CompileError] = []
     best = None
 
-    lowered = {}  # stage 1's lowerings, which stage 2 schedules in the other orders
+    lowered = {}  # (plan, spread) -> its stage 1 lowering, for stage 2's other orders
 
-    def attempt(keep, rigid, pi, vt, order_list, x8i=False, late=False, spread=False):
-        """Lower once, schedule in each order; returns the best fitting record or None."""
+    def attempt(keep, rigid, pi, vt, order_list, x8i=False, late=False, spread=False,
+                low=None, stage1=False):
+        """Lower once (unless ``low``, stage 1's lowering, is given), schedule in each order
+        (``stage1``: keep the lowering in ``lowered``); returns the best fitting record or
+        None."""
         nonlocal best
-        low = lowered.pop((keep, rigid, pi, vt, x8i, late, spread), None)
         if low is None:
             try:
                 low = _lower_retry(block, cfg, keep, plans[pi], rigid_loads=rigid,
@@ -479,8 +481,8 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
                 errors.append(exc)
                 return None
         mine = None  # this lowering's fastest record (fitting ones first)
-        if order_list == orders[:1]:
-            lowered[keep, rigid, pi, vt, x8i, late, spread] = low
+        if stage1:
+            lowered[pi, spread] = low
         for order in order_list:
             em = _schedule(cfg, low, order)
             words = {k: q.nwords for k, q in em.queues.items()}
@@ -508,9 +510,10 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
             # stage 1: every plan, first order; stage 2: the two best plans, other orders
             # and the V^T variant
             firsts = []
+            lowered.clear()
             for sp in spreads:
                 for pi in range(len(plans)):
-                    rec = attempt(keep, rigid, pi, False, orders[:1], spread=sp)
+                    rec = attempt(keep, rigid, pi, False, orders[:1], spread=sp, stage1=True)
                     if rec is not None:
                         firsts.append(rec)
                         _two_best(firsts, lowered)
@@ -522,7 +525,8 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
                 ranked = _two_best(firsts, lowered)
                 for rec in ranked:
                     pi, sp = rec["plan"], rec["spread_mlp"]
-                    attempt(keep, rigid, pi, False, orders[1:], spread=sp)
+                    attempt(keep, rigid, pi, False, orders[1:], spread=sp,
+                            low=lowered.pop((pi, sp), None))
                     if effort == "fast" and best is not None:
                         break
                     attempt(keep, rigid, pi, True, orders, spread=sp)
