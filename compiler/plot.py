@@ -14,11 +14,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: one colour per slice instruction of the ISA (`arch.isa.DEFS`; a test checks that none is
+#: missing), in legend order
 KIND_COLOURS = {
     "READ": "#4e79a7", "WRITE": "#59a14f", "GATHER": "#76b7b2", "VXM": "#f28e2b",
     "MVM": "#e15759", "LW": "#ff9da7", "LWT": "#b07aa1", "IW": "#000000", "SHS": "#9c755f",
     "SCATTER": "#edc948", "RMAX": "#bab0ac", "RSUM": "#8c564b", "RMIN": "#d4a6c8",
     "PMAP": "#17becf", "PERM": "#9edae5", "SHV": "#c49c94", "DIST": "#7f7f7f",
+    "ROTS": "#bcbd22", "ROTV": "#dbdb8d", "TPUT": "#1f77b4", "TGET": "#aec7e8",
+    "SEND": "#2ca02c", "RECV": "#98df8a",
 }
 
 
@@ -90,7 +94,7 @@ def schedule_figure(compiled, max_width: float = 60.0):
     order = list(KIND_COLOURS)
     used = sorted({mn for (_n, mn) in issues},
                   key=lambda m: order.index(m) if m in order else len(order))
-    handles = [Patch(color=KIND_COLOURS[m], label=m) for m in used]
+    handles = [Patch(color=KIND_COLOURS.get(m, "grey"), label=m) for m in used]
     handles += [Patch(facecolor="grey", alpha=0.25, label="light: in flight"),
                 Patch(facecolor="grey", label="solid: issue cycle")]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")

@@ -43,3 +43,27 @@ def test_picture_explains_shading_rows_and_empty_slices(compiled):
 def test_png_written(compiled, tmp_path):
     p = plot_schedule(compiled, tmp_path / "s.png")
     assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_slice_instruction_has_a_colour():
+    """A program with an instruction the table lacked (TGET, with a transposer) could not
+    be drawn: `--plot` raised KeyError."""
+    from arch.isa import DEFS, ICU_DEFS
+    from compiler.plot import KIND_COLOURS
+
+    slice_mnemonics = {m for defs in DEFS.values() for m in defs} - set(ICU_DEFS)
+    assert slice_mnemonics <= set(KIND_COLOURS), slice_mnemonics - set(KIND_COLOURS)
+    assert len(set(KIND_COLOURS.values())) == len(KIND_COLOURS)
+
+
+def test_transposer_program_is_drawn(tmp_path):
+    cb = compile_block(make_block(0, 8, 16, 2, 32),
+                       "tiny3", effort="fast")
+    used = {ins.mnemonic for q in cb.emitted.queues.values() for _c, ins, _l in q.issued}
+    assert {"TPUT", "TGET"} <= used, used
+    fig = schedule_figure(cb)
+    try:
+        legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        assert "TPUT" in legend and "TGET" in legend
+    finally:
+        plt.close(fig)
