@@ -28,6 +28,7 @@ CASE    ?=
 PYTEST_ARGS ?=
 BENCH_CONFIGS ?= tiny,small
 COLD    ?= 0
+PGO     ?= 0
 STEPS   ?= 0
 MODEL   ?= tiny
 LAYER   ?= 0
@@ -42,6 +43,10 @@ bool = $(if $(filter 1 yes true,$($(1))),1,$(if $(filter 0 no false,$($(1))),0,$
 WAVES_FLAG = $(if $(filter 1,$(call bool,WAVES)),--waves,)
 LOCKSTEP_FLAG = $(if $(filter 1,$(call bool,LOCKSTEP)),--lockstep,)
 CAUSAL_FLAG = $(if $(filter 0,$(call bool,CAUSAL)),--no-causal,)
+# PGO=1: the chip's simulators are built profile-guided (sim/pgo.py); a separate build
+ifeq ($(origin PGO),command line)
+export TSP_PGO := $(call bool,PGO)
+endif
 
 .PHONY: all scaling llm-chips sim sim-decode sim-layer sim-model llm run sim-fabric test verilog lint wave bench bench-rtl profile-rtl fuzz fuzz-replay coverage \
 	clean distclean venv help models llm-accuracy test-llm
@@ -99,6 +104,8 @@ help:
 	@echo "              -> build/cost.json, build/cost.png (installs the [cost] extra)"
 	@echo "make clean    remove build/ (keeps .venv); make distclean also removes .venv"
 	@echo "Simulators are compiled with g++ -O2 (make test: -O1); TSP_CXX_OPT=-O1|-O2|-O3 chooses"
+	@echo "PGO=1 (any target): the chip's simulators built profile-guided, trained on random"
+	@echo "              programs (about twice the build time; sim/pgo.py)"
 
 venv: $(STAMP)
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from arch.config import TspConfig
 
-from . import toolchain
+from . import pgo, toolchain
 from .build import (
     BuildError,
     _about,
@@ -78,11 +78,13 @@ class BareBuild:
     seconds: float
     cached: bool
     threads: int
+    pgo: bool = False  # built profile-guided (`sim.pgo`)
 
 
 def build_bare(cfg: TspConfig, *, threads: int = 1, log=print) -> BareBuild:
     """Generate (cached) the chip's Verilog and build the bare harness for it (cached by
-    a hash of the Verilog, the harness, the flags and the tool versions)."""
+    a hash of the Verilog, the harness, the flags and the tool versions); profile-guided
+    with $TSP_PGO (`sim.pgo`: the training set is then in the hash too)."""
     import hashlib
 
     check_simulable(cfg)
@@ -90,39 +92,59 @@ def build_bare(cfg: TspConfig, *, threads: int = 1, log=print) -> BareBuild:
     env = toolchain.setup_environ()
     art = generate_verilog(cfg, "chip", log=log)
     flags = [*verilator_flags(), *(["--threads", str(threads)] if threads > 1 else [])]
+    profiled = pgo.enabled("chip")
     header = _ports_header(cfg)
     cpp = capture_sources(art)[0]  # the lock-step capture's DPI functions (never armed here)
     h = hashlib.sha256()
     for part in (art.path.parent.name, art.sim_path.read_bytes(), HARNESS.read_bytes(),
                  *(c.read_bytes() for c in cpp),
                  header, json.dumps(flags), inline_vlt(art),
-                 json.dumps(toolchain.tool_versions(), sort_keys=True), env["MAKEFLAGS"]):
+                 json.dumps(toolchain.tool_versions(), sort_keys=True), env["MAKEFLAGS"],
+                 *((pgo.training_key(cfg),) if profiled else ())):
         h.update(part if isinstance(part, bytes) else part.encode())
-    out = build_root() / "verilator" / f"bare-{cfg.name}-t{threads}-{h.hexdigest()[:16]}"
+    out = build_root() / "verilator" / (f"bare-{cfg.name}-t{threads}{'-pgo' * profiled}-"
+                                        f"{h.hexdigest()[:16]}")
     binary = out / "Vtsp"
     stamp = out / ".built.json"
     with _locked(build_root() / "verilator" / f".{out.name}.lock"):
         if stamp.exists():
             return BareBuild(cfg, binary, json.loads(stamp.read_text())["seconds"], True,
-                             threads)
+                             threads, profiled)
         out.mkdir(parents=True, exist_ok=True)
         (out / "bare_ports.h").write_text(header)
         vlt = out / "noinline.vlt"
         vlt.write_text("`verilator_config\n" + inline_vlt(art))
         log_file = out / "build.log"
-        log(f"building the bare harness of chip/{cfg.name} ({threads} thread(s); about "
-            f"{_about(estimate_seconds(cfg, 'chip')[1])}); log: {log_file}")
-        cmd = ["verilator", "--cc", "--exe", "--build", "-j", "2", "--prefix", "Vtsp",
+        log(f"building the bare harness of chip/{cfg.name} ({threads} thread(s)"
+            f"{', profile-guided' if profiled else ''}; about "
+            f"{_about(estimate_seconds(cfg, 'chip')[1] * (2 if profiled else 1))}); "
+            f"log: {log_file}")
+        cmd = ["verilator", "--cc", "--exe", "--prefix", "Vtsp",
                "--top-module", art.top, "-Mdir", str(out), "-CFLAGS", f"-I{out}",
                *flags, str(vlt), str(HARNESS), *map(str, cpp), str(art.sim_path)]
+        make = ["make", "-j", "2", "-C", str(out), "-f", "Vtsp.mk"]
         t0 = time.monotonic()
         with open(log_file, "w") as fh:
             proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+            if proc.returncode == 0:
+                fh.flush()
+                proc = subprocess.run([*make, *(pgo.instrument_vars() if profiled else ())],
+                                      stdout=fh, stderr=subprocess.STDOUT, env=env)
         if proc.returncode != 0 or not binary.exists():
             raise BuildError(f"bare harness build failed; log: {log_file}")
+        if profiled:
+            def train():
+                for case in pgo.training_cases(cfg):
+                    run_bare(BareBuild(cfg, binary, 0.0, False, threads), case.program,
+                             case.rtl_image(), [], repeat=pgo.TRAINING_REPEAT,
+                             max_cycles=200_000, work_dir=out)
+            try:
+                pgo.rebuild_with_profile(out, make, train, log_file, env)
+            except toolchain.ToolchainError as e:
+                raise BuildError(str(e)) from None
         seconds = time.monotonic() - t0
-        stamp.write_text(json.dumps({"seconds": seconds, "flags": flags}))
-        return BareBuild(cfg, binary, seconds, False, threads)
+        stamp.write_text(json.dumps({"seconds": seconds, "flags": flags, "pgo": profiled}))
+        return BareBuild(cfg, binary, seconds, False, threads, profiled)
 
 
 @dataclass

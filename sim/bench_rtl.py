@@ -15,10 +15,11 @@ Every run must take the predicted cycles (clock edges START -> done) and the las
 output must be bit-exact.  Each speed is the median of `TRIALS` measurements.
 Reported: Verilog size and generation time, Verilator build time, load time, cycles per
 second of each, and the ratio driven / bare; the builds' g++ optimisation level
-(`toolchain.cxx_opt`: -O2, or $TSP_CXX_OPT).  With
+(`toolchain.cxx_opt`: -O2, or $TSP_CXX_OPT) and whether they are profile-guided
+(``pgo``: $TSP_PGO, `sim.pgo`; then every build's time includes its training).  With
 ``cold`` the builds are made in a fresh build directory (the generation and build
 times are then this run's; otherwise they are those of the run that made the cache).
-Written to ``build/bench-rtl.json``.
+Written to ``build/bench-rtl.json`` (profile-guided: ``build/bench-rtl-pgo.json``).
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ def bench_config(cfg: TspConfig, *, threads=(1, 2), log=print) -> dict:
     s = trials[len(trials) // 2]
     row = {
         "config": cfg.name, "superlanes": cfg.superlanes, "cxx_opt": toolchain.cxx_opt(),
+        "pgo": toolchain.pgo(),
         "verilog_bytes": art.sim_path.stat().st_size,
         "verilog_bytes_with_init": art.size_bytes,
         "verilog_seconds": round(art.seconds, 1), "verilog_cached": art.cached,
@@ -181,7 +183,8 @@ def run_bench_rtl(configs: list[TspConfig], *, cold: bool = False, threads=(1, 2
                   log=print) -> list[dict]:
     from .build import build_root
 
-    out = build_root() / "bench-rtl.json"
+    # a profile-guided run beside the plain one, not over it
+    out = build_root() / ("bench-rtl-pgo.json" if toolchain.pgo() else "bench-rtl.json")
     rows = []
     saved = os.environ.get("TSP_BUILD_DIR")
     tmp = tempfile.mkdtemp(prefix="tsp-cold-") if cold else None
@@ -194,7 +197,7 @@ def run_bench_rtl(configs: list[TspConfig], *, cold: bool = False, threads=(1, 2
             row["wall_seconds"] = round(time.monotonic() - t0, 1)
             rows.append(row)
             bare2 = row.get("bare_threads2_cycles_per_second")
-            log(f"{cfg.name:7s} (g++ {row['cxx_opt']}) Verilog "
+            log(f"{cfg.name:7s} (g++ {row['cxx_opt']}{', PGO' if row['pgo'] else ''}) Verilog "
                 f"{row['verilog_bytes'] / 1e6:.2f} MB in "
                 f"{row['verilog_seconds']} s{' (cached)' if row['verilog_cached'] else ''}, "
                 f"Verilator {row['verilator_seconds']} s"

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from arch.config import TspConfig
 
-from . import toolchain
+from . import pgo, toolchain
 from .designs import SYSTEM_DESIGNS, design_modules, get_design, top_name
 
 REPO = Path(__file__).resolve().parent.parent
@@ -473,10 +473,11 @@ def verilator_flags(*, coverage: bool = False, waves: bool = False) -> tuple[str
     return tuple(flags)
 
 
-def build_key(art: VerilogArtifact, flags: tuple[str, ...]) -> str:
+def build_key(art: VerilogArtifact, flags: tuple[str, ...], training: str = "") -> str:
     """Hash of what a Verilated build depends on: the design key, the simulated Verilog,
-    tool versions, flags and the build environment's settings -- never a path, so a
-    copied or moved checkout (or another .venv) reuses it."""
+    tool versions, flags and the build environment's settings (and a profile-guided
+    build's training set, `sim.pgo.training_key`) -- never a path, so a copied or moved
+    checkout (or another .venv) reuses it."""
     env = toolchain.setup_environ({})
     h = hashlib.sha256()
     h.update(art.path.parent.name.encode())
@@ -488,6 +489,8 @@ def build_key(art: VerilogArtifact, flags: tuple[str, ...]) -> str:
         h.update(src.read_bytes())
     h.update(inline_vlt(art).encode())
     h.update(env["MAKEFLAGS"].encode())
+    if training:
+        h.update(f"pgo {training}".encode())
     return h.hexdigest()[:16]
 
 
@@ -561,17 +564,20 @@ def public_vlt(art: VerilogArtifact) -> str:
                       f'-var "{p}"\n' for p, d in top_port_directions(art).items()))
 
 
-def _runner(reused: list[Path] = ()):
+def _runner(reused: list[Path] = (), make_vars: list[str] = ()):
     from cocotb_tools.runner import Verilator
 
     class TspVerilator(Verilator):
         """cocotb's Verilator runner, minus --public-flat-rw (see PUBLIC_VLT); with
         ``reused`` runtime objects stamped between Verilating and make (they depend on the
-        Vtop.mk Verilator writes, so they must be newer than it)."""
+        Vtop.mk Verilator writes, so they must be newer than it) and ``make_vars`` on
+        make's command line (`sim.pgo`'s instrumented pass)."""
 
         def _build_command(self):
             cmds = super()._build_command()
             cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+            cmds[-1] = [*cmds[-1], *make_vars]
+            self.make_command = [a for a in cmds[-1] if a not in make_vars]
             if reused:
                 cmds.insert(1, ["touch", "-c", *map(str, reused)])
             return cmds
@@ -638,6 +644,34 @@ def lint(art: VerilogArtifact) -> tuple[int, str]:
     return proc.returncode, proc.stdout + proc.stderr
 
 
+def _train_and_rebuild(sim: SimBuild, make: list[str], log_file: Path) -> None:
+    """`sim.pgo`'s training and final pass of a cocotb simulator: the training programs run
+    once each through the fuzz testbench (which checks them against the model)."""
+    from .run import SimFailure, run_cocotb
+
+    cfg = sim.verilog.cfg
+
+    def train():
+        from tb.fuzz import fuzz_plan
+
+        specs = [{"gen": [k, s, 1.0]} for k, s in fuzz_plan(pgo.TRAINING_CASES,
+                                                             pgo.TRAINING_SEED)]
+        try:
+            run = run_cocotb(sim, "tb.chip.test_fuzz", name=f"pgo-{cfg.name}",
+                             testcase="chip_fuzz",
+                             params={"cases": specs, "max_cycles": 200_000, "funcov": False},
+                             x_seed=None)
+        except SimFailure as e:
+            raise BuildError(f"profile-guided build: the training run failed ({e})") from None
+        if run.summary.get("failed"):
+            raise BuildError(f"profile-guided build: {run.summary['failed']} training "
+                             f"program(s) disagree with the model; log: {run.log}")
+    try:
+        pgo.rebuild_with_profile(sim.build_dir, make, train, log_file, toolchain.setup_environ())
+    except toolchain.ToolchainError as e:
+        raise BuildError(str(e)) from None
+
+
 def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
               coverage: bool = False, log=print) -> SimBuild:
     """Generate (cached) and Verilate (cached) `design` for `cfg` (the chip with the
@@ -650,10 +684,12 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
     art = generate_verilog(cfg, design, log=log)
     log(art.describe())
     flags = verilator_flags(coverage=coverage, waves=waves)
+    profiled = pgo.enabled(design, waves=waves, coverage=coverage)
     fmt = ("fst" if "--trace-fst" in flags else "vcd") if waves else None
-    tag = "".join(t for t, on in ((f"-{fmt}", waves), ("-cov", coverage)) if on)
-    build_dir = build_root() / "verilator" / (f"{design}-{path_name(cfg)}{tag}-"
-                                              f"{build_key(art, flags)}")
+    tag = "".join(t for t, on in ((f"-{fmt}", waves), ("-cov", coverage), ("-pgo", profiled))
+                  if on)
+    key = build_key(art, flags, pgo.training_key(cfg) if profiled else "")
+    build_dir = build_root() / "verilator" / f"{design}-{path_name(cfg)}{tag}-{key}"
     stamp = build_dir / ".built.json"
     with _locked(build_root() / "verilator" / f".{build_dir.name}.lock"):
         if stamp.exists():
@@ -665,11 +701,12 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
         build_dir.mkdir(parents=True, exist_ok=True)
         runtime = runtime_dir(flags)
         reused = reuse_runtime(build_dir, runtime)
-        runner = _runner(reused)
+        runner = _runner(reused, pgo.instrument_vars() if profiled else [])
         log_file = build_dir / "build.log"
+        about = estimate_seconds(cfg, design)[1] * (1.5 if waves else 1) * (2 if profiled else 1)
         log(f"building the Verilator simulator of {design}/{cfg.name}"
-            f"{f' with {fmt.upper()} tracing' if waves else ''} (about "
-            f"{_about(estimate_seconds(cfg, design)[1] * (1.5 if waves else 1))}; cached "
+            f"{f' with {fmt.upper()} tracing' if waves else ''}"
+            f"{', profile-guided' if profiled else ''} (about {_about(about)}; cached "
             f"afterwards); log: {log_file}")
         vlt = build_dir / "public.vlt"
         vlt.write_text(public_vlt(art) + inline_vlt(art))
@@ -687,6 +724,9 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
         except RuntimeError as e:
             raise BuildError(f"Verilator build of {art.path} failed ({e}); log: {log_file}"
                              ) from None
+        if profiled:
+            _train_and_rebuild(SimBuild(art, build_dir, 0.0, False, False, flags),
+                               runner.make_command, log_file)
         seconds = time.monotonic() - t0
         if not reused:
             keep_runtime(build_dir, runtime)

@@ -26,6 +26,9 @@ class ToolchainError(RuntimeError):
 #: part of every build's key (through MAKEFLAGS), so the two never share a build.
 CXX_OPT_ENV = "TSP_CXX_OPT"
 CXX_OPTS = ("-O1", "-O2", "-O3")
+#: The environment variable that turns on profile-guided builds of the simulators
+#: (`sim.pgo`): ``1`` on, ``0`` or unset off.
+PGO_ENV = "TSP_PGO"
 
 
 def cxx_opt() -> str:
@@ -35,6 +38,15 @@ def cxx_opt() -> str:
         raise ToolchainError(f"{CXX_OPT_ENV}={value!r} is not a g++ optimisation level this "
                              f"project builds with: use one of {', '.join(CXX_OPTS)}")
     return value
+
+
+def pgo() -> bool:
+    """Whether simulators are built profile-guided (`sim.pgo`): $TSP_PGO = 1 (on) or 0 /
+    unset (off); any other value is refused by name."""
+    value = os.environ.get(PGO_ENV, "0")
+    if value not in ("0", "1"):
+        raise ToolchainError(f"{PGO_ENV}={value!r}: expected 1 (profile-guided builds) or 0")
+    return value == "1"
 
 
 @cache
