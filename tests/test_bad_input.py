@@ -387,13 +387,17 @@ def _compile_error(blk, cfg, **kw) -> CompileError:
     ("tiny", (16, 64, 2, 64), "sram",  # fits by weight bytes, not with everything else
      ["does not fit the SRAM of config 'tiny'", "at its peak", "the config has 2048",
       "first failing allocation"]),
+    ("tiny", (16, 32, 2, 160), "sram",  # the total fits, one side's slices do not
+     ["does not fit the SRAM of config 'tiny'", "the slices a tensor must go to ran out",
+      "is within the config's 2048 (4 MEM slices", "first failing allocation: y.w",
+      "side W", "Raise mem_depth (now 256 per bank)"]),
     (TINY.replace(name="tiny-1mem", mem_slices_per_hemisphere=1), (16, 32, 2, 64), "shape",
      ["needs at least 2 MEM slices per hemisphere but config 'tiny-1mem' has "
       "mem_slices_per_hemisphere=1"]),
     (TINY.replace(name="tiny-imem64", imem_depth=64), (8, 16, 2, 16), "imem",
      ["does not fit the instruction memory of config 'tiny-imem64'", "imem_depth is 64",
       "raise imem_depth to 256"]),
-], ids=["seq>VL", "seq>acc-slots", "sram-weights", "sram-peak", "mem-slices", "imem"])
+], ids=["seq>VL", "seq>acc-slots", "sram-weights", "sram-peak", "sram-side", "mem-slices", "imem"])
 def test_compile_error_names_needed_and_available(cfg, shape, resource, fragments):
     err = _compile_error(make_block(0, *shape), cfg, effort="fast")
     msg = str(err)

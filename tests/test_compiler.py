@@ -364,6 +364,20 @@ def test_mem_read_write_merges_a_read_and_a_write_per_cycle():
     assert both.cycles <= one.cycles
 
 
+@pytest.mark.parametrize("cfg, shape", [
+    ("tiny3", (16, 32, 1, 64)),  # one head: every tile of q, k, v holds one head
+    ("small:vxm_groups=2,sxm_transpose_rows=32", (16, 48, 2, 64)),  # tiles of 2 and 1 head
+], ids=["tiny3-one-head", "small-mixed-tiles"])
+def test_head_masks_skip_tiles_of_one_head(cfg, shape):
+    """Per-head outputs by lane masks (VXM groups + transposers) where some weight tile
+    holds a single head: that tile's rows are written by its epilogue, no mask (these
+    raised KeyError 'mask' in the lowering)."""
+    s, d, h, f = shape
+    blk = make_block(0, s, d, h, f, causal=True)
+    x_q = blk.quantize_input(blk.example_input())
+    _check(compile_block(blk, cfg, effort="fast"), blk, x_q)
+
+
 def test_sxm_transposer_replaces_the_transposing_mvms():
     """With SXM transposers of S rows the block's attention transposes P (and V) by
     TPUT/TGET: no transposing MVM is left (with VXM groups no re-emit either: heads are

@@ -198,7 +198,9 @@ def dense_rows(pb: ProgramBuilder, name: str, x_loc, rows: int, k_in: int, weigh
 
     def mask_heads(i, n):
         """Head h's vector = the requantised tile AND head h's lane mask (one VXM word per
-        head, no re-emit MVM)."""
+        head, no re-emit MVM); nothing for a tile of one head (its epilogue wrote it)."""
+        if not masked(n):
+            return
         for h, r in zip(st["hs"], st["mask"], strict=True):
             b = Bundle(f"{name}[{n}] head {h} row {i}", f"{name}.mask")
             v = O.vxm(b, TYPE[out.planes], "s", "AND", ("r", st["y"][i % MASK_ROWS]), ("r", r))
