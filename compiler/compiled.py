@@ -278,6 +278,13 @@ class CompiledBlock(ScheduleView):
         return self.read_output(rd), res, self.read_intermediates(rd)
 
     # -- files -----------------------------------------------------------------------------
+    def _example(self, x_q) -> tuple[dict, dict, dict]:
+        """For `write`: (the SRAM image with ``x_q``, expected.npz's arrays, more of
+        layout.json)."""
+        if x_q is None:
+            x_q = self.block.quantize_input(self.block.example_input())
+        return self.sram_image(x_q), {"x_q": x_q, "y_q": self.block.forward_int(x_q)}, {}
+
     def write(self, outdir: str | Path, plot: bool = False, x_q: np.ndarray | None = None
               ) -> dict[str, Path]:
         """prog.bin, schedule.json, layout.json, sram_image.npz (per MEM slice
@@ -290,20 +297,19 @@ class CompiledBlock(ScheduleView):
                  "layout.json": out / "layout.json", "sram_image.npz": out / "sram_image.npz",
                  "expected.npz": out / "expected.npz"}
         files["prog.bin"].write_bytes(self.program.to_bytes())
-        if x_q is None:
-            x_q = self.block.quantize_input(self.block.example_input())
+        image, expected, layout = self._example(x_q)
         arrays = {}
-        for sl, per in sorted(self.sram_image(x_q).items()):
+        for sl, per in sorted(image.items()):
             addrs = sorted(per)
             arrays[f"{sl}.addr"] = np.array(addrs, np.int32)
             arrays[f"{sl}.data"] = np.stack([per[a] for a in addrs])
         np.savez(files["sram_image.npz"], **arrays)
-        np.savez(files["expected.npz"], x_q=x_q, y_q=self.block.forward_int(x_q))
+        np.savez(files["expected.npz"], **expected)
         files["schedule.json"].write_text(json.dumps(self.schedule_json(), indent=1))
         files["layout.json"].write_text(json.dumps({
             "config": self.cfg.to_dict(), "input_x_q": self.input_layout(),
             "output_y_q": self.output_layout(),
-            "sram_image_constants": len(self.init)}, indent=1))
+            "sram_image_constants": len(self.init), **layout}, indent=1))
         if plot:
             from .plot import plot_schedule
             files["schedule.png"] = out / "schedule.png"

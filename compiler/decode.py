@@ -167,6 +167,28 @@ class CompiledDecode(CompiledBlock):
         out += [(loc, np.full(vl, pos, np.uint8)) for loc in self.pos_locs]
         return out
 
+    def _example(self, x_q) -> tuple[dict, dict, dict]:
+        """For `write` (inherited): ``x_q`` is the rows of the steps (T <= max_context,
+        d_model; default the block's example input); the image is what the host writes
+        before the first step, with step 0's row; expected.npz has ``x_q`` and ``y_q``, the
+        output row of each step (the causal block's rows: a step sees the positions before
+        it); layout.json adds where each step writes its position."""
+        b = self.block
+        if x_q is None:
+            x_q = b.quantize_input(b.example_input())[:self.max_context]
+        x_q = np.asarray(x_q)
+        if x_q.ndim != 2 or not 1 <= x_q.shape[0] <= self.max_context or \
+                x_q.shape[1] != b.d_model:
+            raise ValueError(f"x_q: expected the steps' rows, shape (T, {b.d_model}) with 1 <= "
+                             f"T <= {self.max_context}, got shape {x_q.shape}")
+        full = np.zeros((b.seq_len, b.d_model), np.int32)  # later rows cannot reach earlier
+        full[:len(x_q)] = x_q
+        y_q = b.forward_int(full)[:len(x_q)]
+        return (self.sram_image(x_q[0].astype(np.int32)), {"x_q": x_q, "y_q": y_q},
+                {"position_p": [list(loc) for loc in self.pos_locs],
+                 "steps": "each step writes its row (input_x_q) and its position p (every "
+                          "byte of each position_p vector) before START"})
+
     def read_output(self, read_vec) -> np.ndarray:
         """y_p (d_model,) int32 of the step just run."""
         return self._read("y", read_vec)[0]

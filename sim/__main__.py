@@ -45,8 +45,16 @@ def _config(name):
         raise SystemExit(f"error: {e}") from None
 
 
+def _for_design(cfg, design: str):
+    """The config a design is generated for: each chip of a system design with its C2C
+    links (`TspConfig.with_links`), as ``block --chips`` builds it."""
+    from .designs import SYSTEM_DESIGNS
+
+    return cfg.with_links() if design in SYSTEM_DESIGNS else cfg
+
+
 def cmd_verilog(args) -> int:
-    cfg = _config(args.config)
+    cfg = _for_design(_config(args.config), args.design)
     print(cfg.summary(), flush=True)
     if args.no_build:
         print(generate_verilog(cfg, args.design, force=args.force, log=_log).describe())
@@ -59,7 +67,8 @@ def cmd_verilog(args) -> int:
 
 def cmd_lint(args) -> int:
     status = 0
-    for cfg in [_config(name) for name in args.config.split(",")]:  # all valid first
+    for cfg in [_for_design(_config(name), args.design)  # all valid first
+                for name in args.config.split(",")]:
         art = generate_verilog(cfg, args.design)
         rc, out = lint(art)
         warnings = [ln for ln in out.splitlines() if ln.startswith("%")]

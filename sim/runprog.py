@@ -112,6 +112,7 @@ def load_image(path: Path, cfg: TspConfig) -> dict[str, dict[int, np.ndarray]]:
     if path.suffix == ".npz":
         with np.load(path) as z:
             items = [(k, z[k]) for k in z.files]
+        items = _per_slice_arrays(items, str(path))
     elif path.suffix == ".json":
         try:
             data = json.loads(path.read_text())
@@ -125,12 +126,35 @@ def load_image(path: Path, cfg: TspConfig) -> dict[str, dict[int, np.ndarray]]:
     return image_from_items(items, cfg, str(path))
 
 
+def _per_slice_arrays(items, where: str) -> list:
+    """The compiler's ``sram_image.npz`` layout (`CompiledBlock.write`: per slice
+    ``<slice>.addr`` int[n] and ``<slice>.data`` uint8[n, VL]) as SLICE/ADDR items; other
+    items pass through."""
+    arrays = dict(items)
+    out = [(k, v) for k, v in items if not str(k).endswith((".addr", ".data"))]
+    for key in sorted(k for k in arrays if str(k).endswith(".addr")):
+        sl = key[:-len(".addr")]
+        addrs, data = np.asarray(arrays[key]), arrays.get(f"{sl}.data")
+        if data is None or np.ndim(data) != 2 or len(data) != addrs.size:
+            got = "missing" if data is None else f"shape {np.shape(data)}"
+            raise RunError(f"{where}: {key} lists {addrs.size} addresses but {sl}.data is "
+                           f"{got} (expected {addrs.size} rows of a vector each)")
+        out += [(f"{sl}/{int(a)}", row) for a, row in zip(addrs.ravel(), data, strict=True)]
+    stray = [k for k in arrays if str(k).endswith(".data")
+             and f"{str(k)[:-len('.data')]}.addr" not in arrays]
+    if stray:
+        raise RunError(f"{where}: {stray[0]} has no {stray[0][:-len('.data')]}.addr beside it")
+    return out
+
+
 def image_from_items(items, cfg: TspConfig, where: str) -> dict[str, dict[int, np.ndarray]]:
     out: dict[str, dict[int, np.ndarray]] = {}
     for key, value in items:
         sl, sep, addr = str(key).partition("/")
         if not sep:
-            raise RunError(f"{where}: key {key!r} is not SLICE/ADDR (e.g. MEM_W0/3)")
+            raise RunError(f"{where}: key {key!r} is not SLICE/ADDR (e.g. MEM_W0/3; an .npz "
+                           f"may also hold the compiler's <slice>.addr + <slice>.data "
+                           f"arrays)")
         sl, a = _mem_addr(cfg, f"{where}: {key}", sl, addr)
         out.setdefault(sl, {})[a] = _vector(cfg, f"{where}: {key}", value)
     return out

@@ -99,3 +99,26 @@ def test_decode_bounds_name_the_weight_stream():
     assert d["bounds"]["weight_stream"] == (32768 + 4096) // 32 // 2
     assert d["binding"] == "weight_stream"
     assert d["ratio"] == round(comp.cycles / d["bounds"]["weight_stream"], 3) > 1
+
+
+def test_write_gives_a_step_program_its_own_files(tmp_path):
+    """`CompiledDecode.write` (inherited from the block's, which fed it the whole sequence
+    and failed): the image holds step 0's row, expected.npz the steps' rows and outputs,
+    layout.json where the position goes; a wrong x_q is refused by shape."""
+    blk = make_block(0, 8, 32, 2, 64)
+    c = compile_decode(blk, "tiny", effort="fast")
+    x = blk.quantize_input(blk.example_input(1))[:5]
+    files = c.write(tmp_path, x_q=x)
+    e = np.load(files["expected.npz"])
+    y, _runs, _m = c.run_on_model(x)
+    assert np.array_equal(e["x_q"], x) and np.array_equal(e["y_q"], y)
+    img = np.load(files["sram_image.npz"])
+    step0 = dict(c.step_writes(x[0].astype(np.int32), 0))
+    for (s, a), v in step0.items():
+        row = int(np.flatnonzero(img[f"{s}.addr"] == a)[0])
+        assert np.array_equal(img[f"{s}.data"][row], v)
+    import json
+    lay = json.loads(files["layout.json"].read_text())
+    assert [tuple(p) for p in lay["position_p"]] == [tuple(p) for p in c.pos_locs]
+    with pytest.raises(ValueError, match=r"x_q: expected the steps' rows, shape \(T, 32\)"):
+        c.write(tmp_path / "bad", x_q=x[0])

@@ -195,3 +195,29 @@ def test_make_run_target():
     r = subprocess.run(["make", "-n", "run", "PROG=examples/scale.s", "RTL=maybe"], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "RTL=maybe is not a boolean" in r.stderr
+
+
+def test_the_compilers_files_run_as_written(tmp_path):
+    """`python -m compiler --out DIR` writes prog.bin and sram_image.npz (per slice
+    ``<slice>.addr`` / ``<slice>.data``); `sim run` takes that image as it is, and the
+    program's output rows (where layout.json says) are expected.npz's y_q."""
+    from compiler import compile_block
+    from golden.block import make_block
+    from sim.runprog import RunError, prepare, run_model
+
+    blk = make_block(0, 8, 32, 2, 64)
+    cb = compile_block(blk, "tiny", effort="fast")
+    files = cb.write(tmp_path)
+    y_locs = [loc for locs in json.loads(files["layout.json"].read_text())["output_y_q"].values()
+              for loc in locs]
+    run = prepare(files["prog.bin"], config="tiny", image=str(files["sram_image.npz"]),
+                  dumps=[f"{s}:{a}" for s, a in y_locs])
+    out = run_model(run, 100_000)
+    assert out["error"] is None and out["cycles"] == cb.cycles
+    got = cb.read_output(lambda s, a: np.array(out["dump"][f"{s}/{a}"], np.uint8))
+    assert np.array_equal(got, np.load(files["expected.npz"])["y_q"])
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **{"MEM_W0.addr": np.arange(3), "MEM_W0.data": np.zeros((2, 16), np.uint8)})
+    with pytest.raises(RunError, match=r"MEM_W0.addr lists 3 addresses but MEM_W0.data is "
+                                       r"shape \(2, 16\)"):
+        prepare(files["prog.bin"], config="tiny", image=str(bad))

@@ -469,3 +469,15 @@ def test_cxx_opt_is_checked_and_keys_the_build(monkeypatch):
     monkeypatch.setenv("TSP_CXX_OPT", "-Ofast")
     with pytest.raises(toolchain.ToolchainError, match=r"TSP_CXX_OPT='-Ofast'.*-O1, -O2, -O3"):
         toolchain.setup_environ({})
+
+
+def test_system_designs_are_generated_with_links():
+    """`sim verilog/lint --design systemN` on a config without C2C links generate each chip
+    with its links (`TspConfig.with_links`), as `block --chips` does; they used to stop
+    with a traceback from hdl.system suggesting a config name --config refuses."""
+    from arch.config import get_config
+    from sim.__main__ import _for_design
+
+    tiny = get_config("tiny")
+    assert _for_design(tiny, "system2").c2c_links == 1
+    assert _for_design(tiny, "chip") is tiny
