@@ -81,6 +81,17 @@ def layer_graph(lc, L: dict, C: int) -> Graph:
     return Graph({"h": (1, D, 4), "h.e": (1, D, 2)}, tuple(layer_nodes(lc, L, C)), ("y",))
 
 
+
+def check_layer_shape(cfg: TspConfig, head_dim: int, context: int, what: str = "") -> None:
+    """Refuse a layer step's shape the lowering cannot take (CompileError): the heads tile
+    the vector (head_dim | VL) and the cache's positions are lanes (context <= VL) and a
+    Gather index (<= 256).  ``what`` names where the context came from."""
+    vl = cfg.vector_length
+    if vl % head_dim or context > vl or context > 256:
+        raise CompileError(f"the layer step needs head_dim | VL and the context <= "
+                           f"min(VL, 256) (got head_dim {head_dim}, {what or 'context'} "
+                           f"{context}, VL {vl} on {cfg.name!r})", "shape", True)
+
 class LayerStep:
     """A layer (or model) step's graph, lowered (`compiler.graph.lower_graph`): the
     builder's program and the tensors of the host interface (``h``/``h.e`` in, ``y``/
@@ -110,11 +121,7 @@ class LayerStep:
     n_layers = 1
 
     def check_shape(self) -> None:
-        vl, d, C = self.cfg.vector_length, self.d, self.C
-        if vl % d or C > vl or C > 256:
-            raise CompileError(f"the layer step needs head_dim | VL and the context <= "
-                               f"min(VL, 256) (got head_dim {d}, context {C}, VL {vl})",
-                               "shape", True)
+        check_layer_shape(self.cfg, self.d, self.C)
 
     def graph(self) -> Graph:
         return layer_graph(self.lc, self.L, self.C)

@@ -45,6 +45,12 @@ def plot_schedule(compiled, path: str | Path, max_width: float = 60.0) -> Path:
 
 def schedule_figure(compiled, max_width: float = 60.0):
     """The matplotlib figure of `plot_schedule` (the caller closes it)."""
+    need = ("emitted", "busy", "lower_bound", "shape_label")
+    if not all(hasattr(compiled, a) for a in need):
+        raise TypeError(f"plot_schedule draws a compiled block, decode step, layer or model "
+                        f"(compile_block, compile_decode, ...: they keep their schedule); "
+                        f"a {type(compiled).__name__} has no "
+                        f"{next(a for a in need if not hasattr(compiled, a))}")
     import matplotlib
 
     matplotlib.use("Agg")

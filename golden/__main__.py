@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -74,8 +75,13 @@ def _run(args: argparse.Namespace, seed: int) -> dict:
         arrays.update({f"int.{k}": v for k, v in tr.items()})
         arrays.update({"output.q": tr["y"], "output.float_ref": y_f,
                        "output.float_ref_q": block.quantize_output_reference(y_f)})
-        np.savez(args.save, **arrays)
-        rec["saved"] = args.save
+        path = Path(args.save)
+        if path.suffix != ".npz":  # np.savez adds it; say the name it writes
+            path = path.with_name(path.name + ".npz")
+        if not path.parent.is_dir():
+            raise SystemExit(f"error: --save {args.save}: no directory {path.parent}")
+        np.savez(path, **arrays)
+        rec["saved"] = str(path)
     return rec
 
 
@@ -117,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  min cosine {out['cosine_vs_float']:.6f}  min frac_within_1lsb "
               f"{out['frac_within_1lsb']:.4f}  max abs err {out['max_abs_err_lsb']} LSB")
     if args.save:
-        print(f"  saved vectors to {args.save}")
+        print(f"  saved vectors to {recs[0]['saved']}")
     return 0
 
 

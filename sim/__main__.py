@@ -82,6 +82,8 @@ def cmd_lint(args) -> int:
 
 def cmd_fabric(args) -> int:
     cfg = _config(args.config)
+    if args.programs < 1:
+        raise SystemExit(f"error: --programs must be >= 1 (got {args.programs})")
     seeds = [args.seed * 1000 + i for i in range(args.programs)]
     print(cfg.summary())
     t0 = time.monotonic()
@@ -279,11 +281,23 @@ def cmd_bench(args) -> int:
 def cmd_llm_chips(args) -> int:
     from .llm_chips import run_llm_chips
 
-    ks = [int(k) for k in args.chips.split()]
+    try:
+        ks = [int(k) for k in args.chips.replace(",", " ").split()]
+    except ValueError:
+        ks = []
     if not ks or any(k < 1 or k > 16 for k in ks):
-        raise SystemExit(f"error: --chips {args.chips!r}: chip counts in 1..16")
-    rep = run_llm_chips(args.model, ks, args.prompt, args.tokens,
-                        log=lambda *a: print(*a, flush=True))
+        raise SystemExit(f"error: --chips {args.chips!r}: chip counts in 1..16, e.g. "
+                         f"\"1 2 4\"")
+    if args.tokens < 1:
+        raise SystemExit(f"error: --tokens must be >= 1 (got {args.tokens})")
+    if not args.prompt:
+        raise SystemExit("error: --prompt is empty: give some text")
+    try:
+        rep = run_llm_chips(args.model, ks, args.prompt, args.tokens,
+                            log=lambda *a: print(*a, flush=True))
+    except (ValueError, FileNotFoundError) as e:  # unknown model, a prompt of no tokens
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"\n{'chips':>5} {'mode':>8} {'config':>8} {'MiB/chip':>8} {'layers':>22} "
           f"{'cycles/token':>12} {'tokens/s':>9} {'pipelined':>10}")
     for r in rep["rows"]:

@@ -91,6 +91,11 @@ def run_llm(cfg, model: str = "smollm2-135m", prompt: str | list[int] = DEFAULT_
     bad = [c for c in sweep if c < 1]
     if bad:
         raise ValueError(f"sweep context {bad[0]} must be >= 1")
+    from compiler.layer import check_layer_shape
+
+    check_layer_shape(cfg, lm.config.head_dim, context)
+    for c in sweep:  # before the run, not after it
+        check_layer_shape(cfg, lm.config.head_dim, c, "--sweep context")
     log(f"{lm.config.n_layers}-layer llama {path.name} on {cfg.name}: prompt "
         f"{len(prompt_ids)} tokens {prompt_ids}, {tokens} new, context {context}")
     t = time.monotonic()

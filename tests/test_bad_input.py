@@ -724,3 +724,42 @@ def test_make_boolean_flags_reach_the_cli():
     off = make_dry("sim", "CAUSAL=yes", "LOCKSTEP=0", "WAVES=false").stdout
     assert "-m sim block" in off
     assert "--no-causal" not in off and "--lockstep" not in off and "--waves" not in off
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["llm-chips", "--chips", "x"], "--chips 'x': chip counts in 1..16"),
+    (["llm-chips", "--chips", "0 2"], "--chips '0 2': chip counts in 1..16"),
+    (["llm-chips", "--tokens", "0"], "--tokens must be >= 1 (got 0)"),
+    (["llm-chips", "--prompt", ""], "--prompt is empty"),
+    (["fabric", "--config", "tiny", "--programs", "0"], "--programs must be >= 1 (got 0)"),
+], ids=["chips-text", "chips-0", "tokens-0", "prompt-empty", "fabric-programs-0"])
+def test_sim_commands_refuse_their_arguments_first(args, fragment, monkeypatch):
+    """Checked before any model is loaded or anything is built (these were tracebacks, or
+    a testbench that ran and then failed)."""
+    import sim.__main__ as sim_main
+
+    def boom(*a, **k):
+        raise AssertionError("work started")
+    monkeypatch.setattr(sim_main, "build_sim", boom)
+    import sim.llm_chips
+    monkeypatch.setattr(sim.llm_chips, "run_llm_chips", boom)
+    with pytest.raises(SystemExit, match=re.escape(fragment)):
+        sim_main.main(args)
+
+
+def test_llm_chips_unknown_model_is_an_error_not_a_traceback(capsys):
+    import sim.__main__ as sim_main
+
+    assert sim_main.main(["llm-chips", "--model", "bogus", "--chips", "1"]) == 2
+    assert "error: unknown model 'bogus'" in capsys.readouterr().err
+
+
+def test_llm_sweep_is_checked_before_the_run(tmp_path):
+    """A --sweep context the layer step cannot take is refused before the model runs (it
+    used to fail after generating the text), naming --sweep."""
+    from compiler import CompileError
+    from sim.llm import run_llm
+
+    with pytest.raises(CompileError, match=r"--sweep context 1000, VL 64"):
+        run_llm("medium:vxm_imem_depth=4096", "tiny", [1], 2, None, [1000], tmp_path,
+                log=lambda *a: None)

@@ -366,6 +366,14 @@ def test_cli_json_and_save(tmp_path, capsys):
     b = make_block(5, 8, 16, 2, 32)
     assert np.array_equal(z["output.q"], b.forward_int(z["input.q"]))
     assert np.array_equal(z["int.probs"], b.forward_int(z["input.q"], True)["probs"])
+    # a name without .npz: the file gets it, and the message names that file
+    assert cli_main(["--seq", "8", "--d-model", "16", "--heads", "2", "--d-ff", "32",
+                     "--save", str(tmp_path / "w")]) == 0
+    assert f"saved vectors to {tmp_path / 'w.npz'}" in capsys.readouterr().out
+    assert (tmp_path / "w.npz").is_file()
+    with pytest.raises(SystemExit, match=r"--save .*: no directory"):
+        cli_main(["--seq", "8", "--d-model", "16", "--heads", "2", "--d-ff", "32",
+                  "--save", str(tmp_path / "none" / "w")])
 
 
 def test_cli_text_and_errors(capsys):

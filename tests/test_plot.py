@@ -67,3 +67,12 @@ def test_transposer_program_is_drawn(tmp_path):
         assert "TPUT" in legend and "TGET" in legend
     finally:
         plt.close(fig)
+
+
+def test_what_has_no_schedule_is_refused_by_name(tmp_path):
+    """A compiled graph keeps no schedule: a TypeError naming it, not an AttributeError."""
+    from types import SimpleNamespace
+
+    with pytest.raises(TypeError, match=r"plot_schedule draws a compiled block.*a "
+                                        r"SimpleNamespace has no emitted"):
+        plot_schedule(SimpleNamespace(cfg=None), tmp_path / "x.png")
