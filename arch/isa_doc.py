@@ -395,7 +395,11 @@ def main(argv=None) -> int:
     ap.add_argument("--doc", action="store_true", help="print docs/isa.md (the default)")
     ap.add_argument("--config", default=None, help="config of the examples (default small)")
     args = ap.parse_args(argv)
-    sys.stdout.write(render_isa_doc(args.config))
+    try:
+        text = render_isa_doc(args.config)
+    except ValueError as e:  # an unknown or invalid config
+        ap.error(str(e))
+    sys.stdout.write(text)
     return 0
 
 

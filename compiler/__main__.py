@@ -21,6 +21,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -58,6 +59,10 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     shape = (f"seq {a.seq}, d_model {a.d_model}, heads {a.heads}, d_ff {a.d_ff}, "
              f"{'non-causal' if a.no_causal else 'causal'}, seed {a.seed}")
+    out = Path(a.out)
+    if out.exists() and not out.is_dir():  # before the compile and the run, not after
+        print(f"error: --out {a.out}: exists and is not a directory", file=sys.stderr)
+        return 2
     try:
         cfg = get_config(a.config)
         check_seq_len(cfg, a.seq)  # before calibration, which is quadratic in seq
@@ -117,8 +122,10 @@ def main(argv=None) -> int:
         print(f"  SRAM              {st['sram_vectors_peak']} of {st['sram_vectors']} vectors "
               f"at peak ({st['sram_vectors_peak'] * vl / 1024:.1f} of "
               f"{st['sram_vectors'] * vl / 1024:.1f} KiB); variant {cb.variant}")
-        print(f"  checked           y and {len(inter)} intermediates kept in SRAM "
-              f"({', '.join(sorted(inter))}) against forward_int")
+        others = sorted(k for k in inter if k != "y")
+        kept = (f" and {len(others)} intermediates kept in SRAM ({', '.join(others)})"
+                if others else "")
+        print(f"  checked           y{kept} against forward_int")
         print("  files             " + ", ".join(str(p) for p in files.values()))
     if problems:
         for p in problems:

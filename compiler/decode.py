@@ -75,8 +75,12 @@ def check_context(cfg: TspConfig, max_context: int) -> None:
     if not isinstance(max_context, int) or not 1 <= max_context <= min(vl, MAX_CONTEXT):
         need = -(-int(max_context) // cfg.lanes_per_superlane) if isinstance(
             max_context, int) and max_context > 0 else 1
-        hint = preset_hint("superlanes", need) if isinstance(max_context, int) and \
-            vl < max_context <= MAX_CONTEXT else f"the largest is {MAX_CONTEXT}"
+        if isinstance(max_context, int) and vl < max_context <= MAX_CONTEXT:
+            hint = preset_hint("superlanes", need)
+        elif isinstance(max_context, int) and max_context > MAX_CONTEXT:
+            hint = f"the largest is {MAX_CONTEXT}"
+        else:
+            hint = "a cache holds at least one position"
         raise CompileError(f"max_context={max_context!r} must be in 1..{min(vl, MAX_CONTEXT)} "
                            f"on config {cfg.name!r} (keys are lanes: VL = {vl}; the position "
                            f"is a u8 index); {hint}", "shape", True)
