@@ -439,6 +439,15 @@ def _two_best(firsts: list[dict], lowered: dict) -> list[dict]:
     return ranked
 
 
+#: how hard `compile_block` and `compile_decode` search: every variant, or the first that fits
+EFFORTS = ("best", "fast")
+
+
+def check_effort(effort) -> None:
+    if effort not in EFFORTS:
+        raise ValueError(f"effort={effort!r}: expected one of {', '.join(map(repr, EFFORTS))}")
+
+
 @paused
 def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
                   orders=("priority", "cycle", "program"), effort: str = "best"
@@ -458,6 +467,7 @@ def compile_block(block: QuantBlock, cfg: TspConfig | str, *, plans=None,
     :class:`CompileError` naming the resource (SRAM, imem, accumulators, shape) and
     needed vs available."""
     t0 = time.time()
+    check_effort(effort)
     cfg = get_config(cfg)
     if not isinstance(block, QuantBlock):
         raise TypeError(f"block: expected a golden.block.QuantBlock, got {type(block).__name__}")

@@ -48,7 +48,14 @@ from golden.machine import Machine, RunResult
 from . import tiling as T
 from .block import PLANS, decode_graph
 from .collector import paused
-from .compiled import CompiledBlock, _bounds, _check_weights_fit, _justified, _schedule
+from .compiled import (
+    CompiledBlock,
+    _bounds,
+    _check_weights_fit,
+    _justified,
+    _schedule,
+    check_effort,
+)
 from .errors import CompileError, imem_error
 from .graph import lower_graph
 from .lowerings.block_attention import need_two_mem_slices
@@ -242,6 +249,7 @@ def compile_decode(block: QuantBlock, cfg: TspConfig | str, max_context: int | N
     rows loaded flexibly, then in rigid blocks if the instruction
     memory is short; the fastest that fits is kept."""
     t0 = time.time()
+    check_effort(effort)
     cfg = get_config(cfg)
     if not isinstance(block, QuantBlock):
         raise TypeError(f"block: expected a golden.block.QuantBlock, got {type(block).__name__}")

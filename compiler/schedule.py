@@ -237,6 +237,10 @@ def priorities(bundles: list[Bundle]) -> None:
                 p.prio = v
 
 
+#: the list-scheduling orders of `list_schedule`
+ORDERS = ("cycle", "priority", "program")
+
+
 def list_schedule(cfg: TspConfig, bundles: list[Bundle], order: str = "cycle") -> Scheduler:
     """Place every bundle.  ``order``:
 
@@ -246,6 +250,9 @@ def list_schedule(cfg: TspConfig, bundles: list[Bundle], order: str = "cycle") -
     * "priority": ready bundles in order of priority, each at its earliest cycle;
     * "program": program order, each at its earliest cycle (regular, compact code).
     """
+    if order not in ORDERS:
+        raise ValueError(f"order={order!r}: the list-scheduling orders are "
+                         f"{', '.join(map(repr, ORDERS))}")
     sch = _unplaced(cfg, bundles)
     if order == "program":
         for b in bundles:

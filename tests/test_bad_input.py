@@ -763,3 +763,21 @@ def test_llm_sweep_is_checked_before_the_run(tmp_path):
     with pytest.raises(CompileError, match=r"--sweep context 1000, VL 64"):
         run_llm("medium:vxm_imem_depth=4096", "tiny", [1], 2, None, [1000], tmp_path,
                 log=lambda *a: None)
+
+
+def test_compile_options_are_checked_by_name():
+    """effort and the list-scheduling order are refused when unknown (they were taken as
+    the default silently)."""
+    from compiler import compile_block
+    from compiler.decode import compile_decode
+    from compiler.graph import Graph, Node, compile_graph
+    from golden.block import make_block
+
+    blk = make_block(0, 8, 32, 2, 64)
+    for f in (compile_block, compile_decode):
+        with pytest.raises(ValueError, match=r"effort='slow': expected one of 'best', 'fast'"):
+            f(blk, "tiny", effort="slow")
+    g = Graph(inputs={"x": (2, 16, 4)}, nodes=(Node("y", "add", ("x", "x")),), outputs=("y",))
+    with pytest.raises(ValueError, match=r"order='bogus': the list-scheduling orders are "
+                                         r"'cycle', 'priority', 'program'"):
+        compile_graph(g, "tiny", order="bogus")
