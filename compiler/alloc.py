@@ -377,8 +377,8 @@ class Sram:
                        f"tensor's planes lie on given slices of one side")
             raise CompileError(
                 f"{self.what} does not fit the SRAM of config {self.cfg.name!r}: {why}; first "
-                f"failing allocation: {self.failed[0]}.  Raise mem_depth (now {self.depth} "
-                f"per bank) or mem_slices_per_hemisphere, or use a smaller "
+                f"failing allocation: {self.failed[0]}.  Raise mem_depth (now {self.depth}) "
+                f"or mem_slices_per_hemisphere, or use a smaller "
                 f"{'block' if self.what == 'the block' else 'model'}.", "sram", final)
 
 

@@ -57,6 +57,13 @@ class Graph:
 
     def shapes(self) -> dict[str, tuple[int, int, int]]:
         """Every tensor's (rows, width, bytes), checking each node's inputs and attrs."""
+        for name, spec in self.inputs.items():
+            ok = (isinstance(spec, tuple | list) and len(spec) == 3
+                  and all(isinstance(v, int | np.integer) for v in spec)
+                  and spec[0] >= 1 and spec[1] >= 1 and spec[2] in (1, 2, 4))
+            if not ok:
+                raise CompileError(f"graph input {name!r}: expected (rows >= 1, width >= 1, "
+                                   f"bytes 1, 2 or 4), got {spec!r}", "graph", True)
         shp = dict(self.inputs)
         for n in self.nodes:
             if n.kind not in OPS:
@@ -74,7 +81,14 @@ class Graph:
                     raise CompileError(f"node {n.out!r} ({n.kind}) takes row-scaled inputs: "
                                        f"their exponent tensors {bad} are not defined",
                                        "graph", True)
-            shp[n.out] = OPS[n.kind].shape(n, [shp[i] for i in n.inputs])
+            try:
+                shp[n.out] = OPS[n.kind].shape(n, [shp[i] for i in n.inputs])
+            except CompileError:
+                raise
+            except (KeyError, ValueError, TypeError, IndexError) as e:  # a missing attr, ...
+                raise CompileError(f"node {n.out!r} ({n.kind}): its inputs {list(n.inputs)} or "
+                                   f"attrs {sorted(n.attrs)} do not fit the op "
+                                   f"({type(e).__name__}: {e})", "graph", True) from None
             if OPS[n.kind].scaled:
                 shp[f"{n.out}.e"] = (shp[n.out][0], shp[n.out][1], 2)
         for o in self.outputs:

@@ -390,7 +390,7 @@ def _compile_error(blk, cfg, **kw) -> CompileError:
     ("tiny", (16, 32, 2, 160), "sram",  # the total fits, one side's slices do not
      ["does not fit the SRAM of config 'tiny'", "the slices a tensor must go to ran out",
       "is within the config's 2048 (4 MEM slices", "first failing allocation: y.w",
-      "side W", "Raise mem_depth (now 256 per bank)"]),
+      "side W", "Raise mem_depth (now 256)"]),
     (TINY.replace(name="tiny-1mem", mem_slices_per_hemisphere=1), (16, 32, 2, 64), "shape",
      ["needs at least 2 MEM slices per hemisphere but config 'tiny-1mem' has "
       "mem_slices_per_hemisphere=1"]),
@@ -781,3 +781,23 @@ def test_compile_options_are_checked_by_name():
     with pytest.raises(ValueError, match=r"order='bogus': the list-scheduling orders are "
                                          r"'cycle', 'priority', 'program'"):
         compile_graph(g, "tiny", order="bogus")
+
+
+@pytest.mark.parametrize("inputs, nodes, fragment", [
+    ({"x": (2, 16, 4)}, [("y", "requant", ("x",))],
+     "node 'y' (requant): its inputs ['x'] or attrs [] do not fit the op (KeyError: "
+     "'multiplier')"),
+    ({"x": (2, 16, 4)}, [("y", "add", ("x",))],
+     "node 'y' (add): its inputs ['x'] or attrs [] do not fit the op (ValueError"),
+    ({"x": (0, 16, 4)}, [("y", "add", ("x", "x"))],
+     "graph input 'x': expected (rows >= 1, width >= 1, bytes 1, 2 or 4), got (0, 16, 4)"),
+    ({"x": (2, 16, 3)}, [("y", "add", ("x", "x"))],
+     "graph input 'x': expected (rows >= 1, width >= 1, bytes 1, 2 or 4), got (2, 16, 3)"),
+], ids=["attr-missing", "too-few-inputs", "no-rows", "three-bytes"])
+def test_graph_errors_name_the_node_or_input(inputs, nodes, fragment):
+    from compiler import CompileError
+    from compiler.graph import Graph, Node, compile_graph
+
+    g = Graph(inputs=inputs, nodes=tuple(Node(*n) for n in nodes), outputs=("y",))
+    with pytest.raises(CompileError, match=re.escape(fragment)):
+        compile_graph(g, "tiny")
