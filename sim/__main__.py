@@ -160,8 +160,13 @@ def cmd_block(args) -> int:
         if not _system_built(args.chips):
             return 2
         if args.heads % args.chips or args.d_ff % args.chips:
-            print(f"error: CHIPS={args.chips}: the block's {args.heads} heads and d_ff "
-                  f"{args.d_ff} must split over the chips (HEADS=, DFF=)", file=sys.stderr)
+            print(f"error: --chips {args.chips}: the block's {args.heads} heads and d_ff "
+                  f"{args.d_ff} must split over the chips (--heads and --d-ff multiples of "
+                  f"{args.chips}; make: HEADS=, DFF=)", file=sys.stderr)
+            return 2
+        if args.lockstep or args.waves:  # one chip's flow; the system has neither
+            print("error: --lockstep and --waves are of one chip's run, not of --chips",
+                  file=sys.stderr)
             return 2
         print(cfg.with_links().summary(), flush=True)
         spec = BlockSpec(args.seq, args.d_model, args.heads, args.d_ff, args.seed,
@@ -356,6 +361,9 @@ def cmd_fuzz(args) -> int:
 
     from .fuzz import fuzz, replay
 
+    if args.x_seed is not None and not args.replay:
+        raise SystemExit("error: --x-seed is the X seed of a --replay (a campaign gives each "
+                         "batch its own, from --seed)")
     try:
         if args.replay and (Path(args.replay) / "case.json").is_file() and "chips" in \
                 json.loads((Path(args.replay) / "case.json").read_text()):

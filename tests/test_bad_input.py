@@ -801,3 +801,24 @@ def test_graph_errors_name_the_node_or_input(inputs, nodes, fragment):
     g = Graph(inputs=inputs, nodes=tuple(Node(*n) for n in nodes), outputs=("y",))
     with pytest.raises(CompileError, match=re.escape(fragment)):
         compile_graph(g, "tiny")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["block", "--config", "tiny", "--chips", "2", "--heads", "3", "--d-model", "48"],
+     "--chips 2: the block's 3 heads and d_ff 64 must split over the chips"),
+    (["block", "--config", "tiny", "--chips", "2", "--lockstep"],
+     "--lockstep and --waves are of one chip's run, not of --chips"),
+], ids=["heads", "lockstep"])
+def test_sim_block_chips_refusals(args, fragment, monkeypatch, capsys):
+    import sim.__main__ as sim_main
+
+    monkeypatch.setattr(sim_main, "_system_built", lambda chips: True)
+    assert sim_main.main(args) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_fuzz_x_seed_needs_replay():
+    import sim.__main__ as sim_main
+
+    with pytest.raises(SystemExit, match=r"--x-seed is the X seed of a --replay"):
+        sim_main.main(["fuzz", "--config", "tiny", "-n", "2", "--x-seed", "3"])
