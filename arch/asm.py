@@ -13,7 +13,7 @@ Text format (one instruction per line, ``#`` starts a comment, numbers decimal o
 
 Slices without a ``.slice`` section get a single ``HALT``.  Command line::
 
-    python -m arch.asm prog.s -o prog.bin [--config tiny|small|medium|full]
+    python -m arch.asm prog.s -o prog.bin [--config NAME]  (a preset or PRESET:field=value,...)
     python -m arch.asm -d prog.bin [-o prog.s]
 
 Python API: :func:`assemble`, :func:`disassemble`, :func:`parse_instr`,
@@ -28,7 +28,7 @@ import re
 import sys
 from pathlib import Path
 
-from .config import DEFAULT_CONFIG, TspConfig, get_config
+from .config import DEFAULT_CONFIG, PRESETS, TspConfig, get_config
 from .isa import (
     DEF_BY_MNEMONIC,
     DEFS,
@@ -651,7 +651,8 @@ def main(argv=None) -> int:
                     "stdout for -d)")
     ap.add_argument("-d", "--disassemble", action="store_true", help="disassemble a binary")
     ap.add_argument("--config", default=None,
-                    help=f"tiny|small|medium|full (default: .config directive or {DEFAULT_CONFIG})")
+                    help=f"a preset ({', '.join(PRESETS)}) or PRESET:field=value,... (default: "
+                         f"the .config directive or {DEFAULT_CONFIG})")
     args = ap.parse_args(argv)
     try:
         cfg = get_config(args.config) if args.config else None

@@ -39,8 +39,9 @@ def config_from_hash(config_hash: str, name: str = "") -> TspConfig:
         if cfg.stable_hash() == config_hash:
             return cfg
     raise ProgramError(
-        f"program built for config {name!r} (hash {config_hash}) which is not a preset; "
-        "pass its TspConfig explicitly"
+        f"program built for config {name!r} (the header keeps 16 bytes of the name; hash "
+        f"{config_hash}) which is not a preset; give its config: sim run --config NAME "
+        f"(e.g. tiny:vxm_groups=2), arch.asm --config NAME, or Program.from_bytes(data, cfg)"
     )
 
 
