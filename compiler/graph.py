@@ -968,8 +968,15 @@ class CompiledGraph:
         """What the host writes before start: constants, weights and the inputs."""
         img = dict(self.init)
         vl = self.cfg.vector_length
+        missing = [n for n in self.graph.inputs if n not in inputs]
+        if missing:
+            raise ValueError(f"inputs: missing {missing} (the graph's inputs are "
+                             f"{list(self.graph.inputs)})")
         for name, (rows, width, nb) in self.graph.inputs.items():
-            x = np.asarray(inputs[name], np.int64)
+            x = np.asarray(inputs[name])
+            if not np.issubdtype(x.dtype, np.integer):  # not silently truncated
+                raise ValueError(f"input {name!r}: expected integers, got {x.dtype}")
+            x = x.astype(np.int64)
             if x.shape != (rows, width):
                 raise ValueError(f"input {name!r}: expected shape {(rows, width)}, "
                                  f"got {x.shape}")

@@ -822,3 +822,18 @@ def test_fuzz_x_seed_needs_replay():
 
     with pytest.raises(SystemExit, match=r"--x-seed is the X seed of a --replay"):
         sim_main.main(["fuzz", "--config", "tiny", "-n", "2", "--x-seed", "3"])
+
+
+def test_graph_inputs_are_checked_at_run():
+    """A missing input or a float array is refused by name (a bare KeyError, or the floats
+    silently truncated, before)."""
+    from compiler.graph import Graph, Node, compile_graph
+
+    g = Graph(inputs={"x": (2, 16, 4)}, nodes=(Node("y", "add", ("x", "x")),), outputs=("y",))
+    cg = compile_graph(g, "tiny")
+    with pytest.raises(ValueError, match=r"inputs: missing \['x'\]"):
+        cg.run_on_model({})
+    with pytest.raises(ValueError, match=r"input 'x': expected integers, got float64"):
+        cg.run_on_model({"x": np.zeros((2, 16))})
+    out, _ = cg.run_on_model({"x": np.arange(32).reshape(2, 16)})
+    assert np.array_equal(out["y"], 2 * np.arange(32).reshape(2, 16))
