@@ -92,9 +92,14 @@ def rebuild_with_profile(build_dir: Path, make: list[str], train: Callable[[], N
     raises `toolchain.ToolchainError` if it wrote none or make fails."""
     for f in build_dir.glob("*.gcda"):
         f.unlink()
-    train()
+    try:
+        train()
+    except Exception:
+        _discard(build_dir)
+        raise
     profiles = len(list(build_dir.glob("*.gcda")))
     if profiles == 0:
+        _discard(build_dir)
         raise toolchain.ToolchainError(f"profile-guided build in {build_dir}: the training "
                                        f"run wrote no profile (*.gcda)")
     for f in build_dir.iterdir():
@@ -108,6 +113,16 @@ def rebuild_with_profile(build_dir: Path, make: list[str], train: Callable[[], N
         proc = subprocess.run([*make, *use_vars()], stdout=fh, stderr=subprocess.STDOUT,
                               env=env)
     if proc.returncode != 0:
+        _discard(build_dir, keep=log_file)
         raise toolchain.ToolchainError(f"profile-guided pass failed in {build_dir}; log: "
                                        f"{log_file}")
     return profiles
+
+
+def _discard(build_dir: Path, keep: Path | None = None) -> None:
+    """Remove a half-made build's objects and profiles (not its log), so that the next
+    attempt builds both passes afresh instead of finding objects of either in place."""
+    for f in build_dir.iterdir():
+        if f.suffix in (".o", ".a", ".gch", ".gcda") or (f.is_file() and f.stat().st_mode
+                                                          & 0o111 and f != keep):
+            f.unlink()

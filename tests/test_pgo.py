@@ -120,3 +120,6 @@ def test_training_that_writes_no_profile_is_an_error(tmp_path):
     with pytest.raises(toolchain.ToolchainError, match=r"training run wrote no profile"):
         pgo.rebuild_with_profile(d, make, lambda: None, tmp_path / "build.log",
                                  toolchain.setup_environ(dict(os.environ)))
+    # the half-made build is discarded, so that the next attempt makes both passes afresh
+    assert not list(d.glob("*.o")) and not (d / "prog").exists()
+    assert (d / "model.cpp").exists()
