@@ -201,6 +201,7 @@ def run_block(cfg: TspConfig, spec: BlockSpec, *, lockstep: bool = False, waves:
         "verilog_cached": sim.verilog.cached,
         "verilator_build_seconds": round(sim.seconds, 1),
         "verilator_cached": sim.cached,
+        "verilator_pgo": sim.pgo,
         "run_seconds": round(run.seconds, 1),
         "instruction_words": sum(stats["words"].values()),
         "lockstep": lockstep,
@@ -299,9 +300,10 @@ def print_report(r: dict, log=print) -> None:
         return (f"{what} cached (took {r[key]} s when made)" if r.get(cached)
                 else f"{what} {r[key]} s")
 
+    build = "Verilator build" + (" (profile-guided)" if r.get("verilator_pgo") else "")
     log(f"simulation        {r['sim_cycles_per_second']} cycles/s; wall {r['wall_seconds']} s: "
         f"{part('Verilog', 'verilog_seconds', 'verilog_cached')}, "
-        f"{part('Verilator build', 'verilator_build_seconds', 'verilator_cached')}, "
+        f"{part(build, 'verilator_build_seconds', 'verilator_cached')}, "
         f"chip run {r.get('run_seconds', '?')} s")
     if r.get("schedule_png"):
         log(f"schedule          {r['schedule_png']}")

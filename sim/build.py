@@ -434,6 +434,7 @@ class SimBuild:
     cached: bool
     waves: bool
     flags: tuple[str, ...] = field(default_factory=tuple)
+    pgo: bool = False  # built profile-guided (`sim.pgo`)
 
     @property
     def top(self) -> str:
@@ -451,7 +452,8 @@ class SimBuild:
         return (
             f"verilator {self.verilog.design}/{self.verilog.cfg.name}: {how} {self.build_dir} "
             f"(build took {self.seconds:.1f} s"
-            f"{f', {self.wave_format.upper()} waves' if self.waves else ''})"
+            f"{f', {self.wave_format.upper()} waves' if self.waves else ''}"
+            f"{', profile-guided' if self.pgo else ''})"
         )
 
 
@@ -694,7 +696,7 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
     with _locked(build_root() / "verilator" / f".{build_dir.name}.lock"):
         if stamp.exists():
             meta = json.loads(stamp.read_text())
-            sb = SimBuild(art, build_dir, meta["seconds"], True, waves, flags)
+            sb = SimBuild(art, build_dir, meta["seconds"], True, waves, flags, profiled)
             log(sb.describe())
             return sb
         t0 = time.monotonic()
@@ -733,6 +735,6 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
         if not waves and not coverage:
             _record_seconds(cfg, design, "verilator", seconds)
         stamp.write_text(json.dumps({"seconds": seconds, "flags": flags}))
-        sb = SimBuild(art, build_dir, seconds, False, waves, flags)
+        sb = SimBuild(art, build_dir, seconds, False, waves, flags, profiled)
         log(sb.describe())
         return sb
