@@ -34,8 +34,34 @@ def new_run_dir(what: str) -> Path:
             continue
     else:  # pragma: no cover
         raise RuntimeError(f"cannot create a run directory under {root}")
+    latest = root / "latest"
+    _before[d] = os.readlink(latest) if latest.is_symlink() else None
+    _point_latest(root, d.name)
+    return d
+
+
+#: run directory -> what ``latest`` pointed at before it (for `discard_run_dir`)
+_before: dict[Path, str | None] = {}
+
+
+def _point_latest(root: Path, name: str) -> None:
     tmp = root / f".latest.{os.getpid()}"
     tmp.unlink(missing_ok=True)
-    tmp.symlink_to(d.name)  # relative: the build tree can move
+    tmp.symlink_to(name)  # relative: the build tree can move
     os.replace(tmp, root / "latest")
-    return d
+
+
+def discard_run_dir(d: Path) -> None:
+    """Remove the run directory of a run refused before it started (bad input), and point
+    ``latest`` back where it was (if it still points at ``d``)."""
+    import shutil
+
+    root = d.parent
+    before = _before.pop(d, None)
+    latest = root / "latest"
+    if latest.is_symlink() and os.readlink(latest) == d.name:
+        if before is not None:
+            _point_latest(root, before)
+        else:
+            latest.unlink()
+    shutil.rmtree(d, ignore_errors=True)

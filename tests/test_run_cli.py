@@ -221,3 +221,21 @@ def test_the_compilers_files_run_as_written(tmp_path):
     with pytest.raises(RunError, match=r"MEM_W0.addr lists 3 addresses but MEM_W0.data is "
                                        r"shape \(2, 16\)"):
         prepare(files["prog.bin"], config="tiny", image=str(bad))
+
+
+def test_a_refused_run_leaves_no_run_directory(tmp_path, monkeypatch):
+    """`sim layer` refused before it runs (a layer the model does not have): no run
+    directory is left behind and ``latest`` still points at the run before."""
+    import pytest
+
+    from sim.layer import run_layer
+    from sim.reports import new_run_dir
+
+    monkeypatch.setenv("TSP_BUILD_DIR", str(tmp_path / "build"))
+    before = new_run_dir("earlier")
+    sim = before.parent
+    with pytest.raises(ValueError, match=r"layer=7: the model has layers 0..1"):
+        run_layer(get_config("medium"), "tiny", layer=7, context=16, steps=2,
+                  log=lambda *a: None)
+    assert sorted(p.name for p in sim.iterdir() if not p.is_symlink()) == [before.name]
+    assert (sim / "latest").resolve() == before.resolve()
