@@ -89,10 +89,11 @@ def schedule_figure(compiled, max_width: float = 60.0):
     ax.set_xlim(0, cycles)
     ax.set_ylim(-0.8, len(slices) - 0.2)
     ax.set_xlabel("cycle (superlane 0)")
-    ax.set_title(
-        f"{cfg.name}: {compiled.shape_label} -- {cycles} cycles, lower bound "
+    ax.set_title(  # two lines: a variant config's name is long, a short schedule narrow
+        f"{cfg.name}: {compiled.shape_label}\n{cycles} cycles, lower bound "
         f"{compiled.lower_bound} (x{compiled.ratio:.2f}), MXM utilisation "
-        f"{100 * compiled.mxm_utilisation:.1f}%  (bars: issue..last effect; % = busy)")
+        f"{100 * compiled.mxm_utilisation:.1f}%  (bars: issue..last effect; % = busy)",
+        wrap=True)
     for s in slices:
         if not any(name == s for name, _mn in issues):
             ax.text(cycles / 2, row[s], "no instructions in this program", ha="center",
