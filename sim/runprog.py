@@ -60,10 +60,18 @@ def load_program(path: Path, config: str | None) -> tuple[Program, dict]:
             if not callable(ns.get("program")):
                 raise RunError(f"{path}: defines no function program(cfg) returning assembly "
                                "text or a Program")
+            chosen = cfg is not None or ns.get("CONFIG") is not None
             cfg = cfg or get_config(ns.get("CONFIG"))
             prog = ns["program"](cfg)
             if isinstance(prog, str):
-                prog = assemble(prog, cfg, f"{path}:program()")
+                try:
+                    prog = assemble(prog, cfg, f"{path}:program()")
+                except AsmError as e:
+                    if chosen or "does not match the requested config" not in str(e):
+                        raise
+                    raise RunError(f"{e}\n  (neither --config nor CONFIG = '...' in {path.name} "
+                                   f"chose one, so program() got the default "
+                                   f"{cfg.name!r})") from None
             if not isinstance(prog, Program):
                 raise RunError(f"{path}: program(cfg) returned {type(prog).__name__}, expected "
                                "assembly text or a Program")

@@ -239,3 +239,18 @@ def test_a_refused_run_leaves_no_run_directory(tmp_path, monkeypatch):
                   log=lambda *a: None)
     assert sorted(p.name for p in sim.iterdir() if not p.is_symlink()) == [before.name]
     assert (sim / "latest").resolve() == before.resolve()
+
+
+def test_python_program_without_a_config_is_told_where_the_config_came_from(tmp_path):
+    """A .py whose assembly names a config, run with neither --config nor CONFIG: the
+    mismatch message says program() got the default config."""
+    import pytest
+
+    from sim.runprog import RunError, prepare
+
+    p = tmp_path / "p.py"
+    p.write_text('def program(cfg):\n    return ".config tiny\\n.slice MEM_W0\\nHALT\\n"\n')
+    with pytest.raises(RunError, match=r"neither --config nor CONFIG = '...' in p.py chose "
+                                       r"one, so program\(\) got the default 'small'"):
+        prepare(p)
+    assert prepare(p, config="tiny").cfg.name == "tiny"
