@@ -11,6 +11,9 @@
     python -m sim bench   [--no-rtl]
     python -m sim bench-rtl --config tiny,small [--threads 1,2] [--cold]
     python -m sim profile-rtl --config small [--runs 5] (instructions per cycle, valgrind)
+
+Environment: TSP_CXX_OPT=-O1|-O2|-O3 (g++ level of the simulators' evaluation code),
+TSP_PGO=1 (the chip's simulators built profile-guided, sim/pgo.py; make: PGO=1).
 """
 
 from __future__ import annotations
