@@ -365,16 +365,16 @@ class Sram:
         if self.failed:
             slices = len(self.free)
             vl = self.cfg.vector_length
-            has = (f"the config has {self.capacity} ({slices} MEM slices x {self.size} "
-                   f"addresses x {vl} B = {self.capacity * vl / 1024:.1f} KiB)")
+            cap = (f"{self.capacity} ({slices} MEM slices x {self.size} addresses x {vl} B "
+                   f"= {self.capacity * vl / 1024:.1f} KiB)")
             if self.peak > self.capacity:
                 why = (f"it needs at least {self.peak} vectors ({self.peak * vl / 1024:.1f} "
-                       f"KiB) at its peak but {has}")
+                       f"KiB) at its peak but the config has {cap}")
             else:  # the total fits; the slices the failing tensor must go to did not
                 why = (f"the slices a tensor must go to ran out, although the program's "
                        f"peak ({self.peak} vectors, {self.peak * vl / 1024:.1f} KiB) is "
-                       f"within the config's {has[len('the config has '):]}: a "
-                       f"tensor's planes lie on given slices of one side")
+                       f"within the config's {cap}: a tensor's planes lie on given slices "
+                       f"of one side")
             raise CompileError(
                 f"{self.what} does not fit the SRAM of config {self.cfg.name!r}: {why}; first "
                 f"failing allocation: {self.failed[0]}.  Raise mem_depth (now {self.depth}) "
