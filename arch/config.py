@@ -433,11 +433,14 @@ def preset_hint(param: str, need: int) -> str:
 def get_config(name: str | TspConfig | None = None) -> TspConfig:
     """A preset by name (default "small"), a preset with some fields changed
     (``"medium:vxm_groups=4"``, ``"small:mem_depth=1024,vxm_groups=2"``: integers; the
-    config is named by the whole string), or a config passed through."""
+    config is named by the whole string), either with ``+c2c`` (`TspConfig.with_links`:
+    ``"tiny+c2c"``), or a config passed through."""
     if isinstance(name, TspConfig):
         return name
     if name is None or name == "":
         name = DEFAULT_CONFIG
+    if name.endswith("+c2c"):  # the name `TspConfig.with_links` gives
+        return get_config(name[:-len("+c2c")]).with_links()
     base, _, changes = name.partition(":")
     try:
         cfg = PRESETS[base]

@@ -692,6 +692,9 @@ def check_ranges(instr: Instr, cfg: TspConfig, names=None) -> None:
         lo, hi = f.bounds(cfg)
         v = instr.fields[f.name]
         if not lo <= v <= hi:
+            if f.name == "extra":  # the assembler's rows=n is extra = n - 1
+                raise IsaError(f"{d.mnemonic}: rows={v + 1} out of range [{lo + 1}, {hi + 1}] "
+                               f"(mxm_load_rows = {cfg.mxm_load_rows} on config {cfg.name!r})")
             raise IsaError(f"{d.mnemonic}: {f.name}={v} out of range [{lo}, {hi}]")
 
 

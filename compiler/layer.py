@@ -256,10 +256,25 @@ class CompiledLayerStep(ScheduleView):
         m.load_program(self.program)
         return m
 
+    def check_steps(self, rows, es) -> tuple[np.ndarray, np.ndarray]:
+        """The rows and exponents of steps at positions 0..T-1, checked (ValueError): T
+        rows of d_model, 1 <= T <= the context (a step past it would wrap the cache), one
+        exponent per row."""
+        rows, es = np.asarray(rows), np.asarray(es)
+        d, C = self.low.lc.d_model, self.low.C
+        if rows.ndim != 2 or rows.shape[1] != d or not 1 <= rows.shape[0] <= C:
+            raise ValueError(f"rows: expected (T, {d}) with 1 <= T <= {C} (the context: one "
+                             f"row per step), got shape {rows.shape}")
+        if es.shape != (rows.shape[0],):
+            raise ValueError(f"es: expected one exponent per row ({rows.shape[0]},), got "
+                             f"shape {es.shape}")
+        return rows, es
+
     def run_on_model(self, rows: np.ndarray, es, machine: Machine | None = None
                      ) -> tuple[list, list[RunResult], Machine]:
         """Steps at positions 0..T-1 (rows ``[T, d_model]`` int32 with exponents ``es``):
         ``([(y, e_y)], runs, machine)``."""
+        rows, es = self.check_steps(rows, es)
         m = machine if machine is not None else self.new_machine()
         outs, runs = [], []
         d_model = rows.shape[1]

@@ -70,6 +70,10 @@ def random_mlp(d: int, f: int, seed: int) -> Mlp:
 
 def mlp_graph(mlp: Mlp, rows: int, chips: int = 1, shard: int = 0) -> Graph:
     """The graph of chip ``shard`` of ``chips`` (``chips == 1``: the whole MLP)."""
+    if isinstance(chips, bool) or not isinstance(chips, int) or chips < 1 or \
+            not isinstance(shard, int) or not 0 <= shard < chips:
+        raise CompileError(f"tensor parallel: chips={chips!r} must be an int >= 1 and "
+                           f"shard={shard!r} one of 0..chips-1", "shape", True)
     if mlp.f % chips:
         raise CompileError(f"tensor parallel: the hidden width {mlp.f} does not split over "
                            f"{chips} chips", "shape", True)
@@ -131,6 +135,9 @@ def compile_parallel(graphs: list[Graph], cfg: TspConfig | str, *, search: bool 
     same cycles (`ProgramBuilder.finish_as`: their addresses may differ, e.g. the ring
     all-reduce's vectors per rank).  A CompileError unless every chip's C2C queues issue
     the same instructions (link, type) in the same cycles."""
+    graphs = list(graphs)
+    if not graphs:
+        raise CompileError("compile_parallel: no graphs (one per chip)", "shape", True)
     cfg = get_config(cfg)
     place, order = best_variant(graphs[0], cfg) if search else ({}, "program")
     out, ref, emitted = [], None, []

@@ -142,7 +142,12 @@ def _spmd(cfg: TspConfig, lows: list, orders, compiled_cls) -> list:
     return out
 
 
-def _with_links(cfg: TspConfig | str) -> TspConfig:
+def _with_links(cfg: TspConfig | str, chips: int) -> TspConfig:
+    from golden.system import MAX_CHIPS
+
+    if isinstance(chips, bool) or not isinstance(chips, int) or not 1 <= chips <= MAX_CHIPS:
+        raise CompileError(f"tensor parallel: chips={chips!r} must be an int in "
+                           f"1..{MAX_CHIPS}", "shape", True)
     cfg = get_config(cfg)
     if not cfg.c2c_links:
         raise CompileError(f"tensor parallel: config {cfg.name!r} has no C2C links (use "
@@ -155,7 +160,7 @@ def compile_tp_layer(lc, L: dict, cfg: TspConfig | str, max_context: int, chips:
                      orders=("priority", "program", "cycle")) -> list[CompiledLayerStep]:
     """Every chip's program of one tensor-parallel decode step of layer ``L`` (one SPMD
     schedule, `_spmd`)."""
-    cfg = _with_links(cfg)
+    cfg = _with_links(cfg, chips)
     return _spmd(cfg, [TpLayerStep(lc, L, cfg, max_context, chips, r) for r in range(chips)],
                  orders, CompiledLayerStep)
 
@@ -165,7 +170,7 @@ def compile_tp_model(model, cfg: TspConfig | str, max_context: int, chips: int,
                      orders=("priority",)) -> list[CompiledModelStep]:
     """Every chip's program of a tensor-parallel decode step of ``model`` (a
     `golden.llm.LlamaModel`): token in, the next token's id out on every chip."""
-    cfg = _with_links(cfg)
+    cfg = _with_links(cfg, chips)
     W = model.int_weights()
     lows = [TpModelStep(model.config, W, cfg, max_context, chips, r) for r in range(chips)]
     for low in lows:
@@ -203,6 +208,7 @@ def run_tp_layer(steps: list[CompiledLayerStep], rows: np.ndarray, es,
     """Steps at positions 0..T-1 on the system model (every chip gets row ``p`` of
     ``rows`` and its exponent ``es[p]``): per step every chip's ``(y, e_y)`` and cycles
     (and its `RunResult` appended to ``results``)."""
+    rows, es = steps[0].check_steps(rows, es)
     sysm = new_system(steps)
     d_model = rows.shape[1]
     outs, cycles = [], []

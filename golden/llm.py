@@ -272,6 +272,11 @@ class LlamaModel:
         """Greedy continuation ids (prefill the prompt, then one token at a time)."""
         if not isinstance(n_tokens, int) or n_tokens < 0:
             raise ValueError(f"n_tokens must be an int >= 0, got {n_tokens!r}")
+        need = len(prompt_ids) + n_tokens - 1  # the last token is never fed back
+        if n_tokens and need > self.config.context:  # before the first token, not after
+            raise ValueError(f"a prompt of {len(prompt_ids)} tokens and {n_tokens} new ones "
+                             f"need {need} positions, over the model's context length "
+                             f"{self.config.context}")
         cache = KVCache(self.config.n_layers)
         out: list[int] = []
         ids = list(prompt_ids)

@@ -145,3 +145,31 @@ def test_layer_steps_with_sram_reuse_keep_the_weights(tiny_layer, base_seed, mon
     assert not cl.low.pb.keep and cl.low.pb.reruns
     rows, es = residual_rows(np.random.default_rng([base_seed, 32]), 4, lc.d_model)
     assert_steps_bit_exact(cl, lc, layers[0], rows, es)
+
+
+def test_step_inputs_are_checked(tiny_layer):
+    """More steps than the context, rows of another width or a short exponent list are
+    refused (the first ran on, silently wrong past the context: the cache wraps)."""
+    lc, layers = tiny_layer
+    cl = compile_layer_step(lc, layers[0], "medium", 4)
+    rows, es = residual_rows(np.random.default_rng(1), 5, lc.d_model)
+    with pytest.raises(ValueError, match=rf"rows: expected \(T, {lc.d_model}\) with 1 <= T "
+                                         rf"<= 4 \(the context"):
+        cl.run_on_model(rows, es)
+    with pytest.raises(ValueError, match=r"rows: expected"):
+        cl.run_on_model(rows[:2, :8], es[:2])
+    with pytest.raises(ValueError, match=r"es: expected one exponent per row \(3,\)"):
+        cl.run_on_model(rows[:3], es[:2])
+    assert_steps_bit_exact(cl, lc, layers[0], rows[:4], es[:4])
+
+
+def test_generate_checks_the_context_before_the_first_token(tmp_path):
+    path = tmp_path / "t.gguf"
+    write_tiny_gguf(path)
+    m = LlamaModel(path)
+    got = []
+    C = m.config.context
+    with pytest.raises(ValueError, match=rf"need {C + 1} positions, over the model's context "
+                                         rf"length {C}"):
+        m.generate_ids([5] * (C - 8), 10, on_token=got.append)
+    assert got == []

@@ -108,3 +108,31 @@ def test_block_heads_must_split():
 
     with pytest.raises(CompileError, match="2 heads and d_ff 64 must split over 4 chips"):
         tp_block_graph(make_block(0, 8, 32, 2, 64), 4, 0)
+
+
+def test_chip_counts_and_shards_are_checked():
+    from arch.config import get_config
+    from compiler import CompileError
+    from compiler.parallel import compile_parallel, mlp_graph, random_mlp
+
+    mlp = random_mlp(32, 64, 0)
+    for chips, shard in ((0, 0), (2, 5), (2, -1)):
+        with pytest.raises(CompileError, match=rf"chips={chips} must be an int >= 1 and "
+                                               rf"shard={shard} one of 0..chips-1"):
+            mlp_graph(mlp, 4, chips, shard)
+    with pytest.raises(CompileError, match=r"compile_parallel: no graphs"):
+        compile_parallel([], "tiny")
+    # the name TspConfig.with_links gives is a config name too
+    assert get_config("tiny+c2c") == get_config("tiny").with_links()
+    assert get_config("tiny:vxm_groups=2+c2c").vxm_groups == 2
+
+
+def test_tp_chip_count_is_checked_first():
+    from compiler import CompileError
+    from compiler.tp_layer import compile_tp_layer, compile_tp_model
+
+    for chips in (0, -1, 17):
+        with pytest.raises(CompileError, match=rf"chips={chips} must be an int in 1..16"):
+            compile_tp_layer(None, None, "medium+c2c", 16, chips)
+    with pytest.raises(CompileError, match=r"chips=2.5 must be an int"):
+        compile_tp_model(None, "medium+c2c", 16, 2.5)
