@@ -1148,11 +1148,9 @@ def compile_graph(graph: Graph, cfg: TspConfig | str, order: str = "program"
                   ) -> CompiledGraph:
     """Lower every node in program order onto one builder (`lower_graph`), schedule,
     emit."""
-    from .schedule import ORDERS
+    from .schedule import check_order
 
-    if order not in ORDERS:  # before the lowering, not after it
-        raise ValueError(f"order={order!r}: the list-scheduling orders are "
-                         f"{', '.join(map(repr, ORDERS))}")
+    check_order(order)  # before the lowering, not after it
     cfg = get_config(cfg)
     pb, tensors = lower_graph(graph, cfg)
     prog, em = pb.finish("the graph", order)

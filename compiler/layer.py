@@ -81,7 +81,6 @@ def layer_graph(lc, L: dict, C: int) -> Graph:
     return Graph({"h": (1, D, 4), "h.e": (1, D, 2)}, tuple(layer_nodes(lc, L, C)), ("y",))
 
 
-
 def check_layer_shape(cfg: TspConfig, head_dim: int, context: int, what: str = "") -> None:
     """Refuse a layer step's shape the lowering cannot take (CompileError): the heads tile
     the vector (head_dim | VL) and the cache's positions are lanes (context <= VL) and a
@@ -91,6 +90,7 @@ def check_layer_shape(cfg: TspConfig, head_dim: int, context: int, what: str = "
         raise CompileError(f"the layer step needs head_dim | VL and the context <= "
                            f"min(VL, 256) (got head_dim {head_dim}, {what or 'context'} "
                            f"{context}, VL {vl} on {cfg.name!r})", "shape", True)
+
 
 class LayerStep:
     """A layer (or model) step's graph, lowered (`compiler.graph.lower_graph`): the

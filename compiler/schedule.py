@@ -241,6 +241,12 @@ def priorities(bundles: list[Bundle]) -> None:
 ORDERS = ("cycle", "priority", "program")
 
 
+def check_order(order) -> None:
+    if order not in ORDERS:
+        raise ValueError(f"order={order!r}: the list-scheduling orders are "
+                         f"{', '.join(map(repr, ORDERS))}")
+
+
 def list_schedule(cfg: TspConfig, bundles: list[Bundle], order: str = "cycle") -> Scheduler:
     """Place every bundle.  ``order``:
 
@@ -250,9 +256,7 @@ def list_schedule(cfg: TspConfig, bundles: list[Bundle], order: str = "cycle") -
     * "priority": ready bundles in order of priority, each at its earliest cycle;
     * "program": program order, each at its earliest cycle (regular, compact code).
     """
-    if order not in ORDERS:
-        raise ValueError(f"order={order!r}: the list-scheduling orders are "
-                         f"{', '.join(map(repr, ORDERS))}")
+    check_order(order)
     sch = _unplaced(cfg, bundles)
     if order == "program":
         for b in bundles:

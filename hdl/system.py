@@ -34,7 +34,7 @@ class System(wiring.Component):
             raise ValueError(f"System: cfg must be a TspConfig, got {type(cfg).__name__}")
         if not cfg.c2c_links:
             raise ValueError(f"System: config {cfg.name!r} has no C2C links (c2c_links=0); "
-                             f"use cfg.with_links(), or the config {cfg.name}:c2c_links=1")
+                             f"use cfg.with_links() ({cfg.with_links().name!r})")
         if isinstance(chips, bool) or not isinstance(chips, int) or not 1 <= chips <= MAX_CHIPS:
             raise ValueError(f"System: chips must be an int in [1, {MAX_CHIPS}], got {chips!r}")
         self.cfg, self.chips = cfg, chips

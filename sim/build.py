@@ -654,10 +654,7 @@ def _train_and_rebuild(sim: SimBuild, make: list[str], log_file: Path) -> None:
     cfg = sim.verilog.cfg
 
     def train():
-        from tb.fuzz import fuzz_plan
-
-        specs = [{"gen": [k, s, 1.0]} for k, s in fuzz_plan(pgo.TRAINING_CASES,
-                                                             pgo.TRAINING_SEED)]
+        specs = [{"gen": [k, s, 1.0]} for k, s in pgo.training_plan()]
         try:
             run = run_cocotb(sim, "tb.chip.test_fuzz", name=f"pgo-{cfg.name}",
                              testcase="chip_fuzz",

@@ -86,22 +86,16 @@ def run_layer(cfg, model: str = "tiny", layer: int = 0, context: int = 16, steps
 
     from .block import write_report
     from .build import check_simulable
-    from .reports import discard_run_dir, new_run_dir
+    from .reports import run_dir_unless_refused
 
     t0 = time.monotonic()
     check_simulable(cfg)
     if not isinstance(steps, int) or not 1 <= steps <= context:
         raise ValueError(f"steps={steps!r} must be in 1..{context} (the context)")
-    fresh = out_dir is None
-    if fresh:
-        out_dir = new_run_dir(f"layer-{cfg.name}-{model if model == 'tiny' else 'gguf'}")
-    try:
+    with run_dir_unless_refused(
+            out_dir, f"layer-{cfg.name}-{model if model == 'tiny' else 'gguf'}") as out_dir:
         path, lc, L = load_layer(model, layer, out_dir, seed)
         cl = compile_layer_step(lc, L, cfg, context)
-    except (ValueError, FileNotFoundError):  # refused: no run, so no run directory
-        if fresh:
-            discard_run_dir(out_dir)
-        raise
     bnd = cl.bounds()
     log(f"compiled layer {layer} of {path.name} for {cfg.name} (context {context}): "
         f"{cl.cycles} cycles per step; bounds {bnd['bounds']}, dependency path "

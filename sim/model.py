@@ -43,14 +43,12 @@ def run_model(cfg, model: str = "tiny", prompt: list[int] | None = None, tokens:
     from .block import run_on_chip, write_report
     from .build import check_simulable
     from .layer import bound_fields, step_problems
-    from .reports import discard_run_dir, new_run_dir
+    from .reports import run_dir_unless_refused
 
     t0 = time.monotonic()
     check_simulable(cfg)
-    fresh = out_dir is None
-    if fresh:
-        out_dir = new_run_dir(f"model-{cfg.name}-{model if model == 'tiny' else 'gguf'}")
-    try:
+    with run_dir_unless_refused(
+            out_dir, f"model-{cfg.name}-{model if model == 'tiny' else 'gguf'}") as out_dir:
         path, lm = load_model(model, out_dir, seed)
         if prompt is None:
             rng = np.random.default_rng([seed, 51])
@@ -61,10 +59,6 @@ def run_model(cfg, model: str = "tiny", prompt: list[int] | None = None, tokens:
             raise ValueError(f"a prompt of {len(prompt)} tokens and {tokens} new ones need "
                              f"{len(prompt) + tokens - 1} positions; context={context}")
         cm = compile_model_step(lm, cfg, context)
-    except (ValueError, FileNotFoundError):  # refused: no run, so no run directory
-        if fresh:
-            discard_run_dir(out_dir)
-        raise
     bnd = cm.bounds()
     log(f"compiled a decode step of {path.name} ({lm.config.n_layers} layers) for "
         f"{cfg.name} (context {context}): {cm.cycles} cycles per token; bounds "

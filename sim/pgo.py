@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 from arch.config import TspConfig
@@ -47,12 +48,24 @@ def enabled(design: str, *, waves: bool = False, coverage: bool = False) -> bool
     return toolchain.pgo() and design == "chip" and not waves and not coverage
 
 
-def training_cases(cfg: TspConfig) -> list:
-    """The training programs for ``cfg`` (`tb.fuzz.Case`, in plan order)."""
-    from tb.fuzz import fuzz_plan, generate
+def training_plan() -> list[tuple[str, int]]:
+    """(kind, seed) of each training program (`tb.fuzz.fuzz_plan`)."""
+    from tb.fuzz import fuzz_plan
 
-    return [generate(cfg, kind, seed) for kind, seed in fuzz_plan(TRAINING_CASES,
-                                                                  TRAINING_SEED)]
+    return fuzz_plan(TRAINING_CASES, TRAINING_SEED)
+
+
+def training_cases(cfg: TspConfig) -> tuple:
+    """The training programs for ``cfg`` (`tb.fuzz.Case`, in plan order; made once per
+    config and plan: the build key and the bare harness's training both read them)."""
+    return _cases(cfg, tuple(training_plan()))
+
+
+@cache
+def _cases(cfg: TspConfig, plan: tuple) -> tuple:
+    from tb.fuzz import generate
+
+    return tuple(generate(cfg, kind, seed) for kind, seed in plan)
 
 
 def training_key(cfg: TspConfig) -> str:
@@ -113,16 +126,16 @@ def rebuild_with_profile(build_dir: Path, make: list[str], train: Callable[[], N
         proc = subprocess.run([*make, *use_vars()], stdout=fh, stderr=subprocess.STDOUT,
                               env=env)
     if proc.returncode != 0:
-        _discard(build_dir, keep=log_file)
+        _discard(build_dir)
         raise toolchain.ToolchainError(f"profile-guided pass failed in {build_dir}; log: "
                                        f"{log_file}")
     return profiles
 
 
-def _discard(build_dir: Path, keep: Path | None = None) -> None:
-    """Remove a half-made build's objects and profiles (not its log), so that the next
-    attempt builds both passes afresh instead of finding objects of either in place."""
+def _discard(build_dir: Path) -> None:
+    """Remove a half-made build's objects, profiles and executable (not its log), so that
+    the next attempt builds both passes afresh instead of finding objects of either."""
     for f in build_dir.iterdir():
         if f.suffix in (".o", ".a", ".gch", ".gcda") or (f.is_file() and f.stat().st_mode
-                                                          & 0o111 and f != keep):
+                                                          & 0o111):
             f.unlink()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from .build import build_root
@@ -49,6 +50,22 @@ def _point_latest(root: Path, name: str) -> None:
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(name)  # relative: the build tree can move
     os.replace(tmp, root / "latest")
+
+
+@contextmanager
+def run_dir_unless_refused(out_dir: Path | None, what: str):
+    """``out_dir``, or a fresh run directory (`new_run_dir`) that a refusal inside the body
+    (ValueError -- a CompileError too -- or FileNotFoundError: bad input, nothing ran)
+    takes away again (`discard_run_dir`)."""
+    if out_dir is not None:
+        yield out_dir
+        return
+    d = new_run_dir(what)
+    try:
+        yield d
+    except (ValueError, FileNotFoundError):
+        discard_run_dir(d)
+        raise
 
 
 def discard_run_dir(d: Path) -> None:
