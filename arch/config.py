@@ -3,7 +3,8 @@
 `TspConfig` holds the free parameters of a Tensor Streaming Processor; derived
 facts (vector length, the west-to-east slice positions, SRAM size, ...) are
 properties, so there is one source of truth for each.  Variants are made with
-`dataclasses.replace` (or `TspConfig.replace`), which re-runs the validation.
+`TspConfig.replace`, which re-runs the validation and names the variant after what it
+changes (`dataclasses.replace` keeps the name).
 
 Floorplan, west to east, mirrored about the VXM::
 
@@ -179,7 +180,13 @@ class TspConfig:
                              f"{self.mxm_load_rows}")
 
     def replace(self, **changes) -> TspConfig:
-        """A variant of this config (validated again)."""
+        """A variant of this config (validated again).  Without a ``name`` it is named
+        after what changed, as `get_config` spells it (``small.replace(vxm_groups=2)`` is
+        ``"small:vxm_groups=2"``), so that a variant never reports itself as its preset."""
+        if "name" not in changes:
+            moved = {k: v for k, v in changes.items() if getattr(self, k, v) != v}
+            if moved:
+                changes = {**changes, "name": _variant_name(self.name, moved)}
         return dataclasses.replace(self, **changes)
 
     # -- derived: vectors and streams ---------------------------------------
@@ -430,6 +437,22 @@ def preset_hint(param: str, need: int) -> str:
     return f"no preset has {param} >= {need} (the largest, {n!r}, has {v})"
 
 
+def _variant_name(name: str, moved: dict) -> str:
+    """``name`` with the fields in ``moved`` set: ``base[:k=v,...][+c2c]`` (a link count
+    other than with_links' 1 goes into the list instead of the ``+c2c``)."""
+    links = name.endswith("+c2c")
+    head = name[:-len("+c2c")] if links else name
+    base, _, listed = head.partition(":")
+    fields = dict(item.split("=", 1) for item in listed.split(",") if "=" in item)
+    fields.update({k: str(v) for k, v in moved.items()})
+    if links and "c2c_links" in moved:
+        links = False
+    elif links:
+        fields.pop("c2c_links", None)
+    listed = ",".join(f"{k}={v}" for k, v in fields.items())
+    return base + (f":{listed}" if listed else "") + ("+c2c" if links else "")
+
+
 def get_config(name: str | TspConfig | None = None) -> TspConfig:
     """A preset by name (default "small"), a preset with some fields changed
     (``"medium:vxm_groups=4"``, ``"small:mem_depth=1024,vxm_groups=2"``: integers; the
@@ -458,6 +481,8 @@ def get_config(name: str | TspConfig | None = None) -> TspConfig:
         if key not in fields or not eq:
             raise ValueError(f"config {name!r}: {item!r} is not field=value with a field of "
                              f"TspConfig ({', '.join(sorted(fields))})")
+        if key in kw:
+            raise ValueError(f"config {name!r}: {key} is given twice")
         try:
             kw[key] = int(value)
         except ValueError:

@@ -293,6 +293,9 @@ def compile_layer_step(lc, L: dict, cfg: TspConfig | str, max_context: int,
     fastest schedule that fits the instruction memory (the last `CompileError` if none
     does)."""
     cfg = get_config(cfg)
+    if isinstance(max_context, bool) or not isinstance(max_context, int) or max_context < 1:
+        raise ValueError(f"compile_layer_step: max_context must be an int >= 1 (the KV "
+                         f"cache's positions), got {max_context!r}")
     low = LayerStep(lc, L, cfg, max_context)
     low.run()
     prog, em = low.finish_best("the layer step", orders)

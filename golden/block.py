@@ -779,6 +779,16 @@ def make_block(seed: int, seq_len: int, d_model: int, n_heads: int, d_ff: int,
             raise ValueError(f"{name}: expected a positive int, got {v!r}")
     if d_model % n_heads:
         raise ValueError(f"n_heads: d_model={d_model} is not divisible by n_heads={n_heads}")
+    if not isinstance(causal, bool | np.bool_):
+        raise ValueError(f"causal: expected True or False, got {causal!r}")
+    if isinstance(n_calibration, bool) or not isinstance(n_calibration, int | np.integer) \
+            or n_calibration < 1:
+        raise ValueError(f"n_calibration: expected a positive int (random sequences to "
+                         f"calibrate the scales on), got {n_calibration!r}")
+    if isinstance(headroom, bool) or not isinstance(headroom, int | float) \
+            or not np.isfinite(headroom) or headroom <= 0:
+        raise ValueError(f"headroom: expected a positive number (the factor on the "
+                         f"calibrated ranges), got {headroom!r}")
     check_attention_memory(seq_len, n_heads, n_calibration)
     params = random_float_params(seed, d_model, d_ff)
     cal = np.random.default_rng([int(seed), 2]).standard_normal((n_calibration, seq_len,

@@ -438,6 +438,10 @@ class Machine:
     def read_mem(self, slice_name: str, addr: int, n: int | None = None, dtype=np.uint8):
         """The vector at ``addr`` (or ``n`` vectors from it) viewed as ``dtype`` (uint8/int8)."""
         m = self._mem_of(f"read_mem({slice_name}, {addr})", slice_name)
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int | np.integer)
+                              or n < 0):
+            raise ValueError(f"read_mem({slice_name}, {addr}, {n!r}): the count must be an "
+                             f"int >= 0 (or None for one vector)")
         k = 1 if n is None else n
         if not 0 <= addr <= len(m) - k or k < 0:
             raise ValueError(f"read_mem({slice_name}, {addr}): addresses {addr}.."

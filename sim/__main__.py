@@ -530,10 +530,11 @@ def main(argv=None) -> int:
     p.add_argument("--no-rtl", action="store_true", help="machine model only")
     p.add_argument("--blocks", default=None, metavar="TEXT",
                    help="only the block rows whose config contains TEXT (no decode or layer "
-                        "tables), written to build/bench-blocks.json")
+                        "tables), written to bench-blocks.json in the build directory "
+                        "(build/, or $TSP_BUILD_DIR)")
     p.add_argument("--decode", default=None, metavar="TEXT",
                    help="only the decode-step rows whose config contains TEXT, written to "
-                        "build/bench-decode-rows.json")
+                        "bench-decode-rows.json in the build directory")
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("llm-chips", help="SmolLM2-135M on K chips too small to hold it "
                        "alone (pipeline over C2C, machine model): tokens/s against K")
@@ -574,9 +575,11 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_fuzz)
     p = sub.add_parser("coverage", help="Verilator line/toggle coverage per slice and "
                        "functional ISA coverage of the fuzz + directed programs")
-    p.add_argument("--config", default="tiny")
+    p.add_argument("--config", default="tiny",
+                   help="the config whose chip is built with coverage (default tiny)")
     p.add_argument("-n", type=int, default=200, help="number of fuzz programs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the fuzz programs (default 0)")
     p.set_defaults(func=cmd_coverage)
     p = sub.add_parser("cost", help="area and clock rate: yosys synthesis per unit, nextpnr "
                        "ECP5 place and route of what fits, config sweep (build/cost.json)")

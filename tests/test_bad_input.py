@@ -264,6 +264,10 @@ def test_model_sram_access_errors():
     with pytest.raises(ValueError, match=r"^read_mem\(MEM_E1, 511\): addresses 511..512 out "
                        r"of range \[0, 511\]$"):
         m.read_mem("MEM_E1", 511, 2)
+    with pytest.raises(ValueError, match=r"^read_mem\(MEM_E1, 0, -1\): the count must be an "
+                                         r"int >= 0"):
+        m.read_mem("MEM_E1", 0, -1)
+    assert m.read_mem("MEM_E1", 3, 0).shape[0] == 0
     with pytest.raises(ValueError, match=r"^read_mem\(VXM, 0\): 'VXM' is not a MEM slice"):
         m.read_mem("VXM", 0)
 
@@ -655,6 +659,13 @@ def test_quantize_block_wrong_weights():
     (dict(d_ff=-64), "d_ff: expected a positive int, got -64"),
     (dict(seed=-1), "seed: expected an int >= 0, got -1"),
     (dict(seed=1.5), "seed: expected an int >= 0, got 1.5"),
+    (dict(causal="no"), "causal: expected True or False, got 'no'"),
+    (dict(n_calibration=0), "n_calibration: expected a positive int (random sequences to "
+                            "calibrate the scales on), got 0"),
+    (dict(headroom=0.0), "headroom: expected a positive number (the factor on the calibrated "
+                         "ranges), got 0.0"),
+    (dict(headroom=float("inf")), "headroom: expected a positive number (the factor on the "
+                                  "calibrated ranges), got inf"),
 ])
 def test_make_block_parameters(kw, message):
     args = dict(seed=0, seq_len=16, d_model=32, n_heads=2, d_ff=64) | kw

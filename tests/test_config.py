@@ -112,6 +112,28 @@ def test_frozen_and_replace_revalidates():
         small.replace(superlanes=99)
 
 
+def test_a_variant_is_named_after_what_it_changes():
+    """replace() without a name names the variant as get_config spells it, so that it
+    never reports itself as its preset (and the name gives the same config back)."""
+    small = PRESETS["small"]
+    cases = {
+        small.replace(vxm_groups=2): "small:vxm_groups=2",
+        small.replace(vxm_groups=2).replace(mem_depth=1024): "small:vxm_groups=2,mem_depth=1024",
+        get_config("tiny:vxm_groups=2").replace(vxm_groups=3): "tiny:vxm_groups=3",
+        get_config("tiny:vxm_groups=2").with_links(): "tiny:vxm_groups=2+c2c",
+        get_config("layer").with_links().replace(c2c_links=2): "layer:c2c_links=2",
+        small.replace(vxm_groups=1): "small",  # nothing changed
+        small.replace(name="mine", vxm_groups=2): "mine",  # a name given is kept
+    }
+    for cfg, name in cases.items():
+        assert cfg.name == name
+        if name != "mine":
+            assert get_config(name) == cfg
+    with pytest.raises(ValueError, match=r"^config 'tiny:vxm_groups=2,vxm_groups=3': "
+                                         r"vxm_groups is given twice$"):
+        get_config("tiny:vxm_groups=2,vxm_groups=3")
+
+
 def test_stable_hash_depends_on_hardware_only():
     small = PRESETS["small"]
     assert small.stable_hash() == TspConfig.from_dict(small.to_dict()).stable_hash()

@@ -4,6 +4,8 @@ for bit, to `golden.llm.layer_int` with a golden KV cache, every step's cycles =
 prediction.  The weights are a tiny random llama written as a GGUF file (Q4_1/Q8_0 blocks:
 `tests/llm_fixture.py`), read by `golden.llm.LlamaModel`."""
 
+import re
+
 import numpy as np
 import pytest
 from llm_fixture import write_tiny_gguf
@@ -161,6 +163,10 @@ def test_step_inputs_are_checked(tiny_layer):
     with pytest.raises(ValueError, match=r"es: expected one exponent per row \(3,\)"):
         cl.run_on_model(rows[:3], es[:2])
     assert_steps_bit_exact(cl, lc, layers[0], rows[:4], es[:4])
+    for bad in ("16", 0, 4.0, True):
+        with pytest.raises(ValueError, match=rf"^compile_layer_step: max_context must be an "
+                                             rf"int >= 1 .*got {re.escape(repr(bad))}$"):
+            compile_layer_step(lc, layers[0], "medium", bad)
 
 
 def test_generate_checks_the_context_before_the_first_token(tmp_path):
