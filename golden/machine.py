@@ -92,6 +92,7 @@ _ICU = frozenset(("NOP", "REPEAT", "SYNC", "NOTIFY", "HALT"))
 _FIELD_TIMED = frozenset(("MVM", "SEND"))
 
 __all__ = [
+    "InvalidReadError",
     "IssueEvent",
     "Machine",
     "MachineError",
@@ -111,6 +112,12 @@ __all__ = [
 
 class MachineError(RuntimeError):
     """The program did something the hardware does not allow (message says where/when)."""
+
+
+class InvalidReadError(MachineError):
+    """A read of a stream register that holds no valid value in that cycle: a fault of the
+    program's dataflow that only the model sees (the chip's streams carry no valid bits,
+    so it reads whatever the register holds; docs/host.md, "STATUS")."""
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -567,16 +574,15 @@ class Machine:
         )
 
     # -- queue sequencing ---------------------------------------------------------------
-    def _err(self, q: _Queue, idx: int, mn: str, f, c: int, msg: str, rep: int = 0
-             ) -> MachineError:
+    def _err(self, q: _Queue, idx: int, mn: str, f, c: int, msg: str, rep: int = 0,
+             cls: type[MachineError] = MachineError) -> MachineError:
         try:
             text = format_instr(Instr(mn, f))
         except IsaError:
             text = f"{mn} {f}"
         r = f", repetition {rep}" if rep else ""
         chip = f"{self.chip}: " if self.chip else ""
-        return MachineError(f"{chip}{q.name} instruction {idx} ({text}{r}) in cycle {c}: "
-                            f"{msg}")
+        return cls(f"{chip}{q.name} instruction {idx} ({text}{r}) in cycle {c}: {msg}")
 
     def _step(self, q: _Queue, c: int) -> bool:
         """Issue queue ``q``'s next instruction in cycle ``c``; True if it was a NOTIFY."""
@@ -674,9 +680,9 @@ class Machine:
         if end > self._last:
             self._last = end
 
-    def _fail(self, msg: str) -> MachineError:
+    def _fail(self, msg: str, cls: type[MachineError] = MachineError) -> MachineError:
         q, idx, mn, f, c, rep = self._ctx
-        return self._err(q, idx, mn, f, c, msg, rep)
+        return self._err(q, idx, mn, f, c, msg, rep, cls)
 
     def _trace_issue(self, q, idx, rep, mn, f, c):
         tc = self._trace.setdefault(c, TraceCycle(c))
@@ -732,7 +738,7 @@ class Machine:
         src = self._get_src(q.pos, d, s, c)
         if src is None:
             raise self._fail(f"reads stream s{s}.{DIRS[d]} at position {q.pos}, which holds "
-                             "no valid value in this cycle")
+                             "no valid value in this cycle", InvalidReadError)
         if self.observer is not None:
             self._obs_read(q, d, s, c, src[0])
         return src[1]
