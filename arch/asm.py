@@ -24,6 +24,7 @@ Python API: :func:`assemble`, :func:`disassemble`, :func:`parse_instr`,
 from __future__ import annotations
 
 import argparse
+import operator
 import re
 import sys
 from pathlib import Path
@@ -76,11 +77,16 @@ _STREAM = re.compile(r"^[sS]([0-9]+)\.([EeWw])$")
 _REG = re.compile(r"^[rR]([0-9]+)$")
 
 
+def _num(tok: str) -> int:
+    """A `_NUM` token's value: 0x hex, else decimal (leading zeros allowed: 012 is 12)."""
+    return int(tok, 16 if "x" in tok.lower() else 10)
+
+
 def _int(tok: str, what: str) -> int:
     tok = tok.strip()
     if not _NUM.match(tok):
         raise _Err(f"bad operand {tok!r}: expected an integer {what} (decimal or 0x hex)")
-    return int(tok, 0)
+    return _num(tok)
 
 
 def _stream(tok: str, what: str) -> tuple[int, int]:
@@ -131,8 +137,8 @@ def parse_instr(text: str, kind: str, cfg: TspConfig) -> Instr:
 
 
 def _parse_instr(text: str, kind: str, cfg: TspConfig) -> Instr:
-    text = text.strip()
-    head, _, rest = text.partition(" ")
+    head, *tail = text.strip().split(None, 1)  # spaces or tabs after the mnemonic
+    rest = tail[0] if tail else ""
     mnemonic, _, suffix = head.partition(".")
     mnemonic = mnemonic.upper()
     d = DEF_BY_MNEMONIC.get(mnemonic)
@@ -309,7 +315,7 @@ def _vsel(tok: str, imm: list, what: str) -> int:
     if tok.lower() == "lane":
         return SEL_LANE
     if _NUM.match(tok):
-        v = int(tok, 0)
+        v = _num(tok)
         if imm and imm[0] != v:
             raise _Err(f"VXM: immediates {imm[0]} and {v} differ but share one imm field")
         imm[:] = [v]
@@ -480,8 +486,8 @@ def assemble(text: str, cfg: TspConfig | str | None = None, filename: str = "<in
             continue
         try:
             if line.startswith("."):
-                directive, _, arg = line.partition(" ")
-                arg = arg.strip()
+                directive, *arg = line.split(None, 1)
+                arg = arg[0].strip() if arg else ""
                 if directive in (".config", ".slice") and not arg:
                     raise _Err(f"{directive} needs a name (e.g. "
                                f"{'.config small' if directive == '.config' else '.slice VXM'})")
@@ -614,6 +620,14 @@ class Schedule:
         """Issue ``text`` at ``cycle``, then ``n`` repetitions ``d`` apart (+strides)."""
         if slice_name not in self.pos:
             raise AsmError(f"unknown slice {slice_name!r} for config {self.cfg.name!r}")
+        for what, v, lo in (("cycle", cycle, 0), ("n", n, 0), ("d", d, 1)):
+            try:
+                ok = not isinstance(v, bool) and operator.index(v) >= lo
+            except TypeError:
+                ok = False
+            if not ok:
+                raise AsmError(f"{slice_name}: {text!r}: {what} must be an int >= {lo}, "
+                               f"got {v!r}")
         strides = f"{stride}, {stride_b}" if stride_b else f"{stride}"
         self.items.setdefault(slice_name, []).append((cycle, text, n, d, strides))
         return self

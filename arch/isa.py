@@ -19,6 +19,7 @@ This module is pure Python; nothing here imports amaranth.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -625,7 +626,13 @@ class Instr:
                 if v.upper() not in VXM_OP_BY_NAME:
                     raise IsaError(f"{d.mnemonic}.{f.name}: unknown VXM op {v!r}")
                 v = VXM_OP_BY_NAME[v.upper()].code
-            vals[f.name] = int(v)
+            try:  # an int (numpy's too), not a float, a bool or a numeric string
+                if isinstance(v, bool):
+                    raise TypeError
+                vals[f.name] = operator.index(v)
+            except TypeError:
+                raise IsaError(f"{d.mnemonic}.{f.name}: expected an int, got "
+                               f"{type(v).__name__} {v!r}") from None
         object.__setattr__(self, "fields", vals)
 
     @classmethod

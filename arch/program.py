@@ -141,8 +141,16 @@ class Program:
             raise ProgramError(f"not a program binary (magic {magic!r}, expected {MAGIC!r})")
         if version != FORMAT_VERSION:
             raise ProgramError(f"unsupported program format version {version}")
-        h = h.decode("ascii")
-        name = name.rstrip(b"\0").decode("ascii")
+        try:
+            h = h.decode("ascii")
+        except UnicodeDecodeError:
+            raise ProgramError(f"corrupt header: the config hash {h!r} is not ASCII "
+                               "text") from None
+        try:
+            name = name.rstrip(b"\0").decode("ascii")
+        except UnicodeDecodeError:
+            raise ProgramError(f"corrupt header: the config name {name!r} is not ASCII "
+                               "text") from None
         if cfg is None:
             cfg = config_from_hash(h, name)
         elif cfg.stable_hash() != h:

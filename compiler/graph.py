@@ -20,7 +20,7 @@ import numpy as np
 
 from arch.config import TspConfig, get_config
 from arch.program import Program
-from golden.quant import requantize
+from golden.quant import INT32_MAX, INT32_MIN, MULTIPLIER_MAX, SHIFT_MAX, SHIFT_MIN, requantize
 
 from . import tiling as T
 from .alloc import FirstOf
@@ -89,6 +89,9 @@ class Graph:
                 raise CompileError(f"node {n.out!r} ({n.kind}): its inputs {list(n.inputs)} or "
                                    f"attrs {sorted(n.attrs)} do not fit the op "
                                    f"({type(e).__name__}: {e})", "graph", True) from None
+            if shp[n.out][2] not in (1, 2, 4):
+                raise CompileError(f"node {n.out!r} ({n.kind}): out_bytes must be 1, 2 or 4, "
+                                   f"got {shp[n.out][2]}", "graph", True)
             if OPS[n.kind].scaled:
                 shp[f"{n.out}.e"] = (shp[n.out][0], shp[n.out][1], 2)
         for o in self.outputs:
@@ -128,6 +131,23 @@ def _need(node: Node, ok: bool, what: str) -> None:
         raise CompileError(f"node {node.out!r} ({node.kind}): {what}", "graph", True)
 
 
+#: the ranges of the per-channel constants the VXM loads into its registers (as
+#: `golden.quant.requantize` checks them: the compiled program must refuse what it refuses)
+CONST_RANGE = {"multiplier": (0, MULTIPLIER_MAX), "shift": (SHIFT_MIN, SHIFT_MAX),
+               "bias": (INT32_MIN, INT32_MAX)}
+
+
+def _consts(n, width: int, names=("multiplier", "shift")) -> None:
+    """Attrs ``names`` of ``n``: integer vectors of ``(width,)`` within `CONST_RANGE`."""
+    for a in names:
+        v = np.asarray(n.attrs[a])
+        _need(n, v.shape == (width,), f"{a} must have shape ({width},), got {v.shape}")
+        _need(n, v.dtype.kind in "iu", f"{a} must be integers, got {v.dtype}")
+        lo, hi = CONST_RANGE[a]
+        _need(n, not v.size or (int(v.min()) >= lo and int(v.max()) <= hi),
+              f"{a} out of range [{lo}, {hi}] (got {int(v.min())}..{int(v.max())})")
+
+
 # ----------------------------------------------------------------------------- op kinds
 def _matmul_shape(n, ins):
     (rows, k, b), = ins
@@ -135,6 +155,8 @@ def _matmul_shape(n, ins):
     _need(n, b == 1, f"input must be int8 (1 byte), got {b} bytes")
     _need(n, w.ndim == 2 and w.shape[1] == k and w.dtype == np.int8,
           f"weight must be int8 (N, {k}), got {w.dtype} {w.shape}")
+    _need(n, n.out_bytes == 4, f"the output is the int32 sums: out_bytes must be 4, got "
+          f"{n.out_bytes} (a linear node requantises)")
     return rows, w.shape[0], n.out_bytes
 
 
@@ -184,9 +206,13 @@ def _matmul_lower(pb, n, ins, out, shp):
 
 
 def _linear_shape(n, ins):
-    rows, n_out, _ = _matmul_shape(n, ins[:1])
-    for a in ("bias", "multiplier", "shift"):
-        _need(n, np.shape(n.attrs[a]) == (n_out,), f"{a} must have shape ({n_out},)")
+    (rows, k, b), = ins[:1]
+    w = np.asarray(n.attrs["weight"])
+    _need(n, b == 1, f"input must be int8 (1 byte), got {b} bytes")
+    _need(n, w.ndim == 2 and w.shape[1] == k and w.dtype == np.int8,
+          f"weight must be int8 (N, {k}), got {w.dtype} {w.shape}")
+    n_out = w.shape[0]
+    _consts(n, n_out, ("bias", "multiplier", "shift"))
     _need(n, len(ins) <= 2, f"takes the input and at most a residual, got {len(ins)} inputs")
     if len(ins) == 2:
         _need(n, ins[1] == (rows, n_out, 4) and n.out_bytes == 4,
@@ -279,8 +305,7 @@ def _linear_lower(pb, n, ins, out, shp):
 
 def _requant_shape(n, ins):
     (rows, width, _), = ins
-    for a in ("multiplier", "shift"):
-        _need(n, np.shape(n.attrs[a]) == (width,), f"{a} must have shape ({width},)")
+    _consts(n, width)
     return rows, width, n.out_bytes
 
 
@@ -297,8 +322,11 @@ def _requant_lower(pb, n, ins, out, shp):
 
 
 def _add_shape(n, ins):
-    (ra, wa, _), (rb, wb, _) = ins
+    (ra, wa, ba), (rb, wb, bb) = ins
     _need(n, (ra, wa) == (rb, wb), f"operand shapes differ: {(ra, wa)} and {(rb, wb)}")
+    _need(n, ba == bb == 4, f"operands must be int32 (4 bytes), got {ba} and {bb} bytes")
+    if "multiplier" in n.attrs or "shift" in n.attrs:
+        _consts(n, wa)
     return ra, wa, n.out_bytes
 
 
@@ -486,7 +514,17 @@ def _qlinear_lower(pb, n, ins, out, shp):
     pb.release(part)
 
 
+def _check_bits(n) -> int:
+    """The node's ``bits`` (default 16): an int whose values fit 1, 2 or 4 bytes."""
+    b = n.attrs.get("bits", 16)
+    _need(n, isinstance(b, int | np.integer) and not isinstance(b, bool)
+          and (2 <= b <= 16 or 25 <= b <= 32),
+          f"bits must be an int in 2..16 or 25..32 (values of 1, 2 or 4 bytes), got {b!r}")
+    return int(b)
+
+
 def _narrow_shape(n, ins):
+    _check_bits(n)
     rows, width, _ = _scaled_shape(4, -(-_bits(n) // 8))(n, ins)
     h = int(n.attrs.get("heads", 1))
     _need(n, h >= 1 and width % h == 0, f"{h} heads do not divide the width {width}")
@@ -517,6 +555,18 @@ def _narrow_lower(pb, n, ins, out, shp):
     else:
         _need(n, _chips(n) == 1, "per-head narrows are not split over chips")
         narrow_groups(pb, n.out, x, e, out[0], out[1], rows, h, width // h, bits=_bits(n))
+
+
+def _rope_shape(n, ins):
+    rows, width, b = _scaled_shape(2, 2)(n, ins)
+    _check_bits(n)
+    h = n.attrs["heads"]
+    _need(n, isinstance(h, int | np.integer) and h >= 1 and width % h == 0
+          and (width // h) % 2 == 0, f"heads={h!r} of an even width must divide {width}")
+    pos = np.asarray(n.attrs["positions"])
+    _need(n, pos.shape == (rows,) and pos.dtype.kind in "iu" and (pos >= 0).all(),
+          f"positions must be {rows} ints >= 0 (one per row), got {pos.dtype} {pos.shape}")
+    return rows, width, b
 
 
 def _rope_golden(n, xe):
@@ -911,7 +961,7 @@ OPS: dict[str, OpKind] = {
                         _setup_rsqrt),
     "qlinear": OpKind(_qlinear_shape, _qlinear_golden, _qlinear_lower, True),
     "narrow": OpKind(_narrow_shape, _narrow_golden, _narrow_lower, True),
-    "rope": OpKind(_scaled_shape(2, 2), _rope_golden, _rope_lower, True),
+    "rope": OpKind(_rope_shape, _rope_golden, _rope_lower, True),
     "swiglu": OpKind(_scaled_shape(2, 2), _swiglu_golden, _swiglu_lower, True,
                      _setup_activation),
     # a decode step's: RoPE at the position the host writes per step; grouped-query

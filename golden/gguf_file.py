@@ -118,7 +118,7 @@ class GGUFFile:
 
     def _tensor(self, name: str):
         if name not in self._tensors:
-            raise KeyError(f"{self.path}: no tensor {name!r}")
+            raise ValueError(f"{self.path}: no tensor {name!r}")
         return self._tensors[name]
 
     def shape(self, name: str) -> tuple[int, ...]:
@@ -138,5 +138,5 @@ class GGUFFile:
 
     def require(self, key: str):
         if key not in self.meta:
-            raise KeyError(f"{self.path}: metadata key {key!r} missing")
+            raise ValueError(f"{self.path}: metadata key {key!r} missing")
         return self.meta[key]

@@ -71,24 +71,58 @@ class LlamaConfig:
 
     @classmethod
     def from_gguf(cls, f: GGUFFile) -> LlamaConfig:
+        """The config of a llama GGUF file, its metadata checked against itself and
+        against every tensor's shape (ValueError naming the file and the key or tensor)."""
         arch = f.require("general.architecture")
         if arch != "llama":
             raise ValueError(f"{f.path}: architecture {arch!r} is not supported (only 'llama')")
-        g = lambda k: f.require(f"llama.{k}")  # noqa: E731
-        cfg = cls(n_layers=int(g("block_count")), d_model=int(g("embedding_length")),
-                  n_heads=int(g("attention.head_count")),
-                  n_kv_heads=int(f.meta.get("llama.attention.head_count_kv",
-                                            g("attention.head_count"))),
-                  d_ff=int(g("feed_forward_length")),
+
+        def g(key, default=None, kind=int):
+            k = f"llama.{key}"
+            v = f.require(k) if default is None else f.meta.get(k, default)
+            try:
+                return kind(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"{f.path}: metadata {k} = {v!r} is not a number") from None
+
+        heads = g("attention.head_count")
+        cfg = cls(n_layers=g("block_count"), d_model=g("embedding_length"), n_heads=heads,
+                  n_kv_heads=g("attention.head_count_kv", heads), d_ff=g("feed_forward_length"),
                   vocab=int(f.shape("token_embd.weight")[0]),
-                  eps=float(g("attention.layer_norm_rms_epsilon")),
-                  rope_base=float(f.meta.get("llama.rope.freq_base", 10000.0)),
-                  context=int(f.meta.get("llama.context_length", 2048)))
+                  eps=g("attention.layer_norm_rms_epsilon", kind=float),
+                  rope_base=g("rope.freq_base", 10000.0, float),
+                  context=g("context_length", 2048))
+        for key, v in (("block_count", cfg.n_layers), ("embedding_length", cfg.d_model),
+                       ("attention.head_count", cfg.n_heads),
+                       ("attention.head_count_kv", cfg.n_kv_heads),
+                       ("feed_forward_length", cfg.d_ff), ("context_length", cfg.context)):
+            if v < 1:
+                raise ValueError(f"{f.path}: metadata llama.{key} = {v}, must be >= 1")
         if cfg.d_model % cfg.n_heads or cfg.n_heads % cfg.n_kv_heads:
-            raise ValueError(f"{f.path}: d_model {cfg.d_model}, {cfg.n_heads} heads, "
-                             f"{cfg.n_kv_heads} KV heads do not divide")
-        rd = f.meta.get("llama.rope.dimension_count", cfg.head_dim)
-        if int(rd) != cfg.head_dim:
+            raise ValueError(f"{f.path}: embedding_length {cfg.d_model}, head_count "
+                             f"{cfg.n_heads}, head_count_kv {cfg.n_kv_heads}: embedding_length "
+                             f"must be a multiple of head_count, head_count of head_count_kv")
+        d, kv = cfg.d_model, cfg.n_kv_heads * cfg.head_dim
+        want = {"token_embd.weight": (cfg.vocab, d), "output_norm.weight": (d,)}
+        if "output.weight" in f:
+            want["output.weight"] = (cfg.vocab, d)
+        shapes = {"attn_norm": (d,), "ffn_norm": (d,), "attn_q": (d, d), "attn_k": (kv, d),
+                  "attn_v": (kv, d), "attn_output": (d, d), "ffn_gate": (cfg.d_ff, d),
+                  "ffn_up": (cfg.d_ff, d), "ffn_down": (d, cfg.d_ff)}
+        for i in range(cfg.n_layers):
+            want.update({f"blk.{i}.{k}.weight": s for k, s in shapes.items()})
+        for name, shape in want.items():
+            if f.shape(name) != shape:
+                raise ValueError(f"{f.path}: tensor {name!r} has shape {f.shape(name)}, the "
+                                 f"metadata implies {shape} (embedding_length {d}, head_count "
+                                 f"{cfg.n_heads}/{cfg.n_kv_heads} KV, feed_forward_length "
+                                 f"{cfg.d_ff})")
+        extra = sorted(n for n in f.names() if n.startswith(f"blk.{cfg.n_layers}."))
+        if extra:
+            raise ValueError(f"{f.path}: tensor {extra[0]!r} is beyond metadata "
+                             f"llama.block_count = {cfg.n_layers}")
+        rd = g("rope.dimension_count", cfg.head_dim)
+        if rd != cfg.head_dim:
             raise ValueError(f"{f.path}: partial rotary ({rd} of {cfg.head_dim}) not supported")
         return cfg
 
@@ -161,6 +195,7 @@ class LlamaModel:
         f = GGUFFile(path)
         self.path = f.path
         self.config = cfg = LlamaConfig.from_gguf(f)
+        f.require("tokenizer.ggml.tokens")
         self.tokenizer = Tokenizer(f.meta, str(f.path))
         self.embedding = f.tensor("token_embd.weight")
         self.output = f.tensor("output.weight") if "output.weight" in f else self.embedding
@@ -268,15 +303,20 @@ class LlamaModel:
         return logits * np.exp2(el.astype(np.float64))
 
     # ---- generation ----------------------------------------------------------------------
-    def generate_ids(self, prompt_ids, n_tokens: int, int8: bool = True, on_token=None):
-        """Greedy continuation ids (prefill the prompt, then one token at a time)."""
+    def check_room(self, n_prompt: int, n_tokens: int) -> None:
+        """Refuse ``n_tokens`` new tokens after a prompt of ``n_prompt`` that would not fit
+        the model's context (ValueError)."""
         if not isinstance(n_tokens, int) or n_tokens < 0:
             raise ValueError(f"n_tokens must be an int >= 0, got {n_tokens!r}")
-        need = len(prompt_ids) + n_tokens - 1  # the last token is never fed back
-        if n_tokens and need > self.config.context:  # before the first token, not after
-            raise ValueError(f"a prompt of {len(prompt_ids)} tokens and {n_tokens} new ones "
-                             f"need {need} positions, over the model's context length "
+        need = n_prompt + n_tokens - 1  # the last token is never fed back
+        if n_tokens and need > self.config.context:
+            raise ValueError(f"a prompt of {n_prompt} tokens and {n_tokens} new ones need "
+                             f"{need} positions, over the model's context length "
                              f"{self.config.context}")
+
+    def generate_ids(self, prompt_ids, n_tokens: int, int8: bool = True, on_token=None):
+        """Greedy continuation ids (prefill the prompt, then one token at a time)."""
+        self.check_room(len(prompt_ids), n_tokens)  # before the first token, not after
         cache = KVCache(self.config.n_layers)
         out: list[int] = []
         ids = list(prompt_ids)
@@ -325,6 +365,11 @@ def main(argv=None) -> int:
     ids = m.tokenize(a.prompt)
     if not ids:
         print("error: the prompt tokenizes to nothing", file=sys.stderr)
+        return 2
+    try:
+        m.check_room(len(ids), a.tokens)
+    except ValueError as exc:
+        print(f"error: --tokens {a.tokens}: {exc}", file=sys.stderr)
         return 2
     out: list[int] = []
     shown = [""]

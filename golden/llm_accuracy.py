@@ -123,16 +123,23 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    text = (DATA / "english.txt").read_text()
-    ids = model.tokenize(text)
+    texts = ["english.txt"] + ([] if a.no_heldout else ["heldout.txt"])
+    tokens = {name: model.tokenize((DATA / name).read_text()) for name in texts}
+    for name, t in tokens.items():  # teacher forcing runs each whole text at once
+        if len(t) > model.config.context:
+            print(f"error: {DATA / name} is {len(t)} tokens, over the context length "
+                  f"{model.config.context} of {model.path}: the benchmark needs a model whose "
+                  f"context holds the whole text", file=sys.stderr)
+            return 2
+    ids = tokens["english.txt"]
     log(f"model {model.path.name}: {model.config}")
     res = {"model": str(model.path.name), "weights": model.weights, "text": "english.txt",
            "targets": TARGETS}
     res["teacher_forced"], lf, hf = teacher_forced(model, ids, log, "english, gguf weights")
     res["greedy"] = greedy(model, log)
     if not a.no_heldout:
-        held = model.tokenize((DATA / "heldout.txt").read_text())
-        res["heldout_text"] = teacher_forced(model, held, log, "heldout, gguf weights")[0]
+        res["heldout_text"] = teacher_forced(model, tokens["heldout.txt"], log,
+                                             "heldout, gguf weights")[0]
         row = load_model(a.model, weights="row")
         res["row_weights"] = teacher_forced(row, ids, log, "english, per-channel row weights",
                                                     lf, hf)[0]

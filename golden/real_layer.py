@@ -64,6 +64,8 @@ def run(model_name: str, layers: list[int], seq: int, n_calib: int, n_test: int,
     from golden.llm import load_model
 
     m = load_model(model_name)
+    if seq > m.config.context:
+        raise ValueError(f"seq {seq} is over the model's context length {m.config.context}")
     ids = m.tokenize((DATA / "english.txt").read_text())
     need = (n_calib + n_test) * seq
     if len(ids) < need:
@@ -98,8 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test", type=int, default=4)
     ap.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     a = ap.parse_args(argv)
+    for opt in ("seq", "calib", "test"):
+        if getattr(a, opt) < 1:
+            ap.error(f"--{opt} must be >= 1, got {getattr(a, opt)}")
     try:
         layers = [int(t) for t in a.layers.split(",")]
+    except ValueError:
+        ap.error(f"--layers must be comma-separated layer indices, got {a.layers!r}")
+    try:
         res = run(a.model, layers, a.seq, a.calib, a.test)
     except (ValueError, FileNotFoundError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)

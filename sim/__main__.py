@@ -231,7 +231,9 @@ def cmd_llm(args) -> int:
 
     cfg = _config(args.config)
     prompt = args.prompt
-    if args.prompt_ids:
+    if args.prompt_ids is not None:
+        if not args.prompt_ids.strip():
+            raise SystemExit("error: --prompt-ids is empty: give comma-separated token ids")
         try:
             prompt = [int(t) for t in args.prompt_ids.split(",")]
         except ValueError:
@@ -501,7 +503,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="smollm2-135m", help="a llama .gguf path / model name, "
                    "or 'tiny' (a random 2-layer llama)")
     p.add_argument("--prompt", default="The capital of France is", help="prompt text")
-    p.add_argument("--prompt-ids", default="", help="comma-separated token ids instead of "
+    p.add_argument("--prompt-ids", default=None, help="comma-separated token ids instead of "
                    "--prompt")
     p.add_argument("--tokens", type=int, default=16)
     p.add_argument("--context", type=int, default=None, help="compiled maximum context "

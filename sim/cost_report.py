@@ -219,18 +219,26 @@ def report_cost(log=print) -> int:
     if not path.exists():
         log(f"error: {path} does not exist: run `make cost` first")
         return 1
-    result = json.loads(path.read_text())
-    cfg = _Cfg.from_dict(result["config"])
-    result["additions"] = additions(cfg, result["units"])
+    try:
+        result = json.loads(path.read_text())
+        cfg = _Cfg.from_dict(result["config"])
+        result["additions"] = additions(cfg, result["units"])
+        text = table(result)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        what = f"missing {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+        log(f"error: {path} is not the result of `make cost` ({what}): run `make cost` "
+            "again")
+        return 1
     path.write_text(json.dumps(result, indent=1))
-    _summary(result, log)
+    _summary(result, log, text)
     log(f"written {path}")
     return 0
 
 
-def _summary(result: dict, log) -> None:
-    """The unit table, the chip as the sum of its units, what each addition costs."""
-    log(table(result))
+def _summary(result: dict, log, text: str | None = None) -> None:
+    """The unit table (``text`` if made already), the chip as the sum of its units, what
+    each addition costs."""
+    log(text if text is not None else table(result))
     c = result.get("chip_ecp5_from_units")
     if c:
         log(f"chip, ECP5 as the sum of its units: {c['lut4_eq']:,} LUT4-eq, {c['ff']:,} FF, "

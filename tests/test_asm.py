@@ -13,6 +13,7 @@ import pytest
 from arch.asm import (
     AsmError,
     ProgramBuilder,
+    Schedule,
     assemble,
     disassemble,
     format_instr,
@@ -111,6 +112,10 @@ def test_binary_header():
         Program.from_bytes(b"XXXX" + data[4:])
     with pytest.raises(ProgramError, match="bytes"):
         Program.from_bytes(data[:-1])
+    with pytest.raises(ProgramError, match=r"corrupt header: the config hash .* is not ASCII"):
+        Program.from_bytes(data[:8] + b"\xff" * 16 + data[24:])
+    with pytest.raises(ProgramError, match=r"corrupt header: the config name .* is not ASCII"):
+        Program.from_bytes(data[:24] + b"\xfe" * 16 + data[40:])
     custom = get_config("tiny").replace(name="mine", mem_depth=64)
     cdata = Program(custom).to_bytes()
     with pytest.raises(ProgramError, match="not a preset"):
@@ -163,6 +168,31 @@ def test_error_messages(text, expected):
     msg = _err(text, "small" if text.startswith(".config tiny") else None)
     for part in expected:
         assert part in msg, msg
+
+
+def test_numbers_with_leading_zeros_and_tabs():
+    """012 is decimal 12 (it was a ValueError from int(.., 0) without file and line), and a
+    tab separates a mnemonic or a directive from its operands as a space does."""
+    p = assemble(".config\ttiny\n.slice\tMEM_W0\n\tREAD\t012, s1.E\n    REPEAT 3, 1, 01\n"
+                 ".slice VXM\n    VXM.i8 s0.E = ADD(s1.E, 010)\n")
+    text = disassemble(p)
+    assert "READ 12, s1.E" in text and "REPEAT 3, 1, 1" in text and "ADD(s1.E, 10)" in text
+    assert "bad operand '0x'" in _err(".slice MEM_W0\n  READ 0x, s1.E\n")
+
+
+def test_encode_refuses_values_that_are_not_ints():
+    for v in (2.7, "3", True):
+        with pytest.raises(IsaError, match=rf"READ\.addr: expected an int, got "
+                                           rf"{type(v).__name__}"):
+            encode("READ", addr=v, out_s=2, out_d="E")
+
+
+def test_schedule_refuses_negative_cycles():
+    with pytest.raises(AsmError, match=r"MEM_W0: 'READ 0, s1\.E': cycle must be an int >= 0, "
+                                       r"got -1"):
+        Schedule("tiny").at("MEM_W0", -1, "READ 0, s1.E")
+    with pytest.raises(AsmError, match=r"d must be an int >= 1, got 0"):
+        Schedule("tiny").at("MEM_W0", 0, "READ 0, s1.E", n=2, d=0)
 
 
 def test_builder_api():

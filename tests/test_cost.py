@@ -242,3 +242,18 @@ def test_a_vxm_group_costs_a_vxm_its_queue_and_one_fabric_position():
     # the sweep's chip counts one VXM per group
     from sim.cost_sweep import instances
     assert instances(cfg.replace(vxm_groups=3))["VXM"] == 3
+
+
+def test_report_of_a_corrupt_cost_json_says_so(tmp_path, monkeypatch, capsys):
+    """`sim cost --report` on a cost.json that is not `make cost`'s: an error line naming
+    the file, exit 1 (it was a KeyError or JSONDecodeError traceback)."""
+    from sim.cost_report import report_cost
+
+    monkeypatch.setenv("TSP_BUILD_DIR", str(tmp_path))
+    for text, what in (("{}", "missing 'config'"), ("nonsense", "JSONDecodeError")):
+        (tmp_path / "cost.json").write_text(text)
+        lines = []
+        assert report_cost(log=lines.append) == 1
+        assert len(lines) == 1 and lines[0].startswith(
+            f"error: {tmp_path / 'cost.json'} is not the result of `make cost` ({what}")
+        assert lines[0].endswith("run `make cost` again")

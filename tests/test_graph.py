@@ -65,6 +65,50 @@ def test_graph_errors_name_the_node():
                             ("y",)), get_config("tiny"))
 
 
+def _req(width=16, out_bytes=4, **attrs):
+    a = {"multiplier": np.full(width, 5), "shift": np.zeros(width, int), **attrs}
+    return Graph({"a": (2, width, 4)}, (Node("y", "requant", ("a",), a, out_bytes),), ("y",))
+
+
+@pytest.mark.parametrize("graph, message", [
+    # constants the golden refuses ran wrapped to 32 bits or truncated on the machine
+    (_req(multiplier=np.full(16, 2**32 + 2**30)),
+     r"multiplier out of range \[0, 2147483647\] \(got 5368709120\.\.5368709120\)"),
+    (_req(multiplier=np.full(16, 1.9e9)), r"multiplier must be integers, got float64"),
+    (_req(shift=np.full(16, 40)), r"shift out of range \[-31, 30\]"),
+    (_req(multiplier=np.full(16, -1)), r"multiplier out of range"),
+    (Graph({"a": (2, 16, 1)}, (Node("y", "linear", ("a",), {
+        "weight": np.ones((16, 16), np.int8), "bias": np.full(16, 2**32 + 5),
+        "multiplier": np.full(16, 5), "shift": np.zeros(16, int)}),), ("y",)),
+     r"\(linear\): bias out of range \[-2147483648, 2147483647\]"),
+    # widths the lowering cannot take (were an AssertionError or a slice-count message)
+    (Graph({"a": (2, 16, 1)}, (Node("y", "matmul", ("a",),
+                                    {"weight": np.ones((16, 16), np.int8)}, 1),), ("y",)),
+     r"\(matmul\): the output is the int32 sums: out_bytes must be 4, got 1"),
+    (Graph({"a": (2, 16, 1), "b": (2, 16, 1)}, (Node("y", "add", ("a", "b"), {}, 1),),
+           ("y",)), r"\(add\): operands must be int32 \(4 bytes\), got 1 and 1 bytes"),
+    (_req(out_bytes=3), r"\(requant\): out_bytes must be 1, 2 or 4, got 3"),
+])
+def test_graph_constants_and_widths_are_checked(graph, message):
+    """What the graph's golden evaluation refuses, or the lowering cannot take, is a
+    CompileError naming the node before anything is lowered."""
+    with pytest.raises(CompileError, match=r"^node 'y' .*" + message):
+        compile_graph(graph, "tiny")
+
+
+def test_scaled_ops_check_bits_and_positions():
+    x = {"x": (2, 16, 4), "x.e": (2, 16, 2)}
+    for bits in (0, 24, 40, 16.0):
+        g = Graph(x, (Node("y", "narrow", ("x",), {"bits": bits}),), ("y",))
+        with pytest.raises(CompileError, match=r"bits must be an int in 2\.\.16 or 25\.\.32"):
+            compile_graph(g, "tiny")
+    r = {"x": (2, 16, 2), "x.e": (2, 16, 2)}
+    g = Graph(r, (Node("y", "rope", ("x",), {"heads": 2, "positions": np.array([3])}),),
+              ("y",))
+    with pytest.raises(CompileError, match=r"positions must be 2 ints >= 0 \(one per row\)"):
+        compile_graph(g, "tiny")
+
+
 def random_graph(rng, cfg) -> tuple[Graph, dict]:
     """A random chain of op kinds over random widths (partial tiles included), with a
     residual add back to an earlier int32 tensor of the same shape where one exists."""

@@ -163,6 +163,10 @@ def test_step_inputs_are_checked(tiny_layer):
     with pytest.raises(ValueError, match=r"es: expected one exponent per row \(3,\)"):
         cl.run_on_model(rows[:3], es[:2])
     assert_steps_bit_exact(cl, lc, layers[0], rows[:4], es[:4])
+    with pytest.raises(ValueError, match=r"^the layer step: orders is empty"):
+        compile_layer_step(lc, layers[0], "medium", 4, orders=())
+    with pytest.raises(ValueError, match=r"^order='fast': the list-scheduling orders are"):
+        compile_layer_step(lc, layers[0], "medium", 4, orders=("fast",))
     for bad in ("16", 0, 4.0, True):
         with pytest.raises(ValueError, match=rf"^compile_layer_step: max_context must be an "
                                              rf"int >= 1 .*got {re.escape(repr(bad))}$"):
