@@ -40,6 +40,10 @@ MODELS_STAMP := $(VENV)/.models-$(shell cksum pyproject.toml 2>/dev/null | cut -
 # stops make with the variable and the allowed values named.
 bool = $(if $(filter 1 yes true,$($(1))),1,$(if $(filter 0 no false,$($(1))),0,$(error \
 	$(1)=$($(1)) is not a boolean: use 1/yes/true or 0/no/false)))
+# $(call unused,NAMES): stop make when a variable the target does not read is given on the
+# command line (make sim-decode CHIPS=4 ran on one chip, with HEADS=4)
+unused = $(foreach v,$(1),$(if $(filter command line,$(origin $(v))),$(error \
+	make $@ does not take $(v) (given $(v)=$($(v)))$(if $(2),; $(2),))))
 WAVES_FLAG = $(if $(filter 1,$(call bool,WAVES)),--waves,)
 LOCKSTEP_FLAG = $(if $(filter 1,$(call bool,LOCKSTEP)),--lockstep,)
 CAUSAL_FLAG = $(if $(filter 0,$(call bool,CAUSAL)),--no-causal,)
@@ -128,18 +132,22 @@ run: $(STAMP)
 		$(if $(filter 1,$(call bool,RTL)),--rtl,) $(WAVES_FLAG) $(LOCKSTEP_FLAG)
 
 sim-decode: $(STAMP)
+	$(call unused,CHIPS CAUSAL WAVES LOCKSTEP,a decode step is one causal chip run)
 	$(PY) -m sim decode --config $(CONFIG) --context $(SEQ) --steps $(STEPS) --d-model $(DMODEL) \
 		--heads $(HEADS) --d-ff $(DFF) --seed $(SEED)
 
 sim-layer: $(STAMP) $(if $(filter tiny,$(MODEL)),,$(MODELS_STAMP))
+	$(call unused,CAUSAL WAVES LOCKSTEP DMODEL HEADS DFF)
 	$(PY) -m sim layer $(if $(filter command line,$(origin CONFIG)),--config $(CONFIG),) \
 		--model $(MODEL) --layer $(LAYER) --context $(SEQ) \
 		--steps $(if $(filter 0,$(STEPS)),4,$(STEPS)) --seed $(SEED) --chips $(CHIPS)
 
 sim-model: $(STAMP) $(if $(filter tiny,$(MODEL)),,$(MODELS_STAMP))
+	$(call unused,CHIPS CAUSAL WAVES LOCKSTEP DMODEL HEADS DFF)
 	$(PY) -m sim model $(if $(filter command line,$(origin CONFIG)),--config $(CONFIG),) \
 		--model $(MODEL) --tokens $(if $(filter 0,$(STEPS)),8,$(STEPS)) --context $(SEQ) \
-		$(if $(PROMPT),--prompt $(PROMPT),)
+		$(if $(PROMPT),--prompt $(PROMPT),) \
+		$(if $(filter command line,$(origin SEED)),--seed $(SEED),)
 
 llm: $(STAMP) $(MODELS_STAMP)
 	$(PY) -m sim llm --model $(if $(filter command line,$(origin MODEL)),$(MODEL),smollm2-135m) \
@@ -168,13 +176,15 @@ wave: WAVES = 1
 wave: sim
 
 fuzz: $(STAMP)
-	$(PY) -m sim fuzz --config $(CONFIG) -n $(N) --seed $(SEED) --jobs $(JOBS) --chips $(CHIPS)
+	$(PY) -m sim fuzz --config $(CONFIG) -n $(N) --seed $(SEED) --chips $(CHIPS) \
+		$(if $(filter 1,$(CHIPS)),--jobs $(JOBS),)
 
 fuzz-replay: $(STAMP)
 	@test -n "$(CASE)" || { echo "usage: make fuzz-replay CASE=build/fuzz/<case>"; exit 2; }
 	$(PY) -m sim fuzz --replay $(CASE)
 
 coverage: $(STAMP)
+	$(call unused,CHIPS WAVES LOCKSTEP)
 	$(PY) -m sim coverage --config $(if $(filter command line,$(origin CONFIG)),$(CONFIG),tiny) -n $(N) --seed $(SEED)
 
 .PHONY: cost
@@ -187,6 +197,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)
 
 verilog: $(STAMP)
+	$(call unused,CHIPS WAVES,a system is DESIGN=system2 or system4; waves come with make wave)
 	$(PY) -m sim verilog --config $(CONFIG) --design $(DESIGN)
 
 lint: $(STAMP)

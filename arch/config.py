@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -166,6 +167,8 @@ class TspConfig:
                     )
                 raise ValueError(f"TspConfig.{field} must be in [{lo}, {hi}], got {value}")
             if field in self._POW2 and not _is_pow2(value):
+                if field == "mxm_load_rows":  # its real bound: half the streams
+                    hi = min(hi, self.streams_per_direction // 2)
                 raise ValueError(
                     f"TspConfig.{field} must be a power of two in [{lo}, {hi}], got {value}"
                 )
@@ -463,6 +466,8 @@ def get_config(name: str | TspConfig | None = None) -> TspConfig:
     if name is None or name == "":
         name = DEFAULT_CONFIG
     if name.endswith("+c2c"):  # the name `TspConfig.with_links` gives
+        if not name[:-len("+c2c")]:
+            raise ValueError(f"config {name!r}: no config name before +c2c")
         return get_config(name[:-len("+c2c")]).with_links()
     base, _, changes = name.partition(":")
     try:
@@ -484,6 +489,8 @@ def get_config(name: str | TspConfig | None = None) -> TspConfig:
         if key in kw:
             raise ValueError(f"config {name!r}: {key} is given twice")
         try:
+            if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", value):
+                raise ValueError
             kw[key] = int(value)
         except ValueError:
             raise ValueError(f"config {name!r}: {key} must be an integer, got "

@@ -98,6 +98,9 @@ class C2cTile(wiring.Component):
     """One superlane tile of a C2C slice: a transmitter and a receiver per link."""
 
     def __init__(self, cfg: TspConfig):
+        check_slice_config("C2cTile", cfg)
+        if not cfg.c2c_links:
+            raise ValueError(f"C2cTile: config {cfg.name!r} has no C2C links (c2c_links = 0)")
         self.cfg = cfg
         super().__init__({
             "ctl": In(c2c_control_layout(cfg)),
@@ -267,6 +270,9 @@ class C2cLink(wiring.Component):
     ``x + c2c_latency - 1``."""
 
     def __init__(self, cfg: TspConfig):
+        check_slice_config("C2cLink", cfg)
+        if not cfg.c2c_links:
+            raise ValueError(f"C2cLink: config {cfg.name!r} has no C2C links (c2c_links = 0)")
         self.cfg = cfg
         w = 8 * cfg.c2c_bytes_per_cycle
         S = cfg.superlanes

@@ -41,7 +41,7 @@ from .host import (
 from .icu import COUNTER_BITS, InstructionControlUnit
 from .mem import MemSlice
 from .mxm import MxmSlice
-from .slice import ERROR_CODE_BITS
+from .slice import ERROR_CODE_BITS, check_slice_config
 from .stream import StreamFabric
 from .sxm import SxmSlice
 from .vxm import VxmSlice
@@ -78,6 +78,7 @@ class Chip(wiring.Component):
     """
 
     def __init__(self, cfg: TspConfig):
+        check_slice_config("Chip", cfg)
         if cfg.n_positions > 255:
             raise ValueError(f"Chip supports up to 255 slice positions, config has "
                              f"{cfg.n_positions}")

@@ -36,6 +36,7 @@ from .slice import (
     ERROR_CODE_BITS,
     OFFSET_BITS,
     ErrorCode,
+    check_slice_config,
     issue_layout,
     legal_signal,
     opcode_of,
@@ -70,6 +71,10 @@ class InstructionControlUnit(wiring.Component):
     """
 
     def __init__(self, cfg: TspConfig, position: SlicePosition):
+        check_slice_config("InstructionControlUnit", cfg)
+        if not isinstance(position, SlicePosition):
+            raise ValueError(f"InstructionControlUnit: position must be a SlicePosition of "
+                             f"cfg.slices, got {type(position).__name__} {position!r}")
         if position.kind not in isa.SLICE_KINDS:
             raise ValueError(f"ICU position kind must be one of {isa.SLICE_KINDS}, "
                              f"got {position.kind!r}")

@@ -41,6 +41,7 @@ from .slice import (
     ERROR_CODE_BITS,
     ErrorCode,
     SliceSignature,
+    check_slice_config,
     is_opcode,
     merge_tiles,
     stream_case,
@@ -88,6 +89,7 @@ class MemTile(wiring.Component):
     """One superlane tile of a MEM slice: 2 banks x 16 lane memories."""
 
     def __init__(self, cfg: TspConfig):
+        check_slice_config("MemTile", cfg)
         self.cfg = cfg
         super().__init__({
             "ctl": In(mem_control_layout(cfg)),
@@ -192,6 +194,7 @@ class MemSlice(wiring.Component):
     `MemTile` per superlane, and the host port."""
 
     def __init__(self, cfg: TspConfig):
+        check_slice_config("MemSlice", cfg)
         self.cfg = cfg
         members = dict(SliceSignature(cfg).members.items())
         members["host"] = Out(MemHostSignature(cfg))

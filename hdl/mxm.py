@@ -76,6 +76,7 @@ from .slice import (
     ErrorCode,
     SliceSignature,
     check_slice_config,
+    check_vector_length,
     legal_checks,
     opcode_of,
     replica_count,
@@ -121,6 +122,10 @@ class MxmWeights(wiring.Component):
     """
 
     def __init__(self, vl: int, k: int = 1):
+        check_vector_length("MxmWeights", vl)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1 or k & (k - 1) or vl % k:
+            raise ValueError(f"MxmWeights k must be a power of two dividing vl = {vl} (the "
+                             f"rows per load, cfg.mxm_load_rows), got {k!r}")
         self.vl = vl
         self.k = k
         rb = max(1, (vl - 1).bit_length())
@@ -231,6 +236,7 @@ class MxmMacArray(wiring.Component):
     PART_BITS = 8 + 8 + 4
 
     def __init__(self, vl: int, rows: int | None = None):
+        check_vector_length("MxmMacArray", vl)
         rows = replica_count("MxmMacArray", "rows", rows, vl, "the vector length")
         self.vl = vl
         self.n_rows = rows

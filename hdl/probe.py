@@ -19,6 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from arch.config import TspConfig
 
+from .slice import check_slice_config
 from .stream import StreamFabric
 from .tile import SkewChain, TileStreamsSignature
 
@@ -37,6 +38,7 @@ class ProbeSlice(wiring.Component):
     """A slice column that writes or captures one stream per command."""
 
     def __init__(self, cfg: TspConfig):
+        check_slice_config("ProbeSlice", cfg)
         self.cfg = cfg
         S = cfg.superlanes
         super().__init__({
@@ -74,6 +76,7 @@ class FabricProbeTop(wiring.Component):
     """The stream fabric of a config with a `ProbeSlice` at every position."""
 
     def __init__(self, cfg: TspConfig):
+        check_slice_config("FabricProbeTop", cfg)
         self.cfg = cfg
         P, S = cfg.n_positions, cfg.superlanes
         super().__init__({

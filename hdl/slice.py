@@ -52,13 +52,21 @@ def check_slice_config(component: str, cfg, *, min_streams: int = 1, why: str = 
                          f"{f' ({why})' if why else ''}, got {cfg.streams_per_direction}")
 
 
+def check_vector_length(component: str, vl) -> None:
+    """A vector length a component is built for: a positive multiple of the 16 lanes of a
+    superlane (ValueError naming the component)."""
+    if isinstance(vl, bool) or not isinstance(vl, int) or vl < LANES or vl % LANES:
+        raise ValueError(f"{component}: vl must be a positive multiple of {LANES} (lanes "
+                         f"per superlane), got {vl!r}")
+
+
 def replica_count(component: str, param: str, value: int | None, hi: int,
                   why: str = "") -> int:
     """How many of ``hi`` identical replicas (lanes, MAC rows) to build: ``value``, or all
     when None; a ValueError naming the component, parameter and range otherwise."""
     if value is None:
         return hi
-    if not 1 <= value <= hi:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi:
         raise ValueError(f"{component} {param} must be in 1..{hi}"
                          f"{f' ({why})' if why else ''}, got {value!r}")
     return value

@@ -18,6 +18,7 @@ from amaranth.lib.wiring import In
 
 from arch.config import TspConfig
 
+from .slice import check_slice_config
 from .tile import TileStreamsSignature, streams_layout
 
 
@@ -28,6 +29,9 @@ class SuperlaneStreams(wiring.Component):
     """
 
     def __init__(self, cfg: TspConfig, superlane: int = 0):
+        check_slice_config("SuperlaneStreams", cfg)
+        if isinstance(superlane, bool) or not isinstance(superlane, int):
+            raise ValueError(f"SuperlaneStreams: superlane must be an int, got {superlane!r}")
         if not 0 <= superlane < cfg.superlanes:
             raise ValueError(f"superlane must be in [0, {cfg.superlanes - 1}], got {superlane}")
         self.cfg = cfg  # the superlane index only names the instance: one module for all
@@ -58,6 +62,7 @@ class StreamFabric(wiring.Component):
     """
 
     def __init__(self, cfg: TspConfig):
+        check_slice_config("StreamFabric", cfg)
         self.cfg = cfg
         super().__init__({
             "taps": In(TileStreamsSignature(cfg)).array(cfg.n_positions, cfg.superlanes),

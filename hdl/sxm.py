@@ -182,6 +182,7 @@ class SxmLocalUnit(wiring.Component):
     ``n`` lanes within the 16 (rotated if ``rot``, else zero-filled)."""
 
     def __init__(self, cfg: TspConfig):
+        check_slice_config("SxmLocalUnit", cfg)
         self.cfg = cfg
         super().__init__({
             "blk": In(BLOCK), "rot": In(1), "n": In(signed(5)), "ctl": In(out_layout(cfg)),
@@ -216,6 +217,7 @@ class SxmGlobalUnit(wiring.Component):
     """
 
     def __init__(self, cfg: TspConfig):
+        check_slice_config("SxmGlobalUnit", cfg)
         self.cfg = cfg
         S = cfg.superlanes
         super().__init__({
@@ -338,6 +340,7 @@ class SxmReduceUnit(wiring.Component):
     32-bit result) and ``o_ctl[k]`` are what tile ``k`` writes in ``t + 2S + 1 + k``."""
 
     def __init__(self, cfg: TspConfig):
+        check_slice_config("SxmReduceUnit", cfg)
         self.cfg = cfg
         S = cfg.superlanes
         super().__init__({
@@ -400,6 +403,7 @@ class SxmTileOutput(wiring.Component):
     per (direction, stream); ``collision`` if two of them write one in this cycle."""
 
     def __init__(self, cfg: TspConfig):
+        check_slice_config("SxmTileOutput", cfg)
         self.cfg = cfg
         lay = out_layout(cfg)
         super().__init__({

@@ -75,9 +75,13 @@ class SkewChain(wiring.Component):
     """
 
     def __init__(self, layout, depth: int, *, valid_field: str | None = "valid"):
-        if depth < 1:
-            raise ValueError(f"SkewChain depth must be >= 1, got {depth}")
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"SkewChain depth must be an int >= 1, got {depth!r}")
         self._layout = data.Layout.cast(layout)
+        if valid_field is not None and (not isinstance(self._layout, data.StructLayout)
+                                        or valid_field not in self._layout.members):
+            raise ValueError(f"SkewChain valid_field {valid_field!r} is not a field of the "
+                             f"layout")
         self._depth = depth
         self._valid_field = valid_field
         super().__init__({"i": In(self._layout), "o": Out(self._layout).array(depth),

@@ -173,6 +173,7 @@ class VxmTile(wiring.Component):
     """
 
     def __init__(self, cfg: TspConfig, *, alu_lanes: int | None = None):
+        check_slice_config("VxmTile", cfg)
         self.alu_lanes = replica_count("VxmTile", "alu_lanes", alu_lanes,
                                        cfg.lanes_per_superlane)
         self.cfg = cfg

@@ -35,6 +35,10 @@ from .build import (
 )
 from .designs import DEFAULT_DESIGN, DESIGNS
 from .run import SimFailure, run_cocotb
+from .toolchain import ToolchainError
+
+#: the one-chip fuzz campaign's defaults: simulator runs in parallel, programs per run
+FUZZ_JOBS, FUZZ_BATCH = 2, 40
 
 
 def _log(*args) -> None:
@@ -42,10 +46,33 @@ def _log(*args) -> None:
 
 
 def _config(name):
+    if name is not None and not str(name).strip():
+        raise SystemExit("error: --config is empty: give a config name (e.g. tiny)")
     try:
         return get_config(name)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
+
+
+def _configs(text: str, *, simulable: bool = True) -> list:
+    """A comma-separated --config list, every name checked (and, with ``simulable``, small
+    enough for the RTL) before anything is generated."""
+    names = text.split(",")
+    if any(not n.strip() for n in names):
+        raise SystemExit(f"error: --config {text!r} has an empty name")
+    cfgs = [_config(n.strip()) for n in names]
+    if simulable:
+        for cfg in cfgs:
+            try:
+                check_simulable(cfg)
+            except BuildError as e:
+                raise SystemExit(f"error: {e}") from None
+    return cfgs
+
+
+def _seed(value: int, option: str = "--seed") -> None:
+    if value < 0:
+        raise SystemExit(f"error: {option} must be >= 0, got {value}")
 
 
 def _for_design(cfg, design: str):
@@ -70,8 +97,7 @@ def cmd_verilog(args) -> int:
 
 def cmd_lint(args) -> int:
     status = 0
-    for cfg in [_for_design(_config(name), args.design)  # all valid first
-                for name in args.config.split(",")]:
+    for cfg in [_for_design(c, args.design) for c in _configs(args.config)]:  # all first
         art = generate_verilog(cfg, args.design)
         rc, out = lint(art)
         warnings = [ln for ln in out.splitlines() if ln.startswith("%")]
@@ -87,6 +113,9 @@ def cmd_fabric(args) -> int:
     cfg = _config(args.config)
     if args.programs < 1:
         raise SystemExit(f"error: --programs must be >= 1 (got {args.programs})")
+    if args.cycles < 1:
+        raise SystemExit(f"error: --cycles must be >= 1 (got {args.cycles})")
+    _seed(args.seed)
     seeds = [args.seed * 1000 + i for i in range(args.programs)]
     print(cfg.summary())
     t0 = time.monotonic()
@@ -127,8 +156,8 @@ def _sim_report(run, print_report) -> int:
     except SimFailure as e:
         print(f"FAIL: {e}", file=sys.stderr)
         return 1
-    except ValueError as e:  # bad shapes, a program that does not fit (CompileError)
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, FileNotFoundError) as e:  # bad shapes or files, a program that
+        print(f"error: {e}", file=sys.stderr)  # does not fit (CompileError)
         return 2
     print_report(report)
     if report["problems"]:
@@ -197,6 +226,7 @@ def cmd_layer(args) -> int:
     from .layer import print_report, run_layer
 
     cfg = _config(args.config or ("medium" if args.model == "tiny" else "layer"))
+    _seed(args.seed)
     if args.chips != 1:
         from .tp_layer import print_report as tp_report
         from .tp_layer import run_tp_layer_sim
@@ -216,6 +246,7 @@ def cmd_model(args) -> int:
     from .model import print_report, run_model
 
     cfg = _config(args.config)
+    _seed(args.seed)
     try:
         prompt = ([int(t) for t in args.prompt.split(",")] if args.prompt else None)
     except ValueError:
@@ -337,8 +368,15 @@ def cmd_bench_rtl(args) -> int:
     driven by cocotb and by the bare C++ harness (sim/bench_rtl.py)."""
     from .bench_rtl import run_bench_rtl
 
-    configs = [_config(name) for name in args.config.split(",")]  # all valid first
-    threads = tuple(int(t) for t in args.threads.split(","))
+    configs = _configs(args.config)  # all valid first
+    try:
+        threads = tuple(dict.fromkeys(int(t) for t in args.threads.split(",")))
+    except ValueError:
+        raise SystemExit(f"error: --threads must be comma-separated thread counts, got "
+                         f"{args.threads!r}") from None
+    if 1 not in threads or min(threads) < 1:
+        raise SystemExit(f"error: --threads {args.threads}: counts >= 1, with 1 among them "
+                         "(the single-threaded run is the benchmark's reference)")
     rows = run_bench_rtl(configs, cold=args.cold, threads=threads,
                          log=lambda *a: print(*a, flush=True))
     bad = [r for r in rows if r["problems"]]
@@ -352,7 +390,7 @@ def cmd_profile_rtl(args) -> int:
     (sim/profile_rtl.py; needs valgrind)."""
     from .profile_rtl import ProfileError, run_profile_rtl
 
-    configs = [_config(name) for name in args.config.split(",")]  # all valid first
+    configs = _configs(args.config)  # all valid first
     try:
         run_profile_rtl(configs, runs=args.runs, log=lambda *a: print(*a, flush=True))
     except ProfileError as e:
@@ -369,6 +407,17 @@ def cmd_fuzz(args) -> int:
     if args.x_seed is not None and not args.replay:
         raise SystemExit("error: --x-seed is the X seed of a --replay (a campaign gives each "
                          "batch its own, from --seed)")
+    if args.replay is not None and not args.replay.strip():
+        raise SystemExit("error: --replay is empty: give a failure's directory")
+    if args.chips < 1:
+        raise SystemExit(f"error: --chips must be 1 (one chip), 2 or 4, got {args.chips}")
+    if args.chips > 1:
+        given = [o for o, v in (("--kinds", args.kinds), ("--jobs", args.jobs),
+                                ("--batch", args.batch), ("--no-shrink", args.no_shrink or None))
+                 if v is not None]
+        if given:
+            raise SystemExit(f"error: {', '.join(given)} apply to the one-chip fuzz, not "
+                             f"to --chips {args.chips}")
     try:
         if args.replay and (Path(args.replay) / "case.json").is_file() and "chips" in \
                 json.loads((Path(args.replay) / "case.json").read_text()):
@@ -382,15 +431,18 @@ def cmd_fuzz(args) -> int:
                 raise ValueError(f"-n must be >= 1 (got {args.n})")
             if args.chips not in (2, 4):
                 raise ValueError(f"--chips must be 1 (one chip), 2 or 4, got {args.chips}")
+            _seed(args.seed)
             rep = fuzz_system(_config(args.config), args.n, args.seed, args.chips)
             print(text(rep))
             return 1 if rep["failures"] else 0
         kinds = args.kinds.split(",") if args.kinds else None
-        if args.n < 1 or args.jobs < 1 or args.batch < 1:
+        jobs = FUZZ_JOBS if args.jobs is None else args.jobs
+        batch = FUZZ_BATCH if args.batch is None else args.batch
+        if args.n < 1 or jobs < 1 or batch < 1:
             raise ValueError(f"-n, --jobs and --batch must be >= 1 (got {args.n}, "
-                             f"{args.jobs}, {args.batch})")
-        rep = fuzz(_config(args.config), args.n, args.seed, kinds=kinds, batch=args.batch,
-                   jobs=args.jobs, do_shrink=not args.no_shrink)
+                             f"{jobs}, {batch})")
+        rep = fuzz(_config(args.config), args.n, args.seed, kinds=kinds, batch=batch,
+                   jobs=jobs, do_shrink=not args.no_shrink)
     except (ValueError, FileNotFoundError) as e:  # bad arguments or reproducer: no build
         raise SystemExit(f"error: {e}") from None
     print(rep.text())
@@ -402,6 +454,7 @@ def cmd_coverage(args) -> int:
 
     if args.n < 0:
         raise SystemExit(f"error: -n must be >= 0 (got {args.n})")
+    _seed(args.seed)
     rep = run_coverage(_config(args.config), args.n, args.seed)
     return 0 if rep["code"] else 1
 
@@ -565,9 +618,12 @@ def main(argv=None) -> int:
     p.add_argument("--config", default="small")
     p.add_argument("-n", type=int, default=100, help="number of programs")
     p.add_argument("--seed", type=int, default=0, help="base seed (case i: seed*1e6+i)")
-    p.add_argument("--kinds", default="", help="comma-separated generator kinds (default all)")
-    p.add_argument("--jobs", type=int, default=2, help="simulator runs in parallel")
-    p.add_argument("--batch", type=int, default=40, help="programs per simulator run")
+    p.add_argument("--kinds", default=None, help="comma-separated generator kinds (default "
+                   "all)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help=f"simulator runs in parallel (default {FUZZ_JOBS})")
+    p.add_argument("--batch", type=int, default=None,
+                   help=f"programs per simulator run (default {FUZZ_BATCH})")
     p.add_argument("--no-shrink", action="store_true", help="do not shrink failing programs")
     p.add_argument("--chips", type=int, default=1, help="2 or 4: random C2C programs over "
                    "that many linked chips (one Verilated system)")
@@ -601,7 +657,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         return args.func(args)
-    except BuildError as e:
+    except (BuildError, ToolchainError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 

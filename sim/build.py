@@ -186,7 +186,9 @@ def check_simulable(cfg: TspConfig) -> None:
             f"config {cfg.name!r} is too large to simulate: {cfg.n_positions} slice positions "
             f"x {cfg.superlanes} superlanes = {tiles(cfg)} tiles, the limit is "
             f"{MAX_SIM_TILES}; its Verilog generation "
-            f"alone would take about {est_gen / 3600:.0f} h and the C++ build far longer. "
+            f"alone would take about "
+            f"{f'{est_gen / 3600:.0f} h' if est_gen >= 3600 else f'{est_gen / 60:.0f} min'} "
+            f"and the C++ build far longer. "
             "Use tiny, small or medium for RTL runs; the machine model and the compiler "
             "take any config (python -m compiler --config ...)")
 
@@ -293,8 +295,9 @@ def strip_initial_values(text: str) -> tuple[str, int, int]:
 
 
 def x_plusargs(seed: int) -> tuple[str, ...]:
-    """Simulator arguments that randomise every uninitialised bit from `seed`."""
-    return ("+verilator+rand+reset+2", f"+verilator+seed+{int(seed) + 1}")
+    """Simulator arguments that randomise every uninitialised bit from `seed` (any int:
+    reduced into Verilator's seeds 1 .. 2**31 - 1, 0 being "a random one")."""
+    return ("+verilator+rand+reset+2", f"+verilator+seed+{int(seed) % (2**31 - 1) + 1}")
 
 
 @contextlib.contextmanager
@@ -680,10 +683,12 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
     check_simulable(cfg)
     toolchain.require_cxx()
     toolchain.setup_environ()
-    art = generate_verilog(cfg, design, log=log)
-    log(art.describe())
+    # the environment's choices ($TSP_CXX_OPT, $TSP_PGO, $TSP_WAVES) refused before the
+    # generation, not after it
     flags = verilator_flags(coverage=coverage, waves=waves)
     profiled = pgo.enabled(design, waves=waves, coverage=coverage)
+    art = generate_verilog(cfg, design, log=log)
+    log(art.describe())
     fmt = ("fst" if "--trace-fst" in flags else "vcd") if waves else None
     tag = "".join(t for t, on in ((f"-{fmt}", waves), ("-cov", coverage), ("-pgo", profiled))
                   if on)

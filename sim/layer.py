@@ -90,6 +90,8 @@ def run_layer(cfg, model: str = "tiny", layer: int = 0, context: int = 16, steps
 
     t0 = time.monotonic()
     check_simulable(cfg)
+    if not isinstance(context, int) or context < 1:
+        raise ValueError(f"context={context!r} must be >= 1 (the KV cache's positions)")
     if not isinstance(steps, int) or not 1 <= steps <= context:
         raise ValueError(f"steps={steps!r} must be in 1..{context} (the context)")
     with run_dir_unless_refused(

@@ -85,6 +85,8 @@ def run_tp_layer_sim(cfg: TspConfig, chips: int, model: str = "tiny", layer: int
 
     t0 = time.monotonic()
     cfg = cfg.with_links()
+    if not isinstance(context, int) or context < 1:
+        raise ValueError(f"context={context!r} must be >= 1 (the KV cache's positions)")
     if not isinstance(steps, int) or not 1 <= steps <= context:
         raise ValueError(f"steps={steps!r} must be in 1..{context} (the context)")
     out_dir = out_dir or new_run_dir(f"tp{chips}-layer-{cfg.name}-"

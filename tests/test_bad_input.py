@@ -848,3 +848,107 @@ def test_graph_inputs_are_checked_at_run():
         cg.run_on_model({"x": np.zeros((2, 16))})
     out, _ = cg.run_on_model({"x": np.arange(32).reshape(2, 16)})
     assert np.array_equal(out["y"], 2 * np.arange(32).reshape(2, 16))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["fuzz", "--chips", "0"], "--chips must be 1 (one chip), 2 or 4, got 0"),
+    (["fuzz", "--chips", "2", "--kinds", "x", "-n", "1"],
+     "--kinds apply to the one-chip fuzz, not to --chips 2"),
+    (["fuzz", "--chips", "2", "--seed", "-1", "-n", "1"], "--seed must be >= 0, got -1"),
+    (["fuzz", "--replay", ""], "--replay is empty"),
+    (["coverage", "--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["fabric", "--config", "tiny", "--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["fabric", "--config", "tiny", "--cycles", "-1"], "--cycles must be >= 1 (got -1)"),
+    (["bench-rtl", "--config", "tiny,"], "--config 'tiny,' has an empty name"),
+    (["bench-rtl", "--threads", "abc"], "--threads must be comma-separated thread counts"),
+    (["bench-rtl", "--threads", "2"], "counts >= 1, with 1 among them"),
+    (["bench-rtl", "--config", "tiny,full"], "config 'full' is too large to simulate"),
+    (["lint", "--config", "medium:superlanes=20"], "generation alone would take about 6 min"),
+    (["layer", "--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["model", "--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["verilog", "--config", "+c2c"], "config '+c2c': no config name before +c2c"),
+    (["verilog", "--config", "tiny:superlanes=1_0"], "superlanes must be an integer, got '1_0'"),
+])
+def test_sim_cli_refuses_before_any_build(args, message, monkeypatch, tmp_path):
+    """Bad options of the sim commands stop with an error naming the option, before any
+    Verilog is generated (a fourth sweep found each of these starting a generation, running
+    something else, or silently taking a default)."""
+    import sim.__main__ as sim_main
+    import sim.build
+
+    def no_generation(*a, **k):
+        raise AssertionError("a generation started")
+
+    monkeypatch.setattr(sim.build, "generate_verilog", no_generation)
+    monkeypatch.setattr(sim_main, "generate_verilog", no_generation)
+    monkeypatch.setenv("TSP_BUILD_DIR", str(tmp_path))
+    with pytest.raises(SystemExit) as ei:
+        sim_main.main(args)
+    assert message in str(ei.value.code), ei.value.code
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"TSP_PGO": "2"}, "TSP_PGO='2': expected 1 (profile-guided builds) or 0"),
+    ({"TSP_CXX_OPT": "-O9"}, "TSP_CXX_OPT='-O9' is not a g++ optimisation level"),
+])
+def test_environment_choices_are_refused_before_generation(env, message, monkeypatch, capsys,
+                                                           tmp_path):
+    """$TSP_PGO / $TSP_CXX_OPT out of range: an error line (it was a ToolchainError traceback,
+    $TSP_PGO after the Verilog generation)."""
+    import sim.__main__ as sim_main
+    import sim.build
+
+    def no_generation(*a, **k):
+        raise AssertionError("a generation started")
+
+    monkeypatch.setattr(sim.build, "generate_verilog", no_generation)
+    monkeypatch.setenv("TSP_BUILD_DIR", str(tmp_path))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert sim_main.main(["verilog", "--config", "tiny"]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_layer_context_and_model_file_errors(capsys, tmp_path):
+    import sim.__main__ as sim_main
+
+    assert sim_main.main(["layer", "--context", "0"]) == 2
+    assert "context=0 must be >= 1 (the KV cache's positions)" in capsys.readouterr().err
+    assert sim_main.main(["layer", "--model", str(tmp_path / "nope.gguf")]) == 2
+    assert "GGUF file not found" in capsys.readouterr().err
+
+
+def test_hdl_components_check_their_parameters():
+    """Each component refuses a parameter out of range by name before it is built (some
+    raised an AttributeError from inside, some built empty or wrong hardware)."""
+    from amaranth.lib import data
+
+    import hdl.c2c
+    import hdl.chip
+    import hdl.icu
+    import hdl.mem
+    import hdl.stream
+    import hdl.sxm
+    from hdl.mxm import MxmMacArray, MxmWeights
+    from hdl.tile import SkewChain
+
+    tiny = get_config("tiny")
+    cases = [
+        (lambda: hdl.chip.Chip("tiny"), "Chip: cfg must be a TspConfig, got str"),
+        (lambda: hdl.mem.MemSlice(None), "MemSlice: cfg must be a TspConfig, got NoneType"),
+        (lambda: hdl.sxm.SxmReduceUnit("tiny"), "SxmReduceUnit: cfg must be a TspConfig"),
+        (lambda: hdl.stream.SuperlaneStreams(tiny, 0.5), "superlane must be an int, got 0.5"),
+        (lambda: hdl.c2c.C2cTile(tiny), "C2cTile: config 'tiny' has no C2C links"),
+        (lambda: hdl.icu.InstructionControlUnit(tiny, "MEM_E0"),
+         "position must be a SlicePosition of cfg.slices, got str 'MEM_E0'"),
+        (lambda: MxmWeights(16, k=3), "MxmWeights k must be a power of two dividing vl = 16"),
+        (lambda: MxmWeights(15), "MxmWeights: vl must be a positive multiple of 16"),
+        (lambda: MxmMacArray(0), "MxmMacArray: vl must be a positive multiple of 16"),
+        (lambda: MxmMacArray(16, rows=2.5), "MxmMacArray rows must be in 1..16"),
+        (lambda: SkewChain(data.StructLayout({"valid": 1}), True), "depth must be an int >= 1"),
+        (lambda: SkewChain(data.StructLayout({"x": 1}), 2), "valid_field 'valid' is not a field"),
+    ]
+    for make, message in cases:
+        with pytest.raises(ValueError) as ei:
+            make()
+        assert message in str(ei.value), str(ei.value)
