@@ -181,10 +181,27 @@ def _system_built(chips: int) -> bool:
     return chips in have
 
 
+def _block_shape(seq: int, seq_opt: str, args) -> bool:
+    """Whether the block's shape as the command line gives it is one (else say why, with
+    the options' names: make_block's own messages name its parameters, n_heads, seq_len)."""
+    for opt, make, v in ((seq_opt, "SEQ", seq), ("--d-model", "DMODEL", args.d_model),
+                         ("--heads", "HEADS", args.heads), ("--d-ff", "DFF", args.d_ff)):
+        if v < 1:
+            print(f"error: {opt} (make: {make}=) must be >= 1, got {v}", file=sys.stderr)
+            return False
+    if args.d_model % args.heads:
+        print(f"error: --heads {args.heads} (make: HEADS=) must divide --d-model "
+              f"{args.d_model} (DMODEL=)", file=sys.stderr)
+        return False
+    return True
+
+
 def cmd_block(args) -> int:
     from .block import BlockSpec, print_report, run_block
 
     cfg = _config(args.config)
+    if not _block_shape(args.seq, "--seq", args):
+        return 2
     if args.chips != 1:
         from .parallel import print_report as tp_report
         from .parallel import run_parallel_block
@@ -216,6 +233,8 @@ def cmd_decode(args) -> int:
     from .decode import print_report, run_decode
 
     cfg = _config(args.config)
+    if not _block_shape(args.context, "--context", args):
+        return 2
     spec = BlockSpec(args.context, args.d_model, args.heads, args.d_ff, args.seed, True)
     print(cfg.summary(), flush=True)
     return _sim_report(lambda log: run_decode(cfg, spec, args.steps or args.context,

@@ -455,8 +455,8 @@ def run_sim_guarded(tmp_path, *args) -> subprocess.CompletedProcess:
     (["--config", "tiny", "--d-model", "128", "--d-ff", "512"], 2,
      ["error: the block does not fit the SRAM of config 'tiny'", "needs at least 12288",
       "has 2048"]),
-    (["--heads", "3"], 2, ["error: n_heads: d_model=32 is not divisible by n_heads=3"]),
-    (["--seq", "0"], 2, ["error: seq_len: expected a positive int, got 0"]),
+    (["--heads", "3"], 2, ["error: --heads 3 (make: HEADS=) must divide --d-model 32"]),
+    (["--seq", "0"], 2, ["error: --seq (make: SEQ=) must be >= 1, got 0"]),
     (["--seed", "-1"], 2, ["error: seed: expected an int >= 0, got -1"]),
     (["--config", "nope"], 1, ["error: unknown config 'nope'; presets are: tiny, tiny3, small"]),
 ], ids=["seq>VL", "seq-huge", "sram", "heads", "seq0", "seed", "config"])
@@ -475,8 +475,9 @@ def test_sim_block_cli_refuses_before_building(tmp_path, args, rc, fragments):
      ["error: max_context=100000 must be in 1..32", "the largest is 256"]),
     (["--config", "tiny", "--context", "8", "--steps", "9"], 2,
      ["error: steps=9 must be in 1..8 (the maximum context"]),
-    (["--heads", "3"], 2, ["error: n_heads: d_model=32 is not divisible by n_heads=3"]),
-], ids=["context>VL", "context-huge", "steps", "heads"])
+    (["--heads", "3"], 2, ["error: --heads 3 (make: HEADS=) must divide --d-model 32"]),
+    (["--context", "0"], 2, ["error: --context (make: SEQ=) must be >= 1, got 0"]),
+], ids=["context>VL", "context-huge", "steps", "heads", "context0"])
 def test_sim_decode_cli_refuses_before_building(tmp_path, args, rc, fragments):
     r = run_sim_guarded(tmp_path, "decode", *args)
     assert "BUILD ATTEMPTED" not in r.stderr and r.returncode != 99
