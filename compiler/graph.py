@@ -149,15 +149,21 @@ def _consts(n, width: int, names=("multiplier", "shift")) -> None:
 
 
 # ----------------------------------------------------------------------------- op kinds
-def _matmul_shape(n, ins):
+def _product_shape(n, ins) -> tuple[int, int]:
+    """(rows, outputs) of a product of its int8 input and its int8 (N, K) weight."""
     (rows, k, b), = ins
     w = np.asarray(n.attrs["weight"])
     _need(n, b == 1, f"input must be int8 (1 byte), got {b} bytes")
     _need(n, w.ndim == 2 and w.shape[1] == k and w.dtype == np.int8,
           f"weight must be int8 (N, {k}), got {w.dtype} {w.shape}")
+    return rows, w.shape[0]
+
+
+def _matmul_shape(n, ins):
+    rows, n_out = _product_shape(n, ins)
     _need(n, n.out_bytes == 4, f"the output is the int32 sums: out_bytes must be 4, got "
           f"{n.out_bytes} (a linear node requantises)")
-    return rows, w.shape[0], n.out_bytes
+    return rows, n_out, n.out_bytes
 
 
 def _matmul_golden(n, x):
@@ -206,12 +212,7 @@ def _matmul_lower(pb, n, ins, out, shp):
 
 
 def _linear_shape(n, ins):
-    (rows, k, b), = ins[:1]
-    w = np.asarray(n.attrs["weight"])
-    _need(n, b == 1, f"input must be int8 (1 byte), got {b} bytes")
-    _need(n, w.ndim == 2 and w.shape[1] == k and w.dtype == np.int8,
-          f"weight must be int8 (N, {k}), got {w.dtype} {w.shape}")
-    n_out = w.shape[0]
+    rows, n_out = _product_shape(n, ins[:1])
     _consts(n, n_out, ("bias", "multiplier", "shift"))
     _need(n, len(ins) <= 2, f"takes the input and at most a residual, got {len(ins)} inputs")
     if len(ins) == 2:
