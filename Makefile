@@ -108,6 +108,7 @@ help:
 	@echo "              -> build/cost.json, build/cost.png (installs the [cost] extra)"
 	@echo "make clean    remove build/ (keeps .venv); make distclean also removes .venv"
 	@echo "Simulators are compiled with g++ -O2 (make test: -O1); TSP_CXX_OPT=-O1|-O2|-O3 chooses"
+	@echo "              another level (part of the build's cache key)"
 	@echo "PGO=1 (any target): the chip's simulators built profile-guided, trained on random"
 	@echo "              programs (about twice the build time; sim/pgo.py)"
 
@@ -197,7 +198,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)
 
 verilog: $(STAMP)
-	$(call unused,CHIPS WAVES,a system is DESIGN=system2 or system4; waves come with make wave)
+	$(call unused,CHIPS WAVES,a system is DESIGN=system1..system4; waves come with make wave)
 	$(PY) -m sim verilog --config $(CONFIG) --design $(DESIGN)
 
 lint: $(STAMP)

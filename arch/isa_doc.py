@@ -40,7 +40,7 @@ _INTRO = """\
 *Generated from `arch/isa.py` by `python -m arch.isa --doc > docs/isa.md`; do not edit by
 hand (`tests/test_isa.py` fails when this file is out of date).*
 
-The ISA is the contract between the compiler (`arch/asm.py`, the future scheduler), the
+The ISA is the contract between the assembler (`arch/asm.py`) and the compiler (`compiler/`), the
 cycle-accurate machine model (`golden/machine.py`) and the RTL decoders (`hdl/`), which
 build their `amaranth.lib.data` layouts from `arch.isa.layout(kind, mnemonic)` (ordered
 `(field, bit offset, width, signed)`) and `arch.isa.OPCODES[kind][mnemonic]`.  Floorplan,

@@ -189,8 +189,8 @@ def check_simulable(cfg: TspConfig) -> None:
             f"alone would take about "
             f"{f'{est_gen / 3600:.0f} h' if est_gen >= 3600 else f'{est_gen / 60:.0f} min'} "
             f"and the C++ build far longer. "
-            "Use tiny, small or medium for RTL runs; the machine model and the compiler "
-            "take any config (python -m compiler --config ...)")
+            "Use tiny, tiny3, small, medium or layer for RTL runs; the machine model and the "
+            "compiler take any config (python -m compiler --config ...)")
 
 
 #: peak memory of a Verilog generation per tile and stream per direction, in bytes:

@@ -173,7 +173,7 @@ def test_config_too_large_for_rtl_says_why(tmp_path):
     cfg = get_config("full")
     assert (f"config 'full' is too large to simulate: {cfg.n_positions} slice positions x "
             f"{cfg.superlanes} superlanes = {cfg.n_positions * cfg.superlanes} tiles") in r.stderr
-    assert "Use tiny, small or medium for RTL runs" in r.stderr
+    assert "Use tiny, tiny3, small, medium or layer for RTL runs" in r.stderr
     assert not (tmp_path / "build" / "verilog").exists()
 
 
