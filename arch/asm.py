@@ -24,7 +24,6 @@ Python API: :func:`assemble`, :func:`disassemble`, :func:`parse_instr`,
 from __future__ import annotations
 
 import argparse
-import operator
 import re
 import sys
 from pathlib import Path
@@ -45,6 +44,7 @@ from .isa import (
     Instr,
     IsaError,
     decode,
+    int_value,
     sel_kind,
     sel_stream,
     stride_fields,
@@ -621,11 +621,7 @@ class Schedule:
         if slice_name not in self.pos:
             raise AsmError(f"unknown slice {slice_name!r} for config {self.cfg.name!r}")
         for what, v, lo in (("cycle", cycle, 0), ("n", n, 0), ("d", d, 1)):
-            try:
-                ok = not isinstance(v, bool) and operator.index(v) >= lo
-            except TypeError:
-                ok = False
-            if not ok:
+            if int_value(v) is None or v < lo:
                 raise AsmError(f"{slice_name}: {text!r}: {what} must be an int >= {lo}, "
                                f"got {v!r}")
         strides = f"{stride}, {stride_b}" if stride_b else f"{stride}"

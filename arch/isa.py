@@ -593,6 +593,17 @@ def latency(mnemonic: str, cfg: TspConfig, fields: Mapping[str, int] | None = No
 
 
 # ----------------------------------------------------------------------------- instructions
+def int_value(v) -> int | None:
+    """``v`` as an int if it is one (numpy's too), else None: not a float, a bool or a
+    numeric string, which ``int()`` would truncate or parse."""
+    if isinstance(v, bool):
+        return None
+    try:
+        return operator.index(v)
+    except TypeError:
+        return None
+
+
 @dataclass(frozen=True)
 class Instr:
     """A decoded instruction: mnemonic and every field value (absent fields are 0)."""
@@ -626,13 +637,10 @@ class Instr:
                 if v.upper() not in VXM_OP_BY_NAME:
                     raise IsaError(f"{d.mnemonic}.{f.name}: unknown VXM op {v!r}")
                 v = VXM_OP_BY_NAME[v.upper()].code
-            try:  # an int (numpy's too), not a float, a bool or a numeric string
-                if isinstance(v, bool):
-                    raise TypeError
-                vals[f.name] = operator.index(v)
-            except TypeError:
+            vals[f.name] = int_value(v)
+            if vals[f.name] is None:
                 raise IsaError(f"{d.mnemonic}.{f.name}: expected an int, got "
-                               f"{type(v).__name__} {v!r}") from None
+                               f"{type(v).__name__} {v!r}")
         object.__setattr__(self, "fields", vals)
 
     @classmethod

@@ -423,12 +423,12 @@ class ProgramBuilder:
         """`finish` in each list-scheduling order; the fastest schedule that fits the
         instruction memory, placed again: ``(Program, Emitted)`` (the last `CompileError`
         if none fits)."""
-        from .schedule import check_order
+        from .schedule import ORDERS, check_order
 
         orders = tuple(orders)
         if not orders:
             raise ValueError(f"{what}: orders is empty: give at least one scheduling order "
-                             "(priority, program or cycle)")
+                             f"({', '.join(ORDERS)})")
         for order in orders:  # all of them before the first schedule
             check_order(order)
         best, err, last = None, None, None

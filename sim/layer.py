@@ -68,6 +68,14 @@ def load_layer(model: str, layer: int, out_dir: Path, seed: int = 0):
     return path, lm.config, lm.int_weights()["layers"][layer]
 
 
+def check_steps(context, steps) -> None:
+    """A run's cache positions and steps (ValueError): context >= 1, 1 <= steps <= it."""
+    if not isinstance(context, int) or context < 1:
+        raise ValueError(f"context={context!r} must be >= 1 (the KV cache's positions)")
+    if not isinstance(steps, int) or not 1 <= steps <= context:
+        raise ValueError(f"steps={steps!r} must be in 1..{context} (the context)")
+
+
 def layer_inputs(d_model: int, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Random int32 residual rows and their exponents, one per step."""
     rng = np.random.default_rng([seed, 40])
@@ -90,10 +98,7 @@ def run_layer(cfg, model: str = "tiny", layer: int = 0, context: int = 16, steps
 
     t0 = time.monotonic()
     check_simulable(cfg)
-    if not isinstance(context, int) or context < 1:
-        raise ValueError(f"context={context!r} must be >= 1 (the KV cache's positions)")
-    if not isinstance(steps, int) or not 1 <= steps <= context:
-        raise ValueError(f"steps={steps!r} must be in 1..{context} (the context)")
+    check_steps(context, steps)
     with run_dir_unless_refused(
             out_dir, f"layer-{cfg.name}-{model if model == 'tiny' else 'gguf'}") as out_dir:
         path, lc, L = load_layer(model, layer, out_dir, seed)

@@ -22,7 +22,7 @@ import numpy as np
 
 from arch.config import TspConfig
 
-from .layer import bound_fields, layer_inputs, load_layer
+from .layer import bound_fields, check_steps, layer_inputs, load_layer
 
 
 def _step_images(steps, rows, es, p: int) -> list[dict]:
@@ -85,10 +85,7 @@ def run_tp_layer_sim(cfg: TspConfig, chips: int, model: str = "tiny", layer: int
 
     t0 = time.monotonic()
     cfg = cfg.with_links()
-    if not isinstance(context, int) or context < 1:
-        raise ValueError(f"context={context!r} must be >= 1 (the KV cache's positions)")
-    if not isinstance(steps, int) or not 1 <= steps <= context:
-        raise ValueError(f"steps={steps!r} must be in 1..{context} (the context)")
+    check_steps(context, steps)
     out_dir = out_dir or new_run_dir(f"tp{chips}-layer-{cfg.name}-"
                                      f"{model if model == 'tiny' else 'gguf'}")
     path, lc, L = load_layer(model, layer, out_dir, seed)
