@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Bad input, end to end.
 
 Every user-facing entry point (the CLIs ``python -m arch.asm``, ``python -m sim``,

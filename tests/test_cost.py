@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Smoke test of the cost flow (`make cost`): a real yosys synthesis of the smallest units on
 ``tiny``, checked against counts worked out from the RTL's description, not read back from
 the flow.  The full flow (all units, place and route, sweep) is `make cost`, not a test."""

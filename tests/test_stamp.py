@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """sim/stamp.py: one Verilog module per kind of component, instances of it elsewhere."""
 
 from __future__ import annotations
