@@ -108,7 +108,8 @@ help:
 	@echo "              -> build/cost.json, build/cost.png (installs the [cost] extra)"
 	@echo "make clean    remove build/ (keeps .venv); make distclean also removes .venv"
 	@echo "Simulators are compiled with g++ -O2 (make test: -O1); TSP_CXX_OPT=-O1|-O2|-O3 chooses"
-	@echo "              another level (part of the build's cache key)"
+	@echo "              another level (part of the build's cache key); for this machine's CPU"
+	@echo "              (-march=native, the CPU in the key); TSP_MARCH=portable for g++'s default"
 	@echo "PGO=1 (any target): the chip's simulators built profile-guided, trained on random"
 	@echo "              programs (about twice the build time; sim/pgo.py)"
 

@@ -13,6 +13,7 @@
     python -m sim profile-rtl --config small [--runs 5] (instructions per cycle, valgrind)
 
 Environment: TSP_CXX_OPT=-O1|-O2|-O3 (g++ level of the simulators' evaluation code),
+TSP_MARCH=native|portable (the CPU it is compiled for: this machine's, or g++'s default),
 TSP_PGO=1 (the chip's simulators built profile-guided, sim/pgo.py; make: PGO=1).
 """
 

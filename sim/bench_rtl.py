@@ -15,7 +15,8 @@ Every run must take the predicted cycles (clock edges START -> done) and the las
 output must be bit-exact.  Each speed is the median of `TRIALS` measurements.
 Reported: Verilog size and generation time, Verilator build time, load time, cycles per
 second of each, and the ratio driven / bare; the builds' g++ optimisation level
-(`toolchain.cxx_opt`: -O2, or $TSP_CXX_OPT) and whether they are profile-guided
+(`toolchain.cxx_opt`: -O2, or $TSP_CXX_OPT), the CPU they are compiled for
+(`toolchain.march`: native, or $TSP_MARCH) and whether they are profile-guided
 (``pgo``: $TSP_PGO, `sim.pgo`; then every build's time includes its training).  With
 ``cold`` the builds are made in a fresh build directory (the generation and build
 times are then this run's; otherwise they are those of the run that made the cache).
@@ -126,6 +127,7 @@ def bench_config(cfg: TspConfig, *, threads=(1, 2), log=print) -> dict:
     s = trials[len(trials) // 2]
     row = {
         "config": cfg.name, "superlanes": cfg.superlanes, "cxx_opt": toolchain.cxx_opt(),
+        "march": toolchain.march(),
         "pgo": toolchain.pgo(),
         "verilog_bytes": art.sim_path.stat().st_size,
         "verilog_bytes_with_init": art.size_bytes,

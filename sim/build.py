@@ -683,7 +683,7 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
     check_simulable(cfg)
     toolchain.require_cxx()
     toolchain.setup_environ()
-    # the environment's choices ($TSP_CXX_OPT, $TSP_PGO, $TSP_WAVES) refused before the
+    # the environment's choices ($TSP_CXX_OPT, $TSP_MARCH, $TSP_PGO, $TSP_WAVES) refused before the
     # generation, not after it
     flags = verilator_flags(coverage=coverage, waves=waves)
     profiled = pgo.enabled(design, waves=waves, coverage=coverage)

@@ -84,7 +84,7 @@ def training_key(cfg: TspConfig) -> str:
 def instrument_vars() -> list[str]:
     """make variables of the instrumented pass (counters updated atomically where the model
     runs in several threads)."""
-    return [f"OPT_FAST={toolchain.cxx_opt()} -fprofile-generate -fprofile-update=prefer-atomic",
+    return [f"OPT_FAST={toolchain.opt_fast()} -fprofile-generate -fprofile-update=prefer-atomic",
             "LDFLAGS=-fprofile-generate"]
 
 
@@ -93,7 +93,7 @@ def use_vars() -> list[str]:
     (the lock-step capture, say) compiles as without a profile (``-fprofile-partial-
     training``; g++ would otherwise optimise it for size: the lock-step monitor ran 14 %
     slower), and so do objects it never reached or whose code changed."""
-    return [f"OPT_FAST={toolchain.cxx_opt()} -fprofile-use -fprofile-partial-training "
+    return [f"OPT_FAST={toolchain.opt_fast()} -fprofile-use -fprofile-partial-training "
             f"-fprofile-correction -Wno-missing-profile"]
 
 

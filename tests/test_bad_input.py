@@ -892,11 +892,12 @@ def test_sim_cli_refuses_before_any_build(args, message, monkeypatch, tmp_path):
 @pytest.mark.parametrize("env, message", [
     ({"TSP_PGO": "2"}, "TSP_PGO='2': expected 1 (profile-guided builds) or 0"),
     ({"TSP_CXX_OPT": "-O9"}, "TSP_CXX_OPT='-O9' is not a g++ optimisation level"),
+    ({"TSP_MARCH": "x86"}, "TSP_MARCH='x86': expected native or portable"),
 ])
 def test_environment_choices_are_refused_before_generation(env, message, monkeypatch, capsys,
                                                            tmp_path):
-    """$TSP_PGO / $TSP_CXX_OPT out of range: an error line (it was a ToolchainError traceback,
-    $TSP_PGO after the Verilog generation)."""
+    """$TSP_PGO / $TSP_CXX_OPT / $TSP_MARCH out of range: an error line (it was a
+    ToolchainError traceback, $TSP_PGO after the Verilog generation)."""
     import sim.__main__ as sim_main
     import sim.build
 

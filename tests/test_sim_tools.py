@@ -462,12 +462,37 @@ def test_cxx_opt_is_checked_and_keys_the_build(monkeypatch):
     from sim import toolchain
 
     monkeypatch.delenv("TSP_CXX_OPT", raising=False)
+    monkeypatch.setenv("TSP_MARCH", "portable")
     assert toolchain.cxx_opt() == "-O2"
     assert "OPT_FAST=-O2" in toolchain.setup_environ({})["MAKEFLAGS"].split()
     monkeypatch.setenv("TSP_CXX_OPT", "-O1")
     assert "OPT_FAST=-O1" in toolchain.setup_environ({})["MAKEFLAGS"].split()
     monkeypatch.setenv("TSP_CXX_OPT", "-Ofast")
     with pytest.raises(toolchain.ToolchainError, match=r"TSP_CXX_OPT='-Ofast'.*-O1, -O2, -O3"):
+        toolchain.setup_environ({})
+
+
+def test_march_is_checked_and_keys_the_build(monkeypatch):
+    """$TSP_MARCH: by default the evaluation code is compiled for this CPU (-march=native,
+    one make word with its level), ``portable`` for g++'s default target; a native build's
+    key names the CPU g++ resolves it to (a build tree moved to another machine is rebuilt),
+    a portable one's does not; any other value is refused by name."""
+    from sim import toolchain
+
+    monkeypatch.setenv("TSP_CXX_OPT", "-O2")
+    monkeypatch.delenv("TSP_MARCH", raising=False)
+    assert toolchain.march() == "native"
+    words = toolchain.setup_environ({})["MAKEFLAGS"].split()
+    assert "OPT_FAST=-O2\\" in words and "-march=native" in words  # "OPT_FAST=-O2\\ -march=native"
+    cpu = toolchain.cpu_id()
+    assert cpu.startswith("-march=") and "native" not in cpu  # resolved to a CPU name
+    assert toolchain.tool_versions()["cpu"] == cpu
+    monkeypatch.setenv("TSP_MARCH", "portable")
+    assert toolchain.opt_fast() == "-O2"
+    assert "cpu" not in toolchain.tool_versions()
+    monkeypatch.setenv("TSP_MARCH", "haswell")
+    with pytest.raises(toolchain.ToolchainError, match=r"TSP_MARCH='haswell': expected native or "
+                                                       r"portable"):
         toolchain.setup_environ({})
 
 
