@@ -444,6 +444,12 @@ class SimBuild:
         return self.verilog.top
 
     @property
+    def native_clock(self) -> bool:
+        """Whether its main loop toggles ``clk`` itself (`COCOTB_MAIN`): the testbench
+        then starts no clock (tb/env.py, told by `sim.run`)."""
+        return native_clock(self.flags)
+
+    @property
     def wave_format(self) -> str | None:
         """``"fst"``, ``"vcd"`` or None (built without tracing)."""
         if not self.waves:
@@ -478,6 +484,25 @@ def verilator_flags(*, coverage: bool = False, waves: bool = False) -> tuple[str
     return tuple(flags)
 
 
+#: The main loop of every cocotb-driven simulator without tracing or coverage: cocotb's
+#: VPI protocol with the clock toggled in the loop rather than by a GPI timer callback
+#: twice a cycle (docs/simulation.md, "The clock in the main loop").  Traced and coverage
+#: builds keep cocotb's main, which writes their files.
+COCOTB_MAIN = Path(__file__).with_name("cocotb_main.cpp")
+
+
+def native_clock(flags: tuple[str, ...]) -> bool:
+    """Whether a simulator Verilated with ``flags`` runs `COCOTB_MAIN`."""
+    return not any(f.startswith(("--trace", "--coverage")) for f in flags)
+
+
+def clock_cflags() -> list[str]:
+    """The C++ define that gives `COCOTB_MAIN` the testbench's clock period."""
+    from tb.env import PERIOD_NS
+
+    return ["-CFLAGS", f"-DTSP_CLOCK_PERIOD_PS={int(PERIOD_NS * 1000)}"]
+
+
 def build_key(art: VerilogArtifact, flags: tuple[str, ...], training: str = "") -> str:
     """Hash of what a Verilated build depends on: the design key, the simulated Verilog,
     tool versions, flags and the build environment's settings (and a profile-guided
@@ -492,6 +517,9 @@ def build_key(art: VerilogArtifact, flags: tuple[str, ...], training: str = "") 
     h.update(public_vlt(art).encode())  # which ports VPI may read or write
     for src in capture_sources(art)[0]:
         h.update(src.read_bytes())
+    if native_clock(flags):
+        h.update(COCOTB_MAIN.read_bytes())
+        h.update(" ".join(clock_cflags()).encode())
     h.update(inline_vlt(art).encode())
     h.update(env["MAKEFLAGS"].encode())
     if training:
@@ -569,18 +597,26 @@ def public_vlt(art: VerilogArtifact) -> str:
                       f'-var "{p}"\n' for p, d in top_port_directions(art).items()))
 
 
-def _runner(reused: list[Path] = (), make_vars: list[str] = ()):
+def _runner(reused: list[Path] = (), make_vars: list[str] = (), main: Path | None = None):
     from cocotb_tools.runner import Verilator
 
     class TspVerilator(Verilator):
         """cocotb's Verilator runner, minus --public-flat-rw (see PUBLIC_VLT); with
         ``reused`` runtime objects stamped between Verilating and make (they depend on the
-        Vtop.mk Verilator writes, so they must be newer than it) and ``make_vars`` on
-        make's command line (`sim.pgo`'s instrumented pass)."""
+        Vtop.mk Verilator writes, so they must be newer than it), ``make_vars`` on
+        make's command line (`sim.pgo`'s instrumented pass) and ``main`` (`COCOTB_MAIN`)
+        in place of cocotb's main loop."""
 
         def _build_command(self):
             cmds = super()._build_command()
             cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+            if main is not None:
+                mains = [i for i, a in enumerate(cmds[0])
+                         if Path(a).name == "verilator.cpp" and Path(a).parent.name == "verilator"]
+                if len(mains) != 1:
+                    raise BuildError("cannot find cocotb's Verilator main in the runner's "
+                                     f"command to replace it: {cmds[0]}")
+                cmds[0][mains[0]] = str(main)
             cmds[-1] = [*cmds[-1], *make_vars]
             self.make_command = [a for a in cmds[-1] if a not in make_vars]
             if reused:
@@ -705,7 +741,9 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
         build_dir.mkdir(parents=True, exist_ok=True)
         runtime = runtime_dir(flags)
         reused = reuse_runtime(build_dir, runtime)
-        runner = _runner(reused, pgo.instrument_vars() if profiled else [])
+        native = native_clock(flags)
+        runner = _runner(reused, pgo.instrument_vars() if profiled else [],
+                         COCOTB_MAIN if native else None)
         log_file = build_dir / "build.log"
         about = estimate_seconds(cfg, design)[1] * (1.5 if waves else 1) * (2 if profiled else 1)
         log(f"building the Verilator simulator of {design}/{cfg.name}"
@@ -720,7 +758,8 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
                 sources=[vlt, art.sim_path],
                 hdl_toplevel=art.top,
                 build_dir=build_dir,
-                build_args=[*flags, *cpp_args, *map(str, cpp)],
+                build_args=[*flags, *cpp_args, *map(str, cpp),
+                            *(clock_cflags() if native else [])],
                 waves=waves,
                 always=True,
                 log_file=log_file,

@@ -14,7 +14,9 @@ two designs (or two builds) on a machine whose speed varies by a third from run 
 it is not a speed (a cache miss costs more than an add).  Every run must take the
 predicted cycles and the read-back must be bit-exact.  Beside it, the floor: the same
 count while every queue only waits (`idle_program`: ``NOP`` then ``HALT``), which is what
-each cycle costs before any slice does work.  Needs valgrind on PATH, which is
+each cycle costs before any slice does work.  The harness is compiled for g++'s default
+target (``TSP_MARCH=portable``, whatever the environment says): valgrind does not execute
+AVX-512, which ``-march=native`` uses on this machine.  Needs valgrind on PATH, which is
 not part of the toolchain: the command says so and stops when it is absent.  Writes
 ``build/profile-rtl.json``.
 """
@@ -22,6 +24,7 @@ not part of the toolchain: the command says so and stops when it is absent.  Wri
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -90,6 +93,26 @@ def annotate_by_class(text: str, top: str) -> tuple[int, dict[str, int]]:
     return total, by_class
 
 
+def _portable(build):
+    """`build()` with the simulator compiled for g++'s default target (`toolchain.march`
+    ``portable``), whatever $TSP_MARCH says: valgrind does not execute every instruction
+    ``-march=native`` may use (AVX-512: SIGILL), and the counts then compare designs
+    rather than CPUs."""
+    from . import toolchain
+
+    saved = os.environ.get(toolchain.MARCH_ENV)
+    os.environ[toolchain.MARCH_ENV] = "portable"
+    try:
+        toolchain.setup_environ()
+        return build()
+    finally:
+        if saved is None:
+            os.environ.pop(toolchain.MARCH_ENV)
+        else:
+            os.environ[toolchain.MARCH_ENV] = saved
+        toolchain.setup_environ()
+
+
 def profile_config(cfg: TspConfig, *, runs: int = 5, log=print) -> dict:
     from .bare import build_bare, write_commands
     from .bench_rtl import _case
@@ -100,7 +123,7 @@ def profile_config(cfg: TspConfig, *, runs: int = 5, log=print) -> dict:
     require_valgrind()
     block, comp, x_q, image, restore, readback = _case(cfg)
     y_gold = block.forward_int(x_q)
-    bare = build_bare(cfg, threads=1, log=log)
+    bare = _portable(lambda: build_bare(cfg, threads=1, log=log))
     work = build_root() / "profile-rtl" / cfg.name
     work.mkdir(parents=True, exist_ok=True)
     counts = {}

@@ -72,6 +72,9 @@ def run_cocotb(sim: SimBuild, test_module: str, *, name: str, testcase: str | No
         "TSP_RESULT": str(result_json),
         "TSP_PARAMS": json.dumps(params or {}),
         "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "INFO"),
+        # the simulator's own main loop clocks clk (sim/cocotb_main.cpp): the testbench
+        # must not start a clock too
+        "TSP_NATIVE_CLOCK": "1" if sim.native_clock else "0",
         # the simulator links cocotb's VPI library by rpath to the .venv it was built
         # with; a build reused from another checkout finds this one's first
         "LD_LIBRARY_PATH": os.pathsep.join(

@@ -34,6 +34,8 @@ CXX_OPTS = ("-O1", "-O2", "-O3")
 #: build takes as long either way (`tiny`, -O1: 24.7 / 22.9 s portable, 24.6 / 23.8 s native).
 MARCH_ENV = "TSP_MARCH"
 MARCHES = ("native", "portable")
+#: Where `setup_environ` keeps MAKEFLAGS as it found it, before adding its own variables.
+MAKEFLAGS_BASE_ENV = "TSP_MAKEFLAGS_BASE"
 #: The environment variable that turns on profile-guided builds of the simulators
 #: (`sim.pgo`): ``1`` on, ``0`` or unset off.
 PGO_ENV = "TSP_PGO"
@@ -115,12 +117,17 @@ def setup_environ(env: dict[str, str] | None = None) -> dict[str, str]:
     # The C++ optimisation levels: Verilator's defaults (-Os) make g++ spend minutes
     # on the large generated eval functions; the evaluation code gets `opt_fast` (-O2, or
     # -O1 for the regression; for this CPU), the run-once code -O0.
-    flags = env.get("MAKEFLAGS", "")
+    # MAKEFLAGS as the environment first gave it is kept beside (MAKEFLAGS_BASE_ENV), and
+    # ours are added to that each time, so that a changed $TSP_CXX_OPT / $TSP_MARCH takes
+    # effect in a process that has set up its environment before; a variable the caller
+    # set in MAKEFLAGS itself wins.
+    base = env.setdefault(MAKEFLAGS_BASE_ENV, env.get("MAKEFLAGS", ""))
+    flags = base
     # (a space inside a value is escaped: make reads MAKEFLAGS' variables as words)
     extra = {"CFG_CXXFLAGS_PCH_I": "-include", "OPT_FAST": opt_fast().replace(" ", "\\ "),
              "OPT_SLOW": "-O0", "OPT_GLOBAL": "-O1"}
     for k, v in extra.items():
-        if k not in flags:
+        if k not in base:
             flags = (flags + " " if flags else "") + f"{k}={v}"
     env["MAKEFLAGS"] = flags
     return env

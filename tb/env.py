@@ -33,9 +33,12 @@ PERIOD_NS = 10
 async def start_clock_and_reset(dut, cycles: int = 2) -> None:
     """Start a `PERIOD_NS` clock on ``clk`` and hold ``rst`` for `cycles` edges.
 
-    The clock is cocotb's GPI clock: it toggles in the simulator's C++ code, so no
-    Python runs in a cycle in which no testbench coroutine waits for it."""
-    Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start()
+    The clock toggles in the simulator's C++ code, so no Python runs in a cycle in which
+    no testbench coroutine waits for it: the simulator's own main loop toggles it where
+    it was built with one (sim/cocotb_main.cpp; $TSP_NATIVE_CLOCK = 1, set by
+    `sim.run`), else cocotb's GPI clock (traced and coverage builds)."""
+    if os.environ.get("TSP_NATIVE_CLOCK") != "1":
+        Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start()
     dut.rst.value = 1
     for _ in range(cycles):
         await RisingEdge(dut.clk)

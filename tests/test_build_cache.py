@@ -167,3 +167,21 @@ def test_generation_checks_its_sources_first(tmp_path, monkeypatch):
     with pytest.raises(build.BuildError, match=r"hdl/stream\.py changed on disk"):
         build.generate_verilog(get_config("tiny"), "fabric", force=True)
     assert not list(tmp_path.glob("verilog/*/*.v"))
+
+
+def test_main_loop_with_the_clock_where_nothing_is_traced(tmp_path, monkeypatch):
+    """Simulators without tracing or coverage run sim/cocotb_main.cpp (the clock toggled
+    in the main loop, with the testbench's period compiled in); traced and coverage builds
+    keep cocotb's main.  The main loop's source is part of such a build's key."""
+    assert build.native_clock(build.verilator_flags())
+    assert not build.native_clock(build.verilator_flags(waves=True))
+    assert not build.native_clock(build.verilator_flags(coverage=True))
+    assert build.clock_cflags() == ["-CFLAGS", "-DTSP_CLOCK_PERIOD_PS=10000"]  # 10 ns
+    flags, traced = build.verilator_flags(), build.verilator_flags(waves=True)
+    base = build.build_key(artifact(tmp_path / "a"), flags)
+    traced_base = build.build_key(artifact(tmp_path / "b"), traced)
+    main = tmp_path / "cocotb_main.cpp"
+    main.write_text(build.COCOTB_MAIN.read_text() + "\n// changed\n")
+    monkeypatch.setattr(build, "COCOTB_MAIN", main)
+    assert build.build_key(artifact(tmp_path / "c"), flags) != base
+    assert build.build_key(artifact(tmp_path / "d"), traced) == traced_base

@@ -496,6 +496,24 @@ def test_march_is_checked_and_keys_the_build(monkeypatch):
         toolchain.setup_environ({})
 
 
+def test_environment_follows_a_changed_level_or_target(monkeypatch):
+    """`setup_environ` on an environment it set up before: the make variables follow
+    $TSP_CXX_OPT / $TSP_MARCH as they are now (`profile-rtl` builds portable in a process
+    that may have set up native), and a variable the caller's own MAKEFLAGS sets wins."""
+    from sim import toolchain
+
+    monkeypatch.setenv("TSP_CXX_OPT", "-O2")
+    monkeypatch.setenv("TSP_MARCH", "native")
+    env = {"MAKEFLAGS": "-j2"}
+    assert "-march=native" in toolchain.setup_environ(env)["MAKEFLAGS"].split()
+    monkeypatch.setenv("TSP_MARCH", "portable")
+    monkeypatch.setenv("TSP_CXX_OPT", "-O1")
+    words = toolchain.setup_environ(env)["MAKEFLAGS"].split()
+    assert "OPT_FAST=-O1" in words and "-march=native" not in words and "-j2" in words
+    assert toolchain.setup_environ({"MAKEFLAGS": "OPT_FAST=-O0"})["MAKEFLAGS"].split().count(
+        "OPT_FAST=-O0") == 1
+
+
 def test_system_designs_are_generated_with_links():
     """`sim verilog/lint --design systemN` on a config without C2C links generate each chip
     with its links (`TspConfig.with_links`), as `block --chips` does; they used to stop
