@@ -78,9 +78,9 @@ def _ports(component) -> dict[str, tuple[object, str]]:
 #: Amaranth 0.5 numbers a cell's output bits in 16 bits (`_nir.Net.from_cell`): the
 #: input bits of a module generated on its own (its top's inputs are one cell) and the
 #: output bits of an instance of it.  A component with more of either is elaborated in
-#: place (the stream fabric of a superlane at `small`: 26 positions x 2 directions x 16
-#: streams x 128 bits in; from 8 superlanes on, the MXM weight buffer's rows out: VL x VL
-#: bytes, which made such configs fail inside Amaranth)
+#: place (the stream fabric of a superlane at `layer`: 19 positions x 2 directions x 16
+#: streams x 129 bits in, and at `full`; from 8 superlanes on, the MXM weight buffer's
+#: rows out: VL x VL bytes, which made such configs fail inside Amaranth)
 _MAX_PORT_BITS = 1 << 16
 
 
