@@ -31,7 +31,8 @@ CXX_OPTS = ("-O1", "-O2", "-O3")
 #: `small` 3-4 % faster, 2026-12-07) or ``portable`` (g++'s default target).  A build is
 #: cached where it was made, and its key names the CPU it was made for (`cpu_id`), so a
 #: build tree moved to another machine is rebuilt, not run where it may not execute.  The
-#: build takes as long either way (`tiny`, -O1: 24.7 / 22.9 s portable, 24.6 / 23.8 s native).
+#: build takes as long either way (-O1: `tiny` 24.7 / 22.9 s portable, 24.6 / 23.8 s native;
+#: `small` 50.8 / 51.0 s, 49.3 / 43.9 s).
 MARCH_ENV = "TSP_MARCH"
 MARCHES = ("native", "portable")
 #: Where `setup_environ` keeps MAKEFLAGS as it found it, before adding its own variables.
