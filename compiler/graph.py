@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from arch.config import TspConfig, get_config
+from arch.isa import int_value
 from arch.program import Program
 from golden.quant import INT32_MAX, INT32_MIN, MULTIPLIER_MAX, SHIFT_MAX, SHIFT_MIN, requantize
 
@@ -518,8 +519,7 @@ def _qlinear_lower(pb, n, ins, out, shp):
 def _check_bits(n) -> int:
     """The node's ``bits`` (default 16): an int whose values fit 1, 2 or 4 bytes."""
     b = n.attrs.get("bits", 16)
-    _need(n, isinstance(b, int | np.integer) and not isinstance(b, bool)
-          and (2 <= b <= 16 or 25 <= b <= 32),
+    _need(n, int_value(b) is not None and (2 <= b <= 16 or 25 <= b <= 32),
           f"bits must be an int in 2..16 or 25..32 (values of 1, 2 or 4 bytes), got {b!r}")
     return int(b)
 
@@ -562,7 +562,7 @@ def _rope_shape(n, ins):
     rows, width, b = _scaled_shape(2, 2)(n, ins)
     _check_bits(n)
     h = n.attrs["heads"]
-    _need(n, isinstance(h, int | np.integer) and h >= 1 and width % h == 0
+    _need(n, int_value(h) is not None and h >= 1 and width % h == 0
           and (width // h) % 2 == 0, f"heads={h!r} of an even width must divide {width}")
     pos = np.asarray(n.attrs["positions"])
     _need(n, pos.shape == (rows,) and pos.dtype.kind in "iu" and (pos >= 0).all(),

@@ -718,9 +718,9 @@ def build_sim(cfg: TspConfig, design: str = "fabric", *, waves: bool = False,
     generated, built or found in the cache."""
     check_simulable(cfg)
     toolchain.require_cxx()
+    # the environment's choices ($TSP_CXX_OPT, $TSP_MARCH; $TSP_WAVES, $TSP_PGO) refused
+    # before the generation, not after it
     toolchain.setup_environ()
-    # the environment's choices ($TSP_CXX_OPT, $TSP_MARCH, $TSP_PGO, $TSP_WAVES) refused before the
-    # generation, not after it
     flags = verilator_flags(coverage=coverage, waves=waves)
     profiled = pgo.enabled(design, waves=waves, coverage=coverage)
     art = generate_verilog(cfg, design, log=log)

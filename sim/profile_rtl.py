@@ -97,20 +97,19 @@ def _portable(build):
     """`build()` with the simulator compiled for g++'s default target (`toolchain.march`
     ``portable``), whatever $TSP_MARCH says: valgrind does not execute every instruction
     ``-march=native`` may use (AVX-512: SIGILL), and the counts then compare designs
-    rather than CPUs."""
+    rather than CPUs.  (Every build sets its make variables up from the environment
+    first, `toolchain.setup_environ`.)"""
     from . import toolchain
 
     saved = os.environ.get(toolchain.MARCH_ENV)
     os.environ[toolchain.MARCH_ENV] = "portable"
     try:
-        toolchain.setup_environ()
         return build()
     finally:
         if saved is None:
             os.environ.pop(toolchain.MARCH_ENV)
         else:
             os.environ[toolchain.MARCH_ENV] = saved
-        toolchain.setup_environ()
 
 
 def profile_config(cfg: TspConfig, *, runs: int = 5, log=print) -> dict:

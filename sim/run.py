@@ -57,6 +57,8 @@ def run_cocotb(sim: SimBuild, test_module: str, *, name: str, testcase: str | No
     if given, is told where the simulator's log goes before it starts."""
     from cocotb_tools.runner import get_results, get_runner
 
+    from tb.env import NATIVE_CLOCK_ENV
+
     setup_environ()
     if x_seed == AUTO:
         x_seed = auto_x_seed(name)
@@ -74,7 +76,7 @@ def run_cocotb(sim: SimBuild, test_module: str, *, name: str, testcase: str | No
         "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "INFO"),
         # the simulator's own main loop clocks clk (sim/cocotb_main.cpp): the testbench
         # must not start a clock too
-        "TSP_NATIVE_CLOCK": "1" if sim.native_clock else "0",
+        NATIVE_CLOCK_ENV: "1" if sim.native_clock else "0",
         # the simulator links cocotb's VPI library by rpath to the .venv it was built
         # with; a build reused from another checkout finds this one's first
         "LD_LIBRARY_PATH": os.pathsep.join(

@@ -28,6 +28,9 @@ def write_result(summary: dict) -> None:
 
 #: the clock period of every testbench, in ns
 PERIOD_NS = 10
+#: "1" where the simulator's own main loop toggles ``clk`` (sim/cocotb_main.cpp; set by
+#: `sim.run`): the testbench then starts no clock
+NATIVE_CLOCK_ENV = "TSP_NATIVE_CLOCK"
 
 
 async def start_clock_and_reset(dut, cycles: int = 2) -> None:
@@ -35,9 +38,9 @@ async def start_clock_and_reset(dut, cycles: int = 2) -> None:
 
     The clock toggles in the simulator's C++ code, so no Python runs in a cycle in which
     no testbench coroutine waits for it: the simulator's own main loop toggles it where
-    it was built with one (sim/cocotb_main.cpp; $TSP_NATIVE_CLOCK = 1, set by
-    `sim.run`), else cocotb's GPI clock (traced and coverage builds)."""
-    if os.environ.get("TSP_NATIVE_CLOCK") != "1":
+    it was built with one (`NATIVE_CLOCK_ENV`), else cocotb's GPI clock (traced and
+    coverage builds)."""
+    if os.environ.get(NATIVE_CLOCK_ENV) != "1":
         Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start()
     dut.rst.value = 1
     for _ in range(cycles):
