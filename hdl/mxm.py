@@ -77,6 +77,7 @@ from .slice import (
     SliceSignature,
     check_slice_config,
     check_vector_length,
+    delay_chain,
     legal_checks,
     opcode_of,
     replica_count,
@@ -501,7 +502,8 @@ class MxmSlice(wiring.Component):
             a = acc_rd.data[32 * i:32 * i + 32].as_signed()
             f = _tree(parts[i])
             r = Signal(32, name=f"r{i}")
-            m.d.comb += r.eq(f + Mux(st2.accum, a, 0))
+            with m.If(st2.valid & st2.mvm):  # (0 otherwise: the simulator skips the sum)
+                m.d.comb += r.eq(f + Mux(st2.accum, a, 0))
             res.append(r)
         m.d.comb += [
             acc_wr.addr.eq(st2.acc),
@@ -517,11 +519,14 @@ class MxmSlice(wiring.Component):
                 nctl = Signal(self._core_layout(), name=f"emit_ctl{o}")
                 m.d.sync += nctl.eq(ctl_k)
                 busy.append(nctl.valid & nctl.mvm & nctl.emit)
+                emits = ctl_k.valid & ctl_k.mvm & ctl_k.emit
                 ctl_k = nctl
-                nb = [Signal(32 * LANES, name=f"emit{o}_b{q}", reset_less=True)
-                      for q in range(o, S)]
-                m.d.sync += [r.eq(v) for r, v in zip(nb, blocks[o:], strict=True)]
-                blocks = blocks[:o] + nb
+                # the later tiles' blocks move on only with an emitting MVM, in registers
+                # of at most 64 bits (`delay_chain`: a wider one gated is computed in
+                # every cycle by the simulator)
+                blocks = blocks[:o] + [
+                    delay_chain(m, v, 1, f"emit{o}_b{q}", True, enables=[emits], words=True)[-1]
+                    for q, v in zip(range(o, S), blocks[o:], strict=True)]
             self._drive_tile(m, o, ctl_k, blocks[o])
         m.d.comb += self.busy.eq(Cat(*busy).any())
         return m
@@ -543,11 +548,12 @@ class MxmSlice(wiring.Component):
                   for b in range(4)]
         # rot[q] = plane (q - out_s) mod 4: stream s carries rot[s % 4]
         rot = []
+        emits = ctl.valid & ctl.mvm & ctl.emit
         for q in range(4):
             r = Signal(len(planes[0]), name=f"emit{o}_rot{q}")
-            m.d.comb += r.eq(Array(planes)[(q - ctl.out_s)[:2]])
+            with m.If(emits):  # (0 otherwise: read only with the write enables)
+                m.d.comb += r.eq(Array(planes)[(q - ctl.out_s)[:2]])
             rot.append(r)
-        stream_write_enables(m, tile, stream_span(ctl.valid & ctl.mvm & ctl.emit, ctl.out_s,
-                                                  4, NS), ctl.out_d)
+        stream_write_enables(m, tile, stream_span(emits, ctl.out_s, 4, NS), ctl.out_d)
         for s in range(NS):
             m.d.comb += [tile.e_out[s].eq(rot[s % 4]), tile.w_out[s].eq(rot[s % 4])]

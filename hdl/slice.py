@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import enum
 
-from amaranth import Array, Cat, Const, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -111,6 +111,41 @@ def stream_write_enables(m, tile, mask, west) -> None:
     """``tile``'s write enables: ``mask`` (`stream_span`) eastward, or westward where
     ``west``."""
     m.d.comb += [tile.e_we.eq(Mux(west, 0, mask)), tile.w_we.eq(Mux(west, mask, 0))]
+
+
+#: the widest register a gated data chain is built of (`delay_chain`)
+WORD = 64
+
+
+def delay_chain(m, value, cycles, name, reset_less=False, enables=None, words=False):
+    """``value`` through ``cycles`` registers: the list of every stage ([0] = value).
+
+    ``enables[n]`` (optional): stage ``n + 1`` loads only in a cycle with it set -- the
+    valid bit of the instruction whose data stage ``n`` holds then, so that a data chain
+    moves only with work in it (nothing reads a stage without its valid control word).
+    ``words``: the first stage (gated, loaded from a wide expression) is built of registers
+    of at most `WORD` bits: Verilator computes a wider value in temporaries in front of
+    the ``if`` that gates it, so in every cycle; in words, only with the enable."""
+    stages = [value]
+    for n in range(cycles):
+        if enables is None or n > 0 or not words:
+            r = Signal(value.shape(), name=f"{name}_d{n + 1}", reset_less=reset_less)
+            if enables is None:
+                m.d.sync += r.eq(stages[-1])
+            else:
+                with m.If(enables[n]):
+                    m.d.sync += r.eq(stages[-1])
+        else:
+            prev, regs = Value.cast(stages[-1]), []
+            for k, lo in enumerate(range(0, len(prev), WORD)):
+                w = Signal(min(WORD, len(prev) - lo), reset_less=reset_less,
+                           name=f"{name}_d{n + 1}_w{k}")
+                with m.If(enables[n]):
+                    m.d.sync += w.eq(prev[lo:lo + WORD])
+                regs.append(w)
+            r = Cat(*regs)
+        stages.append(r)
+    return stages
 
 
 class ErrorCode(enum.IntEnum):

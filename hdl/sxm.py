@@ -56,7 +56,7 @@ holding it reads it.
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -68,6 +68,7 @@ from .slice import (
     ErrorCode,
     SliceSignature,
     check_slice_config,
+    delay_chain,
     legal_checks,
     opcode_of,
     stream_select,
@@ -82,8 +83,6 @@ __all__ = ["SxmGlobalUnit", "SxmLocalUnit", "SxmReduceUnit", "SxmSlice", "SxmTil
 KIND = "SXM"
 OPC = isa.OPCODES[KIND]
 BLOCK = 32 * LANES  # one tile's lanes, lane-major, 4 byte planes each
-#: the widest register a gated data chain is built of (`_delay`)
-WORD = 64
 # reduction ops
 R_MAX, R_MIN, R_SUM = 0, 1, 2
 # global ops
@@ -95,39 +94,8 @@ def _nbytes(type_code):
     return Array([Const(isa.type_bytes(t), 3) for t in range(len(isa.TYPES))])[type_code]
 
 
-def _delay(m, value, cycles, name, reset_less=False, enables=None, words=False):
-    """``value`` through ``cycles`` registers: the list of every stage ([0] = value).
-
-    ``enables[n]`` (optional): stage ``n + 1`` loads only in a cycle with it set -- the
-    valid bit of the instruction whose data stage ``n`` holds then, so that a data chain
-    moves only with work in it (nothing reads a stage without its valid control word).
-    ``words``: the first stage (gated, loaded from a wide expression) is built of registers
-    of at most `WORD` bits: Verilator computes a wider value in temporaries in front of
-    the ``if`` that gates it, so in every cycle; in words, only with the enable."""
-    stages = [value]
-    for n in range(cycles):
-        if enables is None or n > 0 or not words:
-            r = Signal(value.shape(), name=f"{name}_d{n + 1}", reset_less=reset_less)
-            if enables is None:
-                m.d.sync += r.eq(stages[-1])
-            else:
-                with m.If(enables[n]):
-                    m.d.sync += r.eq(stages[-1])
-        else:
-            prev, regs = Value.cast(stages[-1]), []
-            for k, lo in enumerate(range(0, len(prev), WORD)):
-                w = Signal(min(WORD, len(prev) - lo), reset_less=reset_less,
-                           name=f"{name}_d{n + 1}_w{k}")
-                with m.If(enables[n]):
-                    m.d.sync += w.eq(prev[lo:lo + WORD])
-                regs.append(w)
-            r = Cat(*regs)
-        stages.append(r)
-    return stages
-
-
 def _any_valid(stages, *fields):
-    """High while any register of a `_delay` chain (``stages[1:]``) holds a word with
+    """High while any register of a `delay_chain` chain (``stages[1:]``) holds a word with
     one of ``fields`` set: work in flight."""
     bits = [getattr(s, f) for s in stages[1:] for f in fields]
     return Cat(*bits).any() if bits else Const(0)
@@ -197,8 +165,8 @@ class SxmLocalUnit(wiring.Component):
             j = Const(l, 6) - self.n  # signed; j mod 16 is the source lane
             inside = (j >= 0) & (j < LANES)
             res.append(Mux(self.rot | inside, sel[j[:4]], 0))
-        ctls = _delay(m, self.ctl, 2, "loc_ctl")
-        data = _delay(m, Cat(*res), 2, "loc", reset_less=True,
+        ctls = delay_chain(m, self.ctl, 2, "loc_ctl")
+        data = delay_chain(m, Cat(*res), 2, "loc", reset_less=True,
                       enables=[c.valid for c in ctls[:2]], words=True)
         m.d.comb += [
             self.o_blk.eq(data[-1]),
@@ -231,11 +199,15 @@ class SxmGlobalUnit(wiring.Component):
         cfg = self.cfg
         S, VL = cfg.superlanes, cfg.vector_length
         mbits = max(1, (VL - 1).bit_length())
-        g_stages = _delay(m, self.ctl, S - 1, "ctl")
+        R = cfg.sxm_transpose_rows
+        g_stages = delay_chain(m, self.ctl, S - 1, "ctl")
         g = g_stages[-1]  # in t + S - 1
-        vec = []  # all VL lanes in t + S - 1
-        for k in range(S):
-            vec += _lanes(_delay(m, self.blocks[k], S - 1 - k, f"deskew{k}", True)[-1])
+        # an instruction reads the deskewed vector: a move, PMAP, TPUT (TGET does not)
+        uses = [c.valid | c.pmap | (c.tput if R else 0) for c in g_stages]
+        vec = []  # all VL lanes in t + S - 1; tile k's block moves only with such an
+        for k in range(S):  # instruction (its stage n + 1 loads in t + k + n)
+            vec += _lanes(delay_chain(m, self.blocks[k], S - 1 - k, f"deskew{k}", True,
+                                 enables=uses[k:S - 1], words=True)[-1])
 
         maps = [[Signal(mbits, init=i, name=f"map{q}_{i}", reset_less=True) for i in range(VL)]
                 for q in range(isa.SXM_MAPS)]
@@ -245,26 +217,26 @@ class SxmGlobalUnit(wiring.Component):
             m.d.comb += j.eq(i - g.n)
             src = Signal(mbits, name=f"src{i}")  # source lane
             zero = Signal(name=f"zero{i}")  # SHV: source outside the vector
-            m.d.comb += zero.eq((g.op == G_SHV) & ((j < 0) | (j >= VL)))
-            with m.Switch(g.op):
-                with m.Case(G_SHV):
-                    m.d.comb += src.eq(j)
-                with m.Case(G_ROTV):
-                    m.d.comb += src.eq(Mux(j < 0, j + VL, Mux(j >= VL, j - VL, j)))
-                with m.Case(G_DIST):
-                    m.d.comb += src.eq(g.n)
-                with m.Case(G_PERM):
-                    m.d.comb += src.eq(Array(maps[q][i] for q in range(isa.SXM_MAPS))[g.map])
             r = Signal(32, name=f"res{i}")
             with m.If(g.valid):  # (0 otherwise: the simulator skips the lane's mux)
+                m.d.comb += zero.eq((g.op == G_SHV) & ((j < 0) | (j >= VL)))
+                with m.Switch(g.op):
+                    with m.Case(G_SHV):
+                        m.d.comb += src.eq(j)
+                    with m.Case(G_ROTV):
+                        m.d.comb += src.eq(Mux(j < 0, j + VL, Mux(j >= VL, j - VL, j)))
+                    with m.Case(G_DIST):
+                        m.d.comb += src.eq(g.n)
+                    with m.Case(G_PERM):
+                        m.d.comb += src.eq(Array(maps[q][i]
+                                                 for q in range(isa.SXM_MAPS))[g.map])
                 m.d.comb += r.eq(Mux(zero, 0, _pick(vec, src)))
             res.append(r)
         # the result register, one per lane (a register wider than 64 bits loaded under
-        # an `if` is computed by Verilator in front of it, so in every cycle: `_delay`)
+        # an `if` is computed by Verilator in front of it, so in every cycle: `delay_chain`)
         outs = [Signal(32, name=f"res_q{i}", reset_less=True) for i in range(VL)]
         out = Cat(*outs)
         octl = Signal(out_layout(cfg), name="res_ctl")
-        R = cfg.sxm_transpose_rows
         if R:
             tp_valid, tcol = self._transposer(m, g, vec)
             with m.If(g.valid):  # read downstream only with its valid control word
@@ -275,11 +247,11 @@ class SxmGlobalUnit(wiring.Component):
                 m.d.sync += [o.eq(r) for o, r in zip(outs, res, strict=True)]
         m.d.sync += octl.eq(g.out)
         # `out` is present in t + S; tile k writes in t + 2S + k: S + k more registers
-        ctls = _delay(m, octl, 2 * S - 1, "out_ctl")
+        ctls = delay_chain(m, octl, 2 * S - 1, "out_ctl")
         for k in range(S):
             blk = out[BLOCK * k:BLOCK * (k + 1)]
             m.d.comb += [
-                self.o_blk[k].eq(_delay(m, blk, S + k, f"out{k}", True,
+                self.o_blk[k].eq(delay_chain(m, blk, S + k, f"out{k}", True,
                                         enables=[c.valid for c in ctls[:S + k]])[-1]),
                 self.o_ctl[k].eq(ctls[S + k]),
             ]
@@ -287,11 +259,11 @@ class SxmGlobalUnit(wiring.Component):
         # PMAP: planes 0, 1 of the deskewed vector, written at the end of t + S
         pm_valid = Signal(name="pmap_valid")
         pm_map = Signal(2, name="pmap_map")
-        pm_data = Signal(mbits * VL, name="pmap_data", reset_less=True)
+        pm_data = delay_chain(m, Cat(*(lane[:mbits] for lane in vec)), 1, "pmap_data", True,
+                         enables=[g.pmap], words=True)[-1]  # loads only with a PMAP
         m.d.sync += [
             pm_valid.eq(g.pmap),
             pm_map.eq(g.map),
-            pm_data.eq(Cat(*(lane[:mbits] for lane in vec))),
         ]
         for q in range(isa.SXM_MAPS):
             with m.If(pm_valid & (pm_map == q)):
@@ -315,11 +287,11 @@ class SxmGlobalUnit(wiring.Component):
         rows = [Signal(8 * VL, name=f"trow{r}", reset_less=True) for r in range(R)]
         tp_valid = Signal(name="tput_valid")
         tp_row = Signal(len(g.trow), name="tput_row")
-        tp_data = Signal(8 * VL, name="tput_data", reset_less=True)
+        tp_data = delay_chain(m, Cat(*(lane[:8] for lane in vec)), 1, "tput_data", True,
+                         enables=[g.tput], words=True)[-1]  # loads only with a TPUT
         m.d.sync += [
             tp_valid.eq(g.tput),
             tp_row.eq(g.trow),
-            tp_data.eq(Cat(*(lane[:8] for lane in vec))),
         ]
         for r in range(R):
             with m.If(tp_valid & (tp_row == r)):
@@ -390,8 +362,8 @@ class SxmReduceUnit(wiring.Component):
             m.d.sync += nxt.eq(self._tree(m, vals, self.op[k], f"t{k}"))
             chain = nxt
         # the result is present in t + S; tile k writes in t + 2S + 1 + k
-        vals = _delay(m, chain, 2 * S, "res", reset_less=True)
-        ctls = _delay(m, self.ctl, 3 * S, "ctl")
+        vals = delay_chain(m, chain, 2 * S, "res", reset_less=True)
+        ctls = delay_chain(m, self.ctl, 3 * S, "ctl")
         for k in range(S):
             m.d.comb += [self.o_val[k].eq(vals[S + 1 + k]), self.o_ctl[k].eq(ctls[2 * S + 1 + k])]
         m.d.comb += self.busy.eq(_any_valid(ctls, "valid"))
