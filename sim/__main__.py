@@ -338,6 +338,21 @@ def cmd_bench(args) -> int:
     return 1 if bad else 0
 
 
+def cmd_model_check(args) -> int:
+    """``--model`` checked by name before anything is installed or loaded (the Makefile's
+    model targets run it before installing the models package): ``tiny`` (the random
+    llama of sim-layer/sim-model), a known model or an existing .gguf file."""
+    from golden.llm import check_model
+
+    if args.model != "tiny":
+        try:
+            check_model(args.model)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"error: MODEL={args.model}: {e}", file=sys.stderr)
+            return 2
+    return 0
+
+
 def cmd_llm_chips(args) -> int:
     from .llm_chips import run_llm_chips
 
@@ -608,6 +623,10 @@ def main(argv=None) -> int:
                    help="only the decode-step rows whose config contains TEXT, written to "
                         "bench-decode-rows.json in the build directory")
     p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("model-check", help="refuse a --model that names no model (tiny, a "
+                       "known name or a .gguf file), before anything is installed")
+    p.add_argument("--model", required=True)
+    p.set_defaults(func=cmd_model_check)
     p = sub.add_parser("llm-chips", help="SmolLM2-135M on K chips too small to hold it "
                        "alone (pipeline over C2C, machine model): tokens/s against K")
     p.add_argument("--model", default="smollm2-135m")

@@ -739,6 +739,32 @@ def test_make_boolean_flags_reach_the_cli():
     assert "--no-causal" not in off and "--lockstep" not in off and "--waves" not in off
 
 
+def test_make_checks_the_model_before_installing_the_models_package():
+    """``MODEL=`` is checked (`python -m sim model-check`) in the recipe that installs the
+    models package, before the install: a misspelt name used to download 98 MB first."""
+    lines = make_dry("-B", "llm", "MODEL=bogus").stdout.splitlines()
+    check = [i for i, ln in enumerate(lines) if "-m sim model-check --model 'bogus'" in ln]
+    install = [i for i, ln in enumerate(lines) if ".[dev,models]" in ln]
+    assert check and install and check[0] < install[0], lines
+    assert "model-check" not in make_dry("-B", "llm").stdout  # no MODEL=: the default
+
+
+@pytest.mark.parametrize("model, fragment", [
+    ("bogus", "error: MODEL=bogus: unknown model 'bogus': known ['smollm2-135m'] or a path"),
+    ("{tmp}/absent.gguf", "GGUF file not found: {tmp}/absent.gguf"),
+    ("tiny", None), ("smollm2-135m", None), ("{tmp}/here.gguf", None),
+], ids=["unknown", "no-file", "tiny", "known", "a-file"])
+def test_model_check_names_the_model(model, fragment, tmp_path):
+    """Refused by name without loading anything (no models package needed); accepted: the
+    random ``tiny`` llama, a known model, an existing .gguf file (read only when used)."""
+    (tmp_path / "here.gguf").write_bytes(b"")
+    r = run_cli("-m", "sim", "model-check", "--model", model.format(tmp=tmp_path))
+    if fragment is None:
+        assert r.returncode == 0 and not r.stderr, r.stderr
+    else:
+        assert_refused(r, 2, fragment.format(tmp=tmp_path))
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["llm-chips", "--chips", "x"], "--chips 'x': chip counts in 1..16"),
     (["llm-chips", "--chips", "0 2"], "--chips '0 2': chip counts in 1..16"),
