@@ -137,19 +137,22 @@ class MemTile(wiring.Component):
         m.d.sync += [w_pend.eq(is_write), r_pend.eq(is_read)]
         m.d.comb += self.busy.eq(w_pend | r_pend)  # the SRAM write / stream write of t+1
 
-        range_errs, read_bank_bits, write_bank_bits = [], [], []
+        # the banks the pending write writes, any lane: [0] bank 0, [1] bank 1 (loaded
+        # with the write, so that the conflict check does not look at every lane's
+        # pending address in every cycle)
+        w_banks = Signal(2, name="w_banks")
+        range_errs, read_bank_bits, wbanks = [], [], []
         for i in range(L):
             addr = Signal(abits + 1, name=f"addr{i}")
             with m.If(c.valid):  # (0 without an instruction: the stream muxes idle)
                 m.d.comb += addr.eq(c.addr + Mux(per_lane, a_val[i], 0))
             range_errs.append(c.valid & per_lane & (addr >= cfg.mem_addresses))
             bank = addr[dbits]
-            wbank = w_addr[i][dbits]
-            read_bank_bits.append((is_read & ~bank, is_read & bank))
-            write_bank_bits.append((w_pend & ~wbank, w_pend & wbank))
+            read_bank_bits.append((~bank, bank))
+            waddr = Mux(read_write, c.waddr, addr) if cfg.mem_read_write else addr
+            wbanks.append(waddr[dbits])
             with m.If(is_write):
-                m.d.sync += [w_addr[i].eq(Mux(read_write, c.waddr, addr)
-                                          if cfg.mem_read_write else addr),
+                m.d.sync += [w_addr[i].eq(waddr),
                              w_data[i].eq(Mux(c.op == _OPS.index("SCATTER"), b_val[i],
                                               a_val[i]))]
             # both banks of the lane in one memory (the bank is the address's top bit):
@@ -167,6 +170,8 @@ class MemTile(wiring.Component):
                 wp.en.eq(self.host_we | w_pend),
                 rdata[i].eq(rp.data),
             ]
+        with m.If(is_write):
+            m.d.sync += w_banks.eq(Cat((~Cat(*wbanks)).any(), Cat(*wbanks).any()))
         with m.If(is_read):
             m.d.sync += [r_stream.eq(c.b_s), r_dir.eq(c.b_d)]
         m.d.comb += self.host_rdata.eq(rdata.as_value())
@@ -179,8 +184,11 @@ class MemTile(wiring.Component):
         range_err = Signal()
         conflict = Signal()
         m.d.comb += range_err.eq(Cat(*range_errs).any())
-        reads = [Cat(*(rb[b] for rb in read_bank_bits)).any() for b in range(2)]
-        writes = [Cat(*(wb[b] for wb in write_bank_bits)).any() for b in range(2)]
+        # a READ's lanes share its address (and so its bank); only a GATHER's lanes differ
+        c_bank = c.addr[dbits]
+        reads = [is_read & Mux(per_lane, Cat(*(rb[b] for rb in read_bank_bits)).any(),
+                               c_bank if b else ~c_bank) for b in range(2)]
+        writes = [w_pend & w_banks[b] for b in range(2)]
         m.d.comb += conflict.eq((reads[0] & writes[0]) | (reads[1] & writes[1]))
         with m.If(range_err):
             m.d.comb += [self.error.eq(1), self.error_code.eq(ErrorCode.ADDRESS_RANGE)]
