@@ -53,12 +53,13 @@ def test_mem_slice_maps_its_lane_srams_to_block_ram(mem_tiny):
 
 def test_mem_slice_flip_flops_match_its_pipeline_registers(mem_tiny):
     """The tile's stage-1 registers (hdl/mem.py): w_pend, r_pend, 16 lane write addresses of
-    mem_address_bits, 16 write-data bytes, the result stream index and direction (the read
-    port's registered address is the memory's own); tiny has one superlane, so no skew
-    registers."""
+    mem_address_bits, 16 write-data bytes, the pending write's two bank bits (any lane in
+    bank 0, in bank 1: the bank-conflict check), the result stream index and direction
+    (the read port's registered address is the memory's own); tiny has one superlane, so
+    no skew registers."""
     cfg = TINY
     assert cfg.superlanes == 1
-    expected = 2 + 16 * cfg.mem_address_bits + 16 * 8 + cfg.stream_index_bits + 1
+    expected = 2 + 16 * cfg.mem_address_bits + 16 * 8 + 2 + cfg.stream_index_bits + 1
     assert mem_tiny["generic"]["ff_bits"] == expected
     # the ECP5 mapping keeps them (and may add some around the block RAMs), never fewer
     assert mem_tiny["ecp5"]["ff"] >= expected
