@@ -518,14 +518,15 @@ class MxmSlice(wiring.Component):
             if o:
                 nctl = Signal(self._core_layout(), name=f"emit_ctl{o}")
                 m.d.sync += nctl.eq(ctl_k)
-                busy.append(nctl.valid & nctl.mvm & nctl.emit)
-                emits = ctl_k.valid & ctl_k.mvm & ctl_k.emit
+                busy.append(self._emits(nctl))
+                emits = self._emits(ctl_k)
                 ctl_k = nctl
                 # the later tiles' blocks move on only with an emitting MVM, in registers
                 # of at most 64 bits (`delay_chain`: a wider one gated is computed in
                 # every cycle by the simulator)
                 blocks = blocks[:o] + [
-                    delay_chain(m, v, 1, f"emit{o}_b{q}", True, enables=[emits], words=True)[-1]
+                    delay_chain(m, v, 1, f"emit{o}_b{q}", True, enables=[emits],
+                                words=True)[-1]
                     for q, v in zip(range(o, S), blocks[o:], strict=True)]
             self._drive_tile(m, o, ctl_k, blocks[o])
         m.d.comb += self.busy.eq(Cat(*busy).any())
@@ -539,6 +540,11 @@ class MxmSlice(wiring.Component):
         """The stream index of weight line ``j`` > 0 (K > 1): line 0's plus ``j``."""
         return sel.w_s + j
 
+    @staticmethod
+    def _emits(ctl):
+        """High where ``ctl`` (a stage's control word) is an MVM that emits its sums."""
+        return ctl.valid & ctl.mvm & ctl.emit
+
     def _drive_tile(self, m, o, ctl, block):
         """Tile ``o`` writes the int32 lanes of ``block`` as 4 byte planes onto
         out..out+3 (combinationally, in the cycle ``ctl`` says)."""
@@ -548,7 +554,7 @@ class MxmSlice(wiring.Component):
                   for b in range(4)]
         # rot[q] = plane (q - out_s) mod 4: stream s carries rot[s % 4]
         rot = []
-        emits = ctl.valid & ctl.mvm & ctl.emit
+        emits = self._emits(ctl)
         for q in range(4):
             r = Signal(len(planes[0]), name=f"emit{o}_rot{q}")
             with m.If(emits):  # (0 otherwise: read only with the write enables)

@@ -95,7 +95,7 @@ def _nbytes(type_code):
 
 
 def _any_valid(stages, *fields):
-    """High while any register of a `delay_chain` chain (``stages[1:]``) holds a word with
+    """High while any register of a `delay_chain` (``stages[1:]``) holds a word with
     one of ``fields`` set: work in flight."""
     bits = [getattr(s, f) for s in stages[1:] for f in fields]
     return Cat(*bits).any() if bits else Const(0)
@@ -167,7 +167,7 @@ class SxmLocalUnit(wiring.Component):
             res.append(Mux(self.rot | inside, sel[j[:4]], 0))
         ctls = delay_chain(m, self.ctl, 2, "loc_ctl")
         data = delay_chain(m, Cat(*res), 2, "loc", reset_less=True,
-                      enables=[c.valid for c in ctls[:2]], words=True)
+                           enables=[c.valid for c in ctls[:2]], words=True)
         m.d.comb += [
             self.o_blk.eq(data[-1]),
             self.o_ctl.eq(ctls[-1]),
@@ -202,12 +202,13 @@ class SxmGlobalUnit(wiring.Component):
         R = cfg.sxm_transpose_rows
         g_stages = delay_chain(m, self.ctl, S - 1, "ctl")
         g = g_stages[-1]  # in t + S - 1
-        # an instruction reads the deskewed vector: a move, PMAP, TPUT (TGET does not)
+        # an instruction that reads the deskewed vector: a move (valid, which TGET also
+        # sets), PMAP, TPUT
         uses = [c.valid | c.pmap | (c.tput if R else 0) for c in g_stages]
         vec = []  # all VL lanes in t + S - 1; tile k's block moves only with such an
         for k in range(S):  # instruction (its stage n + 1 loads in t + k + n)
             vec += _lanes(delay_chain(m, self.blocks[k], S - 1 - k, f"deskew{k}", True,
-                                 enables=uses[k:S - 1], words=True)[-1])
+                                      enables=uses[k:S - 1], words=True)[-1])
 
         maps = [[Signal(mbits, init=i, name=f"map{q}_{i}", reset_less=True) for i in range(VL)]
                 for q in range(isa.SXM_MAPS)]
@@ -252,15 +253,15 @@ class SxmGlobalUnit(wiring.Component):
             blk = out[BLOCK * k:BLOCK * (k + 1)]
             m.d.comb += [
                 self.o_blk[k].eq(delay_chain(m, blk, S + k, f"out{k}", True,
-                                        enables=[c.valid for c in ctls[:S + k]])[-1]),
+                                             enables=[c.valid for c in ctls[:S + k]])[-1]),
                 self.o_ctl[k].eq(ctls[S + k]),
             ]
 
         # PMAP: planes 0, 1 of the deskewed vector, written at the end of t + S
         pm_valid = Signal(name="pmap_valid")
         pm_map = Signal(2, name="pmap_map")
-        pm_data = delay_chain(m, Cat(*(lane[:mbits] for lane in vec)), 1, "pmap_data", True,
-                         enables=[g.pmap], words=True)[-1]  # loads only with a PMAP
+        pm_data = delay_chain(m, Cat(*(lane[:mbits] for lane in vec)), 1, "pmap_data",
+                              True, enables=[g.pmap], words=True)[-1]  # only with a PMAP
         m.d.sync += [
             pm_valid.eq(g.pmap),
             pm_map.eq(g.map),
@@ -287,8 +288,8 @@ class SxmGlobalUnit(wiring.Component):
         rows = [Signal(8 * VL, name=f"trow{r}", reset_less=True) for r in range(R)]
         tp_valid = Signal(name="tput_valid")
         tp_row = Signal(len(g.trow), name="tput_row")
-        tp_data = delay_chain(m, Cat(*(lane[:8] for lane in vec)), 1, "tput_data", True,
-                         enables=[g.tput], words=True)[-1]  # loads only with a TPUT
+        tp_data = delay_chain(m, Cat(*(lane[:8] for lane in vec)), 1, "tput_data",
+                              True, enables=[g.tput], words=True)[-1]  # only with a TPUT
         m.d.sync += [
             tp_valid.eq(g.tput),
             tp_row.eq(g.trow),
