@@ -682,7 +682,7 @@ def main(argv=None) -> int:
             out.write_bytes(prog.to_bytes())
     except (AsmError, ProgramError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2  # refused input, as argparse's usage errors (sim/cli.py)
     return 0
 
 

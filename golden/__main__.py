@@ -79,7 +79,7 @@ def _run(args: argparse.Namespace, seed: int) -> dict:
         if path.suffix != ".npz":  # np.savez adds it; say the name it writes
             path = path.with_name(path.name + ".npz")
         if not path.parent.is_dir():
-            raise SystemExit(f"error: --save {args.save}: no directory {path.parent}")
+            raise ValueError(f"--save {args.save}: no directory {path.parent}")
         np.savez(path, **arrays)
         rec["saved"] = str(path)
     return rec

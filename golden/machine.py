@@ -1202,6 +1202,7 @@ class Machine:
 if __name__ == "__main__":  # a library: say where running a program lives
     import sys
 
-    sys.exit("error: golden.machine is a library, not a command; to run a program on the "
-             "machine model use: python -m sim run PROG.s|PROG.bin [--image FILE] "
-             "[--dump SLICE:ADDR[:COUNT]] (add --rtl for the Verilated chip)")
+    print("error: golden.machine is a library, not a command; to run a program on the "
+          "machine model use: python -m sim run PROG.s|PROG.bin [--image FILE] "
+          "[--dump SLICE:ADDR[:COUNT]] (add --rtl for the Verilated chip)", file=sys.stderr)
+    sys.exit(2)  # refused, as a usage error (sim/cli.py)

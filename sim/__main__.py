@@ -15,6 +15,9 @@
 Environment: TSP_CXX_OPT=-O1|-O2|-O3 (g++ level of the simulators' evaluation code),
 TSP_MARCH=native|portable (the CPU it is compiled for: this machine's, or g++'s default),
 TSP_PGO=1 (the chip's simulators built profile-guided, sim/pgo.py; make: PGO=1).
+
+Exit status (sim/cli.py): 0 passed, 1 a run that failed (a mismatch, a fault, a build that
+broke), 2 refused input (an argument, config or environment value; nothing ran).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from .build import (
     generate_verilog,
     lint,
 )
+from .cli import FAILED, REFUSED, Refused
 from .designs import DEFAULT_DESIGN, DESIGNS
 from .run import SimFailure, run_cocotb
 from .toolchain import ToolchainError
@@ -48,11 +52,11 @@ def _log(*args) -> None:
 
 def _config(name):
     if name is not None and not str(name).strip():
-        raise SystemExit("error: --config is empty: give a config name (e.g. tiny)")
+        raise Refused("--config is empty: give a config name (e.g. tiny)")
     try:
         return get_config(name)
     except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+        raise Refused(str(e)) from None
 
 
 def _configs(text: str) -> list:
@@ -60,19 +64,16 @@ def _configs(text: str) -> list:
     for the RTL, before anything is generated."""
     names = text.split(",")
     if any(not n.strip() for n in names):
-        raise SystemExit(f"error: --config {text!r} has an empty name")
+        raise Refused(f"--config {text!r} has an empty name")
     cfgs = [_config(n.strip()) for n in names]
     for cfg in cfgs:
-        try:
-            check_simulable(cfg)
-        except BuildError as e:
-            raise SystemExit(f"error: {e}") from None
+        check_simulable(cfg)  # TooLarge: refused
     return cfgs
 
 
 def _seed(value: int, option: str = "--seed") -> None:
     if value < 0:
-        raise SystemExit(f"error: {option} must be >= 0, got {value}")
+        raise Refused(f"{option} must be >= 0, got {value}")
 
 
 def _for_design(cfg, design: str):
@@ -112,9 +113,9 @@ def cmd_lint(args) -> int:
 def cmd_fabric(args) -> int:
     cfg = _config(args.config)
     if args.programs < 1:
-        raise SystemExit(f"error: --programs must be >= 1 (got {args.programs})")
+        raise Refused(f"--programs must be >= 1 (got {args.programs})")
     if args.cycles < 1:
-        raise SystemExit(f"error: --cycles must be >= 1 (got {args.cycles})")
+        raise Refused(f"--cycles must be >= 1 (got {args.cycles})")
     _seed(args.seed)
     seeds = [args.seed * 1000 + i for i in range(args.programs)]
     print(cfg.summary())
@@ -269,7 +270,7 @@ def cmd_model(args) -> int:
     try:
         prompt = ([int(t) for t in args.prompt.split(",")] if args.prompt else None)
     except ValueError:
-        raise SystemExit(f"error: --prompt must be comma-separated token ids, got "
+        raise Refused(f"--prompt must be comma-separated token ids, got "
                          f"{args.prompt!r}") from None
     print(cfg.summary(), flush=True)
     return _sim_report(lambda log: run_model(cfg, args.model, prompt, args.tokens,
@@ -283,16 +284,16 @@ def cmd_llm(args) -> int:
     prompt = args.prompt
     if args.prompt_ids is not None:
         if not args.prompt_ids.strip():
-            raise SystemExit("error: --prompt-ids is empty: give comma-separated token ids")
+            raise Refused("--prompt-ids is empty: give comma-separated token ids")
         try:
             prompt = [int(t) for t in args.prompt_ids.split(",")]
         except ValueError:
-            raise SystemExit(f"error: --prompt-ids must be comma-separated token ids, got "
+            raise Refused(f"--prompt-ids must be comma-separated token ids, got "
                              f"{args.prompt_ids!r}") from None
     try:
         sweep = [int(c) for c in args.sweep.replace(",", " ").split()]
     except ValueError:
-        raise SystemExit(f"error: --sweep must be context lengths, got {args.sweep!r}") from None
+        raise Refused(f"--sweep must be context lengths, got {args.sweep!r}") from None
     print(cfg.summary(), flush=True)
     return _sim_report(lambda log: run_llm(cfg, args.model, prompt, args.tokens, args.context,
                                            sweep, args.out, log=log), print_report)
@@ -302,13 +303,13 @@ def cmd_run(args) -> int:
     from .runprog import RunError, execute, prepare, print_report
 
     if args.max_cycles < 1:
-        raise SystemExit(f"error: --max-cycles must be >= 1 (got {args.max_cycles})")
+        raise Refused(f"--max-cycles must be >= 1 (got {args.max_cycles})")
     if (args.waves or args.lockstep) and not args.rtl:
-        raise SystemExit("error: --waves and --lockstep need --rtl (they are of the chip run)")
+        raise Refused("--waves and --lockstep need --rtl (they are of the chip run)")
     try:
         run = prepare(args.program, config=args.config, image=args.image, dumps=args.dump)
     except (RunError, ValueError) as e:  # bad program, image, dump or config: nothing ran
-        raise SystemExit(f"error: {e}") from None
+        raise Refused(str(e)) from None
     if args.rtl:
         check_simulable(run.cfg)
     print(run.cfg.summary(), flush=True)
@@ -361,12 +362,12 @@ def cmd_llm_chips(args) -> int:
     except ValueError:
         ks = []
     if not ks or any(k < 1 or k > 16 for k in ks):
-        raise SystemExit(f"error: --chips {args.chips!r}: chip counts in 1..16, e.g. "
+        raise Refused(f"--chips {args.chips!r}: chip counts in 1..16, e.g. "
                          f"\"1 2 4\"")
     if args.tokens < 1:
-        raise SystemExit(f"error: --tokens must be >= 1 (got {args.tokens})")
+        raise Refused(f"--tokens must be >= 1 (got {args.tokens})")
     if not args.prompt:
-        raise SystemExit("error: --prompt is empty: give some text")
+        raise Refused("--prompt is empty: give some text")
     try:
         rep = run_llm_chips(args.model, ks, args.prompt, args.tokens,
                             log=lambda *a: print(*a, flush=True))
@@ -406,10 +407,10 @@ def cmd_bench_rtl(args) -> int:
     try:
         threads = tuple(dict.fromkeys(int(t) for t in args.threads.split(",")))
     except ValueError:
-        raise SystemExit(f"error: --threads must be comma-separated thread counts, got "
+        raise Refused(f"--threads must be comma-separated thread counts, got "
                          f"{args.threads!r}") from None
     if 1 not in threads or min(threads) < 1:
-        raise SystemExit(f"error: --threads {args.threads}: counts >= 1, with 1 among them "
+        raise Refused(f"--threads {args.threads}: counts >= 1, with 1 among them "
                          "(the single-threaded run is the benchmark's reference)")
     rows = run_bench_rtl(configs, cold=args.cold, threads=threads,
                          log=lambda *a: print(*a, flush=True))
@@ -439,18 +440,18 @@ def cmd_fuzz(args) -> int:
     from .fuzz import fuzz, replay
 
     if args.x_seed is not None and not args.replay:
-        raise SystemExit("error: --x-seed is the X seed of a --replay (a campaign gives each "
+        raise Refused("--x-seed is the X seed of a --replay (a campaign gives each "
                          "batch its own, from --seed)")
     if args.replay is not None and not args.replay.strip():
-        raise SystemExit("error: --replay is empty: give a failure's directory")
+        raise Refused("--replay is empty: give a failure's directory")
     if args.chips not in (1, 2, 4):
-        raise SystemExit(f"error: --chips must be 1 (one chip), 2 or 4, got {args.chips}")
+        raise Refused(f"--chips must be 1 (one chip), 2 or 4, got {args.chips}")
     if args.chips > 1:
         given = [o for o, v in (("--kinds", args.kinds), ("--jobs", args.jobs),
                                 ("--batch", args.batch), ("--no-shrink", args.no_shrink or None))
                  if v is not None]
         if given:
-            raise SystemExit(f"error: {', '.join(given)} apply to the one-chip fuzz, not "
+            raise Refused(f"{', '.join(given)} apply to the one-chip fuzz, not "
                              f"to --chips {args.chips}")
     try:
         if args.replay and (Path(args.replay) / "case.json").is_file() and "chips" in \
@@ -476,7 +477,7 @@ def cmd_fuzz(args) -> int:
         rep = fuzz(_config(args.config), args.n, args.seed, kinds=kinds, batch=batch,
                    jobs=jobs, do_shrink=not args.no_shrink)
     except (ValueError, FileNotFoundError) as e:  # bad arguments or reproducer: no build
-        raise SystemExit(f"error: {e}") from None
+        raise Refused(str(e)) from None
     print(rep.text())
     return 1 if rep.failures else 0
 
@@ -485,7 +486,7 @@ def cmd_coverage(args) -> int:
     from .coverage import run_coverage
 
     if args.n < 0:
-        raise SystemExit(f"error: -n must be >= 0 (got {args.n})")
+        raise Refused(f"-n must be >= 0 (got {args.n})")
     _seed(args.seed)
     rep = run_coverage(_config(args.config), args.n, args.seed)
     return 0 if rep["code"] else 1
@@ -498,11 +499,11 @@ def cmd_cost(args) -> int:
         return report_cost(log=lambda *a: print(*a, flush=True))
 
     if args.pnr_timeout <= 0:
-        raise SystemExit(f"error: --pnr-timeout must be > 0 seconds (got {args.pnr_timeout})")
+        raise Refused(f"--pnr-timeout must be > 0 seconds (got {args.pnr_timeout})")
     pnr_units = tuple(args.pnr_units.split(",")) if args.pnr_units else PNR_ORDER
     bad = sorted(set(pnr_units) - set(PNR_ORDER))
     if bad:
-        raise SystemExit(f"error: --pnr-units: unknown {', '.join(bad)}; "
+        raise Refused(f"--pnr-units: unknown {', '.join(bad)}; "
                          f"choose from {', '.join(PNR_ORDER)}")
     run_cost(_config(args.config), pnr=not args.no_pnr, do_sweep=not args.no_sweep,
              chip_ecp5=args.chip_ecp5, pnr_timeout=args.pnr_timeout, pnr_units=pnr_units,
@@ -693,9 +694,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         return args.func(args)
+    except Refused as e:  # (TooLarge, ChoiceError too) nothing ran
+        print(f"error: {e}", file=sys.stderr)
+        return REFUSED
     except (BuildError, ToolchainError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return FAILED
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import time
 from arch.config import get_config
 
 from .build import build_root
+from .cli import Refused
 
 #: (config, seq, d_model, heads, d_ff, causal, run on the RTL too)
 TABLE = [
@@ -85,7 +86,7 @@ def run_bench(rtl: bool = True, log=print, only: str | None = None) -> list[dict
     rows = []
     table = [r for r in TABLE if only is None or only in r[0]]
     if not table:
-        raise SystemExit(f"error: no block row's config contains {only!r}; configs are "
+        raise Refused(f"no block row's config contains {only!r}; configs are "
                          f"{', '.join(sorted({r[0] for r in TABLE}))}")
     for cfg_name, seq, d, h, ff, causal, on_rtl in table:
         cfg = get_config(cfg_name)
@@ -153,7 +154,7 @@ def run_decode_bench(rtl: bool = True, log=print, only: str | None = None) -> li
     rows = []
     table = [r for r in DECODE_TABLE if only is None or only in r[0]]
     if not table:
-        raise SystemExit(f"error: no decode row's config contains {only!r}; configs are "
+        raise Refused(f"no decode row's config contains {only!r}; configs are "
                          f"{', '.join(sorted({r[0] for r in DECODE_TABLE}))}")
     for cfg_name, ctx, d, h, ff, on_rtl in table:
         block = make_block(0, ctx, d, h, ff, causal=True)

@@ -38,6 +38,7 @@ from pathlib import Path
 from arch.config import TspConfig
 
 from . import pgo, toolchain
+from .cli import Refused
 from .designs import SYSTEM_DESIGNS, design_modules, get_design, top_name
 
 REPO = Path(__file__).resolve().parent.parent
@@ -169,6 +170,11 @@ class BuildError(RuntimeError):
     pass
 
 
+class TooLarge(BuildError, Refused):
+    """A config this machine cannot generate or simulate: refused before anything is
+    generated (exit status 2, `sim.cli`)."""
+
+
 #: the largest chip the flow Verilates: slice positions x superlanes (tiles).  `medium`
 #: has 52; `full` (1900) is for elaboration and analysis only.
 MAX_SIM_TILES = 128
@@ -182,7 +188,7 @@ def check_simulable(cfg: TspConfig) -> None:
     """BuildError when `cfg` is too large to generate, Verilate and simulate here."""
     if tiles(cfg) > MAX_SIM_TILES:
         est_gen, est_build = estimate_seconds(cfg, "chip")
-        raise BuildError(
+        raise TooLarge(
             f"config {cfg.name!r} is too large to simulate: {cfg.n_positions} slice positions "
             f"x {cfg.superlanes} superlanes = {tiles(cfg)} tiles, the limit is "
             f"{MAX_SIM_TILES}; its Verilog generation "
@@ -223,7 +229,7 @@ def check_generation_memory(cfg: TspConfig, design: str) -> None:
     than one the kernel kills after minutes, as `full`'s was at 23.9 GB)."""
     need, avail = generation_bytes(cfg, design), _memory_available()
     if avail is not None and need > avail:
-        raise BuildError(
+        raise TooLarge(
             f"generating the Verilog of {design}/{cfg.name} needs about {need / 1e9:.1f} GB "
             f"of memory ({tiles(cfg)} tiles x {cfg.streams_per_direction} streams x ~"
             f"{GEN_BYTES_PER_TILE_STREAM / 1e6:.1f} MB, measured) but this machine has "

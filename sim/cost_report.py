@@ -12,6 +12,7 @@ from arch.config import KINDS as SLICE_KINDS
 from arch.config import TspConfig
 
 from .build import BuildError, build_root
+from .cli import Refused
 from .cost import (
     ECP5_85K,
     PARTIAL_UNITS,
@@ -217,8 +218,7 @@ def report_cost(log=print) -> int:
 
     path = build_root() / "cost.json"
     if not path.exists():
-        log(f"error: {path} does not exist: run `make cost` first")
-        return 1
+        raise Refused(f"{path} does not exist: run `make cost` first")
     try:
         result = json.loads(path.read_text())
         cfg = _Cfg.from_dict(result["config"])
@@ -226,9 +226,8 @@ def report_cost(log=print) -> int:
         text = table(result)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         what = f"missing {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
-        log(f"error: {path} is not the result of `make cost` ({what}): run `make cost` "
-            "again")
-        return 1
+        raise Refused(f"{path} is not the result of `make cost` ({what}): run `make cost` "
+                      "again") from None
     path.write_text(json.dumps(result, indent=1))
     _summary(result, log, text)
     log(f"written {path}")

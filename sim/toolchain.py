@@ -13,9 +13,16 @@ import subprocess
 from functools import cache
 from pathlib import Path
 
+from .cli import Refused
+
 
 class ToolchainError(RuntimeError):
     pass
+
+
+class ChoiceError(ToolchainError, Refused):
+    """An environment variable ($TSP_CXX_OPT, $TSP_MARCH, $TSP_PGO, $TSP_WAVES) set to a
+    value this flow does not take: refused before anything is built (exit status 2)."""
 
 
 #: The environment variable that chooses g++'s optimisation of the simulators' evaluation
@@ -46,7 +53,7 @@ def cxx_opt() -> str:
     """g++'s optimisation level for the evaluation code: $TSP_CXX_OPT or -O2."""
     value = os.environ.get(CXX_OPT_ENV, "-O2")
     if value not in CXX_OPTS:
-        raise ToolchainError(f"{CXX_OPT_ENV}={value!r} is not a g++ optimisation level this "
+        raise ChoiceError(f"{CXX_OPT_ENV}={value!r} is not a g++ optimisation level this "
                              f"project builds with: use one of {', '.join(CXX_OPTS)}")
     return value
 
@@ -56,7 +63,7 @@ def march() -> str:
     (default ``native``); any other value is refused by name."""
     value = os.environ.get(MARCH_ENV, "native")
     if value not in MARCHES:
-        raise ToolchainError(f"{MARCH_ENV}={value!r}: expected {' or '.join(MARCHES)}")
+        raise ChoiceError(f"{MARCH_ENV}={value!r}: expected {' or '.join(MARCHES)}")
     return value
 
 
@@ -83,7 +90,7 @@ def pgo() -> bool:
     unset (off); any other value is refused by name."""
     value = os.environ.get(PGO_ENV, "0")
     if value not in ("0", "1"):
-        raise ToolchainError(f"{PGO_ENV}={value!r}: expected 1 (profile-guided builds) or 0")
+        raise ChoiceError(f"{PGO_ENV}={value!r}: expected 1 (profile-guided builds) or 0")
     return value == "1"
 
 
@@ -158,7 +165,7 @@ def wave_format() -> str:
     forces VCD."""
     forced = os.environ.get("TSP_WAVES", "").lower()
     if forced not in ("", "fst", "vcd"):
-        raise ToolchainError(f"TSP_WAVES={forced!r}: expected fst or vcd")
+        raise ChoiceError(f"TSP_WAVES={forced!r}: expected fst or vcd")
     if forced == "vcd":
         return "vcd"
     if fst_supported():

@@ -225,12 +225,12 @@ def test_cli_round_trip(tmp_path, capsys):
     assert (tmp_path / "q.bin").read_bytes() == binf.read_bytes()
 
 
-def test_cli_error_exits_1_without_traceback(tmp_path):
+def test_cli_error_exits_2_without_traceback(tmp_path):
     bad = tmp_path / "bad.s"
     bad.write_text(".slice VXM\n  HALT\n  BOGUS 3\n")
     r = subprocess.run([sys.executable, "-m", "arch.asm", str(bad)], cwd=ROOT,
                        capture_output=True, text=True)
-    assert r.returncode == 1
+    assert r.returncode == 2
     assert f"error: {bad}:3: unknown mnemonic 'BOGUS'" in r.stderr
     assert "Traceback" not in r.stderr
 

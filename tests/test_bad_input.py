@@ -111,7 +111,7 @@ def test_asm_cli_names_file_line_and_text(case, tmp_path):
     path.write_text(src)
     out = tmp_path / "prog.bin"
     r = run_cli("-m", "arch.asm", str(path), "-o", str(out))
-    err = assert_refused(r, 1, f"error: {path}:{line}: ", *fragments)
+    err = assert_refused(r, 2, f"error: {path}:{line}: ", *fragments)
     offending = src.splitlines()[line - 1].strip()
     assert re.search(rf"\n\s+{re.escape(offending)}\n", err), err  # the source text
     assert not out.exists()
@@ -130,16 +130,16 @@ def test_asm_cli_file_problems(tmp_path):
     # not a text file (e.g. a binary passed without -d): file, line, byte
     binf = tmp_path / "prog.s"
     binf.write_bytes(b".slice VXM\n  HALT\n\xff\xfe\x00")
-    assert_refused(run_cli("-m", "arch.asm", str(binf)), 1,
+    assert_refused(run_cli("-m", "arch.asm", str(binf)), 2,
                    f"error: {binf}:3: not a UTF-8 text file", "at byte 18", "use -d")
     # a missing file
     missing = tmp_path / "nope.s"
-    assert_refused(run_cli("-m", "arch.asm", str(missing)), 1,
+    assert_refused(run_cli("-m", "arch.asm", str(missing)), 2,
                    "No such file or directory", str(missing))
     # an unknown --config
     ok = tmp_path / "ok.s"
     ok.write_text(".slice VXM\n  HALT\n")
-    assert_refused(run_cli("-m", "arch.asm", str(ok), "--config", "nope"), 1,
+    assert_refused(run_cli("-m", "arch.asm", str(ok), "--config", "nope"), 2,
                    "error: unknown config 'nope'; presets are: tiny, tiny3, small, medium, "
                    "layer, full")
 
@@ -147,20 +147,20 @@ def test_asm_cli_file_problems(tmp_path):
 def test_disasm_cli_names_file_slice_and_word(tmp_path):
     garbage = tmp_path / "garbage.bin"
     garbage.write_bytes(b"hello, world, this is not a program binary at all!")
-    assert_refused(run_cli("-m", "arch.asm", "-d", str(garbage)), 1,
+    assert_refused(run_cli("-m", "arch.asm", "-d", str(garbage)), 2,
                    f"error: {garbage}: not a program binary (magic b'hell', expected b'TSPQ')")
     short = tmp_path / "short.bin"
     short.write_bytes(b"TSPQ")
-    assert_refused(run_cli("-m", "arch.asm", "-d", str(short)), 1,
+    assert_refused(run_cli("-m", "arch.asm", "-d", str(short)), 2,
                    f"error: {short}: program binary truncated: 4 bytes, shorter than its "
                    "40-byte header")
     # a well-formed binary holding an illegal word: named by slice and word index
     bad = tmp_path / "illegal.bin"
     bad.write_bytes(Program(TINY, {"MEM_W1": [encode("NOP", n=3), 0x3F, HALT]}).to_bytes())
-    assert_refused(run_cli("-m", "arch.asm", "-d", str(bad)), 1,
+    assert_refused(run_cli("-m", "arch.asm", "-d", str(bad)), 2,
                    f"error: {bad}: MEM_W1[1]: illegal MEM opcode 63 in word 0x000000000000003f")
     # the binary was built for tiny; asking for small is refused with both hashes
-    assert_refused(run_cli("-m", "arch.asm", "-d", str(bad), "--config", "small"), 1,
+    assert_refused(run_cli("-m", "arch.asm", "-d", str(bad), "--config", "small"), 2,
                    "program built for config 'tiny'", "not for 'small'")
 
 
@@ -459,7 +459,7 @@ def run_sim_guarded(tmp_path, *args) -> subprocess.CompletedProcess:
     (["--heads", "3"], 2, ["error: --heads 3 (make: HEADS=) must divide --d-model 32"]),
     (["--seq", "0"], 2, ["error: --seq (make: SEQ=) must be >= 1, got 0"]),
     (["--seed", "-1"], 2, ["error: seed: expected an int >= 0, got -1"]),
-    (["--config", "nope"], 1, ["error: unknown config 'nope'; presets are: tiny, tiny3, small"]),
+    (["--config", "nope"], 2, ["error: unknown config 'nope'; presets are: tiny, tiny3, small"]),
 ], ids=["seq>VL", "seq-huge", "sram", "heads", "seq0", "seed", "config"])
 def test_sim_block_cli_refuses_before_building(tmp_path, args, rc, fragments):
     r = run_sim_guarded(tmp_path, "block", *args)
@@ -499,13 +499,13 @@ def test_sim_config_lists_validated_before_any_build(tmp_path):
     for cmd in ("lint", "bench-rtl"):
         r = run_sim_guarded(tmp_path, cmd, "--config", "tiny,nope")
         assert "BUILD ATTEMPTED" not in r.stderr, cmd
-        assert_refused(r, 1, "error: unknown config 'nope'")
+        assert_refused(r, 2, "error: unknown config 'nope'")
 
 
 def test_sim_block_unguarded_config_error():
     """The real ``python -m sim`` (no guard): an unknown config stops it at once."""
     r = run_cli("-m", "sim", "block", "--config", "nope")
-    assert_refused(r, 1, "error: unknown config 'nope'; presets are: "
+    assert_refused(r, 2, "error: unknown config 'nope'; presets are: "
                          "tiny, tiny3, small, medium, layer, full")
 
 
@@ -772,7 +772,7 @@ def test_model_check_names_the_model(model, fragment, tmp_path):
     (["llm-chips", "--prompt", ""], "--prompt is empty"),
     (["fabric", "--config", "tiny", "--programs", "0"], "--programs must be >= 1 (got 0)"),
 ], ids=["chips-text", "chips-0", "tokens-0", "prompt-empty", "fabric-programs-0"])
-def test_sim_commands_refuse_their_arguments_first(args, fragment, monkeypatch):
+def test_sim_commands_refuse_their_arguments_first(args, fragment, monkeypatch, capsys):
     """Checked before any model is loaded or anything is built (these were tracebacks, or
     a testbench that ran and then failed)."""
     import sim.__main__ as sim_main
@@ -782,8 +782,8 @@ def test_sim_commands_refuse_their_arguments_first(args, fragment, monkeypatch):
     monkeypatch.setattr(sim_main, "build_sim", boom)
     import sim.llm_chips
     monkeypatch.setattr(sim.llm_chips, "run_llm_chips", boom)
-    with pytest.raises(SystemExit, match=re.escape(fragment)):
-        sim_main.main(args)
+    assert sim_main.main(args) == 2
+    assert fragment in capsys.readouterr().err
 
 
 def test_llm_chips_unknown_model_is_an_error_not_a_traceback(capsys):
@@ -856,11 +856,11 @@ def test_sim_block_chips_refusals(args, fragment, monkeypatch, capsys):
     assert fragment in capsys.readouterr().err
 
 
-def test_fuzz_x_seed_needs_replay():
+def test_fuzz_x_seed_needs_replay(capsys):
     import sim.__main__ as sim_main
 
-    with pytest.raises(SystemExit, match=r"--x-seed is the X seed of a --replay"):
-        sim_main.main(["fuzz", "--config", "tiny", "-n", "2", "--x-seed", "3"])
+    assert sim_main.main(["fuzz", "--config", "tiny", "-n", "2", "--x-seed", "3"]) == 2
+    assert "error: --x-seed is the X seed of a --replay" in capsys.readouterr().err
 
 
 def test_graph_inputs_are_checked_at_run():
@@ -897,7 +897,7 @@ def test_graph_inputs_are_checked_at_run():
     (["verilog", "--config", "+c2c"], "config '+c2c': no config name before +c2c"),
     (["verilog", "--config", "tiny:superlanes=1_0"], "superlanes must be an integer, got '1_0'"),
 ])
-def test_sim_cli_refuses_before_any_build(args, message, monkeypatch, tmp_path):
+def test_sim_cli_refuses_before_any_build(args, message, monkeypatch, tmp_path, capsys):
     """Bad options of the sim commands stop with an error naming the option, before any
     Verilog is generated (a fourth sweep found each of these starting a generation, running
     something else, or silently taking a default)."""
@@ -910,9 +910,8 @@ def test_sim_cli_refuses_before_any_build(args, message, monkeypatch, tmp_path):
     monkeypatch.setattr(sim.build, "generate_verilog", no_generation)
     monkeypatch.setattr(sim_main, "generate_verilog", no_generation)
     monkeypatch.setenv("TSP_BUILD_DIR", str(tmp_path))
-    with pytest.raises(SystemExit) as ei:
-        sim_main.main(args)
-    assert message in str(ei.value.code), ei.value.code
+    assert sim_main.main(args) == 2
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("env, message", [
@@ -934,7 +933,7 @@ def test_environment_choices_are_refused_before_generation(env, message, monkeyp
     monkeypatch.setenv("TSP_BUILD_DIR", str(tmp_path))
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    assert sim_main.main(["verilog", "--config", "tiny"]) == 1
+    assert sim_main.main(["verilog", "--config", "tiny"]) == 2
     assert message in capsys.readouterr().err
 
 

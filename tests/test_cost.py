@@ -247,15 +247,18 @@ def test_a_vxm_group_costs_a_vxm_its_queue_and_one_fabric_position():
 
 
 def test_report_of_a_corrupt_cost_json_says_so(tmp_path, monkeypatch, capsys):
-    """`sim cost --report` on a cost.json that is not `make cost`'s: an error line naming
-    the file, exit 1 (it was a KeyError or JSONDecodeError traceback)."""
-    from sim.cost_report import report_cost
+    """`sim cost --report` on a cost.json that is not `make cost`'s, or none: an error line
+    naming the file, exit 2 (refused input; it was a KeyError or JSONDecodeError
+    traceback)."""
+    import sim.__main__ as sim_main
 
     monkeypatch.setenv("TSP_BUILD_DIR", str(tmp_path))
+    path = tmp_path / "cost.json"
+    assert sim_main.main(["cost", "--report"]) == 2
+    assert capsys.readouterr().err == f"error: {path} does not exist: run `make cost` first\n"
     for text, what in (("{}", "missing 'config'"), ("nonsense", "JSONDecodeError")):
-        (tmp_path / "cost.json").write_text(text)
-        lines = []
-        assert report_cost(log=lines.append) == 1
-        assert len(lines) == 1 and lines[0].startswith(
-            f"error: {tmp_path / 'cost.json'} is not the result of `make cost` ({what}")
-        assert lines[0].endswith("run `make cost` again")
+        path.write_text(text)
+        assert sim_main.main(["cost", "--report"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path} is not the result of `make cost` ({what}")
+        assert err.endswith("run `make cost` again\n")

@@ -97,13 +97,13 @@ def test_sim_llm_names_a_missing_key(tiny_path, tmp_path, capsys):
     assert f"error: {path}: metadata key 'tokenizer.ggml.tokens' missing" in capsys.readouterr().err
 
 
-def test_sim_llm_empty_prompt_ids(tiny_path, tmp_path):
+def test_sim_llm_empty_prompt_ids(tiny_path, tmp_path, capsys):
     """Before: the default text prompt ran instead."""
     from sim.__main__ import main
 
-    with pytest.raises(SystemExit, match="--prompt-ids is empty"):
-        main(["llm", "--config", "tiny", "--model", str(tiny_path), "--prompt-ids", "",
-              "--tokens", "0", "--out", str(tmp_path / "out")])
+    assert main(["llm", "--config", "tiny", "--model", str(tiny_path), "--prompt-ids", "",
+                 "--tokens", "0", "--out", str(tmp_path / "out")]) == 2
+    assert "error: --prompt-ids is empty" in capsys.readouterr().err
 
 
 def test_llm_cli_tokens_over_context(tiny_path, capsys):
