@@ -62,35 +62,19 @@ async def run_program(dut):
     await host.load(prog, image)
     load_seconds = time.monotonic() - t_load
     load_commands = host.cycles_used
-    mon = exp = None
+    mon = exp = dirty = None
     if prm.get("lockstep"):
         exp, dirty = lockstep_models(cfg, prog, image)
         assert exp.error is None, f"the machine model refuses the program: {exp.error}"
         mon = LockstepMonitor(dut, cfg)
-    t_run = time.monotonic()
-    waited_runs = []
     restore = load_image(prm["restore"]) if prm.get("restore") else None
-    if prm.get("steps"):
-        await run_steps(dut, host, prm, readback, load_seconds, load_commands, t_run)
-        return
-    restore_seconds = compare_seconds = 0.0
-    lock_errors: list[str] = []
-    for r in range(int(prm.get("repeat", 1))):
-        if r and restore:
-            t0 = time.monotonic()
-            await host.load(None, restore)
-            restore_seconds += time.monotonic() - t0
-        await host.start()
-        lock_run = mon is not None and (r == 0 or prm["lockstep"] == "every")
-        task = cocotb.start_soon(mon.run(exp.result.cycles, exp.machine)) if lock_run else None
-        waited_runs.append(await host.wait_done(int(prm.get("max_cycles", 1_000_000))))
-        if task is not None:  # every run: the same program and image, the same expectation
-            await task
-            t0 = time.monotonic()
-            lock_errors += [f"run {r}: {e}" if r else e for e in mon.compare(
-                exp.machine, exp.result.cycles, dirty=dirty)]
-            compare_seconds += time.monotonic() - t0
-    run_seconds = time.monotonic() - t_run - restore_seconds - compare_seconds
+    with env.heap_frozen():
+        t_run = time.monotonic()
+        if prm.get("steps"):
+            await run_steps(dut, host, prm, readback, load_seconds, load_commands, t_run)
+            return
+        waited_runs, run_seconds, lock_errors, compare_seconds = await run_repeated(
+            host, prm, mon, exp, dirty, restore, t_run)
     waited = waited_runs[0]
     status = await host.status()
     counters = await host.counters()
@@ -109,6 +93,32 @@ async def run_program(dut):
     })
     for e in lock_errors:
         dut._log.error("lock-step: %s", e)
+
+
+async def run_repeated(host, prm, mon, exp, dirty, restore, t_run):
+    """START the loaded program ``prm["repeat"]`` times, each after restoring its input
+    (`restore`), lock-step compared where asked.  Returns (clock edges of each run, run
+    seconds without the restores and compares, lock-step errors, compare seconds)."""
+    waited_runs: list[int] = []
+    restore_seconds = compare_seconds = 0.0
+    lock_errors: list[str] = []
+    for r in range(int(prm.get("repeat", 1))):
+        if r and restore:
+            t0 = time.monotonic()
+            await host.load(None, restore)
+            restore_seconds += time.monotonic() - t0
+        await host.start()
+        lock_run = mon is not None and (r == 0 or prm["lockstep"] == "every")
+        task = cocotb.start_soon(mon.run(exp.result.cycles, exp.machine)) if lock_run else None
+        waited_runs.append(await host.wait_done(int(prm.get("max_cycles", 1_000_000))))
+        if task is not None:  # every run: the same program and image, the same expectation
+            await task
+            t0 = time.monotonic()
+            lock_errors += [f"run {r}: {e}" if r else e for e in mon.compare(
+                exp.machine, exp.result.cycles, dirty=dirty)]
+            compare_seconds += time.monotonic() - t0
+    run_seconds = time.monotonic() - t_run - restore_seconds - compare_seconds
+    return waited_runs, run_seconds, lock_errors, compare_seconds
 
 
 async def run_steps(dut, host, prm, readback, load_seconds, load_commands, t_run):
