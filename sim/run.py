@@ -74,12 +74,14 @@ def run_cocotb(sim: SimBuild, test_module: str, *, name: str, testcase: str | No
         "TSP_RESULT": str(result_json),
         "TSP_PARAMS": json.dumps(params or {}),
         "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "INFO"),
-        # pytest's assertion rewriting only for the testbenches' test modules: cocotb's
-        # default ("*.py") rewrites every module imported after its hook -- numpy, Amaranth,
-        # arch, golden -- from source at every launch (no bytecode cache where
-        # $PYTHONDONTWRITEBYTECODE is set): 1.3 s of a 3.2 s launch of `sim run --rtl`
-        "COCOTB_REWRITE_ASSERTION_FILES": os.environ.get("COCOTB_REWRITE_ASSERTION_FILES",
-                                                         "test_*.py"),
+        # no pytest assertion rewriting in the simulator (every assert of the testbenches
+        # says what failed itself; set the variable to get it back): cocotb's default
+        # ("*.py") rewrites every module imported after its hook -- numpy, Amaranth, arch,
+        # golden -- from source at every launch (no bytecode cache where
+        # $PYTHONDONTWRITEBYTECODE is set), and setting the hook up loads pytest and its
+        # plugins: 1.8 s of a 3.2 s `sim run --rtl` of a short program (1.3 s with
+        # "test_*.py")
+        "COCOTB_REWRITE_ASSERTION_FILES": os.environ.get("COCOTB_REWRITE_ASSERTION_FILES", ""),
         # the simulator's own main loop clocks clk (sim/cocotb_main.cpp): the testbench
         # must not start a clock too
         NATIVE_CLOCK_ENV: "1" if sim.native_clock else "0",
