@@ -524,3 +524,53 @@ def test_system_designs_are_generated_with_links():
     tiny = get_config("tiny")
     assert _for_design(tiny, "system2").c2c_links == 1
     assert _for_design(tiny, "chip") is tiny
+
+
+def test_heap_frozen_freezes_the_setup_and_gives_it_back():
+    """`tb.env.heap_frozen`: inside, what the testbench made before is frozen (no
+    collection traverses it while the machine runs); after it, also after a failure,
+    nothing is."""
+    import gc
+
+    from tb.env import heap_frozen
+
+    setup = [[i] for i in range(1000)]
+    assert gc.get_freeze_count() == 0
+    with heap_frozen():
+        assert gc.get_freeze_count() >= len(setup)
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), heap_frozen():
+        raise RuntimeError("a failing run")
+    assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize("given, expected", [(None, ""), ("test_*.py", "test_*.py")])
+def test_simulator_launch_without_assertion_rewriting_unless_asked(given, expected,
+                                                                    monkeypatch, tmp_path):
+    """`sim.run.run_cocotb` turns cocotb's pytest import hook off (it rewrote every module
+    the simulator imports, at every launch) unless $COCOTB_REWRITE_ASSERTION_FILES says
+    otherwise."""
+    from types import SimpleNamespace
+
+    import cocotb_tools.runner
+
+    from sim.run import SimFailure, run_cocotb
+
+    seen = {}
+
+    class Runner:
+        def test(self, **kw):
+            seen.update(kw["extra_env"])
+
+    monkeypatch.setattr(cocotb_tools.runner, "get_runner", lambda name: Runner())
+    monkeypatch.setenv("TSP_BUILD_DIR", str(tmp_path))
+    if given is None:
+        monkeypatch.delenv("COCOTB_REWRITE_ASSERTION_FILES", raising=False)
+    else:
+        monkeypatch.setenv("COCOTB_REWRITE_ASSERTION_FILES", given)
+    sim = SimpleNamespace(verilog=SimpleNamespace(cfg=get_config("tiny")), native_clock=True,
+                          waves=False, top="tsp_chip", build_dir=tmp_path, flags=(),
+                          wave_format="vcd")
+    with pytest.raises(SimFailure, match="no cocotb results"):  # the fake runner ran nothing
+        run_cocotb(sim, "tb.chip.test_run", name="t", x_seed=None)
+    assert seen["COCOTB_REWRITE_ASSERTION_FILES"] == expected
