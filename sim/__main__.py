@@ -271,7 +271,7 @@ def cmd_model(args) -> int:
         prompt = ([int(t) for t in args.prompt.split(",")] if args.prompt else None)
     except ValueError:
         raise Refused(f"--prompt must be comma-separated token ids, got "
-                         f"{args.prompt!r}") from None
+                      f"{args.prompt!r}") from None
     print(cfg.summary(), flush=True)
     return _sim_report(lambda log: run_model(cfg, args.model, prompt, args.tokens,
                                              args.context, args.seed, log=log), print_report)
@@ -289,7 +289,7 @@ def cmd_llm(args) -> int:
             prompt = [int(t) for t in args.prompt_ids.split(",")]
         except ValueError:
             raise Refused(f"--prompt-ids must be comma-separated token ids, got "
-                             f"{args.prompt_ids!r}") from None
+                          f"{args.prompt_ids!r}") from None
     try:
         sweep = [int(c) for c in args.sweep.replace(",", " ").split()]
     except ValueError:
@@ -363,7 +363,7 @@ def cmd_llm_chips(args) -> int:
         ks = []
     if not ks or any(k < 1 or k > 16 for k in ks):
         raise Refused(f"--chips {args.chips!r}: chip counts in 1..16, e.g. "
-                         f"\"1 2 4\"")
+                      f"\"1 2 4\"")
     if args.tokens < 1:
         raise Refused(f"--tokens must be >= 1 (got {args.tokens})")
     if not args.prompt:
@@ -408,10 +408,10 @@ def cmd_bench_rtl(args) -> int:
         threads = tuple(dict.fromkeys(int(t) for t in args.threads.split(",")))
     except ValueError:
         raise Refused(f"--threads must be comma-separated thread counts, got "
-                         f"{args.threads!r}") from None
+                      f"{args.threads!r}") from None
     if 1 not in threads or min(threads) < 1:
         raise Refused(f"--threads {args.threads}: counts >= 1, with 1 among them "
-                         "(the single-threaded run is the benchmark's reference)")
+                      "(the single-threaded run is the benchmark's reference)")
     rows = run_bench_rtl(configs, cold=args.cold, threads=threads,
                          log=lambda *a: print(*a, flush=True))
     bad = [r for r in rows if r["problems"]]
@@ -441,7 +441,7 @@ def cmd_fuzz(args) -> int:
 
     if args.x_seed is not None and not args.replay:
         raise Refused("--x-seed is the X seed of a --replay (a campaign gives each "
-                         "batch its own, from --seed)")
+                      "batch its own, from --seed)")
     if args.replay is not None and not args.replay.strip():
         raise Refused("--replay is empty: give a failure's directory")
     if args.chips not in (1, 2, 4):
@@ -452,7 +452,7 @@ def cmd_fuzz(args) -> int:
                  if v is not None]
         if given:
             raise Refused(f"{', '.join(given)} apply to the one-chip fuzz, not "
-                             f"to --chips {args.chips}")
+                          f"to --chips {args.chips}")
     try:
         if args.replay and (Path(args.replay) / "case.json").is_file() and "chips" in \
                 json.loads((Path(args.replay) / "case.json").read_text()):
@@ -504,7 +504,7 @@ def cmd_cost(args) -> int:
     bad = sorted(set(pnr_units) - set(PNR_ORDER))
     if bad:
         raise Refused(f"--pnr-units: unknown {', '.join(bad)}; "
-                         f"choose from {', '.join(PNR_ORDER)}")
+                      f"choose from {', '.join(PNR_ORDER)}")
     run_cost(_config(args.config), pnr=not args.no_pnr, do_sweep=not args.no_sweep,
              chip_ecp5=args.chip_ecp5, pnr_timeout=args.pnr_timeout, pnr_units=pnr_units,
              log=lambda *a: print(*a, flush=True))

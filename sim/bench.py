@@ -87,7 +87,7 @@ def run_bench(rtl: bool = True, log=print, only: str | None = None) -> list[dict
     table = [r for r in TABLE if only is None or only in r[0]]
     if not table:
         raise Refused(f"no block row's config contains {only!r}; configs are "
-                         f"{', '.join(sorted({r[0] for r in TABLE}))}")
+                      f"{', '.join(sorted({r[0] for r in TABLE}))}")
     for cfg_name, seq, d, h, ff, causal, on_rtl in table:
         cfg = get_config(cfg_name)
         block = make_block(0, seq, d, h, ff, causal=causal)
@@ -155,7 +155,7 @@ def run_decode_bench(rtl: bool = True, log=print, only: str | None = None) -> li
     table = [r for r in DECODE_TABLE if only is None or only in r[0]]
     if not table:
         raise Refused(f"no decode row's config contains {only!r}; configs are "
-                         f"{', '.join(sorted({r[0] for r in DECODE_TABLE}))}")
+                      f"{', '.join(sorted({r[0] for r in DECODE_TABLE}))}")
     for cfg_name, ctx, d, h, ff, on_rtl in table:
         block = make_block(0, ctx, d, h, ff, causal=True)
         x_q = block.quantize_input(block.example_input(0))
