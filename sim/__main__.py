@@ -37,7 +37,7 @@ from .build import (
     generate_verilog,
     lint,
 )
-from .cli import FAILED, REFUSED, Refused
+from .cli import FAILED, PASSED, REFUSED, Refused
 from .designs import DEFAULT_DESIGN, DESIGNS
 from .run import SimFailure, run_cocotb
 from .toolchain import ToolchainError
@@ -150,74 +150,65 @@ def cmd_fabric(args) -> int:
 
 
 def _sim_report(run, print_report) -> int:
-    """Run a simulation that returns a report; print it; exit status 0 (passed), 1 (a
-    mismatch or a simulator failure) or 2 (refused input: bad shape, does not fit)."""
+    """Run a simulation that returns a report; print it; exit status 0 (passed) or 1 (a
+    mismatch or a simulator failure); refused input (bad shape, does not fit) is
+    `Refused`."""
     try:
         report = run(lambda *a: print(*a, flush=True))
     except SimFailure as e:
         print(f"FAIL: {e}", file=sys.stderr)
-        return 1
+        return FAILED
     except (ValueError, FileNotFoundError) as e:  # bad shapes or files, a program that
-        print(f"error: {e}", file=sys.stderr)  # does not fit (CompileError)
-        return 2
+        raise Refused(str(e)) from None  # does not fit (CompileError)
     print_report(report)
     if report["problems"]:
         print("\nFAIL:", file=sys.stderr)
         for p in report["problems"]:
             print(f"  {p}", file=sys.stderr)
-        return 1
-    return 0
+        return FAILED
+    return PASSED
 
 
-def _system_built(chips: int) -> bool:
-    """Whether a system design of ``chips`` chips is built (else say which are)."""
+def _check_system_built(chips: int) -> None:
+    """`Refused` unless a system design of ``chips`` chips is built (saying which are)."""
     from golden.system import MAX_CHIPS
 
     from .system import SYSTEM_DESIGNS
 
     have = sorted(SYSTEM_DESIGNS.values())
     if chips not in have:
-        print(f"error: CHIPS={chips}: systems of {', '.join(map(str, have))} chips are "
-              f"built (the model takes up to {MAX_CHIPS})", file=sys.stderr)
-    return chips in have
+        raise Refused(f"CHIPS={chips}: systems of {', '.join(map(str, have))} chips are "
+                      f"built (the model takes up to {MAX_CHIPS})")
 
 
-def _block_shape(seq: int, seq_opt: str, args) -> bool:
-    """Whether the block's shape as the command line gives it is one (else say why, with
-    the options' names: make_block's own messages name its parameters, n_heads, seq_len)."""
+def _check_block_shape(seq: int, seq_opt: str, args) -> None:
+    """`Refused` unless the block's shape as the command line gives it is one (with the
+    options' names: make_block's own messages name its parameters, n_heads, seq_len)."""
     for opt, make, v in ((seq_opt, "SEQ", seq), ("--d-model", "DMODEL", args.d_model),
                          ("--heads", "HEADS", args.heads), ("--d-ff", "DFF", args.d_ff)):
         if v < 1:
-            print(f"error: {opt} (make: {make}=) must be >= 1, got {v}", file=sys.stderr)
-            return False
+            raise Refused(f"{opt} (make: {make}=) must be >= 1, got {v}")
     if args.d_model % args.heads:
-        print(f"error: --heads {args.heads} (make: HEADS=) must divide --d-model "
-              f"{args.d_model} (DMODEL=)", file=sys.stderr)
-        return False
-    return True
+        raise Refused(f"--heads {args.heads} (make: HEADS=) must divide --d-model "
+                      f"{args.d_model} (DMODEL=)")
 
 
 def cmd_block(args) -> int:
     from .block import BlockSpec, print_report, run_block
 
     cfg = _config(args.config)
-    if not _block_shape(args.seq, "--seq", args):
-        return 2
+    _check_block_shape(args.seq, "--seq", args)
     if args.chips != 1:
         from .parallel import print_report as tp_report
         from .parallel import run_parallel_block
 
-        if not _system_built(args.chips):
-            return 2
+        _check_system_built(args.chips)
         if args.heads % args.chips or args.d_ff % args.chips:
-            print(f"error: --chips {args.chips}: the block's {args.heads} heads and d_ff "
-                  f"{args.d_ff} must split over the chips (--heads and --d-ff multiples of "
-                  f"{args.chips}; make: HEADS=, DFF=)", file=sys.stderr)
-            return 2
+            raise Refused(f"--chips {args.chips}: the block's {args.heads} heads and d_ff "
+                          f"{args.d_ff} must split over the chips (--heads and --d-ff "
+                          f"multiples of {args.chips}; make: HEADS=, DFF=)")
         if args.lockstep or args.waves:  # one chip's flow; the system has neither
-            print("error: --lockstep and --waves are of one chip's run, not of --chips",
-                  file=sys.stderr)
-            return 2
+            raise Refused("--lockstep and --waves are of one chip's run, not of --chips")
         print(cfg.with_links().summary(), flush=True)
         spec = BlockSpec(args.seq, args.d_model, args.heads, args.d_ff, args.seed,
                          not args.no_causal)
@@ -234,8 +225,7 @@ def cmd_decode(args) -> int:
     from .decode import print_report, run_decode
 
     cfg = _config(args.config)
-    if not _block_shape(args.context, "--context", args):
-        return 2
+    _check_block_shape(args.context, "--context", args)
     spec = BlockSpec(args.context, args.d_model, args.heads, args.d_ff, args.seed, True)
     print(cfg.summary(), flush=True)
     return _sim_report(lambda log: run_decode(cfg, spec, args.steps or args.context,
@@ -251,8 +241,7 @@ def cmd_layer(args) -> int:
         from .tp_layer import print_report as tp_report
         from .tp_layer import run_tp_layer_sim
 
-        if not _system_built(args.chips):
-            return 2
+        _check_system_built(args.chips)
         print(cfg.with_links().summary(), flush=True)
         return _sim_report(lambda log: run_tp_layer_sim(
             cfg, args.chips, args.model, args.layer, args.context, args.steps, args.seed,
@@ -349,9 +338,8 @@ def cmd_model_check(args) -> int:
         try:
             check_model(args.model)
         except (ValueError, FileNotFoundError) as e:
-            print(f"error: MODEL={args.model}: {e}", file=sys.stderr)
-            return 2
-    return 0
+            raise Refused(f"MODEL={args.model}: {e}") from None
+    return PASSED
 
 
 def cmd_llm_chips(args) -> int:
@@ -372,8 +360,7 @@ def cmd_llm_chips(args) -> int:
         rep = run_llm_chips(args.model, ks, args.prompt, args.tokens,
                             log=lambda *a: print(*a, flush=True))
     except (ValueError, FileNotFoundError) as e:  # unknown model, a prompt of no tokens
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise Refused(str(e)) from None
     print(f"\n{'chips':>5} {'mode':>8} {'config':>8} {'MiB/chip':>8} {'layers':>22} "
           f"{'cycles/token':>12} {'tokens/s':>9} {'pipelined':>10}")
     for r in rep["rows"]:
@@ -429,9 +416,8 @@ def cmd_profile_rtl(args) -> int:
     try:
         run_profile_rtl(configs, runs=args.runs, log=lambda *a: print(*a, flush=True))
     except ProfileError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        raise Refused(str(e)) from None
+    return PASSED
 
 
 def cmd_fuzz(args) -> int:

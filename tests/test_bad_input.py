@@ -851,7 +851,7 @@ def test_graph_errors_name_the_node_or_input(inputs, nodes, fragment):
 def test_sim_block_chips_refusals(args, fragment, monkeypatch, capsys):
     import sim.__main__ as sim_main
 
-    monkeypatch.setattr(sim_main, "_system_built", lambda chips: True)
+    monkeypatch.setattr(sim_main, "_check_system_built", lambda chips: None)
     assert sim_main.main(args) == 2
     assert fragment in capsys.readouterr().err
 
