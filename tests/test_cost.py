@@ -15,6 +15,8 @@ from sim.cost_pnr import PnrHarness, critical_path
 
 TINY = get_config("tiny")
 
+pytestmark = pytest.mark.yosys
+
 
 @pytest.fixture(scope="module")
 def build_dir(tmp_path_factory):

@@ -354,6 +354,7 @@ def test_fold_next_state_leaves_a_case_of_many_arms():
     assert n == 1 and "u <= a + 5'h0;" in out and "\\$6" not in out
 
 
+@pytest.mark.yosys
 def test_fold_next_state_is_equivalent(tmp_path):
     """The folded Verilog of a component with enables, a reset, nested Ifs, a Switch and
     a partial assignment is the same sequential circuit as yosys's own (checked by yosys's
@@ -412,6 +413,7 @@ def _assert_equivalent(tmp_path, gold: str, gate: str, *proofs: str) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+@pytest.mark.yosys
 def test_narrow_arithmetic_is_equivalent(tmp_path):
     """Sums, a difference, a product, a shift and a negation read only through their low
     bits (by a case, as the VXM's ALU reads them) are narrowed to those bits, and the
