@@ -99,7 +99,8 @@ def build_bare(cfg: TspConfig, *, threads: int = 1, log=print) -> BareBuild:
     for part in (art.path.parent.name, art.sim_path.read_bytes(), HARNESS.read_bytes(),
                  *(c.read_bytes() for c in cpp),
                  header, json.dumps(flags), inline_vlt(art),
-                 json.dumps(toolchain.tool_versions(), sort_keys=True), env["MAKEFLAGS"],
+                 json.dumps(toolchain.tool_versions(), sort_keys=True),
+                 json.dumps(toolchain.make_settings(env), sort_keys=True),
                  *((pgo.training_key(cfg),) if profiled else ())):
         h.update(part if isinstance(part, bytes) else part.encode())
     out = build_root() / "verilator" / (f"bare-{cfg.name}-t{threads}{'-pgo' * profiled}-"

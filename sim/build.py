@@ -514,7 +514,6 @@ def build_key(art: VerilogArtifact, flags: tuple[str, ...], training: str = "") 
     tool versions, flags and the build environment's settings (and a profile-guided
     build's training set, `sim.pgo.training_key`) -- never a path, so a copied or moved
     checkout (or another .venv) reuses it."""
-    env = toolchain.setup_environ({})
     h = hashlib.sha256()
     h.update(art.path.parent.name.encode())
     h.update(art.sim_path.read_bytes())  # the stripping is part of the build
@@ -527,7 +526,7 @@ def build_key(art: VerilogArtifact, flags: tuple[str, ...], training: str = "") 
         h.update(COCOTB_MAIN.read_bytes())
         h.update(" ".join(clock_cflags()).encode())
     h.update(inline_vlt(art).encode())
-    h.update(env["MAKEFLAGS"].encode())
+    h.update(json.dumps(toolchain.make_settings(), sort_keys=True).encode())
     if training:
         h.update(f"pgo {training}".encode())
     return h.hexdigest()[:16]
@@ -642,11 +641,12 @@ def runtime_dir(flags: tuple[str, ...]) -> Path:
     """Where the runtime objects of builds with ``flags`` are kept: keyed by the tool
     versions, the flags and the make settings and Verilator's root (whose path is in the
     objects' dependency files)."""
-    env = toolchain.setup_environ({})
     h = hashlib.sha256()
     h.update(json.dumps(toolchain.tool_versions(), sort_keys=True).encode())
     h.update(json.dumps(flags).encode())
-    h.update(json.dumps({k: env[k] for k in ("MAKEFLAGS", "VERILATOR_ROOT")}).encode())
+    h.update(json.dumps({**toolchain.make_settings(),
+                         "VERILATOR_ROOT": str(toolchain.verilator_root())},
+                        sort_keys=True).encode())
     return build_root() / "verilator" / f".runtime-{h.hexdigest()[:16]}"
 
 

@@ -141,6 +141,46 @@ def setup_environ(env: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+#: The make variables of Verilator's makefiles (``verilated.mk`` and the generated
+#: ``V<top>.mk``) that change what g++ makes of a build, and the environment variables
+#: make reads for them where MAKEFLAGS does not set them.
+BUILD_MAKE_VARS = ("CXX", "LINK", "CXXFLAGS", "CPPFLAGS", "LDFLAGS", "LDLIBS", "OPT",
+                   "OPT_FAST", "OPT_SLOW", "OPT_GLOBAL", "CFG_CXXFLAGS_PCH_I",
+                   "USER_CPPFLAGS", "USER_LDFLAGS", "VM_PARALLEL_BUILDS")
+
+
+def _makeflags_assignments(makeflags: str) -> dict[str, str]:
+    """The ``NAME=value`` words of a MAKEFLAGS value (spaces inside a value escaped with
+    a backslash, as make writes them and `setup_environ` does); the last one of a name
+    wins, as in make."""
+    out, word, esc = {}, "", False
+    for ch in makeflags + " ":
+        if esc:
+            word, esc = word + ch, False
+        elif ch == "\\":
+            esc = True
+        elif ch.isspace():
+            name, eq, value = word.partition("=")
+            if eq and name.replace("_", "").isalnum() and not name[:1].isdigit():
+                out[name] = value
+            word = ""
+        else:
+            word += ch
+    return out
+
+
+def make_settings(env: dict[str, str] | None = None) -> dict[str, str]:
+    """What the make of a Verilated build started with ``env`` (default os.environ, set
+    up by `setup_environ`) sees of `BUILD_MAKE_VARS`: an assignment in MAKEFLAGS (ours,
+    or the caller's, which wins), else the environment's value.  Part of every build's
+    key, so that a build made with other compiler settings is never reused; make's other
+    variables (``make sim CONFIG=medium`` passes ``CONFIG`` down in MAKEFLAGS) are not."""
+    env = setup_environ(dict(os.environ if env is None else env))
+    given = _makeflags_assignments(env["MAKEFLAGS"])
+    return {k: given.get(k, env.get(k)) for k in BUILD_MAKE_VARS
+            if k in given or k in env}
+
+
 @cache
 def verilator_version() -> str:
     setup_environ()

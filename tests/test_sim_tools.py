@@ -474,6 +474,38 @@ def test_cxx_opt_is_checked_and_keys_the_build(monkeypatch):
         toolchain.setup_environ({})
 
 
+def test_compiler_settings_from_make_key_the_build_and_nothing_else(monkeypatch):
+    """A compiler setting that reaches a Verilated build's make from outside (an assignment
+    in the caller's MAKEFLAGS, which wins over ours, or an environment variable such as
+    CXXFLAGS) is part of every build's key, so a build made without it is not reused;
+    make's own variables passed down in MAKEFLAGS (``make sim CONFIG=medium``) are not."""
+    from sim import toolchain
+    from sim.build import runtime_dir
+
+    monkeypatch.setenv("TSP_CXX_OPT", "-O2")
+    monkeypatch.setenv("TSP_MARCH", "portable")
+    for var in ("CXXFLAGS", "LDFLAGS"):
+        monkeypatch.delenv(var, raising=False)
+
+    def given(makeflags: str) -> None:  # as a new process finds it
+        monkeypatch.setenv("MAKEFLAGS", makeflags)
+        monkeypatch.delenv(toolchain.MAKEFLAGS_BASE_ENV, raising=False)
+
+    given("")
+    ours = toolchain.make_settings()
+    assert ours["OPT_FAST"] == "-O2" and ours["OPT_SLOW"] == "-O0" and "CXXFLAGS" not in ours
+    key = runtime_dir(("--x",))
+    given(" -- CONFIG=medium PGO=1")
+    assert toolchain.make_settings() == ours and runtime_dir(("--x",)) == key
+    given("OPT_FAST=-O2\\ -flto=2 LDFLAGS=-flto=2")
+    theirs = toolchain.make_settings()
+    assert theirs["OPT_FAST"] == "-O2 -flto=2" and theirs["LDFLAGS"] == "-flto=2"
+    assert theirs["OPT_SLOW"] == "-O0" and runtime_dir(("--x",)) != key
+    given("")
+    monkeypatch.setenv("CXXFLAGS", "-g")
+    assert toolchain.make_settings()["CXXFLAGS"] == "-g" and runtime_dir(("--x",)) != key
+
+
 def test_march_is_checked_and_keys_the_build(monkeypatch):
     """$TSP_MARCH: by default the evaluation code is compiled for this CPU (-march=native,
     one make word with its level), ``portable`` for g++'s default target; a native build's
