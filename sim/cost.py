@@ -243,14 +243,17 @@ def _rtl_sources() -> list[Path]:
 
 
 def unit_key(cfg: TspConfig, unit: str, extra: str = "") -> str:
-    """Hash of everything a unit's RTLIL depends on (the tool scripts and versions key the
-    result files inside its directory, `_result_path`)."""
+    """Hash of everything a unit's RTLIL depends on: the RTL, and this file, which defines
+    what each unit builds (`UNITS`: a partial slice's size, the config a variant unit is
+    built on) and how it is written (`write_rtlil`).  The tool scripts and versions key
+    the result files inside its directory (`_result_path`)."""
     import amaranth
 
     h = hashlib.sha256()
     h.update(json.dumps({"unit": unit, "cfg": cfg.params(), "extra": extra},
                         sort_keys=True).encode())
     h.update(amaranth.__version__.encode())
+    h.update(Path(__file__).read_bytes())
     for f in _rtl_sources():
         h.update(f.name.encode())
         h.update(f.read_bytes())

@@ -91,6 +91,21 @@ def test_fabric_is_one_register_per_stream_hop(build_dir):
     assert g["memory_bits"] == 0 and g["multipliers"] == 0
 
 
+def test_unit_key_covers_the_unit_definitions(tmp_path, monkeypatch):
+    """A unit's cached synthesis is keyed by sim/cost.py too, which says what each unit
+    builds (a partial slice's size, a variant's config): an edit there is a new key."""
+    import sim.cost as cost
+
+    key = cost.unit_key(TINY, "MXM_LR")
+    edited = tmp_path / "cost.py"
+    edited.write_text(open(cost.__file__).read().replace("mxm_load_rows=load_rows",
+                                                         "mxm_load_rows=2"))
+    monkeypatch.setattr(cost, "__file__", str(edited))
+    assert cost.unit_key(TINY, "MXM_LR") != key
+    monkeypatch.undo()
+    assert cost.unit_key(TINY, "MXM_LR") == key
+
+
 def test_pnr_harness_puts_every_port_bit_on_a_chain():
     from hdl.mem import MemSlice
 
