@@ -54,7 +54,7 @@ def cxx_opt() -> str:
     value = os.environ.get(CXX_OPT_ENV, "-O2")
     if value not in CXX_OPTS:
         raise ChoiceError(f"{CXX_OPT_ENV}={value!r} is not a g++ optimisation level this "
-                             f"project builds with: use one of {', '.join(CXX_OPTS)}")
+                          f"project builds with: use one of {', '.join(CXX_OPTS)}")
     return value
 
 

