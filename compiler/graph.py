@@ -485,24 +485,24 @@ def _qlinear_golden(n, xe):
 
 
 def _qlinear_lower(pb, n, ins, out, shp):
-    """`linear_rows`; products that read one input share its masked planes
-    (`block_planes`, made once for all of them: one block size, block sums if any has
-    offsets)."""
+    """`linear_rows`; products that read one input with one block size share its masked
+    planes (`block_planes`, made once for all of them, with block sums if any has offsets;
+    a llama.cpp Q4_K_M file's ``attn_v`` has blocks of 16 beside ``attn_q``'s 32)."""
     from .lowerings import linear_rows
     from .lowerings.linear import block_planes
     (x, ex), = ins
     rows, width, _ = shp[n.inputs[0]]
+    group = n.attrs["weight"].group
     peers = [m.attrs["weight"] for m in pb.graph.nodes
-             if m.kind == "qlinear" and m.inputs == n.inputs] if pb.graph else []
+             if m.kind == "qlinear" and m.inputs == n.inputs
+             and m.attrs["weight"].group == group] if pb.graph else []
     planes, chips = None, _chips(n)
     if len(peers) > 1:
-        key = ("planes", n.inputs[0])
+        key = ("planes", n.inputs[0], group)
         if key not in pb.shared:
-            groups = {w.group for w in peers}
-            _need(n, len(groups) == 1, f"products sharing the input {n.inputs[0]!r} have "
-                  f"block sizes {sorted(groups)}")
-            pb.shared[key] = block_planes(pb, f"{n.inputs[0]}.planes", x, rows, width,
-                                          groups.pop(), any(w.o is not None for w in peers),
+            name = f"{n.inputs[0]}.planes" + ("" if group == 32 else str(group))
+            pb.shared[key] = block_planes(pb, name, x, rows, width, group,
+                                          any(w.o is not None for w in peers),
                                           pb.cfg.slices_of("MXM")[0].hemisphere)
         planes = pb.shared[key]
     if chips == 1:

@@ -2,12 +2,20 @@
 
 The container is parsed by the ``gguf`` package (``GGUFReader``); the block formats are
 decoded here, independently of ``gguf.quants`` (the tests compare both, and against blocks
-packed by hand):
+packed by hand).  Every block type is small integers ``v`` with a scale ``d`` and an
+optional offset per *group* of values, ``x = d v (+ o)``:
 
-* ``Q8_0``: blocks of 32 -- f16 ``d``, 32 x int8 ``q``: ``x = d q``.
-* ``Q4_0``: blocks of 32 -- f16 ``d``, 16 bytes: ``x[j] = d (lo_nibble[j] - 8)`` for
-  ``j < 16``, ``x[16 + j] = d (hi_nibble[j] - 8)``.
+* ``Q8_0``: blocks of 32 -- f16 ``d``, 32 x int8 ``v``.
+* ``Q4_0``: blocks of 32 -- f16 ``d``, 16 bytes: ``v[j] = lo_nibble[j] - 8`` for ``j < 16``,
+  ``v[16 + j] = hi_nibble[j] - 8``.
 * ``Q4_1``: blocks of 32 -- f16 ``d``, f16 ``m``, 16 bytes: ``x = d nibble + m`` (same order).
+* ``Q5_0`` / ``Q5_1``: as ``Q4_0`` / ``Q4_1`` with a fifth bit per value (bit ``j`` of a
+  32-bit ``qh``): ``v = nibble + 16 bit - 16``, or ``x = d (nibble + 16 bit) + m``.
+* ``Q4_K`` / ``Q5_K``: super-blocks of 256 -- f16 ``d``, f16 ``dmin``, 12 bytes of eight
+  6-bit scales and mins, (``Q5_K``: 32 bytes of fifth bits,) 128 bytes of nibbles; eight
+  groups of 32 with ``x = d sc v - dmin m`` (``v`` = 0..15 or 0..31).
+* ``Q6_K``: super-blocks of 256 -- 128 bytes of low nibbles, 64 of high 2-bit pairs, sixteen
+  int8 scales, f16 ``d``; sixteen groups of 16 with ``x = d sc (v - 32)``.
 * ``F32``, ``F16``, ``BF16``: plain.
 
 GGUF lists dimensions fastest first (``ne0`` = row length), so a tensor of GGUF shape
@@ -22,7 +30,11 @@ import numpy as np
 
 BLOCK = 32
 
-__all__ = ["GGUFFile", "decode_blocks", "dequantize"]
+#: block types: (bytes per block, values per block)
+BLOCK_TYPES = {"Q8_0": (34, 32), "Q4_0": (18, 32), "Q4_1": (20, 32), "Q5_0": (22, 32),
+               "Q5_1": (24, 32), "Q4_K": (144, 256), "Q5_K": (176, 256), "Q6_K": (210, 256)}
+
+__all__ = ["BLOCK_TYPES", "GGUFFile", "decode_blocks", "dequantize"]
 
 
 def _f16(raw: np.ndarray, col: int) -> np.ndarray:
@@ -30,57 +42,116 @@ def _f16(raw: np.ndarray, col: int) -> np.ndarray:
 
 
 def _nibbles(qs: np.ndarray) -> np.ndarray:
-    return np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.float64)
+    """16 bytes per row -> 32 values: the low nibbles, then the high ones."""
+    return np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.int64)
+
+
+def _bits32(qh: np.ndarray) -> np.ndarray:
+    """4 bytes per row (a little-endian uint32) -> its 32 bits, bit j in column j."""
+    word = qh.copy().view("<u4")[:, 0].astype(np.int64)
+    return (word[:, None] >> np.arange(32)) & 1
+
+
+def _k_scales(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The eight 6-bit scales and mins of a Q4_K/Q5_K super-block (12 bytes per row)."""
+    s = s.astype(np.int64)
+    lo = [(s[:, j] & 63, s[:, j + 4] & 63) for j in range(4)]
+    hi = [((s[:, j + 4] & 0xF) | ((s[:, j - 4] >> 6) << 4),
+           (s[:, j + 4] >> 4) | ((s[:, j] >> 6) << 4)) for j in range(4, 8)]
+    sc = np.stack([a for a, _ in lo + hi], axis=1)
+    mn = np.stack([b for _, b in lo + hi], axis=1)
+    return sc, mn
+
+
+def _groups(kind: str, blk: np.ndarray):
+    """``(v [blocks, values], d [blocks, groups], o or None, group)``: ``x = d v + o`` per
+    group of ``group`` consecutive values."""
+    if kind == "Q8_0":
+        return blk[:, 2:].view(np.int8).astype(np.int64), _f16(blk, 0)[:, None], None, 32
+    if kind == "Q4_0":
+        return _nibbles(blk[:, 2:]) - 8, _f16(blk, 0)[:, None], None, 32
+    if kind == "Q4_1":
+        return _nibbles(blk[:, 4:]), _f16(blk, 0)[:, None], _f16(blk, 2)[:, None], 32
+    if kind == "Q5_0":
+        return (_nibbles(blk[:, 6:]) + 16 * _bits32(blk[:, 2:6]) - 16, _f16(blk, 0)[:, None],
+                None, 32)
+    if kind == "Q5_1":
+        return (_nibbles(blk[:, 8:]) + 16 * _bits32(blk[:, 4:8]), _f16(blk, 0)[:, None],
+                _f16(blk, 2)[:, None], 32)
+    if kind in ("Q4_K", "Q5_K"):
+        d, dmin = _f16(blk, 0)[:, None], _f16(blk, 2)[:, None]
+        sc, mn = _k_scales(blk[:, 4:16])
+        qs = blk[:, 16:144] if kind == "Q4_K" else blk[:, 48:176]
+        v = _k_nibbles(qs)
+        if kind == "Q5_K":
+            qh = blk[:, 16:48].astype(np.int64)  # group g: bit g of byte l, for its value l
+            v = v + 16 * np.concatenate([(qh >> g) & 1 for g in range(8)], axis=1)
+        return v, d * sc, -dmin * mn, 32
+    if kind == "Q6_K":
+        ql, qh = blk[:, :128].astype(np.int64), blk[:, 128:192].astype(np.int64)
+        sc = blk[:, 192:208].view(np.int8).astype(np.int64)
+        parts = []
+        for h in range(2):
+            lo, hb = ql[:, 64 * h:64 * h + 64], qh[:, 32 * h:32 * h + 32]
+            parts += [(lo[:, :32] & 0xF) | ((hb & 3) << 4),
+                      (lo[:, 32:] & 0xF) | (((hb >> 2) & 3) << 4),
+                      (lo[:, :32] >> 4) | (((hb >> 4) & 3) << 4),
+                      (lo[:, 32:] >> 4) | (((hb >> 6) & 3) << 4)]
+        return np.concatenate(parts, axis=1) - 32, _f16(blk, 208)[:, None] * sc, None, 16
+    raise AssertionError(kind)
+
+
+def _k_nibbles(qs: np.ndarray) -> np.ndarray:
+    """Q4_K/Q5_K's 128 bytes of nibbles -> 256 values: per 32 bytes, the low nibbles (one
+    group of 32), then the high ones (the next group)."""
+    return np.concatenate([np.concatenate([qs[:, 32 * c:32 * c + 32] & 0xF,
+                                           qs[:, 32 * c:32 * c + 32] >> 4], axis=1)
+                           for c in range(4)], axis=1).astype(np.int64)
+
+
+def _decoded(kind: str, raw: np.ndarray, n: int, name: str):
+    if kind not in BLOCK_TYPES:
+        raise ValueError(f"GGUF tensor {name!r}: type {kind} is not supported "
+                         f"(supported: F32, F16, BF16, {', '.join(BLOCK_TYPES)})")
+    size, per = BLOCK_TYPES[kind]
+    b = np.ascontiguousarray(raw, dtype=np.uint8).reshape(-1)
+    if n % per or b.size != n // per * size:
+        raise ValueError(f"GGUF tensor {name!r}: {b.size} bytes do not hold {n} {kind} "
+                         f"values ({size} bytes per block of {per})")
+    return _groups(kind, b.reshape(-1, size))
 
 
 def dequantize(kind: str, raw: np.ndarray, shape: tuple[int, ...], name: str = "?") -> np.ndarray:
     """Decode a tensor's raw bytes (``kind`` = GGML type name) to float64 of ``shape``."""
-    n = int(np.prod(shape))
     if kind in ("F32", "F16"):
         return np.asarray(raw).astype(np.float64).reshape(shape)
     if kind == "BF16":
         u = np.asarray(raw).view(np.uint16).astype(np.uint32) << 16
         return u.view(np.float32).astype(np.float64).reshape(shape)
-    sizes = {"Q8_0": 34, "Q4_0": 18, "Q4_1": 20}
-    if kind not in sizes:
-        raise ValueError(f"GGUF tensor {name!r}: type {kind} is not supported "
-                         f"(supported: F32, F16, BF16, {', '.join(sizes)})")
-    b = np.ascontiguousarray(raw, dtype=np.uint8).reshape(-1)
-    if n % BLOCK or b.size != n // BLOCK * sizes[kind]:
-        raise ValueError(f"GGUF tensor {name!r}: {b.size} bytes do not hold {n} {kind} "
-                         f"values ({sizes[kind]} bytes per block of {BLOCK})")
-    blk = b.reshape(-1, sizes[kind])
-    d = _f16(blk, 0)[:, None]
-    if kind == "Q8_0":
-        x = blk[:, 2:].view(np.int8).astype(np.float64) * d
-    elif kind == "Q4_0":
-        x = (_nibbles(blk[:, 2:]) - 8.0) * d
-    else:
-        x = _nibbles(blk[:, 4:]) * d + _f16(blk, 2)[:, None]
+    v, d, o, g = _decoded(kind, raw, int(np.prod(shape)), name)
+    x = v.astype(np.float64) * np.repeat(d, g, axis=1)
+    if o is not None:
+        x = x + np.repeat(o, g, axis=1)
     return x.reshape(shape)
 
 
 def decode_blocks(kind: str, raw: np.ndarray, shape: tuple[int, int], name: str = "?"):
-    """A block-quantised matrix as ``(q int8 [rows, n], d [rows, n/32], offset or None)``
-    with ``x = q * d + offset`` exactly (Q4: ``q = nibble - 8``, Q4_1 offset ``m + 8 d``)."""
-    sizes = {"Q8_0": 34, "Q4_0": 18, "Q4_1": 20}
-    if kind not in sizes:
+    """A block-quantised matrix as ``(q int8 [rows, n], d [rows, n/g], offset or None)``
+    with ``x = q * d + offset`` exactly per group of ``g`` = n / d.shape[1] values (32; 16
+    for ``Q6_K``).  Unsigned values are centred (``q = v - 8``, ``- 16``; the offset takes
+    ``8 d``, ``16 d``); a scale keeps its sign (``Q4_0``'s ``d`` and ``Q6_K``'s int8 scales
+    may be negative)."""
+    if kind not in BLOCK_TYPES:
         raise ValueError(f"GGUF tensor {name!r}: type {kind} has no int8 block form "
-                         f"(block types: {', '.join(sizes)})")
+                         f"(block types: {', '.join(BLOCK_TYPES)})")
     rows, n = shape
-    blk = np.ascontiguousarray(raw, dtype=np.uint8).reshape(-1, sizes[kind])
-    if blk.shape[0] * BLOCK != rows * n:
-        raise ValueError(f"GGUF tensor {name!r}: {blk.shape[0]} blocks for shape {shape}")
-    d = _f16(blk, 0)
-    if kind == "Q8_0":
-        q, off = blk[:, 2:].view(np.int8), None
-    elif kind == "Q4_0":
-        q, off = _nibbles(blk[:, 2:]).astype(np.int8) - 8, None
-    else:
-        q, off = _nibbles(blk[:, 4:]).astype(np.int8) - 8, _f16(blk, 2) + 8.0 * d
-    nb = n // BLOCK
-    return (q.reshape(rows, n).astype(np.int8), d.reshape(rows, nb),
-            None if off is None else off.reshape(rows, nb))
+    v, d, o, g = _decoded(kind, raw, rows * n, name)
+    if o is not None:  # centre the unsigned values of Q4_1, Q5_1, Q4_K, Q5_K
+        c = 8 if kind in ("Q4_1", "Q4_K") else 16
+        v, o = v - c, o + c * d
+    nb = n // g
+    return (v.reshape(rows, n).astype(np.int8), d.reshape(rows, nb),
+            None if o is None else o.reshape(rows, nb))
 
 
 class GGUFFile:

@@ -233,7 +233,8 @@ class LlamaModel:
     def _int_matrix(self, key, w) -> RowWeight:
         b = self._blocks.get(key)
         if self.weights == "gguf" and b is not None:
-            return RowWeight.from_blocks(*b)
+            q, d, off = b
+            return RowWeight.from_blocks(q, d, off, group=q.shape[1] // d.shape[1])
         return RowWeight(w, group=None if self.weights == "row" else 32)
 
     # ---- integer weights (built on first use) -------------------------------------------

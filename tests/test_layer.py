@@ -183,3 +183,23 @@ def test_generate_checks_the_context_before_the_first_token(tmp_path):
                                          rf"length {C}"):
         m.generate_ids([5] * (C - 8), 10, on_token=got.append)
     assert got == []
+
+
+def test_layer_decode_steps_from_llama_cpp_q4_k_m_weights(tmp_path, base_seed):
+    """llama.cpp's usual Q4_K_M mix (Q4_K: blocks of 32 with 6-bit scales and mins of two
+    f16s; Q6_K: blocks of 16 for ``attn_v`` and ``ffn_down``), read by `golden.gguf_file`:
+    the products keep the file's own blocks, so ``attn_v`` (16) and ``attn_q``/``attn_k``
+    (32) read one input with two block sizes (two sets of masked planes).  Bit-exact over
+    4 steps, each in the predicted cycles."""
+    print(f"seed={base_seed}")
+    path = tmp_path / "q4km.gguf"
+    write_tiny_gguf(path, base_seed, weights="Q4_K_M", d_model=256, d_ff=512)
+    model = LlamaModel(path)
+    lc, layers = model.config, model.int_weights()["layers"]
+    L = layers[1]
+    assert {k: L[k].group for k in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")} == \
+        {"wq": 32, "wk": 32, "wv": 16, "wo": 32, "w_gate": 32, "w_up": 32, "w_down": 16}
+    assert L["wq"].o is not None and L["wv"].o is None  # Q4_K's mins; Q6_K has none
+    cl = compile_layer_step(lc, L, "medium:imem_depth=4096", 16)
+    rows, es = residual_rows(np.random.default_rng([base_seed, 36]), 4, lc.d_model)
+    assert_steps_bit_exact(cl, lc, L, rows, es)

@@ -136,3 +136,11 @@ def test_real_layer_seq_over_context(tiny_path, capsys):
     argv = ["--model", str(tiny_path), "--layers", "1", "--seq", "300"]
     assert real_layer.main(argv) == 2
     assert "error: seq 300 is over the model's context length 256" in capsys.readouterr().err
+
+
+def test_tiny_writer_refuses_k_blocks_on_short_rows_and_unknown_mixes(tmp_path):
+    with pytest.raises(ValueError, match=r"token_embd.weight's rows of 64 are not a multiple "
+                                         r"of 256 \(Q6_K blocks\)"):
+        write_tiny_gguf(tmp_path / "a.gguf", weights="Q4_K_M")
+    with pytest.raises(ValueError, match=r"weights='Q3_K_S'; choose one of \['Q4_1', 'Q4_K_M'\]"):
+        write_tiny_gguf(tmp_path / "b.gguf", weights="Q3_K_S")

@@ -278,8 +278,10 @@ def test_gguf_blocks_packed_by_hand():
         [nib * 0.25 - 1.0])
     np.testing.assert_array_equal(
         dequantize("Q4_0", np.frombuffer(_f16(2.0) + qs, np.uint8), (1, 32)), [(nib - 8) * 2.0])
-    with pytest.raises(ValueError, match="type Q5_K is not supported"):
-        dequantize("Q5_K", np.zeros(10, np.uint8), (1, 32), "x")
+    with pytest.raises(ValueError, match="type Q2_K is not supported"):
+        dequantize("Q2_K", np.zeros(10, np.uint8), (1, 32), "x")
+    with pytest.raises(ValueError, match="bytes do not hold 256 Q6_K values"):
+        dequantize("Q6_K", np.zeros(209, np.uint8), (1, 256), "x")
     with pytest.raises(ValueError, match="bytes do not hold"):
         dequantize("Q8_0", np.zeros(33, np.uint8), (1, 32), "x")
 
@@ -296,6 +298,44 @@ def test_gguf_dequantize_matches_gguf_package(rng, kind):
     rebuilt = qv * np.repeat(d, 32, 1) + (0 if off is None else np.repeat(off, 32, 1))
     np.testing.assert_allclose(rebuilt, ours, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(RowWeight.from_blocks(qv, d, off).dequantize(), ours)
+
+
+#: where the f16 scale fields of a block sit (the rest of a random block is any bytes)
+_F16_FIELDS = {"Q5_0": [0], "Q5_1": [0, 2], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208]}
+
+
+@pytest.mark.parametrize("kind", sorted(_F16_FIELDS))
+def test_gguf_block_types_match_gguf_package(kind, base_seed):
+    """Q5_0/Q5_1 and the K-quants (Q4_K, Q5_K, Q6_K: the usual types of llama.cpp's
+    Q4_K_M / Q5_K_M files) decoded here against ``gguf.quants`` on random blocks (finite
+    f16 scales), and their int8 block form (`decode_blocks`: groups of 32, 16 for Q6_K)
+    rebuilding the same values exactly."""
+    gguf = pytest.importorskip("gguf", reason="the gguf package (dev extra) is not installed")
+    seed = base_seed + sorted(_F16_FIELDS).index(kind)
+    rng = np.random.default_rng(seed)
+    qt = getattr(gguf.GGMLQuantizationType, kind)
+    per, size = gguf.GGML_QUANT_SIZES[qt]
+    rows, n = 6, 512
+    raw = rng.integers(0, 256, (rows * n // per, size), dtype=np.uint8)
+    for col in _F16_FIELDS[kind]:
+        f16 = rng.uniform(-0.05, 0.05, raw.shape[0]).astype(np.float16)
+        raw[:, col:col + 2] = f16.view(np.uint8).reshape(-1, 2)
+    raw = raw.reshape(-1)
+    ours = dequantize(kind, raw, (rows, n))
+    ref = gguf.quants.dequantize(raw, qt).astype(np.float64).reshape(rows, n)
+    # ours is exact (float64); gguf's is float32 (``d sc v - dmin m`` rounds there)
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=np.abs(ref).max() * 2.0**-22,
+                               err_msg=f"seed {seed}")
+    qv, d, off = decode_blocks(kind, raw, (rows, n))
+    g = n // d.shape[1]
+    assert g == (16 if kind == "Q6_K" else 32)
+    assert qv.min() >= {"Q6_K": -32}.get(kind, -16) and qv.max() <= 31
+    rebuilt = qv * np.repeat(d, g, 1) + (0 if off is None else np.repeat(off, g, 1))
+    np.testing.assert_array_equal(rebuilt, ours, err_msg=f"seed {seed}")
+    w = RowWeight.from_blocks(qv, d, off, group=g)
+    # exact on the grid of the largest scale; a small one rounded to 2**-23 of it
+    tol = np.abs(d).max() * 2.0**-22 * (np.abs(qv).max() + 1 + (0 if off is None else 32))
+    np.testing.assert_allclose(w.dequantize(), ours, rtol=0, atol=tol)
 
 
 def test_attention_products_from_int8_digits(rng):

@@ -111,3 +111,19 @@ def test_a_model_whose_weights_exceed_the_sram_is_refused_before_lowering(tiny_m
                        r"\(mem_slices_per_hemisphere 2 of at most 44, mem_depth 256 of at most "
                        r"4096"):
         compile_model_step(model, "tiny", 16)
+
+
+def test_a_q4_k_m_llama_generates_the_golden_tokens(tmp_path, base_seed):
+    """The whole model from llama.cpp's Q4_K_M mix (Q4_K matrices; Q6_K ``attn_v``,
+    ``ffn_down``, embedding and output rows, blocks of 16): the same tokens as the golden."""
+    path = tmp_path / "q4km.gguf"
+    write_tiny_gguf(path, 2, untied=True, weights="Q4_K_M", d_model=256, d_ff=512)
+    model = LlamaModel(path)
+    cm = compile_model_step(model, "layer", 16)
+    rng = np.random.default_rng([base_seed, 51])
+    prompt = [int(t) for t in rng.integers(3, model.config.vocab, 4)]
+    print(f"seed={base_seed} prompt={prompt}")
+    got, cycles = cm.generate(prompt, 6)
+    assert got == model.generate_ids(prompt, 6)
+    assert len(set(got)) > 1 and cycles == [cm.cycles] * (len(prompt) + 6 - 1)
+    assert model.int_weights()["output"].group == 16
