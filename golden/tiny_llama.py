@@ -84,12 +84,24 @@ def quantize_q6_k(x: np.ndarray) -> np.ndarray:
                            sc.astype(np.int8).view(np.uint8), _f16_bytes(d)], axis=1).reshape(-1)
 
 
+#: a SentencePiece ("llama") vocabulary: unknown, control, the 256 byte tokens, a few pieces
+SPM_PIECES = ["\u2581", "\u2581the", "\u2581cat", "he", "llo", "\u2581h", "\u00e9t\u00e9"]
+
+
+def spm_vocab() -> tuple[list[str], list[int]]:
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + SPM_PIECES
+    types = [2, 3, 3] + [6] * 256 + [1] * len(SPM_PIECES)
+    return tokens, types
+
+
 def write_tiny_gguf(path, seed: int = 0, arch: str = "llama", outlier: float = 8.0,
-                    untied: bool = False, weights: str = "Q4_1", **shape) -> dict:
+                    untied: bool = False, weights: str = "Q4_1", tokenizer: str = "gpt2",
+                    **shape) -> dict:
     """Write the tiny model (``shape``: changes to `TINY`, e.g. ``n_kv_heads=4``;
     ``untied``: an output matrix of its own instead of the embedding's, so that greedy
     decoding does not just repeat the input token; ``weights``: the types, `MIXES`; the K
-    types need rows of a multiple of 256); return its float weights as written
+    types need rows of a multiple of 256; ``tokenizer``: byte-level BPE ``"gpt2"`` or a
+    SentencePiece ``"llama"`` vocabulary, `spm_vocab`); return its float weights as written
     (before quantisation)."""
     import gguf
     from gguf import GGMLQuantizationType as Q
@@ -103,7 +115,9 @@ def write_tiny_gguf(path, seed: int = 0, arch: str = "llama", outlier: float = 8
         raise ValueError(f"write_tiny_gguf: weights={weights!r}; choose one of {sorted(MIXES)}")
     mix = MIXES[weights]
     c = {**TINY, **shape}
-    tokens, types = tiny_vocab()
+    if tokenizer not in ("gpt2", "llama"):
+        raise ValueError(f"write_tiny_gguf: tokenizer={tokenizer!r}; choose 'gpt2' or 'llama'")
+    tokens, types = tiny_vocab() if tokenizer == "gpt2" else spm_vocab()
     vocab, d, dff = len(tokens), c["d_model"], c["d_ff"]
     hd = d // c["n_heads"]
     w = gguf.GGUFWriter(str(path), arch)
@@ -116,11 +130,14 @@ def write_tiny_gguf(path, seed: int = 0, arch: str = "llama", outlier: float = 8
     w.add_rope_freq_base(c["rope_base"])
     w.add_layer_norm_rms_eps(c["eps"])
     w.add_rope_dimension_count(hd)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("smollm")
+    w.add_tokenizer_model(tokenizer)
     w.add_token_list(tokens)
     w.add_token_types(types)
-    w.add_token_merges(MERGES)
+    if tokenizer == "gpt2":
+        w.add_tokenizer_pre("smollm")
+        w.add_token_merges(MERGES)
+    else:
+        w.add_token_scores([0.0] * len(tokens))
     w.add_bos_token_id(1)
     w.add_eos_token_id(2)
 

@@ -144,3 +144,25 @@ def test_tiny_writer_refuses_k_blocks_on_short_rows_and_unknown_mixes(tmp_path):
         write_tiny_gguf(tmp_path / "a.gguf", weights="Q4_K_M")
     with pytest.raises(ValueError, match=r"weights='Q3_K_S'; choose one of \['Q4_1', 'Q4_K_M'\]"):
         write_tiny_gguf(tmp_path / "b.gguf", weights="Q3_K_S")
+
+
+def test_a_sentencepiece_model_decodes_and_refuses_text_by_name(tmp_path):
+    """A llama GGUF with a SentencePiece vocabulary (``tokenizer.ggml.model`` 'llama', as
+    Llama 2, TinyLlama and the TinyStories models have): it loads and runs from token ids;
+    ids decode piece by piece (``▁`` a space, byte tokens assembled as UTF-8, control tokens
+    nothing); text is refused, pointing to token ids."""
+    from golden.tiny_llama import spm_vocab
+
+    path = tmp_path / "spm.gguf"
+    write_tiny_gguf(path, 3, tokenizer="llama")
+    model = load_model(str(path))
+    tokens, _ = spm_vocab()
+    ids = [tokens.index(t) for t in ("<s>", "\u2581the", "\u2581cat", "<0x0A>", "\u2581h",
+                                     "llo", "<0xC3>", "<0xA9>", "\u00e9t\u00e9")]
+    assert model.detokenize(ids) == " the cat\n hllo\u00e9\u00e9t\u00e9"
+    with pytest.raises(ValueError, match=r"tokenizer.ggml.model 'llama' \(SentencePiece\): "
+                                         r"encoding text is not supported; give the prompt "
+                                         r"as token ids \(--prompt-ids\)"):
+        model.tokenize("the cat")
+    out = model.generate_ids([5, 9, 200], 3)
+    assert len(out) == 3 and all(0 <= t < len(tokens) for t in out)
