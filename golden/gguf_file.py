@@ -28,8 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-BLOCK = 32
-
 #: block types: (bytes per block, values per block)
 BLOCK_TYPES = {"Q8_0": (34, 32), "Q4_0": (18, 32), "Q4_1": (20, 32), "Q5_0": (22, 32),
                "Q5_1": (24, 32), "Q4_K": (144, 256), "Q5_K": (176, 256), "Q6_K": (210, 256)}

@@ -1,12 +1,15 @@
 """A tiny llama GGUF written on the fly (no download): random seeded weights in the same
 block formats as SmolLM2's file (Q4_1 matrices, Q8_0 embeddings, F32 norms), or in
 llama.cpp's Q4_K_M mix (Q4_K and Q6_K: rows of a multiple of 256), and a small
-byte-level BPE vocabulary with merges and control tokens.  The tests' model and `make
-sim-layer`'s default (needs the `gguf` and `tokenizers` packages: the dev extra)."""
+byte-level BPE vocabulary with merges and control tokens (or a SentencePiece one).  The
+tests' model and `make sim-layer`'s default (needs the `gguf` and `tokenizers` packages:
+the dev extra)."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from .tokenizer import BYTE, CONTROL, NORMAL, UNKNOWN
 
 TINY = dict(n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, d_ff=128, eps=1e-5,
             rope_base=10000.0, context=256)
@@ -19,14 +22,15 @@ def tiny_vocab() -> tuple[list[str], list[int]]:
     tokens = list(SPECIALS) + sorted(pre_tokenizers.ByteLevel.alphabet())
     for m in MERGES:
         tokens.append(m.replace(" ", ""))
-    types = [3] * len(SPECIALS) + [1] * (len(tokens) - len(SPECIALS))
+    types = [CONTROL] * len(SPECIALS) + [NORMAL] * (len(tokens) - len(SPECIALS))
     return tokens, types
 
 
 #: the weight types a tiny model can be written with: SmolLM2's file, or llama.cpp's
-#: ``Q4_K_M`` mix (Q4_K matrices, Q6_K for ``attn_v``, ``ffn_down`` and the embeddings)
+#: ``Q4_K_M`` mix (Q4_K matrices, Q6_K for ``attn_v``, ``ffn_down`` and the embeddings);
+#: a matrix not named takes ``matrix``
 MIXES = {
-    "Q4_1": {"matrix": "Q4_1", "attn_v": "Q4_1", "ffn_down": "Q4_1", "embed": "Q8_0"},
+    "Q4_1": {"matrix": "Q4_1", "embed": "Q8_0"},
     "Q4_K_M": {"matrix": "Q4_K", "attn_v": "Q6_K", "ffn_down": "Q6_K", "embed": "Q6_K"},
 }
 
@@ -90,7 +94,7 @@ SPM_PIECES = ["\u2581", "\u2581the", "\u2581cat", "he", "llo", "\u2581h", "\u00e
 
 def spm_vocab() -> tuple[list[str], list[int]]:
     tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + SPM_PIECES
-    types = [2, 3, 3] + [6] * 256 + [1] * len(SPM_PIECES)
+    types = [UNKNOWN, CONTROL, CONTROL] + [BYTE] * 256 + [NORMAL] * len(SPM_PIECES)
     return tokens, types
 
 

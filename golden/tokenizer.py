@@ -17,7 +17,7 @@ from __future__ import annotations
 __all__ = ["Tokenizer"]
 
 _PRE_DIGITS = {"smollm", "starcoder", "refact", "codeshell", "command-r", "exaone", "minerva"}
-NORMAL, CONTROL, BYTE = 1, 3, 6  # tokenizer.ggml.token_type values
+NORMAL, UNKNOWN, CONTROL, BYTE = 1, 2, 3, 6  # tokenizer.ggml.token_type values
 
 
 class Tokenizer:
