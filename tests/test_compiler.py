@@ -633,6 +633,57 @@ def test_dense_rows_deal_their_vxm_words_over_groups(cfg, shape, res_groups, mas
     assert ff1 == others, (ff1, table)
 
 
+@pytest.mark.parametrize("cfg, distinct", [("medium:vxm_groups=4,sxm_transpose_rows=32", 2),
+                                            ("medium", 1)])
+def test_attention_head_groups_softmax_on_their_own_vxm_groups(cfg, distinct):
+    """The prefill attention's head groups (here 2: 32 queries, VL 64) are independent
+    chains: each group's score requantisation, row max, exponentials, reciprocal and
+    probabilities run on one VXM group, and with several VXM groups on different ones
+    (with one group, on it).  The row max and the reciprocal share the exponentials'
+    registers, so they are on that group too."""
+    from compiler.block import block_graph
+    from compiler.graph import lower_graph
+
+    pb, _tensors = lower_graph(block_graph(make_block(0, 32, 64, 4, 128)), get_config(cfg))
+
+    def vxm_of(prefix):
+        return {op.slice for b in pb.bundles if b.name.startswith(prefix) for op in b.ops
+                if op.slice.startswith("VXM")}
+
+    per_group = []
+    for gi in (0, 1):
+        used = set()
+        for stage in ("scores", "exp", "rowsum", "probs"):
+            used |= vxm_of(f"{stage} group {gi}")
+        assert len(used) == 1, (gi, used)
+        per_group.append(used.pop())
+    assert len(set(per_group)) == distinct, per_group
+
+
+@pytest.mark.parametrize("cfg, distinct", [("medium:vxm_groups=4", 4), ("medium", 1)])
+def test_decode_attention_heads_on_their_own_vxm_groups(cfg, distinct):
+    """A decode step's heads are independent chains too (RMAX, exp, RSUM, reciprocal,
+    probabilities and context): with four VXM groups its four heads run on four of them,
+    each head's ops on one; with one group, on it."""
+    from compiler.block import decode_graph
+    from compiler.graph import lower_graph
+
+    pb, _tensors = lower_graph(decode_graph(make_block(0, 32, 128, 4, 512), 32),
+                               get_config(cfg))
+
+    def vxm_of(prefix):
+        return {op.slice for b in pb.bundles if b.name.startswith(prefix) for op in b.ops
+                if op.slice.startswith("VXM")}
+
+    per_head = []
+    for h in range(4):
+        used = vxm_of(f"max + exp head {h}") | vxm_of(f"row sum head {h}") | vxm_of(
+            f"probs + ctx head {h} ")
+        assert len(used) == 1, (h, used)
+        per_head.append(used.pop())
+    assert len(set(per_head)) == distinct, per_head
+
+
 def test_forward_backward_passes_shorten_the_schedule():
     """The list schedule of the chosen variant, scheduled backward from its end and then
     forward again in that order (`schedule.justify`), is shorter on the tiny block (763

@@ -10,7 +10,9 @@ in groups, in the *transposed* layout (vector j = key j, lane i = query i).
    the second straight into the sums MXM (LWT column j) so that one MVM with a ones vector
    gives every row sum; the integer reciprocal (`reciprocal_regs`) once per group on all
    queries; ``p_j = REQUANT(MUL(e_j, 127), (y1, n - 30, 0))`` straight into the
-   transposing MXM as row j of ``P^T``.
+   transposing MXM as row j of ``P^T``.  The head groups are independent chains: with
+   several VXM groups each head group's requantisations and softmax run on the VXM group
+   free soonest when its scores are lowered, with registers of its own there.
 3. **context**: MVMs with unit vectors transpose ``P`` back to rows, which multiply
    ``V_h^T`` (LWT columns of the per-head ``v``, or LW rows of ``V^T`` made by unit-vector
    MVMs) accumulating every head of a lane tile in one slot per row; ``REQUANT`` -> int8.
@@ -224,7 +226,6 @@ class PrefillAttention:
         pb = self.pb
         blk, S, H, vl, O = self.blk, self.S, self.blk.n_heads, pb.vl, pb.O
         p = self.plan
-        regs = pb.regs
         G = max(1, min(H, vl // S, self.group or H))
         groups = [list(range(g, min(H, g + G))) for g in range(0, H, G)]
         self.groups = groups
@@ -246,166 +247,57 @@ class PrefillAttention:
                       if self.tp_rows < S else None)  # (unit vectors: MVM transposes)
         ones = T.pad(np.ones(S, np.int64), vl).astype(np.uint8)
         self.ones = pb.const("ones", {(0,): ones}, 1, self.sum_side)
-        tsc = regs.triple()
-        pb.reg_const(tsc, np.full(vl, blk.score_multiplier), "m_score")
-        pb.set_imm(tsc + 1, blk.score_shift, "sh_score")
-        tctx = regs.triple()
-        pb.set_imm(tctx + 1, blk.ctx_shift, "sh_ctx")
-        self._tctx_has = None
-        rn, ry0 = regs.single(), regs.single()
-        rr = regs.triple()
         chains = min(self.max_chains, 2)
-        rms = [[regs.single() for _ in range(chains)] for _ in range(2)]
+        #: per VXM group: its registers (tsc, tctx, rn, ry0, rr, rms), set up the first time
+        #: a head group's chain goes there
+        res: dict[str, tuple] = {}
+
+        def setup(g: str) -> tuple:
+            if g not in res:
+                with pb.use_vxm(g):
+                    r = pb.regs
+                    tsc = r.triple()
+                    pb.reg_const(tsc, np.full(vl, blk.score_multiplier), "m_score")
+                    pb.set_imm(tsc + 1, blk.score_shift, "sh_score")
+                    tctx = r.triple()
+                    pb.set_imm(tctx + 1, blk.ctx_shift, "sh_ctx")
+                    rn, ry0 = r.single(), r.single()
+                    rr = r.triple()
+                    rms = [[r.single() for _ in range(chains)] for _ in range(2)]
+                res[g] = (tsc, tctx, rn, ry0, rr, rms)
+            return res[g]
+        self._tctx_has = {}
+        setup(O.vxm_slice)
+        #: head group -> the VXM group its scores' requantisation and softmax run on: the
+        #: groups are independent chains, so each goes to the VXM group free soonest
+        vg: dict[int, str] = {}
         self.scores, self.exps, self.probs = {}, {}, {}
         self.score_tensors: list[Tensor] = []
         ctx_slots: dict[int, list[int]] = {}
-        mxs, mxt, mxc = p["scores"], p["trans"], p["ctx"]
+        mxs = p["scores"]
         # -- scores of every group first: rows g*S + i of Q^(h) installed, MVM k_j
         for gi, hs in enumerate(groups):
-            tiles = sorted({t for h in hs for t in T.head_tiles(h, self.dh, vl)})
-            ev = pb.mem.tensor(f"scores[{gi}].even", range(0, S, 2), 2,
-                                 slices=self.sc_slices[0])
-            od = pb.mem.tensor(f"scores[{gi}].odd", range(1, S, 2), 2,
-                                 slices=self.sc_slices[1])
-            sc_of = {j: (ev if j % 2 == 0 else od)[(j,)] for j in range(S)}
-            self.score_tensors += [ev, od]
-            self.scores[gi] = sc_of
-            sslots = pb.slots[mxs].take(S) if len(tiles) > 1 else None
-            for ti, t in enumerate(tiles):
-                rows = []
-                for hi, h in enumerate(hs):
-                    has = t in T.head_tiles(h, self.dh, vl)
-                    for i in range(S):
-                        rows.append((hi * S + i, self.qh.loc(h, i, t) if has
-                                     else pb.zero_loc(self.side(mxs))))
-                ins = pb.install(mxs, ("Q", gi, t), rows)
-                last = ti == len(tiles) - 1
-                for j in range(S):
-                    b = Bundle(f"scores group {gi} key {j} tile {t}", "score")
-                    rd = O.read(b, *self.k.loc(j, t))
-                    slot = sslots[j] if sslots else pb.slots[mxs].scratch()
-                    mv = O.mvm(b, mxs, slot, ti > 0, last, ins)
-                    b.connect(rd, "out", mv, "x")
-                    if last:
-                        if blk.causal:  # masked lanes: min(score, -32768) = -32768
-                            v = O.vxm(b, "i32", "s", "REQUANT", "s", ("r", tsc), "MIN", "s",
-                                      otype="i16")
-                            planes_in(O, b, self.mask[(j,)], v, "c")
-                        else:
-                            v = O.vxm(b, "i32", "s", "REQUANT", "s", ("r", tsc), otype="i16")
-                        b.connect(mv, "out", v, "a")
-                        planes_out(O, b, v, "d", sc_of[j])
-                    pb.emit(b)
-            if sslots:
-                pb.slots[mxs].give(sslots)
+            vg[gi] = g = O.vxm_slice if gi == 0 else pb.vxm_soonest()
+            with pb.use_vxm(g):
+                self.group_scores(gi, hs, setup(g)[0], mxs)
         self.release_inputs(self.qh, self.k)
-        regs.release_triple(tsc)
+        for g, (tsc, *_rest) in res.items():
+            with pb.use_vxm(g):
+                pb.regs.release_triple(tsc)
         if self.v_transpose:
             self.transpose_v()
-        gE, gE2 = self.t_exp.loc(0)[0], self.t_expm.loc(0)[0]
         for gi, hs in enumerate(groups):
-            rm = rms[gi % 2]
-            sc_of = self.scores[gi]
-            sts = self.score_tensors[2 * gi:2 * gi + 2]
-            # -- row max over the keys (MAX chains, two keys per op)
-            self.row_max(rm, sc_of)
-            # -- exponentials: d = min(M - s, 255) (255 where masked) -> E[d], E[d] - 128
-            ins_e = Install(p["sums"], ("Esum", gi))
-            e = pb.mem.tensor(f"exp[{gi}]", range(S), 1, exclude=[gE])
-            self.exps[gi] = e
-            for j in range(S):
-                b = Bundle(f"exp group {gi} key {j}", "exp")
-                if blk.causal:
-                    v = O.vxm(b, "i16", "s", "SUB", ("r", rm[0]), "s", "MAX", "s", otype="u8",
-                              sat=True)
-                    planes_in(O, b, self.dmask[(j,)], v, "c")
-                else:
-                    v = O.vxm(b, "i16", "s", "SUB", ("r", rm[0]), "s", otype="u8", sat=True)
-                planes_in(O, b, sc_of[j], v, "b")
-                g1 = O.gather(b, gE, self.t_exp.loc(0)[1])
-                g2 = O.gather(b, gE2, self.t_expm.loc(0)[1])
-                idx = b.wire(1)
-                b.drive(idx, 0, v, "d")
-                b.tap(idx, 0, g1, "idx")
-                b.tap(idx, 0, g2, "idx")
-                wr = O.write(b, *e.loc(j))
-                b.connect(g1, "out", wr, "in")
-                ld = O.load(b, p["sums"], j, ins_e, transposed=True)
-                pb.note_load(p["sums"], j, None, True)
-                b.connect(g2, "out", ld, "w")
-                pb.emit(b)
-            for st in sts:
-                pb.release(st)
-            pb.activate(p["sums"], ins_e)
-            # -- row sums (one MVM with the ones vector) and the reciprocal
-            rs = rm[0]
-            b = Bundle(f"rowsum group {gi}", "sum")
-            rd = O.read(b, *self.ones.loc(0))
-            mv = O.mvm(b, p["sums"], pb.slots[p["sums"]].scratch(), False, True, ins_e,
-                       purpose="row-sum")
-            b.connect(rd, "out", mv, "x")
-            v = O.vxm(b, "i32", ("r", rs), "ADD", "s", 128 * S)
-            b.connect(mv, "out", v, "a")
-            pb.emit(b)
-            self.reciprocal(rs, rn, ry0, rr)
-            if self.tp_rows >= S:  # the SXM transposer: no transposing MVMs
-                self.probs_to_transposer(gi, hs, e, rr, ctx_slots, tctx, lanes)
-                continue
-            # -- probabilities p_j -> row j of P^T in the transposing MXM (+ SRAM copy)
-            ins_t = Install(mxt, ("PT", gi))
-
-            def into_mxm(b, j, w_, ins_t=ins_t):
-                ld = O.load(b, mxt, j, ins_t)
-                pb.note_load(mxt, j, None, False)
-                b.tap(w_, 0, ld, "w")
-            self.emit_probs(gi, e, rr, self.side(mxt), into_mxm)
-            zrow = pb.zero_loc(self.side(mxt))
-            mode, have = pb.buf[mxt][1]
-            pb.load_block(f"P^T group {gi} zero rows", mxt, ins_t,
-                            [(j, zrow) for j in range(S, vl)
-                             if mode != "row" or have.get(j) != zrow])
-            pb.release(e)
-            pb.activate(mxt, ins_t)
-            # -- per head: transpose (MVM with unit vector g*S + i -> row i of P_h), then
-            #    P_h rows x V_h^T (LWT columns); all heads of a tile accumulate
-            if mxt != mxc:
-                def by_mvm(b, hi, i, mv, ins_t=ins_t):
-                    mt = self.transpose_mvm(b, hi, i, ins_t)
-                    w_ = b.wire(4)
-                    b.drive(w_, 0, mt, "out")
-                    b.tap(w_, 0, mv, "x")
-                self.transpose_ctx_direct(hs, by_mvm, ctx_slots, tctx, lanes)
-                continue
-            prows = {}
-            for hi, h in enumerate(hs):
-                prow = prows[h] = pb.mem.tensor(f"prows[{h}]", range(S), 1, self.side(mxc))
-                for i in range(S):
-                    b = Bundle(f"transpose head {h} row {i}", "trans")
-                    mv = self.transpose_mvm(b, hi, i, ins_t)
-                    w_ = b.wire(4)
-                    b.drive(w_, 0, mv, "out")
-                    wr = O.write(b, *prow.loc(i))
-                    b.tap(w_, 0, wr, "in")
-                    pb.emit(b)
-            for h in hs:
-                for t, first, last, slot_of, ins in self.ctx_heads(h, ctx_slots, tctx, lanes):
-                    for i in range(S):
-                        b = Bundle(f"ctx head {h} tile {t} row {i}", "ctx")
-                        rd = O.read(b, *prows[h].loc(i))
-                        mv = O.mvm(b, mxc, slot_of(i), not first, last, ins)
-                        b.connect(rd, "out", mv, "x")
-                        self.ctx_out(b, mv, last, tctx, i, t)
-                        pb.emit(b)
-                    if last and t in ctx_slots:
-                        pb.slots[mxc].give(ctx_slots.pop(t))
-                pb.release(prows[h])
+            with pb.use_vxm(vg[gi]):
+                self.group_softmax(gi, hs, setup(vg[gi]), ctx_slots, lanes)
         if self.v_transpose:
             pb.release(self.vT)
         else:
             self.release_inputs(self.vh)
-        regs.release_triple(tctx)
-        regs.release_triple(rr)
-        regs.release(rn, ry0, *rms[0], *rms[1])
+        for g, (_tsc, tctx, rn, ry0, rr, rms) in res.items():
+            with pb.use_vxm(g):
+                pb.regs.release_triple(tctx)
+                pb.regs.release_triple(rr)
+                pb.regs.release(rn, ry0, *rms[0], *rms[1])
 
         def per_head(tensors):
             out = {}
@@ -420,6 +312,158 @@ class PrefillAttention:
         pb.keep_as("exp", "attn", per_head(self.exps), 1, *self.exps.values())
         if pb.keep:
             pb.keep_as("probs", "attn", per_head(self.probs), 1, *self.probs.values())
+
+    def group_scores(self, gi: int, hs: list[int], tsc: int, mxs: str) -> None:
+        """Head group gi's scores: its queries installed per lane tile, one MVM per key,
+        requantised (and masked) to int16 on the VXM group being lowered onto (``tsc``: its
+        score multiplier and shift)."""
+        pb = self.pb
+        blk, S, vl, O = self.blk, self.S, pb.vl, pb.O
+        tiles = sorted({t for h in hs for t in T.head_tiles(h, self.dh, vl)})
+
+        ev = pb.mem.tensor(f"scores[{gi}].even", range(0, S, 2), 2,
+                             slices=self.sc_slices[0])
+        od = pb.mem.tensor(f"scores[{gi}].odd", range(1, S, 2), 2,
+                             slices=self.sc_slices[1])
+        sc_of = {j: (ev if j % 2 == 0 else od)[(j,)] for j in range(S)}
+        self.score_tensors += [ev, od]
+        self.scores[gi] = sc_of
+        sslots = pb.slots[mxs].take(S) if len(tiles) > 1 else None
+        for ti, t in enumerate(tiles):
+            rows = []
+            for hi, h in enumerate(hs):
+                has = t in T.head_tiles(h, self.dh, vl)
+                for i in range(S):
+                    rows.append((hi * S + i, self.qh.loc(h, i, t) if has
+                                 else pb.zero_loc(self.side(mxs))))
+            ins = pb.install(mxs, ("Q", gi, t), rows)
+            last = ti == len(tiles) - 1
+            for j in range(S):
+                b = Bundle(f"scores group {gi} key {j} tile {t}", "score")
+                rd = O.read(b, *self.k.loc(j, t))
+                slot = sslots[j] if sslots else pb.slots[mxs].scratch()
+                mv = O.mvm(b, mxs, slot, ti > 0, last, ins)
+                b.connect(rd, "out", mv, "x")
+                if last:
+                    if blk.causal:  # masked lanes: min(score, -32768) = -32768
+                        v = O.vxm(b, "i32", "s", "REQUANT", "s", ("r", tsc), "MIN", "s",
+                                  otype="i16")
+                        planes_in(O, b, self.mask[(j,)], v, "c")
+                    else:
+                        v = O.vxm(b, "i32", "s", "REQUANT", "s", ("r", tsc), otype="i16")
+                    b.connect(mv, "out", v, "a")
+                    planes_out(O, b, v, "d", sc_of[j])
+                pb.emit(b)
+        if sslots:
+            pb.slots[mxs].give(sslots)
+
+    def group_softmax(self, gi: int, hs: list[int], regset: tuple, ctx_slots: dict,
+                      lanes) -> None:
+        """Head group gi's softmax and context on the VXM group being lowered onto (its
+        registers ``regset``, `attention`'s ``setup``): row max, exponentials and row sums,
+        the reciprocal, the probabilities into the transposer (or the transposing MXM),
+        the context rows."""
+        pb = self.pb
+        blk, S, vl, O = self.blk, self.S, pb.vl, pb.O
+        p = self.plan
+        mxt, mxc = p["trans"], p["ctx"]
+        _tsc, tctx, rn, ry0, rr, rms = regset
+        gE, gE2 = self.t_exp.loc(0)[0], self.t_expm.loc(0)[0]
+        rm = rms[gi % 2]
+        sc_of = self.scores[gi]
+        sts = self.score_tensors[2 * gi:2 * gi + 2]
+        # -- row max over the keys (MAX chains, two keys per op)
+        self.row_max(rm, sc_of)
+        # -- exponentials: d = min(M - s, 255) (255 where masked) -> E[d], E[d] - 128
+        ins_e = Install(p["sums"], ("Esum", gi))
+        e = pb.mem.tensor(f"exp[{gi}]", range(S), 1, exclude=[gE])
+        self.exps[gi] = e
+        for j in range(S):
+            b = Bundle(f"exp group {gi} key {j}", "exp")
+            if blk.causal:
+                v = O.vxm(b, "i16", "s", "SUB", ("r", rm[0]), "s", "MAX", "s", otype="u8",
+                          sat=True)
+                planes_in(O, b, self.dmask[(j,)], v, "c")
+            else:
+                v = O.vxm(b, "i16", "s", "SUB", ("r", rm[0]), "s", otype="u8", sat=True)
+            planes_in(O, b, sc_of[j], v, "b")
+            g1 = O.gather(b, gE, self.t_exp.loc(0)[1])
+            g2 = O.gather(b, gE2, self.t_expm.loc(0)[1])
+            idx = b.wire(1)
+            b.drive(idx, 0, v, "d")
+            b.tap(idx, 0, g1, "idx")
+            b.tap(idx, 0, g2, "idx")
+            wr = O.write(b, *e.loc(j))
+            b.connect(g1, "out", wr, "in")
+            ld = O.load(b, p["sums"], j, ins_e, transposed=True)
+            pb.note_load(p["sums"], j, None, True)
+            b.connect(g2, "out", ld, "w")
+            pb.emit(b)
+        for st in sts:
+            pb.release(st)
+        pb.activate(p["sums"], ins_e)
+        # -- row sums (one MVM with the ones vector) and the reciprocal
+        rs = rm[0]
+        b = Bundle(f"rowsum group {gi}", "sum")
+        rd = O.read(b, *self.ones.loc(0))
+        mv = O.mvm(b, p["sums"], pb.slots[p["sums"]].scratch(), False, True, ins_e,
+                   purpose="row-sum")
+        b.connect(rd, "out", mv, "x")
+        v = O.vxm(b, "i32", ("r", rs), "ADD", "s", 128 * S)
+        b.connect(mv, "out", v, "a")
+        pb.emit(b)
+        self.reciprocal(rs, rn, ry0, rr)
+        if self.tp_rows >= S:  # the SXM transposer: no transposing MVMs
+            self.probs_to_transposer(gi, hs, e, rr, ctx_slots, tctx, lanes)
+            return
+        # -- probabilities p_j -> row j of P^T in the transposing MXM (+ SRAM copy)
+        ins_t = Install(mxt, ("PT", gi))
+
+        def into_mxm(b, j, w_, ins_t=ins_t):
+            ld = O.load(b, mxt, j, ins_t)
+            pb.note_load(mxt, j, None, False)
+            b.tap(w_, 0, ld, "w")
+        self.emit_probs(gi, e, rr, self.side(mxt), into_mxm)
+        zrow = pb.zero_loc(self.side(mxt))
+        mode, have = pb.buf[mxt][1]
+        pb.load_block(f"P^T group {gi} zero rows", mxt, ins_t,
+                        [(j, zrow) for j in range(S, vl)
+                         if mode != "row" or have.get(j) != zrow])
+        pb.release(e)
+        pb.activate(mxt, ins_t)
+        # -- per head: transpose (MVM with unit vector g*S + i -> row i of P_h), then
+        #    P_h rows x V_h^T (LWT columns); all heads of a tile accumulate
+        if mxt != mxc:
+            def by_mvm(b, hi, i, mv, ins_t=ins_t):
+                mt = self.transpose_mvm(b, hi, i, ins_t)
+                w_ = b.wire(4)
+                b.drive(w_, 0, mt, "out")
+                b.tap(w_, 0, mv, "x")
+            self.transpose_ctx_direct(hs, by_mvm, ctx_slots, tctx, lanes)
+            return
+        prows = {}
+        for hi, h in enumerate(hs):
+            prow = prows[h] = pb.mem.tensor(f"prows[{h}]", range(S), 1, self.side(mxc))
+            for i in range(S):
+                b = Bundle(f"transpose head {h} row {i}", "trans")
+                mv = self.transpose_mvm(b, hi, i, ins_t)
+                w_ = b.wire(4)
+                b.drive(w_, 0, mv, "out")
+                wr = O.write(b, *prow.loc(i))
+                b.tap(w_, 0, wr, "in")
+                pb.emit(b)
+        for h in hs:
+            for t, first, last, slot_of, ins in self.ctx_heads(h, ctx_slots, tctx, lanes):
+                for i in range(S):
+                    b = Bundle(f"ctx head {h} tile {t} row {i}", "ctx")
+                    rd = O.read(b, *prows[h].loc(i))
+                    mv = O.mvm(b, mxc, slot_of(i), not first, last, ins)
+                    b.connect(rd, "out", mv, "x")
+                    self.ctx_out(b, mv, last, tctx, i, t)
+                    pb.emit(b)
+                if last and t in ctx_slots:
+                    pb.slots[mxc].give(ctx_slots.pop(t))
+            pb.release(prows[h])
 
     def ctx_heads(self, h: int, ctx_slots: dict, tctx: int, lanes):
         """Per tile of head h: install V_h^T (LWT column j = v_j^(h)), yield (tile, first,
@@ -443,9 +487,9 @@ class PrefillAttention:
                                                        for j in range(S)], transposed=True)
             if last:
                 mvec = np.where(lanes < blk.d_model - t * vl, blk.ctx_multiplier, 0)
-                if self._tctx_has != mvec.tobytes():
+                if self._tctx_has.get(pb.O.vxm_slice) != mvec.tobytes():
                     pb.reg_const(tctx, mvec, f"m_ctx[{t}]")
-                    self._tctx_has = mvec.tobytes()
+                    self._tctx_has[pb.O.vxm_slice] = mvec.tobytes()
             slots = ctx_slots.get(t)
 
             def slot_of(i, slots=slots):
@@ -654,17 +698,24 @@ class CachedAttention(PrefillAttention):
         pb.emit(b)
         pb.vx_bundle("score mask", "i32", ("r", self.rmask), "ADD", ("r", rt), -16384,
                        "ADD", -16384, otype="i16", sat=True)
+        self.exp_mask(self.rdm)
+
+    def exp_mask(self, r: int) -> int:
+        """Register r (of the VXM group being lowered onto) = 255 in the lanes of keys past
+        the position, else 0 (the exponentials' mask); returns r."""
+        pb = self.pb
         b = Bundle("exp mask = (lane > p) * 255", "mask")
-        v = O.vxm(b, "u8", ("r", self.rdm), "GT", "lane", "s", "MUL", 255, otype="i32")
-        b.connect(O.read(b, *self.inputs_pos[0]), "out", v, "b")
+        v = pb.O.vxm(b, "u8", ("r", r), "GT", "lane", "s", "MUL", 255, otype="i32")
+        b.connect(pb.O.read(b, *self.inputs_pos[0]), "out", v, "b")
         pb.emit(b)
+        return r
 
     def attend(self) -> None:
         pb = self.pb
         blk, vl, O, regs = self.blk, pb.vl, pb.O, pb.regs
         p = self.plan
         H, C, dh = blk.n_heads, self.C, self.dh
-        mxs, mxc = p["scores"], p["ctx"]
+        mxs = p["scores"]
         sd = self.side(mxs)
         sxm = "SXM_W" if sd == "W" else "SXM_E"
         tsc = regs.triple()
@@ -696,63 +747,91 @@ class CachedAttention(PrefillAttention):
                         pb.slots[mxs].give([hslots.pop(h)])
                 pb.emit(b)
         regs.release_triple(tsc)
-        # -- softmax per head: RMAX, exp, RSUM, reciprocal
+        # -- softmax per head: RMAX, exp, RSUM, reciprocal; the heads are independent
+        #    chains, each on the VXM group free soonest with registers of its own there
         gE = self.t_exp.loc(0)
-        rs, rn, ry0 = regs.single(), regs.single(), regs.single()
-        rr = regs.triple()
-        tctx = regs.triple()
-        pb.set_imm(tctx + 1, blk.ctx_shift, "sh_ctx")
-        self._tctx_has = None
+        main = O.vxm_slice
+        res: dict[str, tuple] = {}
+
+        def setup(g: str) -> tuple:
+            """Group g's registers: (rdm, rs, rn, ry0, rr, tctx); the exp mask made again
+            in a group other than the node's."""
+            if g not in res:
+                with pb.use_vxm(g):
+                    r = pb.regs
+                    rdm = self.rdm if g == main else self.exp_mask(r.single())
+                    rs, rn, ry0 = r.single(), r.single(), r.single()
+                    rr = r.triple()
+                    tctx = r.triple()
+                    pb.set_imm(tctx + 1, blk.ctx_shift, "sh_ctx")
+                res[g] = (rdm, rs, rn, ry0, rr, tctx)
+            return res[g]
+        setup(main)
+        self._tctx_has = {}
         ctx_slots: dict[int, int] = {}
         lanes = np.arange(vl)
         e = {}
         for h in range(H):
-            e[h] = pb.mem.tensor(f"exp[{h}]", [(0,)], 1, exclude=[gE[0]])
-            b = Bundle(f"max + exp head {h}", "exp")
-            mx = O.reduce(b, sxm, "RMAX", "i16")
-            planes_in(O, b, sc[h][(0,)], mx, "in")
-            v = O.vxm(b, "i16", "s", "SUB", "s", "s", "MAX", ("r", self.rdm), otype="u8",
-                      sat=True)
-            b.connect(mx, "out", v, "a")
-            planes_in(O, b, sc[h][(0,)], v, "b")
-            g = O.gather(b, *gE)
-            b.connect(v, "d", g, "idx")
-            wr = O.write(b, *e[h].loc(0))
-            b.connect(g, "out", wr, "in")
-            pb.emit(b)
-            b = Bundle(f"row sum head {h}", "sum")
-            rd = O.read(b, *e[h].loc(0))
-            su = O.reduce(b, sxm, "RSUM", "u8", "i32")
-            b.connect(rd, "out", su, "in")
-            v = O.vxm(b, "i32", ("r", rs), "PASS", "s")
-            b.connect(su, "out", v, "a")
-            pb.emit(b)
-            self.reciprocal(rs, rn, ry0, rr)
-            # -- context: V_h^T installed per tile of the head; p_h straight into the MVM
-            for t in T.head_tiles(h, dh, vl):
-                ths = T.tile_heads(t, H, dh, vl)
-                first, last = h == ths[0], h == ths[-1]
-                if first and not last:
-                    ctx_slots[t] = pb.slots[mxc].take(1)[0]
-                ins = pb.install(mxc, ("VT", h, t), [
-                    (j, self.cache_v[(h, t)][0].loc(j)) for j in range(C)], transposed=True)
-                if last:
-                    mvec = np.where(lanes < blk.d_model - t * vl, blk.ctx_multiplier, 0)
-                    if self._tctx_has != mvec.tobytes():
-                        pb.reg_const(tctx, mvec, f"m_ctx[{t}]")
-                        self._tctx_has = mvec.tobytes()
-                b = Bundle(f"probs + ctx head {h} tile {t}", "ctx")
-                rd = O.read(b, *e[h].loc(0))
-                pv = O.vxm(b, "u8", "s", "MUL", "s", 127, "REQUANT", ("r", rr), otype="i8")
-                b.connect(rd, "out", pv, "a")
-                slot = ctx_slots.get(t)
-                mv = O.mvm(b, mxc, slot if slot is not None else pb.slots[mxc].scratch(),
-                           not first, last, ins)
-                b.connect(pv, "d", mv, "x")
-                self.ctx_out(b, mv, last, tctx, 0, t)
+            g = main if h == 0 else pb.vxm_soonest()
+            with pb.use_vxm(g):
+                rdm, rs, rn, ry0, rr, tctx = setup(g)
+                e[h] = pb.mem.tensor(f"exp[{h}]", [(0,)], 1, exclude=[gE[0]])
+                b = Bundle(f"max + exp head {h}", "exp")
+                mx = O.reduce(b, sxm, "RMAX", "i16")
+                planes_in(O, b, sc[h][(0,)], mx, "in")
+                v = O.vxm(b, "i16", "s", "SUB", "s", "s", "MAX", ("r", rdm), otype="u8",
+                          sat=True)
+                b.connect(mx, "out", v, "a")
+                planes_in(O, b, sc[h][(0,)], v, "b")
+                g_ = O.gather(b, *gE)
+                b.connect(v, "d", g_, "idx")
+                wr = O.write(b, *e[h].loc(0))
+                b.connect(g_, "out", wr, "in")
                 pb.emit(b)
-                if last and t in ctx_slots:
-                    pb.slots[mxc].give([ctx_slots.pop(t)])
-        regs.release_triple(rr)
-        regs.release_triple(tctx)
-        regs.release(rs, rn, ry0, self.rmask, self.rdm)
+                b = Bundle(f"row sum head {h}", "sum")
+                rd = O.read(b, *e[h].loc(0))
+                su = O.reduce(b, sxm, "RSUM", "u8", "i32")
+                b.connect(rd, "out", su, "in")
+                v = O.vxm(b, "i32", ("r", rs), "PASS", "s")
+                b.connect(su, "out", v, "a")
+                pb.emit(b)
+                self.reciprocal(rs, rn, ry0, rr)
+                self.head_context(h, e[h], rr, tctx, ctx_slots, lanes)
+        for g, (rdm, rs, rn, ry0, rr, tctx) in res.items():
+            with pb.use_vxm(g):
+                pb.regs.release_triple(rr)
+                pb.regs.release_triple(tctx)
+                pb.regs.release(rs, rn, ry0, *([self.rmask] if g == main else []), rdm)
+
+    def head_context(self, h: int, e: Tensor, rr: int, tctx: int, ctx_slots: dict,
+                     lanes) -> None:
+        """Head h's context: V_h^T installed per tile of the head, ``p_h = REQUANT(MUL(e,
+        127), rr)`` straight into the MVM; the tile's last head requantises (``tctx``)."""
+        pb = self.pb
+        blk, vl, O = self.blk, pb.vl, pb.O
+        H, C, dh = blk.n_heads, self.C, self.dh
+        mxc = self.plan["ctx"]
+        for t in T.head_tiles(h, dh, vl):
+            ths = T.tile_heads(t, H, dh, vl)
+            first, last = h == ths[0], h == ths[-1]
+            if first and not last:
+                ctx_slots[t] = pb.slots[mxc].take(1)[0]
+            ins = pb.install(mxc, ("VT", h, t), [
+                (j, self.cache_v[(h, t)][0].loc(j)) for j in range(C)], transposed=True)
+            if last:
+                mvec = np.where(lanes < blk.d_model - t * vl, blk.ctx_multiplier, 0)
+                if self._tctx_has.get(O.vxm_slice) != mvec.tobytes():
+                    pb.reg_const(tctx, mvec, f"m_ctx[{t}]")
+                    self._tctx_has[O.vxm_slice] = mvec.tobytes()
+            b = Bundle(f"probs + ctx head {h} tile {t}", "ctx")
+            rd = O.read(b, *e.loc(0))
+            pv = O.vxm(b, "u8", "s", "MUL", "s", 127, "REQUANT", ("r", rr), otype="i8")
+            b.connect(rd, "out", pv, "a")
+            slot = ctx_slots.get(t)
+            mv = O.mvm(b, mxc, slot if slot is not None else pb.slots[mxc].scratch(),
+                       not first, last, ins)
+            b.connect(pv, "d", mv, "x")
+            self.ctx_out(b, mv, last, tctx, 0, t)
+            pb.emit(b)
+            if last and t in ctx_slots:
+                pb.slots[mxc].give([ctx_slots.pop(t)])
