@@ -222,6 +222,10 @@ class InstrDef:
     def field_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
+    @cached_property
+    def field_set(self) -> frozenset[str]:
+        return frozenset(self.field_names)
+
     def layout(self) -> list[tuple[str, int, int, bool]]:
         """Ordered (name, bit offset, width, signed), the opcode first (for StructLayouts)."""
         return [("opcode", OPCODE_OFFSET, OPCODE_BITS, False)] + [
@@ -612,10 +616,21 @@ class Instr:
     fields: Mapping[str, int]
 
     def __post_init__(self):
-        d = DEF_BY_MNEMONIC.get(self.mnemonic.upper())
+        d = DEF_BY_MNEMONIC.get(self.mnemonic) or DEF_BY_MNEMONIC.get(self.mnemonic.upper())
         if d is None:
             raise IsaError(f"unknown mnemonic {self.mnemonic!r}")
         object.__setattr__(self, "mnemonic", d.mnemonic)
+        fields = self.fields
+        if fields.keys() <= d.field_set:  # the common case: plain ints (the compiler's,
+            vals = {}                       # the decoder's), checked without conversions
+            for name in d.field_names:
+                v = fields.get(name, 0)
+                if type(v) is not int:
+                    break
+                vals[name] = v
+            else:
+                object.__setattr__(self, "fields", vals)
+                return
         vals = {}
         unknown = set(self.fields) - set(d.field_names)
         if unknown:
@@ -698,9 +713,27 @@ def _check_streams(cfg: TspConfig, mn: str, name: str, s: int, n: int) -> None:
         )
 
 
+#: (id(config), mnemonic) -> (config, ((field, lo, hi), ...)): `check_ranges`' bounds
+_RANGES: dict[tuple[int, str], tuple[TspConfig, tuple[tuple[str, int, int], ...]]] = {}
+
+
+def _ranges(d: InstrDef, cfg: TspConfig) -> tuple[tuple[str, int, int], ...]:
+    hit = _RANGES.get((id(cfg), d.mnemonic))
+    if hit is None or hit[0] is not cfg:  # (an id is reused only after its config died)
+        if len(_RANGES) >= 4096:
+            _RANGES.clear()
+        hit = _RANGES[id(cfg), d.mnemonic] = (cfg, tuple((f.name, *f.bounds(cfg))
+                                                         for f in d.fields))
+    return hit[1]
+
+
 def check_ranges(instr: Instr, cfg: TspConfig, names=None) -> None:
     """Every field (or those in ``names``) within its legal range under ``cfg``."""
     d = instr.definition
+    if names is None:
+        vals = instr.fields
+        if all(lo <= vals[n] <= hi for n, lo, hi in _ranges(d, cfg)):
+            return
     for f in d.fields:
         if names is not None and f.name not in names:
             continue
