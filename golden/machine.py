@@ -51,6 +51,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from heapq import heappop, heappush
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -340,6 +341,10 @@ class _Queue:
         self.sync_cycle = -1
 
 
+def _queue_index(q: _Queue) -> int:
+    return q.index
+
+
 # ----------------------------------------------------------------------------- machine
 class Machine:
     """The whole chip.
@@ -466,6 +471,7 @@ class Machine:
             )
         self.program = program
         self._decoded = []
+        self._adv: dict[tuple[int, int], tuple] = {}  # `_advances` per (word, REPEAT)
         for sl in self.cfg.slices:
             ops, seen = [], {}
             for w in program.words(sl.name):
@@ -503,6 +509,12 @@ class Machine:
         if self.program is None:
             raise MachineError("no program loaded")
         self._reset_queues()
+        #: the running queues by the cycle they issue in next (each in one bucket), and a
+        #: heap of those cycles: a cycle costs the queues that issue in it, not all of them
+        self._due: dict[int, list[_Queue]] = {}
+        self._due_cycles: list[int] = []
+        for q in self._queues:
+            self._due_at(q)
         self._streams = [[{} for _ in range(self.ns)] for _ in DIRS]
         self._reserved: dict[tuple, tuple] = {}
         self._pending_sram = {n: (-1, ()) for n in self.mem}
@@ -519,31 +531,48 @@ class Machine:
         self._obs_src: dict[tuple, tuple] = {}
         self.c2c_reset()
 
+    def _due_at(self, q: _Queue) -> None:
+        """File running queue ``q`` under the cycle it issues in next (``q.t_next``)."""
+        if q.state != "run":
+            return
+        b = self._due.get(q.t_next)
+        if b is None:
+            self._due[q.t_next] = [q]
+            heappush(self._due_cycles, q.t_next)
+        else:
+            b.append(q)
+
     def next_cycle(self) -> int | None:
         """The next cycle in which a queue issues, or None when none will any more."""
-        running = [q.t_next for q in self._queues if q.state == "run"]
-        return min(running) if running else None
+        h = self._due_cycles
+        while h and h[0] not in self._due:  # (a cycle whose queues have issued)
+            heappop(h)
+        return h[0] if h else None
 
     def step(self, c: int, max_cycles: int = 1_000_000) -> None:
-        """Issue what the queues issue in cycle ``c`` (= `next_cycle`)."""
-        running = [q for q in self._queues if q.state == "run"]
+        """Issue what the queues issue in cycle ``c`` (= `next_cycle`), in queue order."""
         if c >= max_cycles:
-            names = ", ".join(f"{q.name} at instruction {q.pc}" for q in running)
+            names = ", ".join(f"{q.name} at instruction {q.pc}" for q in self._queues
+                              if q.state == "run")
             raise MachineError(f"program did not halt within max_cycles={max_cycles} "
                                f"(still running: {names})")
         self.c2c_check(c)
         if c - self._purged > 8 * self.n_pos and not self.keep_history:
             self._purge(c)
         notify = False
-        for q in running:
-            if q.t_next == c:
-                notify |= self._step(q, c)
+        due = self._due.pop(c, ())
+        if len(due) > 1:
+            due.sort(key=_queue_index)
+        for q in due:
+            notify |= self._step(q, c)
+            self._due_at(q)
         if notify:
             released = []
             for q in self._queues:
                 if q.state == "wait" and q.sync_cycle <= c:
                     q.state = "run"
                     q.t_next = c + SYNC_RELEASE_DELAY
+                    self._due_at(q)
                     released.append((q.name, q.sync_cycle))
             if self.observer is not None:
                 self.observer.on_release(
@@ -643,7 +672,10 @@ class Machine:
                 q.pc += 1
                 q.t_next = c + 1
             else:
-                adv = self._advances(ins, nxt)
+                key = (id(ins), id(nxt))  # (the decoded words live as long as the program)
+                adv = self._adv.get(key)
+                if adv is None:
+                    adv = self._adv[key] = self._advances(ins, nxt)
                 q.rep = (idx, mn, ins.fields, 0, nxt["n"], nxt["d"], adv, q.pc)
                 q.t_next = c + nxt["d"]
         else:
