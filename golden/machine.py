@@ -17,7 +17,9 @@ Streams are stored by diagonal: an eastward value written by position ``p`` in c
 is at position ``q > p`` in cycle ``t + q - p``, i.e. on the diagonal ``t - p``; the value
 at ``(q, c)`` is the one on diagonal ``c - q`` from the nearest writer ``p < q``
 (westward: diagonal ``t + p``, nearest writer ``p > q``).  So nothing moves per cycle and
-idle cycles cost nothing: the model is event driven (only issue cycles are visited).
+idle cycles cost nothing: the model is event driven (only issue cycles are visited, and in
+each only the queues that issue in it: the running queues are filed by their next issue
+cycle, `next_cycle` / `step`; within a cycle they issue in slice order).
 
 Effects that are *not* observable before their cycle are applied at issue (stream writes,
 SRAM writes -- bank rules make an earlier read of the written bank impossible --, MXM
