@@ -906,6 +906,7 @@ class Machine:
         self._rx_pops: dict[tuple[str, int], list[int]] = {k: [] for k in ports}
         self._rx_checked: dict[tuple[str, int], int] = {k: 0 for k in ports}
         self._rx_all: dict[tuple[str, int], list] = {k: [] for k in ports}
+        self._rx_unchecked = 0  # arrivals not yet checked (`c2c_check`), on every link
         #: per sending (slice, link): the first cycle a SEND may issue again; beats sent
         self._tx_free: dict[tuple[str, int], int] = {k: 0 for k in ports}
         self._link_beats: dict[tuple[str, int], int] = {k: 0 for k in ports}
@@ -917,9 +918,11 @@ class Machine:
         """Receive-buffer overflows of the vectors that arrived by cycle ``upto``: one
         arriving in cycle A (its last beat lands in A - 1) finds the buffer full when the
         messages arrived by A minus those taken before A exceed ``c2c_buffer``."""
+        if not self._rx_unchecked:
+            return
         depth = self.cfg.c2c_buffer
         for key, arr in self._rx_all.items():
-            i = self._rx_checked[key]
+            i = i0 = self._rx_checked[key]
             pops = self._rx_pops[key]
             while i < len(arr) and arr[i][0] <= upto:
                 a = arr[i][0]
@@ -931,6 +934,7 @@ class Machine:
                         f"buffer (c2c_buffer={depth}); RECV them earlier")
                 i += 1
             self._rx_checked[key] = i
+            self._rx_unchecked -= i - i0
 
     def c2c_settle(self) -> None:
         """After the run (of every linked chip): overflows of the last arrivals, and no
@@ -960,6 +964,7 @@ class Machine:
         entry = [c + self.cfg.c2c_arrival(w), v, who, t]
         peer._rx[(psl, plink)].append(entry)
         peer._rx_all[(psl, plink)].append(entry)
+        peer._rx_unchecked += 1
 
     def _recv(self, q, f, c, lat):
         key = (q.name, f["link"])
