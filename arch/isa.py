@@ -85,17 +85,24 @@ class Latency:
 
 # ----------------------------------------------------------------------------- fields
 #: value ranges per field domain; callables take the config
-def _domain_bounds(domain: str, cfg: TspConfig) -> tuple[int, int]:
+def _config_bounds(cfg: TspConfig) -> tuple:
+    """``cfg``'s entry of `_BOUNDS` (made on first use)."""
     hit = _BOUNDS.get(id(cfg))
     if hit is None or hit[0] is not cfg:  # (an id is reused only after its config died)
         if len(_BOUNDS) >= 64:
             _BOUNDS.clear()
-        hit = _BOUNDS[id(cfg)] = (cfg, _domain_table(cfg))
-    return hit[1][domain]
+        hit = _BOUNDS[id(cfg)] = (cfg, _domain_table(cfg), {})
+    return hit
 
 
-#: id(config) -> (config, `_domain_table`): every field of every emitted word is checked
-_BOUNDS: dict[int, tuple[TspConfig, dict[str, tuple[int, int]]]] = {}
+def _domain_bounds(domain: str, cfg: TspConfig) -> tuple[int, int]:
+    return _config_bounds(cfg)[1][domain]
+
+
+#: id(config) -> (config, `_domain_table`, mnemonic -> ((field, lo, hi), ...) as
+#: `check_ranges` compares them): every field of every emitted word is checked
+_BOUNDS: dict[int, tuple[TspConfig, dict[str, tuple[int, int]],
+                         dict[str, tuple[tuple[str, int, int], ...]]]] = {}
 
 
 def _domain_table(cfg: TspConfig) -> dict[str, tuple[int, int]]:
@@ -632,7 +639,7 @@ class Instr:
                 object.__setattr__(self, "fields", vals)
                 return
         vals = {}
-        unknown = set(self.fields) - set(d.field_names)
+        unknown = set(self.fields) - d.field_set
         if unknown:
             raise IsaError(
                 f"{d.mnemonic} has no field(s) {sorted(unknown)}; fields are "
@@ -713,18 +720,13 @@ def _check_streams(cfg: TspConfig, mn: str, name: str, s: int, n: int) -> None:
         )
 
 
-#: (id(config), mnemonic) -> (config, ((field, lo, hi), ...)): `check_ranges`' bounds
-_RANGES: dict[tuple[int, str], tuple[TspConfig, tuple[tuple[str, int, int], ...]]] = {}
-
-
 def _ranges(d: InstrDef, cfg: TspConfig) -> tuple[tuple[str, int, int], ...]:
-    hit = _RANGES.get((id(cfg), d.mnemonic))
-    if hit is None or hit[0] is not cfg:  # (an id is reused only after its config died)
-        if len(_RANGES) >= 4096:
-            _RANGES.clear()
-        hit = _RANGES[id(cfg), d.mnemonic] = (cfg, tuple((f.name, *f.bounds(cfg))
-                                                         for f in d.fields))
-    return hit[1]
+    """``(field, lo, hi)`` of every field of ``d`` under ``cfg`` (cached in `_BOUNDS`)."""
+    per = _config_bounds(cfg)[2]
+    r = per.get(d.mnemonic)
+    if r is None:
+        r = per[d.mnemonic] = tuple((f.name, *f.bounds(cfg)) for f in d.fields)
+    return r
 
 
 def check_ranges(instr: Instr, cfg: TspConfig, names=None) -> None:
