@@ -274,12 +274,11 @@ class PrefillAttention:
         self.scores, self.exps, self.probs = {}, {}, {}
         self.score_tensors: list[Tensor] = []
         ctx_slots: dict[int, list[int]] = {}
-        mxs = p["scores"]
         # -- scores of every group first: rows g*S + i of Q^(h) installed, MVM k_j
         for gi, hs in enumerate(groups):
             vg[gi] = g = O.vxm_slice if gi == 0 else pb.vxm_soonest()
             with pb.use_vxm(g):
-                self.group_scores(gi, hs, setup(g)[0], mxs)
+                self.group_scores(gi, hs, setup(g)[0])
         self.release_inputs(self.qh, self.k)
         for g, (tsc, *_rest) in res.items():
             with pb.use_vxm(g):
@@ -288,7 +287,7 @@ class PrefillAttention:
             self.transpose_v()
         for gi, hs in enumerate(groups):
             with pb.use_vxm(vg[gi]):
-                self.group_softmax(gi, hs, setup(vg[gi]), ctx_slots, lanes)
+                self.group_softmax(gi, hs, setup(vg[gi]), ctx_slots)
         if self.v_transpose:
             pb.release(self.vT)
         else:
@@ -313,14 +312,14 @@ class PrefillAttention:
         if pb.keep:
             pb.keep_as("probs", "attn", per_head(self.probs), 1, *self.probs.values())
 
-    def group_scores(self, gi: int, hs: list[int], tsc: int, mxs: str) -> None:
+    def group_scores(self, gi: int, hs: list[int], tsc: int) -> None:
         """Head group gi's scores: its queries installed per lane tile, one MVM per key,
         requantised (and masked) to int16 on the VXM group being lowered onto (``tsc``: its
         score multiplier and shift)."""
         pb = self.pb
         blk, S, vl, O = self.blk, self.S, pb.vl, pb.O
+        mxs = self.plan["scores"]
         tiles = sorted({t for h in hs for t in T.head_tiles(h, self.dh, vl)})
-
         ev = pb.mem.tensor(f"scores[{gi}].even", range(0, S, 2), 2,
                              slices=self.sc_slices[0])
         od = pb.mem.tensor(f"scores[{gi}].odd", range(1, S, 2), 2,
@@ -357,8 +356,7 @@ class PrefillAttention:
         if sslots:
             pb.slots[mxs].give(sslots)
 
-    def group_softmax(self, gi: int, hs: list[int], regset: tuple, ctx_slots: dict,
-                      lanes) -> None:
+    def group_softmax(self, gi: int, hs: list[int], regset: tuple, ctx_slots: dict) -> None:
         """Head group gi's softmax and context on the VXM group being lowered onto (its
         registers ``regset``, `attention`'s ``setup``): row max, exponentials and row sums,
         the reciprocal, the probabilities into the transposer (or the transposing MXM),
@@ -414,7 +412,7 @@ class PrefillAttention:
         pb.emit(b)
         self.reciprocal(rs, rn, ry0, rr)
         if self.tp_rows >= S:  # the SXM transposer: no transposing MVMs
-            self.probs_to_transposer(gi, hs, e, rr, ctx_slots, tctx, lanes)
+            self.probs_to_transposer(gi, hs, e, rr, ctx_slots, tctx)
             return
         # -- probabilities p_j -> row j of P^T in the transposing MXM (+ SRAM copy)
         ins_t = Install(mxt, ("PT", gi))
@@ -439,7 +437,7 @@ class PrefillAttention:
                 w_ = b.wire(4)
                 b.drive(w_, 0, mt, "out")
                 b.tap(w_, 0, mv, "x")
-            self.transpose_ctx_direct(hs, by_mvm, ctx_slots, tctx, lanes)
+            self.transpose_ctx_direct(hs, by_mvm, ctx_slots, tctx)
             return
         prows = {}
         for hi, h in enumerate(hs):
@@ -453,7 +451,7 @@ class PrefillAttention:
                 b.tap(w_, 0, wr, "in")
                 pb.emit(b)
         for h in hs:
-            for t, first, last, slot_of, ins in self.ctx_heads(h, ctx_slots, tctx, lanes):
+            for t, first, last, slot_of, ins in self.ctx_heads(h, ctx_slots, tctx):
                 for i in range(S):
                     b = Bundle(f"ctx head {h} tile {t} row {i}", "ctx")
                     rd = O.read(b, *prows[h].loc(i))
@@ -465,7 +463,7 @@ class PrefillAttention:
                     pb.slots[mxc].give(ctx_slots.pop(t))
             pb.release(prows[h])
 
-    def ctx_heads(self, h: int, ctx_slots: dict, tctx: int, lanes):
+    def ctx_heads(self, h: int, ctx_slots: dict, tctx: int):
         """Per tile of head h: install V_h^T (LWT column j = v_j^(h)), yield (tile, first,
         last head of the tile, slot of row i, install); loads the ctx multiplier."""
         pb = self.pb
@@ -486,15 +484,22 @@ class PrefillAttention:
                 ins = pb.install(mxc, ("VT", h, t), [(j, self.vh.loc(h, j, t))
                                                        for j in range(S)], transposed=True)
             if last:
-                mvec = np.where(lanes < blk.d_model - t * vl, blk.ctx_multiplier, 0)
-                if self._tctx_has.get(pb.O.vxm_slice) != mvec.tobytes():
-                    pb.reg_const(tctx, mvec, f"m_ctx[{t}]")
-                    self._tctx_has[pb.O.vxm_slice] = mvec.tobytes()
+                self.ctx_multiplier(tctx, t)
             slots = ctx_slots.get(t)
 
             def slot_of(i, slots=slots):
                 return slots[i] if slots else pb.slots[mxc].scratch()
             yield t, first, last, slot_of, ins
+
+    def ctx_multiplier(self, tctx: int, t: int) -> None:
+        """Lane tile t's context multiplier into ``tctx`` of the VXM group being lowered
+        onto, unless that group's ``tctx`` holds it already (`_tctx_has`, per group)."""
+        blk, vl = self.blk, self.pb.vl
+        mvec = np.where(np.arange(vl) < blk.d_model - t * vl, blk.ctx_multiplier, 0)
+        g = self.pb.O.vxm_slice
+        if self._tctx_has.get(g) != mvec.tobytes():
+            self.pb.reg_const(tctx, mvec, f"m_ctx[{t}]")
+            self._tctx_has[g] = mvec.tobytes()
 
     def ctx_out(self, b: Bundle, mv, last: bool, tctx: int, i: int, t: int) -> None:
         pb = self.pb
@@ -504,7 +509,7 @@ class PrefillAttention:
             wr = pb.O.write(b, *self.ctx.loc(i, t))
             b.connect(v, "d", wr, "in")
 
-    def transpose_ctx_direct(self, hs, row_onto, ctx_slots, tctx, lanes) -> None:
+    def transpose_ctx_direct(self, hs, row_onto, ctx_slots, tctx) -> None:
         """Row i of P_h made in the bundle of its context MVM and fed to it on the stream
         directly: ``row_onto(b, hi, i, mvm)`` connects it (a transposing MVM on the other
         MXM, of whose int32 row only the low byte plane is read, or a transposer TGET)."""
@@ -512,7 +517,7 @@ class PrefillAttention:
         O, S = pb.O, self.S
         mxc = self.plan["ctx"]
         for hi, h in enumerate(hs):
-            for t, first, last, slot_of, ins in self.ctx_heads(h, ctx_slots, tctx, lanes):
+            for t, first, last, slot_of, ins in self.ctx_heads(h, ctx_slots, tctx):
                 for i in range(S):
                     b = Bundle(f"transpose+ctx head {h} tile {t} row {i}", "transctx")
                     mv = O.mvm(b, mxc, slot_of(i), not first, last, ins)
@@ -552,7 +557,7 @@ class PrefillAttention:
         sd = self.side(self.plan["ctx"])
         return f"SXM_{sd if gi % 2 == 0 else other(sd)}"
 
-    def probs_to_transposer(self, gi, hs, e, rr, ctx_slots, tctx, lanes) -> None:
+    def probs_to_transposer(self, gi, hs, e, rr, ctx_slots, tctx) -> None:
         """p_j = REQUANT(MUL(e_j, 127)) into transposer row j (+ SRAM copy with ``keep``);
         then per head and query i a TGET of column g*S + i (the S keys: row i of P_h)
         straight into the context MVM."""
@@ -569,7 +574,7 @@ class PrefillAttention:
         def by_tget(b, hi, i, mv):
             tg = O.tget(b, sxm, hi * S + i, S)
             b.connect(tg, "out", mv, "x")
-        self.transpose_ctx_direct(hs, by_tget, ctx_slots, tctx, lanes)
+        self.transpose_ctx_direct(hs, by_tget, ctx_slots, tctx)
 
     def transpose_mvm(self, b: Bundle, hi: int, i: int, ins_t):
         """Into ``b``: the MVM of unit vector ``hi*S + i`` on the transposing MXM (P^T
@@ -769,7 +774,6 @@ class CachedAttention(PrefillAttention):
         setup(main)
         self._tctx_has = {}
         ctx_slots: dict[int, int] = {}
-        lanes = np.arange(vl)
         e = {}
         for h in range(H):
             g = main if h == 0 else pb.vxm_soonest()
@@ -796,15 +800,14 @@ class CachedAttention(PrefillAttention):
                 b.connect(su, "out", v, "a")
                 pb.emit(b)
                 self.reciprocal(rs, rn, ry0, rr)
-                self.head_context(h, e[h], rr, tctx, ctx_slots, lanes)
+                self.head_context(h, e[h], rr, tctx, ctx_slots)
         for g, (rdm, rs, rn, ry0, rr, tctx) in res.items():
             with pb.use_vxm(g):
                 pb.regs.release_triple(rr)
                 pb.regs.release_triple(tctx)
                 pb.regs.release(rs, rn, ry0, *([self.rmask] if g == main else []), rdm)
 
-    def head_context(self, h: int, e: Tensor, rr: int, tctx: int, ctx_slots: dict,
-                     lanes) -> None:
+    def head_context(self, h: int, e: Tensor, rr: int, tctx: int, ctx_slots: dict) -> None:
         """Head h's context: V_h^T installed per tile of the head, ``p_h = REQUANT(MUL(e,
         127), rr)`` straight into the MVM; the tile's last head requantises (``tctx``)."""
         pb = self.pb
@@ -819,10 +822,7 @@ class CachedAttention(PrefillAttention):
             ins = pb.install(mxc, ("VT", h, t), [
                 (j, self.cache_v[(h, t)][0].loc(j)) for j in range(C)], transposed=True)
             if last:
-                mvec = np.where(lanes < blk.d_model - t * vl, blk.ctx_multiplier, 0)
-                if self._tctx_has.get(O.vxm_slice) != mvec.tobytes():
-                    pb.reg_const(tctx, mvec, f"m_ctx[{t}]")
-                    self._tctx_has[O.vxm_slice] = mvec.tobytes()
+                self.ctx_multiplier(tctx, t)
             b = Bundle(f"probs + ctx head {h} tile {t}", "ctx")
             rd = O.read(b, *e.loc(0))
             pv = O.vxm(b, "u8", "s", "MUL", "s", 127, "REQUANT", ("r", rr), otype="i8")
