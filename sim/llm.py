@@ -19,8 +19,8 @@ step) and ``cycles_vs_context.png`` (cycles per token against the compiled conte
 
 from __future__ import annotations
 
-import gc
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -54,6 +54,34 @@ def bounds_row(cm) -> dict:
     return {"context": cm.low.C, "cycles_per_token": cm.cycles, **bound_fields(cm.bounds())}
 
 
+def _stdout(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _generate_on_machine(cm, lm, prompt_ids, tokens: int, prompt_text: str, emit):
+    """Load the machine model and generate ``tokens`` from ``prompt_ids``, the prompt and
+    each token's text to ``emit`` as they come: ``(token ids, cycles of every step, load
+    seconds, run seconds)``.  Run `paused` (`compiler.collector`): the compiled step (~20M
+    objects at `full`) stays out of the collector's scans, which loading the machine and
+    every step would otherwise repeat (SmolLM2 on `full`: load 20.8 -> 4.7 s, a step 18.6
+    -> 17.6 s, measured with the heap frozen)."""
+    t = time.monotonic()
+    machine = cm.new_machine()
+    load_s = time.monotonic() - t
+    got: list[int] = []
+    emit(f"\n{prompt_text}")
+
+    def on_token(tok: int) -> None:
+        before = lm.detokenize(got)
+        got.append(tok)
+        emit(lm.detokenize(got)[len(before):])
+
+    t = time.monotonic()
+    out, cycles = cm.generate(prompt_ids, tokens, machine=machine, on_token=on_token)
+    return out, cycles, load_s, time.monotonic() - t
+
+
 def run_llm(cfg, model: str = "smollm2-135m", prompt: str | list[int] = DEFAULT_PROMPT,
             tokens: int = 16, context: int | None = None, sweep=(), out_dir: Path | None = None,
             plot: bool = True, log=print, emit=None) -> dict:
@@ -61,9 +89,8 @@ def run_llm(cfg, model: str = "smollm2-135m", prompt: str | list[int] = DEFAULT_
     machine model, check against the golden, and write the report.  ``sweep``: other
     maximum contexts to compile (cycles and bounds only) for the context plot.  ``emit``
     (text) receives the prompt and then each token's text as it is generated."""
-    import sys
-
     from arch.config import get_config
+    from compiler.collector import paused
 
     from .model import load_model
 
@@ -107,41 +134,17 @@ def run_llm(cfg, model: str = "smollm2-135m", prompt: str | list[int] = DEFAULT_
         f"{row['ratio_to_bound']}")
 
     want = lm.generate_ids(prompt_ids, tokens)
-    # the compiled step (~20M objects at `full`) lives to the end: frozen out of the
-    # collector's scans, which loading the machine and every step would otherwise repeat
-    # (SmolLM2 on `full`: load 20.8 -> 4.7 s, a step 18.6 -> 17.6 s); given back below
-    gc.collect()
-    gc.freeze()
-    try:
-        t = time.monotonic()
-        machine = cm.new_machine()
-        load_s = time.monotonic() - t
-        got: list[int] = []
-        if emit is None:
-            def emit(text: str) -> None:
-                sys.stdout.write(text)
-                sys.stdout.flush()
-        emit(f"\n{prompt_text}")
-
-        def on_token(tok: int) -> None:
-            before = lm.detokenize(got)
-            got.append(tok)
-            emit(lm.detokenize(got)[len(before):])
-
-        t = time.monotonic()
-        out, cycles = cm.generate(prompt_ids, tokens, machine=machine, on_token=on_token)
-        run_s = time.monotonic() - t
-        emit("\n\n")
-        problems = []
-        if out != want:
-            first = next(i for i, (a, b) in enumerate(zip(out, want, strict=False)) if a != b)
-            problems.append(f"machine model tokens differ from golden.llm generate at token "
-                            f"{first}: {out} != {want}")
-        if any(c != cm.cycles for c in cycles):
-            problems.append(f"machine model cycles {sorted(set(cycles))} != predicted "
-                            f"{cm.cycles}")
-    finally:
-        gc.unfreeze()
+    emit = emit or _stdout
+    out, cycles, load_s, run_s = paused(_generate_on_machine)(cm, lm, prompt_ids, tokens,
+                                                              prompt_text, emit)
+    emit("\n\n")
+    problems = []
+    if out != want:
+        first = next(i for i, (a, b) in enumerate(zip(out, want, strict=False)) if a != b)
+        problems.append(f"machine model tokens differ from golden.llm generate at token "
+                        f"{first}: {out} != {want}")
+    if any(c != cm.cycles for c in cycles):
+        problems.append(f"machine model cycles {sorted(set(cycles))} != predicted {cm.cycles}")
     rows = [row]
     for c in sorted(set(sweep) - {context}):
         rows.append(bounds_row(_compile(lm, cfg, c, log)))
